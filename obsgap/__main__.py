@@ -1,0 +1,3 @@
+from obsgap.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""Every check obsgap runs, registered in one literal tuple (no import side effects)."""
+
+from __future__ import annotations
+
+from obsgap.checks.base import Check
+from obsgap.checks.call_address import CallAddressNotFqdn
+from obsgap.checks.envoy_bypass import EnvoyBypass
+from obsgap.checks.passthrough import PassthroughTraffic
+from obsgap.checks.port_missing import PortMissingFromMetrics
+
+REGISTRY: tuple[type[Check], ...] = (
+    EnvoyBypass,
+    PortMissingFromMetrics,
+    PassthroughTraffic,
+    CallAddressNotFqdn,
+)
+
+
+def by_id(check_id: str) -> type[Check] | None:
+    return next((c for c in REGISTRY if c.id == check_id), None)

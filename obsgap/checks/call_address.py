@@ -1,0 +1,109 @@
+"""call-address-not-fqdn: callers that address a service by pod IP, short name or the wrong namespace."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from obsgap.checks.base import Check, Skip, pct
+from obsgap.evidence import CheckInputs
+from obsgap.model import Finding, Severity, Suggestion
+
+DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/dns/"
+_SEVERITY = {"pod-ip": Severity.WARNING, "wrong-namespace": Severity.CRITICAL, "short-name": Severity.INFO}
+_WHY = {
+    "pod-ip": ("calls a pod IP directly: the caller's sidecar matches no service (PassthroughCluster), so "
+               "routing rules, retries, mTLS policy and destination metrics keyed on the service miss them, "
+               "and the call breaks when the pod is rescheduled"),
+    "wrong-namespace": ("uses a name that does not resolve from the caller's namespace (the service lives in "
+                        "another one): these calls fail with a DNS error or reach nothing"),
+    "short-name": ("uses a short name that only resolves inside the caller's namespace: it works today, "
+                   "but breaks if either side moves, and it hides which namespace is meant"),
+}
+
+
+@dataclass
+class _Calls:
+    requests: int = 0
+    failed: int = 0
+    addresses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class CallAddressNotFqdn(Check):
+    """What it does: resolves every address callers use (the URL host in application logs, the
+    `:authority` in client-side Envoy logs) the way Kubernetes DNS would from the caller's namespace,
+    and reports callers that use a pod IP, a short name, or a name that only exists in another
+    namespace, with their share of the calls to that service.
+
+    Why is this bad? The name contract breaks: VirtualService hosts, DestinationRules and
+    destination-keyed dashboards all assume the service name; pod-IP calls land in
+    PassthroughCluster, and wrong-namespace names simply fail.
+
+    Example: `web` in namespace `frontend` calls `http://catalog:8080`, but `catalog` lives in `shop`.
+
+    Use instead: call `catalog.shop.svc.cluster.local:8080`.
+    """
+
+    id = "call-address-not-fqdn"
+    title = "Callers that do not use the service FQDN"
+    needs = ("topology", "logs")
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        logs = inputs.logs
+        assert logs is not None
+        if logs.outbound.empty:
+            raise Skip("the logs hold no outbound calls (no application lines with full URLs and no client-side "
+                       "Envoy lines)")
+        idx = inputs.index
+        # per caller pod and address: app and Envoy log the same call; take the larger count
+        per_addr: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for row in logs.outbound.itertuples(index=False):
+            if not row.authority or not row.pod:
+                continue
+            cell = per_addr[(str(row.namespace), str(row.pod), str(row.authority))]
+            cell[0 if row.origin == "app" else 1] += int(row.requests)
+        groups: dict[tuple[str, str, str, str, str], _Calls] = defaultdict(_Calls)
+        totals: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        for (ns, pod_name, authority), (app, envoy, _) in per_addr.items():
+            pod = idx.pods_by_key.get((ns, pod_name))
+            workload = pod.workload if pod else pod_name
+            resolved = idx.resolve(authority, ns)
+            if resolved.service is None:
+                continue
+            n = max(app, envoy)
+            svc = resolved.service
+            totals[(ns, workload, svc.namespace, svc.name)] += n
+            if resolved.kind not in _SEVERITY:
+                continue
+            g = groups[(ns, workload, svc.namespace, svc.name, resolved.kind)]
+            g.requests += n
+            g.addresses[authority] += n
+        out = []
+        for (ns, workload, sns, sname, kind), g in groups.items():
+            if g.requests < inputs.settings.min_requests:
+                continue
+            total = totals[(ns, workload, sns, sname)]
+            share = g.requests / total if total else 1.0
+            fqdn = f"{sname}.{sns}.svc.cluster.local"
+            addresses = sorted(g.addresses, key=lambda a: -g.addresses[a])
+            out.append(Finding(
+                check="call-address-not-fqdn", severity=_SEVERITY[kind],
+                title=f"{workload} calls {sname} by {kind.replace('-', ' ')} ({pct(share)} of its calls)",
+                detail=(f"{ns}/{workload} made {g.requests:,} calls to {sns}/{sname} as "
+                        f"{', '.join(addresses[:3])}: it {_WHY[kind]}."),
+                subject=f"{ns}/{workload}->{sns}/{sname}/{kind}", namespace=sns, service=sname,
+                workload=workload, cause=kind, resource=f"Deployment {ns}/{workload}",
+                evidence={"caller": f"{ns}/{workload}", "requests": g.requests, "share": round(share, 4),
+                          "addresses": addresses[:10], "fqdn": fqdn},
+                suggestion=Suggestion(f"Configure {workload} to call {fqdn} (port as before).",
+                                      f"# e.g. the caller's environment\n{sname.upper().replace('-', '_')}_URL="
+                                      f"http://{fqdn}:{_port(addresses[0])}", DOC)))
+        return out
+
+
+def _port(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return port if host and port.isdigit() else "80"

@@ -1,0 +1,263 @@
+"""envoy-bypass: requests the logs (or callers) saw that the server-side mesh metrics never counted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from obsgap.checks.base import Check, Skip, pct, severity_for_missed
+from obsgap.evidence import CheckInputs
+from obsgap.model import TCP_PROXIED, Finding, Pod, Severity, Suggestion
+from obsgap.reconcile import ServiceTraffic, reconcile
+
+DOC_INJECTION = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
+DOC_TRAFFIC = "https://istio.io/latest/docs/reference/config/annotations/"
+
+_CAUSE_TEXT = {
+    "no-sidecar/inject-annotation": "injection is switched off for these pods",
+    "no-sidecar/host-network": "the pods run with hostNetwork: true, which Istio never injects",
+    "no-sidecar/namespace-not-enabled": "their namespace is not labelled for injection",
+    "no-sidecar/init-container": "Istio's init container never completed",
+    "no-sidecar/unknown": "injection is enabled but the pods have no istio-proxy",
+}
+
+
+class EnvoyBypass(Check):
+    """What it does: for every service, compares the requests its pods really served (server logs, or
+    what its callers' logs and sidecars saw) with `istio_requests_total{reporter="destination"}`
+    over the same window, and explains each gap: pods without a sidecar (and why), callers outside
+    the mesh, callers that exclude the port from their own sidecar, or, failing all of those,
+    `unexplained` with the numbers.
+
+    Why is this bad? Every Istio dashboard, SLO and alert built on `reporter="destination"` silently
+    leaves this traffic out: error rates and latency percentiles describe only the share that went
+    through Envoy.
+
+    Example: namespace `legacy` has no `istio-injection=enabled` label; `billing` serves 1,800
+    requests an hour (its callers' sidecars count them) but reports none itself.
+
+    Use instead: label the namespace (or remove `sidecar.istio.io/inject: "false"`) and restart the
+    workload so every pod runs istio-proxy; the finding carries the exact command.
+    """
+
+    id = "envoy-bypass"
+    title = "Traffic that bypasses the Envoy sidecar"
+    needs = ("topology", "metrics")
+    queries = ("mesh_requests", "mesh_tcp_connections")
+    doc_url = DOC_INJECTION
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        rec = reconcile(inputs)
+        if not rec.metrics_present:
+            raise Skip("Prometheus returned no istio_requests_total series in the window: is it scraping the "
+                       "sidecars (port 15020, /stats/prometheus)?")
+        tol = inputs.tolerance()
+        out: list[Finding] = []
+        for st in rec.services.values():
+            if st.observed < inputs.settings.min_requests:
+                continue
+            dark = _dark_pods(st)
+            if dark:
+                out.append(_no_sidecar(st, dark, inputs))
+            else:
+                gap = _unexplained(st, tol, inputs)
+                if gap:
+                    out.append(gap)
+            outside = _outside_mesh(st, inputs)
+            if outside:
+                out.append(outside)
+        out.extend(_caller_exclusions(inputs))
+        return out
+
+
+def _dark_pods(st: ServiceTraffic) -> list[Pod]:
+    return [p for p in st.pods if not p.sidecar.present and p.sidecar.mode != "ambient"]
+
+
+def _window(inputs: CheckInputs) -> str:
+    w = inputs.window
+    return f"{w.start:%Y-%m-%d %H:%M}–{w.end:%Y-%m-%d %H:%M} UTC"
+
+
+def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Finding:
+    svc = st.service
+    observed = st.observed
+    if st.server_logs:
+        missed = sum(st.pod_logs.get(p.name, 0) for p in dark)
+    else:
+        missed = max(0, observed - int(st.mesh_requests))
+    if missed == 0 and len(dark) < len(st.pods):
+        missed = round(observed * len(dark) / max(1, len(st.pods)))
+    share = min(1.0, missed / observed) if observed else 1.0
+    causes = Counter(p.sidecar.reason or "no-sidecar/unknown" for p in dark)
+    cause = causes.most_common(1)[0][0]
+    first = dark[0]
+    all_dark = len(dark) == len(st.pods)
+    which = "all " + str(len(dark)) + " pods" if all_dark else f"{len(dark)} of {len(st.pods)} pods"
+    if cause == "no-sidecar/namespace-not-enabled":
+        resource, code = f"Namespace {svc.namespace}", "IST0102"
+        fix = Suggestion(
+            f"Label namespace {svc.namespace} for injection and restart its workloads.",
+            f"kubectl label namespace {svc.namespace} istio-injection=enabled\n"
+            f"kubectl rollout restart deployment/{first.workload} -n {svc.namespace}", DOC_INJECTION)
+    elif cause == "no-sidecar/inject-annotation":
+        resource, code = f"Deployment {svc.namespace}/{first.workload}", None
+        fix = Suggestion(
+            f'Remove sidecar.istio.io/inject: "false" from the pod template of {first.workload}.',
+            "spec:\n  template:\n    metadata:\n      labels:\n        sidecar.istio.io/inject: \"true\"",
+            DOC_INJECTION)
+    elif cause == "no-sidecar/host-network":
+        resource, code = f"Deployment {svc.namespace}/{first.workload}", None
+        fix = Suggestion("hostNetwork pods cannot have a sidecar: drop hostNetwork, or keep measuring this "
+                         "service from its own metrics and exclude it from mesh SLOs.", None, DOC_INJECTION)
+    else:
+        resource, code = f"Pod {first.namespace}/{first.name}", "IST0103"
+        fix = Suggestion(f"Restart {first.workload} so the injector adds istio-proxy; check the injector "
+                         "webhook and, with Istio CNI, the istio-validation init container logs.",
+                         f"kubectl rollout restart deployment/{first.workload} -n {svc.namespace}", DOC_INJECTION)
+    detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs)} (per "
+              f"{st.observed_by}); Istio's server-side metrics counted {int(st.mesh_requests):,}. "
+              f"{which.capitalize()} have no istio-proxy: {_CAUSE_TEXT.get(cause, cause)} "
+              f"({first.sidecar.evidence}). About {missed:,} requests ({pct(share)}) never passed through Envoy.")
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests bypass Envoy ({cause.split('/')[-1]})",
+        detail=detail, subject=f"{svc.namespace}/{svc.name}/no-sidecar", namespace=svc.namespace,
+        service=svc.name, workload=first.workload, pod=first.name if len(dark) == 1 else None, cause=cause,
+        resource=resource, istio_code=code,
+        evidence={"log_requests": observed, "mesh_requests": int(st.mesh_requests), "ratio": _ratio(st),
+                  "missed_requests": missed, "observed_by": st.observed_by,
+                  "pods_without_sidecar": [p.name for p in dark], "pods_total": len(st.pods),
+                  "causes": dict(causes)},
+        suggestion=fix)
+
+
+def _http_sidecar_logs(st: ServiceTraffic) -> tuple[int, set[str]]:
+    """Server-logged requests on ports Envoy should count as HTTP, on pods that run a sidecar."""
+    total, pods = 0, set()
+    by_name = {p.name: p for p in st.pods}
+    for pt in st.ports.values():
+        sp = pt.service_port
+        if sp is not None and sp.istio_protocol in TCP_PROXIED:
+            continue
+        for pod_name, n in pt.per_pod.items():
+            pod = by_name.get(pod_name)
+            if pod is None or not pod.sidecar.present:
+                continue
+            if pt.container_port is not None and pod.exclusions.inbound_port_excluded(pt.container_port):
+                continue
+            total += n
+            pods.add(pod_name)
+    return total, pods
+
+
+def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding | None:
+    svc = st.service
+    if st.server_logs:
+        expected, pods = _http_sidecar_logs(st)
+        mesh = sum(st.mesh_by_pod.get(p, 0.0) for p in pods) if st.mesh_by_pod else st.mesh_requests
+    else:
+        if any(sp.istio_protocol in TCP_PROXIED for sp in svc.ports):
+            return None
+        expected, mesh = st.observed, st.mesh_requests
+    if expected < inputs.settings.min_requests:
+        return None
+    missed = expected - mesh
+    if missed <= max(tol * expected, 2.0):
+        return None
+    share = min(1.0, missed / expected)
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics, cause unknown",
+        detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy, yet of {expected:,} requests in the "
+                f"logs ({_window(inputs)}) the destination-side metrics counted {int(mesh):,}, beyond the "
+                f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion or port cause explains it: "
+                "check for scrape gaps (up == 0), metric relabelling that drops series, or Telemetry API "
+                "overrides that disable metrics for this workload."),
+        subject=f"{svc.namespace}/{svc.name}/unexplained", namespace=svc.namespace, service=svc.name,
+        cause="unexplained", resource=f"Service {svc.namespace}/{svc.name}",
+        evidence={"log_requests": expected, "mesh_requests": int(mesh), "ratio": round(mesh / expected, 4),
+                  "tolerance": round(tol, 4)},
+        suggestion=Suggestion("Compare `up` for these pods over the window and look for a Telemetry resource "
+                              "or metric_relabel_configs that drops istio_requests_total.", None, DOC_TRAFFIC))
+
+
+def _outside_mesh(st: ServiceTraffic, inputs: CheckInputs) -> Finding | None:
+    svc = st.service
+    if st.unknown_source < inputs.settings.min_requests or st.mesh_requests <= 0:
+        return None
+    share = st.unknown_source / st.mesh_requests
+    if share < 0.1:
+        return None
+    callers = _remote_callers(st, inputs)
+    who = ", ".join(callers[:5]) if callers else "addresses not in the topology"
+    return Finding(
+        check="envoy-bypass", severity=Severity.WARNING if share >= 0.5 else Severity.INFO,
+        title=f"{svc.name}: {pct(share)} of requests come from callers outside the mesh",
+        detail=(f"{int(st.unknown_source):,} of {int(st.mesh_requests):,} requests to {svc.namespace}/{svc.name} "
+                f"carry source_workload=\"unknown\": the callers have no sidecar ({who}). Their calls never pass a "
+                "client-side Envoy, so reporter=\"source\" dashboards, client-side retries/timeouts and mTLS "
+                "do not cover them."),
+        subject=f"{svc.namespace}/{svc.name}/outside-mesh", namespace=svc.namespace, service=svc.name,
+        cause="caller-outside-mesh", resource=f"Service {svc.namespace}/{svc.name}",
+        evidence={"log_requests": st.observed, "mesh_requests": int(st.mesh_requests),
+                  "unknown_source_requests": int(st.unknown_source), "ratio": _ratio(st), "callers": callers[:20]},
+        suggestion=Suggestion("Inject the calling workloads, or route outside callers through the ingress gateway.",
+                              None, DOC_INJECTION))
+
+
+def _remote_callers(st: ServiceTraffic, inputs: CheckInputs) -> list[str]:
+    logs = inputs.logs
+    if logs is None or logs.by_remote.empty:
+        return []
+    names = {p.name for p in st.pods}
+    rows = logs.by_remote[logs.by_remote["pod"].isin(names)]
+    counts: Counter[str] = Counter()
+    for row in rows.itertuples(index=False):
+        pod = inputs.index.pods_by_ip.get(str(row.remote_ip))
+        if pod is not None and pod.sidecar.present:
+            continue
+        label = f"{pod.namespace}/{pod.workload}" if pod else f"{row.remote_ip} (outside the cluster)"
+        counts[label] += int(row.requests)
+    return [name for name, _ in counts.most_common()]
+
+
+def _caller_exclusions(inputs: CheckInputs) -> list[Finding]:
+    """Callers whose own sidecar is told to skip the destination port: client-side metrics miss the calls."""
+    logs = inputs.logs
+    if logs is None or logs.outbound.empty:
+        return []
+    idx = inputs.index
+    hits: Counter[tuple[str, str, str, str, int]] = Counter()
+    for row in logs.outbound.itertuples(index=False):
+        pod = idx.pods_by_key.get((str(row.namespace), str(row.pod)))
+        if pod is None or not pod.sidecar.present or not row.authority or row.origin != "app":
+            continue
+        resolved = idx.resolve(str(row.authority), pod.namespace)
+        port = resolved.port
+        if resolved.service is None or port is None or port not in pod.exclusions.exclude_outbound_ports:
+            continue
+        hits[(pod.namespace, pod.workload, resolved.service.namespace, resolved.service.name, port)] += \
+            int(row.requests)
+    out = []
+    for (ns, workload, sns, sname, port), n in hits.items():
+        if n < inputs.settings.min_requests:
+            continue
+        out.append(Finding(
+            check="envoy-bypass", severity=Severity.WARNING,
+            title=f"{workload} skips its sidecar when calling {sname}:{port}",
+            detail=(f"{ns}/{workload} excludes outbound port {port} from its sidecar "
+                    "(traffic.sidecar.istio.io/excludeOutboundPorts), and its logs show "
+                    f"{n:,} calls to {sns}/{sname} on that port: no reporter=\"source\" metrics, no mTLS "
+                    "origination and no client-side retries for them."),
+            subject=f"{ns}/{workload}->{sns}/{sname}:{port}/excluded", namespace=ns, service=sname,
+            workload=workload, port=port, cause="port-excluded", resource=f"Deployment {ns}/{workload}",
+            evidence={"log_requests": n, "mesh_requests": 0, "ratio": 0.0},
+            suggestion=Suggestion(f"Remove {port} from traffic.sidecar.istio.io/excludeOutboundPorts on {workload}.",
+                                  None, DOC_TRAFFIC)))
+    return out
+
+
+def _ratio(st: ServiceTraffic) -> float | None:
+    return round(st.mesh_requests / st.observed, 4) if st.observed else None

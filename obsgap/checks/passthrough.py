@@ -1,0 +1,139 @@
+"""passthrough-traffic: requests counted under PassthroughCluster / BlackHoleCluster, attributed."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from obsgap.checks.base import Check, Skip, pct
+from obsgap.evidence import CheckInputs
+from obsgap.model import Finding, Severity, Suggestion
+from obsgap.topology import is_ip, split_host_port
+
+DOC = "https://istio.io/latest/docs/tasks/traffic-management/egress/egress-control/"
+COLS = ["reporter", "destination_service", "destination_service_name", "source_workload",
+        "source_workload_namespace"]
+
+
+@dataclass
+class _Group:
+    requests: float = 0.0
+    callers: Counter[str] = field(default_factory=Counter)
+    addresses: Counter[str] = field(default_factory=Counter)
+
+
+class PassthroughTraffic(Check):
+    """What it does: reads the requests Istio's client sidecars counted under `PassthroughCluster`
+    (no service matched the address) or `BlackHoleCluster` (outbound traffic policy REGISTRY_ONLY
+    refused it) and attributes them: an IP that belongs to a pod is mapped back to that pod's
+    service; anything else is named as the external host it is.
+
+    Why is this bad? Dashboards keyed on `destination_service_name` show these requests as
+    "PassthroughCluster", not as the service they reached: that service's own panels undercount it,
+    and routing, retries, mTLS and policies for it do not apply. BlackHoleCluster traffic is being
+    dropped.
+
+    Example: `checkout` calls `10.44.1.7:8080` (a pod of `payments`) instead of
+    `payments.shop.svc.cluster.local`.
+
+    Use instead: call services by their FQDN; declare external hosts with a ServiceEntry so they get
+    their own metrics.
+    """
+
+    id = "passthrough-traffic"
+    title = "Requests counted under passthrough clusters"
+    needs = ("metrics",)
+    queries = ("passthrough_requests", "mesh_requests")
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        metrics = inputs.metrics
+        assert metrics is not None
+        if "passthrough_requests" in metrics.failed:
+            raise Skip(metrics.failed["passthrough_requests"])
+        df = metrics.frame("passthrough_requests", COLS)
+        df = df[(df["reporter"] == "source") & df["destination_service_name"].isin(
+            ["PassthroughCluster", "BlackHoleCluster"])]
+        idx = inputs.index
+        groups: dict[tuple[str, str, str], _Group] = defaultdict(_Group)
+        for row in df.itertuples(index=False):
+            host, _port = split_host_port(str(row.destination_service))
+            target, ns = host, ""
+            if is_ip(host):
+                resolved = idx.resolve(str(row.destination_service), None)
+                if resolved.service is not None:
+                    target, ns = resolved.service.name, resolved.service.namespace
+                elif resolved.pod is not None:
+                    target, ns = resolved.pod.workload, resolved.pod.namespace
+            g = groups[(str(row.destination_service_name), ns, target)]
+            g.requests += float(row.value)
+            g.callers[f"{row.source_workload_namespace}/{row.source_workload}"] += int(float(row.value))
+            g.addresses[str(row.destination_service)] += int(float(row.value))
+        out = []
+        for (cluster, ns, target), g in groups.items():
+            if g.requests < inputs.settings.min_requests:
+                continue
+            out.append(_finding(cluster, ns, target, g, inputs))
+        return out
+
+
+def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs) -> Finding:
+    callers = [c for c, _ in g.callers.most_common(10)]
+    addresses = [a for a, _ in g.addresses.most_common(10)]
+    n = int(round(g.requests))
+    if cluster == "BlackHoleCluster":
+        sev, title = Severity.WARNING, f"{n:,} requests to {target} dropped by BlackHoleCluster"
+        text = ("The outbound traffic policy is REGISTRY_ONLY and no ServiceEntry declares this host, so Envoy "
+                "answers 502 without sending anything.")
+        fix = Suggestion(f"Declare {target} with a ServiceEntry if the calls are legitimate.",
+                         _service_entry(target, addresses), DOC)
+    elif ns:
+        st = _service_requests(inputs, ns, target)
+        share = g.requests / (g.requests + st) if (g.requests + st) else 1.0
+        sev = Severity.WARNING if share >= 0.1 else Severity.INFO
+        title = f"{target}: {pct(share)} of its callers' requests are counted as PassthroughCluster"
+        text = (f"Callers reached pods of {ns}/{target} by IP ({', '.join(addresses[:3])}), so their sidecars "
+                f"matched no service: these {n:,} requests appear under destination_service_name="
+                f"\"PassthroughCluster\", not under {target}, and bypass its routing rules and policies.")
+        fix = Suggestion(f"Make the callers use {target}.{ns}.svc.cluster.local instead of pod IPs.", None, DOC)
+    else:
+        sev, title = Severity.INFO, f"{n:,} requests to external host {target} pass through undeclared"
+        text = ("No ServiceEntry declares this host, so its traffic has no service-level metrics of its own "
+                "(only PassthroughCluster).")
+        fix = Suggestion(f"Declare {target} with a ServiceEntry to get per-host metrics and policy.",
+                         _service_entry(target, addresses), DOC)
+    return Finding(
+        check="passthrough-traffic", severity=sev, title=title,
+        detail=f"{text} Callers: {', '.join(callers[:5])}.",
+        subject=f"{cluster}/{ns}/{target}", namespace=ns or None, service=target if ns else None,
+        resource=f"Service {ns}/{target}" if ns else None,
+        evidence={"requests": n, "cluster": cluster, "callers": callers, "addresses": addresses},
+        suggestion=fix)
+
+
+def _service_requests(inputs: CheckInputs, ns: str, name: str) -> float:
+    metrics = inputs.metrics
+    if metrics is None:
+        return 0.0
+    df = metrics.frame("mesh_requests", ["reporter", "destination_service_namespace", "destination_service_name"])
+    if df.empty:
+        return 0.0
+    sel = df[(df["reporter"] == "source") & (df["destination_service_namespace"] == ns)
+             & (df["destination_service_name"] == name)]
+    return float(sel["value"].sum())
+
+
+def _k8s_name(host: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")[:60] or "external"
+
+
+def _service_entry(host: str, addresses: list[str]) -> str:
+    ports = sorted({p for p in (split_host_port(a)[1] for a in addresses) if p})
+    port_lines = "\n".join(f"  - number: {p}\n    name: http-{p}\n    protocol: HTTP" for p in ports or [80])
+    kind = "STATIC" if is_ip(host) else "DNS"
+    return (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {_k8s_name(host)}\n"
+            f"spec:\n  hosts:\n  - {host if not is_ip(host) else 'external.example'}\n  location: MESH_EXTERNAL\n"
+            f"  resolution: {kind}\n  ports:\n{port_lines}")

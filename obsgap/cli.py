@@ -1,0 +1,173 @@
+"""The command line: parse, wire, exit code. No logic lives here."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from obsgap import engine
+from obsgap.checks import REGISTRY, by_id
+from obsgap.config import (
+    FAIL_ON,
+    RunPlan,
+    default_out_dir,
+    load_config_file,
+    parse_header,
+    parse_log_fields,
+    resolve_window,
+)
+from obsgap.errors import InputError, ObsgapError
+from obsgap.evidence import CheckSettings
+from obsgap.render.write import write_outputs
+from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.prometheus import PrometheusOptions
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.default_map = load_config_file(Path(value))
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OBSGAP"})
+@click.version_option(package_name="obsgap")
+def main() -> None:
+    """obsgap: prove where an Istio mesh's telemetry lies."""
+
+
+@main.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=_load_config, is_eager=True,
+              expose_value=False, help="YAML file of flag values (flags and OBSGAP_* env win).")
+@click.option("--prometheus-url", envvar="OBSGAP_PROMETHEUS_URL", help="Prometheus-compatible API base URL.")
+@click.option("--bearer-token-file", type=click.Path(dir_okay=False), help="File holding a bearer token.")
+@click.option("--basic-auth-file", type=click.Path(dir_okay=False), help="File holding user:password.")
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="CA bundle for the Prometheus TLS certificate.")
+@click.option("--insecure-skip-verify", is_flag=True, help="Do not verify the Prometheus TLS certificate.")
+@click.option("--header", "headers", multiple=True, help="Extra HTTP header, e.g. 'X-Scope-OrgID: team-a'.")
+@click.option("--query-timeout", type=float, default=60.0, show_default=True, help="Seconds per PromQL query.")
+@click.option("--kube-snapshot", multiple=True, type=click.Path(), help="kubectl get -o json|yaml output.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Read the topology from a live cluster.")
+@click.option("--context", "kube_context", help="kubeconfig context.")
+@click.option("--in-cluster", is_flag=True, help="Use the pod's service account (when run as a CronJob).")
+@click.option("--logs", multiple=True, help="Log file, folder (recursive) or glob; plain or .gz.")
+@click.option("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
+@click.option("--start", help="Window start (RFC 3339).")
+@click.option("--end", help="Window end (RFC 3339; default now).")
+@click.option("--window", help="Window length ending at --end (default 24h).")
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Limit to these namespaces.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default reports/<UTC date>/).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="critical", show_default=True,
+              help="Exit 1 when a finding is at or above this severity.")
+@click.option("--tolerance", type=float, default=0.05, show_default=True,
+              help="Share of requests metrics may miss before a gap is reported.")
+@click.option("--min-requests", type=int, default=20, show_default=True,
+              help="Ignore services with fewer observed requests.")
+@click.option("--check", "only_checks", multiple=True, help="Run only these checks.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the output path.")
+def report(**opts: Any) -> None:
+    """Reconcile metrics, logs and topology and write findings.json (exit 1 on findings, 2 bad input,
+    3 a source failed)."""
+    try:
+        plan = _plan(opts)
+        say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
+        outcome = engine.run(plan, say)
+        paths = write_outputs(outcome.result, plan.out_dir)
+    except ObsgapError as exc:
+        click.echo(f"obsgap: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    result = outcome.result
+    if not opts["quiet"]:
+        counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
+        click.echo(f"{len(result.findings)} findings ({counts['critical']} critical, {counts['warning']} warning, "
+                   f"{counts['info']} info)", err=True)
+        for failure in outcome.source_failures:
+            click.echo(f"source failed: {failure}", err=True)
+    click.echo(str(paths[0]))
+    if outcome.source_failures:
+        sys.exit(3)
+    if any(plan.fails(f.severity) for f in result.findings):
+        sys.exit(1)
+
+
+def _plan(o: dict[str, Any]) -> RunPlan:
+    window = resolve_window(o["start"], o["end"], o["window"])
+    prom = None
+    if o["prometheus_url"]:
+        if not o["prometheus_url"].startswith(("http://", "https://")):
+            raise InputError("--prometheus-url must start with http:// or https://")
+        prom = PrometheusOptions(
+            url=o["prometheus_url"],
+            bearer_token_file=Path(o["bearer_token_file"]) if o["bearer_token_file"] else None,
+            basic_auth_file=Path(o["basic_auth_file"]) if o["basic_auth_file"] else None,
+            ca_file=Path(o["ca_file"]) if o["ca_file"] else None,
+            insecure_skip_verify=o["insecure_skip_verify"],
+            headers=tuple(parse_header(h) for h in o["headers"]), timeout_seconds=o["query_timeout"])
+    live = None
+    if o["kubeconfig"] or o["kube_context"] or o["in_cluster"]:
+        if o["kube_snapshot"]:
+            raise InputError("give --kube-snapshot or a live cluster (--kubeconfig/--context/--in-cluster), not both")
+        live = LiveOptions(o["kubeconfig"], o["kube_context"])
+    unknown = [c for c in o["only_checks"] if by_id(c) is None]
+    if unknown:
+        raise InputError(f"unknown check(s): {', '.join(unknown)} (see `obsgap checks`)")
+    if not 0 <= o["tolerance"] < 1:
+        raise InputError("--tolerance must be between 0 and 1")
+    out = Path(o["out"]) if o["out"] else default_out_dir(Path("reports"), window.end)
+    return RunPlan(
+        window=window, out_dir=out, namespaces=tuple(o["namespaces"]), prometheus=prom,
+        kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
+        log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
+        settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
+                               namespaces=tuple(o["namespaces"])),
+        only_checks=tuple(o["only_checks"]))
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def checks(ctx: click.Context) -> None:
+    """List the checks (`obsgap checks explain ID` for one)."""
+    if ctx.invoked_subcommand is None:
+        width = max(len(c.id) for c in REGISTRY)
+        for c in REGISTRY:
+            needs = ", ".join(c.needs)
+            click.echo(f"{c.id:<{width}}  {c.title}  [needs: {needs}]")
+
+
+@checks.command()
+@click.argument("check_id")
+def explain(check_id: str) -> None:
+    """Print a check's documentation."""
+    check = by_id(check_id)
+    if check is None:
+        click.echo(f"obsgap: unknown check {check_id!r}; known: {', '.join(c.id for c in REGISTRY)}", err=True)
+        sys.exit(2)
+    click.echo(f"{check.id} — {check.title}\n")
+    doc = inspect.cleandoc(check.__doc__ or "")
+    for head in ("What it does:", "Why is this bad?", "Example:", "Use instead:"):
+        doc = doc.replace(head, f"\n{head.rstrip(':')}\n ")
+    click.echo(doc.strip())
+    extra = [f"needs: {', '.join(check.needs)}"]
+    if check.istio_code:
+        extra.append(f"istioctl analyze: {check.istio_code}")
+    if check.doc_url:
+        extra.append(f"Istio docs: {check.doc_url}")
+    click.echo("\n" + "\n".join(extra))
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
+@click.option("--hours", type=float, default=2.0, show_default=True, help="Simulated hours of traffic.")
+def demo(out: str, hours: float) -> None:
+    """Build a demo mesh with one of every gap, serve its metrics from a real Prometheus, run the report."""
+    from obsgap.scenario.demo import run_demo
+
+    try:
+        path = run_demo(Path(out), hours, lambda m: click.echo(f"· {m}", err=True))
+    except ObsgapError as exc:
+        click.echo(f"obsgap: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(str(path))

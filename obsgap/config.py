@@ -1,0 +1,126 @@
+"""Settings for one run: flags > environment (OBSGAP_*) > config file, validated once into a RunPlan."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+from obsgap.errors import InputError
+from obsgap.evidence import CheckSettings
+from obsgap.model import Severity, Window
+from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.prometheus import PrometheusOptions
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+FAIL_ON = ("critical", "warning", "info", "never")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d`, or combinations such as `1h30m`."""
+    total = 0.0
+    rest = text.strip()
+    if not rest:
+        raise InputError("empty duration")
+    for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", rest):
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+    if re.sub(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", "", rest) or total <= 0:
+        raise InputError(f"{text!r} is not a duration (examples: 30m, 24h, 7d)")
+    return timedelta(seconds=total)
+
+
+def parse_time(text: str, flag: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError as exc:
+        raise InputError(f"{flag} {text!r} is not an RFC 3339 time (example: 2026-11-24T00:00:00Z)") from exc
+    if dt.tzinfo is None:
+        raise InputError(f"{flag} {text!r} needs a time zone (add Z for UTC)")
+    return dt.astimezone(UTC)
+
+
+def resolve_window(start: str | None, end: str | None, window: str | None,
+                   now: datetime | None = None) -> Window:
+    end_dt = parse_time(end, "--end") if end else (now or datetime.now(UTC)).replace(microsecond=0)
+    if start:
+        if window:
+            raise InputError("give --start or --window, not both")
+        start_dt = parse_time(start, "--start")
+    else:
+        start_dt = end_dt - parse_duration(window or "24h")
+    if start_dt >= end_dt:
+        raise InputError("the window is empty: --start must be before --end")
+    return Window(start_dt, end_dt)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or re.search(r"[\r\n]", text):
+        raise InputError(f"--header {text!r} must look like 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def redact_url(url: str) -> str:
+    """Drop user:password from a URL before it is written anywhere."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A YAML file whose keys are the `report` flags with `_` for `-` (e.g. prometheus_url)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"--config {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InputError(f"--config {path}: expected a mapping of flag names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_log_fields(items: Sequence[str]) -> dict[str, str]:
+    known = {"ts", "method", "path", "url", "status", "port", "host", "duration_ms"}
+    out = {}
+    for item in items:
+        name, sep, key = item.partition("=")
+        if not sep or name not in known or not key:
+            raise InputError(f"--log-field {item!r}: use FIELD=KEY with FIELD one of {', '.join(sorted(known))}")
+        out[name] = key
+    return out
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    window: Window
+    out_dir: Path
+    namespaces: tuple[str, ...] = ()
+    prometheus: PrometheusOptions | None = None
+    kube_snapshots: tuple[Path, ...] = ()
+    kube_live: LiveOptions | None = None
+    logs: tuple[str, ...] = ()
+    log_fields: Mapping[str, str] = field(default_factory=dict)
+    fail_on: str = "critical"
+    settings: CheckSettings = field(default_factory=CheckSettings)
+    only_checks: tuple[str, ...] = ()
+
+    def fails(self, severity: Severity) -> bool:
+        if self.fail_on == "never":
+            return False
+        return severity.rank >= Severity(self.fail_on).rank
+
+
+def default_out_dir(root: Path, when: datetime) -> Path:
+    return root / when.strftime("%Y-%m-%d")

@@ -1,0 +1,91 @@
+"""What the sources deliver to the checks: aggregated, typed, and free of I/O handles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from obsgap.model import Topology, Window
+from obsgap.topology import TopologyIndex
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+@dataclass(frozen=True)
+class MetricsEvidence:
+    frames: Mapping[str, pd.DataFrame]
+    """Query name (queries/<name>.promql) -> one row per series: labels + `value`."""
+    failed: Mapping[str, str] = field(default_factory=dict)
+    """Query name -> why it failed."""
+    targets: tuple[Mapping[str, Any], ...] | None = None
+    """Prometheus' active targets, or None where the backend has no targets API (Thanos, Mimir)."""
+    scrape_interval_s: float = 30.0
+
+    def frame(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The query's rows with every expected label column present (missing labels read as "")."""
+        df = self.frames.get(name)
+        if df is None or df.empty:
+            return _empty((columns or []) + ["value"])
+        df = df.copy()
+        for col in columns or []:
+            if col not in df.columns:
+                df[col] = ""
+        return df.fillna("")
+
+    def has(self, name: str) -> bool:
+        df = self.frames.get(name)
+        return df is not None and not df.empty
+
+
+@dataclass(frozen=True)
+class LogEvidence:
+    inbound: pd.DataFrame
+    """namespace, pod, container, origin, port, http (bool), requests, errors, first_ms, last_ms."""
+    outbound: pd.DataFrame
+    """namespace, pod, origin, authority, port, upstream_cluster, upstream_host, requests."""
+    by_remote: pd.DataFrame
+    """namespace, pod, remote_ip, requests: inbound Envoy lines by caller address."""
+    stats: Mapping[str, Any]
+    hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """namespace, pod, hour_ms, requests: inbound requests over time (for the report)."""
+
+    @property
+    def has_requests(self) -> bool:
+        return not self.inbound.empty or not self.outbound.empty
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    tolerance: float = 0.05
+    """Relative share of requests a metric may miss before a gap is reported (scrape edges, clock skew)."""
+    min_requests: int = 20
+    """Below this many observed requests a service is too quiet to judge."""
+    namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    window: Window
+    settings: CheckSettings
+    topology: Topology | None = None
+    metrics: MetricsEvidence | None = None
+    logs: LogEvidence | None = None
+    _index: list[TopologyIndex] = field(default_factory=list, repr=False)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Derived data shared by several checks (computed once per run)."""
+
+    @property
+    def index(self) -> TopologyIndex:
+        if not self._index:
+            self._index.append(TopologyIndex(self.topology or Topology.empty()))
+        return self._index[0]
+
+    def tolerance(self) -> float:
+        """Share that scrape-interval edges alone can hide: two intervals of the window, plus the floor."""
+        interval = self.metrics.scrape_interval_s if self.metrics else 30.0
+        return max(self.settings.tolerance, 2 * interval / self.window.seconds)

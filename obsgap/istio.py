@@ -1,0 +1,150 @@
+"""Istio's own rules, restated as pure functions: protocol selection, injection, exclusions.
+
+Each rule follows Istio's behaviour as documented in DESIGN.md ("Istio facts").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from obsgap.model import SidecarState, TrafficExclusions
+
+PROTOCOL_PREFIXES = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp",
+                     "mongo", "redis", "mysql", "http_proxy")
+# Kubernetes' standard appProtocol values that Istio maps.
+_K8S_APP_PROTOCOLS = {"kubernetes.io/h2c": "http2", "kubernetes.io/ws": "http", "kubernetes.io/wss": "https"}
+# Ports Istio never sniffs on: server-first protocols, treated as TCP.
+SERVER_FIRST_PORTS = {25: "tcp", 53: "tcp", 3306: "mysql", 27017: "mongo"}
+
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
+INJECT_KEY = "sidecar.istio.io/inject"
+PROXY_CONTAINER = "istio-proxy"
+INIT_CONTAINERS = ("istio-init", "istio-validation")
+
+EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
+INCLUDE_INBOUND = "traffic.sidecar.istio.io/includeInboundPorts"
+EXCLUDE_OUTBOUND = "traffic.sidecar.istio.io/excludeOutboundPorts"
+EXCLUDE_OUTBOUND_IPS = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+INCLUDE_OUTBOUND_IPS = "traffic.sidecar.istio.io/includeOutboundIPRanges"
+
+
+def port_protocol(name: str | None, app_protocol: str | None, port: int,
+                  transport: str = "TCP") -> tuple[str, str]:
+    """Return (istio protocol, how it was decided) for a Service port."""
+    if transport.upper() == "UDP":
+        return "udp", "name"
+    if app_protocol:
+        ap = app_protocol.lower()
+        if ap in _K8S_APP_PROTOCOLS:
+            return _K8S_APP_PROTOCOLS[ap], "appProtocol"
+        if ap in PROTOCOL_PREFIXES:
+            return ap, "appProtocol"
+    if name:
+        lowered = name.lower()
+        if lowered in PROTOCOL_PREFIXES:
+            return lowered, "name"
+        prefix = lowered.split("-", 1)[0]
+        if prefix in PROTOCOL_PREFIXES and "-" in lowered:
+            return prefix, "name"
+        if lowered.startswith("grpc-web"):
+            return "grpc-web", "name"
+    if port in SERVER_FIRST_PORTS:
+        return SERVER_FIRST_PORTS[port], "well-known-port"
+    return "unknown", "sniffed"
+
+
+def namespace_injection_enabled(labels: Mapping[str, str]) -> bool:
+    if labels.get("istio-injection") == "enabled":
+        return True
+    return "istio-injection" not in labels and bool(labels.get("istio.io/rev"))
+
+
+def _container_names(spec: Mapping[str, Any], key: str) -> list[str]:
+    return [str(c.get("name", "")) for c in spec.get(key) or [] if isinstance(c, Mapping)]
+
+
+def _native_sidecar(spec: Mapping[str, Any]) -> bool:
+    for c in spec.get("initContainers") or []:
+        if isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER and c.get("restartPolicy") == "Always":
+            return True
+    return False
+
+
+def _init_failed(status: Mapping[str, Any]) -> str | None:
+    """Name of an Istio init container that did not complete, if any."""
+    for cs in status.get("initContainerStatuses") or []:
+        if not isinstance(cs, Mapping) or cs.get("name") not in INIT_CONTAINERS:
+            continue
+        state = cs.get("state") or {}
+        term = state.get("terminated") or {}
+        if "waiting" in state or (term and term.get("exitCode", 0) != 0):
+            return str(cs.get("name"))
+    return None
+
+
+def sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mapping[str, Any],
+                  spec: Mapping[str, Any], status: Mapping[str, Any]) -> SidecarState:
+    """Decide whether a pod runs istio-proxy, and if not, why (a `no-sidecar/*` cause)."""
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    containers = _container_names(spec, "containers")
+    has_proxy = PROXY_CONTAINER in containers
+    native = _native_sidecar(spec)
+    ns_enabled = namespace_injection_enabled(ns_labels)
+    pod_opt = labels.get(INJECT_KEY, annotations.get(INJECT_KEY))
+    pod_opt = pod_opt.lower() if isinstance(pod_opt, str) else None
+    ns_disabled = ns_labels.get("istio-injection") == "disabled"
+    expected = (not spec.get("hostNetwork") and namespace not in SYSTEM_NAMESPACES and pod_opt != "false"
+                and not ns_disabled
+                and (ns_enabled or pod_opt == "true" or bool(labels.get("istio.io/rev"))))
+
+    if has_proxy or native:
+        failed_init = _init_failed(status)
+        if failed_init:
+            return SidecarState("none", "no-sidecar/init-container", expected,
+                                f"init container {failed_init} did not complete, so istio-proxy never started")
+        return SidecarState("native-sidecar" if native else "sidecar", None, expected, "istio-proxy container")
+
+    dataplane = labels.get("istio.io/dataplane-mode") or ns_labels.get("istio.io/dataplane-mode")
+    if dataplane == "ambient":
+        return SidecarState("ambient", None, False, "istio.io/dataplane-mode=ambient (ztunnel: TCP metrics only)")
+    if spec.get("hostNetwork"):
+        return SidecarState("none", "no-sidecar/host-network", False, "hostNetwork: true pods are never injected")
+    if namespace in SYSTEM_NAMESPACES:
+        return SidecarState("none", "no-sidecar/namespace-not-enabled", False,
+                            f"{namespace} is a system namespace Istio never injects")
+    if pod_opt == "false":
+        where = "label" if INJECT_KEY in labels else "annotation"
+        return SidecarState("none", "no-sidecar/inject-annotation", False,
+                            f'{where} {INJECT_KEY}: "false"')
+    if expected:
+        return SidecarState("none", "no-sidecar/unknown", True,
+                            "injection is enabled for this pod but it has no istio-proxy "
+                            "(created before the label, or the injector webhook was unavailable)")
+    if ns_disabled:
+        return SidecarState("none", "no-sidecar/namespace-not-enabled", False,
+                            f"namespace {namespace} has istio-injection=disabled")
+    return SidecarState("none", "no-sidecar/namespace-not-enabled", False,
+                        f"namespace {namespace} has no istio-injection=enabled or istio.io/rev label")
+
+
+def _ports(raw: str | None) -> frozenset[int]:
+    out: set[int] = set()
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if part.isdigit():
+            out.add(int(part))
+    return frozenset(out)
+
+
+def traffic_exclusions(annotations: Mapping[str, str]) -> TrafficExclusions:
+    ranges: Sequence[str] = [r.strip() for r in (annotations.get(EXCLUDE_OUTBOUND_IPS) or "").split(",")
+                             if r.strip()]
+    return TrafficExclusions(
+        exclude_inbound_ports=_ports(annotations.get(EXCLUDE_INBOUND)),
+        include_inbound_ports=annotations.get(INCLUDE_INBOUND),
+        exclude_outbound_ports=_ports(annotations.get(EXCLUDE_OUTBOUND)),
+        exclude_outbound_ip_ranges=tuple(ranges),
+        include_outbound_ip_ranges=annotations.get(INCLUDE_OUTBOUND_IPS),
+    )

@@ -1,0 +1,299 @@
+"""Typed, frozen data shared by every layer: topology objects, findings and the scan result."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+# --- Kubernetes / Istio topology -------------------------------------------------------------
+
+IstioProtocol = Literal["http", "http2", "grpc", "grpc-web", "https", "tcp", "tls", "udp",
+                        "mongo", "redis", "mysql", "http_proxy", "unknown"]
+
+#: Protocols whose traffic Envoy proxies as opaque TCP: no request metrics, only istio_tcp_*.
+TCP_PROXIED: frozenset[str] = frozenset({"tcp", "tls", "https", "mongo", "redis", "mysql"})
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    """Port name as declared (may be empty)."""
+    port: int
+    """The Service port callers address."""
+    target_port: int | str | None
+    """Container port number or named container port."""
+    transport: str = "TCP"
+    """Kubernetes `protocol` (TCP, UDP, SCTP)."""
+    app_protocol: str | None = None
+    istio_protocol: str = "unknown"
+    """Protocol Istio selects: appProtocol, else name prefix, else `unknown` (sniffed)."""
+    protocol_source: Literal["appProtocol", "name", "sniffed", "well-known-port"] = "sniffed"
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    ports: tuple[ServicePort, ...]
+    selector: Mapping[str, str]
+    cluster_ip: str | None = None
+    type: str = "ClusterIP"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+SidecarMode = Literal["sidecar", "native-sidecar", "ambient", "none"]
+
+
+@dataclass(frozen=True)
+class SidecarState:
+    mode: SidecarMode
+    reason: str | None = None
+    """When mode is `none`: a `no-sidecar/*` cause code, or `not-expected` when nothing asked for one."""
+    expected: bool = False
+    """Whether the namespace/pod labels ask for injection."""
+    evidence: str = ""
+    """The label, annotation or field that decided it, in words."""
+
+    @property
+    def present(self) -> bool:
+        return self.mode in ("sidecar", "native-sidecar")
+
+
+@dataclass(frozen=True)
+class TrafficExclusions:
+    exclude_inbound_ports: frozenset[int] = frozenset()
+    include_inbound_ports: str | None = None
+    """Raw includeInboundPorts: `*` (default) or a list; ports outside it bypass Envoy."""
+    exclude_outbound_ports: frozenset[int] = frozenset()
+    exclude_outbound_ip_ranges: tuple[str, ...] = ()
+    include_outbound_ip_ranges: str | None = None
+
+    def inbound_port_excluded(self, port: int) -> bool:
+        if port in self.exclude_inbound_ports:
+            return True
+        inc = (self.include_inbound_ports or "*").strip()
+        if inc in ("*", ""):
+            return False
+        return str(port) not in {p.strip() for p in inc.split(",")}
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    ip: str | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    containers: tuple[str, ...]
+    container_ports: tuple[tuple[str, int, str], ...]
+    """(container, port, port name) for every declared containerPort."""
+    init_containers: tuple[str, ...]
+    workload: str
+    """Owning workload name (Deployment, StatefulSet, ...) or the pod name."""
+    workload_kind: str
+    sidecar: SidecarState
+    exclusions: TrafficExclusions
+    host_network: bool = False
+    phase: str = "Running"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    host: str
+    subset: str | None
+    port: int | None
+    weight: int | None
+    kind: Literal["route", "mirror"] = "route"
+
+
+@dataclass(frozen=True)
+class VirtualService:
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    gateways: tuple[str, ...]
+    destinations: tuple[RouteDestination, ...]
+    export_to: tuple[str, ...] = ()
+    weighted_routes: tuple[tuple[RouteDestination, ...], ...] = ()
+    """Each route with two or more weighted destinations (a canary split)."""
+
+
+@dataclass(frozen=True)
+class Subset:
+    name: str
+    labels: Mapping[str, str]
+    has_outlier_detection: bool
+
+
+@dataclass(frozen=True)
+class DestinationRule:
+    namespace: str
+    name: str
+    host: str
+    subsets: tuple[Subset, ...]
+    has_outlier_detection: bool
+    export_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    ports: tuple[int, ...]
+    export_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gateway:
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespaces: Mapping[str, Namespace]
+    services: tuple[Service, ...]
+    pods: tuple[Pod, ...]
+    virtual_services: tuple[VirtualService, ...] = ()
+    destination_rules: tuple[DestinationRule, ...] = ()
+    service_entries: tuple[ServiceEntry, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    endpoint_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
+    object_counts: Mapping[str, int] = field(default_factory=dict)
+    gaps: tuple[str, ...] = ()
+    """Objects that could not be read (403, missing CRD, unparsable file), in words."""
+    kinds_seen: frozenset[str] = frozenset()
+
+    @staticmethod
+    def empty() -> Topology:
+        return Topology(namespaces={}, services=(), pods=())
+
+
+# --- Findings --------------------------------------------------------------------------------
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 3, "warning": 2, "info": 1}[self.value]
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    config: str | None = None
+    doc_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    severity: Severity
+    title: str
+    detail: str
+    subject: str
+    """What makes this finding unique within its check; hashed into the stable id."""
+    namespace: str | None = None
+    service: str | None = None
+    workload: str | None = None
+    pod: str | None = None
+    port: int | None = None
+    job: str | None = None
+    metric: str | None = None
+    cause: str | None = None
+    resource: str | None = None
+    istio_code: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    suggestion: Suggestion | None = None
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(f"{self.check}\x00{self.subject}".encode()).hexdigest()[:16]
+
+
+CheckState = Literal["ran", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    check: str
+    status: CheckState
+    reason: str | None = None
+    findings: int = 0
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    namespace: str
+    service: str
+    log_requests: int
+    mesh_requests: int
+    tcp_connections: int = 0
+    observed_by: str = "server logs"
+    """Where `log_requests` comes from: server logs, caller logs, or caller sidecar metrics."""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.log_requests <= 0:
+            return None
+        return round(min(self.mesh_requests / self.log_requests, 9.99), 4)
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """What each source delivered; rendered as findings.json `sources`."""
+
+    prometheus: Mapping[str, Any]
+    kubernetes: Mapping[str, Any]
+    logs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> int:
+        return max(1, int((self.end - self.start).total_seconds()))
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    generated_at: datetime
+    window: Window
+    sources: SourceReport
+    checks: tuple[CheckRun, ...]
+    coverage: tuple[CoverageRow, ...]
+    findings: tuple[Finding, ...]
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    """Renderer-only material (time series, name-contract table); not part of the contract."""

@@ -1,0 +1,200 @@
+"""Join log evidence and mesh metrics per service, pod and port: the numbers every coverage check reads.
+
+Server-side logs are counted once per request: where both the application and the sidecar logged
+a request, the larger of the two counts per pod and port is used (they see the same requests).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from obsgap.evidence import CheckInputs
+from obsgap.model import Pod, Service, ServicePort
+
+MESH_REPORTERS = ("destination", "waypoint")
+REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespace", "source_workload",
+            "source_workload_namespace", "destination_workload", "destination_workload_namespace", "namespace",
+            "pod", "destination_port", "destination_service"]
+
+
+@dataclass
+class PortTraffic:
+    container_port: int | None
+    service_port: ServicePort | None
+    app: int = 0
+    envoy: int = 0
+    http_lines: int = 0
+    """Log lines that carry an HTTP method: proof the port speaks HTTP."""
+    per_pod: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def requests(self) -> int:
+        """Per pod, the larger of the app and sidecar counts (they log the same requests)."""
+        return sum(self.per_pod.values())
+
+
+@dataclass
+class ServiceTraffic:
+    service: Service
+    pods: tuple[Pod, ...]
+    ports: dict[int | None, PortTraffic] = field(default_factory=dict)
+    """Container port (None: the logs gave none) -> traffic."""
+    pod_logs: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Pod -> server-side logged requests on declared ports."""
+    mesh_requests: float = 0.0
+    mesh_by_pod: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    unknown_source: float = 0.0
+    source_reported: float = 0.0
+    tcp_connections: float = 0.0
+    client_logs: int = 0
+
+    @property
+    def server_logs(self) -> int:
+        return sum(self.pod_logs.values())
+
+    @property
+    def observed(self) -> int:
+        """The best count of real requests: server logs, else what callers saw."""
+        return int(max(self.server_logs, self.client_logs, round(self.source_reported)))
+
+    @property
+    def observed_by(self) -> str:
+        if self.server_logs >= max(self.client_logs, self.source_reported) and self.server_logs:
+            return "server logs"
+        if self.client_logs >= self.source_reported and self.client_logs:
+            return "caller logs"
+        return "caller sidecar metrics (reporter=source)" if self.source_reported else "nothing"
+
+
+@dataclass
+class UndeclaredPort:
+    pod: Pod
+    port: int
+    requests: int
+    http_lines: int
+
+
+@dataclass
+class Reconciliation:
+    services: dict[tuple[str, str], ServiceTraffic]
+    undeclared: list[UndeclaredPort]
+    metrics_present: bool
+    logs_present: bool
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def reconcile(inputs: CheckInputs) -> Reconciliation:
+    """Computed once per run and shared by every check that reads it."""
+    cached = inputs.memo.get("reconcile")
+    if cached is None:
+        cached = inputs.memo["reconcile"] = _reconcile(inputs)
+    return cached  # type: ignore[no-any-return]
+
+
+def _reconcile(inputs: CheckInputs) -> Reconciliation:
+    idx = inputs.index
+    services: dict[tuple[str, str], ServiceTraffic] = {}
+
+    def traffic(svc: Service) -> ServiceTraffic:
+        st = services.get(svc.key)
+        if st is None:
+            st = ServiceTraffic(svc, idx.pods_of_service(svc))
+            services[svc.key] = st
+        return st
+
+    undeclared: dict[tuple[str, str, int], UndeclaredPort] = {}
+    logs = inputs.logs
+    if logs is not None and not logs.inbound.empty:
+        # (service key, pod, container port) -> [app, envoy, http]
+        cells: dict[tuple[tuple[str, str], str, int | None], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for row in logs.inbound.itertuples(index=False):
+            pod = idx.pods_by_key.get((str(row.namespace), str(row.pod)))
+            if pod is None:
+                continue
+            port = _int(row.port)
+            candidates = idx.services_of_pod(pod.namespace, pod.name)
+            target: tuple[Service, ServicePort | None] | None = None
+            if port is not None:
+                for svc in candidates:
+                    sp = idx.service_port_for_target(svc, pod, port)
+                    if sp is not None:
+                        target = (svc, sp)
+                        break
+                if target is None:
+                    if pod.sidecar.present and _is_proxy_port(port):
+                        continue
+                    key = (pod.namespace, pod.name, port)
+                    u = undeclared.setdefault(key, UndeclaredPort(pod, port, 0, 0))
+                    u.requests = max(u.requests, int(row.requests))
+                    u.http_lines += int(row.http_requests)
+                    continue
+            elif candidates:
+                target = (candidates[0], None)
+            if target is None:
+                continue
+            svc, sp = target
+            cell = cells[(svc.key, pod.name, port)]
+            cell[0 if row.origin == "app" else 1] += int(row.requests)
+            cell[2] += int(row.http_requests)
+            st = traffic(svc)
+            pt = st.ports.setdefault(port, PortTraffic(port, sp))
+            if row.origin == "app":
+                pt.app += int(row.requests)
+            else:
+                pt.envoy += int(row.requests)
+            pt.http_lines += int(row.http_requests)
+        for (svc_key, pod_name, _port), (app, envoy, _http) in cells.items():
+            services[svc_key].pod_logs[pod_name] += max(app, envoy)
+            services[svc_key].ports[_port].per_pod[pod_name] += max(app, envoy)
+
+    metrics = inputs.metrics
+    metrics_present = False
+    if metrics is not None:
+        req = metrics.frame("mesh_requests", REQ_COLS)
+        metrics_present = not req.empty
+        for row in req.itertuples(index=False):
+            svc = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
+            if svc is None:
+                continue
+            st = traffic(svc)
+            value = float(row.value)
+            if row.reporter in MESH_REPORTERS:
+                st.mesh_requests += value
+                if row.pod:
+                    st.mesh_by_pod[row.pod] += value
+                if row.source_workload == "unknown":
+                    st.unknown_source += value
+            elif row.reporter == "source":
+                st.source_reported += value
+        tcp = metrics.frame("mesh_tcp_connections", REQ_COLS)
+        for row in tcp.itertuples(index=False):
+            svc = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
+            if svc is not None and row.reporter in MESH_REPORTERS:
+                traffic(svc).tcp_connections += float(row.value)
+
+    if logs is not None and not logs.outbound.empty:
+        per_caller: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for row in logs.outbound.itertuples(index=False):
+            if not row.authority:
+                continue
+            cell = per_caller[(str(row.namespace), str(row.pod), str(row.authority))]
+            cell[0 if row.origin == "app" else 1] += int(row.requests)
+        for (ns, _pod, authority), (app, envoy) in per_caller.items():
+            resolved = idx.resolve(authority, ns or None)
+            if resolved.service is not None and resolved.kind != "wrong-namespace":
+                traffic(resolved.service).client_logs += max(app, envoy)
+
+    return Reconciliation(services, sorted(undeclared.values(), key=lambda u: -u.requests), metrics_present,
+                          logs is not None and logs.has_requests)
+
+
+def _is_proxy_port(port: int) -> bool:
+    """Envoy's own ports (15000-15090) are not application traffic."""
+    return 15000 <= port <= 15090

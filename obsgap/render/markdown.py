@@ -1,0 +1,45 @@
+"""ScanResult -> summary.md: short enough to paste into a chat or a pull request."""
+
+from __future__ import annotations
+
+import re
+
+from obsgap.model import ScanResult
+
+TOP = 10
+
+
+def _md(text: object) -> str:
+    """Neutralise Markdown/HTML in untrusted strings (names, label values)."""
+    s = str(text).replace("\u2028", " ").replace("\u2029", " ")
+    s = re.sub(r"[\r\n\t]+", " ", s)
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", s)
+
+
+def coverage_share(result: ScanResult) -> float | None:
+    logged = sum(c.log_requests for c in result.coverage)
+    if not logged:
+        return None
+    counted = sum(min(c.mesh_requests, c.log_requests) for c in result.coverage)
+    return counted / logged
+
+
+def render_markdown(result: ScanResult) -> str:
+    w = result.window
+    lines = [f"## obsgap: {w.start:%Y-%m-%d %H:%M} – {w.end:%Y-%m-%d %H:%M} UTC", ""]
+    share = coverage_share(result)
+    if share is not None:
+        lines.append(f"**Telemetry coverage:** the mesh metrics counted {share * 100:.1f}% of the requests the logs "
+                     f"and callers saw ({len(result.coverage)} services).")
+    counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
+    lines.append(f"**Findings:** {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info.")
+    skipped = [c for c in result.checks if c.status != "ran"]
+    if skipped:
+        lines.append("**Not run:** " + "; ".join(f"`{c.check}` ({c.status}: {_md(c.reason)})" for c in skipped))
+    lines.append("")
+    for f in result.findings[:TOP]:
+        lines.append(f"- **{f.severity.value}** `{f.check}` {_md(f.title)}"
+                     + (f" — fix: {_md(f.suggestion.text)}" if f.suggestion else ""))
+    if len(result.findings) > TOP:
+        lines.append(f"- … and {len(result.findings) - TOP} more in report.html / findings.json")
+    return "\n".join(lines) + "\n"

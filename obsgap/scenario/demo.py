@@ -1,0 +1,82 @@
+"""The demo mesh: one instance of every gap obsgap finds, next to healthy services that must stay silent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from obsgap import engine
+from obsgap.config import RunPlan
+from obsgap.model import Window
+from obsgap.render.write import write_outputs
+from obsgap.scenario.simulate import build
+from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+from obsgap.testbed.promserver import serve_openmetrics
+
+
+def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
+    s = ServiceSpec
+    return ScenarioSpec(
+        name="demo",
+        namespaces=(("shop", True), ("payments", True), ("legacy", False), ("web", True)),
+        services=(
+            s("shop", "frontend", replicas=3),
+            s("shop", "catalog"),                                   # healthy control
+            s("payments", "payments", app_logs="ecs"),              # healthy server, some callers use pod IPs
+            s("shop", "recommend", inject="false"),                 # no-sidecar/inject-annotation
+            s("legacy", "billing", app_logs="otel"),                # no-sidecar/namespace-not-enabled
+            s("shop", "node-agent", host_network=True, replicas=1),  # no-sidecar/host-network
+            s("shop", "checkout"),
+            s("shop", "orders", ports=(PortSpec("tcp-api", 9000, 9000),)),            # port-treated-as-tcp
+            s("shop", "inventory", exclude_inbound_ports=(8080,)),                  # port-excluded
+            s("shop", "search", ports=(PortSpec("http", 8080, 8080),
+                                       PortSpec("http-admin", 9090, 9090, declared=False))),  # port-not-declared
+            s("legacy", "ledger", metrics_port=9102, metrics_scraped=False, replicas=1),  # not scraped
+            s("web", "storefront"),                                 # calls catalog in the wrong namespace
+        ),
+        flows=(
+            FlowSpec("external", "shop/frontend", 8080, 4.0),       # caller-outside-mesh
+            FlowSpec("shop/frontend", "shop/catalog", 8080, 3.0),
+            FlowSpec("shop/frontend", "shop/recommend", 8080, 1.5),
+            FlowSpec("shop/frontend", "shop/node-agent", 8080, 0.5),
+            FlowSpec("shop/frontend", "shop/checkout", 8080, 1.0),
+            FlowSpec("shop/checkout", "legacy/billing", 8080, 0.8),
+            FlowSpec("shop/checkout", "payments/payments", 8080, 0.6),
+            FlowSpec("shop/checkout", "payments/payments", 8080, 0.4, address="pod-ip"),  # pod-ip, passthrough
+            FlowSpec("shop/checkout", "shop/orders", 9000, 1.0),
+            FlowSpec("shop/frontend", "shop/inventory", 8080, 1.0),
+            FlowSpec("shop/frontend", "shop/search", 8080, 1.0),
+            FlowSpec("shop/frontend", "shop/search", 9090, 0.3, address="pod-ip"),
+            FlowSpec("web/storefront", "shop/catalog", 8080, 0.2, address="wrong-namespace"),
+            FlowSpec("web/storefront", "shop/catalog", 8080, 0.5, address="namespace-qualified"),
+        ),
+        end=end, hours=hours, scrape_interval_s=30, partial_every=97,
+    )
+
+
+def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    spec = demo_spec(end, hours)
+    say(f"simulating {hours:g}h of traffic for {len(spec.services)} services")
+    built = build(spec, out / "scenario")
+    say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
+    server = serve_openmetrics(built.metrics, out / "scenario")
+    try:
+        say(f"Prometheus serving on {server.url}")
+        plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=_prom(server.url),
+                       kube_snapshots=(built.topology,), logs=(str(built.logs),))
+        outcome = engine.run(plan, say)
+        paths = write_outputs(outcome.result, out)
+    finally:
+        server.stop()
+    say(f"{len(outcome.result.findings)} findings")
+    for f in outcome.result.findings:
+        say(f"  {f.severity.value:<8} {f.check:<26} {f.title}")
+    return paths[0]
+
+
+def _prom(url: str):  # type: ignore[no-untyped-def]
+    from obsgap.sources.prometheus import PrometheusOptions
+
+    return PrometheusOptions(url=url)

@@ -1,0 +1,550 @@
+"""Simulate a mesh's requests and write what a real cluster would leave behind.
+
+From one stream of simulated requests this writes, consistently:
+- `kube/topology.json`: what `kubectl get ns,svc,pods,endpointslices,...,vs,dr -A -o json` prints;
+- `logs/pods/<ns>_<pod>_<uid>/<container>/0.log[.<stamp>.gz]`: CRI log files (app JSON lines and
+  Istio TEXT access logs);
+- `metrics.om`: OpenMetrics text with timestamps, ready for `promtool tsdb create-blocks-from openmetrics`;
+- `truth.json`: the true counts and latencies, so tests know the right answers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import random
+import shutil
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from obsgap import istio
+from obsgap.model import TCP_PROXIED
+from obsgap.scenario.spec import ENVOY_DEFAULT_BUCKETS, FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+
+CHUNK_SECONDS = 3600
+
+
+@dataclass
+class SimPod:
+    svc: ServiceSpec
+    name: str
+    uid: str
+    ip: str
+    sidecar: bool
+    app_container: str
+
+    @property
+    def namespace(self) -> str:
+        return self.svc.namespace
+
+
+@dataclass
+class Truth:
+    """Ground truth per service key `ns/name`."""
+
+    server_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    mesh_destination_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    mesh_source_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    tcp_connections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unknown_source_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    passthrough_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failed_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    log_lines: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: dict(v) for k, v in self.__dict__.items() if isinstance(v, dict)} | {"log_lines": self.log_lines}
+
+
+@dataclass(frozen=True)
+class BuiltScenario:
+    root: Path
+    spec: ScenarioSpec
+    topology: Path
+    logs: Path
+    metrics: Path
+    truth: Truth
+
+
+def _fmt_ts(t: float) -> str:
+    dt = datetime.fromtimestamp(t, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int((t % 1) * 1e9):09d}Z"
+
+
+def _envoy_ts(t: float) -> str:
+    dt = datetime.fromtimestamp(t, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int((t % 1) * 1000):03d}Z"
+
+
+def _labels(d: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in d.items())
+
+
+class _Metrics:
+    """Cumulative counters and histograms, sampled at every scrape step into per-family files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.counters: dict[str, dict[str, float]] = defaultdict(dict)
+        self.hists: dict[str, dict[str, list[float]]] = defaultdict(dict)
+        self.hist_bounds: dict[tuple[str, str], tuple[float, ...]] = {}
+        self.gauges: dict[str, dict[str, float]] = defaultdict(dict)
+        self.files: dict[str, TextIO] = {}
+        self.types: dict[str, str] = {}
+        self.new: dict[str, list[str]] = defaultdict(list)
+        self.prev_t: float | None = None
+
+    def inc(self, family: str, labels: dict[str, str], by: float = 1.0) -> None:
+        key = _labels(labels)
+        if key not in self.counters[family]:
+            self.new[family].append(key)
+        self.counters[family][key] = self.counters[family].get(key, 0.0) + by
+        self.types[family] = "counter"
+
+    def set(self, family: str, labels: dict[str, str], value: float) -> None:
+        self.gauges[family][_labels(labels)] = value
+        self.types[family] = "gauge"
+
+    def observe(self, family: str, labels: dict[str, str], bounds: tuple[float, ...], value: float) -> None:
+        key = _labels(labels)
+        h = self.hists[family].get(key)
+        if h is None:
+            h = [0.0] * (len(bounds) + 3)  # buckets..., +Inf, sum, count
+            self.hists[family][key] = h
+            self.new[family].append(key)
+            self.hist_bounds[(family, key)] = bounds
+            self.types[family] = "histogram"
+        for i, b in enumerate(bounds):
+            if value <= b:
+                h[i] += 1
+        h[len(bounds)] += 1
+        h[-2] += value
+        h[-1] += 1
+
+    def _file(self, family: str) -> TextIO:
+        f = self.files.get(family)
+        if f is None:
+            f = (self.root / f"{family}.om.part").open("w")
+            self.files[family] = f
+        return f
+
+    def _zeros(self) -> None:
+        """A series appears with a 0 one scrape before its first request, so increase() sees every request."""
+        if self.prev_t is None:
+            return
+        ts = f"{self.prev_t:.3f}"
+        for family, keys in self.new.items():
+            f = self._file(family)
+            if family in self.counters:
+                f.writelines(f"{family}_total{{{k}}} 0 {ts}\n" for k in keys)
+            elif family in self.hists:
+                for k in keys:
+                    bounds = self.hist_bounds[(family, k)]
+                    f.writelines(f'{family}_bucket{{{k},le="{b:g}"}} 0 {ts}\n' for b in bounds)
+                    f.write(f'{family}_bucket{{{k},le="+Inf"}} 0 {ts}\n{family}_sum{{{k}}} 0 {ts}\n'
+                            f"{family}_count{{{k}}} 0 {ts}\n")
+
+    def sample(self, t: float) -> None:
+        self._zeros()
+        self.new.clear()
+        self.prev_t = t
+        ts = f"{t:.3f}"
+        for family, series in self.counters.items():
+            f = self._file(family)
+            name = family + "_total"
+            f.writelines(f"{name}{{{k}}} {v:g} {ts}\n" for k, v in series.items())
+        for family, series in self.gauges.items():
+            f = self._file(family)
+            f.writelines(f"{family}{{{k}}} {v:g} {ts}\n" for k, v in series.items())
+        for family, hseries in self.hists.items():
+            f = self._file(family)
+            out = []
+            for k, h in hseries.items():
+                bounds = self.hist_bounds[(family, k)]
+                for i, b in enumerate(bounds):
+                    out.append(f'{family}_bucket{{{k},le="{b:g}"}} {h[i]:g} {ts}\n')
+                out.append(f'{family}_bucket{{{k},le="+Inf"}} {h[len(bounds)]:g} {ts}\n')
+                out.append(f"{family}_sum{{{k}}} {h[-2]:.6g} {ts}\n")
+                out.append(f"{family}_count{{{k}}} {h[-1]:g} {ts}\n")
+            f.writelines(out)
+
+    def finish(self, path: Path) -> None:
+        for f in self.files.values():
+            f.close()
+        with path.open("w") as out:
+            for family in sorted(self.files):
+                out.write(f"# TYPE {family} {self.types[family]}\n")
+                part = self.root / f"{family}.om.part"
+                with part.open() as src:
+                    shutil.copyfileobj(src, out)
+                part.unlink()
+            out.write("# EOF\n")
+
+
+class _Logs:
+    """Per-container line buffers flushed to CRI files once per chunk."""
+
+    def __init__(self, root: Path, rotate_before: float | None, stamp: str) -> None:
+        self.root = root
+        self.buffers: dict[Path, list[str]] = defaultdict(list)
+        self.rotate_before = rotate_before
+        self.stamp = stamp
+
+    def add(self, pod: SimPod, container: str, t: float, msg: str, partial_every: int, counter: int) -> None:
+        folder = self.root / "pods" / f"{pod.namespace}_{pod.name}_{pod.uid}" / container
+        rotated = self.rotate_before is not None and t < self.rotate_before
+        path = folder / (f"0.log.{self.stamp}.gz" if rotated else "0.log")
+        ts = _fmt_ts(t)
+        if partial_every and counter % partial_every == 0 and len(msg) > 20:
+            cut = len(msg) // 2
+            self.buffers[path].append(f"{ts} stdout P {msg[:cut]}\n")
+            self.buffers[path].append(f"{ts} stdout F {msg[cut:]}\n")
+        else:
+            self.buffers[path].append(f"{ts} stdout F {msg}\n")
+
+    def flush(self) -> None:
+        for path, lines in self.buffers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            opener: Any = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "at", encoding="utf-8") as f:
+                f.writelines(lines)
+        self.buffers.clear()
+
+
+def _pods(spec: ScenarioSpec, rng: random.Random) -> dict[str, list[SimPod]]:
+    injected = dict(spec.namespaces)
+    pods: dict[str, list[SimPod]] = {}
+    n = 0
+    for svc in spec.services:
+        rs_hash = hashlib.sha1(f"{svc.key}{spec.seed}".encode()).hexdigest()[:9]
+        sidecar = (injected.get(svc.namespace, False) or svc.inject == "true") and svc.inject != "false" \
+            and not svc.host_network
+        out = []
+        for _ in range(svc.replicas):
+            n += 1
+            suffix = "".join(rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+            ip = f"10.44.{n // 250}.{n % 250 + 2}" if not svc.host_network else f"10.128.0.{n % 250 + 2}"
+            out.append(SimPod(svc, f"{svc.name}-{rs_hash}-{suffix}", str(uuid.UUID(int=rng.getrandbits(128))),
+                              ip, sidecar, svc.name))
+        pods[svc.key] = out
+    return pods
+
+
+def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
+    svc = pod.svc
+    rs = pod.name.rsplit("-", 1)[0]
+    annotations: dict[str, str] = dict(svc.extra_annotations)
+    if svc.inject != "default":
+        annotations[istio.INJECT_KEY] = svc.inject
+    if svc.exclude_inbound_ports:
+        annotations[istio.EXCLUDE_INBOUND] = ",".join(str(p) for p in svc.exclude_inbound_ports)
+    if svc.istio_buckets is not None:
+        annotations["sidecar.istio.io/statsHistogramBuckets"] = json.dumps(
+            {"istiocustom": list(svc.istio_buckets)})
+    if pod.sidecar:
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": "15020",
+                            "prometheus.io/path": "/stats/prometheus"})
+    elif svc.metrics_port:
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(svc.metrics_port)})
+    ports = [{"containerPort": p.target, "name": p.name[:15], "protocol": "TCP"} for p in svc.ports]
+    if svc.metrics_port:
+        ports.append({"containerPort": svc.metrics_port, "name": "http-metrics", "protocol": "TCP"})
+    containers: list[dict[str, Any]] = [{"name": pod.app_container, "image": f"example/{svc.name}:1.0",
+                                         "ports": ports}]
+    init: list[dict[str, Any]] = []
+    init_status: list[dict[str, Any]] = []
+    if pod.sidecar or svc.init_failed:
+        containers.append({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.27.0"})
+        init.append({"name": "istio-init", "image": "docker.io/istio/proxyv2:1.27.0"})
+        state = {"waiting": {"reason": "CrashLoopBackOff"}} if svc.init_failed else \
+            {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        init_status.append({"name": "istio-init", "state": state})
+    labels = {"app": svc.name, "version": "v1", "pod-template-hash": rs.rsplit("-", 1)[1], **dict(svc.labels)}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "labels": labels,
+                     "annotations": annotations,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
+                                          "controller": True}]},
+        "spec": {"containers": containers, "initContainers": init, "hostNetwork": svc.host_network},
+        "status": {"phase": "Pending" if svc.init_failed else "Running", "podIP": pod.ip,
+                   "initContainerStatuses": init_status},
+    }
+
+
+def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    for ns, injected in spec.namespaces:
+        labels = {"istio-injection": "enabled"} if injected else {}
+        items.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
+    for i, svc in enumerate(spec.services):
+        declared = [p for p in svc.ports if p.declared]
+        if declared:
+            ports = []
+            for p in declared:
+                entry: dict[str, Any] = {"name": p.name, "port": p.port, "targetPort": p.target, "protocol": "TCP"}
+                if p.app_protocol:
+                    entry["appProtocol"] = p.app_protocol
+                ports.append(entry)
+            items.append({"apiVersion": "v1", "kind": "Service",
+                          "metadata": {"name": svc.name, "namespace": svc.namespace, "labels": {"app": svc.name}},
+                          "spec": {"selector": {"app": svc.name}, "ports": ports,
+                                   "clusterIP": f"10.96.{i // 250}.{i % 250 + 1}", "type": "ClusterIP"}})
+            items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                          "metadata": {"name": f"{svc.name}-abcde", "namespace": svc.namespace,
+                                       "labels": {"kubernetes.io/service-name": svc.name}},
+                          "endpoints": [{"addresses": [p.ip]} for p in pods[svc.key]]})
+        items.extend(_pod_object(p, spec) for p in pods[svc.key])
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def _address(flow: FlowSpec, target: ServiceSpec, port: PortSpec, pod: SimPod) -> str:
+    if flow.address == "pod-ip":
+        return f"{pod.ip}:{port.target}"
+    if flow.address == "short-name":
+        return f"{target.name}:{port.port}"
+    if flow.address == "namespace-qualified":
+        return f"{target.name}.{target.namespace}:{port.port}"
+    if flow.address == "wrong-namespace":
+        return f"{target.name}:{port.port}"  # the caller lives elsewhere: its search path misses
+    return f"{target.name}.{target.namespace}.svc.cluster.local:{port.port}"
+
+
+def _app_line(style: str, t: float, direction: str, method: str, path: str, url: str | None,
+              status: int | None, dur: float, port: int) -> str:
+    if style == "ecs":
+        obj: dict[str, Any] = {"@timestamp": _fmt_ts(t), "http": {"request": {"method": method}},
+                               "event": {"duration": int(dur * 1e6)}, "log": {"level": "info"}}
+        if status is not None:
+            obj["http"]["response"] = {"status_code": status}
+        obj["url"] = {"full": url} if url else {"path": path}
+        if direction == "inbound":
+            obj["server"] = {"port": port}
+        return json.dumps(obj)
+    if style == "otel":
+        obj = {"timestamp": _fmt_ts(t), "http.request.method": method, "http.response.status_code": status,
+               "duration_ms": round(dur, 3), "severity": "INFO"}
+        obj["url.full" if url else "url.path"] = url or path
+        if direction == "inbound":
+            obj["server.port"] = port
+        return json.dumps(obj)
+    obj = {"ts": _fmt_ts(t), "level": "info", "msg": "request", "method": method, "status": status,
+           "duration_ms": round(dur, 3)}
+    if url:
+        obj["url"] = url
+    else:
+        obj["path"] = path
+        obj["port"] = port
+    return json.dumps(obj)
+
+
+def _envoy_line(t: float, method: str | None, path: str, code: int, dur: float, authority: str,
+                upstream: str, cluster: str, local: str, remote: str) -> str:
+    ms = max(0, int(round(dur)))
+    if method is None:
+        return (f'[{_envoy_ts(t)}] "- - -" 0 - - - "-" 120 450 {ms} - "-" "-" "-" "-" "{upstream}" {cluster} '
+                f"127.0.0.6:40001 {local} {remote} - -")
+    rid = uuid.UUID(int=int(t * 1e6) & ((1 << 128) - 1))
+    return (f'[{_envoy_ts(t)}] "{method} {path} HTTP/1.1" {code} - via_upstream - "-" 0 135 {ms} {ms} "-" '
+            f'"python-requests/2.31" "{rid}" "{authority}" "{upstream}" {cluster} 10.44.0.1:37652 {local} '
+            f"{remote} - default")
+
+
+def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltScenario:
+    """Write the scenario under `out` (replacing it) and return where everything is."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "kube").mkdir(parents=True)
+    (out / "logs").mkdir()
+    rng = random.Random(spec.seed)
+    pods = _pods(spec, rng)
+    (out / "kube" / "topology.json").write_text(json.dumps(_topology(spec, pods), indent=1))
+
+    start, end = spec.start.timestamp(), spec.end.timestamp()
+    step = spec.scrape_interval_s
+    midpoint = start + (end - start) / 2 if spec.gzip_rotated else None
+    stamp = datetime.fromtimestamp(midpoint or start, UTC).strftime("%Y%m%d-%H%M%S")
+    logs = _Logs(out / "logs", midpoint, stamp)
+    metrics = _Metrics(out)
+    truth = Truth()
+    services = {s.key: s for s in spec.services}
+    carry: dict[int, float] = defaultdict(float)
+    rr: dict[str, int] = defaultdict(int)
+    counter = 0
+
+    def scrape_labels(pod: SimPod) -> dict[str, str]:
+        port = 15020 if pod.sidecar else (pod.svc.metrics_port or 0)
+        return {"job": pod.svc.job, "namespace": pod.namespace, "pod": pod.name, "instance": f"{pod.ip}:{port}"}
+
+    def scraped(pod: SimPod) -> bool:
+        return pod.svc.metrics_scraped and (pod.sidecar or bool(pod.svc.metrics_port))
+
+    def mark_up() -> None:
+        for plist in pods.values():
+            for p in plist:
+                if scraped(p):
+                    metrics.set("up", scrape_labels(p), 1)
+
+    mark_up()
+    metrics.sample(start)
+    t_prev = start
+    for t in _steps(start, end, step):
+        for fi, flow in enumerate(spec.flows):
+            target = services[flow.target]
+            port = next(p for p in target.ports if p.port == flow.port)
+            carry[fi] += flow.rps * (t - t_prev)
+            n = int(carry[fi])
+            carry[fi] -= n
+            for i in range(n):
+                ts = t_prev + (i + rng.random()) * (t - t_prev) / max(n, 1)
+                ts = min(max(ts, t_prev + 1e-3), t - 1e-3)
+                counter += 1
+                _one_request(flow, target, port, ts, pods, services, rng, rr, logs, metrics, truth, spec,
+                             counter, scrape_labels, keep_latencies)
+        metrics.sample(t)
+        t_prev = t
+        if (t - start) % CHUNK_SECONDS < step:
+            logs.flush()
+    logs.flush()
+    metrics.finish(out / "metrics.om")
+    (out / "truth.json").write_text(json.dumps(truth.as_dict() | {"latencies_ms": {}}, indent=1))
+    return BuiltScenario(out, spec, out / "kube" / "topology.json", out / "logs", out / "metrics.om", truth)
+
+
+def _steps(start: float, end: float, step: int) -> Iterable[float]:
+    t = start + step
+    while t <= end + 1e-9:
+        yield t
+        t += step
+
+
+def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
+                 pods: dict[str, list[SimPod]], services: dict[str, ServiceSpec], rng: random.Random,
+                 rr: dict[str, int], logs: _Logs, metrics: _Metrics, truth: Truth, spec: ScenarioSpec,
+                 counter: int, scrape_labels: Any, keep_latencies: bool) -> None:
+    tpods = [p for p in pods[target.key] if not target.init_failed]
+    if not tpods:
+        return
+    server = tpods[rr[target.key] % len(tpods)]
+    rr[target.key] += 1
+    caller: SimPod | None = None
+    if flow.caller != "external":
+        cpods = pods[flow.caller]
+        caller = cpods[rr[flow.caller] % len(cpods)]
+        rr[flow.caller] += 1
+    dur = target.latency_median_ms * math.exp(rng.gauss(0, target.latency_sigma))
+    status = 500 if rng.random() < target.error_rate else 200
+    address = _address(flow, target, port, server)
+    proto, _ = istio.port_protocol(port.name, port.app_protocol, port.port)
+    tcp_proxied = proto in TCP_PROXIED
+    reaches = flow.address != "wrong-namespace"
+    method, path = "GET", flow.path
+    key = target.key
+    remote_ip = caller.ip if caller else "10.128.7.9"
+
+    if caller is not None:
+        csvc = caller.svc
+        if csvc.app_logs != "none" and csvc.log_outbound_calls:
+            logs.add(caller, caller.app_container, ts,
+                     _app_line(csvc.app_logs, ts, "outbound", method, path, f"http://{address}{path}",
+                               status if reaches else None, dur + 1.0, port.port), spec.partial_every, counter)
+            truth.log_lines += 1
+        if not reaches:
+            truth.failed_calls[f"{caller.namespace}/{csvc.name}->{key}"] += 1
+            return
+        if caller.sidecar:
+            fqdn = f"{target.name}.{target.namespace}.svc.cluster.local"
+            passthrough = flow.address == "pod-ip"
+            cluster = "PassthroughCluster" if passthrough else f"outbound|{port.port}||{fqdn}"
+            if csvc.envoy_access_logs:
+                logs.add(caller, "istio-proxy", ts,
+                         _envoy_line(ts, None if tcp_proxied else method, path, status, dur + 0.5, address,
+                                     f"{server.ip}:{port.target}", cluster, address if passthrough else
+                                     f"10.96.0.1:{port.port}", f"{caller.ip}:46520"), 0, counter)
+                truth.log_lines += 1
+            src = {"reporter": "source", "source_workload": csvc.name, "source_workload_namespace": caller.namespace,
+                   "source_app": csvc.name}
+            if passthrough:
+                labels = src | {"destination_service": f"{server.ip}:{port.target}",
+                                "destination_service_name": "PassthroughCluster",
+                                "destination_service_namespace": "unknown", "destination_workload": "unknown",
+                                "destination_workload_namespace": "unknown", "request_protocol": "http",
+                                "response_code": str(status), "response_flags": "-",
+                                "connection_security_policy": "unknown"}
+                metrics.inc("istio_requests", labels | scrape_labels(caller))
+                truth.passthrough_requests[key] += 1
+            else:
+                dest = {"destination_service": fqdn, "destination_service_name": target.name,
+                        "destination_service_namespace": target.namespace,
+                        "destination_workload": target.name if server.sidecar else "unknown",
+                        "destination_workload_namespace": target.namespace if server.sidecar else "unknown"}
+                if tcp_proxied:
+                    metrics.inc("istio_tcp_connections_opened", src | dest | scrape_labels(caller))
+                else:
+                    labels = src | dest | {"request_protocol": "http", "response_code": str(status),
+                                           "response_flags": "-", "connection_security_policy": "unknown"}
+                    metrics.inc("istio_requests", labels | scrape_labels(caller))
+                    truth.mesh_source_requests[key] += 1
+
+    # --- server side ---
+    truth.server_requests[key] += 1
+    if keep_latencies:
+        truth.latencies_ms[key].append(dur)
+    if target.app_logs != "none":
+        logs.add(server, server.app_container, ts,
+                 _app_line(target.app_logs, ts, "inbound", method, path, None, status, dur, port.target),
+                 spec.partial_every, counter)
+        truth.log_lines += 1
+    if target.app_histogram and target.metrics_port and target.metrics_scraped:
+        hl = {"method": method, "job": target.job, "namespace": server.namespace, "pod": server.name,
+              "instance": f"{server.ip}:{15020 if server.sidecar else target.metrics_port}"}
+        metrics.observe(target.app_histogram, hl, target.app_buckets, dur / 1000.0)
+    excluded = port.target in target.exclude_inbound_ports
+    if not server.sidecar or excluded:
+        return
+    src_sidecar = caller is not None and caller.sidecar
+    src = {"reporter": "destination",
+           "source_workload": caller.svc.name if src_sidecar and caller else "unknown",
+           "source_workload_namespace": caller.namespace if src_sidecar and caller else "unknown",
+           "source_app": caller.svc.name if src_sidecar and caller else "unknown"}
+    if not src_sidecar:
+        truth.unknown_source_requests[key] += 1
+    local = f"{server.ip}:{port.target}"
+    if not port.declared:
+        cluster = "InboundPassthroughCluster"
+        labels = src | {"destination_service": "InboundPassthroughCluster",
+                        "destination_service_name": "InboundPassthroughCluster",
+                        "destination_service_namespace": "unknown", "destination_workload": target.name,
+                        "destination_workload_namespace": target.namespace, "request_protocol": "http",
+                        "response_code": str(status), "response_flags": "-",
+                        "connection_security_policy": "none"}
+        metrics.inc("istio_requests", labels | scrape_labels(server))
+    else:
+        cluster = f"inbound|{port.target}||"
+        dest = {"destination_service": f"{target.name}.{target.namespace}.svc.cluster.local",
+                "destination_service_name": target.name, "destination_service_namespace": target.namespace,
+                "destination_workload": target.name, "destination_workload_namespace": target.namespace}
+        if tcp_proxied:
+            metrics.inc("istio_tcp_connections_opened", src | dest | scrape_labels(server))
+            truth.tcp_connections[key] += 1
+        else:
+            policy = "mutual_tls" if src_sidecar else "none"
+            labels = src | dest | {"request_protocol": "http", "response_code": str(status),
+                                   "response_flags": "-", "connection_security_policy": policy}
+            metrics.inc("istio_requests", labels | scrape_labels(server))
+            truth.mesh_destination_requests[key] += 1
+            hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
+            metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),
+                            target.istio_buckets or ENVOY_DEFAULT_BUCKETS, dur)
+    if target.envoy_access_logs:
+        logs.add(server, "istio-proxy", ts,
+                 _envoy_line(ts, None if tcp_proxied else method, path, status, dur, address, local, cluster, local,
+                             f"{remote_ip}:46520"), 0, counter)
+        truth.log_lines += 1

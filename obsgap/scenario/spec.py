@@ -1,0 +1,99 @@
+"""What a simulated mesh looks like: namespaces, services, who calls whom, and which gaps are planted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+ENVOY_DEFAULT_BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+                         300000, 600000, 1800000, 3600000)
+PROM_CLIENT_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+AppLogStyle = Literal["flat", "ecs", "otel", "none"]
+Addressing = Literal["fqdn", "short-name", "namespace-qualified", "pod-ip", "wrong-namespace"]
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    name: str
+    port: int
+    target: int
+    app_protocol: str | None = None
+    declared: bool = True
+    """False: the container listens on it but no Service declares it (InboundPassthroughCluster)."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    namespace: str
+    name: str
+    ports: tuple[PortSpec, ...] = (PortSpec("http", 8080, 8080),)
+    replicas: int = 2
+    inject: Literal["default", "false", "true"] = "default"
+    """`false` plants sidecar.istio.io/inject: "false"; `default` follows the namespace label."""
+    host_network: bool = False
+    init_failed: bool = False
+    exclude_inbound_ports: tuple[int, ...] = ()
+    latency_median_ms: float = 20.0
+    latency_sigma: float = 0.5
+    error_rate: float = 0.01
+    app_logs: AppLogStyle = "flat"
+    log_outbound_calls: bool = True
+    envoy_access_logs: bool = True
+    metrics_port: int | None = None
+    """Port of the app's own /metrics (prometheus.io/port); None: the app exposes none."""
+    metrics_scraped: bool = True
+    """False plants an app metrics port that no Prometheus job scrapes."""
+    job: str = "kubernetes-pods"
+    """The Prometheus job that scrapes this workload's pods."""
+    istio_buckets: tuple[float, ...] | None = None
+    """Custom Istio duration buckets (planted as the statsHistogramBuckets annotation)."""
+    app_histogram: str | None = None
+    """Name of an application latency histogram in seconds (prometheus_client default buckets)."""
+    app_buckets: tuple[float, ...] = PROM_CLIENT_DEFAULT_BUCKETS
+    extra_annotations: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    caller: str
+    """`namespace/service` of a workload in the scenario, or `external` (no sidecar, outside the mesh)."""
+    target: str
+    """`namespace/service`."""
+    port: int
+    rps: float
+    address: Addressing = "fqdn"
+    path: str = "/api"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    name: str
+    namespaces: tuple[tuple[str, bool], ...]
+    """(namespace, injection enabled)."""
+    services: tuple[ServiceSpec, ...]
+    flows: tuple[FlowSpec, ...]
+    end: datetime = field(default_factory=lambda: datetime(2026, 11, 24, tzinfo=UTC))
+    hours: float = 1.0
+    scrape_interval_s: int = 30
+    seed: int = 7
+    gzip_rotated: bool = True
+    """Write the first half of each log as a rotated, gzipped file (as kubelet does)."""
+    partial_every: int = 0
+    """Every Nth app log line is split into CRI partial (P) lines; 0 = never."""
+
+    @property
+    def start(self) -> datetime:
+        return self.end - timedelta(seconds=int(self.hours * 3600))
+
+    def service(self, key: str) -> ServiceSpec:
+        for s in self.services:
+            if s.key == key:
+                return s
+        raise KeyError(key)

@@ -1,0 +1,245 @@
+"""Raw Kubernetes API objects (dicts, as `kubectl get -o json` prints them) -> Topology.
+
+Snapshot files and the live API both end here, so they produce the same structures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from obsgap import istio
+from obsgap.model import (
+    DestinationRule,
+    Gateway,
+    Namespace,
+    Pod,
+    RouteDestination,
+    Service,
+    ServiceEntry,
+    ServicePort,
+    Subset,
+    Topology,
+    VirtualService,
+)
+
+RAW = Mapping[str, Any]
+_RS_HASH = re.compile(r"-[a-z0-9]{5,10}$")
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _meta(obj: RAW) -> tuple[str, str]:
+    md = obj.get("metadata") or {}
+    return str(md.get("namespace") or "default"), str(md.get("name") or "")
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _service(obj: RAW) -> Service:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    ports = []
+    for p in spec.get("ports") or []:
+        if not isinstance(p, Mapping):
+            continue
+        number = _int_or_none(p.get("port"))
+        if number is None:
+            continue
+        transport = str(p.get("protocol") or "TCP")
+        pname = str(p.get("name") or "")
+        app = p.get("appProtocol")
+        proto, source = istio.port_protocol(pname, str(app) if app else None, number, transport)
+        target = p.get("targetPort")
+        target_val: int | str | None = _int_or_none(target) if _int_or_none(target) is not None else target
+        ports.append(ServicePort(pname, number, target_val if target is not None else number,
+                                 transport, str(app) if app else None, proto, source))  # type: ignore[arg-type]
+    return Service(ns, name, tuple(ports), _str_map(spec.get("selector")), spec.get("clusterIP"),
+                   str(spec.get("type") or "ClusterIP"), _str_map((obj.get("metadata") or {}).get("labels")))
+
+
+def _workload(obj: RAW, rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
+    ns, name = _meta(obj)
+    md = obj.get("metadata") or {}
+    for ref in md.get("ownerReferences") or []:
+        if not isinstance(ref, Mapping):
+            continue
+        kind, owner = str(ref.get("kind", "")), str(ref.get("name", ""))
+        if kind == "ReplicaSet":
+            if (ns, owner) in rs_owner:
+                return rs_owner[(ns, owner)]
+            tmpl_hash = _str_map(md.get("labels")).get("pod-template-hash")
+            if tmpl_hash and owner.endswith("-" + tmpl_hash):
+                return owner[: -len(tmpl_hash) - 1], "Deployment"
+            return _RS_HASH.sub("", owner), "Deployment"
+        if kind == "Job" and re.search(r"-\d{8,}$", owner):
+            return re.sub(r"-\d{8,}$", "", owner), "CronJob"
+        return owner, kind
+    return name, "Pod"
+
+
+def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
+         rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> Pod:
+    ns, name = _meta(obj)
+    md = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    labels, annotations = _str_map(md.get("labels")), _str_map(md.get("annotations"))
+    ns_labels = namespaces[ns].labels if ns in namespaces else {}
+    containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or [] if isinstance(c, Mapping))
+    inits = tuple(str(c.get("name", "")) for c in spec.get("initContainers") or [] if isinstance(c, Mapping))
+    cports = []
+    for c in spec.get("containers") or []:
+        if not isinstance(c, Mapping):
+            continue
+        for p in c.get("ports") or []:
+            num = _int_or_none(p.get("containerPort")) if isinstance(p, Mapping) else None
+            if num is not None:
+                cports.append((str(c.get("name", "")), num, str(p.get("name") or "")))
+    workload, kind = _workload(obj, rs_owner)
+    return Pod(
+        namespace=ns, name=name, ip=status.get("podIP"), labels=labels, annotations=annotations,
+        containers=containers, container_ports=tuple(cports), init_containers=inits,
+        workload=workload, workload_kind=kind,
+        sidecar=istio.sidecar_state(ns, ns_labels, md, spec, status),
+        exclusions=istio.traffic_exclusions(annotations),
+        host_network=bool(spec.get("hostNetwork")), phase=str(status.get("phase") or "Running"),
+    )
+
+
+def _destination(d: Any, kind: str = "route") -> RouteDestination | None:
+    if not isinstance(d, Mapping):
+        return None
+    dest = d.get("destination", d) if kind == "route" else d
+    if not isinstance(dest, Mapping) or not dest.get("host"):
+        return None
+    port = dest.get("port") or {}
+    return RouteDestination(str(dest["host"]), dest.get("subset"),
+                            _int_or_none(port.get("number")) if isinstance(port, Mapping) else None,
+                            _int_or_none(d.get("weight")), kind)  # type: ignore[arg-type]
+
+
+def _virtual_service(obj: RAW) -> VirtualService:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    dests: list[RouteDestination] = []
+    weighted: list[tuple[RouteDestination, ...]] = []
+    for proto in ("http", "tcp", "tls"):
+        for route in spec.get(proto) or []:
+            if not isinstance(route, Mapping):
+                continue
+            this_route = [r for r in (_destination(d) for d in route.get("route") or []) if r]
+            dests.extend(this_route)
+            if len([r for r in this_route if r.weight]) >= 2:
+                weighted.append(tuple(this_route))
+            mirror = _destination(route.get("mirror"), "mirror") if route.get("mirror") else None
+            if mirror:
+                dests.append(mirror)
+            for m in route.get("mirrors") or []:
+                md = _destination(m.get("destination") if isinstance(m, Mapping) else None, "mirror")
+                if md:
+                    dests.append(md)
+    return VirtualService(ns, name, tuple(str(h) for h in spec.get("hosts") or []),
+                          tuple(str(g) for g in spec.get("gateways") or []), tuple(dests),
+                          tuple(str(e) for e in spec.get("exportTo") or []), tuple(weighted))
+
+
+def _destination_rule(obj: RAW) -> DestinationRule:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    tp = spec.get("trafficPolicy") or {}
+    subsets = tuple(
+        Subset(str(s.get("name", "")), _str_map(s.get("labels")),
+               bool((s.get("trafficPolicy") or {}).get("outlierDetection")))
+        for s in spec.get("subsets") or [] if isinstance(s, Mapping))
+    return DestinationRule(ns, name, str(spec.get("host") or ""), subsets, bool(tp.get("outlierDetection")),
+                           tuple(str(e) for e in spec.get("exportTo") or []))
+
+
+def _service_entry(obj: RAW) -> ServiceEntry:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    ports = tuple(p for p in (_int_or_none(p.get("number")) for p in spec.get("ports") or []
+                              if isinstance(p, Mapping)) if p is not None)
+    return ServiceEntry(ns, name, tuple(str(h) for h in spec.get("hosts") or []), ports,
+                        tuple(str(e) for e in spec.get("exportTo") or []))
+
+
+def _gateway(obj: RAW) -> Gateway:
+    ns, name = _meta(obj)
+    hosts = [str(h) for s in (obj.get("spec") or {}).get("servers") or [] if isinstance(s, Mapping)
+             for h in s.get("hosts") or []]
+    return Gateway(ns, name, tuple(hosts))
+
+
+def _endpoint_ips(objs: Iterable[RAW]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for obj in objs:
+        ns, name = _meta(obj)
+        if obj.get("kind") == "EndpointSlice":
+            svc = _str_map((obj.get("metadata") or {}).get("labels")).get("kubernetes.io/service-name", name)
+            for ep in obj.get("endpoints") or []:
+                for ip in (ep or {}).get("addresses") or []:
+                    out[str(ip)] = (ns, svc)
+        else:
+            for subset in obj.get("subsets") or []:
+                for addr in (subset or {}).get("addresses") or []:
+                    if isinstance(addr, Mapping) and addr.get("ip"):
+                        out[str(addr["ip"])] = (ns, name)
+    return out
+
+
+def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology:
+    """Turn raw objects of any supported kind into a Topology; unknown kinds are counted, not fatal."""
+    by_kind: dict[str, list[RAW]] = {}
+    counts: Counter[str] = Counter()
+    gap_list = list(gaps)
+    for obj in objects:
+        kind = str(obj.get("kind") or "")
+        counts[kind] += 1
+        by_kind.setdefault(kind, []).append(obj)
+
+    namespaces = {n: Namespace(n, _str_map((o.get("metadata") or {}).get("labels")))
+                  for o in by_kind.get("Namespace", []) for n in [_meta(o)[1]]}
+    # Pods in namespaces the snapshot does not include get an unlabelled namespace.
+    for o in by_kind.get("Pod", []) + by_kind.get("Service", []):
+        namespaces.setdefault(_meta(o)[0], Namespace(_meta(o)[0], {}))
+    rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
+    for rs in by_kind.get("ReplicaSet", []):
+        for ref in (rs.get("metadata") or {}).get("ownerReferences") or []:
+            if isinstance(ref, Mapping) and ref.get("name"):
+                rs_owner[_meta(rs)] = (str(ref["name"]), str(ref.get("kind", "Deployment")))
+
+    def convert(kind: str, fn: Any) -> tuple[Any, ...]:
+        out = []
+        for o in by_kind.get(kind, []):
+            try:
+                out.append(fn(o))
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                gap_list.append(f"{kind} {'/'.join(_meta(o))}: unreadable ({type(exc).__name__})")
+        return tuple(out)
+
+    return Topology(
+        namespaces=namespaces,
+        services=convert("Service", _service),
+        pods=convert("Pod", lambda o: _pod(o, namespaces, rs_owner)),
+        virtual_services=convert("VirtualService", _virtual_service),
+        destination_rules=convert("DestinationRule", _destination_rule),
+        service_entries=convert("ServiceEntry", _service_entry),
+        gateways=convert("Gateway", _gateway),
+        endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
+        object_counts=dict(sorted(counts.items())),
+        gaps=tuple(gap_list),
+        kinds_seen=frozenset(counts),
+    )

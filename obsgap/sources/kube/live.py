@@ -1,0 +1,118 @@
+"""Read the topology from a live API server with the official `kubernetes` client.
+
+Every list is paginated (limit 500 + continue). A missing CRD (404) or a forbidden list (403)
+becomes a noted gap; an expired continue token (410) restarts that list once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from obsgap.errors import SourceError
+
+PAGE_SIZE = 500
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules",
+               "ServiceEntry": "serviceentries", "Sidecar": "sidecars", "Gateway": "gateways"}
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+def _api_client(opts: LiveOptions) -> Any:
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        if opts.kubeconfig or opts.context:
+            return config.new_client_from_config(config_file=opts.kubeconfig, context=opts.context)
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except ConfigException:
+            return config.new_client_from_config()
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        raise SourceError(f"kubernetes: cannot load configuration: {exc}") from exc
+
+
+def _paginate(list_fn: Callable[..., Any], kind: str, **kwargs: Any) -> list[Mapping[str, Any]]:
+    from kubernetes.client.exceptions import ApiException
+
+    items: list[Mapping[str, Any]] = []
+    token: str | None = None
+    restarted = False
+    while True:
+        try:
+            resp = list_fn(limit=PAGE_SIZE, _continue=token, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            if exc.status == 410 and token and not restarted:
+                items, token, restarted = [], None, True
+                continue
+            raise
+        body = json.loads(resp.data)
+        for item in body.get("items") or []:
+            if isinstance(item, dict):
+                item.setdefault("kind", kind)
+                items.append(item)
+        token = (body.get("metadata") or {}).get("continue") or None
+        if not token:
+            return items
+
+
+def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """Return (objects, gaps) read from the cluster. Raises SourceError when the API is unreachable."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    api = _api_client(opts)
+    core, apps, disc = client.CoreV1Api(api), client.AppsV1Api(api), client.DiscoveryV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    lists: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+        ("Namespace", core.list_namespace, {}),
+        ("Service", core.list_service_for_all_namespaces, {}),
+        ("Pod", core.list_pod_for_all_namespaces, {}),
+        ("Endpoints", core.list_endpoints_for_all_namespaces, {}),
+        ("EndpointSlice", disc.list_endpoint_slice_for_all_namespaces, {}),
+        ("ReplicaSet", apps.list_replica_set_for_all_namespaces, {}),
+        ("Deployment", apps.list_deployment_for_all_namespaces, {}),
+    ]
+    objects: list[Mapping[str, Any]] = []
+    gaps: list[str] = []
+    for kind, fn, kwargs in lists:
+        try:
+            objects.extend(_paginate(fn, kind, **kwargs))
+        except ApiException as exc:
+            if exc.status in (401, 403, 404):
+                gaps.append(f"{kind}: list {'forbidden' if exc.status == 403 else 'failed'} (HTTP {exc.status})")
+                continue
+            raise SourceError(f"kubernetes: listing {kind} failed: HTTP {exc.status} {exc.reason}") from exc
+        except (HTTPError, OSError) as exc:
+            raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+    for kind, plural in ISTIO_KINDS.items():
+        errors = []
+        for version in ISTIO_VERSIONS:
+            try:
+                objects.extend(_paginate(custom.list_cluster_custom_object, kind,
+                                         group=ISTIO_GROUP, version=version, plural=plural))
+                break
+            except ApiException as exc:
+                errors.append(exc.status)
+                if exc.status == 404:
+                    continue
+                break
+            except (HTTPError, OSError) as exc:
+                raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+        else:
+            gaps.append(f"{kind}: CRD {plural}.{ISTIO_GROUP} not found")
+            continue
+        if errors and errors[-1] != 404:
+            gaps.append(f"{kind}: list {'forbidden' if errors[-1] == 403 else 'failed'} (HTTP {errors[-1]})")
+    return objects, gaps

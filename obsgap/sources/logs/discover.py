@@ -1,0 +1,91 @@
+"""Expand --logs arguments into files, and read namespace/pod/container from Kubernetes log paths."""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from obsgap.errors import InputError
+
+# /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log[.<rotation>][.gz]
+_PODS_DIR = re.compile(r"^(?P<ns>[a-z0-9-]+)_(?P<pod>[a-z0-9.-]+)_(?P<uid>[0-9a-fA-F-]{8,})$")
+# /var/log/containers/<pod>_<namespace>_<container>-<64 hex id>.log
+_CONTAINERS_FILE = re.compile(
+    r"^(?P<pod>[a-z0-9.-]+)_(?P<ns>[a-z0-9-]+)_(?P<container>[a-z0-9-]+)-(?P<id>[0-9a-f]{64})\.log")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    namespace: str
+    pod: str
+    container: str
+
+
+@dataclass(frozen=True)
+class Discovered:
+    files: tuple[Path, ...]
+    skipped: tuple[tuple[str, str], ...]
+    """(path, reason) for arguments or entries that could not be read."""
+
+
+def attribution_from_path(path: Path) -> Attribution | None:
+    m = _CONTAINERS_FILE.match(path.name)
+    if m:
+        return Attribution(m["ns"], m["pod"], m["container"])
+    parts = path.parts
+    if len(parts) >= 3:
+        pm = _PODS_DIR.match(parts[-3])
+        if pm:
+            return Attribution(pm["ns"], pm["pod"], parts[-2])
+    return None
+
+
+def _is_log_file(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def discover(args: list[str]) -> Discovered:
+    """Files for each argument: a file, a folder (recursive), or a glob. Broken links are skipped, counted."""
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        if p.is_symlink() and not p.exists():
+            skipped.append((str(p), "symlink to a missing file"))
+            return
+        try:
+            real = p.resolve()
+        except OSError as exc:
+            skipped.append((str(p), f"unresolvable: {exc.strerror or exc}"))
+            return
+        if real in seen:
+            return  # /var/log/containers links point into /var/log/pods
+        seen.add(real)
+        files.append(p)
+
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            for entry in sorted(path.rglob("*")):
+                if (entry.is_file() or entry.is_symlink()) and _is_log_file(entry):
+                    add(entry)
+        elif path.is_file() or path.is_symlink():
+            add(path)
+        elif any(ch in arg for ch in "*?["):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise InputError(f"--logs {arg}: the pattern matches no file")
+            for m in matches:
+                mp = Path(m)
+                if mp.is_dir():
+                    for entry in sorted(mp.rglob("*")):
+                        if entry.is_file() and _is_log_file(entry):
+                            add(entry)
+                else:
+                    add(mp)
+        else:
+            raise InputError(f"--logs {arg}: no such file or directory")
+    return Discovered(tuple(files), tuple(skipped))

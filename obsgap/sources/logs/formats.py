@@ -1,0 +1,297 @@
+"""Parsers for one log message: Envoy TEXT and JSON access logs, and application JSON lines.
+
+Each parser takes an already unwrapped message and returns a `Row` (a plain dict of the
+normalized columns) or None when the message is not of its format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+Row = dict[str, Any]
+
+# Istio's default TEXT format (DESIGN.md). %UPSTREAM_CLUSTER_RAW% (1.23+) and the older
+# %UPSTREAM_CLUSTER% are both one token, so one pattern reads both.
+ENVOY_TEXT = re.compile(
+    r'\[(?P<start>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<code>\d+) '
+    r'(?P<flags>\S+) (?P<details>\S+) (?P<term>\S+) "(?P<utfr>[^"]*)" (?P<rx>\d+) (?P<tx>\d+) '
+    r'(?P<dur>\d+|-) (?P<ust>\S+) "(?P<xff>[^"]*)" "(?P<ua>[^"]*)" "(?P<rid>[^"]*)" "(?P<authority>[^"]*)" '
+    r'"(?P<uhost>[^"]*)" (?P<cluster>\S+) (?P<ulocal>\S+) (?P<dlocal>\S+) (?P<dremote>\S+)'
+)
+_CLUSTER_PIPE = re.compile(r"^(inbound|outbound)\|(\d*)\|([^|]*)\|(.*)$")
+_CLUSTER_ALT = re.compile(r"^(inbound|outbound)_\.(\d*)_\.([^_]*)_\.(.*)$")
+
+
+def _dash(value: str | None) -> str | None:
+    return None if value in (None, "-", "") else value
+
+
+def _addr_port(addr: str | None) -> int | None:
+    if not addr or addr == "-":
+        return None
+    _, _, port = addr.rpartition(":")
+    return int(port) if port.isdigit() else None
+
+
+_TS_CACHE: dict[str, float] = {}
+
+
+def parse_ts_ms(value: Any) -> int | None:
+    """RFC 3339 (any precision), or epoch seconds/milliseconds/nanoseconds, -> epoch ms."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        v = float(value)
+        if v > 1e17:
+            return int(v / 1e6)
+        if v > 1e11:
+            return int(v)
+        return int(v * 1000)
+    text = str(value)
+    if len(text) < 19 or text[4] != "-":
+        return None
+    head = text[:19]
+    base = _TS_CACHE.get(head)
+    if base is None:
+        try:
+            base = datetime.fromisoformat(head + "+00:00").timestamp()
+        except ValueError:
+            return None
+        if len(_TS_CACHE) > 100_000:
+            _TS_CACHE.clear()
+        _TS_CACHE[head] = base
+    rest = text[19:]
+    frac_ms = 0.0
+    if rest.startswith((".", ",")):
+        digits = ""
+        for ch in rest[1:]:
+            if not ch.isdigit():
+                break
+            digits += ch
+        rest = rest[1 + len(digits):]
+        if digits:
+            frac_ms = int(digits[:3].ljust(3, "0"))
+    offset = 0.0
+    if rest and rest[0] in "+-" and len(rest) >= 6 and rest[1:3].isdigit() and rest[4:6].isdigit():
+        offset = (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60) * (1 if rest[0] == "+" else -1)
+    return int((base - offset) * 1000 + frac_ms)
+
+
+def cluster_parts(cluster: str | None) -> tuple[str | None, int | None, str | None]:
+    """(direction, port, host) from an Envoy cluster name (pipe or alt_stat_name form)."""
+    if not cluster or cluster == "-":
+        return None, None, None
+    m = _CLUSTER_PIPE.match(cluster) or _CLUSTER_ALT.match(cluster)
+    if m:
+        port = int(m.group(2)) if m.group(2) else None
+        return m.group(1), port, m.group(4) or None
+    if cluster.startswith("InboundPassthroughCluster"):
+        return "inbound", None, None
+    if cluster in ("PassthroughCluster", "BlackHoleCluster"):
+        return "outbound", None, None
+    return None, None, None
+
+
+def envoy_row(direction: str | None, cluster: str | None, port: int | None, dlocal: str | None,
+              uhost: str | None) -> tuple[str, int | None]:
+    """Direction and port of an Envoy line, falling back to addresses when the cluster has none."""
+    if direction is None:
+        direction = "outbound"
+    if port is None:
+        port = _addr_port(dlocal) if direction == "inbound" else (_addr_port(uhost) or _addr_port(dlocal))
+    return direction, port
+
+
+def parse_envoy_text(msg: str) -> Row | None:
+    m = ENVOY_TEXT.match(msg)
+    if m is None:
+        return None
+    g = m.group
+    cluster = _dash(g("cluster"))
+    direction, cport, _ = cluster_parts(cluster)
+    direction, port = envoy_row(direction, cluster, cport, g("dlocal"), g("uhost"))
+    method = _dash(g("method"))
+    dur = g("dur")
+    return {
+        "ts_ms": parse_ts_ms(g("start")), "origin": "envoy", "direction": direction,
+        "method": method, "path": _dash(g("path")),
+        "protocol": "tcp" if method is None else g("protocol"),
+        "status": int(g("code")), "duration_ms": float(dur) if dur != "-" else None,
+        "port": port, "authority": _dash(g("authority")), "upstream_cluster": cluster,
+        "upstream_host": _dash(g("uhost")), "downstream_local": _dash(g("dlocal")),
+        "downstream_remote": _dash(g("dremote")), "response_flags": _dash(g("flags")),
+    }
+
+
+def parse_envoy_json(obj: Mapping[str, Any]) -> Row | None:
+    if "upstream_cluster" not in obj and not ("start_time" in obj and "response_code" in obj):
+        return None
+    cluster = _dash(_s(obj.get("upstream_cluster")))
+    direction, cport, _ = cluster_parts(cluster)
+    dlocal, uhost = _dash(_s(obj.get("downstream_local_address"))), _dash(_s(obj.get("upstream_host")))
+    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
+    method = _dash(_s(obj.get("method")))
+    return {
+        "ts_ms": parse_ts_ms(obj.get("start_time")), "origin": "envoy", "direction": direction,
+        "method": method, "path": _dash(_s(obj.get("path"))),
+        "protocol": "tcp" if method is None else _dash(_s(obj.get("protocol"))),
+        "status": _int(obj.get("response_code")) or 0, "duration_ms": _float(obj.get("duration")),
+        "port": port, "authority": _dash(_s(obj.get("authority"))), "upstream_cluster": cluster,
+        "upstream_host": uhost, "downstream_local": dlocal,
+        "downstream_remote": _dash(_s(obj.get("downstream_remote_address"))),
+        "response_flags": _dash(_s(obj.get("response_flags"))),
+    }
+
+
+def _s(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- application JSON -------------------------------------------------------------------------
+
+# canonical field -> candidate keys (flat dotted key or nested path), in priority order
+APP_KEYS: dict[str, tuple[str, ...]] = {
+    "ts": ("ts", "time", "timestamp", "@timestamp"),
+    "method": ("method", "http.method", "http.request.method", "request.method"),
+    "path": ("path", "url.path", "http.target", "uri", "request.path"),
+    "url": ("url", "url.full", "http.url"),
+    "status": ("status", "status_code", "http.status_code", "http.response.status_code", "response.status"),
+    "port": ("port", "server.port", "url.port"),
+    "host": ("host", "http.host", "server.address", "url.domain"),
+}
+# duration keys with their unit factor to milliseconds
+DURATION_KEYS: tuple[tuple[str, float], ...] = (
+    ("duration_ms", 1.0), ("latency_ms", 1.0), ("elapsed_ms", 1.0), ("took_ms", 1.0),
+    ("response_time_ms", 1.0), ("event.duration", 1e-6), ("duration_s", 1000.0), ("latency_s", 1000.0),
+    ("request_time", 1000.0), ("duration", 1.0), ("latency", 1.0),
+)
+_UNIT = re.compile(r"^\s*([0-9.]+)\s*(ns|us|µs|ms|s|m)?\s*$")
+_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0, None: 1.0}
+K8S_KEYS = {
+    "namespace": ("kubernetes.namespace_name", "k8s.namespace.name", "resource.k8s.namespace.name",
+                  "resource.attributes.k8s.namespace.name"),
+    "pod": ("kubernetes.pod_name", "k8s.pod.name", "resource.k8s.pod.name", "resource.attributes.k8s.pod.name"),
+    "container": ("kubernetes.container_name", "k8s.container.name", "resource.k8s.container.name",
+                  "resource.attributes.k8s.container.name"),
+}
+
+
+def lookup(obj: Mapping[str, Any], key: str) -> Any:
+    """A flat dotted key, or the same path through nested objects."""
+    if key in obj:
+        return obj[key]
+    if "." not in key:
+        return None
+    node: Any = obj
+    parts = key.split(".")
+    i = 0
+    while i < len(parts):
+        if not isinstance(node, Mapping):
+            return None
+        # Allow mixed forms such as {"resource": {"k8s.pod.name": ...}}.
+        for j in range(len(parts), i, -1):
+            joined = ".".join(parts[i:j])
+            if joined in node:
+                node, i = node[joined], j
+                break
+        else:
+            return None
+    return node
+
+
+def _first(obj: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = lookup(obj, key)
+        if value is not None:
+            return value
+    return None
+
+
+def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...]) -> float | None:
+    for key, factor in keys:
+        value = lookup(obj, key)
+        if value is None:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value) * factor
+        m = _UNIT.match(str(value))
+        if m:
+            unit = m.group(2)
+            return float(m.group(1)) * (_UNIT_MS[unit] if unit else factor)
+    return None
+
+
+def k8s_attribution(obj: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    return (_s(_first(obj, K8S_KEYS["namespace"])), _s(_first(obj, K8S_KEYS["pod"])),
+            _s(_first(obj, K8S_KEYS["container"])))
+
+
+def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> Row | None:
+    """An application request line; None when the object carries no request fields."""
+
+    def field_value(name: str) -> Any:
+        if mapping and name in mapping:
+            return lookup(obj, mapping[name])
+        return _first(obj, APP_KEYS[name])
+
+    method = _s(field_value("method"))
+    path = _s(field_value("path"))
+    url = _s(field_value("url"))
+    status = _int(field_value("status"))
+    if method is None and path is None and url is None and status is None:
+        return None
+    if mapping and "duration_ms" in mapping:
+        duration = _duration_ms(obj, ((mapping["duration_ms"], 1.0),))
+    else:
+        duration = _duration_ms(obj, DURATION_KEYS)
+    port = _int(field_value("port"))
+    authority = _s(field_value("host"))
+    direction = "inbound"
+    if url and "://" in url:
+        parts = urlsplit(url)
+        if parts.hostname:
+            direction = "outbound"
+            authority = parts.netloc.rpartition("@")[2]
+            try:
+                port = parts.port or port or (443 if parts.scheme == "https" else 80)
+            except ValueError:
+                pass
+            path = path or parts.path or "/"
+    elif url and path is None:
+        path = url
+    if method is None and path is None and direction == "inbound":
+        return None  # a bare "status" key in an unrelated log line is not a request
+    return {
+        "ts_ms": parse_ts_ms(field_value("ts")), "origin": "app", "direction": direction,
+        "method": method, "path": path, "protocol": "http", "status": status,
+        "duration_ms": duration, "port": port, "authority": authority, "upstream_cluster": None,
+        "upstream_host": None, "downstream_local": None, "downstream_remote": None, "response_flags": None,
+    }

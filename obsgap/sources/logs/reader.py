@@ -1,0 +1,232 @@
+"""Stream log files into Parquet parts of the normalized request table.
+
+One call reads a batch of files (in a worker process) and writes one Parquet part, so memory
+stays bounded by the batch size whatever the number of lines. Every line is accounted for:
+a request row, a recognised non-request line, an unparsed line, or an out-of-window line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from obsgap.sources.logs import formats
+from obsgap.sources.logs.discover import attribution_from_path
+
+SCHEMA = pa.schema([
+    ("ts_ms", pa.int64()), ("namespace", pa.string()), ("pod", pa.string()), ("container", pa.string()),
+    ("origin", pa.string()), ("direction", pa.string()), ("method", pa.string()), ("path", pa.string()),
+    ("protocol", pa.string()), ("status", pa.int32()), ("duration_ms", pa.float64()), ("port", pa.int32()),
+    ("authority", pa.string()), ("upstream_cluster", pa.string()), ("upstream_host", pa.string()),
+    ("downstream_local", pa.string()), ("downstream_remote", pa.string()), ("response_flags", pa.string()),
+    ("file", pa.string()),
+])
+ROW_KEYS = tuple(SCHEMA.names)
+BATCH_ROWS = 65_536
+SAMPLE_CHARS = 160
+
+
+@dataclass
+class FileStats:
+    path: str
+    lines: int = 0
+    requests: int = 0
+    nonrequest: int = 0
+    unparsed: int = 0
+    out_of_window: int = 0
+    undated: int = 0
+    invalid_utf8: int = 0
+    partial_joined: int = 0
+    formats: Counter[str] = field(default_factory=Counter)
+    wrappers: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+    unparsed_sample: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    files: tuple[str, ...]
+    part_path: str
+    start_ms: int | None
+    end_ms: int | None
+    mapping: Mapping[str, str] | None = None
+
+
+def _open(path: Path) -> IO[bytes]:
+    raw = path.open("rb")
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw
+
+
+def _cri(line: str) -> tuple[str, str, str] | None:
+    """(timestamp, flag, message) of a CRI line, or None."""
+    if len(line) < 30 or line[4] != "-" or line[10] != "T":
+        return None
+    parts = line.split(" ", 3)
+    if len(parts) < 3 or parts[1] not in ("stdout", "stderr") or parts[2] not in ("P", "F"):
+        return None
+    return parts[0], parts[2], parts[3] if len(parts) == 4 else ""
+
+
+def _messages(stream: IO[bytes], stats: FileStats) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+    """Yield (message, wrapper timestamp, wrapper object) with CRI partial lines joined."""
+    pending: list[str] = []
+    pending_ts: str | None = None
+    for raw in stream:
+        stats.lines += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            stats.invalid_utf8 += 1
+            line = raw.decode("utf-8", errors="replace")
+        line = line.rstrip("\r\n")
+        cri = _cri(line)
+        if cri is not None:
+            ts, flag, msg = cri
+            stats.wrappers["cri"] += 1
+            if flag == "P":
+                pending.append(msg)
+                pending_ts = pending_ts or ts
+                stats.partial_joined += 1
+                continue
+            if pending:
+                pending.append(msg)
+                msg, ts = "".join(pending), pending_ts or ts
+                pending, pending_ts = [], None
+            yield msg, ts, None
+            continue
+        if line.startswith('{"log":') or line.startswith('{"log" :'):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict) and isinstance(obj.get("log"), str):
+                stats.wrappers["fluent-bit" if "kubernetes" in obj else "docker-json"] += 1
+                yield obj["log"].rstrip("\n"), obj.get("time"), obj
+                continue
+        yield line, None, None
+    if pending:
+        stats.wrappers["cri-unterminated-partial"] += 1
+        yield "".join(pending), pending_ts, None
+
+
+def _parse(msg: str, wrapper: dict[str, Any] | None, mapping: Mapping[str, str] | None,
+           stats: FileStats) -> tuple[formats.Row | None, tuple[str | None, str | None, str | None]]:
+    attribution: tuple[str | None, str | None, str | None] = (None, None, None)
+    if wrapper is not None and "kubernetes" in wrapper:
+        attribution = formats.k8s_attribution(wrapper)
+    if msg.startswith("["):
+        row = formats.parse_envoy_text(msg)
+        if row is not None:
+            stats.formats["envoy-text"] += 1
+            return row, attribution
+    elif msg.startswith("{"):
+        try:
+            obj = orjson.loads(msg)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            if attribution == (None, None, None):
+                attribution = formats.k8s_attribution(obj)
+            row = formats.parse_envoy_json(obj)
+            if row is not None:
+                stats.formats["envoy-json"] += 1
+                return row, attribution
+            row = formats.parse_app_json(obj, mapping)
+            if row is not None:
+                stats.formats["app-json"] += 1
+                return row, attribution
+            stats.formats["json-other"] += 1
+            stats.nonrequest += 1
+            return None, attribution
+    if msg.strip() == "":
+        stats.formats["empty"] += 1
+        stats.nonrequest += 1
+        return None, attribution
+    stats.formats["unrecognized"] += 1
+    stats.unparsed += 1
+    if stats.unparsed_sample is None:
+        stats.unparsed_sample = msg[:SAMPLE_CHARS]
+    return None, attribution
+
+
+class _PartWriter:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.cols: dict[str, list[Any]] = {k: [] for k in ROW_KEYS}
+        self.count = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        for key in ROW_KEYS:
+            self.cols[key].append(row.get(key))
+        self.count += 1
+        if self.count >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.count:
+            return
+        table = pa.Table.from_pydict(self.cols, schema=SCHEMA)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd")
+        self.writer.write_table(table)
+        self.cols = {k: [] for k in ROW_KEYS}
+        self.count = 0
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_file(path: Path, task: ReadTask, out: _PartWriter) -> FileStats:
+    stats = FileStats(str(path))
+    where = attribution_from_path(path)
+    base_attr = (where.namespace, where.pod, where.container) if where else (None, None, None)
+    try:
+        with _open(path) as stream:
+            for msg, wrapper_ts, wrapper in _messages(stream, stats):
+                row, attr = _parse(msg, wrapper, task.mapping, stats)
+                if row is None:
+                    continue
+                if row["ts_ms"] is None:
+                    row["ts_ms"] = formats.parse_ts_ms(wrapper_ts)
+                ts = row["ts_ms"]
+                if ts is None:
+                    stats.undated += 1
+                elif (task.start_ms is not None and ts < task.start_ms) or (
+                        task.end_ms is not None and ts >= task.end_ms):
+                    stats.out_of_window += 1
+                    continue
+                row["namespace"] = attr[0] or base_attr[0]
+                row["pod"] = attr[1] or base_attr[1]
+                row["container"] = attr[2] or base_attr[2]
+                row["file"] = stats.path
+                out.add(row)
+                stats.requests += 1
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "corrupt or truncated gzip" if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile) \
+            else (exc.strerror or str(exc) or type(exc).__name__)
+        stats.error = f"{kind} (read {stats.lines} lines before the error)"
+    return stats
+
+
+def run_task(task: ReadTask) -> list[FileStats]:
+    writer = _PartWriter(task.part_path)
+    try:
+        return [read_file(Path(f), task, writer) for f in task.files]
+    finally:
+        writer.close()

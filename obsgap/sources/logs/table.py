@@ -1,0 +1,144 @@
+"""Read all log files (in parallel) into one Parquet-backed table and summarise it with DuckDB."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from obsgap.sources.logs.discover import Discovered
+from obsgap.sources.logs.reader import FileStats, ReadTask, run_task
+
+TASK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LogStats:
+    files: int
+    lines: int
+    parsed: int
+    unparsed: int
+    requests: int
+    out_of_window: int
+    undated: int
+    invalid_utf8: int
+    formats: Mapping[str, int]
+    wrappers: Mapping[str, int]
+    skipped_files: tuple[tuple[str, str], ...]
+    """(path, reason) for files that could not be read, wholly or in part."""
+    unparsed_by_file: tuple[tuple[str, int, str], ...]
+    """(path, count, first unparsed line) for files with unrecognised lines."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files, "lines": self.lines, "parsed": self.parsed, "unparsed": self.unparsed,
+            "requests": self.requests, "out_of_window": self.out_of_window, "undated": self.undated,
+            "invalid_utf8": self.invalid_utf8, "formats": dict(self.formats), "wrappers": dict(self.wrappers),
+            "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped_files],
+            "unparsed_by_file": [{"path": p, "lines": n, "sample": s} for p, n, s in self.unparsed_by_file],
+        }
+
+
+@dataclass
+class LogTable:
+    """The normalized request table (Parquet parts in `root`) plus how every line was accounted for."""
+
+    root: Path
+    stats: LogStats
+    _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+
+    @property
+    def glob(self) -> str:
+        return str(self.root / "*.parquet")
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run SQL where `requests` names the table."""
+        if not any(self.root.glob("*.parquet")):
+            return pd.DataFrame()
+        if self._con is None:
+            self._con = duckdb.connect()
+            self._con.execute("SET threads TO 2")
+            self._con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{self.glob}')")
+        return self._con.execute(sql, params or []).df()
+
+    def close(self, remove: bool = True) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _batches(files: tuple[Path, ...]) -> list[list[Path]]:
+    sized = []
+    for f in files:
+        try:
+            sized.append((f.stat().st_size, f))
+        except OSError:
+            sized.append((0, f))
+    batches: list[list[Path]] = [[]]
+    total = 0
+    for size, f in sorted(sized, key=lambda x: str(x[1])):
+        if total + size > TASK_BYTES and batches[-1]:
+            batches.append([])
+            total = 0
+        batches[-1].append(f)
+        total += size
+    return [b for b in batches if b]
+
+
+def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...]) -> LogStats:
+    formats: Counter[str] = Counter()
+    wrappers: Counter[str] = Counter()
+    skipped_files = list(skipped)
+    unparsed = []
+    for s in all_stats:
+        formats.update(s.formats)
+        wrappers.update(s.wrappers)
+        if s.error:
+            skipped_files.append((s.path, s.error))
+        if s.unparsed:
+            unparsed.append((s.path, s.unparsed, s.unparsed_sample or ""))
+    unparsed_total = sum(s.unparsed for s in all_stats)
+    lines = sum(s.lines for s in all_stats)
+    return LogStats(
+        files=len(all_stats), lines=lines,
+        parsed=sum(s.requests + s.nonrequest + s.out_of_window for s in all_stats),
+        unparsed=unparsed_total, requests=sum(s.requests for s in all_stats),
+        out_of_window=sum(s.out_of_window for s in all_stats), undated=sum(s.undated for s in all_stats),
+        invalid_utf8=sum(s.invalid_utf8 for s in all_stats), formats=dict(formats), wrappers=dict(wrappers),
+        skipped_files=tuple(skipped_files),
+        unparsed_by_file=tuple(sorted(unparsed, key=lambda x: -x[1])),
+    )
+
+
+def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
+              mapping: Mapping[str, str] | None = None, workers: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> LogTable:
+    root = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
+    tasks = [ReadTask(tuple(str(p) for p in batch), str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
+                      dict(mapping) if mapping else None)
+             for i, batch in enumerate(_batches(found.files))]
+    workers = workers or min(len(tasks), os.cpu_count() or 1)
+    results: list[FileStats] = []
+    if workers <= 1 or len(tasks) <= 1:
+        for i, task in enumerate(tasks):
+            results.extend(run_task(task))
+            if progress:
+                progress(i + 1, len(tasks))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, stats in enumerate(pool.map(run_task, tasks)):
+                results.extend(stats)
+                if progress:
+                    progress(i + 1, len(tasks))
+    return LogTable(root, _summarise(results, found.skipped))

@@ -1,0 +1,177 @@
+"""The Prometheus-compatible source (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+prometheus-api-client owns the connection (session, auth, TLS, retries) and the metadata calls;
+instant queries go through the same session but read the whole response body, because the
+library's `custom_query` drops the API's `warnings`, which the report must keep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from obsgap.errors import InputError
+from obsgap.sources.queries import load_query
+
+RETRY_STATUS = (429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class PrometheusOptions:
+    url: str
+    bearer_token_file: Path | None = None
+    basic_auth_file: Path | None = None
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_seconds: float = 60.0
+    retries: int = 3
+    backoff_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    name: str
+    frame: pd.DataFrame
+    """One row per returned series: its labels as columns plus `value` (float)."""
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    samples: int | None = None
+    """Peak samples the backend reported (`stats=all`), when it reports them."""
+
+
+@dataclass
+class PrometheusSource:
+    options: PrometheusOptions
+    queries_issued: int = 0
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    query_samples: dict[str, int] = field(default_factory=dict)
+    _client: PrometheusConnect | None = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {k: v for k, v in self.options.headers}
+        if self.options.bearer_token_file:
+            try:
+                token = self.options.bearer_token_file.read_text().strip()
+            except OSError as exc:
+                raise InputError(f"--bearer-token-file: {exc.strerror}") from exc
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _auth(self) -> tuple[str, str] | None:
+        if not self.options.basic_auth_file:
+            return None
+        try:
+            text = self.options.basic_auth_file.read_text().strip()
+        except OSError as exc:
+            raise InputError(f"--basic-auth-file: {exc.strerror}") from exc
+        user, sep, password = text.partition(":")
+        if not sep:
+            raise InputError("--basic-auth-file must contain user:password")
+        return user, password
+
+    @property
+    def client(self) -> PrometheusConnect:
+        if self._client is None:
+            session = requests.Session()
+            if self.options.insecure_skip_verify:
+                session.verify = False
+            elif self.options.ca_file:
+                session.verify = str(self.options.ca_file)
+            retry = Retry(total=self.options.retries, connect=self.options.retries, read=self.options.retries,
+                          backoff_factor=self.options.backoff_seconds, status_forcelist=RETRY_STATUS,
+                          allowed_methods=frozenset({"GET", "POST"}), respect_retry_after_header=True,
+                          raise_on_status=False)
+            session.mount("http://", HTTPAdapter(max_retries=retry))
+            session.mount("https://", HTTPAdapter(max_retries=retry))
+            self._client = PrometheusConnect(url=self.options.url.rstrip("/"), headers=self._headers(),
+                                             auth=self._auth(), session=session,
+                                             timeout=self.options.timeout_seconds)  # type: ignore[arg-type]
+        return self._client
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        c = self.client
+        resp = c._session.post(f"{c.url}{path}", data=dict(params), headers=c.headers, auth=c.auth,
+                               timeout=self.options.timeout_seconds)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        if resp.status_code != 200 or body.get("status") != "success":
+            detail = body.get("error") or resp.text[:200].strip() or resp.reason
+            raise PrometheusApiClientException(f"HTTP {resp.status_code}: {detail}")
+        return body
+
+    def query(self, name: str, window_seconds: int, at: datetime,
+              namespaces: tuple[str, ...] = ()) -> QueryResult:
+        """Run queries/<name>.promql as an instant query at `at`. Failures are recorded, not raised."""
+        promql = load_query(name).bind(window_seconds, namespaces)
+        self.queries_issued += 1
+        try:
+            body = self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}",
+                                               "stats": "all"})
+        except (requests.RequestException, PrometheusApiClientException) as exc:
+            msg = f"query {name}: {_describe(exc)}"
+            self.errors.append(msg)
+            return QueryResult(name, pd.DataFrame(), error=msg)
+        warnings = tuple(f"query {name}: {w}" for w in body.get("warnings") or [])
+        self.warnings.extend(warnings)
+        data = body.get("data") or {}
+        rows = []
+        for series in data.get("result") or []:
+            labels = dict(series.get("metric") or {})
+            value = series.get("value") or [0, "nan"]
+            labels["value"] = float(value[1])
+            rows.append(labels)
+        samples = ((data.get("stats") or {}).get("samples") or {}).get("peakSamples")
+        if samples is not None:
+            self.query_samples[name] = int(samples)
+        return QueryResult(name, pd.DataFrame(rows), warnings, None, samples)
+
+    def targets(self) -> list[dict[str, Any]] | None:
+        """Active targets from /api/v1/targets, or None where the backend has no targets API."""
+        try:
+            return list(self.client.get_targets(state="active").get("activeTargets") or [])
+        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError):
+            return None
+
+    def check(self) -> str | None:
+        """None when reachable, else a one-line reason."""
+        started = time.monotonic()
+        try:
+            self._get("/api/v1/query", {"query": "1"})
+        except (requests.RequestException, PrometheusApiClientException) as exc:
+            return f"{_describe(exc)} (after {time.monotonic() - started:.1f}s)"
+        return None
+
+    def status(self) -> str:
+        if self.errors and self.queries_issued and len(self.errors) >= self.queries_issued:
+            return "unavailable"
+        if self.errors or self.warnings:
+            return "partial"
+        return "ok"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "Max retries exceeded" in text and "ResponseError" in text:
+            return "server kept failing (retries exhausted)"
+        return "cannot connect"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    return str(exc)[:300]

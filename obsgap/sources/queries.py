@@ -1,0 +1,87 @@
+"""Load PromQL from queries/*.promql and bind parameters without string-building PromQL in code.
+
+A query file starts with `#` header lines (`returns:`, `labels:`, `scope:`) and has two
+placeholders: `$window` (a duration) and `$selector` (one label matcher that scopes the query to
+the requested namespaces, on the label named by `scope:`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from obsgap.errors import InputError
+
+_PLACEHOLDER = re.compile(r"\$(window|selector)\b")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def queries_dir() -> Path:
+    env = os.environ.get("OBSGAP_QUERIES_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent.parent / "queries", here.parent / "queries"):
+        if candidate.is_dir():
+            return candidate
+    raise InputError("cannot find the queries/ folder; set OBSGAP_QUERIES_DIR")
+
+
+@dataclass(frozen=True)
+class QueryFile:
+    name: str
+    text: str
+    returns: str
+    labels: tuple[str, ...]
+    scope: str
+
+    def bind(self, window_seconds: int, namespaces: tuple[str, ...] = ()) -> str:
+        return _PLACEHOLDER.sub(lambda m: {"window": f"{int(window_seconds)}s",
+                                           "selector": namespace_matcher(self.scope, namespaces)}[m.group(1)],
+                                self.text)
+
+
+def namespace_matcher(label: str, namespaces: tuple[str, ...]) -> str:
+    """One matcher; namespaces are validated as DNS labels, so nothing can break out of the string."""
+    if not namespaces:
+        return f'{label}=~".*"'
+    for ns in namespaces:
+        if not _NAMESPACE.match(ns):
+            raise InputError(f"--namespace {ns!r} is not a valid Kubernetes namespace name")
+    return f'{label}=~"{"|".join(sorted(set(namespaces)))}"'
+
+
+def _parse(path: Path) -> QueryFile:
+    header: dict[str, str] = {}
+    body: list[str] = []
+    key = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and not body:
+            content = line[1:].strip()
+            m = re.match(r"^(\w+):\s*(.*)$", content)
+            if m:
+                key = m.group(1)
+                header[key] = m.group(2)
+            elif key:
+                header[key] += " " + content
+        elif line.strip():
+            body.append(line)
+    if "scope" not in header or not body:
+        raise InputError(f"{path}: a query file needs a `# scope:` header and a query")
+    return QueryFile(path.stem, "\n".join(body), header.get("returns", ""),
+                     tuple(header.get("labels", "").split()), header["scope"].strip())
+
+
+@cache
+def load_query(name: str) -> QueryFile:
+    path = queries_dir() / f"{name}.promql"
+    if not path.is_file():
+        raise InputError(f"no query file {path}")
+    return _parse(path)
+
+
+def all_queries() -> list[QueryFile]:
+    return [load_query(p.stem) for p in sorted(queries_dir().glob("*.promql"))]

@@ -1,0 +1,101 @@
+"""A real Prometheus on loopback, serving OpenMetrics text backfilled with promtool.
+
+Used by the demo, the test suite and the benchmark, so all three query the same real backend.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+from obsgap.errors import SourceError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if not path:
+        raise SourceError(f"{name} not found: install Debian's `prometheus` package (apt-get install prometheus)")
+    return path
+
+
+def backfill(openmetrics: Path, tsdb: Path) -> None:
+    tsdb.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
+                           "--max-block-duration=24h", str(openmetrics), str(tsdb)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SourceError(f"promtool backfill failed: {proc.stderr.strip()[-500:]}")
+
+
+@dataclass
+class PrometheusServer:
+    tsdb: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
+        self.port = self.port or free_port()
+        config = self.tsdb.parent / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\nscrape_configs: []\n")
+        self.log_path = self.tsdb.parent / "prometheus.log"
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [find_binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={self.tsdb}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
+             "--query.lookback-delta=5m", "--web.enable-admin-api"],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SourceError(f"prometheus exited: {self.log_path.read_text()[-800:]}")
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SourceError("prometheus did not become ready in time")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def serve_openmetrics(openmetrics: Path, workdir: Path) -> PrometheusServer:
+    """Backfill `openmetrics` into a fresh TSDB under `workdir` and start Prometheus on it."""
+    tsdb = workdir / "tsdb"
+    if tsdb.exists():
+        shutil.rmtree(tsdb)
+    backfill(openmetrics, tsdb)
+    return PrometheusServer(tsdb).start()

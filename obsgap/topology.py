@@ -1,0 +1,157 @@
+"""Name resolution over a Topology: FQDN <-> short name, IP -> pod, pod -> services, host -> service.
+
+Built once per run; every check reads names through it so they all agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from obsgap.model import Pod, Service, ServicePort, Topology
+
+CLUSTER_DOMAIN = "svc.cluster.local"
+
+AddressKind = Literal["fqdn", "short-name", "namespace-qualified", "pod-ip", "service-ip",
+                      "wrong-namespace", "external", "unknown"]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    kind: AddressKind
+    service: Service | None
+    pod: Pod | None = None
+    port: int | None = None
+
+
+def split_host_port(authority: str) -> tuple[str, int | None]:
+    host = authority.strip()
+    if host.startswith("["):
+        end = host.find("]")
+        rest = host[end + 1:]
+        return host[1:end], int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and name.count(":") == 0:
+        return name, int(port)
+    return host, None
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class TopologyIndex:
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+        self.services_by_key: dict[tuple[str, str], Service] = {s.key: s for s in topo.services}
+        self.pods_by_key: dict[tuple[str, str], Pod] = {p.key: p for p in topo.pods}
+        self.pods_by_ip: dict[str, Pod] = {p.ip: p for p in topo.pods if p.ip and not p.host_network}
+        self.services_by_ip: dict[str, Service] = {s.cluster_ip: s for s in topo.services
+                                                   if s.cluster_ip and s.cluster_ip != "None"}
+        self.services_by_name: dict[str, list[Service]] = defaultdict(list)
+        for s in topo.services:
+            self.services_by_name[s.name].append(s)
+
+    @cached_property
+    def pod_services(self) -> dict[tuple[str, str], tuple[Service, ...]]:
+        """Services whose selector picks each pod."""
+        by_ns: dict[str, list[Service]] = defaultdict(list)
+        for s in self.topo.services:
+            by_ns[s.namespace].append(s)
+        out: dict[tuple[str, str], tuple[Service, ...]] = {}
+        for p in self.topo.pods:
+            out[p.key] = tuple(s for s in by_ns.get(p.namespace, ()) if selects(s.selector, p.labels))
+        return out
+
+    @cached_property
+    def service_pods(self) -> dict[tuple[str, str], tuple[Pod, ...]]:
+        out: dict[tuple[str, str], list[Pod]] = defaultdict(list)
+        for pod_key, services in self.pod_services.items():
+            for s in services:
+                out[s.key].append(self.pods_by_key[pod_key])
+        return {k: tuple(v) for k, v in out.items()}
+
+    def services_of_pod(self, namespace: str, pod: str) -> tuple[Service, ...]:
+        return self.pod_services.get((namespace, pod), ())
+
+    def pods_of_service(self, svc: Service) -> tuple[Pod, ...]:
+        return self.service_pods.get(svc.key, ())
+
+    def service_port_for_target(self, svc: Service, pod: Pod | None, container_port: int) -> ServicePort | None:
+        """The Service port whose targetPort (number or named container port) is `container_port`."""
+        for sp in svc.ports:
+            if sp.target_port == container_port:
+                return sp
+            if isinstance(sp.target_port, str) and pod is not None:
+                for _, num, name in pod.container_ports:
+                    if name == sp.target_port and num == container_port:
+                        return sp
+        return None
+
+    def service_port(self, svc: Service, port: int) -> ServicePort | None:
+        for sp in svc.ports:
+            if sp.port == port:
+                return sp
+        return None
+
+    def resolve_service_name(self, host: str, from_namespace: str | None) -> Service | None:
+        """How Kubernetes DNS (search path of the caller's namespace) resolves a name, without the port."""
+        host = host.rstrip(".").lower()
+        parts = host.split(".")
+        if host.endswith("." + CLUSTER_DOMAIN) and len(parts) == 5:
+            return self.services_by_key.get((parts[1], parts[0]))
+        if len(parts) == 1 and from_namespace:
+            return self.services_by_key.get((from_namespace, parts[0]))
+        if len(parts) == 2:
+            return self.services_by_key.get((parts[1], parts[0]))
+        if len(parts) == 3 and parts[2] == "svc":
+            return self.services_by_key.get((parts[1], parts[0]))
+        return None
+
+    def resolve(self, authority: str, from_namespace: str | None) -> Resolved:
+        """Classify an address a caller used: FQDN, short name, pod IP, wrong namespace, external."""
+        host, port = split_host_port(authority)
+        host_l = host.rstrip(".").lower()
+        if is_ip(host_l):
+            if host_l in self.pods_by_ip:
+                pod = self.pods_by_ip[host_l]
+                services = self.services_of_pod(pod.namespace, pod.name)
+                svc = services[0] if services else None
+                if port is not None and services:
+                    for s in services:
+                        if self.service_port_for_target(s, pod, port):
+                            svc = s
+                            break
+                return Resolved("pod-ip", svc, pod, port)
+            if host_l in self.services_by_ip:
+                return Resolved("service-ip", self.services_by_ip[host_l], None, port)
+            if host_l in self.topo.endpoint_ips:
+                ns, name = self.topo.endpoint_ips[host_l]
+                return Resolved("pod-ip", self.services_by_key.get((ns, name)), None, port)
+            return Resolved("external", None, None, port)
+        svc = self.resolve_service_name(host_l, from_namespace)
+        parts = host_l.split(".")
+        if svc is not None:
+            if host_l.endswith("." + CLUSTER_DOMAIN):
+                return Resolved("fqdn", svc, None, port)
+            if len(parts) == 1:
+                return Resolved("short-name", svc, None, port)
+            return Resolved("namespace-qualified", svc, None, port)
+        # The name does not resolve where the caller looks; does a service of that name live elsewhere?
+        looks_internal = len(parts) <= 2 or host_l.endswith(".svc") or host_l.endswith("." + CLUSTER_DOMAIN)
+        candidates = self.services_by_name.get(parts[0], [])
+        if looks_internal and candidates:
+            return Resolved("wrong-namespace", candidates[0], None, port)
+        return Resolved("external" if "." in host_l else "unknown", None, None, port)
