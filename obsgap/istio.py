@@ -40,6 +40,8 @@ def port_protocol(name: str | None, app_protocol: str | None, port: int,
             return _K8S_APP_PROTOCOLS[ap], "appProtocol"
         if ap in PROTOCOL_PREFIXES:
             return ap, "appProtocol"
+        if ap == "hbone":  # ambient waypoint/ztunnel tunnel port: HTTP/2 CONNECT carrying opaque TCP
+            return "tcp", "appProtocol"
     if name:
         lowered = name.lower()
         if lowered in PROTOCOL_PREFIXES:

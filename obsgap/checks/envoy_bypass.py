@@ -58,9 +58,10 @@ class EnvoyBypass(Check):
             if st.observed < inputs.settings.min_requests:
                 continue
             dark = _dark_pods(st)
-            if dark:
-                out.append(_no_sidecar(st, dark, inputs))
-            else:
+            bypass = _no_sidecar(st, dark, inputs) if dark else None
+            if bypass:
+                out.append(bypass)
+            elif not dark or st.server_logs:
                 gap = _unexplained(st, tol, inputs)
                 if gap:
                     out.append(gap)
@@ -80,15 +81,16 @@ def _window(inputs: CheckInputs) -> str:
     return f"{w.start:%Y-%m-%d %H:%M}–{w.end:%Y-%m-%d %H:%M} UTC"
 
 
-def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Finding:
+def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Finding | None:
+    """None when the logs prove the sidecar-less pods served nothing (sidecar-missing reports them)."""
     svc = st.service
     observed = st.observed
     if st.server_logs:
         missed = sum(st.pod_logs.get(p.name, 0) for p in dark)
     else:
         missed = max(0, observed - int(st.mesh_requests))
-    if missed == 0 and len(dark) < len(st.pods):
-        missed = round(observed * len(dark) / max(1, len(st.pods)))
+    if missed < inputs.settings.min_requests:
+        return None
     share = min(1.0, missed / observed) if observed else 1.0
     causes = Counter(p.sidecar.reason or "no-sidecar/unknown" for p in dark)
     cause = causes.most_common(1)[0][0]

@@ -225,14 +225,14 @@ def _pods(spec: ScenarioSpec, rng: random.Random) -> dict[str, list[SimPod]]:
     for svc in spec.services:
         rs_hash = hashlib.sha1(f"{svc.key}{spec.seed}".encode()).hexdigest()[:9]
         sidecar = (injected.get(svc.namespace, False) or svc.inject == "true") and svc.inject != "false" \
-            and not svc.host_network
+            and not svc.host_network and not svc.proxy_missing
         out = []
-        for _ in range(svc.replicas):
+        for i in range(svc.replicas):
             n += 1
             suffix = "".join(rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
             ip = f"10.44.{n // 250}.{n % 250 + 2}" if not svc.host_network else f"10.128.0.{n % 250 + 2}"
             out.append(SimPod(svc, f"{svc.name}-{rs_hash}-{suffix}", str(uuid.UUID(int=rng.getrandbits(128))),
-                              ip, sidecar, svc.name))
+                              ip, sidecar and i >= svc.pods_without_proxy, svc.name))
         pods[svc.key] = out
     return pods
 
@@ -245,6 +245,8 @@ def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
         annotations[istio.INJECT_KEY] = svc.inject
     if svc.exclude_inbound_ports:
         annotations[istio.EXCLUDE_INBOUND] = ",".join(str(p) for p in svc.exclude_inbound_ports)
+    if svc.exclude_outbound_ports:
+        annotations[istio.EXCLUDE_OUTBOUND] = ",".join(str(p) for p in svc.exclude_outbound_ports)
     if svc.istio_buckets is not None:
         annotations["sidecar.istio.io/statsHistogramBuckets"] = json.dumps(
             {"istiocustom": list(svc.istio_buckets)})
@@ -459,7 +461,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         if not reaches:
             truth.failed_calls[f"{caller.namespace}/{csvc.name}->{key}"] += 1
             return
-        if caller.sidecar:
+        if caller.sidecar and port.port not in csvc.exclude_outbound_ports:
             fqdn = f"{target.name}.{target.namespace}.svc.cluster.local"
             passthrough = flow.address == "pod-ip"
             cluster = "PassthroughCluster" if passthrough else f"outbound|{port.port}||{fqdn}"
@@ -509,7 +511,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
     excluded = port.target in target.exclude_inbound_ports
     if not server.sidecar or excluded:
         return
-    src_sidecar = caller is not None and caller.sidecar
+    src_sidecar = caller is not None and caller.sidecar and port.port not in caller.svc.exclude_outbound_ports
     src = {"reporter": "destination",
            "source_workload": caller.svc.name if src_sidecar and caller else "unknown",
            "source_workload_namespace": caller.namespace if src_sidecar and caller else "unknown",
@@ -538,11 +540,13 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
             policy = "mutual_tls" if src_sidecar else "none"
             labels = src | dest | {"request_protocol": "http", "response_code": str(status),
                                    "response_flags": "-", "connection_security_policy": policy}
-            metrics.inc("istio_requests", labels | scrape_labels(server))
-            truth.mesh_destination_requests[key] += 1
-            hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
-            metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),
-                            target.istio_buckets or ENVOY_DEFAULT_BUCKETS, dur)
+            lost = bool(target.metrics_loss) and rng.random() < target.metrics_loss
+            if not lost:
+                metrics.inc("istio_requests", labels | scrape_labels(server))
+                truth.mesh_destination_requests[key] += 1
+                hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
+                metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),
+                                target.istio_buckets or ENVOY_DEFAULT_BUCKETS, dur)
     if target.envoy_access_logs:
         logs.add(server, "istio-proxy", ts,
                  _envoy_line(ts, None if tcp_proxied else method, path, status, dur, address, local, cluster, local,

@@ -35,6 +35,14 @@ class ServiceSpec:
     host_network: bool = False
     init_failed: bool = False
     exclude_inbound_ports: tuple[int, ...] = ()
+    exclude_outbound_ports: tuple[int, ...] = ()
+    """Planted traffic.sidecar.istio.io/excludeOutboundPorts: this workload's calls skip its own sidecar."""
+    proxy_missing: bool = False
+    """Injection is enabled but the pods have no istio-proxy (created before the namespace label)."""
+    pods_without_proxy: int = 0
+    """The first N replicas lack istio-proxy although injection is enabled (the rest have it)."""
+    metrics_loss: float = 0.0
+    """Share of this service's requests its sidecar metrics silently lose (e.g. a relabel rule)."""
     latency_median_ms: float = 20.0
     latency_sigma: float = 0.5
     error_rate: float = 0.01

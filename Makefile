@@ -1,0 +1,36 @@
+# Every target installs what it needs first, so a fresh Debian machine needs nothing else.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
+
+.PHONY: setup system demo test lint bench clean
+
+system:
+	@if ! command -v promtool >/dev/null || ! python3 -m venv --help >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(APT) prometheus python3-venv chromium fonts-dejavu-core >/dev/null; fi
+
+$(STAMP): pyproject.toml | system
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: system $(STAMP)
+
+demo: setup
+	$(VENV)/bin/obsgap demo --out reports/demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(VENV)/bin/ruff check obsgap tests
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) tests/bench.py
+
+clean:
+	rm -rf $(VENV) reports/demo build *.egg-info

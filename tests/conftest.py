@@ -1,0 +1,41 @@
+"""Shared fixtures: a real Prometheus (Debian package) fed by promtool backfill, and scenario runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "realworld"
+if not REALWORLD.is_dir():  # CI clones main next to a copy of shared/
+    REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "realworld"
+
+
+def require_binary(name: str) -> None:
+    """Under CI a missing real component is a failure, never a skip."""
+    if shutil.which(name) is None:
+        pytest.fail(f"{name} is not installed (Debian package `prometheus`); `make test` installs it", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def realworld() -> Path:
+    if not REALWORLD.is_dir():
+        pytest.fail(f"realworld inputs not found at {REALWORLD}", pytrace=False)
+    return REALWORLD
+
+
+@pytest.fixture(scope="session")
+def prometheus_available() -> None:
+    require_binary("prometheus")
+    require_binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("obsgap")
+    yield path
+    if os.environ.get("OBSGAP_KEEP_TMP") is None:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""Run a scenario end to end: simulate, backfill a real Prometheus, run the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from obsgap import engine
+from obsgap.config import RunPlan
+from obsgap.evidence import CheckSettings
+from obsgap.model import Finding, ScanResult, Window
+from obsgap.scenario.simulate import BuiltScenario, build
+from obsgap.scenario.spec import ScenarioSpec
+from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.testbed.promserver import PrometheusServer, serve_openmetrics
+
+
+@dataclass
+class Run:
+    built: BuiltScenario
+    result: ScanResult
+    failures: list[str]
+
+    def findings(self, check: str | None = None) -> list[Finding]:
+        return [f for f in self.result.findings if check is None or f.check == check]
+
+    def keys(self, check: str | None = None) -> set[tuple[str, str | None, str | None]]:
+        """(check, cause, service-or-workload) of every finding: what a test compares exactly."""
+        return {(f.check, f.cause, f.service or f.workload) for f in self.findings(check)}
+
+
+def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: bool = True,
+                 topology: bool = True, server: PrometheusServer | None = None,
+                 built: BuiltScenario | None = None, **settings: object) -> Run:
+    built = built or build(spec, tmp / spec.name)
+    own = None
+    if metrics and server is None:
+        own = server = serve_openmetrics(built.metrics, tmp / spec.name)
+    try:
+        plan = RunPlan(
+            window=Window(spec.start, spec.end), out_dir=tmp / f"{spec.name}-out",
+            prometheus=PrometheusOptions(url=server.url) if metrics and server else None,
+            kube_snapshots=(built.topology,) if topology else (), logs=(str(built.logs),) if logs else (),
+            settings=CheckSettings(**settings),  # type: ignore[arg-type]
+        )
+        outcome = engine.run(plan)
+    finally:
+        if own is not None:
+            own.stop()
+    return Run(built, outcome.result, outcome.source_failures)

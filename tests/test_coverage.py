@@ -1,0 +1,289 @@
+"""Traffic coverage end to end against a real Prometheus: each cause alone, all together, partial sources.
+
+Every scenario has a healthy `control` service (called by FQDN, full sidecars) that must stay silent.
+Assertions compare the exact set of findings, so both a missed gap and a false alarm fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from obsgap.scenario.demo import demo_spec
+from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+from tests.helpers import Run, run_scenario
+
+pytestmark = pytest.mark.usefixtures("prometheus_available")
+
+
+def scenario(name: str, target: ServiceSpec, *flows: FlowSpec, extra: tuple[ServiceSpec, ...] = (),
+             namespaces: tuple[tuple[str, bool], ...] = (("app", True), ("legacy", False))) -> ScenarioSpec:
+    base = (ServiceSpec("app", "client"), ServiceSpec("app", "control"))
+    default_flows = (FlowSpec("app/client", "app/control", 8080, 1.0),
+                     FlowSpec("app/client", target.key, target.ports[0].port, 1.0))
+    return ScenarioSpec(name, namespaces, base + (target, *extra), flows or default_flows, hours=0.5,
+                        scrape_interval_s=15)
+
+
+def check_exact(run: Run, expected: set[tuple[str, str | None, str | None]]) -> None:
+    got = run.keys()
+    assert got == expected, f"missing {expected - got}, unexpected {got - expected}"
+
+
+def test_healthy_mesh_is_silent(tmp_path: Path) -> None:
+    spec = scenario("healthy", ServiceSpec("app", "api", app_logs="ecs"))
+    run = run_scenario(spec, tmp_path)
+    assert run.result.findings == ()
+    cov = {c.service: c for c in run.result.coverage}
+    truth = run.built.truth
+    for svc in ("control", "api"):
+        assert cov[svc].log_requests == truth.server_requests[f"app/{svc}"]
+        assert cov[svc].mesh_requests == truth.mesh_destination_requests[f"app/{svc}"]
+        assert cov[svc].ratio == 1.0
+
+
+@pytest.mark.parametrize("name,target,cause,code", [
+    ("inject-false", ServiceSpec("app", "api", inject="false"), "no-sidecar/inject-annotation", None),
+    ("host-network", ServiceSpec("app", "api", host_network=True, replicas=1), "no-sidecar/host-network", None),
+    ("ns-not-enabled", ServiceSpec("legacy", "api", app_logs="otel"), "no-sidecar/namespace-not-enabled",
+     "IST0102"),
+    ("proxy-missing", ServiceSpec("app", "api", proxy_missing=True), "no-sidecar/unknown", "IST0103"),
+])
+def test_pods_without_sidecar(tmp_path: Path, name: str, target: ServiceSpec, cause: str, code: str | None) -> None:
+    run = run_scenario(scenario(name, target), tmp_path)
+    check_exact(run, {("envoy-bypass", cause, "api")})
+    f = run.findings()[0]
+    truth = run.built.truth
+    assert f.evidence["log_requests"] == truth.server_requests[target.key]
+    assert f.evidence["mesh_requests"] == 0 and f.evidence["ratio"] == 0.0
+    assert f.severity.value == "critical" and f.istio_code == code
+    assert f.suggestion is not None and f.resource
+
+
+def test_bypass_found_from_caller_metrics_without_logs(tmp_path: Path) -> None:
+    spec = scenario("nologs", ServiceSpec("legacy", "api"))
+    run = run_scenario(spec, tmp_path, logs=False)
+    check_exact(run, {("envoy-bypass", "no-sidecar/namespace-not-enabled", "api")})
+    f = run.findings()[0]
+    assert f.evidence["observed_by"].startswith("caller sidecar metrics")
+    assert f.evidence["log_requests"] == run.built.truth.mesh_source_requests["legacy/api"]
+
+
+def test_one_pod_of_three_without_proxy(tmp_path: Path) -> None:
+    run = run_scenario(scenario("one-pod", ServiceSpec("app", "api", replicas=3, pods_without_proxy=1)), tmp_path)
+    check_exact(run, {("envoy-bypass", "no-sidecar/unknown", "api")})
+    f = run.findings()[0]
+    truth = run.built.truth
+    assert f.evidence["pods_without_sidecar"] == [f.pod] and f.evidence["pods_total"] == 3
+    missed = truth.server_requests["app/api"] - truth.mesh_destination_requests["app/api"]
+    assert f.evidence["missed_requests"] == missed and f.severity.value == "warning"
+
+
+def test_idle_pod_without_proxy_is_not_a_traffic_gap(tmp_path: Path) -> None:
+    stray = ServiceSpec("app", "api-stray", replicas=1, proxy_missing=True, labels=(("app", "api"),))
+    run = run_scenario(scenario("idle-pod", ServiceSpec("app", "api"), extra=(stray,)), tmp_path)
+    assert run.keys("envoy-bypass") == set()
+
+
+def test_unexplained_metric_loss_is_reported_with_numbers(tmp_path: Path) -> None:
+    run = run_scenario(scenario("loss", ServiceSpec("app", "api", metrics_loss=0.3)), tmp_path)
+    check_exact(run, {("envoy-bypass", "unexplained", "api")})
+    f = run.findings()[0]
+    truth = run.built.truth
+    assert f.evidence["log_requests"] == truth.server_requests["app/api"]
+    assert f.evidence["mesh_requests"] == truth.mesh_destination_requests["app/api"]
+    assert 0.6 < f.evidence["ratio"] < 0.8 and f.severity.value == "warning"
+
+
+def test_small_loss_within_tolerance_is_silent(tmp_path: Path) -> None:
+    run = run_scenario(scenario("smallloss", ServiceSpec("app", "api", metrics_loss=0.01)), tmp_path)
+    assert run.result.findings == ()
+
+
+def test_callers_outside_the_mesh(tmp_path: Path) -> None:
+    spec = scenario("outside", ServiceSpec("app", "api"), FlowSpec("app/client", "app/control", 8080, 1.0),
+                    FlowSpec("external", "app/api", 8080, 1.0), FlowSpec("legacy/batch", "app/api", 8080, 1.0),
+                    extra=(ServiceSpec("legacy", "batch"),))
+    run = run_scenario(spec, tmp_path)
+    check_exact(run, {("envoy-bypass", "caller-outside-mesh", "api")})
+    f = run.findings()[0]
+    assert f.evidence["unknown_source_requests"] == run.built.truth.unknown_source_requests["app/api"]
+    assert "legacy/batch" in f.evidence["callers"]
+    assert any("outside the cluster" in c for c in f.evidence["callers"])
+
+
+def test_caller_excludes_outbound_port(tmp_path: Path) -> None:
+    spec = scenario("outexcl", ServiceSpec("app", "api", ports=(PortSpec("http", 8081, 8081),)),
+                    FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("app/batch", "app/api", 8081, 1.0),
+                    extra=(ServiceSpec("app", "batch", exclude_outbound_ports=(8081,)),))
+    run = run_scenario(spec, tmp_path)
+    keys = run.keys()
+    assert ("envoy-bypass", "port-excluded", "api") in keys
+    # the server still counts the calls, but cannot tell who made them
+    assert keys <= {("envoy-bypass", "port-excluded", "api"), ("envoy-bypass", "caller-outside-mesh", "api")}
+
+
+def test_http_on_tcp_named_port_and_real_tcp_port_stays_silent(tmp_path: Path) -> None:
+    orders = ServiceSpec("app", "orders", ports=(PortSpec("tcp-api", 9000, 9000),))
+    redis = ServiceSpec("app", "cache", ports=(PortSpec("tcp-redis", 6379, 6379),), app_logs="none")
+    spec = scenario("tcp", orders, FlowSpec("app/client", "app/control", 8080, 1.0),
+                    FlowSpec("app/client", "app/orders", 9000, 1.0), FlowSpec("app/client", "app/cache", 6379, 1.0),
+                    extra=(redis,))
+    run = run_scenario(spec, tmp_path)
+    check_exact(run, {("port-missing-from-metrics", "port-treated-as-tcp", "orders")})
+    f = run.findings()[0]
+    assert f.port == 9000 and f.evidence["tcp_connections"] == run.built.truth.tcp_connections["app/orders"]
+    assert f.suggestion and "http-api" in (f.suggestion.config or "") and "appProtocol: http" in f.suggestion.config
+
+
+def test_app_protocol_wins_over_name(tmp_path: Path) -> None:
+    orders = ServiceSpec("app", "orders", ports=(PortSpec("http-api", 9000, 9000, app_protocol="tcp"),))
+    run = run_scenario(scenario("approto", orders), tmp_path)
+    check_exact(run, {("port-missing-from-metrics", "port-treated-as-tcp", "orders")})
+    assert "appProtocol" in run.findings()[0].detail
+
+
+def test_inbound_port_excluded(tmp_path: Path) -> None:
+    run = run_scenario(scenario("inexcl", ServiceSpec("app", "api", exclude_inbound_ports=(8080,))), tmp_path)
+    check_exact(run, {("port-missing-from-metrics", "port-excluded", "api")})
+    f = run.findings()[0]
+    assert f.evidence["log_requests"] == run.built.truth.server_requests["app/api"]
+    assert f.resource == "Deployment app/api" and f.evidence["annotation"] == "8080"
+
+
+def test_undeclared_port(tmp_path: Path) -> None:
+    target = ServiceSpec("app", "api", ports=(PortSpec("http", 8080, 8080),
+                                              PortSpec("http-admin", 9090, 9090, declared=False)))
+    spec = scenario("undeclared", target, FlowSpec("app/client", "app/control", 8080, 1.0),
+                    FlowSpec("app/client", "app/api", 8080, 1.0),
+                    FlowSpec("app/client", "app/api", 9090, 0.5, address="pod-ip"))
+    run = run_scenario(spec, tmp_path)
+    keys = run.keys("port-missing-from-metrics")
+    assert keys == {("port-missing-from-metrics", "port-not-declared", "api")}
+    f = run.findings("port-missing-from-metrics")[0]
+    assert f.port == 9090 and f.evidence["inbound_passthrough_requests"] > 0
+    # the same requests are also calls by pod IP and passthrough on the client side
+    assert ("call-address-not-fqdn", "pod-ip", "api") in run.keys()
+
+
+def test_metrics_port_not_scraped(tmp_path: Path) -> None:
+    target = ServiceSpec("legacy", "ledger", metrics_port=9102, metrics_scraped=False, replicas=1)
+    spec = scenario("notscraped", target, FlowSpec("app/client", "app/control", 8080, 1.0))
+    run = run_scenario(spec, tmp_path)
+    check_exact(run, {("port-missing-from-metrics", "metrics-port-not-scraped", "ledger")})
+    assert run.findings()[0].port == 9102
+
+
+def test_addresses_pod_ip_short_name_wrong_namespace(tmp_path: Path) -> None:
+    spec = ScenarioSpec(
+        "addr", (("app", True), ("web", True)),
+        (ServiceSpec("app", "client"), ServiceSpec("app", "control"), ServiceSpec("app", "api"),
+         ServiceSpec("web", "site")),
+        (FlowSpec("app/client", "app/control", 8080, 1.0),
+         FlowSpec("app/client", "app/api", 8080, 0.6),
+         FlowSpec("app/client", "app/api", 8080, 0.4, address="pod-ip"),
+         FlowSpec("app/client", "app/api", 8080, 0.5, address="short-name"),
+         FlowSpec("web/site", "app/api", 8080, 0.3, address="wrong-namespace"),
+         FlowSpec("web/site", "app/control", 8080, 0.5, address="namespace-qualified")),
+        hours=0.5, scrape_interval_s=15)
+    run = run_scenario(spec, tmp_path)
+    check_exact(run, {("call-address-not-fqdn", "pod-ip", "api"), ("call-address-not-fqdn", "short-name", "api"),
+                      ("call-address-not-fqdn", "wrong-namespace", "api"), ("passthrough-traffic", None, "api")})
+    by_cause = {f.cause: f for f in run.findings("call-address-not-fqdn")}
+    assert by_cause["wrong-namespace"].severity.value == "critical"
+    assert by_cause["pod-ip"].evidence["caller"] == "app/client"
+    assert by_cause["pod-ip"].evidence["share"] == pytest.approx(0.4 / 1.5, abs=0.03)
+    passthrough = run.findings("passthrough-traffic")[0]
+    assert passthrough.evidence["requests"] == run.built.truth.passthrough_requests["app/api"]
+
+
+@pytest.fixture(scope="module")
+def demo_built(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from obsgap.scenario.simulate import build
+    from obsgap.testbed.promserver import serve_openmetrics
+
+    tmp = tmp_path_factory.mktemp("demo")
+    spec = demo_spec(datetime(2026, 11, 24, tzinfo=UTC), hours=1.0)
+    built = build(spec, tmp / "demo")
+    server = serve_openmetrics(built.metrics, tmp / "demo")
+    yield spec, built, server, tmp
+    server.stop()
+
+
+DEMO_EXPECTED = {
+    ("envoy-bypass", "no-sidecar/inject-annotation", "recommend"),
+    ("envoy-bypass", "no-sidecar/namespace-not-enabled", "billing"),
+    ("envoy-bypass", "no-sidecar/host-network", "node-agent"),
+    ("envoy-bypass", "caller-outside-mesh", "frontend"),
+    ("port-missing-from-metrics", "port-treated-as-tcp", "orders"),
+    ("port-missing-from-metrics", "port-excluded", "inventory"),
+    ("port-missing-from-metrics", "port-not-declared", "search"),
+    ("port-missing-from-metrics", "metrics-port-not-scraped", "ledger"),
+    ("passthrough-traffic", None, "payments"),
+    ("passthrough-traffic", None, "search"),
+    ("call-address-not-fqdn", "pod-ip", "payments"),
+    ("call-address-not-fqdn", "pod-ip", "search"),
+    ("call-address-not-fqdn", "wrong-namespace", "catalog"),
+}
+
+
+def test_all_causes_together(demo_built) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server, tmp = demo_built
+    run = run_scenario(spec, tmp, server=server, built=built)
+    assert {k for k in run.keys() if k[0] in {c for c, _, _ in DEMO_EXPECTED}} == DEMO_EXPECTED
+    assert not any(f.service == "catalog" and f.check != "call-address-not-fqdn" for f in run.findings())
+    cov = {c.service: c for c in run.result.coverage}
+    assert cov["catalog"].ratio == 1.0 and cov["recommend"].ratio == 0.0
+    assert all(c.status == "ran" for c in run.result.checks)
+
+
+def test_demo_without_logs_keeps_metric_findings(demo_built) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server, tmp = demo_built
+    run = run_scenario(spec, tmp, server=server, built=built, logs=False)
+    keys = run.keys()
+    for k in [("envoy-bypass", "no-sidecar/inject-annotation", "recommend"),
+              ("envoy-bypass", "no-sidecar/namespace-not-enabled", "billing"),
+              ("passthrough-traffic", None, "payments"),
+              ("port-missing-from-metrics", "metrics-port-not-scraped", "ledger")]:
+        assert k in keys
+    # HTTP-on-TCP needs log evidence of HTTP: without logs obsgap must not guess
+    assert ("port-missing-from-metrics", "port-treated-as-tcp", "orders") not in keys
+    status = {c.check: c.status for c in run.result.checks}
+    assert status["call-address-not-fqdn"] == "skipped"
+
+
+def test_demo_without_metrics(demo_built) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server, tmp = demo_built
+    run = run_scenario(spec, tmp, server=server, built=built, metrics=False)
+    status = {c.check: (c.status, c.reason) for c in run.result.checks}
+    assert status["envoy-bypass"][0] == "skipped" and "--prometheus-url" in status["envoy-bypass"][1]
+    keys = run.keys()
+    assert ("port-missing-from-metrics", "port-treated-as-tcp", "orders") in keys
+    assert ("port-missing-from-metrics", "port-excluded", "inventory") in keys
+    assert ("call-address-not-fqdn", "wrong-namespace", "catalog") in keys
+
+
+def test_scoping_to_one_namespace(demo_built) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server, tmp = demo_built
+    from obsgap import engine
+    from obsgap.config import RunPlan
+    from obsgap.model import Window
+    from obsgap.sources.prometheus import PrometheusOptions
+
+    plan = RunPlan(window=Window(spec.start, spec.end), out_dir=tmp / "scoped", namespaces=("legacy",),
+                   prometheus=PrometheusOptions(url=server.url), kube_snapshots=(built.topology,),
+                   logs=(str(built.logs),))
+    result = engine.run(plan).result
+    assert {f.namespace for f in result.findings} == {"legacy"}
+    assert {c.namespace for c in result.coverage} == {"legacy"}
+
+
+def test_window_outside_the_data_finds_nothing(demo_built) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server, tmp = demo_built
+    later = replace(spec, end=spec.end.replace(year=2027))
+    run = run_scenario(later, tmp, server=server, built=built)
+    assert [f for f in run.findings() if f.check != "port-missing-from-metrics"] == []
+    assert run.result.sources.logs["out_of_window"] == run.result.sources.logs["parsed"]

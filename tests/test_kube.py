@@ -1,0 +1,172 @@
+"""Topology from snapshots (Istio's own analyzer inputs, bookinfo) and from a live API (loopback server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from obsgap.sources.kube.build import build_topology
+from obsgap.sources.kube.live import LiveOptions, load_live
+from obsgap.sources.kube.snapshot import load_snapshot
+
+
+def topo_of(*paths: Path):  # type: ignore[no-untyped-def]
+    objects, gaps = load_snapshot(list(paths))
+    return build_topology(objects, gaps)
+
+
+def test_injection_yaml_sidecar_states(realworld: Path) -> None:
+    topo = topo_of(realworld / "istio-analyzers" / "injection.yaml")
+    pods = {(p.namespace, p.name): p for p in topo.pods}
+    assert pods[("default", "injectedpod")].sidecar.mode == "sidecar"
+    missing = pods[("default", "noninjectedpod")].sidecar
+    assert missing.mode == "none" and missing.reason == "no-sidecar/unknown" and missing.expected
+    assert topo.namespaces["bar"].labels == {}
+    assert topo.namespaces["ambient"].labels["istio.io/dataplane-mode"] == "ambient"
+
+
+def test_port_protocols_from_names_and_app_protocol(realworld: Path) -> None:
+    good = topo_of(realworld / "istio-analyzers" / "service-port-name.yaml")
+    assert good.services and all(sp.istio_protocol != "unknown" for s in good.services for sp in s.ports)
+    bad = topo_of(realworld / "istio-analyzers" / "service-no-port-name.yaml")
+    unknown = sorted((s.name, sp.port) for s in bad.services for sp in s.ports if sp.istio_protocol == "unknown")
+    assert unknown == [("my-service1", 8080), ("my-service1", 8081), ("my-service2", 8080)]
+
+
+def test_bookinfo_workloads_routes_and_subsets(realworld: Path) -> None:
+    b = realworld / "bookinfo"
+    topo = topo_of(b / "bookinfo.yaml", b / "destination-rule-all.yaml", b / "virtual-service-reviews-v2-v3.yaml")
+    assert {s.name for s in topo.services} == {"details", "ratings", "reviews", "productpage"}
+    assert all(sp.istio_protocol == "http" for s in topo.services for sp in s.ports)
+    reviews_dr = next(d for d in topo.destination_rules if d.host == "reviews")
+    assert [s.name for s in reviews_dr.subsets] == ["v1", "v2", "v3"]
+    vs = topo.virtual_services[0]
+    assert len(vs.weighted_routes) == 1 and {d.subset for d in vs.weighted_routes[0]} == {"v2", "v3"}
+    assert topo.object_counts["Deployment"] == 6 and topo.object_counts["ServiceAccount"] == 4
+
+
+def test_folder_json_list_and_bad_file(tmp_path: Path) -> None:
+    (tmp_path / "pods.json").write_text(json.dumps({"apiVersion": "v1", "kind": "PodList", "items": [
+        {"metadata": {"name": "a-5f7b9c6d8-x1y2z", "namespace": "n", "labels": {"pod-template-hash": "5f7b9c6d8"},
+                      "ownerReferences": [{"kind": "ReplicaSet", "name": "a-5f7b9c6d8"}]},
+         "spec": {"containers": [{"name": "app"}]}, "status": {"podIP": "10.1.1.1"}}]}))
+    (tmp_path / "broken.yaml").write_text("kind: [unclosed\n")
+    topo = topo_of(tmp_path)
+    assert topo.pods[0].workload == "a" and topo.pods[0].workload_kind == "Deployment"
+    assert topo.pods[0].ip == "10.1.1.1"
+    assert any("broken.yaml" in g for g in topo.gaps)
+
+
+# --- live path: the real kubernetes client against a loopback server speaking the list API -------------
+
+POD = {"metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+       "spec": {"containers": [{"name": "web"}, {"name": "istio-proxy"}]}, "status": {"podIP": "10.0.0.1"}}
+
+
+def _list(kind: str, items: list[dict[str, Any]], cont: str | None = None) -> dict[str, Any]:
+    return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {"continue": cont} if cont else {},
+            "items": items}
+
+
+class _Api(BaseHTTPRequestHandler):
+    seen: list[str] = []
+    expired_once = {"done": False}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        q = parse_qs(url.query)
+        self.seen.append(self.path)
+        cont = q.get("continue", [None])[0]
+        assert q.get("limit") == ["500"], self.path
+        p = url.path
+        if p == "/api/v1/namespaces":
+            return self._send(200, _list("Namespace", [{"metadata": {"name": "shop",
+                                                                     "labels": {"istio-injection": "enabled"}}}]))
+        if p == "/api/v1/pods":
+            if cont is None:
+                return self._send(200, _list("Pod", [POD], cont="page2"))
+            if not self.expired_once["done"]:
+                self.expired_once["done"] = True
+                return self._send(410, {"kind": "Status", "code": 410, "reason": "Expired"})
+            pod2 = json.loads(json.dumps(POD))
+            pod2["metadata"]["name"] = "web-2"
+            pod2["spec"]["containers"] = [{"name": "web"}]
+            return self._send(200, _list("Pod", [pod2]))
+        if p == "/api/v1/services":
+            return self._send(200, _list("Service", [{"metadata": {"name": "web", "namespace": "shop"},
+                                                      "spec": {"selector": {"app": "web"},
+                                                               "ports": [{"name": "http", "port": 80}]}}]))
+        if p in ("/api/v1/endpoints", "/apis/discovery.k8s.io/v1/endpointslices", "/apis/apps/v1/replicasets",
+                 "/apis/apps/v1/deployments"):
+            return self._send(200, _list("X", []))
+        if p == "/apis/networking.istio.io/v1/virtualservices":
+            return self._send(200, _list("VirtualService", [{"apiVersion": "networking.istio.io/v1",
+                                                             "kind": "VirtualService",
+                                                             "metadata": {"name": "web", "namespace": "shop"},
+                                                             "spec": {"hosts": ["web"]}}]))
+        if p == "/apis/networking.istio.io/v1/destinationrules":
+            return self._send(403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
+        if p == "/apis/networking.istio.io/v1beta1/serviceentries":
+            return self._send(200, _list("ServiceEntry", [{"metadata": {"name": "ext", "namespace": "shop"},
+                                                           "spec": {"hosts": ["api.example.com"]}}]))
+        return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+
+
+@pytest.fixture()
+def api_server(tmp_path: Path) -> Iterator[Path]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Api.seen = []
+    _Api.expired_once = {"done": False}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "u", "user": {"token": "s3cret-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}]}))
+    yield kubeconfig
+    server.shutdown()
+
+
+def test_live_pagination_410_403_and_missing_crds(api_server: Path) -> None:
+    objects, gaps = load_live(LiveOptions(str(api_server), "test"))
+    topo = build_topology(objects, gaps)
+    assert sorted(p.name for p in topo.pods) == ["web-1", "web-2"]
+    assert any("continue=page2" in s for s in _Api.seen)
+    # the 410 restarted the pod list from the first page
+    assert sum(1 for s in _Api.seen if s.startswith("/api/v1/pods") and "continue" not in s) == 2
+    assert "DestinationRule: list forbidden (HTTP 403)" in topo.gaps
+    assert any(g.startswith("Sidecar: CRD") for g in topo.gaps)
+    assert [s.hosts for s in topo.service_entries] == [("api.example.com",)]
+    by_name = {p.name: p for p in topo.pods}
+    assert by_name["web-1"].sidecar.present
+    assert by_name["web-2"].sidecar.reason == "no-sidecar/unknown"
+
+
+def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path: Path) -> None:
+    objects, gaps = load_live(LiveOptions(str(api_server), "test"))
+    snap = tmp_path / "snap.json"
+    snap.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    live_topo = build_topology(objects, gaps)
+    snap_topo = topo_of(snap)
+    assert live_topo.pods == snap_topo.pods and live_topo.services == snap_topo.services
+    assert live_topo.virtual_services == snap_topo.virtual_services

@@ -1,0 +1,128 @@
+"""Parsers on real-format lines: istio.io's access-log example, TCP lines, JSON encodings, app conventions."""
+
+from __future__ import annotations
+
+import pytest
+
+from obsgap.sources.logs import formats
+
+# Verbatim from istio.io's access-log task (DESIGN.md).
+ISTIO_EXAMPLE = (
+    '[2020-11-25T21:26:18.409Z] "GET /status/418 HTTP/1.1" 418 - via_upstream - "-" 0 135 4 4 "-" '
+    '"curl/7.73.0-DEV" "84961386-6d84-929d-98bd-c5aee93b5c88" "httpbin:8000" "10.44.1.27:80" '
+    "outbound|8000||httpbin.foo.svc.cluster.local 10.44.1.23:37652 10.0.45.184:8000 10.44.1.23:46520 - default"
+)
+
+
+def test_istio_doc_example_outbound() -> None:
+    row = formats.parse_envoy_text(ISTIO_EXAMPLE)
+    assert row is not None
+    assert row["ts_ms"] == 1606339578409
+    assert (row["method"], row["path"], row["status"]) == ("GET", "/status/418", 418)
+    assert row["direction"] == "outbound" and row["port"] == 8000
+    assert row["authority"] == "httpbin:8000"
+    assert row["upstream_cluster"] == "outbound|8000||httpbin.foo.svc.cluster.local"
+    assert row["duration_ms"] == 4.0 and row["downstream_remote"] == "10.44.1.23:46520"
+
+
+def test_server_side_inbound_and_port_from_cluster() -> None:
+    line = ISTIO_EXAMPLE.replace("outbound|8000||httpbin.foo.svc.cluster.local", "inbound|80||")
+    row = formats.parse_envoy_text(line)
+    assert row is not None and row["direction"] == "inbound" and row["port"] == 80
+
+
+def test_tcp_line_has_no_method_and_code_zero() -> None:
+    line = ('[2026-01-02T03:04:05.678Z] "- - -" 0 - - - "-" 120 450 40 - "-" "-" "-" "-" "10.44.1.27:3306" '
+            "inbound|3306|| 127.0.0.6:3333 10.44.1.27:3306 10.44.1.23:46520 - -")
+    row = formats.parse_envoy_text(line)
+    assert row is not None
+    assert row["method"] is None and row["protocol"] == "tcp" and row["status"] == 0 and row["port"] == 3306
+
+
+@pytest.mark.parametrize("cluster,direction,port,host", [
+    ("outbound|9080||reviews.default.svc.cluster.local", "outbound", 9080, "reviews.default.svc.cluster.local"),
+    ("outbound_.9080_._.reviews.default.svc.cluster.local", "outbound", 9080, "reviews.default.svc.cluster.local"),
+    ("outbound|9080|v2|reviews.default.svc.cluster.local", "outbound", 9080, "reviews.default.svc.cluster.local"),
+    ("inbound|9080||", "inbound", 9080, None),
+    ("InboundPassthroughCluster", "inbound", None, None),
+    ("InboundPassthroughClusterIpv4", "inbound", None, None),
+    ("PassthroughCluster", "outbound", None, None),
+    ("BlackHoleCluster", "outbound", None, None),
+])
+def test_cluster_names_old_and_new(cluster: str, direction: str, port: int | None, host: str | None) -> None:
+    assert formats.cluster_parts(cluster) == (direction, port, host)
+
+
+def test_passthrough_port_from_upstream_host() -> None:
+    line = ISTIO_EXAMPLE.replace("outbound|8000||httpbin.foo.svc.cluster.local", "PassthroughCluster").replace(
+        '"httpbin:8000" "10.44.1.27:80"', '"10.44.1.27:8080" "10.44.1.27:8080"')
+    row = formats.parse_envoy_text(line)
+    assert row is not None and row["port"] == 8080 and row["upstream_cluster"] == "PassthroughCluster"
+
+
+def test_envoy_json_encoding() -> None:
+    obj = {"start_time": "2026-01-02T03:04:05.678Z", "method": "POST", "path": "/cart", "protocol": "HTTP/2",
+           "response_code": 503, "response_flags": "UF", "duration": 12, "authority": "cart.shop:8080",
+           "upstream_cluster": "outbound|8080||cart.shop.svc.cluster.local", "upstream_host": "10.0.0.9:8080",
+           "downstream_local_address": "10.96.0.5:8080", "downstream_remote_address": "10.0.0.3:50000"}
+    row = formats.parse_envoy_json(obj)
+    assert row is not None
+    assert (row["status"], row["response_flags"], row["port"], row["direction"]) == (503, "UF", 8080, "outbound")
+    assert formats.parse_envoy_json({"msg": "hello"}) is None
+
+
+@pytest.mark.parametrize("obj,expect", [
+    ({"ts": "2026-01-02T03:04:05Z", "method": "GET", "path": "/a", "status": 200, "duration_ms": 5, "port": 8080},
+     ("inbound", "GET", "/a", 200, 5.0, 8080, None)),
+    ({"@timestamp": "2026-01-02T03:04:05Z", "http": {"request": {"method": "GET"},
+                                                     "response": {"status_code": 404}},
+      "url": {"path": "/b"}, "event": {"duration": 2_000_000}, "server": {"port": 9000}},
+     ("inbound", "GET", "/b", 404, 2.0, 9000, None)),
+    ({"timestamp": 1767322800, "http.request.method": "PUT", "url.full": "https://api.example.com:8443/x",
+      "http.response.status_code": 201, "latency_ms": "1.5s"},
+     ("outbound", "PUT", "/x", 201, 1500.0, 8443, "api.example.com:8443")),
+    ({"time": "2026-01-02T03:04:05Z", "http.method": "GET", "http.url": "http://reviews:9080/r",
+      "http.status_code": 200, "elapsed_ms": 7},
+     ("outbound", "GET", "/r", 200, 7.0, 9080, "reviews:9080")),
+    ({"time": "2026-01-02T03:04:05Z", "method": "GET", "uri": "/c", "status_code": "500"},
+     ("inbound", "GET", "/c", 500, None, None, None)),
+])
+def test_app_json_conventions(obj: dict, expect: tuple) -> None:
+    row = formats.parse_app_json(obj)
+    assert row is not None
+    got = (row["direction"], row["method"], row["path"], row["status"], row["duration_ms"], row["port"],
+           row["authority"])
+    assert got == expect
+
+
+def test_app_json_non_request_and_user_mapping() -> None:
+    assert formats.parse_app_json({"level": "info", "msg": "started", "status": "ready"}) is None
+    obj = {"req": {"verb": "DELETE", "route": "/d"}, "res": {"code": 204}, "took": 3}
+    assert formats.parse_app_json(obj) is None
+    row = formats.parse_app_json(obj, {"method": "req.verb", "path": "req.route", "status": "res.code",
+                                       "duration_ms": "took"})
+    assert row is not None and (row["method"], row["path"], row["status"], row["duration_ms"]) == \
+        ("DELETE", "/d", 204, 3.0)
+
+
+@pytest.mark.parametrize("value,ms", [
+    ("2026-01-02T03:04:05.123456789Z", 1767323045123),
+    ("2026-01-02T04:04:05.5+01:00", 1767323045500),
+    ("2026-01-02T03:04:05Z", 1767323045000),
+    (1767323045, 1767323045000),
+    (1767323045123, 1767323045123),
+    (1767323045123456789, 1767323045123),
+    ("yesterday", None),
+])
+def test_timestamps(value: object, ms: int | None) -> None:
+    assert formats.parse_ts_ms(value) == ms
+
+
+def test_k8s_attribution_fluent_bit_and_otel() -> None:
+    fb = {"log": "x", "kubernetes": {"namespace_name": "shop", "pod_name": "cart-1", "container_name": "app"}}
+    assert formats.k8s_attribution(fb) == ("shop", "cart-1", "app")
+    otel = {"resource": {"attributes": {"k8s.namespace.name": "pay", "k8s.pod.name": "p-1",
+                                        "k8s.container.name": "srv"}}}
+    assert formats.k8s_attribution(otel) == ("pay", "p-1", "srv")
+    flat = {"k8s.namespace.name": "a", "k8s.pod.name": "b", "k8s.container.name": "c"}
+    assert formats.k8s_attribution(flat) == ("a", "b", "c")

@@ -1,0 +1,126 @@
+"""The streaming reader: wrappers, attribution, accounting of every line, damaged files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from obsgap.errors import InputError
+from obsgap.sources.logs.discover import attribution_from_path, discover
+from obsgap.sources.logs.table import read_logs
+
+T0 = "2026-01-02T03:04:05.000000001Z"
+ENVOY = ('[2026-01-02T03:04:05.100Z] "GET /a HTTP/1.1" 200 - via_upstream - "-" 0 10 7 7 "-" "curl" "id" '
+         '"cart:8080" "10.0.0.5:8080" inbound|8080|| 127.0.0.6:1 10.0.0.5:8080 10.0.0.9:4444 - default')
+APP = json.dumps({"ts": "2026-01-02T03:04:06Z", "method": "GET", "path": "/a", "status": 200, "duration_ms": 3})
+POD_DIR = "shop_cart-7d9f-abcde_0b4c3f8e-1111-2222-3333-444455556666"
+WINDOW = (1767322800000, 1767326400000)  # 03:00–04:00 UTC
+
+
+def _cri(msg: str, flag: str = "F", ts: str = T0) -> str:
+    return f"{ts} stdout {flag} {msg}\n"
+
+
+def _read(paths: list[Path]):  # type: ignore[no-untyped-def]
+    table = read_logs(discover([str(p) for p in paths]), *WINDOW, workers=1)
+    rows = table.query("SELECT * FROM requests ORDER BY ts_ms")
+    stats = table.stats
+    table.close()
+    return rows, stats
+
+
+def test_attribution_from_both_kubelet_layouts() -> None:
+    a = attribution_from_path(Path(f"/var/log/pods/{POD_DIR}/istio-proxy/0.log"))
+    assert a is not None and (a.namespace, a.pod, a.container) == ("shop", "cart-7d9f-abcde", "istio-proxy")
+    rotated = attribution_from_path(Path(f"/x/{POD_DIR}/app/3.log.20260102-030405.gz"))
+    assert rotated is not None and rotated.container == "app"
+    c = attribution_from_path(Path("/var/log/containers/cart-7d9f-abcde_shop_app-" + "a" * 64 + ".log"))
+    assert c is not None and (c.namespace, c.pod, c.container) == ("shop", "cart-7d9f-abcde", "app")
+    assert attribution_from_path(Path("/tmp/random.log")) is None
+
+
+def test_cri_partial_lines_are_joined_and_everything_is_counted(tmp_path: Path) -> None:
+    d = tmp_path / POD_DIR / "app"
+    d.mkdir(parents=True)
+    half = len(APP) // 2
+    (d / "0.log").write_text(
+        _cri(APP) + _cri(APP[:half], "P") + _cri(APP[half:], "F") + _cri("plain text, not a request")
+        + _cri(json.dumps({"level": "info", "msg": "started"}))
+        + _cri(APP.replace("03:04:06", "05:00:00")))  # out of window
+    rows, stats = _read([tmp_path])
+    assert len(rows) == 2
+    assert set(rows["namespace"]) == {"shop"} and set(rows["pod"]) == {"cart-7d9f-abcde"}
+    assert stats.lines == 6 and stats.requests == 2 and stats.out_of_window == 1
+    assert stats.unparsed == 1 and stats.formats["json-other"] == 1
+    assert stats.unparsed_by_file[0][2].startswith("plain text")
+    assert stats.parsed + stats.unparsed + 1 == stats.lines  # the P line joined into its F line
+
+
+def test_docker_json_fluent_bit_and_gzip(tmp_path: Path) -> None:
+    docker = tmp_path / "docker.log"
+    docker.write_text(json.dumps({"log": ENVOY + "\n", "stream": "stdout", "time": T0}) + "\n")
+    fluent = tmp_path / "fluent.log.gz"
+    with gzip.open(fluent, "wt") as f:
+        f.write(json.dumps({"log": APP, "kubernetes": {"namespace_name": "pay", "pod_name": "p-1",
+                                                        "container_name": "srv"}}) + "\n")
+    rows, stats = _read([docker, fluent])
+    assert stats.wrappers == {"docker-json": 1, "fluent-bit": 1}
+    envoy = rows[rows["origin"] == "envoy"].iloc[0]
+    assert envoy["direction"] == "inbound" and envoy["port"] == 8080
+    app = rows[rows["origin"] == "app"].iloc[0]
+    assert (app["namespace"], app["pod"], app["container"]) == ("pay", "p-1", "srv")
+
+
+def test_damaged_inputs_are_counted_not_fatal(tmp_path: Path) -> None:
+    good = tmp_path / "good.log"
+    good.write_text(_cri(ENVOY) * 3)
+    corrupt = tmp_path / "corrupt.log.gz"
+    data = gzip.compress((_cri(ENVOY) * 200).encode())
+    corrupt.write_bytes(data[: len(data) // 2])
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n" + _cri(ENVOY).encode())
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    (tmp_path / "dangling.log").symlink_to(tmp_path / "missing.log")
+    rows, stats = _read([tmp_path])
+    assert stats.invalid_utf8 == 1 and stats.unparsed == 1
+    reasons = dict(stats.skipped_files)
+    assert "symlink to a missing file" in reasons[str(tmp_path / "dangling.log")]
+    assert "corrupt or truncated gzip" in reasons[str(corrupt)]
+    # good + binary's valid line + whatever the corrupt file yielded before its damage
+    assert len(rows) >= 4 and (rows["origin"] == "envoy").all()
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    locked = tmp_path / "locked.log"
+    locked.write_text(_cri(ENVOY))
+    locked.chmod(0)
+    try:
+        rows, stats = _read([locked])
+    finally:
+        locked.chmod(0o644)
+    if stats.lines:  # root ignores file modes: then the line is simply read
+        assert len(rows) == 1
+    else:
+        assert "ermission" in dict(stats.skipped_files)[str(locked)]
+
+
+def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        discover([str(tmp_path / "nope")])
+    with pytest.raises(InputError, match="matches no file"):
+        discover([str(tmp_path / "*.nothing")])
+
+
+def test_glob_and_dedup_of_symlinked_containers_dir(tmp_path: Path) -> None:
+    pods = tmp_path / "pods" / POD_DIR / "app"
+    pods.mkdir(parents=True)
+    (pods / "0.log").write_text(_cri(APP))
+    containers = tmp_path / "containers"
+    containers.mkdir()
+    (containers / ("cart-7d9f-abcde_shop_app-" + "b" * 64 + ".log")).symlink_to(pods / "0.log")
+    found = discover([str(tmp_path / "pods"), str(containers / "*.log")])
+    assert len(found.files) == 1
