@@ -25,6 +25,15 @@ from obsgap.evidence import CheckSettings
 from obsgap.render.write import write_outputs
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.sources.queries import namespace_matcher
+
+
+def _opt(*decls: str, **kw: Any) -> Any:
+    """A `report` option whose environment variable is OBSGAP_<LONG_FLAG> (e.g. OBSGAP_WINDOW)."""
+    long = next(d for d in decls if d.startswith("--"))
+    kw.setdefault("envvar", "OBSGAP_" + long[2:].upper().replace("-", "_"))
+    kw.setdefault("show_envvar", True)
+    return click.option(*decls, **kw)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -33,7 +42,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OBSGAP"})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="obsgap")
 def main() -> None:
     """obsgap: prove where an Istio mesh's telemetry lies."""
@@ -42,32 +51,32 @@ def main() -> None:
 @main.command()
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=_load_config, is_eager=True,
               expose_value=False, help="YAML file of flag values (flags and OBSGAP_* env win).")
-@click.option("--prometheus-url", envvar="OBSGAP_PROMETHEUS_URL", help="Prometheus-compatible API base URL.")
-@click.option("--bearer-token-file", type=click.Path(dir_okay=False), help="File holding a bearer token.")
-@click.option("--basic-auth-file", type=click.Path(dir_okay=False), help="File holding user:password.")
-@click.option("--ca-file", type=click.Path(dir_okay=False), help="CA bundle for the Prometheus TLS certificate.")
-@click.option("--insecure-skip-verify", is_flag=True, help="Do not verify the Prometheus TLS certificate.")
-@click.option("--header", "headers", multiple=True, help="Extra HTTP header, e.g. 'X-Scope-OrgID: team-a'.")
-@click.option("--query-timeout", type=float, default=60.0, show_default=True, help="Seconds per PromQL query.")
-@click.option("--kube-snapshot", multiple=True, type=click.Path(), help="kubectl get -o json|yaml output.")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Read the topology from a live cluster.")
-@click.option("--context", "kube_context", help="kubeconfig context.")
-@click.option("--in-cluster", is_flag=True, help="Use the pod's service account (when run as a CronJob).")
-@click.option("--logs", multiple=True, help="Log file, folder (recursive) or glob; plain or .gz.")
-@click.option("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
-@click.option("--start", help="Window start (RFC 3339).")
-@click.option("--end", help="Window end (RFC 3339; default now).")
-@click.option("--window", help="Window length ending at --end (default 24h).")
-@click.option("-n", "--namespace", "namespaces", multiple=True, help="Limit to these namespaces.")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default reports/<UTC date>/).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="critical", show_default=True,
+@_opt("--prometheus-url", help="Prometheus-compatible API base URL.")
+@_opt("--bearer-token-file", type=click.Path(dir_okay=False), help="File holding a bearer token.")
+@_opt("--basic-auth-file", type=click.Path(dir_okay=False), help="File holding user:password.")
+@_opt("--ca-file", type=click.Path(dir_okay=False), help="CA bundle for the Prometheus TLS certificate.")
+@_opt("--insecure-skip-verify", is_flag=True, help="Do not verify the Prometheus TLS certificate.")
+@_opt("--header", "headers", multiple=True, help="Extra HTTP header, e.g. 'X-Scope-OrgID: team-a'.")
+@_opt("--query-timeout", type=float, default=60.0, show_default=True, help="Seconds per PromQL query.")
+@_opt("--kube-snapshot", multiple=True, type=click.Path(), help="kubectl get -o json|yaml output.")
+@_opt("--kubeconfig", type=click.Path(dir_okay=False), help="Read the topology from a live cluster.")
+@_opt("--context", "kube_context", help="kubeconfig context.")
+@_opt("--in-cluster", is_flag=True, help="Use the pod's service account (when run as a CronJob).")
+@_opt("--logs", multiple=True, help="Log file, folder (recursive) or glob; plain or .gz.")
+@_opt("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
+@_opt("--start", help="Window start (RFC 3339).")
+@_opt("--end", help="Window end (RFC 3339; default now).")
+@_opt("--window", help="Window length ending at --end (default 24h).")
+@_opt("-n", "--namespace", "namespaces", multiple=True, help="Limit to these namespaces.")
+@_opt("--out", type=click.Path(file_okay=False), help="Output folder (default reports/<UTC date>/).")
+@_opt("--fail-on", type=click.Choice(FAIL_ON), default="critical", show_default=True,
               help="Exit 1 when a finding is at or above this severity.")
-@click.option("--tolerance", type=float, default=0.05, show_default=True,
+@_opt("--tolerance", type=float, default=0.05, show_default=True,
               help="Share of requests metrics may miss before a gap is reported.")
-@click.option("--min-requests", type=int, default=20, show_default=True,
+@_opt("--min-requests", type=int, default=20, show_default=True,
               help="Ignore services with fewer observed requests.")
-@click.option("--check", "only_checks", multiple=True, help="Run only these checks.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the output path.")
+@_opt("--check", "only_checks", multiple=True, help="Run only these checks.")
+@_opt("-q", "--quiet", is_flag=True, help="Print only the output path.")
 def report(**opts: Any) -> None:
     """Reconcile metrics, logs and topology and write findings.json (exit 1 on findings, 2 bad input,
     3 a source failed)."""
@@ -95,6 +104,9 @@ def report(**opts: Any) -> None:
 
 def _plan(o: dict[str, Any]) -> RunPlan:
     window = resolve_window(o["start"], o["end"], o["window"])
+    headers = tuple(parse_header(h) for h in o["headers"])
+    for ns in o["namespaces"]:
+        namespace_matcher("namespace", (ns,))
     prom = None
     if o["prometheus_url"]:
         if not o["prometheus_url"].startswith(("http://", "https://")):
@@ -105,7 +117,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
             basic_auth_file=Path(o["basic_auth_file"]) if o["basic_auth_file"] else None,
             ca_file=Path(o["ca_file"]) if o["ca_file"] else None,
             insecure_skip_verify=o["insecure_skip_verify"],
-            headers=tuple(parse_header(h) for h in o["headers"]), timeout_seconds=o["query_timeout"])
+            headers=headers, timeout_seconds=o["query_timeout"])
     live = None
     if o["kubeconfig"] or o["kube_context"] or o["in_cluster"]:
         if o["kube_snapshot"]:

@@ -18,7 +18,6 @@ import pandas as pd
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from obsgap.errors import InputError
@@ -94,10 +93,9 @@ class PrometheusSource:
                           backoff_factor=self.options.backoff_seconds, status_forcelist=RETRY_STATUS,
                           allowed_methods=frozenset({"GET", "POST"}), respect_retry_after_header=True,
                           raise_on_status=False)
-            session.mount("http://", HTTPAdapter(max_retries=retry))
-            session.mount("https://", HTTPAdapter(max_retries=retry))
+            # PrometheusConnect mounts its adapter with this Retry for the URL prefix.
             self._client = PrometheusConnect(url=self.options.url.rstrip("/"), headers=self._headers(),
-                                             auth=self._auth(), session=session,
+                                             auth=self._auth(), session=session, retry=retry,
                                              timeout=self.options.timeout_seconds)  # type: ignore[arg-type]
         return self._client
 

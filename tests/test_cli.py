@@ -1,0 +1,123 @@
+"""The command line: flags, config precedence, exit codes, and the findings.json contract."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from obsgap.checks import REGISTRY
+from obsgap.cli import main
+from obsgap.scenario.simulate import build
+from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
+from obsgap.testbed.promserver import free_port, serve_openmetrics
+
+CONTRACT_CHECKS = {"envoy-bypass", "port-missing-from-metrics", "passthrough-traffic", "call-address-not-fqdn"}
+FINDING_KEYS = {"id", "check", "severity", "title", "detail", "namespace", "service", "workload", "pod", "port",
+                "job", "metric", "cause", "resource", "istio_code", "evidence", "suggestion"}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None):  # type: ignore[no-untyped-def]
+    spec = ScenarioSpec("cli", (("shop", True), ("legacy", False)),
+                        (ServiceSpec("shop", "web"), ServiceSpec("legacy", "billing")),
+                        (FlowSpec("shop/web", "legacy/billing", 8080, 1.0),),
+                        end=datetime(2026, 11, 24, tzinfo=UTC), hours=0.5, scrape_interval_s=15)
+    tmp = tmp_path_factory.mktemp("cli")
+    built = build(spec, tmp / "cli")
+    server = serve_openmetrics(built.metrics, tmp / "cli")
+    yield spec, built, server, tmp
+    server.stop()
+
+
+def test_full_report_writes_the_contract_and_exits_1_on_critical(mesh) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server, tmp = mesh
+    out = tmp / "out"
+    res = invoke("report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology),
+                 "--logs", str(built.logs), "--start", "2026-11-23T23:30:00Z", "--end", "2026-11-24T00:00:00Z",
+                 "--out", str(out))
+    assert res.exit_code == 1, res.output
+    doc = json.loads((out / "findings.json").read_text())
+    assert doc["schema"] == "obsgap.findings/v1"
+    assert doc["window"] == {"start": "2026-11-23T23:30:00Z", "end": "2026-11-24T00:00:00Z"}
+    assert {c["check"] for c in doc["checks"]} >= CONTRACT_CHECKS
+    assert doc["sources"]["prometheus"]["status"] == "ok"
+    assert doc["sources"]["kubernetes"]["mode"] == "snapshot"
+    assert doc["sources"]["logs"]["lines"] > 0 and doc["sources"]["logs"]["unparsed"] == 0
+    f = doc["findings"][0]
+    assert set(f) >= FINDING_KEYS and f["cause"] == "no-sidecar/namespace-not-enabled"
+    assert f["resource"] == "Namespace legacy" and f["istio_code"] == "IST0102"
+    assert doc["coverage"][0] | {"ratio": 0.0} == doc["coverage"][0]
+    assert (out / "summary.md").read_text().count("billing") >= 1
+    # --fail-on never: same findings, exit 0
+    assert invoke("report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology),
+                  "--end", "2026-11-24T00:00:00Z", "--window", "30m", "--out", str(out),
+                  "--fail-on", "never").exit_code == 0
+
+
+def test_no_sources_lists_every_check_as_skipped(tmp_path: Path) -> None:
+    res = invoke("report", "--out", str(tmp_path), "--window", "1h")
+    assert res.exit_code == 0
+    doc = json.loads((tmp_path / "findings.json").read_text())
+    assert [c["check"] for c in doc["checks"]] == [c.id for c in REGISTRY]
+    assert all(c["status"] == "skipped" and c["reason"] for c in doc["checks"])
+    assert doc["sources"]["prometheus"]["status"] == "not-configured"
+
+
+def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None:
+    secret = "user:hunter2"
+    res = invoke("report", "--prometheus-url", f"http://{secret}@127.0.0.1:{free_port()}", "--out", str(tmp_path),
+                 "--query-timeout", "2")
+    assert res.exit_code == 3
+    text = (tmp_path / "findings.json").read_text()
+    assert json.loads(text)["sources"]["prometheus"]["status"] == "unavailable"
+    assert "hunter2" not in text and "hunter2" not in res.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--start", "yesterday"], "RFC 3339"),
+    (["--window", "ten minutes"], "not a duration"),
+    (["--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z"], "window is empty"),
+    (["--prometheus-url", "localhost:9090"], "http://"),
+    (["--header", "no-colon"], "Name: value"),
+    (["--logs", "/nonexistent/dir"], "no such file"),
+    (["-n", "Bad_NS", "--prometheus-url", "http://127.0.0.1:1"], "not a valid Kubernetes namespace"),
+    (["--check", "nope"], "unknown check"),
+])
+def test_bad_usage_exits_2_with_a_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    res = CliRunner().invoke(main, ["report", "--out", str(tmp_path), *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_config_file_env_and_flag_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "obsgap.yaml"
+    cfg.write_text(f"window: 2h\nout: {tmp_path / 'from-config'}\nfail_on: never\n")
+    res = invoke("report", "--config", str(cfg), "--end", "2026-01-01T00:00:00Z")
+    assert res.exit_code == 0
+    doc = json.loads((tmp_path / "from-config" / "findings.json").read_text())
+    assert doc["window"]["start"] == "2025-12-31T22:00:00Z"
+    res = invoke("report", "--config", str(cfg), "--end", "2026-01-01T00:00:00Z",
+                 env={"OBSGAP_WINDOW": "30m"})
+    doc = json.loads((tmp_path / "from-config" / "findings.json").read_text())
+    assert doc["window"]["start"] == "2025-12-31T23:30:00Z"
+    invoke("report", "--config", str(cfg), "--end", "2026-01-01T00:00:00Z", "--window", "10m",
+           env={"OBSGAP_WINDOW": "30m"})
+    doc = json.loads((tmp_path / "from-config" / "findings.json").read_text())
+    assert doc["window"]["start"] == "2025-12-31T23:50:00Z"
+
+
+def test_checks_list_and_explain() -> None:
+    res = invoke("checks")
+    assert res.exit_code == 0 and all(c.id in res.output for c in REGISTRY)
+    for check in REGISTRY:
+        text = invoke("checks", "explain", check.id).output
+        for section in ("What it does", "Why is this bad?", "Example", "Use instead"):
+            assert section in text, (check.id, section)
+    assert invoke("checks", "explain", "nope").exit_code == 2

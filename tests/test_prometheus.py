@@ -1,0 +1,175 @@
+"""The Prometheus source: query files, binding, real-Prometheus answers, auth, retries, failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+from obsgap.errors import InputError
+from obsgap.scenario.simulate import build
+from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
+from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource
+from obsgap.sources.queries import all_queries, load_query, namespace_matcher
+from obsgap.testbed.promserver import serve_openmetrics
+
+
+def test_every_query_file_has_a_header_and_binds() -> None:
+    queries = all_queries()
+    assert {q.name for q in queries} >= {"mesh_requests", "mesh_tcp_connections", "passthrough_requests",
+                                         "scrape_targets", "scrape_interval"}
+    for q in queries:
+        assert q.returns and q.scope
+        bound = q.bind(3600, ("shop",))
+        assert "$" not in bound and "[3600s]" in bound and f'{q.scope}=~"shop"' in bound
+
+
+def test_namespace_values_cannot_inject_promql() -> None:
+    assert namespace_matcher("namespace", ()) == 'namespace=~".*"'
+    assert namespace_matcher("namespace", ("b", "a", "a")) == 'namespace=~"a|b"'
+    with pytest.raises(InputError):
+        namespace_matcher("namespace", ('x"} or vector(1) #',))
+
+
+@pytest.fixture(scope="module")
+def small_prom(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None):  # type: ignore[no-untyped-def]
+    spec = ScenarioSpec("p", (("shop", True),), (ServiceSpec("shop", "a"), ServiceSpec("shop", "b")),
+                        (FlowSpec("shop/a", "shop/b", 8080, 2.0), FlowSpec("external", "shop/a", 8080, 1.0)),
+                        end=datetime(2026, 11, 24, tzinfo=UTC), hours=1, scrape_interval_s=30)
+    tmp = tmp_path_factory.mktemp("prom")
+    built = build(spec, tmp / "p")
+    server = serve_openmetrics(built.metrics, tmp / "p")
+    yield spec, built, server
+    server.stop()
+
+
+def test_real_prometheus_answers_match_the_simulated_truth(small_prom) -> None:  # type: ignore[no-untyped-def]
+    spec, built, server = small_prom
+    src = PrometheusSource(PrometheusOptions(url=server.url))
+    res = src.query("mesh_requests", 3600, spec.end)
+    assert res.error is None and not res.frame.empty
+    dest = res.frame[res.frame["reporter"] == "destination"]
+    by_svc = dest.groupby("destination_service_name")["value"].sum().round().astype(int).to_dict()
+    assert by_svc == {"a": built.truth.mesh_destination_requests["shop/a"],
+                      "b": built.truth.mesh_destination_requests["shop/b"]}
+    # per-pod split is kept (scrape-target labels)
+    assert set(dest["pod"]) == {p for p in dest["pod"] if p.startswith(("a-", "b-"))} and len(set(dest["pod"])) == 4
+    up = src.query("scrape_targets", 3600, spec.end)
+    assert len(up.frame) == 4 and set(up.frame["job"]) == {"kubernetes-pods"}
+    interval = src.query("scrape_interval", 3600, spec.end)
+    assert 3600 / float(interval.frame["value"].iloc[0]) == pytest.approx(30, rel=0.02)
+    assert src.targets() == [] and src.status() == "ok" and src.queries_issued == 3
+    assert src.query_samples["mesh_requests"] > 0
+
+
+def test_query_count_does_not_grow_with_services(small_prom, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from obsgap import engine
+    from obsgap.config import RunPlan
+    from obsgap.model import Window
+
+    spec, built, server = small_prom
+    result = engine.run(RunPlan(window=Window(spec.start, spec.end), out_dir=tmp_path,
+                                prometheus=PrometheusOptions(url=server.url),
+                                kube_snapshots=(built.topology,))).result
+    # one query per query file the checks need, plus the reachability probe: no per-service queries
+    assert result.sources.prometheus["queries"] == len({q for q in ("mesh_requests", "mesh_tcp_connections",
+                                                                    "passthrough_requests", "scrape_targets",
+                                                                    "scrape_interval")}) + 0
+
+
+class _Stub(BaseHTTPRequestHandler):
+    """Failure injection for what a real Prometheus cannot be made to do on demand."""
+
+    calls: list[dict[str, Any]] = []
+    plan: list[tuple[int, dict[str, Any]]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.calls.append({"path": self.path, "headers": dict(self.headers), "form": parse_qs(body)})
+        code, payload = self.plan.pop(0) if self.plan else (200, {"status": "success",
+                                                                   "data": {"resultType": "vector", "result": []}})
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = _answer
+    do_POST = _answer
+
+
+@pytest.fixture()
+def stub() -> Iterator[str]:
+    _Stub.calls, _Stub.plan = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_auth_headers_tenant_and_warnings(stub: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    _Stub.plan = [(200, {"status": "success", "warnings": ["PromQL info: metric might not be a counter"],
+                         "data": {"resultType": "vector", "result": [
+                             {"metric": {"reporter": "destination"}, "value": [1, "5"]}]}})]
+    src = PrometheusSource(PrometheusOptions(url=stub, bearer_token_file=token,
+                                             headers=(("X-Scope-OrgID", "team-a"),)))
+    res = src.query("mesh_requests", 60, datetime(2026, 1, 1, tzinfo=UTC))
+    call = _Stub.calls[0]
+    assert call["headers"]["Authorization"] == "Bearer tok-123"
+    assert call["headers"]["X-Scope-OrgID"] == "team-a"
+    assert "istio_requests_total" in call["form"]["query"][0]
+    assert res.warnings and src.status() == "partial" and float(res.frame["value"][0]) == 5.0
+
+
+def test_5xx_then_recovery_is_retried(stub: str) -> None:
+    _Stub.plan = [(503, {"status": "error", "error": "busy"}), (502, {})]
+    src = PrometheusSource(PrometheusOptions(url=stub, backoff_seconds=0.01))
+    res = src.query("scrape_targets", 60, datetime(2026, 1, 1, tzinfo=UTC))
+    assert res.error is None and len(_Stub.calls) == 3
+
+
+def test_too_many_samples_is_a_clear_error(stub: str) -> None:
+    _Stub.plan = [(422, {"status": "error", "errorType": "execution",
+                         "error": "query processing would load too many samples into memory"})]
+    src = PrometheusSource(PrometheusOptions(url=stub))
+    res = src.query("mesh_requests", 60, datetime(2026, 1, 1, tzinfo=UTC))
+    assert res.error is not None and "too many samples" in res.error and src.status() == "unavailable"
+
+
+def test_unreachable_backend(tmp_path: Path) -> None:
+    from obsgap.testbed.promserver import free_port
+
+    src = PrometheusSource(PrometheusOptions(url=f"http://127.0.0.1:{free_port()}", retries=1,
+                                             backoff_seconds=0.01, timeout_seconds=2))
+    assert src.check() is not None and "cannot connect" in (src.check() or "")
+
+
+def test_basic_auth_file_format(tmp_path: Path, stub: str) -> None:
+    bad = tmp_path / "bad"
+    bad.write_text("no-colon")
+    with pytest.raises(InputError, match="user:password"):
+        PrometheusSource(PrometheusOptions(url=stub, basic_auth_file=bad)).client  # noqa: B018
+    good = tmp_path / "good"
+    good.write_text("alice:pw\n")
+    PrometheusSource(PrometheusOptions(url=stub, basic_auth_file=good)).query(
+        "scrape_targets", 60, datetime(2026, 1, 1, tzinfo=UTC))
+    assert _Stub.calls[-1]["headers"]["Authorization"].startswith("Basic ")
+
+
+def test_query_file_loaded_by_name() -> None:
+    q = load_query("passthrough_requests")
+    assert "PassthroughCluster" in q.text and q.scope == "source_workload_namespace"
