@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "realworld"
-if not REALWORLD.is_dir():  # CI clones main next to a copy of shared/
-    REALWORLD = Path(__file__).resolve().parents[1].parent / "shared" / "realworld"
+# The repository is checked out next to shared/ (here and in CI); OBSGAP_REALWORLD overrides.
+REALWORLD = Path(os.environ.get("OBSGAP_REALWORLD") or Path(__file__).resolve().parents[2] / "shared" / "realworld")
 
 
 def require_binary(name: str) -> None:
