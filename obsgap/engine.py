@@ -173,7 +173,7 @@ def _coverage(inputs: CheckInputs) -> tuple[CoverageRow, ...]:
     for st in rec.services.values():
         if st.observed == 0 and st.mesh_requests == 0 and st.tcp_connections == 0:
             continue
-        rows.append(CoverageRow(st.service.namespace, st.service.name, st.observed, int(round(st.mesh_requests)),
-                                int(round(st.tcp_connections)), st.observed_by))
+        rows.append(CoverageRow(st.service.namespace, st.service.name, st.observed, round(st.mesh_requests),
+                                round(st.tcp_connections), st.observed_by))
     rows.sort(key=lambda r: (r.ratio if r.ratio is not None else 2.0, -r.log_requests, r.namespace, r.service))
     return tuple(rows)

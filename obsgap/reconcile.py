@@ -95,7 +95,7 @@ def reconcile(inputs: CheckInputs) -> Reconciliation:
     cached = inputs.memo.get("reconcile")
     if cached is None:
         cached = inputs.memo["reconcile"] = _reconcile(inputs)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _reconcile(inputs: CheckInputs) -> Reconciliation:
@@ -160,10 +160,10 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
         req = metrics.frame("mesh_requests", REQ_COLS)
         metrics_present = not req.empty
         for row in req.itertuples(index=False):
-            svc = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
-            if svc is None:
+            found = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
+            if found is None:
                 continue
-            st = traffic(svc)
+            st = traffic(found)
             value = float(row.value)
             if row.reporter in MESH_REPORTERS:
                 st.mesh_requests += value
@@ -175,9 +175,9 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
                 st.source_reported += value
         tcp = metrics.frame("mesh_tcp_connections", REQ_COLS)
         for row in tcp.itertuples(index=False):
-            svc = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
-            if svc is not None and row.reporter in MESH_REPORTERS:
-                traffic(svc).tcp_connections += float(row.value)
+            found = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
+            if found is not None and row.reporter in MESH_REPORTERS:
+                traffic(found).tcp_connections += float(row.value)
 
     if logs is not None and not logs.outbound.empty:
         per_caller: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])

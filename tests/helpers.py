@@ -24,7 +24,7 @@ class Run:
     def findings(self, check: str | None = None) -> list[Finding]:
         return [f for f in self.result.findings if check is None or f.check == check]
 
-    def keys(self, check: str | None = None) -> set[tuple[str, str | None, str | None]]:
+    def triples(self, check: str | None = None) -> set[tuple[str, str | None, str | None]]:
         """(check, cause, service-or-workload) of every finding: what a test compares exactly."""
         return {(f.check, f.cause, f.service or f.workload) for f in self.findings(check)}
 

@@ -38,7 +38,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None): 
 
 
 def test_full_report_writes_the_contract_and_exits_1_on_critical(mesh) -> None:  # type: ignore[no-untyped-def]
-    spec, built, server, tmp = mesh
+    _spec, built, server, tmp = mesh
     out = tmp / "out"
     res = invoke("report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology),
                  "--logs", str(built.logs), "--start", "2026-11-23T23:30:00Z", "--end", "2026-11-24T00:00:00Z",

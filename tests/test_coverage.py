@@ -24,12 +24,12 @@ def scenario(name: str, target: ServiceSpec, *flows: FlowSpec, extra: tuple[Serv
     base = (ServiceSpec("app", "client"), ServiceSpec("app", "control"))
     default_flows = (FlowSpec("app/client", "app/control", 8080, 1.0),
                      FlowSpec("app/client", target.key, target.ports[0].port, 1.0))
-    return ScenarioSpec(name, namespaces, base + (target, *extra), flows or default_flows, hours=0.5,
+    return ScenarioSpec(name, namespaces, (*base, target, *extra), flows or default_flows, hours=0.5,
                         scrape_interval_s=15)
 
 
 def check_exact(run: Run, expected: set[tuple[str, str | None, str | None]]) -> None:
-    got = run.keys()
+    got = run.triples()
     assert got == expected, f"missing {expected - got}, unexpected {got - expected}"
 
 
@@ -85,7 +85,7 @@ def test_one_pod_of_three_without_proxy(tmp_path: Path) -> None:
 def test_idle_pod_without_proxy_is_not_a_traffic_gap(tmp_path: Path) -> None:
     stray = ServiceSpec("app", "api-stray", replicas=1, proxy_missing=True, labels=(("app", "api"),))
     run = run_scenario(scenario("idle-pod", ServiceSpec("app", "api"), extra=(stray,)), tmp_path)
-    assert run.keys("envoy-bypass") == set()
+    assert run.triples("envoy-bypass") == set()
 
 
 def test_unexplained_metric_loss_is_reported_with_numbers(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_caller_excludes_outbound_port(tmp_path: Path) -> None:
                     FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("app/batch", "app/api", 8081, 1.0),
                     extra=(ServiceSpec("app", "batch", exclude_outbound_ports=(8081,)),))
     run = run_scenario(spec, tmp_path)
-    keys = run.keys()
+    keys = run.triples()
     assert ("envoy-bypass", "port-excluded", "api") in keys
     # the server still counts the calls, but cannot tell who made them
     assert keys <= {("envoy-bypass", "port-excluded", "api"), ("envoy-bypass", "caller-outside-mesh", "api")}
@@ -161,12 +161,12 @@ def test_undeclared_port(tmp_path: Path) -> None:
                     FlowSpec("app/client", "app/api", 8080, 1.0),
                     FlowSpec("app/client", "app/api", 9090, 0.5, address="pod-ip"))
     run = run_scenario(spec, tmp_path)
-    keys = run.keys("port-missing-from-metrics")
+    keys = run.triples("port-missing-from-metrics")
     assert keys == {("port-missing-from-metrics", "port-not-declared", "api")}
     f = run.findings("port-missing-from-metrics")[0]
     assert f.port == 9090 and f.evidence["inbound_passthrough_requests"] > 0
     # the same requests are also calls by pod IP and passthrough on the client side
-    assert ("call-address-not-fqdn", "pod-ip", "api") in run.keys()
+    assert ("call-address-not-fqdn", "pod-ip", "api") in run.triples()
 
 
 def test_metrics_port_not_scraped(tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ DEMO_EXPECTED = {
 def test_all_causes_together(demo_built) -> None:  # type: ignore[no-untyped-def]
     spec, built, server, tmp = demo_built
     run = run_scenario(spec, tmp, server=server, built=built)
-    assert {k for k in run.keys() if k[0] in {c for c, _, _ in DEMO_EXPECTED}} == DEMO_EXPECTED
+    assert {k for k in run.triples() if k[0] in {c for c, _, _ in DEMO_EXPECTED}} == DEMO_EXPECTED
     assert not any(f.service == "catalog" and f.check != "call-address-not-fqdn" for f in run.findings())
     cov = {c.service: c for c in run.result.coverage}
     assert cov["catalog"].ratio == 1.0 and cov["recommend"].ratio == 0.0
@@ -243,7 +243,7 @@ def test_all_causes_together(demo_built) -> None:  # type: ignore[no-untyped-def
 def test_demo_without_logs_keeps_metric_findings(demo_built) -> None:  # type: ignore[no-untyped-def]
     spec, built, server, tmp = demo_built
     run = run_scenario(spec, tmp, server=server, built=built, logs=False)
-    keys = run.keys()
+    keys = run.triples()
     for k in [("envoy-bypass", "no-sidecar/inject-annotation", "recommend"),
               ("envoy-bypass", "no-sidecar/namespace-not-enabled", "billing"),
               ("passthrough-traffic", None, "payments"),
@@ -260,7 +260,7 @@ def test_demo_without_metrics(demo_built) -> None:  # type: ignore[no-untyped-de
     run = run_scenario(spec, tmp, server=server, built=built, metrics=False)
     status = {c.check: (c.status, c.reason) for c in run.result.checks}
     assert status["envoy-bypass"][0] == "skipped" and "--prometheus-url" in status["envoy-bypass"][1]
-    keys = run.keys()
+    keys = run.triples()
     assert ("port-missing-from-metrics", "port-treated-as-tcp", "orders") in keys
     assert ("port-missing-from-metrics", "port-excluded", "inventory") in keys
     assert ("call-address-not-fqdn", "wrong-namespace", "catalog") in keys

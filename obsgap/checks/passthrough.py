@@ -83,7 +83,7 @@ class PassthroughTraffic(Check):
 def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs) -> Finding:
     callers = [c for c, _ in g.callers.most_common(10)]
     addresses = [a for a, _ in g.addresses.most_common(10)]
-    n = int(round(g.requests))
+    n = round(g.requests)
     if cluster == "BlackHoleCluster":
         sev, title = Severity.WARNING, f"{n:,} requests to {target} dropped by BlackHoleCluster"
         text = ("The outbound traffic policy is REGISTRY_ONLY and no ServiceEntry declares this host, so Envoy "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from obsgap.checks.base import Check, Skip, pct, severity_for_missed
 from obsgap.evidence import CheckInputs
-from obsgap.model import TCP_PROXIED, Finding, Pod, Severity, ServicePort, Suggestion
+from obsgap.model import TCP_PROXIED, Finding, Pod, ServicePort, Severity, Suggestion
 from obsgap.reconcile import REQ_COLS, PortTraffic, ServiceTraffic, reconcile
 
 DOC_PROTOCOL = "https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/"

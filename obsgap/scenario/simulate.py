@@ -349,7 +349,7 @@ def _app_line(style: str, t: float, direction: str, method: str, path: str, url:
 
 def _envoy_line(t: float, method: str | None, path: str, code: int, dur: float, authority: str,
                 upstream: str, cluster: str, local: str, remote: str) -> str:
-    ms = max(0, int(round(dur)))
+    ms = max(0, round(dur))
     if method is None:
         return (f'[{_envoy_ts(t)}] "- - -" 0 - - - "-" 120 450 {ms} - "-" "-" "-" "-" "{upstream}" {cluster} '
                 f"127.0.0.6:40001 {local} {remote} - -")

@@ -96,7 +96,7 @@ class PrometheusSource:
             # PrometheusConnect mounts its adapter with this Retry for the URL prefix.
             self._client = PrometheusConnect(url=self.options.url.rstrip("/"), headers=self._headers(),
                                              auth=self._auth(), session=session, retry=retry,
-                                             timeout=self.options.timeout_seconds)  # type: ignore[arg-type]
+                                             timeout=self.options.timeout_seconds)
         return self._client
 
     def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ normalized columns) or None when the message is not of its format.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -280,10 +281,8 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
         if parts.hostname:
             direction = "outbound"
             authority = parts.netloc.rpartition("@")[2]
-            try:
+            with contextlib.suppress(ValueError):  # a malformed port in the URL: keep what we have
                 port = parts.port or port or (443 if parts.scheme == "https" else 80)
-            except ValueError:
-                pass
             path = path or parts.path or "/"
     elif url and path is None:
         path = url
