@@ -39,6 +39,7 @@ def _addr_port(addr: str | None) -> int | None:
 
 
 _TS_CACHE: dict[str, float] = {}
+_TS_TAIL = re.compile(r"(?:[.,](\d+))?(?:([+-])(\d\d):?(\d\d))?")
 
 
 def parse_ts_ms(value: Any) -> int | None:
@@ -67,21 +68,12 @@ def parse_ts_ms(value: Any) -> int | None:
         if len(_TS_CACHE) > 100_000:
             _TS_CACHE.clear()
         _TS_CACHE[head] = base
-    rest = text[19:]
-    frac_ms = 0.0
-    if rest.startswith((".", ",")):
-        digits = ""
-        for ch in rest[1:]:
-            if not ch.isdigit():
-                break
-            digits += ch
-        rest = rest[1 + len(digits):]
-        if digits:
-            frac_ms = int(digits[:3].ljust(3, "0"))
-    offset = 0.0
-    if rest and rest[0] in "+-" and len(rest) >= 6 and rest[1:3].isdigit() and rest[4:6].isdigit():
-        offset = (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60) * (1 if rest[0] == "+" else -1)
-    return int((base - offset) * 1000 + frac_ms)
+    m = _TS_TAIL.match(text, 19)
+    frac_ms = int(m.group(1)[:3].ljust(3, "0")) if m and m.group(1) else 0
+    offset = 0
+    if m and m.group(2):
+        offset = (int(m.group(3)) * 3600 + int(m.group(4)) * 60) * (1 if m.group(2) == "+" else -1)
+    return int((base - offset) * 1000) + frac_ms
 
 
 def cluster_parts(cluster: str | None) -> tuple[str | None, int | None, str | None]:
@@ -205,11 +197,16 @@ K8S_KEYS = {
 }
 
 
-def lookup(obj: Mapping[str, Any], key: str) -> Any:
-    """A flat dotted key, or the same path through nested objects."""
+def lookup(obj: Mapping[str, Any], key: str, heads: frozenset[str] | set[str] | None = None) -> Any:
+    """A flat dotted key, or the same path through nested objects.
+
+    `heads` (first dotted segment of each top-level key) lets callers skip hopeless nested walks.
+    """
     if key in obj:
         return obj[key]
     if "." not in key:
+        return None
+    if heads is not None and key.partition(".")[0] not in heads:
         return None
     node: Any = obj
     parts = key.split(".")
@@ -228,17 +225,22 @@ def lookup(obj: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def _first(obj: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+def _first(obj: Mapping[str, Any], keys: tuple[str, ...], heads: set[str] | None = None) -> Any:
     for key in keys:
-        value = lookup(obj, key)
+        value = lookup(obj, key, heads)
         if value is not None:
             return value
     return None
 
 
-def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...]) -> float | None:
+def _heads(obj: Mapping[str, Any]) -> set[str]:
+    return {k.partition(".")[0] for k in obj}
+
+
+def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...],
+                 heads: set[str] | None = None) -> float | None:
     for key, factor in keys:
-        value = lookup(obj, key)
+        value = lookup(obj, key, heads)
         if value is None:
             continue
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -250,18 +252,26 @@ def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...]) ->
     return None
 
 
+_K8S_HEADS = frozenset({"kubernetes", "k8s", "resource"})
+
+
 def k8s_attribution(obj: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    return (_s(_first(obj, K8S_KEYS["namespace"])), _s(_first(obj, K8S_KEYS["pod"])),
-            _s(_first(obj, K8S_KEYS["container"])))
+    heads = _heads(obj)
+    if heads.isdisjoint(_K8S_HEADS):
+        return None, None, None
+    return (_s(_first(obj, K8S_KEYS["namespace"], heads)), _s(_first(obj, K8S_KEYS["pod"], heads)),
+            _s(_first(obj, K8S_KEYS["container"], heads)))
 
 
 def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> Row | None:
     """An application request line; None when the object carries no request fields."""
 
+    heads = _heads(obj)
+
     def field_value(name: str) -> Any:
         if mapping and name in mapping:
             return lookup(obj, mapping[name])
-        return _first(obj, APP_KEYS[name])
+        return _first(obj, APP_KEYS[name], heads)
 
     method = _s(field_value("method"))
     path = _s(field_value("path"))
@@ -272,7 +282,7 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
     if mapping and "duration_ms" in mapping:
         duration = _duration_ms(obj, ((mapping["duration_ms"], 1.0),))
     else:
-        duration = _duration_ms(obj, DURATION_KEYS)
+        duration = _duration_ms(obj, DURATION_KEYS, heads)
     port = _int(field_value("port"))
     authority = _s(field_value("host"))
     direction = "inbound"

@@ -166,25 +166,21 @@ class _PartWriter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.writer: pq.ParquetWriter | None = None
-        self.cols: dict[str, list[Any]] = {k: [] for k in ROW_KEYS}
-        self.count = 0
+        self.rows: list[Mapping[str, Any]] = []
 
     def add(self, row: Mapping[str, Any]) -> None:
-        for key in ROW_KEYS:
-            self.cols[key].append(row.get(key))
-        self.count += 1
-        if self.count >= BATCH_ROWS:
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if not self.count:
+        if not self.rows:
             return
-        table = pa.Table.from_pydict(self.cols, schema=SCHEMA)
+        table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd")
         self.writer.write_table(table)
-        self.cols = {k: [] for k in ROW_KEYS}
-        self.count = 0
+        self.rows = []
 
     def close(self) -> None:
         self.flush()
