@@ -75,6 +75,7 @@ def main() -> None:
               help="Share of requests metrics may miss before a gap is reported.")
 @_opt("--min-requests", type=int, default=20, show_default=True,
               help="Ignore services with fewer observed requests.")
+@_opt("--dashboards", multiple=True, type=click.Path(), help="Grafana dashboard JSON (file or folder).")
 @_opt("--check", "only_checks", multiple=True, help="Run only these checks.")
 @_opt("-q", "--quiet", is_flag=True, help="Print only the output path.")
 def report(**opts: Any) -> None:
@@ -135,7 +136,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
                                namespaces=tuple(o["namespaces"])),
-        only_checks=tuple(o["only_checks"]))
+        only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]))
 
 
 @main.group(invoke_without_command=True)

@@ -115,6 +115,7 @@ class RunPlan:
     fail_on: str = "critical"
     settings: CheckSettings = field(default_factory=CheckSettings)
     only_checks: tuple[str, ...] = ()
+    dashboards: tuple[Path, ...] = ()
 
     def fails(self, severity: Severity) -> bool:
         if self.fail_on == "never":

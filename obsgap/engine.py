@@ -15,6 +15,7 @@ from obsgap.errors import ObsgapError, SourceError
 from obsgap.evidence import CheckInputs, LogEvidence, MetricsEvidence
 from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceReport, Topology
 from obsgap.reconcile import reconcile
+from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import load_live
 from obsgap.sources.kube.snapshot import load_snapshot
@@ -126,7 +127,9 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     metrics, prom_report = _metrics(plan, checks, failures, say)
     logs, logs_report = _logs(plan, index, say)
 
-    inputs = CheckInputs(plan.window, plan.settings, topo, metrics, logs, [index])
+    panels, dash_gaps = load_dashboards(list(plan.dashboards)) if plan.dashboards else ([], [])
+    kube_report["dashboards"] = {"files": len(plan.dashboards), "queries": len(panels), "gaps": dash_gaps}
+    inputs = CheckInputs(plan.window, plan.settings, topo, metrics, logs, tuple(panels), [index])
     present = {"topology": topo is not None, "metrics": metrics is not None, "logs": logs is not None}
     runs: list[CheckRun] = []
     findings: list[Finding] = []

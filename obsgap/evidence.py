@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from obsgap.model import Topology, Window
+from obsgap.sources.dashboards import PanelQuery
 from obsgap.topology import TopologyIndex
 
 
@@ -75,6 +76,7 @@ class CheckInputs:
     topology: Topology | None = None
     metrics: MetricsEvidence | None = None
     logs: LogEvidence | None = None
+    dashboards: tuple[PanelQuery, ...] = ()
     _index: list[TopologyIndex] = field(default_factory=list, repr=False)
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     """Derived data shared by several checks (computed once per run)."""

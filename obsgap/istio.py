@@ -67,10 +67,8 @@ def _container_names(spec: Mapping[str, Any], key: str) -> list[str]:
 
 
 def _native_sidecar(spec: Mapping[str, Any]) -> bool:
-    for c in spec.get("initContainers") or []:
-        if isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER and c.get("restartPolicy") == "Always":
-            return True
-    return False
+    """istio-proxy as an init container (Kubernetes native sidecar; istioctl counts it whatever its restartPolicy)."""
+    return any(isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER for c in spec.get("initContainers") or [])
 
 
 def _init_failed(status: Mapping[str, Any]) -> str | None:

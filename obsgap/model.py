@@ -43,6 +43,8 @@ class Service:
     cluster_ip: str | None = None
     type: str = "ClusterIP"
     labels: Mapping[str, str] = field(default_factory=dict)
+    export_to: tuple[str, ...] = ()
+    """From the networking.istio.io/exportTo annotation; empty means every namespace."""
 
     @property
     def fqdn(self) -> str:
@@ -114,9 +116,22 @@ class Pod:
 
 
 @dataclass(frozen=True)
+class WorkloadTemplate:
+    """A controller's pod template: the labels its pods will carry, even when no pod is in the snapshot."""
+
+    namespace: str
+    kind: str
+    name: str
+    labels: Mapping[str, str]
+    replicas: int | None = None
+
+
+@dataclass(frozen=True)
 class Namespace:
     name: str
     labels: Mapping[str, str]
+    declared: bool = True
+    """False when only implied by the objects in it (the snapshot has no Namespace object)."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,7 @@ class Topology:
     destination_rules: tuple[DestinationRule, ...] = ()
     service_entries: tuple[ServiceEntry, ...] = ()
     gateways: tuple[Gateway, ...] = ()
+    workloads: tuple[WorkloadTemplate, ...] = ()
     endpoint_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
     object_counts: Mapping[str, int] = field(default_factory=dict)

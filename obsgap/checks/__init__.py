@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from obsgap.checks.base import Check
 from obsgap.checks.call_address import CallAddressNotFqdn
+from obsgap.checks.canary import CanaryWithoutOutlierDetection
+from obsgap.checks.destinationrules import DestinationRuleHostUnresolved, DestinationRuleSubsetUnmatched
 from obsgap.checks.envoy_bypass import EnvoyBypass
+from obsgap.checks.injection import NamespaceNotInjected, SidecarMissing
+from obsgap.checks.job_names import JobNameMismatch
 from obsgap.checks.passthrough import PassthroughTraffic
 from obsgap.checks.port_missing import PortMissingFromMetrics
+from obsgap.checks.port_names import PortNameConvention
+from obsgap.checks.virtualservice_hosts import VirtualServiceHostUnresolved
 
 REGISTRY: tuple[type[Check], ...] = (
     EnvoyBypass,
     PortMissingFromMetrics,
     PassthroughTraffic,
     CallAddressNotFqdn,
+    JobNameMismatch,
+    VirtualServiceHostUnresolved,
+    DestinationRuleSubsetUnmatched,
+    DestinationRuleHostUnresolved,
+    CanaryWithoutOutlierDetection,
+    SidecarMissing,
+    NamespaceNotInjected,
+    PortNameConvention,
 )
 
 

@@ -23,6 +23,7 @@ from obsgap.model import (
     Subset,
     Topology,
     VirtualService,
+    WorkloadTemplate,
 )
 
 RAW = Mapping[str, Any]
@@ -65,8 +66,11 @@ def _service(obj: RAW) -> Service:
         target_val: int | str | None = _int_or_none(target) if _int_or_none(target) is not None else target
         ports.append(ServicePort(pname, number, target_val if target is not None else number,
                                  transport, str(app) if app else None, proto, source))  # type: ignore[arg-type]
+    md = obj.get("metadata") or {}
+    export = _str_map(md.get("annotations")).get("networking.istio.io/exportTo", "")
     return Service(ns, name, tuple(ports), _str_map(spec.get("selector")), spec.get("clusterIP"),
-                   str(spec.get("type") or "ClusterIP"), _str_map((obj.get("metadata") or {}).get("labels")))
+                   str(spec.get("type") or "ClusterIP"), _str_map(md.get("labels")),
+                   tuple(e.strip() for e in export.split(",") if e.strip()))
 
 
 def _workload(obj: RAW, rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
@@ -118,12 +122,22 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
     )
 
 
+def _template(obj: RAW) -> WorkloadTemplate:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    labels = _str_map(((spec.get("template") or {}).get("metadata") or {}).get("labels"))
+    return WorkloadTemplate(ns, str(obj.get("kind")), name, labels, _int_or_none(spec.get("replicas")))
+
+
 def _destination(d: Any, kind: str = "route") -> RouteDestination | None:
+    """A route entry; one with no destination host is kept with host "" (istioctl reports it too)."""
     if not isinstance(d, Mapping):
         return None
     dest = d.get("destination", d) if kind == "route" else d
-    if not isinstance(dest, Mapping) or not dest.get("host"):
+    if not isinstance(dest, Mapping):
         return None
+    if not dest.get("host"):
+        return RouteDestination("", None, None, _int_or_none(d.get("weight")), kind)  # type: ignore[arg-type]
     port = dest.get("port") or {}
     return RouteDestination(str(dest["host"]), dest.get("subset"),
                             _int_or_none(port.get("number")) if isinstance(port, Mapping) else None,
@@ -214,7 +228,7 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
                   for o in by_kind.get("Namespace", []) for n in [_meta(o)[1]]}
     # Pods in namespaces the snapshot does not include get an unlabelled namespace.
     for o in by_kind.get("Pod", []) + by_kind.get("Service", []):
-        namespaces.setdefault(_meta(o)[0], Namespace(_meta(o)[0], {}))
+        namespaces.setdefault(_meta(o)[0], Namespace(_meta(o)[0], {}, declared=False))
     rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
     for rs in by_kind.get("ReplicaSet", []):
         for ref in (rs.get("metadata") or {}).get("ownerReferences") or []:
@@ -238,6 +252,9 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
         destination_rules=convert("DestinationRule", _destination_rule),
         service_entries=convert("ServiceEntry", _service_entry),
         gateways=convert("Gateway", _gateway),
+        workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+                        for t in convert(kind, _template) if kind != "ReplicaSet" or not t.labels.get(
+                            "pod-template-hash")),
         endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
         object_counts=dict(sorted(counts.items())),
         gaps=tuple(gap_list),

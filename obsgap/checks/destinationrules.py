@@ -1,0 +1,103 @@
+"""destinationrule-host-unresolved (IST0174) and destinationrule-subset-unmatched (IST0173)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from obsgap.checks.base import Check
+from obsgap.evidence import CheckInputs
+from obsgap.model import Finding, Severity, Suggestion
+from obsgap.names import HostResolver, to_fqdn
+from obsgap.topology import selects
+
+DOC = "https://istio.io/latest/docs/reference/config/networking/destination-rule/"
+
+
+class DestinationRuleHostUnresolved(Check):
+    """What it does: resolves each DestinationRule's `host` relative to its namespace and reports
+    hosts that match no Service or ServiceEntry. Same as IST0174.
+
+    Why is this bad? The rule's load balancing, TLS and outlier detection apply to nothing: the
+    traffic you meant to protect runs with defaults.
+
+    Example: `host: fake-svc.default.svc.cluster.local` when no `fake-svc` exists.
+
+    Use instead: the FQDN of the Service the rule is for.
+    """
+
+    id = "destinationrule-host-unresolved"
+    title = "DestinationRules whose host matches no service"
+    needs = ("topology",)
+    istio_code = "IST0174"
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        resolver = HostResolver(inputs.index)
+        out = []
+        for dr in inputs.index.topo.destination_rules:
+            fqdn = to_fqdn(dr.host, dr.namespace)
+            if resolver.resolve(fqdn, dr.namespace) is not None:
+                continue
+            out.append(Finding(
+                check=cls.id, severity=Severity.WARNING, title=f"DestinationRule {dr.name}: host {dr.host} is unknown",
+                detail=(f"DestinationRule {dr.namespace}/{dr.name} targets {dr.host} ({fqdn}), which matches no Service "
+                        "or ServiceEntry: its traffic policy applies to nothing."),
+                subject=f"{dr.namespace}/{dr.name}", namespace=dr.namespace, resource=f"DestinationRule "
+                f"{dr.namespace}/{dr.name}", istio_code=cls.istio_code, evidence={"host": dr.host, "fqdn": fqdn},
+                suggestion=Suggestion("Set host to the FQDN of an existing Service.", None, DOC)))
+        return out
+
+
+def _selected(selector: Mapping[str, str], labels_list: list[Mapping[str, str]]) -> int:
+    return sum(1 for labels in labels_list if all(labels.get(k) == v for k, v in selector.items()))
+
+
+class DestinationRuleSubsetUnmatched(Check):
+    """What it does: for each subset of each DestinationRule whose host is a Kubernetes Service,
+    counts the pods (and, for snapshots without pods, the workloads' pod templates) that carry both
+    the Service's selector and the subset's labels, and reports subsets that select none. Same as
+    IST0173.
+
+    Why is this bad? Routes to that subset fail with 503 (no healthy upstream), and a canary split
+    silently sends its share nowhere.
+
+    Example: subset `v3` with `version: v3` while only `version: v1` and `v2` pods exist.
+
+    Use instead: fix the subset labels, or deploy the version it names.
+    """
+
+    id = "destinationrule-subset-unmatched"
+    title = "DestinationRule subsets that select no pods"
+    needs = ("topology",)
+    istio_code = "IST0173"
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        idx = inputs.index
+        resolver = HostResolver(idx)
+        out = []
+        for dr in idx.topo.destination_rules:
+            target = resolver.resolve(to_fqdn(dr.host, dr.namespace), dr.namespace)
+            if target is None or target.service is None:
+                continue
+            svc = target.service
+            candidates = [p.labels for p in idx.topo.pods if p.namespace == svc.namespace]
+            candidates += [t.labels for t in idx.topo.workloads if t.namespace == svc.namespace]
+            candidates = [c for c in candidates if not svc.selector or selects(svc.selector, c)]
+            for subset in dr.subsets:
+                if _selected(subset.labels, candidates):
+                    continue
+                labels = ", ".join(f"{k}={v}" for k, v in subset.labels.items())
+                out.append(Finding(
+                    check=cls.id, severity=Severity.WARNING,
+                    title=f"DestinationRule {dr.name}: subset {subset.name} selects no pods",
+                    detail=(f"Subset {subset.name} of DestinationRule {dr.namespace}/{dr.name} ({labels}) matches no "
+                            f"pod of Service {svc.namespace}/{svc.name}: routes to it get no healthy upstream."),
+                    subject=f"{dr.namespace}/{dr.name}/{subset.name}", namespace=dr.namespace, service=svc.name,
+                    resource=f"DestinationRule {dr.namespace}/{dr.name}", istio_code=cls.istio_code,
+                    evidence={"subset": subset.name, "labels": dict(subset.labels),
+                              "service_selector": dict(svc.selector), "candidates": len(candidates)},
+                    suggestion=Suggestion(f"Make subset {subset.name}'s labels match the pods' labels.", None, DOC)))
+        return out

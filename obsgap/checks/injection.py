@@ -1,0 +1,110 @@
+"""sidecar-missing and namespace-not-injected: the injection side of the name contract."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from obsgap.checks.base import Check
+from obsgap.evidence import CheckInputs
+from obsgap.istio import SYSTEM_NAMESPACES, namespace_injection_enabled
+from obsgap.model import Finding, Severity, Suggestion
+
+DOC = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
+CONTROL_PLANE_NAMESPACES = frozenset({"istio-system"})
+
+
+class SidecarMissing(Check):
+    """What it does: lists pods that Istio's injection rules say should run `istio-proxy` (namespace
+    labelled `istio-injection=enabled` or `istio.io/rev`, or the pod asks for it) but do not, with the
+    reason: no proxy at all (created before the label, or the webhook was down) or an Istio init
+    container (`istio-init`, `istio-validation`) that never completed. Native sidecars (an
+    `istio-proxy` init container with `restartPolicy: Always`) count as present. Same as IST0103.
+
+    Why is this bad? Such pods serve traffic that no mesh metric, policy or mTLS covers, while the
+    namespace label makes everyone believe they are in the mesh.
+
+    Example: a Deployment created before `kubectl label ns shop istio-injection=enabled`.
+
+    Use instead: `kubectl rollout restart` the workload so the injector adds the proxy.
+    """
+
+    id = "sidecar-missing"
+    title = "Pods that should have istio-proxy and do not"
+    needs = ("topology",)
+    istio_code = "IST0103"
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        out = []
+        for pod in inputs.index.topo.pods:
+            state = pod.sidecar
+            if state.present or not state.expected or pod.namespace in CONTROL_PLANE_NAMESPACES:
+                continue
+            if state.reason not in ("no-sidecar/unknown", "no-sidecar/init-container"):
+                continue
+            restart = f"kubectl rollout restart {pod.workload_kind.lower()}/{pod.workload} -n {pod.namespace}" \
+                if pod.workload_kind in ("Deployment", "StatefulSet", "DaemonSet") else \
+                f"kubectl delete pod {pod.name} -n {pod.namespace}  # let its controller recreate it"
+            out.append(Finding(
+                check=cls.id, severity=Severity.WARNING, title=f"{pod.name} has no working istio-proxy",
+                detail=f"Pod {pod.namespace}/{pod.name} should be in the mesh but is not: {state.evidence}.",
+                subject=f"{pod.namespace}/{pod.name}", namespace=pod.namespace, workload=pod.workload,
+                pod=pod.name, cause=state.reason, resource=f"Pod {pod.namespace}/{pod.name}",
+                istio_code=cls.istio_code, evidence={"workload": f"{pod.workload_kind} {pod.workload}"},
+                suggestion=Suggestion("Recreate the pod so the injector adds istio-proxy.", restart, DOC)))
+        return out
+
+
+class NamespaceNotInjected(Check):
+    """What it does: reports namespaces with no injection label (`istio-injection=enabled`, or
+    `istio.io/rev` without `istio-injection`), unless they opt out explicitly
+    (`istio-injection=disabled`), run in ambient mode (`istio.io/dataplane-mode=ambient`), or are
+    system namespaces. Namespaces that run workloads are warnings; empty ones are informational.
+    Same as IST0102.
+
+    Why is this bad? Every pod created there runs without a sidecar: its traffic is invisible to the
+    mesh metrics and appears as `source_workload="unknown"` at its destinations.
+
+    Example: `legacy` has no labels at all and runs `billing`.
+
+    Use instead: `kubectl label namespace legacy istio-injection=enabled`, then restart its workloads
+    (or label it `istio-injection=disabled` to record that it is deliberately outside the mesh).
+    """
+
+    id = "namespace-not-injected"
+    title = "Namespaces with no injection label"
+    needs = ("topology",)
+    istio_code = "IST0102"
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        topo = inputs.index.topo
+        pods_by_ns: dict[str, int] = {}
+        for p in topo.pods:
+            if not p.host_network:
+                pods_by_ns[p.namespace] = pods_by_ns.get(p.namespace, 0) + 1
+        templates = {t.namespace for t in topo.workloads}
+        out = []
+        for ns in topo.namespaces.values():
+            labels = ns.labels
+            if not ns.declared or ns.name in SYSTEM_NAMESPACES or ns.name in CONTROL_PLANE_NAMESPACES:
+                continue
+            if namespace_injection_enabled(labels) or "istio-injection" in labels:
+                continue
+            if labels.get("istio.io/dataplane-mode") == "ambient":
+                continue
+            pods = pods_by_ns.get(ns.name, 0)
+            busy = pods > 0 or ns.name in templates
+            out.append(Finding(
+                check=cls.id, severity=Severity.WARNING if busy else Severity.INFO,
+                title=f"namespace {ns.name} is not labelled for injection"
+                      + (f" ({pods} pods run without sidecars)" if pods else ""),
+                detail=(f"Namespace {ns.name} has neither istio-injection=enabled nor istio.io/rev, so its pods get no "
+                        "istio-proxy" + (f"; {pods} pods run there now." if pods else "; it runs no pods yet.")),
+                subject=ns.name, namespace=ns.name, resource=f"Namespace {ns.name}", istio_code=cls.istio_code,
+                evidence={"pods": pods, "labels": dict(labels)},
+                suggestion=Suggestion(f"Label {ns.name} for injection (or istio-injection=disabled to opt out).",
+                                      f"kubectl label namespace {ns.name} istio-injection=enabled", DOC)))
+        return out

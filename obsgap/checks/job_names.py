@@ -1,0 +1,162 @@
+"""job-name-mismatch: Prometheus `job` values that name no service of the pods they scrape."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+
+from obsgap.checks.base import Check, Skip
+from obsgap.evidence import CheckInputs
+from obsgap.model import Finding, Pod, Severity, Suggestion
+
+DOC = "https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.ServiceMonitorSpec"
+# Jobs of Istio's sample Prometheus config (samples/addons/prometheus.yaml) and other well-known
+# discovery jobs: they are named after the discovery role, not a service, by design.
+GENERIC_JOBS = frozenset({
+    "kubernetes-api-servers", "kubernetes-apiservers", "kubernetes-nodes", "kubernetes-nodes-cadvisor",
+    "kubernetes-cadvisor", "kubernetes-pods", "kubernetes-pods-slow", "kubernetes-service-endpoints",
+    "kubernetes-service-endpoints-slow", "kubernetes-services", "prometheus", "prometheus-pushgateway",
+    "kubelet", "node-exporter", "kube-state-metrics", "envoy-stats", "istio-mesh", "istiod", "pilot",
+    "istio-policy", "istio-telemetry", "pushgateway",
+})
+_SUFFIXES = re.compile(r"([-_.]?(svc|service|metrics|monitor|servicemonitor|podmonitor|exporter|scrape))+$")
+
+
+def normalize(name: str, namespace: str | None = None) -> str:
+    n = name.lower()
+    if namespace:
+        for sep in ("/", "-", ".", "_"):
+            if n.startswith(namespace + sep):
+                n = n[len(namespace) + 1:]
+                break
+    n = n.rsplit("/", 1)[-1]
+    n = _SUFFIXES.sub("", n)
+    return re.sub(r"[-_.]", "", n)
+
+
+def closest(job: str, namespace: str | None, names: Sequence[str]) -> str | None:
+    if not names:
+        return None
+    target = normalize(job, namespace)
+    for n in names:
+        if normalize(n, namespace) == target:
+            return n
+    by_norm = {normalize(n, namespace): n for n in names}
+    match = difflib.get_close_matches(target, list(by_norm), n=1, cutoff=0.0)
+    return by_norm[match[0]] if match else sorted(names)[0]
+
+
+class JobNameMismatch(Check):
+    """What it does: maps every scrape target of every Prometheus `job` to its pod (from the `up`
+    series' `namespace`/`pod` labels, else its `instance` IP) and compares the job name with the
+    Services those pods belong to. Discovery-role jobs (`kubernetes-pods`,
+    `kubernetes-service-endpoints`, ... as in Istio's sample config) are fine; ServiceMonitor jobs
+    must equal the Service name; PodMonitor jobs (`namespace/name`) must not name another service. A
+    mismatch names the job, its targets, the closest real service, and the dashboard panels
+    (`--dashboards`) that filter on the name people expect and therefore show nothing.
+
+    Why is this bad? Dashboards, recording rules and SLO queries written as `job="cart"` return no
+    data when the job is really `cart-svc`, and nobody notices an empty panel at 3 a.m.
+
+    Example: a ServiceMonitor whose `jobLabel` yields `checkout-metrics` for Service `checkout`.
+
+    Use instead: name the job after the Service (ServiceMonitor default), or fix the queries.
+    """
+
+    id = "job-name-mismatch"
+    title = "Prometheus job names that match no service"
+    needs = ("topology", "metrics")
+    queries = ("scrape_targets",)
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        metrics = inputs.metrics
+        assert metrics is not None
+        if not metrics.has("scrape_targets"):
+            raise Skip("no `up` series in the window: cannot see which jobs scrape what")
+        up = metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"])
+        idx = inputs.index
+        pods_by_job: dict[str, list[Pod]] = defaultdict(list)
+        instances: dict[str, list[str]] = defaultdict(list)
+        for row in up.itertuples(index=False):
+            job = str(row.job)
+            pod = idx.pods_by_key.get((str(row.namespace), str(row.pod))) or idx.pods_by_ip.get(
+                str(row.instance).rpartition(":")[0])
+            instances[job].append(str(row.instance))
+            if pod is not None:
+                pods_by_job[job].append(pod)
+        sd_service = _discovered_services(inputs)
+        out = []
+        for job, pods in sorted(pods_by_job.items()):
+            if job in GENERIC_JOBS or job.startswith("kubernetes-"):
+                continue
+            services = {s for p in pods for s in idx.services_of_pod(p.namespace, p.name)}
+            names = sorted({s.name for s in services})
+            ns = pods[0].namespace
+            pod_monitor = "/" in job
+            name_part = job.rsplit("/", 1)[-1]
+            if (name_part if pod_monitor else job) in names:
+                continue
+            elsewhere = [s for s in idx.services_by_name.get(name_part, []) if s not in services]
+            if pod_monitor and not elsewhere:
+                continue  # PodMonitor names are free-form unless they name another service
+            suggested = closest(job, ns, names or sorted({p.workload for p in pods}))
+            if elsewhere:
+                why = (f"is named after Service {elsewhere[0].namespace}/{elsewhere[0].name}, but scrapes pods of "
+                       f"{', '.join(names) or 'no service'}")
+            else:
+                why = f"names no Service; its targets belong to {', '.join(names) or 'pods with no Service'}"
+            damage = _damage(inputs, job, suggested)
+            detail = f"Prometheus job {job!r} {why}."
+            if damage:
+                detail += f" {len(damage)} dashboard queries filter on job={suggested!r} and show no data for it."
+            out.append(Finding(
+                check=cls.id, severity=Severity.WARNING, title=f"job {job!r} should be {suggested!r}",
+                detail=detail, subject=job, namespace=ns, service=suggested, job=job,
+                resource=f"Service {ns}/{suggested}" if suggested in names else None,
+                evidence={"suggested_service": suggested, "targets": sorted(set(instances[job]))[:20],
+                          "pods": sorted({p.name for p in pods})[:20], "services_of_targets": names,
+                          "service_discovery": sorted({sd_service[i] for i in instances[job] if i in sd_service}),
+                          "dashboards": damage[:20]},
+                suggestion=Suggestion(
+                    f"Make the job {suggested!r} (ServiceMonitor: drop jobLabel or set the label to the Service "
+                    f"name), or change queries from job={suggested!r} to job={job!r}.",
+                    f"# ServiceMonitor for {suggested}: with no spec.jobLabel the job is the Service name\n"
+                    f"spec:\n  selector:\n    matchLabels:\n      app: {suggested}", DOC)))
+        return out
+
+
+def _discovered_services(inputs: CheckInputs) -> dict[str, str]:
+    """instance -> Service name from the targets API, where the backend has one."""
+    targets = inputs.metrics.targets if inputs.metrics else None
+    out = {}
+    for t in targets or []:
+        labels = t.get("labels") or {}
+        found = (t.get("discoveredLabels") or {}).get("__meta_kubernetes_service_name")
+        if found and labels.get("instance"):
+            out[str(labels["instance"])] = str(found)
+    return out
+
+
+def _damage(inputs: CheckInputs, job: str, expected: str | None) -> list[str]:
+    """Dashboard queries that filter on the name people expect instead of the real job."""
+    out = []
+    for q in inputs.dashboards:
+        for op, value in q.job_matchers():
+            if op == "=" and value == expected and value != job:
+                out.append(f"{q.dashboard} / {q.panel}")
+            elif op == "=~" and expected and _full(value, expected) and not _full(value, job):
+                out.append(f"{q.dashboard} / {q.panel}")
+    return sorted(set(out))
+
+
+def _full(pattern: str, text: str) -> bool:
+    if "$" in pattern:  # a Grafana variable: its value is unknown here
+        return False
+    try:
+        return re.fullmatch(pattern, text) is not None
+    except re.error:
+        return False

@@ -1,0 +1,58 @@
+"""port-name-convention: Service ports whose name and appProtocol give Istio no protocol (IST0118)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from obsgap.checks.base import Check
+from obsgap.evidence import CheckInputs
+from obsgap.istio import SYSTEM_NAMESPACES
+from obsgap.model import Finding, Severity, Suggestion
+
+DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/"
+MANAGED_GATEWAY_LABEL = "gateway.istio.io/managed"
+
+
+class PortNameConvention(Check):
+    """What it does: finds Service ports that neither set `appProtocol` nor have a name of the form
+    `<protocol>[-<suffix>]` (http, http2, https, grpc, grpc-web, tcp, tls, udp, mongo, redis, mysql),
+    so Istio must sniff the protocol. Services in system namespaces and gateways Istio manages are
+    skipped, as istioctl does. Same as IST0118.
+
+    Why is this bad? Sniffing works for plain HTTP/1.1 but fails for server-first protocols and adds
+    latency; when it fails, HTTP is proxied as TCP and request metrics vanish for that port.
+
+    Example: `ports: [{port: 8080}]` (unnamed) or `name: web`.
+
+    Use instead: `name: http-web` or `appProtocol: http`.
+    """
+
+    id = "port-name-convention"
+    title = "Service ports with no Istio protocol"
+    needs = ("topology",)
+    istio_code = "IST0118"
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        out = []
+        for svc in inputs.index.topo.services:
+            if svc.namespace in SYSTEM_NAMESPACES or MANAGED_GATEWAY_LABEL in svc.labels:
+                continue
+            for sp in svc.ports:
+                if sp.protocol_source != "sniffed":
+                    continue
+                shown = sp.name or "(unnamed)"
+                out.append(Finding(
+                    check=cls.id, severity=Severity.INFO,
+                    title=f"{svc.name}:{sp.port} ({shown}) gives Istio no protocol",
+                    detail=(f"Port {sp.port} of Service {svc.namespace}/{svc.name} is named {shown!r} without "
+                            "appProtocol: Istio sniffs the protocol, and falls back to TCP (no request metrics) when "
+                            "sniffing fails."),
+                    subject=f"{svc.namespace}/{svc.name}:{sp.port}", namespace=svc.namespace, service=svc.name,
+                    port=sp.port, resource=f"Service {svc.namespace}/{svc.name}", istio_code=cls.istio_code,
+                    evidence={"port_name": sp.name, "target_port": sp.target_port},
+                    suggestion=Suggestion("Name the port <protocol>-<suffix> or set appProtocol.",
+                                          f"ports:\n- name: http-{sp.name or sp.port}\n  port: {sp.port}\n"
+                                          f"  appProtocol: http  # or grpc, tcp, ...", DOC)))
+        return out

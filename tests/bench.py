@@ -1,0 +1,117 @@
+"""`make bench`: log ingestion throughput against the floor of reading the bytes, and peak memory.
+
+Usage: python tests/bench.py [--lines N] [--files F] [--workers W]
+Writes N mixed CRI lines (half application JSON, half Istio TEXT access logs; a quarter of the files
+gzipped) into a temporary folder, then measures:
+  floor    reading every byte (gunzipping .gz) and counting newlines, single process
+  obsgap   read_logs(): parse, normalize, write the Parquet table (all cores), then the DuckDB summaries
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from obsgap.model import Topology  # noqa: E402
+from obsgap.sources.logs.discover import discover  # noqa: E402
+from obsgap.sources.logs.summary import summarize  # noqa: E402
+from obsgap.sources.logs.table import read_logs  # noqa: E402
+from obsgap.topology import TopologyIndex  # noqa: E402
+
+ENVOY = ('{ts} stdout F [{ets}] "GET /api/v1/items/{i} HTTP/1.1" 200 - via_upstream - "-" 0 1350 {d} {d} "-" '
+         '"python-requests/2.31" "9f0c2d4e-{i:08d}" "catalog.shop.svc.cluster.local:8080" "10.44.0.5:8080" '
+         "inbound|8080|| 127.0.0.6:40001 10.44.0.5:8080 10.44.0.3:46520 - default\n")
+
+
+def _app(ts: str, i: int) -> str:
+    return ts + " stdout F " + json.dumps({"ts": ts, "level": "info", "msg": "request", "method": "GET",
+                                            "path": f"/api/v1/items/{i}", "status": 200, "duration_ms": 12.5,
+                                            "port": 8080, "trace_id": f"{i:032x}"}) + "\n"
+
+
+def generate(root: Path, lines: int, files: int) -> int:
+    per_file = lines // files
+    total = 0
+    for f in range(files):
+        pod = f"shop_catalog-7d9f8b6c5-p{f:04d}_0b4c3f8e-1111-2222-3333-{f:012d}"
+        container = "istio-proxy" if f % 2 else "catalog"
+        folder = root / "pods" / pod / container
+        folder.mkdir(parents=True)
+        gz = f % 4 == 3
+        path = folder / ("0.log.20261124-000000.gz" if gz else "0.log")
+        chunks = []
+        for i in range(per_file):
+            sec = i * 86400 // per_file
+            ts = f"2026-11-24T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000:03d}000000Z"
+            if container == "catalog":
+                chunks.append(_app(ts, i))
+            else:
+                chunks.append(ENVOY.format(ts=ts, ets=ts[:23] + "Z", i=i, d=i % 90))
+        data = "".join(chunks).encode()
+        if gz:
+            path.write_bytes(gzip.compress(data, compresslevel=1))
+        else:
+            path.write_bytes(data)
+        total += per_file
+    return total
+
+
+def floor(root: Path) -> tuple[float, int, int]:
+    start = time.perf_counter()
+    count = size = 0
+    for p in root.rglob("*"):
+        if not p.is_file():
+            continue
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                count += chunk.count(b"\n")
+                size += len(chunk)
+    return time.perf_counter() - start, count, size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--files", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="obsgap-bench-"))
+    try:
+        t = time.perf_counter()
+        n = generate(root, args.lines, args.files)
+        print(f"generated {n:,} lines in {time.perf_counter() - t:.1f}s under {root}")
+        f_s, f_lines, size = floor(root)
+        print(f"floor  (read+gunzip+count newlines): {f_s:6.2f}s  {f_lines / f_s / 1e6:5.2f}M lines/s  "
+              f"{size / f_s / 1e6:6.0f} MB/s  ({size / 1e6:.0f} MB uncompressed)")
+        t = time.perf_counter()
+        table = read_logs(discover([str(root)]), None, None, workers=args.workers)
+        parse_s = time.perf_counter() - t
+        ev = summarize(table, TopologyIndex(Topology.empty()))
+        total_s = time.perf_counter() - t
+        table.close()
+        rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        assert table.stats.requests == n, (table.stats.requests, n)
+        print(f"obsgap (parse+normalize+parquet):    {parse_s:6.2f}s  {n / parse_s / 1e6:5.2f}M lines/s  "
+              f"(workers={args.workers or os.cpu_count()})")
+        print(f"obsgap (+ DuckDB summaries):         {total_s:6.2f}s  {n / total_s / 1e6:5.2f}M lines/s  "
+              f"= {total_s / f_s:.1f}x the floor")
+        print(f"peak RSS: main {rss_self:.0f} MiB, largest worker {rss_kids:.0f} MiB; "
+              f"inbound rows {int(ev.inbound['requests'].sum()):,}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
