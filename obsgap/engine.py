@@ -11,6 +11,7 @@ from typing import Any
 from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, Skip
 from obsgap.config import RunPlan, redact_url
+from obsgap.contract import build_contract
 from obsgap.errors import ObsgapError, SourceError
 from obsgap.evidence import CheckInputs, LogEvidence, MetricsEvidence
 from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceReport, Topology
@@ -153,11 +154,13 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
 
     coverage = _coverage(inputs) if (metrics is not None or logs is not None) else ()
     findings.sort(key=lambda f: (-f.severity.rank, f.check, f.namespace or "", f.service or "", f.subject))
+    contract = build_contract(inputs, tuple(findings)) if topo is not None else []
     result = ScanResult(
         generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window,
         sources=SourceReport(prom_report, kube_report, logs_report), checks=tuple(runs),
         coverage=coverage, findings=tuple(findings),
-        extras={"hourly": logs.hourly if logs is not None else None},
+        extras={"hourly": logs.hourly if logs is not None else None,
+                "name_contract": [row.as_dict() for row in contract]},
     )
     return RunOutcome(result, failures)
 

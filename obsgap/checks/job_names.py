@@ -93,14 +93,18 @@ class JobNameMismatch(Check):
         for job, pods in sorted(pods_by_job.items()):
             if job in GENERIC_JOBS or job.startswith("kubernetes-"):
                 continue
-            services = {s for p in pods for s in idx.services_of_pod(p.namespace, p.name)}
-            names = sorted({s.name for s in services})
-            ns = pods[0].namespace
             pod_monitor = "/" in job
             name_part = job.rsplit("/", 1)[-1]
-            if (name_part if pod_monitor else job) in names:
+            wanted = name_part if pod_monitor else job
+            # pods of the service the job is named after are fine; any other pod under this job is a mismatch
+            pods = [p for p in pods
+                    if wanted not in {s.name for s in idx.services_of_pod(p.namespace, p.name)}]
+            if not pods:
                 continue
-            elsewhere = [s for s in idx.services_by_name.get(name_part, []) if s not in services]
+            services = {s.key: s for p in pods for s in idx.services_of_pod(p.namespace, p.name)}
+            names = sorted({s.name for s in services.values()})
+            ns = pods[0].namespace
+            elsewhere = [s for s in idx.services_by_name.get(name_part, []) if s.key not in services]
             if pod_monitor and not elsewhere:
                 continue  # PodMonitor names are free-form unless they name another service
             suggested = closest(job, ns, names or sorted({p.workload for p in pods}))

@@ -53,6 +53,7 @@ def result_dict(result: ScanResult) -> dict[str, Any]:
                       "mesh_requests": c.mesh_requests, "ratio": c.ratio, "tcp_connections": c.tcp_connections,
                       "observed_by": c.observed_by} for c in result.coverage],
         "findings": [finding_dict(f) for f in result.findings],
+        "name_contract": _clean(list(result.extras.get("name_contract") or [])),
     }
 
 

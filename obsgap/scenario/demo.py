@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from obsgap import engine
 from obsgap.config import RunPlan
@@ -23,7 +25,7 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
         services=(
             s("shop", "frontend", replicas=3),
             s("shop", "catalog"),                                   # healthy control
-            s("payments", "payments", app_logs="ecs"),              # healthy server, some callers use pod IPs
+            s("payments", "payments", app_logs="ecs", job="payments-svc"),  # job-name-mismatch; pod-IP callers
             s("shop", "recommend", inject="false"),                 # no-sidecar/inject-annotation
             s("legacy", "billing", app_logs="otel"),                # no-sidecar/namespace-not-enabled
             s("shop", "node-agent", host_network=True, replicas=1),  # no-sidecar/host-network
@@ -32,7 +34,8 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
             s("shop", "inventory", exclude_inbound_ports=(8080,)),                  # port-excluded
             s("shop", "search", ports=(PortSpec("http", 8080, 8080),
                                        PortSpec("http-admin", 9090, 9090, declared=False))),  # port-not-declared
-            s("legacy", "ledger", metrics_port=9102, metrics_scraped=False, replicas=1),  # not scraped
+            s("legacy", "ledger", ports=(PortSpec("web", 8080, 8080),),   # port-name-convention
+              metrics_port=9102, metrics_scraped=False, replicas=1),  # metrics port not scraped
             s("web", "storefront"),                                 # calls catalog in the wrong namespace
         ),
         flows=(
@@ -51,8 +54,37 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
             FlowSpec("web/storefront", "shop/catalog", 8080, 0.2, address="wrong-namespace"),
             FlowSpec("web/storefront", "shop/catalog", 8080, 0.5, address="namespace-qualified"),
         ),
+        extra_objects=_name_contract_objects(),
         end=end, hours=hours, scrape_interval_s=30, partial_every=97,
     )
+
+
+def _name_contract_objects() -> tuple[dict[str, Any], ...]:
+    """A canary on catalog whose v2 subset selects nothing and has no outlier detection, and a VirtualService
+    whose host is a dotted short name Istio does not expand."""
+    net = "networking.istio.io/v1"
+    return (
+        {"apiVersion": net, "kind": "DestinationRule", "metadata": {"name": "catalog", "namespace": "shop"},
+         "spec": {"host": "catalog", "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                                 {"name": "v2", "labels": {"version": "v2"}}]}},
+        {"apiVersion": net, "kind": "VirtualService", "metadata": {"name": "catalog", "namespace": "shop"},
+         "spec": {"hosts": ["catalog"], "http": [{"route": [
+             {"destination": {"host": "catalog", "subset": "v1"}, "weight": 90},
+             {"destination": {"host": "catalog", "subset": "v2"}, "weight": 10}]}]}},
+        {"apiVersion": net, "kind": "VirtualService", "metadata": {"name": "storefront-to-catalog", "namespace": "web"},
+         "spec": {"hosts": ["catalog.shop"], "http": [{"route": [{"destination": {"host": "catalog.shop"}}]}]}},
+    )
+
+
+def demo_dashboard() -> dict[str, Any]:
+    """A Grafana dashboard (export format) whose panels filter on the job name people expect."""
+    return {"title": "Payments SLO", "uid": "payments-slo", "schemaVersion": 39, "panels": [
+        {"type": "timeseries", "title": "Payments availability", "targets": [
+            {"refId": "A", "expr": 'sum(rate(http_requests_total{job="payments",code!~"5.."}[5m])) / '
+                                   'sum(rate(http_requests_total{job="payments"}[5m]))'}]},
+        {"type": "timeseries", "title": "Mesh request rate", "targets": [
+            {"refId": "A", "expr": 'sum(rate(istio_requests_total{reporter="destination",'
+                                   'destination_service_name="payments"}[5m]))'}]}]}
 
 
 def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
@@ -60,16 +92,21 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
     spec = demo_spec(end, hours)
     say(f"simulating {hours:g}h of traffic for {len(spec.services)} services")
     built = build(spec, out / "scenario")
+    dashboard = out / "scenario" / "payments-dashboard.json"
+    dashboard.write_text(json.dumps(demo_dashboard(), indent=1))
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
     server = serve_openmetrics(built.metrics, out / "scenario")
     try:
         say(f"Prometheus serving on {server.url}")
         plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=_prom(server.url),
-                       kube_snapshots=(built.topology,), logs=(str(built.logs),))
+                       kube_snapshots=(built.topology,), logs=(str(built.logs),), dashboards=(dashboard,))
         outcome = engine.run(plan, say)
         paths = write_outputs(outcome.result, out)
     finally:
         server.stop()
+    for run in outcome.result.checks:
+        if run.status != "ran":
+            say(f"check {run.check} {run.status}: {run.reason}")
     say(f"{len(outcome.result.findings)} findings")
     for f in outcome.result.findings:
         say(f"  {f.severity.value:<8} {f.check:<26} {f.title}")

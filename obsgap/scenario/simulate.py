@@ -304,6 +304,7 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
                                        "labels": {"kubernetes.io/service-name": svc.name}},
                           "endpoints": [{"addresses": [p.ip]} for p in pods[svc.key]]})
         items.extend(_pod_object(p, spec) for p in pods[svc.key])
+    items.extend(dict(o) for o in spec.extra_objects)
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 ENVOY_DEFAULT_BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
                          300000, 600000, 1800000, 3600000)
@@ -93,6 +94,8 @@ class ScenarioSpec:
     seed: int = 7
     gzip_rotated: bool = True
     """Write the first half of each log as a rotated, gzipped file (as kubelet does)."""
+    extra_objects: tuple[Mapping[str, Any], ...] = ()
+    """Further Kubernetes/Istio objects for the topology (VirtualServices, DestinationRules, ...)."""
     partial_every: int = 0
     """Every Nth app log line is split into CRI partial (P) lines; 0 = never."""
 
