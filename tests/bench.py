@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from obsgap.model import Topology  # noqa: E402
-from obsgap.sources.logs.discover import discover  # noqa: E402
-from obsgap.sources.logs.summary import summarize  # noqa: E402
-from obsgap.sources.logs.table import read_logs  # noqa: E402
-from obsgap.topology import TopologyIndex  # noqa: E402
+from obsgap.model import Topology
+from obsgap.sources.logs.discover import discover
+from obsgap.sources.logs.summary import summarize
+from obsgap.sources.logs.table import read_logs
+from obsgap.topology import TopologyIndex
 
 ENVOY = ('{ts} stdout F [{ets}] "GET /api/v1/items/{i} HTTP/1.1" 200 - via_upstream - "-" 0 1350 {d} {d} "-" '
          '"python-requests/2.31" "9f0c2d4e-{i:08d}" "catalog.shop.svc.cluster.local:8080" "10.44.0.5:8080" '

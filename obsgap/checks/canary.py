@@ -46,7 +46,7 @@ class CanaryWithoutOutlierDetection(Check):
         for vs in inputs.index.topo.virtual_services:
             for ri, route in enumerate(vs.weighted_routes):
                 unprotected = []
-                rule_names = set()
+                rule_names: set[str] = set()
                 for dest in route:
                     if not dest.subset or not dest.host:
                         continue

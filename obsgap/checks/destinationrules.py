@@ -41,8 +41,8 @@ class DestinationRuleHostUnresolved(Check):
                 continue
             out.append(Finding(
                 check=cls.id, severity=Severity.WARNING, title=f"DestinationRule {dr.name}: host {dr.host} is unknown",
-                detail=(f"DestinationRule {dr.namespace}/{dr.name} targets {dr.host} ({fqdn}), which matches no Service "
-                        "or ServiceEntry: its traffic policy applies to nothing."),
+                detail=(f"DestinationRule {dr.namespace}/{dr.name} targets {dr.host} ({fqdn}), which matches no "
+                        "Service or ServiceEntry: its traffic policy applies to nothing."),
                 subject=f"{dr.namespace}/{dr.name}", namespace=dr.namespace, resource=f"DestinationRule "
                 f"{dr.namespace}/{dr.name}", istio_code=cls.istio_code, evidence={"host": dr.host, "fqdn": fqdn},
                 suggestion=Suggestion("Set host to the FQDN of an existing Service.", None, DOC)))

@@ -150,9 +150,9 @@ def _damage(inputs: CheckInputs, job: str, expected: str | None) -> list[str]:
     out = []
     for q in inputs.dashboards:
         for op, value in q.job_matchers():
-            if op == "=" and value == expected and value != job:
-                out.append(f"{q.dashboard} / {q.panel}")
-            elif op == "=~" and expected and _full(value, expected) and not _full(value, job):
+            exact = op == "=" and value == expected and value != job
+            regex = op == "=~" and bool(expected) and _full(value, expected or "") and not _full(value, job)
+            if exact or regex:
                 out.append(f"{q.dashboard} / {q.panel}")
     return sorted(set(out))
 
