@@ -18,6 +18,7 @@ from obsgap.config import (
     load_config_file,
     parse_header,
     parse_log_fields,
+    parse_slos,
     resolve_window,
 )
 from obsgap.errors import InputError, ObsgapError
@@ -71,6 +72,7 @@ def main() -> None:
 @_opt("--out", type=click.Path(file_okay=False), help="Output folder (default reports/<UTC date>/).")
 @_opt("--fail-on", type=click.Choice(FAIL_ON), default="critical", show_default=True,
               help="Exit 1 when a finding is at or above this severity.")
+@_opt("--slo-latency", help="Latency SLO thresholds, e.g. 300ms,2s: suggested buckets contain them exactly.")
 @_opt("--tolerance", type=float, default=0.05, show_default=True,
               help="Share of requests metrics may miss before a gap is reported.")
 @_opt("--min-requests", type=int, default=20, show_default=True,
@@ -135,7 +137,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
-                               namespaces=tuple(o["namespaces"])),
+                               namespaces=tuple(o["namespaces"]), slo_latency_ms=parse_slos(o["slo_latency"])),
         only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]))
 
 

@@ -60,6 +60,13 @@ def resolve_window(start: str | None, end: str | None, window: str | None,
     return Window(start_dt, end_dt)
 
 
+def parse_slos(text: str | None) -> tuple[float, ...]:
+    """`300ms,2s` -> (300.0, 2000.0) milliseconds."""
+    if not text:
+        return ()
+    return tuple(sorted(parse_duration(part).total_seconds() * 1000 for part in text.split(",") if part.strip()))
+
+
 def parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or re.search(r"[\r\n]", text):

@@ -88,6 +88,8 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
             failed[name] = res.error
         else:
             frames[name] = res.frame
+    histograms, histogram_series, hist_report = (
+        _histograms(source, plan, say=progress) if any(c.needs_histograms for c in checks) else ({}, {}, {}))
     targets = source.targets()
     interval = 30.0
     si = frames.get("scrape_interval")
@@ -97,8 +99,38 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
         failures.extend(failed.values())
     report |= {"status": source.status(), "queries": source.queries_issued, "warnings": list(source.warnings),
                "errors": list(source.errors), "targets_api": targets is not None,
-               "scrape_interval_seconds": round(interval, 1), "peak_samples": dict(source.query_samples)}
-    return MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None, interval), report
+               "scrape_interval_seconds": round(interval, 1), "peak_samples": dict(source.query_samples),
+               "histogram_families": hist_report}
+    return MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None, interval,
+                           histograms, histogram_series), report
+
+
+MAX_HISTOGRAM_FAMILIES = 60
+_LATENCY_HINT = ("duration", "latency", "seconds", "milliseconds", "_ms_", "time")
+
+
+def _histograms(source: PrometheusSource, plan: RunPlan, say: Progress) -> tuple[dict[str, Any], dict[str, int],
+                                                                                 dict[str, Any]]:
+    """Discover histogram families (label-values API) and fetch each one's buckets, aggregated server-side."""
+    names = source.metric_names(plan.window.start, plan.window.end)
+    if names is None:
+        return {}, {}, {"discovered": 0, "error": "label values API failed"}
+    families = sorted({n[: -len("_bucket")] for n in names if n.endswith("_bucket")},
+                      key=lambda f: (not f.startswith("istio_"), not any(h in f for h in _LATENCY_HINT), f))
+    chosen, skipped = families[:MAX_HISTOGRAM_FAMILIES], families[MAX_HISTOGRAM_FAMILIES:]
+    frames: dict[str, Any] = {}
+    series: dict[str, int] = {}
+    for family in chosen:
+        say(f"histogram {family}")
+        res = source.query("histogram_buckets", plan.window.seconds, plan.window.end, plan.namespaces,
+                           bucket_series=family + "_bucket")
+        if res.error is None:
+            frames[family] = res.frame
+        cnt = source.query("histogram_series", plan.window.seconds, plan.window.end, plan.namespaces,
+                           bucket_series=family + "_bucket")
+        if cnt.error is None and not cnt.frame.empty:
+            series[family] = int(float(cnt.frame["value"].iloc[0]))
+    return frames, series, {"discovered": len(families), "analyzed": chosen, "skipped": skipped}
 
 
 def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress) -> tuple[LogEvidence | None, dict[str, Any]]:

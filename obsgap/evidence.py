@@ -26,6 +26,10 @@ class MetricsEvidence:
     targets: tuple[Mapping[str, Any], ...] | None = None
     """Prometheus' active targets, or None where the backend has no targets API (Thanos, Mimir)."""
     scrape_interval_s: float = 30.0
+    histograms: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    """Histogram family (name without _bucket) -> bucket increases: le, grouping labels, value."""
+    histogram_series: Mapping[str, int] = field(default_factory=dict)
+    """Histogram family -> label combinations (series of its +Inf bucket)."""
 
     def frame(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The query's rows with every expected label column present (missing labels read as "")."""
@@ -54,6 +58,8 @@ class LogEvidence:
     stats: Mapping[str, Any]
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     """namespace, pod, hour_ms, requests: inbound requests over time (for the report)."""
+    durations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """namespace, service, origin, upper_ms, requests: inbound request durations per service on a 2% log scale."""
 
     @property
     def has_requests(self) -> bool:
@@ -62,6 +68,11 @@ class LogEvidence:
 
 @dataclass(frozen=True)
 class CheckSettings:
+    slo_latency_ms: tuple[float, ...] = ()
+    """Latency thresholds the user's SLOs use; suggested buckets contain them exactly."""
+    max_buckets: int = 15
+    waste_series: int = 10_000
+    """A family with at least this many series whose buckets are mostly empty is reported as waste."""
     tolerance: float = 0.05
     """Relative share of requests a metric may miss before a gap is reported (scrape edges, clock skew)."""
     min_requests: int = 20

@@ -27,7 +27,7 @@ def test_every_query_file_has_a_header_and_binds() -> None:
                                          "scrape_targets", "scrape_interval"}
     for q in queries:
         assert q.returns and q.scope
-        bound = q.bind(3600, ("shop",))
+        bound = q.bind(3600, ("shop",), bucket_series="x_bucket")
         assert "$" not in bound and "[3600s]" in bound and f'{q.scope}=~"shop"' in bound
 
 
@@ -78,10 +78,12 @@ def test_query_count_does_not_grow_with_services(small_prom, tmp_path: Path) -> 
     result = engine.run(RunPlan(window=Window(spec.start, spec.end), out_dir=tmp_path,
                                 prometheus=PrometheusOptions(url=server.url),
                                 kube_snapshots=(built.topology,))).result
-    # one query per query file the checks need, plus the reachability probe: no per-service queries
-    assert result.sources.prometheus["queries"] == len({q for q in ("mesh_requests", "mesh_tcp_connections",
-                                                                    "passthrough_requests", "scrape_targets",
-                                                                    "scrape_interval")}) + 0
+    # one query per query file, plus per histogram family (label-values lookup + buckets + series count):
+    # nothing per service
+    prom = result.sources.prometheus
+    fixed = {"mesh_requests", "mesh_tcp_connections", "passthrough_requests", "scrape_targets", "scrape_interval"}
+    assert prom["histogram_families"]["analyzed"] == ["istio_request_duration_milliseconds"]
+    assert prom["queries"] == len(fixed) + 1 + 2 * len(prom["histogram_families"]["analyzed"])
 
 
 class _Stub(BaseHTTPRequestHandler):

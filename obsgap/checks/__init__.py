@@ -7,6 +7,7 @@ from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
 from obsgap.checks.destinationrules import DestinationRuleHostUnresolved, DestinationRuleSubsetUnmatched
 from obsgap.checks.envoy_bypass import EnvoyBypass
+from obsgap.checks.histograms import HistogramInfSaturation
 from obsgap.checks.injection import NamespaceNotInjected, SidecarMissing
 from obsgap.checks.job_names import JobNameMismatch
 from obsgap.checks.passthrough import PassthroughTraffic
@@ -19,6 +20,7 @@ REGISTRY: tuple[type[Check], ...] = (
     PortMissingFromMetrics,
     PassthroughTraffic,
     CallAddressNotFqdn,
+    HistogramInfSaturation,
     JobNameMismatch,
     VirtualServiceHostUnresolved,
     DestinationRuleSubsetUnmatched,

@@ -28,6 +28,8 @@ class Check:
     """Sources without which the check cannot say anything (it is skipped)."""
     queries: ClassVar[tuple[str, ...]] = ()
     """queries/*.promql files it reads."""
+    needs_histograms: ClassVar[bool] = False
+    """Whether the engine must discover histogram families and fetch their buckets."""
     istio_code: ClassVar[str | None] = None
     doc_url: ClassVar[str | None] = None
 

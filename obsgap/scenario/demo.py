@@ -10,18 +10,23 @@ from typing import Any
 
 from obsgap import engine
 from obsgap.config import RunPlan
+from obsgap.evidence import CheckSettings
 from obsgap.model import Window
 from obsgap.render.write import write_outputs
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+from obsgap.suggest.configs import STATS_BUCKETS_ANNOTATION as STATS_BUCKETS
 from obsgap.testbed.promserver import serve_openmetrics
+
+DEMO_SLOS_MS = (300.0, 30000.0)
+"""The demo's SLO thresholds: 300 ms for the shop, 30 s for inference."""
 
 
 def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
     s = ServiceSpec
     return ScenarioSpec(
         name="demo",
-        namespaces=(("shop", True), ("payments", True), ("legacy", False), ("web", True)),
+        namespaces=(("shop", True), ("payments", True), ("legacy", False), ("web", True), ("ai", True)),
         services=(
             s("shop", "frontend", replicas=3),
             s("shop", "catalog"),                                   # healthy control
@@ -33,7 +38,15 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
             s("shop", "orders", ports=(PortSpec("tcp-api", 9000, 9000),)),            # port-treated-as-tcp
             s("shop", "inventory", exclude_inbound_ports=(8080,)),                  # port-excluded
             s("shop", "search", ports=(PortSpec("http", 8080, 8080),
-                                       PortSpec("http-admin", 9090, 9090, declared=False))),  # port-not-declared
+                                       PortSpec("http-admin", 9090, 9090, declared=False)),  # port-not-declared
+              extra_annotations=((STATS_BUCKETS, '{"istiocustom": [100, 50, 10]'),)),    # malformed annotation
+            # slow inference: app histogram with prometheus_client defaults and custom Istio buckets topping at 10 s
+            s("ai", "inference", latency_median_ms=12000, latency_sigma=0.6, metrics_port=8000,
+              app_histogram="inference_request_duration_seconds", error_rate=0.02,
+              istio_buckets=(5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)),
+            # saturated Istio buckets and no access logs: the suggestion is extrapolated
+            s("ai", "embedder", latency_median_ms=1800, latency_sigma=0.4, app_logs="none", envoy_access_logs=False,
+              istio_buckets=(1, 5, 10, 50, 100, 500, 1000)),
             s("legacy", "ledger", ports=(PortSpec("web", 8080, 8080),),   # port-name-convention
               metrics_port=9102, metrics_scraped=False, replicas=1),  # metrics port not scraped
             s("web", "storefront"),                                 # calls catalog in the wrong namespace
@@ -53,6 +66,8 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
             FlowSpec("shop/frontend", "shop/search", 9090, 0.3, address="pod-ip"),
             FlowSpec("web/storefront", "shop/catalog", 8080, 0.2, address="wrong-namespace"),
             FlowSpec("web/storefront", "shop/catalog", 8080, 0.5, address="namespace-qualified"),
+            FlowSpec("shop/frontend", "ai/inference", 8080, 0.5),
+            FlowSpec("ai/inference", "ai/embedder", 8080, 0.5),
         ),
         extra_objects=_name_contract_objects(),
         end=end, hours=hours, scrape_interval_s=30, partial_every=97,
@@ -99,6 +114,7 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
     try:
         say(f"Prometheus serving on {server.url}")
         plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=_prom(server.url),
+                       settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS),
                        kube_snapshots=(built.topology,), logs=(str(built.logs),), dashboards=(dashboard,))
         outcome = engine.run(plan, say)
         paths = write_outputs(outcome.result, out)

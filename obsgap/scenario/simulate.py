@@ -507,6 +507,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         truth.log_lines += 1
     if target.app_histogram and target.metrics_port and target.metrics_scraped:
         hl = {"method": method, "job": target.job, "namespace": server.namespace, "pod": server.name,
+              "app": target.name,
               "instance": f"{server.ip}:{15020 if server.sidecar else target.metrics_port}"}
         metrics.observe(target.app_histogram, hl, target.app_buckets, dur / 1000.0)
     excluded = port.target in target.exclude_inbound_ports

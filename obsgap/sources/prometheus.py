@@ -113,9 +113,11 @@ class PrometheusSource:
         return body
 
     def query(self, name: str, window_seconds: int, at: datetime,
-              namespaces: tuple[str, ...] = ()) -> QueryResult:
+              namespaces: tuple[str, ...] = (), bucket_series: str | None = None) -> QueryResult:
         """Run queries/<name>.promql as an instant query at `at`. Failures are recorded, not raised."""
-        promql = load_query(name).bind(window_seconds, namespaces)
+        promql = load_query(name).bind(window_seconds, namespaces, bucket_series)
+        if bucket_series:
+            name = f"{name}:{bucket_series}"
         self.queries_issued += 1
         try:
             body = self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}",
@@ -137,6 +139,17 @@ class PrometheusSource:
         if samples is not None:
             self.query_samples[name] = int(samples)
         return QueryResult(name, pd.DataFrame(rows), warnings, None, samples)
+
+    def metric_names(self, start: datetime, end: datetime) -> list[str] | None:
+        """Metric names with samples in the window (label-values API), or None when it fails."""
+        try:
+            names = self.client.get_label_values("__name__", params={"start": f"{start.timestamp():.0f}",
+                                                                     "end": f"{end.timestamp():.0f}"})
+        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
+            self.errors.append(f"label values: {_describe(exc)}")
+            return None
+        self.queries_issued += 1
+        return [str(n) for n in names or []]
 
     def targets(self) -> list[dict[str, Any]] | None:
         """Active targets from /api/v1/targets, or None where the backend has no targets API."""

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from obsgap.errors import InputError
 
-_PLACEHOLDER = re.compile(r"\$(window|selector)\b")
+_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series)\b")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -38,10 +39,12 @@ class QueryFile:
     labels: tuple[str, ...]
     scope: str
 
-    def bind(self, window_seconds: int, namespaces: tuple[str, ...] = ()) -> str:
-        return _PLACEHOLDER.sub(lambda m: {"window": f"{int(window_seconds)}s",
-                                           "selector": namespace_matcher(self.scope, namespaces)}[m.group(1)],
-                                self.text)
+    def bind(self, window_seconds: int, namespaces: tuple[str, ...] = (), bucket_series: str | None = None) -> str:
+        if "$bucket_series" in self.text and (not bucket_series or not _METRIC_NAME.match(bucket_series)):
+            raise InputError(f"query {self.name}: {bucket_series!r} is not a metric name")
+        values = {"window": f"{int(window_seconds)}s", "selector": namespace_matcher(self.scope, namespaces),
+                  "bucket_series": bucket_series or ""}
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 
 
 def namespace_matcher(label: str, namespaces: tuple[str, ...]) -> str:

@@ -32,6 +32,15 @@ SELECT namespace, pod, split_part(downstream_remote, ':', 1) AS remote_ip, count
 FROM requests WHERE direction = 'inbound' AND origin = 'envoy' AND pod IS NOT NULL
 GROUP BY ALL
 """
+# 2% log-scale bins: fine enough to recompute any bucket layout's quantiles within 2%.
+DURATIONS_SQL = """
+SELECT m.namespace, m.service, r.origin,
+       exp(ceil(ln(greatest(r.duration_ms, 0.001)) / ln(1.02)) * ln(1.02)) AS upper_ms,
+       count(*) AS requests
+FROM requests r JOIN pod_service m ON r.namespace = m.pod_namespace AND r.pod = m.pod
+WHERE r.direction = 'inbound' AND r.duration_ms IS NOT NULL AND r.method IS NOT NULL
+GROUP BY ALL
+"""
 HOURLY_SQL = """
 SELECT namespace, pod, (ts_ms // 3600000) * 3600000 AS hour_ms, count(*) AS requests
 FROM requests WHERE direction = 'inbound' AND ts_ms IS NOT NULL
@@ -53,7 +62,11 @@ def _attribute(df: pd.DataFrame, index: TopologyIndex) -> pd.DataFrame:
 def summarize(table: LogTable, index: TopologyIndex) -> LogEvidence:
     inbound = _attribute(table.query(INBOUND_SQL), index)
     outbound = _attribute(table.query(OUTBOUND_SQL), index)
+    pod_service = pd.DataFrame(
+        [(p.namespace, p.name, s.namespace, s.name) for p in index.topo.pods for s in
+         index.services_of_pod(p.namespace, p.name)], columns=["pod_namespace", "pod", "namespace", "service"])
+    durations = table.query(DURATIONS_SQL, pod_service=pod_service) if not pod_service.empty else pd.DataFrame()
     return LogEvidence(
         inbound=inbound, outbound=outbound, by_remote=table.query(REMOTE_SQL),
-        stats=table.stats.as_dict(), hourly=table.query(HOURLY_SQL),
+        stats=table.stats.as_dict(), hourly=table.query(HOURLY_SQL), durations=durations,
     )

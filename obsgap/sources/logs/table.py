@@ -60,15 +60,25 @@ class LogTable:
     def glob(self) -> str:
         return str(self.root / "*.parquet")
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Run SQL where `requests` names the table."""
-        if not any(self.root.glob("*.parquet")):
-            return pd.DataFrame()
+    def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self._con = duckdb.connect()
-            self._con.execute("SET threads TO 2")
+            self._con.execute(f"SET threads TO {max(1, min(4, os.cpu_count() or 1))}")
             self._con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{self.glob}')")
-        return self._con.execute(sql, params or []).df()
+        return self._con
+
+    def query(self, sql: str, params: list[Any] | None = None, **tables: pd.DataFrame) -> pd.DataFrame:
+        """Run SQL where `requests` names the table; keyword DataFrames are visible under their names."""
+        if not any(self.root.glob("*.parquet")):
+            return pd.DataFrame()
+        con = self._connection()
+        for name, frame in tables.items():
+            con.register(name, frame)
+        try:
+            return con.execute(sql, params or []).df()
+        finally:
+            for name in tables:
+                con.unregister(name)
 
     def close(self, remove: bool = True) -> None:
         if self._con is not None:

@@ -1,0 +1,324 @@
+"""histogram-inf-saturation: latency histograms whose observations pile into +Inf or the top bucket."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from obsgap.checks.base import Check, Skip, pct
+from obsgap.evidence import CheckInputs
+from obsgap.model import Finding, Severity, Suggestion
+from obsgap.suggest import configs
+from obsgap.suggest.buckets import Distribution, histogram_quantile, suggest_from_buckets, suggest_from_distribution
+
+DOC = "https://istio.io/latest/docs/reference/config/annotations/#SidecarStatsHistogramBuckets"
+KNOWN_STAT_ROOTS = frozenset({"istiocustom", "cluster", "cluster_manager", "listener", "listener_manager", "http",
+                              "server", "vhost", "runtime", "control_plane", "wasm", "tcp", "http1", "http2",
+                              "http3", "sds", "dns", "grpc", "envoy", "component", "reporter"})
+QUANTILES = (0.5, 0.9, 0.99)
+ISTIO_GROUP = ("destination_service_namespace", "destination_service_name")
+APP_GROUP = ("namespace", "job", "app")
+
+
+@dataclass(frozen=True)
+class _Hist:
+    family: str
+    group: tuple[str, ...]
+    bounds: list[float]
+    cumulative: list[float]
+
+    @property
+    def total(self) -> float:
+        return self.cumulative[-1]
+
+    @property
+    def inf_share(self) -> float:
+        return (self.cumulative[-1] - self.cumulative[-2]) / self.total if len(self.cumulative) > 1 else 0.0
+
+    @property
+    def top_share(self) -> float:
+        if len(self.cumulative) < 3:
+            return 0.0
+        return (self.cumulative[-2] - self.cumulative[-3]) / self.total
+
+
+def unit_of(family: str) -> tuple[str, float]:
+    """(unit, factor from milliseconds to the metric's unit)."""
+    if family.endswith("_milliseconds") or "_milliseconds_" in family or family.endswith("_ms"):
+        return "ms", 1.0
+    if "seconds" in family:
+        return "s", 0.001
+    if "bytes" in family:
+        return "bytes", math.nan
+    return "?", math.nan
+
+
+def _le(value: Any) -> float:
+    return math.inf if str(value) in ("+Inf", "Inf", "inf") else float(value)
+
+
+def _histograms(family: str, df: pd.DataFrame) -> Iterator[_Hist]:
+    istio = family.startswith("istio_")
+    cols = ISTIO_GROUP if istio else APP_GROUP
+    df = df.copy()
+    for c in (*cols, "reporter", "le"):
+        if c not in df.columns:
+            df[c] = ""
+    df = df.fillna("")
+    if istio and (df["reporter"] == "destination").any():
+        df = df[df["reporter"] == "destination"]
+    for key, rows in df.groupby(list(cols)):
+        pairs = sorted((_le(le), float(v)) for le, v in rows.groupby("le")["value"].sum().items())
+        if len(pairs) < 2 or not math.isinf(pairs[-1][0]):
+            continue
+        bounds = [b for b, _ in pairs[:-1]]
+        cum = [max(0.0, c) for _, c in pairs]
+        for i in range(1, len(cum)):  # increase() extrapolation can leave tiny non-monotonic steps
+            cum[i] = max(cum[i], cum[i - 1])
+        if cum[-1] > 0:
+            yield _Hist(family, tuple(str(k) for k in key), bounds, cum)
+
+
+class HistogramInfSaturation(Check):
+    """What it does: discovers every histogram family in Prometheus (Istio's
+    `istio_request_duration_milliseconds`, the byte histograms, the legacy
+    `istio_request_duration_seconds`, and application `*_bucket` families), and for each service or
+    job computes the share of observations above the largest finite bound (`+Inf`) and in the top
+    finite bucket. Where logs carry request durations (Envoy `%DURATION%`, application
+    `duration_ms`, ECS `event.duration`), it compares the p50/p90/p99 that `histogram_quantile`
+    reports with the true ones, and suggests a bucket layout derived from the observed latencies
+    (covering p99.9 with headroom, containing your `--slo-latency` thresholds exactly, at most 15
+    bounds), with the error that layout would have on the same data and its series cost. Without
+    logs it extends the existing layout past its top bound and says so. It also validates
+    `sidecar.istio.io/statsHistogramBuckets` annotations and flags expensive families whose buckets
+    stay empty.
+
+    Why is this bad? `histogram_quantile` never returns more than the top finite bound: a service
+    whose p99 is 40 s reports 10 s, and an SLO threshold above the top bucket cannot be measured at all.
+
+    Example: an inference service instrumented with prometheus_client defaults (top bucket 10 s)
+    whose requests take 5 to 60 s.
+
+    Use instead: buckets that reach past the slowest real requests (the finding gives the annotation,
+    Envoy bootstrap, prometheus_client and Go snippets), or native histograms.
+    """
+
+    id = "histogram-inf-saturation"
+    title = "Latency histograms saturating +Inf"
+    needs = ("metrics",)
+    needs_histograms = True
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        metrics = inputs.metrics
+        assert metrics is not None
+        out: list[Finding] = list(_annotation_findings(inputs))
+        if not metrics.histograms:
+            if out:
+                return out
+            raise Skip("no histogram families (`*_bucket` series) in the window")
+        for family, df in sorted(metrics.histograms.items()):
+            hists = list(_histograms(family, df))
+            for h in hists:
+                if h.total < inputs.settings.min_requests:
+                    continue
+                if h.inf_share >= 0.01 or (h.top_share >= 0.5 and h.inf_share > 0):
+                    out.append(_saturation(h, inputs))
+            out.extend(_waste(family, hists, metrics.histogram_series.get(family, 0), inputs))
+        return out
+
+
+def _distribution(h: _Hist, inputs: CheckInputs) -> Distribution | None:
+    """Observed durations for this histogram's subject, in the metric's unit."""
+    logs = inputs.logs
+    _unit, factor = unit_of(h.family)
+    if logs is None or logs.durations.empty or math.isnan(factor):
+        return None
+    d = logs.durations
+    if h.family.startswith("istio_"):
+        rows = d[(d["namespace"] == h.group[0]) & (d["service"] == h.group[1])]
+        prefer = "envoy"
+    else:
+        services = _services_of(inputs, *h.group)
+        rows = d[(d["namespace"] == h.group[0]) & d["service"].isin(services)]
+        prefer = "app"
+    if rows.empty:
+        return None
+    origin = prefer if (rows["origin"] == prefer).any() else str(rows["origin"].iloc[0])
+    rows = rows[rows["origin"] == origin].groupby("upper_ms")["requests"].sum().sort_index()
+    return Distribution(tuple((float(u) * factor, float(c)) for u, c in rows.items()))
+
+
+def _services_of(inputs: CheckInputs, namespace: str, job: str, app: str) -> list[str]:
+    """Services behind an application histogram: its pods' `app` label, else the pods its job scrapes."""
+    if app:
+        pods = [p for p in inputs.index.topo.pods if p.namespace == namespace and p.labels.get("app") == app]
+        names = {s.name for p in pods for s in inputs.index.services_of_pod(p.namespace, p.name)}
+        if names:
+            return sorted(names)
+    metrics = inputs.metrics
+    if metrics is None:
+        return []
+    up = metrics.frame("scrape_targets", ["job", "namespace", "pod"])
+    names: set[str] = set()
+    for row in up[(up["job"] == job) & (up["namespace"] == namespace)].itertuples(index=False):
+        names.update(s.name for s in inputs.index.services_of_pod(namespace, str(row.pod)))
+    return sorted(names) or [job]
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:,.0f} {unit}" if abs(v) >= 100 else f"{v:.3g} {unit}"
+
+
+def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
+    unit, factor = unit_of(h.family)
+    slos = [s * factor for s in inputs.settings.slo_latency_ms] if not math.isnan(factor) else []
+    reported = {q: histogram_quantile(q, h.bounds, h.cumulative) for q in QUANTILES}
+    dist = _distribution(h, inputs)
+    if dist is not None and dist.total > 0:
+        true = {q: dist.quantile(q) for q in (*QUANTILES, 0.999)}
+        suggested = suggest_from_distribution(dist, slos, inputs.settings.max_buckets)
+        after_cum = dist.cumulative(suggested)
+        after = {q: histogram_quantile(q, suggested, after_cum) for q in QUANTILES}
+        basis = f"from {int(dist.total):,} logged durations"
+    else:
+        true = {}
+        suggested = suggest_from_buckets(h.bounds, h.cumulative, slos, inputs.settings.max_buckets)
+        after = {}
+        basis = "extrapolated from the existing buckets (no logged durations: the tail above the top bound is unknown)"
+    series = (inputs.metrics.histogram_series.get(h.family, 0) if inputs.metrics else 0)
+    istio = h.family.startswith("istio_")
+    ns, name = h.group[0], h.group[1]
+    if not istio:
+        app = h.group[2]
+        services = _services_of(inputs, ns, name, app)
+        name = app or (services[0] if len(services) == 1 else name)
+    subject = f"{ns}/{name}"
+    top = h.bounds[-1]
+    q_err = {f"p{int(q * 100)}": {"reported": reported[q], "true": true.get(q),
+                                  "suggested": after.get(q)} for q in QUANTILES}
+    if true:
+        lines = [f"{k}: histogram says {_fmt(v['reported'], unit)}, logs say {_fmt(v['true'], unit)}, the "
+                 f"suggested buckets would say {_fmt(v['suggested'], unit)}" for k, v in q_err.items()]
+    else:
+        lines = ["reported " + ", ".join(f"{k} {_fmt(v['reported'], unit)}" for k, v in q_err.items())
+                 + " (no logged durations to compare)"]
+    detail = (f"{pct(h.inf_share)} of {int(h.total):,} observations of {h.family} for {subject} are above the top "
+              f"finite bucket ({top:g} {unit}), {pct(h.top_share)} in the top bucket: histogram_quantile cannot "
+              f"report anything above {top:g} {unit}. " + "; ".join(lines) + f". Suggested buckets {basis}.")
+    snippets = []
+    if istio and unit == "ms":
+        workload = name
+        snippets = [configs.istio_annotation(suggested, workload), configs.envoy_bootstrap(suggested)]
+    elif unit == "s":
+        snippets = [configs.python_client(h.family, suggested), configs.go_client(h.family, suggested)]
+    snippets.append(configs.NATIVE_HISTOGRAMS)
+    return Finding(
+        check="histogram-inf-saturation", severity=Severity.CRITICAL if h.inf_share >= 0.1 else Severity.WARNING,
+        title=f"{subject}: {pct(h.inf_share)} of {h.family} above {top:g} {unit}",
+        detail=detail, subject=f"{h.family}/{ns}/{name}", namespace=ns or None,
+        service=name, job=None if istio else h.group[1], metric=h.family,
+        resource=f"Service {ns}/{name}" if inputs.index.services_by_key.get((ns, name)) else None,
+        evidence={"inf_share": round(h.inf_share, 4), "top_bucket_share": round(h.top_share, 4),
+                  "top_finite_bound": top, "unit": unit, "observations": int(h.total),
+                  "buckets": h.bounds, "cumulative": h.cumulative,
+                  "suggested_buckets": suggested, "suggestion_basis": "logs" if true else "extrapolated",
+                  "quantile_error": q_err, "true_p999": true.get(0.999),
+                  "series": series, "series_cost_before": series * (len(h.bounds) + 3),
+                  "series_cost_after": series * (len(suggested) + 3)},
+        suggestion=Suggestion(f"Use buckets up to {suggested[-1]:g} {unit} ({len(suggested)} bounds).",
+                              "\n\n".join(snippets), DOC))
+
+
+def _waste(family: str, hists: list[_Hist], family_series: int, inputs: CheckInputs) -> Iterator[Finding]:
+    """Per bucket layout (workloads may override it): buckets no observation ever reached, at real cost."""
+    layouts: dict[tuple[float, ...], list[_Hist]] = defaultdict(list)
+    for h in hists:
+        layouts[tuple(h.bounds)].append(h)
+    for bounds_t, group in layouts.items():
+        bounds = list(bounds_t)
+        series = round(family_series * len(group) / len(hists))
+        if series < inputs.settings.waste_series:
+            continue
+        used = set()
+        for h in group:
+            prev = 0.0
+            for b, c in zip(h.bounds, h.cumulative, strict=False):
+                if c > prev:
+                    used.add(b)
+                prev = c
+        empty = [b for b in bounds if b not in used]
+        if len(empty) < len(bounds) / 2:
+            continue
+        yield _waste_finding(family, bounds, empty, series, len(layouts) > 1)
+
+
+def _waste_finding(family: str, bounds: list[float], empty: list[float], series: int, several: bool) -> Finding:
+    cost = series * (len(bounds) + 3)
+    saved = series * len(empty)
+    layout = f" (layout with top bound {bounds[-1]:g})" if several else ""
+    return Finding(
+        check="histogram-inf-saturation", severity=Severity.INFO,
+        title=f"{family}{layout}: {len(empty)} of {len(bounds)} buckets never receive an observation",
+        detail=(f"{family} has {series:,} label combinations x {len(bounds) + 3} series each = {cost:,} series, but "
+                f"buckets {', '.join(f'{b:g}' for b in empty[:12])} stayed empty everywhere in the window: dropping "
+                f"them saves {saved:,} series without losing resolution."),
+        subject=f"{family}/waste/{bounds[-1]:g}", metric=family,
+        evidence={"empty_buckets": empty, "series": series, "series_cost_before": cost,
+                  "series_cost_after": cost - saved},
+        suggestion=Suggestion("Drop the empty buckets from the layout (or use native histograms).", None, DOC))
+
+
+def _annotation_problems(raw: str) -> list[str]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return [f"not valid JSON ({exc.msg} at position {exc.pos})"]
+    if not isinstance(value, dict):
+        return ["must be a JSON object of stat-name prefix -> list of bounds"]
+    problems = []
+    for prefix, bounds in value.items():
+        root = str(prefix).split(".", 1)[0]
+        if root not in KNOWN_STAT_ROOTS:
+            problems.append(f"unknown stat prefix {prefix!r} (Istio's metrics are under 'istiocustom')")
+        if not isinstance(bounds, list) or not all(isinstance(b, int | float) and not isinstance(b, bool)
+                                                    for b in bounds):
+            problems.append(f"{prefix}: bounds must be a list of numbers")
+            continue
+        if any(b <= 0 for b in bounds):
+            problems.append(f"{prefix}: bounds must be positive")
+        if any(b2 <= b1 for b1, b2 in itertools.pairwise(bounds)):
+            problems.append(f"{prefix}: bounds must be strictly increasing")
+    return problems
+
+
+def _annotation_findings(inputs: CheckInputs) -> Iterator[Finding]:
+    by_workload: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for pod in inputs.index.topo.pods:
+        raw = pod.annotations.get(configs.STATS_BUCKETS_ANNOTATION)
+        if raw is not None:
+            by_workload[(pod.namespace, pod.workload, raw)].append(pod.name)
+    for (ns, workload, raw), pods in sorted(by_workload.items()):
+        problems = _annotation_problems(raw)
+        if not problems:
+            continue
+        yield Finding(
+            check="histogram-inf-saturation", severity=Severity.WARNING,
+            title=f"{workload}: invalid {configs.STATS_BUCKETS_ANNOTATION} annotation",
+            detail=(f"The annotation on {len(pods)} pod(s) of {ns}/{workload} is rejected or ignored: "
+                    + "; ".join(problems) + ". istioctl does not check it; Envoy falls back to default buckets."),
+            subject=f"{ns}/{workload}/annotation", namespace=ns, workload=workload,
+            cause="invalid-bucket-annotation", resource=f"Deployment {ns}/{workload}",
+            evidence={"annotation": raw[:500], "problems": problems, "pods": pods[:10]},
+            suggestion=Suggestion("Fix the annotation value.", configs.istio_annotation(
+                [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000], workload), DOC))
