@@ -161,9 +161,9 @@ def _services_of(inputs: CheckInputs, namespace: str, job: str, app: str) -> lis
     """Services behind an application histogram: its pods' `app` label, else the pods its job scrapes."""
     if app:
         pods = [p for p in inputs.index.topo.pods if p.namespace == namespace and p.labels.get("app") == app]
-        names = {s.name for p in pods for s in inputs.index.services_of_pod(p.namespace, p.name)}
-        if names:
-            return sorted(names)
+        by_label = {s.name for p in pods for s in inputs.index.services_of_pod(p.namespace, p.name)}
+        if by_label:
+            return sorted(by_label)
     metrics = inputs.metrics
     if metrics is None:
         return []
