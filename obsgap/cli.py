@@ -69,7 +69,12 @@ def main() -> None:
 @_opt("--end", help="Window end (RFC 3339; default now).")
 @_opt("--window", help="Window length ending at --end (default 24h).")
 @_opt("-n", "--namespace", "namespaces", multiple=True, help="Limit to these namespaces.")
-@_opt("--out", type=click.Path(file_okay=False), help="Output folder (default reports/<UTC date>/).")
+@_opt("--out", type=click.Path(file_okay=False), help="Output folder (default <out-root>/<UTC date>/).")
+@_opt("--out-root", type=click.Path(file_okay=False), default="reports", show_default=True,
+      help="Where dated report folders go (earlier runs there are the baseline and the trend).")
+@_opt("--baseline", type=click.Path(), help="findings.json (or its folder) to compare with; default: the last run.")
+@_opt("--plotly", type=click.Choice(["embed", "cdn"]), default="embed", show_default=True,
+      help="Embed plotly.js (offline) or load it from its CDN (smaller file).")
 @_opt("--fail-on", type=click.Choice(FAIL_ON), default="critical", show_default=True,
               help="Exit 1 when a finding is at or above this severity.")
 @_opt("--slo-latency", help="Latency SLO thresholds, e.g. 300ms,2s: suggested buckets contain them exactly.")
@@ -87,7 +92,8 @@ def report(**opts: Any) -> None:
         plan = _plan(opts)
         say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
         outcome = engine.run(plan, say)
-        paths = write_outputs(outcome.result, plan.out_dir)
+        paths = write_outputs(outcome.result, plan.out_dir, Path(opts["baseline"]) if opts["baseline"] else None,
+                              opts["plotly"])
     except ObsgapError as exc:
         click.echo(f"obsgap: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -131,7 +137,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         raise InputError(f"unknown check(s): {', '.join(unknown)} (see `obsgap checks`)")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
-    out = Path(o["out"]) if o["out"] else default_out_dir(Path("reports"), window.end)
+    out = Path(o["out"]) if o["out"] else default_out_dir(Path(o["out_root"]), window.end)
     return RunPlan(
         window=window, out_dir=out, namespaces=tuple(o["namespaces"]), prometheus=prom,
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
@@ -186,3 +192,19 @@ def demo(out: str, hours: float) -> None:
         click.echo(f"obsgap: {exc}", err=True)
         sys.exit(exc.exit_code)
     click.echo(str(path))
+
+
+@main.command(name="manifests")
+@click.option("--namespace", default="obsgap", show_default=True)
+@click.option("--image", default="obsgap:latest", show_default=True, help="An image with obsgap installed.")
+@click.option("--schedule", default="0 2 * * *", show_default=True, help="Cron schedule (UTC).")
+@click.option("--prometheus-url", default="http://prometheus.istio-system:9090", show_default=True)
+@click.option("--window", default="24h", show_default=True)
+@click.option("--logs-claim", help="PersistentVolumeClaim with shipped logs, mounted read-only at /logs.")
+@click.option("--reports-claim", help="PersistentVolumeClaim that keeps reports (and so the baseline and trends).")
+@click.option("--pods-log", is_flag=True, help="Also grant pods/log (only for reading logs through the API).")
+def manifests_cmd(**opts: Any) -> None:
+    """Print the Kubernetes objects to run obsgap nightly: read-only RBAC, ConfigMap, CronJob."""
+    from obsgap.manifests import ManifestOptions, render_manifests
+
+    click.echo(render_manifests(ManifestOptions(**opts)), nl=False)

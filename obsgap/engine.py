@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, Skip
 from obsgap.config import RunPlan, redact_url
@@ -142,7 +144,7 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress) -> tuple[LogE
     end_ms = int(plan.window.end.timestamp() * 1000)
     table = read_logs(found, start_ms, end_ms, plan.log_fields or None)
     try:
-        evidence = summarize(table, index)
+        evidence = summarize(table, index, start_ms, end_ms)
     finally:
         table.close()
     return evidence, dict(evidence.stats) | {"status": "ok"}
@@ -191,7 +193,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window,
         sources=SourceReport(prom_report, kube_report, logs_report), checks=tuple(runs),
         coverage=coverage, findings=tuple(findings),
-        extras={"hourly": logs.hourly if logs is not None else None,
+        extras={"hourly_by_service": _hourly_by_service(logs, index),
                 "name_contract": [row.as_dict() for row in contract]},
     )
     return RunOutcome(result, failures)
@@ -215,3 +217,15 @@ def _coverage(inputs: CheckInputs) -> tuple[CoverageRow, ...]:
                                 round(st.tcp_connections), st.observed_by))
     rows.sort(key=lambda r: (r.ratio if r.ratio is not None else 2.0, -r.log_requests, r.namespace, r.service))
     return tuple(rows)
+
+
+def _hourly_by_service(logs: LogEvidence | None, index: TopologyIndex) -> pd.DataFrame:
+    """Logged inbound requests per service and hour (a pod counts for every service that selects it)."""
+    if logs is None or logs.hourly.empty:
+        return pd.DataFrame(columns=["namespace", "service", "hour_ms", "requests"])
+    rows = []
+    for r in logs.hourly.itertuples(index=False):
+        for s in index.services_of_pod(str(r.namespace), str(r.pod)):
+            rows.append((s.namespace, s.name, int(r.hour_ms), int(r.requests)))
+    df = pd.DataFrame(rows, columns=["namespace", "service", "hour_ms", "requests"])
+    return df.groupby(["namespace", "service", "hour_ms"], as_index=False)["requests"].sum()

@@ -29,7 +29,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def finding_dict(f: Finding) -> dict[str, Any]:
+def finding_dict(f: Finding, change: str | None = None) -> dict[str, Any]:
     return {
         "id": f.id, "check": f.check, "severity": f.severity.value, "title": f.title, "detail": f.detail,
         "namespace": f.namespace, "service": f.service, "workload": f.workload, "pod": f.pod, "port": f.port,
@@ -37,6 +37,7 @@ def finding_dict(f: Finding) -> dict[str, Any]:
         "evidence": _clean(dict(f.evidence)),
         "suggestion": ({"text": f.suggestion.text, "config": f.suggestion.config, "doc_url": f.suggestion.doc_url}
                        if f.suggestion else None),
+        "change": change,
     }
 
 
@@ -52,7 +53,8 @@ def result_dict(result: ScanResult) -> dict[str, Any]:
         "coverage": [{"namespace": c.namespace, "service": c.service, "log_requests": c.log_requests,
                       "mesh_requests": c.mesh_requests, "ratio": c.ratio, "tcp_connections": c.tcp_connections,
                       "observed_by": c.observed_by} for c in result.coverage],
-        "findings": [finding_dict(f) for f in result.findings],
+        "findings": [finding_dict(f, (result.extras.get("changes") or {}).get(f.id)) for f in result.findings],
+        "resolved": list((result.extras.get("history") or {}).get("resolved") or []),
         "name_contract": _clean(list(result.extras.get("name_contract") or [])),
     }
 

@@ -33,12 +33,18 @@ def render_markdown(result: ScanResult) -> str:
                      f"and callers saw ({len(result.coverage)} services).")
     counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
     lines.append(f"**Findings:** {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info.")
+    history = result.extras.get("history") or {}
+    if history.get("baseline"):
+        lines.append(f"**Since the last run:** {history.get('new', 0)} new, {len(history.get('resolved') or [])} "
+                     "resolved.")
     skipped = [c for c in result.checks if c.status != "ran"]
     if skipped:
         lines.append("**Not run:** " + "; ".join(f"`{c.check}` ({c.status}: {_md(c.reason)})" for c in skipped))
     lines.append("")
     for f in result.findings[:TOP]:
-        lines.append(f"- **{f.severity.value}** `{f.check}` {_md(f.title)}"
+        change = (result.extras.get("changes") or {}).get(f.id)
+        lines.append(f"- **{f.severity.value}**{' (new)' if change == 'new' and history.get('baseline') else ''} "
+                     f"`{f.check}` {_md(f.title)}"
                      + (f" — fix: {_md(f.suggestion.text)}" if f.suggestion else ""))
     if len(result.findings) > TOP:
         lines.append(f"- … and {len(result.findings) - TOP} more in report.html / findings.json")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from obsgap.errors import InputError
+from obsgap.history import changes, load_history
 from obsgap.model import ScanResult
+from obsgap.render.html import PlotlyMode, render_html
 from obsgap.render.json_out import render_json
 from obsgap.render.markdown import render_markdown
 
@@ -16,18 +19,37 @@ def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; reports are meant to be shared
     os.replace(tmp, path)
 
 
-def write_outputs(result: ScanResult, out_dir: Path) -> list[Path]:
-    """findings.json first (the contract), then the human outputs. Returns the paths written."""
+def with_history(result: ScanResult, out_dir: Path, baseline: Path | None) -> ScanResult:
+    """Mark findings new/open against the previous run (or --baseline) and attach the trend of stored runs."""
+    history = load_history(out_dir, baseline)
+    status, resolved = changes(history, {f.id for f in result.findings})
+    extras = dict(result.extras)
+    extras["changes"] = status
+    extras["history"] = {"baseline": history.baseline, "resolved": resolved, "runs": list(history.runs),
+                         "new": sum(1 for s in status.values() if s == "new")}
+    return replace(result, extras=extras)
+
+
+def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = None,
+                  plotly: PlotlyMode = "embed") -> list[Path]:
+    """findings.json first (the contract), then report.html and summary.md. Returns the paths written."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--out {out_dir}: {exc.strerror}") from exc
+    if baseline is not None and not baseline.exists():
+        raise InputError(f"--baseline {baseline}: no such file or directory")
+    result = with_history(result, out_dir, baseline)
     written = []
-    for name, text in (("findings.json", render_json(result)), ("summary.md", render_markdown(result))):
+    for name, render in (("findings.json", render_json), ("report.html", lambda r: render_html(r, plotly)),
+                         ("summary.md", render_markdown)):
         path = out_dir / name
-        _atomic_write(path, text)
+        _atomic_write(path, render(result))
         written.append(path)
     return written

@@ -41,9 +41,10 @@ FROM requests r JOIN pod_service m ON r.namespace = m.pod_namespace AND r.pod = 
 WHERE r.direction = 'inbound' AND r.duration_ms IS NOT NULL AND r.method IS NOT NULL
 GROUP BY ALL
 """
+# Time bins aligned on the window start (so the first and last bins are whole), about 24 per window.
 HOURLY_SQL = """
-SELECT namespace, pod, (ts_ms // 3600000) * 3600000 AS hour_ms, count(*) AS requests
-FROM requests WHERE direction = 'inbound' AND ts_ms IS NOT NULL
+SELECT namespace, pod, $start + ((ts_ms - $start) // $step) * $step AS hour_ms, count(*) AS requests
+FROM requests WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $start
 GROUP BY ALL
 """
 
@@ -59,7 +60,12 @@ def _attribute(df: pd.DataFrame, index: TopologyIndex) -> pd.DataFrame:
     return df.drop(columns=["ip"])
 
 
-def summarize(table: LogTable, index: TopologyIndex) -> LogEvidence:
+def time_step_ms(start_ms: int, end_ms: int) -> int:
+    """About 24 bins per window, in whole minutes (at least 5)."""
+    return max(5, round((end_ms - start_ms) / 24 / 60000)) * 60000
+
+
+def summarize(table: LogTable, index: TopologyIndex, start_ms: int = 0, end_ms: int = 86_400_000) -> LogEvidence:
     inbound = _attribute(table.query(INBOUND_SQL), index)
     outbound = _attribute(table.query(OUTBOUND_SQL), index)
     pod_service = pd.DataFrame(
@@ -68,5 +74,7 @@ def summarize(table: LogTable, index: TopologyIndex) -> LogEvidence:
     durations = table.query(DURATIONS_SQL, pod_service=pod_service) if not pod_service.empty else pd.DataFrame()
     return LogEvidence(
         inbound=inbound, outbound=outbound, by_remote=table.query(REMOTE_SQL),
-        stats=table.stats.as_dict(), hourly=table.query(HOURLY_SQL), durations=durations,
+        stats=table.stats.as_dict(), durations=durations,
+        hourly=table.query(HOURLY_SQL.replace("$start", str(int(start_ms))).replace(
+            "$step", str(time_step_ms(start_ms, end_ms)))),
     )

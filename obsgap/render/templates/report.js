@@ -1,0 +1,203 @@
+// obsgap report: builds every element from the JSON data block with textContent (never innerHTML),
+// pages long lists, and draws charts only when their finding is opened.
+"use strict";
+(function () {
+  const DATA = JSON.parse(document.getElementById("obsgap-data").textContent);
+  const PAGE = 50;
+  const SEV = { critical: 0, warning: 1, info: 2 };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
+    return node;
+  }
+  function safeUrl(u) { return typeof u === "string" && /^https:\/\/[a-z0-9.-]+\//i.test(u) ? u : null; }
+  function fmt(v) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v === "number") return Number.isInteger(v) ? v.toLocaleString("en-US") : v.toLocaleString("en-US", { maximumFractionDigits: 4 });
+    if (typeof v === "object") return JSON.stringify(v);
+    return String(v);
+  }
+  function plot(target, fig) {
+    if (!window.Plotly || !fig) return;
+    const cfg = { displaylogo: false, responsive: true, displayModeBar: false };
+    window.Plotly.newPlot(target, fig.data || [], fig.layout || {}, cfg);
+  }
+  function pager(container, total, page, onPage) {
+    container.replaceChildren();
+    const pages = Math.max(1, Math.ceil(total / PAGE));
+    if (pages <= 1) { container.append(total + " rows"); return; }
+    const prev = el("button", { type: "button", text: "‹ prev" });
+    const next = el("button", { type: "button", text: "next ›" });
+    prev.disabled = page === 0; next.disabled = page >= pages - 1;
+    prev.addEventListener("click", () => onPage(page - 1));
+    next.addEventListener("click", () => onPage(page + 1));
+    container.append(prev, " page " + (page + 1) + " of " + pages + " (" + total + " rows) ", next);
+  }
+
+  // --- findings -------------------------------------------------------------------------------------
+  const list = document.getElementById("finding-list");
+  const controls = ["f-severity", "f-check", "f-namespace", "f-group", "f-text"].map((id) => document.getElementById(id));
+  const [fSev, fCheck, fNs, fGroup, fText] = controls;
+  const uniq = (xs) => Array.from(new Set(xs.filter((x) => x))).sort();
+  for (const c of uniq(DATA.findings.map((f) => f.check))) fCheck.append(el("option", { value: c, text: c }));
+  for (const n of uniq(DATA.findings.map((f) => f.namespace))) fNs.append(el("option", { value: n, text: n }));
+  let findingPage = 0;
+
+  function findingCard(f) {
+    const card = el("details", { class: "finding sev-" + f.severity, id: "finding-" + f.id });
+    const where = [f.namespace, f.service || f.workload || f.job].filter((x) => x).join("/");
+    const summary = el("summary", {},
+      el("span", { class: "badge sev-" + f.severity, text: f.severity }),
+      f.change ? el("span", { class: "badge " + f.change, text: f.change }) : null,
+      el("span", { class: "check", text: f.check }),
+      el("span", { class: "title", text: f.title }),
+      el("span", { class: "where", text: where + (f.istio_code ? " · " + f.istio_code : "") }));
+    card.append(summary);
+    const body = el("div", { class: "finding-body" });
+    body.append(el("p", { text: f.detail }));
+    const facts = el("table");
+    const rows = [["cause", f.cause], ["resource", f.resource], ["port", f.port], ["metric", f.metric], ["job", f.job]];
+    for (const [k, v] of Object.entries(f.evidence || {})) {
+      if (k === "cumulative" || k === "buckets") continue;
+      rows.push([k, v]);
+    }
+    for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") facts.append(el("tr", {}, el("td", { text: k }), el("td", { text: fmt(v) })));
+    body.append(facts);
+    if (f.suggestion) {
+      const fix = el("p", {}, el("strong", { text: "Fix: " }), f.suggestion.text + " ");
+      const url = safeUrl(f.suggestion.doc_url);
+      if (url) fix.append(el("a", { href: url, rel: "noopener noreferrer", target: "_blank", text: "Istio docs" }));
+      body.append(fix);
+      if (f.suggestion.config) {
+        const pre = el("pre", { class: "config" });
+        const code = el("code", { text: f.suggestion.config });
+        const copy = el("button", { type: "button", class: "copy", text: "copy" });
+        copy.addEventListener("click", () => {
+          const done = () => { copy.textContent = "copied"; setTimeout(() => { copy.textContent = "copy"; }, 1200); };
+          if (navigator.clipboard) navigator.clipboard.writeText(f.suggestion.config).then(done, () => {});
+        });
+        pre.append(copy, code);
+        body.append(pre);
+      }
+    }
+    const charts = el("div", { class: "charts" });
+    body.append(charts);
+    card.append(body);
+    card.addEventListener("toggle", () => {
+      if (card.open && !charts.dataset.drawn) {
+        charts.dataset.drawn = "1";
+        for (const fig of DATA.charts[f.id] || []) { const d = el("div", { class: "chart" }); charts.append(d); plot(d, fig); }
+      }
+    });
+    return card;
+  }
+
+  function renderFindings() {
+    const q = fText.value.trim().toLowerCase();
+    let items = DATA.findings.filter((f) =>
+      (!fSev.value || f.severity === fSev.value) && (!fCheck.value || f.check === fCheck.value) &&
+      (!fNs.value || f.namespace === fNs.value) &&
+      (!q || [f.title, f.service, f.workload, f.cause, f.check, f.resource, f.job].join(" ").toLowerCase().includes(q)));
+    const group = fGroup.value;
+    const key = (f) => group === "service" ? [f.namespace, f.service || f.workload || f.job].filter((x) => x).join("/") || "(mesh-wide)" : f.check;
+    items = items.slice().sort((a, b) => group !== "none" && key(a) !== key(b) ? (key(a) < key(b) ? -1 : 1) : SEV[a.severity] - SEV[b.severity]);
+    const pages = Math.max(1, Math.ceil(items.length / PAGE));
+    findingPage = Math.min(findingPage, pages - 1);
+    list.replaceChildren();
+    let last = null;
+    for (const f of items.slice(findingPage * PAGE, findingPage * PAGE + PAGE)) {
+      if (group !== "none" && key(f) !== last) { last = key(f); list.append(el("div", { class: "group-head", text: last })); }
+      list.append(findingCard(f));
+    }
+    if (!items.length) list.append(el("p", { class: "hint", text: DATA.findings.length ? "No finding matches the filters." : "No findings: the telemetry matches what the logs and topology show." }));
+    pager(document.getElementById("finding-pager"), items.length, findingPage, (p) => { findingPage = p; renderFindings(); });
+  }
+  for (const c of controls) c.addEventListener("input", () => { findingPage = 0; renderFindings(); });
+  renderFindings();
+  // #expand opens every finding on the page (for printing the report for a review meeting)
+  if (location.hash === "#expand") for (const d of list.querySelectorAll("details.finding")) d.open = true;
+  // a link to #finding-<id> (from summary.md or a chat) opens that finding
+  const wanted = /^#finding-[0-9a-f]{16}$/.test(location.hash) ? location.hash.slice(9) : null;
+  if (wanted) {
+    const idx = DATA.findings.findIndex((f) => f.id === wanted);
+    if (idx >= 0) {
+      findingPage = Math.floor(idx / PAGE);
+      renderFindings();
+      const card = document.getElementById("finding-" + wanted);
+      if (card) { card.open = true; card.scrollIntoView(); }
+    }
+  }
+
+  // --- coverage table ---------------------------------------------------------------------------------
+  const covBody = document.querySelector("#coverage-table tbody");
+  const covFilter = document.getElementById("coverage-filter");
+  let covSort = { key: "ratio", dir: 1 }, covPage = 0;
+  function renderCoverage() {
+    const q = covFilter.value.trim().toLowerCase();
+    const rows = DATA.coverage.filter((r) => !q || (r.namespace + "/" + r.service).toLowerCase().includes(q));
+    rows.sort((a, b) => {
+      const x = a[covSort.key], y = b[covSort.key];
+      if (x === y) return 0;
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      return (x < y ? -1 : 1) * covSort.dir;
+    });
+    covBody.replaceChildren();
+    for (const r of rows.slice(covPage * PAGE, covPage * PAGE + PAGE)) {
+      const ratio = r.ratio === null ? "–" : (Math.min(r.ratio, 9.99) * 100).toFixed(1) + "%";
+      const tr = el("tr", {}, el("td", { text: r.namespace }), el("td", { text: r.service }),
+        el("td", { class: "num", text: fmt(r.log_requests) }), el("td", { class: "num", text: fmt(r.mesh_requests) }),
+        el("td", { class: "num", text: ratio }), el("td", { text: r.observed_by || "" }));
+      if (r.ratio !== null && r.ratio < 0.95) tr.style.color = r.ratio < 0.5 ? "#c0392b" : "#9a6700";
+      covBody.append(tr);
+    }
+    pager(document.getElementById("coverage-pager"), rows.length, covPage, (p) => { covPage = p; renderCoverage(); });
+  }
+  for (const th of document.querySelectorAll("#coverage-table th[data-key]")) {
+    th.addEventListener("click", () => {
+      const key = th.dataset.key;
+      covSort = { key, dir: covSort.key === key ? -covSort.dir : 1 };
+      renderCoverage();
+    });
+  }
+  covFilter.addEventListener("input", () => { covPage = 0; renderCoverage(); });
+  renderCoverage();
+
+  // --- name contract ----------------------------------------------------------------------------------
+  const conBody = document.querySelector("#contract-table tbody");
+  const conBroken = document.getElementById("contract-broken");
+  const conFilter = document.getElementById("contract-filter");
+  let conPage = 0;
+  function renderContract() {
+    const q = conFilter.value.trim().toLowerCase();
+    const rows = DATA.contract.filter((r) => (!conBroken.checked || r.broken > 0) &&
+      (!q || JSON.stringify(r).toLowerCase().includes(q)));
+    conBody.replaceChildren();
+    for (const r of rows.slice(conPage * PAGE, conPage * PAGE + PAGE)) {
+      const names = el("td");
+      for (const link of r.links) {
+        const chip = el("span", { class: "chip" + (link.broken ? " broken" : ""), title: link.note || link.how || "" },
+          el("span", { class: "kind", text: link.kind }), link.name + (link.how ? " · " + link.how : "") + (link.note ? " · " + link.note : ""));
+        names.append(chip);
+      }
+      conBody.append(el("tr", {}, el("td", {}, el("strong", { text: r.service }), el("div", { class: "hint", text: r.fqdn })), names));
+    }
+    if (!rows.length) conBody.append(el("tr", {}, el("td", { colspan: "2", class: "hint", text: DATA.contract.length ? "No broken links." : "No topology given." })));
+    pager(document.getElementById("contract-pager"), rows.length, conPage, (p) => { conPage = p; renderContract(); });
+  }
+  conBroken.addEventListener("change", () => { conPage = 0; renderContract(); });
+  conFilter.addEventListener("input", () => { conPage = 0; renderContract(); });
+  renderContract();
+
+  // --- charts -----------------------------------------------------------------------------------------
+  plot(document.getElementById("coverage-chart"), DATA.coverage_chart);
+  const trend = document.getElementById("trend-chart");
+  if (trend) plot(trend, DATA.trend_chart);
+  document.body.dataset.rendered = "1";
+})();
