@@ -7,6 +7,7 @@ normalized columns) or None when the message is not of its format.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -50,6 +51,8 @@ def parse_ts_ms(value: Any) -> int | None:
         return None
     if isinstance(value, int | float):
         v = float(value)
+        if not math.isfinite(v) or v <= 0 or v > 1e20:
+            return None
         if v > 1e17:
             return int(v / 1e6)
         if v > 1e11:
