@@ -1,0 +1,38 @@
+"""The same analysis against VictoriaMetrics (loaded through its import API) gives the same findings."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from obsgap.scenario.demo import demo_spec
+from obsgap.scenario.simulate import build
+from obsgap.testbed.promserver import serve_openmetrics
+from obsgap.testbed.victoria import VictoriaMetricsServer
+from tests.helpers import run_scenario
+
+
+def test_prometheus_and_victoriametrics_agree(tmp_path: Path, prometheus_available: None) -> None:
+    if shutil.which("victoria-metrics") is None:
+        pytest.fail("victoria-metrics is not installed (Debian package); `make test` installs it", pytrace=False)
+    spec = demo_spec(datetime(2026, 11, 24, tzinfo=UTC), hours=0.5)
+    built = build(spec, tmp_path / "demo")
+    prom = serve_openmetrics(built.metrics, tmp_path / "demo")
+    vm = VictoriaMetricsServer(tmp_path / "vm-data").start()
+    try:
+        assert vm.import_openmetrics(built.metrics) > 10_000
+        on_prom = run_scenario(spec, tmp_path, server=prom, built=built, slo_latency_ms=(300.0,))
+        on_vm = run_scenario(spec, tmp_path, server=vm, built=built, slo_latency_ms=(300.0,))  # type: ignore[arg-type]
+    finally:
+        prom.stop()
+        vm.stop()
+    assert on_vm.result.sources.prometheus["status"] in ("ok", "partial")
+    assert on_vm.result.sources.prometheus["targets_api"] in (True, False)
+    key = lambda r: {(f.check, f.cause, f.subject, f.severity) for f in r.result.findings}  # noqa: E731
+    assert key(on_vm) == key(on_prom) and len(key(on_prom)) > 15
+    cov_prom = {(c.namespace, c.service): (c.log_requests, c.mesh_requests) for c in on_prom.result.coverage}
+    cov_vm = {(c.namespace, c.service): (c.log_requests, c.mesh_requests) for c in on_vm.result.coverage}
+    assert cov_vm == cov_prom
