@@ -547,8 +547,9 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
                 metrics.inc("istio_requests", labels | scrape_labels(server))
                 truth.mesh_destination_requests[key] += 1
                 hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
-                metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),
-                                target.istio_buckets or ENVOY_DEFAULT_BUCKETS, dur)
+                if target.istio_histogram:
+                    metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),
+                                    target.istio_buckets or ENVOY_DEFAULT_BUCKETS, dur)
     if target.envoy_access_logs:
         logs.add(server, "istio-proxy", ts,
                  _envoy_line(ts, None if tcp_proxied else method, path, status, dur, address, local, cluster, local,

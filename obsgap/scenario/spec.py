@@ -56,6 +56,8 @@ class ServiceSpec:
     """False plants an app metrics port that no Prometheus job scrapes."""
     job: str = "kubernetes-pods"
     """The Prometheus job that scrapes this workload's pods."""
+    istio_histogram: bool = True
+    """Emit istio_request_duration_milliseconds for this service (big meshes drop most for cost)."""
     istio_buckets: tuple[float, ...] | None = None
     """Custom Istio duration buckets (planted as the statsHistogramBuckets annotation)."""
     app_histogram: str | None = None
