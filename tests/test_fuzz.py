@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from obsgap.checks.base import Skip
 from obsgap.sources.logs import formats
 from obsgap.sources.logs.discover import discover
 from obsgap.sources.logs.table import read_logs
@@ -62,3 +63,38 @@ def test_reader_accounts_for_arbitrary_bytes(data: bytes, gz: bool) -> None:
         else:
             assert s.lines == data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
         assert s.parsed + s.unparsed <= s.lines  # every line is counted once (CRI partials join)
+
+
+KINDS = ["Namespace", "Service", "Pod", "Endpoints", "EndpointSlice", "ReplicaSet", "Deployment", "VirtualService",
+         "DestinationRule", "ServiceEntry", "Gateway", "Sidecar", "Weird"]
+k8s_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=12),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                              st.sampled_from(["metadata", "spec", "status", "name", "namespace", "labels", "ports",
+                                               "port", "targetPort", "containers", "selector", "http", "route",
+                                               "destination", "host", "subsets", "hosts", "items", "podIP",
+                                               "annotations", "ownerReferences", "kind", "endpoints", "addresses",
+                                               "template", "weight", "mirror", "exportTo", "initContainers"]),
+                              c, max_size=5), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.builds(lambda kind, body: {**(body if isinstance(body, dict) else {}), "kind": kind},
+                          st.sampled_from(KINDS), k8s_values), max_size=6))
+def test_topology_builder_survives_any_object_shape(objects: list[dict]) -> None:
+    from obsgap.checks import REGISTRY
+    from obsgap.evidence import CheckInputs, CheckSettings
+    from obsgap.model import Window
+    from obsgap.sources.kube.build import build_topology
+
+    topo = build_topology(objects)
+    assert sum(topo.object_counts.values()) == len(objects)
+    from datetime import UTC, datetime, timedelta
+
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    inputs = CheckInputs(Window(end - timedelta(hours=1), end), CheckSettings(), topo)
+    for check in REGISTRY:
+        if check.needs == ("topology",):
+            try:
+                check.run(inputs)  # topology-only checks must accept whatever the builder produced
+            except Skip:
+                pass

@@ -77,6 +77,7 @@ def _list(kind: str, items: list[dict[str, Any]], cont: str | None = None) -> di
 
 class _Api(BaseHTTPRequestHandler):
     seen: list[str] = []
+    methods: set[str] = set()
     expired_once = {"done": False}
 
     def log_message(self, *args: object) -> None:
@@ -94,6 +95,7 @@ class _Api(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         q = parse_qs(url.query)
         self.seen.append(self.path)
+        self.methods.add(self.command)
         cont = q.get("continue", [None])[0]
         assert q.get("limit") == ["500"], self.path
         p = url.path
@@ -129,6 +131,12 @@ class _Api(BaseHTTPRequestHandler):
                                                            "spec": {"hosts": ["api.example.com"]}}]))
         return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
 
+    def _refuse(self) -> None:
+        self.methods.add(self.command)
+        self._send(405, {"kind": "Status", "code": 405})
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
+
 
 @pytest.fixture()
 def api_server(tmp_path: Path) -> Iterator[Path]:
@@ -136,6 +144,7 @@ def api_server(tmp_path: Path) -> Iterator[Path]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _Api.seen = []
+    _Api.methods = set()
     _Api.expired_once = {"done": False}
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
@@ -170,3 +179,9 @@ def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path:
     snap_topo = topo_of(snap)
     assert live_topo.pods == snap_topo.pods and live_topo.services == snap_topo.services
     assert live_topo.virtual_services == snap_topo.virtual_services
+
+
+def test_live_path_only_reads(api_server: Path) -> None:
+    load_live(LiveOptions(str(api_server), "test"))
+    assert _Api.seen and all(s.startswith(("/api/", "/apis/")) for s in _Api.seen)
+    assert _Api.methods == {"GET"}

@@ -175,3 +175,46 @@ def test_basic_auth_file_format(tmp_path: Path, stub: str) -> None:
 def test_query_file_loaded_by_name() -> None:
     q = load_query("passthrough_requests")
     assert "PassthroughCluster" in q.text and q.scope == "source_workload_namespace"
+
+
+def test_slow_backend_past_the_timeout_is_a_clear_failure(tmp_path: Path) -> None:
+    import time
+
+    class Slow(_Stub):
+        def _answer(self) -> None:
+            time.sleep(3)
+            super()._answer()
+
+        do_GET = _answer
+        do_POST = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = PrometheusSource(PrometheusOptions(url=f"http://127.0.0.1:{server.server_port}", timeout_seconds=0.5,
+                                                 retries=1, backoff_seconds=0.01))
+        assert src.check() is not None and "timed out" in (src.check() or "")
+    finally:
+        server.shutdown()
+
+
+def test_credentials_never_reach_any_output(stub: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from obsgap.cli import main
+
+    token, password = "tok-SECRET-4242", "pw-SECRET-9999"
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "basic").write_text(f"alice:{password}")
+    _Stub.plan = [(200, {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}})] + \
+        [(500, {"status": "error", "error": "boom"})] * 40
+    for flag, path in (("--bearer-token-file", "token"), ("--basic-auth-file", "basic")):
+        out = tmp_path / f"out-{path}"
+        res = CliRunner().invoke(main, ["report", "--prometheus-url", stub, flag, str(tmp_path / path),
+                                        "--out", str(out), "--window", "1h", "--header", "X-Scope-OrgID: t"])
+        assert res.exit_code == 3, res.output  # the backend failed: report written, marked partial
+        texts = [res.output] + [p.read_text() for p in out.iterdir()]
+        for text in texts:
+            assert token not in text and password not in text
+        assert json.loads((out / "findings.json").read_text())["sources"]["prometheus"]["status"] in (
+            "partial", "unavailable")

@@ -180,6 +180,8 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = str(exc)
+        if "timed out" in text.lower() or "ReadTimeout" in text:
+            return "timed out (no answer within the query timeout, retries exhausted)"
         if "Max retries exceeded" in text and "ResponseError" in text:
             return "server kept failing (retries exhausted)"
         return "cannot connect"

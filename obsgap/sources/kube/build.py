@@ -37,8 +37,21 @@ def _str_map(value: Any) -> dict[str, str]:
 
 
 def _meta(obj: RAW) -> tuple[str, str]:
-    md = obj.get("metadata") or {}
+    md = obj.get("metadata")
+    md = md if isinstance(md, Mapping) else {}
     return str(md.get("namespace") or "default"), str(md.get("name") or "")
+
+
+def _normalize(obj: RAW) -> RAW:
+    """metadata/spec/status of a malformed object become empty mappings, so every reader can .get() them."""
+    fixed = dict(obj)
+    for key in ("metadata", "spec", "status"):
+        if not isinstance(fixed.get(key), Mapping):
+            fixed[key] = {}
+    for key in ("labels", "annotations"):
+        if not isinstance(fixed["metadata"].get(key), Mapping | None):
+            fixed["metadata"] = {**fixed["metadata"], key: {}}
+    return fixed
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -200,17 +213,26 @@ def _gateway(obj: RAW) -> Gateway:
 def _endpoint_ips(objs: Iterable[RAW]) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for obj in objs:
-        ns, name = _meta(obj)
-        if obj.get("kind") == "EndpointSlice":
-            svc = _str_map((obj.get("metadata") or {}).get("labels")).get("kubernetes.io/service-name", name)
-            for ep in obj.get("endpoints") or []:
-                for ip in (ep or {}).get("addresses") or []:
-                    out[str(ip)] = (ns, svc)
-        else:
-            for subset in obj.get("subsets") or []:
-                for addr in (subset or {}).get("addresses") or []:
-                    if isinstance(addr, Mapping) and addr.get("ip"):
-                        out[str(addr["ip"])] = (ns, name)
+        try:
+            out.update(_endpoint_ips_of(obj))
+        except (AttributeError, TypeError, ValueError):
+            continue  # a malformed Endpoints object only loses its IP mapping
+    return out
+
+
+def _endpoint_ips_of(obj: RAW) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    ns, name = _meta(obj)
+    if obj.get("kind") == "EndpointSlice":
+        svc = _str_map(obj["metadata"].get("labels")).get("kubernetes.io/service-name", name)
+        for ep in obj.get("endpoints") or []:
+            for ip in (ep or {}).get("addresses") or []:
+                out[str(ip)] = (ns, svc)
+    else:
+        for subset in obj.get("subsets") or []:
+            for addr in (subset or {}).get("addresses") or []:
+                if isinstance(addr, Mapping) and addr.get("ip"):
+                    out[str(addr["ip"])] = (ns, name)
     return out
 
 
@@ -219,7 +241,11 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
     by_kind: dict[str, list[RAW]] = {}
     counts: Counter[str] = Counter()
     gap_list = list(gaps)
-    for obj in objects:
+    for raw in objects:
+        if not isinstance(raw, Mapping):
+            gap_list.append(f"ignored a {type(raw).__name__} where a Kubernetes object was expected")
+            continue
+        obj = _normalize(raw)
         kind = str(obj.get("kind") or "")
         counts[kind] += 1
         by_kind.setdefault(kind, []).append(obj)
@@ -231,7 +257,8 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
         namespaces.setdefault(_meta(o)[0], Namespace(_meta(o)[0], {}, declared=False))
     rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
     for rs in by_kind.get("ReplicaSet", []):
-        for ref in (rs.get("metadata") or {}).get("ownerReferences") or []:
+        refs = rs["metadata"].get("ownerReferences")
+        for ref in refs if isinstance(refs, list) else []:
             if isinstance(ref, Mapping) and ref.get("name"):
                 rs_owner[_meta(rs)] = (str(ref["name"]), str(ref.get("kind", "Deployment")))
 
