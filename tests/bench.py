@@ -149,7 +149,7 @@ def scale(args: argparse.Namespace) -> None:
         print(f"  headless Chromium: open + run scripts {t_report:.2f}s (a blank page takes {t_blank:.2f}s: "
               f"{t_report - t_blank:.2f}s for the report); rendered={'data-rendered' in dom}")
     t = time.perf_counter()
-    f_s, f_lines, f_size = floor(built.logs)
+    f_s, f_lines, _size = floor(built.logs)
     table = read_logs(discover([str(built.logs)]), None, None)
     parse_s = time.perf_counter() - t - f_s
     table.close()
