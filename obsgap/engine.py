@@ -102,7 +102,8 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
     report |= {"status": source.status(), "queries": source.queries_issued, "warnings": list(source.warnings),
                "errors": list(source.errors), "targets_api": targets is not None,
                "scrape_interval_seconds": round(interval, 1), "peak_samples": dict(source.query_samples),
-               "histogram_families": hist_report}
+               "histogram_families": hist_report,
+               "split_by_namespace": dict(source.splits)}
     return MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None, interval,
                            histograms, histogram_series), report
 

@@ -7,6 +7,7 @@ library's `custom_query` drops the API's `warnings`, which the report must keep.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from obsgap.errors import InputError
 from obsgap.sources.queries import load_query
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class PrometheusSource:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     query_samples: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    """Query name -> how many namespace-scoped parts it was split into after hitting the sample limit."""
     _client: PrometheusConnect | None = None
 
     def _headers(self) -> dict[str, str]:
@@ -114,18 +118,52 @@ class PrometheusSource:
 
     def query(self, name: str, window_seconds: int, at: datetime,
               namespaces: tuple[str, ...] = (), bucket_series: str | None = None) -> QueryResult:
-        """Run queries/<name>.promql as an instant query at `at`. Failures are recorded, not raised."""
-        promql = load_query(name).bind(window_seconds, namespaces, bucket_series)
-        if bucket_series:
-            name = f"{name}:{bucket_series}"
-        self.queries_issued += 1
+        """Run queries/<name>.promql as an instant query at `at`. Failures are recorded, not raised.
+
+        A query the backend refuses for loading too many samples is split by namespace (the query file's
+        scope label), halving until each part fits; `splits` records it for the report."""
+        query = load_query(name)
+        label = f"{name}:{bucket_series}" if bucket_series else name
         try:
-            body = self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}",
-                                               "stats": "all"})
+            body = self._instant(query.bind(window_seconds, namespaces, bucket_series), at)
         except (requests.RequestException, PrometheusApiClientException) as exc:
-            msg = f"query {name}: {_describe(exc)}"
-            self.errors.append(msg)
-            return QueryResult(name, pd.DataFrame(), error=msg)
+            if not _too_many_samples(exc):
+                return self._failed(label, exc)
+            scope = namespaces or tuple(self._label_values(query.scope, window_seconds, at))
+            if len(scope) < 2:
+                return self._failed(label, exc)
+            parts: list[QueryResult] = []
+            half = len(scope) // 2
+            for chunk in (scope[:half], scope[half:]):
+                parts.append(self.query(name, window_seconds, at, chunk, bucket_series))
+            self.splits[label] = self.splits.get(label, 1) + 1
+            errors = [p.error for p in parts if p.error]
+            if errors:
+                return QueryResult(label, pd.DataFrame(), error=errors[0])
+            return QueryResult(label, pd.concat([p.frame for p in parts], ignore_index=True),
+                               tuple(w for p in parts for w in p.warnings))
+        return self._result(label, body)
+
+    def _instant(self, promql: str, at: datetime) -> dict[str, Any]:
+        self.queries_issued += 1
+        return self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}", "stats": "all"})
+
+    def _failed(self, label: str, exc: BaseException) -> QueryResult:
+        msg = f"query {label}: {_describe(exc)}"
+        self.errors.append(msg)
+        return QueryResult(label, pd.DataFrame(), error=msg)
+
+    def _label_values(self, label: str, window_seconds: int, at: datetime) -> list[str]:
+        try:
+            values = self.client.get_label_values(label, params={"start": f"{at.timestamp() - window_seconds:.0f}",
+                                                                 "end": f"{at.timestamp():.0f}"})
+        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError):
+            return []
+        self.queries_issued += 1
+        # only names that can be scoped safely (DNS labels); others stay out of the split
+        return sorted(str(v) for v in values or [] if v and _DNS_LABEL.match(str(v)))
+
+    def _result(self, name: str, body: dict[str, Any]) -> QueryResult:
         warnings = tuple(f"query {name}: {w}" for w in body.get("warnings") or [])
         self.warnings.extend(warnings)
         data = body.get("data") or {}
@@ -137,7 +175,7 @@ class PrometheusSource:
             rows.append(labels)
         samples = ((data.get("stats") or {}).get("samples") or {}).get("peakSamples")
         if samples is not None:
-            self.query_samples[name] = int(samples)
+            self.query_samples[name] = max(int(samples), self.query_samples.get(name, 0))
         return QueryResult(name, pd.DataFrame(rows), warnings, None, samples)
 
     def metric_names(self, start: datetime, end: datetime) -> list[str] | None:
@@ -173,6 +211,11 @@ class PrometheusSource:
         if self.errors or self.warnings:
             return "partial"
         return "ok"
+
+
+def _too_many_samples(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "too many samples" in text or "exceeded the sample limit" in text or "max-samples" in text
 
 
 def _describe(exc: BaseException) -> str:

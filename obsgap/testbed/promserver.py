@@ -46,6 +46,7 @@ class PrometheusServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -60,7 +61,7 @@ class PrometheusServer:
         self.process = subprocess.Popen(
             [find_binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={self.tsdb}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
-             "--query.lookback-delta=5m", "--web.enable-admin-api"],
+             "--query.lookback-delta=5m", "--web.enable-admin-api", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
