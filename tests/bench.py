@@ -82,6 +82,14 @@ def floor(root: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, count, size
 
 
+RSS_WRAPPER = """
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:]).returncode
+print("maxrss_kib", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
 def _timed(label: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     out = fn(*a, **kw)
@@ -98,30 +106,47 @@ def scale(args: argparse.Namespace) -> None:
     from obsgap.testbed.promserver import serve_openmetrics
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="obsgap-scale-"))
-    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    stamp = root / "end.txt"
+    reuse = args.reuse and stamp.exists() and (root / "mesh" / "tsdb").is_dir()
+    end = (dt.datetime.fromisoformat(stamp.read_text()) if reuse
+           else dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0))
     spec = large_spec(end, services=args.services, hours=args.hours)
-    built = _timed(f"simulate {args.services} services, {args.hours:g} h", build, spec, root / "mesh",
-                   keep_latencies=False)
+    if reuse:
+        from obsgap.scenario.simulate import BuiltScenario, Truth
+
+        mesh = root / "mesh"
+        built = BuiltScenario(mesh, spec, mesh / "kube" / "topology.json", mesh / "logs", mesh / "metrics.om", Truth())
+        print(f"reusing the mesh generated in {mesh}")
+    else:
+        built = _timed(f"simulate {args.services} services, {args.hours:g} h", build, spec, root / "mesh",
+                       keep_latencies=False)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(end.isoformat())
     files = [p for p in built.logs.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     print(f"  {len({p for p in built.topology.read_text().split('podIP')}) - 1:,} pods, {len(files):,} log files "
           f"({size / 1e9:.2f} GB on disk), {built.truth.log_lines:,} log lines, "
           f"{built.metrics.stat().st_size / 1e9:.2f} GB OpenMetrics")
-    server = _timed("promtool backfill + start Prometheus", serve_openmetrics, built.metrics, root / "mesh")
+    if reuse:
+        from obsgap.testbed.promserver import PrometheusServer
+
+        server = PrometheusServer(root / "mesh" / "tsdb").start()
+    else:
+        server = _timed("promtool backfill + start Prometheus", serve_openmetrics, built.metrics, root / "mesh")
     try:
         out = root / "report"
         cmd = [sys.executable, "-m", "obsgap", "report", "--prometheus-url", server.url, "--kube-snapshot",
                str(built.topology), "--logs", str(built.logs), "--start", spec.start.isoformat(), "--end",
                spec.end.isoformat(), "--out", str(out), "--fail-on", "never", "-q"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        # a fresh wrapper process, so the figure is obsgap's (and its workers'), not promtool's or Prometheus'
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *cmd], capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if proc.returncode != 0:
+        rss_mib = int(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024
+        if proc.returncode not in (0, 1):
             print(proc.stderr[-2000:])
-        print(f"{'obsgap report end to end':<44} {wall:8.1f}s  peak RSS {max(rss, before) / 1024:.0f} MiB "
-              f"(largest process of the run)  exit {proc.returncode}")
+        print(f"{'obsgap report end to end':<44} {wall:8.1f}s  peak RSS {rss_mib:.0f} MiB (largest obsgap "
+              f"process)  exit {proc.returncode}")
     finally:
         server.stop()
     doc = json.loads((out / "findings.json").read_text())
@@ -168,6 +193,7 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=2000)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--keep", help="keep the generated mesh in this folder")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: reuse a mesh generated there before")
     args = ap.parse_args()
     if args.scale:
         scale(args)

@@ -4,13 +4,12 @@ and hover text uses fixed templates with %{...} fields only."""
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 
-from obsgap.model import CoverageRow, Finding
+from obsgap.model import CoverageRow
 
 LAYOUT = dict(margin=dict(l=10, r=10, t=30, b=10), paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
               font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12))
@@ -37,60 +36,6 @@ def coverage_chart(rows: Sequence[CoverageRow], limit: int = 30) -> dict[str, An
     return fig.to_plotly_json()
 
 
-def counts_chart(f: Finding) -> dict[str, Any] | None:
-    ev = f.evidence
-    if "log_requests" not in ev or "mesh_requests" not in ev:
-        return None
-    labels = ["observed (logs/callers)", "counted by mesh metrics"]
-    values = [ev.get("log_requests") or 0, ev.get("mesh_requests") or 0]
-    if ev.get("tcp_connections"):
-        labels.append("TCP connections (istio_tcp_*)")
-        values.append(ev["tcp_connections"])
-    fig = go.Figure(go.Bar(x=labels, y=values, marker_color=["#34495e", "#c0392b", "#8e44ad"][: len(values)],
-                           hovertemplate="%{x}: %{y:,}<extra></extra>"))
-    fig.update_layout(**LAYOUT, height=220, title="Requests in the window")
-    return fig.to_plotly_json()
-
-
-def timeline_chart(f: Finding, hourly: Mapping[str, Sequence[tuple[int, int]]]) -> dict[str, Any] | None:
-    series = hourly.get(f"{f.namespace}/{f.service}") if f.service else None
-    if not series:
-        return None
-    xs = [_iso(ms) for ms, _ in series]
-    fig = go.Figure(go.Scatter(x=xs, y=[n for _, n in series], mode="lines+markers", name="logged requests",
-                               hovertemplate="%{x}: %{y:,} requests<extra></extra>"))
-    step = (series[1][0] - series[0][0]) // 60000 if len(series) > 1 else 60
-    fig.update_layout(**LAYOUT, height=200, title=f"Logged inbound requests per {step} min")
-    return fig.to_plotly_json()
-
-
-def _iso(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def histogram_chart(f: Finding) -> dict[str, Any] | None:
-    ev = f.evidence
-    bounds, cum = ev.get("buckets"), ev.get("cumulative")
-    if not bounds or not cum:
-        return None
-    unit = _e(ev.get("unit", ""))
-    labels = [f"≤{b:g}" for b in bounds] + [f">{bounds[-1]:g} (+Inf)"]
-    counts = [cum[0]] + [max(0.0, cum[i] - cum[i - 1]) for i in range(1, len(cum))]
-    colors = ["#7f8c8d"] * len(bounds) + ["#c0392b"]
-    if len(bounds) > 0:
-        colors[-2] = "#e67e22"
-    fig = go.Figure(go.Bar(x=labels, y=counts, marker_color=colors, name="current buckets",
-                           hovertemplate="%{x} " + unit + ": %{y:,.0f} observations<extra></extra>"))
-    suggested = ev.get("suggested_buckets") or []
-    fig.update_layout(**LAYOUT, height=260, title=f"Observations per bucket ({unit}); red = above the top bound",
-                      annotations=[dict(text="suggested bounds: " + ", ".join(f"{b:g}" for b in suggested),
-                                        xref="paper", yref="paper", x=0, y=1.02, showarrow=False,
-                                        font=dict(size=11, color="#2c3e50"))])
-    return fig.to_plotly_json()
-
-
 def trend_chart(history: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     points = [h for h in history if h.get("coverage") is not None]
     if len(points) < 2:
@@ -105,6 +50,3 @@ def trend_chart(history: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
                       yaxis=dict(range=[0, 100], ticksuffix="%"), yaxis2=dict(overlaying="y", side="right"))
     return fig.to_plotly_json()
 
-
-def finite(x: object) -> bool:
-    return isinstance(x, int | float) and not (isinstance(x, float) and math.isnan(x))

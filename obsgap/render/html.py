@@ -63,18 +63,16 @@ def _hourly(result: ScanResult) -> dict[str, list[tuple[int, int]]]:
 
 
 def report_data(result: ScanResult) -> dict[str, Any]:
+    """Everything the page script needs. Per-finding charts are drawn in the browser from the evidence
+    (and the compact hourly series), so a 2,000-service report stays small and opens fast."""
     doc = result_dict(result)
-    hourly = _hourly(result)
-    charts: dict[str, list[Any]] = {}
-    for f in result.findings:
-        timeline = figures.timeline_chart(f, hourly) if f.check in TIMELINE_CHECKS else None
-        figs = [fig for fig in (figures.histogram_chart(f), figures.counts_chart(f), timeline) if fig is not None]
-        if figs:
-            charts[f.id] = figs
+    wanted = {f"{f.namespace}/{f.service}" for f in result.findings if f.check in TIMELINE_CHECKS}
+    hourly = {k: v for k, v in _hourly(result).items() if k in wanted}
     history = result.extras.get("history") or {}
     return {
         "findings": doc["findings"], "coverage": doc["coverage"], "contract": doc["name_contract"],
-        "charts": charts, "coverage_chart": figures.coverage_chart(result.coverage) if result.coverage else None,
+        "hourly": hourly, "timeline_checks": sorted(TIMELINE_CHECKS),
+        "coverage_chart": figures.coverage_chart(result.coverage) if result.coverage else None,
         "trend_chart": figures.trend_chart(history.get("runs") or []),
         "checks": {c.id: {"title": c.title, "doc": c.doc_url} for c in REGISTRY},
     }

@@ -23,6 +23,41 @@
     if (typeof v === "object") return JSON.stringify(v);
     return String(v);
   }
+  // Plotly renders a pseudo-HTML subset in text: escape it, and `$` so no name is read as LaTeX.
+  function esc(s) {
+    return String(s).replace(/[&<>"'$]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "$": "&#36;" })[c]);
+  }
+  const LAYOUT = { margin: { l: 10, r: 10, t: 30, b: 10 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+    font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 12 } };
+  function lay(extra) { return Object.assign({}, LAYOUT, extra, { xaxis: Object.assign({ automargin: true }, extra.xaxis || {}), yaxis: Object.assign({ automargin: true }, extra.yaxis || {}) }); }
+  function findingCharts(f) {
+    const ev = f.evidence || {}, out = [];
+    if (Array.isArray(ev.buckets) && Array.isArray(ev.cumulative) && ev.cumulative.length === ev.buckets.length + 1) {
+      const labels = ev.buckets.map((b) => "≤" + b).concat([">" + ev.buckets[ev.buckets.length - 1] + " (+Inf)"]);
+      const counts = ev.cumulative.map((c, i) => Math.max(0, i ? c - ev.cumulative[i - 1] : c));
+      const colors = labels.map((_, i) => i === labels.length - 1 ? "#c0392b" : i === labels.length - 2 ? "#e67e22" : "#7f8c8d");
+      const unit = esc(ev.unit || "");
+      out.push({ data: [{ type: "bar", x: labels, y: counts, marker: { color: colors },
+        hovertemplate: "%{x} " + unit + ": %{y:,.0f} observations<extra></extra>" }],
+        layout: lay({ height: 260, title: { text: "Observations per bucket (" + unit + "); red = above the top bound" },
+          annotations: [{ text: "suggested bounds: " + esc((ev.suggested_buckets || []).join(", ")), xref: "paper", yref: "paper",
+            x: 0, y: 1.02, showarrow: false, font: { size: 11 } }] }) });
+    }
+    if (typeof ev.log_requests === "number" && typeof ev.mesh_requests === "number") {
+      const x = ["observed (logs/callers)", "counted by mesh metrics"], y = [ev.log_requests, ev.mesh_requests];
+      if (ev.tcp_connections) { x.push("TCP connections (istio_tcp_*)"); y.push(ev.tcp_connections); }
+      out.push({ data: [{ type: "bar", x: x, y: y, marker: { color: ["#34495e", "#c0392b", "#8e44ad"].slice(0, y.length) },
+        hovertemplate: "%{x}: %{y:,}<extra></extra>" }], layout: lay({ height: 220, title: { text: "Requests in the window" } }) });
+    }
+    const series = DATA.timeline_checks.includes(f.check) ? DATA.hourly[f.namespace + "/" + f.service] : null;
+    if (series && series.length) {
+      const step = series.length > 1 ? Math.round((series[1][0] - series[0][0]) / 60000) : 60;
+      out.push({ data: [{ type: "scatter", mode: "lines+markers", x: series.map((p) => new Date(p[0]).toISOString().slice(0, 16).replace("T", " ")),
+        y: series.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} requests<extra></extra>" }],
+        layout: lay({ height: 200, title: { text: "Logged inbound requests per " + step + " min" } }) });
+    }
+    return out;
+  }
   function plot(target, fig) {
     if (!window.Plotly || !fig) return;
     const cfg = { displaylogo: false, responsive: true, displayModeBar: false };
@@ -92,7 +127,7 @@
     card.addEventListener("toggle", () => {
       if (card.open && !charts.dataset.drawn) {
         charts.dataset.drawn = "1";
-        for (const fig of DATA.charts[f.id] || []) { const d = el("div", { class: "chart" }); charts.append(d); plot(d, fig); }
+        for (const fig of findingCharts(f)) { const d = el("div", { class: "chart" }); charts.append(d); plot(d, fig); }
       }
     });
     return card;

@@ -64,6 +64,7 @@ class LogTable:
         if self._con is None:
             self._con = duckdb.connect()
             self._con.execute(f"SET threads TO {max(1, min(4, os.cpu_count() or 1))}")
+            self._con.execute("SET memory_limit = '768MB'")  # spills to disk beyond it: bounded memory
             self._con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{self.glob}')")
         return self._con
 
