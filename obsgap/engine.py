@@ -23,7 +23,7 @@ from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import load_live
 from obsgap.sources.kube.snapshot import load_snapshot
 from obsgap.sources.logs.discover import discover
-from obsgap.sources.logs.summary import summarize
+from obsgap.sources.logs.summary import summarize, time_step_ms
 from obsgap.sources.logs.table import read_logs
 from obsgap.sources.prometheus import PrometheusSource
 from obsgap.topology import TopologyIndex
@@ -92,6 +92,10 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
             frames[name] = res.frame
     histograms, histogram_series, hist_report = (
         _histograms(source, plan, say=progress) if any(c.needs_histograms for c in checks) else ({}, {}, {}))
+    over_time = source.query_range("mesh_requests_over_time", plan.window.start, plan.window.end,
+                                   time_step_ms(0, plan.window.seconds * 1000) // 1000, plan.namespaces)
+    if over_time.error is None:
+        frames["mesh_requests_over_time"] = over_time.frame
     targets = source.targets()
     interval = 30.0
     si = frames.get("scrape_interval")
@@ -195,6 +199,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         sources=SourceReport(prom_report, kube_report, logs_report), checks=tuple(runs),
         coverage=coverage, findings=tuple(findings),
         extras={"hourly_by_service": _hourly_by_service(logs, index),
+                "mesh_over_time": metrics.frames.get("mesh_requests_over_time") if metrics else None,
                 "name_contract": [row.as_dict() for row in contract]},
     )
     return RunOutcome(result, failures)

@@ -189,12 +189,14 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
         true = {q: dist.quantile(q) for q in (*QUANTILES, 0.999)}
         suggested = suggest_from_distribution(dist, slos, inputs.settings.max_buckets)
         after_cum = dist.cumulative(suggested)
+        suggested_cumulative: list[float] | None = after_cum
         after = {q: histogram_quantile(q, suggested, after_cum) for q in QUANTILES}
         basis = f"from {int(dist.total):,} logged durations"
     else:
         true = {}
         suggested = suggest_from_buckets(h.bounds, h.cumulative, slos, inputs.settings.max_buckets)
         after = {}
+        suggested_cumulative = None
         basis = "extrapolated from the existing buckets (no logged durations: the tail above the top bound is unknown)"
     series = (inputs.metrics.histogram_series.get(h.family, 0) if inputs.metrics else 0)
     istio = h.family.startswith("istio_")
@@ -232,7 +234,8 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
         evidence={"inf_share": round(h.inf_share, 4), "top_bucket_share": round(h.top_share, 4),
                   "top_finite_bound": top, "unit": unit, "observations": int(h.total),
                   "buckets": h.bounds, "cumulative": h.cumulative,
-                  "suggested_buckets": suggested, "suggestion_basis": "logs" if true else "extrapolated",
+                  "suggested_buckets": suggested, "suggested_cumulative": suggested_cumulative,
+                  "suggestion_basis": "logs" if true else "extrapolated",
                   "quantile_error": q_err, "true_p999": true.get(0.999),
                   "series": series, "series_cost_before": series * (len(h.bounds) + 3),
                   "series_cost_after": series * (len(suggested) + 3)},

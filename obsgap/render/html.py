@@ -23,6 +23,7 @@ from obsgap.model import ScanResult
 from obsgap.render import figures
 from obsgap.render.json_out import result_dict
 from obsgap.render.markdown import coverage_share
+from obsgap.sources.logs.summary import time_step_ms
 
 PLOTLY_CDN = "https://cdn.plot.ly/plotly-3.0.1.min.js"
 PlotlyMode = Literal["embed", "cdn"]
@@ -51,6 +52,10 @@ def _asset(name: str) -> str:
     return (resources.files("obsgap.render") / "templates" / name).read_text(encoding="utf-8")
 
 
+def _step_ms(result: ScanResult) -> int:
+    return time_step_ms(0, result.window.seconds * 1000)
+
+
 def _hourly(result: ScanResult) -> dict[str, list[tuple[int, int]]]:
     """namespace/service -> [(hour ms, requests)] from the logs, via the coverage rows' pods."""
     df = result.extras.get("hourly_by_service")
@@ -68,10 +73,19 @@ def report_data(result: ScanResult) -> dict[str, Any]:
     doc = result_dict(result)
     wanted = {f"{f.namespace}/{f.service}" for f in result.findings if f.check in TIMELINE_CHECKS}
     hourly = {k: v for k, v in _hourly(result).items() if k in wanted}
+    mesh: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    frame = result.extras.get("mesh_over_time")
+    if frame is not None and not frame.empty:
+        for row in frame.fillna("").itertuples(index=False):
+            key = f"{row.destination_service_namespace}/{row.destination_service_name}"
+            if key in wanted:
+                # a bin ends at t: draw it at its start, as the log bins are
+                mesh[key].append((int(row.t * 1000) - _step_ms(result), round(float(row.value))))
     history = result.extras.get("history") or {}
     return {
         "findings": doc["findings"], "coverage": doc["coverage"], "contract": doc["name_contract"],
-        "hourly": hourly, "timeline_checks": sorted(TIMELINE_CHECKS),
+        "hourly": hourly, "mesh_hourly": {k: sorted(v) for k, v in mesh.items()},
+        "timeline_checks": sorted(TIMELINE_CHECKS),
         "coverage_chart": figures.coverage_chart(result.coverage) if result.coverage else None,
         "trend_chart": figures.trend_chart(history.get("runs") or []),
         "checks": {c.id: {"title": c.title, "doc": c.doc_url} for c in REGISTRY},

@@ -144,6 +144,25 @@ class PrometheusSource:
                                tuple(w for p in parts for w in p.warnings))
         return self._result(label, body)
 
+    def query_range(self, name: str, start: datetime, end: datetime, step_seconds: int,
+                    namespaces: tuple[str, ...] = ()) -> QueryResult:
+        """Run queries/<name>.promql as a range query; `$window` is bound to the step. Rows: labels, t, value."""
+        promql = load_query(name).bind(step_seconds, namespaces)
+        self.queries_issued += 1
+        try:
+            body = self._get("/api/v1/query_range", {
+                "query": promql, "start": f"{start.timestamp() + step_seconds:.0f}", "end": f"{end.timestamp():.0f}",
+                "step": str(step_seconds)})
+        except (requests.RequestException, PrometheusApiClientException) as exc:
+            return self._failed(name, exc)
+        self.warnings.extend(f"query {name}: {w}" for w in body.get("warnings") or [])
+        rows = []
+        for series in (body.get("data") or {}).get("result") or []:
+            labels = dict(series.get("metric") or {})
+            for t, v in series.get("values") or []:
+                rows.append(labels | {"t": float(t), "value": float(v)})
+        return QueryResult(name, pd.DataFrame(rows))
+
     def _instant(self, promql: str, at: datetime) -> dict[str, Any]:
         self.queries_issued += 1
         return self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}", "stats": "all"})

@@ -37,8 +37,16 @@
       const counts = ev.cumulative.map((c, i) => Math.max(0, i ? c - ev.cumulative[i - 1] : c));
       const colors = labels.map((_, i) => i === labels.length - 1 ? "#c0392b" : i === labels.length - 2 ? "#e67e22" : "#7f8c8d");
       const unit = esc(ev.unit || "");
-      out.push({ data: [{ type: "bar", x: labels, y: counts, marker: { color: colors },
-        hovertemplate: "%{x} " + unit + ": %{y:,.0f} observations<extra></extra>" }],
+      const traces = [{ type: "bar", x: labels, y: counts, marker: { color: colors }, name: "current buckets",
+        hovertemplate: "%{x} " + unit + ": %{y:,.0f} observations<extra></extra>" }];
+      const sc = ev.suggested_cumulative, sb = ev.suggested_buckets || [];
+      if (Array.isArray(sc) && sc.length === sb.length + 1) {
+        out.push({ data: [{ type: "bar", x: sb.map((b) => "≤" + b).concat([">" + sb[sb.length - 1]]),
+          y: sc.map((c, i) => Math.max(0, i ? c - sc[i - 1] : c)), marker: { color: "#1e8449" }, name: "suggested buckets",
+          hovertemplate: "%{x} " + unit + ": %{y:,.0f} observations<extra></extra>" }],
+          layout: lay({ height: 260, title: { text: "The same observations in the suggested buckets (" + unit + ")" } }) });
+      }
+      out.unshift({ data: traces,
         layout: lay({ height: 260, title: { text: "Observations per bucket (" + unit + "); red = above the top bound" },
           annotations: [{ text: "suggested bounds: " + esc((ev.suggested_buckets || []).join(", ")), xref: "paper", yref: "paper",
             x: 0, y: 1.02, showarrow: false, font: { size: 11 } }] }) });
@@ -52,9 +60,14 @@
     const series = DATA.timeline_checks.includes(f.check) ? DATA.hourly[f.namespace + "/" + f.service] : null;
     if (series && series.length) {
       const step = series.length > 1 ? Math.round((series[1][0] - series[0][0]) / 60000) : 60;
-      out.push({ data: [{ type: "scatter", mode: "lines+markers", x: series.map((p) => new Date(p[0]).toISOString().slice(0, 16).replace("T", " ")),
-        y: series.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} requests<extra></extra>" }],
-        layout: lay({ height: 200, title: { text: "Logged inbound requests per " + step + " min" } }) });
+      const when = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+      const traces = [{ type: "scatter", mode: "lines+markers", name: "logged", x: series.map((p) => when(p[0])),
+        y: series.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} logged<extra></extra>" }];
+      const mesh = DATA.mesh_hourly[f.namespace + "/" + f.service] || [];
+      traces.push({ type: "scatter", mode: "lines+markers", name: "counted by mesh metrics", x: mesh.map((p) => when(p[0])),
+        y: mesh.map((p) => p[1]), line: { color: "#c0392b" }, hovertemplate: "%{x}: %{y:,} counted<extra></extra>" });
+      out.push({ data: traces, layout: lay({ height: 220, showlegend: true, legend: { orientation: "h", y: -0.25 },
+        title: { text: "Requests per " + step + " min: logs vs mesh metrics" } }) });
     }
     return out;
   }
