@@ -294,3 +294,12 @@ def test_window_outside_the_data_finds_nothing(demo_built) -> None:  # type: ign
     run = run_scenario(later, tmp, server=server, built=built)
     assert [f for f in run.findings() if f.check in COVERAGE_CHECKS - {"port-missing-from-metrics"}] == []
     assert run.result.sources.logs["out_of_window"] == run.result.sources.logs["parsed"]
+
+
+def test_counter_reset_mid_window_is_not_a_gap(tmp_path: Path) -> None:
+    run = run_scenario(scenario("reset", ServiceSpec("app", "api", restart_at=0.5)), tmp_path)
+    check_exact(run, set())
+    cov = {c.service: c for c in run.result.coverage}
+    truth = run.built.truth.server_requests["app/api"]
+    # increase() handles the reset; only the requests of the restart's own scrape interval can be lost
+    assert truth * 0.97 <= cov["api"].mesh_requests <= truth

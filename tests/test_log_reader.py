@@ -124,3 +124,14 @@ def test_glob_and_dedup_of_symlinked_containers_dir(tmp_path: Path) -> None:
     (containers / ("cart-7d9f-abcde_shop_app-" + "b" * 64 + ".log")).symlink_to(pods / "0.log")
     found = discover([str(tmp_path / "pods"), str(containers / "*.log")])
     assert len(found.files) == 1
+
+
+def test_one_megabyte_lines(tmp_path: Path) -> None:
+    d = tmp_path / POD_DIR / "app"
+    d.mkdir(parents=True)
+    big_json = json.dumps({"ts": "2026-01-02T03:04:06Z", "method": "POST", "path": "/upload", "status": 200,
+                           "body": "x" * 1_000_000})
+    (d / "0.log").write_text(_cri(big_json) + _cri("y" * 1_000_000) + _cri(APP))
+    rows, stats = _read([tmp_path])
+    assert len(rows) == 2 and set(rows["path"]) == {"/upload", "/a"}
+    assert stats.unparsed == 1 and len(stats.unparsed_by_file[0][2]) == 160

@@ -128,6 +128,18 @@ class _Metrics:
         h[-2] += value
         h[-1] += 1
 
+    def reset_pod(self, pod: str) -> None:
+        """A restarted proxy starts its counters and histograms from zero."""
+        marker = f'pod="{pod}"'
+        for series in self.counters.values():
+            for key in series:
+                if marker in key:
+                    series[key] = 0.0
+        for hseries in self.hists.values():
+            for key, h in hseries.items():
+                if marker in key:
+                    h[:] = [0.0] * len(h)
+
     def _file(self, family: str) -> TextIO:
         f = self.files.get(family)
         if f is None:
@@ -398,7 +410,12 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
     mark_up()
     metrics.sample(start)
     t_prev = start
+    restarts = {s.key: start + s.restart_at * (end - start) for s in spec.services if s.restart_at is not None}
     for t in _steps(start, end, step):
+        for key, when in restarts.items():
+            if t_prev < when <= t:
+                for p in pods[key]:
+                    metrics.reset_pod(p.name)
         for fi, flow in enumerate(spec.flows):
             target = services[flow.target]
             port = next(p for p in target.ports if p.port == flow.port)

@@ -42,6 +42,8 @@ class ServiceSpec:
     """Injection is enabled but the pods have no istio-proxy (created before the namespace label)."""
     pods_without_proxy: int = 0
     """The first N replicas lack istio-proxy although injection is enabled (the rest have it)."""
+    restart_at: float | None = None
+    """Fraction of the window at which the pods restart: their counters reset to zero."""
     metrics_loss: float = 0.0
     """Share of this service's requests its sidecar metrics silently lose (e.g. a relabel rule)."""
     latency_median_ms: float = 20.0
