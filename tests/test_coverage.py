@@ -37,8 +37,10 @@ def check_exact(run: Run, expected: set[tuple[str, str | None, str | None]]) -> 
     assert got == expected, f"missing {expected - got}, unexpected {got - expected}"
 
 
-def test_healthy_mesh_is_silent(tmp_path: Path) -> None:
-    spec = scenario("healthy", ServiceSpec("app", "api", app_logs="ecs"))
+@pytest.mark.parametrize("style", ["flat", "ecs", "otel"])
+def test_healthy_mesh_is_silent(tmp_path: Path, style: str) -> None:
+    spec = scenario("healthy", ServiceSpec("app", "api", app_logs=style))
+    spec = replace(spec, services=(ServiceSpec("app", "client", app_logs=style), *spec.services[1:]))
     run = run_scenario(spec, tmp_path)
     assert [f for f in run.findings() if f.check in COVERAGE_CHECKS] == []
     assert {f.check for f in run.findings()} <= {"namespace-not-injected"}  # the empty `legacy` namespace

@@ -86,6 +86,10 @@ def test_envoy_json_encoding() -> None:
      ("outbound", "GET", "/r", 200, 7.0, 9080, "reviews:9080")),
     ({"time": "2026-01-02T03:04:05Z", "method": "GET", "uri": "/c", "status_code": "500"},
      ("inbound", "GET", "/c", 500, None, None, None)),
+    # ECS nests url/http objects: the `url` object must not be taken for the URL string
+    ({"@timestamp": "2026-01-02T03:04:05Z", "http": {"request": {"method": "GET"}, "response": {"status_code": 200}},
+      "url": {"full": "http://10.44.0.127:8080/api"}, "event": {"duration": 7145788}, "log": {"level": "info"}},
+     ("outbound", "GET", "/api", 200, 7.145788, 8080, "10.44.0.127:8080")),
 ])
 def test_app_json_conventions(obj: dict, expect: tuple) -> None:
     row = formats.parse_app_json(obj)

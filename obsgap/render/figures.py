@@ -25,14 +25,14 @@ def coverage_chart(rows: Sequence[CoverageRow], limit: int = 30) -> dict[str, An
     """Worst services first: share of observed requests the mesh metrics counted."""
     worst = [r for r in rows if r.ratio is not None][:limit]
     names = [_e(f"{r.namespace}/{r.service}") for r in worst][::-1]
-    ratios = [min(1.0, r.ratio or 0.0) * 100 for r in worst][::-1]
-    colors = ["#c0392b" if v < 50 else "#e67e22" if v < 90 else "#27ae60" for v in ratios]
-    fig = go.Figure(go.Bar(x=ratios, y=names, orientation="h", marker_color=colors,
+    missed = [max(0.0, 1.0 - min(1.0, r.ratio or 0.0)) * 100 for r in worst][::-1]
+    colors = ["#c0392b" if v >= 50 else "#e67e22" if v >= 10 else "#27ae60" for v in missed]
+    fig = go.Figure(go.Bar(x=missed, y=names, orientation="h", marker_color=colors,
                            customdata=[[r.log_requests, r.mesh_requests] for r in worst][::-1],
-                           hovertemplate="%{y}<br>%{x:.1f}% counted<br>observed %{customdata[0]:,}"
-                                         "<br>mesh %{customdata[1]:,}<extra></extra>"))
+                           hovertemplate="%{y}<br>%{x:.1f}% missed<br>observed %{customdata[0]:,}"
+                                         "<br>counted by the mesh %{customdata[1]:,}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=max(160, 22 * len(worst) + 60), xaxis=dict(range=[0, 100], ticksuffix="%"),
-                      title="Share of real requests the mesh metrics counted (worst first)")
+                      title=f"Share of real requests the mesh metrics missed (worst {len(worst)})")
     return fig.to_plotly_json()
 
 

@@ -229,9 +229,10 @@ def lookup(obj: Mapping[str, Any], key: str, heads: frozenset[str] | set[str] | 
 
 
 def _first(obj: Mapping[str, Any], keys: tuple[str, ...], heads: set[str] | None = None) -> Any:
+    """The first candidate key holding a scalar: ECS nests `url: {full: ...}`, so `url` itself must not match."""
     for key in keys:
         value = lookup(obj, key, heads)
-        if value is not None:
+        if value is not None and not isinstance(value, Mapping | list):
             return value
     return None
 
@@ -273,7 +274,8 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
 
     def field_value(name: str) -> Any:
         if mapping and name in mapping:
-            return lookup(obj, mapping[name])
+            value = lookup(obj, mapping[name])
+            return None if isinstance(value, Mapping | list) else value
         return _first(obj, APP_KEYS[name], heads)
 
     method = _s(field_value("method"))
