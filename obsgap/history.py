@@ -32,7 +32,7 @@ def _load(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("schema") == "obsgap.findings/v1" else None
 
 
-def _summary(doc: dict[str, Any], date: str) -> dict[str, Any]:
+def run_summary(doc: dict[str, Any], date: str) -> dict[str, Any]:
     cov = doc.get("coverage") or []
     logged = sum(int(c.get("log_requests") or 0) for c in cov)
     counted = sum(min(int(c.get("mesh_requests") or 0), int(c.get("log_requests") or 0)) for c in cov)
@@ -61,12 +61,12 @@ def load_history(out_dir: Path, baseline: Path | None) -> History:
     elif runs:
         base_doc, base_name = runs[-1][1], runs[-1][0]
     if base_doc is None:
-        return History(None, runs=tuple(_summary(doc, date) for date, doc in runs))
+        return History(None, runs=tuple(run_summary(doc, date) for date, doc in runs))
     findings = base_doc.get("findings") or []
     return History(base_name, frozenset(str(f.get("id")) for f in findings),
                    tuple({"id": f.get("id"), "check": f.get("check"), "title": f.get("title"),
                           "severity": f.get("severity")} for f in findings),
-                   tuple(_summary(doc, date) for date, doc in runs))
+                   tuple(run_summary(doc, date) for date, doc in runs))
 
 
 def changes(history: History, current_ids: set[str]) -> tuple[dict[str, str], list[dict[str, Any]]]:

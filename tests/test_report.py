@@ -145,6 +145,8 @@ def test_nightly_history_marks_new_resolved_and_trends(demo_run, tmp_path: Path)
     assert "1 new, 1 resolved" in md and "(new)" in md
     html = (root / "2026-11-24" / "report.html").read_text()
     assert "1 findings resolved since the last run" in html and "trend-chart" in html
+    data = json.loads(html.split('id="obsgap-data">')[1].split("</script>")[0])
+    assert data["trend_chart"] is not None and len(data["trend_chart"]["data"][0]["x"]) == 2  # yesterday and today
     # an explicit --baseline wins over the sibling folders
     write_outputs(run.result, root / "2026-11-25", baseline=root / "2026-11-24")
     doc = json.loads((root / "2026-11-25" / "findings.json").read_text())

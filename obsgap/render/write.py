@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from obsgap.errors import InputError
-from obsgap.history import changes, load_history
+from obsgap.history import changes, load_history, run_summary
 from obsgap.model import ScanResult
 from obsgap.render.html import PlotlyMode, render_html
-from obsgap.render.json_out import render_json
+from obsgap.render.json_out import render_json, result_dict
 from obsgap.render.markdown import render_markdown
 
 
@@ -31,7 +31,9 @@ def with_history(result: ScanResult, out_dir: Path, baseline: Path | None) -> Sc
     status, resolved = changes(history, {f.id for f in result.findings})
     extras = dict(result.extras)
     extras["changes"] = status
-    extras["history"] = {"baseline": history.baseline, "resolved": resolved, "runs": list(history.runs),
+    stamp = result.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    current = run_summary(result_dict(replace(result, extras=extras)), stamp)
+    extras["history"] = {"baseline": history.baseline, "resolved": resolved, "runs": [*history.runs, current],
                          "new": sum(1 for s in status.values() if s == "new")}
     return replace(result, extras=extras)
 
