@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +58,6 @@ def _scope_topology(topo: Topology, namespaces: tuple[str, ...]) -> Topology:
     if not namespaces:
         return topo
     keep = set(namespaces)
-    from dataclasses import replace
-
     return replace(
         topo, namespaces={k: v for k, v in topo.namespaces.items() if k in keep},
         services=tuple(s for s in topo.services if s.namespace in keep),

@@ -15,6 +15,7 @@ from obsgap.model import Window
 from obsgap.render.write import write_outputs
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.suggest.configs import STATS_BUCKETS_ANNOTATION as STATS_BUCKETS
 from obsgap.testbed.promserver import serve_openmetrics
 
@@ -113,7 +114,7 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
     server = serve_openmetrics(built.metrics, out / "scenario")
     try:
         say(f"Prometheus serving on {server.url}")
-        plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=_prom(server.url),
+        plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=PrometheusOptions(url=server.url),
                        settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS),
                        kube_snapshots=(built.topology,), logs=(str(built.logs),), dashboards=(dashboard,))
         outcome = engine.run(plan, say)
@@ -128,8 +129,3 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
         say(f"  {f.severity.value:<8} {f.check:<26} {f.title}")
     return paths[0]
 
-
-def _prom(url: str):  # type: ignore[no-untyped-def]
-    from obsgap.sources.prometheus import PrometheusOptions
-
-    return PrometheusOptions(url=url)

@@ -31,6 +31,31 @@ def find_binary(name: str) -> str:
     return path
 
 
+def wait_ready(process: subprocess.Popen[bytes], url: str, what: str, timeout: float) -> None:
+    """Poll `url` until it answers 200; a process that exits or never answers is a SourceError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SourceError(f"{what} exited at start")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    stop_process(process)
+    raise SourceError(f"{what} did not become ready in time")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def backfill(openmetrics: Path, tsdb: Path) -> None:
     tsdb.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
@@ -63,26 +88,14 @@ class PrometheusServer:
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
              "--query.lookback-delta=5m", "--web.enable-admin-api", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SourceError(f"prometheus exited: {self.log_path.read_text()[-800:]}")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SourceError("prometheus did not become ready in time")
+        try:
+            wait_ready(self.process, f"{self.url}/-/ready", "prometheus", timeout)
+        except SourceError as exc:
+            raise SourceError(f"{exc}: {self.log_path.read_text()[-800:]}") from exc
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> PrometheusServer:

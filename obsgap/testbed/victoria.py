@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from obsgap.errors import SourceError
-from obsgap.testbed.promserver import find_binary, free_port
+from obsgap.testbed.promserver import find_binary, free_port, stop_process, wait_ready
 
 _SAMPLE = re.compile(r"^(?P<series>[^\s{]+(?:\{.*\})?) (?P<value>\S+) (?P<ts>\d+(?:\.\d+)?)$")
 CHUNK_LINES = 200_000
@@ -38,18 +36,8 @@ class VictoriaMetricsServer:
             [find_binary("victoria-metrics"), f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
              "-retentionPeriod=100y", "-search.disableCache", "-search.latencyOffset=0s"],
             stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SourceError("victoria-metrics exited at start")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SourceError("victoria-metrics did not become ready in time")
+        wait_ready(self.process, f"{self.url}/health", "victoria-metrics", timeout)
+        return self
 
     def import_openmetrics(self, path: Path) -> int:
         """Send OpenMetrics text (timestamps in seconds) to /api/v1/import/prometheus (milliseconds)."""
@@ -78,10 +66,5 @@ class VictoriaMetricsServer:
         return sent
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
         self.process = None
