@@ -241,6 +241,32 @@ def _heads(obj: Mapping[str, Any]) -> set[str]:
     return {k.partition(".")[0] for k in obj}
 
 
+_KNOWN_KEYS = frozenset(k for keys in APP_KEYS.values() for k in keys) | frozenset(k for k, _ in DURATION_KEYS)
+_KNOWN_PREFIXES = frozenset(".".join(k.split(".")[:i]) for k in _KNOWN_KEYS for i in range(1, k.count(".") + 1))
+
+
+def _flatten_known(obj: dict[str, Any]) -> dict[str, Any]:
+    """Every known dotted key present in `obj`, flat or nested (or mixed), in one scan of the object.
+
+    A flat key wins over the same path through nested objects, as `lookup` does."""
+    found: dict[str, Any] = {}
+    nested: list[tuple[str, dict[str, Any]]] = []
+    for k, v in obj.items():
+        if k in _KNOWN_KEYS:
+            found[k] = v
+        if k in _KNOWN_PREFIXES and type(v) is dict:
+            nested.append((k, v))
+    while nested:
+        prefix, node = nested.pop()
+        for k, v in node.items():
+            full = f"{prefix}.{k}"
+            if full in _KNOWN_KEYS and full not in found:
+                found[full] = v
+            if full in _KNOWN_PREFIXES and type(v) is dict:
+                nested.append((full, v))
+    return found
+
+
 def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...],
                  heads: set[str] | None = None) -> float | None:
     for key, factor in keys:
@@ -270,13 +296,17 @@ def k8s_attribution(obj: Mapping[str, Any]) -> tuple[str | None, str | None, str
 def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> Row | None:
     """An application request line; None when the object carries no request fields."""
 
-    heads = _heads(obj)
+    known = _flatten_known(obj) if type(obj) is dict else {}
 
     def field_value(name: str) -> Any:
         if mapping and name in mapping:
             value = lookup(obj, mapping[name])
             return None if isinstance(value, Mapping | list) else value
-        return _first(obj, APP_KEYS[name], heads)
+        for key in APP_KEYS[name]:
+            value = known.get(key)
+            if value is not None and type(value) not in (dict, list):
+                return value
+        return None
 
     method = _s(field_value("method"))
     path = _s(field_value("path"))
@@ -287,7 +317,7 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
     if mapping and "duration_ms" in mapping:
         duration = _duration_ms(obj, ((mapping["duration_ms"], 1.0),))
     else:
-        duration = _duration_ms(obj, DURATION_KEYS, heads)
+        duration = _duration_ms(known, DURATION_KEYS)
     port = _int(field_value("port"))
     authority = _s(field_value("host"))
     direction = "inbound"
