@@ -188,6 +188,7 @@ def demo(out: str, hours: float) -> None:
 
     try:
         path = run_demo(Path(out), hours, lambda m: click.echo(f"· {m}", err=True))
+        click.echo("open the report in a browser (findings.json and summary.md are next to it):", err=True)
     except ObsgapError as exc:
         click.echo(f"obsgap: {exc}", err=True)
         sys.exit(exc.exit_code)

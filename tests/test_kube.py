@@ -185,3 +185,31 @@ def test_live_path_only_reads(api_server: Path) -> None:
     load_live(LiveOptions(str(api_server), "test"))
     assert _Api.seen and all(s.startswith(("/api/", "/apis/")) for s in _Api.seen)
     assert _Api.methods == {"GET"}
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1", "v1alpha3"])
+def test_istio_crd_versions_in_snapshots(tmp_path: Path, version: str) -> None:
+    (tmp_path / "istio.yaml").write_text(f"""
+apiVersion: networking.istio.io/{version}
+kind: DestinationRule
+metadata: {{name: r, namespace: shop}}
+spec:
+  host: r
+  trafficPolicy: {{outlierDetection: {{consecutive5xxErrors: 5}}}}
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/{version}
+kind: VirtualService
+metadata: {{name: r, namespace: shop}}
+spec:
+  hosts: [r]
+  http:
+  - route:
+    - destination: {{host: r, subset: v1}}
+      weight: 90
+    - destination: {{host: r, subset: v2}}
+      weight: 10
+""")
+    topo = topo_of(tmp_path / "istio.yaml")
+    assert topo.destination_rules[0].has_outlier_detection and topo.destination_rules[0].subsets[0].name == "v1"
+    assert [d.subset for d in topo.virtual_services[0].weighted_routes[0]] == ["v1", "v2"]

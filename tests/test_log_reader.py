@@ -135,3 +135,24 @@ def test_one_megabyte_lines(tmp_path: Path) -> None:
     rows, stats = _read([tmp_path])
     assert len(rows) == 2 and set(rows["path"]) == {"/upload", "/a"}
     assert stats.unparsed == 1 and len(stats.unparsed_by_file[0][2]) == 160
+
+
+def test_partial_line_continues_in_the_next_rotated_file(tmp_path: Path) -> None:
+    d = tmp_path / POD_DIR / "app"
+    d.mkdir(parents=True)
+    cut = len(APP) // 3
+    # kubelet rotated in the middle of a long message: its P lines end the old file, its F line opens the new one
+    with gzip.open(d / "0.log.20260102-030405.gz", "wt") as f:
+        f.write(_cri(APP) + _cri(APP[:cut], "P"))
+    (d / "0.log").write_text(_cri(APP[cut:2 * cut], "P") + _cri(APP[2 * cut:]) + _cri(APP))
+    rows, stats = _read([tmp_path])
+    assert len(rows) == 3 and stats.requests == 3 and stats.unparsed == 0
+    assert "cri-unterminated-partial" not in stats.wrappers
+
+
+def test_partial_line_that_never_ends_is_still_counted(tmp_path: Path) -> None:
+    d = tmp_path / POD_DIR / "app"
+    d.mkdir(parents=True)
+    (d / "0.log").write_text(_cri(APP) + _cri(APP[:10], "P"))
+    rows, stats = _read([tmp_path])
+    assert len(rows) == 1 and stats.wrappers["cri-unterminated-partial"] == 1 and stats.unparsed == 1

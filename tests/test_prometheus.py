@@ -263,3 +263,26 @@ def replace_url(plan, url):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     return replace(plan, prometheus=PrometheusOptions(url=url))
+
+
+def test_backend_without_targets_api(tmp_path: Path) -> None:
+    class NoTargets(_Stub):
+        def _answer(self) -> None:
+            if "/api/v1/targets" in self.path:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super()._answer()
+
+        do_GET = _answer
+        do_POST = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoTargets)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = PrometheusSource(PrometheusOptions(url=f"http://127.0.0.1:{server.server_port}"))
+        assert src.targets() is None  # Thanos/Mimir: the `up` series stand in for it
+        assert src.status() == "ok"
+    finally:
+        server.shutdown()

@@ -127,5 +127,5 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
     say(f"{len(outcome.result.findings)} findings")
     for f in outcome.result.findings:
         say(f"  {f.severity.value:<8} {f.check:<26} {f.title}")
-    return paths[0]
+    return paths[1]  # report.html: what a person opens
 

@@ -80,10 +80,23 @@ def _cri(line: str) -> tuple[str, str, str] | None:
     return parts[0], parts[2], parts[3] if len(parts) == 4 else ""
 
 
-def _messages(stream: IO[bytes], stats: FileStats) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
-    """Yield (message, wrapper timestamp, wrapper object) with CRI partial lines joined."""
-    pending: list[str] = []
-    pending_ts: str | None = None
+@dataclass
+class Partial:
+    """A CRI message still open (P lines so far); kubelet may continue it in the next rotated file."""
+
+    parts: list[str] = field(default_factory=list)
+    ts: str | None = None
+
+    def take(self) -> tuple[str, str | None]:
+        msg, ts = "".join(self.parts), self.ts
+        self.parts, self.ts = [], None
+        return msg, ts
+
+
+def _messages(stream: IO[bytes], stats: FileStats,
+              partial: Partial) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+    """Yield (message, wrapper timestamp, wrapper object) with CRI partial lines joined; an open partial
+    message at the end of the stream stays in `partial` for the next file of the same container."""
     for raw in stream:
         stats.lines += 1
         try:
@@ -97,14 +110,14 @@ def _messages(stream: IO[bytes], stats: FileStats) -> Iterator[tuple[str, str | 
             ts, flag, msg = cri
             stats.wrappers["cri"] += 1
             if flag == "P":
-                pending.append(msg)
-                pending_ts = pending_ts or ts
+                partial.parts.append(msg)
+                partial.ts = partial.ts or ts
                 stats.partial_joined += 1
                 continue
-            if pending:
-                pending.append(msg)
-                msg, ts = "".join(pending), pending_ts or ts
-                pending, pending_ts = [], None
+            if partial.parts:
+                partial.parts.append(msg)
+                joined, first_ts = partial.take()
+                msg, ts = joined, first_ts or ts
             yield msg, ts, None
             continue
         if line.startswith('{"log":') or line.startswith('{"log" :'):
@@ -117,9 +130,6 @@ def _messages(stream: IO[bytes], stats: FileStats) -> Iterator[tuple[str, str | 
                 yield obj["log"].rstrip("\n"), obj.get("time"), obj
                 continue
         yield line, None, None
-    if pending:
-        stats.wrappers["cri-unterminated-partial"] += 1
-        yield "".join(pending), pending_ts, None
 
 
 def _parse(msg: str, wrapper: dict[str, Any] | None, mapping: Mapping[str, str] | None,
@@ -188,41 +198,81 @@ class _PartWriter:
             self.writer.close()
 
 
-def read_file(path: Path, task: ReadTask, out: _PartWriter) -> FileStats:
-    stats = FileStats(str(path))
+def _handle(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
+            out: _PartWriter, base_attr: tuple[str | None, str | None, str | None]) -> None:
+    row, attr = _parse(msg, wrapper, task.mapping, stats)
+    if row is None:
+        return
+    if row["ts_ms"] is None:
+        row["ts_ms"] = formats.parse_ts_ms(wrapper_ts)
+    ts = row["ts_ms"]
+    if ts is None:
+        stats.undated += 1
+    elif (task.start_ms is not None and ts < task.start_ms) or (task.end_ms is not None and ts >= task.end_ms):
+        stats.out_of_window += 1
+        return
+    row["namespace"] = attr[0] or base_attr[0]
+    row["pod"] = attr[1] or base_attr[1]
+    row["container"] = attr[2] or base_attr[2]
+    row["file"] = stats.path
+    out.add(row)
+    stats.requests += 1
+
+
+def _base_attr(path: Path) -> tuple[str | None, str | None, str | None]:
     where = attribution_from_path(path)
-    base_attr = (where.namespace, where.pod, where.container) if where else (None, None, None)
+    return (where.namespace, where.pod, where.container) if where else (None, None, None)
+
+
+def read_file(path: Path, task: ReadTask, out: _PartWriter, partial: Partial | None = None) -> FileStats:
+    """Read one file; with `partial`, an open CRI message continues from (and into) the neighbouring files."""
+    stats = FileStats(str(path))
+    own = partial is None
+    partial = Partial() if partial is None else partial
+    base_attr = _base_attr(path)
     try:
         with _open(path) as stream:
-            for msg, wrapper_ts, wrapper in _messages(stream, stats):
-                row, attr = _parse(msg, wrapper, task.mapping, stats)
-                if row is None:
-                    continue
-                if row["ts_ms"] is None:
-                    row["ts_ms"] = formats.parse_ts_ms(wrapper_ts)
-                ts = row["ts_ms"]
-                if ts is None:
-                    stats.undated += 1
-                elif (task.start_ms is not None and ts < task.start_ms) or (
-                        task.end_ms is not None and ts >= task.end_ms):
-                    stats.out_of_window += 1
-                    continue
-                row["namespace"] = attr[0] or base_attr[0]
-                row["pod"] = attr[1] or base_attr[1]
-                row["container"] = attr[2] or base_attr[2]
-                row["file"] = stats.path
-                out.add(row)
-                stats.requests += 1
+            for msg, wrapper_ts, wrapper in _messages(stream, stats, partial):
+                _handle(msg, wrapper_ts, wrapper, stats, task, out, base_attr)
     except (OSError, EOFError, zlib.error) as exc:
         kind = "corrupt or truncated gzip" if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile) \
             else (exc.strerror or str(exc) or type(exc).__name__)
         stats.error = f"{kind} (read {stats.lines} lines before the error)"
+    if own:
+        flush_partial(partial, stats, task, out, base_attr)
     return stats
+
+
+def flush_partial(partial: Partial, stats: FileStats, task: ReadTask, out: _PartWriter,
+                  base_attr: tuple[str | None, str | None, str | None]) -> None:
+    """A message whose final (F) line never came: parse what there is, and say so."""
+    if partial.parts:
+        stats.wrappers["cri-unterminated-partial"] += 1
+        msg, ts = partial.take()
+        _handle(msg, ts, None, stats, task, out, base_attr)
+
+
+def rotation_key(path: Path) -> tuple[str, int, str, int]:
+    """Order kubelet's files of one container: older rotated `N.log.<stamp>[.gz]` before the live `N.log`."""
+    name = path.name
+    restart, _, rest = name.partition(".log")
+    stamp = rest.lstrip(".").removesuffix(".gz")
+    return (str(path.parent), int(restart) if restart.isdigit() else 0, stamp or "~", 0 if stamp else 1)
 
 
 def run_task(task: ReadTask) -> list[FileStats]:
     writer = _PartWriter(task.part_path)
+    results: list[FileStats] = []
+    partial = Partial()
     try:
-        return [read_file(Path(f), task, writer) for f in task.files]
+        files = [Path(f) for f in task.files]
+        for i, path in enumerate(files):
+            stats = read_file(path, task, writer, partial)
+            results.append(stats)
+            same_container = i + 1 < len(files) and files[i + 1].parent == path.parent and \
+                attribution_from_path(path) is not None
+            if not same_container:
+                flush_partial(partial, stats, task, writer, _base_attr(path))
+        return results
     finally:
         writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from obsgap.sources.logs.discover import Discovered
-from obsgap.sources.logs.reader import FileStats, ReadTask, run_task
+from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key, run_task
 
 TASK_BYTES = 64 * 1024 * 1024
 
@@ -90,19 +91,22 @@ class LogTable:
 
 
 def _batches(files: tuple[Path, ...]) -> list[list[Path]]:
-    sized = []
+    """About TASK_BYTES of files per task; a container's files stay together, in rotation order."""
+    groups: dict[Path, list[Path]] = {}
     for f in files:
-        try:
-            sized.append((f.stat().st_size, f))
-        except OSError:
-            sized.append((0, f))
+        groups.setdefault(f.parent, []).append(f)
     batches: list[list[Path]] = [[]]
     total = 0
-    for size, f in sorted(sized, key=lambda x: str(x[1])):
+    for parent in sorted(groups, key=str):
+        group = sorted(groups[parent], key=rotation_key)
+        size = 0
+        for f in group:
+            with contextlib.suppress(OSError):  # unreadable files are reported when read
+                size += f.stat().st_size
         if total + size > TASK_BYTES and batches[-1]:
             batches.append([])
             total = 0
-        batches[-1].append(f)
+        batches[-1].extend(group)
         total += size
     return [b for b in batches if b]
 
