@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import click
 
 from obsgap import engine
 from obsgap.checks import REGISTRY, by_id
+from obsgap.checks.base import doc_sections
 from obsgap.config import (
     FAIL_ON,
     RunPlan,
@@ -166,11 +167,9 @@ def explain(check_id: str) -> None:
     if check is None:
         click.echo(f"obsgap: unknown check {check_id!r}; known: {', '.join(c.id for c in REGISTRY)}", err=True)
         sys.exit(2)
-    click.echo(f"{check.id} — {check.title}\n")
-    doc = inspect.cleandoc(check.__doc__ or "")
-    for head in ("What it does:", "Why is this bad?", "Example:", "Use instead:"):
-        doc = doc.replace(head, f"\n{head.rstrip(':')}\n ")
-    click.echo(doc.strip())
+    click.echo(f"{check.id} — {check.title}")
+    for heading, text in doc_sections(check):
+        click.echo(f"\n{heading}\n" + textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="  "))
     extra = [f"needs: {', '.join(check.needs)}"]
     if check.istio_code:
         extra.append(f"istioctl analyze: {check.istio_code}")

@@ -121,3 +121,14 @@ def test_checks_list_and_explain() -> None:
         for section in ("What it does", "Why is this bad?", "Example", "Use instead"):
             assert section in text, (check.id, section)
     assert invoke("checks", "explain", "nope").exit_code == 2
+
+
+def test_every_check_is_documented_and_tested() -> None:
+    """The sqlfluff rule: no check without its documentation sections and a test that names it."""
+    from obsgap.checks.base import doc_sections
+
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py") if p.name != "test_cli.py")
+    for check in REGISTRY:
+        assert [h for h, _ in doc_sections(check)] == ["What it does", "Why is this bad?", "Example", "Use instead"]
+        assert all(text for _, text in doc_sections(check)), check.id
+        assert f'"{check.id}"' in tests, f"no test names {check.id}"

@@ -38,6 +38,23 @@ class Check:
         raise NotImplementedError
 
 
+HEADINGS = ("What it does:", "Why is this bad?", "Example:", "Use instead:")
+
+
+def doc_sections(check: type[Check]) -> list[tuple[str, str]]:
+    """The check's docstring as (heading, one-paragraph text) in the ruff-docs shape."""
+    import inspect
+    import re
+
+    text = " ".join(inspect.cleandoc(check.__doc__ or "").split())
+    pattern = "(" + "|".join(re.escape(h) for h in HEADINGS) + ")"
+    parts = re.split(pattern, text)
+    out = []
+    for i in range(1, len(parts) - 1, 2):
+        out.append((parts[i].rstrip(":?") + ("?" if parts[i].endswith("?") else ""), parts[i + 1].strip()))
+    return out
+
+
 def severity_for_missed(missed_share: float) -> Severity:
     """How bad a gap is, from the share of real traffic the metrics do not count."""
     if missed_share >= 0.5:
