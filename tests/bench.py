@@ -125,7 +125,7 @@ def scale(args: argparse.Namespace) -> None:
     files = [p for p in built.logs.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     print(f"  {len({p for p in built.topology.read_text().split('podIP')}) - 1:,} pods, {len(files):,} log files "
-          f"({size / 1e9:.2f} GB on disk), {built.truth.log_lines:,} log lines, "
+          f"({size / 1e9:.2f} GB on disk), {'(reused)' if reuse else f'{built.truth.log_lines:,}'} log lines, "
           f"{built.metrics.stat().st_size / 1e9:.2f} GB OpenMetrics")
     if reuse:
         from obsgap.testbed.promserver import PrometheusServer
