@@ -8,7 +8,7 @@ APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-ins
 .PHONY: setup system demo test lint bench clean
 
 system:
-	@if ! command -v promtool >/dev/null || ! python3 -m venv --help >/dev/null 2>&1 || ! command -v chromium >/dev/null || ! command -v victoria-metrics >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! python3 -c "import ensurepip" >/dev/null 2>&1 || ! command -v chromium >/dev/null || ! command -v victoria-metrics >/dev/null; then \
 		$(SUDO) apt-get update -qq && $(APT) prometheus victoria-metrics python3-venv chromium fonts-dejavu-core >/dev/null; fi
 
 $(STAMP): pyproject.toml | system
