@@ -217,7 +217,8 @@ def _coverage(inputs: CheckInputs) -> tuple[CoverageRow, ...]:
     for st in rec.services.values():
         if st.observed == 0 and st.mesh_requests == 0 and st.tcp_connections == 0:
             continue
-        rows.append(CoverageRow(st.service.namespace, st.service.name, st.observed, round(st.mesh_requests),
+        mesh = st.mesh_for_pods if st.observed_by == "server logs" else st.mesh_requests
+        rows.append(CoverageRow(st.service.namespace, st.service.name, st.observed, round(mesh),
                                 round(st.tcp_connections), st.observed_by))
     rows.sort(key=lambda r: (r.ratio if r.ratio is not None else 2.0, -r.log_requests, r.namespace, r.service))
     return tuple(rows)

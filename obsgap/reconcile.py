@@ -48,6 +48,13 @@ class ServiceTraffic:
     source_reported: float = 0.0
     tcp_connections: float = 0.0
     client_logs: int = 0
+    peer_mesh_by_pod: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """What the mesh counted for these pods under the other Services that select them (e.g. a headless one)."""
+
+    @property
+    def mesh_for_pods(self) -> float:
+        """Requests the mesh counted for this service's pods under any Service name."""
+        return self.mesh_requests + sum(self.peer_mesh_by_pod.values())
 
     @property
     def server_logs(self) -> int:
@@ -191,6 +198,20 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
             if resolved.service is not None and resolved.kind != "wrong-namespace":
                 traffic(resolved.service).client_logs += max(app, envoy)
 
+    # Server logs of a pod land on one of the Services selecting it; what callers sent through the others
+    # is counted under their names: credit it back, per pod.
+    for st in services.values():
+        if not st.pod_logs:
+            continue
+        for pod in st.pods:
+            for other in idx.services_of_pod(pod.namespace, pod.name):
+                peer = services.get(other.key)
+                if peer is None or peer is st:
+                    continue
+                if peer.mesh_by_pod:
+                    st.peer_mesh_by_pod[pod.name] += peer.mesh_by_pod.get(pod.name, 0.0)
+                elif peer.pods:  # no per-pod labels in the metrics: the pod's even share of the peer's count
+                    st.peer_mesh_by_pod[""] += peer.mesh_requests / len(peer.pods)
     return Reconciliation(services, sorted(undeclared.values(), key=lambda u: -u.requests), metrics_present,
                           logs is not None and logs.has_requests)
 

@@ -305,3 +305,13 @@ def test_counter_reset_mid_window_is_not_a_gap(tmp_path: Path) -> None:
     truth = run.built.truth.server_requests["app/api"]
     # increase() handles the reset; only the requests of the restart's own scrape interval can be lost
     assert truth * 0.97 <= cov["api"].mesh_requests <= truth
+
+
+def test_pods_behind_two_services_are_not_a_gap(tmp_path: Path) -> None:
+    # a StatefulSet's client Service and its headless Service select the same pods; callers use both
+    db = ServiceSpec("app", "db", also_selected_by=("db-headless",))
+    spec = scenario("two-services", db, FlowSpec("app/client", "app/control", 8080, 1.0),
+                    FlowSpec("app/client", "app/db", 8080, 1.0), FlowSpec("app/client", "app/db", 8080, 1.0,
+                                                                           via="db-headless"))
+    run = run_scenario(spec, tmp_path)
+    check_exact(run, set())

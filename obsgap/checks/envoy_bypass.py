@@ -158,7 +158,8 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
     svc = st.service
     if st.server_logs:
         expected, pods = _http_sidecar_logs(st)
-        mesh = sum(st.mesh_by_pod.get(p, 0.0) for p in pods) if st.mesh_by_pod else st.mesh_requests
+        mesh = (sum(st.mesh_by_pod.get(p, 0.0) + st.peer_mesh_by_pod.get(p, 0.0) for p in pods)
+                if st.mesh_by_pod else st.mesh_for_pods)
     else:
         if any(sp.istio_protocol in TCP_PROXIED for sp in svc.ports):
             return None

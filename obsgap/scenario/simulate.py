@@ -311,6 +311,10 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
                           "metadata": {"name": svc.name, "namespace": svc.namespace, "labels": {"app": svc.name}},
                           "spec": {"selector": {"app": svc.name}, "ports": ports,
                                    "clusterIP": f"10.96.{i // 250}.{i % 250 + 1}", "type": "ClusterIP"}})
+            for alias in svc.also_selected_by:
+                items.append({"apiVersion": "v1", "kind": "Service",
+                              "metadata": {"name": alias, "namespace": svc.namespace, "labels": {"app": svc.name}},
+                              "spec": {"selector": {"app": svc.name}, "ports": ports, "clusterIP": "None"}})
             items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                           "metadata": {"name": f"{svc.name}-abcde", "namespace": svc.namespace,
                                        "labels": {"kubernetes.io/service-name": svc.name}},
@@ -321,6 +325,8 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
 
 
 def _address(flow: FlowSpec, target: ServiceSpec, port: PortSpec, pod: SimPod) -> str:
+    if flow.via:
+        return f"{flow.via}.{target.namespace}.svc.cluster.local:{port.port}"
     if flow.address == "pod-ip":
         return f"{pod.ip}:{port.target}"
     if flow.address == "short-name":
@@ -480,7 +486,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
             truth.failed_calls[f"{caller.namespace}/{csvc.name}->{key}"] += 1
             return
         if caller.sidecar and port.port not in csvc.exclude_outbound_ports:
-            fqdn = f"{target.name}.{target.namespace}.svc.cluster.local"
+            fqdn = f"{flow.via or target.name}.{target.namespace}.svc.cluster.local"
             passthrough = flow.address == "pod-ip"
             cluster = "PassthroughCluster" if passthrough else f"outbound|{port.port}||{fqdn}"
             if csvc.envoy_access_logs:
@@ -501,7 +507,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
                 metrics.inc("istio_requests", labels | scrape_labels(caller))
                 truth.passthrough_requests[key] += 1
             else:
-                dest = {"destination_service": fqdn, "destination_service_name": target.name,
+                dest = {"destination_service": fqdn, "destination_service_name": flow.via or target.name,
                         "destination_service_namespace": target.namespace,
                         "destination_workload": target.name if server.sidecar else "unknown",
                         "destination_workload_namespace": target.namespace if server.sidecar else "unknown"}
@@ -549,8 +555,9 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         metrics.inc("istio_requests", labels | scrape_labels(server))
     else:
         cluster = f"inbound|{port.target}||"
-        dest = {"destination_service": f"{target.name}.{target.namespace}.svc.cluster.local",
-                "destination_service_name": target.name, "destination_service_namespace": target.namespace,
+        served_as = flow.via or target.name
+        dest = {"destination_service": f"{served_as}.{target.namespace}.svc.cluster.local",
+                "destination_service_name": served_as, "destination_service_namespace": target.namespace,
                 "destination_workload": target.name, "destination_workload_namespace": target.namespace}
         if tcp_proxied:
             metrics.inc("istio_tcp_connections_opened", src | dest | scrape_labels(server))

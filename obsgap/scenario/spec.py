@@ -67,6 +67,8 @@ class ServiceSpec:
     app_buckets: tuple[float, ...] = PROM_CLIENT_DEFAULT_BUCKETS
     extra_annotations: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    also_selected_by: tuple[str, ...] = ()
+    """More Services (same namespace and ports) selecting these pods, e.g. a StatefulSet's headless Service."""
 
     @property
     def key(self) -> str:
@@ -83,6 +85,8 @@ class FlowSpec:
     rps: float
     address: Addressing = "fqdn"
     path: str = "/api"
+    via: str | None = None
+    """Call the target through another Service that selects the same pods (one of its `also_selected_by`)."""
 
 
 @dataclass(frozen=True)
