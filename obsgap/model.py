@@ -109,6 +109,9 @@ class Pod:
     exclusions: TrafficExclusions
     host_network: bool = False
     phase: str = "Running"
+    agent_paths: tuple[str, ...] = ()
+    """HTTP paths kubelet probes (and, with metrics merging, Prometheus scrapes) reach through pilot-agent, not
+    Envoy: the app logs them, no mesh metric ever counts them."""
 
     @property
     def key(self) -> tuple[str, str]:

@@ -21,6 +21,7 @@ def large_spec(end: datetime, services: int = 2000, replicas: int = 3, hours: fl
         ns = ns_names[i % namespaces]
         gap = i % 10
         kw: dict[str, object] = {"replicas": replicas, "error_rate": 0.0, "istio_histogram": i % histogram_every == 0,
+                                 "probe_interval_s": None,
                                  "app_logs": ("flat", "ecs", "otel")[i % 3]}
         if gap == 3:
             kw["inject"] = "false"

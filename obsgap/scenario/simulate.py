@@ -272,6 +272,9 @@ def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
         ports.append({"containerPort": svc.metrics_port, "name": "http-metrics", "protocol": "TCP"})
     containers: list[dict[str, Any]] = [{"name": pod.app_container, "image": f"example/{svc.name}:1.0",
                                          "ports": ports}]
+    if svc.probe_interval_s:
+        containers[0]["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": svc.ports[0].target},
+                                           "periodSeconds": svc.probe_interval_s}
     init: list[dict[str, Any]] = []
     init_status: list[dict[str, Any]] = []
     if pod.sidecar or svc.init_failed:
@@ -417,7 +420,9 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
     metrics.sample(start)
     t_prev = start
     restarts = {s.key: start + s.restart_at * (end - start) for s in spec.services if s.restart_at is not None}
+    probe_carry: dict[str, float] = defaultdict(float)
     for t in _steps(start, end, step):
+        _probes(spec, pods, t_prev, t, logs, probe_carry, rng)
         for key, when in restarts.items():
             if t_prev < when <= t:
                 for p in pods[key]:
@@ -442,6 +447,21 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
     metrics.finish(out / "metrics.om")
     (out / "truth.json").write_text(json.dumps(truth.as_dict() | {"latencies_ms": {}}, indent=1))
     return BuiltScenario(out, spec, out / "kube" / "topology.json", out / "logs", out / "metrics.om", truth)
+
+
+def _probes(spec: ScenarioSpec, pods: dict[str, list[SimPod]], t_prev: float, t: float, logs: _Logs,
+            carry: dict[str, float], rng: random.Random) -> None:
+    """kubelet readiness probes: logged by the app (inbound, GET /healthz), never seen by Envoy."""
+    for svc in spec.services:
+        if not svc.probe_interval_s or svc.app_logs == "none" or svc.init_failed:
+            continue
+        for pod in pods[svc.key]:
+            carry[pod.name] += (t - t_prev) / svc.probe_interval_s
+            while carry[pod.name] >= 1:
+                carry[pod.name] -= 1
+                ts = t_prev + rng.random() * (t - t_prev)
+                logs.add(pod, pod.app_container, ts, _app_line(svc.app_logs, ts, "inbound", "GET", "/healthz", None,
+                                                               200, 0.4, svc.ports[0].target), 0, 0)
 
 
 def _steps(start: float, end: float, step: int) -> Iterable[float]:

@@ -67,6 +67,9 @@ class ServiceSpec:
     app_buckets: tuple[float, ...] = PROM_CLIENT_DEFAULT_BUCKETS
     extra_annotations: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    probe_interval_s: int | None = 10
+    """kubelet HTTP readiness probe period (GET /healthz): with a sidecar, pilot-agent calls the app directly,
+    so the app logs it and Envoy never sees it; None for no probe."""
     also_selected_by: tuple[str, ...] = ()
     """More Services (same namespace and ports) selecting these pods, e.g. a StatefulSet's headless Service."""
 

@@ -125,6 +125,15 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
             if num is not None:
                 cports.append((str(c.get("name", "")), num, str(p.get("name") or "")))
     workload, kind = _workload(obj, rs_owner)
+    agent_paths: set[str] = set()
+    for c in spec.get("containers") or []:
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            http = ((c.get(probe) or {}) if isinstance(c, Mapping) else {}).get("httpGet") or {}
+            if isinstance(http, Mapping) and http.get("path"):
+                agent_paths.add(str(http["path"]).split("?", 1)[0])
+    if annotations.get("prometheus.io/scrape") == "true":
+        scrape = annotations.get("prometheus.io/path", "/metrics")
+        agent_paths.add(scrape if scrape != "/stats/prometheus" else "/metrics")
     return Pod(
         namespace=ns, name=name, ip=status.get("podIP"), labels=labels, annotations=annotations,
         containers=containers, container_ports=tuple(cports), init_containers=inits,
@@ -132,6 +141,7 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
         sidecar=istio.sidecar_state(ns, ns_labels, md, spec, status),
         exclusions=istio.traffic_exclusions(annotations),
         host_network=bool(spec.get("hostNetwork")), phase=str(status.get("phase") or "Running"),
+        agent_paths=tuple(sorted(agent_paths)),
     )
 
 

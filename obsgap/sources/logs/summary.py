@@ -10,41 +10,55 @@ from obsgap.topology import TopologyIndex
 
 # Rows whose file path named no pod are attributed by address: the pod IP Envoy accepted the
 # request on (inbound) or sent it from (outbound).
-INBOUND_SQL = """
+# Requests that reach the app through pilot-agent (kubelet probes, merged-metrics scrapes) are not traffic:
+# every summary reads `traffic`, which leaves them out; PROBES_SQL counts them.
+TRAFFIC = """WITH traffic AS (
+  SELECT r.* FROM requests r ANTI JOIN agent_paths a
+  ON r.origin = 'app' AND r.direction = 'inbound' AND r.namespace = a.namespace AND r.pod = a.pod
+     AND split_part(r.path, '?', 1) = a.path
+)
+"""
+PROBES_SQL = """
+SELECT r.namespace, r.pod, count(*) AS requests FROM requests r SEMI JOIN agent_paths a
+  ON r.origin = 'app' AND r.direction = 'inbound' AND r.namespace = a.namespace AND r.pod = a.pod
+     AND split_part(r.path, '?', 1) = a.path
+GROUP BY ALL
+"""
+INBOUND_SQL = TRAFFIC + """
 SELECT namespace, pod, container, origin, port,
        CASE WHEN pod IS NULL THEN split_part(downstream_local, ':', 1) END AS ip,
        count(*) AS requests,
        count(*) FILTER (WHERE method IS NOT NULL) AS http_requests,
        count(*) FILTER (WHERE status >= 500) AS errors,
        min(ts_ms) AS first_ms, max(ts_ms) AS last_ms
-FROM requests WHERE direction = 'inbound'
+FROM traffic WHERE direction = 'inbound'
 GROUP BY ALL
 """
-OUTBOUND_SQL = """
+OUTBOUND_SQL = TRAFFIC + """
 SELECT namespace, pod, origin, authority, port, upstream_cluster,
        CASE WHEN pod IS NULL THEN split_part(downstream_remote, ':', 1) END AS ip,
        count(*) AS requests
-FROM requests WHERE direction = 'outbound'
+FROM traffic WHERE direction = 'outbound'
 GROUP BY ALL
 """
-REMOTE_SQL = """
+REMOTE_SQL = TRAFFIC + """
 SELECT namespace, pod, split_part(downstream_remote, ':', 1) AS remote_ip, count(*) AS requests
-FROM requests WHERE direction = 'inbound' AND origin = 'envoy' AND pod IS NOT NULL
+FROM traffic WHERE direction = 'inbound' AND origin = 'envoy' AND pod IS NOT NULL
 GROUP BY ALL
 """
 # 2% log-scale bins: fine enough to recompute any bucket layout's quantiles within 2%.
-DURATIONS_SQL = """
+DURATIONS_SQL = TRAFFIC + """
 SELECT m.namespace, m.service, r.origin,
        exp(ceil(ln(greatest(r.duration_ms, 0.001)) / ln(1.02)) * ln(1.02)) AS upper_ms,
        count(*) AS requests
-FROM requests r JOIN pod_service m ON r.namespace = m.pod_namespace AND r.pod = m.pod
+FROM traffic r JOIN pod_service m ON r.namespace = m.pod_namespace AND r.pod = m.pod
 WHERE r.direction = 'inbound' AND r.duration_ms IS NOT NULL AND r.method IS NOT NULL
 GROUP BY ALL
 """
 # Time bins aligned on the window start (so the first and last bins are whole), about 24 per window.
-HOURLY_SQL = """
+HOURLY_SQL = TRAFFIC + """
 SELECT namespace, pod, $start + ((ts_ms - $start) // $step) * $step AS hour_ms, count(*) AS requests
-FROM requests WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $start
+FROM traffic WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $start
 GROUP BY ALL
 """
 
@@ -66,15 +80,21 @@ def time_step_ms(start_ms: int, end_ms: int) -> int:
 
 
 def summarize(table: LogTable, index: TopologyIndex, start_ms: int = 0, end_ms: int = 86_400_000) -> LogEvidence:
-    inbound = _attribute(table.query(INBOUND_SQL), index)
-    outbound = _attribute(table.query(OUTBOUND_SQL), index)
+    agent = pd.DataFrame(sorted({(p.namespace, p.name, path) for p in index.topo.pods for path in p.agent_paths}),
+                         columns=["namespace", "pod", "path"]).astype(str)
+    inbound = _attribute(table.query(INBOUND_SQL, agent_paths=agent), index)
+    outbound = _attribute(table.query(OUTBOUND_SQL, agent_paths=agent), index)
     pod_service = pd.DataFrame(
         [(p.namespace, p.name, s.namespace, s.name) for p in index.topo.pods for s in
          index.services_of_pod(p.namespace, p.name)], columns=["pod_namespace", "pod", "namespace", "service"])
-    durations = table.query(DURATIONS_SQL, pod_service=pod_service) if not pod_service.empty else pd.DataFrame()
+    durations = (table.query(DURATIONS_SQL, pod_service=pod_service, agent_paths=agent) if not pod_service.empty
+                 else pd.DataFrame())
+    stats = table.stats.as_dict()
+    probes = table.query(PROBES_SQL, agent_paths=agent)
+    stats["agent_requests_excluded"] = int(probes["requests"].sum()) if not probes.empty else 0
     return LogEvidence(
-        inbound=inbound, outbound=outbound, by_remote=table.query(REMOTE_SQL),
-        stats=table.stats.as_dict(), durations=durations,
+        inbound=inbound, outbound=outbound, by_remote=table.query(REMOTE_SQL, agent_paths=agent),
+        stats=stats, durations=durations,
         hourly=table.query(HOURLY_SQL.replace("$start", str(int(start_ms))).replace(
-            "$step", str(time_step_ms(start_ms, end_ms)))),
+            "$step", str(time_step_ms(start_ms, end_ms))), agent_paths=agent),
     )
