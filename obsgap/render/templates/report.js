@@ -90,8 +90,16 @@
 
   // --- findings -------------------------------------------------------------------------------------
   const list = document.getElementById("finding-list");
-  const controls = ["f-severity", "f-check", "f-namespace", "f-group", "f-text"].map((id) => document.getElementById(id));
-  const [fSev, fCheck, fNs, fGroup, fText] = controls;
+  const controls = ["f-severity", "f-check", "f-namespace", "f-group", "f-text", "f-sort"].map((id) => document.getElementById(id));
+  const [fSev, fCheck, fNs, fGroup, fText, fSort] = controls;
+  const where = (f) => [f.namespace, f.service || f.workload || f.job].filter((x) => x).join("/");
+  const impact = (f) => { const e = f.evidence || {}; return Math.max(0, (e.log_requests || 0) - (e.mesh_requests || 0), e.requests || 0, e.observations || 0); };
+  const ORDER = {
+    severity: (a, b) => SEV[a.severity] - SEV[b.severity] || impact(b) - impact(a),
+    impact: (a, b) => impact(b) - impact(a) || SEV[a.severity] - SEV[b.severity],
+    service: (a, b) => where(a).localeCompare(where(b)) || SEV[a.severity] - SEV[b.severity],
+    check: (a, b) => a.check.localeCompare(b.check) || SEV[a.severity] - SEV[b.severity],
+  };
   const uniq = (xs) => Array.from(new Set(xs.filter((x) => x))).sort();
   for (const c of uniq(DATA.findings.map((f) => f.check))) fCheck.append(el("option", { value: c, text: c }));
   for (const n of uniq(DATA.findings.map((f) => f.namespace))) fNs.append(el("option", { value: n, text: n }));
@@ -99,13 +107,12 @@
 
   function findingCard(f) {
     const card = el("details", { class: "finding sev-" + f.severity, id: "finding-" + f.id });
-    const where = [f.namespace, f.service || f.workload || f.job].filter((x) => x).join("/");
     const summary = el("summary", {},
       el("span", { class: "badge sev-" + f.severity, text: f.severity }),
       f.change ? el("span", { class: "badge " + f.change, text: f.change }) : null,
       el("span", { class: "check", text: f.check }),
       el("span", { class: "title", text: f.title }),
-      el("span", { class: "where", text: where + (f.istio_code ? " · " + f.istio_code : "") }));
+      el("span", { class: "where", text: where(f) + (f.istio_code ? " · " + f.istio_code : "") }));
     card.append(summary);
     const body = el("div", { class: "finding-body" });
     body.append(el("p", { text: f.detail }));
@@ -154,7 +161,8 @@
       (!q || [f.title, f.service, f.workload, f.cause, f.check, f.resource, f.job].join(" ").toLowerCase().includes(q)));
     const group = fGroup.value;
     const key = (f) => group === "service" ? [f.namespace, f.service || f.workload || f.job].filter((x) => x).join("/") || "(mesh-wide)" : f.check;
-    items = items.slice().sort((a, b) => group !== "none" && key(a) !== key(b) ? (key(a) < key(b) ? -1 : 1) : SEV[a.severity] - SEV[b.severity]);
+    const order = ORDER[fSort.value] || ORDER.severity;
+    items = items.slice().sort((a, b) => group !== "none" && key(a) !== key(b) ? (key(a) < key(b) ? -1 : 1) : order(a, b));
     const pages = Math.max(1, Math.ceil(items.length / PAGE));
     findingPage = Math.min(findingPage, pages - 1);
     list.replaceChildren();
