@@ -1,17 +1,20 @@
 """Earlier runs: the baseline to mark findings new / resolved / still open, and trends over stored runs.
 
-Reads findings.json files of earlier runs (sibling folders of the output folder, as the nightly
-layout reports/<UTC date>/ leaves them, or an explicit --baseline).
+Reads findings.json files of earlier runs: the dated sibling folders of the output folder (the nightly
+layout reports/<UTC date>/), or an explicit --baseline.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MAX_RUNS = 60
+_DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
+"""Only the nightly layout's dated folders are earlier runs; anything else needs --baseline."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ def load_history(out_dir: Path, baseline: Path | None) -> History:
     runs: list[tuple[str, dict[str, Any]]] = []
     parent = out_dir.resolve().parent
     if parent.is_dir():
-        for d in sorted(parent.iterdir())[-MAX_RUNS:]:
-            if d.is_dir() and d.resolve() != out_dir.resolve():
+        dated = sorted(d for d in parent.iterdir() if d.is_dir() and _DATED.match(d.name))
+        for d in dated[-MAX_RUNS:]:
+            if d.resolve() != out_dir.resolve():
                 doc = _load(d / "findings.json")
                 if doc is not None:
                     runs.append((str(doc.get("generated_at") or d.name), doc))
