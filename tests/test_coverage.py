@@ -318,3 +318,12 @@ def test_pods_behind_two_services_are_not_a_gap(tmp_path: Path) -> None:
                                                                            via="db-headless"))
     run = run_scenario(spec, tmp_path)
     check_exact(run, set())
+
+
+def test_ambient_service_without_waypoint_is_not_an_http_gap(tmp_path: Path) -> None:
+    run = run_scenario(scenario("ambient", ServiceSpec("app", "api", ambient=True)), tmp_path)
+    check_exact(run, set())
+    cov = {c.service: c for c in run.result.coverage}
+    assert cov["api"].tcp_connections == run.built.truth.tcp_connections["app/api"] > 0
+    without_logs = run_scenario(scenario("ambient2", ServiceSpec("app", "api", ambient=True)), tmp_path, logs=False)
+    check_exact(without_logs, set())

@@ -163,6 +163,8 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
     else:
         if any(sp.istio_protocol in TCP_PROXIED for sp in svc.ports):
             return None
+        if any(p.sidecar.mode == "ambient" for p in st.pods) and st.mesh_requests == 0:
+            return None  # ambient without a waypoint: ztunnel reports only istio_tcp_*, by design
         expected, mesh = st.observed, st.mesh_requests
     if expected < inputs.settings.min_requests:
         return None

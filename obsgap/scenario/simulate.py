@@ -237,7 +237,7 @@ def _pods(spec: ScenarioSpec, rng: random.Random) -> dict[str, list[SimPod]]:
     for svc in spec.services:
         rs_hash = hashlib.sha1(f"{svc.key}{spec.seed}".encode()).hexdigest()[:9]
         sidecar = (injected.get(svc.namespace, False) or svc.inject == "true") and svc.inject != "false" \
-            and not svc.host_network and not svc.proxy_missing
+            and not svc.host_network and not svc.proxy_missing and not svc.ambient
         out = []
         for i in range(svc.replicas):
             n += 1
@@ -284,6 +284,8 @@ def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
             {"terminated": {"exitCode": 0, "reason": "Completed"}}
         init_status.append({"name": "istio-init", "state": state})
     labels = {"app": svc.name, "version": "v1", "pod-template-hash": rs.rsplit("-", 1)[1], **dict(svc.labels)}
+    if svc.ambient:
+        labels["istio.io/dataplane-mode"] = "ambient"
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "labels": labels,
@@ -554,6 +556,15 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
               "instance": f"{server.ip}:{15020 if server.sidecar else target.metrics_port}"}
         metrics.observe(target.app_histogram, hl, target.app_buckets, dur / 1000.0)
     excluded = port.target in target.exclude_inbound_ports
+    if target.ambient:  # ztunnel: L4 only, one connection per request here
+        metrics.inc("istio_tcp_connections_opened", {
+            "reporter": "destination", "source_workload": caller.svc.name if caller else "unknown",
+            "source_workload_namespace": caller.namespace if caller else "unknown",
+            "destination_service_name": target.name, "destination_service_namespace": target.namespace,
+            "destination_workload": target.name, "destination_workload_namespace": target.namespace}
+            | scrape_labels(server))
+        truth.tcp_connections[key] += 1
+        return
     if not server.sidecar or excluded:
         return
     src_sidecar = caller is not None and caller.sidecar and port.port not in caller.svc.exclude_outbound_ports

@@ -40,6 +40,8 @@ class ServiceSpec:
     """Planted traffic.sidecar.istio.io/excludeOutboundPorts: this workload's calls skip its own sidecar."""
     proxy_missing: bool = False
     """Injection is enabled but the pods have no istio-proxy (created before the namespace label)."""
+    ambient: bool = False
+    """Ambient data plane (istio.io/dataplane-mode=ambient, no waypoint): ztunnel reports only istio_tcp_*."""
     pods_without_proxy: int = 0
     """The first N replicas lack istio-proxy although injection is enabled (the rest have it)."""
     restart_at: float | None = None
