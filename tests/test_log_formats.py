@@ -130,3 +130,6 @@ def test_k8s_attribution_fluent_bit_and_otel() -> None:
     assert formats.k8s_attribution(otel) == ("pay", "p-1", "srv")
     flat = {"k8s.namespace.name": "a", "k8s.pod.name": "b", "k8s.container.name": "c"}
     assert formats.k8s_attribution(flat) == ("a", "b", "c")
+    dotted = {"resource.attributes.k8s.pod.name": "p", "msg": "x"}
+    assert formats.k8s_attribution(dotted) == (None, "p", None)
+    assert formats.k8s_attribution({"msg": "no attribution"}) == (None, None, None)

@@ -71,6 +71,8 @@ def parse_ts_ms(value: Any) -> int | None:
         if len(_TS_CACHE) > 100_000:
             _TS_CACHE.clear()
         _TS_CACHE[head] = base
+    if len(text) >= 24 and text[19] == "." and text[-1] == "Z" and text[20:23].isdigit():
+        return int(base * 1000) + int(text[20:23])  # the common RFC 3339 UTC form, without the regex
     m = _TS_TAIL.match(text, 19)
     frac_ms = int(m.group(1)[:3].ljust(3, "0")) if m and m.group(1) else 0
     offset = 0
@@ -108,20 +110,20 @@ def parse_envoy_text(msg: str) -> Row | None:
     m = ENVOY_TEXT.match(msg)
     if m is None:
         return None
-    g = m.group
-    cluster = _dash(g("cluster"))
+    (start, method_raw, path, protocol, code, flags, _details, _term, _utfr, _rx, _tx, dur, _ust, _xff, _ua, _rid,
+     authority, uhost, cluster_raw, _ulocal, dlocal, dremote) = m.groups()
+    cluster = _dash(cluster_raw)
     direction, cport, _ = cluster_parts(cluster)
-    direction, port = envoy_row(direction, cluster, cport, g("dlocal"), g("uhost"))
-    method = _dash(g("method"))
-    dur = g("dur")
+    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
+    method = _dash(method_raw)
     return {
-        "ts_ms": parse_ts_ms(g("start")), "origin": "envoy", "direction": direction,
-        "method": method, "path": _dash(g("path")),
-        "protocol": "tcp" if method is None else g("protocol"),
-        "status": int(g("code")), "duration_ms": float(dur) if dur != "-" else None,
-        "port": port, "authority": _dash(g("authority")), "upstream_cluster": cluster,
-        "upstream_host": _dash(g("uhost")), "downstream_local": _dash(g("dlocal")),
-        "downstream_remote": _dash(g("dremote")), "response_flags": _dash(g("flags")),
+        "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
+        "method": method, "path": _dash(path),
+        "protocol": "tcp" if method is None else protocol,
+        "status": int(code), "duration_ms": float(dur) if dur != "-" else None,
+        "port": port, "authority": _dash(authority), "upstream_cluster": cluster,
+        "upstream_host": _dash(uhost), "downstream_local": _dash(dlocal),
+        "downstream_remote": _dash(dremote), "response_flags": _dash(flags),
     }
 
 
@@ -282,13 +284,13 @@ def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...],
     return None
 
 
-_K8S_HEADS = frozenset({"kubernetes", "k8s", "resource"})
+_K8S_HEADS = ("kubernetes", "k8s", "resource")
 
 
 def k8s_attribution(obj: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    heads = _heads(obj)
-    if heads.isdisjoint(_K8S_HEADS):
+    if not any(k.startswith(_K8S_HEADS) for k in obj):
         return None, None, None
+    heads = _heads(obj)
     return (_s(_first(obj, K8S_KEYS["namespace"], heads)), _s(_first(obj, K8S_KEYS["pod"], heads)),
             _s(_first(obj, K8S_KEYS["container"], heads)))
 
