@@ -160,6 +160,8 @@ def test_summary_is_short_and_complete(demo_run) -> None:  # type: ignore[no-unt
     md = render_markdown(run.result)
     assert len(md.splitlines()) <= 20 and "Telemetry coverage" in md
     assert md.count("\n- ") == 11 and "more in report.html" in md  # ten findings and the "more" line
+    first = run.result.findings[0]
+    assert f"](report.html#finding-{first.id})" in md  # the report opens that finding
 
 
 def test_manifests_parse_with_the_kubernetes_models() -> None:

@@ -44,7 +44,7 @@ def render_markdown(result: ScanResult) -> str:
     for f in result.findings[:TOP]:
         change = (result.extras.get("changes") or {}).get(f.id)
         lines.append(f"- **{f.severity.value}**{' (new)' if change == 'new' and history.get('baseline') else ''} "
-                     f"`{f.check}` {_md(f.title)}"
+                     f"`{f.check}` [{_md(f.title)}](report.html#finding-{f.id})"
                      + (f" — fix: {_md(f.suggestion.text)}" if f.suggestion else ""))
     if len(result.findings) > TOP:
         lines.append(f"- … and {len(result.findings) - TOP} more in report.html / findings.json")
