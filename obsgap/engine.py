@@ -175,7 +175,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         missing = [n for n in check.needs if not present[n]]
         if missing:
             runs.append(CheckRun(check.id, "skipped", f"needs {' and '.join(missing)}: "
-                                 + "; ".join(_why_missing(n, plan) for n in missing)))
+                                 + "; ".join(_why_missing(n) for n in missing)))
             continue
         try:
             found = list(check.run(inputs))
@@ -203,7 +203,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     return RunOutcome(result, failures)
 
 
-def _why_missing(source: str, plan: RunPlan) -> str:
+def _why_missing(source: str) -> str:
     return {
         "topology": "no --kube-snapshot or --kubeconfig given, or the API was unreachable",
         "metrics": "no --prometheus-url given, or Prometheus was unreachable",

@@ -11,9 +11,6 @@ from typing import Any, Literal
 
 # --- Kubernetes / Istio topology -------------------------------------------------------------
 
-IstioProtocol = Literal["http", "http2", "grpc", "grpc-web", "https", "tcp", "tls", "udp",
-                        "mongo", "redis", "mysql", "http_proxy", "unknown"]
-
 #: Protocols whose traffic Envoy proxies as opaque TCP: no request metrics, only istio_tcp_*.
 TCP_PROXIED: frozenset[str] = frozenset({"tcp", "tls", "https", "mongo", "redis", "mysql"})
 
@@ -206,7 +203,6 @@ class Topology:
     object_counts: Mapping[str, int] = field(default_factory=dict)
     gaps: tuple[str, ...] = ()
     """Objects that could not be read (403, missing CRD, unparsable file), in words."""
-    kinds_seen: frozenset[str] = frozenset()
 
     @staticmethod
     def empty() -> Topology:

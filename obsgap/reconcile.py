@@ -22,8 +22,6 @@ REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespa
 class PortTraffic:
     container_port: int | None
     service_port: ServicePort | None
-    app: int = 0
-    envoy: int = 0
     http_lines: int = 0
     """Log lines that carry an HTTP method: proof the port speaks HTTP."""
     per_pod: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -87,7 +85,6 @@ class Reconciliation:
     services: dict[tuple[str, str], ServiceTraffic]
     undeclared: list[UndeclaredPort]
     metrics_present: bool
-    logs_present: bool
 
 
 def _int(value: object) -> int | None:
@@ -119,8 +116,8 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
     undeclared: dict[tuple[str, str, int], UndeclaredPort] = {}
     logs = inputs.logs
     if logs is not None and not logs.inbound.empty:
-        # (service key, pod, container port) -> [app, envoy, http]
-        cells: dict[tuple[tuple[str, str], str, int | None], list[int]] = defaultdict(lambda: [0, 0, 0])
+        # (service key, pod, container port) -> [app requests, envoy requests]
+        cells: dict[tuple[tuple[str, str], str, int | None], list[int]] = defaultdict(lambda: [0, 0])
         for row in logs.inbound.itertuples(index=False):
             pod = idx.pods_by_key.get((str(row.namespace), str(row.pod)))
             if pod is None:
@@ -147,19 +144,11 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
             if target is None:
                 continue
             svc, sp = target
-            cell = cells[(svc.key, pod.name, port)]
-            cell[0 if row.origin == "app" else 1] += int(row.requests)
-            cell[2] += int(row.http_requests)
-            st = traffic(svc)
-            pt = st.ports.setdefault(port, PortTraffic(port, sp))
-            if row.origin == "app":
-                pt.app += int(row.requests)
-            else:
-                pt.envoy += int(row.requests)
-            pt.http_lines += int(row.http_requests)
-        for (svc_key, pod_name, _port), (app, envoy, _http) in cells.items():
+            cells[(svc.key, pod.name, port)][0 if row.origin == "app" else 1] += int(row.requests)
+            traffic(svc).ports.setdefault(port, PortTraffic(port, sp)).http_lines += int(row.http_requests)
+        for (svc_key, pod_name, port), (app, envoy) in cells.items():
             services[svc_key].pod_logs[pod_name] += max(app, envoy)
-            services[svc_key].ports[_port].per_pod[pod_name] += max(app, envoy)
+            services[svc_key].ports[port].per_pod[pod_name] += max(app, envoy)
 
     metrics = inputs.metrics
     metrics_present = False
@@ -212,8 +201,7 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
                     st.peer_mesh_by_pod[pod.name] += peer.mesh_by_pod.get(pod.name, 0.0)
                 elif peer.pods:  # no per-pod labels in the metrics: the pod's even share of the peer's count
                     st.peer_mesh_by_pod[""] += peer.mesh_requests / len(peer.pods)
-    return Reconciliation(services, sorted(undeclared.values(), key=lambda u: -u.requests), metrics_present,
-                          logs is not None and logs.has_requests)
+    return Reconciliation(services, sorted(undeclared.values(), key=lambda u: -u.requests), metrics_present)
 
 
 def _is_proxy_port(port: int) -> bool:

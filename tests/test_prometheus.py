@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,13 +114,22 @@ class _Stub(BaseHTTPRequestHandler):
     do_POST = _answer
 
 
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server with this handler, for as long as the block runs; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture()
 def stub() -> Iterator[str]:
     _Stub.calls, _Stub.plan = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serving(_Stub) as url:
+        yield url
 
 
 def test_auth_headers_tenant_and_warnings(stub: str, tmp_path: Path) -> None:
@@ -190,14 +200,9 @@ def test_slow_backend_past_the_timeout_is_a_clear_failure(tmp_path: Path) -> Non
         do_GET = _answer
         do_POST = _answer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        src = PrometheusSource(PrometheusOptions(url=f"http://127.0.0.1:{server.server_port}", timeout_seconds=0.5,
-                                                 retries=1, backoff_seconds=0.01))
+    with serving(Slow) as url:
+        src = PrometheusSource(PrometheusOptions(url=url, timeout_seconds=0.5, retries=1, backoff_seconds=0.01))
         assert src.check() is not None and "timed out" in (src.check() or "")
-    finally:
-        server.shutdown()
 
 
 def test_credentials_never_reach_any_output(stub: str, tmp_path: Path) -> None:
@@ -278,11 +283,7 @@ def test_backend_without_targets_api(tmp_path: Path) -> None:
         do_GET = _answer
         do_POST = _answer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NoTargets)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        src = PrometheusSource(PrometheusOptions(url=f"http://127.0.0.1:{server.server_port}"))
+    with serving(NoTargets) as url:
+        src = PrometheusSource(PrometheusOptions(url=url))
         assert src.targets() is None  # Thanos/Mimir: the `up` series stand in for it
         assert src.status() == "ok"
-    finally:
-        server.shutdown()

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-INF = math.inf
 NICE = (1.0, 2.0, 2.5, 5.0)
 
 

@@ -295,5 +295,4 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
         endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
         object_counts=dict(sorted(counts.items())),
         gaps=tuple(gap_list),
-        kinds_seen=frozenset(counts),
     )

@@ -30,7 +30,6 @@ SCHEMA = pa.schema([
     ("downstream_local", pa.string()), ("downstream_remote", pa.string()), ("response_flags", pa.string()),
     ("file", pa.string()),
 ])
-ROW_KEYS = tuple(SCHEMA.names)
 BATCH_ROWS = 65_536
 SAMPLE_CHARS = 160
 
