@@ -50,7 +50,9 @@ def test_full_report_writes_the_contract_and_exits_1_on_critical(mesh) -> None: 
     assert {c["check"] for c in doc["checks"]} >= CONTRACT_CHECKS
     assert doc["sources"]["prometheus"]["status"] == "ok"
     assert doc["sources"]["kubernetes"]["mode"] == "snapshot"
-    assert doc["sources"]["logs"]["lines"] > 0 and doc["sources"]["logs"]["unparsed"] == 0
+    logs = doc["sources"]["logs"]
+    assert logs["lines"] > 0 and logs["unparsed"] == 0
+    assert logs["parsed"] + logs["unparsed"] + logs["joined_partial_lines"] == logs["lines"]
     f = doc["findings"][0]
     assert set(f) >= FINDING_KEYS and f["cause"] == "no-sidecar/namespace-not-enabled"
     assert f["resource"] == "Namespace legacy" and f["istio_code"] == "IST0102"

@@ -56,7 +56,8 @@ def test_cri_partial_lines_are_joined_and_everything_is_counted(tmp_path: Path) 
     assert stats.lines == 6 and stats.requests == 2 and stats.out_of_window == 1
     assert stats.unparsed == 1 and stats.formats["json-other"] == 1
     assert stats.unparsed_by_file[0][2].startswith("plain text")
-    assert stats.parsed + stats.unparsed + 1 == stats.lines  # the P line joined into its F line
+    assert stats.joined_partial_lines == 1
+    assert stats.parsed + stats.unparsed + stats.joined_partial_lines == stats.lines  # every line accounted for
 
 
 def test_docker_json_fluent_bit_and_gzip(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ class LogStats:
     out_of_window: int
     undated: int
     invalid_utf8: int
+    joined_partial_lines: int
+    """CRI `P` lines joined into the message their `F` line completes: lines = parsed + unparsed + these."""
     formats: Mapping[str, int]
     wrappers: Mapping[str, int]
     skipped_files: tuple[tuple[str, str], ...]
@@ -43,7 +45,8 @@ class LogStats:
         return {
             "files": self.files, "lines": self.lines, "parsed": self.parsed, "unparsed": self.unparsed,
             "requests": self.requests, "out_of_window": self.out_of_window, "undated": self.undated,
-            "invalid_utf8": self.invalid_utf8, "formats": dict(self.formats), "wrappers": dict(self.wrappers),
+            "invalid_utf8": self.invalid_utf8, "joined_partial_lines": self.joined_partial_lines,
+            "formats": dict(self.formats), "wrappers": dict(self.wrappers),
             "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped_files],
             "unparsed_by_file": [{"path": p, "lines": n, "sample": s} for p, n, s in self.unparsed_by_file],
         }
@@ -130,7 +133,8 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
         parsed=sum(s.requests + s.nonrequest + s.out_of_window for s in all_stats),
         unparsed=unparsed_total, requests=sum(s.requests for s in all_stats),
         out_of_window=sum(s.out_of_window for s in all_stats), undated=sum(s.undated for s in all_stats),
-        invalid_utf8=sum(s.invalid_utf8 for s in all_stats), formats=dict(formats), wrappers=dict(wrappers),
+        invalid_utf8=sum(s.invalid_utf8 for s in all_stats),
+        joined_partial_lines=sum(s.partial_joined for s in all_stats), formats=dict(formats), wrappers=dict(wrappers),
         skipped_files=tuple(skipped_files),
         unparsed_by_file=tuple(sorted(unparsed, key=lambda x: -x[1])),
     )
