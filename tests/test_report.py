@@ -90,6 +90,7 @@ def test_demo_report_in_chromium(demo_run) -> None:  # type: ignore[no-untyped-d
         assert f">{check}<" in dom
     assert dom.count('class="main-svg"') >= 3  # coverage chart plus charts of opened findings
     assert dom.count('class="chip broken"') >= 3  # broken name-contract links highlighted
+    assert "probe/scrape requests left out" in dom
     assert "Telemetry coverage" in dom and re.search(r'class="value">\d+\.\d%<', dom)
     for control in ("f-severity", "f-check", "f-namespace", "f-sort", "f-group", "f-text"):
         assert f'id="{control}"' in dom
