@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,25 +44,46 @@ def attribution_from_path(path: Path) -> Attribution | None:
     return None
 
 
-def _is_log_file(path: Path) -> bool:
-    return not path.name.startswith(".")
+def _walk(root: Path, real_dir: str | None = None) -> Iterator[tuple[Path, bool, str]]:
+    """(path, is a symlink, real folder) for every file below root, in path order; symlinked folders are not
+    followed. One scandir per folder: no per-file stat (a node can hold tens of thousands of log files)."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    real_dir = real_dir or os.path.realpath(root)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        symlink = entry.is_symlink()
+        if not symlink and entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), os.path.join(real_dir, entry.name))
+        elif symlink and entry.is_dir():
+            continue
+        else:
+            yield Path(entry.path), symlink, real_dir
 
 
 def discover(args: list[str]) -> Discovered:
     """Files for each argument: a file, a folder (recursive), or a glob. Broken links are skipped, counted."""
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
 
-    def add(p: Path) -> None:
-        if p.is_symlink() and not p.exists():
+    def add(p: Path, symlink: bool | None = None, real_dir: str | None = None) -> None:
+        if symlink is None:
+            symlink = p.is_symlink()
+        if symlink and not p.exists():
             skipped.append((str(p), "symlink to a missing file"))
             return
-        try:
-            real = p.resolve()
-        except OSError as exc:
-            skipped.append((str(p), f"unresolvable: {exc.strerror or exc}"))
-            return
+        if symlink or real_dir is None:
+            try:
+                real = str(p.resolve())
+            except OSError as exc:
+                skipped.append((str(p), f"unresolvable: {exc.strerror or exc}"))
+                return
+        else:
+            real = os.path.join(real_dir, p.name)
         if real in seen:
             return  # /var/log/containers links point into /var/log/pods
         seen.add(real)
@@ -69,9 +92,8 @@ def discover(args: list[str]) -> Discovered:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            for entry in sorted(path.rglob("*")):
-                if (entry.is_file() or entry.is_symlink()) and _is_log_file(entry):
-                    add(entry)
+            for entry, symlink, real_dir in _walk(path):
+                add(entry, symlink, real_dir)
         elif path.is_file() or path.is_symlink():
             add(path)
         elif any(ch in arg for ch in "*?["):
@@ -81,9 +103,8 @@ def discover(args: list[str]) -> Discovered:
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    for entry in sorted(mp.rglob("*")):
-                        if entry.is_file() and _is_log_file(entry):
-                            add(entry)
+                    for entry, symlink, real_dir in _walk(mp):
+                        add(entry, symlink, real_dir)
                 else:
                     add(mp)
         else:

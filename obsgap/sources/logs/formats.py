@@ -36,7 +36,7 @@ def _addr_port(addr: str | None) -> int | None:
     if not addr or addr == "-":
         return None
     _, _, port = addr.rpartition(":")
-    return int(port) if port.isdigit() else None
+    return _int32(port) if port.isascii() and port.isdigit() else None
 
 
 _TS_CACHE: dict[str, float] = {}
@@ -87,7 +87,7 @@ def cluster_parts(cluster: str | None) -> tuple[str | None, int | None, str | No
         return None, None, None
     m = _CLUSTER_PIPE.match(cluster) or _CLUSTER_ALT.match(cluster)
     if m:
-        port = int(m.group(2)) if m.group(2) else None
+        port = _int32(m.group(2)) if m.group(2) else None
         return m.group(1), port, m.group(4) or None
     if cluster.startswith("InboundPassthroughCluster"):
         return "inbound", None, None
@@ -120,7 +120,7 @@ def parse_envoy_text(msg: str) -> Row | None:
         "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
         "method": method, "path": _dash(path),
         "protocol": "tcp" if method is None else protocol,
-        "status": int(code), "duration_ms": float(dur) if dur != "-" else None,
+        "status": _int32(code), "duration_ms": float(dur) if dur != "-" else None,
         "port": port, "authority": _dash(authority), "upstream_cluster": cluster,
         "upstream_host": _dash(uhost), "downstream_local": _dash(dlocal),
         "downstream_remote": _dash(dremote), "response_flags": _dash(flags),
@@ -139,7 +139,7 @@ def parse_envoy_json(obj: Mapping[str, Any]) -> Row | None:
         "ts_ms": parse_ts_ms(obj.get("start_time")), "origin": "envoy", "direction": direction,
         "method": method, "path": _dash(_s(obj.get("path"))),
         "protocol": "tcp" if method is None else _dash(_s(obj.get("protocol"))),
-        "status": _int(obj.get("response_code")) or 0, "duration_ms": _float(obj.get("duration")),
+        "status": _int32(obj.get("response_code")) or 0, "duration_ms": _float(obj.get("duration")),
         "port": port, "authority": _dash(_s(obj.get("authority"))), "upstream_cluster": cluster,
         "upstream_host": uhost, "downstream_local": dlocal,
         "downstream_remote": _dash(_s(obj.get("downstream_remote_address"))),
@@ -162,6 +162,15 @@ def _int(value: Any) -> int | None:
         return int(str(value))
     except (TypeError, ValueError):
         return None
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _int32(value: Any) -> int | None:
+    """A status code or port: anything outside 0..2^31-1 is not one (and would not fit the table's column)."""
+    number = _int(value)
+    return number if number is not None and 0 <= number <= INT32_MAX else None
 
 
 def _float(value: Any) -> float | None:
@@ -269,18 +278,25 @@ def _flatten_known(obj: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def duration_value(value: Any, factor: float) -> float | None:
+    """Milliseconds from a duration field's value: a number in the key's unit, or a string with its own unit."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) * factor
+    m = _UNIT.match(str(value))
+    if m and m.group(1).count(".") <= 1 and m.group(1) != ".":
+        unit = m.group(2)
+        return float(m.group(1)) * (_UNIT_MS[unit] if unit else factor)
+    return None
+
+
 def _duration_ms(obj: Mapping[str, Any], keys: tuple[tuple[str, float], ...],
                  heads: set[str] | None = None) -> float | None:
     for key, factor in keys:
-        value = lookup(obj, key, heads)
-        if value is None:
-            continue
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value) * factor
-        m = _UNIT.match(str(value))
-        if m:
-            unit = m.group(2)
-            return float(m.group(1)) * (_UNIT_MS[unit] if unit else factor)
+        duration = duration_value(lookup(obj, key, heads), factor)
+        if duration is not None:
+            return duration
     return None
 
 
@@ -293,6 +309,25 @@ def k8s_attribution(obj: Mapping[str, Any]) -> tuple[str | None, str | None, str
     heads = _heads(obj)
     return (_s(_first(obj, K8S_KEYS["namespace"], heads)), _s(_first(obj, K8S_KEYS["pod"], heads)),
             _s(_first(obj, K8S_KEYS["container"], heads)))
+
+
+def url_request(url: str | None, path: str | None, port: int | None,
+                authority: str | None) -> tuple[str, str | None, int | None, str | None]:
+    """(direction, authority, port, path) of an application line given its `url` field: an absolute URL
+    names the server called, so the line is the caller's (outbound) record."""
+    if url and "://" in url:
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            return "inbound", authority, port, path
+        if hostname:
+            with contextlib.suppress(ValueError):  # a malformed port in the URL: keep what we have
+                port = parts.port or port or (443 if parts.scheme == "https" else 80)
+            return "outbound", parts.netloc.rpartition("@")[2], port, path or parts.path or "/"
+    elif url and path is None:
+        path = url
+    return "inbound", authority, port, path
 
 
 def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> Row | None:
@@ -313,26 +348,16 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
     method = _s(field_value("method"))
     path = _s(field_value("path"))
     url = _s(field_value("url"))
-    status = _int(field_value("status"))
+    status = _int32(field_value("status"))
     if method is None and path is None and url is None and status is None:
         return None
     if mapping and "duration_ms" in mapping:
         duration = _duration_ms(obj, ((mapping["duration_ms"], 1.0),))
     else:
         duration = _duration_ms(known, DURATION_KEYS)
-    port = _int(field_value("port"))
+    port = _int32(field_value("port"))
     authority = _s(field_value("host"))
-    direction = "inbound"
-    if url and "://" in url:
-        parts = urlsplit(url)
-        if parts.hostname:
-            direction = "outbound"
-            authority = parts.netloc.rpartition("@")[2]
-            with contextlib.suppress(ValueError):  # a malformed port in the URL: keep what we have
-                port = parts.port or port or (443 if parts.scheme == "https" else 80)
-            path = path or parts.path or "/"
-    elif url and path is None:
-        path = url
+    direction, authority, port, path = url_request(url, path, port, authority)
     if method is None and path is None and direction == "inbound":
         return None  # a bare "status" key in an unrelated log line is not a request
     return {

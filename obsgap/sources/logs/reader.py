@@ -8,6 +8,7 @@ a request row, a recognised non-request line, an unparsed line, or an out-of-win
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -45,6 +46,8 @@ class FileStats:
     undated: int = 0
     invalid_utf8: int = 0
     partial_joined: int = 0
+    columnar: int = 0
+    """lines read by the columnar reader (the rest went through this module's parser)"""
     formats: Counter[str] = field(default_factory=Counter)
     wrappers: Counter[str] = field(default_factory=Counter)
     error: str | None = None
@@ -58,6 +61,8 @@ class ReadTask:
     start_ms: int | None
     end_ms: int | None
     mapping: Mapping[str, str] | None = None
+    columnar: bool = True
+    """Read clean CRI files with the columnar reader (off: every line through this module's parser)."""
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -69,7 +74,7 @@ def _open(path: Path) -> IO[bytes]:
     return raw
 
 
-def _cri(line: str) -> tuple[str, str, str] | None:
+def split_cri(line: str) -> tuple[str, str, str] | None:
     """(timestamp, flag, message) of a CRI line, or None."""
     if len(line) < 30 or line[4] != "-" or line[10] != "T":
         return None
@@ -104,7 +109,7 @@ def _messages(stream: IO[bytes], stats: FileStats,
             stats.invalid_utf8 += 1
             line = raw.decode("utf-8", errors="replace")
         line = line.rstrip("\r\n")
-        cri = _cri(line)
+        cri = split_cri(line)
         if cri is not None:
             ts, flag, msg = cri
             stats.wrappers["cri"] += 1
@@ -171,7 +176,7 @@ def _parse(msg: str, wrapper: dict[str, Any] | None, mapping: Mapping[str, str] 
     return None, attribution
 
 
-class _PartWriter:
+class PartWriter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.writer: pq.ParquetWriter | None = None
@@ -185,11 +190,13 @@ class _PartWriter:
     def flush(self) -> None:
         if not self.rows:
             return
-        table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd")
-        self.writer.write_table(table)
+        self.write(pa.Table.from_pylist(self.rows, schema=SCHEMA))
         self.rows = []
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, SCHEMA, compression="lz4")
+        self.writer.write_table(table)
 
     def close(self) -> None:
         self.flush()
@@ -197,8 +204,8 @@ class _PartWriter:
             self.writer.close()
 
 
-def _handle(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
-            out: _PartWriter, base_attr: tuple[str | None, str | None, str | None]) -> None:
+def handle_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
+            out: PartWriter, base_attr: tuple[str | None, str | None, str | None]) -> None:
     row, attr = _parse(msg, wrapper, task.mapping, stats)
     if row is None:
         return
@@ -218,21 +225,23 @@ def _handle(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, st
     stats.requests += 1
 
 
-def _base_attr(path: Path) -> tuple[str | None, str | None, str | None]:
+def base_attribution(path: Path) -> tuple[str | None, str | None, str | None]:
     where = attribution_from_path(path)
     return (where.namespace, where.pod, where.container) if where else (None, None, None)
 
 
-def read_file(path: Path, task: ReadTask, out: _PartWriter, partial: Partial | None = None) -> FileStats:
-    """Read one file; with `partial`, an open CRI message continues from (and into) the neighbouring files."""
-    stats = FileStats(str(path))
+def read_file(path: Path, task: ReadTask, out: PartWriter, partial: Partial | None = None,
+              stats: FileStats | None = None, data: bytes | None = None) -> FileStats:
+    """Read one file (or its bytes, already read); with `partial`, an open CRI message continues from (and
+    into) the neighbouring files."""
+    stats = stats or FileStats(str(path))
     own = partial is None
     partial = Partial() if partial is None else partial
-    base_attr = _base_attr(path)
+    base_attr = base_attribution(path)
     try:
-        with _open(path) as stream:
+        with (io.BytesIO(data) if data is not None else _open(path)) as stream:
             for msg, wrapper_ts, wrapper in _messages(stream, stats, partial):
-                _handle(msg, wrapper_ts, wrapper, stats, task, out, base_attr)
+                handle_message(msg, wrapper_ts, wrapper, stats, task, out, base_attr)
     except (OSError, EOFError, zlib.error) as exc:
         kind = "corrupt or truncated gzip" if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile) \
             else (exc.strerror or str(exc) or type(exc).__name__)
@@ -242,13 +251,13 @@ def read_file(path: Path, task: ReadTask, out: _PartWriter, partial: Partial | N
     return stats
 
 
-def flush_partial(partial: Partial, stats: FileStats, task: ReadTask, out: _PartWriter,
+def flush_partial(partial: Partial, stats: FileStats, task: ReadTask, out: PartWriter,
                   base_attr: tuple[str | None, str | None, str | None]) -> None:
     """A message whose final (F) line never came: parse what there is, and say so."""
     if partial.parts:
         stats.wrappers["cri-unterminated-partial"] += 1
         msg, ts = partial.take()
-        _handle(msg, ts, None, stats, task, out, base_attr)
+        handle_message(msg, ts, None, stats, task, out, base_attr)
 
 
 def rotation_key(path: Path) -> tuple[str, int, str, int]:
@@ -257,21 +266,3 @@ def rotation_key(path: Path) -> tuple[str, int, str, int]:
     restart, _, rest = name.partition(".log")
     stamp = rest.lstrip(".").removesuffix(".gz")
     return (str(path.parent), int(restart) if restart.isdigit() else 0, stamp or "~", 0 if stamp else 1)
-
-
-def run_task(task: ReadTask) -> list[FileStats]:
-    writer = _PartWriter(task.part_path)
-    results: list[FileStats] = []
-    partial = Partial()
-    try:
-        files = [Path(f) for f in task.files]
-        for i, path in enumerate(files):
-            stats = read_file(path, task, writer, partial)
-            results.append(stats)
-            same_container = i + 1 < len(files) and files[i + 1].parent == path.parent and \
-                attribution_from_path(path) is not None
-            if not same_container:
-                flush_partial(partial, stats, task, writer, _base_attr(path))
-        return results
-    finally:
-        writer.close()

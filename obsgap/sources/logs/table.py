@@ -17,7 +17,8 @@ import duckdb
 import pandas as pd
 
 from obsgap.sources.logs.discover import Discovered
-from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key, run_task
+from obsgap.sources.logs.ingest import run_task
+from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key
 
 TASK_BYTES = 64 * 1024 * 1024
 
@@ -34,6 +35,8 @@ class LogStats:
     invalid_utf8: int
     joined_partial_lines: int
     """CRI `P` lines joined into the message their `F` line completes: lines = parsed + unparsed + these."""
+    columnar_lines: int
+    """lines the columnar reader took (the rest went through the per-line parser)"""
     formats: Mapping[str, int]
     wrappers: Mapping[str, int]
     skipped_files: tuple[tuple[str, str], ...]
@@ -46,6 +49,7 @@ class LogStats:
             "files": self.files, "lines": self.lines, "parsed": self.parsed, "unparsed": self.unparsed,
             "requests": self.requests, "out_of_window": self.out_of_window, "undated": self.undated,
             "invalid_utf8": self.invalid_utf8, "joined_partial_lines": self.joined_partial_lines,
+            "columnar_lines": self.columnar_lines,
             "formats": dict(self.formats), "wrappers": dict(self.wrappers),
             "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped_files],
             "unparsed_by_file": [{"path": p, "lines": n, "sample": s} for p, n, s in self.unparsed_by_file],
@@ -93,20 +97,26 @@ class LogTable:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _batches(files: tuple[Path, ...]) -> list[list[Path]]:
-    """About TASK_BYTES of files per task; a container's files stay together, in rotation order."""
+def _size(path: Path) -> int:
+    with contextlib.suppress(OSError):  # unreadable files are reported when read
+        return path.stat().st_size
+    return 0
+
+
+def _batches(files: tuple[Path, ...], workers: int) -> list[list[Path]]:
+    """Tasks of at most TASK_BYTES, and at least four per worker so that all cores stay busy to the end;
+    a container's files stay together, in rotation order."""
     groups: dict[Path, list[Path]] = {}
     for f in files:
         groups.setdefault(f.parent, []).append(f)
+    sizes = {f: _size(f) for f in files}
+    target = max(1 << 20, min(TASK_BYTES, sum(sizes.values()) // (4 * workers)))
     batches: list[list[Path]] = [[]]
     total = 0
     for parent in sorted(groups, key=str):
         group = sorted(groups[parent], key=rotation_key)
-        size = 0
-        for f in group:
-            with contextlib.suppress(OSError):  # unreadable files are reported when read
-                size += f.stat().st_size
-        if total + size > TASK_BYTES and batches[-1]:
+        size = sum(sizes[f] for f in group)
+        if total + size > target and batches[-1]:
             batches.append([])
             total = 0
         batches[-1].extend(group)
@@ -134,20 +144,22 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
         unparsed=unparsed_total, requests=sum(s.requests for s in all_stats),
         out_of_window=sum(s.out_of_window for s in all_stats), undated=sum(s.undated for s in all_stats),
         invalid_utf8=sum(s.invalid_utf8 for s in all_stats),
-        joined_partial_lines=sum(s.partial_joined for s in all_stats), formats=dict(formats), wrappers=dict(wrappers),
+        joined_partial_lines=sum(s.partial_joined for s in all_stats),
+        columnar_lines=sum(s.columnar for s in all_stats), formats=dict(formats), wrappers=dict(wrappers),
         skipped_files=tuple(skipped_files),
         unparsed_by_file=tuple(sorted(unparsed, key=lambda x: -x[1])),
     )
 
 
 def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
-              mapping: Mapping[str, str] | None = None, workers: int | None = None,
+              mapping: Mapping[str, str] | None = None, workers: int | None = None, columnar: bool = True,
               progress: Callable[[int, int], None] | None = None) -> LogTable:
     root = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
+    workers = workers or os.cpu_count() or 1
     tasks = [ReadTask(tuple(str(p) for p in batch), str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
-                      dict(mapping) if mapping else None)
-             for i, batch in enumerate(_batches(found.files))]
-    workers = workers or min(len(tasks), os.cpu_count() or 1)
+                      dict(mapping) if mapping else None, columnar)
+             for i, batch in enumerate(_batches(found.files, workers))]
+    workers = min(workers, len(tasks))
     results: list[FileStats] = []
     if workers <= 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):

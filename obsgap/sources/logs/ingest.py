@@ -1,0 +1,400 @@
+"""One read task: clean CRI files go to the columnar reader in batches, everything else line by line.
+
+Both write to the same Parquet part and fill the same per-file accounting, so the table and the counts do
+not depend on which path read a file.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from obsgap.sources.logs import columnar
+from obsgap.sources.logs.discover import attribution_from_path
+from obsgap.sources.logs.reader import (
+    SCHEMA,
+    FileStats,
+    Partial,
+    PartWriter,
+    ReadTask,
+    base_attribution,
+    flush_partial,
+    handle_message,
+    read_file,
+    split_cri,
+)
+
+BATCH_BYTES = 32 * 1024 * 1024
+LARGEST_FILE = 256 * 1024 * 1024  # larger files are streamed line by line rather than held in memory
+
+
+def clean_bytes(path: Path) -> tuple[bytes, int] | None:
+    """The file's bytes when the columnar reader may take it (it reads and gunzips whole, is UTF-8 without CR
+    line ends, and every CRI partial message in it is complete), with partial lines joined, and how many
+    partial lines were joined. None sends the file to the per-line reader (which reports what is wrong)."""
+    try:
+        if path.stat().st_size > LARGEST_FILE:
+            return None
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gunzip(data)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if len(data) > LARGEST_FILE or b"\r" in data:
+        return None
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    if b" stdout P " in data or b" stderr P " in data:
+        return join_partials(data)
+    return data, 0
+
+
+def join_partials(data: bytes) -> tuple[bytes, int] | None:
+    """Each run of CRI `P` lines and the `F` line ending it, as one line, as reader._messages joins them; None
+    when a message is still open at the end (kubelet continues it in the next file) or is interrupted."""
+    out: list[str] = []
+    parts: list[str] = []
+    first_ts: str | None = None
+    joined = 0
+    for line in data.decode("utf-8").split("\n")[:-1]:
+        cri = split_cri(line)
+        if cri is None:
+            if parts:
+                return None
+            out.append(line)
+            continue
+        ts, flag, msg = cri
+        if flag == "P":
+            parts.append(msg)
+            first_ts = first_ts or ts
+            joined += 1
+        elif parts:
+            out.append(f"{first_ts} stdout F {''.join(parts)}{msg}")
+            parts, first_ts = [], None
+        else:
+            out.append(line)
+    if parts:
+        return None
+    return ("\n".join(out) + "\n").encode("utf-8") if out else b"", joined
+
+
+def gunzip(data: bytes) -> bytes:
+    """All members of a gzip file (gzip.decompress, without its per-member Python overhead)."""
+    out = []
+    while data:
+        stream = zlib.decompressobj(wbits=31)
+        out.append(stream.decompress(data))
+        if not stream.eof:
+            raise EOFError("truncated gzip member")
+        data = stream.unused_data.lstrip(b"\x00")  # gzip allows zero padding between members
+    return b"".join(out)
+
+
+@dataclass
+class _File:
+    path: Path
+    data: bytes
+    stats: FileStats
+    joined: int = 0
+    """CRI partial lines already joined into `data`"""
+
+
+class ColumnarBatch:
+    """Clean files waiting to be read together; sidecar files and application files apart, as most lines of
+    a file are of one kind and each kind has its own kernels."""
+
+    def __init__(self, task: ReadTask, out: PartWriter) -> None:
+        self.task, self.out = task, out
+        self.files: dict[bool, list[_File]] = {True: [], False: []}
+        self.size = 0
+
+    def offer(self, path: Path) -> FileStats | None:
+        """Take the file (its stats are filled when the batch is read), or None: read it line by line."""
+        clean = clean_bytes(path)
+        if clean is None:
+            return None
+        data, joined = clean
+        stats = FileStats(str(path))
+        self.files[b" F [" in data[:data.find(b"\n")]].append(_File(path, data, stats, joined))
+        self.size += len(data)
+        if self.size >= BATCH_BYTES:
+            self.flush()
+        return stats
+
+    def flush(self) -> None:
+        for access_logs, files in self.files.items():
+            if files:
+                _read_batch(files, access_logs, self.task, self.out)
+        self.files, self.size = {True: [], False: []}, 0
+
+
+@dataclass
+class _Lines:
+    """Every line of a batch: the text (with its newline, or without when stripped), the index of its file,
+    and where it starts and ends (at its newline) in `raw`, the batch's bytes."""
+
+    text: pa.Array
+    file_of: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    raw: bytes
+
+    def without(self, keep: np.ndarray) -> _Lines:
+        return _Lines(self.text.filter(pa.array(keep)), self.file_of[keep], self.starts[keep], self.ends[keep],
+                      self.raw)
+
+
+def _lines(files: list[_File], strip: bool) -> _Lines:
+    raw = b"".join(f.data for f in files)
+    ends = np.flatnonzero(np.frombuffer(raw, np.uint8) == 10)
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    offsets = np.zeros(len(ends) + 1, np.int64)
+    if strip:
+        offsets[1:] = ends - np.arange(len(ends))
+        body = raw.replace(b"\n", b"")
+    else:
+        offsets[1:] = ends + 1
+        body = raw
+    text = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(body))
+    file_ends = np.cumsum([len(f.data) for f in files])
+    return _Lines(text.cast(pa.string()), np.searchsorted(file_ends, ends, side="right"), starts, ends, raw)
+
+
+def _complete(text: pa.Array) -> np.ndarray:
+    return pc.and_(pc.fill_null(pc.match_substring_regex(text, columnar.CRI_COMPLETE), False),
+                   pc.greater_equal(pc.utf8_length(text), 30)).to_numpy(zero_copy_only=False)
+
+
+def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: PartWriter,
+                       known_complete: np.ndarray | None = None) -> _Lines:
+    """Files with a line that is not a complete CRI line go line by line, whole; the rest are counted."""
+    if known_complete is None:
+        incomplete = ~_complete(lines.text)
+    else:  # only the lines not already known to be complete need the check
+        incomplete = np.zeros(len(lines.text), bool)
+        unknown = np.flatnonzero(~known_complete)
+        incomplete[unknown] = ~_complete(lines.text.take(pa.array(unknown)))
+    rejected = set(np.unique(lines.file_of[incomplete]).tolist())
+    for i in sorted(rejected):
+        f = files[i]
+        data = f.data if not f.joined else None  # joined lines: from the file again, so it is read as it is
+        flush_partial(partial := Partial(), read_file(f.path, task, out, partial, f.stats, data), task, out,
+                      base_attribution(f.path))
+    if rejected:
+        lines = lines.without(~np.isin(lines.file_of, list(rejected)))
+    for i, n in enumerate(np.bincount(lines.file_of, minlength=len(files))):
+        f = files[i]
+        if n and i not in rejected:
+            f.stats.lines += int(n) + f.joined
+            f.stats.wrappers["cri"] += int(n) + f.joined
+            f.stats.partial_joined += f.joined
+    return lines
+
+
+def _read_batch(files: list[_File], access_logs: bool, task: ReadTask, out: PartWriter) -> None:
+    lines = _lines(files, strip=access_logs)
+    parts: list[tuple[np.ndarray, dict[str, pa.Array]]] = []
+    if access_logs:
+        columns, ok_np = _envoy(lines.text)
+        kept = _reject_incomplete(files, lines, task, out, ok_np)
+        if len(kept.text) < len(lines.text):  # rare: a file went line by line; read the others again without it
+            lines = kept
+            columns, ok_np = _envoy(lines.text)
+        if ok_np.any():
+            parts.append((np.flatnonzero(ok_np), columns))
+            _count(files, lines.file_of[ok_np], "envoy-text")
+        by_line = np.flatnonzero(~ok_np)
+    else:
+        lines = _reject_incomplete(files, lines, task, out)
+        if len(lines.text) == 0:
+            return
+        by_line = _application_lines(files, lines, task, parts)
+    _write(parts, files, lines, task, out)
+    _read_line_by_line(by_line, files, lines, task, out)
+
+
+def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
+    try:
+        columns, ok = columnar.envoy_columns(text)
+    except pa.ArrowException:  # not seen; should Arrow fail, the per-line parser reads every line
+        return {}, np.zeros(len(text), bool)
+    return columns, ok.to_numpy(zero_copy_only=False)
+
+
+CRI_PREFIX_MAX = 64  # kubelet's timestamps are 20 to 35 characters; a longer one sends its line to the parser
+
+
+def _first_space(raw: np.ndarray, lines: _Lines) -> np.ndarray:
+    """Where each complete CRI line's timestamp ends: "YYYY-MM-DDT..." holds no space, so from byte 11 on,
+    one byte position at a time over the lines not yet resolved (faster than a string kernel here)."""
+    found = np.full(len(lines.starts), -1, np.int64)
+    pending = np.arange(len(lines.starts))
+    last = len(raw) - 1
+    k = 11
+    while len(pending) and k < CRI_PREFIX_MAX:
+        hit = raw[np.minimum(lines.starts[pending] + k, last)] == 32
+        found[pending[hit]] = k
+        pending = pending[~hit]
+        k += 1
+    return found
+
+
+def _json_only(lines: _Lines) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's bytes with every CRI prefix and every line that is not a JSON object blanked (spaces are
+    JSON whitespace and blank lines are skipped), so each file's slice reads as its JSON lines, in order; and
+    which lines are JSON. Column by column over the short prefixes: no large temporary arrays."""
+    raw = np.frombuffer(lines.raw, np.uint8)
+    first_space = _first_space(raw, lines)
+    msg_start = lines.starts + first_space + len(" stdout F ")
+    is_json = (first_space > 0) & (msg_start < lines.ends)
+    is_json[is_json] = raw[msg_start[is_json]] == ord("{")
+    blanked = np.array(raw)
+    json_starts = lines.starts[is_json]
+    prefix = msg_start[is_json] - json_starts
+    shortest = int(prefix.min()) if len(prefix) else 0
+    for k in range(shortest):
+        blanked[json_starts + k] = 32
+    for k in range(shortest, int(prefix.max(initial=0))):
+        longer = prefix > k
+        blanked[json_starts[longer] + k] = 32
+    for start, end in zip(lines.starts[~is_json].tolist(), lines.ends[~is_json].tolist(), strict=True):
+        blanked[start:end] = 32
+    return blanked, is_json
+
+
+def _application_lines(files: list[_File], lines: _Lines, task: ReadTask,
+                       parts: list[tuple[np.ndarray, dict[str, pa.Array]]]) -> np.ndarray:
+    """Read the JSON lines into `parts`; return the lines left to the per-line parser."""
+    blanked, is_json = _json_only(lines)
+    by_line = [np.flatnonzero(~is_json)]
+    by_schema: dict[pa.Schema, list[tuple[np.ndarray, pa.Table]]] = {}
+    bounds = np.flatnonzero(np.diff(lines.file_of)) + 1
+    for rows in np.split(np.arange(len(lines.text)), bounds):
+        json_rows = rows[is_json[rows]]
+        if len(json_rows) == 0:
+            continue
+        text = pa.py_buffer(blanked[lines.starts[rows[0]]:lines.ends[rows[-1]] + 1])
+        try:  # one file at a time: a key's type may differ between applications, not within one file
+            table = columnar.read_app_json(text, len(json_rows))
+        except columnar.NotExact:
+            by_line.append(json_rows)
+            continue
+        by_schema.setdefault(table.schema, []).append((json_rows, table))
+    for group in by_schema.values():
+        rows = np.concatenate([r for r, _ in group])
+        table = pa.concat_tables([t for _, t in group])
+        try:
+            if table.num_rows != len(rows):  # tables without columns lose their row count when concatenated
+                raise columnar.NotExact("no columns")
+            columns, request = columnar.app_columns(table, task.mapping)
+        except (columnar.NotExact, pa.ArrowException):
+            by_line.append(rows)
+            continue
+        request_np = request.to_numpy(zero_copy_only=False)
+        _count(files, lines.file_of[rows[~request_np]], "json-other", nonrequest=True)
+        _count(files, lines.file_of[rows[request_np]], "app-json")
+        if request_np.any():
+            parts.append((rows[request_np], {k: v.filter(request) for k, v in columns.items()}))
+    return np.concatenate(by_line)
+
+
+def _count(files: list[_File], file_index: np.ndarray, fmt: str, nonrequest: bool = False) -> None:
+    for i, n in enumerate(np.bincount(file_index, minlength=len(files))):
+        if n:
+            files[i].stats.formats[fmt] += int(n)
+            files[i].stats.columnar += int(n)
+            if nonrequest:
+                files[i].stats.nonrequest += int(n)
+
+
+def _wrapper_ts(lines: pa.Array) -> pa.Array:
+    """The time kubelet wrote each (CRI) line."""
+    return columnar.ts_ms(columnar.nth(pc.split_pattern(lines, " ", max_splits=1), 0))
+
+
+def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_File], lines: _Lines,
+           task: ReadTask, out: PartWriter) -> None:
+    if not parts:
+        return
+    rows = np.concatenate([r for r, _ in parts])
+    table = pa.concat_tables([pa.table({name: columns.get(name, pa.nulls(len(r), SCHEMA.field(name).type))
+                                        for name in SCHEMA.names if name not in _PER_FILE},
+                                       schema=_ROW_SCHEMA) for r, columns in parts])
+    ts = table.column("ts_ms").combine_chunks()
+    undated = pc.is_null(ts)
+    missing = np.flatnonzero(undated.to_numpy(zero_copy_only=False))
+    if len(missing):  # the line's own time, else the time kubelet wrote it
+        ts = pc.replace_with_mask(ts, undated, _wrapper_ts(lines.text.take(pa.array(rows[missing]))))
+    dated = pc.is_valid(ts)
+    outside = pa.array(np.zeros(len(rows), bool))
+    if task.start_ms is not None:
+        outside = pc.or_(outside, pc.fill_null(pc.less(ts, task.start_ms), False))
+    if task.end_ms is not None:
+        outside = pc.or_(outside, pc.fill_null(pc.greater_equal(ts, task.end_ms), False))
+    outside_np = outside.to_numpy(zero_copy_only=False)
+    index = lines.file_of[rows]
+    for name, mask in (("undated", ~dated.to_numpy(zero_copy_only=False)), ("out_of_window", outside_np),
+                       ("requests", ~outside_np)):
+        for i, n in enumerate(np.bincount(index[mask], minlength=len(files))):
+            if n:
+                setattr(files[i].stats, name, getattr(files[i].stats, name) + int(n))
+    table = table.set_column(table.schema.get_field_index("ts_ms"), "ts_ms", ts).filter(pc.invert(outside))
+    index = index[~outside_np]
+    attrs = [base_attribution(f.path) for f in files]
+    per_file = {"namespace": [a[0] for a in attrs], "pod": [a[1] for a in attrs], "container": [a[2] for a in attrs],
+                "file": [f.stats.path for f in files]}
+    take = pa.array(index)
+    for name, values in per_file.items():
+        table = table.append_column(name, pa.array(values, pa.string()).take(take))
+    out.write(table.select(SCHEMA.names).cast(SCHEMA))
+
+
+_PER_FILE = ("namespace", "pod", "container", "file")
+_ROW_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in _PER_FILE])
+
+
+def _read_line_by_line(rows: np.ndarray, files: list[_File], lines: _Lines, task: ReadTask,
+                       out: PartWriter) -> None:
+    if len(rows) == 0:
+        return
+    rows.sort()
+    attrs: dict[int, tuple[str | None, str | None, str | None]] = {}
+    for i, line in zip(lines.file_of[rows].tolist(), lines.text.take(pa.array(rows)).to_pylist(), strict=True):
+        ts, _, _, msg = line.split(" ", 3)  # a complete CRI line
+        msg = msg.removesuffix("\n")
+        attr = attrs.get(i) or attrs.setdefault(i, base_attribution(files[i].path))
+        handle_message(msg, ts, None, files[i].stats, task, out, attr)
+
+
+def run_task(task: ReadTask) -> list[FileStats]:
+    writer = PartWriter(task.part_path)
+    batch = ColumnarBatch(task, writer) if task.columnar else None
+    results: list[FileStats] = []
+    partial = Partial()
+    try:
+        files = [Path(f) for f in task.files]
+        for i, path in enumerate(files):
+            taken = batch.offer(path) if batch is not None and not partial.parts else None
+            stats = taken or read_file(path, task, writer, partial)
+            results.append(stats)
+            same_container = i + 1 < len(files) and files[i + 1].parent == path.parent and \
+                attribution_from_path(path) is not None
+            if not same_container and taken is None:
+                flush_partial(partial, stats, task, writer, base_attribution(path))
+        if batch is not None:
+            batch.flush()
+        return results
+    finally:
+        writer.close()

@@ -1,0 +1,233 @@
+"""The columnar reader against the per-line reader (the reference): the same rows and the same accounting, on
+realistic logs, on every edge case we know of, and on generated lines."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from obsgap.scenario.demo import demo_spec
+from obsgap.scenario.simulate import build
+from obsgap.sources.logs.discover import discover
+from obsgap.sources.logs.table import LogTable, read_logs
+
+TS = "2026-11-25T04:01:26.687787294Z"
+POD = "shop_catalog-7d9f8b6c5-x2x9z_0b4c3f8e-1111-2222-3333-444455556666"
+ENVOY = ('[2026-11-25T04:01:26.687Z] "GET /api/v1/items/7 HTTP/1.1" 200 - via_upstream - "-" 0 1350 12 11 "-" '
+         '"python-requests/2.31" "9f0c2d4e-0001" "catalog.shop.svc.cluster.local:8080" "10.44.0.5:8080" '
+         'inbound|8080|| 127.0.0.6:40001 10.44.0.5:8080 10.44.0.3:46520 - default')
+COLUMNS = ("ts_ms, namespace, pod, container, origin, direction, method, path, protocol, status, duration_ms, port, "
+           "authority, upstream_cluster, upstream_host, downstream_local, downstream_remote, response_flags, file")
+
+
+def _differing(con: duckdb.DuckDBPyConnection, a: LogTable, b: LogTable) -> int:
+    """Rows in one table and not in the other, counted as multisets."""
+    def rows(t: LogTable) -> str:
+        return f"(SELECT {COLUMNS} FROM read_parquet('{t.glob}'))"
+
+    def count(t: LogTable) -> int:
+        return int(con.execute(f"SELECT count(*) FROM {rows(t)}").fetchone()[0]) if any(t.root.glob("*.parquet")) else 0
+
+    if count(a) == 0 or count(b) == 0:
+        return count(a) + count(b)
+    return sum(int(con.execute(f"SELECT count(*) FROM ({rows(x)} EXCEPT ALL {rows(y)})").fetchone()[0])
+               for x, y in ((a, b), (b, a)))
+
+
+def read_both(root: Path, window: tuple[int | None, int | None] = (None, None),
+              mapping: Mapping[str, str] | None = None) -> tuple[dict, dict, int]:
+    """Stats of each reader (the columnar count left out) and the number of rows that differ."""
+    found = discover([str(root)])
+    fast = read_logs(found, *window, mapping, workers=1, columnar=True)
+    slow = read_logs(found, *window, mapping, workers=1, columnar=False)
+    try:
+        differing = _differing(duckdb.connect(), fast, slow)
+        fast_stats, slow_stats = fast.stats.as_dict(), slow.stats.as_dict()
+        assert slow_stats.pop("columnar_lines") == 0
+        return fast_stats, slow_stats, differing
+    finally:
+        fast.close()
+        slow.close()
+
+
+def _cri(messages: list[str], flag: str = "F") -> str:
+    return "".join(f"{TS} stdout {flag} {m}\n" for m in messages)
+
+
+def _write(root: Path, container: str, name: str, text: str | bytes, gz: bool = False) -> Path:
+    folder = root / "pods" / POD / container
+    folder.mkdir(parents=True, exist_ok=True)
+    data = text.encode() if isinstance(text, str) else text
+    path = folder / name
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def test_identical_on_a_simulated_mesh(session_tmp: Path) -> None:
+    built = build(demo_spec(datetime(2026, 11, 25, 12, tzinfo=UTC), hours=0.25), session_tmp / "columnar-demo")
+    fast, slow, differing = read_both(built.logs)
+    assert differing == 0
+    assert fast.pop("columnar_lines") >= 0.9 * fast["lines"]  # the columnar path really ran
+    assert fast == slow
+    assert fast["requests"] > 40_000
+
+
+ENVOY_VARIANTS = [
+    ENVOY,
+    ENVOY.replace("inbound|8080||", "outbound|9080||reviews.bookinfo.svc.cluster.local"),
+    ENVOY.replace("inbound|8080||", "outbound_.9080_._.reviews.bookinfo.svc.cluster.local"),
+    ENVOY.replace("inbound|8080||", "PassthroughCluster"),
+    ENVOY.replace("inbound|8080||", "InboundPassthroughCluster"),
+    ENVOY.replace("inbound|8080||", "-").replace('"10.44.0.5:8080"', '"-"'),
+    ENVOY.replace('"GET /api/v1/items/7 HTTP/1.1"', '"- - -"'),  # a TCP connection
+    ENVOY.replace(" 12 11 ", " - - "),
+    ENVOY.replace(" 200 ", " 99999999999 "),  # no status code: out of range
+    ENVOY.replace(" 12 11 ", " " + "9" * 400 + " 11 "),
+    ENVOY.replace("/api/v1/items/7", "/api/\tv1"),  # a tab: Python's \S and the split disagree
+    ENVOY.replace("/api/v1/items/7", "/api/\u00a0v1"),  # a no-break space, whitespace to Python only
+    ENVOY.replace("/api/v1/items/7", "/api/\u2003v1"),
+    ENVOY.replace('"python-requests/2.31"', '"say \\"hi\\""'),  # a quote inside a quoted field
+    ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[2026-11-25 04:01:26.687Z]"),
+    ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[2026-11-25T04:01:26.687+02:00]"),
+    ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[2026-02-30T04:01:26.687Z]"),
+    ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[0000-11-25T04:01:26.687Z]"),
+    ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[not a time]"),
+    ENVOY.replace(" 10.44.0.3:46520 - default", " 10.44.0.3:46520"),  # the line ends at the last field
+    ENVOY.replace(" 10.44.0.3:46520 - default", " 10.44.0.3:46520\tglued"),
+    ENVOY.replace("10.44.0.5:8080 10.44.0.3", "10.44.0.5:99999999999 10.44.0.3").replace("inbound|8080||", "-"),
+    ENVOY.replace("10.44.0.5:8080 10.44.0.3", "10.44.0.5:\u00b2 10.44.0.3").replace("inbound|8080||", "-"),
+    ENVOY.replace("inbound|8080||", "inbound|\u0663\u0660||"),
+    ENVOY[:60],
+    "[just brackets]",
+    "[" + ENVOY,
+]
+
+APP_FILES: dict[str, list[object]] = {
+    "flat": [{"ts": TS, "method": "GET", "path": "/a", "status": 200, "duration_ms": 12.5, "port": 8080},
+             {"ts": TS, "level": "info", "msg": "not a request"}, {}],
+    "ecs": [{"@timestamp": TS, "http": {"request": {"method": "POST"}, "response": {"status_code": 201}},
+             "url": {"path": "/b", "full": "http://catalog.shop:8080/b?q=1"}, "event": {"duration": 3_500_000}}],
+    "otel": [{"timestamp": TS, "http.request.method": "GET", "url.full": "https://user:pw@api.example.com/x",
+              "http.response.status_code": 200, "server.port": 443}],
+    "mixed_forms": [{"url.path": "/flat", "url": {"path": "/nested"}, "method": "GET"}],
+    "flat_null_nested": [{"url.path": None, "url": {"path": "/nested"}, "method": "GET"}],
+    "int_and_string": [{"method": "GET", "status": 200}, {"method": "GET", "status": "200"}],
+    "float_status": [{"method": "GET", "status": 200.0}],
+    "bool_status": [{"method": "GET", "status": True}],
+    "string_numbers": [{"method": "GET", "status": s, "port": p} for s, p in
+                       [(" 200", "8080"), ("+201", "+80"), ("2_02", "-1"), ("abc", "99999999999"), ("", "0")]],
+    "big_status": [{"method": "GET", "status": 4_000_000_000}, {"method": "GET", "status": -5}],
+    "durations": [{"method": "GET", "duration": d} for d in ["12ms", "1.5s", "1.2.3ms", ".", "7", " 9 us ", True]]
+                 + [{"method": "GET", "latency_ms": 4}, {"method": "GET", "duration_s": 0.25}],
+    "urls": [{"method": "GET", "url": u} for u in [
+        "http://svc:8080/p", "http://svc/p", "https://svc", "http://svc:99999/p", "http://[::1/p", "http:///p",
+        "/relative", "", "svc.ns:80/path", "http://u@svc:0/p"]]
+    + [{"url": "http://svc/p", "path": "/given", "port": 9}],
+    "timestamps": [{"method": "GET", "ts": t} for t in [
+        1764043286, 1764043286687, 1764043286687787294, 1764043286.5, 0, -5, "2026-11-25T04:01:26.68Z",
+        "2026-11-25T04:01:26.687+02:00", "2026-02-30T04:01:26.687Z", "0000-01-01T00:00:00.000Z", "garbage",
+        "2026-11-25T04:01:26.687xZ", "1764043286"]],
+    "second_precision": [{"method": "GET", "time": "2026-11-25T04:01:26Z"}],
+    "date_only": [{"method": "GET", "time": "2026-11-25"}],
+    "nan": ['{"method": "GET", "duration_ms": NaN}', '{"method": "GET", "note": "NaN is fine in a string"}'],
+    "infinity_elsewhere": ['{"method": "GET", "extra": {"v": [Infinity]}}'],
+    "duplicate_keys": ['{"method": "GET", "method": "POST"}'],
+    "two_objects": ['{"method": "GET"} {"method": "PUT"}'],
+    "trailing_text": ['{"method": "GET"} trailing'],
+    "invalid_json": ['{"method": "GET"', '{not json}'],
+    "k8s": [{"method": "GET", "kubernetes": {"namespace_name": "other", "pod_name": "p", "container_name": "c"}}],
+    "envoy_json": [{"start_time": TS, "method": "GET", "response_code": 200, "upstream_cluster": "inbound|80||"}],
+    "plain_text_mixed": [{"method": "GET", "path": "/x"}, "Started server on :8080", "", "   "],
+    "arrays_and_objects": [{"method": ["GET"], "path": {"a": 1}, "status": [200]}, {"method": "GET", "path": "/"}],
+    "unicode": [{"method": "GET", "path": "/caf\u00e9/\u2028/\U0001f600", "host": "h\u00f6st"}],
+    "escapes": ['{"method": "G\\u0045T", "path": "/a\\"b\\\\c"}', '{"method": "GET", "path": "\\ud800"}'],
+}
+
+
+def _app_text(lines: list[object]) -> str:
+    return _cri([line if isinstance(line, str) else json.dumps(line) for line in lines])
+
+
+def test_identical_on_every_known_edge_case(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    for i, line in enumerate(ENVOY_VARIANTS):  # one file each, plus all together in one
+        _write(root, f"istio-proxy-{i}", "0.log", _cri([line]))
+    _write(root, "istio-proxy", "0.log", _cri(ENVOY_VARIANTS))
+    for name, lines in APP_FILES.items():
+        _write(root, name.replace("_", "-"), "0.log", _app_text(lines))
+    # files the columnar reader must leave whole to the per-line reader, next to clean ones
+    _write(root, "partial", "0.log.20261125-040000.gz", _cri([ENVOY[:50]], "P"), gz=True)
+    _write(root, "partial", "0.log", _cri([ENVOY[50:]]) + _cri([ENVOY]))
+    _write(root, "crlf", "0.log", _cri([ENVOY]).replace("\n", "\r\n"))
+    _write(root, "latin1", "0.log", _cri([ENVOY]).encode() + b"\xff\xfe\n")
+    _write(root, "no-newline", "0.log", _cri([ENVOY, json.dumps({"method": "GET"})]).rstrip("\n"))
+    _write(root, "empty", "0.log", "")
+    _write(root, "docker", "0.log", json.dumps({"log": ENVOY + "\n", "stream": "stdout", "time": TS}) + "\n")
+    _write(root, "short-message", "0.log", f"{TS} stdout F \n{TS} stdout F\n{TS} stderr F x\n")
+    _write(root, "gz-clean", "0.log.20261125-040000.gz", _cri([ENVOY] * 3), gz=True)
+    _write(root, "gz-broken", "0.log.20261125-040000.gz", gzip.compress(_cri([ENVOY] * 50).encode())[:60])
+    fast, slow, differing = read_both(root)
+    assert differing == 0
+    assert fast.pop("columnar_lines") > 0
+    assert fast == slow
+    ms = int(datetime(2026, 11, 25, 4, 1, 26, tzinfo=UTC).timestamp() * 1000)
+    for window in ((ms + 1, None), (None, ms + 687), (ms + 600, ms + 3_600_000)):
+        fast, slow, differing = read_both(root, window)
+        assert differing == 0
+        fast.pop("columnar_lines")
+        assert fast == slow
+        assert fast["out_of_window"] > 0
+    fast, slow, differing = read_both(root, mapping={"method": "http.request.method", "duration_ms": "event.duration",
+                                                     "path": "url"})
+    assert differing == 0
+    fast.pop("columnar_lines")
+    assert fast == slow
+
+
+_scalar = (st.none() | st.booleans() | st.integers(-10, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+           | st.sampled_from(["GET", "200", "12ms", "http://svc:8080/p", "/p", TS, "", " 7 ", "1e3", "-"])
+           | st.text(max_size=8))
+_values = st.recursive(_scalar, lambda c: st.lists(c, max_size=2) | st.dictionaries(
+    st.sampled_from(["method", "path", "full", "status_code", "request", "response", "duration", "port", "x"]), c,
+    max_size=3), max_leaves=6)
+_keys = st.sampled_from(["ts", "time", "@timestamp", "method", "path", "url", "status", "status_code", "port", "host",
+                         "duration_ms", "duration", "latency", "event.duration", "http.method", "url.path", "http",
+                         "url.full", "server.port", "event", "msg", "level"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(_keys, _values, max_size=6), min_size=1, max_size=6))
+def test_identical_on_generated_application_lines(objects: list[dict]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        _write(root, "app", "0.log", _app_text(list(objects)))
+        fast, slow, differing = read_both(root)
+        assert differing == 0
+        fast.pop("columnar_lines")
+        assert fast == slow
+
+
+_token = st.text(st.sampled_from([*'ab9-:/|."[] \t\u00a0\u2003', "\u0663"]), min_size=0, max_size=6)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(ENVOY) - 1), _token), max_size=4))
+def test_identical_on_mutated_access_log_lines(edits: list[tuple[int, str]]) -> None:
+    line = ENVOY
+    for at, token in edits:
+        line = line[:at] + token + line[at + 1:]
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        _write(root, "istio-proxy", "0.log", _cri([ENVOY, line]))
+        fast, slow, differing = read_both(root)
+        assert differing == 0
+        assert fast.pop("columnar_lines") >= 1  # the unmutated line at least
+        assert fast == slow
