@@ -231,3 +231,26 @@ def test_identical_on_mutated_access_log_lines(edits: list[tuple[int, str]]) -> 
         assert differing == 0
         assert fast.pop("columnar_lines") >= 1  # the unmutated line at least
         assert fast == slow
+
+
+def test_a_skewed_clock_is_measured_and_the_node_time_used(tmp_path: Path) -> None:
+    """An application logging local time without its zone (an hour behind), a proxy two hours ahead, one a
+    little off (within the tolerance): the first two are timed by kubelet's clock, counted and reported."""
+    root = tmp_path / "logs"
+    local = [{"ts": "2026-11-25T03:01:26.687Z", "method": "GET", "path": f"/{i}", "status": 200}
+             for i in range(50)]
+    _write(root, "app", "0.log", _app_text(local))
+    ahead = ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[2026-11-25T06:01:26.687Z]")
+    by_line = ahead.replace("[2026-11-25T06:01:26.687Z]", "[2026-11-25 06:01:26.687Z]")  # the per-line parser's
+    _write(root, "istio-proxy", "0.log", _cri([ahead] * 47 + [by_line] * 3))
+    close = [{"ts": "2026-11-25T04:01:56.687Z", "method": "GET", "path": "/close"}] * 40
+    _write(root, "close", "0.log", _app_text(close))
+    start = int(datetime(2026, 11, 25, 4, tzinfo=UTC).timestamp() * 1000)
+    fast, slow, differing = read_both(root, (start, start + 3_600_000))
+    assert differing == 0
+    assert fast.pop("columnar_lines") >= 137
+    assert fast == slow
+    assert {(c["path"].split("/")[-2], c["offset_seconds"], c["retimed"]) for c in fast["clock_skew"]} == {
+        ("app", -3600.0, 50), ("istio-proxy", 7200.0, 50)}
+    assert fast["retimed"] == 100
+    assert fast["out_of_window"] == 0 and fast["requests"] == 140

@@ -6,13 +6,16 @@ Assertions compare the exact set of findings, so both a missed gap and a false a
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from obsgap.scenario.demo import demo_spec
+from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
 from tests.helpers import Run, run_scenario
 
@@ -327,3 +330,39 @@ def test_ambient_service_without_waypoint_is_not_an_http_gap(tmp_path: Path) -> 
     assert cov["api"].tcp_connections == run.built.truth.tcp_connections["app/api"] > 0
     without_logs = run_scenario(scenario("ambient2", ServiceSpec("app", "api", ambient=True)), tmp_path, logs=False)
     check_exact(without_logs, set())
+
+
+def _shift_app_clock(logs: Path, container: str, seconds: int) -> int:
+    """Rewrite an app's own timestamps as if it logged local time without its zone; returns the lines changed."""
+    stamp = re.compile(r'"ts": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z"')
+
+    def shifted(m: re.Match[str]) -> str:
+        t = datetime.fromisoformat(m.group(1)) + timedelta(seconds=seconds)
+        return f'"ts": "{t.isoformat()}{m.group(2) or ""}Z"'
+
+    changed = 0
+    for path in logs.glob(f"pods/*/{container}/*"):
+        raw = path.read_bytes()
+        gz = raw[:2] == b"\x1f\x8b"
+        text, n = stamp.subn(shifted, (gzip.decompress(raw) if gz else raw).decode())
+        changed += n
+        path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    return changed
+
+
+def test_an_app_logging_local_time_is_timed_by_the_node_not_a_gap(tmp_path: Path) -> None:
+    """Clock skew: api's own timestamps an hour behind. Its requests are timed by kubelet's clock, the files are
+    reported, and coverage is exactly what it is without the skew."""
+    spec = scenario("skew", ServiceSpec("app", "api"))
+    built = build(spec, tmp_path / spec.name)
+    changed = _shift_app_clock(built.logs, "api", -3600)
+    assert changed > 1000
+    run = run_scenario(spec, tmp_path, built=built)
+    check_exact(run, set())
+    logs = run.result.sources.logs
+    assert {c["path"].split("/")[-2] for c in logs["clock_skew"]} == {"api"}
+    assert {c["offset_seconds"] for c in logs["clock_skew"]} == {-3600.0}
+    assert logs["retimed"] == changed  # every api line, requests and probes, now on the node's clock
+    cov = {c.service: c for c in run.result.coverage}
+    assert cov["api"].log_requests == run.built.truth.server_requests["app/api"]
+    assert cov["api"].ratio == 1.0

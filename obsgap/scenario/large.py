@@ -8,7 +8,7 @@ from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
 
 
 def large_spec(end: datetime, services: int = 2000, replicas: int = 3, hours: float = 24.0,
-               requests_per_service_hour: float = 52.0, namespaces: int = 40, scrape_interval_s: int = 300,
+               requests_per_service_hour: float = 57.0, namespaces: int = 40, scrape_interval_s: int = 300,
                histogram_every: int = 40) -> ScenarioSpec:
     """`services` services in `namespaces` namespaces, each called by the previous one; every 10th has a gap
     (no sidecar, HTTP on a tcp- port, excluded port, pod-IP callers), and one in `histogram_every` keeps Istio's

@@ -16,15 +16,20 @@ import pyarrow.compute as pc
 
 from obsgap.sources.logs import columnar
 from obsgap.sources.logs.discover import attribution_from_path
+from obsgap.sources.logs.formats import Row
 from obsgap.sources.logs.reader import (
+    CLOCK_SAMPLE,
     SCHEMA,
     FileStats,
     Partial,
     PartWriter,
     ReadTask,
+    admit,
     base_attribution,
+    clock_offset,
+    finish_file,
     flush_partial,
-    handle_message,
+    parse_message,
     read_file,
     split_cri,
 )
@@ -192,6 +197,7 @@ def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: P
         data = f.data if not f.joined else None  # joined lines: from the file again, so it is read as it is
         flush_partial(partial := Partial(), read_file(f.path, task, out, partial, f.stats, data), task, out,
                       base_attribution(f.path))
+        finish_file(f.stats, task, out)
     if rejected:
         lines = lines.without(~np.isin(lines.file_of, list(rejected)))
     for i, n in enumerate(np.bincount(lines.file_of, minlength=len(files))):
@@ -221,8 +227,11 @@ def _read_batch(files: list[_File], access_logs: bool, task: ReadTask, out: Part
         if len(lines.text) == 0:
             return
         by_line = _application_lines(files, lines, task, parts)
-    _write(parts, files, lines, task, out)
-    _read_line_by_line(by_line, files, lines, task, out)
+    parsed = _parse_line_by_line(by_line, files, lines, task)
+    shifted = _judge_clocks(parts, parsed, files, lines)
+    _write(parts, files, lines, shifted, task, out)
+    for i, _, row in parsed:
+        admit(row, files[i].stats, task, out)
 
 
 def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
@@ -324,8 +333,40 @@ def _wrapper_ts(lines: pa.Array) -> pa.Array:
     return columnar.ts_ms(columnar.nth(pc.split_pattern(lines, " ", max_splits=1), 0))
 
 
+def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: list[tuple[int, int, Row]],
+                  files: list[_File], lines: _Lines) -> np.ndarray:
+    """reader.FileClock for a batch: each file's first CLOCK_SAMPLE requests, in file order, whichever reader
+    read them, decide whether its own clock is off; returns which files' requests take the node's time."""
+    columnar_rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
+    own = pa.concat_arrays([c["ts_ms"] for _, c in parts]) if parts else pa.array([], pa.int64())
+    line = np.concatenate([columnar_rows, np.array([r for _, r, _ in parsed], np.int64)])
+    file_of = lines.file_of[line]
+    order = np.lexsort((line, file_of))
+    sorted_files = file_of[order]
+    group_start = np.searchsorted(sorted_files, sorted_files, side="left")
+    sample = order[(np.arange(len(order)) - group_start) < CLOCK_SAMPLE]  # positions: columnar rows, then parsed
+    from_columnar = sample[sample < len(columnar_rows)]
+    own_sample = own.take(pa.array(from_columnar))
+    have_own = pc.is_valid(own_sample).to_numpy(zero_copy_only=False)
+    node = _wrapper_ts(lines.text.take(pa.array(columnar_rows[from_columnar[have_own]])))
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for f, o, n in zip(file_of[from_columnar[have_own]].tolist(), own_sample.filter(pa.array(have_own)).to_pylist(),
+                       node.to_pylist(), strict=True):
+        if n is not None:
+            pairs.setdefault(f, []).append((o, n))
+    for k in sample[sample >= len(columnar_rows)].tolist():
+        f, _, row = parsed[k - len(columnar_rows)]
+        if row["_own"] and row["_node"] is not None:
+            pairs.setdefault(f, []).append((row["ts_ms"], row["_node"]))
+    shifted = np.zeros(len(files), bool)
+    for f, file_pairs in pairs.items():
+        files[f].stats.clock_offset_ms = clock_offset(file_pairs)
+        shifted[f] = files[f].stats.clock_offset_ms is not None
+    return shifted
+
+
 def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_File], lines: _Lines,
-           task: ReadTask, out: PartWriter) -> None:
+           shifted: np.ndarray, task: ReadTask, out: PartWriter) -> None:
     if not parts:
         return
     rows = np.concatenate([r for r, _ in parts])
@@ -333,6 +374,11 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_Fil
                                         for name in SCHEMA.names if name not in _PER_FILE},
                                        schema=_ROW_SCHEMA) for r, columns in parts])
     ts = table.column("ts_ms").combine_chunks()
+    retime = shifted[lines.file_of[rows]]
+    if retime.any():  # the node's time for the requests of files whose own clock is off
+        node = _wrapper_ts(lines.text.take(pa.array(rows[retime])))
+        ts = pc.replace_with_mask(ts, pa.array(retime), pc.coalesce(node, ts.filter(pa.array(retime))))
+        _add(files, lines.file_of[rows[retime]][node.is_valid().to_numpy(zero_copy_only=False)], "retimed")
     undated = pc.is_null(ts)
     missing = np.flatnonzero(undated.to_numpy(zero_copy_only=False))
     if len(missing):  # the line's own time, else the time kubelet wrote it
@@ -347,9 +393,7 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_Fil
     index = lines.file_of[rows]
     for name, mask in (("undated", ~dated.to_numpy(zero_copy_only=False)), ("out_of_window", outside_np),
                        ("requests", ~outside_np)):
-        for i, n in enumerate(np.bincount(index[mask], minlength=len(files))):
-            if n:
-                setattr(files[i].stats, name, getattr(files[i].stats, name) + int(n))
+        _add(files, index[mask], name)
     table = table.set_column(table.schema.get_field_index("ts_ms"), "ts_ms", ts).filter(pc.invert(outside))
     index = index[~outside_np]
     attrs = [base_attribution(f.path) for f in files]
@@ -361,21 +405,32 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_Fil
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
 
 
+def _add(files: list[_File], file_index: np.ndarray, counter: str) -> None:
+    for i, n in enumerate(np.bincount(file_index, minlength=len(files))):
+        if n:
+            setattr(files[i].stats, counter, getattr(files[i].stats, counter) + int(n))
+
+
 _PER_FILE = ("namespace", "pod", "container", "file")
 _ROW_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in _PER_FILE])
 
 
-def _read_line_by_line(rows: np.ndarray, files: list[_File], lines: _Lines, task: ReadTask,
-                       out: PartWriter) -> None:
+def _parse_line_by_line(rows: np.ndarray, files: list[_File], lines: _Lines,
+                        task: ReadTask) -> list[tuple[int, int, Row]]:
+    """(file index, line index, request row) of the lines left to the per-line parser, not yet windowed."""
+    parsed: list[tuple[int, int, Row]] = []
     if len(rows) == 0:
-        return
+        return parsed
     rows.sort()
     attrs: dict[int, tuple[str | None, str | None, str | None]] = {}
-    for i, line in zip(lines.file_of[rows].tolist(), lines.text.take(pa.array(rows)).to_pylist(), strict=True):
+    for i, at, line in zip(lines.file_of[rows].tolist(), rows.tolist(), lines.text.take(pa.array(rows)).to_pylist(),
+                           strict=True):
         ts, _, _, msg = line.split(" ", 3)  # a complete CRI line
-        msg = msg.removesuffix("\n")
         attr = attrs.get(i) or attrs.setdefault(i, base_attribution(files[i].path))
-        handle_message(msg, ts, None, files[i].stats, task, out, attr)
+        row = parse_message(msg.removesuffix("\n"), ts, None, files[i].stats, task, attr)
+        if row is not None:
+            parsed.append((i, at, row))
+    return parsed
 
 
 def run_task(task: ReadTask) -> list[FileStats]:
@@ -391,8 +446,10 @@ def run_task(task: ReadTask) -> list[FileStats]:
             results.append(stats)
             same_container = i + 1 < len(files) and files[i + 1].parent == path.parent and \
                 attribution_from_path(path) is not None
-            if not same_container and taken is None:
-                flush_partial(partial, stats, task, writer, base_attribution(path))
+            if taken is None:
+                if not same_container:  # else the open message continues in the next file, and counts there
+                    flush_partial(partial, stats, task, writer, base_attribution(path))
+                finish_file(stats, task, writer)
         if batch is not None:
             batch.flush()
         return results

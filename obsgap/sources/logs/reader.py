@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import statistics
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from obsgap.sources.logs import formats
 from obsgap.sources.logs.discover import attribution_from_path
+from obsgap.sources.logs.formats import Row
 
 SCHEMA = pa.schema([
     ("ts_ms", pa.int64()), ("namespace", pa.string()), ("pod", pa.string()), ("container", pa.string()),
@@ -52,6 +54,11 @@ class FileStats:
     wrappers: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     unparsed_sample: str | None = None
+    clock_offset_ms: int | None = None
+    """set when the file's own timestamps are this far from the node's (kubelet's) beyond the tolerance"""
+    retimed: int = 0
+    """requests timed by the node's clock instead of their own, because of that offset"""
+    clock: FileClock | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -204,25 +211,94 @@ class PartWriter:
             self.writer.close()
 
 
-def handle_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
-            out: PartWriter, base_attr: tuple[str | None, str | None, str | None]) -> None:
+CLOCK_SAMPLE = 200  # the first requests of a file decide whether its own clock can be trusted
+CLOCK_MIN_PAIRS = 20
+CLOCK_TOLERANCE_MS = 60_000  # Envoy flushes access logs every 10 s and logs a request when it ends
+
+
+def clock_offset(pairs: list[tuple[int, int]]) -> int | None:
+    """Median (own - node) time of a file's first requests when it is beyond the tolerance, else None.
+    The node's clock is kubelet's, kept by NTP like Prometheus'; an application logging local time without
+    its zone, or a container with a faked clock, shows as an offset of minutes or hours."""
+    if len(pairs) < CLOCK_MIN_PAIRS:
+        return None
+    offset = statistics.median_low(own - node for own, node in pairs)
+    return offset if abs(offset) > CLOCK_TOLERANCE_MS else None
+
+
+@dataclass
+class FileClock:
+    """Holds a file's first requests until its clock is judged, then lets every request through the window."""
+
+    pending: list[Row] = field(default_factory=list)
+    decided: bool = False
+
+    def offer(self, row: Row, stats: FileStats, task: ReadTask, out: PartWriter) -> None:
+        if self.decided:
+            admit(row, stats, task, out)
+            return
+        self.pending.append(row)
+        if len(self.pending) >= CLOCK_SAMPLE:
+            self.decide(stats, task, out)
+
+    def decide(self, stats: FileStats, task: ReadTask, out: PartWriter) -> None:
+        pairs = [(r["ts_ms"], r["_node"]) for r in self.pending if r["_own"] and r["_node"] is not None]
+        stats.clock_offset_ms = clock_offset(pairs)
+        self.decided = True
+        pending, self.pending = self.pending, []
+        for row in pending:
+            admit(row, stats, task, out)
+
+
+def parse_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats,
+                  task: ReadTask, base_attr: tuple[str | None, str | None, str | None]) -> Row | None:
+    """The request row of one message (not yet windowed), or None; `_node` and `_own` carry the node's time
+    and whether the line had its own."""
     row, attr = _parse(msg, wrapper, task.mapping, stats)
     if row is None:
-        return
+        return None
+    node = formats.parse_ts_ms(wrapper_ts)
+    row["_own"] = row["ts_ms"] is not None
+    row["_node"] = node
     if row["ts_ms"] is None:
-        row["ts_ms"] = formats.parse_ts_ms(wrapper_ts)
+        row["ts_ms"] = node
+    row["namespace"] = attr[0] or base_attr[0]
+    row["pod"] = attr[1] or base_attr[1]
+    row["container"] = attr[2] or base_attr[2]
+    row["file"] = stats.path
+    return row
+
+
+def admit(row: Row, stats: FileStats, task: ReadTask, out: PartWriter) -> None:
+    """Retime (when the file's clock is off), window, and write one request row."""
+    node = row.pop("_node")
+    row.pop("_own")
+    if stats.clock_offset_ms is not None and node is not None:
+        row["ts_ms"] = node
+        stats.retimed += 1
     ts = row["ts_ms"]
     if ts is None:
         stats.undated += 1
     elif (task.start_ms is not None and ts < task.start_ms) or (task.end_ms is not None and ts >= task.end_ms):
         stats.out_of_window += 1
         return
-    row["namespace"] = attr[0] or base_attr[0]
-    row["pod"] = attr[1] or base_attr[1]
-    row["container"] = attr[2] or base_attr[2]
-    row["file"] = stats.path
     out.add(row)
     stats.requests += 1
+
+
+def handle_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
+                   out: PartWriter, base_attr: tuple[str | None, str | None, str | None]) -> None:
+    row = parse_message(msg, wrapper_ts, wrapper, stats, task, base_attr)
+    if row is not None:
+        stats.clock = stats.clock or FileClock()
+        stats.clock.offer(row, stats, task, out)
+
+
+def finish_file(stats: FileStats, task: ReadTask, out: PartWriter) -> None:
+    """Judge the clock of a file with fewer requests than the sample, and let its requests through."""
+    if stats.clock is not None and not stats.clock.decided:
+        stats.clock.decide(stats, task, out)
+    stats.clock = None
 
 
 def base_attribution(path: Path) -> tuple[str | None, str | None, str | None]:
@@ -248,6 +324,7 @@ def read_file(path: Path, task: ReadTask, out: PartWriter, partial: Partial | No
         stats.error = f"{kind} (read {stats.lines} lines before the error)"
     if own:
         flush_partial(partial, stats, task, out, base_attr)
+        finish_file(stats, task, out)
     return stats
 
 

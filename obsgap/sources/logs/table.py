@@ -43,6 +43,10 @@ class LogStats:
     """(path, reason) for files that could not be read, wholly or in part."""
     unparsed_by_file: tuple[tuple[str, int, str], ...]
     """(path, count, first unparsed line) for files with unrecognised lines."""
+    retimed: int = 0
+    """requests timed by the node's clock because their file's own clock was off"""
+    clock_skew: tuple[tuple[str, int, int], ...] = ()
+    """(path, offset in ms of the file's own clock from the node's, requests retimed) beyond the tolerance"""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,9 @@ class LogStats:
             "formats": dict(self.formats), "wrappers": dict(self.wrappers),
             "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped_files],
             "unparsed_by_file": [{"path": p, "lines": n, "sample": s} for p, n, s in self.unparsed_by_file],
+            "retimed": self.retimed,
+            "clock_skew": [{"path": p, "offset_seconds": round(ms / 1000, 1), "retimed": n}
+                           for p, ms, n in self.clock_skew],
         }
 
 
@@ -148,6 +155,9 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
         columnar_lines=sum(s.columnar for s in all_stats), formats=dict(formats), wrappers=dict(wrappers),
         skipped_files=tuple(skipped_files),
         unparsed_by_file=tuple(sorted(unparsed, key=lambda x: -x[1])),
+        retimed=sum(s.retimed for s in all_stats),
+        clock_skew=tuple(sorted(((s.path, s.clock_offset_ms, s.retimed) for s in all_stats
+                                 if s.clock_offset_ms is not None), key=lambda x: -abs(x[1]))),
     )
 
 
