@@ -211,7 +211,7 @@ class PartWriter:
             self.writer.close()
 
 
-CLOCK_SAMPLE = 200  # the first requests of a file decide whether its own clock can be trusted
+CLOCK_SAMPLE = 100  # the first requests of a file decide whether its own clock can be trusted
 CLOCK_MIN_PAIRS = 20
 CLOCK_TOLERANCE_MS = 60_000  # Envoy flushes access logs every 10 s and logs a request when it ends
 
