@@ -7,10 +7,12 @@ not depend on which path read a file.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -18,7 +20,9 @@ from obsgap.sources.logs import columnar
 from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.formats import Row
 from obsgap.sources.logs.reader import (
+    CLOCK_MIN_PAIRS,
     CLOCK_SAMPLE,
+    CLOCK_TOLERANCE_MS,
     SCHEMA,
     FileStats,
     Partial,
@@ -26,7 +30,6 @@ from obsgap.sources.logs.reader import (
     ReadTask,
     admit,
     base_attribution,
-    clock_offset,
     finish_file,
     flush_partial,
     parse_message,
@@ -289,18 +292,12 @@ def _application_lines(files: list[_File], lines: _Lines, task: ReadTask,
     blanked, is_json = _json_only(lines)
     by_line = [np.flatnonzero(~is_json)]
     by_schema: dict[pa.Schema, list[tuple[np.ndarray, pa.Table]]] = {}
-    bounds = np.flatnonzero(np.diff(lines.file_of)) + 1
-    for rows in np.split(np.arange(len(lines.text)), bounds):
-        json_rows = rows[is_json[rows]]
-        if len(json_rows) == 0:
-            continue
-        text = pa.py_buffer(blanked[lines.starts[rows[0]]:lines.ends[rows[-1]] + 1])
-        try:  # one file at a time: a key's type may differ between applications, not within one file
-            table = columnar.read_app_json(text, len(json_rows))
-        except columnar.NotExact:
-            by_line.append(json_rows)
-            continue
-        by_schema.setdefault(table.schema, []).append((json_rows, table))
+    for run in _runs(lines, is_json):
+        for json_rows, table in _read_run(run, blanked):
+            if table is None:
+                by_line.append(json_rows)
+            else:
+                by_schema.setdefault(table.schema, []).append((json_rows, table))
     for group in by_schema.values():
         rows = np.concatenate([r for r, _ in group])
         table = pa.concat_tables([t for _, t in group])
@@ -317,6 +314,58 @@ def _application_lines(files: list[_File], lines: _Lines, task: ReadTask,
         if request_np.any():
             parts.append((rows[request_np], {k: v.filter(request) for k, v in columns.items()}))
     return np.concatenate(by_line)
+
+
+RUN_FILES = 32
+_Run = list[tuple[int, int, np.ndarray]]  # per file: first byte, end byte, JSON lines
+
+
+def _signature(lines: _Lines, line: int) -> tuple[str, ...] | None:
+    try:
+        obj = orjson.loads(lines.text[line].as_py().split(" ", 3)[3])
+    except (orjson.JSONDecodeError, IndexError):
+        return None
+    return tuple(sorted(obj)) if isinstance(obj, dict) else None
+
+
+def _runs(lines: _Lines, is_json: np.ndarray) -> Iterator[_Run]:
+    """Neighbouring files whose first JSON lines have the same keys: most likely one application's files, which
+    Arrow reads faster together. A file holding no JSON line does not interrupt a run (its lines are blank)."""
+    run: _Run = []
+    signature: tuple[str, ...] | None = None
+    end = -1
+    for rows in np.split(np.arange(len(lines.text)), np.flatnonzero(np.diff(lines.file_of)) + 1):
+        first, last = int(lines.starts[rows[0]]), int(lines.ends[rows[-1]]) + 1
+        json_rows = rows[is_json[rows]]
+        if len(json_rows) == 0:
+            if first == end:
+                end = last
+            continue
+        own = _signature(lines, int(json_rows[0]))
+        if run and (first != end or own is None or own != signature or len(run) >= RUN_FILES):
+            yield run
+            run = []
+        run.append((first, last, json_rows))
+        signature, end = own, last
+    if run:
+        yield run
+
+
+def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table | None]]:
+    """The run's JSON lines as Arrow reads them: in one piece when it can (same keys, same types), else file by
+    file; None for a file the per-line parser must read."""
+    def read(first: int, last: int, rows: np.ndarray) -> pa.Table | None:
+        try:
+            return columnar.read_app_json(pa.py_buffer(blanked[first:last]), len(rows))
+        except columnar.NotExact:
+            return None
+
+    if len(run) > 1:
+        rows = np.concatenate([r for _, _, r in run])
+        table = read(run[0][0], run[-1][1], rows)
+        if table is not None:
+            return [(rows, table)]
+    return [(rows, read(first, last, rows)) for first, last, rows in run]
 
 
 def _count(files: list[_File], file_index: np.ndarray, fmt: str, nonrequest: bool = False) -> None:
@@ -340,8 +389,8 @@ def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: l
     columnar_rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
     own = pa.concat_arrays([c["ts_ms"] for _, c in parts]) if parts else pa.array([], pa.int64())
     line = np.concatenate([columnar_rows, np.array([r for _, r, _ in parsed], np.int64)])
+    order = np.argsort(line, kind="stable")  # lines are in file order, so this groups them by file too
     file_of = lines.file_of[line]
-    order = np.lexsort((line, file_of))
     sorted_files = file_of[order]
     group_start = np.searchsorted(sorted_files, sorted_files, side="left")
     sample = order[(np.arange(len(order)) - group_start) < CLOCK_SAMPLE]  # positions: columnar rows, then parsed
@@ -349,19 +398,27 @@ def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: l
     own_sample = own.take(pa.array(from_columnar))
     have_own = pc.is_valid(own_sample).to_numpy(zero_copy_only=False)
     node = _wrapper_ts(lines.text.take(pa.array(columnar_rows[from_columnar[have_own]])))
-    pairs: dict[int, list[tuple[int, int]]] = {}
-    for f, o, n in zip(file_of[from_columnar[have_own]].tolist(), own_sample.filter(pa.array(have_own)).to_pylist(),
-                       node.to_pylist(), strict=True):
-        if n is not None:
-            pairs.setdefault(f, []).append((o, n))
+    pair_file = [file_of[from_columnar[have_own]][node.is_valid().to_numpy(zero_copy_only=False)]]
+    pair_offset = [pc.subtract(own_sample.filter(pa.array(have_own)), node).drop_null().to_numpy()]
     for k in sample[sample >= len(columnar_rows)].tolist():
         f, _, row = parsed[k - len(columnar_rows)]
         if row["_own"] and row["_node"] is not None:
-            pairs.setdefault(f, []).append((row["ts_ms"], row["_node"]))
+            pair_file.append(np.array([f]))
+            pair_offset.append(np.array([row["ts_ms"] - row["_node"]], np.int64))
+    f_all, off_all = np.concatenate(pair_file).astype(np.int64), np.concatenate(pair_offset).astype(np.int64)
     shifted = np.zeros(len(files), bool)
-    for f, file_pairs in pairs.items():
-        files[f].stats.clock_offset_ms = clock_offset(file_pairs)
-        shifted[f] = files[f].stats.clock_offset_ms is not None
+    if len(f_all) == 0:
+        return shifted
+    order = np.lexsort((off_all, f_all))
+    f_sorted, off_sorted = f_all[order], off_all[order]
+    counts = np.bincount(f_sorted, minlength=len(files))
+    starts = np.cumsum(counts) - counts
+    judged = np.flatnonzero(counts >= CLOCK_MIN_PAIRS)
+    median_low = off_sorted[starts[judged] + (counts[judged] - 1) // 2]  # statistics.median_low, per file
+    for f, offset in zip(judged.tolist(), median_low.tolist(), strict=True):
+        if abs(offset) > CLOCK_TOLERANCE_MS:
+            files[f].stats.clock_offset_ms = offset
+            shifted[f] = True
     return shifted
 
 

@@ -33,6 +33,8 @@ SCHEMA = pa.schema([
     ("downstream_local", pa.string()), ("downstream_remote", pa.string()), ("response_flags", pa.string()),
     ("file", pa.string()),
 ])
+REPEATING = ["namespace", "pod", "container", "origin", "direction", "method", "protocol", "status", "port",
+             "authority", "upstream_cluster", "upstream_host", "downstream_local", "response_flags", "file", "path"]
 BATCH_ROWS = 65_536
 SAMPLE_CHARS = 160
 
@@ -202,7 +204,9 @@ class PartWriter:
 
     def write(self, table: pa.Table) -> None:
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, SCHEMA, compression="lz4")
+            # temporary parts, scanned whole once: no compression, no statistics, dictionaries only where values repeat
+            self.writer = pq.ParquetWriter(self.path, SCHEMA, compression="none", write_statistics=False,
+                                           use_dictionary=REPEATING)
         self.writer.write_table(table)
 
     def close(self) -> None:
@@ -211,8 +215,8 @@ class PartWriter:
             self.writer.close()
 
 
-CLOCK_SAMPLE = 100  # the first requests of a file decide whether its own clock can be trusted
-CLOCK_MIN_PAIRS = 20
+CLOCK_SAMPLE = 32  # the first requests of a file decide whether its own clock can be trusted
+CLOCK_MIN_PAIRS = 8
 CLOCK_TOLERANCE_MS = 60_000  # Envoy flushes access logs every 10 s and logs a request when it ends
 
 
