@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.simulate import build
+from obsgap.sources.logs import columnar, formats
 from obsgap.sources.logs.discover import discover
 from obsgap.sources.logs.table import LogTable, read_logs
 
@@ -254,3 +256,16 @@ def test_a_skewed_clock_is_measured_and_the_node_time_used(tmp_path: Path) -> No
         ("app", -3600.0, 50), ("istio-proxy", 7200.0, 50)}
     assert fast["retimed"] == 100
     assert fast["out_of_window"] == 0 and fast["requests"] == 140
+
+
+_stamp_chars = st.sampled_from([*"0123456789-:T .Z+z", "\u0663", "\u00b2"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 29), _stamp_chars), max_size=3), st.integers(0, 30))
+def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cut: int) -> None:
+    stamp = "2026-11-25T04:01:26.687787294Z"
+    for at, char in edits:
+        stamp = stamp[:at] + char + stamp[at + 1:]
+    values = [stamp, stamp[:cut] + stamp[-1:], "2026-11-25T04:01:26.687Z", None]
+    assert columnar.ts_ms(pa.array(values)).to_pylist() == [formats.parse_ts_ms(v) for v in values]

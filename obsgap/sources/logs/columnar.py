@@ -85,6 +85,22 @@ def _day_epoch(day: str | None) -> int | None:
 def ts_ms(values: pa.Array) -> pa.Array:
     """formats.parse_ts_ms over strings: RFC 3339 UTC with milliseconds or finer vectorised, the rest by it."""
     values = values.cast(pa.string())
+    # parse_ts_ms's fast form: ".ddd" at 19, "Z" last; Arrow's ISO 8601 cast then checks the date and time as
+    # fromisoformat does (it accepts year 0, Python does not)
+    fast = pc.fill_null(pc.and_(pc.and_(pc.ends_with(values, "Z"), pc.greater_equal(pc.utf8_length(values), 24)),
+                                pc.and_(pc.equal(pc.utf8_slice_codeunits(values, 19, 20), "."),
+                                        pc.not_equal(pc.utf8_slice_codeunits(values, 0, 4), "0000"))), False)
+    head = pc.utf8_slice_codeunits(pc.if_else(fast, values, "1970-01-01T00:00:00.000"), 0, 23)
+    try:
+        millis = pc.cast(pc.cast(head, pa.timestamp("ms")), pa.int64())
+    except pa.ArrowInvalid:  # some line is not in that form: the exact, slower way
+        return _ts_ms_checked(values)
+    millis = pc.if_else(fast, millis, pa.scalar(None, pa.int64()))
+    return patch(millis, pc.and_(pc.invert(fast), pc.is_valid(values)), values, formats.parse_ts_ms)
+
+
+def _ts_ms_checked(values: pa.Array) -> pa.Array:
+    values = values.cast(pa.string())
     fast = pc.fill_null(pc.match_substring_regex(values, _RFC3339_UTC_MS), False)
     head = pc.utf8_slice_codeunits(pc.if_else(fast, values, "1970-01-01T00:00:00.000"), 0, 23)
     try:  # Arrow's ISO 8601 parser refuses the dates and times fromisoformat refuses (year 0 is excluded above)
@@ -131,10 +147,10 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         quoted = quoted.filter(ok)
     if len(quoted) == 0:
         return {}, ok
-    start = pc.utf8_slice_codeunits(nth(pc.split_pattern(nth(quoted, 0), " "), 3), 1, -1)  # "<cri> [start] "
+    start = _envoy_start(nth(quoted, 0))
     request = pc.split_pattern(nth(quoted, 1), " ", max_splits=2)
-    outcome = pc.split_pattern(nth(quoted, 2), " ")  # " code flags details term "
-    sizes = pc.split_pattern(nth(quoted, 4), " ")  # " rx tx dur ust "
+    outcome = pc.split_pattern(nth(quoted, 2), " ", max_splits=3)  # " code flags details term "
+    sizes = pc.split_pattern(nth(quoted, 4), " ", max_splits=4)  # " rx tx dur ust "
     tail = pc.split_pattern(nth(quoted, 14), " ", max_splits=5)  # " cluster ulocal dlocal dremote ..."
     method = blank_to_null(nth(request, 0))
     dur = nth(sizes, 3)
@@ -165,6 +181,20 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         "response_flags": blank_to_null(nth(outcome, 2)),
     }
     return columns, ok
+
+
+ENVOY_START_CHARS = len("2026-11-25T04:01:26.687Z")  # %START_TIME% in Istio's default format
+
+
+def _envoy_start(head: pa.Array) -> pa.Array:
+    """The start time from "<cri prefix> [start] ": by position when it has the default width, else by splitting."""
+    width = ENVOY_START_CHARS
+    fixed = pc.equal(pc.utf8_slice_codeunits(head, -width - 3, -width - 2), "[")
+    by_position = pc.utf8_slice_codeunits(head, -width - 2, -2)
+    if pc.all(fixed).as_py():
+        return by_position
+    by_split = pc.utf8_slice_codeunits(nth(pc.split_pattern(head, " "), 3), 1, -1)
+    return pc.if_else(fixed, by_position, by_split)
 
 
 def constant(n: int, value: str) -> pa.Array:

@@ -71,7 +71,7 @@ def parse_ts_ms(value: Any) -> int | None:
         if len(_TS_CACHE) > 100_000:
             _TS_CACHE.clear()
         _TS_CACHE[head] = base
-    if len(text) >= 24 and text[19] == "." and text[-1] == "Z" and text[20:23].isdigit():
+    if len(text) >= 24 and text[19] == "." and text[-1] == "Z" and text[20:23].isascii() and text[20:23].isdigit():
         return int(base * 1000) + int(text[20:23])  # the common RFC 3339 UTC form, without the regex
     m = _TS_TAIL.match(text, 19)
     frac_ms = int(m.group(1)[:3].ljust(3, "0")) if m and m.group(1) else 0
