@@ -174,6 +174,8 @@ def test_identical_on_every_known_edge_case(tmp_path: Path) -> None:
     _write(root, "empty", "0.log", "")
     _write(root, "docker", "0.log", json.dumps({"log": ENVOY + "\n", "stream": "stdout", "time": TS}) + "\n")
     _write(root, "short-message", "0.log", f"{TS} stdout F \n{TS} stdout F\n{TS} stderr F x\n")
+    short = "2026-11-25T0 stdout F "  # with {"a":1}, 29 characters: not a CRI line
+    _write(root, "short-line", "0.log", f'{short}{{"a":1}}\n{short}{ENVOY}\n')
     _write(root, "gz-clean", "0.log.20261125-040000.gz", _cri([ENVOY] * 3), gz=True)
     _write(root, "gz-broken", "0.log.20261125-040000.gz", gzip.compress(_cri([ENVOY] * 50).encode())[:60])
     fast, slow, differing = read_both(root)

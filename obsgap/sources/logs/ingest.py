@@ -148,8 +148,8 @@ class ColumnarBatch:
 
 @dataclass
 class _Lines:
-    """Every line of a batch: the text (with its newline, or without when stripped), the index of its file,
-    and where it starts and ends (at its newline) in `raw`, the batch's bytes."""
+    """Every line of a batch: the text with its newline, the index of its file, and where it starts and ends
+    (at its newline) in `raw`, the batch's bytes."""
 
     text: pa.Array
     file_of: np.ndarray
@@ -162,27 +162,23 @@ class _Lines:
                       self.raw)
 
 
-def _lines(files: list[_File], strip: bool) -> _Lines:
+def _lines(files: list[_File]) -> _Lines:
     raw = b"".join(f.data for f in files)
     ends = np.flatnonzero(np.frombuffer(raw, np.uint8) == 10)
     starts = np.empty_like(ends)
     starts[:1] = 0
     starts[1:] = ends[:-1] + 1
     offsets = np.zeros(len(ends) + 1, np.int64)
-    if strip:
-        offsets[1:] = ends - np.arange(len(ends))
-        body = raw.replace(b"\n", b"")
-    else:
-        offsets[1:] = ends + 1
-        body = raw
-    text = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(body))
+    offsets[1:] = ends + 1
+    text = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(raw))
     file_ends = np.cumsum([len(f.data) for f in files])
     return _Lines(text.cast(pa.string()), np.searchsorted(file_ends, ends, side="right"), starts, ends, raw)
 
 
 def _complete(text: pa.Array) -> np.ndarray:
+    """reader.split_cri: a complete CRI line of at least 30 characters (here with its newline)."""
     return pc.and_(pc.fill_null(pc.match_substring_regex(text, columnar.CRI_COMPLETE), False),
-                   pc.greater_equal(pc.utf8_length(text), 30)).to_numpy(zero_copy_only=False)
+                   pc.greater_equal(pc.utf8_length(text), 31)).to_numpy(zero_copy_only=False)
 
 
 def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: PartWriter,
@@ -213,7 +209,7 @@ def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: P
 
 
 def _read_batch(files: list[_File], access_logs: bool, task: ReadTask, out: PartWriter) -> None:
-    lines = _lines(files, strip=access_logs)
+    lines = _lines(files)
     parts: list[tuple[np.ndarray, dict[str, pa.Array]]] = []
     if access_logs:
         columns, ok_np = _envoy(lines.text)
