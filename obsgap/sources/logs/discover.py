@@ -44,9 +44,9 @@ def attribution_from_path(path: Path) -> Attribution | None:
     return None
 
 
-def _walk(root: Path, real_dir: str | None = None) -> Iterator[tuple[Path, bool, str]]:
+def _walk(root: str, real_dir: str | None = None) -> Iterator[tuple[Path, bool, str]]:
     """(path, is a symlink, real folder) for every file below root, in path order; symlinked folders are not
-    followed. One scandir per folder: no per-file stat (a node can hold tens of thousands of log files)."""
+    followed. One scandir per folder, strings until the end: a node can hold tens of thousands of log files."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -57,7 +57,7 @@ def _walk(root: Path, real_dir: str | None = None) -> Iterator[tuple[Path, bool,
             continue
         symlink = entry.is_symlink()
         if not symlink and entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), os.path.join(real_dir, entry.name))
+            yield from _walk(entry.path, os.path.join(real_dir, entry.name))
         elif symlink and entry.is_dir():
             continue
         else:
@@ -92,7 +92,7 @@ def discover(args: list[str]) -> Discovered:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            for entry, symlink, real_dir in _walk(path):
+            for entry, symlink, real_dir in _walk(str(path)):
                 add(entry, symlink, real_dir)
         elif path.is_file() or path.is_symlink():
             add(path)
@@ -103,7 +103,7 @@ def discover(args: list[str]) -> Discovered:
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    for entry, symlink, real_dir in _walk(mp):
+                    for entry, symlink, real_dir in _walk(str(mp)):
                         add(entry, symlink, real_dir)
                 else:
                     add(mp)

@@ -447,14 +447,20 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_Fil
     for name, mask in (("undated", ~dated.to_numpy(zero_copy_only=False)), ("out_of_window", outside_np),
                        ("requests", ~outside_np)):
         _add(files, index[mask], name)
-    table = table.set_column(table.schema.get_field_index("ts_ms"), "ts_ms", ts).filter(pc.invert(outside))
-    index = index[~outside_np]
+    table = table.set_column(table.schema.get_field_index("ts_ms"), "ts_ms", ts)
+    if outside_np.any():
+        table = table.filter(pc.invert(outside))
+        index = index[~outside_np]
     attrs = [base_attribution(f.path) for f in files]
-    per_file = {"namespace": [a[0] for a in attrs], "pod": [a[1] for a in attrs], "container": [a[2] for a in attrs],
-                "file": [f.stats.path for f in files]}
-    take = pa.array(index)
-    for name, values in per_file.items():
-        table = table.append_column(name, pa.array(values, pa.string()).take(take))
+    per_file: dict[str, list[str | None]] = {
+        "namespace": [a[0] for a in attrs], "pod": [a[1] for a in attrs], "container": [a[2] for a in attrs],
+        "file": [f.stats.path for f in files]}
+    codes = pa.array(index.astype(np.int32))
+    for name, values in per_file.items():  # the file index is the dictionary code: no string copied per row
+        known = pa.array([v is not None for v in values])
+        table = table.append_column(name, pa.DictionaryArray.from_arrays(
+            pc.if_else(known.take(codes), codes, pa.scalar(None, pa.int32())),
+            pa.array([v or "" for v in values], pa.string())))  # the entry of an unknown value is never used
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
 
 

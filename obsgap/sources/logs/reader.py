@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import statistics
 import zlib
 from collections import Counter
@@ -25,13 +26,14 @@ from obsgap.sources.logs import formats
 from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.formats import Row
 
+_PER_FILE = pa.dictionary(pa.int32(), pa.string())  # a few values per part, one per file: stored as codes
 SCHEMA = pa.schema([
-    ("ts_ms", pa.int64()), ("namespace", pa.string()), ("pod", pa.string()), ("container", pa.string()),
+    ("ts_ms", pa.int64()), ("namespace", _PER_FILE), ("pod", _PER_FILE), ("container", _PER_FILE),
     ("origin", pa.string()), ("direction", pa.string()), ("method", pa.string()), ("path", pa.string()),
     ("protocol", pa.string()), ("status", pa.int32()), ("duration_ms", pa.float64()), ("port", pa.int32()),
     ("authority", pa.string()), ("upstream_cluster", pa.string()), ("upstream_host", pa.string()),
     ("downstream_local", pa.string()), ("downstream_remote", pa.string()), ("response_flags", pa.string()),
-    ("file", pa.string()),
+    ("file", _PER_FILE),
 ])
 REPEATING = ["namespace", "pod", "container", "origin", "direction", "method", "protocol", "status", "port",
              "authority", "upstream_cluster", "upstream_host", "downstream_local", "response_flags", "file", "path"]
@@ -341,9 +343,9 @@ def flush_partial(partial: Partial, stats: FileStats, task: ReadTask, out: PartW
         handle_message(msg, ts, None, stats, task, out, base_attr)
 
 
-def rotation_key(path: Path) -> tuple[str, int, str, int]:
+def rotation_key(path: str) -> tuple[str, int, str, int]:
     """Order kubelet's files of one container: older rotated `N.log.<stamp>[.gz]` before the live `N.log`."""
-    name = path.name
+    folder, name = os.path.split(path)
     restart, _, rest = name.partition(".log")
     stamp = rest.lstrip(".").removesuffix(".gz")
-    return (str(path.parent), int(restart) if restart.isdigit() else 0, stamp or "~", 0 if stamp else 1)
+    return (folder, int(restart) if restart.isdigit() else 0, stamp or "~", 0 if stamp else 1)
