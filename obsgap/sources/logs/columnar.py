@@ -126,9 +126,12 @@ def numeric_ts_ms(values: pa.Array) -> pa.Array:
     return pa.array(out, pa.int64(), mask=~ok | np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False)))
 
 
-def int32_values(text: pa.Array) -> pa.Array:
-    """formats._int32 over strings."""
-    plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_INT), False)
+def int32_values(text: pa.Array, ascii_digits: bool = False) -> pa.Array:
+    """formats._int32 over strings (`ascii_digits`: the caller has checked they are)."""
+    if ascii_digits:
+        plain = pc.fill_null(pc.less_equal(pc.binary_length(text), 10), False)
+    else:
+        plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_INT), False)
     number = pc.cast(pc.if_else(plain, text, "0"), pa.int64())
     good = pc.and_(plain, pc.less_equal(number, formats.INT32_MAX))
     values = pc.cast(pc.if_else(good, number, 0), pa.int32())
@@ -176,7 +179,7 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         "ts_ms": ts_ms(start), "origin": constant(n, "envoy"),
         "direction": direction, "method": method, "path": blank_to_null(nth(request, 1)),
         "protocol": pc.if_else(pc.is_null(method), "tcp", nth(request, 2)),
-        "status": int32_values(nth(outcome, 1)), "duration_ms": duration, "port": port,
+        "status": int32_values(nth(outcome, 1), ascii_digits=True), "duration_ms": duration, "port": port,
         "authority": blank_to_null(nth(quoted, 11)), "upstream_cluster": cluster, "upstream_host": uhost,
         "downstream_local": dlocal, "downstream_remote": blank_to_null(nth(tail, 4)),
         "response_flags": blank_to_null(nth(outcome, 2)),
