@@ -35,7 +35,7 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
             s("shop", "recommend", inject="false"),                 # no-sidecar/inject-annotation
             s("legacy", "billing", app_logs="otel"),                # no-sidecar/namespace-not-enabled
             s("shop", "node-agent", host_network=True, replicas=1),  # no-sidecar/host-network
-            s("shop", "checkout"),
+            s("shop", "checkout", app_clock_offset_s=-3600),            # logs local time as UTC: retimed, reported
             s("shop", "orders", ports=(PortSpec("tcp-api", 9000, 9000),)),            # port-treated-as-tcp
             s("shop", "inventory", exclude_inbound_ports=(8080,)),                  # port-excluded
             s("shop", "search", ports=(PortSpec("http", 8080, 8080),

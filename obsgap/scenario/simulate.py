@@ -462,8 +462,9 @@ def _probes(spec: ScenarioSpec, pods: dict[str, list[SimPod]], t_prev: float, t:
             while carry[pod.name] >= 1:
                 carry[pod.name] -= 1
                 ts = t_prev + rng.random() * (t - t_prev)
-                logs.add(pod, pod.app_container, ts, _app_line(svc.app_logs, ts, "inbound", "GET", "/healthz", None,
-                                                               200, 0.4, svc.ports[0].target), 0, 0)
+                logs.add(pod, pod.app_container, ts, _app_line(svc.app_logs, ts + svc.app_clock_offset_s, "inbound",
+                                                               "GET", "/healthz", None, 200, 0.4,
+                                                               svc.ports[0].target), 0, 0)
 
 
 def _steps(start: float, end: float, step: int) -> Iterable[float]:
@@ -501,7 +502,8 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         csvc = caller.svc
         if csvc.app_logs != "none" and csvc.log_outbound_calls:
             logs.add(caller, caller.app_container, ts,
-                     _app_line(csvc.app_logs, ts, "outbound", method, path, f"http://{address}{path}",
+                     _app_line(csvc.app_logs, ts + csvc.app_clock_offset_s, "outbound", method, path,
+                               f"http://{address}{path}",
                                status if reaches else None, dur + 1.0, port.port), spec.partial_every, counter)
             truth.log_lines += 1
         if not reaches:
@@ -547,7 +549,8 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         truth.latencies_ms[key].append(dur)
     if target.app_logs != "none":
         logs.add(server, server.app_container, ts,
-                 _app_line(target.app_logs, ts, "inbound", method, path, None, status, dur, port.target),
+                 _app_line(target.app_logs, ts + target.app_clock_offset_s, "inbound", method, path, None, status, dur,
+                           port.target),
                  spec.partial_every, counter)
         truth.log_lines += 1
     if target.app_histogram and target.metrics_port and target.metrics_scraped:

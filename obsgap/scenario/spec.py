@@ -52,6 +52,9 @@ class ServiceSpec:
     latency_sigma: float = 0.5
     error_rate: float = 0.01
     app_logs: AppLogStyle = "flat"
+    app_clock_offset_s: float = 0.0
+    """How far the app's own log timestamps are off (-3600: local time one hour east of UTC, logged as UTC);
+    kubelet's CRI timestamps stay right."""
     log_outbound_calls: bool = True
     envoy_access_logs: bool = True
     metrics_port: int | None = None
