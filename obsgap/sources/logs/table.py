@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import statistics
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -60,7 +61,18 @@ class LogStats:
             "retimed": self.retimed,
             "clock_skew": [{"path": p, "offset_seconds": round(ms / 1000, 1), "retimed": n}
                            for p, ms, n in self.clock_skew],
+            "clock_skew_by_folder": _by_folder(self.clock_skew),
         }
+
+
+def _by_folder(skewed: tuple[tuple[str, int, int], ...]) -> list[dict[str, Any]]:
+    """One entry per container folder (its rotated files share the clock): what the report shows."""
+    folders: dict[str, list[tuple[int, int]]] = {}
+    for path, ms, n in skewed:
+        folders.setdefault(os.path.dirname(path), []).append((ms, n))
+    return [{"folder": folder, "files": len(entries), "retimed": sum(n for _, n in entries),
+             "offset_seconds": round(statistics.median_low(ms for ms, _ in entries) / 1000, 1)}
+            for folder, entries in sorted(folders.items(), key=lambda kv: -sum(n for _, n in kv[1]))]
 
 
 @dataclass
