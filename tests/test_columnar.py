@@ -271,3 +271,17 @@ def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cu
         stamp = stamp[:at] + char + stamp[at + 1:]
     values = [stamp, stamp[:cut] + stamp[-1:], "2026-11-25T04:01:26.687Z", None]
     assert columnar.ts_ms(pa.array(values)).to_pylist() == [formats.parse_ts_ms(v) for v in values]
+
+
+def test_a_file_inflating_past_the_limit_is_streamed_line_by_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A small .gz that inflates to more than the columnar reader holds in memory goes to the streaming reader."""
+    from obsgap.sources.logs import ingest
+
+    root = tmp_path / "logs"
+    _write(root, "istio-proxy", "0.log.20261125-040000.gz", _cri([ENVOY] * 40), gz=True)
+    _write(root, "small", "0.log", _cri([ENVOY] * 2))
+    monkeypatch.setattr(ingest, "LARGEST_FILE", 3000)
+    fast, slow, differing = read_both(root)
+    assert differing == 0
+    assert fast.pop("columnar_lines") == 2  # only the small file
+    assert fast == slow and fast["requests"] == 42

@@ -48,12 +48,11 @@ def clean_bytes(path: Path) -> tuple[bytes, int] | None:
     try:
         if path.stat().st_size > LARGEST_FILE:
             return None
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gunzip(data)
+        raw = path.read_bytes()
+        data = gunzip(raw, LARGEST_FILE) if raw[:2] == b"\x1f\x8b" else raw
     except (OSError, EOFError, zlib.error):
         return None
-    if len(data) > LARGEST_FILE or b"\r" in data:
+    if data is None or b"\r" in data:
         return None
     if not data.isascii():
         try:
@@ -96,12 +95,17 @@ def join_partials(data: bytes) -> tuple[bytes, int] | None:
     return ("\n".join(out) + "\n").encode("utf-8") if out else b"", joined
 
 
-def gunzip(data: bytes) -> bytes:
-    """All members of a gzip file (gzip.decompress, without its per-member Python overhead)."""
+def gunzip(data: bytes, limit: int) -> bytes | None:
+    """All members of a gzip file (gzip.decompress, without its per-member Python overhead); None beyond
+    `limit` bytes, so a small file that inflates to gigabytes is streamed by the per-line reader instead."""
     out = []
+    room = limit
     while data:
         stream = zlib.decompressobj(wbits=31)
-        out.append(stream.decompress(data))
+        out.append(stream.decompress(data, room + 1))
+        room -= len(out[-1])
+        if room < 0:
+            return None
         if not stream.eof:
             raise EOFError("truncated gzip member")
         data = stream.unused_data.lstrip(b"\x00")  # gzip allows zero padding between members
