@@ -285,3 +285,29 @@ def test_a_file_inflating_past_the_limit_is_streamed_line_by_line(tmp_path: Path
     assert differing == 0
     assert fast.pop("columnar_lines") == 2  # only the small file
     assert fast == slow and fast["requests"] == 42
+
+
+_near_cri = st.tuples(
+    st.sampled_from([TS, "2026-11-25T04:01:26Z", "2026-11-25T0", "2026-11-2", "2026-11-25Té", "2026 11-25T04:01:26Z",
+                     "20é6-11-25T04:01:26Z", "2026-11-25 04:01:26Z", "", "a" * 60]),
+    st.sampled_from([" ", "  ", "\t", ""]), st.sampled_from(["stdout", "stderr", "stdin", "Stdout"]),
+    st.sampled_from([" ", ""]), st.sampled_from(["F", "P", "f", "FF"]), st.sampled_from([" ", "", "  "]),
+    st.sampled_from(["", "{}", "x", "é" * 3, "{\"a\": 1}", " lead"]),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_near_cri, min_size=1, max_size=8))
+def test_cri_lines_the_columnar_reader_takes_split_as_the_parser_splits_them(texts: list[str]) -> None:
+    from obsgap.sources.logs import ingest
+    from obsgap.sources.logs.reader import split_cri
+
+    texts = [t.replace("\n", "") for t in texts] + [f"{TS} stdout F {{}}"]
+    data = ("\n".join(texts) + "\n").encode()
+    lines = ingest._lines([ingest._File(Path("x"), data, None)])  # type: ignore[arg-type]
+    complete = ingest._complete_by_bytes(lines)
+    for text, ok, space in zip(texts, complete, lines.first_space, strict=True):
+        if ok:  # the columnar reader cuts the bytes at the first space
+            raw = text.encode()
+            assert split_cri(text) == (raw[:space].decode(), "F", raw[space + len(" stdout F "):].decode())
+    assert complete[-1]

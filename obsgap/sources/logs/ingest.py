@@ -61,9 +61,17 @@ def clean_bytes(path: Path) -> tuple[bytes, int] | None:
             return None
     if data and not data.endswith(b"\n"):
         data += b"\n"
-    if b" stdout P " in data or b" stderr P " in data:
+    if _may_hold_partial_lines(data) and (b" stdout P " in data or b" stderr P " in data):
         return join_partials(data)
     return data, 0
+
+
+def _may_hold_partial_lines(data: bytes) -> bool:
+    """A cheap pass first: " stdout P " and " stderr P " both put a space 8 bytes before a "P" set in spaces.
+    (Three times faster here than the two substring searches it spares on almost every file.)"""
+    b = np.frombuffer(data, np.uint8)
+    p = np.flatnonzero(b[8:-1] == ord("P")) + 8
+    return bool(len(p)) and bool(((b[p - 1] == 32) & (b[p + 1] == 32) & (b[p - 8] == 32)).any())
 
 
 def join_partials(data: bytes) -> tuple[bytes, int] | None:
@@ -160,10 +168,12 @@ class _Lines:
     starts: np.ndarray
     ends: np.ndarray
     raw: bytes
+    first_space: np.ndarray | None = None
+    """where each line's CRI timestamp ends (-1: not found), once known"""
 
     def without(self, keep: np.ndarray) -> _Lines:
         return _Lines(self.text.filter(pa.array(keep)), self.file_of[keep], self.starts[keep], self.ends[keep],
-                      self.raw)
+                      self.raw, None if self.first_space is None else self.first_space[keep])
 
 
 def _lines(files: list[_File]) -> _Lines:
@@ -185,11 +195,41 @@ def _complete(text: pa.Array) -> np.ndarray:
                    pc.greater_equal(pc.utf8_length(text), 31)).to_numpy(zero_copy_only=False)
 
 
+def _complete_by_bytes(lines: _Lines) -> np.ndarray:
+    """_complete from the bytes around each line's first space (found once, and used again for JSON): an ASCII
+    "YYYY-MM-DDT..." timestamp, " stdout F " or " stderr F ", and 30 characters (counted for the short
+    lines that are not ASCII)."""
+    raw = np.frombuffer(lines.raw, np.uint8)
+    first_space = lines.first_space if lines.first_space is not None else _first_space(raw, lines)
+    last = len(raw) - 1
+
+    def byte(offset: np.ndarray | int) -> np.ndarray:
+        return raw[np.minimum(lines.starts + offset, last)]
+
+    ok = (lines.ends - lines.starts >= 30) & (first_space >= 11)
+    for k in range(11):
+        b = byte(k)
+        ok &= (b != 32) & (b < 128)
+    ok &= (byte(4) == ord("-")) & (byte(10) == ord("T"))
+    at = np.maximum(first_space, 0)
+    std = (byte(at + 1) == ord("s")) & (byte(at + 2) == ord("t")) & (byte(at + 3) == ord("d"))
+    out_ = (byte(at + 4) == ord("o")) & (byte(at + 5) == ord("u")) & (byte(at + 6) == ord("t"))
+    err = (byte(at + 4) == ord("e")) & (byte(at + 5) == ord("r")) & (byte(at + 6) == ord("r"))
+    ok &= std & (out_ | err) & (byte(at + 7) == 32) & (byte(at + 8) == ord("F")) & (byte(at + 9) == 32)
+    ok &= lines.starts + at + 9 < lines.ends
+    short = np.flatnonzero(ok & (lines.ends - lines.starts < 4 * 30))  # 30 bytes may be fewer characters
+    if len(short):
+        ok[short] = pc.greater_equal(pc.utf8_length(lines.text.take(pa.array(short))), 31).to_numpy(
+            zero_copy_only=False)
+    lines.first_space = first_space
+    return ok
+
+
 def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: PartWriter,
                        known_complete: np.ndarray | None = None) -> _Lines:
     """Files with a line that is not a complete CRI line go line by line, whole; the rest are counted."""
     if known_complete is None:
-        incomplete = ~_complete(lines.text)
+        incomplete = ~_complete_by_bytes(lines)
     else:  # only the lines not already known to be complete need the check
         incomplete = np.zeros(len(lines.text), bool)
         unknown = np.flatnonzero(~known_complete)
@@ -268,7 +308,7 @@ def _json_only(lines: _Lines) -> tuple[np.ndarray, np.ndarray]:
     JSON whitespace and blank lines are skipped), so each file's slice reads as its JSON lines, in order; and
     which lines are JSON. Column by column over the short prefixes: no large temporary arrays."""
     raw = np.frombuffer(lines.raw, np.uint8)
-    first_space = _first_space(raw, lines)
+    first_space = lines.first_space if lines.first_space is not None else _first_space(raw, lines)
     msg_start = lines.starts + first_space + len(" stdout F ")
     is_json = (first_space > 0) & (msg_start < lines.ends)
     is_json[is_json] = raw[msg_start[is_json]] == ord("{")
