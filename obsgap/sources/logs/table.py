@@ -21,7 +21,7 @@ from obsgap.sources.logs.discover import Discovered
 from obsgap.sources.logs.ingest import run_task
 from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key
 
-TASK_BYTES = 64 * 1024 * 1024
+TASK_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
