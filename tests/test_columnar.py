@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.simulate import build
-from obsgap.sources.logs import columnar, formats
+from obsgap.sources.logs import batch_lines, columnar, formats, intake
 from obsgap.sources.logs.discover import discover
 from obsgap.sources.logs.table import LogTable, read_logs
 
@@ -275,12 +275,10 @@ def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cu
 
 def test_a_file_inflating_past_the_limit_is_streamed_line_by_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A small .gz that inflates to more than the columnar reader holds in memory goes to the streaming reader."""
-    from obsgap.sources.logs import ingest
-
     root = tmp_path / "logs"
     _write(root, "istio-proxy", "0.log.20261125-040000.gz", _cri([ENVOY] * 40), gz=True)
     _write(root, "small", "0.log", _cri([ENVOY] * 2))
-    monkeypatch.setattr(ingest, "LARGEST_FILE", 3000)
+    monkeypatch.setattr(intake, "LARGEST_FILE", 3000)
     fast, slow, differing = read_both(root)
     assert differing == 0
     assert fast.pop("columnar_lines") == 2  # only the small file
@@ -299,13 +297,12 @@ _near_cri = st.tuples(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_near_cri, min_size=1, max_size=8))
 def test_cri_lines_the_columnar_reader_takes_split_as_the_parser_splits_them(texts: list[str]) -> None:
-    from obsgap.sources.logs import ingest
     from obsgap.sources.logs.reader import split_cri
 
     texts = [t.replace("\n", "") for t in texts] + [f"{TS} stdout F {{}}"]
     data = ("\n".join(texts) + "\n").encode()
-    lines = ingest._lines([ingest._File(Path("x"), data, None)])  # type: ignore[arg-type]
-    complete = ingest._complete_by_bytes(lines)
+    lines = batch_lines.read_lines([batch_lines.BatchFile(Path("x"), data, None)])  # type: ignore[arg-type]
+    complete = batch_lines.complete_by_bytes(lines)
     for text, ok, space in zip(texts, complete, lines.first_space, strict=True):
         if ok:  # the columnar reader cuts the bytes at the first space
             raw = text.encode()

@@ -6,9 +6,7 @@ not depend on which path read a file.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from obsgap.sources.logs import columnar
+from obsgap.sources.logs.batch_lines import (
+    BatchFile,
+    BatchLines,
+    complete_by_bytes,
+    complete_by_regex,
+    json_only,
+    read_lines,
+)
 from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.formats import Row
+from obsgap.sources.logs.intake import clean_bytes
 from obsgap.sources.logs.reader import (
     CLOCK_MIN_PAIRS,
     CLOCK_SAMPLE,
@@ -34,99 +41,9 @@ from obsgap.sources.logs.reader import (
     flush_partial,
     parse_message,
     read_file,
-    split_cri,
 )
 
 BATCH_BYTES = 32 * 1024 * 1024
-LARGEST_FILE = 256 * 1024 * 1024  # larger files are streamed line by line rather than held in memory
-
-
-def clean_bytes(path: Path) -> tuple[bytes, int] | None:
-    """The file's bytes when the columnar reader may take it (it reads and gunzips whole, is UTF-8 without CR
-    line ends, and every CRI partial message in it is complete), with partial lines joined, and how many
-    partial lines were joined. None sends the file to the per-line reader (which reports what is wrong)."""
-    try:
-        if path.stat().st_size > LARGEST_FILE:
-            return None
-        raw = path.read_bytes()
-        data = gunzip(raw, LARGEST_FILE) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, zlib.error):
-        return None
-    if data is None or b"\r" in data:
-        return None
-    if not data.isascii():
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    if data and not data.endswith(b"\n"):
-        data += b"\n"
-    if _may_hold_partial_lines(data) and (b" stdout P " in data or b" stderr P " in data):
-        return join_partials(data)
-    return data, 0
-
-
-def _may_hold_partial_lines(data: bytes) -> bool:
-    """A cheap pass first: " stdout P " and " stderr P " both put a space 8 bytes before a "P" set in spaces.
-    (Three times faster here than the two substring searches it spares on almost every file.)"""
-    b = np.frombuffer(data, np.uint8)
-    p = np.flatnonzero(b[8:-1] == ord("P")) + 8
-    return bool(len(p)) and bool(((b[p - 1] == 32) & (b[p + 1] == 32) & (b[p - 8] == 32)).any())
-
-
-def join_partials(data: bytes) -> tuple[bytes, int] | None:
-    """Each run of CRI `P` lines and the `F` line ending it, as one line, as reader._messages joins them; None
-    when a message is still open at the end (kubelet continues it in the next file) or is interrupted."""
-    out: list[str] = []
-    parts: list[str] = []
-    first_ts: str | None = None
-    joined = 0
-    for line in data.decode("utf-8").split("\n")[:-1]:
-        cri = split_cri(line)
-        if cri is None:
-            if parts:
-                return None
-            out.append(line)
-            continue
-        ts, flag, msg = cri
-        if flag == "P":
-            parts.append(msg)
-            first_ts = first_ts or ts
-            joined += 1
-        elif parts:
-            out.append(f"{first_ts} stdout F {''.join(parts)}{msg}")
-            parts, first_ts = [], None
-        else:
-            out.append(line)
-    if parts:
-        return None
-    return ("\n".join(out) + "\n").encode("utf-8") if out else b"", joined
-
-
-def gunzip(data: bytes, limit: int) -> bytes | None:
-    """All members of a gzip file (gzip.decompress, without its per-member Python overhead); None beyond
-    `limit` bytes, so a small file that inflates to gigabytes is streamed by the per-line reader instead."""
-    out = []
-    room = limit
-    while data:
-        stream = zlib.decompressobj(wbits=31)
-        out.append(stream.decompress(data, room + 1))
-        room -= len(out[-1])
-        if room < 0:
-            return None
-        if not stream.eof:
-            raise EOFError("truncated gzip member")
-        data = stream.unused_data.lstrip(b"\x00")  # gzip allows zero padding between members
-    return b"".join(out)
-
-
-@dataclass
-class _File:
-    path: Path
-    data: bytes
-    stats: FileStats
-    joined: int = 0
-    """CRI partial lines already joined into `data`"""
 
 
 class ColumnarBatch:
@@ -135,7 +52,7 @@ class ColumnarBatch:
 
     def __init__(self, task: ReadTask, out: PartWriter) -> None:
         self.task, self.out = task, out
-        self.files: dict[bool, list[_File]] = {True: [], False: []}
+        self.files: dict[bool, list[BatchFile]] = {True: [], False: []}
         self.size = 0
 
     def offer(self, path: Path) -> FileStats | None:
@@ -145,7 +62,7 @@ class ColumnarBatch:
             return None
         data, joined = clean
         stats = FileStats(str(path))
-        self.files[b" F [" in data[:data.find(b"\n")]].append(_File(path, data, stats, joined))
+        self.files[b" F [" in data[:data.find(b"\n")]].append(BatchFile(path, data, stats, joined))
         self.size += len(data)
         if self.size >= BATCH_BYTES:
             self.flush()
@@ -158,82 +75,15 @@ class ColumnarBatch:
         self.files, self.size = {True: [], False: []}, 0
 
 
-@dataclass
-class _Lines:
-    """Every line of a batch: the text with its newline, the index of its file, and where it starts and ends
-    (at its newline) in `raw`, the batch's bytes."""
-
-    text: pa.Array
-    file_of: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    raw: bytes
-    first_space: np.ndarray | None = None
-    """where each line's CRI timestamp ends (-1: not found), once known"""
-
-    def without(self, keep: np.ndarray) -> _Lines:
-        return _Lines(self.text.filter(pa.array(keep)), self.file_of[keep], self.starts[keep], self.ends[keep],
-                      self.raw, None if self.first_space is None else self.first_space[keep])
-
-
-def _lines(files: list[_File]) -> _Lines:
-    raw = b"".join(f.data for f in files)
-    ends = np.flatnonzero(np.frombuffer(raw, np.uint8) == 10)
-    starts = np.empty_like(ends)
-    starts[:1] = 0
-    starts[1:] = ends[:-1] + 1
-    offsets = np.zeros(len(ends) + 1, np.int64)
-    offsets[1:] = ends + 1
-    text = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(raw))
-    file_ends = np.cumsum([len(f.data) for f in files])
-    return _Lines(text.cast(pa.string()), np.searchsorted(file_ends, ends, side="right"), starts, ends, raw)
-
-
-def _complete(text: pa.Array) -> np.ndarray:
-    """reader.split_cri: a complete CRI line of at least 30 characters (here with its newline)."""
-    return pc.and_(pc.fill_null(pc.match_substring_regex(text, columnar.CRI_COMPLETE), False),
-                   pc.greater_equal(pc.utf8_length(text), 31)).to_numpy(zero_copy_only=False)
-
-
-def _complete_by_bytes(lines: _Lines) -> np.ndarray:
-    """_complete from the bytes around each line's first space (found once, and used again for JSON): an ASCII
-    "YYYY-MM-DDT..." timestamp, " stdout F " or " stderr F ", and 30 characters (counted for the short
-    lines that are not ASCII)."""
-    raw = np.frombuffer(lines.raw, np.uint8)
-    first_space = lines.first_space if lines.first_space is not None else _first_space(raw, lines)
-    last = len(raw) - 1
-
-    def byte(offset: np.ndarray | int) -> np.ndarray:
-        return raw[np.minimum(lines.starts + offset, last)]
-
-    ok = (lines.ends - lines.starts >= 30) & (first_space >= 11)
-    for k in range(11):
-        b = byte(k)
-        ok &= (b != 32) & (b < 128)
-    ok &= (byte(4) == ord("-")) & (byte(10) == ord("T"))
-    at = np.maximum(first_space, 0)
-    std = (byte(at + 1) == ord("s")) & (byte(at + 2) == ord("t")) & (byte(at + 3) == ord("d"))
-    out_ = (byte(at + 4) == ord("o")) & (byte(at + 5) == ord("u")) & (byte(at + 6) == ord("t"))
-    err = (byte(at + 4) == ord("e")) & (byte(at + 5) == ord("r")) & (byte(at + 6) == ord("r"))
-    ok &= std & (out_ | err) & (byte(at + 7) == 32) & (byte(at + 8) == ord("F")) & (byte(at + 9) == 32)
-    ok &= lines.starts + at + 9 < lines.ends
-    short = np.flatnonzero(ok & (lines.ends - lines.starts < 4 * 30))  # 30 bytes may be fewer characters
-    if len(short):
-        ok[short] = pc.greater_equal(pc.utf8_length(lines.text.take(pa.array(short))), 31).to_numpy(
-            zero_copy_only=False)
-    lines.first_space = first_space
-    return ok
-
-
-def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: PartWriter,
-                       known_complete: np.ndarray | None = None) -> _Lines:
+def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask, out: PartWriter,
+                       known_complete: np.ndarray | None = None) -> BatchLines:
     """Files with a line that is not a complete CRI line go line by line, whole; the rest are counted."""
     if known_complete is None:
-        incomplete = ~_complete_by_bytes(lines)
+        incomplete = ~complete_by_bytes(lines)
     else:  # only the lines not already known to be complete need the check
         incomplete = np.zeros(len(lines.text), bool)
         unknown = np.flatnonzero(~known_complete)
-        incomplete[unknown] = ~_complete(lines.text.take(pa.array(unknown)))
+        incomplete[unknown] = ~complete_by_regex(lines.text.take(pa.array(unknown)))
     rejected = set(np.unique(lines.file_of[incomplete]).tolist())
     for i in sorted(rejected):
         f = files[i]
@@ -252,8 +102,8 @@ def _reject_incomplete(files: list[_File], lines: _Lines, task: ReadTask, out: P
     return lines
 
 
-def _read_batch(files: list[_File], access_logs: bool, task: ReadTask, out: PartWriter) -> None:
-    lines = _lines(files)
+def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: PartWriter) -> None:
+    lines = read_lines(files)
     parts: list[tuple[np.ndarray, dict[str, pa.Array]]] = []
     if access_logs:
         columns, ok_np = _envoy(lines.text)
@@ -285,51 +135,10 @@ def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     return columns, ok.to_numpy(zero_copy_only=False)
 
 
-CRI_PREFIX_MAX = 64  # kubelet's timestamps are 20 to 35 characters; a longer one sends its line to the parser
-
-
-def _first_space(raw: np.ndarray, lines: _Lines) -> np.ndarray:
-    """Where each complete CRI line's timestamp ends: "YYYY-MM-DDT..." holds no space, so from byte 11 on,
-    one byte position at a time over the lines not yet resolved (faster than a string kernel here)."""
-    found = np.full(len(lines.starts), -1, np.int64)
-    pending = np.arange(len(lines.starts))
-    last = len(raw) - 1
-    k = 11
-    while len(pending) and k < CRI_PREFIX_MAX:
-        hit = raw[np.minimum(lines.starts[pending] + k, last)] == 32
-        found[pending[hit]] = k
-        pending = pending[~hit]
-        k += 1
-    return found
-
-
-def _json_only(lines: _Lines) -> tuple[np.ndarray, np.ndarray]:
-    """The batch's bytes with every CRI prefix and every line that is not a JSON object blanked (spaces are
-    JSON whitespace and blank lines are skipped), so each file's slice reads as its JSON lines, in order; and
-    which lines are JSON. Column by column over the short prefixes: no large temporary arrays."""
-    raw = np.frombuffer(lines.raw, np.uint8)
-    first_space = lines.first_space if lines.first_space is not None else _first_space(raw, lines)
-    msg_start = lines.starts + first_space + len(" stdout F ")
-    is_json = (first_space > 0) & (msg_start < lines.ends)
-    is_json[is_json] = raw[msg_start[is_json]] == ord("{")
-    blanked = np.array(raw)
-    json_starts = lines.starts[is_json]
-    prefix = msg_start[is_json] - json_starts
-    shortest = int(prefix.min()) if len(prefix) else 0
-    for k in range(shortest):
-        blanked[json_starts + k] = 32
-    for k in range(shortest, int(prefix.max(initial=0))):
-        longer = prefix > k
-        blanked[json_starts[longer] + k] = 32
-    for start, end in zip(lines.starts[~is_json].tolist(), lines.ends[~is_json].tolist(), strict=True):
-        blanked[start:end] = 32
-    return blanked, is_json
-
-
-def _application_lines(files: list[_File], lines: _Lines, task: ReadTask,
+def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask,
                        parts: list[tuple[np.ndarray, dict[str, pa.Array]]]) -> np.ndarray:
     """Read the JSON lines into `parts`; return the lines left to the per-line parser."""
-    blanked, is_json = _json_only(lines)
+    blanked, is_json = json_only(lines)
     by_line = [np.flatnonzero(~is_json)]
     by_schema: dict[pa.Schema, list[tuple[np.ndarray, pa.Table]]] = {}
     for run in _runs(lines, is_json):
@@ -360,7 +169,7 @@ RUN_FILES = 32
 _Run = list[tuple[int, int, np.ndarray]]  # per file: first byte, end byte, JSON lines
 
 
-def _signature(lines: _Lines, line: int) -> tuple[str, ...] | None:
+def _signature(lines: BatchLines, line: int) -> tuple[str, ...] | None:
     try:
         obj = orjson.loads(lines.text[line].as_py().split(" ", 3)[3])
     except (orjson.JSONDecodeError, IndexError):
@@ -368,7 +177,7 @@ def _signature(lines: _Lines, line: int) -> tuple[str, ...] | None:
     return tuple(sorted(obj)) if isinstance(obj, dict) else None
 
 
-def _runs(lines: _Lines, is_json: np.ndarray) -> Iterator[_Run]:
+def _runs(lines: BatchLines, is_json: np.ndarray) -> Iterator[_Run]:
     """Neighbouring files whose first JSON lines have the same keys: most likely one application's files, which
     Arrow reads faster together. A file holding no JSON line does not interrupt a run (its lines are blank)."""
     run: _Run = []
@@ -408,7 +217,7 @@ def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table
     return [(rows, read(first, last, rows)) for first, last, rows in run]
 
 
-def _count(files: list[_File], file_index: np.ndarray, fmt: str, nonrequest: bool = False) -> None:
+def _count(files: list[BatchFile], file_index: np.ndarray, fmt: str, nonrequest: bool = False) -> None:
     for i, n in enumerate(np.bincount(file_index, minlength=len(files))):
         if n:
             files[i].stats.formats[fmt] += int(n)
@@ -423,7 +232,7 @@ def _wrapper_ts(lines: pa.Array) -> pa.Array:
 
 
 def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: list[tuple[int, int, Row]],
-                  files: list[_File], lines: _Lines) -> np.ndarray:
+                  files: list[BatchFile], lines: BatchLines) -> np.ndarray:
     """reader.FileClock for a batch: each file's first CLOCK_SAMPLE requests, in file order, whichever reader
     read them, decide whether its own clock is off; returns which files' requests take the node's time."""
     columnar_rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
@@ -462,7 +271,7 @@ def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: l
     return shifted
 
 
-def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_File], lines: _Lines,
+def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[BatchFile], lines: BatchLines,
            shifted: np.ndarray, task: ReadTask, out: PartWriter) -> None:
     if not parts:
         return
@@ -508,7 +317,7 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[_Fil
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
 
 
-def _add(files: list[_File], file_index: np.ndarray, counter: str) -> None:
+def _add(files: list[BatchFile], file_index: np.ndarray, counter: str) -> None:
     for i, n in enumerate(np.bincount(file_index, minlength=len(files))):
         if n:
             setattr(files[i].stats, counter, getattr(files[i].stats, counter) + int(n))
@@ -518,7 +327,7 @@ _PER_FILE = ("namespace", "pod", "container", "file")
 _ROW_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in _PER_FILE])
 
 
-def _parse_line_by_line(rows: np.ndarray, files: list[_File], lines: _Lines,
+def _parse_line_by_line(rows: np.ndarray, files: list[BatchFile], lines: BatchLines,
                         task: ReadTask) -> list[tuple[int, int, Row]]:
     """(file index, line index, request row) of the lines left to the per-line parser, not yet windowed."""
     parsed: list[tuple[int, int, Row]] = []
