@@ -30,6 +30,9 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench: setup
+	$(PY) tests/bench.py --scale
+
+bench-logs: setup
 	$(PY) tests/bench.py
 
 clean:

@@ -3,8 +3,9 @@
 
 Usage: python tests/bench.py [--lines N] [--files F] [--workers W]
        python tests/bench.py --scale [--services 2000] [--hours 24] [--keep DIR]
-Writes N mixed CRI lines (half application JSON, half Istio TEXT access logs; a quarter of the files
-gzipped) into a temporary folder, then measures (best of two, alternating, after a pass that warms the cache):
+Writes N mixed CRI lines (half application JSON, half Istio TEXT access logs) in kubelet's layout (per
+container three gzipped rotations, one uncompressed rotation, the live file) into a temporary folder, then
+measures (best of two, alternating, after a pass that warms the cache):
   floor    reading every byte (gunzipping .gz) and counting newlines, single process
   obsgap   read_logs(): parse, normalize, write the Parquet table (all cores); then once more with the DuckDB
            summaries the checks use
@@ -42,16 +43,23 @@ def _app(ts: str, i: int) -> str:
                                             "port": 8080, "trace_id": f"{i:032x}"}) + "\n"
 
 
+ROTATION = ("0.log.20261124-000000.gz", "0.log.20261124-060000.gz", "0.log.20261124-120000.gz",
+            "0.log.20261124-180000", "0.log")  # kubelet's containerLogMaxFiles=5: older rotations compressed
+
+
 def generate(root: Path, lines: int, files: int) -> int:
+    """`files` files in kubelet's layout: per container, three gzipped rotations, one not yet compressed and
+    the live file; containers alternate between an application (JSON) and its sidecar (Istio TEXT)."""
     per_file = lines // files
     total = 0
     for f in range(files):
-        pod = f"shop_catalog-7d9f8b6c5-p{f:04d}_0b4c3f8e-1111-2222-3333-{f:012d}"
-        container = "istio-proxy" if f % 2 else "catalog"
+        c = f // len(ROTATION)
+        pod = f"shop_catalog-7d9f8b6c5-p{c:04d}_0b4c3f8e-1111-2222-3333-{c:012d}"
+        container = "istio-proxy" if c % 2 else "catalog"
         folder = root / "pods" / pod / container
-        folder.mkdir(parents=True)
-        gz = f % 4 == 3
-        path = folder / ("0.log.20261124-000000.gz" if gz else "0.log")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = ROTATION[f % len(ROTATION)]
+        path = folder / name
         chunks = []
         for i in range(per_file):
             sec = i * 86400 // per_file
@@ -61,10 +69,7 @@ def generate(root: Path, lines: int, files: int) -> int:
             else:
                 chunks.append(ENVOY.format(ts=ts, ets=ts[:23] + "Z", i=i, d=i % 90))
         data = "".join(chunks).encode()
-        if gz:
-            path.write_bytes(gzip.compress(data, compresslevel=1))
-        else:
-            path.write_bytes(data)
+        path.write_bytes(gzip.compress(data, compresslevel=6) if name.endswith(".gz") else data)
         total += per_file
     return total
 
@@ -203,7 +208,7 @@ def scale(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=2_000_000)
-    ap.add_argument("--files", type=int, default=64)
+    ap.add_argument("--files", type=int, default=80)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scale", action="store_true")
     ap.add_argument("--services", type=int, default=2000)
