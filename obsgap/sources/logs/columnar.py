@@ -101,7 +101,6 @@ def ts_ms(values: pa.Array) -> pa.Array:
 
 
 def _ts_ms_checked(values: pa.Array) -> pa.Array:
-    values = values.cast(pa.string())
     fast = pc.fill_null(pc.match_substring_regex(values, _RFC3339_UTC_MS), False)
     head = pc.utf8_slice_codeunits(pc.if_else(fast, values, "1970-01-01T00:00:00.000"), 0, 23)
     try:  # Arrow's ISO 8601 parser refuses the dates and times fromisoformat refuses (year 0 is excluded above)
@@ -127,7 +126,7 @@ def numeric_ts_ms(values: pa.Array) -> pa.Array:
 
 
 def int32_values(text: pa.Array, ascii_digits: bool = False) -> pa.Array:
-    """formats._int32 over strings (`ascii_digits`: the caller has checked they are)."""
+    """formats.int32_or_none over strings (`ascii_digits`: the caller has checked they are)."""
     if ascii_digits:
         plain = pc.fill_null(pc.less_equal(pc.binary_length(text), 10), False)
     else:
@@ -136,7 +135,7 @@ def int32_values(text: pa.Array, ascii_digits: bool = False) -> pa.Array:
     good = pc.and_(plain, pc.less_equal(number, formats.INT32_MAX))
     values = pc.cast(pc.if_else(good, number, 0), pa.int32())
     values = pc.if_else(good, values, pa.scalar(None, pa.int32()))
-    return patch(values, pc.and_(pc.invert(plain), pc.is_valid(text)), text, formats._int32)
+    return patch(values, pc.and_(pc.invert(plain), pc.is_valid(text)), text, formats.int32_or_none)
 
 
 # --- Istio TEXT access logs ----------------------------------------------------------------------
@@ -163,8 +162,8 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     parts = map_unique(cluster, lambda c: formats.cluster_parts(c)[:2],
                        pa.struct([("direction", pa.string()), ("port", pa.int32())]))
     direction = pc.fill_null(parts.field("direction"), "outbound")
-    local_port = map_unique(dlocal, formats._addr_port, pa.int32())
-    upstream_port = map_unique(uhost, formats._addr_port, pa.int32())
+    local_port = map_unique(dlocal, formats.addr_port, pa.int32())
+    upstream_port = map_unique(uhost, formats.addr_port, pa.int32())
     outbound_port = pc.if_else(pc.fill_null(pc.not_equal(upstream_port, 0), False), upstream_port, local_port)
     port = pc.coalesce(parts.field("port"),
                        pc.if_else(pc.equal(direction, "inbound"), local_port, outbound_port))

@@ -32,11 +32,11 @@ def _dash(value: str | None) -> str | None:
     return None if value in (None, "-", "") else value
 
 
-def _addr_port(addr: str | None) -> int | None:
+def addr_port(addr: str | None) -> int | None:
     if not addr or addr == "-":
         return None
     _, _, port = addr.rpartition(":")
-    return _int32(port) if port.isascii() and port.isdigit() else None
+    return int32_or_none(port) if port.isascii() and port.isdigit() else None
 
 
 _TS_CACHE: dict[str, float] = {}
@@ -87,7 +87,7 @@ def cluster_parts(cluster: str | None) -> tuple[str | None, int | None, str | No
         return None, None, None
     m = _CLUSTER_PIPE.match(cluster) or _CLUSTER_ALT.match(cluster)
     if m:
-        port = _int32(m.group(2)) if m.group(2) else None
+        port = int32_or_none(m.group(2)) if m.group(2) else None
         return m.group(1), port, m.group(4) or None
     if cluster.startswith("InboundPassthroughCluster"):
         return "inbound", None, None
@@ -102,7 +102,7 @@ def envoy_row(direction: str | None, cluster: str | None, port: int | None, dloc
     if direction is None:
         direction = "outbound"
     if port is None:
-        port = _addr_port(dlocal) if direction == "inbound" else (_addr_port(uhost) or _addr_port(dlocal))
+        port = addr_port(dlocal) if direction == "inbound" else (addr_port(uhost) or addr_port(dlocal))
     return direction, port
 
 
@@ -120,7 +120,7 @@ def parse_envoy_text(msg: str) -> Row | None:
         "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
         "method": method, "path": _dash(path),
         "protocol": "tcp" if method is None else protocol,
-        "status": _int32(code), "duration_ms": float(dur) if dur != "-" else None,
+        "status": int32_or_none(code), "duration_ms": float(dur) if dur != "-" else None,
         "port": port, "authority": _dash(authority), "upstream_cluster": cluster,
         "upstream_host": _dash(uhost), "downstream_local": _dash(dlocal),
         "downstream_remote": _dash(dremote), "response_flags": _dash(flags),
@@ -139,7 +139,7 @@ def parse_envoy_json(obj: Mapping[str, Any]) -> Row | None:
         "ts_ms": parse_ts_ms(obj.get("start_time")), "origin": "envoy", "direction": direction,
         "method": method, "path": _dash(_s(obj.get("path"))),
         "protocol": "tcp" if method is None else _dash(_s(obj.get("protocol"))),
-        "status": _int32(obj.get("response_code")) or 0, "duration_ms": _float(obj.get("duration")),
+        "status": int32_or_none(obj.get("response_code")) or 0, "duration_ms": _float(obj.get("duration")),
         "port": port, "authority": _dash(_s(obj.get("authority"))), "upstream_cluster": cluster,
         "upstream_host": uhost, "downstream_local": dlocal,
         "downstream_remote": _dash(_s(obj.get("downstream_remote_address"))),
@@ -167,7 +167,7 @@ def _int(value: Any) -> int | None:
 INT32_MAX = 2**31 - 1
 
 
-def _int32(value: Any) -> int | None:
+def int32_or_none(value: Any) -> int | None:
     """A status code or port: anything outside 0..2^31-1 is not one (and would not fit the table's column)."""
     number = _int(value)
     return number if number is not None and 0 <= number <= INT32_MAX else None
@@ -348,14 +348,14 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
     method = _s(field_value("method"))
     path = _s(field_value("path"))
     url = _s(field_value("url"))
-    status = _int32(field_value("status"))
+    status = int32_or_none(field_value("status"))
     if method is None and path is None and url is None and status is None:
         return None
     if mapping and "duration_ms" in mapping:
         duration = _duration_ms(obj, ((mapping["duration_ms"], 1.0),))
     else:
         duration = _duration_ms(known, DURATION_KEYS)
-    port = _int32(field_value("port"))
+    port = int32_or_none(field_value("port"))
     authority = _s(field_value("host"))
     direction, authority, port, path = url_request(url, path, port, authority)
     if method is None and path is None and direction == "inbound":

@@ -218,12 +218,8 @@ def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table
 
 
 def _count(files: list[BatchFile], file_index: np.ndarray, fmt: str, nonrequest: bool = False) -> None:
-    for i, n in enumerate(np.bincount(file_index, minlength=len(files))):
-        if n:
-            files[i].stats.formats[fmt] += int(n)
-            files[i].stats.columnar += int(n)
-            if nonrequest:
-                files[i].stats.nonrequest += int(n)
+    """Lines of one format the columnar reader took, per file."""
+    _add(files, file_index, "columnar", *(["nonrequest"] if nonrequest else []), fmt=fmt)
 
 
 def _wrapper_ts(lines: pa.Array) -> pa.Array:
@@ -317,10 +313,15 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[Batc
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
 
 
-def _add(files: list[BatchFile], file_index: np.ndarray, counter: str) -> None:
-    for i, n in enumerate(np.bincount(file_index, minlength=len(files))):
+def _add(files: list[BatchFile], file_index: np.ndarray, *counters: str, fmt: str | None = None) -> None:
+    """Add each file's number of rows (`file_index` holds one entry per row) to its counters."""
+    for i, n in enumerate(np.bincount(file_index, minlength=len(files)).tolist()):
         if n:
-            setattr(files[i].stats, counter, getattr(files[i].stats, counter) + int(n))
+            stats = files[i].stats
+            for counter in counters:
+                setattr(stats, counter, getattr(stats, counter) + n)
+            if fmt is not None:
+                stats.formats[fmt] += n
 
 
 _PER_FILE = ("namespace", "pod", "container", "file")
