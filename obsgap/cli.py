@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from obsgap import engine
 from obsgap.checks import REGISTRY, by_id
@@ -15,7 +18,6 @@ from obsgap.checks.base import doc_sections
 from obsgap.config import (
     FAIL_ON,
     RunPlan,
-    default_out_dir,
     load_config_file,
     parse_header,
     parse_log_fields,
@@ -24,10 +26,37 @@ from obsgap.config import (
 )
 from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
+from obsgap.interrupts import Interrupted, interruptible
+from obsgap.outdir import claim_output
+from obsgap.render.notices import notices
 from obsgap.render.write import write_outputs
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.sources.queries import namespace_matcher
+
+CONFIG_META = "obsgap.config"
+
+
+def origin_of(ctx: click.Context, param: click.Parameter) -> str:
+    """Where a value came from, in the words a user can act on: the flag, the variable, or the config file."""
+    source = ctx.get_parameter_source(param.name or "")
+    flag = next((o for o in param.opts if o.startswith("--")), param.name or "")
+    if source is ParameterSource.ENVIRONMENT and isinstance(param, click.Option) and param.envvar:
+        return f"{flag} (from the environment variable {param.envvar})"
+    if source is ParameterSource.DEFAULT_MAP:
+        return f"{flag} (from {param.name!r} in the config file {ctx.meta.get(CONFIG_META)})"
+    if source is ParameterSource.DEFAULT:
+        return f"{flag} (its default)"
+    return flag
+
+
+class _Option(click.Option):
+    """An option whose errors say where the bad value came from (flag, OBSGAP_* variable or config file)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        if ctx is None:
+            return super().get_error_hint(ctx)
+        return origin_of(ctx, self)
 
 
 def _opt(*decls: str, **kw: Any) -> Any:
@@ -35,13 +64,30 @@ def _opt(*decls: str, **kw: Any) -> Any:
     long = next(d for d in decls if d.startswith("--"))
     kw.setdefault("envvar", "OBSGAP_" + long[2:].upper().replace("-", "_"))
     kw.setdefault("show_envvar", True)
+    kw.setdefault("cls", _Option)
     return click.option(*decls, **kw)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value:
-        ctx.default_map = load_config_file(Path(value))
+        params = [p for p in ctx.command.params if isinstance(p, click.Option) and p.name and p.name != "config"]
+        aliases = {o.lstrip("-").replace("-", "_"): p.name for p in params for o in p.opts if o.startswith("--")}
+        try:
+            ctx.default_map = load_config_file(Path(value), {p.name: p.multiple for p in params if p.name},
+                                               {k: v for k, v in aliases.items() if k != v and v})
+        except InputError as exc:
+            raise click.UsageError(str(exc), ctx) from exc
+        ctx.meta[CONFIG_META] = value
     return value
+
+
+def _with_origin(ctx: click.Context, message: str) -> str:
+    """An error naming `--flag` at its start says where that flag's value came from."""
+    first = message.split(" ", 1)[0].rstrip(":")
+    for param in ctx.command.params:
+        if first in param.opts and ctx.get_parameter_source(param.name or "") is not ParameterSource.COMMANDLINE:
+            return origin_of(ctx, param) + message[len(first):]
+    return message
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,20 +132,38 @@ def main() -> None:
 @_opt("--dashboards", multiple=True, type=click.Path(), help="Grafana dashboard JSON (file or folder).")
 @_opt("--check", "only_checks", multiple=True, help="Run only these checks.")
 @_opt("-q", "--quiet", is_flag=True, help="Print only the output path.")
-def report(**opts: Any) -> None:
+@click.pass_context
+def report(ctx: click.Context, **opts: Any) -> None:
     """Reconcile metrics, logs and topology and write findings.json (exit 1 on findings, 2 bad input,
     3 a source failed)."""
     try:
         plan = _plan(opts)
-        say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
-        outcome = engine.run(plan, say)
-        paths = write_outputs(outcome.result, plan.out_dir, Path(opts["baseline"]) if opts["baseline"] else None,
-                              opts["plotly"])
+        engine.preflight(plan)
+        claim = claim_output(plan.out_dir, plan.out_root, plan.window.end, datetime.now(UTC))
+    except InputError as exc:
+        click.echo(f"obsgap: {_with_origin(ctx, str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
+    if claim.replaces:
+        say(f"replacing the report in {claim.path} (given with --out)")
+    wrote = False
+    try:
+        with interruptible():
+            outcome = engine.run(replace(plan, out_dir=claim.path), say)
+            paths = write_outputs(outcome.result, claim.path, plan.baseline, opts["plotly"])
+            wrote = True
+    except Interrupted as exc:
+        click.echo(f"obsgap: interrupted by {exc}; no report was written", err=True)
+        sys.exit(exc.exit_code)
     except ObsgapError as exc:
         click.echo(f"obsgap: {exc}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        claim.release(wrote)
     result = outcome.result
     if not opts["quiet"]:
+        for line in notices(result):
+            click.echo(line, err=True)
         counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
         click.echo(f"{len(result.findings)} findings ({counts['critical']} critical, {counts['warning']} warning, "
                    f"{counts['info']} info)", err=True)
@@ -131,16 +195,20 @@ def _plan(o: dict[str, Any]) -> RunPlan:
     live = None
     if o["kubeconfig"] or o["kube_context"] or o["in_cluster"]:
         if o["kube_snapshot"]:
-            raise InputError("give --kube-snapshot or a live cluster (--kubeconfig/--context/--in-cluster), not both")
-        live = LiveOptions(o["kubeconfig"], o["kube_context"])
+            raise InputError("--kube-snapshot and a live cluster (--kubeconfig/--context/--in-cluster) both given: "
+                             "give one of them")
+        live = LiveOptions(o["kubeconfig"], o["kube_context"], o["in_cluster"])
     unknown = [c for c in o["only_checks"] if by_id(c) is None]
     if unknown:
-        raise InputError(f"unknown check(s): {', '.join(unknown)} (see `obsgap checks`)")
+        raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
-    out = Path(o["out"]) if o["out"] else default_out_dir(Path(o["out_root"]), window.end)
+    if not (prom or live or o["kube_snapshot"] or o["logs"]):
+        raise InputError("nothing to read: give --prometheus-url, --kube-snapshot (or --kubeconfig/--context/"
+                         "--in-cluster), and/or --logs")
     return RunPlan(
-        window=window, out_dir=out, namespaces=tuple(o["namespaces"]), prometheus=prom,
+        window=window, out_dir=Path(o["out"]) if o["out"] else None, out_root=Path(o["out_root"]),
+        baseline=Path(o["baseline"]) if o["baseline"] else None, namespaces=tuple(o["namespaces"]), prometheus=prom,
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],

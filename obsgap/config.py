@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +24,16 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 FAIL_ON = ("critical", "warning", "info", "never")
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, flag: str = "--window") -> timedelta:
     """`90s`, `15m`, `24h`, `7d`, or combinations such as `1h30m`."""
     total = 0.0
     rest = text.strip()
     if not rest:
-        raise InputError("empty duration")
+        raise InputError(f"{flag}: empty duration")
     for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", rest):
         total += float(m.group(1)) * _UNITS[m.group(2)]
     if re.sub(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", "", rest) or total <= 0:
-        raise InputError(f"{text!r} is not a duration (examples: 30m, 24h, 7d)")
+        raise InputError(f"{flag} {text!r} is not a duration (examples: 30m, 24h, 7d)")
     return timedelta(seconds=total)
 
 
@@ -51,12 +52,12 @@ def resolve_window(start: str | None, end: str | None, window: str | None,
     end_dt = parse_time(end, "--end") if end else (now or datetime.now(UTC)).replace(microsecond=0)
     if start:
         if window:
-            raise InputError("give --start or --window, not both")
+            raise InputError("--start and --window both given: give one of them")
         start_dt = parse_time(start, "--start")
     else:
         start_dt = end_dt - parse_duration(window or "24h")
     if start_dt >= end_dt:
-        raise InputError("the window is empty: --start must be before --end")
+        raise InputError("--start must be before --end: the window is empty")
     return Window(start_dt, end_dt)
 
 
@@ -64,7 +65,8 @@ def parse_slos(text: str | None) -> tuple[float, ...]:
     """`300ms,2s` -> (300.0, 2000.0) milliseconds."""
     if not text:
         return ()
-    return tuple(sorted(parse_duration(part).total_seconds() * 1000 for part in text.split(",") if part.strip()))
+    parts = [part for part in text.split(",") if part.strip()]
+    return tuple(sorted(parse_duration(part, "--slo-latency").total_seconds() * 1000 for part in parts))
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -85,17 +87,45 @@ def redact_url(url: str) -> str:
     return url
 
 
-def load_config_file(path: Path) -> dict[str, Any]:
-    """A YAML file whose keys are the `report` flags with `_` for `-` (e.g. prometheus_url)."""
+def yaml_place(exc: yaml.YAMLError) -> str:
+    """`line L, column C: what the parser expected` from a PyYAML error (1-based, as editors count)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def load_config_file(path: Path, options: Mapping[str, bool], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """A YAML mapping of `report` flags with `_` for `-` (e.g. prometheus_url).
+
+    `options` maps every option's name to whether it takes several values (a single value is then
+    accepted as a list of one); `aliases` maps flag spellings (`header`) to option names (`headers`).
+    """
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"--config {path}: {exc}") from exc
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"--config {path}: not valid YAML: {yaml_place(exc)}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--config {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from exc
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise InputError(f"--config {path}: expected a mapping of flag names to values")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+        raise InputError(f"--config {path}: expected a mapping of flag names to values, found a "
+                         f"{type(data).__name__}")
+    out: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        name = aliases.get(key, key)
+        if name not in options:
+            near = difflib.get_close_matches(key, [*options, *aliases], n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; valid keys: {', '.join(sorted(options))}"
+            raise InputError(f"--config {path}: unknown key {raw_key!r}{hint}")
+        if options[name]:
+            value = list(value) if isinstance(value, list | tuple) else [value]
+        elif isinstance(value, list | tuple | Mapping):
+            raise InputError(f"--config {path}: {raw_key!r} takes one value, not a {type(value).__name__}")
+        out[name] = value
+    return out
 
 
 def parse_log_fields(items: Sequence[str]) -> dict[str, str]:
@@ -112,7 +142,10 @@ def parse_log_fields(items: Sequence[str]) -> dict[str, str]:
 @dataclass(frozen=True)
 class RunPlan:
     window: Window
-    out_dir: Path
+    out_dir: Path | None = None
+    """An explicit --out; None: a new folder under out_root (see obsgap.outdir)."""
+    out_root: Path = Path("reports")
+    baseline: Path | None = None
     namespaces: tuple[str, ...] = ()
     prometheus: PrometheusOptions | None = None
     kube_snapshots: tuple[Path, ...] = ()
@@ -129,6 +162,3 @@ class RunPlan:
             return False
         return severity.rank >= Severity(self.fail_on).rank
 
-
-def default_out_dir(root: Path, when: datetime) -> Path:
-    return root / when.strftime("%Y-%m-%d")

@@ -88,7 +88,7 @@ def build_contract(inputs: CheckInputs, findings: tuple[Finding, ...] = ()) -> l
                                             _how(dr.host, svc, dr.namespace), False, f"host {dr.host}"))
         pods = [p for p in topo.pods if p.namespace == svc.namespace and selects(svc.selector, p.labels)]
         for subset in dr.subsets:
-            n = sum(1 for p in pods if all(p.labels.get(k) == v for k, v in subset.labels.items()))
+            n = sum(1 for p in pods if all((p.subset_labels or p.labels).get(k) == v for k, v in subset.labels.items()))
             tmpl = sum(1 for t in topo.workloads if t.namespace == svc.namespace and selects(svc.selector, t.labels)
                        and all(t.labels.get(k) == v for k, v in subset.labels.items()))
             rows[svc.key].links.append(NameLink("subset", subset.name, f"{n} pods" + (f", {tmpl} workloads"

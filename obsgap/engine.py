@@ -14,7 +14,7 @@ from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, Skip
 from obsgap.config import RunPlan, redact_url
 from obsgap.contract import build_contract
-from obsgap.errors import ObsgapError, SourceError
+from obsgap.errors import InputError, ObsgapError, SourceError
 from obsgap.evidence import CheckInputs, LogEvidence, MetricsEvidence
 from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceReport, Topology
 from obsgap.reconcile import reconcile
@@ -30,6 +30,34 @@ from obsgap.topology import TopologyIndex
 
 log = logging.getLogger("obsgap")
 Progress = Callable[[str], None]
+
+#: What the engine's own readers declare, beside the checks: the engine fetches exactly the union.
+COVERAGE_QUERIES = ("mesh_requests", "mesh_tcp_connections")
+CONTRACT_QUERIES = ("mesh_requests", "scrape_targets")
+ENGINE_QUERIES = ("scrape_interval",)
+TREND_RANGE_QUERY = "mesh_requests_over_time"
+
+
+def declared_queries(checks: tuple[type[Check], ...]) -> frozenset[str]:
+    """Every instant query some reader of this run declared (the checks, the coverage and contract tables)."""
+    return frozenset(q for c in checks for q in c.queries) | set(COVERAGE_QUERIES) | set(CONTRACT_QUERIES) \
+        | set(ENGINE_QUERIES)
+
+
+def preflight(plan: RunPlan) -> None:
+    """What can be checked before any work: every named input exists. Raises InputError (exit 2)."""
+    for path in plan.kube_snapshots:
+        if not path.exists():
+            raise InputError(f"--kube-snapshot {path}: no such file or directory")
+    for path in plan.dashboards:
+        if not path.exists():
+            raise InputError(f"--dashboards {path}: no such file or directory")
+    if plan.baseline is not None and not plan.baseline.exists():
+        raise InputError(f"--baseline {plan.baseline}: no such file or directory")
+    if plan.baseline is not None and plan.baseline.is_dir() and not (plan.baseline / "findings.json").is_file():
+        raise InputError(f"--baseline {plan.baseline}: the folder holds no findings.json")
+    if plan.logs:
+        discover(list(plan.logs))
 
 
 @dataclass
@@ -78,7 +106,7 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
     if problem:
         failures.append(f"prometheus: {problem}")
         return None, report | {"status": "unavailable", "queries": 1, "warnings": [], "error": problem}
-    names = sorted({q for c in checks for q in c.queries} | {"scrape_interval"})
+    names = sorted(declared_queries(checks))
     frames = {}
     failed = {}
     for name in names:
@@ -90,15 +118,15 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
             frames[name] = res.frame
     histograms, histogram_series, hist_report = (
         _histograms(source, plan, say=progress) if any(c.needs_histograms for c in checks) else ({}, {}, {}))
-    over_time = source.query_range("mesh_requests_over_time", plan.window.start, plan.window.end,
+    over_time = source.query_range(TREND_RANGE_QUERY, plan.window.start, plan.window.end,
                                    time_step_ms(0, plan.window.seconds * 1000) // 1000, plan.namespaces)
     if over_time.error is None:
-        frames["mesh_requests_over_time"] = over_time.frame
+        frames[TREND_RANGE_QUERY] = over_time.frame
     targets = source.targets()
     interval = 30.0
     si = frames.get("scrape_interval")
-    if si is not None and not si.empty and float(si["value"].max()) > 0:
-        interval = plan.window.seconds / float(si["value"].max())
+    if si is not None and not si.empty and 0 < float(si["value"].max()) < plan.window.seconds:
+        interval = float(si["value"].max())
     if failed:
         failures.extend(failed.values())
     report |= {"status": source.status(), "queries": source.queries_issued, "warnings": list(source.warnings),
@@ -153,12 +181,40 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress) -> tuple[LogE
     return evidence, dict(evidence.stats) | {"status": "ok"}
 
 
+def check_namespaces(wanted: tuple[str, ...], known: set[str], where: str) -> None:
+    """A -n filter naming a namespace the sources do not have is a typo or the wrong cluster: an error that
+    lists what exists."""
+    missing = [ns for ns in wanted if ns not in known]
+    if missing and known:
+        shown = ", ".join(sorted(known)[:40]) + (f", … ({len(known)} in all)" if len(known) > 40 else "")
+        raise InputError(f"--namespace {', '.join(missing)}: no such namespace in {where}; namespaces there: "
+                         f"{shown}")
+    if missing:
+        raise InputError(f"--namespace {', '.join(missing)}: {where} has no namespaces at all")
+
+
+def _prometheus_namespaces(plan: RunPlan) -> set[str] | None:
+    """Namespaces Istio's metrics name in the window (one label-values call), or None when unknown."""
+    if plan.prometheus is None:
+        return None
+    source = PrometheusSource(plan.prometheus)
+    if source.check():
+        return None
+    values = source.label_values("destination_service_namespace", plan.window.start, plan.window.end)
+    return set(values) if values else None
+
+
 def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     say = progress or (lambda _msg: None)
     failures: list[str] = []
     checks = tuple(c for c in REGISTRY if not plan.only_checks or c.id in plan.only_checks)
     say("reading topology")
     topo, kube_report = _topology(plan, failures)
+    if plan.namespaces:
+        if topo is not None:
+            check_namespaces(plan.namespaces, set(topo.namespaces), "the Kubernetes topology")
+        elif (known := _prometheus_namespaces(plan)) is not None:
+            check_namespaces(plan.namespaces, known, "the Istio metrics of the window")
     if topo is not None:
         topo = _scope_topology(topo, plan.namespaces)
     index = TopologyIndex(topo or Topology.empty())
@@ -178,7 +234,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
                                  + "; ".join(_why_missing(n) for n in missing)))
             continue
         try:
-            found = list(check.run(inputs))
+            found = list(check.run(_view(inputs, check.queries)))
         except Skip as skip:
             runs.append(CheckRun(check.id, "skipped", str(skip)))
             continue
@@ -189,18 +245,51 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         findings.extend(found)
         runs.append(CheckRun(check.id, "ran", None, len(found)))
 
-    coverage = _coverage(inputs) if (metrics is not None or logs is not None) else ()
+    coverage = _coverage(_view(inputs, COVERAGE_QUERIES)) if (metrics is not None or logs is not None) else ()
     findings.sort(key=lambda f: (-f.severity.rank, f.check, f.namespace or "", f.service or "", f.subject))
-    contract = build_contract(inputs, tuple(findings)) if topo is not None else []
+    contract = build_contract(_view(inputs, CONTRACT_QUERIES), tuple(findings)) if topo is not None else []
+    sources = SourceReport(prom_report, kube_report, logs_report)
+    reasons = partial_reasons(failures, sources, tuple(runs))
     result = ScanResult(
         generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window,
-        sources=SourceReport(prom_report, kube_report, logs_report), checks=tuple(runs),
+        sources=sources, checks=tuple(runs),
         coverage=coverage, findings=tuple(findings),
         extras={"hourly_by_service": _hourly_by_service(logs, index),
-                "mesh_over_time": metrics.frames.get("mesh_requests_over_time") if metrics else None,
+                "mesh_over_time": metrics.frames.get(TREND_RANGE_QUERY) if metrics else None,
                 "name_contract": [row.as_dict() for row in contract]},
+        status="partial" if reasons else "complete", status_reasons=reasons,
     )
     return RunOutcome(result, failures)
+
+
+def _view(inputs: CheckInputs, queries: tuple[str, ...]) -> CheckInputs:
+    """The inputs as one reader may see them: only the metric queries it declared (memo shared)."""
+    if inputs.metrics is None:
+        return inputs
+    return replace(inputs, metrics=inputs.metrics.for_reader(queries))
+
+
+def partial_reasons(failures: list[str], sources: SourceReport, runs: tuple[CheckRun, ...]) -> tuple[str, ...]:
+    """Why a run's numbers rest on less than the inputs it was given; empty when the run is complete."""
+    reasons = list(dict.fromkeys(failures))
+    prom = sources.prometheus
+    if prom.get("status") == "partial":
+        errors, warnings = prom.get("errors") or [], prom.get("warnings") or []
+        reasons.append(f"Prometheus answered partially ({len(errors)} errors, {len(warnings)} warnings)"
+                       + (f": {errors[0]}" if errors else f": {warnings[0]}" if warnings else ""))
+    denied = [g for g in sources.kubernetes.get("gaps") or [] if "forbidden" in g or "failed" in g
+              or "unreadable" in g]
+    if denied:
+        reasons.append(f"Kubernetes: {len(denied)} object kinds could not be read ({denied[0]})")
+    logs = sources.logs
+    if logs.get("skipped_files"):
+        reasons.append(f"{len(logs['skipped_files'])} log files could not be read, wholly or in part")
+    unattributed = logs.get("unattributed") or {}
+    if unattributed.get("requests"):
+        reasons.append(f"{unattributed['requests']:,} logged requests in {unattributed['files_total']} files could "
+                       "not be attributed to a pod")
+    reasons.extend(f"check {r.check} failed: {r.reason}" for r in runs if r.status == "error")
+    return tuple(reasons)
 
 
 def _why_missing(source: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -15,6 +15,10 @@ from obsgap.topology import TopologyIndex
 
 def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+class UndeclaredQuery(KeyError):
+    """A reader asked for a query it did not declare: the engine would not have fetched it for that reader."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,22 @@ class MetricsEvidence:
     """Histogram family (name without _bucket) -> bucket increases: le, grouping labels, value."""
     histogram_series: Mapping[str, int] = field(default_factory=dict)
     """Histogram family -> label combinations (series of its +Inf bucket)."""
+    declared: frozenset[str] | None = None
+    """The queries the current reader declared; reading another raises UndeclaredQuery. None: no restriction."""
+
+    def for_reader(self, queries: tuple[str, ...] | frozenset[str]) -> MetricsEvidence:
+        """A view for one reader (a check, the coverage table): only the queries it declared can be read."""
+        return replace(self, declared=frozenset(queries))
+
+    def _get(self, name: str) -> pd.DataFrame | None:
+        if self.declared is not None and name not in self.declared:
+            raise UndeclaredQuery(f"query {name!r} is read but not declared (declared: "
+                                  f"{', '.join(sorted(self.declared)) or 'none'})")
+        return self.frames.get(name)
 
     def frame(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The query's rows with every expected label column present (missing labels read as "")."""
-        df = self.frames.get(name)
+        df = self._get(name)
         if df is None or df.empty:
             return _empty((columns or []) + ["value"])
         df = df.copy()
@@ -43,7 +59,7 @@ class MetricsEvidence:
         return df.fillna("")
 
     def has(self, name: str) -> bool:
-        df = self.frames.get(name)
+        df = self._get(name)
         return df is not None and not df.empty
 
 

@@ -43,8 +43,14 @@ def run_summary(doc: dict[str, Any], date: str) -> dict[str, Any]:
     return {"date": date, "coverage": counted / logged if logged else None,
             "critical": sum(1 for f in findings if f.get("severity") == "critical"),
             "warning": sum(1 for f in findings if f.get("severity") == "warning"),
-            "saturated": sum(1 for f in findings if f.get("check") == "histogram-inf-saturation"
-                             and f.get("metric") and "/waste/" not in str(f.get("id")))}
+            "saturated": sum(1 for f in findings if is_saturation(f))}
+
+
+def is_saturation(finding: dict[str, Any]) -> bool:
+    """A histogram whose observations pile into +Inf: not the same check's bucket-waste or annotation findings."""
+    evidence = finding.get("evidence")
+    return finding.get("check") == "histogram-inf-saturation" and isinstance(evidence, dict) \
+        and evidence.get("inf_share") is not None
 
 
 def load_history(out_dir: Path, baseline: Path | None) -> History:

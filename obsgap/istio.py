@@ -6,6 +6,7 @@ Each rule follows Istio's behaviour as documented in DESIGN.md ("Istio facts").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from obsgap.model import SidecarState, TrafficExclusions
@@ -20,6 +21,7 @@ SERVER_FIRST_PORTS = {25: "tcp", 53: "tcp", 3306: "mysql", 27017: "mongo"}
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
 INJECT_KEY = "sidecar.istio.io/inject"
 PROXY_CONTAINER = "istio-proxy"
+IMAGE_AUTO = "auto"
 INIT_CONTAINERS = ("istio-init", "istio-validation")
 
 EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
@@ -68,7 +70,39 @@ def _container_names(spec: Mapping[str, Any], key: str) -> list[str]:
 
 def _native_sidecar(spec: Mapping[str, Any]) -> bool:
     """istio-proxy as an init container (Kubernetes native sidecar; istioctl counts it whatever its restartPolicy)."""
-    return any(isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER for c in spec.get("initContainers") or [])
+    return any(isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER and c.get("image") != IMAGE_AUTO
+               for c in spec.get("initContainers") or [])
+
+
+def _real_proxy(spec: Mapping[str, Any]) -> bool:
+    return any(isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER and c.get("image") != IMAGE_AUTO
+               for c in spec.get("containers") or [])
+
+
+def image_auto_placeholder(spec: Mapping[str, Any]) -> bool:
+    """An `istio-proxy` container with `image: auto`: the injector's placeholder, replaced only when the pod is
+    injected. In a pod that exists it means the pod was never injected (istioctl: IST0147)."""
+    return any(isinstance(c, Mapping) and c.get("name") == PROXY_CONTAINER and c.get("image") == IMAGE_AUTO
+               for key in ("containers", "initContainers") for c in spec.get(key) or [])
+
+
+# The labels pilot adds to a workload's own before matching subsets (pilot/pkg/serviceregistry/util/label
+# AugmentLabels, used by istioctl's DestinationRule subset analyzer): the Node's locality, non-empty parts only,
+# and the node name as kubernetes.io/hostname.
+NODE_LOCALITY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+def augment_labels(labels: Mapping[str, str], node_name: str | None,
+                   node_labels: Mapping[str, str] | None) -> dict[str, str]:
+    out = dict(labels)
+    for key in NODE_LOCALITY_LABELS:
+        value = (node_labels or {}).get(key)
+        if value:
+            out[key] = value
+    if node_name:
+        out[HOSTNAME_LABEL] = node_name
+    return out
 
 
 def _init_failed(status: Mapping[str, Any]) -> str | None:
@@ -85,11 +119,20 @@ def _init_failed(status: Mapping[str, Any]) -> str | None:
 
 def sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mapping[str, Any],
                   spec: Mapping[str, Any], status: Mapping[str, Any]) -> SidecarState:
-    """Decide whether a pod runs istio-proxy, and if not, why (a `no-sidecar/*` cause)."""
+    """Decide whether a pod runs istio-proxy, and if not, why (a `no-sidecar/*` cause). An `image: auto`
+    istio-proxy is the injector's placeholder, not a sidecar: the pod's real state applies, and says so."""
+    state = _sidecar_state(namespace, ns_labels, metadata, spec, status)
+    if state.present or not image_auto_placeholder(spec):
+        return state
+    return replace(state, placeholder=True, evidence=state.evidence + "; its istio-proxy container still has the "
+                   "injector's placeholder image `auto`, so the pod was never injected")
+
+
+def _sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mapping[str, Any],
+                   spec: Mapping[str, Any], status: Mapping[str, Any]) -> SidecarState:
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
-    containers = _container_names(spec, "containers")
-    has_proxy = PROXY_CONTAINER in containers
+    has_proxy = _real_proxy(spec)
     native = _native_sidecar(spec)
     ns_enabled = namespace_injection_enabled(ns_labels)
     pod_opt = labels.get(INJECT_KEY, annotations.get(INJECT_KEY))

@@ -9,7 +9,7 @@ import yaml
 
 READ = ["get", "list", "watch"]
 RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "endpoints"], "verbs": READ},
+    {"apiGroups": [""], "resources": ["namespaces", "nodes", "services", "pods", "endpoints"], "verbs": READ},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "verbs": READ},
     {"apiGroups": ["networking.istio.io"],

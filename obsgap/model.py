@@ -64,6 +64,8 @@ class SidecarState:
     """Whether the namespace/pod labels ask for injection."""
     evidence: str = ""
     """The label, annotation or field that decided it, in words."""
+    placeholder: bool = False
+    """istio-proxy is there only as the injector's `image: auto` placeholder (never injected; IST0147)."""
 
     @property
     def present(self) -> bool:
@@ -106,6 +108,11 @@ class Pod:
     exclusions: TrafficExclusions
     host_network: bool = False
     phase: str = "Running"
+    node: str | None = None
+    """spec.nodeName."""
+    subset_labels: Mapping[str, str] = field(default_factory=dict)
+    """The labels DestinationRule subsets match: the pod's own plus its Node's locality and hostname (as pilot
+    augments them). Empty when built without nodes: then the pod's labels apply."""
     agent_paths: tuple[str, ...] = ()
     """HTTP paths kubelet probes (and, with metrics merging, Prometheus scrapes) reach through pilot-agent, not
     Envoy: the app logs them, no mesh metric ever counts them."""
@@ -124,6 +131,8 @@ class WorkloadTemplate:
     name: str
     labels: Mapping[str, str]
     replicas: int | None = None
+    uninjected_placeholder: bool = False
+    """Its pod template has the injector's `image: auto` istio-proxy, but no injection rule selects it (IST0146)."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,8 @@ class Topology:
     workloads: tuple[WorkloadTemplate, ...] = ()
     endpoint_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
+    nodes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Node name -> its labels."""
     object_counts: Mapping[str, int] = field(default_factory=dict)
     gaps: tuple[str, ...] = ()
     """Objects that could not be read (403, missing CRD, unparsable file), in words."""
@@ -312,3 +323,6 @@ class ScanResult:
     findings: tuple[Finding, ...]
     extras: Mapping[str, Any] = field(default_factory=dict)
     """Renderer-only material (time series, name-contract table); not part of the contract."""
+    status: Literal["complete", "partial"] = "complete"
+    status_reasons: tuple[str, ...] = ()
+    """Why the run is partial: a source failed or answered in part, inputs were unreadable, a check failed."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-# The repository is checked out next to shared/ (here and in CI); OBSGAP_REALWORLD overrides.
-REALWORLD = Path(os.environ.get("OBSGAP_REALWORLD") or Path(__file__).resolve().parents[2] / "shared" / "realworld")
+# Unmodified upstream Istio inputs, copied into the repository (tests/data/istio/PROVENANCE.md).
+REALWORLD = Path(__file__).resolve().parent / "data" / "istio"
 
 
 def require_binary(name: str) -> None:
@@ -22,7 +22,8 @@ def require_binary(name: str) -> None:
 @pytest.fixture(scope="session")
 def realworld() -> Path:
     if not REALWORLD.is_dir():
-        pytest.fail(f"realworld inputs not found at {REALWORLD}", pytrace=False)
+        pytest.fail(f"Istio test inputs missing at {REALWORLD} (tests/data/istio is part of the repository)",
+                    pytrace=False)
     return REALWORLD
 
 

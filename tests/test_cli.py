@@ -64,13 +64,18 @@ def test_full_report_writes_the_contract_and_exits_1_on_critical(mesh) -> None: 
                   "--fail-on", "never").exit_code == 0
 
 
-def test_no_sources_lists_every_check_as_skipped(tmp_path: Path) -> None:
-    res = invoke("report", "--out", str(tmp_path), "--window", "1h")
-    assert res.exit_code == 0
+def test_a_snapshot_alone_lists_the_checks_it_cannot_run_as_skipped(tmp_path: Path, realworld: Path) -> None:
+    res = invoke("report", "--out", str(tmp_path), "--window", "1h",
+                 "--kube-snapshot", str(realworld / "bookinfo" / "bookinfo.yaml"))
+    assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "findings.json").read_text())
     assert [c["check"] for c in doc["checks"]] == [c.id for c in REGISTRY]
-    assert all(c["status"] == "skipped" and c["reason"] for c in doc["checks"])
-    assert doc["sources"]["prometheus"]["status"] == "not-configured"
+    ran = {c["check"] for c in doc["checks"] if c["status"] == "ran"}
+    assert ran == {"sidecar-missing", "namespace-not-injected", "port-name-convention", "canary-without-outlier-detection",
+                   "virtualservice-host-unresolved", "destinationrule-subset-unmatched",
+                   "destinationrule-host-unresolved"}
+    assert all(c["reason"] for c in doc["checks"] if c["status"] == "skipped")
+    assert doc["sources"]["prometheus"]["status"] == "not-configured" and doc["status"] == "complete"
 
 
 def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None:
@@ -86,7 +91,7 @@ def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None
 @pytest.mark.parametrize("args,message", [
     (["--start", "yesterday"], "RFC 3339"),
     (["--window", "ten minutes"], "not a duration"),
-    (["--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z"], "window is empty"),
+    (["--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z"], "the window is empty"),
     (["--prometheus-url", "localhost:9090"], "http://"),
     (["--header", "no-colon"], "Name: value"),
     (["--logs", "/nonexistent/dir"], "no such file"),
@@ -98,9 +103,10 @@ def test_bad_usage_exits_2_with_a_clear_line(tmp_path: Path, args: list[str], me
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
 
 
-def test_config_file_env_and_flag_precedence(tmp_path: Path) -> None:
+def test_config_file_env_and_flag_precedence(tmp_path: Path, realworld: Path) -> None:
     cfg = tmp_path / "obsgap.yaml"
-    cfg.write_text(f"window: 2h\nout: {tmp_path / 'from-config'}\nfail_on: never\n")
+    cfg.write_text(f"window: 2h\nout: {tmp_path / 'from-config'}\nfail_on: never\n"
+                   f"kube_snapshot: {realworld / 'bookinfo' / 'bookinfo.yaml'}\n")  # one value where a list is allowed
     res = invoke("report", "--config", str(cfg), "--end", "2026-01-01T00:00:00Z")
     assert res.exit_code == 0
     doc = json.loads((tmp_path / "from-config" / "findings.json").read_text())

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from obsgap.errors import InputError
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import LiveOptions, load_live
 from obsgap.sources.kube.snapshot import load_snapshot
@@ -57,17 +58,22 @@ def test_folder_json_list_and_bad_file(tmp_path: Path) -> None:
         {"metadata": {"name": "a-5f7b9c6d8-x1y2z", "namespace": "n", "labels": {"pod-template-hash": "5f7b9c6d8"},
                       "ownerReferences": [{"kind": "ReplicaSet", "name": "a-5f7b9c6d8"}]},
          "spec": {"containers": [{"name": "app"}]}, "status": {"podIP": "10.1.1.1"}}]}))
-    (tmp_path / "broken.yaml").write_text("kind: [unclosed\n")
+    (tmp_path / "values.yaml").write_text("replicas: 3\nimage: x\n")  # not Kubernetes: a gap, not an error
     topo = topo_of(tmp_path)
     assert topo.pods[0].workload == "a" and topo.pods[0].workload_kind == "Deployment"
     assert topo.pods[0].ip == "10.1.1.1"
-    assert any("broken.yaml" in g for g in topo.gaps)
+    assert any("values.yaml" in g and "no Kubernetes objects" in g for g in topo.gaps)
+    # a file that does not parse is an error naming its place, even inside a folder
+    (tmp_path / "broken.yaml").write_text("apiVersion: v1\nkind: [unclosed\n")
+    with pytest.raises(InputError, match=r"broken\.yaml:3:1: not valid YAML"):
+        topo_of(tmp_path)
 
 
 # --- live path: the real kubernetes client against a loopback server speaking the list API -------------
 
 POD = {"metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
-       "spec": {"containers": [{"name": "web"}, {"name": "istio-proxy"}]}, "status": {"podIP": "10.0.0.1"}}
+       "spec": {"nodeName": "node-a", "containers": [{"name": "web"}, {"name": "istio-proxy"}]},
+       "status": {"podIP": "10.0.0.1"}}
 
 
 def _list(kind: str, items: list[dict[str, Any]], cont: str | None = None) -> dict[str, Any]:
@@ -102,6 +108,9 @@ class _Api(BaseHTTPRequestHandler):
         if p == "/api/v1/namespaces":
             return self._send(200, _list("Namespace", [{"metadata": {"name": "shop",
                                                                      "labels": {"istio-injection": "enabled"}}}]))
+        if p == "/api/v1/nodes":
+            return self._send(200, _list("Node", [{"metadata": {"name": "node-a", "labels": {
+                "topology.kubernetes.io/zone": "eu-west-1b", "topology.kubernetes.io/region": ""}}}]))
         if p == "/api/v1/pods":
             if cont is None:
                 return self._send(200, _list("Pod", [POD], cont="page2"))
@@ -169,6 +178,11 @@ def test_live_pagination_410_403_and_missing_crds(api_server: Path) -> None:
     by_name = {p.name: p for p in topo.pods}
     assert by_name["web-1"].sidecar.present
     assert by_name["web-2"].sidecar.reason == "no-sidecar/unknown"
+    # Nodes are read too: subsets match the pod's labels with its node's locality (empty parts left out)
+    assert topo.nodes == {"node-a": {"topology.kubernetes.io/zone": "eu-west-1b", "topology.kubernetes.io/region": ""}}
+    assert by_name["web-1"].subset_labels == {"app": "web", "topology.kubernetes.io/zone": "eu-west-1b",
+                                              "kubernetes.io/hostname": "node-a"}
+    assert not any(g.startswith("Node") for g in topo.gaps)
 
 
 def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path: Path) -> None:

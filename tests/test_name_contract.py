@@ -48,6 +48,19 @@ ISTIOCTL_EXPECTED = {
         ("IST0101", "VirtualService default/reviews-bogusport"),
         ("IST0101", "VirtualService istio-system/cross-namespace-details"),
         ("IST0101", "VirtualService hello/hello-export-to-bogus")]),
+    # issue 11, section 7 (tests/data/istio/PROVENANCE.md): Istio's own services are no IST0118; ExternalName ports
+    # are IST0150 instead; `image: auto` is a placeholder, not a sidecar; subsets match node-augmented labels.
+    "service-no-port-name-system-namespace.yaml": ({"IST0118"}, None, []),
+    "incorrect-port-name-external-name-service-type.yaml": ({"IST0118", "IST0150"}, None, [
+        ("IST0150", "Service nginx-ns/nginx"), ("IST0150", "Service nginx-ns2/nginx-svc2"),
+        ("IST0150", "Service nginx-ns3/nginx-svc3")]),
+    "correct-port-name-external-name-service-type.yaml": ({"IST0118", "IST0150"}, None, []),
+    "image-auto.yaml": ({"IST0146", "IST0147", "IST0103"}, None, [
+        ("IST0146", "Deployment not-injected/non-injected-gateway-deployment"),
+        ("IST0147", "Pod default/injected-pod")]),
+    "destinationrule-subsets-with-topology-labels.yaml": ({"IST0173"}, None, []),
+    "destinationrule-empty-topology-labels.yaml": ({"IST0173"}, None, [
+        ("IST0173", "DestinationRule default/empty-topology-labels")]),
     "virtualservice_destinationrules.yaml": ({"IST0101"}, {"subset"}, [
         ("IST0101", "VirtualService default/reviews-bogussubset"),
         ("IST0101", "VirtualService default/reviews-mirror-bogussubset")]),
@@ -62,6 +75,21 @@ def test_agrees_with_istioctl_analyze(realworld: Path, tmp_path: Path, name: str
                   if f.istio_code in codes and (kinds is None or f.evidence.get("kind") in kinds))
     assert got == Counter(expected)
     assert not [c for c in result.checks if c.status == "error"]
+
+
+def test_image_auto_is_a_placeholder_not_a_sidecar(realworld: Path) -> None:
+    from obsgap.sources.kube.build import build_topology
+    from obsgap.sources.kube.snapshot import load_snapshot
+
+    topo = build_topology(*load_snapshot([realworld / "istio-analyzers" / "image-auto.yaml"]))
+    pod = next(p for p in topo.pods if p.name == "injected-pod")
+    assert not pod.sidecar.present and pod.sidecar.placeholder
+    assert pod.sidecar.reason == "no-sidecar/namespace-not-enabled" and "image `auto`" in pod.sidecar.evidence
+    node_pod = build_topology(*load_snapshot([realworld / "istio-analyzers" /
+                                              "destinationrule-subsets-with-topology-labels.yaml"])).pods[0]
+    assert node_pod.subset_labels == {"app": "httpbin", "version": "v1", "kubernetes.io/hostname": "test-node",
+                                      "topology.kubernetes.io/region": "us-west-1",
+                                      "topology.kubernetes.io/zone": "us-west-1a"}
 
 
 def test_every_realworld_input_runs_without_errors(realworld: Path, tmp_path: Path) -> None:

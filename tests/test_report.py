@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from obsgap.history import load_history
 from obsgap.manifests import ManifestOptions, render_manifests
 from obsgap.model import (
     CheckRun,
@@ -137,19 +138,31 @@ def test_nightly_history_marks_new_resolved_and_trends(demo_run, tmp_path: Path)
     first = replace(run.result, findings=run.result.findings[1:])  # yesterday: one finding fewer, one extra
     extra = Finding(check="port-name-convention", severity=Severity.INFO, title="old", detail="gone now",
                     subject="old/port")
-    write_outputs(replace(first, findings=(*first.findings, extra)), root / "2026-11-23")
+    waste = Finding(check="histogram-inf-saturation", severity=Severity.INFO, title="waste", detail="empty buckets",
+                    subject="app_latency_seconds/waste/10", metric="app_latency_seconds",
+                    evidence={"empty_buckets": [5.0, 10.0], "series": 20000})
+    write_outputs(replace(first, findings=(*first.findings, extra, waste)), root / "2026-11-23")
     write_outputs(run.result, root / "2026-11-24")
     doc = json.loads((root / "2026-11-24" / "findings.json").read_text())
     changes = {f["id"]: f["change"] for f in doc["findings"]}
     assert changes[run.result.findings[0].id] == "new"
     assert sum(1 for c in changes.values() if c == "open") == len(run.result.findings) - 1
-    assert [r["title"] for r in doc["resolved"]] == ["old"]
+    assert sorted(r["title"] for r in doc["resolved"]) == ["old", "waste"]
     md = (root / "2026-11-24" / "summary.md").read_text()
-    assert "1 new, 1 resolved" in md and "(new)" in md
+    assert "1 new, 2 resolved" in md and "(new)" in md
     html = (root / "2026-11-24" / "report.html").read_text()
-    assert "1 findings resolved since the last run" in html and "trend-chart" in html
+    assert "2 findings resolved since the last run" in html and "trend-chart" in html
     data = json.loads(html.split('id="obsgap-data">')[1].split("</script>")[0])
     assert data["trend_chart"] is not None and len(data["trend_chart"]["data"][0]["x"]) == 2  # yesterday and today
+    # the trend's numbers: saturated histograms are the +Inf findings only, never the bucket-waste ones
+    yesterday, today = load_history(root / "2026-11-25", None).runs
+    for day, findings in ((yesterday, first.findings), (today, run.result.findings)):
+        saturated = [f for f in findings if f.check == "histogram-inf-saturation" and "inf_share" in f.evidence]
+        assert saturated and day["saturated"] == len(saturated)  # the waste finding of yesterday is not one
+    assert today["critical"] == sum(1 for f in run.result.findings if f.severity.value == "critical")
+    logged = sum(c.log_requests for c in run.result.coverage)
+    assert today["coverage"] == pytest.approx(sum(min(c.mesh_requests, c.log_requests)
+                                                  for c in run.result.coverage) / logged)
     # an explicit --baseline wins over the sibling folders
     write_outputs(run.result, root / "2026-11-25", baseline=root / "2026-11-24")
     doc = json.loads((root / "2026-11-25" / "findings.json").read_text())

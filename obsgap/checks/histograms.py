@@ -114,6 +114,7 @@ class HistogramInfSaturation(Check):
     title = "Latency histograms saturating +Inf"
     needs = ("metrics",)
     needs_histograms = True
+    queries = ("scrape_targets",)
     doc_url = DOC
 
     @classmethod

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from obsgap.checks.base import Check
 from obsgap.evidence import CheckInputs
 from obsgap.istio import SYSTEM_NAMESPACES, namespace_injection_enabled
-from obsgap.model import Finding, Severity, Suggestion
+from obsgap.model import Finding, Pod, Severity, Suggestion
 
 DOC = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
 CONTROL_PLANE_NAMESPACES = frozenset({"istio-system"})
@@ -39,6 +39,9 @@ class SidecarMissing(Check):
         out = []
         for pod in inputs.index.topo.pods:
             state = pod.sidecar
+            if state.placeholder:
+                out.append(_placeholder(cls.id, pod))
+                continue
             if state.present or not state.expected or pod.namespace in CONTROL_PLANE_NAMESPACES:
                 continue
             if state.reason not in ("no-sidecar/unknown", "no-sidecar/init-container"):
@@ -53,7 +56,35 @@ class SidecarMissing(Check):
                 pod=pod.name, cause=state.reason, resource=f"Pod {pod.namespace}/{pod.name}",
                 istio_code=cls.istio_code, evidence={"workload": f"{pod.workload_kind} {pod.workload}"},
                 suggestion=Suggestion("Recreate the pod so the injector adds istio-proxy.", restart, DOC)))
+        for t in inputs.index.topo.workloads:
+            if t.uninjected_placeholder:
+                out.append(Finding(
+                    check=cls.id, severity=Severity.WARNING,
+                    title=f"{t.kind} {t.name} has only the istio-proxy placeholder (image: auto)",
+                    detail=(f"{t.kind} {t.namespace}/{t.name} declares istio-proxy with `image: auto`, but no "
+                            "injection rule selects its pods: they will start with a container whose image "
+                            "cannot be pulled."),
+                    subject=f"{t.namespace}/{t.kind}/{t.name}", namespace=t.namespace, workload=t.name,
+                    cause="no-sidecar/namespace-not-enabled", resource=f"{t.kind} {t.namespace}/{t.name}",
+                    istio_code="IST0146", evidence={"workload": f"{t.kind} {t.name}"},
+                    suggestion=Suggestion("Enable injection for its namespace, or label the pod template "
+                                          'sidecar.istio.io/inject: "true".',
+                                          f"kubectl label namespace {t.namespace} istio-injection=enabled", DOC)))
         return out
+
+
+def _placeholder(check: str, pod: Pod) -> Finding:
+    """istioctl's ImageAutoWithoutInjectionError: the pod carries the injector's `image: auto` placeholder."""
+    return Finding(
+        check=check, severity=Severity.WARNING, title=f"{pod.name} has only the istio-proxy placeholder (image: auto)",
+        detail=(f"Pod {pod.namespace}/{pod.name} declares istio-proxy with `image: auto`, which the injector replaces "
+                f"— but no injection happened: {pod.sidecar.evidence}."),
+        subject=f"{pod.namespace}/{pod.name}", namespace=pod.namespace, workload=pod.workload, pod=pod.name,
+        cause=pod.sidecar.reason, resource=f"Pod {pod.namespace}/{pod.name}", istio_code="IST0147",
+        evidence={"workload": f"{pod.workload_kind} {pod.workload}"},
+        suggestion=Suggestion("Enable injection for the pod (namespace label istio-injection=enabled, or the pod "
+                              'label sidecar.istio.io/inject: "true"), then recreate it.',
+                              f"kubectl label namespace {pod.namespace} istio-injection=enabled", DOC))
 
 
 class NamespaceNotInjected(Check):

@@ -23,6 +23,7 @@ from obsgap.model import ScanResult
 from obsgap.render import figures
 from obsgap.render.json_out import result_dict
 from obsgap.render.markdown import coverage_share
+from obsgap.render.notices import input_notices, status_line
 from obsgap.sources.logs.summary import time_step_ms
 
 PLOTLY_CDN = "https://cdn.plot.ly/plotly-3.0.1.min.js"
@@ -99,6 +100,7 @@ def render_html(result: ScanResult, plotly: PlotlyMode = "embed") -> str:
     history |= dict(result.extras.get("history") or {})
     return _environment().get_template("report.html.j2").render(
         result=result, counts=counts, share=coverage_share(result), nonce=nonce,
+        partial=status_line(result), input_notices=input_notices(result),
         sources=result_dict(result)["sources"], history=history,
         checks=[(c, next((r for r in result.checks if r.check == c.id), None)) for c in REGISTRY],
         plotly_mode=plotly, plotly_cdn=PLOTLY_CDN,

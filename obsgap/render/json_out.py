@@ -45,6 +45,8 @@ def result_dict(result: ScanResult) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "generated_at": _ts(result.generated_at),
+        "status": result.status,
+        "status_reasons": list(result.status_reasons),
         "window": {"start": _ts(result.window.start), "end": _ts(result.window.end)},
         "sources": _clean({"prometheus": dict(result.sources.prometheus),
                            "kubernetes": dict(result.sources.kubernetes), "logs": dict(result.sources.logs)}),

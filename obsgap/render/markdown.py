@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from obsgap.model import ScanResult
+from obsgap.render.notices import input_notices, status_line
 
 TOP = 10
 
@@ -26,7 +27,10 @@ def coverage_share(result: ScanResult) -> float | None:
 
 def render_markdown(result: ScanResult) -> str:
     w = result.window
-    lines = [f"## obsgap: {w.start:%Y-%m-%d %H:%M} – {w.end:%Y-%m-%d %H:%M} UTC", ""]
+    partial = status_line(result)
+    lines = [f"**{_md(partial)}**" if partial else "**Complete run**: every input given was read.", "",
+             f"## obsgap: {w.start:%Y-%m-%d %H:%M} – {w.end:%Y-%m-%d %H:%M} UTC", ""]
+    lines += [f"> {_md(n)}" for n in input_notices(result)]
     share = coverage_share(result)
     if share is not None:
         lines.append(f"**Telemetry coverage:** the mesh metrics counted {share * 100:.1f}% of the requests the logs "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -17,12 +19,17 @@ from obsgap.render.markdown import render_markdown
 
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; reports are meant to be shared
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; reports are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def with_history(result: ScanResult, out_dir: Path, baseline: Path | None) -> ScanResult:
@@ -40,18 +47,20 @@ def with_history(result: ScanResult, out_dir: Path, baseline: Path | None) -> Sc
 
 def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = None,
                   plotly: PlotlyMode = "embed") -> list[Path]:
-    """findings.json first (the contract), then report.html and summary.md. Returns the paths written."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out {out_dir}: {exc.strerror}") from exc
-    if baseline is not None and not baseline.exists():
-        raise InputError(f"--baseline {baseline}: no such file or directory")
+    """report.html, summary.md, then findings.json (what history reads) last. Everything is rendered first;
+    the files are then replaced with SIGINT/SIGTERM held back, so an interrupt never leaves half a report.
+    Returns the paths written, findings.json first."""
+    out_dir.mkdir(parents=True, exist_ok=True)  # the CLI claims it first; library callers may not have
     result = with_history(result, out_dir, baseline)
-    written = []
-    for name, render in (("findings.json", render_json), ("report.html", lambda r: render_html(r, plotly)),
-                         ("summary.md", render_markdown)):
-        path = out_dir / name
-        _atomic_write(path, render(result))
-        written.append(path)
-    return written
+    texts = {"report.html": render_html(result, plotly), "summary.md": render_markdown(result),
+             "findings.json": render_json(result)}
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for name, text in texts.items():
+            _atomic_write(out_dir / name, text)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot write the report ({exc.strerror})") from exc
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return [out_dir / "findings.json", out_dir / "report.html", out_dir / "summary.md"]

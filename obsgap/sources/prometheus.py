@@ -199,14 +199,20 @@ class PrometheusSource:
 
     def metric_names(self, start: datetime, end: datetime) -> list[str] | None:
         """Metric names with samples in the window (label-values API), or None when it fails."""
+        return self.label_values("__name__", start, end, record_error=True)
+
+    def label_values(self, label: str, start: datetime, end: datetime,
+                     record_error: bool = False) -> list[str] | None:
+        """Values of a label with samples in the window, or None when the API fails."""
         try:
-            names = self.client.get_label_values("__name__", params={"start": f"{start.timestamp():.0f}",
-                                                                     "end": f"{end.timestamp():.0f}"})
+            values = self.client.get_label_values(label, params={"start": f"{start.timestamp():.0f}",
+                                                                 "end": f"{end.timestamp():.0f}"})
         except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
-            self.errors.append(f"label values: {_describe(exc)}")
+            if record_error:
+                self.errors.append(f"label values: {_describe(exc)}")
             return None
         self.queries_issued += 1
-        return [str(n) for n in names or []]
+        return [str(v) for v in values or []]
 
     def targets(self) -> list[dict[str, Any]] | None:
         """Active targets from /api/v1/targets, or None where the backend has no targets API."""

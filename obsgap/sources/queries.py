@@ -2,7 +2,8 @@
 
 A query file starts with `#` header lines (`returns:`, `labels:`, `scope:`) and has two
 placeholders: `$window` (a duration) and `$selector` (one label matcher that scopes the query to
-the requested namespaces, on the label named by `scope:`).
+the requested namespaces, on the label named by `scope:`); `$resolution` is a subquery step of about
+1/240 of the window (at least 15 s), `$bucket_series` a validated metric name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from obsgap.errors import InputError
 
-_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series)\b")
+_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series|resolution)\b")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -43,7 +44,7 @@ class QueryFile:
         if "$bucket_series" in self.text and (not bucket_series or not _METRIC_NAME.match(bucket_series)):
             raise InputError(f"query {self.name}: {bucket_series!r} is not a metric name")
         values = {"window": f"{int(window_seconds)}s", "selector": namespace_matcher(self.scope, namespaces),
-                  "bucket_series": bucket_series or ""}
+                  "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 240)}s"}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 
 

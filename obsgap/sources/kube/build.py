@@ -107,7 +107,7 @@ def _workload(obj: RAW, rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> 
 
 
 def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
-         rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> Pod:
+         rs_owner: Mapping[tuple[str, str], tuple[str, str]], nodes: Mapping[str, Mapping[str, str]]) -> Pod:
     ns, name = _meta(obj)
     md = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -141,15 +141,22 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
         sidecar=istio.sidecar_state(ns, ns_labels, md, spec, status),
         exclusions=istio.traffic_exclusions(annotations),
         host_network=bool(spec.get("hostNetwork")), phase=str(status.get("phase") or "Running"),
+        node=str(spec["nodeName"]) if spec.get("nodeName") else None,
+        subset_labels=istio.augment_labels(labels, spec.get("nodeName"), nodes.get(str(spec.get("nodeName")))),
         agent_paths=tuple(sorted(agent_paths)),
     )
 
 
-def _template(obj: RAW) -> WorkloadTemplate:
+def _template(obj: RAW, namespaces: Mapping[str, Namespace]) -> WorkloadTemplate:
     ns, name = _meta(obj)
     spec = obj.get("spec") or {}
-    labels = _str_map(((spec.get("template") or {}).get("metadata") or {}).get("labels"))
-    return WorkloadTemplate(ns, str(obj.get("kind")), name, labels, _int_or_none(spec.get("replicas")))
+    template = spec.get("template") if isinstance(spec.get("template"), Mapping) else {}
+    meta = template.get("metadata") if isinstance(template.get("metadata"), Mapping) else {}
+    pod_spec = template.get("spec") if isinstance(template.get("spec"), Mapping) else {}
+    ns_labels = namespaces[ns].labels if ns in namespaces else {}
+    state = istio.sidecar_state(ns, ns_labels, meta, pod_spec, {})
+    return WorkloadTemplate(ns, str(obj.get("kind")), name, _str_map(meta.get("labels")),
+                            _int_or_none(spec.get("replicas")), state.placeholder and not state.expected)
 
 
 def _destination(d: Any, kind: str = "route") -> RouteDestination | None:
@@ -265,6 +272,7 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
     # Pods in namespaces the snapshot does not include get an unlabelled namespace.
     for o in by_kind.get("Pod", []) + by_kind.get("Service", []):
         namespaces.setdefault(_meta(o)[0], Namespace(_meta(o)[0], {}, declared=False))
+    nodes = {_meta(o)[1]: _str_map(o["metadata"].get("labels")) for o in by_kind.get("Node", [])}
     rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
     for rs in by_kind.get("ReplicaSet", []):
         refs = rs["metadata"].get("ownerReferences")
@@ -284,15 +292,15 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
     return Topology(
         namespaces=namespaces,
         services=convert("Service", _service),
-        pods=convert("Pod", lambda o: _pod(o, namespaces, rs_owner)),
+        pods=convert("Pod", lambda o: _pod(o, namespaces, rs_owner, nodes)),
         virtual_services=convert("VirtualService", _virtual_service),
         destination_rules=convert("DestinationRule", _destination_rule),
         service_entries=convert("ServiceEntry", _service_entry),
         gateways=convert("Gateway", _gateway),
         workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
-                        for t in convert(kind, _template) if kind != "ReplicaSet" or not t.labels.get(
+                        for t in convert(kind, lambda o: _template(o, namespaces)) if kind != "ReplicaSet" or not t.labels.get(
                             "pod-template-hash")),
         endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
-        object_counts=dict(sorted(counts.items())),
+        nodes=nodes, object_counts=dict(sorted(counts.items())),
         gaps=tuple(gap_list),
     )

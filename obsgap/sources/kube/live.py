@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from obsgap.errors import SourceError
+from obsgap.errors import InputError, SourceError
 
 PAGE_SIZE = 500
 ISTIO_GROUP = "networking.istio.io"
@@ -24,22 +24,25 @@ ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinat
 class LiveOptions:
     kubeconfig: str | None = None
     context: str | None = None
+    in_cluster: bool = False
 
 
 def _api_client(opts: LiveOptions) -> Any:
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
-    try:
-        if opts.kubeconfig or opts.context:
-            return config.new_client_from_config(config_file=opts.kubeconfig, context=opts.context)
+    if opts.in_cluster:
         try:
             config.load_incluster_config()
-            return client.ApiClient()
-        except ConfigException:
-            return config.new_client_from_config()
+        except ConfigException as exc:
+            raise InputError(f"--in-cluster: not running in a pod with a service account ({exc}); outside the "
+                             "cluster use --kubeconfig/--context") from exc
+        return client.ApiClient()
+    try:
+        return config.new_client_from_config(config_file=opts.kubeconfig, context=opts.context)
     except (ConfigException, OSError, TypeError, ValueError) as exc:
-        raise SourceError(f"kubernetes: cannot load configuration: {exc}") from exc
+        where = f"--kubeconfig {opts.kubeconfig}" if opts.kubeconfig else "the kubeconfig (~/.kube/config)"
+        raise InputError(f"{where}: cannot load it: {exc}") from exc
 
 
 def _paginate(list_fn: Callable[..., Any], kind: str, **kwargs: Any) -> list[Mapping[str, Any]]:
@@ -77,6 +80,7 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
     custom = client.CustomObjectsApi(api)
     lists: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
         ("Namespace", core.list_namespace, {}),
+        ("Node", core.list_node, {}),
         ("Service", core.list_service_for_all_namespaces, {}),
         ("Pod", core.list_pod_for_all_namespaces, {}),
         ("Endpoints", core.list_endpoints_for_all_namespaces, {}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,32 +36,70 @@ def _flatten(doc: Any) -> Iterator[Mapping[str, Any]]:
                 if item_kind and not item.get("kind"):
                     item = {**item, "kind": item_kind}
                 yield from _flatten(item)
-    elif kind:
+    elif kind and ("apiVersion" in doc or isinstance(doc.get("metadata"), Mapping)):
         yield doc
 
 
+_EMPTY_LIST = "is an empty List (kubectl found nothing there: wrong namespace or context?)"
+_NO_OBJECTS = ("holds no Kubernetes objects (expected documents with apiVersion, kind and metadata, or a List "
+               "with items, as kubectl get -o json|yaml prints them)")
+
+
+def _is_empty_list(docs: list[Any]) -> bool:
+    return any(isinstance(d, Mapping) and d.get("items") == [] for d in docs)
+
+
+_KUBECTL_ERROR = re.compile(r"^\s*(Error from server|error:|Unable to connect to the server|The connection to the "
+                            r"server|No resources found|Forbidden|Unauthorized|E\d{4} )", re.IGNORECASE)
+
+
 def _documents(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    """The file's documents. A file that does not parse is an InputError naming line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--kube-snapshot {path}: not text (byte {exc.start} is not UTF-8); expected the output "
+                         "of kubectl get -o json|yaml") from exc
+    except OSError as exc:
+        raise InputError(f"--kube-snapshot {path}: cannot read it ({exc.strerror})") from exc
+    if _KUBECTL_ERROR.match(text):
+        first = text.strip().splitlines()[0][:200]
+        raise InputError(f"--kube-snapshot {path}: holds an error message, not objects: {first!r} "
+                         "(kubectl failed when this file was saved)")
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
             doc = json.loads(text)
-            return doc if isinstance(doc, list) else [doc]
-        except json.JSONDecodeError:
-            pass  # YAML is a superset; let the YAML parser report the error
-    return list(yaml.safe_load_all(text))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--kube-snapshot {path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
+                             + (" (the file ends early: truncated?)" if exc.pos >= len(text.rstrip()) else "")
+                             ) from exc
+        return doc if isinstance(doc, list) else [doc]
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"--kube-snapshot {path}{where}: not valid YAML: {problem}") from exc
 
 
 def load_snapshot(paths: list[Path]) -> tuple[list[Mapping[str, Any]], list[str]]:
-    """Return (objects, gaps). A file that does not parse is a gap, not a crash."""
+    """Return (objects, gaps). A named file that does not parse or holds no Kubernetes object is an InputError;
+    in a folder, files without objects (a kustomization, a values file) are noted as gaps. A snapshot with no
+    object at all is an InputError: it can never be a clean result."""
     objects: list[Mapping[str, Any]] = []
     gaps: list[str] = []
-    for path in _walk(paths):
-        try:
+    for arg in paths:
+        for path in _walk([arg]):
             docs = _documents(path)
-        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            gaps.append(f"{path}: not valid JSON/YAML ({first})")
-            continue
-        for doc in docs:
-            objects.extend(_flatten(doc))
+            found = [obj for doc in docs for obj in _flatten(doc)]
+            if not found:
+                what = _EMPTY_LIST if _is_empty_list(docs) else _NO_OBJECTS
+                if path == arg:
+                    raise InputError(f"--kube-snapshot {path}: {what}")
+                gaps.append(f"{path}: {what}")
+            objects.extend(found)
+    if not objects:
+        raise InputError(f"--kube-snapshot {', '.join(map(str, paths))}: no Kubernetes objects found"
+                         + (f" ({len(gaps)} files without any)" if gaps else " (no .json/.yaml files)"))
     return objects, gaps

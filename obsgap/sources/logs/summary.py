@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from obsgap.evidence import LogEvidence
 from obsgap.sources.logs.table import LogTable
-from obsgap.topology import TopologyIndex
+from obsgap.topology import TopologyIndex, split_host_port
 
 # Rows whose file path named no pod are attributed by address: the pod IP Envoy accepted the
 # request on (inbound) or sent it from (outbound).
@@ -61,6 +63,40 @@ SELECT namespace, pod, $start + ((ts_ms - $start) // $step) * $step AS hour_ms, 
 FROM traffic WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $start
 GROUP BY ALL
 """
+# Requests whose file named no pod, or a pod the topology does not have: what the reader could not attribute.
+UNATTRIBUTED_SQL = """
+SELECT r.file, r.namespace, r.pod,
+       CASE WHEN r.direction = 'inbound' THEN r.downstream_local ELSE r.downstream_remote END AS addr,
+       count(*) AS requests
+FROM requests r ANTI JOIN known_pods k ON r.namespace = k.namespace AND r.pod = k.pod
+GROUP BY ALL
+"""
+MAX_LISTED_FILES = 20
+
+
+def unattributed(table: LogTable, index: TopologyIndex) -> dict[str, Any]:
+    """Requests no pod of the topology can be credited with, per file: those whose file names no pod and whose
+    Envoy address is no known pod IP, and (with a topology) those of pods it does not have."""
+    known = pd.DataFrame([(p.namespace, p.name) for p in index.topo.pods], columns=["namespace", "pod"]).astype(str)
+    rows = table.query(UNATTRIBUTED_SQL, known_pods=known)
+    scope = set(index.topo.namespaces)
+    per_file: dict[str, int] = {}
+    unknown: dict[str, int] = {}
+    for r in rows.itertuples(index=False) if not rows.empty else ():
+        if isinstance(r.pod, str):
+            if index.topo.pods and (not scope or r.namespace in scope):
+                unknown[f"{r.namespace}/{r.pod}"] = unknown.get(f"{r.namespace}/{r.pod}", 0) + int(r.requests)
+            continue
+        if isinstance(r.addr, str) and split_host_port(r.addr)[0] in index.pods_by_ip:
+            continue
+        per_file[str(r.file)] = per_file.get(str(r.file), 0) + int(r.requests)
+    files = sorted(per_file.items(), key=lambda kv: (-kv[1], kv[0]))
+    pods = sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {"requests": sum(per_file.values()),
+            "files": [{"path": f, "requests": n} for f, n in files[:MAX_LISTED_FILES]],
+            "files_total": len(files),
+            "unknown_pods": [{"pod": p, "requests": n} for p, n in pods[:MAX_LISTED_FILES]],
+            "unknown_pod_requests": sum(unknown.values()), "unknown_pods_total": len(pods)}
 
 
 def _attribute(df: pd.DataFrame, index: TopologyIndex) -> pd.DataFrame:
@@ -92,6 +128,7 @@ def summarize(table: LogTable, index: TopologyIndex, start_ms: int = 0, end_ms: 
     stats = table.stats.as_dict()
     probes = table.query(PROBES_SQL, agent_paths=agent)
     stats["agent_requests_excluded"] = int(probes["requests"].sum()) if not probes.empty else 0
+    stats["unattributed"] = unattributed(table, index)
     return LogEvidence(
         inbound=inbound, outbound=outbound, by_remote=table.query(REMOTE_SQL, agent_paths=agent),
         stats=stats, durations=durations,

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from obsgap.interrupts import worker_init
 from obsgap.sources.logs.discover import Discovered
 from obsgap.sources.logs.ingest import run_task
 from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key
@@ -92,6 +93,8 @@ class LogTable:
             self._con = duckdb.connect()
             self._con.execute(f"SET threads TO {max(1, min(4, os.cpu_count() or 1))}")
             self._con.execute("SET memory_limit = '768MB'")  # spills to disk beyond it: bounded memory
+            spill = str(self.root / "spill").replace("'", "''")
+            self._con.execute(f"SET temp_directory = '{spill}'")  # inside root: removed with the table
             self._con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{self.glob}')")
         return self._con
 
@@ -176,7 +179,20 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
 def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None = None, workers: int | None = None, columnar: bool = True,
               progress: Callable[[int, int], None] | None = None) -> LogTable:
+    """Read every file into Parquet parts in a fresh temporary folder. On any exit but success (an error, an
+    interrupt) the workers are ended and the folder removed before the exception goes on."""
     root = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
+    try:
+        return LogTable(root, _summarise(_read_all(found, root, start_ms, end_ms, mapping, workers, columnar,
+                                                   progress), found.skipped))
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int | None,
+              mapping: Mapping[str, str] | None, workers: int | None, columnar: bool,
+              progress: Callable[[int, int], None] | None) -> list[FileStats]:
     workers = workers or os.cpu_count() or 1
     tasks = [ReadTask(tuple(batch), str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
                       dict(mapping) if mapping else None, columnar)
@@ -188,10 +204,27 @@ def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
             results.extend(run_task(task))
             if progress:
                 progress(i + 1, len(tasks))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, stats in enumerate(pool.map(run_task, tasks)):
-                results.extend(stats)
-                if progress:
-                    progress(i + 1, len(tasks))
-    return LogTable(root, _summarise(results, found.skipped))
+        return results
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
+    try:
+        for i, stats in enumerate(pool.map(run_task, tasks)):
+            results.extend(stats)
+            if progress:
+                progress(i + 1, len(tasks))
+    except BaseException:
+        _end_workers(pool)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: queued tasks are dropped and running workers terminated (shutdown alone would wait)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(OSError, AttributeError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, AttributeError, AssertionError):
+            proc.join(timeout=5)

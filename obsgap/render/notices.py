@@ -1,0 +1,42 @@
+"""What a reader must know before trusting the numbers: the run's status and the inputs it could not use.
+
+The same sentences go to the terminal, the top of report.html and the first lines of summary.md.
+"""
+
+from __future__ import annotations
+
+from obsgap.model import ScanResult
+
+LAYOUT_HINT = ("keep kubelet's layout (/var/log/pods/<namespace>_<pod>_<uid>/<container>/*.log) or its "
+               "/var/log/containers/<pod>_<namespace>_<container>-<id>.log names when copying logs, or give a "
+               "topology whose pod IPs match the addresses in the Envoy lines")
+
+
+def status_line(result: ScanResult) -> str | None:
+    if result.status == "complete":
+        return None
+    return "PARTIAL RUN: the numbers below rest on less than the inputs given — " + "; ".join(result.status_reasons)
+
+
+def input_notices(result: ScanResult) -> list[str]:
+    """Counted losses of log evidence, each with what to do about it."""
+    out = []
+    un = result.sources.logs.get("unattributed") or {}
+    if un.get("requests"):
+        files = un.get("files") or []
+        listed = ", ".join(f"{f['path']} ({f['requests']:,})" for f in files[:3])
+        more = f" and {un['files_total'] - 3} more" if un.get("files_total", 0) > 3 else ""
+        out.append(f"{un['requests']:,} logged requests in {un['files_total']:,} files could not be attributed to a "
+                   f"pod: {listed}{more}. They are left out of every comparison; to use them, {LAYOUT_HINT}.")
+    if un.get("unknown_pod_requests"):
+        pods = un.get("unknown_pods") or []
+        listed = ", ".join(p["pod"] for p in pods[:3])
+        more = f" and {un['unknown_pods_total'] - 3} more" if un.get("unknown_pods_total", 0) > 3 else ""
+        out.append(f"{un['unknown_pod_requests']:,} logged requests come from {un['unknown_pods_total']:,} pods the "
+                   f"topology does not have ({listed}{more}): take the snapshot while those pods run, or widen -n.")
+    return out
+
+
+def notices(result: ScanResult) -> list[str]:
+    line = status_line(result)
+    return ([line] if line else []) + input_notices(result)
