@@ -90,6 +90,7 @@ def _scope_topology(topo: Topology, namespaces: tuple[str, ...]) -> Topology:
         topo, namespaces={k: v for k, v in topo.namespaces.items() if k in keep},
         services=tuple(s for s in topo.services if s.namespace in keep),
         pods=tuple(p for p in topo.pods if p.namespace in keep),
+        context_pods=tuple(p for p in topo.pods if p.namespace not in keep),
         virtual_services=tuple(v for v in topo.virtual_services if v.namespace in keep),
         destination_rules=tuple(d for d in topo.destination_rules if d.namespace in keep),
         service_entries=topo.service_entries, gateways=topo.gateways,
@@ -129,7 +130,8 @@ def _metrics(plan: RunPlan, checks: tuple[type[Check], ...], failures: list[str]
         interval = float(si["value"].max())
     if failed:
         failures.extend(failed.values())
-    report |= {"status": source.status(), "queries": source.queries_issued, "warnings": list(source.warnings),
+    report |= {"status": source.status(), "queries": source.queries_issued, "query_files": names,
+               "warnings": list(source.warnings),
                "errors": list(source.errors), "targets_api": targets is not None,
                "scrape_interval_seconds": round(interval, 1), "peak_samples": dict(source.query_samples),
                "histogram_families": hist_report,
@@ -223,7 +225,8 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
 
     panels, dash_gaps = load_dashboards(list(plan.dashboards)) if plan.dashboards else ([], [])
     kube_report["dashboards"] = {"files": len(plan.dashboards), "queries": len(panels), "gaps": dash_gaps}
-    inputs = CheckInputs(plan.window, plan.settings, topo, metrics, logs, tuple(panels), [index])
+    settings = replace(plan.settings, namespaces=plan.namespaces)  # one source of truth for the scope
+    inputs = CheckInputs(plan.window, settings, topo, metrics, logs, tuple(panels), [index])
     present = {"topology": topo is not None, "metrics": metrics is not None, "logs": logs is not None}
     runs: list[CheckRun] = []
     findings: list[Finding] = []
@@ -306,9 +309,9 @@ def _coverage(inputs: CheckInputs) -> tuple[CoverageRow, ...]:
     for st in rec.services.values():
         if st.observed == 0 and st.mesh_requests == 0 and st.tcp_connections == 0:
             continue
-        mesh = st.mesh_for_pods if st.observed_by == "server logs" else st.mesh_requests
-        rows.append(CoverageRow(st.service.namespace, st.service.name, st.observed, round(mesh),
-                                round(st.tcp_connections), st.observed_by))
+        cmp = st.comparison()
+        rows.append(CoverageRow(st.service.namespace, st.service.name, cmp.observed, round(cmp.mesh),
+                                round(st.tcp_connections), cmp.basis, cmp.comparable, cmp.note))
     rows.sort(key=lambda r: (r.ratio if r.ratio is not None else 2.0, -r.log_requests, r.namespace, r.service))
     return tuple(rows)
 

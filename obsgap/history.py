@@ -36,7 +36,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def run_summary(doc: dict[str, Any], date: str) -> dict[str, Any]:
-    cov = doc.get("coverage") or []
+    cov = [c for c in doc.get("coverage") or [] if c.get("comparable", True)]
     logged = sum(int(c.get("log_requests") or 0) for c in cov)
     counted = sum(min(int(c.get("mesh_requests") or 0), int(c.get("log_requests") or 0)) for c in cov)
     findings = doc.get("findings") or []

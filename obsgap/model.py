@@ -209,6 +209,8 @@ class Topology:
     workloads: tuple[WorkloadTemplate, ...] = ()
     endpoint_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
+    context_pods: tuple[Pod, ...] = ()
+    """Pods outside the -n scope: never subjects of a finding, but callers and addresses are named by them."""
     nodes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Node name -> its labels."""
     object_counts: Mapping[str, int] = field(default_factory=dict)
@@ -286,10 +288,14 @@ class CoverageRow:
     tcp_connections: int = 0
     observed_by: str = "server logs"
     """Where `log_requests` comes from: server logs, caller logs, or caller sidecar metrics."""
+    comparable: bool = True
+    """False when the metrics cannot be narrowed to the pods or callers the evidence covers (no ratio then)."""
+    basis: str = ""
+    """What was compared, in words (e.g. "logs of 2 of 3 pods")."""
 
     @property
     def ratio(self) -> float | None:
-        if self.log_requests <= 0:
+        if self.log_requests <= 0 or not self.comparable:
             return None
         return round(min(self.mesh_requests / self.log_requests, 9.99), 4)
 

@@ -48,6 +48,13 @@ class ServiceTraffic:
     client_logs: int = 0
     peer_mesh_by_pod: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     """What the mesh counted for these pods under the other Services that select them (e.g. a headless one)."""
+    mesh_by_source: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    """(source namespace, source workload) -> what the destination side counted from that caller."""
+    source_by_source: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    """(source namespace, source workload) -> what that caller's own sidecar counted (reporter=source)."""
+    caller_logs: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    """(caller namespace, caller workload) -> calls to this service in that caller's logs; workload `unknown` for
+    callers without a sidecar (the mesh labels them so)."""
 
     @property
     def mesh_for_pods(self) -> float:
@@ -63,6 +70,40 @@ class ServiceTraffic:
         """The best count of real requests: server logs, else what callers saw."""
         return int(max(self.server_logs, self.client_logs, round(self.source_reported)))
 
+    def comparison(self) -> Comparison:
+        """The logged count and what the mesh counted for the same pods or callers: like with like."""
+        basis = self.observed_by
+        if basis == "server logs":
+            return self._per_pod()
+        if basis == "caller logs":
+            logged = sum(self.caller_logs.values())
+            mesh = sum(self.mesh_by_source.get(c, 0.0) for c in self.caller_logs if c[1] != UNKNOWN)
+            dark = sum(n for c, n in self.caller_logs.items() if c[1] == UNKNOWN)
+            if dark:
+                unknown = sum(v for c, v in self.mesh_by_source.items() if c[1] == UNKNOWN)
+                mesh += min(unknown, dark)  # other callers outside the mesh share that label
+            return Comparison(logged, mesh, basis, True, f"{len(self.caller_logs)} calling workloads with logs")
+        if basis.startswith("caller sidecar"):
+            mesh = sum(self.mesh_by_source.get(c, 0.0) for c in self.source_by_source)
+            return Comparison(round(sum(self.source_by_source.values())), mesh, basis, True,
+                              f"{len(self.source_by_source)} calling workloads")
+        return Comparison(0, self.mesh_requests, basis, False, "no logs and no caller metrics")
+
+    def _per_pod(self) -> Comparison:
+        logged_pods = [p for p, n in self.pod_logs.items() if n > 0]
+        total = len(self.pods)
+        note = f"logs of {len(logged_pods)} of {total} pods" if total else ""
+        if self.mesh_by_pod:
+            shared = self.peer_mesh_by_pod.get("", 0.0) * len(logged_pods) / total if total else 0.0
+            mesh = shared + sum(self.mesh_by_pod.get(p, 0.0) + self.peer_mesh_by_pod.get(p, 0.0)
+                                for p in logged_pods)
+            return Comparison(self.server_logs, mesh, "server logs", True, note, len(logged_pods), total)
+        if len(logged_pods) >= total:
+            return Comparison(self.server_logs, self.mesh_for_pods, "server logs", True, note, len(logged_pods), total)
+        return Comparison(self.server_logs, self.mesh_for_pods, "server logs", False,
+                          f"{note}, and the metrics have no pod label to count those pods alone",
+                          len(logged_pods), total)
+
     @property
     def observed_by(self) -> str:
         if self.server_logs >= max(self.client_logs, self.source_reported) and self.server_logs:
@@ -70,6 +111,27 @@ class ServiceTraffic:
         if self.client_logs >= self.source_reported and self.client_logs:
             return "caller logs"
         return "caller sidecar metrics (reporter=source)" if self.source_reported else "nothing"
+
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    observed: int
+    """Requests the evidence shows."""
+    mesh: float
+    """What the mesh counted for the same pods (server logs) or the same callers (caller logs or metrics)."""
+    basis: str
+    comparable: bool
+    """False when the metrics cannot be narrowed to the pods or callers the evidence covers."""
+    note: str = ""
+    pods_with_logs: int | None = None
+    pods_total: int | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return round(self.mesh / self.observed, 4) if self.comparable and self.observed > 0 else None
 
 
 @dataclass
@@ -120,7 +182,7 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
         cells: dict[tuple[tuple[str, str], str, int | None], list[int]] = defaultdict(lambda: [0, 0])
         for row in logs.inbound.itertuples(index=False):
             pod = idx.pods_by_key.get((str(row.namespace), str(row.pod)))
-            if pod is None:
+            if pod is None or not idx.in_scope(pod):
                 continue
             port = _int(row.port)
             candidates = idx.services_of_pod(pod.namespace, pod.name)
@@ -161,14 +223,17 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
                 continue
             st = traffic(found)
             value = float(row.value)
+            source = (str(row.source_workload_namespace), str(row.source_workload))
             if row.reporter in MESH_REPORTERS:
                 st.mesh_requests += value
+                st.mesh_by_source[source] += value
                 if row.pod:
                     st.mesh_by_pod[row.pod] += value
-                if row.source_workload == "unknown":
+                if row.source_workload == UNKNOWN:
                     st.unknown_source += value
             elif row.reporter == "source":
                 st.source_reported += value
+                st.source_by_source[source] += value
         tcp = metrics.frame("mesh_tcp_connections", REQ_COLS)
         for row in tcp.itertuples(index=False):
             found = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
@@ -182,10 +247,15 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
                 continue
             cell = per_caller[(str(row.namespace), str(row.pod), str(row.authority))]
             cell[0 if row.origin == "app" else 1] += int(row.requests)
-        for (ns, _pod, authority), (app, envoy) in per_caller.items():
+        for (ns, pod_name, authority), (app, envoy) in per_caller.items():
             resolved = idx.resolve(authority, ns or None)
             if resolved.service is not None and resolved.kind != "wrong-namespace":
-                traffic(resolved.service).client_logs += max(app, envoy)
+                st = traffic(resolved.service)
+                st.client_logs += max(app, envoy)
+                caller = idx.pods_by_key.get((ns, pod_name))
+                who = (caller.namespace, caller.workload) if caller is not None and caller.sidecar.present \
+                    else (ns, UNKNOWN)
+                st.caller_logs[who] += max(app, envoy)
 
     # Server logs of a pod land on one of the Services selecting it; what callers sent through the others
     # is counted under their names: credit it back, per pod.

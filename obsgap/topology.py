@@ -56,13 +56,19 @@ class TopologyIndex:
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
         self.services_by_key: dict[tuple[str, str], Service] = {s.key: s for s in topo.services}
-        self.pods_by_key: dict[tuple[str, str], Pod] = {p.key: p for p in topo.pods}
-        self.pods_by_ip: dict[str, Pod] = {p.ip: p for p in topo.pods if p.ip and not p.host_network}
+        every = (*topo.context_pods, *topo.pods)  # scoped pods last: they win an IP both claim
+        self._context = {p.key for p in topo.context_pods}
+        self.pods_by_key: dict[tuple[str, str], Pod] = {p.key: p for p in every}
+        self.pods_by_ip: dict[str, Pod] = {p.ip: p for p in every if p.ip and not p.host_network}
         self.services_by_ip: dict[str, Service] = {s.cluster_ip: s for s in topo.services
                                                    if s.cluster_ip and s.cluster_ip != "None"}
         self.services_by_name: dict[str, list[Service]] = defaultdict(list)
         for s in topo.services:
             self.services_by_name[s.name].append(s)
+
+    def in_scope(self, pod: Pod) -> bool:
+        """False for pods outside the -n scope (known only to name callers and addresses)."""
+        return pod.key not in self._context
 
     @cached_property
     def pod_services(self) -> dict[tuple[str, str], tuple[Service, ...]]:

@@ -71,9 +71,9 @@ def test_a_snapshot_alone_lists_the_checks_it_cannot_run_as_skipped(tmp_path: Pa
     doc = json.loads((tmp_path / "findings.json").read_text())
     assert [c["check"] for c in doc["checks"]] == [c.id for c in REGISTRY]
     ran = {c["check"] for c in doc["checks"] if c["status"] == "ran"}
-    assert ran == {"sidecar-missing", "namespace-not-injected", "port-name-convention", "canary-without-outlier-detection",
-                   "virtualservice-host-unresolved", "destinationrule-subset-unmatched",
-                   "destinationrule-host-unresolved"}
+    assert ran == {"sidecar-missing", "namespace-not-injected", "port-name-convention",
+                   "canary-without-outlier-detection", "virtualservice-host-unresolved",
+                   "destinationrule-subset-unmatched", "destinationrule-host-unresolved"}
     assert all(c["reason"] for c in doc["checks"] if c["status"] == "skipped")
     assert doc["sources"]["prometheus"]["status"] == "not-configured" and doc["status"] == "complete"
 

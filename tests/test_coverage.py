@@ -28,7 +28,8 @@ def scenario(name: str, target: ServiceSpec, *flows: FlowSpec, extra: tuple[Serv
                         scrape_interval_s=15)
 
 
-COVERAGE_CHECKS = {"envoy-bypass", "port-missing-from-metrics", "passthrough-traffic", "call-address-not-fqdn"}
+COVERAGE_CHECKS = {"envoy-bypass", "port-missing-from-metrics", "passthrough-traffic", "call-address-not-fqdn",
+                   "metrics-exceed-logs"}
 
 
 def check_exact(run: Run, expected: set[tuple[str, str | None, str | None]]) -> None:
@@ -294,6 +295,14 @@ def test_scoping_to_one_namespace(demo_built) -> None:  # type: ignore[no-untype
     result = engine.run(plan).result
     assert {f.namespace for f in result.findings} == {"legacy"}
     assert {c.namespace for c in result.coverage} == {"legacy"}
+    # every namespace alone gives exactly the full run's findings there: callers from other namespaces are still
+    # named by their workload (not split per pod), and nothing outside the scope is judged
+    full = engine.run(replace(plan, namespaces=())).result
+    for ns in sorted({f.namespace for f in full.findings if f.namespace}):
+        alone = engine.run(replace(plan, namespaces=(ns,))).result
+        want = {(f.id, f.title) for f in full.findings if f.namespace == ns}
+        got = {(f.id, f.title) for f in alone.findings}
+        assert got == want, (ns, got ^ want)
 
 
 def test_window_outside_the_data_finds_nothing(demo_built) -> None:  # type: ignore[no-untyped-def]
@@ -348,3 +357,70 @@ def test_an_app_logging_local_time_is_timed_by_the_node_not_a_gap(tmp_path: Path
     cov = {c.service: c for c in run.result.coverage}
     assert cov["api"].log_requests == run.built.truth.server_requests["app/api"]
     assert cov["api"].ratio == 1.0
+
+
+# --- like with like (issue 11, section 6): evidence for only some pods or callers ------------------------------
+
+def _drop_logs_of(built, prefix: str, keep: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
+    """Delete the log folders of the pods whose folder starts with `prefix`, keeping the first `keep`."""
+    import shutil
+
+    folders = sorted(p for p in (built.logs / "pods").iterdir() if p.name.startswith(prefix))
+    for folder in folders[keep:]:
+        shutil.rmtree(folder)
+    return [f.name for f in folders[:keep]]
+
+
+def test_logs_of_some_pods_are_compared_with_those_pods_only(tmp_path: Path) -> None:
+    from obsgap.scenario.simulate import build
+
+    # callers from outside the mesh (an ingress without a sidecar): only the server's logs tell
+    spec = scenario("some-pods", ServiceSpec("app", "api", replicas=3),
+                    FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("external", "app/api", 8080, 1.0))
+    built = build(spec, tmp_path / spec.name)
+    kept = _drop_logs_of(built, "app_api-", keep=1)
+    run = run_scenario(spec, tmp_path, built=built)
+    check_exact(run, {("envoy-bypass", "caller-outside-mesh", "api")})
+    api = next(c for c in run.result.coverage if c.service == "api")
+    assert len(kept) == 1 and api.comparable and api.basis == "logs of 1 of 3 pods"
+    assert api.ratio == pytest.approx(1.0, abs=0.03)  # was 300 %: one pod's logs against the whole service
+    assert api.log_requests == pytest.approx(run.built.truth.server_requests["app/api"] / 3, rel=0.2)
+
+
+def test_caller_logs_are_compared_with_what_the_mesh_counted_from_those_callers(tmp_path: Path) -> None:
+    from obsgap.scenario.simulate import build
+
+    # the callers have no sidecar (legacy is not injected): no reporter="source" metrics, only their own logs
+    target = ServiceSpec("app", "api", app_logs="none", envoy_access_logs=False)
+    spec = scenario("some-callers", target, FlowSpec("app/client", "app/control", 8080, 1.0),
+                    FlowSpec("legacy/batch", "app/api", 8080, 1.0), FlowSpec("legacy/other", "app/api", 8080, 2.0),
+                    extra=(ServiceSpec("legacy", "batch"), ServiceSpec("legacy", "other")))
+    built = build(spec, tmp_path / spec.name)
+    _drop_logs_of(built, "legacy_other-")
+    run = run_scenario(spec, tmp_path, built=built)
+    check_exact(run, {("envoy-bypass", "caller-outside-mesh", "api")})
+    api = next(c for c in run.result.coverage if c.service == "api")
+    assert api.observed_by == "caller logs" and api.comparable
+    assert api.ratio == pytest.approx(1.0, abs=0.05)  # the mesh also counted `other`'s calls: not compared now
+    assert api.mesh_requests < run.built.truth.mesh_destination_requests["app/api"] / 2
+
+
+def test_metrics_counting_more_than_the_logs_is_a_finding(tmp_path: Path) -> None:
+    """Access logs sampled 1 in 2 (e.g. a Telemetry access-log filter): the mesh counts twice what the logs hold."""
+    import re
+
+    from obsgap.scenario.simulate import build
+
+    flows = (FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("external", "app/api", 8080, 1.0))
+    spec = replace(scenario("sampled", ServiceSpec("app", "api", replicas=1), *flows), gzip_rotated=False)
+    built = build(spec, tmp_path / spec.name)
+    for log in (built.logs / "pods").glob("app_api-*/*/*.log"):
+        lines = log.read_text().splitlines(keepends=True)
+        kept = [ln for i, ln in enumerate(lines) if i % 2 == 0 or re.search(r'"path": ?"/healthz"', ln)]
+        log.write_text("".join(kept))
+    run = run_scenario(spec, tmp_path, built=built)
+    check_exact(run, {("metrics-exceed-logs", "server-logs-incomplete", "api"),
+                      ("envoy-bypass", "caller-outside-mesh", "api")})
+    (f,) = run.findings("metrics-exceed-logs")
+    assert f.evidence["ratio"] == pytest.approx(2.0, rel=0.1) and f.evidence["basis"] == "server logs"
+    assert f.evidence["mesh_requests"] == pytest.approx(run.built.truth.mesh_destination_requests["app/api"], rel=0.02)

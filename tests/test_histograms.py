@@ -165,3 +165,28 @@ def test_histogram_quantile_edge_cases() -> None:
     assert nice_ceil(7300) == 10000 and nice_ceil(2100) == 2500 and nice_ceil(0.03) == 0.05
     ext = suggest_from_buckets([1, 10, 100], [1, 2, 3, 10], slos=[50])
     assert 50 in ext and ext[-1] == 2500 and not math.isinf(ext[-1])
+
+
+def test_advice_and_scrape_interval_do_not_move_when_the_window_grows(slow_mesh) -> None:  # type: ignore[no-untyped-def]
+    """Same data, longer windows (before and after it): the same suggestions, the same scrape interval."""
+    from datetime import timedelta
+
+    from obsgap import engine
+    from obsgap.config import RunPlan
+    from obsgap.evidence import CheckSettings
+    from obsgap.model import Window
+    from obsgap.sources.prometheus import PrometheusOptions
+
+    spec, built, server, _tmp = slow_mesh
+    seen = []
+    for before, after in ((0, 0), (2, 0), (1, 2)):
+        window = Window(spec.start - timedelta(hours=before), spec.end + timedelta(hours=after))
+        result = engine.run(RunPlan(window=window, prometheus=PrometheusOptions(url=server.url),
+                                    kube_snapshots=(built.topology,), logs=(str(built.logs),),
+                                    only_checks=("histogram-inf-saturation",),
+                                    settings=CheckSettings(slo_latency_ms=SLOS))).result
+        advice = {(f.metric, f.service): tuple(f.evidence["suggested_buckets"]) for f in result.findings
+                  if "suggested_buckets" in f.evidence}
+        assert result.sources.prometheus["scrape_interval_seconds"] == pytest.approx(30, rel=0.01), window
+        seen.append(advice)
+    assert len(seen[0]) == 3 and seen[0] == seen[1] == seen[2]

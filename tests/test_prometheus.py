@@ -29,7 +29,8 @@ def test_every_query_file_has_a_header_and_binds() -> None:
     for q in queries:
         assert q.returns and q.scope
         bound = q.bind(3600, ("shop",), bucket_series="x_bucket")
-        assert "$" not in bound and "[3600s]" in bound and f'{q.scope}=~"shop"' in bound
+        assert "$" not in bound and "[3600s]" in bound
+        assert (f'{q.scope}=~"shop"' in bound) is (q.scope != "none"), q.name
 
 
 def test_namespace_values_cannot_inject_promql() -> None:
@@ -191,7 +192,7 @@ def test_basic_auth_file_format(tmp_path: Path, stub: str) -> None:
 
 def test_query_file_loaded_by_name() -> None:
     q = load_query("passthrough_requests")
-    assert "PassthroughCluster" in q.text and q.scope == "source_workload_namespace"
+    assert "PassthroughCluster" in q.text and q.scope == "none" and "$selector" not in q.text
 
 
 def test_slow_backend_past_the_timeout_is_a_clear_failure(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from obsgap.checks.envoy_bypass import EnvoyBypass
 from obsgap.checks.histograms import HistogramInfSaturation
 from obsgap.checks.injection import NamespaceNotInjected, SidecarMissing
 from obsgap.checks.job_names import JobNameMismatch
+from obsgap.checks.metrics_exceed_logs import MetricsExceedLogs
 from obsgap.checks.passthrough import PassthroughTraffic
 from obsgap.checks.port_missing import PortMissingFromMetrics
 from obsgap.checks.port_names import PortNameConvention
@@ -17,6 +18,7 @@ from obsgap.checks.virtualservice_hosts import VirtualServiceHostUnresolved
 
 REGISTRY: tuple[type[Check], ...] = (
     EnvoyBypass,
+    MetricsExceedLogs,
     PortMissingFromMetrics,
     PassthroughTraffic,
     CallAddressNotFqdn,

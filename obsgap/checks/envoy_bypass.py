@@ -88,7 +88,8 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
     if st.server_logs:
         missed = sum(st.pod_logs.get(p.name, 0) for p in dark)
     else:
-        missed = max(0, observed - int(st.mesh_requests))
+        cmp = st.comparison()
+        missed = max(0, cmp.observed - int(cmp.mesh))
     if missed < inputs.settings.min_requests:
         return None
     share = min(1.0, missed / observed) if observed else 1.0
@@ -165,7 +166,8 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
             return None
         if any(p.sidecar.mode == "ambient" for p in st.pods) and st.mesh_requests == 0:
             return None  # ambient without a waypoint: ztunnel reports only istio_tcp_*, by design
-        expected, mesh = st.observed, st.mesh_requests
+        cmp = st.comparison()
+        expected, mesh = cmp.observed, cmp.mesh
     if expected < inputs.settings.min_requests:
         return None
     missed = expected - mesh

@@ -73,9 +73,12 @@ class PassthroughTraffic(Check):
             g.callers[f"{row.source_workload_namespace}/{row.source_workload}"] += int(float(row.value))
             g.addresses[str(row.destination_service)] += int(float(row.value))
         out = []
+        scope = set(inputs.settings.namespaces)
         for (cluster, ns, target), g in groups.items():
             if g.requests < inputs.settings.min_requests:
                 continue
+            if scope and not (ns in scope or (not ns and any(c.split("/", 1)[0] in scope for c in g.callers))):
+                continue  # the query is not scoped (no destination namespace on these series): -n filters here
             out.append(_finding(cluster, ns, target, g, inputs))
         return out
 

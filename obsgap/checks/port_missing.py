@@ -180,8 +180,10 @@ def _undeclared(inputs: CheckInputs) -> list[Finding]:
 def _not_scraped(inputs: CheckInputs) -> list[Finding]:
     """Pods annotated for scraping that no Prometheus target covered during the window."""
     metrics = inputs.metrics
-    if metrics is None or not metrics.has("scrape_targets"):
+    if metrics is None or "scrape_targets" in metrics.failed:
         return []
+    if not metrics.has("scrape_targets") and not inputs.settings.namespaces:
+        return []  # no `up` at all (a federated or remote-write source): scraping cannot be judged
     up = metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"])
     seen_pods = set(zip(up["namespace"], up["pod"], strict=True))
     seen_ips = {str(i).rpartition(":")[0] for i in up["instance"]}

@@ -18,10 +18,11 @@ def _md(text: object) -> str:
 
 
 def coverage_share(result: ScanResult) -> float | None:
-    logged = sum(c.log_requests for c in result.coverage)
+    rows = [c for c in result.coverage if c.comparable]
+    logged = sum(c.log_requests for c in rows)
     if not logged:
         return None
-    counted = sum(min(c.mesh_requests, c.log_requests) for c in result.coverage)
+    counted = sum(min(c.mesh_requests, c.log_requests) for c in rows)
     return counted / logged
 
 

@@ -127,7 +127,7 @@ class PrometheusSource:
         try:
             body = self._instant(query.bind(window_seconds, namespaces, bucket_series), at)
         except (requests.RequestException, PrometheusApiClientException) as exc:
-            if not _too_many_samples(exc):
+            if not _too_many_samples(exc) or query.scope.split()[0] == "none":
                 return self._failed(label, exc)
             scope = namespaces or tuple(self._label_values(query.scope, window_seconds, at))
             if len(scope) < 2:

@@ -43,7 +43,10 @@ class QueryFile:
     def bind(self, window_seconds: int, namespaces: tuple[str, ...] = (), bucket_series: str | None = None) -> str:
         if "$bucket_series" in self.text and (not bucket_series or not _METRIC_NAME.match(bucket_series)):
             raise InputError(f"query {self.name}: {bucket_series!r} is not a metric name")
-        values = {"window": f"{int(window_seconds)}s", "selector": namespace_matcher(self.scope, namespaces),
+        if self.scope.split()[0] == "none" and "$selector" in self.text:
+            raise InputError(f"query {self.name}: `scope: none` and a $selector placeholder contradict each other")
+        selector = "" if self.scope.split()[0] == "none" else namespace_matcher(self.scope, namespaces)
+        values = {"window": f"{int(window_seconds)}s", "selector": selector,
                   "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 240)}s"}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 

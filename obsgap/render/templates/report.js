@@ -206,10 +206,12 @@
     });
     covBody.replaceChildren();
     for (const r of rows.slice(covPage * PAGE, covPage * PAGE + PAGE)) {
-      const ratio = r.ratio === null ? "–" : (Math.min(r.ratio, 9.99) * 100).toFixed(1) + "%";
+      const ratio = r.comparable === false ? "not comparable" :
+        r.ratio === null ? "–" : (Math.min(r.ratio, 9.99) * 100).toFixed(1) + "%";
+      const basis = (r.observed_by || "") + (r.basis ? " (" + r.basis + ")" : "");
       const tr = el("tr", {}, el("td", { text: r.namespace }), el("td", { text: r.service }),
         el("td", { class: "num", text: fmt(r.log_requests) }), el("td", { class: "num", text: fmt(r.mesh_requests) }),
-        el("td", { class: "num", text: ratio }), el("td", { text: r.observed_by || "" }));
+        el("td", { class: "num", text: ratio }), el("td", { text: basis }));
       if (r.ratio !== null && r.ratio < 0.95) tr.style.color = r.ratio < 0.5 ? "#c0392b" : "#9a6700";
       covBody.append(tr);
     }

@@ -147,12 +147,15 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
     )
 
 
+def _mapping(value: Any) -> RAW:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _template(obj: RAW, namespaces: Mapping[str, Namespace]) -> WorkloadTemplate:
     ns, name = _meta(obj)
     spec = obj.get("spec") or {}
-    template = spec.get("template") if isinstance(spec.get("template"), Mapping) else {}
-    meta = template.get("metadata") if isinstance(template.get("metadata"), Mapping) else {}
-    pod_spec = template.get("spec") if isinstance(template.get("spec"), Mapping) else {}
+    template = _mapping(spec.get("template"))
+    meta, pod_spec = _mapping(template.get("metadata")), _mapping(template.get("spec"))
     ns_labels = namespaces[ns].labels if ns in namespaces else {}
     state = istio.sidecar_state(ns, ns_labels, meta, pod_spec, {})
     return WorkloadTemplate(ns, str(obj.get("kind")), name, _str_map(meta.get("labels")),
@@ -298,8 +301,8 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
         service_entries=convert("ServiceEntry", _service_entry),
         gateways=convert("Gateway", _gateway),
         workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
-                        for t in convert(kind, lambda o: _template(o, namespaces)) if kind != "ReplicaSet" or not t.labels.get(
-                            "pod-template-hash")),
+                        for t in convert(kind, lambda o: _template(o, namespaces))
+                        if kind != "ReplicaSet" or not t.labels.get("pod-template-hash")),
         endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
         nodes=nodes, object_counts=dict(sorted(counts.items())),
         gaps=tuple(gap_list),

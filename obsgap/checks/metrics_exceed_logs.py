@@ -1,0 +1,70 @@
+"""metrics-exceed-logs: the mesh counted clearly more requests than the logs show for the same pods or callers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from obsgap.checks.base import Check, pct
+from obsgap.evidence import CheckInputs
+from obsgap.model import Finding, Severity, Suggestion
+from obsgap.reconcile import reconcile
+
+DOC = "https://istio.io/latest/docs/tasks/observability/logs/telemetry-api/"
+
+
+class MetricsExceedLogs(Check):
+    """What it does: compares, per service, what Istio's destination-side metrics counted with what the logs
+    show for the same pods (server logs) or the same calling workloads (caller logs), and reports services
+    whose metrics count clearly more, beyond the scrape-edge tolerance. Pods or callers without logs are
+    left out of both sides, so partial log collection alone never triggers it.
+
+    Why is this bad? Every coverage figure and gap finding assumes the logs hold every request. When the
+    mesh counts more, the logs miss requests (access logging sampled or filtered by a Telemetry resource,
+    an app that logs only some routes, log shipping that drops lines), and a real bypass on that service
+    could hide behind the missing lines.
+
+    Example: a Telemetry resource with `accessLogging: [{filter: {expression: "response.code >= 400"}}]`:
+    Envoy logs only errors, while `istio_requests_total` counts every request.
+
+    Use instead: log every request while auditing (remove the access-log filter or sampling), or collect
+    the application's full request log; then compare again.
+    """
+
+    id = "metrics-exceed-logs"
+    title = "Mesh metrics count more requests than the logs show"
+    needs = ("topology", "metrics", "logs")
+    queries = ("mesh_requests", "mesh_tcp_connections")
+    doc_url = DOC
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        tol = inputs.tolerance()
+        out = []
+        for st in reconcile(inputs).services.values():
+            cmp = st.comparison()
+            if not cmp.comparable or cmp.basis not in ("server logs", "caller logs"):
+                continue
+            excess = cmp.mesh - cmp.observed
+            if cmp.mesh < inputs.settings.min_requests or excess <= max(tol * cmp.observed, 2.0):
+                continue
+            svc = st.service
+            share = excess / cmp.mesh
+            out.append(Finding(
+                check=cls.id, severity=Severity.WARNING if share >= 0.5 else Severity.INFO,
+                title=f"{svc.name}: the mesh counted {pct(share)} more requests than its {cmp.basis} show",
+                detail=(f"For {svc.namespace}/{svc.name} the {cmp.basis} ({cmp.note}) show {cmp.observed:,} requests; "
+                        f"Istio's metrics counted {int(cmp.mesh):,} for the same "
+                        f"{'pods' if cmp.basis == 'server logs' else 'callers'}, beyond the {pct(tol)} tolerance. "
+                        "The logs are missing requests, so gaps on this service can hide in them."),
+                subject=f"{svc.namespace}/{svc.name}/metrics-exceed-logs", namespace=svc.namespace,
+                service=svc.name, cause=("server-logs-incomplete" if cmp.basis == "server logs"
+                                         else "caller-logs-incomplete"),
+                resource=f"Service {svc.namespace}/{svc.name}",
+                evidence={"log_requests": cmp.observed, "mesh_requests": int(cmp.mesh), "ratio": cmp.ratio,
+                          "basis": cmp.basis, "compared": cmp.note, "tolerance": round(tol, 4)},
+                suggestion=Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, "
+                                      "meshConfig.accessLogFile) and the log pipeline for this workload.",
+                                      "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n"
+                                      f"  name: log-everything\n  namespace: {svc.namespace}\nspec:\n"
+                                      "  accessLogging:\n  - providers:\n    - name: envoy", DOC)))
+        return out
