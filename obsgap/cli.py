@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from dataclasses import replace
@@ -22,6 +23,7 @@ from obsgap.config import (
     parse_header,
     parse_log_fields,
     parse_slos,
+    redact_url,
     resolve_window,
 )
 from obsgap.errors import InputError, ObsgapError
@@ -185,6 +187,9 @@ def _plan(o: dict[str, Any]) -> RunPlan:
     if o["prometheus_url"]:
         if not o["prometheus_url"].startswith(("http://", "https://")):
             raise InputError("--prometheus-url must start with http:// or https://")
+        if re.search(r"/api/v1(/.*)?$", o["prometheus_url"].split("?", 1)[0]):
+            raise InputError(f"--prometheus-url {redact_url(o['prometheus_url'])}: give the base URL, without "
+                             "/api/v1 (e.g. http://prometheus:9090, or Mimir's http://mimir/prometheus)")
         prom = PrometheusOptions(
             url=o["prometheus_url"],
             bearer_token_file=Path(o["bearer_token_file"]) if o["bearer_token_file"] else None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 
@@ -77,14 +77,15 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 def redact_url(url: str) -> str:
-    """Drop user:password from a URL before it is written anywhere."""
+    """The URL as it may be written anywhere: no user:password, no query parameter values."""
     parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    query = "&".join(f"{k}=REDACTED" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if not (parts.username or parts.password or parts.query):
+        return url
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def yaml_place(exc: yaml.YAMLError) -> str:

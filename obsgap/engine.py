@@ -58,6 +58,8 @@ def preflight(plan: RunPlan) -> None:
         raise InputError(f"--baseline {plan.baseline}: the folder holds no findings.json")
     if plan.logs:
         discover(list(plan.logs))
+    if plan.prometheus is not None:
+        PrometheusSource(plan.prometheus).validate_credentials()
 
 
 @dataclass

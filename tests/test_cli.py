@@ -140,3 +140,64 @@ def test_every_check_is_documented_and_tested() -> None:
         assert [h for h, _ in doc_sections(check)] == ["What it does", "Why is this bad?", "Example", "Use instead"]
         assert all(text for _, text in doc_sections(check)), check.id
         assert f'"{check.id}"' in tests, f"no test names {check.id}"
+
+
+# --- issue 11, section 8: what a user tripped over ---------------------------------------------------------------
+
+def test_url_secrets_never_reach_any_output(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _spec, built, server, _tmp = mesh
+    out = tmp_path / "out"
+    res = invoke("report", "--prometheus-url", f"{server.url}/?token=s3cr3t-value", "--kube-snapshot",
+                 str(built.topology), "--end", "2026-11-24T00:00:00Z", "--window", "30m", "--out", str(out),
+                 "--fail-on", "never")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "findings.json").read_text())
+    assert doc["sources"]["prometheus"]["status"] == "ok"  # the parameter went with every request
+    assert doc["sources"]["prometheus"]["url"] == f"{server.url}/?token=REDACTED"
+    assert all("s3cr3t" not in p.read_text() for p in out.iterdir() if p.is_file()) and "s3cr3t" not in res.output
+    closed = invoke("report", "--prometheus-url", f"http://me:pa55word@127.0.0.1:{free_port()}/?token=s3cr3t-value",
+                    "--out", str(tmp_path / "closed"), "--query-timeout", "2")
+    assert closed.exit_code == 3 and "connection refused" in closed.output
+    text = "".join(p.read_text() for p in (tmp_path / "closed").iterdir() if p.is_file())
+    assert "s3cr3t" not in text + closed.output and "pa55word" not in text + closed.output
+
+
+def test_connection_errors_say_what_happened(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    _spec, _built, server, _tmp = mesh
+    tls = invoke("report", "--prometheus-url", server.url.replace("http://", "https://"), "--out",
+                 str(tmp_path / "tls"), "--query-timeout", "5")
+    assert tls.exit_code == 3 and "does not speak TLS on this port" in tls.output, tls.output
+    # a plain web server (Python's own) answers POST with a 501 HTML page
+    web = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        html = invoke("report", "--prometheus-url", f"http://127.0.0.1:{web.server_port}", "--out",
+                      str(tmp_path / "html"), "--query-timeout", "5")
+    finally:
+        web.shutdown()
+    assert html.exit_code == 3 and "HTTP 501" in html.output and "HTML page, not the Prometheus API" in html.output
+    assert "<" not in html.output
+    api = invoke("report", "--prometheus-url", f"{server.url}/api/v1", "--out", str(tmp_path / "api"))
+    assert api.exit_code == 2 and "give the base URL, without /api/v1" in api.output
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    tok = invoke("report", "--prometheus-url", server.url, "--bearer-token-file", str(empty), "--out",
+                 str(tmp_path / "tok"))
+    assert tok.exit_code == 2 and f"--bearer-token-file {empty}: the file is empty" in tok.output
+    assert not (tmp_path / "tok").exists()
+    pod = invoke("report", "--in-cluster", "--out", str(tmp_path / "pod"), env={"KUBERNETES_SERVICE_HOST": ""})
+    assert pod.exit_code == 2 and "--in-cluster: not running in a pod" in pod.output and "Traceback" not in pod.output
+
+
+def test_plotly_from_the_cdn_is_the_embedded_version() -> None:
+    import re
+
+    from plotly.offline import get_plotlyjs
+
+    from obsgap.render.html import PLOTLY_CDN
+
+    embedded = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", get_plotlyjs()[:5000])
+    assert embedded and f"https://cdn.plot.ly/plotly-{embedded.group(1)}.min.js" == PLOTLY_CDN

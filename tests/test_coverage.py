@@ -424,3 +424,16 @@ def test_metrics_counting_more_than_the_logs_is_a_finding(tmp_path: Path) -> Non
     (f,) = run.findings("metrics-exceed-logs")
     assert f.evidence["ratio"] == pytest.approx(2.0, rel=0.1) and f.evidence["basis"] == "server logs"
     assert f.evidence["mesh_requests"] == pytest.approx(run.built.truth.mesh_destination_requests["app/api"], rel=0.02)
+
+
+def test_the_fix_text_and_its_yaml_say_the_same(tmp_path: Path) -> None:
+    import yaml
+
+    run = run_scenario(scenario("inject-fix", ServiceSpec("app", "api", inject="false")), tmp_path)
+    (f,) = [f for f in run.findings("envoy-bypass") if f.cause == "no-sidecar/inject-annotation"]
+    assert f.suggestion is not None and f.suggestion.config
+    meta = yaml.safe_load(f.suggestion.config)["spec"]["template"]["metadata"]
+    (where,) = meta
+    assert meta[where] == {"sidecar.istio.io/inject": "true"}
+    assert 'change sidecar.istio.io/inject from "false" to "true"' in f.suggestion.text
+    assert f"one of its {where}" in f.suggestion.text  # the label or annotation the pod really carries

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from obsgap.checks.base import Check, Skip, pct, severity_for_missed
 from obsgap.evidence import CheckInputs
+from obsgap.istio import INJECT_KEY
 from obsgap.model import TCP_PROXIED, Finding, Pod, Severity, Suggestion
 from obsgap.reconcile import ServiceTraffic, reconcile
 
@@ -106,9 +107,11 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
             f"kubectl rollout restart deployment/{first.workload} -n {svc.namespace}", DOC_INJECTION)
     elif cause == "no-sidecar/inject-annotation":
         resource, code = f"Deployment {svc.namespace}/{first.workload}", None
+        where = "labels" if INJECT_KEY in first.labels else "annotations"
         fix = Suggestion(
-            f'Remove sidecar.istio.io/inject: "false" from the pod template of {first.workload}.',
-            "spec:\n  template:\n    metadata:\n      labels:\n        sidecar.istio.io/inject: \"true\"",
+            f'In the pod template of {first.workload}, change {INJECT_KEY} from "false" to "true" (it is one of '
+            f"its {where}; Istio reads the label first), then let the pods roll.",
+            f"spec:\n  template:\n    metadata:\n      {where}:\n        {INJECT_KEY}: \"true\"  # was \"false\"",
             DOC_INJECTION)
     elif cause == "no-sidecar/host-network":
         resource, code = f"Deployment {svc.namespace}/{first.workload}", None

@@ -159,21 +159,21 @@ def _undeclared(inputs: CheckInputs) -> list[Finding]:
         services = idx.services_of_pod(ns, pod.name) if pod else ()
         svc = services[0] if services else None
         resource = f"Service {ns}/{svc.name}" if svc else f"Deployment {ns}/{workload}"
-        port_txt = str(port) if port else "an undeclared port"
+        where = f"port {port}" if port else "a port (the metrics and logs do not say which)"
         config = (f"# add to Service {svc.name if svc else workload}\nports:\n- name: http-{port}\n"
                   f"  port: {port}\n  targetPort: {port}") if port else None
         out.append(Finding(
             check="port-missing-from-metrics", severity=Severity.WARNING,
-            title=f"{workload} serves traffic on port {port_txt}, which no Service declares",
-            detail=(f"{requests:,} requests reached {ns}/{workload} on container port {port_txt}. No Service "
+            title=f"{workload} serves traffic on {where} that no Service declares",
+            detail=(f"{requests:,} requests reached {ns}/{workload} on container {where}. No Service "
                     "declares it, so Envoy handles it as InboundPassthroughCluster: metrics name no service, "
                     "and protocol-specific telemetry, policy and routing do not apply."),
             subject=f"{ns}/{workload}:{port}/undeclared", namespace=ns, service=svc.name if svc else None,
             workload=workload, port=port or None, cause="port-not-declared", resource=resource,
             evidence={"log_requests": g.requests, "mesh_requests": 0,
                       "inbound_passthrough_requests": int(g.mesh), "ratio": 0.0, "pods": pods[:20]},
-            suggestion=Suggestion(f"Declare port {port_txt} in the workload's Service with an http- name.", config,
-                                  DOC_PROTOCOL)))
+            suggestion=Suggestion(f"Declare {'port ' + str(port) if port else 'the port'} in the workload's Service "
+                                  "with an http- name.", config, DOC_PROTOCOL)))
     return out
 
 

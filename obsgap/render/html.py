@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import jinja2
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.utils import PlotlyJSONEncoder
 
 from obsgap.checks import REGISTRY
@@ -26,7 +26,8 @@ from obsgap.render.markdown import coverage_share
 from obsgap.render.notices import input_notices, status_line
 from obsgap.sources.logs.summary import time_step_ms
 
-PLOTLY_CDN = "https://cdn.plot.ly/plotly-3.0.1.min.js"
+# The CDN copy is the very version embedded, so both modes draw the same charts.
+PLOTLY_CDN = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
 PlotlyMode = Literal["embed", "cdn"]
 TIMELINE_CHECKS = frozenset({"envoy-bypass", "port-missing-from-metrics"})
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
@@ -66,12 +67,28 @@ class PrometheusSource:
     def _headers(self) -> dict[str, str]:
         headers = {k: v for k, v in self.options.headers}
         if self.options.bearer_token_file:
+            path = self.options.bearer_token_file
             try:
-                token = self.options.bearer_token_file.read_text().strip()
-            except OSError as exc:
-                raise InputError(f"--bearer-token-file: {exc.strerror}") from exc
+                token = path.read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"--bearer-token-file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+            if not token:
+                raise InputError(f"--bearer-token-file {path}: the file is empty (a token was expected)")
+            if "\n" in token or "\r" in token:
+                raise InputError(f"--bearer-token-file {path}: holds several lines; one token was expected")
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def validate_credentials(self) -> None:
+        """Read the credential files now (before any work), so a missing or empty one is a clear error."""
+        self._headers()
+        self._auth()
+
+    def _scrub(self, text: str) -> str:
+        """No secret from the URL (password, query parameter values) in any message the report keeps."""
+        for secret in url_secrets(self.options.url):
+            text = text.replace(secret, "REDACTED")
+        return text
 
     def _auth(self) -> tuple[str, str] | None:
         if not self.options.basic_auth_file:
@@ -98,22 +115,21 @@ class PrometheusSource:
                           allowed_methods=frozenset({"GET", "POST"}), respect_retry_after_header=True,
                           raise_on_status=False)
             # PrometheusConnect mounts its adapter with this Retry for the URL prefix.
-            self._client = PrometheusConnect(url=self.options.url.rstrip("/"), headers=self._headers(),
+            self._client = PrometheusConnect(url=split_url(self.options.url)[0], headers=self._headers(),
                                              auth=self._auth(), session=session, retry=retry,
                                              timeout=self.options.timeout_seconds)
         return self._client
 
     def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         c = self.client
-        resp = c._session.post(f"{c.url}{path}", data=dict(params), headers=c.headers, auth=c.auth,
-                               timeout=self.options.timeout_seconds)
+        resp = c._session.post(f"{c.url}{path}", data=dict(params), params=split_url(self.options.url)[1],
+                               headers=c.headers, auth=c.auth, timeout=self.options.timeout_seconds)
         try:
             body = resp.json()
         except ValueError:
             body = {}
         if resp.status_code != 200 or body.get("status") != "success":
-            detail = body.get("error") or resp.text[:200].strip() or resp.reason
-            raise PrometheusApiClientException(f"HTTP {resp.status_code}: {detail}")
+            raise PrometheusApiClientException(f"HTTP {resp.status_code}: {_http_detail(resp, body)}")
         return body
 
     def query(self, name: str, window_seconds: int, at: datetime,
@@ -168,14 +184,15 @@ class PrometheusSource:
         return self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}", "stats": "all"})
 
     def _failed(self, label: str, exc: BaseException) -> QueryResult:
-        msg = f"query {label}: {_describe(exc)}"
+        msg = self._scrub(f"query {label}: {_describe(exc)}")
         self.errors.append(msg)
         return QueryResult(label, pd.DataFrame(), error=msg)
 
     def _label_values(self, label: str, window_seconds: int, at: datetime) -> list[str]:
         try:
             values = self.client.get_label_values(label, params={"start": f"{at.timestamp() - window_seconds:.0f}",
-                                                                 "end": f"{at.timestamp():.0f}"})
+                                                                 "end": f"{at.timestamp():.0f}"}
+                                                  | split_url(self.options.url)[1])
         except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError):
             return []
         self.queries_issued += 1
@@ -184,7 +201,7 @@ class PrometheusSource:
 
     def _result(self, name: str, body: dict[str, Any]) -> QueryResult:
         warnings = tuple(f"query {name}: {w}" for w in body.get("warnings") or [])
-        self.warnings.extend(warnings)
+        self.warnings.extend(self._scrub(w) for w in warnings)
         data = body.get("data") or {}
         rows = []
         for series in data.get("result") or []:
@@ -206,10 +223,11 @@ class PrometheusSource:
         """Values of a label with samples in the window, or None when the API fails."""
         try:
             values = self.client.get_label_values(label, params={"start": f"{start.timestamp():.0f}",
-                                                                 "end": f"{end.timestamp():.0f}"})
+                                                                 "end": f"{end.timestamp():.0f}"}
+                                                  | split_url(self.options.url)[1])
         except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
             if record_error:
-                self.errors.append(f"label values: {_describe(exc)}")
+                self.errors.append(self._scrub(f"label values: {_describe(exc)}"))
             return None
         self.queries_issued += 1
         return [str(v) for v in values or []]
@@ -227,7 +245,7 @@ class PrometheusSource:
         try:
             self._get("/api/v1/query", {"query": "1"})
         except (requests.RequestException, PrometheusApiClientException) as exc:
-            return f"{_describe(exc)} (after {time.monotonic() - started:.1f}s)"
+            return self._scrub(f"{_describe(exc)} (after {time.monotonic() - started:.1f}s)")
         return None
 
     def status(self) -> str:
@@ -243,16 +261,54 @@ def _too_many_samples(exc: BaseException) -> bool:
     return "too many samples" in text or "exceeded the sample limit" in text or "max-samples" in text
 
 
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """(base URL without query, query parameters): parameters such as `?token=` go with every request."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")), dict(parse_qsl(parts.query))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What must never be written: the URL's password and its query parameter values."""
+    parts = urlsplit(url)
+    found = [v for _, v in parse_qsl(parts.query) if len(v) >= 3]
+    if parts.password:
+        found.append(parts.password)
+    return sorted(found, key=len, reverse=True)
+
+
+def _http_detail(resp: requests.Response, body: Mapping[str, Any]) -> str:
+    if body.get("error"):
+        return str(body["error"])[:300]
+    text = resp.text.strip()
+    if re.match(r"(?is)^(<!doctype|<html|<\?xml)", text):
+        return (f"{resp.reason or 'error'} (the answer is an HTML page, not the Prometheus API: check the URL, its "
+                "path prefix and any proxy in front of it)")
+    if "HTTP request to an HTTPS server" in text:
+        return f"{text[:120]} (use https://)"
+    return text[:200] or resp.reason or "no body"
+
+
 def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text:
+            return "TLS handshake failed: the server does not speak TLS on this port (use http:// instead of https://?)"
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            return "TLS certificate not trusted (give --ca-file, or --insecure-skip-verify to test)"
+        return "TLS error"
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc)
         if "timed out" in text.lower() or "ReadTimeout" in text:
             return "timed out (no answer within the query timeout, retries exhausted)"
         if "Max retries exceeded" in text and "ResponseError" in text:
             return "server kept failing (retries exhausted)"
+        if "Connection refused" in text:
+            return "cannot connect: connection refused (nothing listens on that host and port)"
+        if "Name or service not known" in text or "Temporary failure in name resolution" in text or \
+                "nodename nor servname" in text:
+            return "cannot connect: the host name does not resolve"
+        if "RemoteDisconnected" in text or "BadStatusLine" in text:
+            return "cannot connect: the server closed the connection (https:// to an http port, or not HTTP?)"
         return "cannot connect"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error"
-    return str(exc)[:300]
+    return text[:300]
