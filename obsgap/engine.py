@@ -26,6 +26,7 @@ from obsgap.sources.logs.discover import discover
 from obsgap.sources.logs.summary import summarize, time_step_ms
 from obsgap.sources.logs.table import read_logs
 from obsgap.sources.prometheus import PrometheusSource
+from obsgap.text import plural
 from obsgap.topology import TopologyIndex
 
 log = logging.getLogger("obsgap")
@@ -170,7 +171,22 @@ def _histograms(source: PrometheusSource, plan: RunPlan, say: Progress) -> tuple
     return frames, series, {"discovered": len(families), "analyzed": chosen, "skipped": skipped}
 
 
-def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress) -> tuple[LogEvidence | None, dict[str, Any]]:
+def _logs_unusable(stats: dict[str, Any]) -> str | None:
+    """Why logs that were read give nothing to compare, or None: such a source failed, whatever it printed."""
+    lines, parsed, requests = int(stats.get("lines") or 0), int(stats.get("parsed") or 0), int(stats.get("requests")
+                                                                                                or 0)
+    if lines and not parsed:
+        return f"logs: none of the {lines:,} lines was recognized (see sources.logs.unparsed_by_file)"
+    if not requests and stats.get("out_of_window"):
+        return f"logs: all {stats['out_of_window']:,} parsed lines lie outside the window (wrong --start/--end?)"
+    unattributed = int((stats.get("unattributed") or {}).get("requests") or 0)
+    if requests and unattributed >= requests:
+        return f"logs: none of the {requests:,} logged requests could be attributed to a pod"
+    return None
+
+
+def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
+          failures: list[str]) -> tuple[LogEvidence | None, dict[str, Any]]:
     if not plan.logs:
         return None, {"files": 0, "lines": 0, "parsed": 0, "unparsed": 0, "formats": {}, "status": "not-configured"}
     found = discover(list(plan.logs))
@@ -182,7 +198,11 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress) -> tuple[LogE
         evidence = summarize(table, index, start_ms, end_ms)
     finally:
         table.close()
-    return evidence, dict(evidence.stats) | {"status": "ok"}
+    stats = dict(evidence.stats)
+    unusable = _logs_unusable(stats)
+    if unusable:
+        failures.append(unusable)
+    return evidence, stats | {"status": "unusable" if unusable else "ok"}
 
 
 def check_namespaces(wanted: tuple[str, ...], known: set[str], where: str) -> None:
@@ -223,7 +243,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         topo = _scope_topology(topo, plan.namespaces)
     index = TopologyIndex(topo or Topology.empty())
     metrics, prom_report = _metrics(plan, checks, failures, say)
-    logs, logs_report = _logs(plan, index, say)
+    logs, logs_report = _logs(plan, index, say, failures)
 
     panels, dash_gaps = load_dashboards(list(plan.dashboards)) if plan.dashboards else ([], [])
     kube_report["dashboards"] = {"files": len(plan.dashboards), "queries": len(panels), "gaps": dash_gaps}
@@ -288,11 +308,11 @@ def partial_reasons(failures: list[str], sources: SourceReport, runs: tuple[Chec
         reasons.append(f"Kubernetes: {len(denied)} object kinds could not be read ({denied[0]})")
     logs = sources.logs
     if logs.get("skipped_files"):
-        reasons.append(f"{len(logs['skipped_files'])} log files could not be read, wholly or in part")
+        reasons.append(f"{plural(len(logs['skipped_files']), 'log file')} could not be read, wholly or in part")
     unattributed = logs.get("unattributed") or {}
-    if unattributed.get("requests"):
-        reasons.append(f"{unattributed['requests']:,} logged requests in {unattributed['files_total']} files could "
-                       "not be attributed to a pod")
+    if unattributed.get("requests") and not any("could be attributed" in r for r in reasons):
+        reasons.append(f"{plural(unattributed['requests'], 'logged request')} in "
+                       f"{plural(unattributed['files_total'], 'file')} could not be attributed to a pod")
     reasons.extend(f"check {r.check} failed: {r.reason}" for r in runs if r.status == "error")
     return tuple(reasons)
 

@@ -6,6 +6,7 @@ The same sentences go to the terminal, the top of report.html and the first line
 from __future__ import annotations
 
 from obsgap.model import ScanResult
+from obsgap.text import plural
 
 LAYOUT_HINT = ("keep kubelet's layout (/var/log/pods/<namespace>_<pod>_<uid>/<container>/*.log) or its "
                "/var/log/containers/<pod>_<namespace>_<container>-<id>.log names when copying logs, or give a "
@@ -26,14 +27,16 @@ def input_notices(result: ScanResult) -> list[str]:
         files = un.get("files") or []
         listed = ", ".join(f"{f['path']} ({f['requests']:,})" for f in files[:3])
         more = f" and {un['files_total'] - 3} more" if un.get("files_total", 0) > 3 else ""
-        out.append(f"{un['requests']:,} logged requests in {un['files_total']:,} files could not be attributed to a "
-                   f"pod: {listed}{more}. They are left out of every comparison; to use them, {LAYOUT_HINT}.")
+        out.append(f"{plural(un['requests'], 'logged request')} in {plural(un['files_total'], 'file')} could not be "
+                   f"attributed to a pod: {listed}{more}. They are left out of every comparison; to use them, "
+                   f"{LAYOUT_HINT}.")
     if un.get("unknown_pod_requests"):
         pods = un.get("unknown_pods") or []
         listed = ", ".join(p["pod"] for p in pods[:3])
         more = f" and {un['unknown_pods_total'] - 3} more" if un.get("unknown_pods_total", 0) > 3 else ""
-        out.append(f"{un['unknown_pod_requests']:,} logged requests come from {un['unknown_pods_total']:,} pods the "
-                   f"topology does not have ({listed}{more}): take the snapshot while those pods run, or widen -n.")
+        out.append(f"{plural(un['unknown_pod_requests'], 'logged request')} come from "
+                   f"{plural(un['unknown_pods_total'], 'pod')} the topology does not have ({listed}{more}): take the "
+                   "snapshot while those pods run, or widen -n.")
     return out
 
 
