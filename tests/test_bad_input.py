@@ -85,12 +85,12 @@ def test_unattributed_log_lines_are_counted_per_file_and_said_loudly(tmp_path: P
     un = doc["sources"]["logs"]["unattributed"]
     assert un["requests"] == 10 and {f["path"]: f["requests"] for f in un["files"]} == {
         str(logs / "proxy.log"): 7, str(logs / "other.log"): 3}
-    assert doc["status"] == "partial" and any("could not be attributed" in r for r in doc["status_reasons"])
+    assert doc["status"] == "partial" and any("attributed to a pod" in r for r in doc["status_reasons"])
     html = (out / "report.html").read_text()
     banner = html.split('id="run-status"')[1].split("</section>")[0]
     assert "Partial run" in banner and "10 logged requests in 2 files could not be attributed" in banner
     first_line = (out / "summary.md").read_text().splitlines()[0]
-    assert first_line.startswith("**PARTIAL RUN") and "could not be attributed" in first_line
+    assert first_line.startswith("**PARTIAL RUN") and "attributed to a pod" in first_line
 
 
 # --- section 3: configuration ----------------------------------------------------------------------------------
