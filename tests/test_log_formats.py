@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from obsgap.sources.logs import formats
+from obsgap.sources.logs.envoy_format import builtin_text_formats
 
 # Verbatim from istio.io's access-log task (DESIGN.md).
 ISTIO_EXAMPLE = (
@@ -25,10 +29,25 @@ def test_istio_doc_example_outbound() -> None:
     assert row["duration_ms"] == 4.0 and row["downstream_remote"] == "10.44.1.23:46520"
 
 
-def test_server_side_inbound_and_port_from_cluster() -> None:
-    line = ISTIO_EXAMPLE.replace("outbound|8000||httpbin.foo.svc.cluster.local", "inbound|80||")
-    row = formats.parse_envoy_text(line)
-    assert row is not None and row["direction"] == "inbound" and row["port"] == 80
+REAL_LINES = yaml.safe_load((Path(__file__).parent / "data" / "access_logs" / "istio_text_lines.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", REAL_LINES, ids=[f"{c['format']}-{i}" for i, c in enumerate(REAL_LINES)])
+def test_every_istio_default_format_reads_real_lines(case: dict) -> None:  # type: ignore[type-arg]
+    """Lines from istio.io and users' issues, one per Istio release's default format, read field by field."""
+    found = formats.match_envoy_text(case["line"], builtin_text_formats())
+    assert found is not None, case["source"]
+    row, fmt = found
+    assert fmt.name == case["format"], case["source"]
+    for key, want in case["expect"].items():
+        assert row[key] == want, (key, row[key], want, case["source"])
+    assert row["ts_ms"] == formats.parse_ts_ms(case["line"][1:25])
+
+
+def test_the_builtin_formats_cover_every_release_once() -> None:
+    names = [f.name for f in builtin_text_formats()]
+    assert names == ["istio-1.9+", "istio-1.8-1.10", "istio-1.3-1.7", "istio-1.2", "istio-1.1", "istio-1.0"]
+    assert {c["format"] for c in REAL_LINES} == set(names)  # a real line for each
 
 
 def test_tcp_line_has_no_method_and_code_zero() -> None:

@@ -165,8 +165,9 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     local_port = map_unique(dlocal, formats.addr_port, pa.int32())
     upstream_port = map_unique(uhost, formats.addr_port, pa.int32())
     outbound_port = pc.if_else(pc.fill_null(pc.not_equal(upstream_port, 0), False), upstream_port, local_port)
-    port = pc.coalesce(parts.field("port"),
-                       pc.if_else(pc.equal(direction, "inbound"), local_port, outbound_port))
+    # the same rule as formats.envoy_row: inbound, the port the request arrived on; outbound, the cluster's
+    port = pc.if_else(pc.equal(direction, "inbound"), pc.coalesce(local_port, parts.field("port")),
+                      pc.coalesce(parts.field("port"), outbound_port))
     timed = pc.not_equal(dur, "-")
     try:
         duration = pc.cast(pc.if_else(timed, dur, "0"), pa.float64())
@@ -177,7 +178,7 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     columns = {
         "ts_ms": ts_ms(start), "origin": constant(n, "envoy"),
         "direction": direction, "method": method, "path": blank_to_null(nth(request, 1)),
-        "protocol": pc.if_else(pc.is_null(method), "tcp", nth(request, 2)),
+        "protocol": pc.if_else(pc.equal(nth(request, 2), "-"), "tcp", nth(request, 2)),
         "status": int32_values(nth(outcome, 1), ascii_digits=True), "duration_ms": duration, "port": port,
         "authority": blank_to_null(nth(quoted, 11)), "upstream_cluster": cluster, "upstream_host": uhost,
         "downstream_local": dlocal, "downstream_remote": blank_to_null(nth(tail, 4)),

@@ -9,15 +9,18 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from obsgap.sources.logs.envoy_format import ISTIO_JSON, JsonFormat, TextFormat, builtin_text_formats
+
 Row = dict[str, Any]
 
-# Istio's default TEXT format (DESIGN.md). %UPSTREAM_CLUSTER_RAW% (1.23+) and the older
-# %UPSTREAM_CLUSTER% are both one token, so one pattern reads both.
+# Istio's default TEXT format since 1.9 (DESIGN.md): the columnar reader's strict fast path. Every format, this
+# one included, is read by its format string in envoy_format; this pattern only selects lines for the fast path.
+# %UPSTREAM_CLUSTER_RAW% (1.23+) and the older %UPSTREAM_CLUSTER% are both one token, so one pattern reads both.
 ENVOY_TEXT = re.compile(
     r'\[(?P<start>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<code>\d+) '
     r'(?P<flags>\S+) (?P<details>\S+) (?P<term>\S+) "(?P<utfr>[^"]*)" (?P<rx>\d+) (?P<tx>\d+) '
@@ -98,53 +101,65 @@ def cluster_parts(cluster: str | None) -> tuple[str | None, int | None, str | No
 
 def envoy_row(direction: str | None, cluster: str | None, port: int | None, dlocal: str | None,
               uhost: str | None) -> tuple[str, int | None]:
-    """Direction and port of an Envoy line, falling back to addresses when the cluster has none."""
+    """Direction and port of an Envoy line. Inbound, the port is the one the request arrived on
+    (%DOWNSTREAM_LOCAL_ADDRESS%): before Istio 1.10 the number in `inbound|8000||` is the Service port, not the
+    container's. Outbound, the Service port in the cluster name, else the upstream's or the local address's."""
     if direction is None:
         direction = "outbound"
-    if port is None:
-        port = addr_port(dlocal) if direction == "inbound" else (addr_port(uhost) or addr_port(dlocal))
-    return direction, port
+    if direction == "inbound":
+        local = addr_port(dlocal)
+        return direction, local if local is not None else port
+    if port is not None:
+        return direction, port
+    upstream = addr_port(uhost)
+    return direction, upstream if upstream not in (None, 0) else addr_port(dlocal)
+
+
+def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
+    """The normalized row of an access log whose format told what each value means (TEXT or JSON alike)."""
+    cluster = _dash(_s(fields.get("cluster")))
+    direction, cport, _ = cluster_parts(cluster)
+    dlocal, uhost = _dash(_s(fields.get("downstream_local"))), _dash(_s(fields.get("upstream_host")))
+    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
+    protocol = _dash(_s(fields.get("protocol")))
+    return {
+        "ts_ms": parse_ts_ms(fields.get("start")), "origin": "envoy", "direction": direction,
+        "method": _dash(_s(fields.get("method"))), "path": _dash(_s(fields.get("path"))),
+        # a malformed request ("- - HTTP/1.1" 400 DPE) is still HTTP; only a line with no protocol is TCP
+        "protocol": protocol or "tcp",
+        "status": int32_or_none(fields.get("code")), "duration_ms": _float(_dash(_s(fields.get("duration")))),
+        "port": port, "authority": _dash(_s(fields.get("authority"))), "upstream_cluster": cluster,
+        "upstream_host": uhost, "downstream_local": dlocal,
+        "downstream_remote": _dash(_s(fields.get("downstream_remote"))),
+        "response_flags": _dash(_s(fields.get("flags"))),
+    }
+
+
+def match_envoy_text(msg: str, candidates: Sequence[TextFormat]) -> tuple[Row, TextFormat] | None:
+    """The row of a TEXT access log in the first candidate format that reads it, and that format."""
+    for fmt in candidates:
+        fields = fmt.match(msg)
+        if fields is not None:
+            return envoy_fields_row(fields), fmt
+    return None
 
 
 def parse_envoy_text(msg: str) -> Row | None:
-    m = ENVOY_TEXT.match(msg)
-    if m is None:
-        return None
-    (start, method_raw, path, protocol, code, flags, _details, _term, _utfr, _rx, _tx, dur, _ust, _xff, _ua, _rid,
-     authority, uhost, cluster_raw, _ulocal, dlocal, dremote) = m.groups()
-    cluster = _dash(cluster_raw)
-    direction, cport, _ = cluster_parts(cluster)
-    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
-    method = _dash(method_raw)
-    return {
-        "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
-        "method": method, "path": _dash(path),
-        "protocol": "tcp" if method is None else protocol,
-        "status": int32_or_none(code), "duration_ms": float(dur) if dur != "-" else None,
-        "port": port, "authority": _dash(authority), "upstream_cluster": cluster,
-        "upstream_host": _dash(uhost), "downstream_local": _dash(dlocal),
-        "downstream_remote": _dash(dremote), "response_flags": _dash(flags),
-    }
+    """A TEXT access log in any of Istio's default formats (1.0 to today)."""
+    found = match_envoy_text(msg, builtin_text_formats())
+    return found[0] if found else None
 
 
-def parse_envoy_json(obj: Mapping[str, Any]) -> Row | None:
-    if "upstream_cluster" not in obj and not ("start_time" in obj and "response_code" in obj):
+def parse_envoy_json(obj: Mapping[str, Any], fmt: JsonFormat = ISTIO_JSON) -> Row | None:
+    if fmt is ISTIO_JSON and "upstream_cluster" not in obj and not ("start_time" in obj and "response_code" in obj):
         return None
-    cluster = _dash(_s(obj.get("upstream_cluster")))
-    direction, cport, _ = cluster_parts(cluster)
-    dlocal, uhost = _dash(_s(obj.get("downstream_local_address"))), _dash(_s(obj.get("upstream_host")))
-    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
-    method = _dash(_s(obj.get("method")))
-    return {
-        "ts_ms": parse_ts_ms(obj.get("start_time")), "origin": "envoy", "direction": direction,
-        "method": method, "path": _dash(_s(obj.get("path"))),
-        "protocol": "tcp" if method is None else _dash(_s(obj.get("protocol"))),
-        "status": int32_or_none(obj.get("response_code")) or 0, "duration_ms": _float(obj.get("duration")),
-        "port": port, "authority": _dash(_s(obj.get("authority"))), "upstream_cluster": cluster,
-        "upstream_host": uhost, "downstream_local": dlocal,
-        "downstream_remote": _dash(_s(obj.get("downstream_remote_address"))),
-        "response_flags": _dash(_s(obj.get("response_flags"))),
-    }
+    fields = fmt.fields(obj)
+    if fields is None:
+        return None
+    row = envoy_fields_row(fields)
+    if row["status"] is None:
+        row["status"] = 0
+    return row
 
 
 def _s(value: Any) -> str | None:

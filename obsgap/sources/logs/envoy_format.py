@@ -1,0 +1,195 @@
+"""Envoy access logs read from their format string: one parser built from a format, not one regex per release.
+
+A TEXT format (`[%START_TIME%] "%REQ(:METHOD)% ..."`) becomes a regex whose groups are its command operators;
+each operator obsgap uses maps to a normalized field by what it means (`%DOWNSTREAM_LOCAL_ADDRESS%` is the
+address the request arrived on, whatever stands next to it); operators it does not use are opaque fields.
+A JSON format (Istio's `accessLogEncoding: JSON`, a Telemetry provider's `labels`) maps keys to operators the
+same way.
+
+The builtin candidates are Istio's default formats of every release since 1.0, taken from istio/istio at the
+release tags (file and commit in `ISTIO_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Operator -> normalized field. REQ() header names are case-insensitive in Envoy.
+_FIELDS = {
+    "START_TIME": "start", "PROTOCOL": "protocol", "RESPONSE_CODE": "code", "RESPONSE_FLAGS": "flags",
+    "DURATION": "duration", "UPSTREAM_HOST": "upstream_host", "UPSTREAM_CLUSTER": "cluster",
+    "UPSTREAM_CLUSTER_RAW": "cluster", "DOWNSTREAM_LOCAL_ADDRESS": "downstream_local",
+    "DOWNSTREAM_REMOTE_ADDRESS": "downstream_remote", "BYTES_RECEIVED": "bytes_received",
+    "BYTES_SENT": "bytes_sent",
+}
+_REQ_FIELDS = {":method": "method", "x-envoy-original-path?:path": "path", ":path": "path",
+               ":authority": "authority", "host": "authority"}
+_OPERATOR = re.compile(r"%([A-Z][A-Z0-9_]*)(\((?:[^()]|\([^()]*\))*\))?(?::\d+)?%")
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    arg: str | None
+
+    @property
+    def field(self) -> str | None:
+        """The normalized field this operator fills, or None when obsgap does not read it."""
+        if self.name in ("REQ", "REQ_WITHOUT_QUERY") and self.arg:
+            return _REQ_FIELDS.get(self.arg.lower().replace(" ", ""))
+        return _FIELDS.get(self.name)
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """A compiled Envoy TEXT format: `match(line)` gives the normalized fields obsgap reads, or None."""
+
+    name: str
+    source: str
+    operators: tuple[Operator, ...]
+    pattern: re.Pattern[str] = field(repr=False, compare=False)
+
+    def match(self, line: str) -> dict[str, str | None] | None:
+        m = self.pattern.match(line)
+        if m is None:
+            return None
+        out: dict[str, str | None] = {}
+        for op, value in zip(self.operators, m.groups(), strict=True):
+            key = op.field
+            if key is not None and key not in out:
+                out[key] = None if value in ("-", "") else value
+        return out
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return frozenset(f for f in (op.field for op in self.operators) if f)
+
+
+@dataclass(frozen=True)
+class JsonFormat:
+    """An Envoy JSON format: key -> the normalized field of its operator."""
+
+    name: str
+    keys: Mapping[str, str]
+
+    def fields(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The normalized fields of a JSON access-log object, or None when the object is not of this format."""
+        if not all(k in obj for k in self.keys if self.keys[k] in ("start", "code")):
+            return None
+        out: dict[str, Any] = {}
+        for key, name in self.keys.items():
+            value = obj.get(key)
+            if name not in out:
+                out[name] = None if value in ("-", "", None) else value
+        return out
+
+
+def _tokens(fmt: str) -> list[str | Operator]:
+    out: list[str | Operator] = []
+    pos = 0
+    for m in _OPERATOR.finditer(fmt):
+        if m.start() > pos:
+            out.append(fmt[pos:m.start()])
+        arg = m.group(2)[1:-1] if m.group(2) else None
+        out.append(Operator(m.group(1), arg))
+        pos = m.end()
+    if pos < len(fmt):
+        out.append(fmt[pos:])
+    return out
+
+
+def _group(before: str, after: str) -> str:
+    """What an operator's value may contain, from the characters around it in the format."""
+    if before.endswith('"') and after.startswith('"'):
+        return r'([^"]*)'
+    if before.endswith("[") and after.startswith("]"):
+        return r"([^\]]*)"
+    return r"(\S*)"
+
+
+def compile_text(fmt: str, name: str) -> TextFormat:
+    """A TEXT format string -> a parser. Raises ValueError for a format with no operator at all."""
+    text = fmt.rstrip("\n")
+    tokens = _tokens(text)
+    operators = tuple(t for t in tokens if isinstance(t, Operator))
+    if not operators:
+        raise ValueError(f"access-log format {name!r} has no %OPERATOR%")
+    parts = []
+    for i, tok in enumerate(tokens):
+        if isinstance(tok, Operator):
+            before = tokens[i - 1] if i and isinstance(tokens[i - 1], str) else ""
+            after = tokens[i + 1] if i + 1 < len(tokens) and isinstance(tokens[i + 1], str) else ""
+            parts.append(_group(str(before), str(after)))
+        else:
+            parts.append(re.escape(tok))
+    return TextFormat(name, fmt, operators, re.compile("".join(parts) + r"\s*\Z"))
+
+
+def compile_json(labels: Mapping[str, str], name: str) -> JsonFormat:
+    """`{"key": "%OPERATOR%"}` (Istio's JSON encoding, a Telemetry provider's labels) -> a key map."""
+    keys = {}
+    for key, value in labels.items():
+        ops = [t for t in _tokens(str(value)) if isinstance(t, Operator)]
+        if len(ops) == 1 and ops[0].field:
+            keys[str(key)] = str(ops[0].field)
+    if "code" not in keys.values():
+        raise ValueError(f"access-log JSON format {name!r} has no %RESPONSE_CODE% key")
+    return JsonFormat(name, keys)
+
+
+# --- Istio's defaults, per release ----------------------------------------------------------------------
+# From istio/istio at the release tags; `git show <tag>:<file>`, the constant named. Istio 1.0 set no format,
+# so Envoy's own default applied (source/common/access_log/access_log_formatter.cc, DEFAULT_FORMAT, in the
+# Envoy that Istio 1.0 shipped).
+_MIXER = '"%DYNAMIC_METADATA(istio.mixer:status)%" '
+_HEAD = ('[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
+         "%RESPONSE_CODE% %RESPONSE_FLAGS% ")
+_MID = ('%BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" '
+        '"%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" ')
+_ADDRS = "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME%"
+
+ISTIO_DEFAULTS: tuple[tuple[str, str, str], ...] = (
+    # (name, format, where it comes from)
+    # 1.23 renamed %UPSTREAM_CLUSTER% to %UPSTREAM_CLUSTER_RAW%: the same field at the same place, so one parser
+    ("istio-1.9+", _HEAD + '%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% '
+     '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" ' + _MID + "%UPSTREAM_CLUSTER_RAW% " + _ADDRS + " %ROUTE_NAME%\n",
+     "1.23.0 d0ca037e58f9 pilot/pkg/model/telemetry_logging.go EnvoyTextLogFormat (same at 1.30.0 badd809ed7d5); "
+     "with %UPSTREAM_CLUSTER%: 1.9.0 b63e1966c245 pilot/pkg/networking/core/v1alpha3/accesslog.go "
+     "EnvoyTextLogFormatIstio19, 1.11.0 57d639a4fd19 same file EnvoyTextLogFormat, 1.23.0 LegacyEnvoyTextLogFormat"),
+    ("istio-1.8-1.10", _HEAD + '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" ' + _MID + "%UPSTREAM_CLUSTER% " + _ADDRS
+     + " %ROUTE_NAME%\n",
+     "1.8.0 c87a4c874df2 pilot/pkg/networking/core/v1alpha3/accesslog.go EnvoyTextLogFormat (to 1.10.0)"),
+    ("istio-1.3-1.7", _HEAD + _MIXER + '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" ' + _MID + "%UPSTREAM_CLUSTER% "
+     + _ADDRS + " %ROUTE_NAME%\n",
+     "1.3.0 c2bd59595ce6 pilot/pkg/networking/core/v1alpha3/listener.go EnvoyTextLogFormat13 (to 1.7.0)"),
+    ("istio-1.2", _HEAD + _MIXER + '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" ' + _MID + "%UPSTREAM_CLUSTER% " + _ADDRS
+     + "\n",
+     "1.2.0 f8295503296e pilot/pkg/networking/core/v1alpha3/listener.go EnvoyTextLogFormat (1.3-1.5: "
+     "EnvoyTextLogFormat12, for 1.2 proxies)"),
+    ("istio-1.1", _HEAD + _MIXER + _MID + "%UPSTREAM_CLUSTER% " + _ADDRS + "\n",
+     "1.1.0 82797c0c0649 pilot/pkg/networking/core/v1alpha3/listener.go EnvoyTextLogFormat"),
+    ("istio-1.0", _HEAD + _MID.rstrip() + "\n",
+     "1.0.0 3a136c90ec5e sets no format (pilot/pkg/networking/core/v1alpha3/listener.go): Envoy's DEFAULT_FORMAT"),
+)
+
+# Istio's JSON encoding uses the same keys in every release (1.1's `method` key held %START_TIME% by mistake);
+# from 1.25 `upstream_cluster` is %UPSTREAM_CLUSTER_RAW%. Same files as above, EnvoyJSONLogFormat*.
+ISTIO_JSON_LABELS: Mapping[str, str] = {
+    "start_time": "%START_TIME%", "method": "%REQ(:METHOD)%", "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%", "response_code": "%RESPONSE_CODE%", "response_flags": "%RESPONSE_FLAGS%",
+    "bytes_received": "%BYTES_RECEIVED%", "bytes_sent": "%BYTES_SENT%", "duration": "%DURATION%",
+    "authority": "%REQ(:AUTHORITY)%", "upstream_host": "%UPSTREAM_HOST%", "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+}
+
+
+def builtin_text_formats() -> tuple[TextFormat, ...]:
+    return _BUILTIN
+
+
+_BUILTIN = tuple(compile_text(fmt, name) for name, fmt, _ in ISTIO_DEFAULTS)
+ISTIO_JSON = compile_json(ISTIO_JSON_LABELS, "istio-json")
