@@ -157,3 +157,33 @@ def test_partial_line_that_never_ends_is_still_counted(tmp_path: Path) -> None:
     (d / "0.log").write_text(_cri(APP) + _cri(APP[:10], "P"))
     rows, stats = _read([tmp_path])
     assert len(rows) == 1 and stats.wrappers["cri-unterminated-partial"] == 1 and stats.unparsed == 1
+
+
+def test_ipv6_addresses_attribute_lines_to_their_pod(tmp_path: Path) -> None:
+    """A dual-stack pod: Envoy writes `[fd00::7]:8080`; the line is credited to the pod with that IP."""
+    import json as _json
+    from datetime import UTC, datetime
+
+    from obsgap import engine
+    from obsgap.config import RunPlan
+    from obsgap.model import Window
+
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "api"}},
+           "spec": {"containers": [{"name": "api", "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
+           "status": {"podIP": "fd00::7", "phase": "Running"}}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+           "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+    ns = {"apiVersion": "v1", "kind": "Namespace",
+          "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}}
+    (tmp_path / "cluster.json").write_text(_json.dumps({"apiVersion": "v1", "kind": "List", "items": [ns, svc, pod]}))
+    line = ('[2026-11-24T10:00:00.000Z] "GET /items HTTP/1.1" 200 - via_upstream - "-" 0 12 3 2 "-" "curl/8.5.0" '
+            '"0b1c" "api.shop:80" "[fd00::7]:8080" inbound|8080|| [::6]:41000 [fd00::7]:8080 [fd00::3]:52044 '
+            'outbound_.80_._.api.shop.svc.cluster.local default')
+    (tmp_path / "proxy.log").write_text((line + "\n") * 25)
+    window = Window(datetime(2026, 11, 24, 9, tzinfo=UTC), datetime(2026, 11, 24, 11, tzinfo=UTC))
+    result = engine.run(RunPlan(window=window, kube_snapshots=(tmp_path / "cluster.json",),
+                                logs=(str(tmp_path / "proxy.log"),))).result
+    assert result.sources.logs["unattributed"]["requests"] == 0
+    (row,) = [c for c in result.coverage if c.service == "api"]
+    assert row.log_requests == 25

@@ -10,6 +10,15 @@ from obsgap.evidence import LogEvidence
 from obsgap.sources.logs.table import LogTable
 from obsgap.topology import TopologyIndex, split_host_port
 
+
+def host_sql(column: str) -> str:
+    """The host of an `address:port` column in SQL, IPv6 included: `[fd00::1]:8080` -> `fd00::1`,
+    `10.0.0.1:80` -> `10.0.0.1` (the same rule as topology.split_host_port)."""
+    return (f"(CASE WHEN starts_with({column}, '[') THEN split_part(substr({column}, 2), ']', 1) "
+            f"WHEN length({column}) - length(replace({column}, ':', '')) > 1 THEN {column} "
+            f"ELSE split_part({column}, ':', 1) END)")
+
+
 # Rows whose file path named no pod are attributed by address: the pod IP Envoy accepted the
 # request on (inbound) or sent it from (outbound).
 # Requests that reach the app through pilot-agent (kubelet probes, merged-metrics scrapes) are not traffic:
@@ -26,9 +35,9 @@ SELECT r.namespace, r.pod, count(*) AS requests FROM requests r SEMI JOIN agent_
      AND split_part(r.path, '?', 1) = a.path
 GROUP BY ALL
 """
-INBOUND_SQL = TRAFFIC + """
+INBOUND_SQL = TRAFFIC + f"""
 SELECT namespace, pod, container, origin, port,
-       CASE WHEN pod IS NULL THEN split_part(downstream_local, ':', 1) END AS ip,
+       CASE WHEN pod IS NULL THEN {host_sql("downstream_local")} END AS ip,
        count(*) AS requests,
        count(*) FILTER (WHERE method IS NOT NULL) AS http_requests,
        count(*) FILTER (WHERE status >= 500) AS errors,
@@ -36,15 +45,15 @@ SELECT namespace, pod, container, origin, port,
 FROM traffic WHERE direction = 'inbound'
 GROUP BY ALL
 """
-OUTBOUND_SQL = TRAFFIC + """
+OUTBOUND_SQL = TRAFFIC + f"""
 SELECT namespace, pod, origin, authority, port, upstream_cluster,
-       CASE WHEN pod IS NULL THEN split_part(downstream_remote, ':', 1) END AS ip,
+       CASE WHEN pod IS NULL THEN {host_sql("downstream_remote")} END AS ip,
        count(*) AS requests
 FROM traffic WHERE direction = 'outbound'
 GROUP BY ALL
 """
-REMOTE_SQL = TRAFFIC + """
-SELECT namespace, pod, split_part(downstream_remote, ':', 1) AS remote_ip, count(*) AS requests
+REMOTE_SQL = TRAFFIC + f"""
+SELECT namespace, pod, {host_sql("downstream_remote")} AS remote_ip, count(*) AS requests
 FROM traffic WHERE direction = 'inbound' AND origin = 'envoy' AND pod IS NOT NULL
 GROUP BY ALL
 """
