@@ -20,6 +20,7 @@ from obsgap.config import (
     FAIL_ON,
     RunPlan,
     load_config_file,
+    parse_access_log_formats,
     parse_header,
     parse_log_fields,
     parse_slos,
@@ -114,6 +115,8 @@ def main() -> None:
 @_opt("--in-cluster", is_flag=True, help="Use the pod's service account (when run as a CronJob).")
 @_opt("--logs", multiple=True, help="Log file, folder (recursive) or glob; plain or .gz.")
 @_opt("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
+@_opt("--access-log-format", "access_log_formats", multiple=True,
+      help="An Envoy access-log format the sidecars use (TEXT string, or JSON labels object); repeatable.")
 @_opt("--start", help="Window start (RFC 3339).")
 @_opt("--end", help="Window end (RFC 3339; default now).")
 @_opt("--window", help="Window length ending at --end (default 24h).")
@@ -216,6 +219,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         baseline=Path(o["baseline"]) if o["baseline"] else None, namespaces=tuple(o["namespaces"]), prometheus=prom,
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
+        access_log_formats=parse_access_log_formats(o["access_log_formats"]),
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
                                namespaces=tuple(o["namespaces"]), slo_latency_ms=parse_slos(o["slo_latency"])),
         only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from obsgap.errors import InputError
 from obsgap.evidence import CheckSettings
 from obsgap.model import Severity, Window
 from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.logs.envoy_format import AccessFormat, validate
 from obsgap.sources.prometheus import PrometheusOptions
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
@@ -140,6 +143,22 @@ def parse_log_fields(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def parse_access_log_formats(items: Sequence[str]) -> tuple[AccessFormat, ...]:
+    """`--access-log-format`: an Envoy TEXT format string, or a JSON object of key: %OPERATOR% (JSON encoding)."""
+    out = []
+    for i, item in enumerate(items, 1):
+        encoding = "text"
+        with contextlib.suppress(ValueError):
+            if isinstance(json.loads(item), dict):
+                encoding = "json"
+        fmt = AccessFormat(f"--access-log-format #{i}", encoding, item)
+        problem = validate(fmt)
+        if problem:
+            raise InputError(f"--access-log-format {item[:80]!r}: {problem}")
+        out.append(fmt)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     window: Window
@@ -153,6 +172,8 @@ class RunPlan:
     kube_live: LiveOptions | None = None
     logs: tuple[str, ...] = ()
     log_fields: Mapping[str, str] = field(default_factory=dict)
+    access_log_formats: tuple[AccessFormat, ...] = ()
+    """Envoy access-log formats given by the user, tried before the mesh's and Istio's defaults."""
     fail_on: str = "critical"
     settings: CheckSettings = field(default_factory=CheckSettings)
     only_checks: tuple[str, ...] = ()

@@ -193,7 +193,8 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
     progress(f"reading {len(found.files)} log files")
     start_ms = int(plan.window.start.timestamp() * 1000)
     end_ms = int(plan.window.end.timestamp() * 1000)
-    table = read_logs(found, start_ms, end_ms, plan.log_fields or None)
+    formats = tuple(dict.fromkeys((*plan.access_log_formats, *index.topo.access_log_formats)))
+    table = read_logs(found, start_ms, end_ms, plan.log_fields or None, access_formats=formats)
     try:
         evidence = summarize(table, index, start_ms, end_ms)
     finally:

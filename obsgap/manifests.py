@@ -14,6 +14,8 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "verbs": READ},
     {"apiGroups": ["networking.istio.io"],
      "resources": ["virtualservices", "destinationrules", "serviceentries", "sidecars", "gateways"], "verbs": READ},
+    # the mesh's access-log format (MeshConfig); only this ConfigMap, never the others
+    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio"], "verbs": ["get"]},
 ]
 
 

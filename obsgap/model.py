@@ -209,6 +209,8 @@ class Topology:
     workloads: tuple[WorkloadTemplate, ...] = ()
     endpoint_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
+    access_log_formats: tuple[Any, ...] = ()
+    """The mesh's own Envoy access-log formats (envoy_format.AccessFormat), from its MeshConfig."""
     context_pods: tuple[Pod, ...] = ()
     """Pods outside the -n scope: never subjects of a finding, but callers and addresses are named by them."""
     nodes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)

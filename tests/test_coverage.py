@@ -437,3 +437,43 @@ def test_the_fix_text_and_its_yaml_say_the_same(tmp_path: Path) -> None:
     assert meta[where] == {"sidecar.istio.io/inject": "true"}
     assert 'change sidecar.istio.io/inject from "false" to "true"' in f.suggestion.text
     assert f"one of its {where}" in f.suggestion.text  # the label or annotation the pod really carries
+
+
+# --- a mesh that logs in its own accessLogFormat (issue 12) ------------------------------------------------------
+
+CUSTOM_FORMAT = ('[%START_TIME%] %REQ(:AUTHORITY)% "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
+                 "%RESPONSE_CODE% %RESPONSE_FLAGS% %DURATION%ms cluster=%UPSTREAM_CLUSTER% up=%UPSTREAM_HOST% "
+                 "local=%DOWNSTREAM_LOCAL_ADDRESS% peer=%DOWNSTREAM_REMOTE_ADDRESS% trace=%REQ(X-B3-TRACEID)%\n")
+
+
+def _mesh_configmap(fmt: str) -> dict:  # type: ignore[type-arg]
+    import yaml
+
+    mesh = {"accessLogFile": "/dev/stdout", "accessLogEncoding": "TEXT", "accessLogFormat": fmt,
+            "defaultConfig": {"discoveryAddress": "istiod.istio-system.svc:15012"}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": yaml.safe_dump(mesh)}}
+
+
+def test_sidecars_logging_in_the_mesh_format_are_read_by_it(tmp_path: Path) -> None:
+    """The snapshot's `istio` ConfigMap names the format the sidecars log in; a bypass is found through it."""
+    from obsgap.scenario.simulate import build
+
+    base = scenario("custom-format", ServiceSpec("app", "api", pods_without_proxy=0, metrics_loss=0.4,
+                                                 app_logs="none"))
+    spec = replace(base, access_log_format=CUSTOM_FORMAT, extra_objects=(_mesh_configmap(CUSTOM_FORMAT),))
+    built = build(spec, tmp_path / spec.name)
+    sample = next((built.logs / "pods").glob("app_api-*/istio-proxy/0.log")).read_text().splitlines()[0]
+    assert " cluster=inbound|8080|| " in sample and " local=" in sample  # the sidecars really log in it
+    run = run_scenario(spec, tmp_path, built=built)
+    check_exact(run, {("envoy-bypass", "unexplained", "api")})
+    logs = run.result.sources.logs
+    assert logs["unparsed"] == 0
+    used = logs["access_log_formats"]["formats"]
+    assert set(used) == {"ConfigMap istio-system/istio accessLogFormat"}, used
+    api = next(c for c in run.result.coverage if c.service == "api")
+    assert api.log_requests == run.built.truth.server_requests["app/api"]
+    # without the ConfigMap the same lines are not read: the format really came from it
+    plain = run_scenario(replace(spec, extra_objects=()), tmp_path, built=build(
+        replace(spec, name="custom-format-2", extra_objects=()), tmp_path / "custom-format-2"))
+    assert plain.result.sources.logs["unparsed"] > 0

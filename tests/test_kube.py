@@ -103,8 +103,12 @@ class _Api(BaseHTTPRequestHandler):
         self.seen.append(self.path)
         self.methods.add(self.command)
         cont = q.get("continue", [None])[0]
-        assert q.get("limit") == ["500"], self.path
         p = url.path
+        if p == "/api/v1/namespaces/istio-system/configmaps/istio":  # a single GET: the MeshConfig
+            mesh = "accessLogFile: /dev/stdout\naccessLogFormat: '%START_TIME% %RESPONSE_CODE% %DURATION%'\n"
+            return self._send(200, {"kind": "ConfigMap", "apiVersion": "v1",
+                                    "metadata": {"name": "istio", "namespace": "istio-system"}, "data": {"mesh": mesh}})
+        assert q.get("limit") == ["500"], self.path
         if p == "/api/v1/namespaces":
             return self._send(200, _list("Namespace", [{"metadata": {"name": "shop",
                                                                      "labels": {"istio-injection": "enabled"}}}]))
@@ -183,6 +187,10 @@ def test_live_pagination_410_403_and_missing_crds(api_server: Path) -> None:
     assert by_name["web-1"].subset_labels == {"app": "web", "topology.kubernetes.io/zone": "eu-west-1b",
                                               "kubernetes.io/hostname": "node-a"}
     assert not any(g.startswith("Node") for g in topo.gaps)
+    # the mesh's own access-log format comes from its MeshConfig
+    (fmt,) = topo.access_log_formats
+    assert (fmt.name, fmt.encoding, fmt.value) == ("ConfigMap istio-system/istio accessLogFormat", "text",
+                                                   "%START_TIME% %RESPONSE_CODE% %DURATION%")
 
 
 def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path: Path) -> None:

@@ -187,3 +187,41 @@ def test_ipv6_addresses_attribute_lines_to_their_pod(tmp_path: Path) -> None:
     assert result.sources.logs["unattributed"]["requests"] == 0
     (row,) = [c for c in result.coverage if c.service == "api"]
     assert row.log_requests == 25
+
+
+def test_a_format_given_with_the_flag_is_used_and_reported(tmp_path: Path) -> None:
+    from obsgap.config import parse_access_log_formats
+
+    fmt = ("%START_TIME% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %DURATION% %UPSTREAM_CLUSTER% "
+           "%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%")
+    formats = parse_access_log_formats([fmt])
+    lines = [f"2026-11-24T10:00:0{i}.000Z GET /orders/{i} 200 7 inbound|9000|| 10.1.2.3:9000 10.1.2.9:5500"
+             for i in range(3)]
+    log = tmp_path / "istio-proxy.log"
+    log.write_text("\n".join(lines) + "\n")
+    table = read_logs(discover([str(log)]), None, None, workers=1, access_formats=formats)
+    try:
+        assert table.stats.requests == 3 and table.stats.unparsed == 0
+        rows = table.query("SELECT method, path, status, port, duration_ms, direction FROM requests ORDER BY path")
+        assert rows.to_dict("records")[0] == {"method": "GET", "path": "/orders/0", "status": 200, "port": 9000,
+                                              "duration_ms": 7.0, "direction": "inbound"}
+        reported = table.stats.as_dict()["access_log_formats"]
+        assert reported["formats"] == {"--access-log-format #1": {"files": 1, "lines": 3}}
+        assert reported["files"] == [{"path": str(log), "format": "--access-log-format #1", "lines": 3}]
+    finally:
+        table.close()
+    # without it, the same lines are unrecognized (and say so)
+    plain = read_logs(discover([str(log)]), None, None, workers=1)
+    try:
+        assert plain.stats.requests == 0 and plain.stats.unparsed == 3
+    finally:
+        plain.close()
+
+
+@pytest.mark.parametrize("bad,problem", [("no operators at all", "has no %OPERATOR%"),
+                                         ('{"ts": "%START_TIME%"}', "no %RESPONSE_CODE% key")])
+def test_a_format_that_cannot_work_is_an_error(bad: str, problem: str) -> None:
+    from obsgap.config import parse_access_log_formats
+
+    with pytest.raises(InputError, match=problem):
+        parse_access_log_formats([bad])

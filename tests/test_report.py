@@ -196,6 +196,8 @@ def test_manifests_parse_with_the_kubernetes_models() -> None:
     assert verbs == {"get", "list", "watch"}  # read-only: no writes, no exec
     resources = {res for r in role.rules for res in r.resources}
     assert "secrets" not in resources and "pods/exec" not in resources and "pods/log" not in resources
+    (cm,) = [r for r in role.rules if "configmaps" in r.resources]
+    assert cm.resource_names == ["istio"] and cm.verbs == ["get"]  # the MeshConfig only
     assert {"virtualservices", "destinationrules", "pods", "endpointslices"} <= resources
     job = kinds["CronJob"]
     assert job.spec.schedule == "0 2 * * *"

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from obsgap import istio
 from obsgap.model import TCP_PROXIED
 from obsgap.scenario.spec import ENVOY_DEFAULT_BUCKETS, FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+from obsgap.sources.logs.envoy_format import render_text
 
 CHUNK_SECONDS = 3600
 
@@ -372,8 +373,14 @@ def _app_line(style: str, t: float, direction: str, method: str, path: str, url:
 
 
 def _envoy_line(t: float, method: str | None, path: str, code: int, dur: float, authority: str,
-                upstream: str, cluster: str, local: str, remote: str) -> str:
+                upstream: str, cluster: str, local: str, remote: str, fmt: str | None = None) -> str:
     ms = max(0, round(dur))
+    if fmt is not None:
+        return render_text(fmt, {
+            "start": _envoy_ts(t), "method": method, "path": path if method else None,
+            "protocol": "HTTP/1.1" if method else None, "code": code if method else 0, "duration": ms,
+            "authority": authority if method else None, "upstream_host": upstream, "cluster": cluster,
+            "downstream_local": local, "downstream_remote": remote, "bytes_received": 0, "bytes_sent": 135})
     if method is None:
         return (f'[{_envoy_ts(t)}] "- - -" 0 - - - "-" 120 450 {ms} - "-" "-" "-" "-" "{upstream}" {cluster} '
                 f"127.0.0.6:40001 {local} {remote} - -")
@@ -517,7 +524,8 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
                 logs.add(caller, "istio-proxy", ts,
                          _envoy_line(ts, None if tcp_proxied else method, path, status, dur + 0.5, address,
                                      f"{server.ip}:{port.target}", cluster, address if passthrough else
-                                     f"10.96.0.1:{port.port}", f"{caller.ip}:46520"), 0, counter)
+                                     f"10.96.0.1:{port.port}", f"{caller.ip}:46520", spec.access_log_format),
+                         0, counter)
                 truth.log_lines += 1
             src = {"reporter": "source", "source_workload": csvc.name, "source_workload_namespace": caller.namespace,
                    "source_app": csvc.name}
@@ -611,5 +619,5 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
     if target.envoy_access_logs:
         logs.add(server, "istio-proxy", ts,
                  _envoy_line(ts, None if tcp_proxied else method, path, status, dur, address, local, cluster, local,
-                             f"{remote_ip}:46520"), 0, counter)
+                             f"{remote_ip}:46520", spec.access_log_format), 0, counter)
         truth.log_lines += 1

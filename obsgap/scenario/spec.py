@@ -112,6 +112,8 @@ class ScenarioSpec:
     """Write the first half of each log as a rotated, gzipped file (as kubelet does)."""
     extra_objects: tuple[Mapping[str, Any], ...] = ()
     """Further Kubernetes/Istio objects for the topology (VirtualServices, DestinationRules, ...)."""
+    access_log_format: str | None = None
+    """The sidecars' Envoy TEXT access-log format (a mesh's own accessLogFormat); None: Istio's default."""
     partial_every: int = 0
     """Every Nth app log line is split into CRI partial (P) lines; 0 = never."""
 

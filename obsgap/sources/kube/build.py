@@ -25,6 +25,7 @@ from obsgap.model import (
     VirtualService,
     WorkloadTemplate,
 )
+from obsgap.sources.kube.meshconfig import access_formats
 
 RAW = Mapping[str, Any]
 _RS_HASH = re.compile(r"-[a-z0-9]{5,10}$")
@@ -292,8 +293,10 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
                 gap_list.append(f"{kind} {'/'.join(_meta(o))}: unreadable ({type(exc).__name__})")
         return tuple(out)
 
+    log_formats, format_gaps = access_formats(by_kind.get("ConfigMap", []))
+    gap_list.extend(format_gaps)
     return Topology(
-        namespaces=namespaces,
+        namespaces=namespaces, access_log_formats=log_formats,
         services=convert("Service", _service),
         pods=convert("Pod", lambda o: _pod(o, namespaces, rs_owner, nodes)),
         virtual_services=convert("VirtualService", _virtual_service),

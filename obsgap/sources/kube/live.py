@@ -14,6 +14,7 @@ from typing import Any
 from obsgap.errors import InputError, SourceError
 
 PAGE_SIZE = 500
+ISTIO_NAMESPACE, MESH_CONFIGMAP = "istio-system", "istio"
 ISTIO_GROUP = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules",
@@ -100,6 +101,18 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
             raise SourceError(f"kubernetes: listing {kind} failed: HTTP {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
             raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+    try:
+        resp = core.read_namespaced_config_map(MESH_CONFIGMAP, ISTIO_NAMESPACE, _preload_content=False)
+        cm = json.loads(resp.data)  # type: ignore[arg-type]
+        cm.setdefault("kind", "ConfigMap")
+        objects.append(cm)
+    except ApiException as exc:
+        if exc.status != 404:
+            why = "forbidden" if exc.status == 403 else "failed"
+            gaps.append(f"ConfigMap {ISTIO_NAMESPACE}/{MESH_CONFIGMAP}: read {why} (HTTP {exc.status}): the mesh's "
+                        "own access-log format is unknown")
+    except (HTTPError, OSError) as exc:
+        raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
     for kind, plural in ISTIO_KINDS.items():
         errors = []
         for version in ISTIO_VERSIONS:

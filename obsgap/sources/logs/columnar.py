@@ -31,10 +31,9 @@ _NOT_SPACE = (r"[^\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\
 # reader.split_cri for a complete (F) line whose timestamp holds no space
 CRI_COMPLETE = r"^[^ ]{4}-[^ ]{5}T[^ ]* (?:stdout|stderr) F "
 # ... holding an access log that formats.ENVOY_TEXT reads, in a shape where splitting at quotes and spaces
-# gives the same fields: no other whitespace inside fields, and a space after the last one read (Istio's
-# format goes on with the SNI and route name; a line ending there goes to the per-line parser)
+# gives the same fields: no other whitespace inside fields, up to the route name that ends the line
 CRI_ENVOY = CRI_COMPLETE + re.sub(r"\(\?P<\w+>", "(?:", formats.ENVOY_TEXT.pattern.replace(r"\S", _NOT_SPACE).replace(
-    r"(?P<start>[^\]]+)", r"(?P<start>[^\] ]+)")) + " "
+    r"(?P<start>[^\]]+)", r"(?P<start>[^\] ]+)"))
 _RFC3339_UTC_MS = (r"^(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
                    r"\.\d{3}.*Z$")
 _PLAIN_INT = r"^[0-9]{1,10}$"

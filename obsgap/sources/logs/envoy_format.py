@@ -12,6 +12,9 @@ release tags (file and commit in `ISTIO_DEFAULTS`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,13 +104,15 @@ def _tokens(fmt: str) -> list[str | Operator]:
     return out
 
 
-def _group(before: str, after: str) -> str:
-    """What an operator's value may contain, from the characters around it in the format."""
+def _group(before: str, after: str, last: bool) -> str:
+    """What an operator's value may contain, from the characters around it in the format. Envoy writes `-` for
+    a value it does not have, so an unquoted field is never empty, but for the last one (users' pasted lines
+    lose a trailing `-` with the line's end)."""
     if before.endswith('"') and after.startswith('"'):
         return r'([^"]*)'
     if before.endswith("[") and after.startswith("]"):
         return r"([^\]]*)"
-    return r"(\S*)"
+    return r"(\S*)" if last else r"(\S+)"
 
 
 def compile_text(fmt: str, name: str) -> TextFormat:
@@ -122,10 +127,21 @@ def compile_text(fmt: str, name: str) -> TextFormat:
         if isinstance(tok, Operator):
             before = tokens[i - 1] if i and isinstance(tokens[i - 1], str) else ""
             after = tokens[i + 1] if i + 1 < len(tokens) and isinstance(tokens[i + 1], str) else ""
-            parts.append(_group(str(before), str(after)))
+            parts.append(_group(str(before), str(after), i == len(tokens) - 1))
         else:
             parts.append(re.escape(tok))
     return TextFormat(name, fmt, operators, re.compile("".join(parts) + r"\s*\Z"))
+
+
+def render_text(fmt: str, fields: Mapping[str, Any]) -> str:
+    """The line Envoy writes in `fmt` for these normalized field values ("-" for every other operator): the
+    inverse of TextFormat.match, used by the scenario builder to write logs in any format."""
+    def value(m: re.Match[str]) -> str:
+        op = Operator(m.group(1), m.group(2)[1:-1] if m.group(2) else None)
+        v = fields.get(op.field) if op.field else None
+        return "-" if v is None or v == "" else str(v)
+
+    return _OPERATOR.sub(value, fmt.rstrip("\n"))
 
 
 def compile_json(labels: Mapping[str, str], name: str) -> JsonFormat:
@@ -187,9 +203,54 @@ ISTIO_JSON_LABELS: Mapping[str, str] = {
 }
 
 
+DEFAULT_ACCESS_FORMAT = "istio-1.9+"
+"""The builtin format the columnar reader's strict fast path reads (formats.ENVOY_TEXT)."""
+
+
 def builtin_text_formats() -> tuple[TextFormat, ...]:
     return _BUILTIN
 
 
 _BUILTIN = tuple(compile_text(fmt, name) for name, fmt, _ in ISTIO_DEFAULTS)
 ISTIO_JSON = compile_json(ISTIO_JSON_LABELS, "istio-json")
+
+
+@dataclass(frozen=True)
+class AccessFormat:
+    """A mesh's own access-log format as configured: where it came from, its encoding, and the format (a TEXT
+    string, or the JSON labels as a JSON object string). Plain strings, so a read task can carry it."""
+
+    name: str
+    encoding: str
+    """`text` or `json`."""
+    value: str
+
+
+@functools.cache
+def candidates(formats: tuple[AccessFormat, ...]) -> tuple[tuple[TextFormat, ...], tuple[JsonFormat, ...]]:
+    """The mesh's formats compiled (once per process); a format that does not compile is left out, and
+    `validate` has already said so before the run."""
+    text: list[TextFormat] = []
+    js: list[JsonFormat] = []
+    for f in formats:
+        with contextlib.suppress(ValueError, TypeError):
+            if f.encoding == "json":
+                js.append(compile_json(json.loads(f.value), f.name))
+            else:
+                text.append(compile_text(f.value, f.name))
+    return tuple(text), tuple(js)
+
+
+def validate(fmt: AccessFormat) -> str | None:
+    """Why a configured format cannot be used, or None."""
+    try:
+        if fmt.encoding == "json":
+            labels = json.loads(fmt.value)
+            if not isinstance(labels, dict):
+                return "JSON labels must be an object of key: %OPERATOR%"
+            compile_json(labels, fmt.name)
+        else:
+            compile_text(fmt.value, fmt.name)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None

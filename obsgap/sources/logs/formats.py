@@ -19,13 +19,15 @@ from obsgap.sources.logs.envoy_format import ISTIO_JSON, JsonFormat, TextFormat,
 Row = dict[str, Any]
 
 # Istio's default TEXT format since 1.9 (DESIGN.md): the columnar reader's strict fast path. Every format, this
-# one included, is read by its format string in envoy_format; this pattern only selects lines for the fast path.
+# one included, is read by its format string in envoy_format; this pattern only selects lines for the fast path,
+# and accepts no line that format's own parser would refuse (tests/test_columnar.py checks both agree).
 # %UPSTREAM_CLUSTER_RAW% (1.23+) and the older %UPSTREAM_CLUSTER% are both one token, so one pattern reads both.
 ENVOY_TEXT = re.compile(
-    r'\[(?P<start>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<code>\d+) '
+    r'\[(?P<start>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>\S+)" (?P<code>\d+) '
     r'(?P<flags>\S+) (?P<details>\S+) (?P<term>\S+) "(?P<utfr>[^"]*)" (?P<rx>\d+) (?P<tx>\d+) '
     r'(?P<dur>\d+|-) (?P<ust>\S+) "(?P<xff>[^"]*)" "(?P<ua>[^"]*)" "(?P<rid>[^"]*)" "(?P<authority>[^"]*)" '
-    r'"(?P<uhost>[^"]*)" (?P<cluster>\S+) (?P<ulocal>\S+) (?P<dlocal>\S+) (?P<dremote>\S+)'
+    r'"(?P<uhost>[^"]*)" (?P<cluster>\S+) (?P<ulocal>\S+) (?P<dlocal>\S+) (?P<dremote>\S+) (?P<sni>\S+) '
+    r"(?P<route>\S*)[ \t\r\n]*$"
 )
 _CLUSTER_PIPE = re.compile(r"^(inbound|outbound)\|(\d*)\|([^|]*)\|(.*)$")
 _CLUSTER_ALT = re.compile(r"^(inbound|outbound)_\.(\d*)_\.([^_]*)_\.(.*)$")

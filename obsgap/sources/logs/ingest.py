@@ -24,6 +24,7 @@ from obsgap.sources.logs.batch_lines import (
     read_lines,
 )
 from obsgap.sources.logs.discover import attribution_from_path
+from obsgap.sources.logs.envoy_format import DEFAULT_ACCESS_FORMAT
 from obsgap.sources.logs.formats import Row
 from obsgap.sources.logs.intake import clean_bytes
 from obsgap.sources.logs.reader import (
@@ -105,7 +106,11 @@ def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask
 def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: PartWriter) -> None:
     lines = read_lines(files)
     parts: list[tuple[np.ndarray, dict[str, pa.Array]]] = []
-    if access_logs:
+    if access_logs and task.text_formats:
+        # the mesh has its own formats: the strict default shape proves nothing, every line goes to the parser
+        lines = _reject_incomplete(files, lines, task, out)
+        by_line = np.arange(len(lines.text))
+    elif access_logs:
         columns, ok_np = _envoy(lines.text)
         kept = _reject_incomplete(files, lines, task, out, ok_np)
         if len(kept.text) < len(lines.text):  # rare: a file went line by line; read the others again without it
@@ -113,7 +118,7 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
             columns, ok_np = _envoy(lines.text)
         if ok_np.any():
             parts.append((np.flatnonzero(ok_np), columns))
-            _count(files, lines.file_of[ok_np], "envoy-text")
+            _count(files, lines.file_of[ok_np], "envoy-text", access_format=DEFAULT_ACCESS_FORMAT)
         by_line = np.flatnonzero(~ok_np)
     else:
         lines = _reject_incomplete(files, lines, task, out)
@@ -217,9 +222,14 @@ def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table
     return [(rows, read(first, last, rows)) for first, last, rows in run]
 
 
-def _count(files: list[BatchFile], file_index: np.ndarray, fmt: str, nonrequest: bool = False) -> None:
+def _count(files: list[BatchFile], file_index: np.ndarray, fmt: str, nonrequest: bool = False,
+           access_format: str | None = None) -> None:
     """Lines of one format the columnar reader took, per file."""
     _add(files, file_index, "columnar", *(["nonrequest"] if nonrequest else []), fmt=fmt)
+    if access_format is not None:
+        for i, n in enumerate(np.bincount(file_index, minlength=len(files)).tolist()):
+            if n:
+                files[i].stats.access_formats[access_format] += n
 
 
 def _wrapper_ts(lines: pa.Array) -> pa.Array:

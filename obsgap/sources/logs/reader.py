@@ -24,6 +24,14 @@ import pyarrow.parquet as pq
 
 from obsgap.sources.logs import formats
 from obsgap.sources.logs.discover import attribution_from_path
+from obsgap.sources.logs.envoy_format import (
+    ISTIO_JSON,
+    AccessFormat,
+    JsonFormat,
+    TextFormat,
+    builtin_text_formats,
+    candidates,
+)
 from obsgap.sources.logs.formats import Row
 
 _PER_FILE = pa.dictionary(pa.int32(), pa.string())  # a few values per part, one per file: stored as codes
@@ -55,6 +63,8 @@ class FileStats:
     columnar: int = 0
     """lines read by the columnar reader (the rest went through this module's parser)"""
     formats: Counter[str] = field(default_factory=Counter)
+    access_formats: Counter[str] = field(default_factory=Counter)
+    """access-log lines per Envoy format name (istio-1.9+, istio-1.1, the mesh's own, ...)"""
     wrappers: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     unparsed_sample: str | None = None
@@ -74,6 +84,16 @@ class ReadTask:
     mapping: Mapping[str, str] | None = None
     columnar: bool = True
     """Read clean CRI files with the columnar reader (off: every line through this module's parser)."""
+    access_formats: tuple[AccessFormat, ...] = ()
+    """The mesh's own access-log formats (ConfigMap, Telemetry providers, --access-log-format), tried first."""
+
+    @property
+    def text_formats(self) -> tuple[TextFormat, ...]:
+        return candidates(self.access_formats)[0]
+
+    @property
+    def json_formats(self) -> tuple[JsonFormat, ...]:
+        return candidates(self.access_formats)[1]
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -147,17 +167,19 @@ def _messages(stream: IO[bytes], stats: FileStats,
         yield line, None, None
 
 
-def _parse(msg: str, wrapper: dict[str, Any] | None, mapping: Mapping[str, str] | None,
+def _parse(msg: str, wrapper: dict[str, Any] | None, task: ReadTask,
            stats: FileStats) -> tuple[formats.Row | None, tuple[str | None, str | None, str | None]]:
     attribution: tuple[str | None, str | None, str | None] = (None, None, None)
     if wrapper is not None and "kubernetes" in wrapper:
         attribution = formats.k8s_attribution(wrapper)
-    if msg.startswith("["):
-        row = formats.parse_envoy_text(msg)
-        if row is not None:
+    custom = task.text_formats
+    if msg.startswith("[") or (custom and not msg.startswith("{")):
+        found = formats.match_envoy_text(msg, (*custom, *builtin_text_formats()))
+        if found is not None:
             stats.formats["envoy-text"] += 1
-            return row, attribution
-    elif msg.startswith("{"):
+            stats.access_formats[found[1].name] += 1
+            return found[0], attribution
+    if msg.startswith("{"):
         try:
             obj = orjson.loads(msg)
         except orjson.JSONDecodeError:
@@ -165,11 +187,13 @@ def _parse(msg: str, wrapper: dict[str, Any] | None, mapping: Mapping[str, str] 
         if isinstance(obj, dict):
             if attribution == (None, None, None):
                 attribution = formats.k8s_attribution(obj)
-            row = formats.parse_envoy_json(obj)
-            if row is not None:
-                stats.formats["envoy-json"] += 1
-                return row, attribution
-            row = formats.parse_app_json(obj, mapping)
+            for fmt in (*task.json_formats, ISTIO_JSON):
+                row = formats.parse_envoy_json(obj, fmt)
+                if row is not None:
+                    stats.formats["envoy-json"] += 1
+                    stats.access_formats[fmt.name] += 1
+                    return row, attribution
+            row = formats.parse_app_json(obj, task.mapping)
             if row is not None:
                 stats.formats["app-json"] += 1
                 return row, attribution
@@ -260,7 +284,7 @@ def parse_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | No
                   task: ReadTask, base_attr: tuple[str | None, str | None, str | None]) -> Row | None:
     """The request row of one message (not yet windowed), or None; `_node` and `_own` carry the node's time
     and whether the line had its own."""
-    row, attr = _parse(msg, wrapper, task.mapping, stats)
+    row, attr = _parse(msg, wrapper, task, stats)
     if row is None:
         return None
     node = formats.parse_ts_ms(wrapper_ts)

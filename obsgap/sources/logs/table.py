@@ -19,6 +19,7 @@ import pandas as pd
 
 from obsgap.interrupts import worker_init
 from obsgap.sources.logs.discover import Discovered
+from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.ingest import run_task
 from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key
 
@@ -49,6 +50,8 @@ class LogStats:
     """requests timed by the node's clock because their file's own clock was off"""
     clock_skew: tuple[tuple[str, int, int], ...] = ()
     """(path, offset in ms of the file's own clock from the node's, requests retimed) beyond the tolerance"""
+    access_formats: tuple[tuple[str, str, int], ...] = ()
+    """(path, the Envoy format its access-log lines were read in, lines) per file with access logs"""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +66,22 @@ class LogStats:
             "clock_skew": [{"path": p, "offset_seconds": round(ms / 1000, 1), "retimed": n}
                            for p, ms, n in self.clock_skew],
             "clock_skew_by_folder": _by_folder(self.clock_skew),
+            "access_log_formats": _by_format(self.access_formats),
         }
+
+
+MAX_LISTED = 200
+
+
+def _by_format(per_file: tuple[tuple[str, str, int], ...]) -> dict[str, Any]:
+    """Per format: files and lines; per file, its format (the first MAX_LISTED files)."""
+    formats: dict[str, dict[str, int]] = {}
+    for _path, name, n in per_file:
+        entry = formats.setdefault(name, {"files": 0, "lines": 0})
+        entry["files"] += 1
+        entry["lines"] += n
+    return {"formats": formats, "files": [{"path": p, "format": f, "lines": n} for p, f, n in per_file[:MAX_LISTED]],
+            "files_total": len(per_file)}
 
 
 def _by_folder(skewed: tuple[tuple[str, int, int], ...]) -> list[dict[str, Any]]:
@@ -173,18 +191,21 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
         retimed=sum(s.retimed for s in all_stats),
         clock_skew=tuple(sorted(((s.path, s.clock_offset_ms, s.retimed) for s in all_stats
                                  if s.clock_offset_ms is not None), key=lambda x: -abs(x[1]))),
+        access_formats=tuple((s.path, s.access_formats.most_common(1)[0][0], sum(s.access_formats.values()))
+                             for s in all_stats if s.access_formats),
     )
 
 
 def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None = None, workers: int | None = None, columnar: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> LogTable:
+              progress: Callable[[int, int], None] | None = None,
+              access_formats: tuple[AccessFormat, ...] = ()) -> LogTable:
     """Read every file into Parquet parts in a fresh temporary folder. On any exit but success (an error, an
     interrupt) the workers are ended and the folder removed before the exception goes on."""
     root = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
     try:
         return LogTable(root, _summarise(_read_all(found, root, start_ms, end_ms, mapping, workers, columnar,
-                                                   progress), found.skipped))
+                                                   progress, access_formats), found.skipped))
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -192,10 +213,11 @@ def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
 
 def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None, workers: int | None, columnar: bool,
-              progress: Callable[[int, int], None] | None) -> list[FileStats]:
+              progress: Callable[[int, int], None] | None,
+              access_formats: tuple[AccessFormat, ...] = ()) -> list[FileStats]:
     workers = workers or os.cpu_count() or 1
     tasks = [ReadTask(tuple(batch), str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
-                      dict(mapping) if mapping else None, columnar)
+                      dict(mapping) if mapping else None, columnar, access_formats)
              for i, batch in enumerate(_batches(found.files, workers))]
     workers = min(workers, len(tasks))
     results: list[FileStats] = []
