@@ -139,6 +139,9 @@ def parse_log_fields(items: Sequence[str]) -> dict[str, str]:
         name, sep, key = item.partition("=")
         if not sep or name not in known or not key:
             raise InputError(f"--log-field {item!r}: use FIELD=KEY with FIELD one of {', '.join(sorted(known))}")
+        unit = key.rpartition(":")[2] if ":" in key else None
+        if name == "duration_ms" and unit is not None and unit not in ("ns", "us", "µs", "ms", "s", "m"):
+            raise InputError(f"--log-field {item!r}: the unit after ':' must be one of ns, us, ms, s, m")
         out[name] = key
     return out
 

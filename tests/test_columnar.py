@@ -247,7 +247,7 @@ def test_a_skewed_clock_is_measured_and_the_node_time_used(tmp_path: Path) -> No
     ahead = ENVOY.replace("[2026-11-25T04:01:26.687Z]", "[2026-11-25T06:01:26.687Z]")
     by_line = ahead.replace("[2026-11-25T06:01:26.687Z]", "[2026-11-25 06:01:26.687Z]")  # the per-line parser's
     _write(root, "istio-proxy", "0.log", _cri([ahead] * 47 + [by_line] * 3))
-    close = [{"ts": "2026-11-25T04:01:56.687Z", "method": "GET", "path": "/close"}] * 40
+    close = [{"ts": "2026-11-25T04:01:56.687Z", "method": "GET", "path": "/close", "status": 200}] * 40
     _write(root, "close", "0.log", _app_text(close))
     start = int(datetime(2026, 11, 25, 4, tzinfo=UTC).timestamp() * 1000)
     fast, slow, differing = read_both(root, (start, start + 3_600_000))

@@ -152,3 +152,29 @@ def test_k8s_attribution_fluent_bit_and_otel() -> None:
     dotted = {"resource.attributes.k8s.pod.name": "p", "msg": "x"}
     assert formats.k8s_attribution(dotted) == (None, "p", None)
     assert formats.k8s_attribution({"msg": "no attribution"}) == (None, None, None)
+
+
+APP_CASES = yaml.safe_load((Path(__file__).parent / "data" / "app_logs" / "schemas.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", APP_CASES, ids=[c["source"][:40] for c in APP_CASES])
+def test_application_lines_are_read_by_their_schema(case: dict) -> None:  # type: ignore[type-arg]
+    import orjson
+
+    obj = orjson.loads(case["line"])
+    schema = formats.app_schema(lambda k: formats.lookup(obj, k) is not None)
+    assert (schema.name if schema else None) == case["schema"], case["source"]
+    row = formats.parse_app_json(obj)
+    if case["expect"] is None:
+        assert row is None, case["source"]
+        return
+    assert row is not None, case["source"]
+    for key, want in case["expect"].items():
+        got = row.get(key)
+        assert got == (pytest.approx(want) if isinstance(want, float) else want), (key, got, case["source"])
+
+
+def test_a_mapping_says_the_unit() -> None:
+    obj = {"method": "GET", "path": "/x", "status": 200, "latency": 14743}
+    row = formats.parse_app_json(obj, {"duration_ms": "latency:ns"})
+    assert row is not None and row["duration_ms"] == pytest.approx(0.014743) and "_unknown_unit" not in row

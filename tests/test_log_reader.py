@@ -225,3 +225,24 @@ def test_a_format_that_cannot_work_is_an_error(bad: str, problem: str) -> None:
 
     with pytest.raises(InputError, match=problem):
         parse_access_log_formats([bad])
+
+
+def test_a_duration_without_a_unit_is_reported_not_guessed(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(json.dumps({"ts": "2026-11-24T10:00:00Z", "method": "GET", "path": f"/{i}",
+                                       "status": 200, "latency": 14743}) + "\n" for i in range(4)))
+    table = read_logs(discover([str(log)]), None, None, workers=1)
+    try:
+        stats = table.stats.as_dict()
+        assert stats["requests"] == 4
+        assert stats["duration_unit_unknown"] == [{"path": str(log), "key": "latency", "requests": 4}]
+        assert table.query("SELECT count(*) AS n FROM requests WHERE duration_ms IS NOT NULL")["n"][0] == 0
+    finally:
+        table.close()
+    mapped = read_logs(discover([str(log)]), None, None, workers=1, mapping={"duration_ms": "latency:ns"})
+    try:
+        assert mapped.stats.as_dict()["duration_unit_unknown"] == []
+        ms = mapped.query("SELECT max(duration_ms) AS d FROM requests")["d"][0]
+        assert abs(ms - 0.014743) < 1e-9
+    finally:
+        mapped.close()

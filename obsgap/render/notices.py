@@ -37,6 +37,10 @@ def input_notices(result: ScanResult) -> list[str]:
         out.append(f"{plural(un['unknown_pod_requests'], 'logged request')} come from "
                    f"{plural(un['unknown_pods_total'], 'pod')} the topology does not have ({listed}{more}): take the "
                    "snapshot while those pods run, or widen -n.")
+    logs = result.sources.logs
+    for u in (logs.get("duration_unit_unknown") or [])[:3]:
+        out.append(f"unit unknown for key {u['key']} in {u['path']} ({plural(u['requests'], 'request')}): their "
+                   f"durations are left out; say it with --log-field duration_ms={u['key']}:ns (or :us, :ms, :s).")
     return out
 
 

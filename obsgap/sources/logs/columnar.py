@@ -271,6 +271,16 @@ class _AppFields:
             out.append(_column(self.table, node))
         return out
 
+    def present(self, key: str) -> bool:
+        """Some line of the run has a scalar value at `key`."""
+        columns = self.candidates("_present", (key,))
+        return any(c.null_count < len(c) for c in columns)
+
+    def everywhere(self, key: str) -> bool:
+        """Every line of the run has a value at `key`."""
+        columns = self.candidates("_present", (key,))
+        return bool(columns) and all(c.null_count == 0 for c in columns)
+
     def first_present(self, name: str, convert: Callable[[pa.Array], pa.Array], type_: pa.DataType) -> pa.Array:
         """The first candidate holding a value, converted (a value that converts to nothing stays nothing)."""
         result = pa.nulls(self.table.num_rows, type_)
@@ -296,13 +306,25 @@ def _ts(column: pa.Array) -> pa.Array:
     raise NotExact(str(column.type))
 
 
-def _duration(fields: _AppFields) -> pa.Array:
-    keys: tuple[tuple[str, float], ...] = formats.DURATION_KEYS
-    if fields.mapping and "duration_ms" in fields.mapping:
-        keys = ((fields.mapping["duration_ms"], 1.0),)
+def _schema(fields: _AppFields) -> formats.AppSchema | None:
+    """formats.app_schema for a run of lines with the same keys. Raises NotExact where the per-line parser
+    could decide differently from line to line: a schema marker missing on some lines, a bare duration key
+    whose unit is unknown (the per-line parser reports it), or a schema that reads the URL as its own."""
+    def present(key: str) -> bool:
+        return fields.present(key)
+
+    schema = formats.app_schema(present)
+    if schema is not None and (schema.own_url or not all(fields.everywhere(k) for k in schema.markers)):
+        raise NotExact(f"schema {schema.name}")
+    if formats.unknown_unit_key(present, schema, fields.mapping):
+        raise NotExact("duration without a unit")
+    return schema
+
+
+def _duration(fields: _AppFields, schema: formats.AppSchema | None) -> pa.Array:
     result = pa.nulls(fields.table.num_rows, pa.float64())
-    for key, factor in reversed(keys):
-        for column in fields.candidates("duration_ms", (key,)):
+    for key, factor in reversed(formats.duration_keys(schema, fields.mapping)):
+        for column in fields.candidates("_duration", (key,)):
             if pa.types.is_boolean(column.type):
                 continue
             if column.type in _SCALAR_TEXT:
@@ -357,6 +379,7 @@ def read_app_json(text: pa.Buffer, rows: int) -> pa.Table:
 def app_columns(table: pa.Table, mapping: Mapping[str, str] | None) -> tuple[dict[str, pa.Array], pa.Array]:
     """Normalized columns of application JSON lines (read by read_app_json) and the mask of requests."""
     fields = _AppFields(table, mapping)
+    schema = _schema(fields)
     for key in ("method", "path", "url", "host", "status", "port", "ts"):
         for column in fields.candidates(key, formats.APP_KEYS[key]):
             if pa.types.is_boolean(column.type) or (pa.types.is_float64(column.type) and key != "ts"):
@@ -367,7 +390,7 @@ def app_columns(table: pa.Table, mapping: Mapping[str, str] | None) -> tuple[dic
     status = fields.first_present("status", lambda c: int32_values(_text(c)), pa.int32())
     port = fields.first_present("port", lambda c: int32_values(_text(c)), pa.int32())
     authority = fields.first_present("host", _text, pa.string())
-    request = pc.or_(pc.or_(pc.is_valid(method), pc.is_valid(path)), pc.or_(pc.is_valid(url), pc.is_valid(status)))
+    request = pc.or_(pc.or_(pc.is_valid(method), pc.is_valid(path)), pc.is_valid(url))
     absolute = pc.fill_null(pc.match_substring(url, "://"), False)
     direction = constant(len(url), "inbound")
     given_path = path
@@ -376,12 +399,14 @@ def app_columns(table: pa.Table, mapping: Mapping[str, str] | None) -> tuple[dic
         direction, authority, port, path = _absolute_urls(absolute, url, direction, authority, port, given_path, path)
     request = pc.and_(request, pc.or_(pc.or_(pc.is_valid(method), pc.is_valid(path)),
                                       pc.not_equal(direction, "inbound")))
+    duration = _duration(fields, schema)
+    request = pc.and_(request, pc.or_(pc.is_valid(status), pc.is_valid(duration)))  # a completed exchange
     n = table.num_rows
     columns = {
         "ts_ms": fields.first_present("ts", _ts, pa.int64()), "origin": constant(n, "app"),
         "direction": direction, "method": method, "path": path,
         "protocol": constant(n, "http"), "status": status,
-        "duration_ms": _duration(fields), "port": port, "authority": authority,
+        "duration_ms": duration, "port": port, "authority": authority,
     }
     return columns, request
 

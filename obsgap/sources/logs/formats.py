@@ -10,6 +10,7 @@ import contextlib
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -204,21 +205,95 @@ def _float(value: Any) -> float | None:
 # canonical field -> candidate keys (flat dotted key or nested path), in priority order
 APP_KEYS: dict[str, tuple[str, ...]] = {
     "ts": ("ts", "time", "timestamp", "@timestamp"),
-    "method": ("method", "http.method", "http.request.method", "request.method"),
-    "path": ("path", "url.path", "http.target", "uri", "request.path"),
+    "method": ("method", "http.method", "http.request.method", "request.method", "req.method"),
+    "path": ("path", "url.path", "http.target", "uri", "request.path", "request.uri", "req.url"),
     "url": ("url", "url.full", "http.url"),
-    "status": ("status", "status_code", "http.status_code", "http.response.status_code", "response.status"),
+    "status": ("status", "status_code", "http.status_code", "http.response.status_code", "response.status",
+               "res.statusCode"),
     "port": ("port", "server.port", "url.port"),
-    "host": ("host", "http.host", "server.address", "url.domain"),
+    "host": ("host", "http.host", "server.address", "url.domain", "request.host"),
 }
-# duration keys with their unit factor to milliseconds
+# Duration keys whose unit the key itself (or its specification) states, with the factor to milliseconds.
 DURATION_KEYS: tuple[tuple[str, float], ...] = (
-    ("duration_ms", 1.0), ("latency_ms", 1.0), ("elapsed_ms", 1.0), ("took_ms", 1.0),
-    ("response_time_ms", 1.0), ("event.duration", 1e-6), ("duration_s", 1000.0), ("latency_s", 1000.0),
-    ("request_time", 1000.0), ("duration", 1.0), ("latency", 1.0),
+    ("duration_ms", 1.0), ("latency_ms", 1.0), ("elapsed_ms", 1.0), ("took_ms", 1.0), ("response_time_ms", 1.0),
+    ("request_time_ms", 1.0), ("duration_us", 1e-3), ("latency_us", 1e-3), ("duration_ns", 1e-6),
+    ("latency_ns", 1e-6), ("duration_s", 1000.0), ("latency_s", 1000.0), ("duration_seconds", 1000.0),
+    ("latency_seconds", 1000.0),
+    ("event.duration", 1e-6),  # ECS: nanoseconds
+    ("http.server.request.duration", 1000.0), ("http.client.request.duration", 1000.0),  # OpenTelemetry: seconds
 )
+# Keys that name a duration but not its unit: only a known schema (below) or --log-field says which it is.
+BARE_DURATION_KEYS = ("duration", "latency", "elapsed", "took", "response_time", "request_time", "responseTime")
+
+
+@dataclass(frozen=True)
+class AppSchema:
+    """A framework's access-log shape: recognised by keys only it writes, so its bare duration keys have a unit."""
+
+    name: str
+    markers: tuple[str, ...]
+    """Every one of these keys is present (flat or nested)."""
+    durations: tuple[tuple[str, float], ...]
+    own_url: bool = False
+    """Its absolute `url` is the line's own request (a server log), not a call it made."""
+    source: str = ""
+
+
+# Each from the framework's documentation or source (the example output its docs print).
+APP_SCHEMAS: tuple[AppSchema, ...] = (
+    AppSchema("echo", ("latency_human", "bytes_in", "bytes_out"), (("latency", 1e-6),),
+              source="labstack/echo middleware/logger.go: latency is time.Duration as int64 nanoseconds "
+                     "(docs example: latency 14743, latency_human 14.743µs)"),
+    AppSchema("caddy", ("resp_headers", "request.method"), (("duration", 1000.0),),
+              source="caddyserver/caddy modules/caddyhttp/server.go: duration in seconds (float)"),
+    AppSchema("pino-http", ("responseTime", "req.method"), (("responseTime", 1.0),),
+              source="pinojs/pino-http README: responseTime in milliseconds"),
+    AppSchema("nginx-json", ("remote_addr", "body_bytes_sent"), (("request_time", 1000.0),),
+              source="nginx $request_time: seconds with millisecond resolution"),
+    AppSchema("zap", ("caller", "msg", "ts"), (("latency", 1000.0), ("duration", 1000.0), ("elapsed", 1000.0)),
+              source="uber-go/zap NewProductionEncoderConfig: EncodeDuration = SecondsDurationEncoder (float "
+                     "seconds; the string encoder writes its unit, which is read as written)"),
+    AppSchema("ecs", ("ecs.version", "url.full", "url.path"), (), own_url=True,
+              source="Elastic Common Schema: url.full and url.path of the request a server handled"),
+)
+_ALWAYS_DURATION = DURATION_KEYS
+
+
+def app_schema(present: Any) -> AppSchema | None:
+    """The first schema whose markers are all present; `present(key)` says whether a line (or a run of lines
+    with the same keys) has the key."""
+    for schema in APP_SCHEMAS:
+        if all(present(k) for k in schema.markers):
+            return schema
+    return None
+
+
+def duration_keys(schema: AppSchema | None, mapping: Mapping[str, str] | None) -> tuple[tuple[str, float], ...]:
+    """The keys a line's duration is read from, in order, with their factor to milliseconds."""
+    if mapping and "duration_ms" in mapping:
+        return (mapped_duration(mapping["duration_ms"]),)
+    return DURATION_KEYS + (schema.durations if schema else ())
+
+
+def mapped_duration(spec: str) -> tuple[str, float]:
+    """`--log-field duration_ms=KEY[:UNIT]` -> (KEY, factor to ms); without a unit the key holds milliseconds."""
+    key, sep, unit = spec.rpartition(":")
+    if sep and unit in _UNIT_MS and unit is not None:
+        return key, _UNIT_MS[unit]
+    return spec, 1.0
+
+
+def unknown_unit_key(present: Any, schema: AppSchema | None, mapping: Mapping[str, str] | None) -> str | None:
+    """A bare duration key (no unit in its name) that no schema or mapping explains, if the line has one."""
+    if mapping and "duration_ms" in mapping:
+        return None
+    explained = {k for k, _ in schema.durations} if schema else set()
+    return next((k for k in BARE_DURATION_KEYS if k not in explained and present(k)), None)
+
+
 _UNIT = re.compile(r"^\s*([0-9.]+)\s*(ns|us|µs|ms|s|m)?\s*$")
-_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0, None: 1.0}
+_UNIT_MS: dict[str | None, float] = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0,
+                                     None: 1.0}
 K8S_KEYS = {
     "namespace": ("kubernetes.namespace_name", "k8s.namespace.name", "resource.k8s.namespace.name",
                   "resource.attributes.k8s.namespace.name"),
@@ -269,7 +344,8 @@ def _heads(obj: Mapping[str, Any]) -> set[str]:
     return {k.partition(".")[0] for k in obj}
 
 
-_KNOWN_KEYS = frozenset(k for keys in APP_KEYS.values() for k in keys) | frozenset(k for k, _ in DURATION_KEYS)
+_KNOWN_KEYS = (frozenset(k for keys in APP_KEYS.values() for k in keys) | frozenset(k for k, _ in DURATION_KEYS)
+               | frozenset(BARE_DURATION_KEYS) | frozenset(k for s in APP_SCHEMAS for k in s.markers))
 _KNOWN_PREFIXES = frozenset(".".join(k.split(".")[:i]) for k in _KNOWN_KEYS for i in range(1, k.count(".") + 1))
 
 
@@ -348,7 +424,10 @@ def url_request(url: str | None, path: str | None, port: int | None,
 
 
 def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> Row | None:
-    """An application request line; None when the object carries no request fields."""
+    """An application request line: one that records a completed HTTP exchange (a method, path or URL, and a
+    status or duration); None otherwise. Durations are read only where their unit is known (the key, the
+    framework's schema, or --log-field); a bare `latency`/`duration` otherwise is left out and named in the
+    row's `_unknown_unit` for the reader to report."""
 
     known = _flatten_known(obj) if type(obj) is dict else {}
 
@@ -362,24 +441,44 @@ def parse_app_json(obj: Mapping[str, Any], mapping: Mapping[str, str] | None = N
                 return value
         return None
 
+    def present(key: str) -> bool:
+        return known.get(key) is not None
+
     method = _s(field_value("method"))
     path = _s(field_value("path"))
     url = _s(field_value("url"))
     status = int32_or_none(field_value("status"))
-    if method is None and path is None and url is None and status is None:
+    if method is None and path is None and url is None:
         return None
-    if mapping and "duration_ms" in mapping:
-        duration = _duration_ms(obj, ((mapping["duration_ms"], 1.0),))
-    else:
-        duration = _duration_ms(known, DURATION_KEYS)
+    schema = app_schema(present)
+    source = obj if mapping and "duration_ms" in mapping else known
+    duration = _duration_ms(source, duration_keys(schema, mapping))
+    if status is None and duration is None:
+        return None  # no outcome: a log line that mentions a URL, not a request
     port = int32_or_none(field_value("port"))
     authority = _s(field_value("host"))
-    direction, authority, port, path = url_request(url, path, port, authority)
+    if schema is not None and schema.own_url and path is not None:
+        direction, authority = "inbound", authority or _url_authority(url)
+    else:
+        direction, authority, port, path = url_request(url, path, port, authority)
     if method is None and path is None and direction == "inbound":
         return None  # a bare "status" key in an unrelated log line is not a request
-    return {
+    row = {
         "ts_ms": parse_ts_ms(field_value("ts")), "origin": "app", "direction": direction,
         "method": method, "path": path, "protocol": "http", "status": status,
         "duration_ms": duration, "port": port, "authority": authority, "upstream_cluster": None,
         "upstream_host": None, "downstream_local": None, "downstream_remote": None, "response_flags": None,
     }
+    if duration is None:
+        unknown = unknown_unit_key(present, schema, mapping)
+        if unknown:
+            row["_unknown_unit"] = unknown
+    return row
+
+
+def _url_authority(url: str | None) -> str | None:
+    if not url or "://" not in url:
+        return None
+    with contextlib.suppress(ValueError):
+        return urlsplit(url).netloc.rpartition("@")[2] or None
+    return None

@@ -65,6 +65,8 @@ class FileStats:
     formats: Counter[str] = field(default_factory=Counter)
     access_formats: Counter[str] = field(default_factory=Counter)
     """access-log lines per Envoy format name (istio-1.9+, istio-1.1, the mesh's own, ...)"""
+    unknown_units: Counter[str] = field(default_factory=Counter)
+    """application requests whose duration key has no known unit, per key (their duration is left out)"""
     wrappers: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     unparsed_sample: str | None = None
@@ -287,6 +289,9 @@ def parse_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | No
     row, attr = _parse(msg, wrapper, task, stats)
     if row is None:
         return None
+    unknown = row.pop("_unknown_unit", None)
+    if unknown:
+        stats.unknown_units[unknown] += 1
     node = formats.parse_ts_ms(wrapper_ts)
     row["_own"] = row["ts_ms"] is not None
     row["_node"] = node

@@ -52,6 +52,8 @@ class LogStats:
     """(path, offset in ms of the file's own clock from the node's, requests retimed) beyond the tolerance"""
     access_formats: tuple[tuple[str, str, int], ...] = ()
     """(path, the Envoy format its access-log lines were read in, lines) per file with access logs"""
+    unknown_units: tuple[tuple[str, str, int], ...] = ()
+    """(path, key, requests) where a duration key has no known unit: those durations are left out"""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class LogStats:
                            for p, ms, n in self.clock_skew],
             "clock_skew_by_folder": _by_folder(self.clock_skew),
             "access_log_formats": _by_format(self.access_formats),
+            "duration_unit_unknown": [{"path": p, "key": k, "requests": n} for p, k, n in self.unknown_units[:50]],
         }
 
 
@@ -193,6 +196,7 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
                                  if s.clock_offset_ms is not None), key=lambda x: -abs(x[1]))),
         access_formats=tuple((s.path, s.access_formats.most_common(1)[0][0], sum(s.access_formats.values()))
                              for s in all_stats if s.access_formats),
+        unknown_units=tuple((s.path, k, n) for s in all_stats for k, n in s.unknown_units.most_common()),
     )
 
 
