@@ -34,6 +34,7 @@ from obsgap.outdir import claim_output
 from obsgap.render.notices import notices
 from obsgap.render.write import write_outputs
 from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.logs.discover import parse_log_pod
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.sources.queries import namespace_matcher
 
@@ -115,6 +116,8 @@ def main() -> None:
 @_opt("--in-cluster", is_flag=True, help="Use the pod's service account (when run as a CronJob).")
 @_opt("--logs", multiple=True, help="Log file, folder (recursive) or glob; plain or .gz.")
 @_opt("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
+@_opt("--log-pod", "log_pods", multiple=True,
+      help="FILE=NAMESPACE/POD[/CONTAINER]: the pod that wrote FILE (a path or glob); repeatable.")
 @_opt("--access-log-format", "access_log_formats", multiple=True,
       help="An Envoy access-log format the sidecars use (TEXT string, or JSON labels object); repeatable.")
 @_opt("--start", help="Window start (RFC 3339).")
@@ -220,6 +223,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
         access_log_formats=parse_access_log_formats(o["access_log_formats"]),
+        log_pods=tuple(parse_log_pod(p) for p in o["log_pods"]),
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
                                namespaces=tuple(o["namespaces"]), slo_latency_ms=parse_slos(o["slo_latency"])),
         only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]))

@@ -19,6 +19,7 @@ from obsgap.errors import InputError
 from obsgap.evidence import CheckSettings
 from obsgap.model import Severity, Window
 from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.logs.discover import LogPod
 from obsgap.sources.logs.envoy_format import AccessFormat, validate
 from obsgap.sources.prometheus import PrometheusOptions
 
@@ -177,6 +178,8 @@ class RunPlan:
     log_fields: Mapping[str, str] = field(default_factory=dict)
     access_log_formats: tuple[AccessFormat, ...] = ()
     """Envoy access-log formats given by the user, tried before the mesh's and Istio's defaults."""
+    log_pods: tuple[LogPod, ...] = ()
+    """--log-pod: which pod wrote the files whose path does not say."""
     fail_on: str = "critical"
     settings: CheckSettings = field(default_factory=CheckSettings)
     only_checks: tuple[str, ...] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -22,9 +23,9 @@ from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import load_live
 from obsgap.sources.kube.snapshot import load_snapshot
-from obsgap.sources.logs.discover import discover
+from obsgap.sources.logs.discover import discover, file_attributions
 from obsgap.sources.logs.summary import summarize, time_step_ms
-from obsgap.sources.logs.table import read_logs
+from obsgap.sources.logs.table import Attributions, read_logs
 from obsgap.sources.prometheus import PrometheusSource
 from obsgap.text import plural
 from obsgap.topology import TopologyIndex
@@ -194,7 +195,11 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
     start_ms = int(plan.window.start.timestamp() * 1000)
     end_ms = int(plan.window.end.timestamp() * 1000)
     formats = tuple(dict.fromkeys((*plan.access_log_formats, *index.topo.access_log_formats)))
-    table = read_logs(found, start_ms, end_ms, plan.log_fields or None, access_formats=formats)
+    names = Counter(p.name for p in (*index.topo.pods, *index.topo.context_pods))
+    unique = {p.name: p.namespace for p in (*index.topo.pods, *index.topo.context_pods) if names[p.name] == 1}
+    attribution = Attributions(file_attributions(found.files, plan.log_pods, unique), unique)
+    table = read_logs(found, start_ms, end_ms, plan.log_fields or None, access_formats=formats,
+                      attribution=attribution)
     try:
         evidence = summarize(table, index, start_ms, end_ms)
     finally:

@@ -97,6 +97,12 @@ def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None
     (["--logs", "/nonexistent/dir"], "no such file"),
     (["-n", "Bad_NS", "--prometheus-url", "http://127.0.0.1:1"], "not a valid Kubernetes namespace"),
     (["--check", "nope"], "unknown check"),
+    (["--kube-snapshot", str(Path(__file__).parent / "data/istio/bookinfo/bookinfo.yaml"), "--log-pod", "x.log"],
+     "use FILE=NAMESPACE/POD[/CONTAINER]"),
+    (["--kube-snapshot", str(Path(__file__).parent / "data/istio/bookinfo/bookinfo.yaml"),
+      "--access-log-format", "plain words"], "has no %OPERATOR%"),
+    (["--kube-snapshot", str(Path(__file__).parent / "data/istio/bookinfo/bookinfo.yaml"),
+      "--log-field", "duration_ms=latency:weeks"], "the unit after ':'"),
 ])
 def test_bad_usage_exits_2_with_a_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     res = CliRunner().invoke(main, ["report", "--out", str(tmp_path), *args])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -16,6 +17,9 @@ _PODS_DIR = re.compile(r"^(?P<ns>[a-z0-9-]+)_(?P<pod>[a-z0-9.-]+)_(?P<uid>[0-9a-
 # /var/log/containers/<pod>_<namespace>_<container>-<64 hex id>.log
 _CONTAINERS_FILE = re.compile(
     r"^(?P<pod>[a-z0-9.-]+)_(?P<ns>[a-z0-9-]+)_(?P<container>[a-z0-9-]+)-(?P<id>[0-9a-f]{64})\.log")
+
+
+_DNS = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -110,3 +114,43 @@ def discover(args: list[str]) -> Discovered:
         else:
             raise InputError(f"--logs {arg}: no such file or directory")
     return Discovered(tuple(files), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class LogPod:
+    """`--log-pod PATTERN=NAMESPACE/POD[/CONTAINER]`: files matching PATTERN (a path or glob) came from that pod."""
+
+    pattern: str
+    namespace: str
+    pod: str
+    container: str | None = None
+
+    def matches(self, path: str) -> bool:
+        return fnmatch.fnmatchcase(path, self.pattern) or fnmatch.fnmatchcase(os.path.basename(path), self.pattern)
+
+
+def parse_log_pod(item: str) -> LogPod:
+    pattern, sep, target = item.rpartition("=")
+    parts = target.split("/")
+    if not sep or not pattern or len(parts) not in (2, 3) or not all(_DNS.match(p) for p in parts[:2]):
+        raise InputError(f"--log-pod {item!r}: use FILE=NAMESPACE/POD[/CONTAINER] (FILE may be a glob)")
+    return LogPod(pattern, parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def file_attributions(files: tuple[Path, ...], log_pods: tuple[LogPod, ...],
+                      pods: dict[str, str]) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """For files kubelet's layout does not name: the first --log-pod that matches, else a file named after a pod
+    of the topology (`kubectl logs POD > POD.log`; `pods` maps unique pod names to their namespace)."""
+    out: dict[str, tuple[str | None, str | None, str | None]] = {}
+    for f in files:
+        if attribution_from_path(f) is not None:
+            continue
+        path = str(f)
+        given = next((lp for lp in log_pods if lp.matches(path)), None)
+        if given is not None:
+            out[path] = (given.namespace, given.pod, given.container)
+            continue
+        stem = f.name.split(".log")[0]
+        if stem in pods:
+            out[path] = (pods[stem], stem, None)
+    return out

@@ -90,7 +90,7 @@ def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask
         f = files[i]
         data = f.data if not f.joined else None  # joined lines: from the file again, so it is read as it is
         flush_partial(partial := Partial(), read_file(f.path, task, out, partial, f.stats, data), task, out,
-                      base_attribution(f.path))
+                      base_attribution(f.path, task))
         finish_file(f.stats, task, out)
     if rejected:
         lines = lines.without(~np.isin(lines.file_of, list(rejected)))
@@ -310,7 +310,7 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[Batc
     if outside_np.any():
         table = table.filter(pc.invert(outside))
         index = index[~outside_np]
-    attrs = [base_attribution(f.path) for f in files]
+    attrs = [base_attribution(f.path, task) for f in files]
     per_file: dict[str, list[str | None]] = {
         "namespace": [a[0] for a in attrs], "pod": [a[1] for a in attrs], "container": [a[2] for a in attrs],
         "file": [f.stats.path for f in files]}
@@ -349,7 +349,7 @@ def _parse_line_by_line(rows: np.ndarray, files: list[BatchFile], lines: BatchLi
     for i, at, line in zip(lines.file_of[rows].tolist(), rows.tolist(), lines.text.take(pa.array(rows)).to_pylist(),
                            strict=True):
         ts, _, _, msg = line.split(" ", 3)  # a complete CRI line
-        attr = attrs.get(i) or attrs.setdefault(i, base_attribution(files[i].path))
+        attr = attrs.get(i) or attrs.setdefault(i, base_attribution(files[i].path, task))
         row = parse_message(msg.removesuffix("\n"), ts, None, files[i].stats, task, attr)
         if row is not None:
             parsed.append((i, at, row))
@@ -371,7 +371,7 @@ def run_task(task: ReadTask) -> list[FileStats]:
                 attribution_from_path(path) is not None
             if taken is None:
                 if not same_container:  # else the open message continues in the next file, and counts there
-                    flush_partial(partial, stats, task, writer, base_attribution(path))
+                    flush_partial(partial, stats, task, writer, base_attribution(path, task))
                 finish_file(stats, task, writer)
         if batch is not None:
             batch.flush()

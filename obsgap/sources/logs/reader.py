@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import statistics
 import zlib
 from collections import Counter
@@ -88,6 +89,10 @@ class ReadTask:
     """Read clean CRI files with the columnar reader (off: every line through this module's parser)."""
     access_formats: tuple[AccessFormat, ...] = ()
     """The mesh's own access-log formats (ConfigMap, Telemetry providers, --access-log-format), tried first."""
+    file_pods: Mapping[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
+    """path -> (namespace, pod, container) for files whose path does not say (--log-pod, a file named after a pod)."""
+    pod_namespaces: Mapping[str, str] = field(default_factory=dict)
+    """pod name -> namespace, for lines that name only their pod (kubectl --prefix, stern); unique names only."""
 
     @property
     def text_formats(self) -> tuple[TextFormat, ...]:
@@ -131,7 +136,7 @@ class Partial:
 
 
 def _messages(stream: IO[bytes], stats: FileStats,
-              partial: Partial) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+              partial: Partial) -> Iterator[tuple[str, Any, dict[str, Any] | None]]:
     """Yield (message, wrapper timestamp, wrapper object) with CRI partial lines joined; an open partial
     message at the end of the stream stays in `partial` for the next file of the same container."""
     for raw in stream:
@@ -157,16 +162,61 @@ def _messages(stream: IO[bytes], stats: FileStats,
                 msg, ts = joined, first_ts or ts
             yield msg, ts, None
             continue
-        if line.startswith('{"log":') or line.startswith('{"log" :'):
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                obj = None
-            if isinstance(obj, dict) and isinstance(obj.get("log"), str):
-                stats.wrappers["fluent-bit" if "kubernetes" in obj else "docker-json"] += 1
-                yield obj["log"].rstrip("\n"), obj.get("time"), obj
-                continue
+        wrapped = unwrap(line)
+        if wrapped is not None:
+            name, inner, stamp, wrapper = wrapped
+            stats.wrappers[name] += 1
+            yield inner, stamp, wrapper
+            continue
         yield line, None, None
+
+
+# `kubectl logs --prefix`: [pod/NAME/CONTAINER] message
+_KUBECTL_PREFIX = re.compile(r"^\[pod/(?P<pod>[a-z0-9][a-z0-9.-]*)/(?P<container>[a-z0-9][a-z0-9-]*)\] (?P<msg>.*)$")
+# stern: POD CONTAINER message (no colours), the message an access log or JSON
+_STERN = re.compile(r"^(?P<pod>[a-z0-9][a-z0-9.-]*-[a-z0-9]+) (?P<container>[a-z0-9][a-z0-9-]*) (?P<msg>[\[{].*)$")
+# `kubectl logs --timestamps`: RFC3339Nano then the message
+_KUBECTL_TS = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (?P<msg>.*)$")
+_WRAPPER_KEYS = ("stream", "time", "date", "kubernetes")
+
+
+def unwrap(line: str) -> tuple[str, str, Any, dict[str, Any] | None] | None:
+    """(wrapper name, message, the wrapper's timestamp, the wrapper object) of a line some shipper or tool
+    wrapped around a log message, or None for a bare message. CRI is handled by the caller."""
+    if line.startswith("{") and ('"log"' in line or '"kubernetes"' in line):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            inner = obj.get("log")
+            if not isinstance(inner, str) and "kubernetes" in obj and isinstance(obj.get("message"), str) \
+                    and obj["message"].lstrip().startswith(("[", "{")):
+                inner = obj["message"]  # Fluent Bit / Vector pipelines that renamed `log`
+            if isinstance(inner, str) and any(k in obj for k in _WRAPPER_KEYS):
+                name = "fluent-bit" if "kubernetes" in obj else "docker-json"
+                ts = obj.get("time") if obj.get("time") is not None else obj.get("date")
+                return name, inner.rstrip("\n"), ts, obj  # Fluent Bit's `date` is epoch seconds
+        return None
+    if line.startswith("[pod/"):
+        m = _KUBECTL_PREFIX.match(line)
+        if m:
+            inner = m["msg"]
+            stamped = _KUBECTL_TS.match(inner)  # --prefix --timestamps
+            ts = stamped["ts"] if stamped else None
+            return ("kubectl-prefix", stamped["msg"] if stamped else inner, ts,
+                    {"kubernetes": {"pod_name": m["pod"], "container_name": m["container"]}})
+    if line[:1].isdigit():
+        m = _KUBECTL_TS.match(line)
+        # only when what follows is a message of its own (an access log, JSON, or a line that starts with its own
+        # time): a format beginning with an unbracketed %START_TIME% is not a kubectl prefix
+        if m and m["msg"][:1] in ("[", "{") or (m and m["msg"][:1].isdigit() and _KUBECTL_TS.match(m["msg"])):
+            return "kubectl-timestamps", m["msg"], m["ts"], None
+    if line[:1].isalnum():
+        m = _STERN.match(line)
+        if m:
+            return "stern", m["msg"], None, {"kubernetes": {"pod_name": m["pod"], "container_name": m["container"]}}
+    return None
 
 
 def _parse(msg: str, wrapper: dict[str, Any] | None, task: ReadTask,
@@ -297,8 +347,8 @@ def parse_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | No
     row["_node"] = node
     if row["ts_ms"] is None:
         row["ts_ms"] = node
-    row["namespace"] = attr[0] or base_attr[0]
     row["pod"] = attr[1] or base_attr[1]
+    row["namespace"] = attr[0] or base_attr[0] or (task.pod_namespaces.get(row["pod"]) if row["pod"] else None)
     row["container"] = attr[2] or base_attr[2]
     row["file"] = stats.path
     return row
@@ -336,9 +386,12 @@ def finish_file(stats: FileStats, task: ReadTask, out: PartWriter) -> None:
     stats.clock = None
 
 
-def base_attribution(path: Path) -> tuple[str | None, str | None, str | None]:
+def base_attribution(path: Path, task: ReadTask | None = None) -> tuple[str | None, str | None, str | None]:
+    """Who wrote a file: kubelet's path layout, else what the run was told (--log-pod, the file's name)."""
     where = attribution_from_path(path)
-    return (where.namespace, where.pod, where.container) if where else (None, None, None)
+    if where:
+        return where.namespace, where.pod, where.container
+    return task.file_pods.get(str(path), (None, None, None)) if task is not None else (None, None, None)
 
 
 def read_file(path: Path, task: ReadTask, out: PartWriter, partial: Partial | None = None,
@@ -348,7 +401,7 @@ def read_file(path: Path, task: ReadTask, out: PartWriter, partial: Partial | No
     stats = stats or FileStats(str(path))
     own = partial is None
     partial = Partial() if partial is None else partial
-    base_attr = base_attribution(path)
+    base_attr = base_attribution(path, task)
     try:
         with (io.BytesIO(data) if data is not None else _open(path)) as stream:
             for msg, wrapper_ts, wrapper in _messages(stream, stats, partial):

@@ -97,6 +97,14 @@ def _by_folder(skewed: tuple[tuple[str, int, int], ...]) -> list[dict[str, Any]]
             for folder, entries in sorted(folders.items(), key=lambda kv: -sum(n for _, n in kv[1]))]
 
 
+@dataclass(frozen=True)
+class Attributions:
+    """Who wrote the files whose path does not say, and the namespace of pods named without one."""
+
+    files: Mapping[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
+    pod_namespaces: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class LogTable:
     """The normalized request table (Parquet parts in `root`) plus how every line was accounted for."""
@@ -203,13 +211,15 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
 def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None = None, workers: int | None = None, columnar: bool = True,
               progress: Callable[[int, int], None] | None = None,
-              access_formats: tuple[AccessFormat, ...] = ()) -> LogTable:
+              access_formats: tuple[AccessFormat, ...] = (),
+              attribution: Attributions | None = None) -> LogTable:
     """Read every file into Parquet parts in a fresh temporary folder. On any exit but success (an error, an
     interrupt) the workers are ended and the folder removed before the exception goes on."""
     root = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
     try:
         return LogTable(root, _summarise(_read_all(found, root, start_ms, end_ms, mapping, workers, columnar,
-                                                   progress, access_formats), found.skipped))
+                                                   progress, access_formats, attribution or Attributions()),
+                                         found.skipped))
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -218,10 +228,11 @@ def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
 def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None, workers: int | None, columnar: bool,
               progress: Callable[[int, int], None] | None,
-              access_formats: tuple[AccessFormat, ...] = ()) -> list[FileStats]:
+              access_formats: tuple[AccessFormat, ...], attribution: Attributions) -> list[FileStats]:
     workers = workers or os.cpu_count() or 1
     tasks = [ReadTask(tuple(batch), str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
-                      dict(mapping) if mapping else None, columnar, access_formats)
+                      dict(mapping) if mapping else None, columnar, access_formats,
+                      {f: attribution.files[f] for f in batch if f in attribution.files}, attribution.pod_namespaces)
              for i, batch in enumerate(_batches(found.files, workers))]
     workers = min(workers, len(tasks))
     results: list[FileStats] = []
