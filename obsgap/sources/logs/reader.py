@@ -210,7 +210,7 @@ def unwrap(line: str) -> tuple[str, str, Any, dict[str, Any] | None] | None:
         m = _KUBECTL_TS.match(line)
         # only when what follows is a message of its own (an access log, JSON, or a line that starts with its own
         # time): a format beginning with an unbracketed %START_TIME% is not a kubectl prefix
-        if m and m["msg"][:1] in ("[", "{") or (m and m["msg"][:1].isdigit() and _KUBECTL_TS.match(m["msg"])):
+        if (m and m["msg"][:1] in ("[", "{")) or (m and m["msg"][:1].isdigit() and _KUBECTL_TS.match(m["msg"])):
             return "kubectl-timestamps", m["msg"], m["ts"], None
     if line[:1].isalnum():
         m = _STERN.match(line)
