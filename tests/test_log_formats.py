@@ -178,3 +178,21 @@ def test_a_mapping_says_the_unit() -> None:
     obj = {"method": "GET", "path": "/x", "status": 200, "latency": 14743}
     row = formats.parse_app_json(obj, {"duration_ms": "latency:ns"})
     assert row is not None and row["duration_ms"] == pytest.approx(0.014743) and "_unknown_unit" not in row
+
+
+def test_a_mesh_json_format_with_epoch_start_times() -> None:
+    """neonKUBE's Envoy JSON labels (github.com/nforgeio/neonKUBE/issues/873): %START_TIME(%s.%6f)% is epoch
+    seconds, %REQ(:Host)% the authority; other keys are opaque."""
+    from obsgap.sources.logs.envoy_format import compile_json
+
+    fmt = compile_json({"authority": "%REQ(:AUTHORITY)%", "mode": "%PROTOCOL%", "duration": "%DURATION%",
+                        "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%", "route_name": "%ROUTE_NAME%",
+                        "response_code": "%RESPONSE_CODE%", "start_time": "%START_TIME(%s.%6f)%",
+                        "method": "%REQ(:METHOD)%", "host": "%REQ(:Host)%", "upstream_cluster": "%UPSTREAM_CLUSTER%"},
+                       "neonkube")
+    row = formats.parse_envoy_json({"authority": "shop:80", "mode": "HTTP/2", "duration": "12",
+                                    "downstream_local_address": "10.1.0.7:8080", "route_name": "default",
+                                    "response_code": "503", "start_time": "1606339578.409123", "method": "GET",
+                                    "host": "shop:80", "upstream_cluster": "inbound|8080||"}, fmt)
+    assert row is not None and row["ts_ms"] == 1606339578409 and row["status"] == 503
+    assert (row["protocol"], row["port"], row["direction"], row["duration_ms"]) == ("HTTP/2", 8080, "inbound", 12.0)

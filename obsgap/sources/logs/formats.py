@@ -30,6 +30,7 @@ ENVOY_TEXT = re.compile(
     r'"(?P<uhost>[^"]*)" (?P<cluster>\S+) (?P<ulocal>\S+) (?P<dlocal>\S+) (?P<dremote>\S+) (?P<sni>\S+) '
     r"(?P<route>\S*)[ \t\r\n]*$"
 )
+_EPOCH = re.compile(r"^\d{9,11}(?:\.\d+)?$")
 _CLUSTER_PIPE = re.compile(r"^(inbound|outbound)\|(\d*)\|([^|]*)\|(.*)$")
 _CLUSTER_ALT = re.compile(r"^(inbound|outbound)_\.(\d*)_\.([^_]*)_\.(.*)$")
 
@@ -125,8 +126,11 @@ def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
     dlocal, uhost = _dash(_s(fields.get("downstream_local"))), _dash(_s(fields.get("upstream_host")))
     direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
     protocol = _dash(_s(fields.get("protocol")))
+    start = fields.get("start")
+    if isinstance(start, str) and _EPOCH.match(start):  # %START_TIME(%s.%3f)% and the like: epoch seconds
+        start = float(start)
     return {
-        "ts_ms": parse_ts_ms(fields.get("start")), "origin": "envoy", "direction": direction,
+        "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
         "method": _dash(_s(fields.get("method"))), "path": _dash(_s(fields.get("path"))),
         # a malformed request ("- - HTTP/1.1" 400 DPE) is still HTTP; only a line with no protocol is TCP
         "protocol": protocol or "tcp",
