@@ -34,6 +34,7 @@ bench: setup
 
 bench-logs: setup
 	$(PY) tests/bench.py
+	$(PY) tests/bench.py --layout large --lines 2850000 --files 44
 
 clean:
 	rm -rf $(VENV) reports/demo build *.egg-info

@@ -74,6 +74,25 @@ def generate(root: Path, lines: int, files: int) -> int:
     return total
 
 
+def generate_large(root: Path, lines: int, files: int) -> int:
+    """A few large plain files, as Docker's json-file driver and `kubectl logs POD > POD.log` write them: half
+    json-file records, half bare messages, alternating application JSON and Istio TEXT access logs."""
+    per_file = lines // files
+    root.mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        access = f % 2 == 1
+        docker = f % 4 < 2
+        name = f"catalog-7d9f8b6c5-p{f:04d}{'-istio-proxy' if access else ''}{'-json.log' if docker else '.log'}"
+        with (root / name).open("w") as out:
+            for i in range(per_file):
+                sec = i * 86400 // per_file
+                ts = f"2026-11-24T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000:03d}000000Z"
+                cri = ENVOY.format(ts=ts, ets=ts[:23] + "Z", i=i, d=i % 90) if access else _app(ts, i)
+                msg = cri.split(" F ", 1)[1]
+                out.write(json.dumps({"log": msg, "stream": "stdout", "time": ts}) + "\n" if docker else msg)
+    return per_file * files
+
+
 def floor(root: Path) -> tuple[float, int, int]:
     start = time.perf_counter()
     count = size = 0
@@ -209,6 +228,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--files", type=int, default=80)
+    ap.add_argument("--layout", choices=["kubelet", "large"], default="kubelet",
+                    help="kubelet: many small rotated CRI files; large: a few big plain files (json-file, kubectl)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scale", action="store_true")
     ap.add_argument("--services", type=int, default=2000)
@@ -222,7 +243,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="obsgap-bench-"))
     try:
         t = time.perf_counter()
-        n = generate(root, args.lines, args.files)
+        n = (generate_large(root, args.lines, args.files) if args.layout == "large"
+             else generate(root, args.lines, args.files))
         print(f"generated {n:,} lines in {time.perf_counter() - t:.1f}s under {root}")
         logs_vs_floor(root, args.workers)
         t = time.perf_counter()
@@ -232,7 +254,7 @@ def main() -> None:
         table.close()
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rss_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        assert table.stats.requests == n, (table.stats.requests, n)
+        assert table.stats.requests == n, (table.stats.requests, n)  # every line read as a request
         print(f"obsgap read_logs + DuckDB summaries: {total_s:.2f}s = {n / total_s / 1e6:.2f}M lines/s")
         print(f"peak RSS: main {rss_self:.0f} MiB, largest worker {rss_kids:.0f} MiB; "
               f"inbound rows {int(ev.inbound['requests'].sum()):,}")
