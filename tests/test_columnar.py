@@ -308,3 +308,41 @@ def test_cri_lines_the_columnar_reader_takes_split_as_the_parser_splits_them(tex
             raw = text.encode()
             assert split_cri(text) == (raw[:space].decode(), "F", raw[space + len(" stdout F "):].decode())
     assert complete[-1]
+
+
+def _docker(messages: list[str], newline: bool = True) -> str:
+    return "".join(json.dumps({"log": m + ("\n" if newline else ""), "stream": "stdout", "time": TS}) + "\n"
+                   for m in messages)
+
+
+def test_docker_json_files_take_the_columnar_path_with_the_same_rows(tmp_path: Path) -> None:
+    """Docker's json-file records are converted to CRI lines exactly as the per-line reader unwraps them."""
+    root = tmp_path / "logs"
+    apps = [json.dumps({"ts": TS, "method": "GET", "path": f"/é/{i}", "status": 200, "duration_ms": 3}) for i in
+            range(30)]
+    _write(root, "istio-proxy", "0.log", _docker(ENVOY_VARIANTS * 3))
+    _write(root, "app", "0.log", _docker(apps))
+    _write(root, "app-partial", "0.log", _docker(apps[:5], newline=False))  # records without their newline
+    _write(root, "app-extra", "0.log", _docker(apps[:5]).replace('"stream"', '"attrs": {}, "stream"'))  # not plain
+    fast, slow, differing = read_both(root)
+    assert differing == 0
+    columnar = fast.pop("columnar_lines")
+    assert columnar >= 35 + len(ENVOY_VARIANTS), columnar  # the plain records went columnar (edge cases need not)
+    assert fast == slow and fast["wrappers"] == {"docker-json": len(ENVOY_VARIANTS) * 3 + 40}
+
+
+def test_bare_files_take_the_columnar_path_with_the_same_rows(tmp_path: Path) -> None:
+    """`kubectl logs POD > POD.log`: bare messages, no node time; wrapped or blank lines keep a file per-line."""
+    root = tmp_path / "logs"
+    root.mkdir()
+    apps = [json.dumps({"ts": TS, "method": "GET", "path": f"/{i}", "status": 200, "duration_ms": 3}) for i in
+            range(30)]
+    (root / "web-0.log").write_text("\n".join(apps + ENVOY_VARIANTS) + "\n")
+    (root / "web-1.log").write_text("\n".join([*apps, "plain text", ""]) + "\n")  # a blank line: per-line
+    (root / "web-2.log").write_text("\n".join([*apps[:3], f"{TS} {ENVOY}"]) + "\n")  # kubectl --timestamps inside
+    (root / "web-3.log").write_text("\n".join(apps[:5]))  # no final newline
+    fast, slow, differing = read_both(root)
+    assert differing == 0
+    columnar = fast.pop("columnar_lines")
+    assert columnar >= 35 and fast == slow, (columnar, fast, slow)
+    assert "cri" not in fast["wrappers"] and fast["undated"] == slow["undated"]

@@ -20,6 +20,8 @@ class BatchFile:
     stats: FileStats
     joined: int = 0
     """CRI partial lines already joined into `data`"""
+    wrapper: str = "cri"
+    """How the lines came (cri, or docker-json whose records `data` holds as CRI lines)"""
 
 
 @dataclass

@@ -61,9 +61,9 @@ class ColumnarBatch:
         clean = clean_bytes(path)
         if clean is None:
             return None
-        data, joined = clean
+        data, joined, wrapper = clean
         stats = FileStats(str(path))
-        self.files[b" F [" in data[:data.find(b"\n")]].append(BatchFile(path, data, stats, joined))
+        self.files[b" F [" in data[:data.find(b"\n")]].append(BatchFile(path, data, stats, joined, wrapper))
         self.size += len(data)
         if self.size >= BATCH_BYTES:
             self.flush()
@@ -88,7 +88,8 @@ def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask
     rejected = set(np.unique(lines.file_of[incomplete]).tolist())
     for i in sorted(rejected):
         f = files[i]
-        data = f.data if not f.joined else None  # joined lines: from the file again, so it is read as it is
+        # joined or converted lines: from the file again, so it is read as it is
+        data = f.data if not f.joined and f.wrapper == "cri" else None
         flush_partial(partial := Partial(), read_file(f.path, task, out, partial, f.stats, data), task, out,
                       base_attribution(f.path, task))
         finish_file(f.stats, task, out)
@@ -98,7 +99,8 @@ def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask
         f = files[i]
         if n and i not in rejected:
             f.stats.lines += int(n) + f.joined
-            f.stats.wrappers["cri"] += int(n) + f.joined
+            if f.wrapper:  # bare lines have none
+                f.stats.wrappers[f.wrapper] += int(n) + f.joined
             f.stats.partial_joined += f.joined
     return lines
 

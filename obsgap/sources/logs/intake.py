@@ -6,16 +6,21 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
-from obsgap.sources.logs.reader import split_cri
+from obsgap.sources.logs.reader import split_cri, unwrap
 
 LARGEST_FILE = 256 * 1024 * 1024  # larger files are streamed line by line rather than held in memory
 
 
-def clean_bytes(path: Path) -> tuple[bytes, int] | None:
+def clean_bytes(path: Path) -> tuple[bytes, int, str] | None:
     """The file's bytes when the columnar reader may take it (it reads and gunzips whole, is UTF-8 without CR
-    line ends, and every CRI partial message in it is complete), with partial lines joined, and how many
-    partial lines were joined. None sends the file to the per-line reader (which reports what is wrong)."""
+    line ends, and every CRI partial message in it is complete), with partial lines joined, how many partial
+    lines were joined, and the wrapper the lines came in (`cri`, or `docker-json` converted to CRI lines exactly
+    as the per-line reader unwraps them). None sends the file to the per-line reader (which reports what is
+    wrong)."""
     try:
         if path.stat().st_size > LARGEST_FILE:
             return None
@@ -32,9 +37,64 @@ def clean_bytes(path: Path) -> tuple[bytes, int] | None:
             return None
     if data and not data.endswith(b"\n"):
         data += b"\n"
+    wrapper = "cri"
+    if data.startswith(b'{"log":'):
+        converted = docker_to_cri(data)
+        if converted is None:
+            return None
+        data, wrapper = converted, "docker-json"
+    elif data and not any(marker in data for marker in _CRI_MARKERS):
+        bare = bare_to_cri(data)
+        if bare is None:
+            return None
+        data, wrapper = bare, ""
     if _may_hold_partial_lines(data) and (b" stdout P " in data or b" stderr P " in data):
-        return join_partials(data)
-    return data, 0
+        joined = join_partials(data)
+        return None if joined is None else (*joined, wrapper)
+    return data, 0, wrapper
+
+
+_DOCKER_KEYS = {"log", "stream", "time"}
+_CRI_MARKERS = (b" stdout F ", b" stderr F ", b" stdout P ", b" stderr P ")
+# A CRI prefix with no time: the columnar reader's time kernels read it as null, as the per-line reader has no
+# node time for a bare line (kubectl logs > file). 30 characters, as a CRI prefix has at least.
+NO_NODE_TIME = b"0000-00-00T00:00:00Z stdout F "
+
+
+def bare_to_cri(data: bytes) -> bytes | None:
+    """Bare messages (`kubectl logs POD > POD.log`) as CRI lines without a node time, so the columnar reader can
+    take them; None when some line is wrapped (kubectl --prefix or --timestamps, stern, Fluent Bit), blank or
+    would need the per-line reader's unwrapping."""
+    if data.startswith(b"\n") or b"\n\n" in data:
+        return None
+    text = data.decode("utf-8")
+    if any(unwrap(line) is not None for line in text.split("\n")[:-1]):
+        return None
+    return NO_NODE_TIME + data[:-1].replace(b"\n", b"\n" + NO_NODE_TIME) + b"\n"
+
+
+def docker_to_cri(data: bytes) -> bytes | None:
+    """Docker json-file records (`{"log": "...\\n", "stream": "stdout", "time": "..."}`) as the CRI lines
+    `<time> <stream> F <log without its trailing newlines>`: each record one message, as the per-line reader
+    reads it. None (the per-line reader then) for anything that would not convert to the very same messages:
+    other keys, nulls, non-string values, blank lines, a newline or CR inside a message."""
+    if b"\n\n" in data:
+        return None
+    try:
+        table = pa_json.read_json(pa.BufferReader(data), parse_options=pa_json.ParseOptions(
+            explicit_schema=pa.schema([(k, pa.string()) for k in sorted(_DOCKER_KEYS)]),
+            unexpected_field_behavior="error"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != data.count(b"\n") or any(table.column(k).null_count for k in _DOCKER_KEYS):
+        return None
+    log = pc.utf8_rtrim(table.column("log").combine_chunks(), characters="\n")
+    if pc.any(pc.or_(pc.match_substring(log, "\n"), pc.match_substring(log, "\r"))).as_py():
+        return None
+    lines = pc.binary_join_element_wise(table.column("time").combine_chunks(), table.column("stream").combine_chunks(),
+                                        pa.scalar("F"), log, " ")
+    return ("\n".join(lines.to_pylist()) + "\n").encode("utf-8")
+
 
 
 def _may_hold_partial_lines(data: bytes) -> bool:
