@@ -67,10 +67,26 @@ def bare_to_cri(data: bytes) -> bytes | None:
     would need the per-line reader's unwrapping."""
     if data.startswith(b"\n") or b"\n\n" in data:
         return None
-    text = data.decode("utf-8")
-    if any(unwrap(line) is not None for line in text.split("\n")[:-1]):
+    lines = _lines(data)
+    maybe = pc.match_substring_regex(lines, _MAYBE_WRAPPED)
+    # vectorised first: only the few candidates go through reader.unwrap
+    if pc.any(maybe).as_py() and any(unwrap(line.rstrip("\n")) is not None
+                                     for line in lines.filter(maybe).to_pylist()):
         return None
     return NO_NODE_TIME + data[:-1].replace(b"\n", b"\n" + NO_NODE_TIME) + b"\n"
+
+
+# What reader.unwrap could take for a wrapper (a superset: the candidates are then checked one by one)
+_MAYBE_WRAPPED = (r'^(?:\[pod/|\d{4}-\d\d-\d\dT|[a-z0-9][a-z0-9.-]*-[a-z0-9]+ [a-z0-9][a-z0-9-]* [\[{]|'
+                  r'\{.*"(?:log|kubernetes)")')
+
+
+def _lines(data: bytes) -> pa.Array:
+    """The lines of `data` (which ends with a newline), each with its newline, as one Arrow string array."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    offsets = np.zeros(len(ends) + 1, np.int64)
+    offsets[1:] = ends + 1
+    return pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def docker_to_cri(data: bytes) -> bytes | None:
@@ -92,8 +108,10 @@ def docker_to_cri(data: bytes) -> bytes | None:
     if pc.any(pc.or_(pc.match_substring(log, "\n"), pc.match_substring(log, "\r"))).as_py():
         return None
     lines = pc.binary_join_element_wise(table.column("time").combine_chunks(), table.column("stream").combine_chunks(),
-                                        pa.scalar("F"), log, " ")
-    return ("\n".join(lines.to_pylist()) + "\n").encode("utf-8")
+                                        pa.scalar("F"), pc.binary_join_element_wise(log, "", "\n"), " ")
+    lines = lines.cast(pa.large_string())  # no nulls: its value buffer is the lines, one after the other
+    offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset:lines.offset + len(lines) + 1]
+    return lines.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
 
 
 
