@@ -252,6 +252,10 @@ def _parse(msg: str, wrapper: dict[str, Any] | None, task: ReadTask,
             stats.formats["json-other"] += 1
             stats.nonrequest += 1
             return None, attribution
+    row = formats.parse_app_text(msg) if msg[:1].isalnum() else None
+    if row is not None:
+        stats.formats["app-text"] += 1
+        return row, attribution
     if msg.strip() == "":
         stats.formats["empty"] += 1
         stats.nonrequest += 1
