@@ -202,3 +202,17 @@ def test_a_mesh_json_format_with_epoch_start_times() -> None:
                                     "host": "shop:80", "upstream_cluster": "inbound|8080||"}, fmt)
     assert row is not None and row["ts_ms"] == 1606339578409 and row["status"] == 503
     assert (row["protocol"], row["port"], row["direction"], row["duration_ms"]) == ("HTTP/2", 8080, "inbound", 12.0)
+
+
+JSON_LINES = yaml.safe_load((Path(__file__).parent / "data" / "access_logs" / "istio_json_lines.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", JSON_LINES)
+def test_istio_json_encoding_reads_real_lines(case: dict) -> None:  # type: ignore[type-arg]
+    import orjson
+
+    row = formats.parse_envoy_json(orjson.loads(case["line"]))
+    assert row is not None, case["source"]
+    for key, want in case["expect"].items():
+        assert row[key] == want, (key, row[key], want)
+    assert row["ts_ms"] == formats.parse_ts_ms("2021-09-12T05:44:48.369Z")
