@@ -189,15 +189,9 @@ class PrometheusSource:
         return QueryResult(label, pd.DataFrame(), error=msg)
 
     def _label_values(self, label: str, window_seconds: int, at: datetime) -> list[str]:
-        try:
-            values = self.client.get_label_values(label, params={"start": f"{at.timestamp() - window_seconds:.0f}",
-                                                                 "end": f"{at.timestamp():.0f}"}
-                                                  | split_url(self.options.url)[1])
-        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError):
-            return []
-        self.queries_issued += 1
-        # only names that can be scoped safely (DNS labels); others stay out of the split
-        return sorted(str(v) for v in values or [] if v and _DNS_LABEL.match(str(v)))
+        """The values a split by namespace may use: only DNS labels can be scoped safely."""
+        values = self.label_values(label, datetime.fromtimestamp(at.timestamp() - window_seconds, at.tzinfo), at)
+        return sorted(v for v in values or [] if v and _DNS_LABEL.match(v))
 
     def _result(self, name: str, body: dict[str, Any]) -> QueryResult:
         warnings = tuple(f"query {name}: {w}" for w in body.get("warnings") or [])

@@ -227,11 +227,8 @@ def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table
 def _count(files: list[BatchFile], file_index: np.ndarray, fmt: str, nonrequest: bool = False,
            access_format: str | None = None) -> None:
     """Lines of one format the columnar reader took, per file."""
-    _add(files, file_index, "columnar", *(["nonrequest"] if nonrequest else []), fmt=fmt)
-    if access_format is not None:
-        for i, n in enumerate(np.bincount(file_index, minlength=len(files)).tolist()):
-            if n:
-                files[i].stats.access_formats[access_format] += n
+    _add(files, file_index, "columnar", *(["nonrequest"] if nonrequest else []), fmt=fmt,
+         access_format=access_format)
 
 
 def _wrapper_ts(lines: pa.Array) -> pa.Array:
@@ -325,7 +322,8 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[Batc
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
 
 
-def _add(files: list[BatchFile], file_index: np.ndarray, *counters: str, fmt: str | None = None) -> None:
+def _add(files: list[BatchFile], file_index: np.ndarray, *counters: str, fmt: str | None = None,
+         access_format: str | None = None) -> None:
     """Add each file's number of rows (`file_index` holds one entry per row) to its counters."""
     for i, n in enumerate(np.bincount(file_index, minlength=len(files)).tolist()):
         if n:
@@ -334,6 +332,8 @@ def _add(files: list[BatchFile], file_index: np.ndarray, *counters: str, fmt: st
                 setattr(stats, counter, getattr(stats, counter) + n)
             if fmt is not None:
                 stats.formats[fmt] += n
+            if access_format is not None:
+                stats.access_formats[access_format] += n
 
 
 _PER_FILE = ("namespace", "pod", "container", "file")
