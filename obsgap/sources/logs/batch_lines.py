@@ -22,6 +22,8 @@ class BatchFile:
     """CRI partial lines already joined into `data`"""
     wrapper: str = "cri"
     """How the lines came (cri, or docker-json whose records `data` holds as CRI lines)"""
+    clock_preset: bool = False
+    """A range that does not begin its file: `stats` already holds the file's clock decision (reader.head_clock)"""
 
 
 @dataclass

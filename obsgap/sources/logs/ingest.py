@@ -41,6 +41,7 @@ from obsgap.sources.logs.reader import (
     finish_file,
     flush_partial,
     parse_message,
+    preset_clock,
     read_file,
 )
 
@@ -58,12 +59,13 @@ class ColumnarBatch:
 
     def offer(self, path: Path) -> FileStats | None:
         """Take the file (its stats are filled when the batch is read), or None: read it line by line."""
-        clean = clean_bytes(path)
+        clean = clean_bytes(path, self.task.spans.get(str(path)))
         if clean is None:
             return None
         data, joined, wrapper = clean
         stats = FileStats(str(path))
-        self.files[b" F [" in data[:data.find(b"\n")]].append(BatchFile(path, data, stats, joined, wrapper))
+        preset = preset_clock(path, self.task, stats)
+        self.files[b" F [" in data[:data.find(b"\n")]].append(BatchFile(path, data, stats, joined, wrapper, preset))
         self.size += len(data)
         if self.size >= BATCH_BYTES:
             self.flush()
@@ -260,7 +262,10 @@ def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: l
             pair_file.append(np.array([f]))
             pair_offset.append(np.array([row["ts_ms"] - row["_node"]], np.int64))
     f_all, off_all = np.concatenate(pair_file).astype(np.int64), np.concatenate(pair_offset).astype(np.int64)
-    shifted = np.zeros(len(files), bool)
+    preset = np.array([f.clock_preset for f in files], bool)
+    shifted = np.array([f.clock_preset and f.stats.clock_offset_ms is not None for f in files], bool)
+    keep = ~preset[f_all]  # ranges that do not begin their file took the file's decision already
+    f_all, off_all = f_all[keep], off_all[keep]
     if len(f_all) == 0:
         return shifted
     order = np.lexsort((off_all, f_all))

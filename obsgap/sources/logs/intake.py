@@ -10,21 +10,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from obsgap.sources.logs.reader import split_cri, unwrap
+from obsgap.sources.logs.reader import read_span, split_cri, unwrap
 
 LARGEST_FILE = 256 * 1024 * 1024  # larger files are streamed line by line rather than held in memory
 
 
-def clean_bytes(path: Path) -> tuple[bytes, int, str] | None:
+def clean_bytes(path: Path, span: tuple[int, int] | None = None) -> tuple[bytes, int, str] | None:
     """The file's bytes when the columnar reader may take it (it reads and gunzips whole, is UTF-8 without CR
     line ends, and every CRI partial message in it is complete), with partial lines joined, how many partial
     lines were joined, and the wrapper the lines came in (`cri`, or `docker-json` converted to CRI lines exactly
     as the per-line reader unwraps them). None sends the file to the per-line reader (which reports what is
     wrong)."""
     try:
-        if path.stat().st_size > LARGEST_FILE:
+        if span is not None:
+            raw = read_span(path, span)  # plan.split: a plain file's range, at most about TASK_BYTES
+        elif path.stat().st_size > LARGEST_FILE:
             return None
-        raw = path.read_bytes()
+        else:
+            raw = path.read_bytes()
         data = gunzip(raw, LARGEST_FILE) if raw[:2] == b"\x1f\x8b" else raw
     except (OSError, EOFError, zlib.error):
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import re
 import statistics
 import zlib
@@ -77,6 +76,29 @@ class FileStats:
     """requests timed by the node's clock instead of their own, because of that offset"""
     clock: FileClock | None = field(default=None, repr=False)
 
+    def absorb(self, other: FileStats) -> None:
+        """Add the accounting of another range of the same file (plan.split)."""
+        for name in ("lines", "requests", "nonrequest", "unparsed", "out_of_window", "undated", "invalid_utf8",
+                     "partial_joined", "columnar", "retimed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("formats", "access_formats", "unknown_units", "wrappers"):
+            getattr(self, name).update(getattr(other, name))
+        self.error = self.error or other.error
+        self.unparsed_sample = self.unparsed_sample or other.unparsed_sample
+        if self.clock_offset_ms is None:
+            self.clock_offset_ms = other.clock_offset_ms
+
+
+def merge_ranges(stats: list[FileStats]) -> list[FileStats]:
+    """One entry per file, in first-seen order, however many ranges it was read in."""
+    merged: dict[str, FileStats] = {}
+    for s in stats:
+        if s.path in merged:
+            merged[s.path].absorb(s)
+        else:
+            merged[s.path] = s
+    return list(merged.values())
+
 
 @dataclass(frozen=True)
 class ReadTask:
@@ -93,6 +115,8 @@ class ReadTask:
     """path -> (namespace, pod, container) for files whose path does not say (--log-pod, a file named after a pod)."""
     pod_namespaces: Mapping[str, str] = field(default_factory=dict)
     """pod name -> namespace, for lines that name only their pod (kubectl --prefix, stern); unique names only."""
+    spans: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """path -> [start, end) for a large file of which this task reads one range (plan.split)"""
 
     @property
     def text_formats(self) -> tuple[TextFormat, ...]:
@@ -101,6 +125,13 @@ class ReadTask:
     @property
     def json_formats(self) -> tuple[JsonFormat, ...]:
         return candidates(self.access_formats)[1]
+
+
+def read_span(path: Path, span: tuple[int, int]) -> bytes:
+    """One range of a plain file (plan.split cuts only plain files, at message ends)."""
+    with path.open("rb") as f:
+        f.seek(span[0])
+        return f.read(span[1] - span[0])
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -375,6 +406,37 @@ def admit(row: Row, stats: FileStats, task: ReadTask, out: PartWriter) -> None:
     stats.requests += 1
 
 
+def head_clock(path: Path, task: ReadTask) -> int | None:
+    """The clock decision of a whole file, from its first CLOCK_SAMPLE requests, for a range that does not
+    begin the file (plan.split): every range of a file takes the decision its first range makes."""
+    stats, partial, pairs, requests = FileStats(str(path)), Partial(), [], 0
+    base_attr = base_attribution(path, task)
+    try:
+        with _open(path) as stream:
+            for msg, wrapper_ts, wrapper in _messages(stream, stats, partial):
+                row = parse_message(msg, wrapper_ts, wrapper, stats, task, base_attr)
+                if row is None:
+                    continue
+                if row["_own"] and row["_node"] is not None:
+                    pairs.append((row["ts_ms"], row["_node"]))
+                requests += 1
+                if requests >= CLOCK_SAMPLE:
+                    break
+    except (OSError, EOFError, zlib.error):
+        return None
+    return clock_offset(pairs)
+
+
+def preset_clock(path: Path, task: ReadTask, stats: FileStats) -> bool:
+    """For a range that does not begin its file: take the file's clock decision now (True), else False."""
+    span = task.spans.get(str(path))
+    if span is None or span[0] == 0:
+        return False
+    stats.clock_offset_ms = head_clock(path, task)
+    stats.clock = FileClock(decided=True)
+    return True
+
+
 def handle_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
                    out: PartWriter, base_attr: tuple[str | None, str | None, str | None]) -> None:
     row = parse_message(msg, wrapper_ts, wrapper, stats, task, base_attr)
@@ -400,13 +462,18 @@ def base_attribution(path: Path, task: ReadTask | None = None) -> tuple[str | No
 
 def read_file(path: Path, task: ReadTask, out: PartWriter, partial: Partial | None = None,
               stats: FileStats | None = None, data: bytes | None = None) -> FileStats:
-    """Read one file (or its bytes, already read); with `partial`, an open CRI message continues from (and
-    into) the neighbouring files."""
+    """Read one file (or its bytes, already read; or the range of it the task names); with `partial`, an open
+    CRI message continues from (and into) the neighbouring files."""
     stats = stats or FileStats(str(path))
     own = partial is None
     partial = Partial() if partial is None else partial
     base_attr = base_attribution(path, task)
+    span = task.spans.get(str(path))
+    if stats.clock is None:
+        preset_clock(path, task, stats)
     try:
+        if data is None and span is not None:
+            data = read_span(path, span)
         with (io.BytesIO(data) if data is not None else _open(path)) as stream:
             for msg, wrapper_ts, wrapper in _messages(stream, stats, partial):
                 handle_message(msg, wrapper_ts, wrapper, stats, task, out, base_attr)
@@ -427,11 +494,3 @@ def flush_partial(partial: Partial, stats: FileStats, task: ReadTask, out: PartW
         stats.wrappers["cri-unterminated-partial"] += 1
         msg, ts = partial.take()
         handle_message(msg, ts, None, stats, task, out, base_attr)
-
-
-def rotation_key(path: str) -> tuple[str, int, str, int]:
-    """Order kubelet's files of one container: older rotated `N.log.<stamp>[.gz]` before the live `N.log`."""
-    folder, name = os.path.split(path)
-    restart, _, rest = name.partition(".log")
-    stamp = rest.lstrip(".").removesuffix(".gz")
-    return (folder, int(restart) if restart.isdigit() else 0, stamp or "~", 0 if stamp else 1)

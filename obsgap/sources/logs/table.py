@@ -21,9 +21,8 @@ from obsgap.interrupts import worker_init
 from obsgap.sources.logs.discover import Discovered
 from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.ingest import run_task
-from obsgap.sources.logs.reader import FileStats, ReadTask, rotation_key
-
-TASK_BYTES = 32 * 1024 * 1024
+from obsgap.sources.logs.plan import plan
+from obsgap.sources.logs.reader import FileStats, ReadTask, merge_ranges
 
 
 @dataclass(frozen=True)
@@ -148,36 +147,6 @@ class LogTable:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _size(path: str) -> int:
-    with contextlib.suppress(OSError):  # unreadable files are reported when read
-        return os.stat(path).st_size
-    return 0
-
-
-def _batches(files: tuple[Path, ...], workers: int) -> list[list[str]]:
-    """Tasks of at most TASK_BYTES, and at least four per worker so that all cores stay busy to the end;
-    a container's files (one folder, one `N.log` with its rotations) stay together, in rotation order; plain files
-    side by side in one folder (`kubectl logs POD > POD.log`) are separate tasks. Plain strings: pathlib costs
-    seconds at 20,000 files."""
-    groups: dict[str, list[str]] = {}
-    for f in map(str, files):
-        folder, name = os.path.split(f)
-        groups.setdefault(os.path.join(folder, name.partition(".log")[0]), []).append(f)
-    sizes = {f: _size(f) for group in groups.values() for f in group}
-    target = max(1 << 20, min(TASK_BYTES, sum(sizes.values()) // (4 * workers)))
-    batches: list[list[str]] = [[]]
-    total = 0
-    for parent in sorted(groups):
-        group = sorted(groups[parent], key=rotation_key)
-        size = sum(sizes[f] for f in group)
-        if total + size > target and batches[-1]:
-            batches.append([])
-            total = 0
-        batches[-1].extend(group)
-        total += size
-    return [b for b in batches if b]
-
-
 def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...]) -> LogStats:
     formats: Counter[str] = Counter()
     wrappers: Counter[str] = Counter()
@@ -233,10 +202,11 @@ def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int |
               progress: Callable[[int, int], None] | None,
               access_formats: tuple[AccessFormat, ...], attribution: Attributions) -> list[FileStats]:
     workers = workers or os.cpu_count() or 1
-    tasks = [ReadTask(tuple(batch), str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
+    tasks = [ReadTask(batch.files, str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
                       dict(mapping) if mapping else None, columnar, access_formats,
-                      {f: attribution.files[f] for f in batch if f in attribution.files}, attribution.pod_namespaces)
-             for i, batch in enumerate(_batches(found.files, workers))]
+                      {f: attribution.files[f] for f in batch.files if f in attribution.files},
+                      attribution.pod_namespaces, batch.spans)
+             for i, batch in enumerate(plan(tuple(map(str, found.files)), workers))]
     workers = min(workers, len(tasks))
     results: list[FileStats] = []
     if workers <= 1 or len(tasks) <= 1:
@@ -244,7 +214,7 @@ def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int |
             results.extend(run_task(task))
             if progress:
                 progress(i + 1, len(tasks))
-        return results
+        return merge_ranges(results)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
     try:
         for i, stats in enumerate(pool.map(run_task, tasks)):
@@ -255,7 +225,7 @@ def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int |
         _end_workers(pool)
         raise
     pool.shutdown()
-    return results
+    return merge_ranges(results)
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:
