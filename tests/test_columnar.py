@@ -346,3 +346,32 @@ def test_bare_files_take_the_columnar_path_with_the_same_rows(tmp_path: Path) ->
     columnar = fast.pop("columnar_lines")
     assert columnar >= 35 and fast == slow, (columnar, fast, slow)
     assert "cri" not in fast["wrappers"] and fast["undated"] == slow["undated"]
+
+
+_docker_record = st.fixed_dictionaries({
+    "log": st.text(alphabet=st.sampled_from(list('ab "\\{}<>&é\t\n\r\u2028/')), max_size=12).map(
+        lambda t: t + st_suffix(t)),
+    "stream": st.sampled_from(["stdout", "stderr", "stdin"]),
+    "time": st.sampled_from([TS, "2026-11-25T04:01:26.1Z", "2026-11-25T04:01:26Z", ""]),
+})
+
+
+def st_suffix(text: str) -> str:
+    return "\n" if len(text) % 3 else ""  # most records end in their newline, some do not
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_docker_record, min_size=1, max_size=6))
+def test_docker_records_by_insertion_equal_the_general_conversion(records: list[dict]) -> None:
+    """intake._docker_by_insertion (the fast form) gives exactly the bytes of the general form, or declines."""
+    import pyarrow.json as pa_json
+
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    table = pa_json.read_json(pa.BufferReader(data), parse_options=pa_json.ParseOptions(
+        explicit_schema=pa.schema([(k, pa.string()) for k in ("log", "stream", "time")])))
+    fast = intake._docker_by_insertion(table)
+    if fast is not None:
+        assert fast == intake._docker_by_join(table)
+    if all(r["log"].count("\n") == 1 and r["log"].endswith("\n") and "\r" not in r["log"]
+           and r["stream"] != "stdin" for r in records):
+        assert fast is not None  # the common case takes the fast form

@@ -107,6 +107,11 @@ def docker_to_cri(data: bytes) -> bytes | None:
         return None
     if table.num_rows != data.count(b"\n") or any(table.column(k).null_count for k in _DOCKER_KEYS):
         return None
+    return _docker_by_insertion(table) or _docker_by_join(table)
+
+
+def _docker_by_join(table: pa.Table) -> bytes | None:
+    """docker_to_cri's general form: logs without their trailing newlines, joined with Arrow."""
     log = pc.utf8_rtrim(table.column("log").combine_chunks(), characters="\n")
     if pc.any(pc.or_(pc.match_substring(log, "\n"), pc.match_substring(log, "\r"))).as_py():
         return None
@@ -116,6 +121,49 @@ def docker_to_cri(data: bytes) -> bytes | None:
     offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset:lines.offset + len(lines) + 1]
     return lines.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
 
+
+def _buffers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, value bytes) of a string column without nulls."""
+    array = column.combine_chunks().cast(pa.large_string())
+    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset:array.offset + len(array) + 1]
+    return offsets, np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+
+
+def insert_sorted(base: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.insert(base, at, values) for a sorted `at`, without the sort np.insert does."""
+    out = np.empty(len(base) + len(values), np.uint8)
+    where = at + np.arange(len(values))
+    kept = np.ones(len(out), bool)
+    kept[where] = False
+    out[where] = values
+    out[kept] = base
+    return out
+
+
+_STDOUT, _STDERR = np.frombuffer(b"stdout", np.uint8), np.frombuffer(b"stderr", np.uint8)
+
+
+def _docker_by_insertion(table: pa.Table) -> bytes | None:
+    """The common case of docker_to_cri, as byte insertions: every `log` ends in its one newline (which then ends
+    the CRI line) and `stream` is stdout or stderr; the prefix `<time> <stream> F ` goes in before each log. None
+    for anything else (docker_to_cri's general form takes it). Twice as fast as joining strings with Arrow."""
+    n = table.num_rows
+    log_offsets, log = _buffers(table.column("log"))
+    if np.count_nonzero(log == 10) != n or (n and not (log[log_offsets[1:] - log_offsets[0] - 1] == 10).all()) \
+            or np.count_nonzero(log == 13):
+        return None
+    stream_offsets, stream = _buffers(table.column("stream"))
+    if not (np.diff(stream_offsets) == 6).all():
+        return None
+    streams = stream.reshape(n, 6)
+    err = (streams == _STDERR).all(1)
+    if not (err | (streams == _STDOUT).all(1)).all():
+        return None
+    time_offsets, time = _buffers(table.column("time"))
+    middle = np.where(err[:, None], np.frombuffer(b" stderr F ", np.uint8), np.frombuffer(b" stdout F ", np.uint8))
+    prefixes = insert_sorted(time, np.repeat(time_offsets[1:] - time_offsets[0], 10), middle.ravel())
+    lines = insert_sorted(log, np.repeat(log_offsets[:-1] - log_offsets[0], np.diff(time_offsets) + 10), prefixes)
+    return lines.tobytes()
 
 
 def _may_hold_partial_lines(data: bytes) -> bool:
