@@ -12,14 +12,18 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.simulate import build
-from obsgap.sources.logs import batch_lines, columnar, formats, intake
+from obsgap.sources.logs import intake
+from obsgap.sources.logs.batch_lines import BatchFile, read_lines
 from obsgap.sources.logs.discover import discover
+from obsgap.sources.logs.framing import complete_by_bytes, split_cri
 from obsgap.sources.logs.table import LogTable, read_logs
+from obsgap.sources.logs.timestamps import parse_ts_ms, ts_ms
+from obsgap.sources.logs.wrappers import _docker_by_insertion, _docker_by_join
 
 TS = "2026-11-25T04:01:26.687787294Z"
 POD = "shop_catalog-7d9f8b6c5-x2x9z_0b4c3f8e-1111-2222-3333-444455556666"
@@ -270,7 +274,7 @@ def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cu
     for at, char in edits:
         stamp = stamp[:at] + char + stamp[at + 1:]
     values = [stamp, stamp[:cut] + stamp[-1:], "2026-11-25T04:01:26.687Z", None]
-    assert columnar.ts_ms(pa.array(values)).to_pylist() == [formats.parse_ts_ms(v) for v in values]
+    assert ts_ms(pa.array(values)).to_pylist() == [parse_ts_ms(v) for v in values]
 
 
 def test_a_file_inflating_past_the_limit_is_streamed_line_by_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -297,12 +301,11 @@ _near_cri = st.tuples(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_near_cri, min_size=1, max_size=8))
 def test_cri_lines_the_columnar_reader_takes_split_as_the_parser_splits_them(texts: list[str]) -> None:
-    from obsgap.sources.logs.reader import split_cri
 
     texts = [t.replace("\n", "") for t in texts] + [f"{TS} stdout F {{}}"]
     data = ("\n".join(texts) + "\n").encode()
-    lines = batch_lines.read_lines([batch_lines.BatchFile(Path("x"), data, None)])  # type: ignore[arg-type]
-    complete = batch_lines.complete_by_bytes(lines)
+    lines = read_lines([BatchFile(Path("x"), data, None)])  # type: ignore[arg-type]
+    complete = complete_by_bytes(lines)
     for text, ok, space in zip(texts, complete, lines.first_space, strict=True):
         if ok:  # the columnar reader cuts the bytes at the first space
             raw = text.encode()
@@ -362,16 +365,17 @@ def st_suffix(text: str) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_docker_record, min_size=1, max_size=6))
+@example([{"log": "", "stream": "stdout", "time": TS}, {"log": "<\n\n", "stream": "stdout", "time": TS}])
 def test_docker_records_by_insertion_equal_the_general_conversion(records: list[dict]) -> None:
-    """intake._docker_by_insertion (the fast form) gives exactly the bytes of the general form, or declines."""
+    """_docker_by_insertion (the fast form) gives exactly the bytes of the general form, or declines."""
     import pyarrow.json as pa_json
 
     data = "".join(json.dumps(r) + "\n" for r in records).encode()
     table = pa_json.read_json(pa.BufferReader(data), parse_options=pa_json.ParseOptions(
         explicit_schema=pa.schema([(k, pa.string()) for k in ("log", "stream", "time")])))
-    fast = intake._docker_by_insertion(table)
+    fast = _docker_by_insertion(table)
     if fast is not None:
-        assert fast == intake._docker_by_join(table)
+        assert fast == _docker_by_join(table)
     if all(r["log"].count("\n") == 1 and r["log"].endswith("\n") and "\r" not in r["log"]
            and r["stream"] != "stdin" for r in records):
         assert fast is not None  # the common case takes the fast form

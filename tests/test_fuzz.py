@@ -11,9 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from obsgap.checks.base import Skip
-from obsgap.sources.logs import formats
+from obsgap.sources.logs.app_json import parse_app_json
+from obsgap.sources.logs.attribution import k8s_attribution
 from obsgap.sources.logs.discover import discover
+from obsgap.sources.logs.envoy_json import parse_envoy_json
+from obsgap.sources.logs.envoy_text import parse_envoy_text
 from obsgap.sources.logs.table import read_logs
+from obsgap.sources.logs.timestamps import parse_ts_ms
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
                            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=5),
@@ -25,23 +29,23 @@ KEYS = ["ts", "time", "@timestamp", "method", "path", "url", "status", "duration
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=400))
 def test_envoy_text_parser_never_raises(line: str) -> None:
-    formats.parse_envoy_text(line)
-    formats.parse_envoy_text("[2026-01-01T00:00:00Z] " + line)
+    parse_envoy_text(line)
+    parse_envoy_text("[2026-01-01T00:00:00Z] " + line)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=10), json_values, max_size=8))
 def test_json_parsers_never_raise(obj: dict) -> None:
-    formats.parse_envoy_json(obj)
-    formats.parse_app_json(obj)
-    formats.parse_app_json(obj, {"method": "a.b", "duration_ms": "x.y.z"})
-    formats.k8s_attribution(obj)
+    parse_envoy_json(obj)
+    parse_app_json(obj)
+    parse_app_json(obj, {"method": "a.b", "duration_ms": "x.y.z"})
+    k8s_attribution(obj)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=40), st.integers(), st.floats(allow_nan=True, allow_infinity=True)))
 def test_timestamps_never_raise(value: object) -> None:
-    formats.parse_ts_ms(value)
+    parse_ts_ms(value)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

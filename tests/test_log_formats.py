@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from obsgap.sources.logs import formats
+from obsgap.sources.logs.app_json import app_schema, parse_app_json
+from obsgap.sources.logs.app_text import parse_app_text
+from obsgap.sources.logs.attribution import k8s_attribution
+from obsgap.sources.logs.envoy_fields import cluster_parts
 from obsgap.sources.logs.envoy_format import builtin_text_formats
+from obsgap.sources.logs.envoy_json import parse_envoy_json
+from obsgap.sources.logs.envoy_text import match_envoy_text, parse_envoy_text
+from obsgap.sources.logs.timestamps import parse_ts_ms
+from obsgap.sources.logs.values import lookup
 
 # Verbatim from istio.io's access-log task (DESIGN.md).
 ISTIO_EXAMPLE = (
@@ -19,7 +26,7 @@ ISTIO_EXAMPLE = (
 
 
 def test_istio_doc_example_outbound() -> None:
-    row = formats.parse_envoy_text(ISTIO_EXAMPLE)
+    row = parse_envoy_text(ISTIO_EXAMPLE)
     assert row is not None
     assert row["ts_ms"] == 1606339578409
     assert (row["method"], row["path"], row["status"]) == ("GET", "/status/418", 418)
@@ -35,13 +42,13 @@ REAL_LINES = yaml.safe_load((Path(__file__).parent / "data" / "access_logs" / "i
 @pytest.mark.parametrize("case", REAL_LINES, ids=[f"{c['format']}-{i}" for i, c in enumerate(REAL_LINES)])
 def test_every_istio_default_format_reads_real_lines(case: dict) -> None:  # type: ignore[type-arg]
     """Lines from istio.io and users' issues, one per Istio release's default format, read field by field."""
-    found = formats.match_envoy_text(case["line"], builtin_text_formats())
+    found = match_envoy_text(case["line"], builtin_text_formats())
     assert found is not None, case["source"]
     row, fmt = found
     assert fmt.name == case["format"], case["source"]
     for key, want in case["expect"].items():
         assert row[key] == want, (key, row[key], want, case["source"])
-    assert row["ts_ms"] == formats.parse_ts_ms(case["line"][1:25])
+    assert row["ts_ms"] == parse_ts_ms(case["line"][1:25])
 
 
 def test_the_builtin_formats_cover_every_release_once() -> None:
@@ -53,7 +60,7 @@ def test_the_builtin_formats_cover_every_release_once() -> None:
 def test_tcp_line_has_no_method_and_code_zero() -> None:
     line = ('[2026-01-02T03:04:05.678Z] "- - -" 0 - - - "-" 120 450 40 - "-" "-" "-" "-" "10.44.1.27:3306" '
             "inbound|3306|| 127.0.0.6:3333 10.44.1.27:3306 10.44.1.23:46520 - -")
-    row = formats.parse_envoy_text(line)
+    row = parse_envoy_text(line)
     assert row is not None
     assert row["method"] is None and row["protocol"] == "tcp" and row["status"] == 0 and row["port"] == 3306
 
@@ -69,13 +76,13 @@ def test_tcp_line_has_no_method_and_code_zero() -> None:
     ("BlackHoleCluster", "outbound", None, None),
 ])
 def test_cluster_names_old_and_new(cluster: str, direction: str, port: int | None, host: str | None) -> None:
-    assert formats.cluster_parts(cluster) == (direction, port, host)
+    assert cluster_parts(cluster) == (direction, port, host)
 
 
 def test_passthrough_port_from_upstream_host() -> None:
     line = ISTIO_EXAMPLE.replace("outbound|8000||httpbin.foo.svc.cluster.local", "PassthroughCluster").replace(
         '"httpbin:8000" "10.44.1.27:80"', '"10.44.1.27:8080" "10.44.1.27:8080"')
-    row = formats.parse_envoy_text(line)
+    row = parse_envoy_text(line)
     assert row is not None and row["port"] == 8080 and row["upstream_cluster"] == "PassthroughCluster"
 
 
@@ -84,10 +91,10 @@ def test_envoy_json_encoding() -> None:
            "response_code": 503, "response_flags": "UF", "duration": 12, "authority": "cart.shop:8080",
            "upstream_cluster": "outbound|8080||cart.shop.svc.cluster.local", "upstream_host": "10.0.0.9:8080",
            "downstream_local_address": "10.96.0.5:8080", "downstream_remote_address": "10.0.0.3:50000"}
-    row = formats.parse_envoy_json(obj)
+    row = parse_envoy_json(obj)
     assert row is not None
     assert (row["status"], row["response_flags"], row["port"], row["direction"]) == (503, "UF", 8080, "outbound")
-    assert formats.parse_envoy_json({"msg": "hello"}) is None
+    assert parse_envoy_json({"msg": "hello"}) is None
 
 
 @pytest.mark.parametrize("obj,expect", [
@@ -111,7 +118,7 @@ def test_envoy_json_encoding() -> None:
      ("outbound", "GET", "/api", 200, 7.145788, 8080, "10.44.0.127:8080")),
 ])
 def test_app_json_conventions(obj: dict, expect: tuple) -> None:
-    row = formats.parse_app_json(obj)
+    row = parse_app_json(obj)
     assert row is not None
     got = (row["direction"], row["method"], row["path"], row["status"], row["duration_ms"], row["port"],
            row["authority"])
@@ -119,10 +126,10 @@ def test_app_json_conventions(obj: dict, expect: tuple) -> None:
 
 
 def test_app_json_non_request_and_user_mapping() -> None:
-    assert formats.parse_app_json({"level": "info", "msg": "started", "status": "ready"}) is None
+    assert parse_app_json({"level": "info", "msg": "started", "status": "ready"}) is None
     obj = {"req": {"verb": "DELETE", "route": "/d"}, "res": {"code": 204}, "took": 3}
-    assert formats.parse_app_json(obj) is None
-    row = formats.parse_app_json(obj, {"method": "req.verb", "path": "req.route", "status": "res.code",
+    assert parse_app_json(obj) is None
+    row = parse_app_json(obj, {"method": "req.verb", "path": "req.route", "status": "res.code",
                                        "duration_ms": "took"})
     assert row is not None and (row["method"], row["path"], row["status"], row["duration_ms"]) == \
         ("DELETE", "/d", 204, 3.0)
@@ -138,20 +145,20 @@ def test_app_json_non_request_and_user_mapping() -> None:
     ("yesterday", None),
 ])
 def test_timestamps(value: object, ms: int | None) -> None:
-    assert formats.parse_ts_ms(value) == ms
+    assert parse_ts_ms(value) == ms
 
 
 def test_k8s_attribution_fluent_bit_and_otel() -> None:
     fb = {"log": "x", "kubernetes": {"namespace_name": "shop", "pod_name": "cart-1", "container_name": "app"}}
-    assert formats.k8s_attribution(fb) == ("shop", "cart-1", "app")
+    assert k8s_attribution(fb) == ("shop", "cart-1", "app")
     otel = {"resource": {"attributes": {"k8s.namespace.name": "pay", "k8s.pod.name": "p-1",
                                         "k8s.container.name": "srv"}}}
-    assert formats.k8s_attribution(otel) == ("pay", "p-1", "srv")
+    assert k8s_attribution(otel) == ("pay", "p-1", "srv")
     flat = {"k8s.namespace.name": "a", "k8s.pod.name": "b", "k8s.container.name": "c"}
-    assert formats.k8s_attribution(flat) == ("a", "b", "c")
+    assert k8s_attribution(flat) == ("a", "b", "c")
     dotted = {"resource.attributes.k8s.pod.name": "p", "msg": "x"}
-    assert formats.k8s_attribution(dotted) == (None, "p", None)
-    assert formats.k8s_attribution({"msg": "no attribution"}) == (None, None, None)
+    assert k8s_attribution(dotted) == (None, "p", None)
+    assert k8s_attribution({"msg": "no attribution"}) == (None, None, None)
 
 
 APP_CASES = yaml.safe_load((Path(__file__).parent / "data" / "app_logs" / "schemas.yaml").read_text())
@@ -162,15 +169,15 @@ def test_application_lines_are_read_by_their_schema(case: dict) -> None:  # type
     import orjson
 
     if case.get("text"):
-        row = formats.parse_app_text(case["line"])
+        row = parse_app_text(case["line"])
         assert (row is None) is (case["expect"] is None), case["source"]
         for key, want in (case["expect"] or {}).items():
             assert row is not None and row[key] == want, (key, row, case["source"])
         return
     obj = orjson.loads(case["line"])
-    schema = formats.app_schema(lambda k: formats.lookup(obj, k) is not None)
+    schema = app_schema(lambda k: lookup(obj, k) is not None)
     assert (schema.name if schema else None) == case["schema"], case["source"]
-    row = formats.parse_app_json(obj)
+    row = parse_app_json(obj)
     if case["expect"] is None:
         assert row is None, case["source"]
         return
@@ -182,7 +189,7 @@ def test_application_lines_are_read_by_their_schema(case: dict) -> None:  # type
 
 def test_a_mapping_says_the_unit() -> None:
     obj = {"method": "GET", "path": "/x", "status": 200, "latency": 14743}
-    row = formats.parse_app_json(obj, {"duration_ms": "latency:ns"})
+    row = parse_app_json(obj, {"duration_ms": "latency:ns"})
     assert row is not None and row["duration_ms"] == pytest.approx(0.014743) and "_unknown_unit" not in row
 
 
@@ -196,7 +203,7 @@ def test_a_mesh_json_format_with_epoch_start_times() -> None:
                         "response_code": "%RESPONSE_CODE%", "start_time": "%START_TIME(%s.%6f)%",
                         "method": "%REQ(:METHOD)%", "host": "%REQ(:Host)%", "upstream_cluster": "%UPSTREAM_CLUSTER%"},
                        "neonkube")
-    row = formats.parse_envoy_json({"authority": "shop:80", "mode": "HTTP/2", "duration": "12",
+    row = parse_envoy_json({"authority": "shop:80", "mode": "HTTP/2", "duration": "12",
                                     "downstream_local_address": "10.1.0.7:8080", "route_name": "default",
                                     "response_code": "503", "start_time": "1606339578.409123", "method": "GET",
                                     "host": "shop:80", "upstream_cluster": "inbound|8080||"}, fmt)
@@ -211,8 +218,15 @@ JSON_LINES = yaml.safe_load((Path(__file__).parent / "data" / "access_logs" / "i
 def test_istio_json_encoding_reads_real_lines(case: dict) -> None:  # type: ignore[type-arg]
     import orjson
 
-    row = formats.parse_envoy_json(orjson.loads(case["line"]))
+    row = parse_envoy_json(orjson.loads(case["line"]))
     assert row is not None, case["source"]
     for key, want in case["expect"].items():
         assert row[key] == want, (key, row[key], want)
-    assert row["ts_ms"] == formats.parse_ts_ms("2021-09-12T05:44:48.369Z")
+    assert row["ts_ms"] == parse_ts_ms(orjson.loads(case["line"])["start_time"])
+
+
+def test_real_json_lines_cover_every_json_encoding() -> None:
+    """Istio's JSON encoding changed twice: string values with the mixer key (1.3-1.8), then typed values and
+    nulls. Real lines of each are read above."""
+    releases = {case.get("release", "1.9+") for case in JSON_LINES}
+    assert {"1.3-1.8", "1.9+", "1.14+"} <= releases

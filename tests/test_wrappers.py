@@ -17,7 +17,7 @@ from obsgap.model import ScanResult, Window
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.logs.discover import LogPod
-from obsgap.sources.logs.formats import parse_ts_ms
+from obsgap.sources.logs.timestamps import parse_ts_ms
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
 

@@ -204,7 +204,7 @@ ISTIO_JSON_LABELS: Mapping[str, str] = {
 
 
 DEFAULT_ACCESS_FORMAT = "istio-1.9+"
-"""The builtin format the columnar reader's strict fast path reads (formats.ENVOY_TEXT)."""
+"""The builtin format the columnar reader's strict fast path reads (ENVOY_TEXT)."""
 
 
 def builtin_text_formats() -> tuple[TextFormat, ...]:

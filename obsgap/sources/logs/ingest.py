@@ -1,7 +1,12 @@
-"""One read task: clean CRI files go to the columnar reader in batches, everything else line by line.
+"""One read task: clean files go to the columnar reader in batches, everything else line by line (reader.py).
 
-Both write to the same Parquet part and fill the same per-file accounting, so the table and the counts do
-not depend on which path read a file.
+The columnar reader applies each rule in its vectorised form (framing, wrappers, envoy_text, app_json, clock,
+window, attribution), and only where it reads exactly as the per-line reader would: a whole file goes back to
+reader.py when any line is not a complete CRI line once converted (open partial messages, CR line ends, invalid
+UTF-8, wrappers it cannot convert), and single lines when an access log is not in the strict shape or Arrow's
+JSON reader could read a line differently from orjson. Both write to the same Parquet part and fill the same
+per-file accounting, so the table and the counts do not depend on which path read a file;
+tests/test_columnar.py compares the two paths row for row.
 """
 
 from __future__ import annotations
@@ -14,36 +19,19 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsgap.sources.logs import columnar
-from obsgap.sources.logs.batch_lines import (
-    BatchFile,
-    BatchLines,
-    complete_by_bytes,
-    complete_by_regex,
-    json_only,
-    read_lines,
-)
+from obsgap.sources.logs.app_json import NotExact, app_columns, read_app_json
+from obsgap.sources.logs.attribution import PER_FILE_COLUMNS, base_attribution, file_columns
+from obsgap.sources.logs.batch_lines import BatchFile, BatchLines, json_only, read_lines
+from obsgap.sources.logs.clock import judge_clocks
 from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.envoy_format import DEFAULT_ACCESS_FORMAT
-from obsgap.sources.logs.formats import Row
+from obsgap.sources.logs.envoy_text import envoy_columns
+from obsgap.sources.logs.framing import Partial, complete_by_bytes, complete_by_regex, node_ts_ms
 from obsgap.sources.logs.intake import clean_bytes
-from obsgap.sources.logs.reader import (
-    CLOCK_MIN_PAIRS,
-    CLOCK_SAMPLE,
-    CLOCK_TOLERANCE_MS,
-    SCHEMA,
-    FileStats,
-    Partial,
-    PartWriter,
-    ReadTask,
-    admit,
-    base_attribution,
-    finish_file,
-    flush_partial,
-    parse_message,
-    preset_clock,
-    read_file,
-)
+from obsgap.sources.logs.parts import SCHEMA, PartWriter, Row
+from obsgap.sources.logs.reader import admit, finish_file, flush_partial, parse_message, preset_clock, read_file
+from obsgap.sources.logs.task import FileStats, ReadTask
+from obsgap.sources.logs.window import outside_mask
 
 BATCH_BYTES = 32 * 1024 * 1024
 
@@ -130,7 +118,7 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
             return
         by_line = _application_lines(files, lines, task, parts)
     parsed = _parse_line_by_line(by_line, files, lines, task)
-    shifted = _judge_clocks(parts, parsed, files, lines)
+    shifted = judge_clocks(parts, parsed, files, lines)
     _write(parts, files, lines, shifted, task, out)
     for i, _, row in parsed:
         admit(row, files[i].stats, task, out)
@@ -138,7 +126,7 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
 
 def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     try:
-        columns, ok = columnar.envoy_columns(text)
+        columns, ok = envoy_columns(text)
     except pa.ArrowException:  # not seen; should Arrow fail, the per-line parser reads every line
         return {}, np.zeros(len(text), bool)
     return columns, ok.to_numpy(zero_copy_only=False)
@@ -161,9 +149,9 @@ def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask
         table = pa.concat_tables([t for _, t in group])
         try:
             if table.num_rows != len(rows):  # tables without columns lose their row count when concatenated
-                raise columnar.NotExact("no columns")
-            columns, request = columnar.app_columns(table, task.mapping)
-        except (columnar.NotExact, pa.ArrowException):
+                raise NotExact("no columns")
+            columns, request = app_columns(table, task.mapping)
+        except (NotExact, pa.ArrowException):
             by_line.append(rows)
             continue
         request_np = request.to_numpy(zero_copy_only=False)
@@ -214,8 +202,8 @@ def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table
     file; None for a file the per-line parser must read."""
     def read(first: int, last: int, rows: np.ndarray) -> pa.Table | None:
         try:
-            return columnar.read_app_json(pa.py_buffer(blanked[first:last]), len(rows))
-        except columnar.NotExact:
+            return read_app_json(pa.py_buffer(blanked[first:last]), len(rows))
+        except NotExact:
             return None
 
     if len(run) > 1:
@@ -233,78 +221,26 @@ def _count(files: list[BatchFile], file_index: np.ndarray, fmt: str, nonrequest:
          access_format=access_format)
 
 
-def _wrapper_ts(lines: pa.Array) -> pa.Array:
-    """The time kubelet wrote each (CRI) line."""
-    return columnar.ts_ms(columnar.nth(pc.split_pattern(lines, " ", max_splits=1), 0))
-
-
-def _judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: list[tuple[int, int, Row]],
-                  files: list[BatchFile], lines: BatchLines) -> np.ndarray:
-    """reader.FileClock for a batch: each file's first CLOCK_SAMPLE requests, in file order, whichever reader
-    read them, decide whether its own clock is off; returns which files' requests take the node's time."""
-    columnar_rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
-    own = pa.concat_arrays([c["ts_ms"] for _, c in parts]) if parts else pa.array([], pa.int64())
-    line = np.concatenate([columnar_rows, np.array([r for _, r, _ in parsed], np.int64)])
-    order = np.argsort(line, kind="stable")  # lines are in file order, so this groups them by file too
-    file_of = lines.file_of[line]
-    sorted_files = file_of[order]
-    group_start = np.searchsorted(sorted_files, sorted_files, side="left")
-    sample = order[(np.arange(len(order)) - group_start) < CLOCK_SAMPLE]  # positions: columnar rows, then parsed
-    from_columnar = sample[sample < len(columnar_rows)]
-    own_sample = own.take(pa.array(from_columnar))
-    have_own = pc.is_valid(own_sample).to_numpy(zero_copy_only=False)
-    node = _wrapper_ts(lines.text.take(pa.array(columnar_rows[from_columnar[have_own]])))
-    pair_file = [file_of[from_columnar[have_own]][node.is_valid().to_numpy(zero_copy_only=False)]]
-    pair_offset = [pc.subtract(own_sample.filter(pa.array(have_own)), node).drop_null().to_numpy()]
-    for k in sample[sample >= len(columnar_rows)].tolist():
-        f, _, row = parsed[k - len(columnar_rows)]
-        if row["_own"] and row["_node"] is not None:
-            pair_file.append(np.array([f]))
-            pair_offset.append(np.array([row["ts_ms"] - row["_node"]], np.int64))
-    f_all, off_all = np.concatenate(pair_file).astype(np.int64), np.concatenate(pair_offset).astype(np.int64)
-    preset = np.array([f.clock_preset for f in files], bool)
-    shifted = np.array([f.clock_preset and f.stats.clock_offset_ms is not None for f in files], bool)
-    keep = ~preset[f_all]  # ranges that do not begin their file took the file's decision already
-    f_all, off_all = f_all[keep], off_all[keep]
-    if len(f_all) == 0:
-        return shifted
-    order = np.lexsort((off_all, f_all))
-    f_sorted, off_sorted = f_all[order], off_all[order]
-    counts = np.bincount(f_sorted, minlength=len(files))
-    starts = np.cumsum(counts) - counts
-    judged = np.flatnonzero(counts >= CLOCK_MIN_PAIRS)
-    median_low = off_sorted[starts[judged] + (counts[judged] - 1) // 2]  # statistics.median_low, per file
-    for f, offset in zip(judged.tolist(), median_low.tolist(), strict=True):
-        if abs(offset) > CLOCK_TOLERANCE_MS:
-            files[f].stats.clock_offset_ms = offset
-            shifted[f] = True
-    return shifted
-
-
 def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[BatchFile], lines: BatchLines,
            shifted: np.ndarray, task: ReadTask, out: PartWriter) -> None:
     if not parts:
         return
     rows = np.concatenate([r for r, _ in parts])
     table = pa.concat_tables([pa.table({name: columns.get(name, pa.nulls(len(r), SCHEMA.field(name).type))
-                                        for name in SCHEMA.names if name not in _PER_FILE},
+                                        for name in SCHEMA.names if name not in PER_FILE_COLUMNS},
                                        schema=_ROW_SCHEMA) for r, columns in parts])
     ts = table.column("ts_ms").combine_chunks()
     retime = shifted[lines.file_of[rows]]
     if retime.any():  # the node's time for the requests of files whose own clock is off
-        node = _wrapper_ts(lines.text.take(pa.array(rows[retime])))
+        node = node_ts_ms(lines.text.take(pa.array(rows[retime])))
         ts = pc.replace_with_mask(ts, pa.array(retime), pc.coalesce(node, ts.filter(pa.array(retime))))
         _add(files, lines.file_of[rows[retime]][node.is_valid().to_numpy(zero_copy_only=False)], "retimed")
     undated = pc.is_null(ts)
     missing = np.flatnonzero(undated.to_numpy(zero_copy_only=False))
     if len(missing):  # the line's own time, else the time kubelet wrote it
-        ts = pc.replace_with_mask(ts, undated, _wrapper_ts(lines.text.take(pa.array(rows[missing]))))
+        ts = pc.replace_with_mask(ts, undated, node_ts_ms(lines.text.take(pa.array(rows[missing]))))
     dated = pc.is_valid(ts)
-    outside = pa.array(np.zeros(len(rows), bool))
-    if task.start_ms is not None:
-        outside = pc.or_(outside, pc.fill_null(pc.less(ts, task.start_ms), False))
-    if task.end_ms is not None:
-        outside = pc.or_(outside, pc.fill_null(pc.greater_equal(ts, task.end_ms), False))
+    outside = outside_mask(ts, task.start_ms, task.end_ms)
     outside_np = outside.to_numpy(zero_copy_only=False)
     index = lines.file_of[rows]
     for name, mask in (("undated", ~dated.to_numpy(zero_copy_only=False)), ("out_of_window", outside_np),
@@ -314,16 +250,8 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[Batc
     if outside_np.any():
         table = table.filter(pc.invert(outside))
         index = index[~outside_np]
-    attrs = [base_attribution(f.path, task) for f in files]
-    per_file: dict[str, list[str | None]] = {
-        "namespace": [a[0] for a in attrs], "pod": [a[1] for a in attrs], "container": [a[2] for a in attrs],
-        "file": [f.stats.path for f in files]}
-    codes = pa.array(index.astype(np.int32))
-    for name, values in per_file.items():  # the file index is the dictionary code: no string copied per row
-        known = pa.array([v is not None for v in values])
-        table = table.append_column(name, pa.DictionaryArray.from_arrays(
-            pc.if_else(known.take(codes), codes, pa.scalar(None, pa.int32())),
-            pa.array([v or "" for v in values], pa.string())))  # the entry of an unknown value is never used
+    for name, column in file_columns([f.path for f in files], [f.stats.path for f in files], index, task).items():
+        table = table.append_column(name, column)
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
 
 
@@ -341,8 +269,7 @@ def _add(files: list[BatchFile], file_index: np.ndarray, *counters: str, fmt: st
                 stats.access_formats[access_format] += n
 
 
-_PER_FILE = ("namespace", "pod", "container", "file")
-_ROW_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in _PER_FILE])
+_ROW_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in PER_FILE_COLUMNS])
 
 
 def _parse_line_by_line(rows: np.ndarray, files: list[BatchFile], lines: BatchLines,

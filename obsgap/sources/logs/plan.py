@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from obsgap.sources.logs.framing import continues
+
 TASK_BYTES = 32 * 1024 * 1024
 """A task reads about this much; a plain file larger than it is cut into ranges of about this size."""
 MIN_TASK_BYTES = 1 << 20
@@ -55,14 +57,6 @@ def _is_gzip(path: str) -> bool:
             return f.read(2) == b"\x1f\x8b"
     except OSError:
         return False
-
-
-def continues(line: bytes) -> bool:
-    """A CRI `P` line: its message goes on in the next line (the rule of framing.split_cri, on bytes)."""
-    if len(line) < 30 or line[4:5] != b"-" or line[10:11] != b"T":
-        return False
-    parts = line.split(b" ", 3)
-    return len(parts) >= 3 and parts[1] in (b"stdout", b"stderr") and parts[2] == b"P"
 
 
 def message_end_after(f: object, offset: int, limit: int = SCAN_LIMIT) -> int | None:

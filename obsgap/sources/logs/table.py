@@ -22,7 +22,7 @@ from obsgap.sources.logs.discover import Discovered
 from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.ingest import run_task
 from obsgap.sources.logs.plan import plan
-from obsgap.sources.logs.reader import FileStats, ReadTask, merge_ranges
+from obsgap.sources.logs.task import FileStats, ReadTask, merge_ranges
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""What an Envoy access log's values mean, whatever the format that carried them (TEXT or JSON): direction and
+port from the cluster name and the addresses (inbound: the port the request arrived on), TCP versus HTTP, epoch
+start times. One rule for every format: envoy_format maps operators to these field names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from obsgap.sources.logs.parts import Row
+from obsgap.sources.logs.timestamps import parse_ts_ms
+from obsgap.sources.logs.values import addr_port, as_float, as_text, dash, int32_or_none
+
+_EPOCH = re.compile(r"^\d{9,11}(?:\.\d+)?$")
+
+
+_CLUSTER_PIPE = re.compile(r"^(inbound|outbound)\|(\d*)\|([^|]*)\|(.*)$")
+
+
+_CLUSTER_ALT = re.compile(r"^(inbound|outbound)_\.(\d*)_\.([^_]*)_\.(.*)$")
+
+
+def cluster_parts(cluster: str | None) -> tuple[str | None, int | None, str | None]:
+    """(direction, port, host) from an Envoy cluster name (pipe or alt_stat_name form)."""
+    if not cluster or cluster == "-":
+        return None, None, None
+    m = _CLUSTER_PIPE.match(cluster) or _CLUSTER_ALT.match(cluster)
+    if m:
+        port = int32_or_none(m.group(2)) if m.group(2) else None
+        return m.group(1), port, m.group(4) or None
+    if cluster.startswith("InboundPassthroughCluster"):
+        return "inbound", None, None
+    if cluster in ("PassthroughCluster", "BlackHoleCluster"):
+        return "outbound", None, None
+    return None, None, None
+
+
+def envoy_row(direction: str | None, cluster: str | None, port: int | None, dlocal: str | None,
+              uhost: str | None) -> tuple[str, int | None]:
+    """Direction and port of an Envoy line. Inbound, the port is the one the request arrived on
+    (%DOWNSTREAM_LOCAL_ADDRESS%): before Istio 1.10 the number in `inbound|8000||` is the Service port, not the
+    container's. Outbound, the Service port in the cluster name, else the upstream's or the local address's."""
+    if direction is None:
+        direction = "outbound"
+    if direction == "inbound":
+        local = addr_port(dlocal)
+        return direction, local if local is not None else port
+    if port is not None:
+        return direction, port
+    upstream = addr_port(uhost)
+    return direction, upstream if upstream not in (None, 0) else addr_port(dlocal)
+
+
+def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
+    """The normalized row of an access log whose format told what each value means (TEXT or JSON alike)."""
+    cluster = dash(as_text(fields.get("cluster")))
+    direction, cport, _ = cluster_parts(cluster)
+    dlocal, uhost = dash(as_text(fields.get("downstream_local"))), dash(as_text(fields.get("upstream_host")))
+    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
+    protocol = dash(as_text(fields.get("protocol")))
+    start = fields.get("start")
+    if isinstance(start, str) and _EPOCH.match(start):  # %START_TIME(%s.%3f)% and the like: epoch seconds
+        start = float(start)
+    return {
+        "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
+        "method": dash(as_text(fields.get("method"))), "path": dash(as_text(fields.get("path"))),
+        # a malformed request ("- - HTTP/1.1" 400 DPE) is still HTTP; only a line with no protocol is TCP
+        "protocol": protocol or "tcp",
+        "status": int32_or_none(fields.get("code")), "duration_ms": as_float(dash(as_text(fields.get("duration")))),
+        "port": port, "authority": dash(as_text(fields.get("authority"))), "upstream_cluster": cluster,
+        "upstream_host": uhost, "downstream_local": dlocal,
+        "downstream_remote": dash(as_text(fields.get("downstream_remote"))),
+        "response_flags": dash(as_text(fields.get("flags"))),
+    }
