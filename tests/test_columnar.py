@@ -277,16 +277,37 @@ def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cu
     assert ts_ms(pa.array(values)).to_pylist() == [parse_ts_ms(v) for v in values]
 
 
-def test_a_file_inflating_past_the_limit_is_streamed_line_by_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A small .gz that inflates to more than the columnar reader holds in memory goes to the streaming reader."""
+def test_a_file_inflating_past_the_limit_is_read_in_pieces(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A .gz that inflates to more than the columnar reader holds at once is read in pieces that end at a message's
+    end (long messages split in `P` lines included), with the rows and accounting of the per-line reader."""
     root = tmp_path / "logs"
+    apps = [json.dumps({"ts": TS, "method": "GET", "path": f"/{i}" + "x" * (i % 50), "status": 200}) for i in range(60)]
+    long = "".join(f"{TS} stdout P {a[:20]}\n{TS} stdout F {a[20:]}\n" for a in apps[:20])
     _write(root, "istio-proxy", "0.log.20261125-040000.gz", _cri([ENVOY] * 40), gz=True)
+    _write(root, "app", "0.log.20261125-040000.gz", long + _cri(apps[20:]), gz=True)
     _write(root, "small", "0.log", _cri([ENVOY] * 2))
     monkeypatch.setattr(intake, "LARGEST_FILE", 3000)
+    monkeypatch.setattr(intake, "PIECE_BYTES", 700)
+    pieces = list(intake.gzip_pieces(next((root / "pods" / POD / "app").iterdir())))
+    assert len(pieces) > 5 and all(p.rstrip(b"\n").rsplit(b"\n", 1)[-1].split(b" ")[2] != b"P" for p in pieces)
     fast, slow, differing = read_both(root)
     assert differing == 0
-    assert fast.pop("columnar_lines") == 2  # only the small file
-    assert fast == slow and fast["requests"] == 42
+    assert fast.pop("columnar_lines") == fast["lines"] - fast["joined_partial_lines"] == 102  # every piece columnar
+    assert fast == slow and fast["requests"] == 42 + 60 and fast["files"] == 3
+
+
+def test_a_corrupt_gzip_read_in_pieces_keeps_what_came_before_and_says_so(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "logs"
+    path = _write(root, "istio-proxy", "0.log.20261125-040000.gz", _cri([ENVOY] * 400), gz=True)
+    path.write_bytes(path.read_bytes()[:-200])  # truncated
+    monkeypatch.setattr(intake, "LARGEST_FILE", 3000)
+    monkeypatch.setattr(intake, "PIECE_BYTES", 4000)
+    table = read_logs(discover([str(root)]), None, None, workers=1)
+    try:
+        assert 0 < table.stats.requests < 400
+        assert len(table.stats.skipped_files) == 1 and "corrupt or truncated gzip" in table.stats.skipped_files[0][1]
+    finally:
+        table.close()
 
 
 _near_cri = st.tuples(

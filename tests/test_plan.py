@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from obsgap.sources.logs import plan
+from obsgap.sources.logs import intake, plan
 from obsgap.sources.logs.discover import discover
 from obsgap.sources.logs.table import read_logs
 from tests.test_columnar import ENVOY, POD, _differing
@@ -110,10 +110,11 @@ def test_ranges_give_the_rows_and_accounting_of_whole_files(tmp_path: Path, monk
         ranged.close()
 
 
-@pytest.mark.parametrize("columnar", [True, False])
+@pytest.mark.parametrize(("columnar", "gz"), [(True, False), (False, False), (True, True)])
 def test_every_range_takes_the_clock_decision_of_its_files_first_requests(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
-                                                                         columnar: bool) -> None:
-    """An application logging local time two hours off: every range is retimed, as the whole file would be."""
+                                                                         columnar: bool, gz: bool) -> None:
+    """An application logging local time two hours off: every range (or piece of a large gzip file) is retimed,
+    as the whole file would be."""
     root = tmp_path / "logs"
     root.mkdir()
     lines = []
@@ -122,11 +123,17 @@ def test_every_range_takes_the_clock_decision_of_its_files_first_requests(tmp_pa
         own = json.dumps({"ts": f"2026-11-25T04:{i // 60 % 60:02d}:{i % 60:02d}.000Z", "method": "GET",
                           "path": f"/{i}", "status": 200})
         lines.append(json.dumps({"log": own + "\n", "stream": "stdout", "time": node}) + "\n")
-    (root / "catalog-7d9f8b6c5-x2x9z.log").write_text("".join(lines))
+    name = root / "catalog-7d9f8b6c5-x2x9z.log"
+    if gz:
+        name.write_bytes(gzip.compress("".join(lines).encode()))
+    else:
+        name.write_text("".join(lines))
     found = discover([str(root)])
     whole = read_logs(found, None, None, workers=1, columnar=columnar)
     monkeypatch.setattr(plan, "TASK_BYTES", 8192)
     monkeypatch.setattr(plan, "MIN_TASK_BYTES", 4096)
+    monkeypatch.setattr(intake, "LARGEST_FILE", 8192)
+    monkeypatch.setattr(intake, "PIECE_BYTES", 8192)
     ranged = read_logs(found, None, None, workers=2, columnar=columnar)
     try:
         assert ranged.stats.retimed == whole.stats.retimed == 1200

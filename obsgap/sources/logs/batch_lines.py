@@ -23,6 +23,8 @@ class BatchFile:
     """How the lines came (cri, or docker-json whose records `data` holds as CRI lines)"""
     clock_preset: bool = False
     """A range that does not begin its file: `stats` already holds the file's clock decision (reader.head_clock)"""
+    raw: bytes | None = None
+    """A piece of a large gzip file as it was inflated, for the per-line reader should the batch decline it"""
 
 
 @dataclass

@@ -11,6 +11,7 @@ tests/test_columnar.py compares the two paths row for row.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.envoy_format import DEFAULT_ACCESS_FORMAT
 from obsgap.sources.logs.envoy_text import envoy_columns
 from obsgap.sources.logs.framing import Partial, complete_by_bytes, complete_by_regex, node_ts_ms
-from obsgap.sources.logs.intake import clean_bytes
+from obsgap.sources.logs.intake import TooLarge, clean, clean_bytes, gzip_pieces
 from obsgap.sources.logs.parts import SCHEMA, PartWriter, Row
 from obsgap.sources.logs.reader import admit, finish_file, flush_partial, parse_message, preset_clock, read_file
 from obsgap.sources.logs.task import FileStats, ReadTask
@@ -45,19 +46,48 @@ class ColumnarBatch:
         self.files: dict[bool, list[BatchFile]] = {True: [], False: []}
         self.size = 0
 
-    def offer(self, path: Path) -> FileStats | None:
-        """Take the file (its stats are filled when the batch is read), or None: read it line by line."""
-        clean = clean_bytes(path, self.task.spans.get(str(path)))
-        if clean is None:
+    def offer(self, path: Path) -> list[FileStats] | None:
+        """Take the file (its stats are filled when the batch is read), or None: read it line by line. A gzip file
+        that inflates past LARGEST_FILE is taken in pieces, each read as a batch of its own (bounded memory)."""
+        try:
+            cleaned = clean_bytes(path, self.task.spans.get(str(path)))
+        except TooLarge:
+            return self._offer_pieces(path)
+        if cleaned is None:
             return None
-        data, joined, wrapper = clean
+        span = self.task.spans.get(str(path))
+        return [self._add(path, cleaned, later=span is not None and span[0] > 0)]
+
+    def _add(self, path: Path, cleaned: tuple[bytes, int, str], later: bool, raw: bytes | None = None) -> FileStats:
+        data, joined, wrapper = cleaned
         stats = FileStats(str(path))
-        preset = preset_clock(path, self.task, stats)
-        self.files[b" F [" in data[:data.find(b"\n")]].append(BatchFile(path, data, stats, joined, wrapper, preset))
+        preset = preset_clock(path, self.task, stats) if later else False
+        self.files[b" F [" in data[:data.find(b"\n")]].append(
+            BatchFile(path, data, stats, joined, wrapper, preset, raw))
         self.size += len(data)
         if self.size >= BATCH_BYTES:
             self.flush()
         return stats
+
+    def _offer_pieces(self, path: Path) -> list[FileStats]:
+        self.flush()
+        results: list[FileStats] = []
+        try:
+            for i, piece in enumerate(gzip_pieces(path)):
+                cleaned = clean(piece)
+                if cleaned is None:  # this piece line by line, from its own bytes
+                    stats = FileStats(str(path))
+                    if i:
+                        preset_clock(path, self.task, stats)
+                    results.append(read_file(path, self.task, self.out, stats=stats, data=piece))
+                    continue
+                results.append(self._add(path, cleaned, later=i > 0, raw=piece))
+                self.flush()
+        except (OSError, EOFError, zlib.error) as exc:
+            failed = FileStats(str(path))
+            failed.error = f"corrupt or truncated gzip ({type(exc).__name__} after {len(results)} pieces were read)"
+            results.append(failed)
+        return results
 
     def flush(self) -> None:
         for access_logs, files in self.files.items():
@@ -78,8 +108,8 @@ def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask
     rejected = set(np.unique(lines.file_of[incomplete]).tolist())
     for i in sorted(rejected):
         f = files[i]
-        # joined or converted lines: from the file again, so it is read as it is
-        data = f.data if not f.joined and f.wrapper == "cri" else None
+        # joined or converted lines: from the file (or its piece) again, so it is read as it is
+        data = f.raw if f.raw is not None else f.data if not f.joined and f.wrapper == "cri" else None
         flush_partial(partial := Partial(), read_file(f.path, task, out, partial, f.stats, data), task, out,
                       base_attribution(f.path, task))
         finish_file(f.stats, task, out)
@@ -299,8 +329,8 @@ def run_task(task: ReadTask) -> list[FileStats]:
         files = [Path(f) for f in task.files]
         for i, path in enumerate(files):
             taken = batch.offer(path) if batch is not None and not partial.parts else None
-            stats = taken or read_file(path, task, writer, partial)
-            results.append(stats)
+            stats = read_file(path, task, writer, partial) if taken is None else taken[-1]
+            results.extend(taken or [stats])
             same_container = i + 1 < len(files) and files[i + 1].parent == path.parent and \
                 attribution_from_path(path) is not None
             if taken is None:

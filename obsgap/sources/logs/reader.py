@@ -85,10 +85,7 @@ def head_clock(path: Path, task: ReadTask) -> int | None:
 
 
 def preset_clock(path: Path, task: ReadTask, stats: FileStats) -> bool:
-    """For a range that does not begin its file: take the file's clock decision now (True), else False."""
-    span = task.spans.get(str(path))
-    if span is None or span[0] == 0:
-        return False
+    """For a part that does not begin its file (a range, a gzip piece): take the file's clock decision now."""
     stats.clock_offset_ms = head_clock(path, task)
     stats.clock = FileClock(decided=True, offset_ms=stats.clock_offset_ms)
     return True
@@ -125,7 +122,7 @@ def read_file(path: Path, task: ReadTask, out: PartWriter, partial: Partial | No
     partial = Partial() if partial is None else partial
     base_attr = base_attribution(path, task)
     span = task.spans.get(str(path))
-    if stats.clock is None:
+    if stats.clock is None and span is not None and span[0] > 0:
         preset_clock(path, task, stats)
     try:
         if data is None and span is not None:
