@@ -34,7 +34,7 @@ bench: setup
 
 bench-logs: setup
 	$(PY) tests/bench.py
-	$(PY) tests/bench.py --layout large --lines 2850000 --files 44
+	$(PY) tests/bench.py --layout large --lines 2850000 --files 4
 
 clean:
 	rm -rf $(VENV) reports/demo build *.egg-info
