@@ -35,6 +35,7 @@ from obsgap.render.notices import notices
 from obsgap.render.write import write_outputs
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.logs.discover import parse_log_pod
+from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.sources.queries import namespace_matcher
 
@@ -115,6 +116,14 @@ def main() -> None:
 @_opt("--context", "kube_context", help="kubeconfig context.")
 @_opt("--in-cluster", is_flag=True, help="Use the pod's service account (when run as a CronJob).")
 @_opt("--logs", multiple=True, help="Log file, folder (recursive) or glob; plain or .gz.")
+@_opt("--pod-logs", is_flag=True,
+      help="Read the logs of every pod in scope through the Kubernetes API (pods/log; needs a live cluster).")
+@_opt("--pod-logs-container", "pod_logs_containers", multiple=True,
+      help="With --pod-logs: only these containers (default: istio-proxy and every application container).")
+@_opt("--pod-logs-concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+      help="With --pod-logs: containers read at once.")
+@_opt("--pod-logs-limit-bytes", type=click.IntRange(1024), default=512 * 1024 * 1024, show_default=True,
+      help="With --pod-logs: bytes read per container before its log is cut (the cut is reported).")
 @_opt("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
 @_opt("--log-pod", "log_pods", multiple=True,
       help="FILE=NAMESPACE/POD[/CONTAINER]: the pod that wrote FILE (a path or glob); repeatable.")
@@ -214,6 +223,15 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
+    pod_logs = None
+    if o["pod_logs"]:
+        if live is None:
+            raise InputError("--pod-logs reads logs through the Kubernetes API: give a live cluster "
+                             "(--kubeconfig/--context/--in-cluster)")
+        pod_logs = PodLogOptions(tuple(o["pod_logs_containers"]), o["pod_logs_concurrency"],
+                                 o["pod_logs_limit_bytes"])
+    elif o["pod_logs_containers"]:
+        raise InputError("--pod-logs-container needs --pod-logs")
     if not (prom or live or o["kube_snapshot"] or o["logs"]):
         raise InputError("nothing to read: give --prometheus-url, --kube-snapshot (or --kubeconfig/--context/"
                          "--in-cluster), and/or --logs")
@@ -221,6 +239,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         window=window, out_dir=Path(o["out"]) if o["out"] else None, out_root=Path(o["out_root"]),
         baseline=Path(o["baseline"]) if o["baseline"] else None, namespaces=tuple(o["namespaces"]), prometheus=prom,
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
+        pod_logs=pod_logs,
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
         access_log_formats=parse_access_log_formats(o["access_log_formats"]),
         log_pods=tuple(parse_log_pod(p) for p in o["log_pods"]),

@@ -21,6 +21,7 @@ from obsgap.model import Severity, Window
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.logs.discover import LogPod
 from obsgap.sources.logs.envoy_format import AccessFormat, validate
+from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
@@ -175,6 +176,8 @@ class RunPlan:
     kube_snapshots: tuple[Path, ...] = ()
     kube_live: LiveOptions | None = None
     logs: tuple[str, ...] = ()
+    pod_logs: PodLogOptions | None = None
+    """--pod-logs: read the pods' logs through the Kubernetes API (needs kube_live)."""
     log_fields: Mapping[str, str] = field(default_factory=dict)
     access_log_formats: tuple[AccessFormat, ...] = ()
     """Envoy access-log formats given by the user, tried before the mesh's and Istio's defaults."""

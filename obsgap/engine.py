@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,9 +23,10 @@ from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceRepor
 from obsgap.reconcile import reconcile
 from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
-from obsgap.sources.kube.live import load_live
+from obsgap.sources.kube.live import api_client, load_live
 from obsgap.sources.kube.snapshot import load_snapshot
 from obsgap.sources.logs.discover import discover, file_attributions
+from obsgap.sources.logs.podlogs import fetch_pod_logs
 from obsgap.sources.logs.summary import summarize, time_step_ms
 from obsgap.sources.logs.table import Attributions, read_logs
 from obsgap.sources.prometheus import PrometheusSource
@@ -188,9 +191,43 @@ def _logs_unusable(stats: dict[str, Any]) -> str | None:
 
 def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
           failures: list[str]) -> tuple[LogEvidence | None, dict[str, Any]]:
-    if not plan.logs:
+    if not plan.logs and plan.pod_logs is None:
         return None, {"files": 0, "lines": 0, "parsed": 0, "unparsed": 0, "formats": {}, "status": "not-configured"}
-    found = discover(list(plan.logs))
+    fetched = tempfile.mkdtemp(prefix="obsgap-podlogs-") if plan.pod_logs is not None else None
+    try:
+        pod_report = _fetch_pod_logs(plan, index, fetched, progress, failures) if fetched else None
+        evidence, stats = _read_logs(plan, (*plan.logs, *((fetched,) if fetched else ())), index, progress, failures)
+    finally:
+        if fetched:
+            shutil.rmtree(fetched, ignore_errors=True)
+    if pod_report is not None:
+        stats["pod_logs"] = pod_report
+    return evidence, stats
+
+
+def _fetch_pod_logs(plan: RunPlan, index: TopologyIndex, root: str, progress: Progress,
+                    failures: list[str]) -> dict[str, Any]:
+    """Every in-scope pod's containers through pods/log, into `root` as kubelet's files."""
+    assert plan.pod_logs is not None and plan.kube_live is not None
+    pods = index.topo.pods
+    progress(f"reading the logs of {len(pods)} pods through the Kubernetes API "
+             f"({plan.pod_logs.concurrency} containers at a time)")
+    start_ms = int(plan.window.start.timestamp() * 1000)
+    step = max(1, len(pods) // 10)
+    report = fetch_pod_logs(api_client(plan.kube_live), pods, start_ms, root, plan.pod_logs,
+                            lambda done, total: progress(f"pod logs: {done}/{total} containers")
+                            if done == total or done % step == 0 else None)
+    summary = report.as_dict()
+    if summary["containers"] and not summary["read"]:
+        first = summary["gaps"][0]["error"] if summary["gaps"] else "no answer"
+        failures.append(f"pod logs: none of the {summary['containers']} containers could be read ({first}); the "
+                        "service account needs `get` on pods/log")
+    return summary
+
+
+def _read_logs(plan: RunPlan, paths: tuple[str, ...], index: TopologyIndex, progress: Progress,
+               failures: list[str]) -> tuple[LogEvidence, dict[str, Any]]:
+    found = discover(list(paths))
     progress(f"reading {len(found.files)} log files")
     start_ms = int(plan.window.start.timestamp() * 1000)
     end_ms = int(plan.window.end.timestamp() * 1000)
@@ -205,7 +242,7 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
     finally:
         table.close()
     stats = dict(evidence.stats)
-    unusable = _logs_unusable(stats)
+    unusable = _logs_unusable(stats) if not any(f.startswith("pod logs:") for f in failures) else None
     if unusable:
         failures.append(unusable)
     return evidence, stats | {"status": "unusable" if unusable else "ok"}
@@ -313,6 +350,11 @@ def partial_reasons(failures: list[str], sources: SourceReport, runs: tuple[Chec
     if denied:
         reasons.append(f"Kubernetes: {len(denied)} object kinds could not be read ({denied[0]})")
     logs = sources.logs
+    pod_logs = logs.get("pod_logs") or {}
+    if pod_logs.get("gaps_total") and not any(r.startswith("pod logs:") for r in reasons):
+        first = pod_logs["gaps"][0]
+        reasons.append(f"pod logs: {plural(pod_logs['gaps_total'], 'container')} of {pod_logs['containers']} could "
+                       f"not be read ({first['container']}: {first['error']})")
     if logs.get("skipped_files"):
         reasons.append(f"{plural(len(logs['skipped_files']), 'log file')} could not be read, wholly or in part")
     unattributed = logs.get("unattributed") or {}

@@ -116,6 +116,11 @@ class Pod:
     agent_paths: tuple[str, ...] = ()
     """HTTP paths kubelet probes (and, with metrics merging, Prometheus scrapes) reach through pilot-agent, not
     Envoy: the app logs them, no mesh metric ever counts them."""
+    uid: str | None = None
+    started_ms: int | None = None
+    """status.startTime (epoch ms): no log or metric of the pod can be older."""
+    restarts: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+    """container -> (restartCount, when its last run ended in epoch ms, if it did)."""
 
     @property
     def key(self) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from obsgap import istio
@@ -145,7 +146,28 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
         node=str(spec["nodeName"]) if spec.get("nodeName") else None,
         subset_labels=istio.augment_labels(labels, spec.get("nodeName"), nodes.get(str(spec.get("nodeName")))),
         agent_paths=tuple(sorted(agent_paths)),
+        uid=str(md["uid"]) if md.get("uid") else None, started_ms=_epoch_ms(status.get("startTime")),
+        restarts=_restarts(status),
     )
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """An RFC 3339 time of the API (`2026-11-24T00:00:00Z`) in epoch ms, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _restarts(status: RAW) -> dict[str, tuple[int, int | None]]:
+    out: dict[str, tuple[int, int | None]] = {}
+    for cs in status.get("containerStatuses") or []:
+        if isinstance(cs, Mapping) and cs.get("name"):
+            ended = _mapping(_mapping(cs.get("lastState")).get("terminated")).get("finishedAt")
+            out[str(cs["name"])] = (_int_or_none(cs.get("restartCount")) or 0, _epoch_ms(ended))
+    return out
 
 
 def _mapping(value: Any) -> RAW:

@@ -28,7 +28,8 @@ class LiveOptions:
     in_cluster: bool = False
 
 
-def _api_client(opts: LiveOptions) -> Any:
+def api_client(opts: LiveOptions) -> Any:
+    """The official client, configured from the kubeconfig or the pod's service account."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -76,7 +77,7 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    api = _api_client(opts)
+    api = api_client(opts)
     core, apps, disc = client.CoreV1Api(api), client.AppsV1Api(api), client.DiscoveryV1Api(api)
     custom = client.CustomObjectsApi(api)
     lists: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
