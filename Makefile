@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
-.PHONY: setup system demo test lint bench clean
+.PHONY: setup system demo test lint bench bench-logs image clean
 
 system:
 	@if ! command -v promtool >/dev/null || ! python3 -c "import ensurepip" >/dev/null 2>&1 || ! command -v chromium >/dev/null || ! command -v victoria-metrics >/dev/null; then \
@@ -35,6 +35,12 @@ bench: setup
 bench-logs: setup
 	$(PY) tests/bench.py
 	$(PY) tests/bench.py --layout large --lines 2850000 --files 4
+
+IMAGE ?= obsgap:latest
+
+# The CronJob's image (needs a Docker daemon and the python:3.11-slim base image); push it where the cluster pulls.
+image:
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) reports/demo build *.egg-info

@@ -300,9 +300,14 @@ def demo(out: str, hours: float) -> None:
 @click.option("--schedule", default="0 2 * * *", show_default=True, help="Cron schedule (UTC).")
 @click.option("--prometheus-url", default="http://prometheus.istio-system:9090", show_default=True)
 @click.option("--window", default="24h", show_default=True)
-@click.option("--logs-claim", help="PersistentVolumeClaim with shipped logs, mounted read-only at /logs.")
-@click.option("--reports-claim", help="PersistentVolumeClaim that keeps reports (and so the baseline and trends).")
-@click.option("--pods-log", is_flag=True, help="Also grant pods/log (only for reading logs through the API).")
+@click.option("--logs-claim", help="PersistentVolumeClaim with shipped logs, mounted read-only at /logs (instead of "
+                                   "reading logs through pods/log).")
+@click.option("--reports-claim", help="An existing PersistentVolumeClaim for the reports (default: create "
+                                      "obsgap-reports).")
+@click.option("--reports-size", default="2Gi", show_default=True, help="Size of the reports claim created.")
+@click.option("--ephemeral-reports", is_flag=True, help="Keep reports in an emptyDir (lost with the pod).")
+@click.option("--pods-log/--no-pods-log", default=None,
+              help="Read logs through pods/log (RBAC: get pods/log). Default: yes, unless --logs-claim.")
 def manifests_cmd(**opts: Any) -> None:
     """Print the Kubernetes objects to run obsgap nightly: read-only RBAC, ConfigMap, CronJob."""
     from obsgap.manifests import ManifestOptions, render_manifests

@@ -17,6 +17,7 @@ from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, Skip
 from obsgap.config import RunPlan, redact_url
 from obsgap.contract import build_contract
+from obsgap.coverage import CoveredCounts, bins_within
 from obsgap.errors import InputError, ObsgapError, SourceError
 from obsgap.evidence import CheckInputs, LogEvidence, MetricsEvidence
 from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceReport, Topology
@@ -41,6 +42,7 @@ COVERAGE_QUERIES = ("mesh_requests", "mesh_tcp_connections")
 CONTRACT_QUERIES = ("mesh_requests", "scrape_targets")
 ENGINE_QUERIES = ("scrape_interval",)
 TREND_RANGE_QUERY = "mesh_requests_over_time"
+COVERED_RANGE_QUERY = "mesh_requests_by_pod_over_time"
 
 
 def declared_queries(checks: tuple[type[Check], ...]) -> frozenset[str]:
@@ -195,8 +197,9 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
         return None, {"files": 0, "lines": 0, "parsed": 0, "unparsed": 0, "formats": {}, "status": "not-configured"}
     fetched = tempfile.mkdtemp(prefix="obsgap-podlogs-") if plan.pod_logs is not None else None
     try:
-        pod_report = _fetch_pod_logs(plan, index, fetched, progress, failures) if fetched else None
-        evidence, stats = _read_logs(plan, (*plan.logs, *((fetched,) if fetched else ())), index, progress, failures)
+        pod_report, cut = _fetch_pod_logs(plan, index, fetched, progress, failures) if fetched else (None, [])
+        evidence, stats = _read_logs(plan, (*plan.logs, *((fetched,) if fetched else ())), index, progress, failures,
+                                     frozenset(cut))
     finally:
         if fetched:
             shutil.rmtree(fetched, ignore_errors=True)
@@ -206,7 +209,7 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
 
 
 def _fetch_pod_logs(plan: RunPlan, index: TopologyIndex, root: str, progress: Progress,
-                    failures: list[str]) -> dict[str, Any]:
+                    failures: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Every in-scope pod's containers through pods/log, into `root` as kubelet's files."""
     assert plan.pod_logs is not None and plan.kube_live is not None
     pods = index.topo.pods
@@ -222,11 +225,11 @@ def _fetch_pod_logs(plan: RunPlan, index: TopologyIndex, root: str, progress: Pr
         first = summary["gaps"][0]["error"] if summary["gaps"] else "no answer"
         failures.append(f"pod logs: none of the {summary['containers']} containers could be read ({first}); the "
                         "service account needs `get` on pods/log")
-    return summary
+    return summary, [c.path for c in report.logs if c.cut and c.path]
 
 
 def _read_logs(plan: RunPlan, paths: tuple[str, ...], index: TopologyIndex, progress: Progress,
-               failures: list[str]) -> tuple[LogEvidence, dict[str, Any]]:
+               failures: list[str], cut_paths: frozenset[str] = frozenset()) -> tuple[LogEvidence, dict[str, Any]]:
     found = discover(list(paths))
     progress(f"reading {len(found.files)} log files")
     start_ms = int(plan.window.start.timestamp() * 1000)
@@ -238,10 +241,15 @@ def _read_logs(plan: RunPlan, paths: tuple[str, ...], index: TopologyIndex, prog
     table = read_logs(found, start_ms, end_ms, plan.log_fields or None, access_formats=formats,
                       attribution=attribution)
     try:
-        evidence = summarize(table, index, start_ms, end_ms)
+        evidence = summarize(table, index, start_ms, end_ms, cut_paths)
     finally:
         table.close()
     stats = dict(evidence.stats)
+    stats["partial_pods"] = [
+        {"pod": f"{c.namespace}/{c.pod}", "covered_seconds": round(c.seconds), "why": c.why,
+         "start": datetime.fromtimestamp(c.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
+         "end": datetime.fromtimestamp(c.end_ms / 1000, UTC).isoformat().replace("+00:00", "Z")}
+        for c in sorted(evidence.partial.values(), key=lambda c: c.seconds)][:200]
     unusable = _logs_unusable(stats) if not any(f.startswith("pod logs:") for f in failures) else None
     if unusable:
         failures.append(unusable)
@@ -291,7 +299,8 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     panels, dash_gaps = load_dashboards(list(plan.dashboards)) if plan.dashboards else ([], [])
     kube_report["dashboards"] = {"files": len(plan.dashboards), "queries": len(panels), "gaps": dash_gaps}
     settings = replace(plan.settings, namespaces=plan.namespaces)  # one source of truth for the scope
-    inputs = CheckInputs(plan.window, settings, topo, metrics, logs, tuple(panels), [index])
+    covered = _covered(plan, logs, metrics, prom_report, failures) if logs is not None and logs.partial else None
+    inputs = CheckInputs(plan.window, settings, topo, metrics, logs, tuple(panels), covered, [index])
     present = {"topology": topo is not None, "metrics": metrics is not None, "logs": logs is not None}
     runs: list[CheckRun] = []
     findings: list[Finding] = []
@@ -328,6 +337,42 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         status="partial" if reasons else "complete", status_reasons=reasons,
     )
     return RunOutcome(result, failures)
+
+
+def _covered(plan: RunPlan, logs: LogEvidence, metrics: MetricsEvidence | None, prom_report: dict[str, Any],
+             failures: list[str]) -> CoveredCounts:
+    """Logs and mesh over the whole bins each partially logged pod's logs cover (coverage.py): one range query,
+    whatever the number of pods."""
+    start_ms = int(plan.window.start.timestamp() * 1000)
+    end_ms = int(plan.window.end.timestamp() * 1000)
+    step = time_step_ms(start_ms, end_ms)
+    within = {key: set(bins_within(cov, start_ms, end_ms, step)) for key, cov in logs.partial.items()}
+    counted: dict[tuple[str, str, str, int | None], int] = {}
+    for r in logs.covered_bins.itertuples(index=False):
+        key = (str(r.namespace), str(r.pod))
+        if int(r.bin_end_ms) in within.get(key, ()):
+            port = None if pd.isna(r.port) else int(r.port)
+            cell = (*key, str(r.origin), port)
+            counted[cell] = counted.get(cell, 0) + int(r.requests)
+    mesh: dict[tuple[str, str, str], float] = {}
+    by_pod = False
+    if metrics is not None and plan.prometheus is not None:
+        source = PrometheusSource(plan.prometheus)
+        res = source.query_range(COVERED_RANGE_QUERY, plan.window.start, plan.window.end, step // 1000,
+                                 plan.namespaces)
+        prom_report["queries"] = int(prom_report.get("queries") or 0) + source.queries_issued
+        prom_report.setdefault("range_query_files", []).append(COVERED_RANGE_QUERY)
+        if res.error:
+            failures.append(res.error)
+        frame = res.frame
+        by_pod = not frame.empty and "pod" in frame.columns and frame["pod"].notna().any()
+        for r in frame.itertuples(index=False) if by_pod else ():
+            pod_ns = str(getattr(r, "namespace", "") or "")
+            bins = within.get((pod_ns, str(r.pod)))
+            if bins is not None and round(float(r.t) * 1000) in bins:
+                where = (str(r.destination_service_namespace), str(r.destination_service_name), str(r.pod))
+                mesh[where] = mesh.get(where, 0.0) + float(r.value)
+    return CoveredCounts(logs.partial, counted, mesh, by_pod, step)
 
 
 def _view(inputs: CheckInputs, queries: tuple[str, ...]) -> CheckInputs:
@@ -381,7 +426,7 @@ def _coverage(inputs: CheckInputs) -> tuple[CoverageRow, ...]:
             continue
         cmp = st.comparison()
         rows.append(CoverageRow(st.service.namespace, st.service.name, cmp.observed, round(cmp.mesh),
-                                round(st.tcp_connections), cmp.basis, cmp.comparable, cmp.note))
+                                round(st.tcp_connections), cmp.basis, cmp.comparable, cmp.note, st.coverage_text()))
     rows.sort(key=lambda r: (r.ratio if r.ratio is not None else 2.0, -r.log_requests, r.namespace, r.service))
     return tuple(rows)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from obsgap.coverage import CoveredCounts, PodCoverage
 from obsgap.model import Topology, Window
 from obsgap.sources.dashboards import PanelQuery
 from obsgap.topology import TopologyIndex
@@ -76,6 +77,10 @@ class LogEvidence:
     """namespace, pod, hour_ms, requests: inbound requests over time (for the report)."""
     durations: pd.DataFrame = field(default_factory=pd.DataFrame)
     """namespace, service, origin, upper_ms, requests: inbound request durations per service on a 2% log scale."""
+    partial: Mapping[tuple[str, str], PodCoverage] = field(default_factory=dict)
+    """Pods whose logs cover only part of the window, with the interval they cover (coverage.py)."""
+    covered_bins: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """namespace, pod, origin, port, bin_end_ms, requests: inbound requests of those pods per bin."""
 
     @property
     def has_requests(self) -> bool:
@@ -104,6 +109,8 @@ class CheckInputs:
     metrics: MetricsEvidence | None = None
     logs: LogEvidence | None = None
     dashboards: tuple[PanelQuery, ...] = ()
+    covered: CoveredCounts | None = None
+    """For pods whose logs cover only part of the window: logs and mesh counted over that part."""
     _index: list[TopologyIndex] = field(default_factory=list, repr=False)
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     """Derived data shared by several checks (computed once per run)."""
@@ -114,7 +121,8 @@ class CheckInputs:
             self._index.append(TopologyIndex(self.topology or Topology.empty()))
         return self._index[0]
 
-    def tolerance(self) -> float:
-        """Share that scrape-interval edges alone can hide: two intervals of the window, plus the floor."""
+    def tolerance(self, seconds: float | None = None) -> float:
+        """Share that scrape-interval edges alone can hide: two intervals of the window (or of the part of it
+        the numbers rest on), plus the floor."""
         interval = self.metrics.scrape_interval_s if self.metrics else 30.0
-        return max(self.settings.tolerance, 2 * interval / self.window.seconds)
+        return max(self.settings.tolerance, 2 * interval / max(seconds or self.window.seconds, 1.0))

@@ -1,4 +1,5 @@
-"""What a cluster needs to run obsgap nightly: read-only RBAC, a ConfigMap with its settings, a CronJob."""
+"""What a cluster needs to run obsgap nightly: read-only RBAC, a ConfigMap with its settings, a claim that keeps
+the reports, a CronJob. Logs come through the Kubernetes API (pods/log) unless a claim of shipped logs is named."""
 
 from __future__ import annotations
 
@@ -23,30 +24,45 @@ RULES: list[dict[str, Any]] = [
 class ManifestOptions:
     namespace: str = "obsgap"
     image: str = "obsgap:latest"
-    """An image with obsgap installed (e.g. `pip install .` of this repository on a python:3.11-slim base)."""
+    """The image `make image` builds from this repository's Dockerfile (push it where the cluster pulls from)."""
     schedule: str = "0 2 * * *"
     prometheus_url: str = "http://prometheus.istio-system:9090"
     window: str = "24h"
     logs_claim: str | None = None
-    """A PersistentVolumeClaim holding shipped logs (mounted read-only at /logs)."""
+    """A PersistentVolumeClaim holding shipped logs (mounted read-only at /logs) instead of pods/log."""
     reports_claim: str | None = None
-    pods_log: bool = False
-    """Grant pods/log (only when logs are read through the API)."""
+    """An existing claim for the reports; None: the manifests create one (obsgap-reports)."""
+    reports_size: str = "2Gi"
+    ephemeral_reports: bool = False
+    """Reports in an emptyDir, lost with the pod (no baseline, no trends)."""
+    pods_log: bool | None = None
+    """Grant pods/log and read logs through it; None: unless a logs claim is named."""
+
+    @property
+    def reads_pod_logs(self) -> bool:
+        return self.pods_log if self.pods_log is not None else self.logs_claim is None
+
+
+USER = 65532  # the image's non-root user; fsGroup makes the reports volume writable for it
+REPORTS_CLAIM = "obsgap-reports"
 
 
 def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
     name = "obsgap"
     rules = [dict(r) for r in RULES]
-    if o.pods_log:
+    if o.reads_pod_logs:
         rules.append({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})
     config = {"prometheus_url": o.prometheus_url, "window": o.window, "fail_on": "never"}
     args = ["obsgap", "report", "--config", "/etc/obsgap/obsgap.yaml", "--in-cluster", "--out-root", "/reports"]
+    if o.reads_pod_logs:
+        args.append("--pod-logs")
     mounts = [{"name": "config", "mountPath": "/etc/obsgap", "readOnly": True},
               {"name": "reports", "mountPath": "/reports"}]
+    claim = o.reports_claim or REPORTS_CLAIM
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": name}},
-        {"name": "reports", **({"persistentVolumeClaim": {"claimName": o.reports_claim}} if o.reports_claim
-                               else {"emptyDir": {}})}]
+        {"name": "reports", **({"emptyDir": {}} if o.ephemeral_reports
+                               else {"persistentVolumeClaim": {"claimName": claim}})}]
     if o.logs_claim:
         args += ["--logs", "/logs"]
         mounts.append({"name": "logs", "mountPath": "/logs", "readOnly": True})
@@ -55,9 +71,12 @@ def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
         "name": name, "image": o.image, "args": args,
         "volumeMounts": mounts,
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1536Mi"}},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}},
     }
+    created_claim: list[dict[str, Any]] = [] if o.ephemeral_reports or o.reports_claim else [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": o.namespace},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": o.reports_size}}}}]
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.namespace,
                                                                "labels": {"istio-injection": "disabled"}}},
@@ -69,12 +88,14 @@ def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": o.namespace}]},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": o.namespace},
          "data": {"obsgap.yaml": yaml.safe_dump(config, sort_keys=False)}},
+        *created_claim,
         {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "namespace": o.namespace},
          "spec": {"schedule": o.schedule, "concurrencyPolicy": "Forbid", "successfulJobsHistoryLimit": 3,
                   "failedJobsHistoryLimit": 3,
                   "jobTemplate": {"spec": {"backoffLimit": 0, "activeDeadlineSeconds": 3600, "template": {
                       "metadata": {"labels": {"app": name, "sidecar.istio.io/inject": "false"}},
                       "spec": {"serviceAccountName": name, "restartPolicy": "Never", "containers": [container],
+                               "securityContext": {"fsGroup": USER, "fsGroupChangePolicy": "OnRootMismatch"},
                                "volumes": volumes}}}}}},
     ]
 

@@ -299,6 +299,8 @@ class CoverageRow:
     """False when the metrics cannot be narrowed to the pods or callers the evidence covers (no ratio then)."""
     basis: str = ""
     """What was compared, in words (e.g. "logs of 2 of 3 pods")."""
+    logs_cover: str = ""
+    """How much of the window the service's logs cover, when some pod's are partial (empty: all of it)."""
 
     @property
     def ratio(self) -> float | None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from obsgap.coverage import PodCoverage
 from obsgap.evidence import CheckInputs
 from obsgap.model import Pod, Service, ServicePort
+from obsgap.text import duration_text
 
 MESH_REPORTERS = ("destination", "waypoint")
 REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespace", "source_workload",
@@ -55,6 +58,11 @@ class ServiceTraffic:
     caller_logs: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     """(caller namespace, caller workload) -> calls to this service in that caller's logs; workload `unknown` for
     callers without a sidecar (the mesh labels them so)."""
+    covered: dict[str, PodCoverage] = field(default_factory=dict)
+    """Pods whose logs cover part of the window: their logs and mesh counts here are those of that part."""
+    window_seconds: float = 0.0
+    covered_without_pod_metrics: bool = False
+    """Some pod's logs are partial and the metrics have no pod label to count that part alone."""
 
     @property
     def mesh_for_pods(self) -> float:
@@ -93,6 +101,12 @@ class ServiceTraffic:
         logged_pods = [p for p, n in self.pod_logs.items() if n > 0]
         total = len(self.pods)
         note = f"logs of {len(logged_pods)} of {total} pods" if total else ""
+        if self.covered:
+            note += f"; {self.coverage_text()}"
+        if self.covered_without_pod_metrics:
+            return Comparison(self.server_logs, self.mesh_for_pods, "server logs", False,
+                              f"{note}, and the metrics have no pod label to count that part alone",
+                              len(logged_pods), total)
         if self.mesh_by_pod:
             shared = self.peer_mesh_by_pod.get("", 0.0) * len(logged_pods) / total if total else 0.0
             mesh = shared + sum(self.mesh_by_pod.get(p, 0.0) + self.peer_mesh_by_pod.get(p, 0.0)
@@ -104,6 +118,29 @@ class ServiceTraffic:
                           f"{note}, and the metrics have no pod label to count those pods alone",
                           len(logged_pods), total)
 
+    def coverage_text(self) -> str:
+        """How much of the window the logs cover, e.g. "logs cover 3 h 10 m of 24 h for 1 of 3 pods"."""
+        if not self.covered:
+            return ""
+        shortest = min(self.covered.values(), key=lambda c: c.seconds)
+        of = duration_text(self.window_seconds) if self.window_seconds else "the window"
+        return (f"logs cover {duration_text(shortest.seconds)} of {of} for {len(self.covered)} of {len(self.pods)} "
+                f"pods ({shortest.why}): compared over that part only")
+
+    def interval(self) -> tuple[int, int] | None:
+        """The shortest covered interval (epoch ms) the comparison rests on, when logs are partial."""
+        if not self.covered:
+            return None
+        shortest = min(self.covered.values(), key=lambda c: c.seconds)
+        return shortest.start_ms, shortest.end_ms
+
+    def interval_evidence(self) -> dict[str, object]:
+        """evidence.interval of a finding: the part of the window the comparison rests on, when logs are partial."""
+        iv = self.interval()
+        if iv is None:
+            return {}
+        return {"interval": {"start": _iso(iv[0]), "end": _iso(iv[1]), "pods": sorted(self.covered)}}
+
     @property
     def observed_by(self) -> str:
         if self.server_logs >= max(self.client_logs, self.source_reported) and self.server_logs:
@@ -114,6 +151,10 @@ class ServiceTraffic:
 
 
 UNKNOWN = "unknown"
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -171,7 +212,7 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
     def traffic(svc: Service) -> ServiceTraffic:
         st = services.get(svc.key)
         if st is None:
-            st = ServiceTraffic(svc, idx.pods_of_service(svc))
+            st = ServiceTraffic(svc, idx.pods_of_service(svc), window_seconds=inputs.window.seconds)
             services[svc.key] = st
         return st
 
@@ -208,7 +249,13 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
             svc, sp = target
             cells[(svc.key, pod.name, port)][0 if row.origin == "app" else 1] += int(row.requests)
             traffic(svc).ports.setdefault(port, PortTraffic(port, sp)).http_lines += int(row.http_requests)
+        covered = inputs.covered
         for (svc_key, pod_name, port), (app, envoy) in cells.items():
+            cov = covered.covered(svc_key[0], pod_name) if covered is not None else None
+            if cov is not None and covered is not None:  # partial logs: the counts of the bins they cover
+                app = covered.logs.get((svc_key[0], pod_name, "app", port), 0)
+                envoy = covered.logs.get((svc_key[0], pod_name, "envoy", port), 0)
+                services[svc_key].covered[pod_name] = cov
             services[svc_key].pod_logs[pod_name] += max(app, envoy)
             services[svc_key].ports[port].per_pod[pod_name] += max(app, envoy)
 
@@ -239,6 +286,16 @@ def _reconcile(inputs: CheckInputs) -> Reconciliation:
             found = idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
             if found is not None and row.reporter in MESH_REPORTERS:
                 traffic(found).tcp_connections += float(row.value)
+
+    covered = inputs.covered
+    if covered is not None:
+        for st in services.values():
+            for pod_name in st.covered:
+                if covered.mesh_by_pod_known:
+                    st.mesh_by_pod[pod_name] = covered.mesh.get(
+                        (st.service.namespace, st.service.name, pod_name), 0.0)
+                else:
+                    st.covered_without_pod_metrics = True
 
     if logs is not None and not logs.outbound.empty:
         per_caller: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])

@@ -6,3 +6,12 @@ from __future__ import annotations
 def plural(n: int, word: str) -> str:
     """`1 file`, `2 files`, `1,234 requests`."""
     return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a person reads it: "3 h 10 m", "45 m", "50 s"."""
+    total = round(seconds)
+    hours, minutes = total // 3600, total % 3600 // 60
+    if hours:
+        return f"{hours} h {minutes} m" if minutes else f"{hours} h"
+    return f"{minutes} m" if minutes else f"{total} s"

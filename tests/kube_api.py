@@ -9,6 +9,8 @@ pod can be made to answer 403/404/500. Every request path is recorded.
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -123,6 +125,44 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
             self._send(200, data, "text/plain")
 
     return Api
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl, as every Debian has it)."""
+    cert, key = tmp / "apiserver.crt", tmp / "apiserver.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@dataclass
+class InCluster:
+    """What a pod's service account gives the client: the API's address, a token and the cluster's CA."""
+
+    host: str
+    port: int
+    token: Path
+    ca: Path
+
+
+@contextmanager
+def serving_in_cluster(cluster: Cluster, tmp: Path) -> Iterator[InCluster]:
+    """Serve `cluster` over TLS on loopback, as the API server a pod reaches through its service account."""
+    cert, key = self_signed(tmp)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(cluster))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    token = tmp / "token"
+    token.write_text("in-cluster-token")
+    try:
+        yield InCluster("127.0.0.1", server.server_port, token, cert)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

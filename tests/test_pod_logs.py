@@ -4,6 +4,7 @@ serves pods/log as kubelet does, and a real Prometheus. The same mesh read from 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,109 @@ def test_pod_logs_need_a_live_cluster(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--pod-logs reads logs through the Kubernetes API" in res.output
 
 
+
+
+def _busy(cluster, pod_prefix: str, share: float) -> str:  # type: ignore[no-untyped-def]
+    """kubelet keeps only the last `share` of this pod's containers' logs (its current file)."""
+    pod = next(o["metadata"]["name"] for o in cluster.objects
+               if o["kind"] == "Pod" and o["metadata"]["name"].startswith(pod_prefix))
+    for (ns, name, container, _prev), lines in cluster.logs.items():
+        if name == pod:
+            size = sum(len(f"{ts} {m}\n".encode()) for ts, m in lines)
+            cluster.busy_tail_bytes[(ns, name, container)] = int(size * share)
+    return pod
+
+
+def test_truncated_logs_make_no_false_gap_and_a_real_gap_is_still_found(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One api pod (healthy) and the billing pod (half of its requests missing from the metrics) have kubelet
+    serving only the last third of their logs: compared with the whole window's metrics, api would look
+    over-counted and billing's gap would hide; compared over the part the logs cover, neither happens."""
+    built, server, files = mesh
+    cluster = cluster_of_scenario(built.topology, built.logs)
+    api_pod = _busy(cluster, "api", 1 / 3)
+    billing_pod = _busy(cluster, "billing", 1 / 3)
+    with serving(cluster, tmp_path) as kubeconfig:
+        result, failures = _run(server, kubeconfig)
+    assert failures == []
+    found = {(f.check, f.cause, f.service) for f in result.findings}
+    assert found == _answer(files)[1]  # the same findings as from the complete files
+    billing = next(f for f in result.findings if f.check == "envoy-bypass" and f.service == "billing")
+    ratio = billing.evidence["ratio"]
+    assert 0.35 <= ratio <= 0.65, ratio  # metrics_loss 0.5, measured over the covered third
+    interval = billing.evidence["interval"]
+    assert interval["pods"] == [billing_pod]
+    start, end = (datetime.fromisoformat(interval[k].replace("Z", "+00:00")) for k in ("start", "end"))
+    assert end == SPEC.end and 8 * 60 <= (end - start).total_seconds() <= 11 * 60  # about a third of 30 min
+    assert "logs cover" in billing.detail
+    rows = {c.service: c for c in result.coverage}
+    assert re.match(r"logs cover (9|10) m of 30 m for 1 of 2 pods \(only its later logs were kept",
+                    rows["api"].logs_cover)
+    # where callers saw the whole window, the row compares with them; the partial server logs are said
+    assert rows["billing"].logs_cover.startswith("logs cover") and 0.4 <= rows["billing"].ratio <= 0.6
+    assert rows["api"].ratio is not None and 0.9 <= rows["api"].ratio <= 1.1
+    # one range query for the covered bins, whatever the number of pods
+    assert result.sources.prometheus["range_query_files"] == ["mesh_requests_by_pod_over_time"]
+    assert api_pod != billing_pod
+
+
+def test_partial_pods_are_listed_with_their_interval(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """sources.logs.partial_pods names each pod compared over part of the window, with that part and why."""
+    built, server, _files = mesh
+    cluster = cluster_of_scenario(built.topology, built.logs)
+    _busy(cluster, "api", 1 / 3)
+    _busy(cluster, "billing", 1 / 3)
+    with serving(cluster, tmp_path) as kubeconfig:
+        result, _ = _run(server, kubeconfig)
+    partial = result.sources.logs.get("partial_pods") or []
+    assert len(partial) == 2 and all(480 <= p["covered_seconds"] <= 660 for p in partial)
+    assert all(p["end"] == "2026-11-24T00:00:00Z" and "kubelet rotation" in p["why"] for p in partial)
+
+
+def test_the_cronjob_runs_as_printed(mesh, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`obsgap manifests` with its defaults: the CronJob's exact command line and ConfigMap, run in-process with the
+    pod's service account (token, CA, KUBERNETES_SERVICE_*) against the loopback API server over TLS, logs through
+    pods/log, and a real Prometheus; the reports land on the claim the manifests create, writable by fsGroup."""
+    import yaml
+    from click.testing import CliRunner
+    from kubernetes import client
+    from kubernetes.config import incluster_config
+
+    from obsgap.cli import main
+    from obsgap.manifests import ManifestOptions, render_manifests
+    from tests.kube_api import serving_in_cluster
+
+    built, server, files = mesh
+    docs = list(yaml.safe_load_all(render_manifests(ManifestOptions(prometheus_url=server.url, window="30m"))))
+    api = client.ApiClient()
+    models = {"Namespace": "V1Namespace", "ServiceAccount": "V1ServiceAccount", "ClusterRole": "V1ClusterRole",
+              "ClusterRoleBinding": "V1ClusterRoleBinding", "ConfigMap": "V1ConfigMap",
+              "PersistentVolumeClaim": "V1PersistentVolumeClaim", "CronJob": "V1CronJob"}
+    objs = {d["kind"]: api.deserialize(json.dumps(d), models[d["kind"]], "application/json")  # type: ignore[call-arg]
+            for d in docs}
+    rules = objs["ClusterRole"].rules
+    assert any(r.resources == ["pods/log"] and r.verbs == ["get"] for r in rules)
+    assert {v for r in rules for v in r.verbs} == {"get", "list", "watch"}
+    pod = objs["CronJob"].spec.job_template.spec.template.spec
+    assert pod.security_context.fs_group == pod.containers[0].security_context.run_as_user == 65532
+    (reports,) = [v for v in pod.volumes if v.name == "reports"]
+    assert reports.persistent_volume_claim.claim_name == objs["PersistentVolumeClaim"].metadata.name
+    args = pod.containers[0].args
+    assert args[:2] == ["obsgap", "report"] and "--pod-logs" in args and "--in-cluster" in args
+
+    config = tmp_path / "obsgap.yaml"
+    config.write_text(objs["ConfigMap"].data["obsgap.yaml"])
+    out_root = tmp_path / "reports"
+    argv = [{"/etc/obsgap/obsgap.yaml": str(config), "/reports": str(out_root)}.get(a, a) for a in args[1:]]
+    cluster = cluster_of_scenario(built.topology, built.logs)
+    with serving_in_cluster(cluster, tmp_path) as sa:
+        monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(sa.token))
+        monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(sa.ca))
+        env = {"KUBERNETES_SERVICE_HOST": sa.host, "KUBERNETES_SERVICE_PORT": str(sa.port),
+               "OBSGAP_END": SPEC.end.isoformat().replace("+00:00", "Z")}
+        res = CliRunner().invoke(main, argv, env=env, catch_exceptions=False)
+    assert res.exit_code == 0, res.output  # fail_on: never
+    (folder,) = out_root.iterdir()
+    doc = json.loads((folder / "findings.json").read_text())
+    assert {(f["check"], f["cause"], f["service"]) for f in doc["findings"]} == _answer(files)[1]
+    assert doc["sources"]["kubernetes"]["mode"] == "live" and doc["sources"]["logs"]["pod_logs"]["gaps_total"] == 0
+    assert any("/log?" in s for s in cluster.seen)

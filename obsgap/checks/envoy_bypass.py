@@ -77,9 +77,13 @@ def _dark_pods(st: ServiceTraffic) -> list[Pod]:
     return [p for p in st.pods if not p.sidecar.present and p.sidecar.mode != "ambient"]
 
 
-def _window(inputs: CheckInputs) -> str:
+def _window(inputs: CheckInputs, st: ServiceTraffic | None = None) -> str:
+    """The time the numbers rest on: the window, or the part of it partial logs cover."""
     w = inputs.window
-    return f"{w.start:%Y-%m-%d %H:%M}–{w.end:%Y-%m-%d %H:%M} UTC"
+    text = f"{w.start:%Y-%m-%d %H:%M}–{w.end:%Y-%m-%d %H:%M} UTC"
+    if st is not None and st.covered:
+        text += f"; {st.coverage_text()}"
+    return text
 
 
 def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Finding | None:
@@ -122,7 +126,7 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         fix = Suggestion(f"Restart {first.workload} so the injector adds istio-proxy; check the injector "
                          "webhook and, with Istio CNI, the istio-validation init container logs.",
                          f"kubectl rollout restart deployment/{first.workload} -n {svc.namespace}", DOC_INJECTION)
-    detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs)} (per "
+    detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs, st)} (per "
               f"{st.observed_by}); Istio's server-side metrics counted {int(st.mesh_requests):,}. "
               f"{which.capitalize()} have no istio-proxy: {_CAUSE_TEXT.get(cause, cause)} "
               f"({first.sidecar.evidence}). About {missed:,} requests ({pct(share)}) never passed through Envoy.")
@@ -135,7 +139,7 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         evidence={"log_requests": observed, "mesh_requests": int(st.mesh_requests), "ratio": _ratio(st),
                   "missed_requests": missed, "observed_by": st.observed_by,
                   "pods_without_sidecar": [p.name for p in dark], "pods_total": len(st.pods),
-                  "causes": dict(causes)},
+                  "causes": dict(causes), **st.interval_evidence()},
         suggestion=fix)
 
 
@@ -160,6 +164,10 @@ def _http_sidecar_logs(st: ServiceTraffic) -> tuple[int, set[str]]:
 
 def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding | None:
     svc = st.service
+    if st.covered_without_pod_metrics:
+        return None  # partial logs, and no pod label to count the mesh over their part alone
+    if st.covered:
+        tol = inputs.tolerance(min(c.seconds for c in st.covered.values()))
     if st.server_logs:
         expected, pods = _http_sidecar_logs(st)
         mesh = (sum(st.mesh_by_pod.get(p, 0.0) + st.peer_mesh_by_pod.get(p, 0.0) for p in pods)
@@ -181,14 +189,14 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
         check="envoy-bypass", severity=severity_for_missed(share),
         title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics, cause unknown",
         detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy, yet of {expected:,} requests in the "
-                f"logs ({_window(inputs)}) the destination-side metrics counted {int(mesh):,}, beyond the "
+                f"logs ({_window(inputs, st)}) the destination-side metrics counted {int(mesh):,}, beyond the "
                 f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion or port cause explains it: "
                 "check for scrape gaps (up == 0), metric relabelling that drops series, or Telemetry API "
                 "overrides that disable metrics for this workload."),
         subject=f"{svc.namespace}/{svc.name}/unexplained", namespace=svc.namespace, service=svc.name,
         cause="unexplained", resource=f"Service {svc.namespace}/{svc.name}",
         evidence={"log_requests": expected, "mesh_requests": int(mesh), "ratio": round(mesh / expected, 4),
-                  "tolerance": round(tol, 4)},
+                  "tolerance": round(tol, 4), **st.interval_evidence()},
         suggestion=Suggestion("Compare `up` for these pods over the window and look for a Telemetry resource "
                               "or metric_relabel_configs that drops istio_requests_total.", None, DOC_TRAFFIC))
 

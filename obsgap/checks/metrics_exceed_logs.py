@@ -38,10 +38,10 @@ class MetricsExceedLogs(Check):
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        tol = inputs.tolerance()
         out = []
         for st in reconcile(inputs).services.values():
             cmp = st.comparison()
+            tol = inputs.tolerance(min(c.seconds for c in st.covered.values()) if st.covered else None)
             if not cmp.comparable or cmp.basis not in ("server logs", "caller logs"):
                 continue
             excess = cmp.mesh - cmp.observed
@@ -61,7 +61,8 @@ class MetricsExceedLogs(Check):
                                          else "caller-logs-incomplete"),
                 resource=f"Service {svc.namespace}/{svc.name}",
                 evidence={"log_requests": cmp.observed, "mesh_requests": int(cmp.mesh), "ratio": cmp.ratio,
-                          "basis": cmp.basis, "compared": cmp.note, "tolerance": round(tol, 4)},
+                          "basis": cmp.basis, "compared": cmp.note, "tolerance": round(tol, 4),
+                          **st.interval_evidence()},
                 suggestion=Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, "
                                       "meshConfig.accessLogFile) and the log pipeline for this workload.",
                                       "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n"

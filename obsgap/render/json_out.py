@@ -54,7 +54,8 @@ def result_dict(result: ScanResult) -> dict[str, Any]:
                    for c in result.checks],
         "coverage": [{"namespace": c.namespace, "service": c.service, "log_requests": c.log_requests,
                       "mesh_requests": c.mesh_requests, "ratio": c.ratio, "tcp_connections": c.tcp_connections,
-                      "observed_by": c.observed_by, "comparable": c.comparable, "basis": c.basis}
+                      "observed_by": c.observed_by, "comparable": c.comparable, "basis": c.basis,
+                      "logs_cover": c.logs_cover or None}
                      for c in result.coverage],
         "findings": [finding_dict(f, (result.extras.get("changes") or {}).get(f.id)) for f in result.findings],
         "resolved": list((result.extras.get("history") or {}).get("resolved") or []),

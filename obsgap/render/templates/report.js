@@ -208,7 +208,8 @@
     for (const r of rows.slice(covPage * PAGE, covPage * PAGE + PAGE)) {
       const ratio = r.comparable === false ? "not comparable" :
         r.ratio === null ? "–" : (Math.min(r.ratio, 9.99) * 100).toFixed(1) + "%";
-      const basis = (r.observed_by || "") + (r.basis ? " (" + r.basis + ")" : "");
+      const basis = (r.observed_by || "") + (r.basis ? " (" + r.basis + ")" : "") +
+        (r.logs_cover && !(r.basis || "").includes(r.logs_cover) ? "; " + r.logs_cover : "");
       const tr = el("tr", {}, el("td", { text: r.namespace }), el("td", { text: r.service }),
         el("td", { class: "num", text: fmt(r.log_requests) }), el("td", { class: "num", text: fmt(r.mesh_requests) }),
         el("td", { class: "num", text: ratio }), el("td", { text: basis }));

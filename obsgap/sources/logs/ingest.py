@@ -270,6 +270,7 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[Batc
     if len(missing):  # the line's own time, else the time kubelet wrote it
         ts = pc.replace_with_mask(ts, undated, node_ts_ms(lines.text.take(pa.array(rows[missing]))))
     dated = pc.is_valid(ts)
+    _spans(files, lines.file_of[rows], ts)
     outside = outside_mask(ts, task.start_ms, task.end_ms)
     outside_np = outside.to_numpy(zero_copy_only=False)
     index = lines.file_of[rows]
@@ -283,6 +284,21 @@ def _write(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], files: list[Batc
     for name, column in file_columns([f.path for f in files], [f.stats.path for f in files], index, task).items():
         table = table.append_column(name, column)
     out.write(table.select(SCHEMA.names).cast(SCHEMA))
+
+
+def _spans(files: list[BatchFile], file_index: np.ndarray, ts: pa.Array) -> None:
+    """Each file's earliest and latest request time, in the window or not (FileStats.seen)."""
+    values = ts.to_numpy(zero_copy_only=False)
+    dated = ~pc.is_null(ts).to_numpy(zero_copy_only=False)
+    if not dated.any():
+        return
+    index, values = file_index[dated], values[dated].astype(np.int64)
+    order = np.argsort(index, kind="stable")
+    index, values = index[order], values[order]
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    for f, lo, hi in zip(index[starts].tolist(), np.minimum.reduceat(values, starts).tolist(),
+                         np.maximum.reduceat(values, starts).tolist(), strict=True):
+        files[f].stats.seen(lo, hi)
 
 
 def _add(files: list[BatchFile], file_index: np.ndarray, *counters: str, fmt: str | None = None,

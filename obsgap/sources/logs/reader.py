@@ -56,7 +56,9 @@ def admit(row: Row, stats: FileStats, task: ReadTask, out: PartWriter) -> None:
     ts = row["ts_ms"]
     if ts is None:
         stats.undated += 1
-    elif outside(ts, task.start_ms, task.end_ms):
+    else:
+        stats.seen(ts, ts)
+    if ts is not None and outside(ts, task.start_ms, task.end_ms):
         stats.out_of_window += 1
         return
     out.add(row)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from obsgap.coverage import LogSpan, PodCoverage, partial_pods
 from obsgap.evidence import LogEvidence
+from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.table import LogTable
 from obsgap.topology import TopologyIndex, split_host_port
 
@@ -72,6 +76,14 @@ SELECT namespace, pod, $start + ((ts_ms - $start) // $step) * $step AS hour_ms, 
 FROM traffic WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $start
 GROUP BY ALL
 """
+# Inbound requests per pod, origin, port and bin (t - step, t] aligned on the window start, as the mesh's range
+# query counts them: for the pods whose logs cover only part of the window (coverage.py).
+BINS_SQL = TRAFFIC + f"""
+SELECT namespace, pod, origin, port, CASE WHEN pod IS NULL THEN {host_sql("downstream_local")} END AS ip,
+       $start + ((ts_ms - $start - 1) // $step + 1) * $step AS bin_end_ms, count(*) AS requests
+FROM traffic WHERE direction = 'inbound' AND ts_ms > $start AND ts_ms <= $end
+GROUP BY ALL
+"""
 # Requests whose file named no pod, or a pod the topology does not have: what the reader could not attribute.
 UNATTRIBUTED_SQL = """
 SELECT r.file, r.namespace, r.pod,
@@ -124,7 +136,36 @@ def time_step_ms(start_ms: int, end_ms: int) -> int:
     return max(5, round((end_ms - start_ms) / 24 / 60000)) * 60000
 
 
-def summarize(table: LogTable, index: TopologyIndex, start_ms: int = 0, end_ms: int = 86_400_000) -> LogEvidence:
+def log_spans(table: LogTable, cut_paths: frozenset[str] = frozenset()) -> list[LogSpan]:
+    """What each container's files show of time (files in kubelet's layout: others name no one container)."""
+    spans = []
+    for path, first, last in table.stats.spans:
+        where = attribution_from_path(Path(path))
+        if where is not None:
+            spans.append(LogSpan(where.namespace, where.pod, where.container, first, last, path in cut_paths))
+    merged: dict[tuple[str, str, str], LogSpan] = {}
+    for span in spans:  # a container's rotated files (and previous run) together
+        key = (span.namespace, span.pod, span.container)
+        had = merged.get(key)
+        merged[key] = span if had is None else LogSpan(*key, min(had.first_ms, span.first_ms),
+                                                        max(had.last_ms, span.last_ms), had.cut or span.cut)
+    return list(merged.values())
+
+
+def covered_bins(table: LogTable, index: TopologyIndex, partial: Mapping[tuple[str, str], PodCoverage],
+                 start_ms: int, end_ms: int, agent: pd.DataFrame) -> pd.DataFrame:
+    """BINS_SQL for the pods with partial logs."""
+    if not partial:
+        return pd.DataFrame(columns=["namespace", "pod", "origin", "port", "bin_end_ms", "requests"])
+    sql = (BINS_SQL.replace("$start", str(int(start_ms))).replace("$end", str(int(end_ms)))
+           .replace("$step", str(time_step_ms(start_ms, end_ms))))
+    bins = _attribute(table.query(sql, agent_paths=agent), index)
+    keep = [(str(n), str(p)) in partial for n, p in zip(bins["namespace"], bins["pod"], strict=True)]
+    return bins[keep].reset_index(drop=True)
+
+
+def summarize(table: LogTable, index: TopologyIndex, start_ms: int = 0, end_ms: int = 86_400_000,
+              cut_paths: frozenset[str] = frozenset()) -> LogEvidence:
     agent = pd.DataFrame(sorted({(p.namespace, p.name, path) for p in index.topo.pods for path in p.agent_paths}),
                          columns=["namespace", "pod", "path"]).astype(str)
     inbound = _attribute(table.query(INBOUND_SQL, agent_paths=agent), index)
@@ -138,7 +179,10 @@ def summarize(table: LogTable, index: TopologyIndex, start_ms: int = 0, end_ms: 
     probes = table.query(PROBES_SQL, agent_paths=agent)
     stats["agent_requests_excluded"] = int(probes["requests"].sum()) if not probes.empty else 0
     stats["unattributed"] = unattributed(table, index)
+    partial = partial_pods(log_spans(table, cut_paths), index.pods_by_key, start_ms, end_ms,
+                           time_step_ms(start_ms, end_ms))
     return LogEvidence(
+        partial=partial, covered_bins=covered_bins(table, index, partial, start_ms, end_ms, agent),
         inbound=inbound, outbound=outbound, by_remote=table.query(REMOTE_SQL, agent_paths=agent),
         stats=stats, durations=durations,
         hourly=table.query(HOURLY_SQL.replace("$start", str(int(start_ms))).replace(

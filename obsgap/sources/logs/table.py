@@ -53,6 +53,8 @@ class LogStats:
     """(path, the Envoy format its access-log lines were read in, lines) per file with access logs"""
     unknown_units: tuple[tuple[str, str, int], ...] = ()
     """(path, key, requests) where a duration key has no known unit: those durations are left out"""
+    spans: tuple[tuple[str, int, int], ...] = ()
+    """(path, earliest, latest request time in ms, inside the window or not) per file with dated requests"""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +179,8 @@ def _summarise(all_stats: list[FileStats], skipped: tuple[tuple[str, str], ...])
         access_formats=tuple((s.path, s.access_formats.most_common(1)[0][0], sum(s.access_formats.values()))
                              for s in all_stats if s.access_formats),
         unknown_units=tuple((s.path, k, n) for s in all_stats for k, n in s.unknown_units.most_common()),
+        spans=tuple((s.path, s.first_ms, s.last_ms) for s in all_stats
+                    if s.first_ms is not None and s.last_ms is not None),
     )
 
 

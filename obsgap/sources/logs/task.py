@@ -36,6 +36,13 @@ class FileStats:
     retimed: int = 0
     """requests timed by the node's clock instead of their own, because of that offset"""
     clock: FileClock | None = field(default=None, repr=False)
+    first_ms: int | None = None
+    """The earliest request time in the file, inside the window or not: how far back its logs reach."""
+    last_ms: int | None = None
+
+    def seen(self, first: int, last: int) -> None:
+        self.first_ms = first if self.first_ms is None else min(self.first_ms, first)
+        self.last_ms = last if self.last_ms is None else max(self.last_ms, last)
 
     def absorb(self, other: FileStats) -> None:
         """Add the accounting of another range of the same file (plan.split)."""
@@ -48,6 +55,8 @@ class FileStats:
         self.unparsed_sample = self.unparsed_sample or other.unparsed_sample
         if self.clock_offset_ms is None:
             self.clock_offset_ms = other.clock_offset_ms
+        if other.first_ms is not None and other.last_ms is not None:
+            self.seen(other.first_ms, other.last_ms)
 
 
 def merge_ranges(stats: list[FileStats]) -> list[FileStats]:
