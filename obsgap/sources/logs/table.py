@@ -113,6 +113,8 @@ class LogTable:
     root: Path
     stats: LogStats
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+    dialect = "duckdb"
+    """The SQL dialect of `query` (summary.sql writes each summary in it)."""
 
     @property
     def glob(self) -> str:
