@@ -34,6 +34,7 @@ from obsgap.outdir import claim_output
 from obsgap.render.notices import notices
 from obsgap.render.write import write_outputs
 from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.logs.clickhouse import ClickHouseOptions
 from obsgap.sources.logs.discover import parse_log_pod
 from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions
@@ -124,6 +125,14 @@ def main() -> None:
       help="With --pod-logs: containers read at once.")
 @_opt("--pod-logs-limit-bytes", type=click.IntRange(1024), default=512 * 1024 * 1024, show_default=True,
       help="With --pod-logs: bytes read per container before its log is cut (the cut is reported).")
+@_opt("--clickhouse-url", help="Read logs from ClickHouse (OpenTelemetry Collector's otel_logs), aggregated there: "
+                               "http(s)://host:8123 or chdb:PATH (in-process engine).")
+@_opt("--clickhouse-table", default="otel_logs", show_default=True, help="The logs table.")
+@_opt("--clickhouse-database", default="default", show_default=True, help="Its database (http URLs).")
+@_opt("--clickhouse-user-file", type=click.Path(dir_okay=False), help="File holding the ClickHouse user.")
+@_opt("--clickhouse-password-file", type=click.Path(dir_okay=False), help="File holding the password.")
+@_opt("--clickhouse-attribute", "clickhouse_attributes", multiple=True,
+      help="namespace|pod|container=KEY: the ResourceAttributes key naming it (default k8s.namespace.name, ...).")
 @_opt("--log-field", multiple=True, help="Map a field to your JSON key, e.g. method=req.verb.")
 @_opt("--log-pod", "log_pods", multiple=True,
       help="FILE=NAMESPACE/POD[/CONTAINER]: the pod that wrote FILE (a path or glob); repeatable.")
@@ -223,6 +232,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
+    clickhouse = _clickhouse(o)
     pod_logs = None
     if o["pod_logs"]:
         if live is None:
@@ -232,20 +242,40 @@ def _plan(o: dict[str, Any]) -> RunPlan:
                                  o["pod_logs_limit_bytes"])
     elif o["pod_logs_containers"]:
         raise InputError("--pod-logs-container needs --pod-logs")
-    if not (prom or live or o["kube_snapshot"] or o["logs"]):
+    if clickhouse is not None and (o["logs"] or pod_logs is not None):
+        raise InputError("--clickhouse-url reads the logs from ClickHouse: give it, or --logs/--pod-logs, not both")
+    if not (prom or live or o["kube_snapshot"] or o["logs"] or clickhouse):
         raise InputError("nothing to read: give --prometheus-url, --kube-snapshot (or --kubeconfig/--context/"
                          "--in-cluster), and/or --logs")
     return RunPlan(
         window=window, out_dir=Path(o["out"]) if o["out"] else None, out_root=Path(o["out_root"]),
         baseline=Path(o["baseline"]) if o["baseline"] else None, namespaces=tuple(o["namespaces"]), prometheus=prom,
         kube_snapshots=tuple(Path(p) for p in o["kube_snapshot"]), kube_live=live, logs=tuple(o["logs"]),
-        pod_logs=pod_logs,
+        pod_logs=pod_logs, clickhouse=clickhouse,
         log_fields=parse_log_fields(o["log_field"]), fail_on=o["fail_on"],
         access_log_formats=parse_access_log_formats(o["access_log_formats"]),
         log_pods=tuple(parse_log_pod(p) for p in o["log_pods"]),
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
                                namespaces=tuple(o["namespaces"]), slo_latency_ms=parse_slos(o["slo_latency"])),
         only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]))
+
+
+def _clickhouse(o: dict[str, Any]) -> ClickHouseOptions | None:
+    if not o["clickhouse_url"]:
+        return None
+    keys = {}
+    for item in o["clickhouse_attributes"]:
+        what, sep, key = item.partition("=")
+        if not sep or what not in ("namespace", "pod", "container") or not key:
+            raise InputError(f"--clickhouse-attribute {item!r}: give namespace=KEY, pod=KEY or container=KEY")
+        keys[f"{what}_key"] = key
+    for flag in ("clickhouse_user_file", "clickhouse_password_file"):
+        if o[flag] and not Path(o[flag]).is_file():
+            raise InputError(f"--{flag.replace('_', '-')} {o[flag]}: no such file")
+    return ClickHouseOptions(url=o["clickhouse_url"], table=o["clickhouse_table"], database=o["clickhouse_database"],
+                             user_file=Path(o["clickhouse_user_file"]) if o["clickhouse_user_file"] else None,
+                             password_file=Path(o["clickhouse_password_file"]) if o["clickhouse_password_file"]
+                             else None, **keys)
 
 
 @main.group(invoke_without_command=True)
@@ -307,7 +337,10 @@ def demo(out: str, hours: float) -> None:
 @click.option("--reports-size", default="2Gi", show_default=True, help="Size of the reports claim created.")
 @click.option("--ephemeral-reports", is_flag=True, help="Keep reports in an emptyDir (lost with the pod).")
 @click.option("--pods-log/--no-pods-log", default=None,
-              help="Read logs through pods/log (RBAC: get pods/log). Default: yes, unless --logs-claim.")
+              help="Read logs through pods/log (RBAC: get pods/log). Default: yes, unless --logs-claim or "
+                   "--clickhouse-url.")
+@click.option("--clickhouse-url", help="Read logs from ClickHouse (otel_logs); user and password from the Secret "
+                                       "obsgap-clickhouse (keys user, password).")
 def manifests_cmd(**opts: Any) -> None:
     """Print the Kubernetes objects to run obsgap nightly: read-only RBAC, ConfigMap, CronJob."""
     from obsgap.manifests import ManifestOptions, render_manifests

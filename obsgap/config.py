@@ -19,6 +19,7 @@ from obsgap.errors import InputError
 from obsgap.evidence import CheckSettings
 from obsgap.model import Severity, Window
 from obsgap.sources.kube.live import LiveOptions
+from obsgap.sources.logs.clickhouse import ClickHouseOptions
 from obsgap.sources.logs.discover import LogPod
 from obsgap.sources.logs.envoy_format import AccessFormat, validate
 from obsgap.sources.logs.podlogs import PodLogOptions
@@ -176,6 +177,8 @@ class RunPlan:
     kube_snapshots: tuple[Path, ...] = ()
     kube_live: LiveOptions | None = None
     logs: tuple[str, ...] = ()
+    clickhouse: ClickHouseOptions | None = None
+    """--clickhouse-url: read logs from ClickHouse's otel_logs, the aggregation pushed down."""
     pod_logs: PodLogOptions | None = None
     """--pod-logs: read the pods' logs through the Kubernetes API (needs kube_live)."""
     log_fields: Mapping[str, str] = field(default_factory=dict)

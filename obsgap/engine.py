@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,9 +27,10 @@ from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import api_client, load_live
 from obsgap.sources.kube.snapshot import load_snapshot
+from obsgap.sources.logs.clickhouse import ClickHouseTable, build_relation, connect
 from obsgap.sources.logs.discover import discover, file_attributions
 from obsgap.sources.logs.podlogs import fetch_pod_logs
-from obsgap.sources.logs.summary import summarize, time_step_ms
+from obsgap.sources.logs.summary import agent_paths, summarize, time_step_ms
 from obsgap.sources.logs.table import Attributions, read_logs
 from obsgap.sources.prometheus import PrometheusSource
 from obsgap.text import plural
@@ -65,6 +67,9 @@ def preflight(plan: RunPlan) -> None:
         raise InputError(f"--baseline {plan.baseline}: the folder holds no findings.json")
     if plan.logs:
         discover(list(plan.logs))
+    if plan.clickhouse is not None and plan.clickhouse.url.startswith("chdb:") \
+            and not Path(plan.clickhouse.url[len("chdb:"):]).is_dir():
+        raise InputError(f"--clickhouse-url {plan.clickhouse.url}: no such data directory")
     if plan.prometheus is not None:
         PrometheusSource(plan.prometheus).validate_credentials()
 
@@ -193,6 +198,8 @@ def _logs_unusable(stats: dict[str, Any]) -> str | None:
 
 def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
           failures: list[str]) -> tuple[LogEvidence | None, dict[str, Any]]:
+    if plan.clickhouse is not None:
+        return _clickhouse_logs(plan, index, progress, failures)
     if not plan.logs and plan.pod_logs is None:
         return None, {"files": 0, "lines": 0, "parsed": 0, "unparsed": 0, "formats": {}, "status": "not-configured"}
     fetched = tempfile.mkdtemp(prefix="obsgap-podlogs-") if plan.pod_logs is not None else None
@@ -206,6 +213,37 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
     if pod_report is not None:
         stats["pod_logs"] = pod_report
     return evidence, stats
+
+
+def _clickhouse_logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
+                     failures: list[str]) -> tuple[LogEvidence | None, dict[str, Any]]:
+    """Logs from ClickHouse's otel_logs, parsed and aggregated there (clickhouse.py)."""
+    assert plan.clickhouse is not None
+    start_ms = int(plan.window.start.timestamp() * 1000)
+    end_ms = int(plan.window.end.timestamp() * 1000)
+    formats = tuple(dict.fromkeys((*plan.access_log_formats, *index.topo.access_log_formats)))
+    progress(f"querying {plan.clickhouse.table} in ClickHouse")
+    try:
+        conn = connect(plan.clickhouse)
+        table = ClickHouseTable(conn, build_relation(plan.clickhouse, start_ms, end_ms, formats,
+                                                     plan.log_fields or None), start_ms, end_ms, formats,
+                                agent_paths(index), time_step_ms(start_ms, end_ms))
+    except SourceError as exc:
+        failures.append(str(exc))
+        return None, {"files": 0, "lines": 0, "parsed": 0, "unparsed": 0, "formats": {}, "status": "unavailable",
+                      "error": str(exc)}
+    try:
+        evidence = summarize(table, index, start_ms, end_ms)
+    except SourceError as exc:
+        failures.append(str(exc))
+        return None, {"status": "unavailable", "error": str(exc)}
+    finally:
+        table.close()
+    stats = dict(evidence.stats) | {"clickhouse": table.report()}
+    unusable = _logs_unusable(stats)
+    if unusable:
+        failures.append(unusable)
+    return evidence, stats | {"status": "unusable" if unusable else "ok"}
 
 
 def _fetch_pod_logs(plan: RunPlan, index: TopologyIndex, root: str, progress: Progress,

@@ -36,11 +36,15 @@ class ManifestOptions:
     ephemeral_reports: bool = False
     """Reports in an emptyDir, lost with the pod (no baseline, no trends)."""
     pods_log: bool | None = None
-    """Grant pods/log and read logs through it; None: unless a logs claim is named."""
+    """Grant pods/log and read logs through it; None: unless a logs claim or ClickHouse is named."""
+    clickhouse_url: str | None = None
+    """Read logs from ClickHouse (otel_logs) instead; credentials from a Secret obsgap-clickhouse (user, password)."""
 
     @property
     def reads_pod_logs(self) -> bool:
-        return self.pods_log if self.pods_log is not None else self.logs_claim is None
+        if self.pods_log is not None:
+            return self.pods_log
+        return self.logs_claim is None and self.clickhouse_url is None
 
 
 USER = 65532  # the image's non-root user; fsGroup makes the reports volume writable for it
@@ -63,6 +67,11 @@ def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
         {"name": "config", "configMap": {"name": name}},
         {"name": "reports", **({"emptyDir": {}} if o.ephemeral_reports
                                else {"persistentVolumeClaim": {"claimName": claim}})}]
+    if o.clickhouse_url:
+        args += ["--clickhouse-url", o.clickhouse_url, "--clickhouse-user-file", "/etc/obsgap-clickhouse/user",
+                 "--clickhouse-password-file", "/etc/obsgap-clickhouse/password"]
+        mounts.append({"name": "clickhouse", "mountPath": "/etc/obsgap-clickhouse", "readOnly": True})
+        volumes.append({"name": "clickhouse", "secret": {"secretName": "obsgap-clickhouse"}})
     if o.logs_claim:
         args += ["--logs", "/logs"]
         mounts.append({"name": "logs", "mountPath": "/logs", "readOnly": True})

@@ -113,8 +113,6 @@ class LogTable:
     root: Path
     stats: LogStats
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
-    dialect = "duckdb"
-    """The SQL dialect of `query` (summary.sql writes each summary in it)."""
 
     @property
     def glob(self) -> str:
@@ -127,7 +125,10 @@ class LogTable:
             self._con.execute("SET memory_limit = '768MB'")  # spills to disk beyond it: bounded memory
             spill = str(self.root / "spill").replace("'", "''")
             self._con.execute(f"SET temp_directory = '{spill}'")  # inside root: removed with the table
-            self._con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{self.glob}')")
+            # one row per request: n = 1 (summary.QUERIES also read a log store's aggregated rows, n requests each)
+            self._con.execute(f"CREATE VIEW requests AS SELECT *, 1 AS n, ts_ms AS ts_min, ts_ms AS ts_max "
+                              f"FROM read_parquet('{self.glob}')")
+            self._con.execute("CREATE VIEW durations_src AS SELECT * FROM requests")
         return self._con
 
     def query(self, sql: str, params: list[Any] | None = None, **tables: pd.DataFrame) -> pd.DataFrame:

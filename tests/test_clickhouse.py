@@ -1,0 +1,194 @@
+"""--clickhouse-url chdb:PATH: the scenario's logs loaded into otel_logs as the OpenTelemetry Collector writes them
+(filelog receiver with the container parser, ClickHouse exporter), read with the aggregation pushed down into the
+real ClickHouse engine (chDB), give the findings the same logs give as files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from obsgap import engine
+from obsgap.config import RunPlan
+from obsgap.model import ScanResult, Window
+from obsgap.scenario.simulate import build
+from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
+from obsgap.sources.logs.clickhouse import ClickHouseOptions
+from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.testbed.promserver import serve_openmetrics
+
+DDL = Path(__file__).parent / "data" / "clickhouse" / "otel_logs.sql"
+SPEC = ScenarioSpec("ch", (("app", True),),
+                    (ServiceSpec("app", "client"), ServiceSpec("app", "api", replicas=2),
+                     ServiceSpec("app", "billing", replicas=1, metrics_loss=0.5)),
+                    (FlowSpec("app/client", "app/api", 8080, 1.0), FlowSpec("app/api", "app/billing", 8080, 0.5)),
+                    end=datetime(2026, 11, 24, tzinfo=UTC), hours=0.5, scrape_interval_s=15, gzip_rotated=False)
+
+
+def otel_rows(logs: Path, copies: int = 1) -> list[dict[str, Any]]:
+    """What the filelog receiver (container parser) and the ClickHouse exporter write for kubelet's CRI files:
+    Timestamp = the CRI time, Body = the message, k8s.* resource attributes from the file's path."""
+    rows = []
+    for f in sorted((logs / "pods").glob("*/*/*.log")):
+        ns, pod, uid = f.parent.parent.name.split("_")
+        resource = {"k8s.namespace.name": ns, "k8s.pod.name": pod, "k8s.pod.uid": uid,
+                    "k8s.container.name": f.parent.name, "k8s.container.restart_count": "0"}
+        for raw in f.read_text().splitlines():
+            ts, stream, _flag, msg = raw.split(" ", 3)
+            for _ in range(copies):
+                rows.append({"Timestamp": ts.replace("T", " ").rstrip("Z"), "Body": msg,
+                             "ResourceAttributes": resource, "ServiceName": resource["k8s.container.name"],
+                             "LogAttributes": {"log.iostream": stream, "log.file.path": str(f)}})
+    return rows
+
+
+def load(path: Path, logs: Path, copies: int = 1) -> None:
+    from chdb import session
+
+    s = session.Session(str(path))
+    s.query(DDL.read_text())
+    data = path.parent / f"{path.name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in otel_rows(logs, copies)))
+    s.query(f"INSERT INTO otel_logs (Timestamp, Body, ResourceAttributes, ServiceName, LogAttributes) "
+            f"SELECT parseDateTime64BestEffort(Timestamp, 9, 'UTC'), Body, ResourceAttributes, ServiceName, "
+            f"LogAttributes FROM file('{data}', JSONEachRow, 'Timestamp String, Body String, "
+            f"ResourceAttributes Map(String, String), ServiceName String, LogAttributes Map(String, String)')")
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("clickhouse")
+    built = build(SPEC, tmp / "mesh")
+    server = serve_openmetrics(built.metrics, tmp / "mesh")
+    files = _run(server, built.topology, logs=(str(built.logs),))
+    yield built, server, files, tmp
+    server.stop()
+
+
+def _run(server: Any, topology: Path, **kw: Any) -> ScanResult:
+    return engine.run(RunPlan(window=Window(SPEC.start, SPEC.end), prometheus=PrometheusOptions(url=server.url),
+                              kube_snapshots=(topology,), **kw)).result
+
+
+def _answer(result: ScanResult) -> tuple[set[Any], set[Any]]:
+    return ({(c.service, c.log_requests, c.mesh_requests) for c in result.coverage},
+            {(f.check, f.cause, f.service) for f in result.findings})
+
+
+def test_clickhouse_gives_the_answer_of_the_files(mesh) -> None:  # type: ignore[no-untyped-def]
+    built, server, files, tmp = mesh
+    load(tmp / "ch1", built.logs)
+    result = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'ch1'}"))
+    assert _answer(result) == _answer(files)
+    assert ("envoy-bypass", "unexplained", "billing") in _answer(result)[1]
+    logs = result.sources.logs
+    assert logs["requests"] == files.sources.logs["requests"]
+    assert logs["unparsed"] == 0 and set(logs["formats"]) == set(files.sources.logs["formats"])
+    report = logs["clickhouse"]
+    assert report["queries"] == 3 and all(q.startswith("WITH parsed AS") for q in report["sql"])
+    assert "otel_logs" not in report["sql"][0]  # the table name is a bound parameter, as every outside value
+
+
+def test_rows_returned_do_not_grow_with_the_lines(mesh) -> None:  # type: ignore[no-untyped-def]
+    """Three times the lines (each logged thrice) return the same number of rows: only aggregates leave."""
+    built, server, _files, tmp = mesh
+    load(tmp / "ch2", built.logs)
+    load(tmp / "ch3", built.logs, copies=3)
+    once = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'ch2'}"))
+    thrice = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'ch3'}"))
+    assert thrice.sources.logs["lines"] == 3 * once.sources.logs["lines"]
+    assert thrice.sources.logs["clickhouse"]["rows_returned"] == once.sources.logs["clickhouse"]["rows_returned"]
+    assert once.sources.logs["clickhouse"]["rows_returned"] < once.sources.logs["lines"] / 10
+
+
+def test_bad_clickhouse_input_is_a_clear_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from obsgap.cli import main
+
+    res = CliRunner().invoke(main, ["report", "--clickhouse-url", f"chdb:{tmp_path / 'nope'}", "--out",
+                                    str(tmp_path / "out")])
+    assert res.exit_code == 2 and "no such data directory" in res.output
+    res = CliRunner().invoke(main, ["report", "--clickhouse-url", "clickhouse.example:9000", "--out",
+                                    str(tmp_path / "out")])
+    assert res.exit_code == 2 and "give http(s)://host:8123 or chdb:PATH" in res.output
+    res = CliRunner().invoke(main, ["report", "--clickhouse-url", "chdb:/x", "--clickhouse-attribute", "pod",
+                                    "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "--clickhouse-attribute" in res.output
+
+
+def test_the_cronjob_reads_clickhouse_when_told() -> None:
+    import yaml
+
+    from obsgap.manifests import ManifestOptions, render_manifests
+
+    docs = list(yaml.safe_load_all(render_manifests(ManifestOptions(clickhouse_url="http://clickhouse.logs:8123"))))
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert not any("pods/log" in r["resources"] for r in role["rules"])
+    job = next(d for d in docs if d["kind"] == "CronJob")
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--clickhouse-url") + 1] == "http://clickhouse.logs:8123"
+    assert "--pod-logs" not in container["args"]
+
+
+def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_path: Path) -> None:
+    """The real lines of tests/data (every Istio default TEXT format since 1.0, the JSON encodings, application
+    schemas) loaded into otel_logs: the fields ClickHouse computes from the same definitions equal the Python
+    parsers' row for row."""
+    import yaml
+    from chdb import session
+
+    from obsgap.sources.logs.clickhouse import ClickHouseOptions, build_relation, connect
+    from obsgap.sources.logs.recognise import recognise
+    from obsgap.sources.logs.task import FileStats, ReadTask
+
+    data = Path(__file__).parent / "data"
+    lines = [c["line"] for name in ("istio_text_lines.yaml", "istio_json_lines.yaml")
+             for c in yaml.safe_load((data / "access_logs" / name).read_text())]
+    lines += [c["line"] for c in yaml.safe_load((data / "app_logs" / "schemas.yaml").read_text())
+              if not c.get("text")]
+    path = tmp_path / "ch"
+    s = session.Session(str(path))
+    s.query(DDL.read_text())
+    rows = [{"Timestamp": f"2026-11-24 00:00:{i:02d}", "Body": line, "ResourceAttributes": {
+        "k8s.namespace.name": "ns", "k8s.pod.name": f"p{i}", "k8s.container.name": "c"}, "ServiceName": "x",
+        "LogAttributes": {}} for i, line in enumerate(lines)]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s.query(f"INSERT INTO otel_logs (Timestamp, Body, ResourceAttributes, ServiceName, LogAttributes) SELECT "
+            f"parseDateTime64BestEffort(Timestamp, 9, 'UTC'), Body, ResourceAttributes, ServiceName, LogAttributes "
+            f"FROM file('{src}', JSONEachRow, 'Timestamp String, Body String, ResourceAttributes Map(String, String),"
+            f" ServiceName String, LogAttributes Map(String, String)')")
+    s.close()
+    o = ClickHouseOptions(url=f"chdb:{path}")
+    rel = build_relation(o, 0, 4_000_000_000_000, (), None)
+    conn = connect(o)
+    got = conn.query(f"WITH {rel.parsed} SELECT pod, kind, method, path, status, duration_ms, port, direction, "
+                     f"authority, upstream_cluster, protocol FROM parsed", rel.params)
+    conn.close()
+    got = got.astype(object).where(got.notna(), None)
+    by_pod = {r.pod: r for r in got.itertuples(index=False)}
+    task = ReadTask((), "", None, None)
+    compared, wrong = 0, []
+    for i, line in enumerate(lines):
+        row, _ = recognise(line, None, task, FileStats("x"))
+        ch = by_pod[f"p{i}"]
+        if row is None:
+            assert ch.kind in ("json-other", "unrecognized", "empty"), (line, ch.kind)
+            continue
+        compared += 1
+        for key in ("method", "path", "status", "port", "direction", "authority", "upstream_cluster", "protocol"):
+            want, have = row[key], getattr(ch, key)
+            have = None if have is None or have == "" else have
+            if (have if have is None else type(want)(have) if want is not None else have) != want:
+                wrong.append((key, want, have, line[:90]))
+        want_d, have_d = row["duration_ms"], ch.duration_ms
+        if not ((want_d is None and have_d is None) or (None not in (want_d, have_d)
+                                                         and abs(float(have_d) - want_d) < 1e-6)):
+            wrong.append(("duration_ms", want_d, have_d, line[:90]))
+    assert wrong == []
+    assert compared >= 15
