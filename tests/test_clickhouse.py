@@ -192,3 +192,32 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
             wrong.append(("duration_ms", want_d, have_d, line[:90]))
     assert wrong == []
     assert compared >= 15
+
+
+def test_the_mesh_format_is_read_in_clickhouse_too(tmp_path: Path, prometheus_available: None) -> None:
+    """Sidecars logging in the mesh's own accessLogFormat (from the snapshot's `istio` ConfigMap): ClickHouse
+    matches that format's compiled pattern, and the planted gap is found as from the files."""
+    from dataclasses import replace
+
+    from tests.test_coverage import CUSTOM_FORMAT, _mesh_configmap, scenario
+
+    base = scenario("custom-format", ServiceSpec("app", "api", pods_without_proxy=0, metrics_loss=0.4,
+                                                 app_logs="none"))
+    spec = replace(base, access_log_format=CUSTOM_FORMAT, extra_objects=(_mesh_configmap(CUSTOM_FORMAT),))
+    built = build(spec, tmp_path / spec.name)
+    server = serve_openmetrics(built.metrics, tmp_path / spec.name)
+    try:
+        def run(**kw: Any) -> ScanResult:
+            return engine.run(RunPlan(window=Window(spec.start, spec.end),
+                                      prometheus=PrometheusOptions(url=server.url),
+                                      kube_snapshots=(built.topology,), **kw)).result
+
+        files = run(logs=(str(built.logs),))
+        load(tmp_path / "ch", built.logs)
+        ch = run(clickhouse=ClickHouseOptions(url=f"chdb:{tmp_path / 'ch'}"))
+    finally:
+        server.stop()
+    assert _answer(ch) == _answer(files)
+    assert ("envoy-bypass", "unexplained", "api") in _answer(ch)[1]
+    assert set(ch.sources.logs["access_log_formats"]["formats"]) == {"ConfigMap istio-system/istio accessLogFormat"}
+    assert ch.sources.logs["unparsed"] == 0
