@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -29,9 +31,9 @@ from obsgap.sources.kube.live import api_client, load_live
 from obsgap.sources.kube.snapshot import load_snapshot
 from obsgap.sources.logs.clickhouse import ClickHouseTable, build_relation, connect
 from obsgap.sources.logs.discover import discover, file_attributions
-from obsgap.sources.logs.podlogs import fetch_pod_logs
+from obsgap.sources.logs.podlogs import PodLogReport, fetch_pod_logs
 from obsgap.sources.logs.summary import agent_paths, summarize, time_step_ms
-from obsgap.sources.logs.table import Attributions, read_logs
+from obsgap.sources.logs.table import Attributions, LogStats, combine, read_logs
 from obsgap.sources.prometheus import PrometheusSource
 from obsgap.text import plural
 from obsgap.topology import TopologyIndex
@@ -202,17 +204,86 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
         return _clickhouse_logs(plan, index, progress, failures)
     if not plan.logs and plan.pod_logs is None:
         return None, {"files": 0, "lines": 0, "parsed": 0, "unparsed": 0, "formats": {}, "status": "not-configured"}
+    start_ms = int(plan.window.start.timestamp() * 1000)
+    end_ms = int(plan.window.end.timestamp() * 1000)
+    parts = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
     fetched = tempfile.mkdtemp(prefix="obsgap-podlogs-") if plan.pod_logs is not None else None
+    pod_report: dict[str, Any] | None = None
+    cut: list[str] = []
     try:
-        pod_report, cut = _fetch_pod_logs(plan, index, fetched, progress, failures) if fetched else (None, [])
-        evidence, stats = _read_logs(plan, (*plan.logs, *((fetched,) if fetched else ())), index, progress, failures,
-                                     frozenset(cut))
+        read: list[LogStats] = []
+        if plan.logs:
+            read.append(_read_into(plan, plan.logs, index, parts, "files", progress))
+        if fetched is not None:
+            pod_report, cut = _fetch_and_read_pod_logs(plan, index, fetched, parts, read, progress, failures)
+        table = combine(parts, read)
+        try:
+            evidence = summarize(table, index, start_ms, end_ms, frozenset(cut))
+        finally:
+            table.close(remove=False)
     finally:
+        shutil.rmtree(parts, ignore_errors=True)
         if fetched:
             shutil.rmtree(fetched, ignore_errors=True)
+    stats = dict(evidence.stats)
+    stats["partial_pods"] = [
+        {"pod": f"{c.namespace}/{c.pod}", "covered_seconds": round(c.seconds), "why": c.why,
+         "start": datetime.fromtimestamp(c.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
+         "end": datetime.fromtimestamp(c.end_ms / 1000, UTC).isoformat().replace("+00:00", "Z")}
+        for c in sorted(evidence.partial.values(), key=lambda c: c.seconds)][:200]
     if pod_report is not None:
         stats["pod_logs"] = pod_report
-    return evidence, stats
+    unusable = _logs_unusable(stats) if not any(f.startswith("pod logs:") for f in failures) else None
+    if unusable:
+        failures.append(unusable)
+    return evidence, stats | {"status": "unusable" if unusable else "ok"}
+
+
+def _read_into(plan: RunPlan, paths: tuple[str, ...] | list[str], index: TopologyIndex, parts: Path, prefix: str,
+               progress: Progress) -> LogStats:
+    """Read log files into the Parquet parts under `parts` (combine makes one table of every batch)."""
+    found = discover(list(paths))
+    progress(f"reading {len(found.files)} log files")
+    start_ms = int(plan.window.start.timestamp() * 1000)
+    end_ms = int(plan.window.end.timestamp() * 1000)
+    formats = tuple(dict.fromkeys((*plan.access_log_formats, *index.topo.access_log_formats)))
+    names = Counter(p.name for p in (*index.topo.pods, *index.topo.context_pods))
+    unique = {p.name: p.namespace for p in (*index.topo.pods, *index.topo.context_pods) if names[p.name] == 1}
+    attribution = Attributions(file_attributions(found.files, plan.log_pods, unique), unique)
+    return read_logs(found, start_ms, end_ms, plan.log_fields or None, access_formats=formats,
+                     attribution=attribution, into=parts, prefix=prefix).stats
+
+
+def _fetch_and_read_pod_logs(plan: RunPlan, index: TopologyIndex, fetched: str, parts: Path, read: list[LogStats],
+                             progress: Progress, failures: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Every in-scope pod's containers through pods/log, in batches of about BATCH_BYTES: each batch is written as
+    kubelet's files under `fetched`, read into the parts, and removed before the next (disk stays bounded)."""
+    assert plan.pod_logs is not None and plan.kube_live is not None
+    pods = index.topo.pods
+    progress(f"reading the logs of {len(pods)} pods through the Kubernetes API "
+             f"({plan.pod_logs.concurrency} containers at a time)")
+    start_ms = int(plan.window.start.timestamp() * 1000)
+    step = max(1, len(pods) // 10)
+    report: PodLogReport | None = None
+    cut: list[str] = []
+    batches = fetch_pod_logs(api_client(plan.kube_live), pods, start_ms, fetched, plan.pod_logs,
+                             lambda done, total: progress(f"pod logs: {done}/{total} containers")
+                             if done == total or done % step == 0 else None)
+    for k, (latest, batch) in enumerate(batches):
+        report = latest
+        files = [c.path for c in batch if c.path]
+        cut += [c.path for c in batch if c.cut and c.path]
+        if files:
+            read.append(_read_into(plan, files, index, parts, f"pods{k:04d}", progress))
+        for path in files:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    summary = report.as_dict() if report is not None else PodLogReport().as_dict()
+    if summary["containers"] and not summary["read"]:
+        first = summary["gaps"][0]["error"] if summary["gaps"] else "no answer"
+        failures.append(f"pod logs: none of the {summary['containers']} containers could be read ({first}); the "
+                        "service account needs `get` on pods/log")
+    return summary, cut
 
 
 def _clickhouse_logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
@@ -241,54 +312,6 @@ def _clickhouse_logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
         table.close()
     stats = dict(evidence.stats) | {"clickhouse": table.report()}
     unusable = _logs_unusable(stats)
-    if unusable:
-        failures.append(unusable)
-    return evidence, stats | {"status": "unusable" if unusable else "ok"}
-
-
-def _fetch_pod_logs(plan: RunPlan, index: TopologyIndex, root: str, progress: Progress,
-                    failures: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Every in-scope pod's containers through pods/log, into `root` as kubelet's files."""
-    assert plan.pod_logs is not None and plan.kube_live is not None
-    pods = index.topo.pods
-    progress(f"reading the logs of {len(pods)} pods through the Kubernetes API "
-             f"({plan.pod_logs.concurrency} containers at a time)")
-    start_ms = int(plan.window.start.timestamp() * 1000)
-    step = max(1, len(pods) // 10)
-    report = fetch_pod_logs(api_client(plan.kube_live), pods, start_ms, root, plan.pod_logs,
-                            lambda done, total: progress(f"pod logs: {done}/{total} containers")
-                            if done == total or done % step == 0 else None)
-    summary = report.as_dict()
-    if summary["containers"] and not summary["read"]:
-        first = summary["gaps"][0]["error"] if summary["gaps"] else "no answer"
-        failures.append(f"pod logs: none of the {summary['containers']} containers could be read ({first}); the "
-                        "service account needs `get` on pods/log")
-    return summary, [c.path for c in report.logs if c.cut and c.path]
-
-
-def _read_logs(plan: RunPlan, paths: tuple[str, ...], index: TopologyIndex, progress: Progress,
-               failures: list[str], cut_paths: frozenset[str] = frozenset()) -> tuple[LogEvidence, dict[str, Any]]:
-    found = discover(list(paths))
-    progress(f"reading {len(found.files)} log files")
-    start_ms = int(plan.window.start.timestamp() * 1000)
-    end_ms = int(plan.window.end.timestamp() * 1000)
-    formats = tuple(dict.fromkeys((*plan.access_log_formats, *index.topo.access_log_formats)))
-    names = Counter(p.name for p in (*index.topo.pods, *index.topo.context_pods))
-    unique = {p.name: p.namespace for p in (*index.topo.pods, *index.topo.context_pods) if names[p.name] == 1}
-    attribution = Attributions(file_attributions(found.files, plan.log_pods, unique), unique)
-    table = read_logs(found, start_ms, end_ms, plan.log_fields or None, access_formats=formats,
-                      attribution=attribution)
-    try:
-        evidence = summarize(table, index, start_ms, end_ms, cut_paths)
-    finally:
-        table.close()
-    stats = dict(evidence.stats)
-    stats["partial_pods"] = [
-        {"pod": f"{c.namespace}/{c.pod}", "covered_seconds": round(c.seconds), "why": c.why,
-         "start": datetime.fromtimestamp(c.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
-         "end": datetime.fromtimestamp(c.end_ms / 1000, UTC).isoformat().replace("+00:00", "Z")}
-        for c in sorted(evidence.partial.values(), key=lambda c: c.seconds)][:200]
-    unusable = _logs_unusable(stats) if not any(f.startswith("pod logs:") for f in failures) else None
     if unusable:
         failures.append(unusable)
     return evidence, stats | {"status": "unusable" if unusable else "ok"}

@@ -233,3 +233,26 @@ def test_the_cronjob_runs_as_printed(mesh, tmp_path: Path, monkeypatch) -> None:
     assert {(f["check"], f["cause"], f["service"]) for f in doc["findings"]} == _answer(files)[1]
     assert doc["sources"]["kubernetes"]["mode"] == "live" and doc["sources"]["logs"]["pod_logs"]["gaps_total"] == 0
     assert any("/log?" in s for s in cluster.seen)
+
+
+def test_pod_logs_are_read_in_batches_that_bound_the_disk(mesh, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Fetched logs are read and removed batch by batch: never the whole cluster's logs on disk at once."""
+    from obsgap.sources.logs import podlogs
+
+    built, server, files = mesh
+    monkeypatch.setattr(podlogs, "BATCH_BYTES", 150_000)
+    calls: list[int] = []
+    real = engine._read_into
+
+    def spy(plan, paths, index, parts, prefix, progress):  # type: ignore[no-untyped-def]
+        calls.append(len(paths))
+        on_disk = list(Path(paths[0]).parents[3].rglob("*.log"))  # the fetch folder now: this batch only
+        assert len(on_disk) == len(paths)
+        return real(plan, paths, index, parts, prefix, progress)
+
+    monkeypatch.setattr(engine, "_read_into", spy)
+    cluster = cluster_of_scenario(built.topology, built.logs)
+    with serving(cluster, tmp_path) as kubeconfig:
+        result, failures = _run(server, kubeconfig, PodLogOptions(concurrency=2))
+    assert failures == [] and len(calls) >= 2 and sum(calls) == len(cluster.logs)
+    assert _answer(result) == _answer(files)

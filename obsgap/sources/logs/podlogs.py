@@ -197,24 +197,40 @@ def plan_fetches(pods: Iterable[Pod], opts: PodLogOptions, start_ms: int,
     return out
 
 
+BATCH_BYTES = 256 * 1024 * 1024
+"""Logs fetched before they are read and removed: the disk they take is bounded by this, not by the cluster."""
+
+
 def fetch_pod_logs(api: Any, pods: Iterable[Pod], start_ms: int, root: str, opts: PodLogOptions,
-                   progress: Callable[[int, int], None] | None = None) -> PodLogReport:
-    """Fetch every selected container's log into `root` (kubelet's layout), `opts.concurrency` at a time."""
+                   progress: Callable[[int, int], None] | None = None,
+                   batch_bytes: int | None = None) -> Iterator[tuple[PodLogReport, list[ContainerLog]]]:
+    """Fetch every selected container's log into `root` (kubelet's layout), `opts.concurrency` at a time, and
+    yield (the report so far, the logs fetched since the last yield) whenever about `batch_bytes` were written:
+    the caller reads those files and removes them before the next batch is fetched."""
     report = PodLogReport()
     fetches = plan_fetches(pods, opts, start_ms, report)
     since = datetime.fromtimestamp((start_ms - SINCE_MARGIN_MS) / 1000, UTC)
+    budget = batch_bytes or BATCH_BYTES
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, opts.concurrency))
+    step = max(1, opts.concurrency) * 4
+    pending: list[ContainerLog] = []
     try:
-        futures = [pool.submit(fetch_one, api, log, since, opts.limit_bytes, root, uid, restart, stop)
-                   for log, uid, restart in fetches]
-        for done, future in enumerate(futures, 1):
-            report.logs.append(future.result())
-            if progress:
-                progress(done, len(futures))
+        for first in range(0, len(fetches), step):
+            futures = [pool.submit(fetch_one, api, log, since, opts.limit_bytes, root, uid, restart, stop)
+                       for log, uid, restart in fetches[first:first + step]]
+            for future in futures:
+                log = future.result()
+                report.logs.append(log)
+                pending.append(log)
+                if progress:
+                    progress(len(report.logs), len(fetches))
+            if sum(c.bytes for c in pending) >= budget:
+                yield report, pending
+                pending = []
+        yield report, pending
     except BaseException:
         stop.set()  # an interrupt: running streams end at their next chunk, queued ones never start
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
-    return report

@@ -191,25 +191,50 @@ def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None = None, workers: int | None = None, columnar: bool = True,
               progress: Callable[[int, int], None] | None = None,
               access_formats: tuple[AccessFormat, ...] = (),
-              attribution: Attributions | None = None) -> LogTable:
-    """Read every file into Parquet parts in a fresh temporary folder. On any exit but success (an error, an
-    interrupt) the workers are ended and the folder removed before the exception goes on."""
-    root = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
+              attribution: Attributions | None = None, into: Path | None = None, prefix: str = "part") -> LogTable:
+    """Read every file into Parquet parts in a fresh temporary folder (or `into`, beside parts read before: see
+    combine). On any exit but success (an error, an interrupt) the workers are ended and a fresh folder removed
+    before the exception goes on."""
+    root = into or Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
     try:
         return LogTable(root, _summarise(_read_all(found, root, start_ms, end_ms, mapping, workers, columnar,
-                                                   progress, access_formats, attribution or Attributions()),
+                                                   progress, access_formats, attribution or Attributions(), prefix),
                                          found.skipped))
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        if into is None:
+            shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def combine(root: Path, parts: list[LogStats]) -> LogTable:
+    """One table of the parts several read_logs calls wrote into `root`, with their accounting added up."""
+    if not parts:
+        return LogTable(root, _summarise([], ()))
+    first = parts[0]
+    values: dict[str, Any] = {}
+    for name in LogStats.__dataclass_fields__:
+        items = [getattr(s, name) for s in parts]
+        if isinstance(items[0], int):
+            values[name] = sum(items)
+        elif isinstance(items[0], tuple):
+            values[name] = tuple(x for item in items for x in item)
+        else:
+            total: Counter[str] = Counter()
+            for item in items:
+                total.update(item)
+            values[name] = dict(total)
+    values["unparsed_by_file"] = tuple(sorted(values["unparsed_by_file"], key=lambda x: -x[1]))
+    values["clock_skew"] = tuple(sorted(values["clock_skew"], key=lambda x: -abs(x[1])))
+    return LogTable(root, type(first)(**values))
 
 
 def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None, workers: int | None, columnar: bool,
               progress: Callable[[int, int], None] | None,
-              access_formats: tuple[AccessFormat, ...], attribution: Attributions) -> list[FileStats]:
+              access_formats: tuple[AccessFormat, ...], attribution: Attributions,
+              prefix: str = "part") -> list[FileStats]:
     workers = workers or os.cpu_count() or 1
-    tasks = [ReadTask(batch.files, str(root / f"part-{i:05d}.parquet"), start_ms, end_ms,
+    tasks = [ReadTask(batch.files, str(root / f"{prefix}-{i:05d}.parquet"), start_ms, end_ms,
                       dict(mapping) if mapping else None, columnar, access_formats,
                       {f: attribution.files[f] for f in batch.files if f in attribution.files},
                       attribution.pod_namespaces, batch.spans)
