@@ -89,7 +89,7 @@ def test_clickhouse_gives_the_answer_of_the_files(mesh) -> None:  # type: ignore
     assert logs["requests"] == files.sources.logs["requests"]
     assert logs["unparsed"] == 0 and set(logs["formats"]) == set(files.sources.logs["formats"])
     report = logs["clickhouse"]
-    assert report["queries"] == 3 and all(q.startswith("WITH parsed AS") for q in report["sql"])
+    assert report["queries"] == 3 and all(q.startswith("WITH parsed0 AS") for q in report["sql"])
     assert "otel_logs" not in report["sql"][0]  # the table name is a bound parameter, as every outside value
 
 
@@ -221,3 +221,27 @@ def test_the_mesh_format_is_read_in_clickhouse_too(tmp_path: Path, prometheus_av
     assert ("envoy-bypass", "unexplained", "api") in _answer(ch)[1]
     assert set(ch.sources.logs["access_log_formats"]["formats"]) == {"ConfigMap istio-system/istio accessLogFormat"}
     assert ch.sources.logs["unparsed"] == 0
+
+
+def test_a_skewed_clock_is_judged_in_clickhouse_as_in_the_files(tmp_path: Path, prometheus_available: None) -> None:
+    """An application logging local time an hour off: ClickHouse applies clock.py's rule (per container) and
+    times its requests by the Collector's Timestamp, as the file readers do."""
+    from dataclasses import replace
+
+    from obsgap.scenario.spec import ServiceSpec as S
+
+    spec = replace(SPEC, name="skew", services=(S("app", "client"), S("app", "api", replicas=2,
+                                                                        app_clock_offset_s=3600),
+                                                S("app", "billing", replicas=1, metrics_loss=0.5)))
+    built = build(spec, tmp_path / "skew")
+    server = serve_openmetrics(built.metrics, tmp_path / "skew")
+    try:
+        files = _run(server, built.topology, logs=(str(built.logs),))
+        load(tmp_path / "ch", built.logs)
+        ch = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp_path / 'ch'}"))
+    finally:
+        server.stop()
+    assert files.sources.logs["retimed"] > 0
+    assert ch.sources.logs["retimed"] == files.sources.logs["retimed"]
+    assert {round(c["offset_seconds"]) for c in ch.sources.logs["clock_skew"]} == {3600}
+    assert _answer(ch) == _answer(files)

@@ -12,8 +12,8 @@ into SQL.
 
 `chdb:PATH` runs the same SQL in-process on the ClickHouse engine (PyPI chdb) over a local data directory;
 `http(s)://host:8123` reaches a server through clickhouse-connect (user and password from files).
-Not applied here, unlike the file readers: the per-file clock rule (a line's own time is used, else the
-Collector's Timestamp) and application text formats (NCSA, uvicorn, morgan).
+The clock rule is applied per container (the file readers: per file). Not applied here: application text
+formats (NCSA, uvicorn, morgan).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pandas as pd
 
 from obsgap.errors import InputError, SourceError
 from obsgap.sources.logs.app_json import APP_KEYS, APP_SCHEMAS, BARE_DURATION_KEYS, DURATION_KEYS, mapped_duration
+from obsgap.sources.logs.clock import CLOCK_MIN_PAIRS, CLOCK_SAMPLE, CLOCK_TOLERANCE_MS
 from obsgap.sources.logs.envoy_format import ISTIO_JSON, AccessFormat, JsonFormat, TextFormat, candidates
 from obsgap.sources.logs.envoy_format import builtin_text_formats as _builtin
 from obsgap.sources.logs.table import LogStats
@@ -309,7 +310,7 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
     lo, hi = start_ms - MARGIN_MS, end_ms + MARGIN_MS
     ns_key, pod_key, c_key = p.add(o.namespace_key), p.add(o.pod_key), p.add(o.container_key)
     table = p.add(o.table, "Identifier")
-    parsed = f"""parsed AS (
+    parsed = f"""parsed0 AS (
   SELECT *,
     multiIf(text_fmt >= 0, 'envoy-text', json_fmt >= 0, 'envoy-json', is_json AND app_request, 'app-json',
             is_json, 'json-other', trim(body) = '', 'empty', 'unrecognized') AS kind,
@@ -341,7 +342,7 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
     if(origin = 'envoy', e_downstream_local, NULL) AS downstream_local,
     if(origin = 'envoy', e_downstream_remote, NULL) AS downstream_remote,
     if(origin = 'envoy', e_flags, NULL) AS response_flags,
-    coalesce(if(origin = 'envoy', {ts_ms_of_text('e_start')}, a_ts), node_ms) AS ts_ms
+    if(origin = 'envoy', {ts_ms_of_text('e_start')}, a_ts) AS own_ms
   FROM (
     SELECT *,
       {envoy_fields},
@@ -376,12 +377,36 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
     )
   )
 )"""
+    parsed += f""",
+{CLOCK_SQL},
+parsed AS (
+  SELECT p.*, c.offset_ms AS clock_offset_ms,
+         if(c.offset_ms IS NOT NULL AND abs(c.offset_ms) > {CLOCK_TOLERANCE_MS}, 1, 0) AS retimed,
+         if(retimed = 1, p.node_ms, coalesce(p.own_ms, p.node_ms)) AS ts_ms
+  FROM parsed0 p LEFT JOIN clock c
+    ON ifNull(p.namespace, '') = c.namespace AND ifNull(p.pod, '') = c.pod AND ifNull(p.container, '') = c.container
+)"""
     return Relation(parsed, p.values)
 
 
 _REQUEST = "kind IN ('envoy-text', 'envoy-json', 'app-json') AND ts_ms >= {start} AND ts_ms < {end}"
 _HOST = ("multiIf(startsWith({c}, '['), splitByString(']', substr({c}, 2))[1], "
          "length({c}) - length(replace({c}, ':', '')) > 1, {c}, splitByChar(':', {c})[1])")
+
+
+# clock.py's rule, per container: the median_low of (own - node) time over its first CLOCK_SAMPLE requests (with
+# at least CLOCK_MIN_PAIRS pairs); beyond the tolerance, its requests take the node's time (the Collector's
+# Timestamp: kubelet's CRI time).
+CLOCK_SQL = f"""clock AS (
+  SELECT namespace, pod, container, arraySort(groupArray(own_ms - node_ms)) AS d,
+         if(length(d) >= {CLOCK_MIN_PAIRS}, d[intDiv(length(d) - 1, 2) + 1], NULL) AS offset_ms
+  FROM (SELECT ifNull(namespace, '') AS namespace, ifNull(pod, '') AS pod, ifNull(container, '') AS container,
+               own_ms, node_ms,
+               row_number() OVER (PARTITION BY namespace, pod, container ORDER BY node_ms) AS rn
+        FROM parsed0 WHERE kind IN ('envoy-text', 'envoy-json', 'app-json'))
+  WHERE rn <= {CLOCK_SAMPLE} AND own_ms IS NOT NULL
+  GROUP BY namespace, pod, container
+)"""
 
 
 class ClickHouseTable:
@@ -469,7 +494,9 @@ SELECT kind, text_fmt, json_fmt, namespace, pod, container, unknown_unit,
                AND ts_ms < {int(self.end_ms)})) AS out_of_window,
        min(if(kind IN ('envoy-text', 'envoy-json', 'app-json'), ts_ms, NULL)) AS first_ms,
        max(if(kind IN ('envoy-text', 'envoy-json', 'app-json'), ts_ms, NULL)) AS last_ms,
-       any(if(kind = 'unrecognized', substr(body, 1, 160), NULL)) AS sample
+       any(if(kind = 'unrecognized', substr(body, 1, 160), NULL)) AS sample,
+       countIf(retimed = 1 AND kind IN ('envoy-text', 'envoy-json', 'app-json')) AS retimed,
+       any(clock_offset_ms) AS clock_offset_ms
 FROM parsed GROUP BY ALL"""
         rows = self._fetch(sql, self.relation.params)
         formats: Counter[str] = Counter()
@@ -477,6 +504,7 @@ FROM parsed GROUP BY ALL"""
         spans: dict[str, tuple[int, int]] = {}
         unknown: Counter[tuple[str, str]] = Counter()
         unparsed: dict[str, tuple[int, str]] = {}
+        skew: dict[str, tuple[int, int]] = {}
         lines = requests = out = 0
         for r in rows.itertuples(index=False):
             n = int(r.lines)
@@ -495,6 +523,9 @@ FROM parsed GROUP BY ALL"""
                 spans[path] = (min(lo, int(r.first_ms)), max(hi, int(r.last_ms)))
             if isinstance(r.unknown_unit, str) and r.unknown_unit and r.kind == "app-json":
                 unknown[(where, r.unknown_unit)] += n
+            if int(r.retimed or 0):
+                had_skew = skew.get(where, (int(r.clock_offset_ms), 0))
+                skew[where] = (had_skew[0], had_skew[1] + int(r.retimed))
             if r.kind == "unrecognized":
                 had = unparsed.get(where, (0, ""))
                 unparsed[where] = (had[0] + n, had[1] or str(r.sample or ""))
@@ -508,6 +539,8 @@ FROM parsed GROUP BY ALL"""
             access_formats=tuple((w, f, n) for (w, f), n in access.items()),
             unknown_units=tuple((w, k, n) for (w, k), n in unknown.most_common()),
             spans=tuple((path, lo, hi) for path, (lo, hi) in spans.items()),
+            retimed=sum(n for _, n in skew.values()),
+            clock_skew=tuple(sorted(((w, ms, n) for w, (ms, n) in skew.items()), key=lambda x: -abs(x[1]))),
         )
 
     def report(self) -> dict[str, Any]:
