@@ -5,6 +5,7 @@ real ClickHouse engine (chDB), give the findings the same logs give as files."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,8 @@ def test_the_cronjob_reads_clickhouse_when_told() -> None:
 
 def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_path: Path) -> None:
     """The real lines of tests/data (every Istio default TEXT format since 1.0, the JSON encodings, application
-    schemas) loaded into otel_logs: the fields ClickHouse computes from the same definitions equal the Python
-    parsers' row for row."""
+    schemas and text access logs) loaded into otel_logs: the fields and times ClickHouse computes from the same
+    definitions equal the Python parsers' row for row."""
     import yaml
     from chdb import session
 
@@ -149,8 +150,7 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
     data = Path(__file__).parent / "data"
     lines = [c["line"] for name in ("istio_text_lines.yaml", "istio_json_lines.yaml")
              for c in yaml.safe_load((data / "access_logs" / name).read_text())]
-    lines += [c["line"] for c in yaml.safe_load((data / "app_logs" / "schemas.yaml").read_text())
-              if not c.get("text")]
+    lines += [c["line"] for c in yaml.safe_load((data / "app_logs" / "schemas.yaml").read_text())]
     path = tmp_path / "ch"
     s = session.Session(str(path))
     s.query(DDL.read_text())
@@ -168,7 +168,7 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
     rel = build_relation(o, 0, 4_000_000_000_000, (), None)
     conn = connect(o)
     got = conn.query(f"WITH {rel.parsed} SELECT pod, kind, method, path, status, duration_ms, port, direction, "
-                     f"authority, upstream_cluster, protocol FROM parsed", rel.params)
+                     f"authority, upstream_cluster, protocol, downstream_remote, own_ms FROM parsed", rel.params)
     conn.close()
     got = got.astype(object).where(got.notna(), None)
     by_pod = {r.pod: r for r in got.itertuples(index=False)}
@@ -181,7 +181,10 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
             assert ch.kind in ("json-other", "unrecognized", "empty"), (line, ch.kind)
             continue
         compared += 1
-        for key in ("method", "path", "status", "port", "direction", "authority", "upstream_cluster", "protocol"):
+        if row["ts_ms"] is not None:
+            assert ch.own_ms is not None and int(ch.own_ms) == row["ts_ms"], (row["ts_ms"], ch.own_ms, line[:90])
+        for key in ("method", "path", "status", "port", "direction", "authority", "upstream_cluster", "protocol",
+                    "downstream_remote"):
             want, have = row[key], getattr(ch, key)
             have = None if have is None or have == "" else have
             if (have if have is None else type(want)(have) if want is not None else have) != want:
@@ -192,6 +195,8 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
             wrong.append(("duration_ms", want_d, have_d, line[:90]))
     assert wrong == []
     assert compared >= 15
+    kinds = Counter(r.kind for r in by_pod.values())
+    assert kinds["app-text"] >= 4 and kinds["envoy-text"] >= 9 and kinds["envoy-json"] >= 5, kinds
 
 
 def test_the_mesh_format_is_read_in_clickhouse_too(tmp_path: Path, prometheus_available: None) -> None:

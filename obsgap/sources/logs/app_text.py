@@ -38,10 +38,16 @@ def _ncsa_ms(text: str) -> int | None:
         if len(_NCSA_TIME) > 100_000:
             _NCSA_TIME.clear()
         try:
-            _NCSA_TIME[text] = int(datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z").timestamp() * 1000)
+            _NCSA_TIME[text] = int(datetime.strptime(text, NCSA_TIME).timestamp() * 1000)
         except ValueError:
             _NCSA_TIME[text] = None
     return _NCSA_TIME[text]
+
+
+# The patterns in the order parse_app_text tries them (clickhouse.py matches the same ones in ClickHouse).
+TEXT_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("ncsa", _NCSA), ("uvicorn", _UVICORN), ("morgan-dev", _MORGAN_DEV), ("morgan-tiny", _MORGAN_TINY))
+NCSA_TIME = "%d/%b/%Y:%H:%M:%S %z"
 
 
 def parse_app_text(msg: str) -> Row | None:

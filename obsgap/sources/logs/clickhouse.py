@@ -12,8 +12,8 @@ into SQL.
 
 `chdb:PATH` runs the same SQL in-process on the ClickHouse engine (PyPI chdb) over a local data directory;
 `http(s)://host:8123` reaches a server through clickhouse-connect (user and password from files).
-The clock rule is applied per container (the file readers: per file). Not applied here: application text
-formats (NCSA, uvicorn, morgan).
+The clock rule is applied per container (the file readers: per file); application text access logs (NCSA,
+uvicorn, morgan) are matched with app_text's own patterns.
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ import pandas as pd
 
 from obsgap.errors import InputError, SourceError
 from obsgap.sources.logs.app_json import APP_KEYS, APP_SCHEMAS, BARE_DURATION_KEYS, DURATION_KEYS, mapped_duration
+from obsgap.sources.logs.app_text import TEXT_FORMATS
 from obsgap.sources.logs.clock import CLOCK_MIN_PAIRS, CLOCK_SAMPLE, CLOCK_TOLERANCE_MS
 from obsgap.sources.logs.envoy_format import ISTIO_JSON, AccessFormat, JsonFormat, TextFormat, candidates
 from obsgap.sources.logs.envoy_format import builtin_text_formats as _builtin
 from obsgap.sources.logs.table import LogStats
 
 MARGIN_MS = 10 * 60 * 1000
+NCSA_TIME_CH = "%d/%b/%Y:%H:%i:%S %z"
+"""app_text.NCSA_TIME in ClickHouse's parseDateTime (MySQL-style: %i is minutes)."""
 """Rows are selected by the Collector's Timestamp this much around the window: a line's own time decides."""
 
 
@@ -307,26 +310,39 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
         unknown = f"multiIf({', '.join(unknown_arms)}, NULL)"
     own_url = [i for i, s in enumerate(APP_SCHEMAS) if s.own_url]
     own_url_sql = f"schema IN ({', '.join(map(str, own_url))})" if own_url else "0"
+    text_patterns = [p.add("^" + pattern.pattern) for _, pattern in TEXT_FORMATS]
+    text_which = "multiIf(" + ", ".join(f"match(body, {t}), {i}" for i, t in enumerate(text_patterns)) + ", -1)"
+    text_groups = "multiIf(" + ", ".join(f"app_text_fmt = {i}, extractGroups(body, {t})"
+                                          for i, t in enumerate(text_patterns)) + ", [])"
+
+    def text_group(name: str) -> str:
+        arms = [f"app_text_fmt = {i}, nullIf(tg[{pattern.groupindex[name]}], '')"
+                for i, (_, pattern) in enumerate(TEXT_FORMATS) if name in pattern.groupindex]
+        return f"multiIf({', '.join(arms)}, NULL)" if arms else "NULL"
+
+    app_text_fields = ", ".join(f"{text_group(n)} AS t_{n}" for n in ("method", "path", "status", "ms", "client",
+                                                                           "time"))
     lo, hi = start_ms - MARGIN_MS, end_ms + MARGIN_MS
     ns_key, pod_key, c_key = p.add(o.namespace_key), p.add(o.pod_key), p.add(o.container_key)
     table = p.add(o.table, "Identifier")
     parsed = f"""parsed0 AS (
   SELECT *,
     multiIf(text_fmt >= 0, 'envoy-text', json_fmt >= 0, 'envoy-json', is_json AND app_request, 'app-json',
-            is_json, 'json-other', trim(body) = '', 'empty', 'unrecognized') AS kind,
+            is_json, 'json-other', app_text_fmt >= 0, 'app-text', trim(body) = '', 'empty', 'unrecognized') AS kind,
     multiIf(kind IN ('envoy-text', 'envoy-json'), 'envoy', 'app') AS origin,
     multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce({cluster_direction('e_cluster')}, 'outbound'),
             {own_url_sql} AND a_path IS NOT NULL, 'inbound', url_host != '', 'outbound', 'inbound') AS direction,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), e_method, a_method) AS method,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), e_path,
+    multiIf(kind IN ('envoy-text', 'envoy-json'), e_method, kind = 'app-text', t_method, a_method) AS method,
+    multiIf(kind IN ('envoy-text', 'envoy-json'), e_path, kind = 'app-text', t_path,
             {own_url_sql} AND a_path IS NOT NULL, a_path,
             url_host != '', coalesce(a_path, nullIf(path(a_url), ''), '/'),
             coalesce(a_path, if(a_url IS NOT NULL AND position(a_url, '://') = 0, a_url, NULL))) AS path,
     multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce(e_protocol, 'tcp'), 'http') AS protocol,
     multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce(toInt32OrNull(e_code), if(kind = 'envoy-json', 0, NULL)),
-            toInt32OrNull(a_status)) AS status,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), toFloat64OrNull(e_duration), a_duration) AS duration_ms,
-    multiIf(kind IN ('envoy-text', 'envoy-json'),
+            kind = 'app-text', toInt32OrNull(t_status), toInt32OrNull(a_status)) AS status,
+    multiIf(kind IN ('envoy-text', 'envoy-json'), toFloat64OrNull(e_duration), kind = 'app-text', toFloat64OrNull(t_ms),
+            a_duration) AS duration_ms,
+    multiIf(kind = 'app-text', NULL, kind IN ('envoy-text', 'envoy-json'),
             if(coalesce({cluster_direction('e_cluster')}, 'outbound') = 'inbound',
                coalesce({addr_port('e_downstream_local')}, {cluster_port('e_cluster')}),
                coalesce({cluster_port('e_cluster')}, nullIf({addr_port('e_upstream_host')}, 0),
@@ -335,14 +351,16 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
             coalesce(nullIf(toInt32(port(a_url)), 0), toInt32OrNull(a_port),
                      if(protocol(a_url) = 'https', 443, 80)),
             toInt32OrNull(a_port)) AS port,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), e_authority,
+    multiIf(kind IN ('envoy-text', 'envoy-json'), e_authority, kind = 'app-text', NULL,
             url_host != '', coalesce(a_host, nullIf(splitByChar('@', netloc(a_url))[-1], '')), a_host) AS authority,
     if(origin = 'envoy', e_cluster, NULL) AS upstream_cluster,
     if(origin = 'envoy', e_upstream_host, NULL) AS upstream_host,
     if(origin = 'envoy', e_downstream_local, NULL) AS downstream_local,
-    if(origin = 'envoy', e_downstream_remote, NULL) AS downstream_remote,
+    multiIf(origin = 'envoy', e_downstream_remote, kind = 'app-text', t_client, NULL) AS downstream_remote,
     if(origin = 'envoy', e_flags, NULL) AS response_flags,
-    if(origin = 'envoy', {ts_ms_of_text('e_start')}, a_ts) AS own_ms
+    multiIf(origin = 'envoy', {ts_ms_of_text('e_start')}, kind = 'app-text',
+            toInt64(toUnixTimestamp(parseDateTimeOrNull(t_time, {p.add(NCSA_TIME_CH)}, 'UTC'))) * 1000,
+            a_ts) AS own_ms
   FROM (
     SELECT *,
       {envoy_fields},
@@ -359,7 +377,8 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
         AND (a_method IS NOT NULL OR a_path IS NOT NULL OR url_host != '' OR (a_url IS NOT NULL
              AND position(a_url, '://') = 0)) AS app_request
     FROM (
-      SELECT node_ms, body, namespace, pod, container, file, text_fmt, g, is_json,
+      SELECT node_ms, body, namespace, pod, container, file, text_fmt, g, is_json, app_text_fmt, tg,
+        {app_text_fields},
         {p.key_columns()},
         if(text_fmt < 0, {json_which}, -1) AS json_fmt
       FROM (
@@ -370,7 +389,9 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
         concat('clickhouse:', ifNull(namespace, '?'), '/', ifNull(pod, '?'), '/', ifNull(container, '?')) AS file,
         {which} AS text_fmt,
         {groups} AS g,
-        startsWith(body, '{{') AND isValidJSON(body) AS is_json
+        startsWith(body, '{{') AND isValidJSON(body) AS is_json,
+        if(text_fmt < 0 AND NOT is_json AND match(body, '^[[:alnum:]]'), {text_which}, -1) AS app_text_fmt,
+        if(app_text_fmt >= 0, {text_groups}, []) AS tg
       FROM {table}
       WHERE Timestamp >= fromUnixTimestamp64Milli(toInt64({lo})) AND Timestamp < fromUnixTimestamp64Milli(toInt64({hi}))
       )
@@ -389,7 +410,7 @@ parsed AS (
     return Relation(parsed, p.values)
 
 
-_REQUEST = "kind IN ('envoy-text', 'envoy-json', 'app-json') AND ts_ms >= {start} AND ts_ms < {end}"
+_REQUEST = "kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND ts_ms >= {start} AND ts_ms < {end}"
 _HOST = ("multiIf(startsWith({c}, '['), splitByString(']', substr({c}, 2))[1], "
          "length({c}) - length(replace({c}, ':', '')) > 1, {c}, splitByChar(':', {c})[1])")
 
@@ -403,7 +424,7 @@ CLOCK_SQL = f"""clock AS (
   FROM (SELECT ifNull(namespace, '') AS namespace, ifNull(pod, '') AS pod, ifNull(container, '') AS container,
                own_ms, node_ms,
                row_number() OVER (PARTITION BY namespace, pod, container ORDER BY node_ms) AS rn
-        FROM parsed0 WHERE kind IN ('envoy-text', 'envoy-json', 'app-json'))
+        FROM parsed0 WHERE kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'))
   WHERE rn <= {CLOCK_SAMPLE} AND own_ms IS NOT NULL
   GROUP BY namespace, pod, container
 )"""
@@ -488,14 +509,14 @@ GROUP BY ALL""", params)
         sql = f"""WITH {self.relation.parsed}
 SELECT kind, text_fmt, json_fmt, namespace, pod, container, unknown_unit,
        count() AS lines,
-       countIf(kind IN ('envoy-text', 'envoy-json', 'app-json') AND ts_ms >= {int(self.start_ms)}
+       countIf(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND ts_ms >= {int(self.start_ms)}
                AND ts_ms < {int(self.end_ms)}) AS requests,
-       countIf(kind IN ('envoy-text', 'envoy-json', 'app-json') AND NOT (ts_ms >= {int(self.start_ms)}
+       countIf(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND NOT (ts_ms >= {int(self.start_ms)}
                AND ts_ms < {int(self.end_ms)})) AS out_of_window,
-       min(if(kind IN ('envoy-text', 'envoy-json', 'app-json'), ts_ms, NULL)) AS first_ms,
-       max(if(kind IN ('envoy-text', 'envoy-json', 'app-json'), ts_ms, NULL)) AS last_ms,
+       min(if(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'), ts_ms, NULL)) AS first_ms,
+       max(if(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'), ts_ms, NULL)) AS last_ms,
        any(if(kind = 'unrecognized', substr(body, 1, 160), NULL)) AS sample,
-       countIf(retimed = 1 AND kind IN ('envoy-text', 'envoy-json', 'app-json')) AS retimed,
+       countIf(retimed = 1 AND kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text')) AS retimed,
        any(clock_offset_ms) AS clock_offset_ms
 FROM parsed GROUP BY ALL"""
         rows = self._fetch(sql, self.relation.params)
