@@ -246,7 +246,8 @@ def test_pod_logs_are_read_in_batches_that_bound_the_disk(mesh, tmp_path: Path, 
 
     def spy(plan, paths, index, parts, prefix, progress):  # type: ignore[no-untyped-def]
         calls.append(len(paths))
-        on_disk = list(Path(paths[0]).parents[3].rglob("*.log"))  # the fetch folder now: this batch only
+        fetched = next(d for d in Path(paths[0]).parents if d.name == "pods").parent
+        on_disk = list(fetched.rglob("*.log"))  # the fetch folder now: this batch only
         assert len(on_disk) == len(paths)
         return real(plan, paths, index, parts, prefix, progress)
 
