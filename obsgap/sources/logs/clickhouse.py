@@ -398,16 +398,18 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
     )
   )
 )"""
-    parsed += f""",
-{CLOCK_SQL},
-parsed AS (
-  SELECT p.*, c.offset_ms AS clock_offset_ms,
-         if(c.offset_ms IS NOT NULL AND abs(c.offset_ms) > {CLOCK_TOLERANCE_MS}, 1, 0) AS retimed,
-         if(retimed = 1, p.node_ms, coalesce(p.own_ms, p.node_ms)) AS ts_ms
-  FROM parsed0 p LEFT JOIN clock c
-    ON ifNull(p.namespace, '') = c.namespace AND ifNull(p.pod, '') = c.pod AND ifNull(p.container, '') = c.container
-)"""
     return Relation(parsed, p.values)
+
+
+# The containers whose clock the rule judged off (ClickHouseTable asks CLOCK_SQL first): their requests take the
+# node's time. Bound arrays, so the heavy parse runs once per query (a CTE joined to itself would run it twice).
+PARSED_SQL = """parsed AS (
+  SELECT *,
+         if(has(arrayZip({skew_ns:Array(String)}, {skew_pod:Array(String)}, {skew_container:Array(String)}),
+                (ifNull(namespace, ''), ifNull(pod, ''), ifNull(container, ''))), 1, 0) AS retimed,
+         if(retimed = 1, node_ms, coalesce(own_ms, node_ms)) AS ts_ms
+  FROM parsed0
+)"""
 
 
 _REQUEST = "kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND ts_ms >= {start} AND ts_ms < {end}"
@@ -440,22 +442,32 @@ class ClickHouseTable:
                  access_formats: tuple[AccessFormat, ...], agent_paths: pd.DataFrame, step_ms: int) -> None:
         import duckdb
 
-        self.conn, self.relation = conn, relation
+        self.conn = conn
         self.start_ms, self.end_ms, self.step_ms = start_ms, end_ms, step_ms
         self.text_names = [f.name for f in [*candidates(access_formats)[0], *_builtin()]]
         self.json_names = [f.name for f in [*candidates(access_formats)[1], ISTIO_JSON]]
         self.sent: list[str] = []
         self.rows_returned = 0
+        clock = self._fetch(f"WITH {relation.parsed},\n{CLOCK_SQL}\nSELECT namespace, pod, container, offset_ms "
+                            f"FROM clock WHERE offset_ms IS NOT NULL AND abs(offset_ms) > {CLOCK_TOLERANCE_MS}",
+                            relation.params)
+        self.skewed = {f"clickhouse:{r.namespace or '?'}/{r.pod or '?'}/{r.container or '?'}": int(r.offset_ms)
+                       for r in clock.itertuples(index=False)}
+        self.relation = Relation(f"{relation.parsed},\n{PARSED_SQL}", relation.params | {
+            "skew_ns": [str(r.namespace or "") for r in clock.itertuples(index=False)],
+            "skew_pod": [str(r.pod or "") for r in clock.itertuples(index=False)],
+            "skew_container": [str(r.container or "") for r in clock.itertuples(index=False)]})
         self.stats = self._stats()
         self.local = duckdb.connect()
-        params = dict(relation.params)
+        params = dict(self.relation.params)
+        relation = self.relation
         params |= {"agent_ns": [str(v) for v in agent_paths["namespace"]],
                    "agent_pod": [str(v) for v in agent_paths["pod"]],
                    "agent_path": [str(v) for v in agent_paths["path"]]}
         within = _REQUEST.format(start=int(start_ms), end=int(end_ms))
-        agent = ("(origin = 'app' AND direction = 'inbound' AND (ifNull(namespace, ''), ifNull(pod, ''), "
-                 "splitByChar('?', ifNull(path, ''))[1]) IN arrayZip({agent_ns:Array(String)}, "
-                 "{agent_pod:Array(String)}, {agent_path:Array(String)}))")
+        agent = ("(origin = 'app' AND direction = 'inbound' AND has(arrayZip({agent_ns:Array(String)}, "
+                 "{agent_pod:Array(String)}, {agent_path:Array(String)}), (ifNull(namespace, ''), ifNull(pod, ''), "
+                 "splitByChar('?', ifNull(path, ''))[1])))")
         groups = self._fetch(f"""WITH {relation.parsed}
 SELECT namespace, pod, container, origin, direction, if(method IS NULL, NULL, 'HTTP') AS method,
        if({agent}, path, NULL) AS path, status, port, authority, upstream_cluster,
@@ -516,8 +528,7 @@ SELECT kind, text_fmt, json_fmt, namespace, pod, container, unknown_unit,
        min(if(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'), ts_ms, NULL)) AS first_ms,
        max(if(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'), ts_ms, NULL)) AS last_ms,
        any(if(kind = 'unrecognized', substr(body, 1, 160), NULL)) AS sample,
-       countIf(retimed = 1 AND kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text')) AS retimed,
-       any(clock_offset_ms) AS clock_offset_ms
+       countIf(retimed = 1 AND kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text')) AS retimed
 FROM parsed GROUP BY ALL"""
         rows = self._fetch(sql, self.relation.params)
         formats: Counter[str] = Counter()
@@ -545,7 +556,7 @@ FROM parsed GROUP BY ALL"""
             if isinstance(r.unknown_unit, str) and r.unknown_unit and r.kind == "app-json":
                 unknown[(where, r.unknown_unit)] += n
             if int(r.retimed or 0):
-                had_skew = skew.get(where, (int(r.clock_offset_ms), 0))
+                had_skew = skew.get(where, (self.skewed.get(where, 0), 0))
                 skew[where] = (had_skew[0], had_skew[1] + int(r.retimed))
             if r.kind == "unrecognized":
                 had = unparsed.get(where, (0, ""))
