@@ -224,6 +224,60 @@ def scale(args: argparse.Namespace) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def clickhouse(root: Path, lines: int) -> None:
+    """The same lines loaded into otel_logs (chDB) as the Collector writes them, read with the aggregation pushed
+    down, against reading the files: time and rows returned."""
+    from chdb import session
+
+    from obsgap.sources.logs.clickhouse import ClickHouseOptions, ClickHouseTable, build_relation, connect
+    from obsgap.sources.logs.summary import agent_paths, time_step_ms
+
+    data = root.parent / f"{root.name}-otel.jsonl"
+    with data.open("w") as out:
+        for f in sorted((root / "pods").rglob("*")):
+            if not f.is_file():
+                continue
+            ns, pod, _uid = f.parent.parent.name.split("_")
+            opener = gzip.open if f.name.endswith(".gz") else open
+            with opener(f, "rt") as fh:
+                for raw in fh:
+                    ts, stream, _flag, msg = raw.rstrip("\n").split(" ", 3)
+                    out.write(json.dumps({"Timestamp": ts.replace("T", " ").rstrip("Z"), "Body": msg,
+                                          "ResourceAttributes": {"k8s.namespace.name": ns, "k8s.pod.name": pod,
+                                                                 "k8s.container.name": f.parent.name},
+                                          "LogAttributes": {"log.iostream": stream}}) + "\n")
+    store = root.parent / f"{root.name}-chdb"
+    s = session.Session(str(store))
+    s.query((Path(__file__).parent / "data" / "clickhouse" / "otel_logs.sql").read_text())
+    t = time.perf_counter()
+    s.query(f"INSERT INTO otel_logs (Timestamp, Body, ResourceAttributes, LogAttributes) SELECT "
+            f"parseDateTime64BestEffort(Timestamp, 9, 'UTC'), Body, ResourceAttributes, LogAttributes FROM "
+            f"file('{data}', JSONEachRow, 'Timestamp String, Body String, ResourceAttributes Map(String, String), "
+            f"LogAttributes Map(String, String)')")
+    s.close()
+    print(f"loaded {lines:,} lines into otel_logs in {time.perf_counter() - t:.1f}s")
+    start_ms, end_ms = 1795478400000, 1795478400000 + 86_400_000  # 2026-11-24, the generated day
+    opts = ClickHouseOptions(url=f"chdb:{store}")
+    index = TopologyIndex(Topology.empty())
+    t = time.perf_counter()
+    table = ClickHouseTable(connect(opts), build_relation(opts, start_ms, end_ms, (), None), start_ms, end_ms, (),
+                            agent_paths(index), time_step_ms(start_ms, end_ms))
+    ev = summarize(table, index, start_ms, end_ms)
+    table.close()
+    ch_s = time.perf_counter() - t
+    t = time.perf_counter()
+    files = read_logs(discover([str(root)]), start_ms, end_ms)
+    summarize(files, index, start_ms, end_ms)
+    files.close()
+    file_s = time.perf_counter() - t
+    print(f"clickhouse (chDB, in-process): {ch_s:.1f}s for {table.stats.lines:,} lines "
+          f"({table.stats.requests:,} requests), {len(table.sent)} queries taking {table.seconds} s, "
+          f"{table.rows_returned:,} rows returned; "
+          f"inbound rows {int(ev.inbound['requests'].sum()):,}; the files read and summarised: {file_s:.1f}s")
+    shutil.rmtree(store, ignore_errors=True)
+    data.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=2_000_000)
@@ -232,6 +286,8 @@ def main() -> None:
                     help="kubelet: many small rotated CRI files; large: a few big plain files (json-file, kubectl)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scale", action="store_true")
+    ap.add_argument("--clickhouse", action="store_true",
+                    help="also load the lines into ClickHouse (chDB) and read them with the aggregation pushed down")
     ap.add_argument("--services", type=int, default=2000)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--keep", help="keep the generated mesh in this folder")
@@ -246,6 +302,9 @@ def main() -> None:
         n = (generate_large(root, args.lines, args.files) if args.layout == "large"
              else generate(root, args.lines, args.files))
         print(f"generated {n:,} lines in {time.perf_counter() - t:.1f}s under {root}")
+        if args.clickhouse:
+            clickhouse(root, n)
+            return
         logs_vs_floor(root, args.workers)
         t = time.perf_counter()
         table = read_logs(discover([str(root)]), None, None, workers=args.workers)

@@ -19,6 +19,7 @@ uvicorn, morgan) are matched with app_text's own patterns.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -447,6 +448,7 @@ class ClickHouseTable:
         self.text_names = [f.name for f in [*candidates(access_formats)[0], *_builtin()]]
         self.json_names = [f.name for f in [*candidates(access_formats)[1], ISTIO_JSON]]
         self.sent: list[str] = []
+        self.seconds: list[float] = []
         self.rows_returned = 0
         clock = self._fetch(f"WITH {relation.parsed},\n{CLOCK_SQL}\nSELECT namespace, pod, container, offset_ms "
                             f"FROM clock WHERE offset_ms IS NOT NULL AND abs(offset_ms) > {CLOCK_TOLERANCE_MS}",
@@ -498,7 +500,9 @@ GROUP BY ALL""", params)
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> pd.DataFrame:
         self.sent.append(sql)
+        started = time.perf_counter()
         frame = self.conn.query(sql, params)
+        self.seconds.append(round(time.perf_counter() - started, 2))
         self.rows_returned += len(frame)
         if frame.empty:
             return frame
@@ -576,7 +580,7 @@ FROM parsed GROUP BY ALL"""
         )
 
     def report(self) -> dict[str, Any]:
-        return {"queries": len(self.sent), "rows_returned": self.rows_returned,
+        return {"queries": len(self.sent), "rows_returned": self.rows_returned, "seconds": self.seconds,
                 "sql": [q if len(q) < 4000 else q[:4000] + " …" for q in self.sent[:2]]}
 
     def close(self, remove: bool = True) -> None:
