@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from obsgap.model import Pod
 
 
@@ -86,7 +88,28 @@ class CoveredCounts:
     """(service namespace, service name, pod) -> what the destination side counted in the pod's covered bins"""
     mesh_by_pod_known: bool = False
     """Whether the metrics carry the scraped pod (only then can the mesh be counted over one pod's interval)."""
-    step_ms: int = 0
 
     def covered(self, namespace: str, pod: str) -> PodCoverage | None:
         return self.pods.get((namespace, pod))
+
+
+def covered_counts(partial: Mapping[tuple[str, str], PodCoverage], log_bins: pd.DataFrame,
+                   mesh_bins: pd.DataFrame | None, start_ms: int, end_ms: int, step_ms: int) -> CoveredCounts:
+    """Logs (summary's "bins" rows) and mesh (the range query's rows: labels, t in seconds, value) summed over the
+    whole bins inside each partially logged pod's interval."""
+    within = {key: set(bins_within(cov, start_ms, end_ms, step_ms)) for key, cov in partial.items()}
+    logs: dict[tuple[str, str, str, int | None], int] = {}
+    for r in log_bins.itertuples(index=False):
+        key = (str(r.namespace), str(r.pod))
+        if int(r.bin_end_ms) in within.get(key, ()):
+            cell = (*key, str(r.origin), None if pd.isna(r.port) else int(r.port))
+            logs[cell] = logs.get(cell, 0) + int(r.requests)
+    mesh: dict[tuple[str, str, str], float] = {}
+    by_pod = mesh_bins is not None and not mesh_bins.empty and "pod" in mesh_bins.columns \
+        and bool(mesh_bins["pod"].notna().any())
+    for r in mesh_bins.itertuples(index=False) if by_pod and mesh_bins is not None else ():
+        bins = within.get((str(getattr(r, "namespace", "") or ""), str(r.pod)))
+        if bins is not None and round(float(r.t) * 1000) in bins:
+            where = (str(r.destination_service_namespace), str(r.destination_service_name), str(r.pod))
+            mesh[where] = mesh.get(where, 0.0) + float(r.value)
+    return CoveredCounts(partial, logs, mesh, by_pod)

@@ -20,7 +20,7 @@ from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, Skip
 from obsgap.config import RunPlan, redact_url
 from obsgap.contract import build_contract
-from obsgap.coverage import CoveredCounts, bins_within
+from obsgap.coverage import CoveredCounts, covered_counts
 from obsgap.errors import InputError, ObsgapError, SourceError
 from obsgap.evidence import CheckInputs, LogEvidence, MetricsEvidence
 from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceReport, Topology
@@ -35,7 +35,7 @@ from obsgap.sources.logs.podlogs import PodLogReport, fetch_pod_logs
 from obsgap.sources.logs.summary import agent_paths, summarize, time_step_ms
 from obsgap.sources.logs.table import Attributions, LogStats, combine, read_logs
 from obsgap.sources.prometheus import PrometheusSource
-from obsgap.text import plural
+from obsgap.text import iso_ms, plural
 from obsgap.topology import TopologyIndex
 
 log = logging.getLogger("obsgap")
@@ -225,18 +225,20 @@ def _logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
         shutil.rmtree(parts, ignore_errors=True)
         if fetched:
             shutil.rmtree(fetched, ignore_errors=True)
-    stats = dict(evidence.stats)
+    return evidence, _logs_report(evidence, failures, {"pod_logs": pod_report} if pod_report is not None else {})
+
+
+def _logs_report(evidence: LogEvidence, failures: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """sources.logs, whichever source the logs came from; a source that gave nothing usable has failed."""
+    stats = dict(evidence.stats) | extra
     stats["partial_pods"] = [
         {"pod": f"{c.namespace}/{c.pod}", "covered_seconds": round(c.seconds), "why": c.why,
-         "start": datetime.fromtimestamp(c.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
-         "end": datetime.fromtimestamp(c.end_ms / 1000, UTC).isoformat().replace("+00:00", "Z")}
+         "start": iso_ms(c.start_ms), "end": iso_ms(c.end_ms)}
         for c in sorted(evidence.partial.values(), key=lambda c: c.seconds)][:200]
-    if pod_report is not None:
-        stats["pod_logs"] = pod_report
     unusable = _logs_unusable(stats) if not any(f.startswith("pod logs:") for f in failures) else None
     if unusable:
         failures.append(unusable)
-    return evidence, stats | {"status": "unusable" if unusable else "ok"}
+    return stats | {"status": "unusable" if unusable else "ok"}
 
 
 def _read_into(plan: RunPlan, paths: tuple[str, ...] | list[str], index: TopologyIndex, parts: Path, prefix: str,
@@ -310,11 +312,7 @@ def _clickhouse_logs(plan: RunPlan, index: TopologyIndex, progress: Progress,
         return None, {"status": "unavailable", "error": str(exc)}
     finally:
         table.close()
-    stats = dict(evidence.stats) | {"clickhouse": table.report()}
-    unusable = _logs_unusable(stats)
-    if unusable:
-        failures.append(unusable)
-    return evidence, stats | {"status": "unusable" if unusable else "ok"}
+    return evidence, _logs_report(evidence, failures, {"clickhouse": table.report()})
 
 
 def check_namespaces(wanted: tuple[str, ...], known: set[str], where: str) -> None:
@@ -402,21 +400,12 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
 
 def _covered(plan: RunPlan, logs: LogEvidence, metrics: MetricsEvidence | None, prom_report: dict[str, Any],
              failures: list[str]) -> CoveredCounts:
-    """Logs and mesh over the whole bins each partially logged pod's logs cover (coverage.py): one range query,
-    whatever the number of pods."""
+    """Logs and mesh over the whole bins each partially logged pod's logs cover (coverage.covered_counts): one
+    range query, whatever the number of pods."""
     start_ms = int(plan.window.start.timestamp() * 1000)
     end_ms = int(plan.window.end.timestamp() * 1000)
     step = time_step_ms(start_ms, end_ms)
-    within = {key: set(bins_within(cov, start_ms, end_ms, step)) for key, cov in logs.partial.items()}
-    counted: dict[tuple[str, str, str, int | None], int] = {}
-    for r in logs.covered_bins.itertuples(index=False):
-        key = (str(r.namespace), str(r.pod))
-        if int(r.bin_end_ms) in within.get(key, ()):
-            port = None if pd.isna(r.port) else int(r.port)
-            cell = (*key, str(r.origin), port)
-            counted[cell] = counted.get(cell, 0) + int(r.requests)
-    mesh: dict[tuple[str, str, str], float] = {}
-    by_pod = False
+    mesh = None
     if metrics is not None and plan.prometheus is not None:
         source = PrometheusSource(plan.prometheus)
         res = source.query_range(COVERED_RANGE_QUERY, plan.window.start, plan.window.end, step // 1000,
@@ -425,15 +414,8 @@ def _covered(plan: RunPlan, logs: LogEvidence, metrics: MetricsEvidence | None, 
         prom_report.setdefault("range_query_files", []).append(COVERED_RANGE_QUERY)
         if res.error:
             failures.append(res.error)
-        frame = res.frame
-        by_pod = not frame.empty and "pod" in frame.columns and frame["pod"].notna().any()
-        for r in frame.itertuples(index=False) if by_pod else ():
-            pod_ns = str(getattr(r, "namespace", "") or "")
-            bins = within.get((pod_ns, str(r.pod)))
-            if bins is not None and round(float(r.t) * 1000) in bins:
-                where = (str(r.destination_service_namespace), str(r.destination_service_name), str(r.pod))
-                mesh[where] = mesh.get(where, 0.0) + float(r.value)
-    return CoveredCounts(logs.partial, counted, mesh, by_pod, step)
+        mesh = res.frame
+    return covered_counts(logs.partial, logs.covered_bins, mesh, start_ms, end_ms, step)
 
 
 def _view(inputs: CheckInputs, queries: tuple[str, ...]) -> CheckInputs:

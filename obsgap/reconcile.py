@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from obsgap.coverage import PodCoverage
 from obsgap.evidence import CheckInputs
 from obsgap.model import Pod, Service, ServicePort
-from obsgap.text import duration_text
+from obsgap.text import duration_text, iso_ms
 
 MESH_REPORTERS = ("destination", "waypoint")
 REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespace", "source_workload",
@@ -139,7 +138,7 @@ class ServiceTraffic:
         iv = self.interval()
         if iv is None:
             return {}
-        return {"interval": {"start": _iso(iv[0]), "end": _iso(iv[1]), "pods": sorted(self.covered)}}
+        return {"interval": {"start": iso_ms(iv[0]), "end": iso_ms(iv[1]), "pods": sorted(self.covered)}}
 
     @property
     def observed_by(self) -> str:
@@ -152,9 +151,6 @@ class ServiceTraffic:
 
 UNKNOWN = "unknown"
 
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 
 def plural(n: int, word: str) -> str:
     """`1 file`, `2 files`, `1,234 requests`."""
@@ -15,3 +17,8 @@ def duration_text(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} m" if minutes else f"{hours} h"
     return f"{minutes} m" if minutes else f"{total} s"
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC: `2026-11-24T00:00:00Z`."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
