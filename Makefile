@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
-.PHONY: setup system demo test lint bench bench-logs image clean
+.PHONY: setup system demo test lint bench bench-logs screenshots image clean
 
 system:
 	@if ! command -v promtool >/dev/null || ! python3 -c "import ensurepip" >/dev/null 2>&1 || ! command -v chromium >/dev/null || ! command -v victoria-metrics >/dev/null; then \
@@ -35,6 +35,10 @@ bench: setup
 bench-logs: setup
 	$(PY) tests/bench.py
 	$(PY) tests/bench.py --layout large --lines 2850000 --files 4
+
+# The README's pictures: the demo report's first screen at 1440x900 and 390x844 (Playwright + Debian's Chromium)
+screenshots: demo
+	$(PY) tests/screenshots.py reports/demo/report.html reports/example
 
 IMAGE ?= obsgap:latest
 

@@ -31,8 +31,8 @@ from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
 from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
-from obsgap.render.notices import notices
-from obsgap.render.write import write_outputs
+from obsgap.report.notices import notices
+from obsgap.report.publish import write_outputs
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.logs.clickhouse import ClickHouseOptions
 from obsgap.sources.logs.discover import parse_log_pod

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,7 +23,16 @@ from obsgap.contract import build_contract
 from obsgap.coverage import CoveredCounts, covered_counts
 from obsgap.errors import InputError, ObsgapError, SourceError
 from obsgap.evidence import CheckInputs, LogEvidence, MetricsEvidence
-from obsgap.model import CheckRun, CoverageRow, Finding, ScanResult, SourceReport, Topology
+from obsgap.model import (
+    CheckRun,
+    CoverageRow,
+    Finding,
+    ScanResult,
+    Series,
+    ServiceTimeline,
+    SourceReport,
+    Topology,
+)
 from obsgap.reconcile import reconcile
 from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
@@ -383,16 +392,17 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
 
     coverage = _coverage(_view(inputs, COVERAGE_QUERIES)) if (metrics is not None or logs is not None) else ()
     findings.sort(key=lambda f: (-f.severity.rank, f.check, f.namespace or "", f.service or "", f.subject))
-    contract = build_contract(_view(inputs, CONTRACT_QUERIES), tuple(findings)) if topo is not None else []
+    contract = build_contract(_view(inputs, CONTRACT_QUERIES), tuple(findings)) if topo is not None else ()
     sources = SourceReport(prom_report, kube_report, logs_report)
     reasons = partial_reasons(failures, sources, tuple(runs))
     result = ScanResult(
         generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window,
         sources=sources, checks=tuple(runs),
         coverage=coverage, findings=tuple(findings),
-        extras={"hourly_by_service": _hourly_by_service(logs, index),
-                "mesh_over_time": metrics.frames.get(TREND_RANGE_QUERY) if metrics else None,
-                "name_contract": [row.as_dict() for row in contract]},
+        timelines=_timelines(logs, metrics.frames.get(TREND_RANGE_QUERY) if metrics else None, index,
+                             plan.window.seconds * 1000,
+                             {(f.namespace, f.service) for f in findings if f.namespace and f.service}),
+        contract=contract,
         status="partial" if reasons else "complete", status_reasons=reasons,
     )
     return RunOutcome(result, failures)
@@ -474,13 +484,29 @@ def _coverage(inputs: CheckInputs) -> tuple[CoverageRow, ...]:
     return tuple(rows)
 
 
-def _hourly_by_service(logs: LogEvidence | None, index: TopologyIndex) -> pd.DataFrame:
-    """Logged inbound requests per service and hour (a pod counts for every service that selects it)."""
-    if logs is None or logs.hourly.empty:
-        return pd.DataFrame(columns=["namespace", "service", "hour_ms", "requests"])
-    rows = []
-    for r in logs.hourly.itertuples(index=False):
-        for s in index.services_of_pod(str(r.namespace), str(r.pod)):
-            rows.append((s.namespace, s.name, int(r.hour_ms), int(r.requests)))
-    df = pd.DataFrame(rows, columns=["namespace", "service", "hour_ms", "requests"])
-    return df.groupby(["namespace", "service", "hour_ms"], as_index=False)["requests"].sum()
+def _timelines(logs: LogEvidence | None, mesh: pd.DataFrame | None, index: TopologyIndex, window_ms: int,
+               wanted: set[tuple[str, str]]) -> dict[tuple[str, str], ServiceTimeline]:
+    """Per service a finding names: logged inbound requests per bin (a pod counts for every service that selects
+    it) and the mesh's count of the same bins, both drawn at the bin's start."""
+    step = time_step_ms(0, window_ms)
+    logged: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+    if logs is not None and not logs.hourly.empty:
+        for r in logs.hourly.itertuples(index=False):
+            for s in index.services_of_pod(str(r.namespace), str(r.pod)):
+                if s.key in wanted:
+                    logged[s.key][int(r.hour_ms)] += int(r.requests)
+    counted: dict[tuple[str, str], Counter[int]] | None = None
+    if mesh is not None:
+        counted = defaultdict(Counter)
+        for row in mesh.fillna("").itertuples(index=False):
+            key = (str(row.destination_service_namespace), str(row.destination_service_name))
+            if key in wanted:
+                # a range query's point at t counts the bin that ends at t
+                counted[key][int(row.t * 1000) - step] += round(float(row.value))
+    out = {}
+    for key in sorted(wanted):
+        if key not in logged and (counted is None or key not in counted):
+            continue
+        out[key] = ServiceTimeline(Series(step, tuple(sorted(logged[key].items()))),
+                                   None if counted is None else Series(step, tuple(sorted(counted[key].items()))))
+    return out

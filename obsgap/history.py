@@ -1,16 +1,20 @@
 """Earlier runs: the baseline to mark findings new / resolved / still open, and trends over stored runs.
 
 Reads findings.json files of earlier runs: the dated sibling folders of the output folder (the nightly
-layout reports/<UTC date>/), or an explicit --baseline.
+layout reports/<UTC date>/), or an explicit --baseline. Reading is the only I/O; what it returns is typed, and the
+report model (report.build) combines it with the current run.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from obsgap.coverage import coverage_share
 
 MAX_RUNS = 60
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -18,13 +22,31 @@ _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One stored run, as the trend chart shows it."""
+
+    date: str
+    coverage: float | None
+    critical: int
+    warning: int
+    saturated: int
+
+
+@dataclass(frozen=True)
+class PastFinding:
+    id: str
+    check: str
+    title: str
+    severity: str
+
+
+@dataclass(frozen=True)
 class History:
     baseline: str | None
     """Where the baseline came from, or None when there is no earlier run."""
-    baseline_ids: frozenset[str] = frozenset()
-    resolved: tuple[dict[str, Any], ...] = ()
-    runs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-    """Oldest first: date, coverage share, findings by severity, saturated histogram count."""
+    baseline_findings: tuple[PastFinding, ...] = ()
+    runs: tuple[RunSummary, ...] = ()
+    """Oldest first."""
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -35,22 +57,28 @@ def _load(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("schema") == "obsgap.findings/v1" else None
 
 
-def run_summary(doc: dict[str, Any], date: str) -> dict[str, Any]:
-    cov = [c for c in doc.get("coverage") or [] if c.get("comparable", True)]
-    logged = sum(int(c.get("log_requests") or 0) for c in cov)
-    counted = sum(min(int(c.get("mesh_requests") or 0), int(c.get("log_requests") or 0)) for c in cov)
-    findings = doc.get("findings") or []
-    return {"date": date, "coverage": counted / logged if logged else None,
-            "critical": sum(1 for f in findings if f.get("severity") == "critical"),
-            "warning": sum(1 for f in findings if f.get("severity") == "warning"),
-            "saturated": sum(1 for f in findings if is_saturation(f))}
-
-
-def is_saturation(finding: dict[str, Any]) -> bool:
+def is_saturation(check: str, evidence: Mapping[str, Any] | None) -> bool:
     """A histogram whose observations pile into +Inf: not the same check's bucket-waste or annotation findings."""
-    evidence = finding.get("evidence")
-    return finding.get("check") == "histogram-inf-saturation" and isinstance(evidence, dict) \
+    return check == "histogram-inf-saturation" and isinstance(evidence, Mapping) \
         and evidence.get("inf_share") is not None
+
+
+def summarize_run(date: str, coverage: Iterable[tuple[int, int, bool]],
+                  findings: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> RunSummary:
+    """coverage: (observed, mesh counted, comparable) per service; findings: (check, severity, evidence)."""
+    listed = list(findings)
+    return RunSummary(date, coverage_share(coverage),
+                      sum(1 for _, sev, _ in listed if sev == "critical"),
+                      sum(1 for _, sev, _ in listed if sev == "warning"),
+                      sum(1 for check, _, ev in listed if is_saturation(check, ev)))
+
+
+def _summary_of(doc: dict[str, Any], date: str) -> RunSummary:
+    return summarize_run(
+        date, ((int(c.get("log_requests") or 0), int(c.get("mesh_requests") or 0), bool(c.get("comparable", True)))
+               for c in doc.get("coverage") or [] if isinstance(c, dict)),
+        ((str(f.get("check")), str(f.get("severity")), f.get("evidence"))
+         for f in doc.get("findings") or [] if isinstance(f, dict)))
 
 
 def load_history(out_dir: Path, baseline: Path | None) -> History:
@@ -64,6 +92,7 @@ def load_history(out_dir: Path, baseline: Path | None) -> History:
                 if doc is not None:
                     runs.append((str(doc.get("generated_at") or d.name), doc))
     runs.sort(key=lambda r: r[0])
+    summaries = tuple(_summary_of(doc, date) for date, doc in runs)
     base_doc, base_name = None, None
     if baseline is not None:
         base_doc = _load(baseline if baseline.is_file() else baseline / "findings.json")
@@ -71,18 +100,7 @@ def load_history(out_dir: Path, baseline: Path | None) -> History:
     elif runs:
         base_doc, base_name = runs[-1][1], runs[-1][0]
     if base_doc is None:
-        return History(None, runs=tuple(run_summary(doc, date) for date, doc in runs))
-    findings = base_doc.get("findings") or []
-    return History(base_name, frozenset(str(f.get("id")) for f in findings),
-                   tuple({"id": f.get("id"), "check": f.get("check"), "title": f.get("title"),
-                          "severity": f.get("severity")} for f in findings),
-                   tuple(run_summary(doc, date) for date, doc in runs))
-
-
-def changes(history: History, current_ids: set[str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """(finding id -> new|open, resolved findings) against the baseline; all `new` without one."""
-    if history.baseline is None:
-        return {}, []  # first run: nothing to compare with
-    status = {i: ("open" if i in history.baseline_ids else "new") for i in current_ids}
-    resolved = [f for f in history.resolved if str(f["id"]) not in current_ids]
-    return status, resolved
+        return History(None, runs=summaries)
+    findings = tuple(PastFinding(str(f.get("id")), str(f.get("check")), str(f.get("title")), str(f.get("severity")))
+                     for f in base_doc.get("findings") or [] if isinstance(f, dict))
+    return History(base_name, findings, summaries)

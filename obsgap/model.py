@@ -243,10 +243,40 @@ class Severity(str, Enum):
 
 
 @dataclass(frozen=True)
+class Snippet:
+    """One ready-to-paste form of a fix (a Service port, a pod annotation, a client library call)."""
+
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Suggestion:
     text: str
     config: str | None = None
+    """Every form of the fix as one text (findings.json `suggestion.config`)."""
     doc_url: str | None = None
+    snippets: tuple[Snippet, ...] = ()
+    """The same forms one by one, each copied on its own; empty when `config` is a single form."""
+
+    @staticmethod
+    def of(text: str, snippets: tuple[Snippet, ...], doc_url: str | None = None) -> Suggestion:
+        return Suggestion(text, "\n\n".join(s.text for s in snippets) or None, doc_url, snippets)
+
+    @property
+    def forms(self) -> tuple[Snippet, ...]:
+        if self.snippets:
+            return self.snippets
+        return (Snippet("config", self.config),) if self.config else ()
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A named object a finding is about: a Kubernetes/Istio object, or a Prometheus job (kind `job`)."""
+
+    kind: str
+    namespace: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -269,6 +299,8 @@ class Finding:
     istio_code: str | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     suggestion: Suggestion | None = None
+    refs: tuple[ObjectRef, ...] = ()
+    """The objects the finding is about, for tables that link to it (the name contract)."""
 
     @property
     def id(self) -> str:
@@ -308,6 +340,59 @@ class CoverageRow:
             return None
         return round(min(self.mesh_requests / self.log_requests, 9.99), 4)
 
+    @property
+    def missed(self) -> float | None:
+        """The share of observed requests the mesh did not count (0 when it counted as many or more)."""
+        return None if self.ratio is None else max(0.0, 1.0 - min(1.0, self.ratio))
+
+
+@dataclass(frozen=True)
+class NameLink:
+    """One name a service goes by, in the name-contract table."""
+
+    kind: str
+    """service, virtualservice, destinationrule, subset, metric, job, caller."""
+    name: str
+    ref: ObjectRef
+    how: str = ""
+    broken: bool = False
+    note: str = ""
+    finding_ids: tuple[str, ...] = ()
+    """The findings about this name (a link is broken when one exists, or for the reason in `note`)."""
+
+
+@dataclass(frozen=True)
+class ContractRow:
+    namespace: str
+    service: str
+    fqdn: str
+    links: tuple[NameLink, ...]
+
+    @property
+    def broken(self) -> int:
+        return sum(1 for link in self.links if link.broken)
+
+
+@dataclass(frozen=True)
+class Series:
+    """Counts per time bin: (bin start in epoch ms, count), every bin `step_ms` long."""
+
+    step_ms: int
+    points: tuple[tuple[int, int], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(v for _, v in self.points)
+
+
+@dataclass(frozen=True)
+class ServiceTimeline:
+    """A service's requests over the window: as its logs show them and as the mesh metrics counted them."""
+
+    logged: Series
+    mesh: Series | None
+    """None when no metrics were read; an empty or all-zero series when the mesh counted nothing."""
+
 
 @dataclass(frozen=True)
 class SourceReport:
@@ -336,8 +421,9 @@ class ScanResult:
     checks: tuple[CheckRun, ...]
     coverage: tuple[CoverageRow, ...]
     findings: tuple[Finding, ...]
-    extras: Mapping[str, Any] = field(default_factory=dict)
-    """Renderer-only material (time series, name-contract table); not part of the contract."""
+    timelines: Mapping[tuple[str, str], ServiceTimeline] = field(default_factory=dict)
+    """(namespace, service) -> requests over time, for the services findings name."""
+    contract: tuple[ContractRow, ...] = ()
     status: Literal["complete", "partial"] = "complete"
     status_reasons: tuple[str, ...] = ()
     """Why the run is partial: a source failed or answered in part, inputs were unreadable, a check failed."""

@@ -39,3 +39,17 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
     if os.environ.get("OBSGAP_KEEP_TMP") is None:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None):  # type: ignore[no-untyped-def]
+    """The demo mesh (half an hour) through the whole engine against a real Prometheus: (Run, its folder)."""
+    from datetime import UTC, datetime
+
+    from obsgap.scenario.demo import demo_spec
+    from obsgap.scenario.simulate import build
+    from tests.helpers import run_scenario
+
+    tmp = tmp_path_factory.mktemp("report")
+    spec = demo_spec(datetime(2026, 11, 24, tzinfo=UTC), hours=0.5)
+    return run_scenario(spec, tmp, built=build(spec, tmp / "demo")), tmp

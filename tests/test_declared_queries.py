@@ -68,4 +68,4 @@ def test_engine_readers_declare_what_they_read(demo, tmp_path: Path) -> None:  #
     """The coverage and contract tables, run on views holding only their declarations, still see everything."""
     full = _run(demo, ("sidecar-missing",))
     assert sum(r.mesh_requests for r in full.coverage) > 0, "the mesh counted requests: coverage reads metrics"
-    assert any(link["kind"] == "job" for row in full.extras["name_contract"] for link in row["links"])
+    assert any(link.kind == "job" for row in full.contract for link in row.links)

@@ -116,8 +116,8 @@ def test_bookinfo_canary_without_outlier_detection(realworld: Path, tmp_path: Pa
     for quiet in ("virtualservice-host-unresolved",
                   "destinationrule-host-unresolved", "port-name-convention"):
         assert by_check[quiet] == 0, quiet
-    contract = {r["service"]: r for r in result.extras["name_contract"]}
-    kinds = Counter(link["kind"] for link in contract["reviews"]["links"])
+    contract = {r.service: r for r in result.contract}
+    kinds = Counter(link.kind for link in contract["reviews"].links)
     assert kinds["subset"] == 3 and kinds["destinationrule"] == 1 and kinds["virtualservice"] == 2
 
 
@@ -173,8 +173,9 @@ def test_job_names_against_real_prometheus(jobs_mesh, realworld: Path) -> None: 
     assert len(found["payments-svc"].evidence["targets"]) == 2
     assert "Service shop/checkout" in found["checkout"].detail and found["checkout"].service == "cart"
     assert result.sources.kubernetes["dashboards"]["queries"] > 50  # Istio's three dashboards parsed too
-    contract = {r["service"]: r for r in result.extras["name_contract"]}
-    assert any(link["kind"] == "job" and link["broken"] for link in contract["payments"]["links"])
+    contract = {r.service: r for r in result.contract}
+    (job,) = [link for link in contract["payments"].links if link.kind == "job" and link.broken]
+    assert job.finding_ids == (found["payments-svc"].id,)  # the broken link leads to its finding
 
 
 def test_demo_shows_every_name_contract_finding(tmp_path: Path, prometheus_available: None) -> None:
@@ -197,3 +198,16 @@ def test_demo_shows_every_name_contract_finding(tmp_path: Path, prometheus_avail
             ("port-name-convention", "Service legacy/ledger"),
             ("namespace-not-injected", "Namespace legacy")} <= got
     assert not [c for c in result.checks if c.status == "error"]
+    # every broken link of the contract table leads to the finding about that very object (typed references)
+    by_id = {f.id: f for f in result.findings}
+    links = {(link.kind, link.name): link for row in result.contract for link in row.links}
+    job = links[("job", "payments-svc")]
+    assert job.broken and {(by_id[i].check, by_id[i].job) for i in job.finding_ids} == {("job-name-mismatch",
+                                                                                          "payments-svc")}
+    ledger = links[("service", "ledger.legacy.svc.cluster.local")]
+    assert ledger.broken and {by_id[i].check for i in ledger.finding_ids} == {"port-name-convention"}
+    subsets = [link for (kind, _), link in links.items() if kind == "subset" and link.broken]
+    assert subsets and all(by_id[i].check == "destinationrule-subset-unmatched"
+                           for link in subsets for i in link.finding_ids)
+    for link in links.values():
+        assert all(i in by_id for i in link.finding_ids)

@@ -17,8 +17,11 @@ from obsgap.history import load_history
 from obsgap.manifests import ManifestOptions, render_manifests
 from obsgap.model import (
     CheckRun,
+    ContractRow,
     CoverageRow,
     Finding,
+    NameLink,
+    ObjectRef,
     ScanResult,
     Severity,
     SourceReport,
@@ -27,10 +30,8 @@ from obsgap.model import (
 )
 from obsgap.render.html import render_html, safe_json
 from obsgap.render.markdown import render_markdown
-from obsgap.render.write import write_outputs
-from obsgap.scenario.demo import demo_spec
-from obsgap.scenario.simulate import build
-from tests.helpers import run_scenario
+from obsgap.report.build import build_report
+from obsgap.report.publish import write_outputs
 
 END = datetime(2026, 11, 24, tzinfo=UTC)
 HOSTILE = [
@@ -64,14 +65,6 @@ def browse(page: Path, tmp: Path, fragment: str = "", screenshot: Path | None = 
     return dom.stdout, errors
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("report")
-    spec = demo_spec(END, hours=0.5)
-    run = run_scenario(spec, tmp, built=build(spec, tmp / "demo"))
-    return run, tmp
-
-
 def test_demo_report_in_chromium(demo_run) -> None:  # type: ignore[no-untyped-def]
     run, tmp = demo_run
     out = tmp / "out"
@@ -98,12 +91,13 @@ def test_demo_report_in_chromium(demo_run) -> None:  # type: ignore[no-untyped-d
     assert shot.exists() and shot.stat().st_size > 50_000
 
 
-def test_hostile_names_never_execute(tmp_path: Path) -> None:
+def hostile_result() -> ScanResult:
+    """Every untrusted string the report shows, set to markup and script."""
     findings = tuple(Finding(
         check="envoy-bypass", severity=Severity.CRITICAL, title=h, detail=h, subject=f"s{i}", namespace=h,
         service=h, workload=h, cause=h, resource=h, evidence={"log_requests": 10, "mesh_requests": 1, h: h},
         suggestion=Suggestion(h, h, doc_url=HOSTILE[3])) for i, h in enumerate(HOSTILE))
-    result = ScanResult(
+    return ScanResult(
         generated_at=END, window=Window(END - timedelta(hours=1), END),
         sources=SourceReport({"url": HOSTILE[0], "status": "partial", "queries": 1, "warnings": HOSTILE},
                              {"mode": "snapshot", "objects": {HOSTILE[1]: 1}, "gaps": HOSTILE},
@@ -111,10 +105,18 @@ def test_hostile_names_never_execute(tmp_path: Path) -> None:
                               "unparsed_by_file": [{"path": HOSTILE[1], "lines": 1, "sample": HOSTILE[0]}]}),
         checks=(CheckRun("envoy-bypass", "error", HOSTILE[0]),),
         coverage=tuple(CoverageRow(h, h, 100, 10, 0, h) for h in HOSTILE), findings=findings,
-        extras={"name_contract": [{"namespace": h, "service": h, "fqdn": h, "broken": 1, "links": [
-            {"kind": "caller", "name": h, "how": h, "broken": True, "note": h}]} for h in HOSTILE]})
+        contract=tuple(ContractRow(h, h, h, (NameLink("caller", h, ObjectRef("address", h, h), h, True, h,
+                                                      (findings[0].id,)),)) for h in HOSTILE))
+
+
+def hostile_report() -> str:
+    return render_html(build_report(hostile_result()))
+
+
+def test_hostile_names_never_execute(tmp_path: Path) -> None:
+    report = build_report(hostile_result())
     page = tmp_path / "report.html"
-    page.write_text(render_html(result))
+    page.write_text(render_html(report))
     dom, errors = browse(page, tmp_path, "#expand")
     assert errors == []
     assert "PWNED" not in dom.split("<title>")[1].split("</title>")[0]
@@ -122,8 +124,35 @@ def test_hostile_names_never_execute(tmp_path: Path) -> None:
     assert dom.count("<script") == 3  # the data block, plotly.js, the page script: nothing injected
     assert dom.count('class="finding sev-critical"') == len(HOSTILE)
     assert "&lt;script&gt;document.title" in dom  # shown as text
-    md = render_markdown(result)
-    assert "<script>" not in md and "\u2028" not in md
+    md = render_markdown(report)
+    assert "\u2028" not in md
+    assert_inert_markdown(md, HOSTILE)
+
+
+def assert_inert_markdown(md: str, hostile: list[str]) -> None:
+    """summary.md reads the same in GitHub Markdown and in Slack: GitHub (CommonMark + GFM autolinks) makes no
+    link, emphasis, heading or HTML of it, Slack sees none of the backslash escapes it would print, and every
+    hostile string is shown whole inside a code span."""
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("gfm-like").render(md)
+    for tag in ("<a ", "<em>", "<strong>", "<h1", "<h2", "<script", "<img", "<del>", "<table"):
+        assert tag not in html, tag
+    assert not re.search(r"\\[^\s`]", re.sub(r"`[^`]*`", "", md))  # no backslash escapes outside code spans
+    assert "**" not in md and "](" not in md
+    for h in hostile:
+        for word in re.split(r"\s+", h.replace("\u2028", " ").replace("\u2029", " ").strip()):
+            if word and not re.fullmatch(r"[\w.,;:()'\"=+?%/-]*", word):
+                assert f"`{word.replace('`', 'ʼ')}`" in md, word
+
+
+def test_markdown_neutralises_markup_without_escapes() -> None:
+    from obsgap.render.markdown import md
+
+    assert md("40% of http_requests_total (p99)") == "40% of `http_requests_total` (p99)"
+    assert md("ping @channel :fire: see https://evil.example/x") == \
+        "ping `@channel` `:fire:` see `https://evil.example/x`"
+    assert md("- starts like a list") == "`-` starts like a list" and md("a`b") == "`aʼb`"
 
 
 def test_safe_json_cannot_close_the_script_element() -> None:
@@ -158,10 +187,10 @@ def test_nightly_history_marks_new_resolved_and_trends(demo_run, tmp_path: Path)
     yesterday, today = load_history(root / "2026-11-25", None).runs
     for day, findings in ((yesterday, first.findings), (today, run.result.findings)):
         saturated = [f for f in findings if f.check == "histogram-inf-saturation" and "inf_share" in f.evidence]
-        assert saturated and day["saturated"] == len(saturated)  # the waste finding of yesterday is not one
-    assert today["critical"] == sum(1 for f in run.result.findings if f.severity.value == "critical")
+        assert saturated and day.saturated == len(saturated)  # the waste finding of yesterday is not one
+    assert today.critical == sum(1 for f in run.result.findings if f.severity.value == "critical")
     logged = sum(c.log_requests for c in run.result.coverage)
-    assert today["coverage"] == pytest.approx(sum(min(c.mesh_requests, c.log_requests)
+    assert today.coverage == pytest.approx(sum(min(c.mesh_requests, c.log_requests)
                                                   for c in run.result.coverage) / logged)
     # an explicit --baseline wins over the sibling folders
     write_outputs(run.result, root / "2026-11-25", baseline=root / "2026-11-24")
@@ -171,11 +200,15 @@ def test_nightly_history_marks_new_resolved_and_trends(demo_run, tmp_path: Path)
 
 def test_summary_is_short_and_complete(demo_run) -> None:  # type: ignore[no-untyped-def]
     run, _ = demo_run
-    md = render_markdown(run.result)
-    assert len(md.splitlines()) <= 20 and "Telemetry coverage" in md
+    report = build_report(run.result)
+    md = render_markdown(report)
+    assert len(md.splitlines()) <= 22 and "Telemetry coverage" in md
     assert md.count("\n- ") == 11 and "more in report.html" in md  # ten findings and the "more" line
-    first = run.result.findings[0]
-    assert f"](report.html#finding-{first.id})" in md  # the report opens that finding
+    first = report.top[0].finding
+    assert f"(`report.html#finding-{first.id}`)" in md  # the anchor that opens that finding
+    bullets = [line for line in md.splitlines() if line.startswith("- ") and "finding-" in line]
+    assert bullets[0].startswith(f"- {first.severity.value.upper()} `{first.check}`")  # what to fix first, first
+    assert_inert_markdown(md, [])
 
 
 def test_manifests_parse_with_the_kubernetes_models() -> None:
@@ -207,3 +240,20 @@ def test_manifests_parse_with_the_kubernetes_models() -> None:
     assert config["prometheus_url"].startswith("http")
     with_log = render_manifests(ManifestOptions(pods_log=True))
     assert "pods/log" in with_log
+
+
+def test_malformed_evidence_draws_nothing_rather_than_failing() -> None:
+    from obsgap.report.charts import finding_charts
+
+    def charts(evidence: dict[str, object]) -> list[str]:
+        f = Finding(check="histogram-inf-saturation", severity=Severity.WARNING, title="t", detail="d", subject="s",
+                    evidence=evidence)
+        return [c.title for c in finding_charts(f, None)]
+
+    assert charts({"buckets": [1, 2], "cumulative": [1, 2]}) == []  # +Inf count missing
+    assert charts({"buckets": [1, float("nan")], "cumulative": [1, 2, 3]}) == []
+    assert charts({"buckets": "1,2", "cumulative": [1, 2, 3], "log_requests": "10", "mesh_requests": 1}) == []
+    drawn = charts({"buckets": [1, 2], "cumulative": [1, 2, 5], "unit": "ms", "suggested_buckets": [1, 2, 4],
+                    "suggested_cumulative": [1, 2, 5, 5], "log_requests": 10, "mesh_requests": 0})
+    assert drawn == ["Observations per bucket (ms); red: above the top bound",
+                     "The same observations in the suggested buckets (ms)", "Requests in the window"]

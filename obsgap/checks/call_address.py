@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from obsgap.checks.base import Check, Skip, pct
 from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Suggestion
+from obsgap.model import Finding, ObjectRef, Severity, Suggestion
 
 DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/dns/"
 _SEVERITY = {"pod-ip": Severity.WARNING, "wrong-namespace": Severity.CRITICAL, "short-name": Severity.INFO}
@@ -96,6 +96,7 @@ class CallAddressNotFqdn(Check):
                         f"{', '.join(addresses[:3])}: it {_WHY[kind]}."),
                 subject=f"{ns}/{workload}->{sns}/{sname}/{kind}", namespace=sns, service=sname,
                 workload=workload, cause=kind, resource=f"Deployment {ns}/{workload}",
+                refs=(ObjectRef("Deployment", ns, workload),),
                 evidence={"caller": f"{ns}/{workload}", "requests": g.requests, "share": round(share, 4),
                           "addresses": addresses[:10], "fqdn": fqdn},
                 suggestion=Suggestion(f"Configure {workload} to call {fqdn} (port as before).",

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from obsgap.checks.base import Check
 from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Suggestion
+from obsgap.model import Finding, ObjectRef, Severity, Suggestion
 from obsgap.names import HostResolver, to_fqdn
 from obsgap.topology import selects
 
@@ -45,6 +45,7 @@ class DestinationRuleHostUnresolved(Check):
                         "Service or ServiceEntry: its traffic policy applies to nothing."),
                 subject=f"{dr.namespace}/{dr.name}", namespace=dr.namespace, resource=f"DestinationRule "
                 f"{dr.namespace}/{dr.name}", istio_code=cls.istio_code, evidence={"host": dr.host, "fqdn": fqdn},
+                refs=(ObjectRef("DestinationRule", dr.namespace, dr.name),),
                 suggestion=Suggestion("Set host to the FQDN of an existing Service.", None, DOC)))
         return out
 
@@ -97,6 +98,7 @@ class DestinationRuleSubsetUnmatched(Check):
                             f"pod of Service {svc.namespace}/{svc.name}: routes to it get no healthy upstream."),
                     subject=f"{dr.namespace}/{dr.name}/{subset.name}", namespace=dr.namespace, service=svc.name,
                     resource=f"DestinationRule {dr.namespace}/{dr.name}", istio_code=cls.istio_code,
+                    refs=(ObjectRef("subset", dr.namespace, f"{dr.name}/{subset.name}"),),
                     evidence={"subset": subset.name, "labels": dict(subset.labels),
                               "service_selector": dict(svc.selector), "candidates": len(candidates)},
                     suggestion=Suggestion(f"Make subset {subset.name}'s labels match the pods' labels.", None, DOC)))

@@ -14,7 +14,7 @@ import pandas as pd
 
 from obsgap.checks.base import Check, Skip, pct
 from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Suggestion
+from obsgap.model import Finding, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import Distribution, histogram_quantile, suggest_from_buckets, suggest_from_distribution
 
@@ -219,13 +219,15 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
     detail = (f"{pct(h.inf_share)} of {int(h.total):,} observations of {h.family} for {subject} are above the top "
               f"finite bucket ({top:g} {unit}), {pct(h.top_share)} in the top bucket: histogram_quantile cannot "
               f"report anything above {top:g} {unit}. " + "; ".join(lines) + f". Suggested buckets {basis}.")
-    snippets = []
+    snippets: list[Snippet] = []
     if istio and unit == "ms":
         workload = name
-        snippets = [configs.istio_annotation(suggested, workload), configs.envoy_bootstrap(suggested)]
+        snippets = [Snippet("Istio pod annotation", configs.istio_annotation(suggested, workload)),
+                    Snippet("Envoy bootstrap", configs.envoy_bootstrap(suggested))]
     elif unit == "s":
-        snippets = [configs.python_client(h.family, suggested), configs.go_client(h.family, suggested)]
-    snippets.append(configs.NATIVE_HISTOGRAMS)
+        snippets = [Snippet("Python prometheus_client", configs.python_client(h.family, suggested)),
+                    Snippet("Go client_golang", configs.go_client(h.family, suggested))]
+    snippets.append(Snippet("Prometheus native histograms", configs.NATIVE_HISTOGRAMS))
     return Finding(
         check="histogram-inf-saturation", severity=Severity.CRITICAL if h.inf_share >= 0.1 else Severity.WARNING,
         title=f"{subject}: {pct(h.inf_share)} of {h.family} above {top:g} {unit}",
@@ -240,8 +242,8 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
                   "quantile_error": q_err, "true_p999": true.get(0.999),
                   "series": series, "series_cost_before": series * (len(h.bounds) + 3),
                   "series_cost_after": series * (len(suggested) + 3)},
-        suggestion=Suggestion(f"Use buckets up to {suggested[-1]:g} {unit} ({len(suggested)} bounds).",
-                              "\n\n".join(snippets), DOC))
+        suggestion=Suggestion.of(f"Use buckets up to {suggested[-1]:g} {unit} ({len(suggested)} bounds).",
+                                 tuple(snippets), DOC))
 
 
 def _waste(family: str, hists: list[_Hist], family_series: int, inputs: CheckInputs) -> Iterator[Finding]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from obsgap.checks.base import Check, Skip
 from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Pod, Severity, Suggestion
+from obsgap.model import Finding, ObjectRef, Pod, Severity, Suggestion
 
 DOC = "https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.ServiceMonitorSpec"
 # Jobs of Istio's sample Prometheus config (samples/addons/prometheus.yaml) and other well-known
@@ -121,6 +121,7 @@ class JobNameMismatch(Check):
                 check=cls.id, severity=Severity.WARNING, title=f"job {job!r} should be {suggested!r}",
                 detail=detail, subject=job, namespace=ns, service=suggested, job=job,
                 resource=f"Service {ns}/{suggested}" if suggested in names else None,
+                refs=(ObjectRef("job", "", job),),
                 evidence={"suggested_service": suggested, "targets": sorted(set(instances[job]))[:20],
                           "pods": sorted({p.name for p in pods})[:20], "services_of_targets": names,
                           "service_discovery": sorted({sd_service[i] for i in instances[job] if i in sd_service}),

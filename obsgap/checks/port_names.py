@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from obsgap.checks.base import Check
 from obsgap.evidence import CheckInputs
 from obsgap.istio import SYSTEM_NAMESPACES
-from obsgap.model import Finding, Service, ServicePort, Severity, Suggestion
+from obsgap.model import Finding, ObjectRef, Service, ServicePort, Severity, Suggestion
 
 DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/"
 MANAGED_GATEWAY_LABEL = "gateway.istio.io/managed"
@@ -55,6 +55,7 @@ class PortNameConvention(Check):
                             "sniffing fails."),
                     subject=f"{svc.namespace}/{svc.name}:{sp.port}", namespace=svc.namespace, service=svc.name,
                     port=sp.port, resource=f"Service {svc.namespace}/{svc.name}", istio_code=cls.istio_code,
+                    refs=(ObjectRef("Service", svc.namespace, svc.name),),
                     evidence={"port_name": sp.name, "target_port": sp.target_port},
                     suggestion=Suggestion("Name the port <protocol>-<suffix> or set appProtocol.",
                                           f"ports:\n- name: http-{sp.name or sp.port}\n  port: {sp.port}\n"
@@ -76,6 +77,7 @@ def _external_name(svc: Service, sp: ServicePort) -> Finding:
                 "behind it Istio cannot sniff, and a plain `tcp` name hides HTTP/TLS from routing and metrics."),
         subject=f"{svc.namespace}/{svc.name}:{sp.port}", namespace=svc.namespace, service=svc.name, port=sp.port,
         resource=f"Service {svc.namespace}/{svc.name}", istio_code="IST0150",
+        refs=(ObjectRef("Service", svc.namespace, svc.name),),
         evidence={"port_name": sp.name, "type": "ExternalName"},
         suggestion=Suggestion("Name the port after its protocol (http-, https-, tls-, grpc-...) or set appProtocol.",
                               f"ports:\n- name: https  # or http, tls, grpc\n  port: {sp.port}", DOC))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from obsgap.checks.base import Check
 from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, RouteDestination, Severity, Suggestion, VirtualService
+from obsgap.model import Finding, ObjectRef, RouteDestination, Severity, Suggestion, VirtualService
 from obsgap.names import HostResolver, to_fqdn
 
 DOC = "https://istio.io/latest/docs/reference/config/networking/virtual-service/#Destination"
@@ -56,6 +56,7 @@ class VirtualServiceHostUnresolved(Check):
                                 + (f" port {dest.port}" if dest.port else "") + f": {text}."),
                         subject=f"{vs.namespace}/{vs.name}#{i}/{kind}", namespace=vs.namespace, port=dest.port,
                         cause=f"unresolved-{kind}", resource=f"VirtualService {vs.namespace}/{vs.name}",
+                        refs=(ObjectRef("VirtualService", vs.namespace, vs.name),),
                         istio_code=cls.istio_code,
                         evidence={"kind": kind, "host": dest.host, "fqdn": to_fqdn(dest.host, vs.namespace) if dest.host
                                   else None, "subset": dest.subset, "port": dest.port, "route_kind": dest.kind},

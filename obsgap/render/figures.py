@@ -4,11 +4,12 @@ and hover text uses fixed templates with %{...} fields only."""
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 
+from obsgap.history import RunSummary
 from obsgap.model import CoverageRow
 
 LAYOUT = dict(margin=dict(l=10, r=10, t=30, b=10), paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
@@ -25,25 +26,25 @@ def coverage_chart(rows: Sequence[CoverageRow], limit: int = 30) -> dict[str, An
     """Worst services first: share of observed requests the mesh metrics counted."""
     worst = [r for r in rows if r.ratio is not None][:limit]
     names = [_e(f"{r.namespace}/{r.service}") for r in worst][::-1]
-    missed = [max(0.0, 1.0 - min(1.0, r.ratio or 0.0)) * 100 for r in worst][::-1]
+    missed = [(r.missed or 0.0) * 100 for r in worst][::-1]
     colors = ["#c0392b" if v >= 50 else "#e67e22" if v >= 10 else "#27ae60" for v in missed]
     fig = go.Figure(go.Bar(x=missed, y=names, orientation="h", marker_color=colors,
                            customdata=[[r.log_requests, r.mesh_requests] for r in worst][::-1],
                            hovertemplate="%{y}<br>%{x:.1f}% missed<br>observed %{customdata[0]:,}"
                                          "<br>counted by the mesh %{customdata[1]:,}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=max(160, 22 * len(worst) + 60), xaxis=dict(range=[0, 100], ticksuffix="%"),
-                      title=f"Share of real requests the mesh metrics missed (worst {len(worst)})")
+                      title=f"Requests the mesh missed (worst {len(worst)})")
     return fig.to_plotly_json()
 
 
-def trend_chart(history: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    points = [h for h in history if h.get("coverage") is not None]
+def trend_chart(runs: Sequence[RunSummary]) -> dict[str, Any] | None:
+    points = [r for r in runs if r.coverage is not None]
     if len(points) < 2:
         return None
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[_e(h["date"]) for h in points], y=[h["coverage"] * 100 for h in points],
+    fig.add_trace(go.Scatter(x=[_e(r.date) for r in points], y=[(r.coverage or 0) * 100 for r in points],
                              name="coverage %", mode="lines+markers", hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[_e(h["date"]) for h in points], y=[h["saturated"] for h in points], yaxis="y2",
+    fig.add_trace(go.Scatter(x=[_e(r.date) for r in points], y=[r.saturated for r in points], yaxis="y2",
                              name="saturated histograms", mode="lines+markers",
                              hovertemplate="%{x}: %{y} saturated<extra></extra>"))
     fig.update_layout(**LAYOUT, height=220, title="Coverage and histogram saturation over stored runs",

@@ -1,4 +1,4 @@
-"""ScanResult -> one self-contained report.html (jinja2 + plotly), safe for untrusted names.
+"""Report -> one self-contained report.html (jinja2 + plotly), safe for untrusted names.
 
 Security: jinja autoescape on; data reaches the page only as JSON in a non-executable
 <script type="application/json"> block with <, >, & and U+2028/9 escaped; the page script builds the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections import defaultdict
+from dataclasses import asdict
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -18,18 +18,13 @@ import jinja2
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.utils import PlotlyJSONEncoder
 
-from obsgap.checks import REGISTRY
-from obsgap.model import ScanResult
 from obsgap.render import figures
 from obsgap.render.json_out import result_dict
-from obsgap.render.markdown import coverage_share
-from obsgap.render.notices import input_notices, status_line
-from obsgap.sources.logs.summary import time_step_ms
+from obsgap.report.model import Report
 
 # The CDN copy is the very version embedded, so both modes draw the same charts.
 PLOTLY_CDN = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
 PlotlyMode = Literal["embed", "cdn"]
-TIMELINE_CHECKS = frozenset({"envoy-bypass", "port-missing-from-metrics"})
 
 
 def safe_json(data: Any) -> str:
@@ -54,57 +49,28 @@ def _asset(name: str) -> str:
     return (resources.files("obsgap.render") / "templates" / name).read_text(encoding="utf-8")
 
 
-def _step_ms(result: ScanResult) -> int:
-    return time_step_ms(0, result.window.seconds * 1000)
-
-
-def _hourly(result: ScanResult) -> dict[str, list[tuple[int, int]]]:
-    """namespace/service -> [(hour ms, requests)] from the logs, via the coverage rows' pods."""
-    df = result.extras.get("hourly_by_service")
-    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    if df is None or getattr(df, "empty", True):
-        return {}
-    for row in df.itertuples(index=False):
-        out[f"{row.namespace}/{row.service}"].append((int(row.hour_ms), int(row.requests)))
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def report_data(result: ScanResult) -> dict[str, Any]:
-    """Everything the page script needs. Per-finding charts are drawn in the browser from the evidence
-    (and the compact hourly series), so a 2,000-service report stays small and opens fast."""
-    doc = result_dict(result)
-    wanted = {f"{f.namespace}/{f.service}" for f in result.findings if f.check in TIMELINE_CHECKS}
-    hourly = {k: v for k, v in _hourly(result).items() if k in wanted}
-    mesh: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    frame = result.extras.get("mesh_over_time")
-    if frame is not None and not frame.empty:
-        for row in frame.fillna("").itertuples(index=False):
-            key = f"{row.destination_service_namespace}/{row.destination_service_name}"
-            if key in wanted:
-                # a bin ends at t: draw it at its start, as the log bins are
-                mesh[key].append((int(row.t * 1000) - _step_ms(result), round(float(row.value))))
-    history = result.extras.get("history") or {}
+def report_data(report: Report, document: dict[str, Any]) -> dict[str, Any]:
+    """Everything the page script needs. Per-finding charts are drawn in the browser when their finding is opened,
+    from compact typed chart data, so a 2,000-service report stays small and opens fast."""
     return {
-        "findings": doc["findings"], "coverage": doc["coverage"], "contract": doc["name_contract"],
-        "hourly": hourly, "mesh_hourly": {k: sorted(v) for k, v in mesh.items()},
-        "timeline_checks": sorted(TIMELINE_CHECKS),
-        "coverage_chart": figures.coverage_chart(result.coverage) if result.coverage else None,
-        "trend_chart": figures.trend_chart(history.get("runs") or []),
-        "checks": {c.id: {"title": c.title, "doc": c.doc_url} for c in REGISTRY},
+        "findings": document["findings"], "coverage": document["coverage"], "contract": document["name_contract"],
+        "charts": {v.finding.id: [asdict(c) for c in v.charts] for v in report.findings if v.charts},
+        "snippets": {v.finding.id: [asdict(s) for s in v.finding.suggestion.forms]
+                     for v in report.findings if v.finding.suggestion and v.finding.suggestion.forms},
+        "coverage_chart": figures.coverage_chart(report.result.coverage) if report.result.coverage else None,
+        "trend_chart": figures.trend_chart(report.history.runs),
+        "checks": {c.id: {"title": c.title, "doc": c.doc_url} for c, _ in report.checks},
     }
 
 
-def render_html(result: ScanResult, plotly: PlotlyMode = "embed") -> str:
+def render_html(report: Report, plotly: PlotlyMode = "embed", document: dict[str, Any] | None = None) -> str:
+    """`document`: result_dict(report), when the caller has built it already (publish does, for findings.json)."""
     nonce = secrets.token_urlsafe(18)
-    counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
-    history: dict[str, Any] = {"baseline": None, "resolved": [], "runs": [], "new": 0}
-    history |= dict(result.extras.get("history") or {})
     return _environment().get_template("report.html.j2").render(
-        result=result, counts=counts, share=coverage_share(result), nonce=nonce,
-        partial=status_line(result), input_notices=input_notices(result),
-        sources=result_dict(result)["sources"], history=history,
-        checks=[(c, next((r for r in result.checks if r.check == c.id), None)) for c in REGISTRY],
+        report=report, result=report.result, sources=report.sources, history=report.history, nonce=nonce,
+        checks=report.checks,
         plotly_mode=plotly, plotly_cdn=PLOTLY_CDN,
         plotly_js=get_plotlyjs() if plotly == "embed" else "",
-        app_js=_asset("report.js"), css=_asset("report.css"), data_json=safe_json(report_data(result)),
+        app_js=_asset("report.js"), css=_asset("report.css"),
+        data_json=safe_json(report_data(report, document if document is not None else result_dict(report))),
     )

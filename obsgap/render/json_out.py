@@ -1,4 +1,4 @@
-"""ScanResult -> findings.json (schema obsgap.findings/v1, the contract in DESIGN.md)."""
+"""Report -> findings.json (schema obsgap.findings/v1, the contract in DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-from obsgap.model import Finding, ScanResult
+from obsgap.model import ContractRow, Finding
+from obsgap.report.model import Report
 
 SCHEMA = "obsgap.findings/v1"
 
@@ -41,7 +42,14 @@ def finding_dict(f: Finding, change: str | None = None) -> dict[str, Any]:
     }
 
 
-def result_dict(result: ScanResult) -> dict[str, Any]:
+def contract_dict(row: ContractRow) -> dict[str, Any]:
+    return {"namespace": row.namespace, "service": row.service, "fqdn": row.fqdn, "broken": row.broken,
+            "links": [{"kind": x.kind, "name": x.name, "how": x.how, "broken": x.broken, "note": x.note,
+                       "findings": list(x.finding_ids)} for x in row.links]}
+
+
+def result_dict(report: Report) -> dict[str, Any]:
+    result = report.result
     return {
         "schema": SCHEMA,
         "generated_at": _ts(result.generated_at),
@@ -57,12 +65,14 @@ def result_dict(result: ScanResult) -> dict[str, Any]:
                       "observed_by": c.observed_by, "comparable": c.comparable, "basis": c.basis,
                       "logs_cover": c.logs_cover or None}
                      for c in result.coverage],
-        "findings": [finding_dict(f, (result.extras.get("changes") or {}).get(f.id)) for f in result.findings],
-        "resolved": list((result.extras.get("history") or {}).get("resolved") or []),
-        "name_contract": _clean(list(result.extras.get("name_contract") or [])),
+        "findings": [finding_dict(v.finding, v.change) for v in report.findings],
+        "resolved": [{"id": f.id, "check": f.check, "title": f.title, "severity": f.severity}
+                     for f in report.history.resolved],
+        "name_contract": _clean([contract_dict(row) for row in result.contract]),
     }
 
 
-def render_json(result: ScanResult) -> str:
+def render_json(document: dict[str, Any]) -> str:
+    """findings.json from result_dict's document (built once per run: the HTML page embeds its findings)."""
     # ensure_ascii keeps U+2028/U+2029 and control characters escaped for any consumer.
-    return json.dumps(result_dict(result), indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False) + "\n"

@@ -1,56 +1,73 @@
-"""ScanResult -> summary.md: short enough to paste into a chat or a pull request."""
+"""Report -> summary.md: short enough to paste into a chat or a pull request, and read the same in both.
+
+Only what Slack and GitHub Markdown render alike: plain lines, `- ` bullets, `>` quotes and `code` spans (no
+emphasis, links or headings, which one of them shows as literal marks). Backslash escapes are not used either:
+Slack prints them. An untrusted word (names, label values) that could mean markup in either is put in a code
+span instead, where both show it as typed: `http_requests_total`, `<script>`, `@channel`, `:fire:`, URLs and
+domain names.
+"""
 
 from __future__ import annotations
 
 import re
 
-from obsgap.model import ScanResult
-from obsgap.render.notices import input_notices, status_line
+from obsgap.report.model import Report
 
 TOP = 10
 
-
-def _md(text: object) -> str:
-    """Neutralise Markdown/HTML in untrusted strings (names, label values)."""
-    s = str(text).replace("\u2028", " ").replace("\u2029", " ")
-    s = re.sub(r"[\r\n\t]+", " ", s)
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", s)
-
-
-def coverage_share(result: ScanResult) -> float | None:
-    rows = [c for c in result.coverage if c.comparable]
-    logged = sum(c.log_requests for c in rows)
-    if not logged:
-        return None
-    counted = sum(min(c.mesh_requests, c.log_requests) for c in rows)
-    return counted / logged
+# A word is inert in both renderers when it has only these characters and is no emoji code, mention or URL.
+_PLAIN_WORD = re.compile(r"[\w.,;:()'\"=+?%/→–—…-]*")
+_ACTIVE = re.compile(r"_|:\w+:|://|^www\.|^[-=]+$|[A-Za-z0-9-]\.[A-Za-z]{2,}")
+"""emphasis, emoji codes, URLs, setext underlines, and domain names (Slack links those, and GitHub www. ones)"""
+_LIST_MARKER = re.compile(r"[-+]|\d+[.)]")
+"""a first word that would make its line a list item (in a quote, say)"""
 
 
-def render_markdown(result: ScanResult) -> str:
-    w = result.window
-    partial = status_line(result)
-    lines = [f"**{_md(partial)}**" if partial else "**Complete run**: every input given was read.", "",
-             f"## obsgap: {w.start:%Y-%m-%d %H:%M} – {w.end:%Y-%m-%d %H:%M} UTC", ""]
-    lines += [f"> {_md(n)}" for n in input_notices(result)]
-    share = coverage_share(result)
-    if share is not None:
-        lines.append(f"**Telemetry coverage:** the mesh metrics counted {share * 100:.1f}% of the requests the logs "
-                     f"and callers saw ({len(result.coverage)} services).")
-    counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
-    lines.append(f"**Findings:** {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info.")
-    history = result.extras.get("history") or {}
-    if history.get("baseline"):
-        lines.append(f"**Since the last run:** {history.get('new', 0)} new, {len(history.get('resolved') or [])} "
-                     "resolved.")
+def _word(word: str) -> str:
+    if _PLAIN_WORD.fullmatch(word) and not _ACTIVE.search(word):
+        return word
+    return "`" + word.replace("`", "ʼ") + "`"
+
+
+def md(text: object) -> str:
+    """Untrusted text for summary.md: one line; every word that could be markup shown in a code span."""
+    words = [w for w in re.split(r"\s+", str(text).strip()) if w]
+    return " ".join(code(w) if i == 0 and _LIST_MARKER.fullmatch(w) else _word(w) for i, w in enumerate(words))
+
+
+def code(text: object) -> str:
+    """A name shown whole in a code span (check ids, anchors)."""
+    return "`" + re.sub(r"\s+", " ", str(text)).replace("`", "ʼ") + "`"
+
+
+def render_markdown(report: Report) -> str:
+    result, w = report.result, report.result.window
+    status = "complete run: every input given was read" if result.status == "complete" else \
+        "PARTIAL RUN: the numbers below rest on less than the inputs given"
+    lines = [f"obsgap · {w.start:%Y-%m-%d %H:%M} – {w.end:%Y-%m-%d %H:%M} UTC · {status}", ""]
+    lines += [f"> {md(r)}" for r in result.status_reasons]
+    lines += [f"> {md(n)}" for n in report.notices]
+    if len(lines) > 2:
+        lines.append("")
+    if report.coverage_share is not None:
+        lines.append(f"Telemetry coverage: the mesh metrics counted {report.coverage_share * 100:.1f}% of the "
+                     f"requests the logs and callers saw ({len(result.coverage)} services).")
+    counts = report.counts
+    since = ""
+    if report.history.baseline:
+        since = f" Since the last run: {report.new} new, {len(report.history.resolved)} resolved."
+    lines.append(f"Findings: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info.{since}")
     skipped = [c for c in result.checks if c.status != "ran"]
     if skipped:
-        lines.append("**Not run:** " + "; ".join(f"`{c.check}` ({c.status}: {_md(c.reason)})" for c in skipped))
-    lines.append("")
-    for f in result.findings[:TOP]:
-        change = (result.extras.get("changes") or {}).get(f.id)
-        lines.append(f"- **{f.severity.value}**{' (new)' if change == 'new' and history.get('baseline') else ''} "
-                     f"`{f.check}` [{_md(f.title)}](report.html#finding-{f.id})"
-                     + (f" — fix: {_md(f.suggestion.text)}" if f.suggestion else ""))
-    if len(result.findings) > TOP:
-        lines.append(f"- … and {len(result.findings) - TOP} more in report.html / findings.json")
+        lines.append("Not run: " + "; ".join(f"{code(c.check)} ({c.status}: {md(c.reason)})" for c in skipped))
+    if report.findings:
+        lines += ["", "Fix first:"]
+    for v in report.ranked[:TOP]:
+        f = v.finding
+        new = " (new)" if v.change == "new" else ""
+        fix = f" — fix: {md(f.suggestion.text)}" if f.suggestion else ""
+        lines.append(f"- {f.severity.value.upper()}{new} {code(f.check)} {md(f.title)}{fix} "
+                     f"({code('report.html#finding-' + f.id)})")
+    if len(report.findings) > TOP:
+        lines.append(f"- … and {len(report.findings) - TOP} more in report.html and findings.json")
     return "\n".join(lines) + "\n"

@@ -27,54 +27,48 @@
   function esc(s) {
     return String(s).replace(/[&<>"'$]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "$": "&#36;" })[c]);
   }
-  const LAYOUT = { margin: { l: 10, r: 10, t: 30, b: 10 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+  const LAYOUT = { margin: { l: 10, r: 10, t: 12, b: 10 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 12 } };
   function lay(extra) { return Object.assign({}, LAYOUT, extra, { xaxis: Object.assign({ automargin: true }, extra.xaxis || {}), yaxis: Object.assign({ automargin: true }, extra.yaxis || {}) }); }
-  function findingCharts(f) {
-    const ev = f.evidence || {}, out = [];
-    if (Array.isArray(ev.buckets) && Array.isArray(ev.cumulative) && ev.cumulative.length === ev.buckets.length + 1) {
-      const labels = ev.buckets.map((b) => "≤" + b).concat([">" + ev.buckets[ev.buckets.length - 1] + " (+Inf)"]);
-      const counts = ev.cumulative.map((c, i) => Math.max(0, i ? c - ev.cumulative[i - 1] : c));
-      const colors = labels.map((_, i) => i === labels.length - 1 ? "#c0392b" : i === labels.length - 2 ? "#e67e22" : "#7f8c8d");
-      const unit = esc(ev.unit || "");
-      const traces = [{ type: "bar", x: labels, y: counts, marker: { color: colors }, name: "current buckets",
-        hovertemplate: "%{x} " + unit + ": %{y:,.0f} observations<extra></extra>" }];
-      const sc = ev.suggested_cumulative, sb = ev.suggested_buckets || [];
-      if (Array.isArray(sc) && sc.length === sb.length + 1) {
-        out.push({ data: [{ type: "bar", x: sb.map((b) => "≤" + b).concat([">" + sb[sb.length - 1]]),
-          y: sc.map((c, i) => Math.max(0, i ? c - sc[i - 1] : c)), marker: { color: "#1e8449" }, name: "suggested buckets",
-          hovertemplate: "%{x} " + unit + ": %{y:,.0f} observations<extra></extra>" }],
-          layout: lay({ height: 260, title: { text: "The same observations in the suggested buckets (" + unit + ")" } }) });
-      }
-      out.unshift({ data: traces,
-        layout: lay({ height: 260, title: { text: "Observations per bucket (" + unit + "); red = above the top bound" },
-          annotations: [{ text: "suggested bounds: " + esc((ev.suggested_buckets || []).join(", ")), xref: "paper", yref: "paper",
-            x: 0, y: 1.02, showarrow: false, font: { size: 11 } }] }) });
+  // A finding's charts come typed from the report model (report/charts.py): bars or lines, and notes that say in
+  // words what an empty series would only show as a missing line.
+  // titles are HTML captions above the chart (they wrap on a phone; an SVG title would be cut)
+  function figure(c) {
+    const title = { text: "" };
+    if (c.kind === "bars") {
+      return { data: [{ type: "bar", x: c.labels.map(esc), y: c.values, marker: { color: c.colors },
+        hovertemplate: "%{x}: %{y:,.0f} " + esc(c.value_name) + "<extra></extra>" }],
+        layout: lay({ height: 260, title: title, yaxis: { rangemode: "tozero" } }) };
     }
-    if (typeof ev.log_requests === "number" && typeof ev.mesh_requests === "number") {
-      const x = ["observed (logs/callers)", "counted by mesh metrics"], y = [ev.log_requests, ev.mesh_requests];
-      if (ev.tcp_connections) { x.push("TCP connections (istio_tcp_*)"); y.push(ev.tcp_connections); }
-      out.push({ data: [{ type: "bar", x: x, y: y, marker: { color: ["#34495e", "#c0392b", "#8e44ad"].slice(0, y.length) },
-        hovertemplate: "%{x}: %{y:,}<extra></extra>" }], layout: lay({ height: 220, title: { text: "Requests in the window" } }) });
-    }
-    const series = DATA.timeline_checks.includes(f.check) ? DATA.hourly[f.namespace + "/" + f.service] : null;
-    if (series && series.length) {
-      const step = series.length > 1 ? Math.round((series[1][0] - series[0][0]) / 60000) : 60;
-      const when = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
-      const traces = [{ type: "scatter", mode: "lines+markers", name: "logged", x: series.map((p) => when(p[0])),
-        y: series.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} logged<extra></extra>" }];
-      const mesh = DATA.mesh_hourly[f.namespace + "/" + f.service] || [];
-      traces.push({ type: "scatter", mode: "lines+markers", name: "counted by mesh metrics", x: mesh.map((p) => when(p[0])),
-        y: mesh.map((p) => p[1]), line: { color: "#c0392b" }, hovertemplate: "%{x}: %{y:,} counted<extra></extra>" });
-      out.push({ data: traces, layout: lay({ height: 220, showlegend: true, legend: { orientation: "h", y: -0.25 },
-        title: { text: "Requests per " + step + " min: logs vs mesh metrics" } }) });
-    }
-    return out;
+    const when = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+    return { data: c.lines.map((l) => ({ type: "scatter", mode: "lines+markers", name: esc(l.name), line: { color: l.color },
+      x: l.points.map((p) => when(p[0])), y: l.points.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} " + esc(l.name) + "<extra></extra>" })),
+      layout: lay({ height: 240, title: title, showlegend: true, legend: { orientation: "h", y: -0.3 }, yaxis: { rangemode: "tozero" } }) };
   }
+  const sized = typeof ResizeObserver === "function" ? new ResizeObserver((entries) => {
+    for (const e of entries) if (window.Plotly && e.target.classList.contains("js-plotly-plot")) window.Plotly.Plots.resize(e.target);
+  }) : null;
   function plot(target, fig) {
     if (!window.Plotly || !fig) return;
     const cfg = { displaylogo: false, responsive: true, displayModeBar: false };
-    window.Plotly.newPlot(target, fig.data || [], fig.layout || {}, cfg);
+    const layout = Object.assign({}, fig.layout || {}, { autosize: true });
+    delete layout.width;
+    // the box holds the chart's height, so a resize (which sizes the chart to its box) keeps it
+    if (layout.height) target.style.height = layout.height + "px";
+    window.Plotly.newPlot(target, fig.data || [], layout, cfg);
+    if (sized) sized.observe(target);
+  }
+  function drawCharts(box, charts) {
+    // every box first, so the grid has its final columns before Plotly measures any of them
+    const boxes = charts.map((c) => {
+      const cell = el("figure", { class: "chart-cell" });
+      const d = el("div", { class: "chart" });
+      cell.append(el("figcaption", { class: "chart-title", text: c.title }), d);
+      for (const n of c.notes || []) cell.append(el("figcaption", { class: "chart-note", text: n }));
+      box.append(cell);
+      return d;
+    });
+    charts.forEach((c, i) => plot(boxes[i], figure(c)));
   }
   function pager(container, total, page, onPage) {
     container.replaceChildren();
@@ -122,23 +116,21 @@
       if (k === "cumulative" || k === "buckets") continue;
       rows.push([k, v]);
     }
-    for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") facts.append(el("tr", {}, el("td", { text: k }), el("td", { text: fmt(v) })));
-    body.append(facts);
+    for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") facts.append(el("tr", {}, el("td", { text: String(k).replace(/_/g, "_\u200b") }), el("td", { text: fmt(v) })));
+    body.append(el("div", { class: "scroll" }, facts));
     if (f.suggestion) {
       const fix = el("p", {}, el("strong", { text: "Fix: " }), f.suggestion.text + " ");
       const url = safeUrl(f.suggestion.doc_url);
       if (url) fix.append(el("a", { href: url, rel: "noopener noreferrer", target: "_blank", text: "Istio docs" }));
       body.append(fix);
-      if (f.suggestion.config) {
-        const pre = el("pre", { class: "config" });
-        const code = el("code", { text: f.suggestion.config });
-        const copy = el("button", { type: "button", class: "copy", text: "copy" });
+      for (const snip of DATA.snippets[f.id] || []) {
+        const pre = el("pre", { class: "config" }, el("code", { text: snip.text }));
+        const copy = el("button", { type: "button", class: "copy", text: "copy", "aria-label": "copy " + snip.label });
         copy.addEventListener("click", () => {
           const done = () => { copy.textContent = "copied"; setTimeout(() => { copy.textContent = "copy"; }, 1200); };
-          if (navigator.clipboard) navigator.clipboard.writeText(f.suggestion.config).then(done, () => {});
+          if (navigator.clipboard) navigator.clipboard.writeText(snip.text).then(done, () => {});
         });
-        pre.append(copy, code);
-        body.append(pre);
+        body.append(el("div", { class: "snippet" }, el("div", { class: "snippet-head" }, el("span", { text: snip.label }), copy), pre));
       }
     }
     const charts = el("div", { class: "charts" });
@@ -147,7 +139,7 @@
     card.addEventListener("toggle", () => {
       if (card.open && !charts.dataset.drawn) {
         charts.dataset.drawn = "1";
-        for (const fig of findingCharts(f)) { const d = el("div", { class: "chart" }); charts.append(d); plot(d, fig); }
+        drawCharts(charts, DATA.charts[f.id] || []);
       }
     });
     return card;
@@ -178,17 +170,30 @@
   renderFindings();
   // #expand opens every finding on the page (for printing the report for a review meeting)
   if (location.hash === "#expand") for (const d of list.querySelectorAll("details.finding")) d.open = true;
-  // a link to #finding-<id> (from summary.md or a chat) opens that finding
-  const wanted = /^#finding-[0-9a-f]{16}$/.test(location.hash) ? location.hash.slice(9) : null;
-  if (wanted) {
-    const idx = DATA.findings.findIndex((f) => f.id === wanted);
-    if (idx >= 0) {
-      findingPage = Math.floor(idx / PAGE);
+  // a link to #finding-<id> (the first screen, summary.md, a chat) opens that finding, on load or in the page
+  function openFromHash() {
+    const wanted = /^#finding-[0-9a-f]{16}$/.test(location.hash) ? location.hash.slice(9) : null;
+    if (!wanted) return;
+    let card = document.getElementById("finding-" + wanted);
+    if (!card) {
+      const idx = DATA.findings.findIndex((f) => f.id === wanted);
+      if (idx < 0) return;
+      for (const c of controls) if (c.tagName === "SELECT" && c !== fSort && c !== fGroup) c.value = "";
+      fText.value = ""; fGroup.value = "none"; fSort.value = "severity";
+      findingPage = 0;
       renderFindings();
-      const card = document.getElementById("finding-" + wanted);
-      if (card) { card.open = true; card.scrollIntoView(); }
+      card = document.getElementById("finding-" + wanted);
+      if (!card) {  // on a later page of the default order
+        const order = DATA.findings.slice().sort(ORDER.severity);
+        findingPage = Math.floor(order.findIndex((f) => f.id === wanted) / PAGE);
+        renderFindings();
+        card = document.getElementById("finding-" + wanted);
+      }
     }
+    if (card) { card.open = true; card.scrollIntoView(); }
   }
+  window.addEventListener("hashchange", openFromHash);
+  openFromHash();
 
   // --- coverage table ---------------------------------------------------------------------------------
   const covBody = document.querySelector("#coverage-table tbody");
@@ -241,8 +246,10 @@
     for (const r of rows.slice(conPage * PAGE, conPage * PAGE + PAGE)) {
       const names = el("td");
       for (const link of r.links) {
-        const chip = el("span", { class: "chip" + (link.broken ? " broken" : ""), title: link.note || link.how || "" },
+        const first = (link.findings || []).find((id) => /^[0-9a-f]{16}$/.test(id));
+        const chip = el(first ? "a" : "span", { class: "chip" + (link.broken ? " broken" : ""), title: link.note || link.how || "" },
           el("span", { class: "kind", text: link.kind }), link.name + (link.how ? " · " + link.how : "") + (link.note ? " · " + link.note : ""));
+        if (first) chip.setAttribute("href", "#finding-" + first);
         names.append(chip);
       }
       conBody.append(el("tr", {}, el("td", {}, el("strong", { text: r.service }), el("div", { class: "hint", text: r.fqdn })), names));

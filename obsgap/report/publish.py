@@ -1,4 +1,6 @@
-"""Write every output of one run into its folder."""
+"""Write every output of one run into its folder: read history, build the report model, render, replace the files.
+
+The only module of the report that touches the disk; the renderers are pure functions of the model."""
 
 from __future__ import annotations
 
@@ -6,15 +8,15 @@ import contextlib
 import os
 import signal
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from obsgap.errors import InputError
-from obsgap.history import changes, load_history, run_summary
+from obsgap.history import load_history
 from obsgap.model import ScanResult
 from obsgap.render.html import PlotlyMode, render_html
 from obsgap.render.json_out import render_json, result_dict
 from obsgap.render.markdown import render_markdown
+from obsgap.report.build import build_report
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -32,28 +34,16 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def with_history(result: ScanResult, out_dir: Path, baseline: Path | None) -> ScanResult:
-    """Mark findings new/open against the previous run (or --baseline) and attach the trend of stored runs."""
-    history = load_history(out_dir, baseline)
-    status, resolved = changes(history, {f.id for f in result.findings})
-    extras = dict(result.extras)
-    extras["changes"] = status
-    stamp = result.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    current = run_summary(result_dict(replace(result, extras=extras)), stamp)
-    extras["history"] = {"baseline": history.baseline, "resolved": resolved, "runs": [*history.runs, current],
-                         "new": sum(1 for s in status.values() if s == "new")}
-    return replace(result, extras=extras)
-
-
 def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = None,
                   plotly: PlotlyMode = "embed") -> list[Path]:
     """report.html, summary.md, then findings.json (what history reads) last. Everything is rendered first;
     the files are then replaced with SIGINT/SIGTERM held back, so an interrupt never leaves half a report.
     Returns the paths written, findings.json first."""
     out_dir.mkdir(parents=True, exist_ok=True)  # the CLI claims it first; library callers may not have
-    result = with_history(result, out_dir, baseline)
-    texts = {"report.html": render_html(result, plotly), "summary.md": render_markdown(result),
-             "findings.json": render_json(result)}
+    report = build_report(result, load_history(out_dir, baseline))
+    document = result_dict(report)
+    texts = {"report.html": render_html(report, plotly, document), "summary.md": render_markdown(report),
+             "findings.json": render_json(document)}
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:

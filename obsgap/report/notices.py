@@ -1,0 +1,47 @@
+"""What a reader must know before trusting the numbers: the run's status and the inputs it could not use.
+
+The same sentences go to the terminal, the top of report.html and the first lines of summary.md.
+"""
+
+from __future__ import annotations
+
+from obsgap.model import ScanResult
+from obsgap.report.sources import LogsView
+from obsgap.text import plural
+
+LAYOUT_HINT = ("keep kubelet's layout (/var/log/pods/<namespace>_<pod>_<uid>/<container>/*.log) or its "
+               "/var/log/containers/<pod>_<namespace>_<container>-<id>.log names when copying logs, or give a "
+               "topology whose pod IPs match the addresses in the Envoy lines")
+
+
+def status_line(result: ScanResult) -> str | None:
+    if result.status == "complete":
+        return None
+    return "PARTIAL RUN: the numbers below rest on less than the inputs given — " + "; ".join(result.status_reasons)
+
+
+def input_notices(logs: LogsView) -> list[str]:
+    """Counted losses of log evidence, each with what to do about it."""
+    out = []
+    un = logs.unattributed
+    if un.requests:
+        listed = ", ".join(f"{f.path} ({f.count:,})" for f in un.files[:3])
+        more = f" and {un.files_total - 3} more" if un.files_total > 3 else ""
+        out.append(f"{plural(un.requests, 'logged request')} in {plural(un.files_total, 'file')} could not be "
+                   f"attributed to a pod: {listed}{more}. They are left out of every comparison; to use them, "
+                   f"{LAYOUT_HINT}.")
+    if un.unknown_pod_requests:
+        listed = ", ".join(un.unknown_pods[:3])
+        more = f" and {un.unknown_pods_total - 3} more" if un.unknown_pods_total > 3 else ""
+        out.append(f"{plural(un.unknown_pod_requests, 'logged request')} come from "
+                   f"{plural(un.unknown_pods_total, 'pod')} the topology does not have ({listed}{more}): take the "
+                   "snapshot while those pods run, or widen -n.")
+    for u in logs.unknown_units[:3]:
+        out.append(f"unit unknown for key {u.key} in {u.path} ({plural(u.requests, 'request')}): their "
+                   f"durations are left out; say it with --log-field duration_ms={u.key}:ns (or :us, :ms, :s).")
+    return out
+
+
+def notices(result: ScanResult) -> list[str]:
+    line = status_line(result)
+    return ([line] if line else []) + input_notices(LogsView.of(result.sources.logs))
