@@ -33,6 +33,7 @@ from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
 from obsgap.report.notices import notices
 from obsgap.report.publish import write_outputs
+from obsgap.slo.table import slo_table
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.logs.clickhouse import ClickHouseOptions
 from obsgap.sources.logs.discover import parse_log_pod
@@ -156,6 +157,8 @@ def main() -> None:
 @_opt("--min-requests", type=int, default=20, show_default=True,
               help="Ignore services with fewer observed requests.")
 @_opt("--dashboards", multiple=True, type=click.Path(), help="Grafana dashboard JSON (file or folder).")
+@_opt("--slo", "slos", multiple=True, type=click.Path(),
+      help="SLO file or folder (Sloth, Pyrra, OpenSLO, PrometheusRule); with a live cluster its SLO objects too.")
 @_opt("--check", "only_checks", multiple=True, help="Run only these checks.")
 @_opt("-q", "--quiet", is_flag=True, help="Print only the output path.")
 @click.pass_context
@@ -200,6 +203,43 @@ def report(ctx: click.Context, **opts: Any) -> None:
         sys.exit(3)
     if any(plan.fails(f.severity) for f in result.findings):
         sys.exit(1)
+
+
+@main.command(name="slo")
+@click.pass_context
+def slo_command(ctx: click.Context, **opts: Any) -> None:
+    """Print whether each SLO's numbers can be trusted, for a quick look in an SLO review (same inputs as
+    `report`; writes nothing). Exit 1 when an SLO is biased or broken, 2 bad input, 3 a source failed."""
+    try:
+        plan = _plan(opts)
+        if not plan.slo_paths and plan.kube_live is None:
+            raise InputError("--slo: give SLO files or folders (or a live cluster whose SLO objects to read)")
+        engine.preflight(plan)
+    except InputError as exc:
+        click.echo(f"obsgap: {_with_origin(ctx, str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
+    try:
+        with interruptible():
+            outcome = engine.run(replace(plan, only_checks=("slo-untrustworthy",)), say)
+    except Interrupted as exc:
+        click.echo(f"obsgap: interrupted by {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except ObsgapError as exc:
+        click.echo(f"obsgap: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    for line in notices(outcome.result):
+        click.echo(line, err=True)
+    for gap in outcome.result.sources.slos.get("gaps") or []:
+        click.echo(f"SLO not measured: {gap}", err=True)
+    click.echo(slo_table(outcome.result.slos))
+    if outcome.source_failures:
+        sys.exit(3)
+    if any(a.verdict in ("biased", "broken") for a in outcome.result.slos):
+        sys.exit(1)
+
+
+slo_command.params[:0] = list(report.params)
 
 
 def _plan(o: dict[str, Any]) -> RunPlan:
@@ -257,7 +297,8 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         log_pods=tuple(parse_log_pod(p) for p in o["log_pods"]),
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
                                namespaces=tuple(o["namespaces"]), slo_latency_ms=parse_slos(o["slo_latency"])),
-        only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]))
+        only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]),
+        slo_paths=tuple(Path(p) for p in o["slos"]))
 
 
 def _clickhouse(o: dict[str, Any]) -> ClickHouseOptions | None:

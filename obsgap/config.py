@@ -190,6 +190,8 @@ class RunPlan:
     settings: CheckSettings = field(default_factory=CheckSettings)
     only_checks: tuple[str, ...] = ()
     dashboards: tuple[Path, ...] = ()
+    slo_paths: tuple[Path, ...] = ()
+    """--slo: SLO files or folders (Sloth, Pyrra, OpenSLO, PrometheusRule)."""
 
     def fails(self, severity: Severity) -> bool:
         if self.fail_on == "never":

@@ -18,6 +18,7 @@ import pandas as pd
 
 from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, Skip
+from obsgap.checks.slo import SloUntrustworthy, assessments
 from obsgap.config import RunPlan, redact_url
 from obsgap.contract import build_contract
 from obsgap.coverage import CoveredCounts, covered_counts
@@ -34,9 +35,13 @@ from obsgap.model import (
     Topology,
 )
 from obsgap.reconcile import reconcile
+from obsgap.slo.load import Loaded, load_documents, load_files
+from obsgap.slo.measure import Measured, measure, prometheus_query
+from obsgap.slo.spec import SloSpec
 from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import api_client, load_live
+from obsgap.sources.kube.slos import load_live_slos
 from obsgap.sources.kube.snapshot import load_snapshot
 from obsgap.sources.logs.clickhouse import ClickHouseTable, build_relation, connect
 from obsgap.sources.logs.discover import discover, file_attributions
@@ -72,6 +77,11 @@ def preflight(plan: RunPlan) -> None:
     for path in plan.dashboards:
         if not path.exists():
             raise InputError(f"--dashboards {path}: no such file or directory")
+    for path in plan.slo_paths:
+        if not path.exists():
+            raise InputError(f"--slo {path}: no such file or directory")
+    if plan.slo_paths:
+        load_files(plan.slo_paths)  # a file that is not YAML is bad input: exit 2 before any work
     if plan.baseline is not None and not plan.baseline.exists():
         raise InputError(f"--baseline {plan.baseline}: no such file or directory")
     if plan.baseline is not None and plan.baseline.is_dir() and not (plan.baseline / "findings.json").is_file():
@@ -368,7 +378,10 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     kube_report["dashboards"] = {"files": len(plan.dashboards), "queries": len(panels), "gaps": dash_gaps}
     settings = replace(plan.settings, namespaces=plan.namespaces)  # one source of truth for the scope
     covered = _covered(plan, logs, metrics, prom_report, failures) if logs is not None and logs.partial else None
-    inputs = CheckInputs(plan.window, settings, topo, metrics, logs, tuple(panels), covered, [index])
+    slo_specs, slo_report = _slos(plan, failures, say)
+    measured = _measure_slos(plan, slo_specs, metrics is not None, say, slo_report) if slo_specs is not None \
+        else None
+    inputs = CheckInputs(plan.window, settings, topo, metrics, logs, tuple(panels), covered, measured, [index])
     present = {"topology": topo is not None, "metrics": metrics is not None, "logs": logs is not None}
     runs: list[CheckRun] = []
     findings: list[Finding] = []
@@ -393,7 +406,11 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     coverage = _coverage(_view(inputs, COVERAGE_QUERIES)) if (metrics is not None or logs is not None) else ()
     findings.sort(key=lambda f: (-f.severity.rank, f.check, f.namespace or "", f.service or "", f.subject))
     contract = build_contract(_view(inputs, CONTRACT_QUERIES), tuple(findings)) if topo is not None else ()
-    sources = SourceReport(prom_report, kube_report, logs_report)
+    if measured is not None:
+        slo_report["sli_queries"] = int(slo_report.pop("queries", 0))
+        prom_report["queries"] = int(prom_report.get("queries") or 0) + slo_report["sli_queries"]
+    sources = SourceReport(prom_report, kube_report, logs_report, slo_report)
+    slo_rows = assessments(_view(inputs, SloUntrustworthy.queries)) if measured and metrics is not None else ()
     reasons = partial_reasons(failures, sources, tuple(runs))
     result = ScanResult(
         generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window,
@@ -402,10 +419,48 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         timelines=_timelines(logs, metrics.frames.get(TREND_RANGE_QUERY) if metrics else None, index,
                              plan.window.seconds * 1000,
                              {(f.namespace, f.service) for f in findings if f.namespace and f.service}),
-        contract=contract,
+        contract=contract, slos=slo_rows,
         status="partial" if reasons else "complete", status_reasons=reasons,
     )
     return RunOutcome(result, failures)
+
+
+def _slos(plan: RunPlan, failures: list[str], say: Progress) -> tuple[list[SloSpec] | None, dict[str, Any]]:
+    """The SLOs to check: --slo files, and with a live cluster its Sloth/Pyrra/PrometheusRule objects."""
+    if not plan.slo_paths and plan.kube_live is None:
+        return None, {}
+    say("reading SLOs")
+    loaded = load_files(plan.slo_paths) if plan.slo_paths else Loaded()
+    cluster = 0
+    if plan.kube_live is not None:
+        try:
+            objects, gaps = load_live_slos(plan.kube_live)
+        except SourceError as exc:
+            failures.append(str(exc))
+            objects, gaps = [], [str(exc)]
+        live = load_documents(objects)
+        cluster = len(live.slos)
+        loaded.slos += live.slos
+        loaded.gaps += gaps + live.gaps
+    if plan.kube_live is not None and not plan.slo_paths and not loaded.slos:
+        return None, {"files": 0, "from_cluster": 0, "slos": 0, "gaps": loaded.gaps}
+    return loaded.slos, {"files": loaded.files, "from_cluster": cluster, "slos": len(loaded.slos),
+                         "gaps": loaded.gaps, "ignored_documents": loaded.ignored}
+
+
+def _measure_slos(plan: RunPlan, specs: list[SloSpec], metrics: bool, say: Progress,
+                  report: dict[str, Any]) -> tuple[Measured, ...]:
+    """Each SLO's SLI run against Prometheus over the window (the check and the table judge them)."""
+    if not metrics or plan.prometheus is None:
+        return tuple(Measured(s, error="no metrics were read") for s in specs)
+    source = PrometheusSource(plan.prometheus)
+    query = prometheus_query(source, plan.window.end)
+    out = []
+    for spec in specs:
+        say(f"SLO {spec.name}")
+        out.append(measure(spec, query, plan.window.seconds))
+    report["queries"] = source.queries_issued
+    return tuple(out)
 
 
 def _covered(plan: RunPlan, logs: LogEvidence, metrics: MetricsEvidence | None, prom_report: dict[str, Any],

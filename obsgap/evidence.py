@@ -111,6 +111,8 @@ class CheckInputs:
     dashboards: tuple[PanelQuery, ...] = ()
     covered: CoveredCounts | None = None
     """For pods whose logs cover only part of the window: logs and mesh counted over that part."""
+    slos: tuple[Any, ...] | None = None
+    """SLOs given (--slo, the cluster's SLO objects) as slo.measure.Measured; None when none were asked for."""
     _index: list[TopologyIndex] = field(default_factory=list, repr=False)
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     """Derived data shared by several checks (computed once per run)."""

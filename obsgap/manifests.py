@@ -17,6 +17,10 @@ RULES: list[dict[str, Any]] = [
      "resources": ["virtualservices", "destinationrules", "serviceentries", "sidecars", "gateways"], "verbs": READ},
     # the mesh's access-log format (MeshConfig); only this ConfigMap, never the others
     {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio"], "verbs": ["get"]},
+    # SLOs whose SLIs obsgap checks (Sloth, Pyrra, prometheus-operator rules)
+    {"apiGroups": ["sloth.slok.dev"], "resources": ["prometheusservicelevels"], "verbs": READ},
+    {"apiGroups": ["pyrra.dev"], "resources": ["servicelevelobjectives"], "verbs": READ},
+    {"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules"], "verbs": READ},
 ]
 
 

@@ -401,6 +401,8 @@ class SourceReport:
     prometheus: Mapping[str, Any]
     kubernetes: Mapping[str, Any]
     logs: Mapping[str, Any]
+    slos: Mapping[str, Any] = field(default_factory=dict)
+    """SLO files and cluster objects read (empty when none were given)."""
 
 
 @dataclass(frozen=True)
@@ -424,6 +426,8 @@ class ScanResult:
     timelines: Mapping[tuple[str, str], ServiceTimeline] = field(default_factory=dict)
     """(namespace, service) -> requests over time, for the services findings name."""
     contract: tuple[ContractRow, ...] = ()
+    slos: tuple[Any, ...] = ()
+    """Each SLO's assessment (slo.assess.SloAssessment): the "Can these SLOs be trusted?" table."""
     status: Literal["complete", "partial"] = "complete"
     status_reasons: tuple[str, ...] = ()
     """Why the run is partial: a source failed or answered in part, inputs were unreadable, a check failed."""

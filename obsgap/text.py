@@ -22,3 +22,8 @@ def duration_text(seconds: float) -> str:
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC: `2026-11-24T00:00:00Z`."""
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def clean_line(text: object) -> str:
+    """Untrusted text for a terminal: control characters (escape sequences, carriage returns) shown as spaces."""
+    return "".join(" " if (ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029") else c for c in str(text))

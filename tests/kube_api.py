@@ -30,6 +30,8 @@ LIST_PATHS = {
     "/apis/networking.istio.io/v1/destinationrules": "DestinationRule",
     "/apis/networking.istio.io/v1/serviceentries": "ServiceEntry",
     "/apis/networking.istio.io/v1/sidecars": "Sidecar", "/apis/networking.istio.io/v1/gateways": "Gateway",
+    "/apis/sloth.slok.dev/v1/prometheusservicelevels": "PrometheusServiceLevel",
+    "/apis/pyrra.dev/v1alpha1/servicelevelobjectives": "ServiceLevelObjective",
 }
 Line = tuple[str, str]  # (RFC 3339 timestamp, message)
 
@@ -44,6 +46,8 @@ class Cluster:
     failing: dict[tuple[str, str], int] = field(default_factory=dict)
     """(namespace, pod) -> HTTP status of every pods/log request"""
     seen: list[str] = field(default_factory=list)
+    forbidden: set[str] = field(default_factory=set)
+    """list paths answered 403 (the service account lacks `list` there)"""
 
 
 def _epoch(ts: str) -> float:
@@ -97,6 +101,8 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
                     and parts[6] == "log":
                 return self._log(parts[3], parts[5], query)
             kind = LIST_PATHS.get(url.path)
+            if url.path in cluster.forbidden:
+                return self._status(403, "Forbidden", f"{url.path} is forbidden")
             if kind is None:
                 return self._status(404, "NotFound", f"{url.path} not found")
             items = [o for o in cluster.objects if o.get("kind") == kind]

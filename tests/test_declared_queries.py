@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +39,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None): 
     tmp = tmp_path_factory.mktemp("declared")
     spec = demo_spec(END, hours=0.5)
     built = build(spec, tmp / "demo")
+    (tmp / "slos.yaml").write_text((resources.files("obsgap.scenario") / "demo_slos.yaml").read_text())
     server = serve_openmetrics(built.metrics, tmp / "demo")
     yield spec, built, server, tmp
     server.stop()
@@ -47,7 +49,8 @@ def _run(demo, only: tuple[str, ...]):  # type: ignore[no-untyped-def]
     spec, built, server, tmp = demo
     plan = RunPlan(window=Window(spec.start, spec.end), out_dir=tmp / "out", only_checks=only,
                    prometheus=PrometheusOptions(url=server.url), kube_snapshots=(built.topology,),
-                   logs=(str(built.logs),), settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS))
+                   logs=(str(built.logs),), settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS),
+                   slo_paths=(tmp / "slos.yaml",))
     return engine.run(plan).result
 
 

@@ -14,6 +14,7 @@ from obsgap.checks.metrics_exceed_logs import MetricsExceedLogs
 from obsgap.checks.passthrough import PassthroughTraffic
 from obsgap.checks.port_missing import PortMissingFromMetrics
 from obsgap.checks.port_names import PortNameConvention
+from obsgap.checks.slo import SloUntrustworthy
 from obsgap.checks.virtualservice_hosts import VirtualServiceHostUnresolved
 
 REGISTRY: tuple[type[Check], ...] = (
@@ -31,6 +32,7 @@ REGISTRY: tuple[type[Check], ...] = (
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,
+    SloUntrustworthy,
 )
 
 

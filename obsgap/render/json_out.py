@@ -57,7 +57,8 @@ def result_dict(report: Report) -> dict[str, Any]:
         "status_reasons": list(result.status_reasons),
         "window": {"start": _ts(result.window.start), "end": _ts(result.window.end)},
         "sources": _clean({"prometheus": dict(result.sources.prometheus),
-                           "kubernetes": dict(result.sources.kubernetes), "logs": dict(result.sources.logs)}),
+                           "kubernetes": dict(result.sources.kubernetes), "logs": dict(result.sources.logs)}
+                          | ({"slos": dict(result.sources.slos)} if result.sources.slos else {})),
         "checks": [{"check": c.check, "status": c.status, "reason": c.reason, "findings": c.findings}
                    for c in result.checks],
         "coverage": [{"namespace": c.namespace, "service": c.service, "log_requests": c.log_requests,
@@ -69,7 +70,7 @@ def result_dict(report: Report) -> dict[str, Any]:
         "resolved": [{"id": f.id, "check": f.check, "title": f.title, "severity": f.severity}
                      for f in report.history.resolved],
         "name_contract": _clean([contract_dict(row) for row in result.contract]),
-    }
+    } | ({"slos": _clean([a.as_dict() for a in result.slos])} if result.slos else {})
 
 
 def render_json(document: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from obsgap.report.model import Report
+from obsgap.slo.assess import SloAssessment
 
 TOP = 10
 
@@ -40,6 +41,31 @@ def code(text: object) -> str:
     return "`" + re.sub(r"\s+", " ", str(text)).replace("`", "ʼ") + "`"
 
 
+def _sli(value: float | None, quantile: bool, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:g} {unit}" if quantile else f"{value * 100:.3f}%"
+
+
+def _burn(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _slo_line(a: SloAssessment) -> str:
+    spec = a.measured.spec
+    quantile = spec.kind == "quantile"
+    target = f"{spec.op} {spec.threshold:g} {a.unit}" if quantile and spec.threshold is not None else \
+        f"{spec.objective * 100:g}%" if spec.objective is not None else "no objective"
+    numbers = f"SLI {_sli(a.sli_metric, quantile, a.unit)} by the metrics, {_sli(a.sli_logs, quantile, a.unit)} " \
+              "by the logs"
+    if a.budget_metric is not None or a.budget_logs is not None:
+        numbers += f"; budget burn {_burn(a.budget_metric)} by the metrics, {_burn(a.budget_logs)} by the logs"
+    why = "; ".join(f"{code(p.cause)} {md(p.reason)}" for p in a.problems) or (md(a.measured.error or ""))
+    where = ", ".join(a.services) or spec.service
+    return (f"- {a.verdict.upper()} {code(spec.name)} ({spec.tool}, {code(where)}): {target}; {numbers}"
+            + (f" — {why}" if why else ""))
+
+
 def render_markdown(report: Report) -> str:
     result, w = report.result, report.result.window
     status = "complete run: every input given was read" if result.status == "complete" else \
@@ -48,6 +74,10 @@ def render_markdown(report: Report) -> str:
     lines += [f"> {md(r)}" for r in result.status_reasons]
     lines += [f"> {md(n)}" for n in report.notices]
     if len(lines) > 2:
+        lines.append("")
+    if result.slos:
+        lines.append("Can these SLOs be trusted?")
+        lines += [_slo_line(a) for a in result.slos]
         lines.append("")
     if report.coverage_share is not None:
         lines.append(f"Telemetry coverage: the mesh metrics counted {report.coverage_share * 100:.1f}% of the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,8 @@ def _name_contract_objects() -> tuple[dict[str, Any], ...]:
     )
 
 
+
+
 def demo_dashboard() -> dict[str, Any]:
     """A Grafana dashboard (export format) whose panels filter on the job name people expect."""
     return {"title": "Payments SLO", "uid": "payments-slo", "schemaVersion": 39, "panels": [
@@ -110,13 +113,16 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
     built = build(spec, out / "scenario")
     dashboard = out / "scenario" / "payments-dashboard.json"
     dashboard.write_text(json.dumps(demo_dashboard(), indent=1))
+    slos = out / "scenario" / "slos.yaml"
+    slos.write_text((resources.files("obsgap.scenario") / "demo_slos.yaml").read_text(encoding="utf-8"))
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
     server = serve_openmetrics(built.metrics, out / "scenario")
     try:
         say(f"Prometheus serving on {server.url}")
         plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=PrometheusOptions(url=server.url),
                        settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS),
-                       kube_snapshots=(built.topology,), logs=(str(built.logs),), dashboards=(dashboard,))
+                       kube_snapshots=(built.topology,), logs=(str(built.logs),), dashboards=(dashboard,),
+                       slo_paths=(slos,))
         outcome = engine.run(plan, say)
         paths = write_outputs(outcome.result, out)
     finally:

@@ -52,6 +52,9 @@ class Truth:
 
     server_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     mesh_destination_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    server_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Requests answered 5xx, as the server's logs show them."""
+    mesh_destination_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     mesh_source_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     tcp_connections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unknown_source_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -553,6 +556,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
 
     # --- server side ---
     truth.server_requests[key] += 1
+    truth.server_errors[key] += status >= 500
     if keep_latencies:
         truth.latencies_ms[key].append(dur)
     if target.app_logs != "none":
@@ -612,6 +616,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
             if not lost:
                 metrics.inc("istio_requests", labels | scrape_labels(server))
                 truth.mesh_destination_requests[key] += 1
+                truth.mesh_destination_errors[key] += status >= 500
                 hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
                 if target.istio_histogram:
                     metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),

@@ -179,6 +179,14 @@ class PrometheusSource:
                 rows.append(labels | {"t": float(t), "value": float(v)})
         return QueryResult(name, pd.DataFrame(rows))
 
+    def query_promql(self, label: str, promql: str, at: datetime) -> QueryResult:
+        """A query obsgap did not write (an SLO's SLI), as an instant query at `at`. Failures are recorded."""
+        try:
+            body = self._instant(promql, at)
+        except (requests.RequestException, PrometheusApiClientException) as exc:
+            return self._failed(label, exc)
+        return self._result(label, body)
+
     def _instant(self, promql: str, at: datetime) -> dict[str, Any]:
         self.queries_issued += 1
         return self._get("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}", "stats": "all"})

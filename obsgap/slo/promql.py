@@ -1,0 +1,186 @@
+"""What an SLI's PromQL selects, read with a real parser (promql-parser), and the same query over another window.
+
+SLO tools template their queries (Sloth's `{{.window}}`); a template is filled with the window before parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import promql_parser as pp
+
+from obsgap.errors import InputError
+
+_TEMPLATE = re.compile(r"\{\{\s*\.window\s*\}\}")
+_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+COMPARISONS = frozenset({">", "<", ">=", "<=", "==", "!="})
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str
+    """=, !=, =~ or !~"""
+    value: str
+
+    def matches(self, value: str) -> bool:
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        try:
+            hit = re.fullmatch(self.value, value) is not None  # Prometheus regexes are anchored
+        except re.error:
+            return False
+        return hit if self.op == "=~" else not hit
+
+    def text(self) -> str:
+        return f"{self.name}{self.op}{json.dumps(self.value)}"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One vector selector of the query: the metric and its label matchers."""
+
+    metric: str
+    matchers: tuple[Matcher, ...]
+
+    def label(self, name: str) -> tuple[Matcher, ...]:
+        return tuple(m for m in self.matchers if m.name == name)
+
+    def equal(self, name: str) -> str | None:
+        """The value a `name="..."` matcher pins, if any."""
+        return next((m.value for m in self.matchers if m.name == name and m.op == "="), None)
+
+    def text(self, without: frozenset[str] = frozenset()) -> str:
+        inner = ",".join(m.text() for m in self.matchers if m.name not in without)
+        return f"{self.metric}{{{inner}}}"
+
+    @property
+    def family(self) -> str:
+        """A histogram's family name for its _bucket/_count/_sum series."""
+        for suffix in ("_bucket", "_count", "_sum"):
+            if self.metric.endswith(suffix):
+                return self.metric[: -len(suffix)]
+        return self.metric
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    """What one SLI query reads and how."""
+
+    text: str
+    """The query with its template filled, as given."""
+    selectors: tuple[Selector, ...]
+    rate: bool
+    """The outermost range function is a per-second rate (rate/irate): a count over W is the value times W."""
+    bare: bool
+    """A bare selector (Pyrra, OpenSLO `counter: true`): the counter itself, to be increased over the window."""
+    quantile: float | None = None
+    """histogram_quantile(q, ...) reads the q-quantile."""
+    threshold: float | None = None
+    """The number a comparison (`> 0.25`) holds the query against."""
+    comparison: str | None = None
+
+
+def fill(template: str, window: str) -> str:
+    return _TEMPLATE.sub(window, template)
+
+
+def parse(query: str, window: str = "5m") -> Any:
+    try:
+        return pp.parse(fill(query, window))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"PromQL {query[:200]!r} does not parse: {exc}") from exc
+
+
+def _nodes(expr: Any) -> Iterator[Any]:
+    yield expr
+    for attr in ("lhs", "rhs", "expr", "vector_selector", "param"):
+        child = getattr(expr, attr, None)
+        if child is not None and not isinstance(child, str | int | float):
+            yield from _nodes(child)
+    for arg in getattr(expr, "args", None) or ():
+        yield from _nodes(arg)
+
+
+def _selector(vs: Any) -> Selector:
+    matchers = []
+    name = vs.name or ""
+    for m in vs.matchers.matchers:
+        if m.name == "__name__" and str(m.op) == "MatchOp.Equal":
+            name = m.value
+            continue
+        matchers.append(Matcher(m.name, _OPS.get(str(m.op), "="), m.value))
+    return Selector(name, tuple(matchers))
+
+
+def shape(query: str, window: str = "5m") -> QueryShape:
+    expr = parse(query, window)
+    selectors: list[Selector] = []
+    rate = False
+    quantile = threshold = None
+    comparison = None
+    for node in _nodes(expr):
+        if isinstance(node, pp.VectorSelector):
+            sel = _selector(node)
+            if sel not in selectors:
+                selectors.append(sel)
+        elif isinstance(node, pp.Call):
+            name = node.func.name
+            if name in ("rate", "irate") and not rate:
+                rate = True
+            if name == "histogram_quantile" and node.args and isinstance(node.args[0], pp.NumberLiteral):
+                quantile = float(node.args[0].val)
+        elif isinstance(node, pp.BinaryExpr) and str(node.op) in COMPARISONS and threshold is None:
+            for side in (node.rhs, node.lhs):
+                if isinstance(side, pp.NumberLiteral):
+                    threshold, comparison = float(side.val), str(node.op)
+    return QueryShape(fill(query, window), tuple(selectors), rate, isinstance(expr, pp.VectorSelector), quantile,
+                      threshold, comparison)
+
+
+def duration(seconds: int) -> str:
+    return pp.display_duration(timedelta(seconds=seconds))
+
+
+def seconds(text: str) -> int | None:
+    try:
+        return int(pp.parse_duration(text).total_seconds())
+    except (ValueError, TypeError):
+        return None
+
+
+def over_window(query: str, window_seconds: int) -> str:
+    """The same query with every range (`[5m]`, a template) set to the window, so it measures the window."""
+    w = duration(window_seconds)
+    expr = parse(query, w)
+
+    def post(node: Any) -> Any:
+        if isinstance(node, pp.MatrixSelector):
+            vs = node.vector_selector
+            text = _selector(vs).text() + f"[{w}]"
+            if vs.offset:
+                text += f" offset {duration(int(vs.offset.total_seconds()))}"
+            return pp.parse(text)
+        return None
+
+    return str(pp.transform(expr, post_visit=post))
+
+
+def counted(query: str, window_seconds: int) -> str:
+    """A query's events over the window: bare counters are increased over it, the rest measured over it."""
+    s = shape(query)
+    if s.bare:
+        return f"sum(increase({s.selectors[0].text()}[{duration(window_seconds)}]))"
+    return over_window(query, window_seconds)
+
+
+def selects(selector: Selector, labels: Mapping[str, str]) -> bool:
+    """Whether a series with these labels would be selected (matchers only: the metric name is the caller's)."""
+    return all(m.matches(labels.get(m.name, "")) for m in selector.matchers)

@@ -1,0 +1,329 @@
+"""SLO trust: real Sloth, Pyrra and OpenSLO files (tests/data/slo, adapted only in their selectors) against a mesh
+whose truth is known, through a real Prometheus; every number of the table held against that truth."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from obsgap import engine
+from obsgap.cli import main
+from obsgap.config import RunPlan
+from obsgap.errors import InputError
+from obsgap.evidence import CheckInputs, CheckSettings
+from obsgap.model import Window
+from obsgap.render.markdown import render_markdown
+from obsgap.report.build import build_report
+from obsgap.scenario.simulate import build
+from obsgap.scenario.spec import ENVOY_DEFAULT_BUCKETS, FlowSpec, ScenarioSpec, ServiceSpec
+from obsgap.slo.assess import assess
+from obsgap.slo.load import load_documents, load_files
+from obsgap.slo.measure import Measured
+from obsgap.slo.spec import SloSpec
+from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.testbed.promserver import serve_openmetrics
+from tests.kube_api import Cluster, serving
+
+SLO_DATA = Path(__file__).resolve().parent / "data" / "slo"
+INFERENCE_BUCKETS = (10.0, 25.0, 50.0, 100.0, 250.0)
+
+
+def _spec() -> ScenarioSpec:
+    return ScenarioSpec(
+        "slo", (("shop", True),),
+        (ServiceSpec("shop", "checkout", pods_without_proxy=1, error_rate=0.03),  # half its traffic bypasses Envoy
+         ServiceSpec("shop", "search", error_rate=0.02),  # healthy
+         ServiceSpec("shop", "catalog", latency_median_ms=200, latency_sigma=0.6),  # le="300" is no Envoy bound
+         ServiceSpec("shop", "inference", latency_median_ms=400, latency_sigma=0.5,
+                     istio_buckets=INFERENCE_BUCKETS),  # everything above 250 ms lands in +Inf
+         ServiceSpec("shop", "payments", app_histogram="http_request_duration_seconds", metrics_port=9090,
+                     job="payments-svc"),  # the SLO selects job="payments"
+         ServiceSpec("shop", "web")),
+        tuple(FlowSpec("shop/web", f"shop/{s}", 8080, rps) for s, rps in
+              (("checkout", 2.0), ("search", 2.0), ("catalog", 1.5), ("inference", 1.0), ("payments", 1.0))),
+        hours=0.5, scrape_interval_s=30)
+
+
+@pytest.fixture(scope="module")
+def slo_run(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None):  # type: ignore[no-untyped-def]
+    spec = _spec()
+    tmp = tmp_path_factory.mktemp("slo")
+    built = build(spec, tmp / "mesh")
+    server = serve_openmetrics(built.metrics, tmp / "mesh")
+    plan = RunPlan(window=Window(spec.start, spec.end), out_dir=tmp / "out",
+                   prometheus=PrometheusOptions(url=server.url), kube_snapshots=(built.topology,),
+                   logs=(str(built.logs),), slo_paths=(SLO_DATA,))
+    try:
+        result = engine.run(plan).result
+        yield result, built, server, tmp
+    finally:
+        server.stop()
+
+
+def _rows(result: Any) -> dict[tuple[str, str], Any]:
+    return {(a.measured.spec.tool, a.measured.spec.name): a for a in result.slos}
+
+
+def _truth_ratio(truth: Any, key: str) -> tuple[int, int]:
+    return truth.server_requests[key], truth.server_errors[key]
+
+
+def test_every_real_slo_file_is_read(slo_run) -> None:  # type: ignore[no-untyped-def]
+    result, *_ = slo_run
+    assert sorted(_rows(result)) == sorted([
+        ("sloth", "requests-availability"), ("sloth-crd", "requests-availability"),
+        ("openslo", "sloth-slo-my-service"), ("prometheus-rule", "requests-availability"),
+        ("pyrra", "prometheus-http-latency-dynamic"), ("pyrra", "apiserver-requests-dynamic"),
+        ("openslo", "search-slo")])
+    slos = result.sources.slos
+    assert slos["files"] == 8 - 1 and slos["slos"] == 7  # PROVENANCE.md is no SLO file
+    assert slos["gaps"] == []
+    run = next(c for c in result.checks if c.check == "slo-untrustworthy")
+    assert run.status == "ran"
+
+
+def test_bypass_biases_the_istio_sli(slo_run) -> None:  # type: ignore[no-untyped-def]
+    result, built, *_ = slo_run
+    a = _rows(result)[("sloth-crd", "requests-availability")]
+    truth = built.truth
+    requests, errors = _truth_ratio(truth, "shop/checkout")
+    mesh, mesh_errors = truth.mesh_destination_requests["shop/checkout"], truth.mesh_destination_errors["shop/checkout"]
+    assert a.services == ("shop/checkout",) and a.verdict == "biased"
+    assert [p.cause for p in a.problems] == ["sli-misses-traffic"]
+    assert a.requests_logs == requests  # every logged request of both pods
+    assert a.requests_metric == pytest.approx(mesh, rel=0.04)  # rate() over the window extrapolates a little
+    assert a.coverage == pytest.approx(mesh / requests, abs=0.03) and 0.35 < a.coverage < 0.65
+    assert a.sli_logs == pytest.approx(1 - errors / requests, abs=1e-6)
+    assert a.sli_metric == pytest.approx(1 - mesh_errors / mesh, abs=0.003)
+    assert a.budget_logs == pytest.approx((errors / requests) / (1 - 0.999), abs=0.002)
+    assert a.budget_metric == pytest.approx((1 - a.sli_metric) / (1 - 0.999), abs=0.002)
+
+
+@pytest.mark.parametrize("tool,name", [("pyrra", "apiserver-requests-dynamic"), ("openslo", "sloth-slo-my-service"),
+                                       ("prometheus-rule", "requests-availability")])
+def test_healthy_slos_are_trustworthy(slo_run, tool: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    result, built, *_ = slo_run
+    a = _rows(result)[(tool, name)]
+    requests, errors = _truth_ratio(built.truth, "shop/search")
+    assert a.services == ("shop/search",) and a.verdict == "trustworthy" and a.problems == ()
+    assert a.requests_logs == requests and a.sli_logs == pytest.approx(1 - errors / requests, abs=1e-6)
+    assert a.coverage == pytest.approx(1.0, abs=0.04)
+    assert a.sli_metric == pytest.approx(a.sli_logs, abs=0.004)
+    objective = a.measured.spec.objective
+    assert objective in (0.99, pytest.approx(0.999))
+    assert a.budget_logs == pytest.approx((errors / requests) / (1 - objective), abs=0.002)
+
+
+def test_renamed_job_selects_nothing(slo_run) -> None:  # type: ignore[no-untyped-def]
+    result, built, *_ = slo_run
+    a = _rows(result)[("sloth", "requests-availability")]
+    assert a.verdict == "broken" and {p.cause for p in a.problems} == {"selector-matches-nothing"}
+    assert dict(a.measured.selector_series) == {
+        'http_request_duration_seconds_count{job="payments",code=~"(5..|429)"}': 0,
+        'http_request_duration_seconds_count{job="payments"}': 0}
+    assert a.services == ("shop/payments",)  # found by the SLO's service name: the job names none
+    assert "'payments-svc'" in a.problems[0].reason  # the job that does scrape its pods
+    assert a.requests_logs == built.truth.server_requests["shop/payments"] and not a.requests_metric
+
+
+def test_threshold_that_is_no_bucket_bound(slo_run) -> None:  # type: ignore[no-untyped-def]
+    result, built, *_ = slo_run
+    a = _rows(result)[("pyrra", "prometheus-http-latency-dynamic")]
+    assert a.verdict == "broken" and [p.cause for p in a.problems] == ["threshold-not-a-bucket-bound"]
+    assert a.threshold == 300 and a.unit == "ms"
+    assert a.bounds == tuple(float(b) for b in ENVOY_DEFAULT_BUCKETS)
+    assert "250 ms and 500 ms are the nearest" in a.problems[0].fix
+    assert dict(a.measured.selector_series)[
+        'istio_request_duration_milliseconds_bucket{reporter="destination",destination_service_name="catalog",'
+        'le="300"}'] == 0
+    latencies = built.truth.latencies_ms["shop/catalog"]
+    assert a.sli_logs == pytest.approx(sum(1 for d in latencies if d <= 300) / len(latencies), abs=0.02)
+
+
+def test_quantile_above_the_top_bound_is_saturated(slo_run) -> None:  # type: ignore[no-untyped-def]
+    result, built, *_ = slo_run
+    a = _rows(result)[("openslo", "search-slo")]
+    assert a.verdict == "broken" and [p.cause for p in a.problems] == ["latency-saturated"]
+    assert a.bounds == INFERENCE_BUCKETS and a.threshold == 500
+    assert a.sli_metric == pytest.approx(250.0)  # histogram_quantile cannot report above the top finite bound
+    latencies = sorted(built.truth.latencies_ms["shop/inference"])
+    p99 = latencies[math.ceil(0.99 * len(latencies)) - 1]
+    assert a.sli_logs == pytest.approx(p99, rel=0.03) and a.sli_logs > 500  # the real p99 breaks the SLO
+
+
+def test_findings_and_report_table(slo_run) -> None:  # type: ignore[no-untyped-def]
+    result, *_ = slo_run
+    found = [f for f in result.findings if f.check == "slo-untrustworthy"]
+    assert sorted((f.cause, f.severity.value) for f in found) == [
+        ("latency-saturated", "critical"), ("selector-matches-nothing", "critical"),
+        ("sli-misses-traffic", "warning"), ("threshold-not-a-bucket-bound", "critical")]
+    for f in found:
+        ev = f.evidence
+        for key in ("objective", "sli_metric", "sli_logs", "budget_metric", "budget_logs", "coverage", "threshold",
+                    "bounds", "verdict", "causes"):
+            assert key in ev, key
+    report = build_report(result)
+    md = render_markdown(report).splitlines()
+    start = md.index("Can these SLOs be trusted?")
+    assert start < md.index("Fix first:")  # first in summary.md
+    table = [line for line in md[start + 1:] if line.startswith("- ")][:7]
+    assert sum("BROKEN" in line for line in table) == 3 and sum("TRUSTWORTHY" in line for line in table) == 3
+    assert sum("BIASED" in line for line in table) == 1
+
+
+def test_report_json_and_html_carry_the_table(slo_run) -> None:  # type: ignore[no-untyped-def]
+    from obsgap.report.publish import write_outputs
+
+    result, _, _, tmp = slo_run
+    out = tmp / "written"
+    write_outputs(result, out)
+    doc = json.loads((out / "findings.json").read_text())
+    rows = {(r["tool"], r["slo"]): r for r in doc["slos"]}
+    assert len(rows) == 7 and rows[("sloth-crd", "requests-availability")]["verdict"] == "biased"
+    html = (out / "report.html").read_text()
+    table = html.split('id="slo-table"')[1].split("</table>")[0]
+    assert table.count("<tr class=\"verdict-") == 7
+    # near the top: after the first screen's status and findings to fix first, before the list of findings
+    assert html.index('id="fix-first"') < html.index('id="slos"') < html.index('id="findings"')
+
+
+def test_obsgap_slo_prints_the_table(slo_run) -> None:  # type: ignore[no-untyped-def]
+    _, built, server, tmp = slo_run
+    spec = built.spec
+    res = CliRunner().invoke(main, [
+        "slo", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology), "--logs", str(built.logs),
+        "--slo", str(SLO_DATA), "--start", spec.start.isoformat(), "--end", spec.end.isoformat()])
+    assert res.exit_code == 1, res.output  # some SLO cannot be trusted
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("SLO") and "verdict" in lines[0]
+    for name in ("requests-availability", "prometheus-http-latency-dynamic", "search-slo"):
+        assert any(name in line for line in lines)
+    assert sum(" broken " in f" {line} " for line in lines) == 3
+    assert not (tmp / "reports").exists()  # a quick look writes no report
+
+
+def test_loader_reports_what_it_cannot_measure(tmp_path: Path) -> None:
+    f = tmp_path / "slos.yaml"
+    f.write_text("""apiVersion: pyrra.dev/v1alpha1
+kind: ServiceLevelObjective
+metadata: {name: up, namespace: monitoring}
+spec:
+  target: "99"
+  window: 4w
+  indicator:
+    bool_gauge:
+      metric: up{job="x"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+---
+version: prometheus/v1
+service: s
+slos:
+  - name: plugin-slo
+    objective: 99
+    sli:
+      plugin: {id: sloth-common/kubernetes/apiserver/availability}
+""")
+    loaded = load_files([f])
+    assert loaded.slos == [] and loaded.ignored == 1
+    assert len(loaded.gaps) == 2 and "bool_gauge" in loaded.gaps[0] and "plugin" in loaded.gaps[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: prometheus/v1\nslos: [\n")
+    with pytest.raises(InputError, match=r"bad\.yaml:\d+:\d+: not YAML"):
+        load_files([bad])
+    with pytest.raises(InputError, match="no such file"):
+        load_files([tmp_path / "missing"])
+    # a query that does not parse is a gap of that SLO, never a traceback
+    broken = load_documents([("x", {"version": "prometheus/v1", "service": "s", "slos": [
+        {"name": "n", "objective": 99, "sli": {"events": {"error_query": "sum(rate(", "total_query": "up"}}}]})])
+    assert broken.slos == [] and broken.gaps == [
+        "x: SLO n: PromQL 'sum(rate(' does not parse: unclosed left parenthesis"]
+    # an SLI Prometheus could not run says so, and is not called trustworthy
+    spec = SloSpec("sloth", "f", "n", "s", 0.99, "30d", "ratio", "up", bad="up")
+    assert assess(Measured(spec, error="query failed"), CheckInputs(
+        Window(_spec().start, _spec().end), CheckSettings())).verdict == "unverified"
+
+
+def test_error_ratio_that_differs_from_the_logs() -> None:
+    """The pure rule on typed numbers: the metrics' error ratio far from the logs' is biased, within noise not."""
+    import pandas as pd
+
+    from obsgap.evidence import LogEvidence
+    from obsgap.sources.kube.build import build_topology
+
+    objects = [{"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+               {"kind": "Service", "metadata": {"name": "cart", "namespace": "shop"},
+                "spec": {"selector": {"app": "cart"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+               {"kind": "Pod", "metadata": {"name": "cart-1", "namespace": "shop", "labels": {"app": "cart"}},
+                "spec": {"containers": [{"name": "cart"}, {"name": "istio-proxy"}]},
+                "status": {"podIP": "10.0.0.5", "phase": "Running"}}]
+    topo = build_topology(objects, [])
+    inbound = pd.DataFrame([{"namespace": "shop", "pod": "cart-1", "container": "cart", "origin": "app",
+                             "port": 8080, "http": True, "http_requests": 10000, "requests": 10000, "errors": 300,
+                             "first_ms": 0, "last_ms": 1}])
+    logs = LogEvidence(inbound, pd.DataFrame(), pd.DataFrame(), {})
+    spec = SloSpec("sloth", "f", "cart-availability", "cart", 0.999, "30d", "ratio",
+                   'sum(rate(istio_requests_total{destination_service_name="cart"}[5m]))',
+                   bad='sum(rate(istio_requests_total{destination_service_name="cart",response_code=~"5.."}[5m]))')
+    window = _spec()
+    inputs = CheckInputs(Window(window.start, window.end), CheckSettings(), topo, None, logs)
+    far = assess(Measured(spec, None, (), 10000.0, 10.0, 0.001), inputs)  # metrics: 0.1% errors, logs: 3%
+    assert far.verdict == "biased" and [p.cause for p in far.problems] == ["error-ratio-differs"]
+    assert far.budget_metric == pytest.approx(1.0) and far.budget_logs == pytest.approx(30.0)
+    near = assess(Measured(spec, None, (), 10000.0, 295.0, 0.0295), inputs)
+    assert near.verdict == "trustworthy" and near.coverage == pytest.approx(1.0)
+
+
+def test_slo_objects_from_a_live_cluster(tmp_path: Path) -> None:
+    import yaml
+
+    from obsgap.sources.kube.live import LiveOptions
+    from obsgap.sources.kube.slos import load_live_slos
+
+    objects = [yaml.safe_load((SLO_DATA / "sloth-k8s-getting-started.yml").read_text()),
+               yaml.safe_load((SLO_DATA / "pyrra-dynamic-burn-rate-ratio.yaml").read_text())]
+    cluster = Cluster(objects)
+    with serving(cluster, tmp_path) as kubeconfig:
+        found, gaps = load_live_slos(LiveOptions(kubeconfig=str(kubeconfig)))
+    loaded = load_documents(found)
+    assert sorted(s.tool for s in loaded.slos) == ["pyrra", "sloth-crd"]
+    assert [o for o, _ in found] == ["PrometheusServiceLevel monitoring/sloth-slo-my-service",
+                                     "ServiceLevelObjective monitoring/apiserver-requests-dynamic"]
+    assert gaps == ["PrometheusRule: CRD prometheusrules.monitoring.coreos.com not installed"]
+    cluster.forbidden.add("/apis/pyrra.dev/v1alpha1/servicelevelobjectives")
+    with serving(cluster, tmp_path) as kubeconfig:
+        found, gaps = load_live_slos(LiveOptions(kubeconfig=str(kubeconfig)))
+    assert [o for o, _ in found] == ["PrometheusServiceLevel monitoring/sloth-slo-my-service"]
+    assert any("ServiceLevelObjective: list forbidden (HTTP 403)" in g for g in gaps)
+
+
+def test_live_cluster_slos_through_the_engine(slo_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`obsgap report --kubeconfig`: the cluster's SLO objects are judged like files, the missing CRD noted."""
+    import yaml
+
+    from obsgap.sources.kube.live import LiveOptions
+    from tests.kube_api import cluster_of_scenario
+
+    _, built, server, _ = slo_run
+    spec = built.spec
+    cluster = cluster_of_scenario(built.topology, built.logs)
+    cluster.objects += [yaml.safe_load((SLO_DATA / "sloth-k8s-getting-started.yml").read_text()),
+                        yaml.safe_load((SLO_DATA / "pyrra-dynamic-burn-rate-ratio.yaml").read_text())]
+    with serving(cluster, tmp_path) as kubeconfig:
+        result = engine.run(RunPlan(window=Window(spec.start, spec.end), out_dir=tmp_path / "out",
+                                    prometheus=PrometheusOptions(url=server.url),
+                                    kube_live=LiveOptions(kubeconfig=str(kubeconfig)),
+                                    logs=(str(built.logs),))).result
+    verdicts = {(a.measured.spec.tool, a.measured.spec.origin): a.verdict for a in result.slos}
+    assert verdicts == {("sloth-crd", "PrometheusServiceLevel monitoring/sloth-slo-my-service"): "biased",
+                        ("pyrra", "ServiceLevelObjective monitoring/apiserver-requests-dynamic"): "trustworthy"}
+    assert result.sources.slos["from_cluster"] == 2
+    assert result.sources.slos["gaps"] == ["PrometheusRule: CRD prometheusrules.monitoring.coreos.com not installed"]
+    assert result.status == "complete"  # a CRD that is not installed is a note, not a failure
