@@ -109,8 +109,23 @@ def hostile_result() -> ScanResult:
                                                       (findings[0].id,)),)) for h in HOSTILE))
 
 
+def with_hostile_slos(result: ScanResult) -> ScanResult:
+    """The same hostile strings as an SLO's name, service, origin and operator (files anyone may write)."""
+    from obsgap.evidence import CheckInputs, CheckSettings
+    from obsgap.slo.assess import assess
+    from obsgap.slo.measure import Measured
+    from obsgap.slo.spec import SloSpec
+
+    rows = []
+    for i, h in enumerate(HOSTILE):
+        spec = SloSpec("openslo", h, h, h, 0.99, h, "quantile", "", quantile="histogram_quantile(0.99, x_bucket)",
+                       threshold=float(i), op=h)
+        rows.append(assess(Measured(spec, error=h), CheckInputs(result.window, CheckSettings())))
+    return replace(result, slos=tuple(rows))
+
+
 def hostile_report() -> str:
-    return render_html(build_report(hostile_result()))
+    return render_html(build_report(with_hostile_slos(hostile_result())))
 
 
 def test_hostile_names_never_execute(tmp_path: Path) -> None:

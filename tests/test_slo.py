@@ -116,6 +116,10 @@ def test_healthy_slos_are_trustworthy(slo_run, tool: str, name: str) -> None:  #
     assert a.sli_metric == pytest.approx(a.sli_logs, abs=0.004)
     objective = a.measured.spec.objective
     assert objective in (0.99, pytest.approx(0.999))
+    facts = a.as_dict()["queries"]  # what the parser learnt of the SLI's queries
+    assert all(q["metrics"] == ["istio_requests_total"] for q in facts)
+    if tool == "prometheus-rule":  # Sloth's 5m recording rule: summed rates over five minutes
+        assert [(q["aggregations"], q["ranges_seconds"], q["rate"]) for q in facts] == [(["sum"], [300], True)] * 2
     assert a.budget_logs == pytest.approx((errors / requests) / (1 - objective), abs=0.002)
 
 
@@ -327,3 +331,21 @@ def test_live_cluster_slos_through_the_engine(slo_run, tmp_path: Path) -> None: 
     assert result.sources.slos["from_cluster"] == 2
     assert result.sources.slos["gaps"] == ["PrometheusRule: CRD prometheusrules.monitoring.coreos.com not installed"]
     assert result.status == "complete"  # a CRD that is not installed is a note, not a failure
+
+
+def test_hostile_slo_files_stay_inert() -> None:
+    """Names, services, operators and queries come from files anyone may write: inert in every output (the
+    browser test opens the same report)."""
+    from obsgap.render.html import render_html
+    from obsgap.slo.table import slo_table
+    from tests.test_report import HOSTILE, assert_inert_markdown, hostile_result, with_hostile_slos
+
+    result = with_hostile_slos(hostile_result())
+    report = build_report(result)
+    assert_inert_markdown(render_markdown(report), HOSTILE)
+    html = render_html(report)
+    table = html.split('id="slo-table"')[1].split("</table>")[0]
+    assert "<script>" not in table and "<img" not in table and "&lt;script&gt;" in table
+    assert table.count('<tr class="verdict-unverified">') == len(HOSTILE)
+    text = slo_table(result.slos)
+    assert "\u2028" not in text and "\x1b" not in text and text.count("\n") >= len(HOSTILE)

@@ -54,7 +54,7 @@ def _burn(value: float | None) -> str:
 def _slo_line(a: SloAssessment) -> str:
     spec = a.measured.spec
     quantile = spec.kind == "quantile"
-    target = f"{spec.op} {spec.threshold:g} {a.unit}" if quantile and spec.threshold is not None else \
+    target = f"{md(spec.op)} {spec.threshold:g} {a.unit}" if quantile and spec.threshold is not None else \
         f"{spec.objective * 100:g}%" if spec.objective is not None else "no objective"
     numbers = f"SLI {_sli(a.sli_metric, quantile, a.unit)} by the metrics, {_sli(a.sli_logs, quantile, a.unit)} " \
               "by the logs"
@@ -62,7 +62,7 @@ def _slo_line(a: SloAssessment) -> str:
         numbers += f"; budget burn {_burn(a.budget_metric)} by the metrics, {_burn(a.budget_logs)} by the logs"
     why = "; ".join(f"{code(p.cause)} {md(p.reason)}" for p in a.problems) or (md(a.measured.error or ""))
     where = ", ".join(a.services) or spec.service
-    return (f"- {a.verdict.upper()} {code(spec.name)} ({spec.tool}, {code(where)}): {target}; {numbers}"
+    return (f"- {a.verdict.upper()} {code(spec.name)} ({code(spec.tool)}, {code(where)}): {target}; {numbers}"
             + (f" — {why}" if why else ""))
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 import pandas as pd
 
+from obsgap.errors import InputError
 from obsgap.evidence import CheckInputs
 from obsgap.model import Service
 from obsgap.slo.measure import Measured
@@ -80,7 +81,18 @@ class SloAssessment:
                 "budget_logs": self.budget_logs, "coverage": self.coverage, "requests_metric": self.requests_metric,
                 "requests_logs": self.requests_logs, "threshold": self.threshold, "unit": self.unit or None,
                 "bounds": list(self.bounds), "services": list(self.services), "error": self.measured.error,
-                "selectors": [{"selector": s, "series": n} for s, n in self.measured.selector_series]}
+                "selectors": [{"selector": s, "series": n} for s, n in self.measured.selector_series],
+                "queries": [_query_facts(q) for q in spec.queries]}
+
+
+def _query_facts(query: str) -> dict[str, object]:
+    """What the parser learnt of one SLI query: its metrics, aggregation and own window."""
+    try:
+        s = shape(query)
+    except InputError:
+        return {"query": query}
+    return {"query": s.text, "metrics": sorted({sel.metric for sel in s.selectors}), "aggregations": list(
+        s.aggregations), "ranges_seconds": list(s.ranges), "rate": s.rate, "quantile": s.quantile}
 
 
 def _unit(family: str) -> tuple[str, float]:

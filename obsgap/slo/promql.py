@@ -86,6 +86,10 @@ class QueryShape:
     threshold: float | None = None
     """The number a comparison (`> 0.25`) holds the query against."""
     comparison: str | None = None
+    aggregations: tuple[str, ...] = ()
+    """`sum by (le)`, `sum`: how the query aggregates, outermost first."""
+    ranges: tuple[int, ...] = ()
+    """The range of every range selector, in seconds (the SLI's own window: 300 for `[5m]`)."""
 
 
 def fill(template: str, window: str) -> str:
@@ -126,7 +130,13 @@ def shape(query: str, window: str = "5m") -> QueryShape:
     rate = False
     quantile = threshold = None
     comparison = None
+    aggregations: list[str] = []
+    ranges: list[int] = []
     for node in _nodes(expr):
+        if isinstance(node, pp.AggregateExpr):
+            aggregations.append(f"{node.op} {node.modifier}".strip() if node.modifier else str(node.op))
+        elif isinstance(node, pp.MatrixSelector):
+            ranges.append(int(node.range.total_seconds()))
         if isinstance(node, pp.VectorSelector):
             sel = _selector(node)
             if sel not in selectors:
@@ -142,7 +152,7 @@ def shape(query: str, window: str = "5m") -> QueryShape:
                 if isinstance(side, pp.NumberLiteral):
                     threshold, comparison = float(side.val), str(node.op)
     return QueryShape(fill(query, window), tuple(selectors), rate, isinstance(expr, pp.VectorSelector), quantile,
-                      threshold, comparison)
+                      threshold, comparison, tuple(aggregations), tuple(dict.fromkeys(ranges)))
 
 
 def duration(seconds: int) -> str:
