@@ -213,7 +213,8 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
     try:
         plan = _plan(opts)
         if not plan.slo_paths and plan.kube_live is None:
-            raise InputError("--slo: give SLO files or folders (or a live cluster whose SLO objects to read)")
+            raise InputError("obsgap slo needs SLOs: give --slo FILE|FOLDER (or a live cluster whose SLO objects "
+                             "to read)")
         engine.preflight(plan)
     except InputError as exc:
         click.echo(f"obsgap: {_with_origin(ctx, str(exc))}", err=True)

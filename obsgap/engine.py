@@ -410,7 +410,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         slo_report["sli_queries"] = int(slo_report.pop("queries", 0))
         prom_report["queries"] = int(prom_report.get("queries") or 0) + slo_report["sli_queries"]
     sources = SourceReport(prom_report, kube_report, logs_report, slo_report)
-    slo_rows = assessments(_view(inputs, SloUntrustworthy.queries)) if measured and metrics is not None else ()
+    slo_rows = assessments(_view(inputs, SloUntrustworthy.queries)) if measured else ()
     reasons = partial_reasons(failures, sources, tuple(runs))
     result = ScanResult(
         generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window,

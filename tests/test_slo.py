@@ -349,3 +349,16 @@ def test_hostile_slo_files_stay_inert() -> None:
     assert table.count('<tr class="verdict-unverified">') == len(HOSTILE)
     text = slo_table(result.slos)
     assert "\u2028" not in text and "\x1b" not in text and text.count("\n") >= len(HOSTILE)
+
+
+def test_without_metrics_no_slo_is_called_trustworthy(slo_run) -> None:  # type: ignore[no-untyped-def]
+    """Logs alone confirm nothing: every SLO is unverified, and says why."""
+    _, built, _, _ = slo_run
+    spec = built.spec
+    res = CliRunner().invoke(main, ["slo", "-q", "--kube-snapshot", str(built.topology), "--logs", str(built.logs),
+                                    "--slo", str(SLO_DATA), "--start", spec.start.isoformat(), "--end",
+                                    spec.end.isoformat()])
+    assert res.exit_code == 0, res.output
+    rows = res.stdout.splitlines()[1:8]
+    assert len(rows) == 7 and all(row.rstrip().endswith("unverified") for row in rows)
+    assert res.stdout.count("not measured: no metrics were read") == 7

@@ -7,7 +7,8 @@ Verdicts:
 - biased: it measures, on the wrong sample or with the wrong value (its metric misses real traffic, its error
   ratio differs from the logs', its threshold is interpolated between bounds);
 - trustworthy: the logs agree with it;
-- unverified: nothing contradicts it, but no logs of its service were read to confirm it.
+- unverified: nothing contradicts it, but one side is missing: its SLI could not be run (no metrics, a query that
+  failed) or no logs of its service were read.
 """
 
 from __future__ import annotations
@@ -345,8 +346,8 @@ def assess(m: Measured, inputs: CheckInputs) -> SloAssessment:
         verdict = "broken"
     elif problems:
         verdict = "biased"
-    elif sli_logs is None or not enough:
-        verdict = "unverified"
+    elif m.error or sli_metric is None or sli_logs is None or not enough:
+        verdict = "unverified"  # one side of the comparison is missing: nothing confirms the SLI
     else:
         verdict = "trustworthy"
     return SloAssessment(
