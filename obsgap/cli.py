@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +99,20 @@ def _with_origin(ctx: click.Context, message: str) -> str:
     return message
 
 
+@contextmanager
+def _exit_on_errors(interrupted: str = "") -> Iterator[None]:
+    """A run's end on SIGINT/SIGTERM (128 + signal) or on an obsgap error (its exit code), in one line."""
+    try:
+        with interruptible():
+            yield
+    except Interrupted as exc:
+        click.echo(f"obsgap: interrupted by {exc}{interrupted}", err=True)
+        sys.exit(exc.exit_code)
+    except ObsgapError as exc:
+        click.echo(f"obsgap: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="obsgap")
 def main() -> None:
@@ -177,16 +193,10 @@ def report(ctx: click.Context, **opts: Any) -> None:
         say(f"replacing the report in {claim.path} (given with --out)")
     wrote = False
     try:
-        with interruptible():
+        with _exit_on_errors("; no report was written"):
             outcome = engine.run(replace(plan, out_dir=claim.path), say)
             paths = write_outputs(outcome.result, claim.path, plan.baseline, opts["plotly"])
             wrote = True
-    except Interrupted as exc:
-        click.echo(f"obsgap: interrupted by {exc}; no report was written", err=True)
-        sys.exit(exc.exit_code)
-    except ObsgapError as exc:
-        click.echo(f"obsgap: {exc}", err=True)
-        sys.exit(exc.exit_code)
     finally:
         claim.release(wrote)
     result = outcome.result
@@ -220,15 +230,8 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
         click.echo(f"obsgap: {_with_origin(ctx, str(exc))}", err=True)
         sys.exit(exc.exit_code)
     say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
-    try:
-        with interruptible():
-            outcome = engine.run(replace(plan, only_checks=("slo-untrustworthy",)), say)
-    except Interrupted as exc:
-        click.echo(f"obsgap: interrupted by {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except ObsgapError as exc:
-        click.echo(f"obsgap: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    with _exit_on_errors():
+        outcome = engine.run(replace(plan, only_checks=("slo-untrustworthy",)), say)
     for line in notices(outcome.result):
         click.echo(line, err=True)
     for gap in outcome.result.sources.slos.get("gaps") or []:

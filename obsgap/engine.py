@@ -80,8 +80,6 @@ def preflight(plan: RunPlan) -> None:
     for path in plan.slo_paths:
         if not path.exists():
             raise InputError(f"--slo {path}: no such file or directory")
-    if plan.slo_paths:
-        load_files(plan.slo_paths)  # a file that is not YAML is bad input: exit 2 before any work
     if plan.baseline is not None and not plan.baseline.exists():
         raise InputError(f"--baseline {plan.baseline}: no such file or directory")
     if plan.baseline is not None and plan.baseline.is_dir() and not (plan.baseline / "findings.json").is_file():
@@ -361,6 +359,8 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     say = progress or (lambda _msg: None)
     failures: list[str] = []
     checks = tuple(c for c in REGISTRY if not plan.only_checks or c.id in plan.only_checks)
+    # SLO files first: one that is not YAML is bad input (exit 2) before any other work
+    slo_specs, slo_report = _slos(plan, failures, say)
     say("reading topology")
     topo, kube_report = _topology(plan, failures)
     if plan.namespaces:
@@ -378,7 +378,6 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     kube_report["dashboards"] = {"files": len(plan.dashboards), "queries": len(panels), "gaps": dash_gaps}
     settings = replace(plan.settings, namespaces=plan.namespaces)  # one source of truth for the scope
     covered = _covered(plan, logs, metrics, prom_report, failures) if logs is not None and logs.partial else None
-    slo_specs, slo_report = _slos(plan, failures, say)
     measured = _measure_slos(plan, slo_specs, metrics is not None, say, slo_report) if slo_specs is not None \
         else None
     inputs = CheckInputs(plan.window, settings, topo, metrics, logs, tuple(panels), covered, measured, [index])
@@ -407,8 +406,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     findings.sort(key=lambda f: (-f.severity.rank, f.check, f.namespace or "", f.service or "", f.subject))
     contract = build_contract(_view(inputs, CONTRACT_QUERIES), tuple(findings)) if topo is not None else ()
     if measured is not None:
-        slo_report["sli_queries"] = int(slo_report.pop("queries", 0))
-        prom_report["queries"] = int(prom_report.get("queries") or 0) + slo_report["sli_queries"]
+        prom_report["queries"] = int(prom_report.get("queries") or 0) + int(slo_report.get("sli_queries") or 0)
     sources = SourceReport(prom_report, kube_report, logs_report, slo_report)
     slo_rows = assessments(_view(inputs, SloUntrustworthy.queries)) if measured else ()
     reasons = partial_reasons(failures, sources, tuple(runs))
@@ -459,7 +457,7 @@ def _measure_slos(plan: RunPlan, specs: list[SloSpec], metrics: bool, say: Progr
     for spec in specs:
         say(f"SLO {spec.name}")
         out.append(measure(spec, query, plan.window.seconds))
-    report["queries"] = source.queries_issued
+    report["sli_queries"] = source.queries_issued
     return tuple(out)
 
 

@@ -70,7 +70,10 @@ class Opened:
         self.page.wait_for_timeout(300)  # ResizeObserver callbacks, after the grid settles
         return int(want)
 
-    def close(self) -> None:
+    def __enter__(self) -> Opened:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
         self.context.close()
 
 
@@ -85,8 +88,7 @@ def _overlap(a: list[float], b: list[float]) -> bool:
 
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1440x900", "390x844"])
 def test_every_chart_fits_its_box(browser: Any, demo_page: Path, viewport: dict[str, int]) -> None:
-    view = Opened(browser, demo_page, viewport)
-    try:
+    with Opened(browser, demo_page, viewport) as view:
         drawn = view.expand_all()
         assert drawn >= 10  # histograms, traffic bars and timelines of the demo's findings
         boxes = view.page.evaluate(CHART_BOXES)
@@ -102,14 +104,11 @@ def test_every_chart_fits_its_box(browser: Any, demo_page: Path, viewport: dict[
         if viewport is PHONE:
             assert view.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert view.errors == []
-    finally:
-        view.close()
 
 
 def test_charts_follow_their_container(browser: Any, demo_page: Path) -> None:
     """A window made narrower redraws open charts at their new size."""
-    view = Opened(browser, demo_page, LAPTOP)
-    try:
+    with Opened(browser, demo_page, LAPTOP) as view:
         view.expand_all()
         view.page.set_viewport_size(PHONE)
         # Plotly redraws on the resize observer's callback: wait until every chart is back inside its cell
@@ -121,13 +120,10 @@ def test_charts_follow_their_container(browser: Any, demo_page: Path) -> None:
         for b in boxes:
             assert _inside(b["chart"], b["cell"]) and b["chart"][2] <= PHONE["width"], b
         assert view.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    finally:
-        view.close()
 
 
 def test_first_screen_answers(browser: Any, demo_page: Path) -> None:
-    view = Opened(browser, demo_page, LAPTOP)
-    try:
+    with Opened(browser, demo_page, LAPTOP) as view:
         page = view.page
         status = page.locator("#run-status").bounding_box()
         first = page.locator(".top-findings li").first
@@ -150,13 +146,10 @@ def test_first_screen_answers(browser: Any, demo_page: Path) -> None:
         assert page.locator("#sources-details").get_attribute("open") is None
         assert "first stored run" in (page.locator("#trends").text_content() or "")
         assert view.errors == []
-    finally:
-        view.close()
 
 
 def test_empty_mesh_series_said_in_words(browser: Any, demo_page: Path) -> None:
-    view = Opened(browser, demo_page, LAPTOP)
-    try:
+    with Opened(browser, demo_page, LAPTOP) as view:
         charts = view.data["charts"]
         silent = [i for i, cs in charts.items()
                   if any(c["kind"] == "lines" and len(c["lines"]) == 1 for c in cs)]
@@ -169,13 +162,10 @@ def test_empty_mesh_series_said_in_words(browser: Any, demo_page: Path) -> None:
             traces = view.page.evaluate(f"""() => Array.from(document.querySelectorAll('#finding-{i} .js-plotly-plot'))
                 .filter((d) => d.data.some((t) => t.type === 'scatter')).map((d) => d.data.length)""")
             assert traces == [1]
-    finally:
-        view.close()
 
 
 def test_each_copy_button_copies_its_snippet(browser: Any, demo_page: Path) -> None:
-    view = Opened(browser, demo_page, LAPTOP)
-    try:
+    with Opened(browser, demo_page, LAPTOP) as view:
         view.expand_all()
         snippets = view.data["snippets"]
         assert any(len(s) >= 3 for s in snippets.values()), "histogram findings offer several config forms"
@@ -191,8 +181,6 @@ def test_each_copy_button_copies_its_snippet(browser: Any, demo_page: Path) -> N
                 checked += 1
         assert checked == sum(len(s) for s in snippets.values()) >= 10
         assert view.errors == []
-    finally:
-        view.close()
 
 
 def test_hostile_strings_stay_inert(browser: Any, tmp_path: Path) -> None:
@@ -201,8 +189,7 @@ def test_hostile_strings_stay_inert(browser: Any, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(hostile_report())
     for viewport in (LAPTOP, PHONE):
-        view = Opened(browser, page, viewport, "#expand")
-        try:
+        with Opened(browser, page, viewport, "#expand") as view:
             view.expand_all()
             assert view.page.title().startswith("obsgap report")
             assert view.page.evaluate("document.querySelectorAll('img, iframe, object, embed').length") == 0
@@ -213,5 +200,3 @@ def test_hostile_strings_stay_inert(browser: Any, tmp_path: Path) -> None:
             assert view.errors == []
             if viewport is PHONE:
                 assert view.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        finally:
-            view.close()

@@ -362,3 +362,21 @@ def test_without_metrics_no_slo_is_called_trustworthy(slo_run) -> None:  # type:
     rows = res.stdout.splitlines()[1:8]
     assert len(rows) == 7 and all(row.rstrip().endswith("unverified") for row in rows)
     assert res.stdout.count("not measured: no metrics were read") == 7
+
+
+def test_a_slo_file_that_is_not_yaml_is_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "slos.yaml"
+    bad.write_text("version: prometheus/v1\nslos: [\n")
+    out = tmp_path / "out"
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps({"kind": "List", "items": [{"kind": "Namespace", "metadata": {"name": "a"}}]}))
+    for command in ("report", "slo"):
+        res = CliRunner().invoke(main, [command, "--slo", str(bad), "--kube-snapshot", str(snapshot), "--out",
+                                        str(out), "--window", "1h"])
+        assert res.exit_code == 2, res.output
+        errors = [line for line in res.stderr.splitlines() if line.startswith("obsgap:")]
+        assert len(errors) == 1 and f"{bad}:3:1: not YAML" in errors[0]
+        assert not out.exists() and "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["report", "--slo", str(tmp_path / "nope"), "--kube-snapshot", str(snapshot),
+                                    "--out", str(out)])
+    assert res.exit_code == 2 and "--slo" in res.stderr and "no such file or directory" in res.stderr

@@ -8,6 +8,7 @@ from obsgap.checks.base import Check, Skip
 from obsgap.evidence import CheckInputs
 from obsgap.model import Finding, ObjectRef, Severity, Suggestion
 from obsgap.slo.assess import SloAssessment, assess
+from obsgap.slo.promql import shape
 
 DOC = "https://sre.google/workbook/implementing-slos/"
 
@@ -72,5 +73,6 @@ class SloUntrustworthy(Check):
 
 
 def _metric(a: SloAssessment) -> str | None:
-    first = next(iter(a.measured.selector_series), None)
-    return first[0].split("{", 1)[0] if first else None
+    """The metric the SLI reads (a histogram's family)."""
+    selectors = [s for q in a.measured.spec.queries for s in shape(q).selectors]
+    return selectors[0].family if selectors else None

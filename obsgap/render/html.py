@@ -55,6 +55,7 @@ def report_data(report: Report, document: dict[str, Any]) -> dict[str, Any]:
     return {
         "findings": document["findings"], "coverage": document["coverage"], "contract": document["name_contract"],
         "charts": {v.finding.id: [asdict(c) for c in v.charts] for v in report.findings if v.charts},
+        "impact": {v.finding.id: v.impact for v in report.findings if v.impact},
         "snippets": {v.finding.id: [asdict(s) for s in v.finding.suggestion.forms]
                      for v in report.findings if v.finding.suggestion and v.finding.suggestion.forms},
         "coverage_chart": figures.coverage_chart(report.result.coverage) if report.result.coverage else None,

@@ -13,6 +13,7 @@ import re
 
 from obsgap.report.model import Report
 from obsgap.slo.assess import SloAssessment
+from obsgap.slo.table import cells
 
 TOP = 10
 
@@ -41,28 +42,13 @@ def code(text: object) -> str:
     return "`" + re.sub(r"\s+", " ", str(text)).replace("`", "ʼ") + "`"
 
 
-def _sli(value: float | None, quantile: bool, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:g} {unit}" if quantile else f"{value * 100:.3f}%"
-
-
-def _burn(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
 def _slo_line(a: SloAssessment) -> str:
-    spec = a.measured.spec
-    quantile = spec.kind == "quantile"
-    target = f"{md(spec.op)} {spec.threshold:g} {a.unit}" if quantile and spec.threshold is not None else \
-        f"{spec.objective * 100:g}%" if spec.objective is not None else "no objective"
-    numbers = f"SLI {_sli(a.sli_metric, quantile, a.unit)} by the metrics, {_sli(a.sli_logs, quantile, a.unit)} " \
-              "by the logs"
+    name, tool, where, target, sli_metric, sli_logs, burn_metric, burn_logs, _, verdict = cells(a)
+    numbers = f"SLI {sli_metric} by the metrics, {sli_logs} by the logs"
     if a.budget_metric is not None or a.budget_logs is not None:
-        numbers += f"; budget burn {_burn(a.budget_metric)} by the metrics, {_burn(a.budget_logs)} by the logs"
-    why = "; ".join(f"{code(p.cause)} {md(p.reason)}" for p in a.problems) or (md(a.measured.error or ""))
-    where = ", ".join(a.services) or spec.service
-    return (f"- {a.verdict.upper()} {code(spec.name)} ({code(spec.tool)}, {code(where)}): {target}; {numbers}"
+        numbers += f"; budget burn {burn_metric} by the metrics, {burn_logs} by the logs"
+    why = "; ".join(f"{code(p.cause)} {md(p.reason)}" for p in a.problems) or md(a.measured.error or "")
+    return (f"- {verdict.upper()} {code(name)} ({code(tool)}, {code(where)}): {md(target)}; {md(numbers)}"
             + (f" — {why}" if why else ""))
 
 

@@ -44,10 +44,6 @@ class HistoryView:
     runs: tuple[RunSummary, ...]
     """Stored runs and this one, oldest first."""
 
-    @property
-    def first_run(self) -> bool:
-        return self.baseline is None and len(self.runs) <= 1
-
 
 @dataclass(frozen=True)
 class Report:

@@ -65,10 +65,6 @@ class SloAssessment:
     bounds: tuple[float, ...]
 
     @property
-    def spec_name(self) -> str:
-        return self.measured.spec.name
-
-    @property
     def reasons(self) -> tuple[str, ...]:
         return tuple(p.reason for p in self.problems)
 

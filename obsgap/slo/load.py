@@ -98,19 +98,12 @@ def _pyrra(doc: Mapping[str, Any], origin: str, out: Loaded) -> None:
     service = str((meta.get("labels") or {}).get("service") or name)
     ref = f"{namespace + '/' if namespace else ''}{name}"
     where = origin if ref in origin else f"{origin} ({ref})"
-    if "ratio" in indicator:
-        r = indicator["ratio"] or {}
-        errors, total = _get(r, "errors", "metric"), _get(r, "total", "metric")
-        if errors and total:
-            _add(out, SloSpec("pyrra", where, name, service, objective, window, "ratio", str(total),
-                                    bad=str(errors)))
-            return
-    if "latency" in indicator:
-        lat = indicator["latency"] or {}
-        success, total = _get(lat, "success", "metric"), _get(lat, "total", "metric")
-        if success and total:
-            _add(out, SloSpec("pyrra", where, name, service, objective, window, "latency", str(total),
-                                    good=str(success)))
+    for kind, events in (("ratio", "errors"), ("latency", "success")):
+        counted, total = _get(indicator, kind, events, "metric"), _get(indicator, kind, "total", "metric")
+        if counted and total:
+            _add(out, SloSpec("pyrra", where, name, service, objective, window, "ratio" if kind == "ratio" else
+                              "latency", str(total), bad=str(counted) if kind == "ratio" else None,
+                              good=None if kind == "ratio" else str(counted)))
             return
     kinds = ", ".join(indicator) or "none"
     out.gaps.append(f"{where}: Pyrra indicator {kinds} is not measurable by obsgap (ratio and latency are)")

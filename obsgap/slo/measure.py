@@ -15,7 +15,7 @@ from obsgap.slo.promql import Selector, counted, duration, over_window, shape
 from obsgap.slo.spec import SloSpec
 from obsgap.sources.prometheus import PrometheusSource
 
-Query = Callable[[str, str], "tuple[pd.DataFrame | None, str | None]"]
+Query = Callable[[str, str], tuple[pd.DataFrame | None, str | None]]
 """(label, promql) -> (rows with labels and `value`, error)"""
 
 
@@ -56,12 +56,10 @@ def _events(query: Query, label: str, promql: str, window_s: int) -> tuple[float
 
 
 def _histogram(query: Query, spec: SloSpec, window_s: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    source = spec.good or spec.quantile or spec.total
-    buckets = [sel for sel in shape(source or "").selectors if sel.metric.endswith("_bucket")] or [
-        sel for sel in shape(spec.total or source or "").selectors]
-    if not buckets:
+    selectors = [sel for q in spec.queries for sel in shape(q).selectors]
+    sel = next((s for s in selectors if s.metric.endswith("_bucket")), selectors[0] if selectors else None)
+    if sel is None:
         return (), ()
-    sel = buckets[0]
     series = Selector(sel.family + "_bucket", tuple(m for m in sel.matchers if m.name != "le"))
     promql = f"sum by (le) (increase({series.text()}[{duration(window_s)}]))"
     df, _ = query(f"slo {spec.name}: buckets", promql)

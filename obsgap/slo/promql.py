@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import promql_parser as pp
@@ -18,7 +19,6 @@ from obsgap.errors import InputError
 
 _TEMPLATE = re.compile(r"\{\{\s*\.window\s*\}\}")
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
-COMPARISONS = frozenset({">", "<", ">=", "<=", "==", "!="})
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,6 @@ class QueryShape:
     """A bare selector (Pyrra, OpenSLO `counter: true`): the counter itself, to be increased over the window."""
     quantile: float | None = None
     """histogram_quantile(q, ...) reads the q-quantile."""
-    threshold: float | None = None
-    """The number a comparison (`> 0.25`) holds the query against."""
-    comparison: str | None = None
     aggregations: tuple[str, ...] = ()
     """`sum by (le)`, `sum`: how the query aggregates, outermost first."""
     ranges: tuple[int, ...] = ()
@@ -124,12 +121,12 @@ def _selector(vs: Any) -> Selector:
     return Selector(name, tuple(matchers))
 
 
+@lru_cache(maxsize=4096)
 def shape(query: str, window: str = "5m") -> QueryShape:
     expr = parse(query, window)
     selectors: list[Selector] = []
     rate = False
-    quantile = threshold = None
-    comparison = None
+    quantile = None
     aggregations: list[str] = []
     ranges: list[int] = []
     for node in _nodes(expr):
@@ -147,23 +144,12 @@ def shape(query: str, window: str = "5m") -> QueryShape:
                 rate = True
             if name == "histogram_quantile" and node.args and isinstance(node.args[0], pp.NumberLiteral):
                 quantile = float(node.args[0].val)
-        elif isinstance(node, pp.BinaryExpr) and str(node.op) in COMPARISONS and threshold is None:
-            for side in (node.rhs, node.lhs):
-                if isinstance(side, pp.NumberLiteral):
-                    threshold, comparison = float(side.val), str(node.op)
     return QueryShape(fill(query, window), tuple(selectors), rate, isinstance(expr, pp.VectorSelector), quantile,
-                      threshold, comparison, tuple(aggregations), tuple(dict.fromkeys(ranges)))
+                      tuple(aggregations), tuple(dict.fromkeys(ranges)))
 
 
 def duration(seconds: int) -> str:
     return pp.display_duration(timedelta(seconds=seconds))
-
-
-def seconds(text: str) -> int | None:
-    try:
-        return int(pp.parse_duration(text).total_seconds())
-    except (ValueError, TypeError):
-        return None
 
 
 def over_window(query: str, window_seconds: int) -> str:

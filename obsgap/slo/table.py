@@ -21,13 +21,17 @@ def _sli(a: SloAssessment, value: float | None) -> str:
     return _pct(value)
 
 
-def _row(a: SloAssessment) -> tuple[str, ...]:
+def _burn(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}x"
+
+
+def cells(a: SloAssessment) -> tuple[str, ...]:
+    """One row as text, in HEAD's order (the terminal's table and summary.md's lines)."""
     spec = a.measured.spec
     target = (f"{spec.op} {spec.threshold:g} {a.unit}" if spec.kind == "quantile" and spec.threshold is not None
               else _pct(spec.objective, 2))
     return (spec.name, spec.tool, ", ".join(a.services) or spec.service or "–", target, _sli(a, a.sli_metric),
-            _sli(a, a.sli_logs), "–" if a.budget_metric is None else f"{a.budget_metric:.2f}x",
-            "–" if a.budget_logs is None else f"{a.budget_logs:.2f}x", _pct(a.coverage, 1), a.verdict)
+            _sli(a, a.sli_logs), _burn(a.budget_metric), _burn(a.budget_logs), _pct(a.coverage, 1), a.verdict)
 
 
 def slo_table(rows: Sequence[SloAssessment]) -> str:
@@ -35,7 +39,7 @@ def slo_table(rows: Sequence[SloAssessment]) -> str:
     removed, so nothing typed in a file can move the terminal's cursor)."""
     if not rows:
         return "No SLO could be measured (see the notes above)."
-    table = [HEAD, *(tuple(clean_line(c) for c in _row(a)) for a in rows)]
+    table = [HEAD, *(tuple(clean_line(c) for c in cells(a)) for a in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEAD))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     for a in rows:

@@ -87,7 +87,7 @@
   const controls = ["f-severity", "f-check", "f-namespace", "f-group", "f-text", "f-sort"].map((id) => document.getElementById(id));
   const [fSev, fCheck, fNs, fGroup, fText, fSort] = controls;
   const where = (f) => [f.namespace, f.service || f.workload || f.job].filter((x) => x).join("/");
-  const impact = (f) => { const e = f.evidence || {}; return Math.max(0, (e.log_requests || 0) - (e.mesh_requests || 0), e.requests || 0, e.observations || 0); };
+  const impact = (f) => DATA.impact[f.id] || 0;  // requests affected, as the report model ranks them
   const ORDER = {
     severity: (a, b) => SEV[a.severity] - SEV[b.severity] || impact(b) - impact(a),
     impact: (a, b) => impact(b) - impact(a) || SEV[a.severity] - SEV[b.severity],
