@@ -107,7 +107,7 @@ def floor(root: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, count, size
 
 
-def logs_vs_floor(root: Path, workers: int | None, label: str = "", repeats: int = 2) -> float:
+def logs_vs_floor(root: Path, workers: int | None, label: str = "", repeats: int = 2) -> tuple[float, float]:
     """Best of `repeats` for the floor and for read_logs, alternating, after one pass that warms the page cache:
     on a shared VM single runs vary by a third."""
     floor(root)
@@ -125,7 +125,75 @@ def logs_vs_floor(root: Path, workers: int | None, label: str = "", repeats: int
           f"({size / f_s / 1e6:.0f} MB/s); obsgap read_logs ({workers or os.cpu_count()} workers) {parse_s:.2f}s = "
           f"{f_lines / parse_s / 1e6:.2f}M lines/s: {parse_s / f_s:.2f}x the floor "
           f"(best of {repeats}; {st.columnar_lines / max(st.lines, 1):.0%} of lines read columnar)")
-    return parse_s
+    return parse_s, f_s
+
+
+_PIECES: list[tuple[str, object]] = []  # the engine bound's prepared inputs, shared with its forked workers
+
+
+def _engine_pass(i: int) -> None:
+    """The least a columnar reader built on this machine's engines does with one piece: each JSON level parsed
+    once by Arrow, or each access log matched once by RE2 (Arrow's regex). No framing, no fields, no output."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pa_json
+
+    from obsgap.sources.logs.envoy_text import CRI_ENVOY, ENVOY_TEXT
+
+    kind, value = _PIECES[i]
+    one_thread = pa_json.ReadOptions(use_threads=False, block_size=64 << 20)
+    if kind == "docker":
+        log = pa_json.read_json(pa.BufferReader(value), read_options=one_thread).column("log").combine_chunks()
+        kind, value = ("json", log.buffers()[2]) if log[0].as_py().startswith("{") else ("bare-envoy", log)
+    if kind == "json":
+        pa_json.read_json(pa.BufferReader(value), read_options=one_thread)
+    else:
+        pc.match_substring_regex(value, CRI_ENVOY if kind == "cri-envoy" else ENVOY_TEXT.pattern)
+
+
+def engine_bound(root: Path, workers: int | None, floor_s: float) -> None:
+    """How fast any reader could be that still parses every JSON line and matches every access log once with the
+    engines here (pieces of 32 MB, inputs prepared beforehand), in one process and in the workers read_logs
+    uses: what the goal of a few times the newline-count floor is up against on this machine."""
+    import multiprocessing
+    import re
+
+    import numpy as np
+    import pyarrow as pa
+
+    def lines(data: bytes) -> pa.Array:
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        return pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(np.r_[0, ends + 1].astype(np.int64)),
+                                                pa.py_buffer(data))
+
+    _PIECES.clear()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        while data:
+            cut = data.rfind(b"\n", 0, 32 << 20) + 1 or len(data)
+            piece, data = data[:cut], data[cut:]
+            if piece.startswith(b'{"log"'):
+                _PIECES.append(("docker", piece))
+            elif piece.startswith(b"{"):
+                _PIECES.append(("json", piece))
+            elif b" F {" in piece[:200]:  # CRI prefixes blanked, as the reader does before Arrow reads the JSON
+                _PIECES.append(("json", re.sub(rb"(?m)^[^ ]+ std(?:out|err) F ", lambda m: b" " * len(m[0]), piece)))
+            else:
+                _PIECES.append(("cri-envoy" if b" F [" in piece[:200] else "bare-envoy", lines(piece)))
+    t = time.perf_counter()
+    for i in range(len(_PIECES)):
+        _engine_pass(i)
+    one = time.perf_counter() - t
+    workers = workers or os.cpu_count() or 1
+    t = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_engine_pass, range(len(_PIECES)))
+    many = time.perf_counter() - t
+    _PIECES.clear()
+    print(f"engine bound (one Arrow JSON parse per JSON level or one RE2 match per access log, nothing else): "
+          f"{one:.2f}s in 1 process = {one / floor_s:.1f}x the floor; {many:.2f}s in {workers} = "
+          f"{many / floor_s:.1f}x the floor")
 
 
 RSS_WRAPPER = """
@@ -305,7 +373,7 @@ def main() -> None:
         if args.clickhouse:
             clickhouse(root, n)
             return
-        logs_vs_floor(root, args.workers)
+        floor_s = logs_vs_floor(root, args.workers)[1]
         t = time.perf_counter()
         table = read_logs(discover([str(root)]), None, None, workers=args.workers)
         ev = summarize(table, TopologyIndex(Topology.empty()))
@@ -317,6 +385,7 @@ def main() -> None:
         print(f"obsgap read_logs + DuckDB summaries: {total_s:.2f}s = {n / total_s / 1e6:.2f}M lines/s")
         print(f"peak RSS: main {rss_self:.0f} MiB, largest worker {rss_kids:.0f} MiB; "
               f"inbound rows {int(ev.inbound['requests'].sum()):,}")
+        engine_bound(root, args.workers, floor_s)  # last: its prepared inputs would count in the peak RSS above
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -23,7 +23,7 @@ from obsgap.sources.logs.discover import discover
 from obsgap.sources.logs.framing import complete_by_bytes, split_cri
 from obsgap.sources.logs.table import LogTable, read_logs
 from obsgap.sources.logs.timestamps import parse_ts_ms, ts_ms
-from obsgap.sources.logs.wrappers import _docker_by_insertion, _docker_by_join
+from obsgap.sources.logs.wrappers import docker_lines
 
 TS = "2026-11-25T04:01:26.687787294Z"
 POD = "shop_catalog-7d9f8b6c5-x2x9z_0b4c3f8e-1111-2222-3333-444455556666"
@@ -387,16 +387,15 @@ def st_suffix(text: str) -> str:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_docker_record, min_size=1, max_size=6))
 @example([{"log": "", "stream": "stdout", "time": TS}, {"log": "<\n\n", "stream": "stdout", "time": TS}])
-def test_docker_records_by_insertion_equal_the_general_conversion(records: list[dict]) -> None:
-    """_docker_by_insertion (the fast form) gives exactly the bytes of the general form, or declines."""
+@example([{"log": "a\n", "stream": "stdout", "time": TS + "\n"}])
+def test_docker_records_convert_to_the_cri_lines_of_their_messages(records: list[dict]) -> None:
+    """docker_lines gives `<time> <stream> F <log without its trailing newlines>` per record, as the per-line
+    reader reads each record, or declines when a record's line would not be one message."""
     import pyarrow.json as pa_json
 
     data = "".join(json.dumps(r) + "\n" for r in records).encode()
     table = pa_json.read_json(pa.BufferReader(data), parse_options=pa_json.ParseOptions(
         explicit_schema=pa.schema([(k, pa.string()) for k in ("log", "stream", "time")])))
-    fast = _docker_by_insertion(table)
-    if fast is not None:
-        assert fast == _docker_by_join(table)
-    if all(r["log"].count("\n") == 1 and r["log"].endswith("\n") and "\r" not in r["log"]
-           and r["stream"] != "stdin" for r in records):
-        assert fast is not None  # the common case takes the fast form
+    expected = [f"{r['time']} {r['stream']} F {r['log'].rstrip(chr(10))}\n" for r in records]
+    one_message = all(line.count("\n") == 1 and "\r" not in line for line in expected)
+    assert docker_lines(table) == ("".join(expected).encode() if one_message else None)

@@ -33,6 +33,7 @@ from obsgap.sources.logs.parts import SCHEMA, PartWriter, Row
 from obsgap.sources.logs.reader import admit, finish_file, flush_partial, parse_message, preset_clock, read_file
 from obsgap.sources.logs.task import FileStats, ReadTask
 from obsgap.sources.logs.window import outside_mask
+from obsgap.sources.logs.wrappers import NO_NODE_TIME
 
 BATCH_BYTES = 32 * 1024 * 1024
 
@@ -99,7 +100,11 @@ class ColumnarBatch:
 def _reject_incomplete(files: list[BatchFile], lines: BatchLines, task: ReadTask, out: PartWriter,
                        known_complete: np.ndarray | None = None) -> BatchLines:
     """Files with a line that is not a complete CRI line go line by line, whole; the rest are counted."""
-    if known_complete is None:
+    if known_complete is None and all(f.wrapper == "" for f in files):
+        # bare lines, each given NO_NODE_TIME by bare_to_cri: complete, their "timestamp" ending at byte 20
+        incomplete = np.zeros(len(lines.text), bool)
+        lines.first_space = np.full(len(lines.text), NO_NODE_TIME.index(b" "), np.int64)
+    elif known_complete is None:
         incomplete = ~complete_by_bytes(lines)
     else:  # only the lines not already known to be complete need the check
         incomplete = np.zeros(len(lines.text), bool)

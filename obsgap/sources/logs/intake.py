@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from obsgap.sources.logs.framing import continues, join_partials, may_hold_partial_lines
-from obsgap.sources.logs.wrappers import CRI_MARKERS, bare_to_cri, docker_to_cri
+from obsgap.sources.logs.wrappers import CRI_MARKER, bare_to_cri, docker_to_cri
 
 LARGEST_FILE = 256 * 1024 * 1024  # larger files are streamed line by line rather than held in memory
 
@@ -75,7 +75,7 @@ def clean(data: bytes) -> tuple[bytes, int, str] | None:
         if converted is None:
             return None
         data, wrapper = converted, "docker-json"
-    elif data and not any(marker in data for marker in CRI_MARKERS):
+    elif data and not CRI_MARKER.search(data):
         bare = bare_to_cri(data)
         if bare is None:
             return None

@@ -72,21 +72,26 @@ def bare_to_cri(data: bytes) -> bytes | None:
     """Bare messages (`kubectl logs POD > POD.log`) as CRI lines without a node time, so the columnar reader can
     take them; None when some line is wrapped (kubectl --prefix or --timestamps, stern, Fluent Bit), blank or
     would need the per-line reader's unwrapping."""
-    if data.startswith(b"\n") or b"\n\n" in data:
-        return None
+    if not data:
+        return b""
     lines = _lines(data)
+    if len(lines) and (np.diff(np.frombuffer(lines.buffers()[1], np.int64)) < 2).any():
+        return None  # a blank line: just its newline
     maybe = pc.match_substring_regex(lines, _MAYBE_WRAPPED)
     # vectorised first: only the few candidates go through unwrap
     if pc.any(maybe).as_py() and any(unwrap(line.rstrip("\n")) is not None
                                      for line in lines.filter(maybe).to_pylist()):
         return None
-    return NO_NODE_TIME + data[:-1].replace(b"\n", b"\n" + NO_NODE_TIME) + b"\n"
+    # one pass and one copy: each newline gains the next line's prefix; the last one's is cut off by the view
+    prefixed = data.replace(b"\n", b"\n" + NO_NODE_TIME)
+    return b"".join((NO_NODE_TIME, memoryview(prefixed)[:-len(NO_NODE_TIME)]))
 
 
 DOCKER_KEYS = {"log", "stream", "time"}
 
 
-CRI_MARKERS = (b" stdout F ", b" stderr F ", b" stdout P ", b" stderr P ")
+CRI_MARKER = re.compile(rb" std(?:out|err) [FP] ")
+"""Any CRI line holds one (one regex pass over a file is three times faster than four substring searches)"""
 
 
 # A CRI prefix with no time: the columnar reader's time kernels read it as null, as the per-line reader has no
@@ -112,70 +117,45 @@ def docker_to_cri(data: bytes) -> bytes | None:
     `<time> <stream> F <log without its trailing newlines>`: each record one message, as the per-line reader
     reads it. None (the per-line reader then) for anything that would not convert to the very same messages:
     other keys, nulls, non-string values, blank lines, a newline or CR inside a message."""
-    if b"\n\n" in data:
-        return None
     try:
         table = pa_json.read_json(pa.BufferReader(data), parse_options=pa_json.ParseOptions(
             explicit_schema=pa.schema([(k, pa.string()) for k in sorted(DOCKER_KEYS)]),
             unexpected_field_behavior="error"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    # Arrow skips blank lines: fewer records than lines means some
     if table.num_rows != data.count(b"\n") or any(table.column(k).null_count for k in DOCKER_KEYS):
         return None
-    return _docker_by_insertion(table) or _docker_by_join(table)
+    return docker_lines(table)
 
 
-def _docker_by_join(table: pa.Table) -> bytes | None:
-    """docker_to_cri's general form: logs without their trailing newlines, joined with Arrow."""
-    log = pc.utf8_rtrim(table.column("log").combine_chunks(), characters="\n")
-    if pc.any(pc.or_(pc.match_substring(log, "\n"), pc.match_substring(log, "\r"))).as_py():
-        return None
-    lines = pc.binary_join_element_wise(table.column("time").combine_chunks(), table.column("stream").combine_chunks(),
-                                        pa.scalar("F"), pc.binary_join_element_wise(log, "", "\n"), " ")
-    lines = lines.cast(pa.large_string())  # no nulls: its value buffer is the lines, one after the other
-    offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset:lines.offset + len(lines) + 1]
-    return lines.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
-
-
-def _buffers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, value bytes) of a string column without nulls."""
-    array = column.combine_chunks().cast(pa.large_string())
-    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset:array.offset + len(array) + 1]
-    return offsets, np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
-
-
-def insert_sorted(base: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """np.insert(base, at, values) for a sorted `at`, without the sort np.insert does."""
-    out = np.empty(len(base) + len(values), np.uint8)
-    where = at + np.arange(len(values))
-    kept = np.ones(len(out), bool)
-    kept[where] = False
-    out[where] = values
-    out[kept] = base
-    return out
-
-
-_STDOUT, _STDERR = np.frombuffer(b"stdout", np.uint8), np.frombuffer(b"stderr", np.uint8)
-
-
-def _docker_by_insertion(table: pa.Table) -> bytes | None:
-    """The common case of docker_to_cri, as byte insertions: every `log` ends in its one newline (which then ends
-    the CRI line) and `stream` is stdout or stderr; the prefix `<time> <stream> F ` goes in before each log. None
-    for anything else (docker_to_cri's general form takes it). Twice as fast as joining strings with Arrow."""
+def docker_lines(table: pa.Table) -> bytes | None:
+    """The records' CRI lines, one per record, or None when a record's time, stream or message holds a newline
+    or CR (its line would not be one message). Built by one `take` over the pieces of every line in order, whose
+    value buffer is then the lines one after the other: no per-line work in Python, no byte-wide masks."""
     n = table.num_rows
-    log_offsets, log = _buffers(table.column("log"))
-    if np.count_nonzero(log == 10) != n or not (np.diff(log_offsets) > 0).all() \
-            or (n and not (log[log_offsets[1:] - log_offsets[0] - 1] == 10).all()) or np.count_nonzero(log == 13):
-        return None
-    stream_offsets, stream = _buffers(table.column("stream"))
-    if not (np.diff(stream_offsets) == 6).all():
-        return None
-    streams = stream.reshape(n, 6)
-    err = (streams == _STDERR).all(1)
-    if not (err | (streams == _STDOUT).all(1)).all():
-        return None
-    time_offsets, time = _buffers(table.column("time"))
-    middle = np.where(err[:, None], np.frombuffer(b" stderr F ", np.uint8), np.frombuffer(b" stdout F ", np.uint8))
-    prefixes = insert_sorted(time, np.repeat(time_offsets[1:] - time_offsets[0], 10), middle.ravel())
-    lines = insert_sorted(log, np.repeat(log_offsets[:-1] - log_offsets[0], np.diff(time_offsets) + 10), prefixes)
-    return lines.tobytes()
+    if n == 0:
+        return b""
+    time, stream, log = (table.column(k).combine_chunks() for k in ("time", "stream", "log"))
+    middle = pc.binary_join_element_wise(" ", stream, " F ", "")  # the last argument is the separator
+    lines = _interleave(time, middle, log) if _each_ends_in_newline(log) else None
+    if lines is None or lines.count(b"\n") != n:  # messages without their newline, or with more than one
+        lines = _interleave(time, middle, pc.binary_join_element_wise(pc.utf8_rtrim(log, characters="\n"), "\n", ""))
+    return None if lines.count(b"\n") != n or b"\r" in lines else lines
+
+
+def _interleave(*columns: pa.Array) -> bytes:
+    """The values of row 0 of each column, then of row 1, ... as one byte string."""
+    n = len(columns[0])
+    pieces = pa.concat_arrays([c.cast(pa.large_string()) for c in columns])  # 64-bit offsets
+    joined = pieces.take(pa.array(np.arange(len(columns) * n, dtype=np.int64).reshape(len(columns), n).T.ravel()))
+    offsets = np.frombuffer(joined.buffers()[1], np.int64)[joined.offset:joined.offset + len(joined) + 1]
+    values = joined.buffers()[2]
+    return b"" if values is None else values.to_pybytes()[offsets[0]:offsets[-1]]
+
+
+def _each_ends_in_newline(log: pa.Array) -> bool:
+    offsets = np.frombuffer(log.buffers()[1], np.int32)[log.offset:log.offset + len(log) + 1]
+    if not (np.diff(offsets) > 0).all():
+        return False
+    return bool((np.frombuffer(log.buffers()[2], np.uint8)[offsets[1:] - 1] == 10).all())
