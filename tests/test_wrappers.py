@@ -1,6 +1,6 @@
 """Every way logs reach a user's disk, end to end: the same mesh read from kubelet's CRI files and from each
-wrapper (Fluent Bit json_lines, kubectl --timestamps / --prefix, stern, plain `kubectl logs POD > POD.log`) gives
-the same coverage, every line attributed to the right pod."""
+wrapper (Docker's json-file, Fluent Bit json_lines, kubectl --timestamps / --prefix, stern, plain `kubectl logs
+POD > POD.log`) gives the same coverage, every line attributed to the right pod."""
 
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def fluent_bit(logs: Path, out: Path) -> tuple[LogPod, ...]:
                                      "kubernetes": {"pod_name": pod, "namespace_name": ns,
                                                     "container_name": container, "labels": {"app": "x"}}}) + "\n")
     return ()
+
+
+def docker_json_file(logs: Path, out: Path) -> tuple[LogPod, ...]:
+    """Docker's json-file driver: /var/lib/docker/containers/<id>/<id>-json.log, named by --log-pod."""
+    given = []
+    for n, (ns, pod, container, lines) in enumerate(_containers(logs)):
+        cid = f"{n + 1:064x}"
+        (out / cid).mkdir()
+        with (out / cid / f"{cid}-json.log").open("w") as fh:
+            fh.writelines(json.dumps({"log": msg + "\n", "stream": stream, "time": ts}) + "\n"
+                          for ts, stream, msg in lines)
+        given.append(LogPod(f"*/{cid}/*-json.log", ns, pod, container))
+    return tuple(given)
 
 
 def kubectl_timestamps(logs: Path, out: Path) -> tuple[LogPod, ...]:
@@ -94,7 +107,8 @@ def _run(built, server, logs: Path, log_pods: tuple[LogPod, ...] = ()) -> ScanRe
 
 
 WRAPPERS: dict[str, Callable[[Path, Path], tuple[LogPod, ...]]] = {
-    "fluent-bit": fluent_bit, "kubectl-timestamps": kubectl_timestamps, "kubectl-prefix": kubectl_prefix,
+    "docker-json": docker_json_file, "fluent-bit": fluent_bit, "kubectl-timestamps": kubectl_timestamps,
+    "kubectl-prefix": kubectl_prefix,
     "stern": stern, "plain": plain_named_after_the_pod}
 
 
@@ -111,6 +125,8 @@ def test_each_wrapper_gives_the_same_answer_as_kubelet_files(mesh, tmp_path: Pat
     assert logs["unattributed"]["unknown_pod_requests"] == 0
     if name != "plain":
         assert name in logs["wrappers"], logs["wrappers"]
+    if name in ("docker-json", "plain"):  # converted to CRI lines for the columnar reader, every one of them
+        assert logs["columnar_lines"] == logs["lines"] > 0, logs
     assert {(c.service, c.log_requests, c.mesh_requests) for c in result.coverage} == \
         {(c.service, c.log_requests, c.mesh_requests) for c in cri.coverage}
     assert {(f.check, f.cause, f.service) for f in result.findings} == {(f.check, f.cause, f.service)

@@ -112,7 +112,8 @@ ENVOY_START_CHARS = len("2026-11-25T04:01:26.687Z")  # %START_TIME% in Istio's d
 def _envoy_start(head: pa.Array) -> pa.Array:
     """The start time from "<cri prefix> [start] ": by position when it has the default width, else by splitting."""
     width = ENVOY_START_CHARS
-    fixed = pc.equal(pc.utf8_slice_codeunits(head, -width - 3, -width - 2), "[")
+    # " [" and not just "[": a start of "[2026-...Z" (after "[[") has the default width too, and is no time
+    fixed = pc.equal(pc.utf8_slice_codeunits(head, -width - 4, -width - 2), " [")
     by_position = pc.utf8_slice_codeunits(head, -width - 2, -2)
     if pc.all(fixed).as_py():
         return by_position

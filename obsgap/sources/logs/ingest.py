@@ -63,7 +63,9 @@ class ColumnarBatch:
         data, joined, wrapper = cleaned
         stats = FileStats(str(path))
         preset = preset_clock(path, self.task, stats) if later else False
-        self.files[b" F [" in data[:data.find(b"\n")]].append(
+        # the access-log kernels for files of access logs alone; the application batch reads both kinds columnar
+        access_logs_only = b" F [" in data[:data.find(b"\n")] and b" F {" not in data
+        self.files[access_logs_only].append(
             BatchFile(path, data, stats, joined, wrapper, preset, raw))
         self.size += len(data)
         if self.size >= BATCH_BYTES:
@@ -152,6 +154,8 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
         if len(lines.text) == 0:
             return
         by_line = _application_lines(files, lines, task, parts)
+        if not task.text_formats:
+            by_line = _access_logs_among(by_line, files, lines, parts)
     parsed = _parse_line_by_line(by_line, files, lines, task)
     shifted = judge_clocks(parts, parsed, files, lines)
     _write(parts, files, lines, shifted, task, out)
@@ -165,6 +169,19 @@ def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     except pa.ArrowException:  # not seen; should Arrow fail, the per-line parser reads every line
         return {}, np.zeros(len(text), bool)
     return columns, ok.to_numpy(zero_copy_only=False)
+
+
+def _access_logs_among(rows: np.ndarray, files: list[BatchFile], lines: BatchLines,
+                       parts: list[tuple[np.ndarray, dict[str, pa.Array]]]) -> np.ndarray:
+    """Of the lines an application batch leaves to the per-line parser, read the access logs in the strict default
+    shape into `parts` (a pod's `kubectl logs --all-containers` file holds both kinds); return the rest."""
+    if len(rows) == 0:
+        return rows
+    columns, ok = _envoy(lines.text.take(pa.array(rows)))
+    if ok.any():
+        parts.append((rows[ok], columns))
+        _count(files, lines.file_of[rows[ok]], "envoy-text", access_format=DEFAULT_ACCESS_FORMAT)
+    return rows[~ok]
 
 
 def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask,
