@@ -34,6 +34,7 @@ bench: setup
 
 bench-logs: setup
 	$(PY) tests/bench.py
+	$(PY) tests/bench.py --layout istio-json
 	$(PY) tests/bench.py --layout large --lines 2850000 --files 4
 
 # The README's pictures: the demo report's first screen at 1440x900 and 390x844 (Playwright + Debian's Chromium)

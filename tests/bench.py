@@ -47,9 +47,21 @@ ROTATION = ("0.log.20261124-000000.gz", "0.log.20261124-060000.gz", "0.log.20261
             "0.log.20261124-180000", "0.log")  # kubelet's containerLogMaxFiles=5: older rotations compressed
 
 
-def generate(root: Path, lines: int, files: int) -> int:
+ISTIO_JSON = ('{{"authority":"catalog.shop.svc.cluster.local:8080","bytes_received":0,"bytes_sent":1350,'
+              '"connection_termination_details":null,"downstream_local_address":"10.44.0.5:8080",'
+              '"downstream_remote_address":"10.44.0.3:46520","duration":{d},"method":"GET",'
+              '"path":"/api/v1/items/{i}","protocol":"HTTP/1.1","request_id":"9f0c2d4e-{i:08d}",'
+              '"requested_server_name":null,"response_code":200,"response_code_details":"via_upstream",'
+              '"response_flags":"-","route_name":"default","start_time":"{ets}","upstream_cluster":"inbound|8080||",'
+              '"upstream_host":"10.44.0.5:8080","upstream_local_address":"127.0.0.6:40001","upstream_service_time":"{d}",'
+              '"upstream_transport_failure_reason":null,"user_agent":"python-requests/2.31","x_forwarded_for":null}}')
+"""Istio 1.9+'s JSON encoding (accessLogEncoding: JSON), its keys as istio.io's sample lines show them"""
+
+
+def generate(root: Path, lines: int, files: int, access_json: bool = False) -> int:
     """`files` files in kubelet's layout: per container, three gzipped rotations, one not yet compressed and
-    the live file; containers alternate between an application (JSON) and its sidecar (Istio TEXT)."""
+    the live file; containers alternate between an application (JSON) and its sidecar (Istio TEXT, or Istio's
+    JSON encoding with `access_json`)."""
     per_file = lines // files
     total = 0
     for f in range(files):
@@ -66,6 +78,8 @@ def generate(root: Path, lines: int, files: int) -> int:
             ts = f"2026-11-24T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{i % 1000:03d}000000Z"
             if container == "catalog":
                 chunks.append(_app(ts, i))
+            elif access_json:
+                chunks.append(f"{ts} stdout F " + ISTIO_JSON.format(ets=ts[:23] + "Z", i=i, d=i % 90) + "\n")
             else:
                 chunks.append(ENVOY.format(ts=ts, ets=ts[:23] + "Z", i=i, d=i % 90))
         data = "".join(chunks).encode()
@@ -350,8 +364,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--files", type=int, default=80)
-    ap.add_argument("--layout", choices=["kubelet", "large"], default="kubelet",
-                    help="kubelet: many small rotated CRI files; large: a few big plain files (json-file, kubectl)")
+    ap.add_argument("--layout", choices=["kubelet", "istio-json", "large"], default="kubelet",
+                    help="kubelet: many small rotated CRI files; istio-json: the same, the sidecars logging in "
+                         "Istio's JSON encoding; large: a few big plain files (json-file, kubectl)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scale", action="store_true")
     ap.add_argument("--clickhouse", action="store_true",
@@ -368,7 +383,7 @@ def main() -> None:
     try:
         t = time.perf_counter()
         n = (generate_large(root, args.lines, args.files) if args.layout == "large"
-             else generate(root, args.lines, args.files))
+             else generate(root, args.lines, args.files, access_json=args.layout == "istio-json"))
         print(f"generated {n:,} lines in {time.perf_counter() - t:.1f}s under {root}")
         if args.clickhouse:
             clickhouse(root, n)

@@ -20,9 +20,8 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
-from obsgap.sources.logs.attribution import K8S_HEADS
+from obsgap.sources.logs.json_columns import SCALAR_TEXT, NotExact, envoy_shaped, text_values
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import numeric_ts_ms, parse_ts_ms, ts_ms
 from obsgap.sources.logs.values import as_text, constant, int32_or_none, int32_values, lookup, map_rows, map_unique
@@ -260,13 +259,6 @@ def _url_authority(url: str | None) -> str | None:
     return None
 
 
-_SCALAR_TEXT = (pa.string(), pa.large_string())
-
-
-class NotExact(Exception):
-    """The columnar reading could differ from the per-line parser's (or Arrow failed): the parser takes it."""
-
-
 @dataclass(frozen=True)
 class _Node:
     path: tuple[str, ...]
@@ -321,7 +313,7 @@ class _AppFields:
             if node is None or pa.types.is_null(node.type) or pa.types.is_struct(node.type) \
                     or pa.types.is_list(node.type) or pa.types.is_large_list(node.type):
                 continue  # absent, or never a scalar: the per-line parser skips it too
-            if not (node.type in _SCALAR_TEXT or pa.types.is_int64(node.type) or pa.types.is_float64(node.type)
+            if not (node.type in SCALAR_TEXT or pa.types.is_int64(node.type) or pa.types.is_float64(node.type)
                     or pa.types.is_boolean(node.type)):
                 raise NotExact(f"{key}: {node.type}")
             out.append(_column(self.table, node))
@@ -345,17 +337,8 @@ class _AppFields:
         return result
 
 
-def _text(column: pa.Array) -> pa.Array:
-    """_s: strings as they are, integers as Python prints them; floats and booleans are ambiguous."""
-    if column.type in _SCALAR_TEXT:
-        return column.cast(pa.string())
-    if pa.types.is_int64(column.type):
-        return pc.cast(column, pa.string())
-    raise NotExact(str(column.type))
-
-
 def _ts(column: pa.Array) -> pa.Array:
-    if column.type in _SCALAR_TEXT:
+    if column.type in SCALAR_TEXT:
         return ts_ms(column)
     if pa.types.is_int64(column.type) or pa.types.is_float64(column.type):
         return numeric_ts_ms(column)
@@ -383,7 +366,7 @@ def _duration(fields: _AppFields, schema: AppSchema | None) -> pa.Array:
         for column in fields.candidates("_duration", (key,)):
             if pa.types.is_boolean(column.type):
                 continue
-            if column.type in _SCALAR_TEXT:
+            if column.type in SCALAR_TEXT:
                 value = map_rows(column, functools.partial(duration_value, factor=factor), pa.float64())
             else:
                 value = pc.multiply(pc.cast(column, pa.float64()), factor)
@@ -391,61 +374,22 @@ def _duration(fields: _AppFields, schema: AppSchema | None) -> pa.Array:
     return result
 
 
-def _has_float(type_: pa.DataType) -> bool:
-    if pa.types.is_floating(type_):
-        return True
-    if pa.types.is_struct(type_):
-        return any(_has_float(f.type) for f in type_)
-    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
-        return _has_float(type_.value_type)
-    return False
-
-
-def _non_finite(column: Any) -> bool:
-    """NaN or Infinity anywhere in the column: orjson refuses such JSON, Arrow reads it."""
-    if not _has_float(column.type):
-        return False
-    if pa.types.is_floating(column.type):
-        return not pc.all(pc.fill_null(pc.is_finite(column), True)).as_py()
-    if pa.types.is_struct(column.type):
-        return any(_non_finite(pc.struct_field(column, f.name)) for f in column.type)
-    return _non_finite(pc.list_flatten(column))
-
-
-def read_app_json(text: pa.Buffer, rows: int) -> pa.Table:
-    """`rows` newline-terminated JSON lines (one file's) as Arrow reads them; NotExact when that could differ
-    from orjson's reading."""
-    try:
-        table = pa_json.read_json(pa.BufferReader(text), read_options=pa_json.ReadOptions(
-            use_threads=False, block_size=max(1 << 20, text.size + 1)))
-    except pa.ArrowException as exc:
-        raise NotExact(str(exc)) from exc
-    names = table.column_names
-    if table.num_rows != rows or any(n.startswith(K8S_HEADS) for n in names) \
-            or "upstream_cluster" in names or ("start_time" in names and "response_code" in names):
-        raise NotExact("not a plain application log")
-    try:
-        if any(_non_finite(table.column(i).combine_chunks()) for i in range(table.num_columns)):
-            raise NotExact("non-finite number")
-    except pa.ArrowException as exc:
-        raise NotExact(str(exc)) from exc
-    return table
-
-
 def app_columns(table: pa.Table, mapping: Mapping[str, str] | None) -> tuple[dict[str, pa.Array], pa.Array]:
-    """Normalized columns of application JSON lines (read by read_app_json) and the mask of requests."""
+    """Normalized columns of application JSON lines (read by read_json_lines) and the mask of requests."""
+    if envoy_shaped(table.column_names):  # the per-line reader tries these as access logs first
+        raise NotExact("an access log's keys")
     fields = _AppFields(table, mapping)
     schema = _schema(fields)
     for key in ("method", "path", "url", "host", "status", "port", "ts"):
         for column in fields.candidates(key, APP_KEYS[key]):
             if pa.types.is_boolean(column.type) or (pa.types.is_float64(column.type) and key != "ts"):
                 raise NotExact(f"{key}: {column.type}")
-    method = fields.first_present("method", _text, pa.string())
-    path = fields.first_present("path", _text, pa.string())
-    url = fields.first_present("url", _text, pa.string())
-    status = fields.first_present("status", lambda c: int32_values(_text(c)), pa.int32())
-    port = fields.first_present("port", lambda c: int32_values(_text(c)), pa.int32())
-    authority = fields.first_present("host", _text, pa.string())
+    method = fields.first_present("method", text_values, pa.string())
+    path = fields.first_present("path", text_values, pa.string())
+    url = fields.first_present("url", text_values, pa.string())
+    status = fields.first_present("status", lambda c: int32_values(text_values(c)), pa.int32())
+    port = fields.first_present("port", lambda c: int32_values(text_values(c)), pa.int32())
+    authority = fields.first_present("host", text_values, pa.string())
     request = pc.or_(pc.or_(pc.is_valid(method), pc.is_valid(path)), pc.is_valid(url))
     absolute = pc.fill_null(pc.match_substring(url, "://"), False)
     direction = constant(len(url), "inbound")

@@ -8,9 +8,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import parse_ts_ms
-from obsgap.sources.logs.values import addr_port, as_float, as_text, dash, int32_or_none
+from obsgap.sources.logs.values import addr_port, as_float, as_text, dash, int32_or_none, map_unique
 
 _EPOCH = re.compile(r"^\d{9,11}(?:\.\d+)?$")
 
@@ -52,6 +55,28 @@ def envoy_row(direction: str | None, cluster: str | None, port: int | None, dloc
     return direction, upstream if upstream not in (None, 0) else addr_port(dlocal)
 
 
+_CLUSTER_PARTS = pa.struct([("direction", pa.string()), ("port", pa.int32())])
+
+
+def start_ms(start: Any) -> int | None:
+    """%START_TIME% in epoch ms: RFC 3339, or epoch seconds as %START_TIME(%s.%3f)% and the like write them."""
+    if isinstance(start, str) and _EPOCH.match(start):
+        start = float(start)
+    return parse_ts_ms(start)
+
+
+def direction_port_columns(cluster: pa.Array, dlocal: pa.Array, uhost: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """envoy_row over columns (absent values null), per distinct cluster name and address."""
+    parts = map_unique(cluster, lambda c: cluster_parts(c)[:2], _CLUSTER_PARTS)
+    direction = pc.fill_null(parts.field("direction"), "outbound")
+    local_port = map_unique(dlocal, addr_port, pa.int32())
+    upstream_port = map_unique(uhost, addr_port, pa.int32())
+    outbound_port = pc.if_else(pc.fill_null(pc.not_equal(upstream_port, 0), False), upstream_port, local_port)
+    port = pc.if_else(pc.equal(direction, "inbound"), pc.coalesce(local_port, parts.field("port")),
+                      pc.coalesce(parts.field("port"), outbound_port))
+    return direction, port
+
+
 def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
     """The normalized row of an access log whose format told what each value means (TEXT or JSON alike)."""
     cluster = dash(as_text(fields.get("cluster")))
@@ -59,11 +84,8 @@ def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
     dlocal, uhost = dash(as_text(fields.get("downstream_local"))), dash(as_text(fields.get("upstream_host")))
     direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
     protocol = dash(as_text(fields.get("protocol")))
-    start = fields.get("start")
-    if isinstance(start, str) and _EPOCH.match(start):  # %START_TIME(%s.%3f)% and the like: epoch seconds
-        start = float(start)
     return {
-        "ts_ms": parse_ts_ms(start), "origin": "envoy", "direction": direction,
+        "ts_ms": start_ms(fields.get("start")), "origin": "envoy", "direction": direction,
         "method": dash(as_text(fields.get("method"))), "path": dash(as_text(fields.get("path"))),
         # a malformed request ("- - HTTP/1.1" 400 DPE) is still HTTP; only a line with no protocol is TCP
         "protocol": protocol or "tcp",

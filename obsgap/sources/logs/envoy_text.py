@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsgap.sources.logs.envoy_fields import cluster_parts, envoy_fields_row
+from obsgap.sources.logs.envoy_fields import direction_port_columns, envoy_fields_row
 from obsgap.sources.logs.envoy_format import TextFormat, builtin_text_formats
 from obsgap.sources.logs.framing import CRI_COMPLETE
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import ts_ms
-from obsgap.sources.logs.values import addr_port, blank_to_null, constant, int32_values, map_rows, map_unique, nth
+from obsgap.sources.logs.values import blank_to_null, constant, int32_values, map_rows, nth
 
 # Istio's default TEXT format since 1.9 (DESIGN.md): the columnar reader's strict fast path. Every format, this
 # one included, is read by its format string in envoy_format; this pattern only selects lines for the fast path,
@@ -78,15 +78,7 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     dur = nth(sizes, 3)
     cluster = blank_to_null(nth(tail, 1))
     dlocal, uhost = blank_to_null(nth(tail, 3)), blank_to_null(nth(quoted, 13))
-    parts = map_unique(cluster, lambda c: cluster_parts(c)[:2],
-                       pa.struct([("direction", pa.string()), ("port", pa.int32())]))
-    direction = pc.fill_null(parts.field("direction"), "outbound")
-    local_port = map_unique(dlocal, addr_port, pa.int32())
-    upstream_port = map_unique(uhost, addr_port, pa.int32())
-    outbound_port = pc.if_else(pc.fill_null(pc.not_equal(upstream_port, 0), False), upstream_port, local_port)
-    # the same rule as envoy_row: inbound, the port the request arrived on; outbound, the cluster's
-    port = pc.if_else(pc.equal(direction, "inbound"), pc.coalesce(local_port, parts.field("port")),
-                      pc.coalesce(parts.field("port"), outbound_port))
+    direction, port = direction_port_columns(cluster, dlocal, uhost)
     timed = pc.not_equal(dur, "-")
     try:
         duration = pc.cast(pc.if_else(timed, dur, "0"), pa.float64())

@@ -20,15 +20,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsgap.sources.logs.app_json import NotExact, app_columns, read_app_json
+from obsgap.sources.logs.app_json import app_columns
 from obsgap.sources.logs.attribution import PER_FILE_COLUMNS, base_attribution, file_columns
 from obsgap.sources.logs.batch_lines import BatchFile, BatchLines, json_only, read_lines
 from obsgap.sources.logs.clock import judge_clocks
 from obsgap.sources.logs.discover import attribution_from_path
-from obsgap.sources.logs.envoy_format import DEFAULT_ACCESS_FORMAT
+from obsgap.sources.logs.envoy_format import DEFAULT_ACCESS_FORMAT, ISTIO_JSON
+from obsgap.sources.logs.envoy_json import envoy_json_columns
 from obsgap.sources.logs.envoy_text import envoy_columns
 from obsgap.sources.logs.framing import Partial, complete_by_bytes, complete_by_regex, node_ts_ms
 from obsgap.sources.logs.intake import TooLarge, clean, clean_bytes, gzip_pieces
+from obsgap.sources.logs.json_columns import NotExact, envoy_shaped, read_json_lines
 from obsgap.sources.logs.parts import SCHEMA, PartWriter, Row
 from obsgap.sources.logs.reader import admit, finish_file, flush_partial, parse_message, preset_clock, read_file
 from obsgap.sources.logs.task import FileStats, ReadTask
@@ -202,6 +204,12 @@ def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask
         try:
             if table.num_rows != len(rows):  # tables without columns lose their row count when concatenated
                 raise NotExact("no columns")
+            if envoy_shaped(table.column_names):
+                if task.json_formats:
+                    raise NotExact("the mesh's own JSON formats are tried first, line by line")
+                parts.append((rows, envoy_json_columns(table)))
+                _count(files, lines.file_of[rows], "envoy-json", access_format=ISTIO_JSON.name)
+                continue
             columns, request = app_columns(table, task.mapping)
         except (NotExact, pa.ArrowException):
             by_line.append(rows)
@@ -254,7 +262,7 @@ def _read_run(run: _Run, blanked: np.ndarray) -> list[tuple[np.ndarray, pa.Table
     file; None for a file the per-line parser must read."""
     def read(first: int, last: int, rows: np.ndarray) -> pa.Table | None:
         try:
-            return read_app_json(pa.py_buffer(blanked[first:last]), len(rows))
+            return read_json_lines(pa.py_buffer(blanked[first:last]), len(rows))
         except NotExact:
             return None
 
