@@ -143,3 +143,33 @@ def test_every_range_takes_the_clock_decision_of_its_files_first_requests(tmp_pa
     finally:
         whole.close()
         ranged.close()
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_a_files_head_is_read_for_the_clock_once_and_only_when_a_range_needs_it(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                                                 columnar: bool) -> None:
+    """A large log with no requests (a debug log, zap's non-request lines) is not read again from its start for
+    each range; a file whose ranges do hold requests has its head read once per process, not once per range."""
+    from obsgap.sources.logs import reader
+
+    root = tmp_path / "logs"
+    root.mkdir()
+    debug = json.dumps({"level": "debug", "ts": 1257894000, "msg": "cache refreshed", "entries": 3})
+    (root / "catalog-7d9f8b6c5-x2x9z-json.log").write_text("".join(
+        json.dumps({"log": debug + "\n", "stream": "stdout", "time": TS}) + "\n" for _ in range(3000)))
+    (root / "catalog-7d9f8b6c5-x2x9z.log").write_text("".join(
+        json.dumps({"log": _app(i) + "\n", "stream": "stdout", "time": TS}) + "\n" for i in range(3000)))
+    monkeypatch.setattr(plan, "TASK_BYTES", 8192)
+    monkeypatch.setattr(plan, "MIN_TASK_BYTES", 4096)
+    found = discover([str(root)])
+    ranges = sum(len(t.spans) for t in plan.plan(tuple(map(str, found.files)), 1))
+    heads: list[str] = []
+    read_head = reader._read_head_clock
+    monkeypatch.setattr(reader, "_read_head_clock", lambda path, task: heads.append(path.name) or read_head(path, task))
+    reader._HEAD_CLOCKS.clear()
+    table = read_logs(found, None, None, workers=1, columnar=columnar)
+    try:
+        assert ranges > 40 and table.stats.requests == 3000 and table.stats.parsed == 6000
+        assert heads == ["catalog-7d9f8b6c5-x2x9z.log"]  # never the debug log; once for the other
+    finally:
+        table.close()

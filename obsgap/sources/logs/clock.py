@@ -8,6 +8,7 @@ request of the file takes the node's time (kubelet's CRI time, or Docker's `time
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,9 +45,22 @@ class FileClock:
     pending: list[Row] = field(default_factory=list)
     decided: bool = False
     offset_ms: int | None = None
+    head: Callable[[], int | None] | None = None
+    """For a range that does not begin its file: the file's own decision, asked for only when a request of the
+    range could be retimed (it has both its own and the node's time); until then rows go straight on."""
+
+    def resolve(self) -> int | None:
+        """Take the file's decision now (for a range that does not begin its file)."""
+        if self.head is not None:
+            self.offset_ms, self.decided, self.head = self.head(), True, None
+        return self.offset_ms
 
     def offer(self, row: Row) -> list[Row]:
         """The rows that may go on now (none while the clock is being judged)."""
+        if self.head is not None:
+            if row["_own"] and row["_node"] is not None:
+                self.resolve()
+            return [row]
         if self.decided:
             return [row]
         self.pending.append(row)

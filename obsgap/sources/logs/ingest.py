@@ -32,7 +32,15 @@ from obsgap.sources.logs.framing import Partial, complete_by_bytes, complete_by_
 from obsgap.sources.logs.intake import TooLarge, clean, clean_bytes, gzip_pieces
 from obsgap.sources.logs.json_columns import NotExact, envoy_shaped, read_json_lines
 from obsgap.sources.logs.parts import SCHEMA, PartWriter, Row
-from obsgap.sources.logs.reader import admit, finish_file, flush_partial, parse_message, preset_clock, read_file
+from obsgap.sources.logs.reader import (
+    admit,
+    finish_file,
+    flush_partial,
+    parse_message,
+    preset_clock,
+    read_file,
+    resolve_preset,
+)
 from obsgap.sources.logs.task import FileStats, ReadTask
 from obsgap.sources.logs.window import outside_mask
 from obsgap.sources.logs.wrappers import NO_NODE_TIME
@@ -159,10 +167,30 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
         if not task.text_formats:
             by_line = _access_logs_among(by_line, files, lines, parts)
     parsed = _parse_line_by_line(by_line, files, lines, task)
+    _resolve_presets(files, parts, parsed, lines)
     shifted = judge_clocks(parts, parsed, files, lines)
     _write(parts, files, lines, shifted, task, out)
     for i, _, row in parsed:
         admit(row, files[i].stats, task, out)
+    for f in files:
+        f.stats.clock = None  # decided, or never needed: nothing of it goes back to the parent
+
+
+def _resolve_presets(files: list[BatchFile], parts: list[tuple[np.ndarray, dict[str, pa.Array]]],
+                     parsed: list[tuple[int, int, Row]], lines: BatchLines) -> None:
+    """Ranges that do not begin their file take its clock decision, read from the file's head, only when they
+    hold requests with the node's time (bare lines have none): a range of a log with no requests, or of a bare
+    `kubectl logs` file, never reads the head."""
+    waiting = [i for i, f in enumerate(files) if f.clock_preset and f.wrapper and f.stats.clock is not None
+               and f.stats.clock.head is not None]
+    if not waiting:
+        return
+    with_requests = {i for i, _, _ in parsed}
+    if parts:
+        with_requests.update(np.unique(lines.file_of[np.concatenate([r for r, _ in parts])]).tolist())
+    for i in waiting:
+        if i in with_requests:
+            resolve_preset(files[i].stats)
 
 
 def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:

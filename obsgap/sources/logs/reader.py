@@ -7,6 +7,7 @@ non-request line, an unparsed line, or an out-of-window line.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import zlib
@@ -67,7 +68,25 @@ def admit(row: Row, stats: FileStats, task: ReadTask, out: PartWriter) -> None:
 
 def head_clock(path: Path, task: ReadTask) -> int | None:
     """The clock decision of a whole file, from its first CLOCK_SAMPLE requests, for a range that does not
-    begin the file (plan.split): every range of a file takes the decision its first range makes."""
+    begin the file (plan.split): every range of a file takes the decision its first range makes. Read once per
+    process and file: a worker reads many ranges of one large file, and a file with few requests is read far."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns, task.access_formats,
+           tuple(sorted(task.mapping.items())) if task.mapping else ())  # all the parser reads of the task
+    if key not in _HEAD_CLOCKS:
+        if len(_HEAD_CLOCKS) >= 256:
+            _HEAD_CLOCKS.clear()
+        _HEAD_CLOCKS[key] = _read_head_clock(path, task)
+    return _HEAD_CLOCKS[key]
+
+
+_HEAD_CLOCKS: dict[tuple[object, ...], int | None] = {}
+
+
+def _read_head_clock(path: Path, task: ReadTask) -> int | None:
     stats, partial, pairs, requests = FileStats(str(path)), Partial(), [], 0
     base_attr = base_attribution(path, task)
     try:
@@ -87,10 +106,16 @@ def head_clock(path: Path, task: ReadTask) -> int | None:
 
 
 def preset_clock(path: Path, task: ReadTask, stats: FileStats) -> bool:
-    """For a part that does not begin its file (a range, a gzip piece): take the file's clock decision now."""
-    stats.clock_offset_ms = head_clock(path, task)
-    stats.clock = FileClock(decided=True, offset_ms=stats.clock_offset_ms)
+    """For a part that does not begin its file (a range, a gzip piece): it takes the file's clock decision,
+    read from the file's head when first needed (resolve_preset, FileClock.offer)."""
+    stats.clock = FileClock(head=functools.partial(head_clock, path, task))
     return True
+
+
+def resolve_preset(stats: FileStats) -> None:
+    """Take the file's clock decision now, if the part has not yet."""
+    if stats.clock is not None and stats.clock.head is not None:
+        stats.clock_offset_ms = stats.clock.resolve()
 
 
 def handle_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats, task: ReadTask,
