@@ -209,7 +209,8 @@ _values = st.recursive(_scalar, lambda c: st.lists(c, max_size=2) | st.dictionar
     max_size=3), max_leaves=6)
 _keys = st.sampled_from(["ts", "time", "@timestamp", "method", "path", "url", "status", "status_code", "port", "host",
                          "duration_ms", "duration", "latency", "event.duration", "http.method", "url.path", "http",
-                         "url.full", "server.port", "event", "msg", "level"])
+                         "url.full", "server.port", "event", "msg", "level", "request", "request.method",
+                         "resp_headers", "ecs.version", "caller"])  # and the markers of Caddy, ECS and zap
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -461,3 +462,41 @@ def _istio_json_run(draw: st.DrawFn) -> list[dict]:
 @given(_istio_json_run())
 def test_identical_on_generated_istio_json_access_logs(objects: list[dict]) -> None:
     assert_both_read_alike("istio-proxy", objects)
+
+
+APP_SCHEMA_LINES = yaml.safe_load((Path(__file__).parent / "data" / "app_logs" / "schemas.yaml").read_text())
+
+
+def test_real_application_json_lines_take_the_columnar_path_with_the_same_rows(tmp_path: Path) -> None:
+    """Each framework's real line (Echo, Caddy, zap, pino-http, ECS, ...) repeated in a file of its own: the same
+    rows as the per-line reader, columnar wherever a schema decides the unit (an object-valued marker such as
+    Caddy's resp_headers included, and ECS's url.full being the server's own request)."""
+    root = tmp_path / "logs"
+    json_cases = [c for c in APP_SCHEMA_LINES if c["line"].startswith("{")]
+    for n, case in enumerate(json_cases):
+        _write(root, f"app-{n}", "0.log", _cri([case["line"]] * 10))
+    fast, slow, differing = read_both(root)
+    assert differing == 0
+    columnar = fast.pop("columnar_lines")
+    assert fast == slow, (fast, slow)
+    bare_unit = sum(1 for c in json_cases if c.get("schema") is None and '"latency"' in c["line"])
+    assert columnar == 10 * (len(json_cases) - bare_unit)  # only the bare latency of no known schema goes per line
+
+
+_ecs_url = st.sampled_from(["http://shop.example:8080/cart?x=1", "https://u:p@pay.example/p", "/relative", "",
+                            "http://[fd00::1]:81/x", "http://bad:port/x", "svc:8080/y", "http://h\u00f6st/"])
+_ecs_line = st.fixed_dictionaries(
+    {"ecs.version": st.just("8.10.0"), "url": st.fixed_dictionaries(
+        {"full": _ecs_url}, optional={"path": st.sampled_from(["/cart", "", "/a b"]),
+                                      "domain": st.sampled_from(["shop.example", ""])})},
+    optional={"http": st.fixed_dictionaries({"request": st.fixed_dictionaries({"method": st.just("GET")}),
+                                             "response": st.fixed_dictionaries({"status_code": st.just(200)})}),
+              "host": st.sampled_from(["", "front.example"]), "port": st.sampled_from([8080, 0]),
+              "event": st.fixed_dictionaries({"duration": st.integers(0, 10**9)})})
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_ecs_line, min_size=1, max_size=5))
+def test_identical_on_generated_server_logs_of_their_own_requests(objects: list[dict]) -> None:
+    """ECS: url.full is the request the server handled, so its host is the authority only when none is given."""
+    assert_both_read_alike("app", objects)

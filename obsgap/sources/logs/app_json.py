@@ -319,15 +319,20 @@ class _AppFields:
             out.append(_column(self.table, node))
         return out
 
+    def _values(self, key: str) -> pa.Array | None:
+        """The column at `key` whatever its type: an object or a list is a value too (parse_app_json's present)."""
+        node = _resolve(self.nodes, key)
+        return None if node is None or pa.types.is_null(node.type) else _column(self.table, node)
+
     def present(self, key: str) -> bool:
-        """Some line of the run has a scalar value at `key`."""
-        columns = self.candidates("_present", (key,))
-        return any(c.null_count < len(c) for c in columns)
+        """Some line of the run has a value at `key`."""
+        column = self._values(key)
+        return column is not None and column.null_count < len(column)
 
     def everywhere(self, key: str) -> bool:
         """Every line of the run has a value at `key`."""
-        columns = self.candidates("_present", (key,))
-        return bool(columns) and all(c.null_count == 0 for c in columns)
+        column = self._values(key)
+        return column is not None and column.null_count == 0
 
     def first_present(self, name: str, convert: Callable[[pa.Array], pa.Array], type_: pa.DataType) -> pa.Array:
         """The first candidate holding a value, converted (a value that converts to nothing stays nothing)."""
@@ -347,13 +352,13 @@ def _ts(column: pa.Array) -> pa.Array:
 
 def _schema(fields: _AppFields) -> AppSchema | None:
     """app_schema for a run of lines with the same keys. Raises NotExact where the per-line parser
-    could decide differently from line to line: a schema marker missing on some lines, a bare duration key
-    whose unit is unknown (the per-line parser reports it), or a schema that reads the URL as its own."""
+    could decide differently from line to line: a schema marker missing on some lines, or a bare duration key
+    whose unit is unknown (the per-line parser reports it)."""
     def present(key: str) -> bool:
         return fields.present(key)
 
     schema = app_schema(present)
-    if schema is not None and (schema.own_url or not all(fields.everywhere(k) for k in schema.markers)):
+    if schema is not None and not all(fields.everywhere(k) for k in schema.markers):
         raise NotExact(f"schema {schema.name}")
     if unknown_unit_key(present, schema, fields.mapping):
         raise NotExact("duration without a unit")
@@ -395,7 +400,13 @@ def app_columns(table: pa.Table, mapping: Mapping[str, str] | None) -> tuple[dic
     direction = constant(len(url), "inbound")
     given_path = path
     path = pc.if_else(pc.and_(pc.fill_null(pc.not_equal(url, ""), False), pc.is_null(path)), url, path)
-    if pc.any(absolute).as_py():
+    if schema is not None and schema.own_url:
+        # a server's log of the requests it served (ECS): its url is its own request, whatever host it names
+        if given_path.null_count:
+            raise NotExact("a line of a server's log without its path")  # parse_app_json reads it as a call
+        given = pc.fill_null(pc.not_equal(authority, ""), False)  # `authority or ...`: an empty one is none
+        authority = pc.if_else(given, authority, map_unique(url, _url_authority, pa.string()))
+    elif pc.any(absolute).as_py():
         direction, authority, port, path = _absolute_urls(absolute, url, direction, authority, port, given_path, path)
     request = pc.and_(request, pc.or_(pc.or_(pc.is_valid(method), pc.is_valid(path)),
                                       pc.not_equal(direction, "inbound")))
