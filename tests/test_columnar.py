@@ -271,16 +271,22 @@ def test_a_skewed_clock_is_measured_and_the_node_time_used(tmp_path: Path) -> No
     assert fast["out_of_window"] == 0 and fast["requests"] == 140
 
 
-_stamp_chars = st.sampled_from([*"0123456789-:T .Z+z", "\u0663", "\u00b2"])
+_stamp_chars = st.sampled_from([*"0123456789-:T .,Z+z", "\u0663", "\u00b2"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 29), _stamp_chars), max_size=3), st.integers(0, 30))
-def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cut: int) -> None:
-    stamp = "2026-11-25T04:01:26.687787294Z"
-    for at, char in edits:
-        stamp = stamp[:at] + char + stamp[at + 1:]
-    values = [stamp, stamp[:cut] + stamp[-1:], "2026-11-25T04:01:26.687Z", None]
+@given(st.lists(st.tuples(st.integers(0, 29), _stamp_chars), max_size=3), st.integers(0, 30),
+       st.sampled_from(["2026-11-25T04:01:26.687787294+05:30", "2026-11-25T04:01:26-08:00",
+                        "2026-11-25T23:59:59,5+14:00", "2026-12-31T23:59:59.999-00:00", "1970-01-01T00:00:00.1+01:00"]))
+@example([], 0, "2017-01-12T08:58:07.372015644-08:00")  # Echo's docs
+@example([(19, "+")], 0, "2026-11-25T04:01:26-08:00")
+def test_vectorised_timestamps_equal_the_parser(edits: list[tuple[int, str]], cut: int, offset: str) -> None:
+    values = []
+    for stamp in ("2026-11-25T04:01:26.687787294Z", offset):
+        for at, char in edits:
+            stamp = stamp[:at] + char + stamp[at + 1:]
+        values += [stamp, stamp[:cut] + stamp[-1:], stamp[:cut] + stamp[-6:]]
+    values += ["2026-11-25T04:01:26.687Z", "2026-11-25T04:01:26.687+02:00", None]
     assert ts_ms(pa.array(values)).to_pylist() == [parse_ts_ms(v) for v in values]
 
 
