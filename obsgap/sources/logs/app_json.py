@@ -319,19 +319,19 @@ class _AppFields:
             out.append(_column(self.table, node))
         return out
 
-    def _values(self, key: str) -> pa.Array | None:
+    def values(self, key: str) -> pa.Array | None:
         """The column at `key` whatever its type: an object or a list is a value too (parse_app_json's present)."""
         node = _resolve(self.nodes, key)
         return None if node is None or pa.types.is_null(node.type) else _column(self.table, node)
 
     def present(self, key: str) -> bool:
         """Some line of the run has a value at `key`."""
-        column = self._values(key)
+        column = self.values(key)
         return column is not None and column.null_count < len(column)
 
     def everywhere(self, key: str) -> bool:
         """Every line of the run has a value at `key`."""
-        column = self._values(key)
+        column = self.values(key)
         return column is not None and column.null_count == 0
 
     def first_present(self, name: str, convert: Callable[[pa.Array], pa.Array], type_: pa.DataType) -> pa.Array:
@@ -360,9 +360,21 @@ def _schema(fields: _AppFields) -> AppSchema | None:
     schema = app_schema(present)
     if schema is not None and not all(fields.everywhere(k) for k in schema.markers):
         raise NotExact(f"schema {schema.name}")
-    if unknown_unit_key(present, schema, fields.mapping):
-        raise NotExact("duration without a unit")
     return schema
+
+
+def _unknown_units(fields: _AppFields, schema: AppSchema | None) -> pa.Array:
+    """unknown_unit_key per line: the first bare duration key (no unit in its name) the line has and no schema or
+    mapping explains, else null."""
+    result = pa.nulls(fields.table.num_rows, pa.string())
+    if fields.mapping and "duration_ms" in fields.mapping:
+        return result
+    explained = {k for k, _ in schema.durations} if schema else set()
+    for key in reversed([k for k in BARE_DURATION_KEYS if k not in explained]):
+        column = fields.values(key)
+        if column is not None:
+            result = pc.if_else(pc.is_valid(column), key, result)
+    return result
 
 
 def _duration(fields: _AppFields, schema: AppSchema | None) -> pa.Array:
@@ -418,8 +430,14 @@ def app_columns(table: pa.Table, mapping: Mapping[str, str] | None) -> tuple[dic
         "direction": direction, "method": method, "path": path,
         "protocol": constant(n, "http"), "status": status,
         "duration_ms": duration, "port": port, "authority": authority,
+        UNKNOWN_UNIT: pc.if_else(pc.is_null(duration), _unknown_units(fields, schema), pa.scalar(None, pa.string())),
     }
     return columns, request
+
+
+UNKNOWN_UNIT = "_unknown_unit"
+"""app_columns' column of the bare duration key a request's duration was not read from (parse_app_json's
+`_unknown_unit`): counted per file, not written."""
 
 
 def _url_parts(url: str) -> tuple[bool, str | None, int | None, bool, str | None, int]:

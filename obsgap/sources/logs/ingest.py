@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsgap.sources.logs.app_json import app_columns
+from obsgap.sources.logs.app_json import UNKNOWN_UNIT, app_columns
 from obsgap.sources.logs.attribution import PER_FILE_COLUMNS, base_attribution, file_columns
 from obsgap.sources.logs.batch_lines import BatchFile, BatchLines, json_only, read_lines
 from obsgap.sources.logs.clock import judge_clocks
@@ -245,9 +245,19 @@ def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask
         request_np = request.to_numpy(zero_copy_only=False)
         _count(files, lines.file_of[rows[~request_np]], "json-other", nonrequest=True)
         _count(files, lines.file_of[rows[request_np]], "app-json")
+        _count_unknown_units(files, lines.file_of[rows], columns.pop(UNKNOWN_UNIT), request_np)
         if request_np.any():
             parts.append((rows[request_np], {k: v.filter(request) for k, v in columns.items()}))
     return np.concatenate(by_line)
+
+
+def _count_unknown_units(files: list[BatchFile], file_index: np.ndarray, unknown: pa.Array,
+                         request: np.ndarray) -> None:
+    """Requests whose duration key has no known unit, per file and key (FileStats.unknown_units)."""
+    keys = unknown.to_numpy(zero_copy_only=False)
+    counted = request & unknown.is_valid().to_numpy(zero_copy_only=False)
+    for f, key in zip(file_index[counted].tolist(), keys[counted].tolist(), strict=True):
+        files[f].stats.unknown_units[key] += 1
 
 
 RUN_FILES = 32

@@ -29,9 +29,14 @@ def envoy_shaped(keys: Iterable[str]) -> bool:
 def read_json_lines(text: pa.Buffer, rows: int) -> pa.Table:
     """`rows` newline-terminated JSON lines (one file's) as Arrow reads them; NotExact when that could differ
     from orjson's reading, or when the lines name their pod (the per-line reader attributes those)."""
+    options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, text.size + 1))
     try:
-        table = pa_json.read_json(pa.BufferReader(text), read_options=pa_json.ReadOptions(
-            use_threads=False, block_size=max(1 << 20, text.size + 1)))
+        table = pa_json.read_json(pa.BufferReader(text), read_options=options)
+        if any(_has_timestamp(f.type) for f in table.schema):
+            # Arrow took ISO-looking strings for timestamps (a bare date too, which is no time to parse_ts_ms):
+            # read them again as the strings they are
+            table = pa_json.read_json(pa.BufferReader(text), read_options=options, parse_options=pa_json.ParseOptions(
+                explicit_schema=pa.schema([f.with_type(_as_text(f.type)) for f in table.schema])))
     except pa.ArrowException as exc:
         raise NotExact(str(exc)) from exc
     if table.num_rows != rows or any(n.startswith(K8S_HEADS) for n in table.column_names):
@@ -54,6 +59,29 @@ def text_values(column: pa.Array) -> pa.Array:
     if pa.types.is_null(column.type):
         return pa.nulls(len(column), pa.string())
     raise NotExact(str(column.type))
+
+
+def _has_timestamp(type_: pa.DataType) -> bool:
+    if pa.types.is_timestamp(type_):
+        return True
+    if pa.types.is_struct(type_):
+        return any(_has_timestamp(f.type) for f in type_)
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return _has_timestamp(type_.value_type)
+    return False
+
+
+def _as_text(type_: pa.DataType) -> pa.DataType:
+    """The type with every timestamp in it a string."""
+    if pa.types.is_timestamp(type_):
+        return pa.string()
+    if pa.types.is_struct(type_):
+        return pa.struct([f.with_type(_as_text(f.type)) for f in type_])
+    if pa.types.is_list(type_):
+        return pa.list_(_as_text(type_.value_type))
+    if pa.types.is_large_list(type_):
+        return pa.large_list(_as_text(type_.value_type))
+    return type_
 
 
 def _has_float(type_: pa.DataType) -> bool:

@@ -84,34 +84,36 @@ def ts_ms(values: pa.Array) -> pa.Array:
     except pa.ArrowInvalid:  # some line is not in that form: the exact, slower way
         return _ts_ms_checked(values)
     millis = pc.if_else(fast, millis, pa.scalar(None, pa.int64()))
-    offset = pc.fill_null(pc.and_(pc.invert(fast), pc.match_substring_regex(values, _RFC3339_OFFSET)), False)
-    if pc.any(offset).as_py():
-        with_offset = _offset_ms(values, offset)
-        if with_offset is not None:
-            millis, fast = pc.if_else(offset, with_offset, millis), pc.or_(fast, offset)
+    other = pc.fill_null(pc.and_(pc.invert(fast), pc.match_substring_regex(values, _RFC3339_OTHER)), False)
+    if pc.any(other).as_py():
+        with_other = _other_rfc3339_ms(values, other)
+        if with_other is not None:
+            millis, fast = pc.if_else(other, with_other, millis), pc.or_(fast, other)
     return patch(millis, pc.and_(pc.invert(fast), pc.is_valid(values)), values, parse_ts_ms)
 
 
-# parse_ts_ms's other common form: a zone offset (Go's RFC3339Nano in a local zone, Java's OffsetDateTime, Echo)
-_RFC3339_OFFSET = (r"^(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?"
-                   r"[+-]\d\d:\d\d$")
+# parse_ts_ms's other common forms: whole seconds (logrus, Python's JSON loggers), a zone offset (Go's RFC3339Nano
+# in a local zone, Java's OffsetDateTime, Echo), no zone at all, a space for the T
+_RFC3339_OTHER = (r"^(?P<head>(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\d[T ]\d\d:\d\d:\d\d)"
+                  r"(?:[.,](?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$")
 
 
-def _offset_ms(values: pa.Array, rows: pa.Array) -> pa.Array | None:
-    """parse_ts_ms of the `rows` in _RFC3339_OFFSET's form: the time of day less the offset, plus the first three
-    digits of the fraction (padded); None when Arrow refuses a date or time (parse_ts_ms then reads them)."""
-    v = pc.if_else(rows, values, "1970-01-01T00:00:00+00:00")
+def _other_rfc3339_ms(values: pa.Array, rows: pa.Array) -> pa.Array | None:
+    """parse_ts_ms of the `rows` in _RFC3339_OTHER's form: the time of day less the zone's offset, plus the first
+    three digits of the fraction (padded); None when Arrow refuses a date or time (parse_ts_ms then reads them)."""
+    parts = pc.extract_regex(pc.if_else(rows, values, "1970-01-01T00:00:00"), _RFC3339_OTHER)
     try:
-        base = pc.cast(pc.cast(pc.utf8_slice_codeunits(v, 0, 19), pa.timestamp("s")), pa.int64())
+        base = pc.cast(pc.cast(parts.field("head"), pa.timestamp("s")), pa.int64())
     except pa.ArrowInvalid:
         return None
-    fraction = pc.if_else(pc.is_in(pc.utf8_slice_codeunits(v, 19, 20), pa.array([".", ","])),
-                          pc.utf8_slice_codeunits(v, 20, -6), "")
-    millis = pc.cast(pc.utf8_rpad(pc.utf8_slice_codeunits(fraction, 0, 3), 3, "0"), pa.int64())
-    zone = pc.add(pc.multiply(pc.cast(pc.utf8_slice_codeunits(v, -5, -3), pa.int64()), 3600),
-                  pc.multiply(pc.cast(pc.utf8_slice_codeunits(v, -2, None), pa.int64()), 60))
-    zone = pc.if_else(pc.equal(pc.utf8_slice_codeunits(v, -6, -5), "-"), pc.negate(zone), zone)
-    return pc.add(pc.multiply(pc.subtract(base, zone), 1000), millis)
+    millis = pc.cast(pc.utf8_rpad(pc.utf8_slice_codeunits(parts.field("fraction"), 0, 3), 3, "0"), pa.int64())
+    zone = parts.field("zone")
+    offset = pc.add(pc.multiply(pc.cast(pc.if_else(pc.greater(pc.utf8_length(zone), 1),
+                                                   pc.utf8_slice_codeunits(zone, 1, 3), "0"), pa.int64()), 3600),
+                    pc.multiply(pc.cast(pc.if_else(pc.greater(pc.utf8_length(zone), 1),
+                                                   pc.utf8_slice_codeunits(zone, 4, 6), "0"), pa.int64()), 60))
+    offset = pc.if_else(pc.starts_with(zone, "-"), pc.negate(offset), offset)
+    return pc.add(pc.multiply(pc.subtract(base, offset), 1000), millis)
 
 
 def _ts_ms_checked(values: pa.Array) -> pa.Array:
