@@ -254,6 +254,8 @@ def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask
 def _count_unknown_units(files: list[BatchFile], file_index: np.ndarray, unknown: pa.Array,
                          request: np.ndarray) -> None:
     """Requests whose duration key has no known unit, per file and key (FileStats.unknown_units)."""
+    if unknown.null_count == len(unknown):
+        return
     keys = unknown.to_numpy(zero_copy_only=False)
     counted = request & unknown.is_valid().to_numpy(zero_copy_only=False)
     for f, key in zip(file_index[counted].tolist(), keys[counted].tolist(), strict=True):

@@ -84,6 +84,8 @@ def ts_ms(values: pa.Array) -> pa.Array:
     except pa.ArrowInvalid:  # some line is not in that form: the exact, slower way
         return _ts_ms_checked(values)
     millis = pc.if_else(fast, millis, pa.scalar(None, pa.int64()))
+    if pc.all(pc.or_(fast, pc.is_null(values))).as_py():  # the common case: nothing left for the other forms
+        return millis
     other = pc.fill_null(pc.and_(pc.invert(fast), pc.match_substring_regex(values, _RFC3339_OTHER)), False)
     if pc.any(other).as_py():
         with_other = _other_rfc3339_ms(values, other)
