@@ -4,7 +4,7 @@ orjson's (NotExact otherwise, and the per-line parser takes those lines); shared
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -32,7 +32,7 @@ def read_json_lines(text: pa.Buffer, rows: int) -> pa.Table:
     options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, text.size + 1))
     try:
         table = pa_json.read_json(pa.BufferReader(text), read_options=options)
-        if any(_has_timestamp(f.type) for f in table.schema):
+        if any(_has(f.type, pa.types.is_timestamp) for f in table.schema):
             # Arrow took ISO-looking strings for timestamps (a bare date too, which is no time to parse_ts_ms):
             # read them again as the strings they are
             table = pa_json.read_json(pa.BufferReader(text), read_options=options, parse_options=pa_json.ParseOptions(
@@ -61,13 +61,14 @@ def text_values(column: pa.Array) -> pa.Array:
     raise NotExact(str(column.type))
 
 
-def _has_timestamp(type_: pa.DataType) -> bool:
-    if pa.types.is_timestamp(type_):
+def _has(type_: pa.DataType, kind: Callable[[pa.DataType], bool]) -> bool:
+    """A type of that kind anywhere in `type_` (its struct fields and list values included)."""
+    if kind(type_):
         return True
     if pa.types.is_struct(type_):
-        return any(_has_timestamp(f.type) for f in type_)
+        return any(_has(f.type, kind) for f in type_)
     if pa.types.is_list(type_) or pa.types.is_large_list(type_):
-        return _has_timestamp(type_.value_type)
+        return _has(type_.value_type, kind)
     return False
 
 
@@ -84,19 +85,9 @@ def _as_text(type_: pa.DataType) -> pa.DataType:
     return type_
 
 
-def _has_float(type_: pa.DataType) -> bool:
-    if pa.types.is_floating(type_):
-        return True
-    if pa.types.is_struct(type_):
-        return any(_has_float(f.type) for f in type_)
-    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
-        return _has_float(type_.value_type)
-    return False
-
-
 def _non_finite(column: Any) -> bool:
     """NaN or Infinity anywhere in the column: orjson refuses such JSON, Arrow reads it."""
-    if not _has_float(column.type):
+    if not _has(column.type, pa.types.is_floating):
         return False
     if pa.types.is_floating(column.type):
         return not pc.all(pc.fill_null(pc.is_finite(column), True)).as_py()
