@@ -16,7 +16,13 @@ from obsgap.checks.base import Check, Skip, pct
 from obsgap.evidence import CheckInputs
 from obsgap.model import Finding, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
-from obsgap.suggest.buckets import Distribution, histogram_quantile, suggest_from_buckets, suggest_from_distribution
+from obsgap.suggest.buckets import (
+    Distribution,
+    histogram_quantile,
+    suggest_from_buckets,
+    suggest_from_distribution,
+    unit_of,
+)
 
 DOC = "https://istio.io/latest/docs/reference/config/annotations/#SidecarStatsHistogramBuckets"
 KNOWN_STAT_ROOTS = frozenset({"istiocustom", "cluster", "cluster_manager", "listener", "listener_manager", "http",
@@ -47,17 +53,6 @@ class _Hist:
         if len(self.cumulative) < 3:
             return 0.0
         return (self.cumulative[-2] - self.cumulative[-3]) / self.total
-
-
-def unit_of(family: str) -> tuple[str, float]:
-    """(unit, factor from milliseconds to the metric's unit)."""
-    if family.endswith("_milliseconds") or "_milliseconds_" in family or family.endswith("_ms"):
-        return "ms", 1.0
-    if "seconds" in family:
-        return "s", 0.001
-    if "bytes" in family:
-        return "bytes", math.nan
-    return "?", math.nan
 
 
 def _le(value: Any) -> float:

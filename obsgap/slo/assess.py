@@ -25,6 +25,7 @@ from obsgap.evidence import CheckInputs
 from obsgap.model import Service
 from obsgap.slo.measure import Measured
 from obsgap.slo.promql import Selector, selects, shape
+from obsgap.suggest.buckets import unit_of
 
 Verdict = Literal["trustworthy", "biased", "broken", "unverified"]
 BROKEN = ("selector-matches-nothing", "latency-saturated")
@@ -93,12 +94,10 @@ def _query_facts(query: str) -> dict[str, object]:
 
 
 def _unit(family: str) -> tuple[str, float]:
-    """A histogram's unit and its factor to milliseconds, from its name (Prometheus naming conventions)."""
-    if family.endswith(("_milliseconds", "_ms")):
-        return "ms", 1.0
-    if family.endswith("_seconds"):
-        return "s", 1000.0
-    return "", 0.0
+    """A histogram's time unit and its factor to milliseconds (unit_of, the histogram checks' rule);
+    ("", 0) for a histogram that is not of time."""
+    unit, from_ms = unit_of(family)
+    return (unit, 1 / from_ms) if unit in ("ms", "s") else ("", 0.0)
 
 
 def _services_by_istio(sel: Selector, inputs: CheckInputs) -> list[Service] | None:

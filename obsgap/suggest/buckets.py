@@ -119,3 +119,14 @@ def _thin(bounds: list[float], keep: set[float], max_buckets: int) -> list[float
         else:
             break
     return out
+
+
+def unit_of(family: str) -> tuple[str, float]:
+    """A histogram's unit from its name (Prometheus naming conventions), and the factor from milliseconds to it."""
+    if family.endswith("_milliseconds") or "_milliseconds_" in family or family.endswith("_ms"):
+        return "ms", 1.0
+    if "seconds" in family:
+        return "s", 0.001
+    if "bytes" in family:
+        return "bytes", math.nan
+    return "?", math.nan
