@@ -15,7 +15,7 @@ from obsgap.sources.logs.envoy_format import ISTIO_JSON, JsonFormat
 from obsgap.sources.logs.json_columns import NotExact, text_values
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import numeric_ts_ms, ts_ms
-from obsgap.sources.logs.values import as_float, blank_to_null, constant, dash, int32_values, patch
+from obsgap.sources.logs.values import blank_to_null, constant, float_values, int32_values, patch
 
 
 def parse_envoy_json(obj: Mapping[str, Any], fmt: JsonFormat = ISTIO_JSON) -> Row | None:
@@ -55,7 +55,7 @@ def envoy_json_columns(table: pa.Table, fmt: JsonFormat = ISTIO_JSON) -> dict[st
         "ts_ms": _start(column["start"]), "origin": constant(n, "envoy"), "direction": direction,
         "method": text("method"), "path": text("path"), "protocol": pc.fill_null(text("protocol"), "tcp"),
         "status": pc.fill_null(int32_values(text_values(column["code"])), 0),
-        "duration_ms": _float(column["duration"]), "port": port, "authority": text("authority"),
+        "duration_ms": float_values(column["duration"]), "port": port, "authority": text("authority"),
         "upstream_cluster": cluster, "upstream_host": uhost, "downstream_local": dlocal,
         "downstream_remote": text("downstream_remote"), "response_flags": text("flags"),
     }
@@ -77,21 +77,3 @@ def _start(values: pa.Array) -> pa.Array:
         seconds = pc.cast(pc.if_else(epoch, values, "0"), pa.float64())
         out = pc.if_else(epoch, numeric_ts_ms(seconds), out)
     return patch(out, odd, values, start_ms)
-
-
-_PLAIN_NUMBER = r"^[0-9]{1,15}$"
-
-
-def _float(values: pa.Array) -> pa.Array:
-    """as_float(dash(as_text(value))) over a column: %DURATION% as a number, a string of digits, or `-`."""
-    if pa.types.is_float64(values.type):
-        return values
-    if pa.types.is_int64(values.type) or pa.types.is_null(values.type):
-        return pc.cast(values, pa.float64())
-    text = values.cast(pa.string())
-    plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_NUMBER), False)
-    out = pc.cast(pc.if_else(plain, text, "0"), pa.float64())
-    out = pc.if_else(plain, out, pa.scalar(None, pa.float64()))
-    return patch(out, pc.and_(pc.invert(plain), pc.is_valid(text)), text, lambda v: as_float(dash(v)))
-
-

@@ -16,7 +16,7 @@ from obsgap.sources.logs.envoy_format import TextFormat, builtin_text_formats
 from obsgap.sources.logs.framing import CRI_COMPLETE
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import ts_ms
-from obsgap.sources.logs.values import blank_to_null, constant, int32_values, map_rows, nth
+from obsgap.sources.logs.values import blank_to_null, constant, float_values, int32_values, nth
 
 # Istio's default TEXT format since 1.9 (DESIGN.md): the columnar reader's strict fast path. Every format, this
 # one included, is read by its format string in envoy_format; this pattern only selects lines for the fast path,
@@ -79,12 +79,7 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     cluster = blank_to_null(nth(tail, 1))
     dlocal, uhost = blank_to_null(nth(tail, 3)), blank_to_null(nth(quoted, 13))
     direction, port = direction_port_columns(cluster, dlocal, uhost)
-    timed = pc.not_equal(dur, "-")
-    try:
-        duration = pc.cast(pc.if_else(timed, dur, "0"), pa.float64())
-    except pa.ArrowInvalid:  # digits beyond a double's range
-        duration = map_rows(pc.if_else(timed, dur, "0"), float, pa.float64())
-    duration = pc.if_else(timed, duration, pa.scalar(None, pa.float64()))
+    duration = float_values(blank_to_null(dur))  # `\d+` or `-` in the strict shape
     n = len(quoted)
     columns = {
         "ts_ms": ts_ms(start), "origin": constant(n, "envoy"),

@@ -59,7 +59,10 @@ def parse_ts_ms(value: Any) -> int | None:
     return int((base - offset) * 1000) + frac_ms
 
 
-_RFC3339_UTC_MS = (r"^(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+_YEAR = r"(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])"  # fromisoformat refuses year 0; Arrow takes it
+
+
+_RFC3339_UTC_MS = (r"^" + _YEAR + r"-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
                    r"\.\d{3}.*Z$")
 
 
@@ -96,7 +99,7 @@ def ts_ms(values: pa.Array) -> pa.Array:
 
 # parse_ts_ms's other common forms: whole seconds (logrus, Python's JSON loggers), a zone offset (Go's RFC3339Nano
 # in a local zone, Java's OffsetDateTime, Echo), no zone at all, a space for the T
-_RFC3339_OTHER = (r"^(?P<head>(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-\d\d-\d\d[T ]\d\d:\d\d:\d\d)"
+_RFC3339_OTHER = (r"^(?P<head>" + _YEAR + r"-\d\d-\d\d[T ]\d\d:\d\d:\d\d)"
                   r"(?:[.,](?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$")
 
 

@@ -148,5 +148,21 @@ def int32_values(text: pa.Array, ascii_digits: bool = False) -> pa.Array:
     return patch(values, pc.and_(pc.invert(plain), pc.is_valid(text)), text, int32_or_none)
 
 
+_PLAIN_NUMBER = r"^[0-9]{1,15}$"
+
+
+def float_values(values: pa.Array) -> pa.Array:
+    """as_float(dash(as_text(value))) over a column: %DURATION% as a number, a string of digits, or `-`."""
+    if pa.types.is_float64(values.type):
+        return values
+    if pa.types.is_int64(values.type) or pa.types.is_null(values.type):
+        return pc.cast(values, pa.float64())
+    text = values.cast(pa.string())
+    plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_NUMBER), False)
+    out = pc.cast(pc.if_else(plain, text, "0"), pa.float64())
+    out = pc.if_else(plain, out, pa.scalar(None, pa.float64()))
+    return patch(out, pc.and_(pc.invert(plain), pc.is_valid(text)), text, lambda v: as_float(dash(v)))
+
+
 def constant(n: int, value: str) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value])).cast(pa.string())
