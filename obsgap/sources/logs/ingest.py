@@ -181,16 +181,14 @@ def _resolve_presets(files: list[BatchFile], parts: list[tuple[np.ndarray, dict[
     """Ranges that do not begin their file take its clock decision, read from the file's head, only when they
     hold requests with the node's time (bare lines have none): a range of a log with no requests, or of a bare
     `kubectl logs` file, never reads the head."""
-    waiting = [i for i, f in enumerate(files) if f.clock_preset and f.wrapper and f.stats.clock is not None
-               and f.stats.clock.head is not None]
-    if not waiting:
+    if not any(f.clock_preset and f.wrapper for f in files):
         return
     with_requests = {i for i, _, _ in parsed}
     if parts:
         with_requests.update(np.unique(lines.file_of[np.concatenate([r for r, _ in parts])]).tolist())
-    for i in waiting:
-        if i in with_requests:
-            resolve_preset(files[i].stats)
+    for i in with_requests:
+        if files[i].clock_preset and files[i].wrapper:
+            resolve_preset(files[i].stats)  # once: the file's decision is then kept
 
 
 def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
