@@ -26,21 +26,20 @@ from obsgap.config import (
     parse_header,
     parse_log_fields,
     parse_slos,
-    redact_url,
     resolve_window,
 )
 from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
 from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
-from obsgap.report.notices import notices
-from obsgap.report.publish import write_outputs
+from obsgap.publish import write_outputs
+from obsgap.report.notices import notices, terminal_lines
 from obsgap.slo.table import slo_table
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.logs.clickhouse import ClickHouseOptions
 from obsgap.sources.logs.discover import parse_log_pod
 from obsgap.sources.logs.podlogs import PodLogOptions
-from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.sources.prometheus import PrometheusOptions, redact_url
 from obsgap.sources.queries import namespace_matcher
 
 CONFIG_META = "obsgap.config"
@@ -201,13 +200,8 @@ def report(ctx: click.Context, **opts: Any) -> None:
         claim.release(wrote)
     result = outcome.result
     if not opts["quiet"]:
-        for line in notices(result):
+        for line in terminal_lines(result):
             click.echo(line, err=True)
-        counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
-        click.echo(f"{len(result.findings)} findings ({counts['critical']} critical, {counts['warning']} warning, "
-                   f"{counts['info']} info)", err=True)
-        for failure in outcome.source_failures:
-            click.echo(f"source failed: {failure}", err=True)
     click.echo(str(paths[0]))
     if outcome.source_failures:
         sys.exit(3)
@@ -234,7 +228,8 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
         outcome = engine.run(replace(plan, only_checks=("slo-untrustworthy",)), say)
     for line in notices(outcome.result):
         click.echo(line, err=True)
-    for gap in outcome.result.sources.slos.get("gaps") or []:
+    slo_report = outcome.result.sources.slos
+    for gap in slo_report.gaps if slo_report is not None else ():
         click.echo(f"SLO not measured: {gap}", err=True)
     click.echo(slo_table(outcome.result.slos))
     if outcome.source_failures:
@@ -246,46 +241,62 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
 slo_command.params[:0] = list(report.params)
 
 
-def _plan(o: dict[str, Any]) -> RunPlan:
-    window = resolve_window(o["start"], o["end"], o["window"])
-    headers = tuple(parse_header(h) for h in o["headers"])
+def _prometheus(o: dict[str, Any]) -> PrometheusOptions | None:
+    if not o["prometheus_url"]:
+        return None
+    if not o["prometheus_url"].startswith(("http://", "https://")):
+        raise InputError("--prometheus-url must start with http:// or https://")
+    if re.search(r"/api/v1(/.*)?$", o["prometheus_url"].split("?", 1)[0]):
+        raise InputError(f"--prometheus-url {redact_url(o['prometheus_url'])}: give the base URL, without "
+                         "/api/v1 (e.g. http://prometheus:9090, or Mimir's http://mimir/prometheus)")
+    return PrometheusOptions(
+        url=o["prometheus_url"],
+        bearer_token_file=Path(o["bearer_token_file"]) if o["bearer_token_file"] else None,
+        basic_auth_file=Path(o["basic_auth_file"]) if o["basic_auth_file"] else None,
+        ca_file=Path(o["ca_file"]) if o["ca_file"] else None,
+        insecure_skip_verify=o["insecure_skip_verify"],
+        headers=tuple(parse_header(h) for h in o["headers"]), timeout_seconds=o["query_timeout"])
+
+
+def _live(o: dict[str, Any]) -> LiveOptions | None:
+    if not (o["kubeconfig"] or o["kube_context"] or o["in_cluster"]):
+        return None
+    if o["kube_snapshot"]:
+        raise InputError("--kube-snapshot and a live cluster (--kubeconfig/--context/--in-cluster) both given: "
+                         "give one of them")
+    return LiveOptions(o["kubeconfig"], o["kube_context"], o["in_cluster"])
+
+
+def _pod_logs(o: dict[str, Any], live: LiveOptions | None) -> PodLogOptions | None:
+    if not o["pod_logs"]:
+        if o["pod_logs_containers"]:
+            raise InputError("--pod-logs-container needs --pod-logs")
+        return None
+    if live is None:
+        raise InputError("--pod-logs reads logs through the Kubernetes API: give a live cluster "
+                         "(--kubeconfig/--context/--in-cluster)")
+    return PodLogOptions(tuple(o["pod_logs_containers"]), o["pod_logs_concurrency"], o["pod_logs_limit_bytes"])
+
+
+def _checked(o: dict[str, Any]) -> None:
+    """The flags' values that need no source to be judged."""
+    for header in o["headers"]:
+        parse_header(header)
     for ns in o["namespaces"]:
         namespace_matcher("namespace", (ns,))
-    prom = None
-    if o["prometheus_url"]:
-        if not o["prometheus_url"].startswith(("http://", "https://")):
-            raise InputError("--prometheus-url must start with http:// or https://")
-        if re.search(r"/api/v1(/.*)?$", o["prometheus_url"].split("?", 1)[0]):
-            raise InputError(f"--prometheus-url {redact_url(o['prometheus_url'])}: give the base URL, without "
-                             "/api/v1 (e.g. http://prometheus:9090, or Mimir's http://mimir/prometheus)")
-        prom = PrometheusOptions(
-            url=o["prometheus_url"],
-            bearer_token_file=Path(o["bearer_token_file"]) if o["bearer_token_file"] else None,
-            basic_auth_file=Path(o["basic_auth_file"]) if o["basic_auth_file"] else None,
-            ca_file=Path(o["ca_file"]) if o["ca_file"] else None,
-            insecure_skip_verify=o["insecure_skip_verify"],
-            headers=headers, timeout_seconds=o["query_timeout"])
-    live = None
-    if o["kubeconfig"] or o["kube_context"] or o["in_cluster"]:
-        if o["kube_snapshot"]:
-            raise InputError("--kube-snapshot and a live cluster (--kubeconfig/--context/--in-cluster) both given: "
-                             "give one of them")
-        live = LiveOptions(o["kubeconfig"], o["kube_context"], o["in_cluster"])
     unknown = [c for c in o["only_checks"] if by_id(c) is None]
     if unknown:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
+
+
+def _plan(o: dict[str, Any]) -> RunPlan:
+    window = resolve_window(o["start"], o["end"], o["window"])
+    _checked(o)
+    prom, live = _prometheus(o), _live(o)
     clickhouse = _clickhouse(o)
-    pod_logs = None
-    if o["pod_logs"]:
-        if live is None:
-            raise InputError("--pod-logs reads logs through the Kubernetes API: give a live cluster "
-                             "(--kubeconfig/--context/--in-cluster)")
-        pod_logs = PodLogOptions(tuple(o["pod_logs_containers"]), o["pod_logs_concurrency"],
-                                 o["pod_logs_limit_bytes"])
-    elif o["pod_logs_containers"]:
-        raise InputError("--pod-logs-container needs --pod-logs")
+    pod_logs = _pod_logs(o, live)
     if clickhouse is not None and (o["logs"] or pod_logs is not None):
         raise InputError("--clickhouse-url reads the logs from ClickHouse: give it, or --logs/--pod-logs, not both")
     if not (prom or live or o["kube_snapshot"] or o["logs"] or clickhouse):

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 
@@ -80,18 +79,6 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or re.search(r"[\r\n]", text):
         raise InputError(f"--header {text!r} must look like 'Name: value'")
     return name.strip(), value.strip()
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may be written anywhere: no user:password, no query parameter values."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    query = "&".join(f"{k}=REDACTED" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    if not (parts.username or parts.password or parts.query):
-        return url
-    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def yaml_place(exc: yaml.YAMLError) -> str:

@@ -1,4 +1,5 @@
-"""What the sources deliver to the checks: aggregated, typed, and free of I/O handles."""
+"""What the sources deliver: aggregated, typed, free of I/O handles. The analysis (obsgap.analysis) reads it
+once, and the checks read both."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from obsgap.coverage import CoveredCounts, PodCoverage
-from obsgap.model import Topology, Window
-from obsgap.sources.dashboards import PanelQuery
+from obsgap.intervals import CoveredCounts, PodCoverage
+from obsgap.model import PanelQuery, Topology, Window
+from obsgap.slo.spec import Measured
 from obsgap.topology import TopologyIndex
 
 
@@ -72,9 +73,8 @@ class LogEvidence:
     """namespace, pod, origin, authority, port, upstream_cluster, upstream_host, requests."""
     by_remote: pd.DataFrame
     """namespace, pod, remote_ip, requests: inbound Envoy lines by caller address."""
-    stats: Mapping[str, Any]
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
-    """namespace, pod, hour_ms, requests: inbound requests over time (for the report)."""
+    """namespace, pod, origin, port, hour_ms, requests: inbound requests per time bin (the report's timelines)."""
     durations: pd.DataFrame = field(default_factory=pd.DataFrame)
     """namespace, service, origin, upper_ms, requests: inbound request durations per service on a 2% log scale."""
     partial: Mapping[tuple[str, str], PodCoverage] = field(default_factory=dict)
@@ -102,7 +102,9 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
-class CheckInputs:
+class Evidence:
+    """Everything the sources delivered for one run: the input of the analysis and of every check."""
+
     window: Window
     settings: CheckSettings
     topology: Topology | None = None
@@ -111,11 +113,11 @@ class CheckInputs:
     dashboards: tuple[PanelQuery, ...] = ()
     covered: CoveredCounts | None = None
     """For pods whose logs cover only part of the window: logs and mesh counted over that part."""
-    slos: tuple[Any, ...] | None = None
-    """SLOs given (--slo, the cluster's SLO objects) as slo.measure.Measured; None when none were asked for."""
-    _index: list[TopologyIndex] = field(default_factory=list, repr=False)
-    memo: dict[str, Any] = field(default_factory=dict, repr=False)
-    """Derived data shared by several checks (computed once per run)."""
+    slos: tuple[Measured, ...] | None = None
+    """SLOs given (--slo, the cluster's SLO objects), each with its SLI measured; None when none were asked for."""
+    unmeasured: Mapping[str, str] = field(default_factory=dict)
+    """Source kind (topology, metrics, logs) -> why it gave nothing, in words, for the kinds that did not."""
+    _index: list[TopologyIndex] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def index(self) -> TopologyIndex:

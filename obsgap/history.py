@@ -1,8 +1,12 @@
-"""Earlier runs: the baseline to mark findings new / resolved / still open, and trends over stored runs.
+"""Earlier runs: the baseline to mark findings new / resolved / not re-checked, and trends over stored runs.
 
-Reads findings.json files of earlier runs: the dated sibling folders of the output folder (the nightly
-layout reports/<UTC date>/), or an explicit --baseline. Reading is the only I/O; what it returns is typed, and the
-report model (report.build) combines it with the current run.
+Reads findings.json files of earlier runs: the dated sibling folders of the output folder (the nightly layout
+reports/<UTC date>/), or an explicit --baseline. Reading is the only I/O; what it returns is typed, and `compare`
+joins it with the current run, purely.
+
+A finding of the baseline that is absent now is `resolved` only when its check ran this time and examined its
+subject with the evidence it needs (CheckRun.examined, the check's own `keys_of`); otherwise it is carried as not
+re-checked, into this run's findings.json, until a run can say. Trends skip what a run did not measure.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obsgap.coverage import coverage_share
+from obsgap.analysis.coverage import coverage_share
+from obsgap.checks import REGISTRY, by_id
+from obsgap.model import CheckRun
 
 MAX_RUNS = 60
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -23,13 +29,18 @@ _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One stored run, as the trend chart shows it."""
+    """One stored run, as the trend chart shows it: None where the run did not measure it."""
 
     date: str
     coverage: float | None
     critical: int
     warning: int
-    saturated: int
+    trends: Mapping[str, int | None] = field(default_factory=dict)
+    """Each check's trend line (Check.trend): its count, or None when the check did not run."""
+
+    @property
+    def saturated(self) -> int | None:
+        return self.trends.get("saturated histograms")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,17 @@ class PastFinding:
     check: str
     title: str
     severity: str
+    namespace: str | None = None
+    service: str | None = None
+    keys: tuple[str, ...] = ()
+    """The subject keys its check examines it under (Check.keys_of)."""
+    reason: str | None = None
+    """Why it is not re-checked (set by `compare`)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "check": self.check, "title": self.title, "severity": self.severity,
+                "namespace": self.namespace, "service": self.service, "keys": list(self.keys),
+                **({"reason": self.reason} if self.reason else {})}
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,7 @@ class History:
     baseline: str | None
     """Where the baseline came from, or None when there is no earlier run."""
     baseline_findings: tuple[PastFinding, ...] = ()
+    """Its findings, and the findings it carried as not re-checked."""
     runs: tuple[RunSummary, ...] = ()
     """Oldest first."""
 
@@ -57,28 +80,61 @@ def _load(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("schema") == "obsgap.findings/v1" else None
 
 
-def is_saturation(check: str, evidence: Mapping[str, Any] | None) -> bool:
-    """A histogram whose observations pile into +Inf: not the same check's bucket-waste or annotation findings."""
-    return check == "histogram-inf-saturation" and isinstance(evidence, Mapping) \
-        and evidence.get("inf_share") is not None
+def trends_of(ran: Iterable[str], findings: Iterable[tuple[str, Mapping[str, Any] | None]]) -> dict[str, int | None]:
+    """Each check's trend count over findings (check, evidence as findings.json holds it); None when it did not
+    run."""
+    listed = list(findings)
+    ran = set(ran)
+    out: dict[str, int | None] = {}
+    for check in REGISTRY:
+        if check.trend is not None:
+            out[check.trend.name] = sum(1 for c, ev in listed if c == check.id and isinstance(ev, Mapping)
+                                        and check.in_trend(ev)) if check.id in ran else None
+    return out
 
 
-def summarize_run(date: str, coverage: Iterable[tuple[int, int, bool]],
+def summarize_run(date: str, coverage: Iterable[tuple[int | None, int | None, bool]], ran: Iterable[str],
                   findings: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> RunSummary:
     """coverage: (observed, mesh counted, comparable) per service; findings: (check, severity, evidence)."""
     listed = list(findings)
-    return RunSummary(date, coverage_share(coverage),
+    return RunSummary(date, coverage_share(coverage)[0],
                       sum(1 for _, sev, _ in listed if sev == "critical"),
                       sum(1 for _, sev, _ in listed if sev == "warning"),
-                      sum(1 for check, _, ev in listed if is_saturation(check, ev)))
+                      trends_of(ran, ((c, ev) for c, _, ev in listed)))
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def _summary_of(doc: dict[str, Any], date: str) -> RunSummary:
+    rows = [c for c in doc.get("coverage") or [] if isinstance(c, dict)]
+    checks = [c for c in doc.get("checks") or [] if isinstance(c, dict)]
+    ran = {str(c.get("check")) for c in checks if c.get("status") == "ran"} if checks else {c.id for c in REGISTRY}
     return summarize_run(
-        date, ((int(c.get("log_requests") or 0), int(c.get("mesh_requests") or 0), bool(c.get("comparable", True)))
-               for c in doc.get("coverage") or [] if isinstance(c, dict)),
+        date, ((_int_or_none(c.get("log_requests")), _int_or_none(c.get("mesh_requests")),
+                bool(c.get("comparable", True)) and c.get("ratio") is not None) for c in rows), ran,
         ((str(f.get("check")), str(f.get("severity")), f.get("evidence"))
          for f in doc.get("findings") or [] if isinstance(f, dict)))
+
+
+def _past(f: Mapping[str, Any]) -> PastFinding:
+    check = by_id(str(f.get("check")))
+    keys = f.get("keys")
+    subject: tuple[str, ...] = ()
+    if isinstance(keys, list):
+        subject = tuple(str(k) for k in keys)
+    elif check is not None:
+        subject = check.keys_of(f)
+    return PastFinding(str(f.get("id")), str(f.get("check")), str(f.get("title")), str(f.get("severity")),
+                       str(f["namespace"]) if f.get("namespace") else None,
+                       str(f["service"]) if f.get("service") else None, subject)
+
+
+def past_findings(doc: Mapping[str, Any]) -> tuple[PastFinding, ...]:
+    """A stored run's findings and the ones it carried as not re-checked."""
+    listed = [*(doc.get("findings") or []), *(doc.get("not_rechecked") or [])]
+    return tuple(_past(f) for f in listed if isinstance(f, Mapping))
 
 
 def load_history(out_dir: Path, baseline: Path | None) -> History:
@@ -101,6 +157,50 @@ def load_history(out_dir: Path, baseline: Path | None) -> History:
         base_doc, base_name = runs[-1][1], runs[-1][0]
     if base_doc is None:
         return History(None, runs=summaries)
-    findings = tuple(PastFinding(str(f.get("id")), str(f.get("check")), str(f.get("title")), str(f.get("severity")))
-                     for f in base_doc.get("findings") or [] if isinstance(f, dict))
-    return History(base_name, findings, summaries)
+    return History(base_name, past_findings(base_doc), summaries)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The current run against its baseline."""
+
+    changes: Mapping[str, str]
+    """Finding id -> new or open (empty on a first run)."""
+    resolved: tuple[PastFinding, ...]
+    not_rechecked: tuple[PastFinding, ...]
+    """Baseline findings this run could not judge, each with why."""
+
+
+def _why_not_rechecked(past: PastFinding, runs: Mapping[str, CheckRun], namespaces: tuple[str, ...]) -> str | None:
+    """None when this run judged the finding's subject with the evidence it needs (so its absence resolves it)."""
+    run = runs.get(past.check)
+    if run is None:
+        return f"{past.check} was not selected in this run"
+    if run.status != "ran":
+        return f"{past.check} did not run: {run.reason or run.status}"
+    if namespaces and past.namespace and past.namespace not in namespaces:
+        return f"namespace {past.namespace} is outside this run's -n scope"
+    if run.examined is not None and not any(k in run.examined for k in past.keys):
+        return "its evidence was not measured in this run"
+    return None
+
+
+def compare(history: History, current: Iterable[str], runs: Iterable[CheckRun],
+            namespaces: tuple[str, ...] = ()) -> Comparison:
+    ids = set(current)
+    if history.baseline is None:
+        return Comparison({}, (), ())
+    before = {f.id for f in history.baseline_findings}
+    by_check = {r.check: r for r in runs}
+    resolved, carried = [], []
+    for past in history.baseline_findings:
+        if past.id in ids:
+            continue
+        why = _why_not_rechecked(past, by_check, namespaces)
+        if why is None:
+            resolved.append(past)
+        else:
+            carried.append(PastFinding(past.id, past.check, past.title, past.severity, past.namespace, past.service,
+                                       past.keys, why))
+    changes = {i: ("open" if i in before else "new") for i in ids}
+    return Comparison(changes, tuple(resolved), tuple(dict((f.id, f) for f in carried).values()))

@@ -1,6 +1,6 @@
 """Istio's own rules, restated as pure functions: protocol selection, injection, exclusions.
 
-Each rule follows Istio's behaviour as documented in DESIGN.md ("Istio facts").
+Each rule follows Istio's behaviour as docs/design.md ("Istio facts") records it, with its sources.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ INJECT_KEY = "sidecar.istio.io/inject"
 PROXY_CONTAINER = "istio-proxy"
 IMAGE_AUTO = "auto"
 INIT_CONTAINERS = ("istio-init", "istio-validation")
+NO_SIDECAR_CAUSES = ("no-sidecar/inject-annotation", "no-sidecar/host-network", "no-sidecar/namespace-not-enabled",
+                     "no-sidecar/init-container", "no-sidecar/unknown")
+"""Why a pod runs no istio-proxy (SidecarState.reason): the envoy-bypass and sidecar-missing causes."""
 
 EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
 INCLUDE_INBOUND = "traffic.sidecar.istio.io/includeInboundPorts"

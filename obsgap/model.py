@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
+
+from obsgap.names import service_fqdn
 
 # --- Kubernetes / Istio topology -------------------------------------------------------------
 
@@ -45,7 +50,7 @@ class Service:
 
     @property
     def fqdn(self) -> str:
-        return f"{self.name}.{self.namespace}.svc.cluster.local"
+        return service_fqdn(self.name, self.namespace)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -229,6 +234,23 @@ class Topology:
         return Topology(namespaces={}, services=(), pods=())
 
 
+# --- Dashboards ---------------------------------------------------------------------------
+
+_JOB_MATCHER = re.compile(r'\bjob\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """One PromQL expression of a Grafana dashboard (a panel target or a template variable)."""
+
+    dashboard: str
+    panel: str
+    expr: str
+
+    def job_matchers(self) -> list[tuple[str, str]]:
+        return [(m.group(1), m.group(2)) for m in _JOB_MATCHER.finditer(self.expr)]
+
+
 # --- Findings --------------------------------------------------------------------------------
 
 
@@ -279,6 +301,65 @@ class ObjectRef:
     name: str
 
 
+def plain(value: Any) -> Any:
+    """A value as JSON holds it: dataclasses by their fields, tuples as lists, NaN/Infinity as null, numpy scalars
+    as numbers."""
+    if isinstance(value, FindingEvidence):
+        return value.as_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return plain(value.item())
+    return value
+
+
+class FindingEvidence(Mapping[str, Any]):
+    """The base of every check's evidence: a frozen dataclass its check defines (docs/findings.md lists the fields
+    per check). findings.json carries `as_dict()`; a field with metadata {"flatten": True} (a mapping) puts its keys
+    beside the others. Read-only mapping access (evidence["log_requests"]) reads the same dict."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.metadata.get("flatten"):
+                out.update({str(k): plain(v) for k, v in (value or {}).items() if k not in out})
+            elif not (value is None and f.metadata.get("omit_none")):
+                out[f.name] = plain(value)
+        return out
+
+    @property
+    def impact(self) -> int:
+        """How much traffic the finding is about (requests, or observations): how the report ranks findings."""
+        return 0
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
+
+
+OMIT_NONE = {"omit_none": True}
+FLATTEN = {"flatten": True}
+
+
+@dataclass(frozen=True, eq=False)
+class Facts(FindingEvidence):
+    """Evidence with no typed shape of its own (kept for findings read back from another run)."""
+
+    facts: Mapping[str, Any] = field(default_factory=dict, metadata=FLATTEN)
+
+
 @dataclass(frozen=True)
 class Finding:
     check: str
@@ -297,7 +378,7 @@ class Finding:
     cause: str | None = None
     resource: str | None = None
     istio_code: str | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: FindingEvidence = field(default_factory=Facts)
     suggestion: Suggestion | None = None
     refs: tuple[ObjectRef, ...] = ()
     """The objects the finding is about, for tables that link to it (the name contract)."""
@@ -316,29 +397,41 @@ class CheckRun:
     status: CheckState
     reason: str | None = None
     findings: int = 0
+    examined: frozenset[str] | None = None
+    """What the check judged this run with the evidence it needs (subject keys: `namespace`, `namespace/name`,
+    `metric:<family>`, `job:<job>`, `slo:<key>`); None: everything in scope. A finding of an earlier run is resolved
+    only when its check ran and examined its subject (report.history)."""
 
 
 @dataclass(frozen=True)
 class CoverageRow:
+    """One service of the coverage table (findings.json `coverage`; docs/findings.md)."""
+
     namespace: str
     service: str
-    log_requests: int
-    mesh_requests: int
-    tcp_connections: int = 0
-    observed_by: str = "server logs"
-    """Where `log_requests` comes from: server logs, caller logs, or caller sidecar metrics."""
+    observed: int | None
+    """Requests its best witness observed (findings.json `log_requests`, `observed_requests`); None: no witness."""
+    mesh: int | None
+    """What the mesh counted for the same pods or callers (`mesh_requests`); None: the metrics were not measured."""
+    tcp_connections: int | None = None
+    witness: str | None = None
+    """The witness `observed` rests on (obsgap.witness; `observed_by`)."""
     comparable: bool = True
-    """False when the metrics cannot be narrowed to the pods or callers the evidence covers (no ratio then)."""
+    """False when the two sides cannot be narrowed to the same pods or callers, or one was not measured."""
     basis: str = ""
     """What was compared, in words (e.g. "logs of 2 of 3 pods")."""
+    reason: str | None = None
+    """Why there is no ratio, in words; None when there is one."""
     logs_cover: str = ""
     """How much of the window the service's logs cover, when some pod's are partial (empty: all of it)."""
+    interval: tuple[int, int] | None = None
+    """The part of the window (epoch ms) the observed count covers."""
 
     @property
     def ratio(self) -> float | None:
-        if self.log_requests <= 0 or not self.comparable:
+        if not self.comparable or not self.observed or self.mesh is None:
             return None
-        return round(min(self.mesh_requests / self.log_requests, 9.99), 4)
+        return round(min(self.mesh / self.observed, 9.99), 4)
 
     @property
     def missed(self) -> float | None:
@@ -395,17 +488,6 @@ class ServiceTimeline:
 
 
 @dataclass(frozen=True)
-class SourceReport:
-    """What each source delivered; rendered as findings.json `sources`."""
-
-    prometheus: Mapping[str, Any]
-    kubernetes: Mapping[str, Any]
-    logs: Mapping[str, Any]
-    slos: Mapping[str, Any] = field(default_factory=dict)
-    """SLO files and cluster objects read (empty when none were given)."""
-
-
-@dataclass(frozen=True)
 class Window:
     start: datetime
     end: datetime
@@ -413,21 +495,3 @@ class Window:
     @property
     def seconds(self) -> int:
         return max(1, int((self.end - self.start).total_seconds()))
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    generated_at: datetime
-    window: Window
-    sources: SourceReport
-    checks: tuple[CheckRun, ...]
-    coverage: tuple[CoverageRow, ...]
-    findings: tuple[Finding, ...]
-    timelines: Mapping[tuple[str, str], ServiceTimeline] = field(default_factory=dict)
-    """(namespace, service) -> requests over time, for the services findings name."""
-    contract: tuple[ContractRow, ...] = ()
-    slos: tuple[Any, ...] = ()
-    """Each SLO's assessment (slo.assess.SloAssessment): the "Can these SLOs be trusted?" table."""
-    status: Literal["complete", "partial"] = "complete"
-    status_reasons: tuple[str, ...] = ()
-    """Why the run is partial: a source failed or answered in part, inputs were unreadable, a check failed."""

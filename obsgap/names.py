@@ -1,22 +1,58 @@
-"""Istio's host resolution for config objects: short names, FQDNs, wildcards, exportTo visibility.
+"""The rules for names and addresses, written once: the cluster domain, host:port, FQDNs, Istio host matching.
 
-Follows istio's ResolveShortnameToFQDN: a host without a dot is expanded with the config's
-namespace (`reviews` in `default` -> `reviews.default.svc.cluster.local`); a host with a dot is
-taken as written (so `reviews.default` matches no Kubernetes service).
+Every module that builds or splits a service name or an address goes through these functions, so the report, the
+checks and the log readers agree on what `reviews`, `reviews.default`, `10.44.1.7:8080` and `[fd00::7]:8080` mean.
+
+Istio's short names (ResolveShortnameToFQDN): a host without a dot is expanded with the config's namespace
+(`reviews` in `default` -> `reviews.default.svc.cluster.local`); a host with a dot is taken as written (so
+`reviews.default` matches no Kubernetes service in a VirtualService, while Kubernetes DNS resolves it for a caller).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
 
-from obsgap.model import DestinationRule, Service, ServiceEntry
-from obsgap.topology import CLUSTER_DOMAIN, TopologyIndex, is_ip
+CLUSTER_DOMAIN = "svc.cluster.local"
+"""The Service DNS suffix (`<name>.<namespace>.svc.cluster.local`)."""
+
+
+def service_fqdn(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.{CLUSTER_DOMAIN}"
+
+
+def split_host_port(authority: str) -> tuple[str, int | None]:
+    """`host:port` -> (host, port); IPv6 in brackets (`[fd00::1]:8080`) or bare (`fd00::1`, no port)."""
+    host = authority.strip()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return host, None
+        rest = host[end + 1:]
+        return host[1:end], int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and name.count(":") == 0:
+        return name, int(port)
+    return host, None
+
+
+def host_of(address: str) -> str:
+    """The host part of an address, whatever its form (see split_host_port)."""
+    return split_host_port(address)[0]
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def to_fqdn(host: str, namespace: str) -> str:
+    """Istio's expansion of a config host written in `namespace`."""
     if host == "*" or is_ip(host) or "." in host:
         return host.lower()
-    return f"{host}.{namespace}.{CLUSTER_DOMAIN}".lower()
+    return service_fqdn(host, namespace).lower()
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -31,51 +67,7 @@ def host_matches(pattern: str, host: str) -> bool:
 
 
 def visible(export_to: tuple[str, ...], owner_ns: str, from_ns: str) -> bool:
+    """Istio's exportTo: empty or `*` is every namespace, `.` the owner's own."""
     if not export_to or "*" in export_to:
         return True
     return from_ns in export_to or ("." in export_to and from_ns == owner_ns)
-
-
-@dataclass(frozen=True)
-class HostTarget:
-    service: Service | None = None
-    entry: ServiceEntry | None = None
-
-    @property
-    def ports(self) -> tuple[int, ...] | None:
-        if self.service is not None:
-            return tuple(p.port for p in self.service.ports)
-        if self.entry is not None and self.entry.ports:
-            return self.entry.ports
-        return None
-
-
-class HostResolver:
-    def __init__(self, index: TopologyIndex) -> None:
-        self.index = index
-        self.by_fqdn: dict[str, Service] = {s.fqdn: s for s in index.topo.services}
-
-    def resolve(self, fqdn: str, from_ns: str) -> HostTarget | None:
-        """The Service or ServiceEntry a fully qualified host reaches from a namespace, if any."""
-        svc = self.by_fqdn.get(fqdn.lower())
-        if svc is not None and visible(svc.export_to, svc.namespace, from_ns):
-            return HostTarget(service=svc)
-        if "*" in fqdn and fqdn != "*":
-            for s in self.index.topo.services:
-                if host_matches(fqdn, s.fqdn) and visible(s.export_to, s.namespace, from_ns):
-                    return HostTarget(service=s)
-        for se in self.index.topo.service_entries:
-            if not visible(se.export_to, se.namespace, from_ns):
-                continue
-            if any(host_matches(h, fqdn) for h in se.hosts):
-                return HostTarget(entry=se)
-        return None
-
-    def destination_rules_for(self, fqdn: str, from_ns: str) -> list[DestinationRule]:
-        out = []
-        for dr in self.index.topo.destination_rules:
-            if not visible(dr.export_to, dr.namespace, from_ns):
-                continue
-            if host_matches(to_fqdn(dr.host, dr.namespace), fqdn):
-                out.append(dr)
-        return out

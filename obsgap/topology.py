@@ -1,23 +1,39 @@
-"""Name resolution over a Topology: FQDN <-> short name, IP -> pod, pod -> services, host -> service.
+"""The one name resolver over a Topology: IP -> pod, pod -> services, a caller's address -> service (as Kubernetes
+DNS resolves it), a config host -> Service or ServiceEntry (as Istio resolves it).
 
-Built once per run; every check reads names through it so they all agree.
+Built once per run; every source, analysis and check reads names through it so they all agree. The string rules
+(cluster domain, host:port, wildcards, exportTo) live in obsgap.names.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from obsgap.model import Pod, Service, ServicePort, Topology
-
-CLUSTER_DOMAIN = "svc.cluster.local"
+from obsgap.model import DestinationRule, Pod, Service, ServiceEntry, ServicePort, Topology
+from obsgap.names import CLUSTER_DOMAIN, host_matches, is_ip, split_host_port, to_fqdn, visible
 
 AddressKind = Literal["fqdn", "short-name", "namespace-qualified", "pod-ip", "service-ip",
                       "wrong-namespace", "external", "unknown"]
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """What an Istio config host reaches: a Service, a ServiceEntry, or nothing."""
+
+    service: Service | None = None
+    entry: ServiceEntry | None = None
+
+    @property
+    def ports(self) -> tuple[int, ...] | None:
+        if self.service is not None:
+            return tuple(p.port for p in self.service.ports)
+        if self.entry is not None and self.entry.ports:
+            return self.entry.ports
+        return None
 
 
 @dataclass(frozen=True)
@@ -26,26 +42,6 @@ class Resolved:
     service: Service | None
     pod: Pod | None = None
     port: int | None = None
-
-
-def split_host_port(authority: str) -> tuple[str, int | None]:
-    host = authority.strip()
-    if host.startswith("["):
-        end = host.find("]")
-        rest = host[end + 1:]
-        return host[1:end], int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and name.count(":") == 0:
-        return name, int(port)
-    return host, None
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -65,6 +61,7 @@ class TopologyIndex:
         self.services_by_name: dict[str, list[Service]] = defaultdict(list)
         for s in topo.services:
             self.services_by_name[s.name].append(s)
+        self.services_by_fqdn: dict[str, Service] = {s.fqdn: s for s in topo.services}
 
     def in_scope(self, pod: Pod) -> bool:
         """False for pods outside the -n scope (known only to name callers and addresses)."""
@@ -161,3 +158,24 @@ class TopologyIndex:
         if looks_internal and candidates:
             return Resolved("wrong-namespace", candidates[0], None, port)
         return Resolved("external" if "." in host_l else "unknown", None, None, port)
+
+    def config_host(self, host: str, config_ns: str) -> HostTarget | None:
+        """The Service or ServiceEntry a config host (VirtualService, DestinationRule, route) written in
+        `config_ns` reaches, if any: Istio's short-name expansion, wildcards and exportTo."""
+        fqdn = to_fqdn(host, config_ns)
+        svc = self.services_by_fqdn.get(fqdn)
+        if svc is not None and visible(svc.export_to, svc.namespace, config_ns):
+            return HostTarget(service=svc)
+        if "*" in fqdn and fqdn != "*":
+            for s in self.topo.services:
+                if host_matches(fqdn, s.fqdn) and visible(s.export_to, s.namespace, config_ns):
+                    return HostTarget(service=s)
+        for se in self.topo.service_entries:
+            if visible(se.export_to, se.namespace, config_ns) and any(host_matches(h, fqdn) for h in se.hosts):
+                return HostTarget(entry=se)
+        return None
+
+    def destination_rules_for(self, fqdn: str, from_ns: str) -> list[DestinationRule]:
+        """The DestinationRules visible from `from_ns` whose host matches a fully qualified host."""
+        return [dr for dr in self.topo.destination_rules
+                if visible(dr.export_to, dr.namespace, from_ns) and host_matches(to_fqdn(dr.host, dr.namespace), fqdn)]

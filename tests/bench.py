@@ -311,8 +311,9 @@ def clickhouse(root: Path, lines: int) -> None:
     down, against reading the files: time and rows returned."""
     from chdb import session
 
+    from obsgap.intervals import time_step_ms
     from obsgap.sources.logs.clickhouse import ClickHouseOptions, ClickHouseTable, build_relation, connect
-    from obsgap.sources.logs.summary import agent_paths, time_step_ms
+    from obsgap.sources.logs.summary import agent_paths
 
     data = root.parent / f"{root.name}-otel.jsonl"
     with data.open("w") as out:
@@ -344,7 +345,7 @@ def clickhouse(root: Path, lines: int) -> None:
     t = time.perf_counter()
     table = ClickHouseTable(connect(opts), build_relation(opts, start_ms, end_ms, (), None), start_ms, end_ms, (),
                             agent_paths(index), time_step_ms(start_ms, end_ms))
-    ev = summarize(table, index, start_ms, end_ms)
+    ev, _ = summarize(table, index, start_ms, end_ms)
     table.close()
     ch_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -391,7 +392,7 @@ def main() -> None:
         floor_s = logs_vs_floor(root, args.workers)[1]
         t = time.perf_counter()
         table = read_logs(discover([str(root)]), None, None, workers=args.workers)
-        ev = summarize(table, TopologyIndex(Topology.empty()))
+        ev, _ = summarize(table, TopologyIndex(Topology.empty()))
         total_s = time.perf_counter() - t
         table.close()
         rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from obsgap import engine
 from obsgap.config import RunPlan
 from obsgap.evidence import CheckSettings
-from obsgap.model import Finding, ScanResult, Window
+from obsgap.model import Finding, Window
+from obsgap.result import ScanResult
 from obsgap.scenario.simulate import BuiltScenario, build
 from obsgap.scenario.spec import ScenarioSpec
 from obsgap.sources.prometheus import PrometheusOptions
@@ -48,3 +50,8 @@ def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: b
         if own is not None:
             own.stop()
     return Run(built, outcome.result, outcome.source_failures)
+
+
+def sources_json(result: ScanResult) -> dict[str, Any]:
+    """findings.json `sources` of a run, as automation reads it."""
+    return result.sources.as_json()

@@ -152,7 +152,7 @@ def test_a_second_run_the_same_day_keeps_the_first(tmp_path: Path, realworld: Pa
     root = tmp_path / "reports"
     first = run_cli("report", "--kube-snapshot", snap, "--out-root", str(root), "--end", "2026-11-24T02:00:00Z", "-q")
     second = run_cli("report", "--kube-snapshot", snap, "--out-root", str(root), "--end", "2026-11-24T02:00:00Z", "-q")
-    assert first.exit_code == 0 and second.exit_code == 0
+    assert first.exit_code == 3 and second.exit_code == 3  # bookinfo's manifests hold no pod: a partial run
     folders = sorted(p.name for p in root.iterdir())
     assert len(folders) == 2 and folders[0] == "2026-11-24" and folders[1].startswith("2026-11-24T")
     assert first.output.strip() == str(root / "2026-11-24" / "findings.json")

@@ -67,7 +67,10 @@ def test_full_report_writes_the_contract_and_exits_1_on_critical(mesh) -> None: 
 def test_a_snapshot_alone_lists_the_checks_it_cannot_run_as_skipped(tmp_path: Path, realworld: Path) -> None:
     res = invoke("report", "--out", str(tmp_path), "--window", "1h",
                  "--kube-snapshot", str(realworld / "bookinfo" / "bookinfo.yaml"))
-    assert res.exit_code == 0, res.output
+    # bookinfo's manifests hold Deployments and no Pod: the config checks run, but the topology is empty of what
+    # logs and metrics are attributed to, and the run says so (exit 3, partial)
+    assert res.exit_code == 3, res.output
+    assert "kubernetes: the snapshot holds no pod" in res.output
     doc = json.loads((tmp_path / "findings.json").read_text())
     assert [c["check"] for c in doc["checks"]] == [c.id for c in REGISTRY]
     ran = {c["check"] for c in doc["checks"] if c["status"] == "ran"}
@@ -75,7 +78,11 @@ def test_a_snapshot_alone_lists_the_checks_it_cannot_run_as_skipped(tmp_path: Pa
                    "canary-without-outlier-detection", "virtualservice-host-unresolved",
                    "destinationrule-subset-unmatched", "destinationrule-host-unresolved"}
     assert all(c["reason"] for c in doc["checks"] if c["status"] == "skipped")
-    assert doc["sources"]["prometheus"]["status"] == "not-configured" and doc["status"] == "complete"
+    assert doc["sources"]["prometheus"]["status"] == "not-configured" and doc["status"] == "partial"
+    assert doc["sources"]["kubernetes"]["status"] == "empty" and doc["sources"]["kubernetes"]["pods_in_scope"] == 0
+    # the terminal names the checks that did not run, one line per reason
+    assert "7 of 15 checks ran:" in res.output
+    assert "not run: call-address-not-fqdn (needs logs: no --logs, --pod-logs or --clickhouse-url given)" in res.output
 
 
 def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None:
@@ -114,7 +121,7 @@ def test_config_file_env_and_flag_precedence(tmp_path: Path, realworld: Path) ->
     cfg.write_text(f"window: 2h\nout: {tmp_path / 'from-config'}\nfail_on: never\n"
                    f"kube_snapshot: {realworld / 'bookinfo' / 'bookinfo.yaml'}\n")  # one value where a list is allowed
     res = invoke("report", "--config", str(cfg), "--end", "2026-01-01T00:00:00Z")
-    assert res.exit_code == 0
+    assert res.exit_code == 3  # bookinfo's manifests hold no pod: partial
     doc = json.loads((tmp_path / "from-config" / "findings.json").read_text())
     assert doc["window"]["start"] == "2025-12-31T22:00:00Z"
     res = invoke("report", "--config", str(cfg), "--end", "2026-01-01T00:00:00Z",

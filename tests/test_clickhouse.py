@@ -14,12 +14,14 @@ import pytest
 
 from obsgap import engine
 from obsgap.config import RunPlan
-from obsgap.model import ScanResult, Window
+from obsgap.model import Window
+from obsgap.result import ScanResult
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.logs.clickhouse import ClickHouseOptions
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 
 DDL = Path(__file__).parent / "data" / "clickhouse" / "otel_logs.sql"
 SPEC = ScenarioSpec("ch", (("app", True),),
@@ -76,7 +78,7 @@ def _run(server: Any, topology: Path, **kw: Any) -> ScanResult:
 
 
 def _answer(result: ScanResult) -> tuple[set[Any], set[Any]]:
-    return ({(c.service, c.log_requests, c.mesh_requests) for c in result.coverage},
+    return ({(c.service, c.observed, c.mesh) for c in result.coverage},
             {(f.check, f.cause, f.service) for f in result.findings})
 
 
@@ -86,9 +88,9 @@ def test_clickhouse_gives_the_answer_of_the_files(mesh) -> None:  # type: ignore
     result = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'ch1'}"))
     assert _answer(result) == _answer(files)
     assert ("envoy-bypass", "unexplained", "billing") in _answer(result)[1]
-    logs = result.sources.logs
-    assert logs["requests"] == files.sources.logs["requests"]
-    assert logs["unparsed"] == 0 and set(logs["formats"]) == set(files.sources.logs["formats"])
+    logs = sources_json(result)["logs"]
+    assert logs["requests"] == sources_json(files)["logs"]["requests"]
+    assert logs["unparsed"] == 0 and set(logs["formats"]) == set(sources_json(files)["logs"]["formats"])
     report = logs["clickhouse"]
     assert report["queries"] == 4 and all(q.startswith("WITH parsed0 AS") for q in report["sql"])
     assert "otel_logs" not in report["sql"][0]  # the table name is a bound parameter, as every outside value
@@ -101,9 +103,10 @@ def test_rows_returned_do_not_grow_with_the_lines(mesh) -> None:  # type: ignore
     load(tmp / "ch3", built.logs, copies=3)
     once = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'ch2'}"))
     thrice = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'ch3'}"))
-    assert thrice.sources.logs["lines"] == 3 * once.sources.logs["lines"]
-    assert thrice.sources.logs["clickhouse"]["rows_returned"] == once.sources.logs["clickhouse"]["rows_returned"]
-    assert once.sources.logs["clickhouse"]["rows_returned"] < once.sources.logs["lines"] / 10
+    assert sources_json(thrice)["logs"]["lines"] == 3 * sources_json(once)["logs"]["lines"]
+    assert thrice.sources.logs.clickhouse is not None and once.sources.logs.clickhouse is not None
+    assert thrice.sources.logs.clickhouse.rows_returned == once.sources.logs.clickhouse.rows_returned
+    assert sources_json(once)["logs"]["clickhouse"]["rows_returned"] < sources_json(once)["logs"]["lines"] / 10
 
 
 def test_bad_clickhouse_input_is_a_clear_error(tmp_path: Path) -> None:
@@ -224,8 +227,9 @@ def test_the_mesh_format_is_read_in_clickhouse_too(tmp_path: Path, prometheus_av
         server.stop()
     assert _answer(ch) == _answer(files)
     assert ("envoy-bypass", "unexplained", "api") in _answer(ch)[1]
-    assert set(ch.sources.logs["access_log_formats"]["formats"]) == {"ConfigMap istio-system/istio accessLogFormat"}
-    assert ch.sources.logs["unparsed"] == 0
+    formats = sources_json(ch)["logs"]["access_log_formats"]["formats"]
+    assert set(formats) == {"ConfigMap istio-system/istio accessLogFormat"}
+    assert sources_json(ch)["logs"]["unparsed"] == 0
 
 
 def test_a_skewed_clock_is_judged_in_clickhouse_as_in_the_files(tmp_path: Path, prometheus_available: None) -> None:
@@ -246,7 +250,7 @@ def test_a_skewed_clock_is_judged_in_clickhouse_as_in_the_files(tmp_path: Path, 
         ch = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp_path / 'ch'}"))
     finally:
         server.stop()
-    assert files.sources.logs["retimed"] > 0
-    assert ch.sources.logs["retimed"] == files.sources.logs["retimed"]
-    assert {round(c["offset_seconds"]) for c in ch.sources.logs["clock_skew"]} == {3600}
+    assert sources_json(files)["logs"]["retimed"] > 0
+    assert sources_json(ch)["logs"]["retimed"] == sources_json(files)["logs"]["retimed"]
+    assert {round(c["offset_seconds"]) for c in sources_json(ch)["logs"]["clock_skew"]} == {3600}
     assert _answer(ch) == _answer(files)

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.simulate import build
 from obsgap.sources.logs import intake
-from obsgap.sources.logs.batch_lines import BatchFile, read_lines
+from obsgap.sources.logs.batch_lines import BatchFile, complete_by_bytes, read_lines
 from obsgap.sources.logs.discover import discover
-from obsgap.sources.logs.framing import complete_by_bytes, split_cri
+from obsgap.sources.logs.framing import split_cri
 from obsgap.sources.logs.table import LogTable, read_logs
 from obsgap.sources.logs.timestamps import parse_ts_ms, ts_ms
 from obsgap.sources.logs.wrappers import docker_lines

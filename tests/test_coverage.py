@@ -14,7 +14,7 @@ import pytest
 
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
-from tests.helpers import Run, run_scenario
+from tests.helpers import Run, run_scenario, sources_json
 
 pytestmark = pytest.mark.usefixtures("prometheus_available")
 
@@ -47,12 +47,12 @@ def test_healthy_mesh_is_silent(tmp_path: Path, style: str) -> None:
     assert {f.check for f in run.findings()} <= {"namespace-not-injected"}  # the empty `legacy` namespace
     # kubelet probes reach the apps through pilot-agent: logged, never counted by Envoy, so left out and counted
     pods = sum(s.replicas for s in spec.services)
-    assert abs(run.result.sources.logs["agent_requests_excluded"] - pods * 1800 / 10) <= pods
+    assert abs(sources_json(run.result)["logs"]["agent_requests_excluded"] - pods * 1800 / 10) <= pods
     cov = {c.service: c for c in run.result.coverage}
     truth = run.built.truth
     for svc in ("control", "api"):
-        assert cov[svc].log_requests == truth.server_requests[f"app/{svc}"]
-        assert cov[svc].mesh_requests == truth.mesh_destination_requests[f"app/{svc}"]
+        assert cov[svc].observed == truth.server_requests[f"app/{svc}"]
+        assert cov[svc].mesh == truth.mesh_destination_requests[f"app/{svc}"]
         assert cov[svc].ratio == 1.0
 
 
@@ -254,8 +254,8 @@ def test_all_causes_together(demo_built) -> None:  # type: ignore[no-untyped-def
     assert ran.pop("slo-untrustworthy").reason.startswith("no SLOs given")  # this run names no SLO files
     assert all(c.status == "ran" for c in ran.values())
     # checkout logs local time as UTC: found, retimed, and its coverage is still exact
-    assert {c["path"].split("/")[-2] for c in run.result.sources.logs["clock_skew"]} == {"checkout"}
-    assert cov["checkout"].log_requests == built.truth.server_requests["shop/checkout"]
+    assert {c["path"].split("/")[-2] for c in sources_json(run.result)["logs"]["clock_skew"]} == {"checkout"}
+    assert cov["checkout"].observed == built.truth.server_requests["shop/checkout"]
 
 
 def test_demo_without_logs_keeps_metric_findings(demo_built) -> None:  # type: ignore[no-untyped-def]
@@ -312,7 +312,7 @@ def test_window_outside_the_data_finds_nothing(demo_built) -> None:  # type: ign
     later = replace(spec, end=spec.end.replace(year=2027))
     run = run_scenario(later, tmp, server=server, built=built)
     assert [f for f in run.findings() if f.check in COVERAGE_CHECKS - {"port-missing-from-metrics"}] == []
-    assert run.result.sources.logs["out_of_window"] == run.result.sources.logs["parsed"]
+    assert sources_json(run.result)["logs"]["out_of_window"] == sources_json(run.result)["logs"]["parsed"]
 
 
 def test_counter_reset_mid_window_is_not_a_gap(tmp_path: Path) -> None:
@@ -321,7 +321,7 @@ def test_counter_reset_mid_window_is_not_a_gap(tmp_path: Path) -> None:
     cov = {c.service: c for c in run.result.coverage}
     truth = run.built.truth.server_requests["app/api"]
     # increase() handles the reset; only the requests of the restart's own scrape interval can be lost
-    assert truth * 0.97 <= cov["api"].mesh_requests <= truth
+    assert truth * 0.97 <= cov["api"].mesh <= truth
 
 
 def test_pods_behind_two_services_are_not_a_gap(tmp_path: Path) -> None:
@@ -349,7 +349,7 @@ def test_an_app_logging_local_time_is_timed_by_the_node_not_a_gap(tmp_path: Path
     spec = scenario("skew", ServiceSpec("app", "api", app_clock_offset_s=-3600))
     run = run_scenario(spec, tmp_path)
     check_exact(run, set())
-    logs = run.result.sources.logs
+    logs = sources_json(run.result)["logs"]
     assert {c["path"].split("/")[-2] for c in logs["clock_skew"]} == {"api"}
     assert {c["offset_seconds"] for c in logs["clock_skew"]} == {-3600.0}
     # every api line on the node's clock: its requests, and its kubelet probes (one per pod every 10 s)
@@ -357,7 +357,7 @@ def test_an_app_logging_local_time_is_timed_by_the_node_not_a_gap(tmp_path: Path
     probes = replicas * spec.hours * 3600 / 10
     assert abs(logs["retimed"] - (run.built.truth.server_requests["app/api"] + probes)) <= replicas
     cov = {c.service: c for c in run.result.coverage}
-    assert cov["api"].log_requests == run.built.truth.server_requests["app/api"]
+    assert cov["api"].observed == run.built.truth.server_requests["app/api"]
     assert cov["api"].ratio == 1.0
 
 
@@ -386,7 +386,7 @@ def test_logs_of_some_pods_are_compared_with_those_pods_only(tmp_path: Path) -> 
     api = next(c for c in run.result.coverage if c.service == "api")
     assert len(kept) == 1 and api.comparable and api.basis == "logs of 1 of 3 pods"
     assert api.ratio == pytest.approx(1.0, abs=0.03)  # was 300 %: one pod's logs against the whole service
-    assert api.log_requests == pytest.approx(run.built.truth.server_requests["app/api"] / 3, rel=0.2)
+    assert api.observed == pytest.approx(run.built.truth.server_requests["app/api"] / 3, rel=0.2)
 
 
 def test_caller_logs_are_compared_with_what_the_mesh_counted_from_those_callers(tmp_path: Path) -> None:
@@ -402,9 +402,9 @@ def test_caller_logs_are_compared_with_what_the_mesh_counted_from_those_callers(
     run = run_scenario(spec, tmp_path, built=built)
     check_exact(run, {("envoy-bypass", "caller-outside-mesh", "api")})
     api = next(c for c in run.result.coverage if c.service == "api")
-    assert api.observed_by == "caller logs" and api.comparable
+    assert api.witness == "caller-logs" and api.comparable
     assert api.ratio == pytest.approx(1.0, abs=0.05)  # the mesh also counted `other`'s calls: not compared now
-    assert api.mesh_requests < run.built.truth.mesh_destination_requests["app/api"] / 2
+    assert api.mesh < run.built.truth.mesh_destination_requests["app/api"] / 2
 
 
 def test_metrics_counting_more_than_the_logs_is_a_finding(tmp_path: Path) -> None:
@@ -469,13 +469,13 @@ def test_sidecars_logging_in_the_mesh_format_are_read_by_it(tmp_path: Path) -> N
     assert " cluster=inbound|8080|| " in sample and " local=" in sample  # the sidecars really log in it
     run = run_scenario(spec, tmp_path, built=built)
     check_exact(run, {("envoy-bypass", "unexplained", "api")})
-    logs = run.result.sources.logs
+    logs = sources_json(run.result)["logs"]
     assert logs["unparsed"] == 0
     used = logs["access_log_formats"]["formats"]
     assert set(used) == {"ConfigMap istio-system/istio accessLogFormat"}, used
     api = next(c for c in run.result.coverage if c.service == "api")
-    assert api.log_requests == run.built.truth.server_requests["app/api"]
+    assert api.observed == run.built.truth.server_requests["app/api"]
     # without the ConfigMap the same lines are not read: the format really came from it
     plain = run_scenario(replace(spec, extra_objects=()), tmp_path, built=build(
         replace(spec, name="custom-format-2", extra_objects=()), tmp_path / "custom-format-2"))
-    assert plain.result.sources.logs["unparsed"] > 0
+    assert sources_json(plain.result)["logs"]["unparsed"] > 0

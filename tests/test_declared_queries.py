@@ -18,6 +18,7 @@ from obsgap.scenario.demo import DEMO_SLOS_MS, demo_spec
 from obsgap.scenario.simulate import build
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 
 END = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -56,12 +57,12 @@ def _run(demo, only: tuple[str, ...]):  # type: ignore[no-untyped-def]
 
 def test_every_check_alone_reads_only_what_it_declared(demo) -> None:  # type: ignore[no-untyped-def]
     full = _run(demo, ())
-    assert full.sources.prometheus["query_files"] == sorted(engine.declared_queries(REGISTRY))
+    assert sources_json(full)["prometheus"]["query_files"] == sorted(engine.declared_queries(REGISTRY))
     for check in REGISTRY:
         alone = _run(demo, (check.id,))
         (run,) = alone.checks
         assert run.status == "ran", (check.id, run.reason)
-        assert alone.sources.prometheus["query_files"] == sorted(engine.declared_queries((check,))), check.id
+        assert sources_json(alone)["prometheus"]["query_files"] == sorted(engine.declared_queries((check,))), check.id
         # the coverage table declares its own queries: one check selected, the same table as a full run
         assert alone.coverage == full.coverage, check.id
         assert [f.id for f in alone.findings] == [f.id for f in full.findings if f.check == check.id], check.id
@@ -70,5 +71,5 @@ def test_every_check_alone_reads_only_what_it_declared(demo) -> None:  # type: i
 def test_engine_readers_declare_what_they_read(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The coverage and contract tables, run on views holding only their declarations, still see everything."""
     full = _run(demo, ("sidecar-missing",))
-    assert sum(r.mesh_requests for r in full.coverage) > 0, "the mesh counted requests: coverage reads metrics"
+    assert sum(r.mesh for r in full.coverage) > 0, "the mesh counted requests: coverage reads metrics"
     assert any(link.kind == "job" for row in full.contract for link in row.links)

@@ -86,8 +86,10 @@ k8s_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 70000) | s
 @given(st.lists(st.builds(lambda kind, body: {**(body if isinstance(body, dict) else {}), "kind": kind},
                           st.sampled_from(KINDS), k8s_values), max_size=6))
 def test_topology_builder_survives_any_object_shape(objects: list[dict]) -> None:
+    from obsgap.analysis import analyze
     from obsgap.checks import REGISTRY
-    from obsgap.evidence import CheckInputs, CheckSettings
+    from obsgap.checks.base import CheckInputs
+    from obsgap.evidence import CheckSettings, Evidence
     from obsgap.model import Window
     from obsgap.sources.kube.build import build_topology
 
@@ -96,8 +98,10 @@ def test_topology_builder_survives_any_object_shape(objects: list[dict]) -> None
     from datetime import UTC, datetime, timedelta
 
     end = datetime(2026, 1, 1, tzinfo=UTC)
-    inputs = CheckInputs(Window(end - timedelta(hours=1), end), CheckSettings(), topo)
+    ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), topo)
+    inputs = CheckInputs(ev, analyze(ev))
     for check in REGISTRY:
         if check.needs == ("topology",):
             with contextlib.suppress(Skip):
                 check.run(inputs)  # topology-only checks must accept whatever the builder produced
+                check.examined(inputs)

@@ -16,7 +16,7 @@ from obsgap.scenario.spec import ENVOY_DEFAULT_BUCKETS, FlowSpec, ScenarioSpec, 
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import Distribution, histogram_quantile, nice_ceil, suggest_from_buckets
 from obsgap.testbed.promserver import serve_openmetrics
-from tests.helpers import run_scenario
+from tests.helpers import run_scenario, sources_json
 
 pytestmark = pytest.mark.usefixtures("prometheus_available")
 END = datetime(2026, 11, 24, tzinfo=UTC)
@@ -187,6 +187,6 @@ def test_advice_and_scrape_interval_do_not_move_when_the_window_grows(slow_mesh)
                                     settings=CheckSettings(slo_latency_ms=SLOS))).result
         advice = {(f.metric, f.service): tuple(f.evidence["suggested_buckets"]) for f in result.findings
                   if "suggested_buckets" in f.evidence}
-        assert result.sources.prometheus["scrape_interval_seconds"] == pytest.approx(30, rel=0.01), window
+        assert sources_json(result)["prometheus"]["scrape_interval_seconds"] == pytest.approx(30, rel=0.01), window
         seen.append(advice)
     assert len(seen[0]) == 3 and seen[0] == seen[1] == seen[2]

@@ -11,6 +11,7 @@ import pytest
 from obsgap.errors import InputError
 from obsgap.sources.logs.discover import attribution_from_path, discover
 from obsgap.sources.logs.table import read_logs
+from tests.helpers import sources_json
 
 T0 = "2026-01-02T03:04:05.000000001Z"
 ENVOY = ('[2026-01-02T03:04:05.100Z] "GET /a HTTP/1.1" 200 - via_upstream - "-" 0 10 7 7 "-" "curl" "id" '
@@ -184,9 +185,9 @@ def test_ipv6_addresses_attribute_lines_to_their_pod(tmp_path: Path) -> None:
     window = Window(datetime(2026, 11, 24, 9, tzinfo=UTC), datetime(2026, 11, 24, 11, tzinfo=UTC))
     result = engine.run(RunPlan(window=window, kube_snapshots=(tmp_path / "cluster.json",),
                                 logs=(str(tmp_path / "proxy.log"),))).result
-    assert result.sources.logs["unattributed"]["requests"] == 0
+    assert sources_json(result)["logs"]["unattributed"]["requests"] == 0
     (row,) = [c for c in result.coverage if c.service == "api"]
-    assert row.log_requests == 25
+    assert row.observed == 25
 
 
 def test_a_format_given_with_the_flag_is_used_and_reported(tmp_path: Path) -> None:

@@ -12,12 +12,15 @@ import pytest
 from obsgap import engine
 from obsgap.checks.job_names import closest, normalize
 from obsgap.config import RunPlan
-from obsgap.model import ScanResult, Window
+from obsgap.model import Window
+from obsgap.report.build import build_report
+from obsgap.result import ScanResult
 from obsgap.scenario.demo import demo_dashboard, demo_spec
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 
 WINDOW = Window(datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
 
@@ -172,8 +175,8 @@ def test_job_names_against_real_prometheus(jobs_mesh, realworld: Path) -> None: 
     assert found["payments-svc"].evidence["dashboards"] == ["Payments SLO / Payments availability"]
     assert len(found["payments-svc"].evidence["targets"]) == 2
     assert "Service shop/checkout" in found["checkout"].detail and found["checkout"].service == "cart"
-    assert result.sources.kubernetes["dashboards"]["queries"] > 50  # Istio's three dashboards parsed too
-    contract = {r.service: r for r in result.contract}
+    assert sources_json(result)["kubernetes"]["dashboards"]["queries"] > 50  # Istio's three dashboards parsed too
+    contract = {r.service: r for r in build_report(result).contract}  # the links joined to the findings
     (job,) = [link for link in contract["payments"].links if link.kind == "job" and link.broken]
     assert job.finding_ids == (found["payments-svc"].id,)  # the broken link leads to its finding
 
@@ -200,7 +203,7 @@ def test_demo_shows_every_name_contract_finding(tmp_path: Path, prometheus_avail
     assert not [c for c in result.checks if c.status == "error"]
     # every broken link of the contract table leads to the finding about that very object (typed references)
     by_id = {f.id: f for f in result.findings}
-    links = {(link.kind, link.name): link for row in result.contract for link in row.links}
+    links = {(link.kind, link.name): link for row in build_report(result).contract for link in row.links}
     job = links[("job", "payments-svc")]
     assert job.broken and {(by_id[i].check, by_id[i].job) for i in job.finding_ids} == {("job-name-mismatch",
                                                                                           "payments-svc")}

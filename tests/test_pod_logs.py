@@ -13,13 +13,15 @@ import pytest
 
 from obsgap import engine
 from obsgap.config import RunPlan
-from obsgap.model import ScanResult, Window
+from obsgap.model import Window
+from obsgap.result import ScanResult
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.kube.live import LiveOptions
 from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 from tests.kube_api import cluster_of_scenario, serving
 
 SPEC = ScenarioSpec("podlogs", (("app", True),),
@@ -47,7 +49,7 @@ def _run(server: Any, kubeconfig: Path, opts: PodLogOptions | None = None) -> tu
 
 
 def _answer(result: ScanResult) -> tuple[set[Any], set[Any]]:
-    return ({(c.service, c.log_requests, c.mesh_requests) for c in result.coverage},
+    return ({(c.service, c.observed, c.mesh) for c in result.coverage},
             {(f.check, f.cause, f.service) for f in result.findings})
 
 
@@ -59,14 +61,14 @@ def test_pod_logs_give_the_answer_of_kubelets_files(mesh, tmp_path: Path) -> Non
     assert failures == []
     assert _answer(result) == _answer(files)
     assert ("envoy-bypass", "unexplained", "billing") in _answer(result)[1]
-    pod_logs = result.sources.logs["pod_logs"]
+    pod_logs = sources_json(result)["logs"]["pod_logs"]
     containers = sum(1 for o in cluster.objects if o["kind"] == "Pod" for _ in o["spec"]["containers"])
     assert pod_logs["containers"] == pod_logs["read"] == containers and pod_logs["gaps_total"] == 0
     logs = [s for s in cluster.seen if s.endswith("/log") or "/log?" in s]
     assert len(logs) == containers
     # timestamps from kubelet, from a little before the window's start
     assert all("timestamps=true" in s and "sinceTime=2026-11-23T23%3A25%3A00Z" in s for s in logs), logs[0]
-    assert result.sources.logs["unattributed"]["requests"] == 0
+    assert sources_json(result)["logs"]["unattributed"]["requests"] == 0
 
 
 def test_a_forbidden_pod_is_a_gap_of_that_pod_and_a_byte_limit_is_reported(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +79,7 @@ def test_a_forbidden_pod_is_a_gap_of_that_pod_and_a_byte_limit_is_reported(mesh,
     cluster.failing[("app", client_pod)] = 403
     with serving(cluster, tmp_path) as kubeconfig:
         result, failures = _run(server, kubeconfig, PodLogOptions(limit_bytes=20_000))
-    pod_logs = result.sources.logs["pod_logs"]
+    pod_logs = sources_json(result)["logs"]["pod_logs"]
     assert pod_logs["gaps_total"] == 2  # its app container and its sidecar
     assert all(g["container"].startswith(f"app/{client_pod}/") and "HTTP 403" in g["error"]
                and "forbidden" in g["error"] for g in pod_logs["gaps"])
@@ -93,7 +95,7 @@ def test_only_the_chosen_containers_are_read(mesh, tmp_path: Path) -> None:  # t
         result, _failures = _run(server, kubeconfig, PodLogOptions(containers=("istio-proxy",)))
     asked = {s.split("container=")[1].split("&")[0] for s in cluster.seen if "/log?" in s}
     assert asked == {"istio-proxy"}
-    assert set(result.sources.logs["formats"]) <= {"envoy-text"}
+    assert set(sources_json(result)["logs"]["formats"]) <= {"envoy-text"}
 
 
 def test_a_restarted_container_is_read_from_its_previous_run_too(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -168,7 +170,7 @@ def test_truncated_logs_make_no_false_gap_and_a_real_gap_is_still_found(mesh, tm
     assert rows["billing"].logs_cover.startswith("logs cover") and 0.4 <= rows["billing"].ratio <= 0.6
     assert rows["api"].ratio is not None and 0.9 <= rows["api"].ratio <= 1.1
     # one range query for the covered bins, whatever the number of pods
-    assert result.sources.prometheus["range_query_files"] == ["mesh_requests_by_pod_over_time"]
+    assert sources_json(result)["prometheus"]["range_query_files"] == ["mesh_requests_by_pod_over_time"]
     assert api_pod != billing_pod
 
 
@@ -180,7 +182,7 @@ def test_partial_pods_are_listed_with_their_interval(mesh, tmp_path: Path) -> No
     _busy(cluster, "billing", 1 / 3)
     with serving(cluster, tmp_path) as kubeconfig:
         result, _ = _run(server, kubeconfig)
-    partial = result.sources.logs.get("partial_pods") or []
+    partial = sources_json(result)["logs"].get("partial_pods") or []
     assert len(partial) == 2 and all(480 <= p["covered_seconds"] <= 660 for p in partial)
     assert all(p["end"] == "2026-11-24T00:00:00Z" and "kubelet rotation" in p["why"] for p in partial)
 
@@ -242,16 +244,18 @@ def test_pod_logs_are_read_in_batches_that_bound_the_disk(mesh, tmp_path: Path, 
     built, server, files = mesh
     monkeypatch.setattr(podlogs, "BATCH_BYTES", 150_000)
     calls: list[int] = []
-    real = engine._read_into
+    from obsgap.sources.logs import source
 
-    def spy(plan, paths, index, parts, prefix, progress):  # type: ignore[no-untyped-def]
+    real = source.read_files
+
+    def spy(paths, reading, ctx, parts, prefix):  # type: ignore[no-untyped-def]
         calls.append(len(paths))
         fetched = next(d for d in Path(paths[0]).parents if d.name == "pods").parent
         on_disk = list(fetched.rglob("*.log"))  # the fetch folder now: this batch only
         assert len(on_disk) == len(paths)
-        return real(plan, paths, index, parts, prefix, progress)
+        return real(paths, reading, ctx, parts, prefix)
 
-    monkeypatch.setattr(engine, "_read_into", spy)
+    monkeypatch.setattr(source, "read_files", spy)
     cluster = cluster_of_scenario(built.topology, built.logs)
     with serving(cluster, tmp_path) as kubeconfig:
         result, failures = _run(server, kubeconfig, PodLogOptions(concurrency=2))

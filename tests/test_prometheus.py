@@ -20,6 +20,7 @@ from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource
 from obsgap.sources.queries import all_queries, load_query, namespace_matcher
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 
 
 def test_every_query_file_has_a_header_and_binds() -> None:
@@ -87,7 +88,7 @@ def test_query_count_does_not_grow_with_services(small_prom, tmp_path: Path) -> 
                                 kube_snapshots=(built.topology,))).result
     # one query per query file, plus per histogram family (label-values lookup + buckets + series count):
     # nothing per service
-    prom = result.sources.prometheus
+    prom = sources_json(result)["prometheus"]
     fixed = {"mesh_requests", "mesh_tcp_connections", "passthrough_requests", "scrape_targets", "scrape_interval"}
     assert prom["histogram_families"]["analyzed"] == ["istio_request_duration_milliseconds"]
     # + the label-values lookup, 2 per histogram family, and one range query for the time charts
@@ -255,7 +256,7 @@ def test_sample_limit_splits_by_namespace_on_a_real_prometheus(tmp_path: Path, p
         for ns in namespaces:
             probe.query("mesh_requests", 1800, spec.end, (ns,))
         per_ns = max(probe.query_samples.values())
-        total = whole.sources.prometheus["peak_samples"]["mesh_requests"]
+        total = sources_json(whole)["prometheus"]["peak_samples"]["mesh_requests"]
         assert total > per_ns
     finally:
         server.stop()
@@ -264,9 +265,9 @@ def test_sample_limit_splits_by_namespace_on_a_real_prometheus(tmp_path: Path, p
         split = engine.run(replace_url(plan, limited.url)).result
     finally:
         limited.stop()
-    assert split.sources.prometheus["split_by_namespace"].get("mesh_requests", 0) >= 2
+    assert sources_json(split)["prometheus"]["split_by_namespace"].get("mesh_requests", 0) >= 2
     assert {(f.check, f.subject) for f in split.findings} == {(f.check, f.subject) for f in whole.findings}
-    assert [(c.service, c.mesh_requests) for c in split.coverage] == [(c.service, c.mesh_requests)
+    assert [(c.service, c.mesh) for c in split.coverage] == [(c.service, c.mesh)
                                                                       for c in whole.coverage]
 
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from obsgap.report.evidence import requests_affected
-from obsgap.report.publish import write_outputs
+from obsgap.publish import write_outputs
 
 LAPTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -134,8 +133,9 @@ def test_first_screen_answers(browser: Any, demo_page: Path) -> None:
         # the first top finding is the critical one with the most traffic affected, shown with its fix
         findings = view.data["findings"]
         critical = [f for f in findings if f["severity"] == "critical"]
-        expect = max(critical, key=lambda f: requests_affected(f["evidence"]))
-        assert requests_affected(expect["evidence"]) > 0
+        impact = view.data["impact"]  # the model's evidence.impact: requests the mesh missed, observations ...
+        expect = max(critical, key=lambda f: impact.get(f["id"], 0))
+        assert impact[expect["id"]] > 0
         link = first.locator("a.title")
         assert link.get_attribute("href") == f"#finding-{expect['id']}"
         assert expect["suggestion"]["text"] in (first.locator(".fix").text_content() or "")

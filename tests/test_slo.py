@@ -12,10 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from obsgap import engine
+from obsgap.analysis.reconcile import reconcile
 from obsgap.cli import main
 from obsgap.config import RunPlan
 from obsgap.errors import InputError
-from obsgap.evidence import CheckInputs, CheckSettings
+from obsgap.evidence import CheckSettings, Evidence
 from obsgap.model import Window
 from obsgap.render.markdown import render_markdown
 from obsgap.report.build import build_report
@@ -23,10 +24,10 @@ from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import ENVOY_DEFAULT_BUCKETS, FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.slo.assess import assess
 from obsgap.slo.load import load_documents, load_files
-from obsgap.slo.measure import Measured
-from obsgap.slo.spec import SloSpec
+from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 from tests.kube_api import Cluster, serving
 
 SLO_DATA = Path(__file__).resolve().parent / "data" / "slo"
@@ -80,7 +81,7 @@ def test_every_real_slo_file_is_read(slo_run) -> None:  # type: ignore[no-untype
         ("openslo", "sloth-slo-my-service"), ("prometheus-rule", "requests-availability"),
         ("pyrra", "prometheus-http-latency-dynamic"), ("pyrra", "apiserver-requests-dynamic"),
         ("openslo", "search-slo")])
-    slos = result.sources.slos
+    slos = sources_json(result)["slos"]
     assert slos["files"] == 8 - 1 and slos["slos"] == 7  # PROVENANCE.md is no SLO file
     assert slos["gaps"] == []
     run = next(c for c in result.checks if c.check == "slo-untrustworthy")
@@ -181,7 +182,7 @@ def test_findings_and_report_table(slo_run) -> None:  # type: ignore[no-untyped-
 
 
 def test_report_json_and_html_carry_the_table(slo_run) -> None:  # type: ignore[no-untyped-def]
-    from obsgap.report.publish import write_outputs
+    from obsgap.publish import write_outputs
 
     result, _, _, tmp = slo_run
     out = tmp / "written"
@@ -251,8 +252,8 @@ slos:
         "x: SLO n: PromQL 'sum(rate(' does not parse: unclosed left parenthesis"]
     # an SLI Prometheus could not run says so, and is not called trustworthy
     spec = SloSpec("sloth", "f", "n", "s", 0.99, "30d", "ratio", "up", bad="up")
-    assert assess(Measured(spec, error="query failed"), CheckInputs(
-        Window(_spec().start, _spec().end), CheckSettings())).verdict == "unverified"
+    ev = Evidence(Window(_spec().start, _spec().end), CheckSettings())
+    assert assess(Measured(spec, error="query failed"), ev, reconcile(ev)).verdict == "unverified"
 
 
 def test_error_ratio_that_differs_from_the_logs() -> None:
@@ -272,16 +273,16 @@ def test_error_ratio_that_differs_from_the_logs() -> None:
     inbound = pd.DataFrame([{"namespace": "shop", "pod": "cart-1", "container": "cart", "origin": "app",
                              "port": 8080, "http": True, "http_requests": 10000, "requests": 10000, "errors": 300,
                              "first_ms": 0, "last_ms": 1}])
-    logs = LogEvidence(inbound, pd.DataFrame(), pd.DataFrame(), {})
+    logs = LogEvidence(inbound, pd.DataFrame(), pd.DataFrame())
     spec = SloSpec("sloth", "f", "cart-availability", "cart", 0.999, "30d", "ratio",
                    'sum(rate(istio_requests_total{destination_service_name="cart"}[5m]))',
                    bad='sum(rate(istio_requests_total{destination_service_name="cart",response_code=~"5.."}[5m]))')
     window = _spec()
-    inputs = CheckInputs(Window(window.start, window.end), CheckSettings(), topo, None, logs)
-    far = assess(Measured(spec, None, (), 10000.0, 10.0, 0.001), inputs)  # metrics: 0.1% errors, logs: 3%
+    ev = Evidence(Window(window.start, window.end), CheckSettings(), topo, None, logs)
+    far = assess(Measured(spec, None, (), 10000.0, 10.0, 0.001), ev, reconcile(ev))  # metrics: 0.1% errors, logs: 3%
     assert far.verdict == "biased" and [p.cause for p in far.problems] == ["error-ratio-differs"]
     assert far.budget_metric == pytest.approx(1.0) and far.budget_logs == pytest.approx(30.0)
-    near = assess(Measured(spec, None, (), 10000.0, 295.0, 0.0295), inputs)
+    near = assess(Measured(spec, None, (), 10000.0, 295.0, 0.0295), ev, reconcile(ev))
     assert near.verdict == "trustworthy" and near.coverage == pytest.approx(1.0)
 
 
@@ -328,8 +329,9 @@ def test_live_cluster_slos_through_the_engine(slo_run, tmp_path: Path) -> None: 
     verdicts = {(a.measured.spec.tool, a.measured.spec.origin): a.verdict for a in result.slos}
     assert verdicts == {("sloth-crd", "PrometheusServiceLevel monitoring/sloth-slo-my-service"): "biased",
                         ("pyrra", "ServiceLevelObjective monitoring/apiserver-requests-dynamic"): "trustworthy"}
-    assert result.sources.slos["from_cluster"] == 2
-    assert result.sources.slos["gaps"] == ["PrometheusRule: CRD prometheusrules.monitoring.coreos.com not installed"]
+    assert sources_json(result)["slos"]["from_cluster"] == 2
+    assert result.sources.slos is not None
+    assert result.sources.slos.gaps == ("PrometheusRule: CRD prometheusrules.monitoring.coreos.com not installed",)
     assert result.status == "complete"  # a CRD that is not installed is a note, not a failure
 
 
@@ -358,7 +360,8 @@ def test_without_metrics_no_slo_is_called_trustworthy(slo_run) -> None:  # type:
     res = CliRunner().invoke(main, ["slo", "-q", "--kube-snapshot", str(built.topology), "--logs", str(built.logs),
                                     "--slo", str(SLO_DATA), "--start", spec.start.isoformat(), "--end",
                                     spec.end.isoformat()])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # nothing could be measured: a partial run, never a clean one
+    assert "no check could run: needs metrics: no --prometheus-url given" in res.stderr
     rows = res.stdout.splitlines()[1:8]
     assert len(rows) == 7 and all(row.rstrip().endswith("unverified") for row in rows)
     assert res.stdout.count("not measured: no metrics were read") == 7

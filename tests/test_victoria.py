@@ -12,7 +12,7 @@ from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.simulate import build
 from obsgap.testbed.promserver import serve_openmetrics
 from obsgap.testbed.victoria import VictoriaMetricsServer
-from tests.helpers import run_scenario
+from tests.helpers import run_scenario, sources_json
 
 
 def test_prometheus_and_victoriametrics_agree(tmp_path: Path, prometheus_available: None) -> None:
@@ -29,10 +29,10 @@ def test_prometheus_and_victoriametrics_agree(tmp_path: Path, prometheus_availab
     finally:
         prom.stop()
         vm.stop()
-    assert on_vm.result.sources.prometheus["status"] in ("ok", "partial")
-    assert on_vm.result.sources.prometheus["targets_api"] in (True, False)
+    assert sources_json(on_vm.result)["prometheus"]["status"] in ("ok", "partial")
+    assert sources_json(on_vm.result)["prometheus"]["targets_api"] in (True, False)
     key = lambda r: {(f.check, f.cause, f.subject, f.severity) for f in r.result.findings}  # noqa: E731
     assert key(on_vm) == key(on_prom) and len(key(on_prom)) > 15
-    cov_prom = {(c.namespace, c.service): (c.log_requests, c.mesh_requests) for c in on_prom.result.coverage}
-    cov_vm = {(c.namespace, c.service): (c.log_requests, c.mesh_requests) for c in on_vm.result.coverage}
+    cov_prom = {(c.namespace, c.service): (c.observed, c.mesh) for c in on_prom.result.coverage}
+    cov_vm = {(c.namespace, c.service): (c.observed, c.mesh) for c in on_vm.result.coverage}
     assert cov_vm == cov_prom

@@ -13,13 +13,15 @@ import pytest
 
 from obsgap import engine
 from obsgap.config import RunPlan
-from obsgap.model import ScanResult, Window
+from obsgap.model import Window
+from obsgap.result import ScanResult
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.logs.discover import LogPod
 from obsgap.sources.logs.timestamps import parse_ts_ms
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
+from tests.helpers import sources_json
 
 SPEC = ScenarioSpec("wrap", (("app", True),),
                     (ServiceSpec("app", "client"), ServiceSpec("app", "api", replicas=2),
@@ -120,15 +122,15 @@ def test_each_wrapper_gives_the_same_answer_as_kubelet_files(mesh, tmp_path: Pat
     out.mkdir()
     log_pods = WRAPPERS[name](built.logs, out)
     result = _run(built, server, out, log_pods)
-    logs = result.sources.logs
+    logs = sources_json(result)["logs"]
     assert logs["unparsed"] == 0 and logs["unattributed"]["requests"] == 0, logs["unattributed"]
     assert logs["unattributed"]["unknown_pod_requests"] == 0
     if name != "plain":
         assert name in logs["wrappers"], logs["wrappers"]
     if name in ("docker-json", "plain"):  # converted to CRI lines for the columnar reader, every one of them
         assert logs["columnar_lines"] == logs["lines"] > 0, logs
-    assert {(c.service, c.log_requests, c.mesh_requests) for c in result.coverage} == \
-        {(c.service, c.log_requests, c.mesh_requests) for c in cri.coverage}
+    assert {(c.service, c.observed, c.mesh) for c in result.coverage} == \
+        {(c.service, c.observed, c.mesh) for c in cri.coverage}
     assert {(f.check, f.cause, f.service) for f in result.findings} == {(f.check, f.cause, f.service)
                                                                          for f in cri.findings}
     assert ("envoy-bypass", "unexplained", "billing") in {(f.check, f.cause, f.service) for f in result.findings}

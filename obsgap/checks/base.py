@@ -1,18 +1,94 @@
-"""The shape every check has: metadata as class attributes, the docstring as user documentation."""
+"""The shape every check has: metadata as class attributes, the docstring as user documentation, a pure `run` over
+the evidence and the analysis, and the check's own answers to what the report asks of its findings (charts, trend,
+what it examined)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+import inspect
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity
+from obsgap.analysis import Analysis
+from obsgap.charts import Chart
+from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+from obsgap.intervals import CoveredCounts
+from obsgap.model import Finding, PanelQuery, ServiceTimeline, Severity, Topology, Window
+from obsgap.slo.spec import Measured
+from obsgap.topology import TopologyIndex
 
 Source = str  # "topology" | "metrics" | "logs"
 
 
 class Skip(Exception):
     """Raised by a check that lacks an input; the message is the reason shown to users."""
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What one check reads: the run's evidence (its metrics restricted to the queries it declared) and the
+    analysis computed once before every check."""
+
+    evidence: Evidence
+    analysis: Analysis
+    declared: frozenset[str] | None = None
+    """The metric queries this reader declared; None: no restriction (the analysis, tests)."""
+    _metrics: list[MetricsEvidence | None] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def metrics(self) -> MetricsEvidence | None:
+        if not self._metrics:
+            m = self.evidence.metrics
+            self._metrics.append(m.for_reader(self.declared) if m is not None and self.declared is not None else m)
+        return self._metrics[0]
+
+    @property
+    def window(self) -> Window:
+        return self.evidence.window
+
+    @property
+    def settings(self) -> CheckSettings:
+        return self.evidence.settings
+
+    @property
+    def topology(self) -> Topology | None:
+        return self.evidence.topology
+
+    @property
+    def logs(self) -> LogEvidence | None:
+        return self.evidence.logs
+
+    @property
+    def dashboards(self) -> tuple[PanelQuery, ...]:
+        return self.evidence.dashboards
+
+    @property
+    def covered(self) -> CoveredCounts | None:
+        return self.evidence.covered
+
+    @property
+    def slos(self) -> tuple[Measured, ...] | None:
+        return self.evidence.slos
+
+    @property
+    def index(self) -> TopologyIndex:
+        return self.evidence.index
+
+    def tolerance(self, seconds: float | None = None) -> float:
+        return self.evidence.tolerance(seconds)
+
+    def in_scope_namespaces(self) -> frozenset[str]:
+        """The namespaces the topology holds in scope: what a config check examines."""
+        return frozenset(self.index.topo.namespaces)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A count a check contributes to the trend over stored runs (e.g. saturated histograms)."""
+
+    name: str
+    """What the line counts, in words."""
 
 
 class Check:
@@ -32,10 +108,50 @@ class Check:
     """Whether the engine must discover histogram families and fetch their buckets."""
     istio_code: ClassVar[str | None] = None
     doc_url: ClassVar[str | None] = None
+    causes: ClassVar[tuple[str, ...]] = ()
+    """Every `cause` value its findings may carry (docs/findings.md lists them; a meta-test holds them equal)."""
+    impact_unit: ClassVar[str] = "requests"
+    """What `evidence.impact` counts, in words."""
+    trend: ClassVar[Trend | None] = None
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         raise NotImplementedError
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str] | None:
+        """The subjects this run judged with the evidence they need (CheckRun.examined); the default: every
+        namespace of the topology in scope. A finding of an earlier run outside them is not re-checked."""
+        return inputs.in_scope_namespaces()
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """The subject keys of one of its findings as findings.json holds it (to match CheckRun.examined)."""
+        def get(name: str) -> str | None:
+            value = finding.get(name)
+            return str(value) if value else None
+
+        return subject_keys(get("namespace"), get("service"), get("workload"), get("metric"), get("job"))
+
+    @classmethod
+    def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
+        """What the report draws for one of its findings (none by default)."""
+        return ()
+
+    @classmethod
+    def in_trend(cls, evidence: Mapping[str, Any]) -> bool:
+        """Whether a finding (its evidence as findings.json holds it) counts in the check's trend line."""
+        return False
+
+
+def subject_keys(namespace: str | None, service: str | None = None, workload: str | None = None,
+                 metric: str | None = None, job: str | None = None) -> tuple[str, ...]:
+    """The keys a finding's subject may be examined under (CheckRun.examined), most specific first."""
+    keys = [f"{namespace}/{name}" for name in (service, workload) if namespace and name]
+    keys += [f"metric:{metric}"] if metric else []
+    keys += [f"job:{job}"] if job else []
+    keys += [namespace] if namespace else []
+    return tuple(dict.fromkeys(keys))
 
 
 HEADINGS = ("What it does:", "Why is this bad?", "Example:", "Use instead:")
@@ -43,9 +159,6 @@ HEADINGS = ("What it does:", "Why is this bad?", "Example:", "Use instead:")
 
 def doc_sections(check: type[Check]) -> list[tuple[str, str]]:
     """The check's docstring as (heading, one-paragraph text) in the ruff-docs shape."""
-    import inspect
-    import re
-
     text = " ".join(inspect.cleandoc(check.__doc__ or "").split())
     pattern = "(" + "|".join(re.escape(h) for h in HEADINGS) + ")"
     parts = re.split(pattern, text)

@@ -6,9 +6,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from obsgap.checks.base import Check, Skip, pct
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, ObjectRef, Severity, Suggestion
+from obsgap.analysis.reconcile import caller_calls
+from obsgap.checks.base import Check, CheckInputs, Skip, pct
+from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggestion
+from obsgap.names import service_fqdn, split_host_port
 
 DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/dns/"
 _SEVERITY = {"pod-ip": Severity.WARNING, "wrong-namespace": Severity.CRITICAL, "short-name": Severity.INFO}
@@ -21,6 +22,22 @@ _WHY = {
     "short-name": ("uses a short name that only resolves inside the caller's namespace: it works today, "
                    "but breaks if either side moves, and it hides which namespace is meant"),
 }
+
+
+@dataclass(frozen=True, eq=False)
+class CallEvidence(FindingEvidence):
+    """The calls one workload made to a service by an address that is not its FQDN."""
+
+    caller: str
+    requests: int
+    share: float
+    """Of the caller's calls to that service."""
+    addresses: tuple[str, ...]
+    fqdn: str
+
+    @property
+    def impact(self) -> int:
+        return self.requests
 
 
 @dataclass
@@ -49,6 +66,19 @@ class CallAddressNotFqdn(Check):
     title = "Callers that do not use the service FQDN"
     needs = ("topology", "logs")
     doc_url = DOC
+    causes = ("pod-ip", "short-name", "wrong-namespace")
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The services the callers' logs show calls to."""
+        idx = inputs.index
+        logs = inputs.logs
+        out = set()
+        for (ns, _pod, authority), _n in caller_calls(logs) if logs is not None else ():
+            resolved = idx.resolve(authority, ns)
+            if resolved.service is not None:
+                out.add(f"{resolved.service.namespace}/{resolved.service.name}")
+        return frozenset(out)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -58,22 +88,16 @@ class CallAddressNotFqdn(Check):
             raise Skip("the logs hold no outbound calls (no application lines with full URLs and no client-side "
                        "Envoy lines)")
         idx = inputs.index
-        # per caller pod and address: app and Envoy log the same call; take the larger count
-        per_addr: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-        for row in logs.outbound.itertuples(index=False):
-            if not row.authority or not row.pod:
-                continue
-            cell = per_addr[(str(row.namespace), str(row.pod), str(row.authority))]
-            cell[0 if row.origin == "app" else 1] += int(row.requests)
         groups: dict[tuple[str, str, str, str, str], _Calls] = defaultdict(_Calls)
         totals: dict[tuple[str, str, str, str], int] = defaultdict(int)
-        for (ns, pod_name, authority), (app, envoy, _) in per_addr.items():
+        for (ns, pod_name, authority), n in caller_calls(logs):
+            if not pod_name:
+                continue
             pod = idx.pods_by_key.get((ns, pod_name))
             workload = pod.workload if pod else pod_name
             resolved = idx.resolve(authority, ns)
             if resolved.service is None:
                 continue
-            n = max(app, envoy)
             svc = resolved.service
             totals[(ns, workload, svc.namespace, svc.name)] += n
             if resolved.kind not in _SEVERITY:
@@ -87,7 +111,7 @@ class CallAddressNotFqdn(Check):
                 continue
             total = totals[(ns, workload, sns, sname)]
             share = g.requests / total if total else 1.0
-            fqdn = f"{sname}.{sns}.svc.cluster.local"
+            fqdn = service_fqdn(sname, sns)
             addresses = sorted(g.addresses, key=lambda a: -g.addresses[a])
             out.append(Finding(
                 check="call-address-not-fqdn", severity=_SEVERITY[kind],
@@ -96,9 +120,9 @@ class CallAddressNotFqdn(Check):
                         f"{', '.join(addresses[:3])}: it {_WHY[kind]}."),
                 subject=f"{ns}/{workload}->{sns}/{sname}/{kind}", namespace=sns, service=sname,
                 workload=workload, cause=kind, resource=f"Deployment {ns}/{workload}",
-                refs=(ObjectRef("Deployment", ns, workload),),
-                evidence={"caller": f"{ns}/{workload}", "requests": g.requests, "share": round(share, 4),
-                          "addresses": addresses[:10], "fqdn": fqdn},
+                refs=(ObjectRef("Deployment", ns, workload),
+                      *(ObjectRef("address", sns, a) for a in addresses[:10])),
+                evidence=CallEvidence(f"{ns}/{workload}", g.requests, round(share, 4), tuple(addresses[:10]), fqdn),
                 suggestion=Suggestion(f"Configure {workload} to call {fqdn} (port as before).",
                                       f"# e.g. the caller's environment\n{sname.upper().replace('-', '_')}_URL="
                                       f"http://{fqdn}:{_port(addresses[0])}", DOC)))
@@ -106,5 +130,5 @@ class CallAddressNotFqdn(Check):
 
 
 def _port(address: str) -> str:
-    host, _, port = address.rpartition(":")
-    return port if host and port.isdigit() else "80"
+    port = split_host_port(address)[1]
+    return str(port) if port is not None else "80"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from obsgap.checks.base import Check
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Suggestion
-from obsgap.names import HostResolver, to_fqdn
+from obsgap.checks.base import Check, CheckInputs
+from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
+from obsgap.names import to_fqdn
 
 DOC = "https://istio.io/latest/docs/reference/config/networking/destination-rule/#OutlierDetection"
 CONFIG = """spec:
@@ -17,6 +17,14 @@ CONFIG = """spec:
       interval: 10s
       baseEjectionTime: 30s
       maxEjectionPercent: 50"""
+
+
+@dataclass(frozen=True, eq=False)
+class CanaryEvidence(FindingEvidence):
+    """The weighted route and its subsets that no outlier detection protects."""
+
+    virtual_service: str
+    subsets: tuple[str, ...]
 
 
 class CanaryWithoutOutlierDetection(Check):
@@ -41,7 +49,7 @@ class CanaryWithoutOutlierDetection(Check):
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        resolver = HostResolver(inputs.index)
+        resolver = inputs.index
         out = []
         for vs in inputs.index.topo.virtual_services:
             for ri, route in enumerate(vs.weighted_routes):
@@ -69,6 +77,6 @@ class CanaryWithoutOutlierDetection(Check):
                             "subset's error rate."),
                     subject=f"{vs.namespace}/{vs.name}#{ri}", namespace=vs.namespace, service=host.split(".")[0],
                     resource=f"DestinationRule {dr}",
-                    evidence={"virtual_service": f"{vs.namespace}/{vs.name}", "subsets": unprotected},
+                    evidence=CanaryEvidence(f"{vs.namespace}/{vs.name}", tuple(unprotected)),
                     suggestion=Suggestion("Add outlierDetection to the DestinationRule.", CONFIG, DOC)))
         return out

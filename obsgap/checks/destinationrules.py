@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from obsgap.checks.base import Check
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, ObjectRef, Severity, Suggestion
-from obsgap.names import HostResolver, to_fqdn
+from obsgap.checks.base import Check, CheckInputs
+from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggestion
+from obsgap.names import to_fqdn
 from obsgap.topology import selects
 
 DOC = "https://istio.io/latest/docs/reference/config/networking/destination-rule/"
+
+
+@dataclass(frozen=True, eq=False)
+class HostEvidence(FindingEvidence):
+    """The DestinationRule's host as written and as Istio expands it."""
+
+    host: str
+    fqdn: str
+
+
+@dataclass(frozen=True, eq=False)
+class SubsetEvidence(FindingEvidence):
+    """A subset whose labels select none of the service's pods."""
+
+    subset: str
+    labels: dict[str, str]
+    service_selector: dict[str, str]
+    candidates: int
+    """Pods the service's selector picks."""
 
 
 class DestinationRuleHostUnresolved(Check):
@@ -33,18 +52,18 @@ class DestinationRuleHostUnresolved(Check):
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        resolver = HostResolver(inputs.index)
+        resolver = inputs.index
         out = []
         for dr in inputs.index.topo.destination_rules:
             fqdn = to_fqdn(dr.host, dr.namespace)
-            if resolver.resolve(fqdn, dr.namespace) is not None:
+            if resolver.config_host(fqdn, dr.namespace) is not None:
                 continue
             out.append(Finding(
                 check=cls.id, severity=Severity.WARNING, title=f"DestinationRule {dr.name}: host {dr.host} is unknown",
                 detail=(f"DestinationRule {dr.namespace}/{dr.name} targets {dr.host} ({fqdn}), which matches no "
                         "Service or ServiceEntry: its traffic policy applies to nothing."),
                 subject=f"{dr.namespace}/{dr.name}", namespace=dr.namespace, resource=f"DestinationRule "
-                f"{dr.namespace}/{dr.name}", istio_code=cls.istio_code, evidence={"host": dr.host, "fqdn": fqdn},
+                f"{dr.namespace}/{dr.name}", istio_code=cls.istio_code, evidence=HostEvidence(dr.host, fqdn),
                 refs=(ObjectRef("DestinationRule", dr.namespace, dr.name),),
                 suggestion=Suggestion("Set host to the FQDN of an existing Service.", None, DOC)))
         return out
@@ -77,10 +96,10 @@ class DestinationRuleSubsetUnmatched(Check):
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         idx = inputs.index
-        resolver = HostResolver(idx)
+        resolver = idx
         out = []
         for dr in idx.topo.destination_rules:
-            target = resolver.resolve(to_fqdn(dr.host, dr.namespace), dr.namespace)
+            target = resolver.config_host(to_fqdn(dr.host, dr.namespace), dr.namespace)
             if target is None or target.service is None:
                 continue
             svc = target.service
@@ -99,7 +118,6 @@ class DestinationRuleSubsetUnmatched(Check):
                     subject=f"{dr.namespace}/{dr.name}/{subset.name}", namespace=dr.namespace, service=svc.name,
                     resource=f"DestinationRule {dr.namespace}/{dr.name}", istio_code=cls.istio_code,
                     refs=(ObjectRef("subset", dr.namespace, f"{dr.name}/{subset.name}"),),
-                    evidence={"subset": subset.name, "labels": dict(subset.labels),
-                              "service_selector": dict(svc.selector), "candidates": len(candidates)},
+                    evidence=SubsetEvidence(subset.name, dict(subset.labels), dict(svc.selector), len(candidates)),
                     suggestion=Suggestion(f"Make subset {subset.name}'s labels match the pods' labels.", None, DOC)))
         return out

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from obsgap.checks.base import Check, Skip, pct, severity_for_missed
-from obsgap.evidence import CheckInputs
-from obsgap.istio import INJECT_KEY
-from obsgap.model import TCP_PROXIED, Finding, Pod, Severity, Suggestion
-from obsgap.reconcile import ServiceTraffic, reconcile
+from obsgap.analysis.reconcile import ServiceTraffic
+from obsgap.charts import Chart
+from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
+from obsgap.checks.traffic import TrafficEvidence, traffic_charts
+from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
+from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
+from obsgap.witness import CALLER_LOGS
 
 DOC_INJECTION = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
 DOC_TRAFFIC = "https://istio.io/latest/docs/reference/config/annotations/"
@@ -46,10 +48,26 @@ class EnvoyBypass(Check):
     needs = ("topology", "metrics")
     queries = ("mesh_requests", "mesh_tcp_connections")
     doc_url = DOC_INJECTION
+    causes = (*NO_SIDECAR_CAUSES, "port-excluded", "caller-outside-mesh", "unexplained")
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The services both sides were measured for, and the callers whose logs were read."""
+        rec = inputs.analysis.traffic
+        keys = {f"{st.service.namespace}/{st.service.name}" for st in rec.services.values()
+                if st.comparison().ratio is not None or (st.mesh_measured and st.witness is not None)}
+        logs = inputs.logs
+        if logs is not None and not logs.outbound.empty:
+            keys |= {f"{ns}/{svc}" for ns, svc in _caller_targets(inputs)}
+        return frozenset(keys)
+
+    @classmethod
+    def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
+        return traffic_charts(finding, timeline)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        rec = reconcile(inputs)
+        rec = inputs.analysis.traffic
         if not rec.metrics_present:
             raise Skip("Prometheus returned no istio_requests_total series in the window: is it scraping the "
                        "sidecars (port 15020, /stats/prometheus)?")
@@ -94,7 +112,7 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         missed = sum(st.pod_logs.get(p.name, 0) for p in dark)
     else:
         cmp = st.comparison()
-        missed = max(0, cmp.observed - int(cmp.mesh))
+        missed = max(0, (cmp.observed or 0) - int(cmp.mesh or 0))
     if missed < inputs.settings.min_requests:
         return None
     share = min(1.0, missed / observed) if observed else 1.0
@@ -136,10 +154,10 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         detail=detail, subject=f"{svc.namespace}/{svc.name}/no-sidecar", namespace=svc.namespace,
         service=svc.name, workload=first.workload, pod=first.name if len(dark) == 1 else None, cause=cause,
         resource=resource, istio_code=code,
-        evidence={"log_requests": observed, "mesh_requests": int(st.mesh_requests), "ratio": _ratio(st),
-                  "missed_requests": missed, "observed_by": st.observed_by,
-                  "pods_without_sidecar": [p.name for p in dark], "pods_total": len(st.pods),
-                  "causes": dict(causes), **st.interval_evidence()},
+        evidence=TrafficEvidence.of(observed, st.mesh_requests, st.witness or CALLER_LOGS, st, ratio=_ratio(st),
+                                    missed_requests=missed, observed_by=st.observed_by,
+                                    pods_without_sidecar=[p.name for p in dark], pods_total=len(st.pods),
+                                    causes=dict(causes)),
         suggestion=fix)
 
 
@@ -172,13 +190,16 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
         expected, pods = _http_sidecar_logs(st)
         mesh = (sum(st.mesh_by_pod.get(p, 0.0) + st.peer_mesh_by_pod.get(p, 0.0) for p in pods)
                 if st.mesh_by_pod else st.mesh_for_pods)
+        witness = st.witness or CALLER_LOGS
     else:
         if any(sp.istio_protocol in TCP_PROXIED for sp in svc.ports):
             return None
         if any(p.sidecar.mode == "ambient" for p in st.pods) and st.mesh_requests == 0:
             return None  # ambient without a waypoint: ztunnel reports only istio_tcp_*, by design
         cmp = st.comparison()
-        expected, mesh = cmp.observed, cmp.mesh
+        if cmp.observed is None or cmp.mesh is None or cmp.witness is None:
+            return None
+        expected, mesh, witness = cmp.observed, cmp.mesh, cmp.witness
     if expected < inputs.settings.min_requests:
         return None
     missed = expected - mesh
@@ -195,8 +216,7 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
                 "overrides that disable metrics for this workload."),
         subject=f"{svc.namespace}/{svc.name}/unexplained", namespace=svc.namespace, service=svc.name,
         cause="unexplained", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence={"log_requests": expected, "mesh_requests": int(mesh), "ratio": round(mesh / expected, 4),
-                  "tolerance": round(tol, 4), **st.interval_evidence()},
+        evidence=TrafficEvidence.of(expected, mesh, witness, st, tolerance=round(tol, 4)),
         suggestion=Suggestion("Compare `up` for these pods over the window and look for a Telemetry resource "
                               "or metric_relabel_configs that drops istio_requests_total.", None, DOC_TRAFFIC))
 
@@ -219,8 +239,8 @@ def _outside_mesh(st: ServiceTraffic, inputs: CheckInputs) -> Finding | None:
                 "do not cover them."),
         subject=f"{svc.namespace}/{svc.name}/outside-mesh", namespace=svc.namespace, service=svc.name,
         cause="caller-outside-mesh", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence={"log_requests": st.observed, "mesh_requests": int(st.mesh_requests),
-                  "unknown_source_requests": int(st.unknown_source), "ratio": _ratio(st), "callers": callers[:20]},
+        evidence=TrafficEvidence.of(st.observed, st.mesh_requests, st.witness or CALLER_LOGS, ratio=_ratio(st),
+                                    unknown_source_requests=int(st.unknown_source), callers=callers[:20]),
         suggestion=Suggestion("Inject the calling workloads, or route outside callers through the ingress gateway.",
                               None, DOC_INJECTION))
 
@@ -239,6 +259,17 @@ def _remote_callers(st: ServiceTraffic, inputs: CheckInputs) -> list[str]:
         label = f"{pod.namespace}/{pod.workload}" if pod else f"{row.remote_ip} (outside the cluster)"
         counts[label] += int(row.requests)
     return [name for name, _ in counts.most_common()]
+
+
+def _caller_targets(inputs: CheckInputs) -> set[tuple[str, str]]:
+    """(caller namespace, service) pairs the callers' logs show calls for (the caller-exclusion findings' subjects)."""
+    logs = inputs.logs
+    out: set[tuple[str, str]] = set()
+    for row in logs.outbound.itertuples(index=False) if logs is not None else ():
+        resolved = inputs.index.resolve(str(row.authority), str(row.namespace)) if row.authority else None
+        if resolved is not None and resolved.service is not None:
+            out.add((str(row.namespace), resolved.service.name))
+    return out
 
 
 def _caller_exclusions(inputs: CheckInputs) -> list[Finding]:
@@ -271,7 +302,7 @@ def _caller_exclusions(inputs: CheckInputs) -> list[Finding]:
                     "origination and no client-side retries for them."),
             subject=f"{ns}/{workload}->{sns}/{sname}:{port}/excluded", namespace=ns, service=sname,
             workload=workload, port=port, cause="port-excluded", resource=f"Deployment {ns}/{workload}",
-            evidence={"log_requests": n, "mesh_requests": 0, "ratio": 0.0},
+            evidence=TrafficEvidence.of(n, 0, CALLER_LOGS, ratio=0.0),
             suggestion=Suggestion(f"Remove {port} from traffic.sidecar.istio.io/excludeOutboundPorts on {workload}.",
                                   None, DOC_TRAFFIC)))
     return out

@@ -6,15 +6,15 @@ import itertools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from obsgap.checks.base import Check, Skip, pct
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Snippet, Suggestion
+from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
+from obsgap.checks.base import Check, CheckInputs, Skip, Trend, pct
+from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import (
     Distribution,
@@ -81,6 +81,79 @@ def _histograms(family: str, df: pd.DataFrame) -> Iterator[_Hist]:
             yield _Hist(family, tuple(str(k) for k in key), bounds, cum)
 
 
+@dataclass(frozen=True, eq=False)
+class SaturationEvidence(FindingEvidence):
+    """A histogram whose observations pile above its top finite bound (docs/findings.md: histogram-inf-saturation)."""
+
+    inf_share: float
+    """Share of observations above the top finite bound (0..1)."""
+    top_bucket_share: float
+    top_finite_bound: float
+    unit: str
+    observations: int
+    buckets: tuple[float, ...]
+    cumulative: tuple[float, ...]
+    """Cumulative observations per bound over the window, +Inf last."""
+    suggested_buckets: tuple[float, ...]
+    """The bounds to use instead, in the metric's own unit."""
+    suggested_cumulative: tuple[float, ...] | None
+    """The same observations in the suggested buckets (None when extrapolated without logged durations)."""
+    suggestion_basis: str
+    """logs or extrapolated."""
+    quantile_error: Mapping[str, Mapping[str, float | None]]
+    """p50/p90/p99: what histogram_quantile reports, the logs' true value, and what the suggested buckets report."""
+    true_p999: float | None
+    series: int
+    series_cost_before: int
+    series_cost_after: int
+
+    @property
+    def impact(self) -> int:
+        return self.observations
+
+
+@dataclass(frozen=True, eq=False)
+class BucketWasteEvidence(FindingEvidence):
+    """Buckets of a costly family that no observation reached in the window."""
+
+    empty_buckets: tuple[float, ...]
+    series: int
+    series_cost_before: int
+    series_cost_after: int
+
+
+@dataclass(frozen=True, eq=False)
+class AnnotationEvidence(FindingEvidence):
+    """A sidecar.istio.io/statsHistogramBuckets annotation Envoy rejects or ignores."""
+
+    annotation: str
+    problems: tuple[str, ...]
+    pods: tuple[str, ...]
+
+
+def _bound(b: float) -> str:
+    return f"{b:g}"
+
+
+def _per_bucket(cumulative: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(max(0.0, c - (cumulative[i - 1] if i else 0.0)) for i, c in enumerate(cumulative))
+
+
+def saturation_charts(h: SaturationEvidence) -> tuple[Bars, ...]:
+    """Observations per bucket, the +Inf one red; then the same observations in the suggested buckets."""
+    labels = (*(f"≤{_bound(b)}" for b in h.buckets), f">{_bound(h.buckets[-1])} (+Inf)")
+    n = len(labels)
+    colors = tuple(RED if i == n - 1 else ORANGE if i == n - 2 else GREY for i in range(n))
+    current = Bars(f"Observations per bucket ({h.unit}); red: above the top bound", labels,
+                   _per_bucket(h.cumulative), colors, "observations",
+                   (f"suggested bounds: {', '.join(map(_bound, h.suggested_buckets))}",) if h.suggested_buckets else ())
+    if h.suggested_cumulative is None or not h.suggested_buckets:
+        return (current,)
+    s_labels = (*(f"≤{_bound(b)}" for b in h.suggested_buckets), f">{_bound(h.suggested_buckets[-1])}")
+    return current, Bars(f"The same observations in the suggested buckets ({h.unit})", s_labels,
+                         _per_bucket(h.suggested_cumulative), (GREEN,) * len(s_labels), "observations")
+
+
 class HistogramInfSaturation(Check):
     """What it does: discovers every histogram family in Prometheus (Istio's
     `istio_request_duration_milliseconds`, the byte histograms, the legacy
@@ -111,6 +184,25 @@ class HistogramInfSaturation(Check):
     needs_histograms = True
     queries = ("scrape_targets",)
     doc_url = DOC
+    causes = ("invalid-bucket-annotation",)
+    impact_unit = "observations"
+    trend = Trend("saturated histograms")
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The histogram families analysed, and the namespaces whose pods' annotations were read."""
+        families = inputs.metrics.histograms if inputs.metrics is not None else {}
+        return frozenset(f"metric:{f}" for f in families) | inputs.in_scope_namespaces()
+
+    @classmethod
+    def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
+        ev = finding.evidence
+        return saturation_charts(ev) if isinstance(ev, SaturationEvidence) and ev.buckets else ()
+
+    @classmethod
+    def in_trend(cls, evidence: Mapping[str, Any]) -> bool:
+        """A histogram whose observations pile into +Inf: not the bucket-waste or annotation findings."""
+        return evidence.get("inf_share") is not None
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -229,14 +321,11 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
         detail=detail, subject=f"{h.family}/{ns}/{name}", namespace=ns or None,
         service=name, job=None if istio else h.group[1], metric=h.family,
         resource=f"Service {ns}/{name}" if inputs.index.services_by_key.get((ns, name)) else None,
-        evidence={"inf_share": round(h.inf_share, 4), "top_bucket_share": round(h.top_share, 4),
-                  "top_finite_bound": top, "unit": unit, "observations": int(h.total),
-                  "buckets": h.bounds, "cumulative": h.cumulative,
-                  "suggested_buckets": suggested, "suggested_cumulative": suggested_cumulative,
-                  "suggestion_basis": "logs" if true else "extrapolated",
-                  "quantile_error": q_err, "true_p999": true.get(0.999),
-                  "series": series, "series_cost_before": series * (len(h.bounds) + 3),
-                  "series_cost_after": series * (len(suggested) + 3)},
+        evidence=SaturationEvidence(
+            round(h.inf_share, 4), round(h.top_share, 4), top, unit, int(h.total), tuple(h.bounds),
+            tuple(h.cumulative), tuple(suggested),
+            None if suggested_cumulative is None else tuple(suggested_cumulative), "logs" if true else "extrapolated",
+            q_err, true.get(0.999), series, series * (len(h.bounds) + 3), series * (len(suggested) + 3)),
         suggestion=Suggestion.of(f"Use buckets up to {suggested[-1]:g} {unit} ({len(suggested)} bounds).",
                                  tuple(snippets), DOC))
 
@@ -275,8 +364,7 @@ def _waste_finding(family: str, bounds: list[float], empty: list[float], series:
                 f"buckets {', '.join(f'{b:g}' for b in empty[:12])} stayed empty everywhere in the window: dropping "
                 f"them saves {saved:,} series without losing resolution."),
         subject=f"{family}/waste/{bounds[-1]:g}", metric=family,
-        evidence={"empty_buckets": empty, "series": series, "series_cost_before": cost,
-                  "series_cost_after": cost - saved},
+        evidence=BucketWasteEvidence(tuple(empty), series, cost, cost - saved),
         suggestion=Suggestion("Drop the empty buckets from the layout (or use native histograms).", None, DOC))
 
 
@@ -320,6 +408,6 @@ def _annotation_findings(inputs: CheckInputs) -> Iterator[Finding]:
                     + "; ".join(problems) + ". istioctl does not check it; Envoy falls back to default buckets."),
             subject=f"{ns}/{workload}/annotation", namespace=ns, workload=workload,
             cause="invalid-bucket-annotation", resource=f"Deployment {ns}/{workload}",
-            evidence={"annotation": raw[:500], "problems": problems, "pods": pods[:10]},
+            evidence=AnnotationEvidence(raw[:500], tuple(problems), tuple(pods[:10])),
             suggestion=Suggestion("Fix the annotation value.", configs.istio_annotation(
                 [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000], workload), DOC))

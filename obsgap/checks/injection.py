@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from obsgap.checks.base import Check
-from obsgap.evidence import CheckInputs
-from obsgap.istio import SYSTEM_NAMESPACES, namespace_injection_enabled
-from obsgap.model import Finding, Pod, Severity, Suggestion
+from obsgap.checks.base import Check, CheckInputs
+from obsgap.istio import NO_SIDECAR_CAUSES, SYSTEM_NAMESPACES, namespace_injection_enabled
+from obsgap.model import Finding, FindingEvidence, Pod, Severity, Suggestion
 
 DOC = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
 CONTROL_PLANE_NAMESPACES = frozenset({"istio-system"})
+
+
+@dataclass(frozen=True, eq=False)
+class WorkloadEvidence(FindingEvidence):
+    """The workload (kind and name) of the pod or pod template the finding is about."""
+
+    workload: str
+
+
+@dataclass(frozen=True, eq=False)
+class NamespaceEvidence(FindingEvidence):
+    """A namespace's pods and its labels (none of which asks for injection)."""
+
+    pods: int
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class SidecarMissing(Check):
@@ -33,6 +48,7 @@ class SidecarMissing(Check):
     needs = ("topology",)
     istio_code = "IST0103"
     doc_url = DOC
+    causes = NO_SIDECAR_CAUSES
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -54,7 +70,7 @@ class SidecarMissing(Check):
                 detail=f"Pod {pod.namespace}/{pod.name} should be in the mesh but is not: {state.evidence}.",
                 subject=f"{pod.namespace}/{pod.name}", namespace=pod.namespace, workload=pod.workload,
                 pod=pod.name, cause=state.reason, resource=f"Pod {pod.namespace}/{pod.name}",
-                istio_code=cls.istio_code, evidence={"workload": f"{pod.workload_kind} {pod.workload}"},
+                istio_code=cls.istio_code, evidence=WorkloadEvidence(f"{pod.workload_kind} {pod.workload}"),
                 suggestion=Suggestion("Recreate the pod so the injector adds istio-proxy.", restart, DOC)))
         for t in inputs.index.topo.workloads:
             if t.uninjected_placeholder:
@@ -66,7 +82,7 @@ class SidecarMissing(Check):
                             "cannot be pulled."),
                     subject=f"{t.namespace}/{t.kind}/{t.name}", namespace=t.namespace, workload=t.name,
                     cause="no-sidecar/namespace-not-enabled", resource=f"{t.kind} {t.namespace}/{t.name}",
-                    istio_code="IST0146", evidence={"workload": f"{t.kind} {t.name}"},
+                    istio_code="IST0146", evidence=WorkloadEvidence(f"{t.kind} {t.name}"),
                     suggestion=Suggestion("Enable injection for its namespace, or label the pod template "
                                           'sidecar.istio.io/inject: "true".',
                                           f"kubectl label namespace {t.namespace} istio-injection=enabled", DOC)))
@@ -81,7 +97,7 @@ def _placeholder(check: str, pod: Pod) -> Finding:
                 f"— but no injection happened: {pod.sidecar.evidence}."),
         subject=f"{pod.namespace}/{pod.name}", namespace=pod.namespace, workload=pod.workload, pod=pod.name,
         cause=pod.sidecar.reason, resource=f"Pod {pod.namespace}/{pod.name}", istio_code="IST0147",
-        evidence={"workload": f"{pod.workload_kind} {pod.workload}"},
+        evidence=WorkloadEvidence(f"{pod.workload_kind} {pod.workload}"),
         suggestion=Suggestion("Enable injection for the pod (namespace label istio-injection=enabled, or the pod "
                               'label sidecar.istio.io/inject: "true"), then recreate it.',
                               f"kubectl label namespace {pod.namespace} istio-injection=enabled", DOC))
@@ -135,7 +151,7 @@ class NamespaceNotInjected(Check):
                 detail=(f"Namespace {ns.name} has neither istio-injection=enabled nor istio.io/rev, so its pods get no "
                         "istio-proxy" + (f"; {pods} pods run there now." if pods else "; it runs no pods yet.")),
                 subject=ns.name, namespace=ns.name, resource=f"Namespace {ns.name}", istio_code=cls.istio_code,
-                evidence={"pods": pods, "labels": dict(labels)},
+                evidence=NamespaceEvidence(pods, dict(labels)),
                 suggestion=Suggestion(f"Label {ns.name} for injection (or istio-injection=disabled to opt out).",
                                       f"kubectl label namespace {ns.name} istio-injection=enabled", DOC)))
         return out

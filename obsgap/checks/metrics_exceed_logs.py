@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from obsgap.checks.base import Check, pct
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Suggestion
-from obsgap.reconcile import reconcile
+from obsgap.charts import Chart
+from obsgap.checks.base import Check, CheckInputs, pct
+from obsgap.checks.traffic import TrafficEvidence, traffic_charts
+from obsgap.model import Finding, ServiceTimeline, Severity, Suggestion
+from obsgap.witness import CALLER_LOGS, SERVER_LOGS
 
 DOC = "https://istio.io/latest/docs/tasks/observability/logs/telemetry-api/"
 
@@ -35,14 +36,27 @@ class MetricsExceedLogs(Check):
     needs = ("topology", "metrics", "logs")
     queries = ("mesh_requests", "mesh_tcp_connections")
     doc_url = DOC
+    causes = ("server-logs-incomplete", "caller-logs-incomplete")
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The services whose logs and mesh counts were both measured."""
+        return frozenset(f"{st.service.namespace}/{st.service.name}"
+                         for st in inputs.analysis.traffic.services.values()
+                         if st.comparison().ratio is not None and st.witness in (SERVER_LOGS, CALLER_LOGS))
+
+    @classmethod
+    def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
+        return traffic_charts(finding, timeline)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         out = []
-        for st in reconcile(inputs).services.values():
+        for st in inputs.analysis.traffic.services.values():
             cmp = st.comparison()
             tol = inputs.tolerance(min(c.seconds for c in st.covered.values()) if st.covered else None)
-            if not cmp.comparable or cmp.basis not in ("server logs", "caller logs"):
+            if not cmp.comparable or cmp.witness not in (SERVER_LOGS, CALLER_LOGS) or cmp.observed is None \
+                    or cmp.mesh is None:
                 continue
             excess = cmp.mesh - cmp.observed
             if cmp.mesh < inputs.settings.min_requests or excess <= max(tol * cmp.observed, 2.0):
@@ -54,15 +68,14 @@ class MetricsExceedLogs(Check):
                 title=f"{svc.name}: the mesh counted {pct(share)} more requests than its {cmp.basis} show",
                 detail=(f"For {svc.namespace}/{svc.name} the {cmp.basis} ({cmp.note}) show {cmp.observed:,} requests; "
                         f"Istio's metrics counted {int(cmp.mesh):,} for the same "
-                        f"{'pods' if cmp.basis == 'server logs' else 'callers'}, beyond the {pct(tol)} tolerance. "
+                        f"{'pods' if cmp.witness == SERVER_LOGS else 'callers'}, beyond the {pct(tol)} tolerance. "
                         "The logs are missing requests, so gaps on this service can hide in them."),
                 subject=f"{svc.namespace}/{svc.name}/metrics-exceed-logs", namespace=svc.namespace,
-                service=svc.name, cause=("server-logs-incomplete" if cmp.basis == "server logs"
+                service=svc.name, cause=("server-logs-incomplete" if cmp.witness == SERVER_LOGS
                                          else "caller-logs-incomplete"),
                 resource=f"Service {svc.namespace}/{svc.name}",
-                evidence={"log_requests": cmp.observed, "mesh_requests": int(cmp.mesh), "ratio": cmp.ratio,
-                          "basis": cmp.basis, "compared": cmp.note, "tolerance": round(tol, 4),
-                          **st.interval_evidence()},
+                evidence=TrafficEvidence.of(cmp.observed, cmp.mesh, cmp.witness, st, ratio=cmp.ratio,
+                                            basis=cmp.basis, compared=cmp.note, tolerance=round(tol, 4)),
                 suggestion=Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, "
                                       "meshConfig.accessLogFile) and the log pipeline for this workload.",
                                       "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n"

@@ -7,14 +7,28 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from obsgap.checks.base import Check, Skip, pct
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, Severity, Suggestion
-from obsgap.topology import is_ip, split_host_port
+from obsgap.checks.base import Check, CheckInputs, Skip, pct
+from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
+from obsgap.names import is_ip, service_fqdn, split_host_port
 
 DOC = "https://istio.io/latest/docs/tasks/traffic-management/egress/egress-control/"
 COLS = ["reporter", "destination_service", "destination_service_name", "source_workload",
         "source_workload_namespace"]
+
+
+@dataclass(frozen=True, eq=False)
+class PassthroughEvidence(FindingEvidence):
+    """Requests client sidecars counted under a passthrough cluster, with who sent them and to which address."""
+
+    requests: int
+    cluster: str
+    """PassthroughCluster or BlackHoleCluster."""
+    callers: tuple[str, ...]
+    addresses: tuple[str, ...]
+
+    @property
+    def impact(self) -> int:
+        return self.requests
 
 
 @dataclass
@@ -47,6 +61,11 @@ class PassthroughTraffic(Check):
     needs = ("metrics",)
     queries = ("passthrough_requests", "mesh_requests")
     doc_url = DOC
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str] | None:
+        """Everything in scope, once the passthrough query answered."""
+        return None
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -101,7 +120,7 @@ def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs)
         text = (f"Callers reached pods of {ns}/{target} by IP ({', '.join(addresses[:3])}), so their sidecars "
                 f"matched no service: these {n:,} requests appear under destination_service_name="
                 f"\"PassthroughCluster\", not under {target}, and bypass its routing rules and policies.")
-        fix = Suggestion(f"Make the callers use {target}.{ns}.svc.cluster.local instead of pod IPs.", None, DOC)
+        fix = Suggestion(f"Make the callers use {service_fqdn(target, ns)} instead of pod IPs.", None, DOC)
     else:
         sev, title = Severity.INFO, f"{n:,} requests to external host {target} pass through undeclared"
         text = ("No ServiceEntry declares this host, so its traffic has no service-level metrics of its own "
@@ -113,7 +132,7 @@ def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs)
         detail=f"{text} Callers: {', '.join(callers[:5])}.",
         subject=f"{cluster}/{ns}/{target}", namespace=ns or None, service=target if ns else None,
         resource=f"Service {ns}/{target}" if ns else None,
-        evidence={"requests": n, "cluster": cluster, "callers": callers, "addresses": addresses},
+        evidence=PassthroughEvidence(n, cluster, tuple(callers), tuple(addresses)),
         suggestion=fix)
 
 

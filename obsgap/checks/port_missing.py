@@ -6,10 +6,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from obsgap.checks.base import Check, Skip, pct, severity_for_missed
-from obsgap.evidence import CheckInputs
-from obsgap.model import TCP_PROXIED, Finding, Pod, ServicePort, Severity, Suggestion
-from obsgap.reconcile import REQ_COLS, PortTraffic, ServiceTraffic, reconcile
+from obsgap.analysis.reconcile import REQ_COLS, PortTraffic, ServiceTraffic
+from obsgap.charts import Chart
+from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
+from obsgap.checks.traffic import TrafficEvidence, traffic_charts
+from obsgap.model import TCP_PROXIED, Finding, FindingEvidence, Pod, ServicePort, ServiceTimeline, Severity, Suggestion
+from obsgap.names import host_of
+from obsgap.witness import SERVER_LOGS
 
 DOC_PROTOCOL = "https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/"
 DOC_ANNOTATIONS = "https://istio.io/latest/docs/reference/config/annotations/"
@@ -38,12 +41,30 @@ class PortMissingFromMetrics(Check):
     needs = ("topology",)
     queries = ("mesh_requests", "mesh_tcp_connections", "scrape_targets")
     doc_url = DOC_PROTOCOL
+    causes = ("port-treated-as-tcp", "port-excluded", "port-not-declared", "metrics-port-not-scraped")
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The namespaces whose logs were read (ports that carry traffic) and, with `up` series, whose pods'
+        scraping was judged."""
+        keys: set[str] = set()
+        if inputs.logs is not None:
+            keys |= {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()} if not inputs.logs.inbound.empty \
+                else set()
+        metrics = inputs.metrics
+        if metrics is not None and metrics.has("scrape_targets"):
+            keys |= set(inputs.in_scope_namespaces())
+        return frozenset(keys)
+
+    @classmethod
+    def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
+        return traffic_charts(finding, timeline) if isinstance(finding.evidence, TrafficEvidence) else ()
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         if inputs.logs is None and inputs.metrics is None:
             raise Skip("needs logs or metrics: give --logs and/or --prometheus-url")
-        rec = reconcile(inputs)
+        rec = inputs.analysis.traffic
         out: list[Finding] = []
         for st in rec.services.values():
             for pt in st.ports.values():
@@ -80,13 +101,16 @@ def _treated_as_tcp(st: ServiceTraffic, pt: PortTraffic, inputs: CheckInputs) ->
         title=f"{svc.name}:{sp.port} carries HTTP that Istio proxies as TCP",
         detail=(f"The logs show {pt.http_lines:,} HTTP requests on {svc.namespace}/{svc.name} port {sp.port} "
                 f"(container port {pt.container_port}), but Istio treats the port as {sp.istio_protocol}: {why}. "
-                f"Envoy counted only {int(st.tcp_connections):,} TCP connections (istio_tcp_*), with no "
-                "request count, response codes or latency."),
+                + (f"Envoy counted only {int(st.tcp_connections):,} TCP connections (istio_tcp_*), with no "
+                   "request count, response codes or latency." if st.mesh_measured else
+                   "Envoy can count only TCP connections (istio_tcp_*) there, with no request count, response codes "
+                   f"or latency (the mesh's metrics were not measured in this run: {st.mesh_unmeasured}).")),
         subject=f"{svc.namespace}/{svc.name}:{sp.port}/tcp", namespace=svc.namespace, service=svc.name,
         port=sp.port, cause="port-treated-as-tcp", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence={"log_requests": pt.requests, "mesh_requests": 0, "ratio": 0.0,
-                  "http_log_lines": pt.http_lines, "tcp_connections": int(st.tcp_connections),
-                  "port_name": sp.name, "app_protocol": sp.app_protocol, "istio_protocol": sp.istio_protocol},
+        evidence=TrafficEvidence.of(pt.requests, 0 if st.mesh_measured else None, SERVER_LOGS, ratio=0.0,
+                                    tcp_connections=st.tcp_connections if st.mesh_measured else None,
+                                    http_log_lines=pt.http_lines, port_name=sp.name, app_protocol=sp.app_protocol,
+                                    istio_protocol=sp.istio_protocol),
         suggestion=Suggestion(f"Rename port {sp.port} to http-… or set appProtocol: http.",
                               _port_fix(sp, svc.name), DOC_PROTOCOL))
 
@@ -116,10 +140,19 @@ def _excluded(st: ServiceTraffic, pt: PortTraffic, inputs: CheckInputs) -> Findi
         subject=f"{svc.namespace}/{svc.name}:{sp.port}/excluded", namespace=svc.namespace, service=svc.name,
         workload=first.workload, port=sp.port, cause="port-excluded",
         resource=f"Deployment {svc.namespace}/{first.workload}",
-        evidence={"log_requests": missed, "mesh_requests": 0, "ratio": 0.0, "annotation": raw,
-                  "pods": [p.name for p in pods]},
+        evidence=TrafficEvidence.of(missed, 0, SERVER_LOGS, ratio=0.0, annotation=raw, pods=[p.name for p in pods]),
         suggestion=Suggestion(f"Remove {pt.container_port} from traffic.sidecar.istio.io/excludeInboundPorts on "
                               f"{first.workload} (or accept that this port is unmeasured).", None, DOC_ANNOTATIONS))
+
+
+@dataclass(frozen=True, eq=False)
+class ScrapeEvidence(FindingEvidence):
+    """metrics-port-not-scraped: pods annotated for scraping that no `up` series names."""
+
+    pods: tuple[str, ...]
+    annotated_port: str
+    targets_seen: int
+    """`up` series in the window (in scope)."""
 
 
 @dataclass
@@ -131,7 +164,7 @@ class _Undeclared:
 
 def _undeclared(inputs: CheckInputs) -> list[Finding]:
     """Traffic to container ports no Service declares (Envoy: InboundPassthroughCluster)."""
-    rec = reconcile(inputs)
+    rec = inputs.analysis.traffic
     idx = inputs.index
     groups: dict[tuple[str, str, int], _Undeclared] = defaultdict(_Undeclared)
     for u in rec.undeclared:
@@ -170,8 +203,8 @@ def _undeclared(inputs: CheckInputs) -> list[Finding]:
                     "and protocol-specific telemetry, policy and routing do not apply."),
             subject=f"{ns}/{workload}:{port}/undeclared", namespace=ns, service=svc.name if svc else None,
             workload=workload, port=port or None, cause="port-not-declared", resource=resource,
-            evidence={"log_requests": g.requests, "mesh_requests": 0,
-                      "inbound_passthrough_requests": int(g.mesh), "ratio": 0.0, "pods": pods[:20]},
+            evidence=TrafficEvidence.of(g.requests, 0, SERVER_LOGS, ratio=0.0,
+                                        inbound_passthrough_requests=int(g.mesh), pods=pods[:20]),
             suggestion=Suggestion(f"Declare {'port ' + str(port) if port else 'the port'} in the workload's Service "
                                   "with an http- name.", config, DOC_PROTOCOL)))
     return out
@@ -186,7 +219,7 @@ def _not_scraped(inputs: CheckInputs) -> list[Finding]:
         return []  # no `up` at all (a federated or remote-write source): scraping cannot be judged
     up = metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"])
     seen_pods = set(zip(up["namespace"], up["pod"], strict=True))
-    seen_ips = {str(i).rpartition(":")[0] for i in up["instance"]}
+    seen_ips = {host_of(str(i)) for i in up["instance"]}
     groups: dict[tuple[str, str], list[Pod]] = defaultdict(list)
     for pod in inputs.index.topo.pods:
         if pod.annotations.get("prometheus.io/scrape") != "true" or pod.phase != "Running":
@@ -206,7 +239,7 @@ def _not_scraped(inputs: CheckInputs) -> list[Finding]:
             subject=f"{ns}/{workload}/not-scraped", namespace=ns, workload=workload,
             port=int(port) if port.isdigit() else None, cause="metrics-port-not-scraped",
             resource=f"Deployment {ns}/{workload}",
-            evidence={"pods": [p.name for p in pods[:20]], "annotated_port": port, "targets_seen": len(up)},
+            evidence=ScrapeEvidence(tuple(p.name for p in pods[:20]), port, len(up)),
             suggestion=Suggestion("Check that a scrape job (kubernetes-pods, a ServiceMonitor or a PodMonitor) "
                                   "selects these pods and that no relabel rule drops them.", None, DOC_SCRAPE)))
     return out

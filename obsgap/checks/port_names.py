@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from obsgap.checks.base import Check
-from obsgap.evidence import CheckInputs
+from obsgap.checks.base import Check, CheckInputs
 from obsgap.istio import SYSTEM_NAMESPACES
-from obsgap.model import Finding, ObjectRef, Service, ServicePort, Severity, Suggestion
+from obsgap.model import Finding, FindingEvidence, ObjectRef, Service, ServicePort, Severity, Suggestion
 
 DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/"
 MANAGED_GATEWAY_LABEL = "gateway.istio.io/managed"
+
+
+@dataclass(frozen=True, eq=False)
+class PortEvidence(FindingEvidence):
+    """The Service port Istio cannot tell the protocol of."""
+
+    port_name: str
+    target_port: int | str | None
+    type: str | None = None
+    """ExternalName for such Services (their port is the only protocol hint)."""
 
 
 class PortNameConvention(Check):
@@ -56,7 +66,7 @@ class PortNameConvention(Check):
                     subject=f"{svc.namespace}/{svc.name}:{sp.port}", namespace=svc.namespace, service=svc.name,
                     port=sp.port, resource=f"Service {svc.namespace}/{svc.name}", istio_code=cls.istio_code,
                     refs=(ObjectRef("Service", svc.namespace, svc.name),),
-                    evidence={"port_name": sp.name, "target_port": sp.target_port},
+                    evidence=PortEvidence(sp.name, sp.target_port),
                     suggestion=Suggestion("Name the port <protocol>-<suffix> or set appProtocol.",
                                           f"ports:\n- name: http-{sp.name or sp.port}\n  port: {sp.port}\n"
                                           f"  appProtocol: http  # or grpc, tcp, ...", DOC)))
@@ -78,6 +88,6 @@ def _external_name(svc: Service, sp: ServicePort) -> Finding:
         subject=f"{svc.namespace}/{svc.name}:{sp.port}", namespace=svc.namespace, service=svc.name, port=sp.port,
         resource=f"Service {svc.namespace}/{svc.name}", istio_code="IST0150",
         refs=(ObjectRef("Service", svc.namespace, svc.name),),
-        evidence={"port_name": sp.name, "type": "ExternalName"},
+        evidence=PortEvidence(sp.name, None, "ExternalName"),
         suggestion=Suggestion("Name the port after its protocol (http-, https-, tls-, grpc-...) or set appProtocol.",
                               f"ports:\n- name: https  # or http, tls, grpc\n  port: {sp.port}", DOC))

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from obsgap.checks.base import Check, Skip
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, ObjectRef, Severity, Suggestion
-from obsgap.slo.assess import SloAssessment, assess
+from obsgap.checks.base import Check, CheckInputs, Skip
+from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggestion
+from obsgap.slo.assess import SloAssessment
 from obsgap.slo.promql import shape
 
 DOC = "https://sre.google/workbook/implementing-slos/"
 
 
-def assessments(inputs: CheckInputs) -> tuple[SloAssessment, ...]:
-    """Every SLO's assessment, computed once per run (the report's table reads the same)."""
-    cached = inputs.memo.get("slo_assessments")
-    if cached is None:
-        cached = inputs.memo["slo_assessments"] = tuple(assess(m, inputs) for m in inputs.slos or ())
-    return tuple(cached)
+@dataclass(frozen=True, eq=False)
+class SloEvidence(FindingEvidence):
+    """The SLO's assessment: its SLI by the metrics and by the logs, the verdict and why (findings.json `slos`)."""
+
+    assessment: SloAssessment
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.assessment.as_dict()
+
+    @property
+    def impact(self) -> int:
+        return self.assessment.requests_logs or 0
 
 
 class SloUntrustworthy(Check):
     """What it does: reads each SLO (Sloth, Pyrra, OpenSLO, PrometheusRule recording rules), parses its SLI's
     PromQL with a real parser, runs it over the report's window, and holds it against the logs of the services
-    it selects and the histogram it reads.
+    it selects and the histogram it reads. A latency SLI (a bucket at a bound against the histogram's count, or a
+    quantile) is judged on the logged requests' durations, an availability SLI on their status codes.
 
     Why is this bad? An SLO review spends or saves an error budget on its SLI. An SLI on the mesh's metrics
-    misses the traffic that bypasses Envoy; a selector naming a renamed job returns no data and the SLO stays
-    green forever; a latency threshold that is no bucket bound selects nothing (`le="0.3"`) or is interpolated;
-    a threshold above the top bucket can never be breached.
+    misses the traffic that bypasses Envoy; a selector naming a renamed job returns no data and the SLO shows
+    nothing (or, on its good-events side, reads 0% and pages); a latency threshold that is no bucket bound selects
+    nothing (`le="0.3"`) or is interpolated; a threshold above the top bucket can never be breached.
 
     Example: checkout's SLO counts istio_requests_total, but one of its two pods has no sidecar: the SLI sees
     half of the requests, and none of that pod's errors.
@@ -43,6 +51,20 @@ class SloUntrustworthy(Check):
     needs = ("metrics",)
     queries = ("scrape_targets",)
     doc_url = DOC
+    causes = ("sli-misses-traffic", "threshold-not-a-bucket-bound", "latency-saturated", "error-ratio-differs",
+              "selector-matches-nothing")
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The SLOs whose SLI could be run."""
+        return frozenset(f"slo:{a.measured.spec.key}" for a in inputs.analysis.slos if not a.measured.error)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        ev = finding.get("evidence")
+        if not isinstance(ev, Mapping):
+            return ()
+        return (f"slo:{ev.get('tool')}:{ev.get('origin')}:{ev.get('slo')}",)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -51,24 +73,22 @@ class SloUntrustworthy(Check):
         if not inputs.slos:
             raise Skip("the SLO files given hold no SLO obsgap can measure (see sources.slos.gaps)")
         out = []
-        for a in assessments(inputs):
+        for a in inputs.analysis.slos:
             spec = a.measured.spec
+            common: dict[str, Any] = dict(namespace=a.namespace, service=a.service, metric=_metric(a),
+                                          evidence=SloEvidence(a), refs=(ObjectRef("slo", "", spec.key),))
             if a.measured.error:
                 out.append(Finding(
-                    check=cls.id, severity=Severity.WARNING, title=f"SLO {spec.name}: its SLI could not be run",
-                    detail=f"{spec.origin}: {a.measured.error}", subject=f"{spec.key}/error",
-                    cause="selector-matches-nothing", evidence=a.as_dict(),
-                    refs=(ObjectRef("slo", "", spec.key),)))
+                    check=cls.id, severity=Severity.WARNING, title=f"SLO {a.label} ({spec.tool}): its SLI could not "
+                    "be run", detail=f"{spec.origin}: {a.measured.error}", subject=f"{spec.key}/error",
+                    cause="selector-matches-nothing", **common))
                 continue
-            ns, _, svc = (a.services[0].partition("/") if a.services else ("", "", ""))
             for p in a.problems:
                 out.append(Finding(
                     check=cls.id, severity=Severity.CRITICAL if p.broken else Severity.WARNING,
-                    title=f"SLO {spec.name} ({spec.tool}) is {a.verdict}: {p.cause.replace('-', ' ')}",
-                    detail=f"{spec.origin}: {p.reason}", subject=f"{spec.key}/{p.cause}",
-                    namespace=ns or None, service=svc or None, metric=_metric(a), cause=p.cause,
-                    evidence=a.as_dict(), suggestion=Suggestion(p.fix, None, DOC),
-                    refs=(ObjectRef("slo", "", spec.key),)))
+                    title=f"SLO {a.label} ({spec.tool}) is {a.verdict}: {p.cause.replace('-', ' ')}",
+                    detail=f"{spec.origin}: {p.reason}", subject=f"{spec.key}/{p.cause}", cause=p.cause,
+                    suggestion=Suggestion(p.fix, None, DOC), **common))
         return out
 
 

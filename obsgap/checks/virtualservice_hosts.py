@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from obsgap.checks.base import Check
-from obsgap.evidence import CheckInputs
-from obsgap.model import Finding, ObjectRef, RouteDestination, Severity, Suggestion, VirtualService
-from obsgap.names import HostResolver, to_fqdn
+from obsgap.checks.base import Check, CheckInputs
+from obsgap.model import Finding, FindingEvidence, ObjectRef, RouteDestination, Severity, Suggestion, VirtualService
+from obsgap.names import CLUSTER_DOMAIN, to_fqdn
+from obsgap.topology import TopologyIndex
 
 DOC = "https://istio.io/latest/docs/reference/config/networking/virtual-service/#Destination"
 
@@ -16,6 +17,20 @@ def _namespaces(vs: VirtualService) -> list[str]:
     """Namespaces the destination must be visible from: where the VirtualService is exported."""
     out = [vs.namespace if e in (".", "*") else e for e in vs.export_to]
     return sorted(set(out)) or [vs.namespace]
+
+
+@dataclass(frozen=True, eq=False)
+class RouteEvidence(FindingEvidence):
+    """The route destination that resolves to nothing, and what it names."""
+
+    kind: str
+    """host, subset or port: what does not resolve."""
+    host: str
+    fqdn: str | None
+    subset: str | None
+    port: int | None
+    route_kind: str
+    """route or mirror."""
 
 
 class VirtualServiceHostUnresolved(Check):
@@ -39,10 +54,11 @@ class VirtualServiceHostUnresolved(Check):
     needs = ("topology",)
     istio_code = "IST0101"
     doc_url = DOC
+    causes = ("unresolved-host", "unresolved-subset", "unresolved-port")
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        resolver = HostResolver(inputs.index)
+        resolver = inputs.index
         out: list[Finding] = []
         for vs in inputs.index.topo.virtual_services:
             for i, dest in enumerate(vs.destinations):
@@ -58,20 +74,20 @@ class VirtualServiceHostUnresolved(Check):
                         cause=f"unresolved-{kind}", resource=f"VirtualService {vs.namespace}/{vs.name}",
                         refs=(ObjectRef("VirtualService", vs.namespace, vs.name),),
                         istio_code=cls.istio_code,
-                        evidence={"kind": kind, "host": dest.host, "fqdn": to_fqdn(dest.host, vs.namespace) if dest.host
-                                  else None, "subset": dest.subset, "port": dest.port, "route_kind": dest.kind},
+                        evidence=RouteEvidence(kind, dest.host, to_fqdn(dest.host, vs.namespace) if dest.host else None,
+                                               dest.subset, dest.port, dest.kind),
                         suggestion=Suggestion(_fix(kind, dest, vs), None, DOC)))
         return out
 
 
-def _problems(resolver: HostResolver, vs: VirtualService, dest: RouteDestination) -> list[tuple[str, str]]:
+def _problems(resolver: TopologyIndex, vs: VirtualService, dest: RouteDestination) -> list[tuple[str, str]]:
     """(kind, text) for the host/port and, independently, the subset of one destination."""
     if not dest.host:
         return [("host", "has no destination host")]
     out: list[tuple[str, str]] = []
     fqdn = to_fqdn(dest.host, vs.namespace)
     for ns in _namespaces(vs):
-        target = resolver.resolve(fqdn, ns)
+        target = resolver.config_host(fqdn, ns)
         if target is None:
             where = f" visible from namespace {ns}" if ns != vs.namespace else ""
             out.append(("host", f"matches no Service or ServiceEntry{where}"))
@@ -94,7 +110,7 @@ def _fix(kind: str, dest: RouteDestination, vs: VirtualService) -> str:
         return f"Add subset {dest.subset} (with the pod labels it selects) to the DestinationRule for {dest.host}."
     if kind == "port":
         return "Use one of the service's ports in destination.port.number."
-    if dest.host and "." in dest.host and not dest.host.endswith(".svc.cluster.local"):
-        return f"Use the full name (e.g. {dest.host.split('.')[0]}.<namespace>.svc.cluster.local): Istio does not " \
+    if dest.host and "." in dest.host and not dest.host.endswith("." + CLUSTER_DOMAIN):
+        return f"Use the full name (e.g. {dest.host.split('.')[0]}.<namespace>.{CLUSTER_DOMAIN}): Istio does not " \
                "expand dotted short names."
     return "Point the destination at an existing Service (FQDN) or declare the host with a ServiceEntry."

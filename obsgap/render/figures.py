@@ -29,25 +29,32 @@ def coverage_chart(rows: Sequence[CoverageRow], limit: int = 30) -> dict[str, An
     missed = [(r.missed or 0.0) * 100 for r in worst][::-1]
     colors = ["#c0392b" if v >= 50 else "#e67e22" if v >= 10 else "#27ae60" for v in missed]
     fig = go.Figure(go.Bar(x=missed, y=names, orientation="h", marker_color=colors,
-                           customdata=[[r.log_requests, r.mesh_requests] for r in worst][::-1],
+                           customdata=[[r.observed, r.mesh] for r in worst][::-1],
                            hovertemplate="%{y}<br>%{x:.1f}% missed<br>observed %{customdata[0]:,}"
                                          "<br>counted by the mesh %{customdata[1]:,}<extra></extra>"))
+    measured = sum(1 for r in rows if r.ratio is not None)
+    shown = f"worst {len(worst)}" if len(worst) < measured else "every measured service"
     fig.update_layout(**LAYOUT, height=max(160, 22 * len(worst) + 60), xaxis=dict(range=[0, 100], ticksuffix="%"),
-                      title=f"Requests the mesh missed (worst {len(worst)})")
+                      title=f"Requests the mesh missed ({shown})")
     return fig.to_plotly_json()
 
 
 def trend_chart(runs: Sequence[RunSummary]) -> dict[str, Any] | None:
-    points = [r for r in runs if r.coverage is not None]
-    if len(points) < 2:
+    """Coverage and each check's trend over stored runs; a run that did not measure a line leaves a gap in it,
+    never a zero."""
+    if sum(1 for r in runs if r.coverage is not None or any(v is not None for v in r.trends.values())) < 2:
         return None
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[_e(r.date) for r in points], y=[(r.coverage or 0) * 100 for r in points],
-                             name="coverage %", mode="lines+markers", hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[_e(r.date) for r in points], y=[r.saturated for r in points], yaxis="y2",
-                             name="saturated histograms", mode="lines+markers",
-                             hovertemplate="%{x}: %{y} saturated<extra></extra>"))
+    dates = [_e(r.date) for r in runs]
+    fig.add_trace(go.Scatter(x=dates, y=[None if r.coverage is None else r.coverage * 100 for r in runs],
+                             name="coverage %", mode="lines+markers", connectgaps=False,
+                             hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    names = sorted({name for r in runs for name in r.trends})
+    for name in names:
+        fig.add_trace(go.Scatter(x=dates, y=[r.trends.get(name) for r in runs], yaxis="y2", name=_e(name),
+                                 mode="lines+markers", connectgaps=False,
+                                 hovertemplate="%{x}: %{y}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=220, title="Coverage and histogram saturation over stored runs",
-                      yaxis=dict(range=[0, 100], ticksuffix="%"), yaxis2=dict(overlaying="y", side="right"))
+                      yaxis=dict(range=[0, 100], ticksuffix="%"),
+                      yaxis2=dict(overlaying="y", side="right", rangemode="tozero", tickformat="d"))
     return fig.to_plotly_json()
-

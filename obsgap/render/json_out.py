@@ -1,4 +1,4 @@
-"""Report -> findings.json (schema obsgap.findings/v1, the contract in DESIGN.md)."""
+"""Report -> findings.json (schema obsgap.findings/v1: the contract, docs/findings.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 from datetime import datetime
 from typing import Any
 
-from obsgap.model import ContractRow, Finding
+from obsgap.checks import by_id
+from obsgap.model import ContractRow, CoverageRow, Finding
 from obsgap.report.model import Report
+from obsgap.text import iso_ms
 
 SCHEMA = "obsgap.findings/v1"
 
@@ -35,11 +37,28 @@ def finding_dict(f: Finding, change: str | None = None) -> dict[str, Any]:
         "id": f.id, "check": f.check, "severity": f.severity.value, "title": f.title, "detail": f.detail,
         "namespace": f.namespace, "service": f.service, "workload": f.workload, "pod": f.pod, "port": f.port,
         "job": f.job, "metric": f.metric, "cause": f.cause, "resource": f.resource, "istio_code": f.istio_code,
-        "evidence": _clean(dict(f.evidence)),
+        "evidence": _clean(f.evidence.as_dict()),
         "suggestion": ({"text": f.suggestion.text, "config": f.suggestion.config, "doc_url": f.suggestion.doc_url}
                        if f.suggestion else None),
-        "change": change,
+        "change": change, "subject": f.subject,
+        "keys": list(_keys(f)),
     }
+
+
+def _keys(f: Finding) -> tuple[str, ...]:
+    check = by_id(f.check)
+    return check.keys_of({"namespace": f.namespace, "service": f.service, "workload": f.workload, "metric": f.metric,
+                          "job": f.job, "evidence": f.evidence}) if check is not None else ()
+
+
+def coverage_dict(c: CoverageRow) -> dict[str, Any]:
+    """A coverage row: `log_requests` and `observed_requests` (the witness's count), `mesh_requests`, `ratio`; a
+    side that was not measured is null, and `reason` says why there is no ratio."""
+    return {"namespace": c.namespace, "service": c.service, "log_requests": c.observed,
+            "observed_requests": c.observed, "mesh_requests": c.mesh, "ratio": c.ratio,
+            "tcp_connections": c.tcp_connections, "observed_by": c.witness, "comparable": c.comparable,
+            "basis": c.basis, "reason": c.reason, "logs_cover": c.logs_cover or None,
+            "interval": {"start": iso_ms(c.interval[0]), "end": iso_ms(c.interval[1])} if c.interval else None}
 
 
 def contract_dict(row: ContractRow) -> dict[str, Any]:
@@ -56,20 +75,19 @@ def result_dict(report: Report) -> dict[str, Any]:
         "status": result.status,
         "status_reasons": list(result.status_reasons),
         "window": {"start": _ts(result.window.start), "end": _ts(result.window.end)},
-        "sources": _clean({"prometheus": dict(result.sources.prometheus),
-                           "kubernetes": dict(result.sources.kubernetes), "logs": dict(result.sources.logs)}
-                          | ({"slos": dict(result.sources.slos)} if result.sources.slos else {})),
-        "checks": [{"check": c.check, "status": c.status, "reason": c.reason, "findings": c.findings}
+        "sources": _clean(result.sources.as_json()),
+        "checks": [{"check": c.check, "status": c.status, "reason": c.reason, "findings": c.findings,
+                    "examined": None if c.examined is None else len(c.examined)}
                    for c in result.checks],
-        "coverage": [{"namespace": c.namespace, "service": c.service, "log_requests": c.log_requests,
-                      "mesh_requests": c.mesh_requests, "ratio": c.ratio, "tcp_connections": c.tcp_connections,
-                      "observed_by": c.observed_by, "comparable": c.comparable, "basis": c.basis,
-                      "logs_cover": c.logs_cover or None}
-                     for c in result.coverage],
+        "coverage": [coverage_dict(c) for c in result.coverage],
+        "headline": {"coverage": report.headline.share, "measured_services": report.headline.measured,
+                     "services": report.headline.services, "counts": dict(report.counts),
+                     "checks_ran": report.checks_ran, "checks": len(result.checks)},
         "findings": [finding_dict(v.finding, v.change) for v in report.findings],
         "resolved": [{"id": f.id, "check": f.check, "title": f.title, "severity": f.severity}
                      for f in report.history.resolved],
-        "name_contract": _clean([contract_dict(row) for row in result.contract]),
+        "not_rechecked": [f.as_dict() for f in report.history.not_rechecked],
+        "name_contract": _clean([contract_dict(row) for row in report.contract]),
     } | ({"slos": _clean([a.as_dict() for a in result.slos])} if result.slos else {})
 
 

@@ -65,17 +65,29 @@ def render_markdown(report: Report) -> str:
         lines.append("Can these SLOs be trusted?")
         lines += [_slo_line(a) for a in result.slos]
         lines.append("")
-    if report.coverage_share is not None:
-        lines.append(f"Telemetry coverage: the mesh metrics counted {report.coverage_share * 100:.1f}% of the "
-                     f"requests the logs and callers saw ({len(result.coverage)} services).")
+    h = report.headline
+    if h.share is not None:
+        over = f"{h.services} services" if not h.unmeasured else \
+            f"over the {h.measured} of {h.services} services measured on both sides; {h.unmeasured} not measured"
+        lines.append(f"Telemetry coverage: the mesh metrics counted {h.share * 100:.1f}% of the requests the witnesses "
+                     f"saw ({over}).")
+    else:
+        lines.append("Telemetry coverage: unknown (no service was measured on both sides: the mesh's metrics and a "
+                     "witness).")
     counts = report.counts
     since = ""
     if report.history.baseline:
-        since = f" Since the last run: {report.new} new, {len(report.history.resolved)} resolved."
+        since = f" Since the last run: {report.new} new, {len(report.history.resolved)} resolved"
+        since += f", {len(report.history.not_rechecked)} not re-checked." if report.history.not_rechecked else "."
     lines.append(f"Findings: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info.{since}")
-    skipped = [c for c in result.checks if c.status != "ran"]
-    if skipped:
-        lines.append("Not run: " + "; ".join(f"{code(c.check)} ({c.status}: {md(c.reason)})" for c in skipped))
+    for g in report.not_run:
+        lines.append(f"Not run: {', '.join(code(c) for c in g.checks)} ({md(g.reason)})")
+    if report.history.not_rechecked:
+        lines += ["", "Not re-checked (neither resolved nor confirmed):"]
+        lines += [f"- {f.severity.upper()} {code(f.check)} {md(f.title)} ({md(f.reason or '')})"
+                  for f in report.history.not_rechecked[:TOP]]
+        if len(report.history.not_rechecked) > TOP:
+            lines.append(f"- … and {len(report.history.not_rechecked) - TOP} more in findings.json")
     if report.findings:
         lines += ["", "Fix first:"]
     for v in report.ranked[:TOP]:

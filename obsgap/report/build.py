@@ -2,42 +2,66 @@
 
 from __future__ import annotations
 
-from obsgap.checks import REGISTRY
-from obsgap.coverage import coverage_share
-from obsgap.history import History, PastFinding, summarize_run
-from obsgap.model import ScanResult
-from obsgap.report.charts import finding_charts
-from obsgap.report.evidence import requests_affected
-from obsgap.report.model import SEVERITIES, Change, CheckInfo, FindingView, HistoryView, Report
+from collections import defaultdict
+from dataclasses import replace
+
+from obsgap.analysis.coverage import headline
+from obsgap.checks import REGISTRY, by_id
+from obsgap.history import History, compare, summarize_run
+from obsgap.model import ContractRow, Finding, ObjectRef
+from obsgap.report.model import SEVERITIES, CheckInfo, FindingView, HistoryView, NotRun, Report
 from obsgap.report.notices import input_notices, status_line
-from obsgap.report.sources import SourceViews
+from obsgap.result import ScanResult
 
 
-def _changes(history: History, ids: set[str]) -> tuple[dict[str, Change], tuple[PastFinding, ...]]:
-    if history.baseline is None:
-        return {}, ()  # first run: nothing to compare with
-    before = {f.id for f in history.baseline_findings}
-    status: dict[str, Change] = {i: ("open" if i in before else "new") for i in ids}
-    return status, tuple(f for f in history.baseline_findings if f.id not in ids)
+def _view(f: Finding, change: str | None, result: ScanResult) -> FindingView:
+    check = by_id(f.check)
+    timeline = result.timelines.get((f.namespace or "", f.service or ""))
+    charts = check.charts(f, timeline) if check is not None else ()
+    return FindingView(f, "new" if change == "new" else "open" if change == "open" else None,
+                       f.evidence.impact, charts, check.impact_unit if check is not None else "requests")
+
+
+def link_contract(rows: tuple[ContractRow, ...], findings: tuple[Finding, ...]) -> tuple[ContractRow, ...]:
+    """Each link of the name contract joined to the findings about its object (their refs): such a link is broken."""
+    about: dict[ObjectRef, list[str]] = defaultdict(list)
+    for f in findings:
+        for ref in f.refs:
+            about[ref].append(f.id)
+    out = []
+    for row in rows:
+        links = tuple(replace(link, finding_ids=tuple(dict.fromkeys((*link.finding_ids, *about[link.ref]))),
+                              broken=link.broken or bool(about.get(link.ref))) for link in row.links)
+        out.append(replace(row, links=links))
+    out.sort(key=lambda r: (-r.broken, r.namespace, r.service))
+    return tuple(out)
+
+
+def not_run(result: ScanResult) -> tuple[NotRun, ...]:
+    """The checks that did not run, one group per reason."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for r in result.checks:
+        if r.status != "ran":
+            groups[f"{r.status}: {r.reason}" if r.status == "error" else r.reason or r.status].append(r.check)
+    return tuple(NotRun(reason, tuple(checks)) for reason, checks in groups.items())
 
 
 def build_report(result: ScanResult, history: History | None = None) -> Report:
     history = history or History(None)
-    changes, resolved = _changes(history, {f.id for f in result.findings})
-    views = tuple(FindingView(f, changes.get(f.id), requests_affected(f.evidence),
-                              finding_charts(f, result.timelines.get((f.namespace or "", f.service or ""))))
-                  for f in result.findings)
+    comparison = compare(history, (f.id for f in result.findings), result.checks, result.namespaces)
+    views = tuple(_view(f, comparison.changes.get(f.id), result) for f in result.findings)
     ranked = tuple(sorted(views, key=lambda v: (-v.finding.severity.rank, -v.impact)))
     runs = {r.check: r for r in result.checks}
-    rows = [(c.log_requests, c.mesh_requests, c.comparable) for c in result.coverage]
-    current = summarize_run(result.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"), rows,
+    current = summarize_run(result.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            ((c.observed, c.mesh, c.comparable) for c in result.coverage),
+                            (r.check for r in result.checks if r.status == "ran"),
                             ((f.check, f.severity.value, f.evidence) for f in result.findings))
-    sources = SourceViews.of(result.sources)
-    line = status_line(result)
     return Report(
-        result=result, sources=sources,
-        history=HistoryView(history.baseline, resolved, (*history.runs, current)),
-        findings=views, ranked=ranked, checks=tuple((CheckInfo(c.id, c.title, c.doc_url), runs.get(c.id))
-                                                    for c in REGISTRY), coverage_share=coverage_share(rows),
+        result=result, sources=result.sources,
+        history=HistoryView(history.baseline, comparison.resolved, comparison.not_rechecked, (*history.runs, current)),
+        findings=views, ranked=ranked,
+        checks=tuple((CheckInfo(c.id, c.title, c.doc_url), runs.get(c.id)) for c in REGISTRY),
+        headline=headline(result.coverage),
         counts={s: sum(1 for f in result.findings if f.severity.value == s) for s in SEVERITIES},
-        status_line=line, notices=tuple(input_notices(sources.logs)))
+        status_line=status_line(result), notices=tuple(input_notices(result.sources.logs)),
+        contract=link_contract(result.contract, result.findings), not_run=not_run(result))

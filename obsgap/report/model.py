@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from obsgap.analysis.coverage import Headline
+from obsgap.charts import Chart
 from obsgap.history import PastFinding, RunSummary
-from obsgap.model import CheckRun, Finding, ScanResult
-from obsgap.report.charts import Chart
-from obsgap.report.sources import SourceViews
+from obsgap.model import CheckRun, ContractRow, Finding
+from obsgap.result import ScanResult
+from obsgap.sources.reports import SourceReports
 
 Change = Literal["new", "open"]
 SEVERITIES = ("critical", "warning", "info")
@@ -27,6 +29,8 @@ class FindingView:
     impact: int
     """Requests (or observations) the finding is about: how the first screen ranks findings of one severity."""
     charts: tuple[Chart, ...]
+    impact_unit: str = "requests"
+    """What `impact` counts (the check's own word)."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,24 @@ class HistoryView:
     baseline: str | None
     """Where the baseline came from; None on a first run."""
     resolved: tuple[PastFinding, ...]
+    not_rechecked: tuple[PastFinding, ...]
+    """Baseline findings this run could not judge (their check did not run, or their evidence was missing)."""
     runs: tuple[RunSummary, ...]
     """Stored runs and this one, oldest first."""
 
 
 @dataclass(frozen=True)
+class NotRun:
+    """Checks that did not run for one reason."""
+
+    reason: str
+    checks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Report:
     result: ScanResult
-    sources: SourceViews
+    sources: SourceReports
     history: HistoryView
     findings: tuple[FindingView, ...]
     """In the result's order (severity, check, service)."""
@@ -56,10 +70,19 @@ class Report:
     """What to fix first: by severity, then by traffic affected."""
     checks: tuple[tuple[CheckInfo, CheckRun | None], ...]
     """Every check obsgap has, with its run (None: not selected)."""
-    coverage_share: float | None
+    headline: Headline
+    """The coverage headline: over the services measured on both sides, saying how many."""
     counts: Mapping[str, int]
     status_line: str | None
     notices: tuple[str, ...]
+    contract: tuple[ContractRow, ...]
+    """The name contract, each link joined to the findings about its object."""
+    not_run: tuple[NotRun, ...]
+    """The checks that did not run, grouped by reason."""
+
+    @property
+    def coverage_share(self) -> float | None:
+        return self.headline.share
 
     @property
     def top(self) -> tuple[FindingView, ...]:

@@ -1,12 +1,15 @@
-"""What a reader must know before trusting the numbers: the run's status and the inputs it could not use.
+"""What a reader must know before trusting the numbers: the run's status, the inputs it could not use, and the
+checks that did not run.
 
 The same sentences go to the terminal, the top of report.html and the first lines of summary.md.
 """
 
 from __future__ import annotations
 
-from obsgap.model import ScanResult
-from obsgap.report.sources import LogsView
+from collections import defaultdict
+
+from obsgap.result import ScanResult
+from obsgap.sources.reports import LogsReport
 from obsgap.text import plural
 
 LAYOUT_HINT = ("keep kubelet's layout (/var/log/pods/<namespace>_<pod>_<uid>/<container>/*.log) or its "
@@ -20,23 +23,23 @@ def status_line(result: ScanResult) -> str | None:
     return "PARTIAL RUN: the numbers below rest on less than the inputs given — " + "; ".join(result.status_reasons)
 
 
-def input_notices(logs: LogsView) -> list[str]:
+def input_notices(logs: LogsReport) -> list[str]:
     """Counted losses of log evidence, each with what to do about it."""
     out = []
     un = logs.unattributed
     if un.requests:
-        listed = ", ".join(f"{f.path} ({f.count:,})" for f in un.files[:3])
+        listed = ", ".join(f"{f.path} ({f.requests:,})" for f in un.files[:3])
         more = f" and {un.files_total - 3} more" if un.files_total > 3 else ""
         out.append(f"{plural(un.requests, 'logged request')} in {plural(un.files_total, 'file')} could not be "
                    f"attributed to a pod: {listed}{more}. They are left out of every comparison; to use them, "
                    f"{LAYOUT_HINT}.")
     if un.unknown_pod_requests:
-        listed = ", ".join(un.unknown_pods[:3])
+        listed = ", ".join(p.pod for p in un.unknown_pods[:3])
         more = f" and {un.unknown_pods_total - 3} more" if un.unknown_pods_total > 3 else ""
         out.append(f"{plural(un.unknown_pod_requests, 'logged request')} come from "
                    f"{plural(un.unknown_pods_total, 'pod')} the topology does not have ({listed}{more}): take the "
                    "snapshot while those pods run, or widen -n.")
-    for u in logs.unknown_units[:3]:
+    for u in logs.duration_unit_unknown[:3]:
         out.append(f"unit unknown for key {u.key} in {u.path} ({plural(u.requests, 'request')}): their "
                    f"durations are left out; say it with --log-field duration_ms={u.key}:ns (or :us, :ms, :s).")
     return out
@@ -44,4 +47,23 @@ def input_notices(logs: LogsView) -> list[str]:
 
 def notices(result: ScanResult) -> list[str]:
     line = status_line(result)
-    return ([line] if line else []) + input_notices(LogsView.of(result.sources.logs))
+    return ([line] if line else []) + input_notices(result.sources.logs)
+
+
+def terminal_lines(result: ScanResult) -> list[str]:
+    """What `obsgap report` says on stderr: the status and its reasons, the input notices, the checks that did
+    not run (one line per reason), the counts."""
+    lines = ["status: complete (every input given was read)" if result.status == "complete" else
+             "status: PARTIAL: the numbers rest on less than the inputs given"]
+    lines += [f"  - {r}" for r in result.status_reasons]
+    lines += input_notices(result.sources.logs)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for r in result.checks_not_run():
+        groups[f"{r.status}: {r.reason}" if r.status == "error" else r.reason or r.status].append(r.check)
+    ran = sum(1 for r in result.checks if r.status == "ran")
+    lines.append(f"{ran} of {len(result.checks)} checks ran" + (":" if groups else ""))
+    lines += [f"  - not run: {', '.join(checks)} ({reason})" for reason, checks in groups.items()]
+    counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
+    lines.append(f"{len(result.findings)} findings ({counts['critical']} critical, {counts['warning']} warning, "
+                 f"{counts['info']} info)")
+    return lines

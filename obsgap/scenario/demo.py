@@ -13,7 +13,7 @@ from obsgap import engine
 from obsgap.config import RunPlan
 from obsgap.evidence import CheckSettings
 from obsgap.model import Window
-from obsgap.report.publish import write_outputs
+from obsgap.publish import write_outputs
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.prometheus import PrometheusOptions

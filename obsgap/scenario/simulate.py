@@ -484,6 +484,49 @@ def _steps(start: float, end: float, step: int) -> Iterable[float]:
         t += step
 
 
+@dataclass
+class _Request:
+    """One simulated request: who called whom, how it went, and every place that records it."""
+
+    flow: FlowSpec
+    target: ServiceSpec
+    port: PortSpec
+    ts: float
+    server: SimPod
+    caller: SimPod | None
+    dur: float
+    status: int
+    spec: ScenarioSpec
+    logs: _Logs
+    metrics: _Metrics
+    truth: Truth
+    counter: int
+    scrape_labels: Any
+    method: str = "GET"
+
+    @property
+    def key(self) -> str:
+        return self.target.key
+
+    @property
+    def path(self) -> str:
+        return self.flow.path
+
+    @property
+    def address(self) -> str:
+        return _address(self.flow, self.target, self.port, self.server)
+
+    @property
+    def tcp_proxied(self) -> bool:
+        return istio.port_protocol(self.port.name, self.port.app_protocol, self.port.port)[0] in TCP_PROXIED
+
+    @property
+    def caller_sidecar(self) -> bool:
+        """The call passes through the caller's own sidecar."""
+        c = self.caller
+        return c is not None and c.sidecar and self.port.port not in c.svc.exclude_outbound_ports
+
+
 def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
                  pods: dict[str, list[SimPod]], services: dict[str, ServiceSpec], rng: random.Random,
                  rr: dict[str, int], logs: _Logs, metrics: _Metrics, truth: Truth, spec: ScenarioSpec,
@@ -500,95 +543,109 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         rr[flow.caller] += 1
     dur = target.latency_median_ms * math.exp(rng.gauss(0, target.latency_sigma))
     status = 500 if rng.random() < target.error_rate else 200
-    address = _address(flow, target, port, server)
-    proto, _ = istio.port_protocol(port.name, port.app_protocol, port.port)
-    tcp_proxied = proto in TCP_PROXIED
-    reaches = flow.address != "wrong-namespace"
-    method, path = "GET", flow.path
-    key = target.key
-    remote_ip = caller.ip if caller else "10.128.7.9"
+    req = _Request(flow, target, port, ts, server, caller, dur, status, spec, logs, metrics, truth, counter,
+                   scrape_labels)
+    if caller is not None and not _client_side(req, caller):
+        return
+    _server_side(req, rng, keep_latencies)
 
-    if caller is not None:
-        csvc = caller.svc
-        if csvc.app_logs != "none" and csvc.log_outbound_calls:
-            logs.add(caller, caller.app_container, ts,
-                     _app_line(csvc.app_logs, ts + csvc.app_clock_offset_s, "outbound", method, path,
-                               f"http://{address}{path}",
-                               status if reaches else None, dur + 1.0, port.port), spec.partial_every, counter)
-            truth.log_lines += 1
-        if not reaches:
-            truth.failed_calls[f"{caller.namespace}/{csvc.name}->{key}"] += 1
-            return
-        if caller.sidecar and port.port not in csvc.exclude_outbound_ports:
-            fqdn = f"{flow.via or target.name}.{target.namespace}.svc.cluster.local"
-            passthrough = flow.address == "pod-ip"
-            cluster = "PassthroughCluster" if passthrough else f"outbound|{port.port}||{fqdn}"
-            if csvc.envoy_access_logs:
-                logs.add(caller, "istio-proxy", ts,
-                         _envoy_line(ts, None if tcp_proxied else method, path, status, dur + 0.5, address,
-                                     f"{server.ip}:{port.target}", cluster, address if passthrough else
-                                     f"10.96.0.1:{port.port}", f"{caller.ip}:46520", spec.access_log_format),
-                         0, counter)
-                truth.log_lines += 1
-            src = {"reporter": "source", "source_workload": csvc.name, "source_workload_namespace": caller.namespace,
-                   "source_app": csvc.name}
-            if passthrough:
-                labels = src | {"destination_service": f"{server.ip}:{port.target}",
-                                "destination_service_name": "PassthroughCluster",
-                                "destination_service_namespace": "unknown", "destination_workload": "unknown",
-                                "destination_workload_namespace": "unknown", "request_protocol": "http",
-                                "response_code": str(status), "response_flags": "-",
-                                "connection_security_policy": "unknown"}
-                metrics.inc("istio_requests", labels | scrape_labels(caller))
-                truth.passthrough_requests[key] += 1
-            else:
-                dest = {"destination_service": fqdn, "destination_service_name": flow.via or target.name,
-                        "destination_service_namespace": target.namespace,
-                        "destination_workload": target.name if server.sidecar else "unknown",
-                        "destination_workload_namespace": target.namespace if server.sidecar else "unknown"}
-                if tcp_proxied:
-                    metrics.inc("istio_tcp_connections_opened", src | dest | scrape_labels(caller))
-                else:
-                    labels = src | dest | {"request_protocol": "http", "response_code": str(status),
-                                           "response_flags": "-", "connection_security_policy": "unknown"}
-                    metrics.inc("istio_requests", labels | scrape_labels(caller))
-                    truth.mesh_source_requests[key] += 1
 
-    # --- server side ---
-    truth.server_requests[key] += 1
-    truth.server_errors[key] += status >= 500
+def _client_side(r: _Request, caller: SimPod) -> bool:
+    """The caller's app log and its sidecar's line and metrics; False when the call reaches no server."""
+    csvc = caller.svc
+    reaches = r.flow.address != "wrong-namespace"
+    if csvc.app_logs != "none" and csvc.log_outbound_calls:
+        r.logs.add(caller, caller.app_container, r.ts,
+                   _app_line(csvc.app_logs, r.ts + csvc.app_clock_offset_s, "outbound", r.method, r.path,
+                             f"http://{r.address}{r.path}", r.status if reaches else None, r.dur + 1.0, r.port.port),
+                   r.spec.partial_every, r.counter)
+        r.truth.log_lines += 1
+    if not reaches:
+        r.truth.failed_calls[f"{caller.namespace}/{csvc.name}->{r.key}"] += 1
+        return False
+    if r.caller_sidecar:
+        _client_sidecar(r, caller)
+    return True
+
+
+def _client_sidecar(r: _Request, caller: SimPod) -> None:
+    csvc, target, port = caller.svc, r.target, r.port
+    fqdn = f"{r.flow.via or target.name}.{target.namespace}.svc.cluster.local"
+    passthrough = r.flow.address == "pod-ip"
+    cluster = "PassthroughCluster" if passthrough else f"outbound|{port.port}||{fqdn}"
+    if csvc.envoy_access_logs:
+        r.logs.add(caller, "istio-proxy", r.ts,
+                   _envoy_line(r.ts, None if r.tcp_proxied else r.method, r.path, r.status, r.dur + 0.5, r.address,
+                               f"{r.server.ip}:{port.target}", cluster, r.address if passthrough else
+                               f"10.96.0.1:{port.port}", f"{caller.ip}:46520", r.spec.access_log_format),
+                   0, r.counter)
+        r.truth.log_lines += 1
+    src = {"reporter": "source", "source_workload": csvc.name, "source_workload_namespace": caller.namespace,
+           "source_app": csvc.name}
+    if passthrough:
+        labels = src | {"destination_service": f"{r.server.ip}:{port.target}",
+                        "destination_service_name": "PassthroughCluster",
+                        "destination_service_namespace": "unknown", "destination_workload": "unknown",
+                        "destination_workload_namespace": "unknown", "request_protocol": "http",
+                        "response_code": str(r.status), "response_flags": "-",
+                        "connection_security_policy": "unknown"}
+        r.metrics.inc("istio_requests", labels | r.scrape_labels(caller))
+        r.truth.passthrough_requests[r.key] += 1
+        return
+    dest = {"destination_service": fqdn, "destination_service_name": r.flow.via or target.name,
+            "destination_service_namespace": target.namespace,
+            "destination_workload": target.name if r.server.sidecar else "unknown",
+            "destination_workload_namespace": target.namespace if r.server.sidecar else "unknown"}
+    if r.tcp_proxied:
+        r.metrics.inc("istio_tcp_connections_opened", src | dest | r.scrape_labels(caller))
+        return
+    labels = src | dest | {"request_protocol": "http", "response_code": str(r.status),
+                           "response_flags": "-", "connection_security_policy": "unknown"}
+    r.metrics.inc("istio_requests", labels | r.scrape_labels(caller))
+    r.truth.mesh_source_requests[r.key] += 1
+
+
+def _server_side(r: _Request, rng: random.Random, keep_latencies: bool) -> None:
+    """What the server's app, its own metrics, and its sidecar (or ztunnel) record of the request."""
+    target, server, key = r.target, r.server, r.key
+    r.truth.server_requests[key] += 1
+    r.truth.server_errors[key] += r.status >= 500
     if keep_latencies:
-        truth.latencies_ms[key].append(dur)
+        r.truth.latencies_ms[key].append(r.dur)
     if target.app_logs != "none":
-        logs.add(server, server.app_container, ts,
-                 _app_line(target.app_logs, ts + target.app_clock_offset_s, "inbound", method, path, None, status, dur,
-                           port.target),
-                 spec.partial_every, counter)
-        truth.log_lines += 1
+        r.logs.add(server, server.app_container, r.ts,
+                   _app_line(target.app_logs, r.ts + target.app_clock_offset_s, "inbound", r.method, r.path, None,
+                             r.status, r.dur, r.port.target),
+                   r.spec.partial_every, r.counter)
+        r.truth.log_lines += 1
     if target.app_histogram and target.metrics_port and target.metrics_scraped:
-        hl = {"method": method, "job": target.job, "namespace": server.namespace, "pod": server.name,
+        hl = {"method": r.method, "job": target.job, "namespace": server.namespace, "pod": server.name,
               "app": target.name,
               "instance": f"{server.ip}:{15020 if server.sidecar else target.metrics_port}"}
-        metrics.observe(target.app_histogram, hl, target.app_buckets, dur / 1000.0)
-    excluded = port.target in target.exclude_inbound_ports
+        r.metrics.observe(target.app_histogram, hl, target.app_buckets, r.dur / 1000.0)
     if target.ambient:  # ztunnel: L4 only, one connection per request here
-        metrics.inc("istio_tcp_connections_opened", {
+        caller = r.caller
+        r.metrics.inc("istio_tcp_connections_opened", {
             "reporter": "destination", "source_workload": caller.svc.name if caller else "unknown",
             "source_workload_namespace": caller.namespace if caller else "unknown",
             "destination_service_name": target.name, "destination_service_namespace": target.namespace,
             "destination_workload": target.name, "destination_workload_namespace": target.namespace}
-            | scrape_labels(server))
-        truth.tcp_connections[key] += 1
+            | r.scrape_labels(server))
+        r.truth.tcp_connections[key] += 1
         return
-    if not server.sidecar or excluded:
-        return
-    src_sidecar = caller is not None and caller.sidecar and port.port not in caller.svc.exclude_outbound_ports
+    if server.sidecar and r.port.target not in target.exclude_inbound_ports:
+        _server_sidecar(r, rng)
+
+
+def _server_sidecar(r: _Request, rng: random.Random) -> None:
+    target, server, port, key = r.target, r.server, r.port, r.key
+    caller = r.caller if r.caller_sidecar else None
     src = {"reporter": "destination",
-           "source_workload": caller.svc.name if src_sidecar and caller else "unknown",
-           "source_workload_namespace": caller.namespace if src_sidecar and caller else "unknown",
-           "source_app": caller.svc.name if src_sidecar and caller else "unknown"}
-    if not src_sidecar:
-        truth.unknown_source_requests[key] += 1
+           "source_workload": caller.svc.name if caller else "unknown",
+           "source_workload_namespace": caller.namespace if caller else "unknown",
+           "source_app": caller.svc.name if caller else "unknown"}
+    if caller is None:
+        r.truth.unknown_source_requests[key] += 1
     local = f"{server.ip}:{port.target}"
     if not port.declared:
         cluster = "InboundPassthroughCluster"
@@ -596,33 +653,40 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
                         "destination_service_name": "InboundPassthroughCluster",
                         "destination_service_namespace": "unknown", "destination_workload": target.name,
                         "destination_workload_namespace": target.namespace, "request_protocol": "http",
-                        "response_code": str(status), "response_flags": "-",
+                        "response_code": str(r.status), "response_flags": "-",
                         "connection_security_policy": "none"}
-        metrics.inc("istio_requests", labels | scrape_labels(server))
+        r.metrics.inc("istio_requests", labels | r.scrape_labels(server))
     else:
         cluster = f"inbound|{port.target}||"
-        served_as = flow.via or target.name
+        served_as = r.flow.via or target.name
         dest = {"destination_service": f"{served_as}.{target.namespace}.svc.cluster.local",
                 "destination_service_name": served_as, "destination_service_namespace": target.namespace,
                 "destination_workload": target.name, "destination_workload_namespace": target.namespace}
-        if tcp_proxied:
-            metrics.inc("istio_tcp_connections_opened", src | dest | scrape_labels(server))
-            truth.tcp_connections[key] += 1
+        if r.tcp_proxied:
+            r.metrics.inc("istio_tcp_connections_opened", src | dest | r.scrape_labels(server))
+            r.truth.tcp_connections[key] += 1
         else:
-            policy = "mutual_tls" if src_sidecar else "none"
-            labels = src | dest | {"request_protocol": "http", "response_code": str(status),
-                                   "response_flags": "-", "connection_security_policy": policy}
-            lost = bool(target.metrics_loss) and rng.random() < target.metrics_loss
-            if not lost:
-                metrics.inc("istio_requests", labels | scrape_labels(server))
-                truth.mesh_destination_requests[key] += 1
-                truth.mesh_destination_errors[key] += status >= 500
-                hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
-                if target.istio_histogram:
-                    metrics.observe("istio_request_duration_milliseconds", hist_labels | scrape_labels(server),
-                                    target.istio_buckets or ENVOY_DEFAULT_BUCKETS, dur)
+            _server_requests(r, src | dest | {"request_protocol": "http", "response_code": str(r.status),
+                                              "response_flags": "-",
+                                              "connection_security_policy": "mutual_tls" if caller else "none"}, rng)
     if target.envoy_access_logs:
-        logs.add(server, "istio-proxy", ts,
-                 _envoy_line(ts, None if tcp_proxied else method, path, status, dur, address, local, cluster, local,
-                             f"{remote_ip}:46520", spec.access_log_format), 0, counter)
-        truth.log_lines += 1
+        remote_ip = r.caller.ip if r.caller else "10.128.7.9"
+        r.logs.add(server, "istio-proxy", r.ts,
+                   _envoy_line(r.ts, None if r.tcp_proxied else r.method, r.path, r.status, r.dur, r.address, local,
+                               cluster, local, f"{remote_ip}:46520", r.spec.access_log_format), 0, r.counter)
+        r.truth.log_lines += 1
+
+
+def _server_requests(r: _Request, labels: dict[str, str], rng: random.Random) -> None:
+    """istio_requests_total and the duration histogram of the server's sidecar, unless a planted loss drops them."""
+    target, key = r.target, r.key
+    lost = bool(target.metrics_loss) and rng.random() < target.metrics_loss
+    if lost:
+        return
+    r.metrics.inc("istio_requests", labels | r.scrape_labels(r.server))
+    r.truth.mesh_destination_requests[key] += 1
+    r.truth.mesh_destination_errors[key] += r.status >= 500
+    hist_labels = {k: v for k, v in labels.items() if k != "connection_security_policy"}
+    if target.istio_histogram:
+        r.metrics.observe("istio_request_duration_milliseconds", hist_labels | r.scrape_labels(r.server),
+                          target.istio_buckets or ENVOY_DEFAULT_BUCKETS, r.dur)

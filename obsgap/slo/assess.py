@@ -1,30 +1,36 @@
-"""Can an SLO's numbers be believed? Its SLI as Prometheus computes it, held against what the logs show over the
-same window and against the histogram it reads. Pure: the measurements come in (measure.py), verdicts go out.
+"""Can an SLO's numbers be believed? Its SLI as Prometheus computes it, held against what the witnesses show over the
+same window and against the histogram it reads. Pure (obsgap.analysis computes it once): the measurements come in
+(measure.py), verdicts go out.
 
 Verdicts:
 - broken: the SLI cannot measure what it claims (a selector matches no series, its `le` is no bucket bound, its
-  threshold lies above the histogram's top bound): the SLO shows green or garbage whatever happens;
+  threshold lies above the histogram's top bound);
 - biased: it measures, on the wrong sample or with the wrong value (its metric misses real traffic, its error
   ratio differs from the logs', its threshold is interpolated between bounds);
 - trustworthy: the logs agree with it;
 - unverified: nothing contradicts it, but one side is missing: its SLI could not be run (no metrics, a query that
   failed) or no logs of its service were read.
+
+A latency SLI (a histogram's bucket at a bound against its count, or a quantile) is judged on the logged requests'
+durations; an availability SLI on their status codes. The server logs are counted with the coverage table's rule
+(witness.same_request), cell by cell.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
 
+from obsgap.analysis.reconcile import Reconciliation
 from obsgap.errors import InputError
-from obsgap.evidence import CheckInputs
+from obsgap.evidence import Evidence
 from obsgap.model import Service
-from obsgap.slo.measure import Measured
+from obsgap.names import split_host_port
 from obsgap.slo.promql import Selector, selects, shape
+from obsgap.slo.spec import Measured, SloSpec
 from obsgap.suggest.buckets import unit_of
 
 Verdict = Literal["trustworthy", "biased", "broken", "unverified"]
@@ -33,6 +39,9 @@ ISTIO_SERVICE_LABELS = ("destination_service_name", "destination_service_namespa
                         "destination_workload", "destination_workload_namespace", "destination_app",
                         "destination_canonical_service")
 APP_SERVICE_LABELS = ("service", "app", "service_name", "app_kubernetes_io_name")
+NAMESPACE_LABELS = ("destination_service_namespace", "destination_workload_namespace", "namespace",
+                    "k8s_namespace_name")
+NAME_LABELS = ("destination_service_name", "destination_canonical_service", "destination_app", *APP_SERVICE_LABELS)
 
 
 @dataclass(frozen=True)
@@ -64,23 +73,41 @@ class SloAssessment:
     """A latency SLI's threshold, in its histogram's unit."""
     unit: str
     bounds: tuple[float, ...]
+    namespace: str | None = None
+    """Where its findings belong: the namespace of the Service it selects, else the one its selectors name, else the
+    SLO object's own."""
+    service: str | None = None
+    """The Service it selects, else the one its selectors name, else the service the SLO names."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
         return tuple(p.reason for p in self.problems)
+
+    @property
+    def label(self) -> str:
+        """How a title names it: the SLO's service and name, e.g. `feature-store/requests-availability`."""
+        spec = self.measured.spec
+        owner = spec.service or self.service or spec.namespace
+        return f"{owner}/{spec.name}" if owner and owner != spec.name else spec.name
 
     def as_dict(self) -> dict[str, object]:
         """findings.json: a finding's evidence and a row of `slos`."""
         spec = self.measured.spec
         return {"slo": spec.name, "tool": spec.tool, "origin": spec.origin, "verdict": self.verdict,
                 "causes": [p.cause for p in self.problems], "reasons": list(self.reasons),
-                "fixes": [p.fix for p in self.problems], "objective": spec.objective, "window": spec.window,
+                "fixes": [p.fix for p in self.problems], "objective": _round(spec.objective), "window": spec.window,
                 "sli_metric": self.sli_metric, "sli_logs": self.sli_logs, "budget_metric": self.budget_metric,
                 "budget_logs": self.budget_logs, "coverage": self.coverage, "requests_metric": self.requests_metric,
                 "requests_logs": self.requests_logs, "threshold": self.threshold, "unit": self.unit or None,
                 "bounds": list(self.bounds), "services": list(self.services), "error": self.measured.error,
+                "kind": spec.kind, "slo_namespace": spec.namespace or None, "slo_service": spec.service or None,
                 "selectors": [{"selector": s, "series": n} for s, n in self.measured.selector_series],
                 "queries": [_query_facts(q) for q in spec.queries]}
+
+
+def _round(x: float | None) -> float | None:
+    """0.9990000000000001 (99.9 / 100) as 0.999: a float that prints as its author wrote it."""
+    return None if x is None else round(x, 10)
 
 
 def _query_facts(query: str) -> dict[str, object]:
@@ -100,10 +127,13 @@ def _unit(family: str) -> tuple[str, float]:
     return (unit, 1 / from_ms) if unit in ("ms", "s") else ("", 0.0)
 
 
-def _services_by_istio(sel: Selector, inputs: CheckInputs) -> list[Service] | None:
+# --- which services an SLI is about ----------------------------------------------------------
+
+
+def _services_by_istio(sel: Selector, ev: Evidence) -> list[Service] | None:
     if not any(sel.label(n) for n in ISTIO_SERVICE_LABELS):
         return None
-    idx = inputs.index
+    idx = ev.index
     out = []
     for svc in idx.topo.services:
         pods = idx.pods_of_service(svc)
@@ -116,71 +146,92 @@ def _services_by_istio(sel: Selector, inputs: CheckInputs) -> list[Service] | No
     return out
 
 
-def _services_by_app(sel: Selector, inputs: CheckInputs) -> list[Service] | None:
-    idx = inputs.index
+def _services_by_job(sel: Selector, ev: Evidence) -> list[Service]:
     jobs = sel.label("job")
-    if jobs and inputs.metrics is not None:
-        found: dict[tuple[str, str], Service] = {}
-        targets = inputs.metrics.frame("scrape_targets", ["job", "namespace", "pod"])
-        for row in targets.itertuples(index=False):
-            if selects(Selector("", jobs + sel.label("namespace")), {"job": str(row.job),
-                                                                      "namespace": str(row.namespace)}):
-                for svc in idx.services_of_pod(str(row.namespace), str(row.pod)):
-                    found[svc.key] = svc
-        if found:
-            return list(found.values())
+    if not jobs or ev.metrics is None:
+        return []
+    found: dict[tuple[str, str], Service] = {}
+    targets = ev.metrics.frame("scrape_targets", ["job", "namespace", "pod"])
+    for row in targets.itertuples(index=False):
+        if selects(Selector("", jobs + sel.label("namespace")), {"job": str(row.job), "namespace": str(row.namespace)}):
+            for svc in ev.index.services_of_pod(str(row.namespace), str(row.pod)):
+                found[svc.key] = svc
+    return list(found.values())
+
+
+def _services_by_app(sel: Selector, ev: Evidence) -> list[Service] | None:
+    found = _services_by_job(sel, ev)
+    if found:
+        return found
     named = [m for n in APP_SERVICE_LABELS for m in sel.label(n)]
     if named:
-        return [s for s in idx.topo.services if all(m.matches(s.name) for m in named)
+        return [s for s in ev.index.topo.services if all(m.matches(s.name) for m in named)
                 and all(m.matches(s.namespace) for m in sel.label("namespace"))]
     return None
 
 
-def selected_services(measured: Measured, inputs: CheckInputs) -> list[Service]:
+def selected_services(measured: Measured, ev: Evidence) -> list[Service]:
     spec = measured.spec
     for q in (spec.total, spec.quantile, spec.good, spec.bad, spec.ratio):
         if not q:
             continue
         for sel in shape(q).selectors:
-            found = _services_by_istio(sel, inputs) if sel.metric.startswith("istio_") else \
-                _services_by_app(sel, inputs)
+            found = _services_by_istio(sel, ev) if sel.metric.startswith("istio_") else _services_by_app(sel, ev)
             if found:
                 return found
-    by_name = [s for s in inputs.index.topo.services if s.name == spec.service]
+    by_name = [s for s in ev.index.topo.services if s.name == spec.service]
     return by_name if len(by_name) == 1 else []
 
 
-def logged(services: list[Service], inputs: CheckInputs) -> tuple[int, int] | None:
-    """(requests, errors) the services' pods logged (server side): per pod and port the app's or the sidecar's
-    lines, whichever saw more (they log the same requests). None when no log of theirs was read."""
-    logs = inputs.logs
+def _named(spec: SloSpec) -> tuple[str | None, str | None]:
+    """The (namespace, service) an SLI's selectors pin with `=` matchers, whether or not such a Service exists."""
+    namespace = service = None
+    for q in spec.queries:
+        for sel in shape(q).selectors:
+            fqdn = sel.equal("destination_service")
+            if fqdn and "." in fqdn:
+                parts = split_host_port(fqdn)[0].split(".")
+                service, namespace = service or parts[0], namespace or parts[1]
+            namespace = namespace or next((v for n in NAMESPACE_LABELS if (v := sel.equal(n))), None)
+            service = service or next((v for n in NAME_LABELS if (v := sel.equal(n))), None)
+    return namespace, service
+
+
+def _owner(spec: SloSpec, services: list[Service]) -> tuple[str | None, str | None]:
+    if services:
+        return services[0].namespace, services[0].name
+    namespace, service = _named(spec)
+    return namespace or spec.namespace or None, service or spec.service or None
+
+
+# --- what the witnesses show -----------------------------------------------------------------
+
+
+def logged(services: list[Service], ev: Evidence, traffic: Reconciliation) -> tuple[int, int] | None:
+    """(requests, errors) the services' pods logged (server side), each cell (pod, port) counted with the witness
+    the coverage table took for it. None when no log of theirs was read."""
+    logs = ev.logs
     if logs is None or logs.inbound.empty or not services:
         return None
-    idx = inputs.index
-    pods = {(p.namespace, p.name): p for s in services for p in idx.pods_of_service(s)}
-    cells: dict[tuple[str, str, object], dict[str, tuple[int, int]]] = defaultdict(dict)
-    for row in logs.inbound.itertuples(index=False):
-        pod = pods.get((str(row.namespace), str(row.pod)))
-        if pod is None:
-            continue
-        port = None if pd.isna(row.port) else int(row.port)
-        if port is not None and not any(idx.service_port_for_target(s, pod, port) for s in services):
-            continue
-        cell = cells[(pod.namespace, pod.name, port)]
-        req, err = cell.get(str(row.origin), (0, 0))
-        cell[str(row.origin)] = (req + int(row.requests), err + int(row.errors))
-    if not cells:
+    chosen: dict[tuple[str, str, int | None], str] = {}
+    for svc in services:
+        st = traffic.services.get(svc.key)
+        for (pod, port), origin in (st.cells.items() if st is not None else ()):
+            chosen[(svc.namespace, pod, port)] = origin
+    if not chosen:
         return None
     requests = errors = 0
-    for by_origin in cells.values():
-        req, err = max(by_origin.values())
-        requests, errors = requests + req, errors + err
+    for row in logs.inbound.itertuples(index=False):
+        port = None if pd.isna(row.port) else int(row.port)
+        if chosen.get((str(row.namespace), str(row.pod), port)) == str(row.origin):
+            requests += int(row.requests)
+            errors += int(row.errors)
     return requests, errors
 
 
-def _durations(services: list[Service], inputs: CheckInputs) -> list[tuple[float, int]]:
+def _durations(services: list[Service], ev: Evidence) -> list[tuple[float, int]]:
     """(upper bound in ms, requests) on the logs' 2% scale, of the origin that logged most."""
-    logs = inputs.logs
+    logs = ev.logs
     if logs is None or logs.durations.empty:
         return []
     keys = {(s.namespace, s.name) for s in services}
@@ -218,15 +269,40 @@ def _num(x: float) -> str:
     return f"{x:g}" if abs(x) < 1e5 else f"{x:.0f}"
 
 
-def _bound_fix(threshold: float, bounds: tuple[float, ...], unit: str) -> str:
-    below = [b for b in bounds if b < threshold]
-    above = [b for b in bounds if b > threshold]
-    near = " and ".join(f"{b:g} {unit}" for b in (below[-1:] + above[:1]))
-    return (f"Hold the SLO at a bucket bound{f' ({near} are the nearest)' if near else ''}, or add {threshold:g} "
-            f"{unit} to the histogram's buckets (obsgap --slo-latency puts it into the suggested layout).")
+# --- problems --------------------------------------------------------------------------------
+
+_EMPTY_EFFECT = {
+    "total": ("counts no events at all: the SLI is 0/0, the SLO shows no data and its burn-rate alerts never fire, "
+              "whatever happens"),
+    "bad": "counts no bad events: the SLO reads 100% and stays green whatever happens",
+    "good": "counts no good events: the SLO reads 0% and its alerts page although the service may be fine",
+    "ratio": "returns no data: the SLO shows no data and its alerts never fire, whatever happens",
+    "quantile": "returns no data: the SLO shows no data and its alerts never fire, whatever happens",
+}
 
 
-def _selector_problems(m: Measured, inputs: CheckInputs, services: list[Service]) -> list[Problem]:
+def _role(spec: SloSpec, sel: Selector) -> str:
+    """Which of the SLI's queries an empty selector breaks; the total's emptiness decides first."""
+    for role in ("total", "ratio", "quantile", "bad", "good"):
+        query = getattr(spec, role)
+        if query and sel in shape(query).selectors:
+            return role
+    return "total"
+
+
+def _job_hint(empty: list[Selector], ev: Evidence, services: list[Service]) -> str:
+    if not any(sel.label("job") for sel in empty) or ev.metrics is None or not services:
+        return ""
+    pods = {(p.namespace, p.name) for s in services for p in ev.index.pods_of_service(s)}
+    targets = ev.metrics.frame("scrape_targets", ["job", "namespace", "pod"])
+    jobs = sorted({str(r.job) for r in targets.itertuples(index=False) if (str(r.namespace), str(r.pod)) in pods})
+    if not jobs:
+        return ""
+    return (f" The pods of {', '.join(f'{s.namespace}/{s.name}' for s in services)} are scraped as job "
+            f"{', '.join(repr(j) for j in jobs)}.")
+
+
+def _selector_problems(m: Measured, ev: Evidence, services: list[Service]) -> list[Problem]:
     empty = []
     for text, n in m.selector_series:
         sel = next(s for q in m.spec.queries for s in shape(q).selectors if s.text() == text)
@@ -235,23 +311,17 @@ def _selector_problems(m: Measured, inputs: CheckInputs, services: list[Service]
         empty.append(sel)
     if not empty:
         return []
-    hint = ""
-    if any(sel.label("job") for sel in empty) and inputs.metrics is not None and services:
-        pods = {(p.namespace, p.name) for s in services for p in inputs.index.pods_of_service(s)}
-        targets = inputs.metrics.frame("scrape_targets", ["job", "namespace", "pod"])
-        jobs = sorted({str(r.job) for r in targets.itertuples(index=False) if (str(r.namespace), str(r.pod)) in pods})
-        if jobs:
-            hint = (f" The pods of {', '.join(f'{s.namespace}/{s.name}' for s in services)} are scraped as job "
-                    f"{', '.join(repr(j) for j in jobs)}.")
+    hint = _job_hint(empty, ev, services)
+    roles = [_role(m.spec, sel) for sel in empty]
+    effect = _EMPTY_EFFECT[next(r for r in ("total", "ratio", "quantile", "bad", "good") if r in roles)]
     shown = " and ".join(sel.text() for sel in empty)
     return [Problem("selector-matches-nothing",
-                    f"{shown} {'matches' if len(empty) == 1 else 'match'} no series in the window: the SLI returns "
-                    f"no data and the SLO stays green whatever happens.{hint}",
-                    f"Make the selector name series that exist{hint and ' (use that job)'}.", True)]
+                    f"{shown} {'matches' if len(empty) == 1 else 'match'} no series in the window, so the SLI "
+                    f"{effect}.{hint}", f"Make the selector name series that exist{hint and ' (use that job)'}.",
+                    True)]
 
 
-def _latency_problems(m: Measured, threshold: float | None, unit: str,
-                      quantile: float | None) -> list[Problem]:
+def _latency_problems(m: Measured, threshold: float | None, unit: str, quantile: float | None) -> list[Problem]:
     if threshold is None or not m.bounds:
         return []
     top = m.bounds[-1]
@@ -266,39 +336,71 @@ def _latency_problems(m: Measured, threshold: float | None, unit: str,
                         f"Add buckets above {max(threshold, top):g} {unit} (see histogram-inf-saturation's "
                         f"suggested layout).", True)]
     if not any(math.isclose(threshold, b, rel_tol=1e-6) for b in m.bounds):
+        fix = _bound_fix(threshold, m.bounds, unit)
         if quantile is None:
             return [Problem("threshold-not-a-bucket-bound",
                             f"The SLI counts le=\"{threshold:g}\", which is no bound of the histogram "
                             f"({', '.join(_num(b) for b in m.bounds)} {unit}): that series does not exist and the "
-                            "SLI reads nothing.", _bound_fix(threshold, m.bounds, unit), True)]
+                            "SLI reads nothing.", fix, True)]
         return [Problem("threshold-not-a-bucket-bound",
                         f"The threshold {threshold:g} {unit} is no bucket bound: histogram_quantile interpolates "
-                        "between the bounds around it, so the SLI is a guess there.",
-                        _bound_fix(threshold, m.bounds, unit), False)]
+                        "between the bounds around it, so the SLI is a guess there.", fix, False)]
     return []
 
 
-def assess(m: Measured, inputs: CheckInputs) -> SloAssessment:
-    spec = m.spec
-    services = selected_services(m, inputs)
-    problems = _selector_problems(m, inputs, services)
-    logs = logged(services, inputs)
-    source = spec.good or spec.quantile or spec.total
-    sels = shape(source).selectors if source else ()
-    family = sels[0].family if sels else ""
-    unit, to_ms = _unit(family)
-    threshold: float | None = None
-    quantile = shape(spec.quantile).quantile if spec.quantile else None
-    if spec.kind == "latency":
-        le = next((s.equal("le") for s in sels if s.equal("le") is not None), None)
-        threshold = float(le) if le is not None else None
-    elif spec.kind == "quantile":
-        threshold = spec.threshold
-    problems += _latency_problems(m, threshold, unit, quantile)
+def _bound_fix(threshold: float, bounds: tuple[float, ...], unit: str) -> str:
+    below = [b for b in bounds if b < threshold]
+    above = [b for b in bounds if b > threshold]
+    near = " and ".join(f"{b:g} {unit}" for b in (below[-1:] + above[:1]))
+    return (f"Hold the SLO at a bucket bound{f' ({near} are the nearest)' if near else ''}, or add {threshold:g} "
+            f"{unit} to the histogram's buckets (obsgap --slo-latency puts it into the suggested layout).")
 
-    sli_metric = sli_logs = None
-    durations = _durations(services, inputs) if spec.kind != "ratio" and to_ms else []
+
+@dataclass(frozen=True)
+class _Sides:
+    """An SLI by the metrics and by the logs, over the same window."""
+
+    sli_metric: float | None
+    sli_logs: float | None
+    requests_metric: int | None
+    requests_logs: int | None
+    threshold: float | None
+    unit: str
+
+    @property
+    def coverage(self) -> float | None:
+        if self.requests_metric is None or not self.requests_logs:
+            return None
+        return self.requests_metric / self.requests_logs
+
+
+def _threshold(spec: SloSpec) -> float | None:
     if spec.kind == "quantile":
+        return spec.threshold
+    if spec.kind != "latency":
+        return None
+    for q in (spec.good, spec.bad, spec.total):
+        for s in shape(q).selectors if q else ():
+            le = s.equal("le")
+            if le is not None:
+                try:
+                    return float(le)
+                except ValueError:
+                    return None
+    return None
+
+
+def _sides(m: Measured, ev: Evidence, services: list[Service], traffic: Reconciliation) -> _Sides:
+    spec = m.spec
+    source = spec.good or spec.bad or spec.quantile or spec.total
+    sels = shape(source).selectors if source else ()
+    unit, to_ms = _unit(sels[0].family if sels else "")
+    logs = logged(services, ev, traffic)
+    durations = _durations(services, ev) if spec.kind != "ratio" and to_ms else []
+    threshold = _threshold(spec)
+    sli_metric = sli_logs = None
+    if spec.kind == "quantile":
+        quantile = shape(spec.quantile).quantile if spec.quantile else None
         sli_metric = m.quantile_value
         true = _quantile(durations, quantile) if quantile is not None else None
         sli_logs = true / to_ms if true is not None else None
@@ -308,46 +410,71 @@ def assess(m: Measured, inputs: CheckInputs) -> SloAssessment:
             sli_logs = 1 - logs[1] / logs[0]
         elif spec.kind == "latency" and threshold is not None and durations:
             sli_logs = _share_within(durations, threshold * to_ms)
-    requests_logs = logs[0] if logs else None
-    requests_metric = round(m.total) if m.total is not None else None
-    coverage = requests_metric / requests_logs if requests_metric is not None and requests_logs else None
-    tolerance = inputs.tolerance()
-    enough = (requests_logs or 0) >= inputs.settings.min_requests
-    if enough and coverage is not None and coverage < 1 - tolerance and requests_metric:
-        shown = ", ".join(f"{s.namespace}/{s.name}" for s in services)
-        problems.append(Problem(
-            "sli-misses-traffic",
-            f"The SLI's metric counted {requests_metric:,} of the {requests_logs:,} requests the logs of {shown} "
-            f"show ({1 - coverage:.1%} unseen: bypassing Envoy, excluded or TCP-proxied ports, or lost metrics): "
-            "it is computed on a biased sample.",
-            "Fix the gap the coverage findings for this service name, or measure the SLO from the application's "
-            "own metrics, which see every request.", False))
-    if enough and sli_metric is not None and sli_logs is not None and spec.kind != "quantile" and \
-            not any(p.broken for p in problems):
-        budget = 1 - spec.objective if spec.objective is not None and spec.objective < 1 else None
-        noise = 3 * math.sqrt(max(sli_logs * (1 - sli_logs), 1e-9) / max(requests_logs or 1, 1))
-        allowed = max(noise, 0.2 * budget if budget else 0.0, 0.002)
-        if abs(sli_metric - sli_logs) > allowed:
-            what = "error ratio" if spec.kind == "ratio" else "share of fast requests"
-            problems.append(Problem(
-                "error-ratio-differs",
-                f"The metrics give an {what} of {1 - sli_metric:.3%} bad, the logs {1 - sli_logs:.3%} over the same "
-                "window" + (" (errors on traffic the mesh does not see count only in the logs)"
-                            if spec.kind == "ratio" else "") + ".",
-                "Find the requests the metric misses or miscounts (see sli-misses-traffic and the coverage table) "
-                "before the budget is spent or saved on this SLI.", False))
-    verdict: Verdict
+    return _Sides(sli_metric, sli_logs, round(m.total) if m.total is not None else None, logs[0] if logs else None,
+                  threshold, unit)
+
+
+def _traffic_problem(sides: _Sides, services: list[Service], ev: Evidence) -> list[Problem]:
+    cov = sides.coverage
+    if (sides.requests_logs or 0) < ev.settings.min_requests or cov is None or not sides.requests_metric \
+            or cov >= 1 - ev.tolerance():
+        return []
+    shown = ", ".join(f"{s.namespace}/{s.name}" for s in services)
+    return [Problem(
+        "sli-misses-traffic",
+        f"The SLI's metric counted {sides.requests_metric:,} of the {sides.requests_logs:,} requests the logs of "
+        f"{shown} show ({1 - cov:.1%} unseen: bypassing Envoy, excluded or TCP-proxied ports, or lost metrics): "
+        "it is computed on a biased sample.",
+        "Fix the gap the coverage findings for this service name, or measure the SLO from the application's own "
+        "metrics, which see every request.", False)]
+
+
+def _value_problem(spec: SloSpec, sides: _Sides, ev: Evidence) -> list[Problem]:
+    if spec.kind == "quantile" or sides.sli_metric is None or sides.sli_logs is None \
+            or (sides.requests_logs or 0) < ev.settings.min_requests:
+        return []
+    budget = 1 - spec.objective if spec.objective is not None and spec.objective < 1 else None
+    noise = 3 * math.sqrt(max(sides.sli_logs * (1 - sides.sli_logs), 1e-9) / max(sides.requests_logs or 1, 1))
+    allowed = max(noise, 0.2 * budget if budget else 0.0, 0.002)
+    if abs(sides.sli_metric - sides.sli_logs) <= allowed:
+        return []
+    what = "an error ratio" if spec.kind == "ratio" else "a share of slow requests"
+    return [Problem(
+        "error-ratio-differs",
+        f"The metrics give {what} of {1 - sides.sli_metric:.3%} bad, the logs {1 - sides.sli_logs:.3%} over the "
+        "same window" + (" (errors on traffic the mesh does not see count only in the logs)"
+                         if spec.kind == "ratio" else "") + ".",
+        "Find the requests the metric misses or miscounts (see sli-misses-traffic and the coverage table) before the "
+        "budget is spent or saved on this SLI.", False)]
+
+
+def _verdict(m: Measured, problems: list[Problem], sides: _Sides, ev: Evidence) -> Verdict:
     if any(p.broken for p in problems):
-        verdict = "broken"
-    elif problems:
-        verdict = "biased"
-    elif m.error or sli_metric is None or sli_logs is None or not enough:
-        verdict = "unverified"  # one side of the comparison is missing: nothing confirms the SLI
-    else:
-        verdict = "trustworthy"
+        return "broken"
+    if problems:
+        return "biased"
+    enough = (sides.requests_logs or 0) >= ev.settings.min_requests
+    if m.error or sides.sli_metric is None or sides.sli_logs is None or not enough:
+        return "unverified"  # one side of the comparison is missing: nothing confirms the SLI
+    return "trustworthy"
+
+
+def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
+    spec = m.spec
+    services = selected_services(m, ev)
+    sides = _sides(m, ev, services, traffic)
+    quantile = shape(spec.quantile).quantile if spec.quantile else None
+    problems = _selector_problems(m, ev, services) + _latency_problems(m, sides.threshold, sides.unit, quantile) \
+        + _traffic_problem(sides, services, ev)
+    if not any(p.broken for p in problems):
+        problems += _value_problem(spec, sides, ev)
+    namespace, service = _owner(spec, services)
+    cov = sides.coverage
     return SloAssessment(
-        m, tuple(f"{s.namespace}/{s.name}" for s in services), verdict, tuple(problems),
-        None if sli_metric is None else round(sli_metric, 6), None if sli_logs is None else round(sli_logs, 6),
-        None if spec.kind == "quantile" else _burn(sli_metric, spec.objective),
-        None if spec.kind == "quantile" else _burn(sli_logs, spec.objective),
-        None if coverage is None else round(coverage, 4), requests_metric, requests_logs, threshold, unit, m.bounds)
+        m, tuple(f"{s.namespace}/{s.name}" for s in services), _verdict(m, problems, sides, ev), tuple(problems),
+        None if sides.sli_metric is None else round(sides.sli_metric, 6),
+        None if sides.sli_logs is None else round(sides.sli_logs, 6),
+        None if spec.kind == "quantile" else _burn(sides.sli_metric, spec.objective),
+        None if spec.kind == "quantile" else _burn(sides.sli_logs, spec.objective),
+        None if cov is None else round(cov, 4), sides.requests_metric, sides.requests_logs, sides.threshold,
+        sides.unit, m.bounds, namespace, service)

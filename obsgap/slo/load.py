@@ -10,7 +10,7 @@ Anything that is not one of these is skipped and counted; an SLO of a supported 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import promql_parser as pp
 import yaml
 
 from obsgap.errors import InputError
-from obsgap.slo.promql import parse
+from obsgap.slo.promql import parse, shape
 from obsgap.slo.spec import SloSpec
 
 SLO_SUFFIXES = (".yaml", ".yml", ".json")
@@ -34,15 +34,27 @@ class Loaded:
     """Documents that are no SLO (other kinds in the same files)."""
 
 
-def _add(out: Loaded, spec: SloSpec) -> None:
+def _add(out: Loaded, spec: SloSpec, namespace: Any = None) -> None:
     """An SLO whose queries all parse; one that does not is a gap named with its query."""
     try:
         for query in spec.queries:
             parse(query)
+        spec = _latency_by_ratio(replace(spec, namespace=str(namespace or "")))
     except InputError as exc:
         out.gaps.append(f"{spec.origin}: SLO {spec.name}: {exc}")
         return
     out.slos.append(spec)
+
+
+def _latency_by_ratio(spec: SloSpec) -> SloSpec:
+    """A ratio SLI whose good (or bad) events are a histogram bucket at a bound (`..._bucket{le="500"}` against
+    `..._count`) measures latency: it is judged on the requests' durations, not on their status codes."""
+    if spec.kind != "ratio":
+        return spec
+    counted = spec.good or spec.bad
+    if counted and any(s.metric.endswith("_bucket") and s.equal("le") is not None for s in shape(counted).selectors):
+        return replace(spec, kind="latency")
+    return spec
 
 
 def _percent(value: Any) -> float | None:
@@ -63,6 +75,7 @@ def _get(d: Any, *path: str) -> Any:
 
 def _sloth(doc: Mapping[str, Any], origin: str, crd: bool, out: Loaded) -> None:
     spec = doc.get("spec") if crd else doc
+    namespace = _get(doc, "metadata", "namespace")
     if not isinstance(spec, Mapping):
         out.gaps.append(f"{origin}: no spec")
         return
@@ -80,10 +93,10 @@ def _sloth(doc: Mapping[str, Any], origin: str, crd: bool, out: Loaded) -> None:
         tool = "sloth-crd" if crd else "sloth"
         if error and total:
             _add(out, SloSpec(tool, origin, name, service, _percent(slo.get("objective")), "30d", "ratio",
-                                    str(total), bad=str(error)))
+                              str(total), bad=str(error)), namespace)
         elif ratio:
             _add(out, SloSpec(tool, origin, name, service, _percent(slo.get("objective")), "30d", "ratio",
-                                    "", ratio=str(ratio)))
+                              "", ratio=str(ratio)), namespace)
         else:
             out.gaps.append(f"{origin}: SLO {name} uses a Sloth plugin or no events/raw query: not measurable")
 
@@ -103,7 +116,7 @@ def _pyrra(doc: Mapping[str, Any], origin: str, out: Loaded) -> None:
         if counted and total:
             _add(out, SloSpec("pyrra", where, name, service, objective, window, "ratio" if kind == "ratio" else
                               "latency", str(total), bad=str(counted) if kind == "ratio" else None,
-                              good=None if kind == "ratio" else str(counted)))
+                              good=None if kind == "ratio" else str(counted)), namespace)
             return
     kinds = ", ".join(indicator) or "none"
     out.gaps.append(f"{where}: Pyrra indicator {kinds} is not measurable by obsgap (ratio and latency are)")
@@ -121,6 +134,7 @@ def _prometheus_query(metric: Any) -> str | None:
 def _openslo_v1(doc: Mapping[str, Any], origin: str, slis: Mapping[str, Mapping[str, Any]], out: Loaded) -> None:
     spec = doc.get("spec") or {}
     name = str(_get(doc, "metadata", "name") or "?")
+    namespace = _get(doc, "metadata", "namespace")
     service = str(spec.get("service") or "")
     indicator = spec.get("indicator")
     sli = _get(indicator, "spec") if indicator else slis.get(str(spec.get("indicatorRef") or ""))
@@ -136,14 +150,14 @@ def _openslo_v1(doc: Mapping[str, Any], origin: str, slis: Mapping[str, Mapping[
             good, bad = _prometheus_query(ratio.get("good")), _prometheus_query(ratio.get("bad"))
             if total and (good or bad):
                 _add(out, SloSpec("openslo", origin, name, service, target, window, "ratio", total,
-                                        bad=bad, good=None if bad else good))
+                                  bad=bad, good=None if bad else good), namespace)
                 continue
         threshold = sli.get("thresholdMetric")
         query = _prometheus_query(threshold) if isinstance(threshold, Mapping) else None
         value = _get(objective, "value")
         if query and isinstance(value, int | float):
             _add(out, SloSpec("openslo", origin, name, service, target, window, "quantile", "",
-                                    quantile=query, threshold=float(value), op=str(_get(objective, "op") or "lt")))
+                              quantile=query, threshold=float(value), op=str(_get(objective, "op") or "lt")), namespace)
             continue
         out.gaps.append(f"{origin}: SLO {name}: no Prometheus ratioMetric or thresholdMetric obsgap can measure")
 
@@ -186,7 +200,7 @@ def _split_ratio(expr: str) -> tuple[str, str] | None:
     return None
 
 
-def _rules(groups: Iterable[Any], origin: str, out: Loaded) -> None:
+def _rules(groups: Iterable[Any], origin: str, out: Loaded, namespace: Any = None) -> None:
     """Recording rules that compute an SLI, one SLO per Sloth id: the first `slo:sli_error:ratio_rate*` rule that
     reads raw metrics (the longer windows Sloth derives from it read its own recordings)."""
     rules = [r for g in groups for r in (_get(g, "rules") or []) if isinstance(r, Mapping) and r.get("record")]
@@ -211,10 +225,10 @@ def _rules(groups: Iterable[Any], origin: str, out: Loaded) -> None:
         where = f"{origin} ({record} {slo_id})"
         if split:
             _add(out, SloSpec("prometheus-rule", where, name, service, objective, "30d", "ratio", split[1],
-                                    bad=split[0]))
+                              bad=split[0]), namespace)
         else:
             _add(out, SloSpec("prometheus-rule", where, name, service, objective, "30d", "ratio", "",
-                                    ratio=expr))
+                              ratio=expr), namespace)
 
 
 def load_documents(docs: Iterable[tuple[str, Any]]) -> Loaded:
@@ -238,7 +252,7 @@ def load_documents(docs: Iterable[tuple[str, Any]]) -> Loaded:
                 _openslo_v1alpha(doc, origin, out)
             elif kind == "PrometheusRule" or (not api and isinstance(doc.get("groups"), list)):
                 groups = _get(doc, "spec", "groups") if kind == "PrometheusRule" else doc.get("groups")
-                _rules(groups or [], origin, out)
+                _rules(groups or [], origin, out, _get(doc, "metadata", "namespace"))
             elif kind == "List":
                 inner = load_documents((origin, item) for item in doc.get("items") or [])
                 out.slos += inner.slos

@@ -5,38 +5,17 @@ queries; the verdicts (assess.py) are pure."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
 
 from obsgap.errors import InputError
 from obsgap.slo.promql import Selector, counted, duration, over_window, shape
-from obsgap.slo.spec import SloSpec
+from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.prometheus import PrometheusSource
 
 Query = Callable[[str, str], tuple[pd.DataFrame | None, str | None]]
 """(label, promql) -> (rows with labels and `value`, error)"""
-
-
-@dataclass(frozen=True)
-class Measured:
-    spec: SloSpec
-    error: str | None = None
-    """Why the SLI could not be measured (a query failed or does not parse)."""
-    selector_series: tuple[tuple[str, int], ...] = ()
-    """Each selector of the SLI's queries, and how many series it matched in the window (0: none)."""
-    total: float | None = None
-    """Events over the window by the SLI's own total query."""
-    bad: float | None = None
-    """Bad events over the window (bad query, or total minus good)."""
-    ratio: float | None = None
-    """The SLI's error ratio over the window (bad / total, or its raw ratio query)."""
-    quantile_value: float | None = None
-    bounds: tuple[float, ...] = ()
-    """Finite bucket bounds of the histogram a latency or quantile SLI reads."""
-    bucket_counts: tuple[float, ...] = ()
-    """Cumulative observations per bound over the window, +Inf last."""
 
 
 def _sum(df: pd.DataFrame | None) -> float | None:

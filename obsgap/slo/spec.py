@@ -34,6 +34,8 @@ class SloSpec:
     """kind quantile: a histogram_quantile query held against `threshold` by `op`."""
     threshold: float | None = None
     op: str | None = None
+    namespace: str = ""
+    """The namespace of the SLO object itself (Sloth CRD, Pyrra, OpenSLO, PrometheusRule), when it has one."""
 
     @property
     def key(self) -> str:
@@ -42,3 +44,23 @@ class SloSpec:
     @property
     def queries(self) -> tuple[str, ...]:
         return tuple(q for q in (self.total, self.bad, self.good, self.ratio, self.quantile) if q)
+
+
+@dataclass(frozen=True)
+class Measured:
+    spec: SloSpec
+    error: str | None = None
+    """Why the SLI could not be measured (a query failed or does not parse)."""
+    selector_series: tuple[tuple[str, int], ...] = ()
+    """Each selector of the SLI's queries, and how many series it matched in the window (0: none)."""
+    total: float | None = None
+    """Events over the window by the SLI's own total query."""
+    bad: float | None = None
+    """Bad events over the window (bad query, or total minus good)."""
+    ratio: float | None = None
+    """The SLI's error ratio over the window (bad / total, or its raw ratio query)."""
+    quantile_value: float | None = None
+    bounds: tuple[float, ...] = ()
+    """Finite bucket bounds of the histogram a latency or quantile SLI reads."""
+    bucket_counts: tuple[float, ...] = ()
+    """Cumulative observations per bound over the window, +Inf last."""

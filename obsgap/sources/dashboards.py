@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from obsgap.errors import InputError
-
-_JOB_MATCHER = re.compile(r'\bjob\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class PanelQuery:
-    dashboard: str
-    panel: str
-    expr: str
-
-    def job_matchers(self) -> list[tuple[str, str]]:
-        return [(m.group(1), m.group(2)) for m in _JOB_MATCHER.finditer(self.expr)]
+from obsgap.model import PanelQuery
 
 
 def _panels(node: Any) -> Iterator[Mapping[str, Any]]:

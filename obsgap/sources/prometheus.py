@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pandas as pd
@@ -250,7 +250,7 @@ class PrometheusSource:
             return self._scrub(f"{_describe(exc)} (after {time.monotonic() - started:.1f}s)")
         return None
 
-    def status(self) -> str:
+    def status(self) -> Literal["ok", "partial", "unavailable"]:
         if self.errors and self.queries_issued and len(self.errors) >= self.queries_issued:
             return "unavailable"
         if self.errors or self.warnings:
@@ -261,6 +261,18 @@ class PrometheusSource:
 def _too_many_samples(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "too many samples" in text or "exceeded the sample limit" in text or "max-samples" in text
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be written anywhere: no user:password, no query parameter values."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    query = "&".join(f"{k}=REDACTED" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if not (parts.username or parts.password or parts.query):
+        return url
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:

@@ -30,7 +30,7 @@
   const LAYOUT = { margin: { l: 10, r: 10, t: 12, b: 10 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 12 } };
   function lay(extra) { return Object.assign({}, LAYOUT, extra, { xaxis: Object.assign({ automargin: true }, extra.xaxis || {}), yaxis: Object.assign({ automargin: true }, extra.yaxis || {}) }); }
-  // A finding's charts come typed from the report model (report/charts.py): bars or lines, and notes that say in
+  // A finding's charts come typed from the report model (obsgap/charts.py, drawn by each check): bars or lines, and notes that say in
   // words what an empty series would only show as a missing line.
   // titles are HTML captions above the chart (they wrap on a phone; an SVG title would be cut)
   function figure(c) {
@@ -211,12 +211,14 @@
     });
     covBody.replaceChildren();
     for (const r of rows.slice(covPage * PAGE, covPage * PAGE + PAGE)) {
-      const ratio = r.comparable === false ? "not comparable" :
-        r.ratio === null ? "–" : (Math.min(r.ratio, 9.99) * 100).toFixed(1) + "%";
-      const basis = (r.observed_by || "") + (r.basis ? " (" + r.basis + ")" : "") +
-        (r.logs_cover && !(r.basis || "").includes(r.logs_cover) ? "; " + r.logs_cover : "");
+      const ratio = r.ratio !== null ? (Math.min(r.ratio, 9.99) * 100).toFixed(1) + "%" :
+        r.comparable === false && r.observed_requests !== null && r.mesh_requests !== null ? "not comparable" : "unknown";
+      const basis = (r.observed_by || "no witness") + (r.basis ? " (" + r.basis + ")" : "") +
+        (r.logs_cover && !(r.basis || "").includes(r.logs_cover) ? "; " + r.logs_cover : "") +
+        (r.reason ? "; " + r.reason : "");
+      const count = (v) => (v === null || v === undefined ? "not measured" : fmt(v));
       const tr = el("tr", {}, el("td", { text: r.namespace }), el("td", { text: r.service }),
-        el("td", { class: "num", text: fmt(r.log_requests) }), el("td", { class: "num", text: fmt(r.mesh_requests) }),
+        el("td", { class: "num", text: count(r.observed_requests) }), el("td", { class: "num", text: count(r.mesh_requests) }),
         el("td", { class: "num", text: ratio }), el("td", { text: basis }));
       if (r.ratio !== null && r.ratio < 0.95) tr.style.color = r.ratio < 0.5 ? "#c0392b" : "#9a6700";
       covBody.append(tr);

@@ -108,6 +108,37 @@ def _workload(obj: RAW, rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> 
     return name, "Pod"
 
 
+def _container_ports(spec: RAW) -> tuple[tuple[str, int, str], ...]:
+    """(container, port, port name) for every declared containerPort."""
+    out = []
+    for c in spec.get("containers") or []:
+        if not isinstance(c, Mapping):
+            continue
+        for p in c.get("ports") or []:
+            num = _int_or_none(p.get("containerPort")) if isinstance(p, Mapping) else None
+            if num is not None:
+                out.append((str(c.get("name", "")), num, str(p.get("name") or "")))
+    return tuple(out)
+
+
+def _agent_paths(spec: RAW, annotations: Mapping[str, str]) -> tuple[str, ...]:
+    """The paths kubelet's HTTP probes and, with metrics merging, Prometheus' scrapes reach through pilot-agent."""
+    paths: set[str] = set()
+    for c in spec.get("containers") or []:
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            http = ((c.get(probe) or {}) if isinstance(c, Mapping) else {}).get("httpGet") or {}
+            if isinstance(http, Mapping) and http.get("path"):
+                paths.add(str(http["path"]).split("?", 1)[0])
+    if annotations.get("prometheus.io/scrape") == "true":
+        scrape = annotations.get("prometheus.io/path", "/metrics")
+        paths.add(scrape if scrape != "/stats/prometheus" else "/metrics")
+    return tuple(sorted(paths))
+
+
+def _names(items: Any) -> tuple[str, ...]:
+    return tuple(str(c.get("name", "")) for c in items or [] if isinstance(c, Mapping))
+
+
 def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
          rs_owner: Mapping[tuple[str, str], tuple[str, str]], nodes: Mapping[str, Mapping[str, str]]) -> Pod:
     ns, name = _meta(obj)
@@ -116,36 +147,17 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
     status = obj.get("status") or {}
     labels, annotations = _str_map(md.get("labels")), _str_map(md.get("annotations"))
     ns_labels = namespaces[ns].labels if ns in namespaces else {}
-    containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or [] if isinstance(c, Mapping))
-    inits = tuple(str(c.get("name", "")) for c in spec.get("initContainers") or [] if isinstance(c, Mapping))
-    cports = []
-    for c in spec.get("containers") or []:
-        if not isinstance(c, Mapping):
-            continue
-        for p in c.get("ports") or []:
-            num = _int_or_none(p.get("containerPort")) if isinstance(p, Mapping) else None
-            if num is not None:
-                cports.append((str(c.get("name", "")), num, str(p.get("name") or "")))
     workload, kind = _workload(obj, rs_owner)
-    agent_paths: set[str] = set()
-    for c in spec.get("containers") or []:
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            http = ((c.get(probe) or {}) if isinstance(c, Mapping) else {}).get("httpGet") or {}
-            if isinstance(http, Mapping) and http.get("path"):
-                agent_paths.add(str(http["path"]).split("?", 1)[0])
-    if annotations.get("prometheus.io/scrape") == "true":
-        scrape = annotations.get("prometheus.io/path", "/metrics")
-        agent_paths.add(scrape if scrape != "/stats/prometheus" else "/metrics")
+    node = str(spec["nodeName"]) if spec.get("nodeName") else None
     return Pod(
         namespace=ns, name=name, ip=status.get("podIP"), labels=labels, annotations=annotations,
-        containers=containers, container_ports=tuple(cports), init_containers=inits,
-        workload=workload, workload_kind=kind,
+        containers=_names(spec.get("containers")), container_ports=_container_ports(spec),
+        init_containers=_names(spec.get("initContainers")), workload=workload, workload_kind=kind,
         sidecar=istio.sidecar_state(ns, ns_labels, md, spec, status),
         exclusions=istio.traffic_exclusions(annotations),
-        host_network=bool(spec.get("hostNetwork")), phase=str(status.get("phase") or "Running"),
-        node=str(spec["nodeName"]) if spec.get("nodeName") else None,
+        host_network=bool(spec.get("hostNetwork")), phase=str(status.get("phase") or "Running"), node=node,
         subset_labels=istio.augment_labels(labels, spec.get("nodeName"), nodes.get(str(spec.get("nodeName")))),
-        agent_paths=tuple(sorted(agent_paths)),
+        agent_paths=_agent_paths(spec, annotations),
         uid=str(md["uid"]) if md.get("uid") else None, started_ms=_epoch_ms(status.get("startTime")),
         restarts=_restarts(status),
     )

@@ -35,6 +35,7 @@ from obsgap.sources.logs.clock import CLOCK_MIN_PAIRS, CLOCK_SAMPLE, CLOCK_TOLER
 from obsgap.sources.logs.envoy_format import ISTIO_JSON, AccessFormat, JsonFormat, TextFormat, candidates
 from obsgap.sources.logs.envoy_format import builtin_text_formats as _builtin
 from obsgap.sources.logs.table import LogStats
+from obsgap.sources.reports import ClickHouseReport
 
 MARGIN_MS = 10 * 60 * 1000
 NCSA_TIME_CH = "%d/%b/%Y:%H:%i:%S %z"
@@ -241,6 +242,39 @@ class Relation:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def _duration_columns(p: _Params, mapping: Mapping[str, str] | None) -> tuple[str, str]:
+    """(an application line's duration in ms, the bare duration key of unknown unit it carries, or NULL)."""
+    if mapping and "duration_ms" in mapping:
+        key, factor = mapped_duration(mapping["duration_ms"])
+        return _duration_sql(p, key, factor), "NULL"
+    base = [_duration_sql(p, k, f) for k, f in DURATION_KEYS]
+    per_schema = [f"schema = {i}, coalesce({', '.join(_duration_sql(p, k, f) for k, f in s.durations)})"
+                  for i, s in enumerate(APP_SCHEMAS) if s.durations]
+    extra = f"multiIf({', '.join(per_schema)}, NULL)" if per_schema else "NULL"
+    unknown_arms = []
+    for k in BARE_DURATION_KEYS:
+        explained = [i for i, s in enumerate(APP_SCHEMAS) if k in {d for d, _ in s.durations}]
+        cond = _json_has(p, k) + (f" AND schema NOT IN ({', '.join(map(str, explained))})" if explained else "")
+        unknown_arms.append(f"{cond}, {p.add(k)}")
+    return f"coalesce({', '.join(base)}, {extra})", f"multiIf({', '.join(unknown_arms)}, NULL)"
+
+
+def _app_text_columns(p: _Params) -> tuple[str, str, str]:
+    """Application text access logs (app_text.TEXT_FORMATS): which format a line is, its groups, its fields."""
+    text_patterns = [p.add("^" + pattern.pattern) for _, pattern in TEXT_FORMATS]
+    text_which = "multiIf(" + ", ".join(f"match(body, {t}), {i}" for i, t in enumerate(text_patterns)) + ", -1)"
+    text_groups = "multiIf(" + ", ".join(f"app_text_fmt = {i}, extractGroups(body, {t})"
+                                          for i, t in enumerate(text_patterns)) + ", [])"
+
+    def text_group(name: str) -> str:
+        arms = [f"app_text_fmt = {i}, nullIf(tg[{pattern.groupindex[name]}], '')"
+                for i, (_, pattern) in enumerate(TEXT_FORMATS) if name in pattern.groupindex]
+        return f"multiIf({', '.join(arms)}, NULL)" if arms else "NULL"
+
+    fields = ", ".join(f"{text_group(n)} AS t_{n}" for n in ("method", "path", "status", "ms", "client", "time"))
+    return text_which, text_groups, fields
+
+
 def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_formats: tuple[AccessFormat, ...],
                    mapping: Mapping[str, str] | None) -> Relation:
     p = _Params()
@@ -293,36 +327,10 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
     for s in APP_SCHEMAS:
         markers.append("(" + " AND ".join(_json_has(p, k) for k in s.markers) + ")")
     schema = "multiIf(" + ", ".join(f"{m}, {i}" for i, m in enumerate(markers)) + ", -1)"
-    if mapping and "duration_ms" in mapping:
-        key, factor = mapped_duration(mapping["duration_ms"])
-        duration = _duration_sql(p, key, factor)
-        unknown = "NULL"
-    else:
-        base = [_duration_sql(p, k, f) for k, f in DURATION_KEYS]
-        per_schema = [f"schema = {i}, coalesce({', '.join(_duration_sql(p, k, f) for k, f in s.durations)})"
-                      for i, s in enumerate(APP_SCHEMAS) if s.durations]
-        extra = f"multiIf({', '.join(per_schema)}, NULL)" if per_schema else "NULL"
-        duration = f"coalesce({', '.join(base)}, {extra})"
-        unknown_arms = []
-        for k in BARE_DURATION_KEYS:
-            explained = [i for i, s in enumerate(APP_SCHEMAS) if k in {d for d, _ in s.durations}]
-            cond = _json_has(p, k) + (f" AND schema NOT IN ({', '.join(map(str, explained))})" if explained else "")
-            unknown_arms.append(f"{cond}, {p.add(k)}")
-        unknown = f"multiIf({', '.join(unknown_arms)}, NULL)"
+    duration, unknown = _duration_columns(p, mapping)
     own_url = [i for i, s in enumerate(APP_SCHEMAS) if s.own_url]
     own_url_sql = f"schema IN ({', '.join(map(str, own_url))})" if own_url else "0"
-    text_patterns = [p.add("^" + pattern.pattern) for _, pattern in TEXT_FORMATS]
-    text_which = "multiIf(" + ", ".join(f"match(body, {t}), {i}" for i, t in enumerate(text_patterns)) + ", -1)"
-    text_groups = "multiIf(" + ", ".join(f"app_text_fmt = {i}, extractGroups(body, {t})"
-                                          for i, t in enumerate(text_patterns)) + ", [])"
-
-    def text_group(name: str) -> str:
-        arms = [f"app_text_fmt = {i}, nullIf(tg[{pattern.groupindex[name]}], '')"
-                for i, (_, pattern) in enumerate(TEXT_FORMATS) if name in pattern.groupindex]
-        return f"multiIf({', '.join(arms)}, NULL)" if arms else "NULL"
-
-    app_text_fields = ", ".join(f"{text_group(n)} AS t_{n}" for n in ("method", "path", "status", "ms", "client",
-                                                                           "time"))
+    text_which, text_groups, app_text_fields = _app_text_columns(p)
     lo, hi = start_ms - MARGIN_MS, end_ms + MARGIN_MS
     ns_key, pod_key, c_key = p.add(o.namespace_key), p.add(o.pod_key), p.add(o.container_key)
     table = p.add(o.table, "Identifier")
@@ -579,9 +587,9 @@ FROM parsed GROUP BY ALL"""
             clock_skew=tuple(sorted(((w, ms, n) for w, (ms, n) in skew.items()), key=lambda x: -abs(x[1]))),
         )
 
-    def report(self) -> dict[str, Any]:
-        return {"queries": len(self.sent), "rows_returned": self.rows_returned, "seconds": self.seconds,
-                "sql": [q if len(q) < 4000 else q[:4000] + " …" for q in self.sent[:2]]}
+    def report(self) -> ClickHouseReport:
+        return ClickHouseReport(len(self.sent), self.rows_returned, tuple(self.seconds),
+                                tuple(q if len(q) < 4000 else q[:4000] + " …" for q in self.sent[:2]))
 
     def close(self, remove: bool = True) -> None:
         self.local.close()

@@ -2,7 +2,7 @@
 
 If the median of (own time - node time) over a file's first CLOCK_SAMPLE requests is beyond the tolerance, every
 request of the file takes the node's time (kubelet's CRI time, or Docker's `time`). The per-line form
-(FileClock) and the columnar form (judge_clocks) apply it alike; tests/test_columnar.py checks they agree.
+(FileClock) and the columnar form (batch_lines.judge_clocks) apply it alike; tests/test_columnar.py checks they agree.
 """
 
 from __future__ import annotations
@@ -10,17 +10,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from obsgap.sources.logs.framing import node_ts_ms
 from obsgap.sources.logs.parts import Row
-
-if TYPE_CHECKING:
-    from obsgap.sources.logs.batch_lines import BatchFile, BatchLines
 
 CLOCK_SAMPLE = 32  # the first requests of a file decide whether its own clock can be trusted
 CLOCK_MIN_PAIRS = 8
@@ -74,46 +65,3 @@ class FileClock:
             self.decided = True
         pending, self.pending = self.pending, []
         return pending
-
-
-def judge_clocks(parts: list[tuple[np.ndarray, dict[str, pa.Array]]], parsed: list[tuple[int, int, Row]],
-                  files: list[BatchFile], lines: BatchLines) -> np.ndarray:
-    """FileClock for a batch: each file's first CLOCK_SAMPLE requests, in file order, whichever reader
-    read them, decide whether its own clock is off; returns which files' requests take the node's time."""
-    columnar_rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
-    own = pa.concat_arrays([c["ts_ms"] for _, c in parts]) if parts else pa.array([], pa.int64())
-    line = np.concatenate([columnar_rows, np.array([r for _, r, _ in parsed], np.int64)])
-    order = np.argsort(line, kind="stable")  # lines are in file order, so this groups them by file too
-    file_of = lines.file_of[line]
-    sorted_files = file_of[order]
-    group_start = np.searchsorted(sorted_files, sorted_files, side="left")
-    sample = order[(np.arange(len(order)) - group_start) < CLOCK_SAMPLE]  # positions: columnar rows, then parsed
-    from_columnar = sample[sample < len(columnar_rows)]
-    own_sample = own.take(pa.array(from_columnar))
-    have_own = pc.is_valid(own_sample).to_numpy(zero_copy_only=False)
-    node = node_ts_ms(lines.text.take(pa.array(columnar_rows[from_columnar[have_own]])))
-    pair_file = [file_of[from_columnar[have_own]][node.is_valid().to_numpy(zero_copy_only=False)]]
-    pair_offset = [pc.subtract(own_sample.filter(pa.array(have_own)), node).drop_null().to_numpy()]
-    for k in sample[sample >= len(columnar_rows)].tolist():
-        f, _, row = parsed[k - len(columnar_rows)]
-        if row["_own"] and row["_node"] is not None:
-            pair_file.append(np.array([f]))
-            pair_offset.append(np.array([row["ts_ms"] - row["_node"]], np.int64))
-    f_all, off_all = np.concatenate(pair_file).astype(np.int64), np.concatenate(pair_offset).astype(np.int64)
-    preset = np.array([f.clock_preset for f in files], bool)
-    shifted = np.array([f.clock_preset and f.stats.clock_offset_ms is not None for f in files], bool)
-    keep = ~preset[f_all]  # ranges that do not begin their file took the file's decision already
-    f_all, off_all = f_all[keep], off_all[keep]
-    if len(f_all) == 0:
-        return shifted
-    order = np.lexsort((off_all, f_all))
-    f_sorted, off_sorted = f_all[order], off_all[order]
-    counts = np.bincount(f_sorted, minlength=len(files))
-    starts = np.cumsum(counts) - counts
-    judged = np.flatnonzero(counts >= CLOCK_MIN_PAIRS)
-    median_low = off_sorted[starts[judged] + (counts[judged] - 1) // 2]  # statistics.median_low, per file
-    for f, offset in zip(judged.tolist(), median_low.tolist(), strict=True):
-        if abs(offset) > CLOCK_TOLERANCE_MS:
-            files[f].stats.clock_offset_ms = offset
-            shifted[f] = True
-    return shifted

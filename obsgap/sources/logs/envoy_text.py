@@ -18,7 +18,7 @@ from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import ts_ms
 from obsgap.sources.logs.values import blank_to_null, constant, float_values, int32_values, nth
 
-# Istio's default TEXT format since 1.9 (DESIGN.md): the columnar reader's strict fast path. Every format, this
+# Istio's default TEXT format since 1.9 (docs/design.md): the columnar reader's strict fast path. Every format, this
 # one included, is read by its format string in envoy_format; this pattern only selects lines for the fast path,
 # and accepts no line that format's own parser would refuse (tests/test_columnar.py checks both agree).
 # %UPSTREAM_CLUSTER_RAW% (1.23+) and the older %UPSTREAM_CLUSTER% are both one token, so one pattern reads both.

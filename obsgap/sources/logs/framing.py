@@ -1,15 +1,13 @@
 """CRI framing: `<time> <stream> <P|F> <message>` lines, and `P` (partial) lines joined into their message.
 
-Each rule in two forms side by side: per line (split_cri, messages) for the reference reader, and over a batch's
-bytes (complete_by_bytes, join_partials, node_ts_ms) for the columnar reader; tests/test_columnar.py checks that
-both split every line alike.
+Each rule in two forms: per line (split_cri here, reader.messages) for the reference reader, and over a batch's
+bytes (batch_lines.complete_by_bytes, join_partials, node_ts_ms) for the columnar reader; tests/test_columnar.py
+checks that both split every line alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,11 +15,6 @@ import pyarrow.compute as pc
 
 from obsgap.sources.logs.timestamps import ts_ms
 from obsgap.sources.logs.values import nth
-from obsgap.sources.logs.wrappers import unwrap
-
-if TYPE_CHECKING:
-    from obsgap.sources.logs.batch_lines import BatchLines
-    from obsgap.sources.logs.task import FileStats
 
 # split_cri for a complete (F) line whose timestamp holds no space
 CRI_COMPLETE = r"^[^ ]{4}-[^ ]{5}T[^ ]* (?:stdout|stderr) F "
@@ -48,42 +41,6 @@ class Partial:
         msg, ts = "".join(self.parts), self.ts
         self.parts, self.ts = [], None
         return msg, ts
-
-
-def messages(stream: IO[bytes], stats: FileStats,
-              partial: Partial) -> Iterator[tuple[str, Any, dict[str, Any] | None]]:
-    """Yield (message, wrapper timestamp, wrapper object) with CRI partial lines joined; an open partial
-    message at the end of the stream stays in `partial` for the next file of the same container."""
-    for raw in stream:
-        stats.lines += 1
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            stats.invalid_utf8 += 1
-            line = raw.decode("utf-8", errors="replace")
-        line = line.rstrip("\r\n")
-        cri = split_cri(line)
-        if cri is not None:
-            ts, flag, msg = cri
-            stats.wrappers["cri"] += 1
-            if flag == "P":
-                partial.parts.append(msg)
-                partial.ts = partial.ts or ts
-                stats.partial_joined += 1
-                continue
-            if partial.parts:
-                partial.parts.append(msg)
-                joined, first_ts = partial.take()
-                msg, ts = joined, first_ts or ts
-            yield msg, ts, None
-            continue
-        wrapped = unwrap(line)
-        if wrapped is not None:
-            name, inner, stamp, wrapper = wrapped
-            stats.wrappers[name] += 1
-            yield inner, stamp, wrapper
-            continue
-        yield line, None, None
 
 
 def may_hold_partial_lines(data: bytes) -> bool:
@@ -127,54 +84,6 @@ def complete_by_regex(text: pa.Array) -> np.ndarray:
     """split_cri: a complete CRI line of at least 30 characters (here with its newline)."""
     return pc.and_(pc.fill_null(pc.match_substring_regex(text, CRI_COMPLETE), False),
                    pc.greater_equal(pc.utf8_length(text), 31)).to_numpy(zero_copy_only=False)
-
-
-def complete_by_bytes(lines: BatchLines) -> np.ndarray:
-    """complete_by_regex from the bytes around each line's first space (found once, and used again for JSON): an ASCII
-    "YYYY-MM-DDT..." timestamp, " stdout F " or " stderr F ", and 30 characters (counted for the short
-    lines that are not ASCII)."""
-    raw = np.frombuffer(lines.raw, np.uint8)
-    first_space = lines.first_space if lines.first_space is not None else first_space_at(raw, lines)
-    last = len(raw) - 1
-
-    def byte(offset: np.ndarray | int) -> np.ndarray:
-        return raw[np.minimum(lines.starts + offset, last)]
-
-    ok = (lines.ends - lines.starts >= 30) & (first_space >= 11)
-    for k in range(11):
-        b = byte(k)
-        ok &= (b != 32) & (b < 128)
-    ok &= (byte(4) == ord("-")) & (byte(10) == ord("T"))
-    at = np.maximum(first_space, 0)
-    std = (byte(at + 1) == ord("s")) & (byte(at + 2) == ord("t")) & (byte(at + 3) == ord("d"))
-    out_ = (byte(at + 4) == ord("o")) & (byte(at + 5) == ord("u")) & (byte(at + 6) == ord("t"))
-    err = (byte(at + 4) == ord("e")) & (byte(at + 5) == ord("r")) & (byte(at + 6) == ord("r"))
-    ok &= std & (out_ | err) & (byte(at + 7) == 32) & (byte(at + 8) == ord("F")) & (byte(at + 9) == 32)
-    ok &= lines.starts + at + 9 < lines.ends
-    short = np.flatnonzero(ok & (lines.ends - lines.starts < 4 * 30))  # 30 bytes may be fewer characters
-    if len(short):
-        ok[short] = pc.greater_equal(pc.utf8_length(lines.text.take(pa.array(short))), 31).to_numpy(
-            zero_copy_only=False)
-    lines.first_space = first_space
-    return ok
-
-
-CRI_PREFIX_MAX = 64  # kubelet's timestamps are 20 to 35 characters; a longer one sends its line to the parser
-
-
-def first_space_at(raw: np.ndarray, lines: BatchLines) -> np.ndarray:
-    """Where each complete CRI line's timestamp ends: "YYYY-MM-DDT..." holds no space, so from byte 11 on,
-    one byte position at a time over the lines not yet resolved (faster than a string kernel here)."""
-    found = np.full(len(lines.starts), -1, np.int64)
-    pending = np.arange(len(lines.starts))
-    last = len(raw) - 1
-    k = 11
-    while len(pending) and k < CRI_PREFIX_MAX:
-        hit = raw[np.minimum(lines.starts[pending] + k, last)] == 32
-        found[pending[hit]] = k
-        pending = pending[~hit]
-        k += 1
-    return found
 
 
 def node_ts_ms(lines: pa.Array) -> pa.Array:

@@ -22,13 +22,19 @@ import pyarrow.compute as pc
 
 from obsgap.sources.logs.app_json import UNKNOWN_UNIT, app_columns
 from obsgap.sources.logs.attribution import PER_FILE_COLUMNS, base_attribution, file_columns
-from obsgap.sources.logs.batch_lines import BatchFile, BatchLines, json_only, read_lines
-from obsgap.sources.logs.clock import judge_clocks
+from obsgap.sources.logs.batch_lines import (
+    BatchFile,
+    BatchLines,
+    complete_by_bytes,
+    json_only,
+    judge_clocks,
+    read_lines,
+)
 from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.envoy_format import DEFAULT_ACCESS_FORMAT, ISTIO_JSON
 from obsgap.sources.logs.envoy_json import envoy_json_columns
 from obsgap.sources.logs.envoy_text import envoy_columns
-from obsgap.sources.logs.framing import Partial, complete_by_bytes, complete_by_regex, node_ts_ms
+from obsgap.sources.logs.framing import Partial, complete_by_regex, node_ts_ms
 from obsgap.sources.logs.intake import TooLarge, clean, clean_bytes, gzip_pieces
 from obsgap.sources.logs.json_columns import NotExact, envoy_shaped, read_json_lines
 from obsgap.sources.logs.parts import SCHEMA, PartWriter, Row

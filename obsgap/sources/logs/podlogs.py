@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from obsgap.model import Pod
+from obsgap.sources.reports import ContainerCut, ContainerGap, PodLogsReport, SkippedPod
 
 PROXY = "istio-proxy"
 SINCE_MARGIN_MS = 5 * 60 * 1000
@@ -67,16 +68,15 @@ class PodLogReport:
     skipped_pods: list[tuple[str, str]] = field(default_factory=list)
     """(namespace/pod, why) for pods not asked: not started yet, no container selected."""
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self) -> PodLogsReport:
+        """The typed report (findings.json sources.logs.pod_logs): what the API gave, the gaps and cuts listed."""
         ok = [c for c in self.logs if c.error is None]
-        return {
-            "containers": len(self.logs), "read": len(ok), "bytes": sum(c.bytes for c in ok),
-            "lines": sum(c.lines for c in ok),
-            "gaps": [{"container": c.where, "error": c.error} for c in self.logs if c.error][:200],
-            "gaps_total": sum(1 for c in self.logs if c.error),
-            "cut": [{"container": c.where, "bytes": c.bytes} for c in self.logs if c.cut][:200],
-            "skipped_pods": [{"pod": p, "reason": r} for p, r in self.skipped_pods][:200],
-        }
+        return PodLogsReport(
+            containers=len(self.logs), read=len(ok), bytes=sum(c.bytes for c in ok), lines=sum(c.lines for c in ok),
+            gaps=tuple(ContainerGap(c.where, c.error) for c in self.logs if c.error)[:200],
+            gaps_total=sum(1 for c in self.logs if c.error),
+            cut=tuple(ContainerCut(c.where, c.bytes) for c in self.logs if c.cut)[:200],
+            skipped_pods=tuple(SkippedPod(p, r) for p, r in self.skipped_pods)[:200])
 
 
 def _ms(ts: bytes) -> int | None:

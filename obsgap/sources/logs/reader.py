@@ -11,18 +11,56 @@ import functools
 import gzip
 import io
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from obsgap.sources.logs.attribution import base_attribution
 from obsgap.sources.logs.clock import CLOCK_SAMPLE, FileClock, clock_offset
-from obsgap.sources.logs.framing import Partial, messages
+from obsgap.sources.logs.framing import Partial, split_cri
 from obsgap.sources.logs.intake import open_stream, read_span
 from obsgap.sources.logs.parts import PartWriter, Row
 from obsgap.sources.logs.recognise import recognise
 from obsgap.sources.logs.task import FileStats, ReadTask
 from obsgap.sources.logs.timestamps import parse_ts_ms
 from obsgap.sources.logs.window import outside
+from obsgap.sources.logs.wrappers import unwrap
+
+
+def messages(stream: IO[bytes], stats: FileStats,
+              partial: Partial) -> Iterator[tuple[str, Any, dict[str, Any] | None]]:
+    """Yield (message, wrapper timestamp, wrapper object) with CRI partial lines joined; an open partial
+    message at the end of the stream stays in `partial` for the next file of the same container."""
+    for raw in stream:
+        stats.lines += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            stats.invalid_utf8 += 1
+            line = raw.decode("utf-8", errors="replace")
+        line = line.rstrip("\r\n")
+        cri = split_cri(line)
+        if cri is not None:
+            ts, flag, msg = cri
+            stats.wrappers["cri"] += 1
+            if flag == "P":
+                partial.parts.append(msg)
+                partial.ts = partial.ts or ts
+                stats.partial_joined += 1
+                continue
+            if partial.parts:
+                partial.parts.append(msg)
+                joined, first_ts = partial.take()
+                msg, ts = joined, first_ts or ts
+            yield msg, ts, None
+            continue
+        wrapped = unwrap(line)
+        if wrapped is not None:
+            name, inner, stamp, wrapper = wrapped
+            stats.wrappers[name] += 1
+            yield inner, stamp, wrapper
+            continue
+        yield line, None, None
 
 
 def parse_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | None, stats: FileStats,

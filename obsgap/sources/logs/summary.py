@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from obsgap.coverage import LogSpan, PodCoverage, partial_pods
 from obsgap.evidence import LogEvidence
+from obsgap.intervals import LogSpan, PodCoverage, partial_pods, time_step_ms
+from obsgap.names import split_host_port
 from obsgap.sources.logs.discover import attribution_from_path
 from obsgap.sources.logs.store import RequestTable
-from obsgap.topology import TopologyIndex, split_host_port
+from obsgap.sources.logs.table import LogStats
+from obsgap.sources.reports import FileRequests, PodRequests, Unattributed
+from obsgap.topology import TopologyIndex
 
 
 def host_sql(column: str) -> str:
@@ -77,8 +80,10 @@ WHERE r.direction = 'inbound' AND r.duration_ms IS NOT NULL AND r.method IS NOT 
 GROUP BY ALL
 """,
     # Time bins aligned on the window start (so the first and last bins are whole), about 24 per window.
+    # Per origin and port, so a timeline counts each request once with the coverage table's rule (witness.py).
     "hourly": f"""WITH {_traffic()}
-SELECT namespace, pod, $start + {_BIN} * $step AS hour_ms, sum(n) AS requests
+SELECT namespace, pod, origin, port, CASE WHEN pod IS NULL THEN {host_sql("downstream_local")} END AS ip,
+       $start + {_BIN} * $step AS hour_ms, sum(n) AS requests
 FROM traffic WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $start
 GROUP BY ALL
 """,
@@ -104,7 +109,7 @@ GROUP BY ALL
 MAX_LISTED_FILES = 20
 
 
-def unattributed(table: RequestTable, index: TopologyIndex) -> dict[str, Any]:
+def unattributed(table: RequestTable, index: TopologyIndex) -> Unattributed:
     """Requests no pod of the topology can be credited with, per file: those whose file names no pod and whose
     Envoy address is no known pod IP, and (with a topology) those of pods it does not have."""
     known = pd.DataFrame([(p.namespace, p.name) for p in index.topo.pods], columns=["namespace", "pod"]).astype(str)
@@ -122,11 +127,9 @@ def unattributed(table: RequestTable, index: TopologyIndex) -> dict[str, Any]:
         per_file[str(r.file)] = per_file.get(str(r.file), 0) + int(r.requests)
     files = sorted(per_file.items(), key=lambda kv: (-kv[1], kv[0]))
     pods = sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))
-    return {"requests": sum(per_file.values()),
-            "files": [{"path": f, "requests": n} for f, n in files[:MAX_LISTED_FILES]],
-            "files_total": len(files),
-            "unknown_pods": [{"pod": p, "requests": n} for p, n in pods[:MAX_LISTED_FILES]],
-            "unknown_pod_requests": sum(unknown.values()), "unknown_pods_total": len(pods)}
+    return Unattributed(sum(per_file.values()), tuple(FileRequests(f, n) for f, n in files[:MAX_LISTED_FILES]),
+                        len(files), tuple(PodRequests(p, n) for p, n in pods[:MAX_LISTED_FILES]),
+                        sum(unknown.values()), len(pods))
 
 
 def _attribute(df: pd.DataFrame, index: TopologyIndex) -> pd.DataFrame:
@@ -144,11 +147,6 @@ def _timed(query: str, start_ms: int, end_ms: int) -> str:
     """The window's numbers in a query (integers: nothing untrusted is formatted into SQL)."""
     return (query.replace("$start", str(int(start_ms))).replace("$end", str(int(end_ms)))
             .replace("$step", str(time_step_ms(start_ms, end_ms))))
-
-
-def time_step_ms(start_ms: int, end_ms: int) -> int:
-    """About 24 bins per window, in whole minutes (at least 5)."""
-    return max(5, round((end_ms - start_ms) / 24 / 60000)) * 60000
 
 
 def log_spans(table: RequestTable, cut_paths: frozenset[str] = frozenset()) -> list[LogSpan]:
@@ -183,8 +181,17 @@ def agent_paths(index: TopologyIndex) -> pd.DataFrame:
                         columns=["namespace", "pod", "path"]).astype(str)
 
 
+@dataclass(frozen=True)
+class Accounting:
+    """How the requests of the table were counted, for the logs' source report."""
+
+    stats: LogStats
+    agent_requests_excluded: int
+    unattributed: Unattributed
+
+
 def summarize(table: RequestTable, index: TopologyIndex, start_ms: int = 0, end_ms: int = 86_400_000,
-              cut_paths: frozenset[str] = frozenset()) -> LogEvidence:
+              cut_paths: frozenset[str] = frozenset()) -> tuple[LogEvidence, Accounting]:
     agent = agent_paths(index)
     inbound = _attribute(table.query(QUERIES["inbound"], agent_paths=agent), index)
     outbound = _attribute(table.query(QUERIES["outbound"], agent_paths=agent), index)
@@ -193,15 +200,14 @@ def summarize(table: RequestTable, index: TopologyIndex, start_ms: int = 0, end_
          index.services_of_pod(p.namespace, p.name)], columns=["pod_namespace", "pod", "namespace", "service"])
     durations = (table.query(QUERIES["durations"], pod_service=pod_service, agent_paths=agent) if not pod_service.empty
                  else pd.DataFrame())
-    stats = table.stats.as_dict()
     probes = table.query(QUERIES["probes"], agent_paths=agent)
-    stats["agent_requests_excluded"] = int(probes["requests"].sum()) if not probes.empty else 0
-    stats["unattributed"] = unattributed(table, index)
+    accounting = Accounting(table.stats, int(probes["requests"].sum()) if not probes.empty else 0,
+                            unattributed(table, index))
     partial = partial_pods(log_spans(table, cut_paths), index.pods_by_key, start_ms, end_ms,
                            time_step_ms(start_ms, end_ms))
     return LogEvidence(
         partial=partial, covered_bins=covered_bins(table, index, partial, start_ms, end_ms, agent),
         inbound=inbound, outbound=outbound, by_remote=table.query(QUERIES["remote"], agent_paths=agent),
-        stats=stats, durations=durations,
-        hourly=table.query(_timed(QUERIES["hourly"], start_ms, end_ms), agent_paths=agent),
-    )
+        durations=durations,
+        hourly=_attribute(table.query(_timed(QUERIES["hourly"], start_ms, end_ms), agent_paths=agent), index),
+    ), accounting

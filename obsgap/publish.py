@@ -12,11 +12,11 @@ from pathlib import Path
 
 from obsgap.errors import InputError
 from obsgap.history import load_history
-from obsgap.model import ScanResult
 from obsgap.render.html import PlotlyMode, render_html
 from obsgap.render.json_out import render_json, result_dict
 from obsgap.render.markdown import render_markdown
 from obsgap.report.build import build_report
+from obsgap.result import ScanResult
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -21,6 +21,11 @@ import pandas as pd
 from obsgap.model import Pod
 
 
+def time_step_ms(start_ms: int, end_ms: int) -> int:
+    """About 24 bins per window, in whole minutes (at least 5)."""
+    return max(5, round((end_ms - start_ms) / 24 / 60000)) * 60000
+
+
 @dataclass(frozen=True)
 class LogSpan:
     """What one container's logs show of time: their earliest and latest request, and whether a limit cut them."""
@@ -113,15 +118,3 @@ def covered_counts(partial: Mapping[tuple[str, str], PodCoverage], log_bins: pd.
             where = (str(r.destination_service_namespace), str(r.destination_service_name), str(r.pod))
             mesh[where] = mesh.get(where, 0.0) + float(r.value)
     return CoveredCounts(partial, logs, mesh, by_pod)
-
-
-def coverage_share(rows: Iterable[tuple[int, int, bool]]) -> float | None:
-    """Of the requests observed (logs, callers) for comparable services, the share the mesh counted: each
-    service's count capped at what was observed, so one over-counting service cannot hide another's loss.
-    Rows are (observed, mesh counted, comparable)."""
-    logged = counted = 0
-    for observed, mesh, comparable in rows:
-        if comparable:
-            logged += observed
-            counted += min(mesh, observed)
-    return counted / logged if logged else None
