@@ -18,6 +18,7 @@ from click.core import ParameterSource
 from obsgap import engine
 from obsgap.checks import REGISTRY, by_id
 from obsgap.checks.base import doc_sections
+from obsgap.checks.slo import SloUntrustworthy
 from obsgap.config import (
     FAIL_ON,
     RunPlan,
@@ -225,7 +226,7 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
         sys.exit(exc.exit_code)
     say = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(f"· {m}", err=True))
     with _exit_on_errors():
-        outcome = engine.run(replace(plan, only_checks=("slo-untrustworthy",)), say)
+        outcome = engine.run(replace(plan, only_checks=(SloUntrustworthy.id,)), say)
     for line in notices(outcome.result):
         click.echo(line, err=True)
     slo_report = outcome.result.sources.slos

@@ -161,8 +161,8 @@ def run_checks(checks: tuple[type[Check], ...], ev: Evidence,
     for check in checks:
         missing = [n for n in check.needs if not present[n]]
         if missing:
-            runs.append(CheckRun(check.id, "skipped", f"needs {' and '.join(missing)}: "
-                                 + "; ".join(ev.unmeasured.get(n, "not read") for n in missing)))
+            runs.append(CheckRun(check.id, "skipped", "; ".join(f"needs {n} ({ev.unmeasured.get(n, 'not read')})"
+                                                                for n in missing)))
             continue
         inputs = CheckInputs(ev, analysis, frozenset(check.queries))
         try:
@@ -181,13 +181,12 @@ def run_checks(checks: tuple[type[Check], ...], ev: Evidence,
     return tuple(runs), tuple(findings)
 
 
-def not_run_line(runs: tuple[CheckRun, ...]) -> str | None:
-    """"no check could run (…)" when none did: a run that measured nothing is never complete."""
+def not_run_line(runs: tuple[CheckRun, ...], unmeasured: dict[str, str]) -> str | None:
+    """"no check could run: <what is missing>" when none did: a run that measured nothing is never complete."""
     if any(r.status == "ran" for r in runs) or not runs:
         return None
-    why = sorted({r.reason or r.status for r in runs})
-    return f"no check could run: {why[0]}" + (f" (and {plural(len(why) - 1, 'other reason')})" if len(why) > 1
-                                              else "")
+    missing = [unmeasured[k] for k in ("topology", "metrics", "logs") if k in unmeasured]
+    return "no check could run: " + ("; ".join(missing) if missing else (runs[0].reason or runs[0].status))
 
 
 def partial_reasons(problems: list[str], sources: SourceReports, runs: tuple[CheckRun, ...]) -> tuple[str, ...]:
@@ -249,7 +248,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     reports = SourceReports(srcs.metrics.report() if srcs.metrics is not None else metrics.report,
                             replace(kube, dashboards=dashboards.report if plan.dashboards else None), logs.report,
                             slos.report if srcs.slos.configured else None)
-    nothing = not_run_line(runs)
+    nothing = not_run_line(runs, dict(evidence.unmeasured))
     if nothing:
         problems.append(nothing)
     reasons = partial_reasons(problems, reports, runs)

@@ -78,7 +78,7 @@ class LogEvidence:
     durations: pd.DataFrame = field(default_factory=pd.DataFrame)
     """namespace, service, origin, upper_ms, requests: inbound request durations per service on a 2% log scale."""
     partial: Mapping[tuple[str, str], PodCoverage] = field(default_factory=dict)
-    """Pods whose logs cover only part of the window, with the interval they cover (coverage.py)."""
+    """Pods whose logs cover only part of the window, with the interval they cover (intervals.py)."""
     covered_bins: pd.DataFrame = field(default_factory=pd.DataFrame)
     """namespace, pod, origin, port, bin_end_ms, requests: inbound requests of those pods per bin."""
 

@@ -82,7 +82,7 @@ def test_a_snapshot_alone_lists_the_checks_it_cannot_run_as_skipped(tmp_path: Pa
     assert doc["sources"]["kubernetes"]["status"] == "empty" and doc["sources"]["kubernetes"]["pods_in_scope"] == 0
     # the terminal names the checks that did not run, one line per reason
     assert "7 of 15 checks ran:" in res.output
-    assert "not run: call-address-not-fqdn (needs logs: no --logs, --pod-logs or --clickhouse-url given)" in res.output
+    assert "not run: call-address-not-fqdn (needs logs (no --logs, --pod-logs or --clickhouse-url given))" in res.output
 
 
 def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None:

@@ -361,7 +361,7 @@ def test_without_metrics_no_slo_is_called_trustworthy(slo_run) -> None:  # type:
                                     "--slo", str(SLO_DATA), "--start", spec.start.isoformat(), "--end",
                                     spec.end.isoformat()])
     assert res.exit_code == 3, res.output  # nothing could be measured: a partial run, never a clean one
-    assert "no check could run: needs metrics: no --prometheus-url given" in res.stderr
+    assert "no check could run: no --prometheus-url given" in res.stderr
     rows = res.stdout.splitlines()[1:8]
     assert len(rows) == 7 and all(row.rstrip().endswith("unverified") for row in rows)
     assert res.stdout.count("not measured: no metrics were read") == 7
@@ -383,3 +383,102 @@ def test_a_slo_file_that_is_not_yaml_is_exit_2_and_leaves_nothing(tmp_path: Path
     res = CliRunner().invoke(main, ["report", "--slo", str(tmp_path / "nope"), "--kube-snapshot", str(snapshot),
                                     "--out", str(out)])
     assert res.exit_code == 2 and "--slo" in res.stderr and "no such file or directory" in res.stderr
+
+
+# --- issue 22, section 3: verdicts that hold -------------------------------------------------------------------
+
+VERDICT_SLOS = """apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-fast, namespace: shop}
+spec:
+  service: search
+  indicator:
+    metadata: {name: search-fast-sli}
+    spec:
+      ratioMetric:
+        counter: true
+        good:
+          metricSource:
+            type: Prometheus
+            spec: {query: 'istio_request_duration_milliseconds_bucket{reporter="destination",destination_service_name="search",le="500"}'}
+        total:
+          metricSource:
+            type: Prometheus
+            spec: {query: 'istio_request_duration_milliseconds_count{reporter="destination",destination_service_name="search"}'}
+  budgetingMethod: Occurrences
+  objectives: [{displayName: under 500 ms, target: 0.99}]
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-good-typo, namespace: shop}
+spec:
+  service: search
+  indicator:
+    metadata: {name: search-good-typo-sli}
+    spec:
+      ratioMetric:
+        good:
+          metricSource:
+            type: Prometheus
+            spec: {query: 'sum(rate(istio_requests_total{reporter="destination",destination_service_name="search",response_code="2OO"}[5m]))'}
+        total:
+          metricSource:
+            type: Prometheus
+            spec: {query: 'sum(rate(istio_requests_total{reporter="destination",destination_service_name="search"}[5m]))'}
+  budgetingMethod: Occurrences
+  objectives: [{target: 0.99}]
+---
+version: "prometheus/v1"
+service: "feature-store"
+slos:
+  - name: "requests-availability"
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(istio_requests_total{destination_service_namespace="shop",destination_service_name="feature-store",response_code=~"5.."}[{{.window}}]))
+        total_query: sum(rate(istio_requests_total{destination_service_namespace="shop",destination_service_name="feature-store"}[{{.window}}]))
+"""  # noqa: E501 (PromQL as SLO files hold it, one query a line)
+
+
+@pytest.fixture(scope="module")
+def verdicts(slo_run) -> Any:  # type: ignore[no-untyped-def]
+    _, built, server, tmp = slo_run
+    spec = built.spec
+    slos = tmp / "verdicts.yaml"
+    slos.write_text(VERDICT_SLOS)
+    plan = RunPlan(window=Window(spec.start, spec.end), out_dir=tmp / "verdicts-out",
+                   prometheus=PrometheusOptions(url=server.url), kube_snapshots=(built.topology,),
+                   logs=(str(built.logs),), slo_paths=(slos,), only_checks=("slo-untrustworthy",),
+                   namespaces=("shop",))
+    return engine.run(plan).result, built
+
+
+def test_a_latency_sli_written_as_a_ratio_is_judged_on_latency(verdicts) -> None:  # type: ignore[no-untyped-def]
+    """good = the bucket at 500 ms, total = the count: the logs' side is the share of requests under 500 ms, not the
+    share answered without a 5xx (search answers 2% 5xx, all of them fast)."""
+    result, built = verdicts
+    a = _rows(result)[("openslo", "search-fast")]
+    assert a.measured.spec.kind == "latency" and a.threshold == 500 and a.unit == "ms"
+    latencies = built.truth.latencies_ms["shop/search"]
+    assert a.sli_logs == pytest.approx(sum(1 for d in latencies if d <= 500) / len(latencies), abs=0.005)
+    assert built.truth.server_errors["shop/search"] / built.truth.server_requests["shop/search"] > 0.01
+    assert a.verdict == "trustworthy" and a.problems == ()
+
+
+def test_an_slo_naming_a_missing_service_is_found_where_it_points(verdicts) -> None:  # type: ignore[no-untyped-def]
+    result, _ = verdicts
+    (f,) = [f for f in result.findings if f.subject.startswith("sloth:") and "feature-store" in f.title]
+    assert (f.namespace, f.service) == ("shop", "feature-store")  # kept by -n shop
+    assert f.title == "SLO feature-store/requests-availability (sloth) is broken: selector matches nothing"
+    assert "counts no events at all" in f.detail and "shows no data" in f.detail and "never fire" in f.detail
+
+
+def test_an_empty_good_selector_says_the_slo_reads_zero_and_pages(verdicts) -> None:  # type: ignore[no-untyped-def]
+    result, _ = verdicts
+    a = _rows(result)[("openslo", "search-good-typo")]
+    assert a.verdict == "broken" and [p.cause for p in a.problems] == ["selector-matches-nothing"]
+    reason = a.problems[0].reason
+    assert 'response_code="2OO"' in reason and "reads 0%" in reason and "page" in reason
+    assert "stays green" not in reason
+    (f,) = [f for f in result.findings if "search-good-typo" in f.title]
+    assert f.title.startswith("SLO search/search-good-typo (openslo) is broken") and f.namespace == "shop"

@@ -195,6 +195,13 @@ class HistogramInfSaturation(Check):
         return frozenset(f"metric:{f}" for f in families) | inputs.in_scope_namespaces()
 
     @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """A histogram's findings are judged on its family's buckets; an annotation's on its namespace's pods."""
+        if finding.get("cause") == "invalid-bucket-annotation":
+            return (str(finding.get("namespace") or ""),)
+        return (f"metric:{finding.get('metric')}",)
+
+    @classmethod
     def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
         ev = finding.evidence
         return saturation_charts(ev) if isinstance(ev, SaturationEvidence) and ev.buckets else ()

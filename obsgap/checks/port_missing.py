@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from obsgap.analysis.reconcile import REQ_COLS, PortTraffic, ServiceTraffic
 from obsgap.charts import Chart
@@ -48,13 +49,18 @@ class PortMissingFromMetrics(Check):
         """The namespaces whose logs were read (ports that carry traffic) and, with `up` series, whose pods'
         scraping was judged."""
         keys: set[str] = set()
-        if inputs.logs is not None:
-            keys |= {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()} if not inputs.logs.inbound.empty \
-                else set()
+        if inputs.logs is not None and not inputs.logs.inbound.empty:
+            keys |= {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()}
         metrics = inputs.metrics
         if metrics is not None and metrics.has("scrape_targets"):
-            keys |= set(inputs.in_scope_namespaces())
+            keys |= {f"scrape:{ns}" for ns in inputs.in_scope_namespaces()}
         return frozenset(keys)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """A port's traffic is judged on its namespace's logs; a metrics port's scraping on the `up` series."""
+        ns = str(finding.get("namespace") or "")
+        return (f"scrape:{ns}",) if finding.get("cause") == "metrics-port-not-scraped" else (ns,)
 
     @classmethod
     def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:

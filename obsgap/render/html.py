@@ -61,7 +61,18 @@ def report_data(report: Report, document: dict[str, Any]) -> dict[str, Any]:
         "coverage_chart": figures.coverage_chart(report.result.coverage) if report.result.coverage else None,
         "trend_chart": figures.trend_chart(report.history.runs),
         "checks": {c.id: {"title": c.title, "doc": c.doc_url} for c, _ in report.checks},
+        "empty_means": _empty_means(report),
     }
+
+
+def _empty_means(report: Report) -> str:
+    """What a list without findings says: clean only when every check ran on every input given."""
+    if report.checks_ran == 0:
+        return "No check could run, so nothing was measured: see the run's status above."
+    if report.result.status != "complete" or report.not_run:
+        return (f"No findings from the {report.checks_ran} checks that ran; what the others would have found is "
+                "unknown.")
+    return "No findings: the telemetry matches what the logs and topology show."
 
 
 def render_html(report: Report, plotly: PlotlyMode = "embed", document: dict[str, Any] | None = None) -> str:

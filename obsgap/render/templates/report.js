@@ -163,7 +163,7 @@
       if (group !== "none" && key(f) !== last) { last = key(f); list.append(el("div", { class: "group-head", text: last })); }
       list.append(findingCard(f));
     }
-    if (!items.length) list.append(el("p", { class: "hint", text: DATA.findings.length ? "No finding matches the filters." : "No findings: the telemetry matches what the logs and topology show." }));
+    if (!items.length) list.append(el("p", { class: "hint", text: DATA.findings.length ? "No finding matches the filters." : DATA.empty_means }));
     pager(document.getElementById("finding-pager"), items.length, findingPage, (p) => { findingPage = p; renderFindings(); });
   }
   for (const c of controls) c.addEventListener("input", () => { findingPage = 0; renderFindings(); });

@@ -5,7 +5,7 @@ Per container: `timestamps=true` (the time kubelet received each line: the node'
 window's start less a margin (a line older than the start proves the logs reach back to it), `previous=true` as
 well for a container whose last run ended within the window, and a byte limit whose cut is reported. The kubelet
 serves only a container's current log file (10 MiB by default): a busy pod's logs begin hours after the window
-does. That is normal; coverage.py compares such logs only with the metrics of the interval they cover.
+does. That is normal; intervals.py compares such logs only with the metrics of the interval they cover.
 A failure on one container (403, 404, 500, a broken connection) is a gap of that container, never a failed run.
 """
 

@@ -88,7 +88,7 @@ FROM traffic WHERE direction = 'inbound' AND ts_ms IS NOT NULL AND ts_ms >= $sta
 GROUP BY ALL
 """,
     # Inbound requests per pod, origin, port and bin, for the pods whose logs cover only part of the window
-    # (coverage.py): bin k is (start + k*step, start + (k+1)*step], as the mesh's range query counts it.
+    # (intervals.py): bin k is (start + k*step, start + (k+1)*step], as the mesh's range query counts it.
     "bins": f"""WITH {_traffic()}
 SELECT namespace, pod, origin, port, CASE WHEN pod IS NULL THEN {host_sql("downstream_local")} END AS ip,
        $start + ({_BIN} + 1) * $step AS bin_end_ms, sum(n) AS requests
