@@ -42,6 +42,7 @@ from obsgap.sources.logs.discover import parse_log_pod
 from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions, redact_url
 from obsgap.sources.queries import namespace_matcher
+from obsgap.sources.witnesses import parse_witness_metric
 
 CONFIG_META = "obsgap.config"
 
@@ -175,6 +176,9 @@ def main() -> None:
 @_opt("--dashboards", multiple=True, type=click.Path(), help="Grafana dashboard JSON (file or folder).")
 @_opt("--slo", "slos", multiple=True, type=click.Path(),
       help="SLO file or folder (Sloth, Pyrra, OpenSLO, PrometheusRule); with a live cluster its SLO objects too.")
+@_opt("--witness-metric", "witness_metrics", multiple=True,
+      help="A request metric obsgap does not know, as a witness: SERIES:namespace=LABEL,pod=LABEL,status=LABEL,"
+           "status_form=code|class,route=LABEL,port=LABEL (kind=ebpf,agent=NAME for an agent's); repeatable.")
 @_opt("--check", "only_checks", multiple=True, help="Run only these checks.")
 @_opt("-q", "--quiet", is_flag=True, help="Print only the output path.")
 @click.pass_context
@@ -314,7 +318,8 @@ def _plan(o: dict[str, Any]) -> RunPlan:
         settings=CheckSettings(tolerance=o["tolerance"], min_requests=o["min_requests"],
                                namespaces=tuple(o["namespaces"]), slo_latency_ms=parse_slos(o["slo_latency"])),
         only_checks=tuple(o["only_checks"]), dashboards=tuple(Path(p) for p in o["dashboards"]),
-        slo_paths=tuple(Path(p) for p in o["slos"]))
+        slo_paths=tuple(Path(p) for p in o["slos"]),
+        witness_families=tuple(parse_witness_metric(w) for w in o["witness_metrics"]))
 
 
 def _clickhouse(o: dict[str, Any]) -> ClickHouseOptions | None:
@@ -368,12 +373,16 @@ def explain(check_id: str) -> None:
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
 @click.option("--hours", type=float, default=2.0, show_default=True, help="Simulated hours of traffic.")
-def demo(out: str, hours: float) -> None:
+@click.option("--mesh", type=click.Choice(["default", "witnesses", "ambient"]), default="default", show_default=True,
+              help="witnesses: no access logs and no application logs; coverage from the services' own request "
+                   "metrics and an eBPF agent (OBI) alone. ambient: an ambient namespace (ztunnel, a waypoint, a "
+                   "missing one, an opted-out pod), Gateway API routes, Prometheus 3's bucket spelling.")
+def demo(out: str, hours: float, mesh: str) -> None:
     """Build a demo mesh with one of every gap, serve its metrics from a real Prometheus, run the report."""
     from obsgap.scenario.demo import run_demo
 
     try:
-        path = run_demo(Path(out), hours, lambda m: click.echo(f"· {m}", err=True))
+        path = run_demo(Path(out), hours, lambda m: click.echo(f"· {m}", err=True), mesh)
         click.echo("open the report in a browser (findings.json and summary.md are next to it):", err=True)
     except ObsgapError as exc:
         click.echo(f"obsgap: {exc}", err=True)

@@ -23,6 +23,7 @@ from obsgap.sources.logs.discover import LogPod
 from obsgap.sources.logs.envoy_format import AccessFormat, validate
 from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.witness import WitnessFamily
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -179,6 +180,10 @@ class RunPlan:
     dashboards: tuple[Path, ...] = ()
     slo_paths: tuple[Path, ...] = ()
     """--slo: SLO files or folders (Sloth, Pyrra, OpenSLO, PrometheusRule)."""
+    witness_families: tuple[WitnessFamily, ...] = ()
+    """--witness-metric: request metrics obsgap does not know, as witnesses beside the known families."""
+    known_witnesses: bool = True
+    """Look for the known witness families too (False: only `witness_families`)."""
 
     def fails(self, severity: Severity) -> bool:
         if self.fail_on == "never":

@@ -29,6 +29,7 @@ from obsgap.sources.reports import KubernetesReport, LogsReport, PrometheusRepor
 from obsgap.sources.slos import SloSource
 from obsgap.text import plural
 from obsgap.topology import TopologyIndex
+from obsgap.witness import KNOWN_FAMILIES
 
 log = logging.getLogger("obsgap")
 Progress = Callable[[str], None]
@@ -76,7 +77,8 @@ def sources_of(plan: RunPlan, checks: tuple[type[Check], ...] | None = None) -> 
     metrics = None
     if plan.prometheus is not None:
         metrics = MetricsSource(plan.prometheus, declared_queries(checks), ANALYSIS_RANGE_QUERIES,
-                                any(c.needs_histograms for c in checks))
+                                any(c.needs_histograms for c in checks),
+                                (*(KNOWN_FAMILIES if plan.known_witnesses else ()), *plan.witness_families))
     return Sources(SloSource(plan.slo_paths, plan.kube_live), TopologySource(plan.kube_snapshots, plan.kube_live),
                    DashboardSource(plan.dashboards), metrics, logs)
 

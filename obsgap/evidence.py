@@ -13,6 +13,7 @@ from obsgap.intervals import CoveredCounts, PodCoverage
 from obsgap.model import PanelQuery, Topology, Window
 from obsgap.slo.spec import Measured
 from obsgap.topology import TopologyIndex
+from obsgap.witness import WitnessCounts
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -36,6 +37,8 @@ class MetricsEvidence:
     """Histogram family (name without _bucket) -> bucket increases: le, grouping labels, value."""
     histogram_series: Mapping[str, int] = field(default_factory=dict)
     """Histogram family -> label combinations (series of its +Inf bucket)."""
+    witnesses: tuple[WitnessCounts, ...] = ()
+    """What each witness family present in the window counted (obsgap.witness; sources/witnesses.py)."""
     declared: frozenset[str] | None = None
     """The queries the current reader declared; reading another raises UndeclaredQuery. None: no restriction."""
 
@@ -81,6 +84,9 @@ class LogEvidence:
     """Pods whose logs cover only part of the window, with the interval they cover (intervals.py)."""
     covered_bins: pd.DataFrame = field(default_factory=pd.DataFrame)
     """namespace, pod, origin, port, bin_end_ms, requests: inbound requests of those pods per bin."""
+    connections: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """namespace, pod, direction, port, connections, errors: ztunnel's access logs (ambient mode), per pod they
+    name (the destination's inbound, the source's outbound): connections, not requests."""
 
     @property
     def has_requests(self) -> bool:

@@ -5,10 +5,11 @@ Each rule follows Istio's behaviour as docs/design.md ("Istio facts") records it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from obsgap.ambient import DATAPLANE_MODE, REDIRECTION, ambient_namespace
 from obsgap.model import SidecarState, TrafficExclusions
 
 PROTOCOL_PREFIXES = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp",
@@ -59,6 +60,16 @@ def port_protocol(name: str | None, app_protocol: str | None, port: int,
     if port in SERVER_FIRST_PORTS:
         return SERVER_FIRST_PORTS[port], "well-known-port"
     return "unknown", "sniffed"
+
+
+def mesh_is_ambient(namespace_labels: Iterable[Mapping[str, str]]) -> bool:
+    """Whether the mesh is mostly ambient: at least as many namespaces enrolled in ambient as labelled for
+    injection, and one at least. An unlabelled namespace's pods then miss ambient enrolment, not injection."""
+    ambient = injected = 0
+    for labels in namespace_labels:
+        ambient += ambient_namespace(labels)
+        injected += namespace_injection_enabled(labels)
+    return ambient > 0 and ambient >= injected
 
 
 def namespace_injection_enabled(labels: Mapping[str, str]) -> bool:
@@ -121,10 +132,10 @@ def _init_failed(status: Mapping[str, Any]) -> str | None:
 
 
 def sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mapping[str, Any],
-                  spec: Mapping[str, Any], status: Mapping[str, Any]) -> SidecarState:
+                  spec: Mapping[str, Any], status: Mapping[str, Any], mesh_ambient: bool = False) -> SidecarState:
     """Decide whether a pod runs istio-proxy, and if not, why (a `no-sidecar/*` cause). An `image: auto`
     istio-proxy is the injector's placeholder, not a sidecar: the pod's real state applies, and says so."""
-    state = _sidecar_state(namespace, ns_labels, metadata, spec, status)
+    state = _sidecar_state(namespace, ns_labels, metadata, spec, status, mesh_ambient)
     if state.present or not image_auto_placeholder(spec):
         return state
     return replace(state, placeholder=True, evidence=state.evidence + "; its istio-proxy container still has the "
@@ -132,7 +143,7 @@ def sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mappin
 
 
 def _sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mapping[str, Any],
-                   spec: Mapping[str, Any], status: Mapping[str, Any]) -> SidecarState:
+                   spec: Mapping[str, Any], status: Mapping[str, Any], mesh_ambient: bool) -> SidecarState:
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
     has_proxy = _real_proxy(spec)
@@ -152,9 +163,9 @@ def _sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mappi
                                 f"init container {failed_init} did not complete, so istio-proxy never started")
         return SidecarState("native-sidecar" if native else "sidecar", None, expected, "istio-proxy container")
 
-    dataplane = labels.get("istio.io/dataplane-mode") or ns_labels.get("istio.io/dataplane-mode")
-    if dataplane == "ambient":
-        return SidecarState("ambient", None, False, "istio.io/dataplane-mode=ambient (ztunnel: TCP metrics only)")
+    ambient = _ambient_state(namespace, ns_labels, labels, annotations, spec)
+    if ambient is not None:
+        return ambient
     if spec.get("hostNetwork"):
         return SidecarState("none", "no-sidecar/host-network", False, "hostNetwork: true pods are never injected")
     if namespace in SYSTEM_NAMESPACES:
@@ -171,8 +182,39 @@ def _sidecar_state(namespace: str, ns_labels: Mapping[str, str], metadata: Mappi
     if ns_disabled:
         return SidecarState("none", "no-sidecar/namespace-not-enabled", False,
                             f"namespace {namespace} has istio-injection=disabled")
+    if mesh_ambient:
+        return SidecarState("none", "ambient/namespace-not-enrolled", False,
+                            f"namespace {namespace} has no {DATAPLANE_MODE}=ambient label (nor an injection label), "
+                            "in a mesh whose namespaces are mostly ambient")
     return SidecarState("none", "no-sidecar/namespace-not-enabled", False,
                         f"namespace {namespace} has no istio-injection=enabled or istio.io/rev label")
+
+
+def _ambient_state(namespace: str, ns_labels: Mapping[str, str], labels: Mapping[str, str],
+                   annotations: Mapping[str, str], spec: Mapping[str, Any]) -> SidecarState | None:
+    """A pod without a sidecar in ambient mode: captured by ztunnel, or why not; None when ambient does not apply.
+    The pod's own istio.io/dataplane-mode wins over its namespace's (`none` opts out)."""
+    own = labels.get(DATAPLANE_MODE)
+    ns_ambient = ns_labels.get(DATAPLANE_MODE) == "ambient"
+    if own == "none" and ns_ambient:
+        return SidecarState("none", "ambient/pod-opted-out", False,
+                            f'pod label {DATAPLANE_MODE}: "none" in namespace {namespace}, which is ambient')
+    if own != "ambient" and not (ns_ambient and own is None):
+        return None
+    where = "its own label" if own == "ambient" else f"namespace {namespace}'s label"
+    if spec.get("hostNetwork"):
+        return SidecarState("none", "ambient/host-network", False,
+                            f"{DATAPLANE_MODE}=ambient ({where}), but hostNetwork: true pods are never captured by "
+                            "ztunnel")
+    redirection = annotations.get(REDIRECTION)
+    if redirection == "disabled":  # the CNI's own record of an opt-out (istio/istio cni/pkg/util/podutil.go)
+        return SidecarState("none", "ambient/pod-opted-out", False,
+                            f'{REDIRECTION}: "disabled": the pod asked not to be redirected to ztunnel')
+    if redirection is not None and redirection != "enabled":
+        return SidecarState("none", "ambient/not-captured", True,
+                            f'{REDIRECTION}: "{redirection}": the CNI has not redirected the pod\'s traffic to ztunnel')
+    return SidecarState("ambient", None, False, f"{DATAPLANE_MODE}=ambient ({where}): ztunnel, TCP metrics only "
+                        "unless a waypoint serves it")
 
 
 def _ports(raw: str | None) -> frozenset[int]:

@@ -47,6 +47,8 @@ class Service:
     labels: Mapping[str, str] = field(default_factory=dict)
     export_to: tuple[str, ...] = ()
     """From the networking.istio.io/exportTo annotation; empty means every namespace."""
+    conditions: tuple[Condition, ...] = ()
+    """status.conditions (Istio writes istio.io/WaypointBound in ambient meshes)."""
 
     @property
     def fqdn(self) -> str:
@@ -121,6 +123,9 @@ class Pod:
     agent_paths: tuple[str, ...] = ()
     """HTTP paths kubelet probes (and, with metrics merging, Prometheus scrapes) reach through pilot-agent, not
     Envoy: the app logs them, no mesh metric ever counts them."""
+    probes_per_second: float = 0.0
+    """kubelet's HTTP probes of the pod's containers, per second (1 / periodSeconds each, 10 s by default): what a
+    witness that cannot tell them by their path counts beside the traffic."""
     uid: str | None = None
     started_ms: int | None = None
     """status.startTime (epoch ms): no log or metric of the pod can be older."""
@@ -208,6 +213,104 @@ class Gateway:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """One status condition a controller wrote (Programmed, Accepted, ResolvedRefs, istio.io/WaypointBound)."""
+
+    type: str
+    status: str
+    """True, False or Unknown."""
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listener of a Gateway API Gateway, with the routes it admits."""
+
+    name: str
+    port: int | None
+    protocol: str
+    hostname: str | None = None
+    allowed_from: str = "Same"
+    """allowedRoutes.namespaces.from: Same (the default), All or Selector."""
+    allowed_selector: Mapping[str, str] = field(default_factory=dict)
+    """allowedRoutes.namespaces.selector.matchLabels, when `from` is Selector."""
+    allowed_kinds: tuple[str, ...] = ()
+    """allowedRoutes.kinds; empty: the kinds the protocol takes."""
+
+
+@dataclass(frozen=True)
+class KubeGateway:
+    """A Gateway API Gateway (gateway.networking.k8s.io): an ingress or egress gateway, or an ambient waypoint
+    (class `istio-waypoint`)."""
+
+    namespace: str
+    name: str
+    class_name: str
+    listeners: tuple[Listener, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    conditions: tuple[Condition, ...] | None = None
+    """status.conditions; None when the object carries no status (a manifest, not a cluster's object)."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions or () if c.type == kind), None)
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    """A parentRef or backendRef of a route, with the API's defaults applied (a parent: group
+    gateway.networking.k8s.io, kind Gateway; a backend: group "" (core), kind Service; namespace: the route's)."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    port: int | None = None
+    section_name: str | None = None
+    group_given: bool = True
+    """Whether the reference spelled its group (a Service parent needs `group: ""` spelled out)."""
+
+    @property
+    def text(self) -> str:
+        where = f"{self.kind} {self.namespace}/{self.name}"
+        return where + (f":{self.port}" if self.port else "") + (f" ({self.section_name})" if self.section_name
+                                                                  else "")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A Gateway API route (HTTPRoute, GRPCRoute): where it attaches and where it sends requests."""
+
+    kind: str
+    namespace: str
+    name: str
+    hostnames: tuple[str, ...]
+    parents: tuple[RouteRef, ...]
+    backends: tuple[RouteRef, ...]
+    parent_status: tuple[tuple[str, str, tuple[Condition, ...]], ...] = ()
+    """status.parents: (the parent's namespace, its name, its conditions) as the controller wrote them."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class ReferenceGrant:
+    """Lives in the namespace it opens: `from` (group, kind, namespace) may refer to `to` (group, kind, name or
+    None for every object of the kind) here."""
+
+    namespace: str
+    name: str
+    from_: tuple[tuple[str, str, str], ...]
+    to: tuple[tuple[str, str, str | None], ...]
+
+
+@dataclass(frozen=True)
 class Topology:
     namespaces: Mapping[str, Namespace]
     services: tuple[Service, ...]
@@ -216,6 +319,10 @@ class Topology:
     destination_rules: tuple[DestinationRule, ...] = ()
     service_entries: tuple[ServiceEntry, ...] = ()
     gateways: tuple[Gateway, ...] = ()
+    kube_gateways: tuple[KubeGateway, ...] = ()
+    """Gateway API Gateways, waypoints among them."""
+    routes: tuple[Route, ...] = ()
+    reference_grants: tuple[ReferenceGrant, ...] = ()
     workloads: tuple[WorkloadTemplate, ...] = ()
     endpoint_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
@@ -426,6 +533,13 @@ class CoverageRow:
     """How much of the window the service's logs cover, when some pod's are partial (empty: all of it)."""
     interval: tuple[int, int] | None = None
     """The part of the window (epoch ms) the observed count covers."""
+    witnesses: Mapping[str, int] = field(default_factory=dict)
+    """Every witness that saw the service, with its count (the served pods' and the callers')."""
+    unit: str = "requests"
+    """What `observed` and `mesh` count: requests, or connections where the mesh sees the service at L4 only
+    (ambient mode without a waypoint; ztunnel's logs against ztunnel's metrics)."""
+    dataplane: str = "sidecar"
+    """How the mesh sees the service: sidecar, waypoint, ztunnel (L4 only) or none."""
 
     @property
     def ratio(self) -> float | None:
@@ -444,7 +558,7 @@ class NameLink:
     """One name a service goes by, in the name-contract table."""
 
     kind: str
-    """service, virtualservice, destinationrule, subset, metric, job, caller."""
+    """service, virtualservice, destinationrule, subset, httproute, grpcroute, waypoint, metric, job, caller."""
     name: str
     ref: ObjectRef
     how: str = ""

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from obsgap.model import DestinationRule, Pod, Service, ServiceEntry, ServicePort, Topology
+from obsgap import ambient
+from obsgap.model import DestinationRule, KubeGateway, Pod, Service, ServiceEntry, ServicePort, Topology
 from obsgap.names import CLUSTER_DOMAIN, host_matches, is_ip, split_host_port, to_fqdn, visible
 
+Dataplane = Literal["sidecar", "waypoint", "ztunnel", "none"]
 AddressKind = Literal["fqdn", "short-name", "namespace-qualified", "pod-ip", "service-ip",
                       "wrong-namespace", "external", "unknown"]
 
@@ -62,6 +64,43 @@ class TopologyIndex:
         for s in topo.services:
             self.services_by_name[s.name].append(s)
         self.services_by_fqdn: dict[str, Service] = {s.fqdn: s for s in topo.services}
+
+    @cached_property
+    def gateways_by_key(self) -> dict[tuple[str, str], KubeGateway]:
+        return {g.key: g for g in self.topo.kube_gateways}
+
+    @cached_property
+    def _gateway_pods(self) -> tuple[dict[tuple[str, str], int], frozenset[str]]:
+        """Running pods per Gateway, and the namespaces the topology holds pods of."""
+        every = (*self.topo.context_pods, *self.topo.pods)
+        return ambient.gateway_pods(every), frozenset(p.namespace for p in every)
+
+    def waypoint_of(self, svc: Service) -> ambient.WaypointResolution | None:
+        """The waypoint a Service asks for (its label, else its namespace's) and whether it can serve it; None when
+        it asks for none."""
+        ns = self.topo.namespaces.get(svc.namespace)
+        request = ambient.service_waypoint(svc, ns.labels if ns else {})
+        if request is None:
+            return None
+        return ambient.resolve(request, self.gateways_by_key, *self._gateway_pods, svc)
+
+    def pod_waypoint_of(self, pod: Pod) -> ambient.WaypointResolution | None:
+        request = ambient.pod_waypoint(pod)
+        if request is None:
+            return None
+        return ambient.resolve(request, self.gateways_by_key, *self._gateway_pods)
+
+    def dataplane(self, svc: Service) -> Dataplane:
+        """How the mesh sees a Service's requests: `sidecar` (a sidecar on some pod), `waypoint` (ambient pods
+        behind a waypoint that serves the Service: reporter="waypoint"), `ztunnel` (ambient pods and no waypoint that
+        serves it: connections only, istio_tcp_*), `none` (no pod in the mesh, or no pods known)."""
+        pods = self.pods_of_service(svc)
+        if any(p.sidecar.present for p in pods):
+            return "sidecar"
+        if any(p.sidecar.mode == "ambient" for p in pods):
+            waypoint = self.waypoint_of(svc)
+            return "waypoint" if waypoint is not None and waypoint.serves else "ztunnel"
+        return "none"
 
     def in_scope(self, pod: Pod) -> bool:
         """False for pods outside the -n scope (known only to name callers and addresses)."""

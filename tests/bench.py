@@ -238,7 +238,7 @@ def scale(args: argparse.Namespace) -> None:
     reuse = args.reuse and stamp.exists() and (root / "mesh" / "tsdb").is_dir()
     end = (dt.datetime.fromisoformat(stamp.read_text()) if reuse
            else dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0))
-    spec = large_spec(end, services=args.services, hours=args.hours)
+    spec = large_spec(end, services=args.services, hours=args.hours, witnesses=args.witnesses)
     if reuse:
         from obsgap.scenario.simulate import BuiltScenario, Truth
 
@@ -284,6 +284,8 @@ def scale(args: argparse.Namespace) -> None:
           f"({', '.join(f'{k}={v:,}' for k, v in sorted(peak.items())[:6])})")
     print(f"  {len(doc['findings'])} findings, {len(doc['coverage'])} coverage rows, logs: "
           f"{doc['sources']['logs']['lines']:,} lines")
+    for w in prom.get("witnesses") or ():
+        print(f"  witness {w['witness']}: {w['pods']:,} pods")
     html = out / "report.html"
     print(f"  report.html {html.stat().st_size / 1e6:.1f} MB, findings.json "
           f"{(out / 'findings.json').stat().st_size / 1e6:.1f} MB")
@@ -374,6 +376,8 @@ def main() -> None:
                     help="also load the lines into ClickHouse (chDB) and read them with the aggregation pushed down")
     ap.add_argument("--services", type=int, default=2000)
     ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--witnesses", action="store_true",
+                    help="--scale: every service exports its own request metric and OBI watches every node")
     ap.add_argument("--keep", help="keep the generated mesh in this folder")
     ap.add_argument("--reuse", action="store_true", help="with --keep: reuse a mesh generated there before")
     args = ap.parse_args()

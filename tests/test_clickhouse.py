@@ -154,6 +154,10 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
     lines = [c["line"] for name in ("istio_text_lines.yaml", "istio_json_lines.yaml")
              for c in yaml.safe_load((data / "access_logs" / name).read_text())]
     lines += [c["line"] for c in yaml.safe_load((data / "app_logs" / "schemas.yaml").read_text())]
+    # ambient mode: ztunnel's lines (TEXT and JSON) and a waypoint's, attributed by the addresses they name
+    lines += [x for x in (data / "ambient" / "ztunnel_lines.txt").read_text().splitlines()
+              if x and not x.startswith(("#", "source:"))]
+    lines += (data / "ambient" / "waypoint_lines.txt").read_text().splitlines()
     path = tmp_path / "ch"
     s = session.Session(str(path))
     s.query(DDL.read_text())
@@ -170,8 +174,9 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
     o = ClickHouseOptions(url=f"chdb:{path}")
     rel = build_relation(o, 0, 4_000_000_000_000, (), None)
     conn = connect(o)
-    got = conn.query(f"WITH {rel.parsed} SELECT pod, kind, method, path, status, duration_ms, port, direction, "
-                     f"authority, upstream_cluster, protocol, downstream_remote, own_ms FROM parsed0", rel.params)
+    got = conn.query(f"WITH {rel.parsed} SELECT pod, by_address, kind, origin, method, path, status, duration_ms, "
+                     f"port, direction, authority, upstream_cluster, upstream_host, protocol, downstream_local, "
+                     f"downstream_remote, response_flags, own_ms FROM parsed0", rel.params)
     conn.close()
     got = got.astype(object).where(got.notna(), None)
     by_pod = {r.pod: r for r in got.itertuples(index=False)}
@@ -186,8 +191,12 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
         compared += 1
         if row["ts_ms"] is not None:
             assert ch.own_ms is not None and int(ch.own_ms) == row["ts_ms"], (row["ts_ms"], ch.own_ms, line[:90])
-        for key in ("method", "path", "status", "port", "direction", "authority", "upstream_cluster", "protocol",
-                    "downstream_remote"):
+        if row.get("_by_address"):  # a proxy's line about another pod: attributed by address, not where it was read
+            assert ch.by_address and ch.origin == row["origin"], (line[:90], ch.by_address, ch.origin)
+        keys = ("method", "path", "status", "port", "direction", "authority", "upstream_cluster", "protocol",
+                "downstream_remote") + (("upstream_host", "downstream_local", "response_flags")
+                                        if row["origin"] in ("ztunnel", "waypoint") else ())
+        for key in keys:
             want, have = row[key], getattr(ch, key)
             have = None if have is None or have == "" else have
             if (have if have is None else type(want)(have) if want is not None else have) != want:
@@ -199,7 +208,8 @@ def test_every_real_line_parses_in_clickhouse_as_the_file_reader_parses_it(tmp_p
     assert wrong == []
     assert compared >= 15
     kinds = Counter(r.kind for r in by_pod.values())
-    assert kinds["app-text"] >= 4 and kinds["envoy-text"] >= 9 and kinds["envoy-json"] >= 5, kinds
+    assert kinds["app-text"] >= 4 and kinds["envoy-text"] >= 11 and kinds["envoy-json"] >= 5, kinds
+    assert kinds["ztunnel"] == 11, kinds
 
 
 def test_the_mesh_format_is_read_in_clickhouse_too(tmp_path: Path, prometheus_available: None) -> None:

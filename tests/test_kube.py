@@ -142,6 +142,27 @@ class _Api(BaseHTTPRequestHandler):
         if p == "/apis/networking.istio.io/v1beta1/serviceentries":
             return self._send(200, _list("ServiceEntry", [{"metadata": {"name": "ext", "namespace": "shop"},
                                                            "spec": {"hosts": ["api.example.com"]}}]))
+        gateway_api = "/apis/gateway.networking.k8s.io/"
+        if p == gateway_api + "v1/gateways":  # Gateway API: Istio's kind name, another group
+            return self._send(200, {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayList",
+                                    "metadata": {}, "items": [{
+                                        "metadata": {"name": "waypoint", "namespace": "shop",
+                                                     "labels": {"istio.io/waypoint-for": "service"}},
+                                        "spec": {"gatewayClassName": "istio-waypoint", "listeners": [
+                                            {"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
+                                        "status": {"conditions": [{"type": "Programmed", "status": "True"}]}}]})
+        if p == gateway_api + "v1/httproutes":
+            return self._send(200, _list("HTTPRoute", [{"apiVersion": "gateway.networking.k8s.io/v1",
+                                                        "metadata": {"name": "web", "namespace": "shop"},
+                                                        "spec": {"parentRefs": [{"group": "", "kind": "Service",
+                                                                                 "name": "web", "port": 80}],
+                                                                 "rules": [{"backendRefs": [{"name": "web",
+                                                                                             "port": 80}]}]}}]))
+        if p == gateway_api + "v1/grpcroutes":
+            return self._send(403, {"kind": "Status", "code": 403, "reason": "Forbidden"})
+        if p == gateway_api + "v1beta1/referencegrants":  # older CRDs serve it as v1beta1 only
+            return self._send(200, _list("ReferenceGrant", [{"metadata": {"name": "g", "namespace": "shop"},
+                                                            "spec": {"from": [], "to": []}}]))
         return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
 
     def _refuse(self) -> None:
@@ -188,6 +209,13 @@ def test_live_pagination_410_403_and_missing_crds(api_server: Path) -> None:
                                               "kubernetes.io/hostname": "node-a"}
     assert not any(g.startswith("Node") for g in topo.gaps)
     # the mesh's own access-log format comes from its MeshConfig
+    # Gateway API objects, told from Istio's Gateways by their group, in the version each CRD serves
+    assert [(g.name, g.class_name, g.condition("Programmed").status) for g in topo.kube_gateways] == [  # type: ignore[union-attr]
+        ("waypoint", "istio-waypoint", "True")]
+    assert [(r.kind, r.name, r.parents[0].group, r.backends[0].port) for r in topo.routes] == [
+        ("HTTPRoute", "web", "", 80)]
+    assert [g.name for g in topo.reference_grants] == ["g"] and not topo.gateways
+    assert "GRPCRoute: list forbidden (HTTP 403)" in topo.gaps
     (fmt,) = topo.access_log_formats
     assert (fmt.name, fmt.encoding, fmt.value) == ("ConfigMap istio-system/istio accessLogFormat", "text",
                                                    "%START_TIME% %RESPONSE_CODE% %DURATION%")
@@ -201,6 +229,7 @@ def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path:
     snap_topo = topo_of(snap)
     assert live_topo.pods == snap_topo.pods and live_topo.services == snap_topo.services
     assert live_topo.virtual_services == snap_topo.virtual_services
+    assert live_topo.routes == snap_topo.routes and live_topo.kube_gateways == snap_topo.kube_gateways
 
 
 def test_live_path_only_reads(api_server: Path) -> None:

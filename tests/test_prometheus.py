@@ -18,7 +18,7 @@ from obsgap.errors import InputError
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource
-from obsgap.sources.queries import all_queries, load_query, namespace_matcher
+from obsgap.sources.queries import FamilyScope, all_queries, load_query, namespace_matcher
 from obsgap.testbed.promserver import serve_openmetrics
 from tests.helpers import sources_json
 
@@ -27,11 +27,19 @@ def test_every_query_file_has_a_header_and_binds() -> None:
     queries = all_queries()
     assert {q.name for q in queries} >= {"mesh_requests", "mesh_tcp_connections", "passthrough_requests",
                                          "scrape_targets", "scrape_interval"}
+    family = FamilyScope("x_total", ("k8s_namespace_name", "k8s_pod_name"), "k8s_namespace_name",
+                         (("k8s_pod_name", "!=", ""), ("route", "!~", 'a"b\\')))
     for q in queries:
         assert q.returns and q.scope
-        bound = q.bind(3600, ("shop",), bucket_series="x_bucket")
+        bound = q.bind(3600, ("shop",), bucket_series="x_bucket", family=family)
         assert "$" not in bound and "[3600s]" in bound
-        assert (f'{q.scope}=~"shop"' in bound) is (q.scope != "none"), q.name
+        scope = "k8s_namespace_name" if q.scope == "family" else q.scope
+        assert (f'{scope}=~"shop"' in bound) is (q.scope != "none"), q.name
+    witness = next(q for q in queries if q.scope == "family").bind(3600, (), family=family)
+    assert witness == ('sum by (k8s_namespace_name, k8s_pod_name) (\n  increase(x_total{k8s_pod_name!="", '
+                       'route!~"a\\"b\\\\"}[3600s])\n)')
+    with pytest.raises(InputError):
+        FamilyScope("x_total", ('a") or vector(1) #',), None).selector(())
 
 
 def test_namespace_values_cannot_inject_promql() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
+from obsgap.ambient import use_ref
 from obsgap.analysis.reconcile import caller_calls
 from obsgap.evidence import Evidence
 from obsgap.model import ContractRow, NameLink, ObjectRef, Service
@@ -72,6 +73,34 @@ def _destination_rules(ev: Evidence) -> Links:
                                     empty, "selects nothing" if empty else "")
 
 
+def _routes(ev: Evidence) -> Links:
+    """Gateway API routes: a Service they attach to (GAMMA, a waypoint's routes) and the Services they send to."""
+    for route in ev.index.topo.routes:
+        ref = ObjectRef(route.kind, route.namespace, route.name)
+        name = f"{route.namespace}/{route.name}"
+        for parent in route.parents:
+            if parent.kind == "Service":
+                yield (parent.namespace, parent.name), NameLink(
+                    route.kind.lower(), name, ref, "parent" + (f" :{parent.port}" if parent.port else ""),
+                    note="" if parent.group == "" else 'parentRef without group: ""')
+        for backend in route.backends:
+            if backend.kind == "Service" and backend.group == "":
+                yield (backend.namespace, backend.name), NameLink(
+                    route.kind.lower(), name, ref, "backend" + (f" :{backend.port}" if backend.port else " (no port)"))
+
+
+def _waypoints(ev: Evidence) -> Links:
+    """The waypoint a Service asks for (istio.io/use-waypoint), broken when it cannot serve it."""
+    for svc in ev.index.topo.services:
+        found = ev.index.waypoint_of(svc)
+        if found is None:
+            continue
+        req = found.request
+        yield svc.key, NameLink("waypoint", f"{req.namespace}/{req.name}", use_ref(svc.namespace, svc.name, req),
+                                f"istio.io/use-waypoint ({req.asked_by})", not found.serves,
+                                "" if found.serves else (found.problem or ""))
+
+
 def _metric_names(ev: Evidence) -> Links:
     if ev.metrics is None:
         return
@@ -122,7 +151,8 @@ def build_contract(ev: Evidence) -> tuple[ContractRow, ...]:
     """One row per service with more than its own name, or with a broken one."""
     topo = ev.index.topo
     links: dict[tuple[str, str], list[NameLink]] = {s.key: [] for s in topo.services}
-    for part in (_services, _virtual_services, _destination_rules, _metric_names, _jobs, _callers):
+    for part in (_services, _virtual_services, _destination_rules, _routes, _waypoints, _metric_names, _jobs,
+                 _callers):
         for key, link in part(ev):
             if key in links:
                 links[key].append(link)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from obsgap.analysis.reconcile import Reconciliation
+from obsgap.analysis.reconcile import Reconciliation, ServiceTraffic
 from obsgap.model import CoverageRow
+from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS, ZTUNNEL_LOGS, ZTUNNEL_METRICS
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class Headline:
     measured: int
     """Services the share rests on."""
     services: int
-    """Services in the coverage table."""
+    """Services in the coverage table whose requests the mesh counts."""
+    l4_services: int = 0
+    """Services the mesh sees at L4 only (ambient without a waypoint): their rows count connections."""
 
     @property
     def unmeasured(self) -> int:
@@ -39,9 +42,24 @@ def coverage_rows(rec: Reconciliation) -> tuple[CoverageRow, ...]:
         rows.append(CoverageRow(
             st.service.namespace, st.service.name, cmp.observed, None if cmp.mesh is None else round(cmp.mesh),
             None if not st.mesh_measured else round(st.tcp_connections), cmp.witness, cmp.comparable, cmp.note,
-            cmp.reason, st.coverage_text(), None if interval is None else (interval.start_ms, interval.end_ms)))
+            cmp.reason, st.coverage_text(), None if interval is None else (interval.start_ms, interval.end_ms),
+            witnesses_of(st), cmp.unit, st.dataplane))
     rows.sort(key=lambda r: (r.ratio if r.ratio is not None else 2.0, -(r.observed or 0), r.namespace, r.service))
     return tuple(rows)
+
+
+def witnesses_of(st: ServiceTraffic) -> dict[str, int]:
+    """Every witness of a service with what it counted: its served pods' witnesses, then its callers'."""
+    out = {w.witness: w.total_all_ports for w in sorted(st.served.values(), key=lambda w: -w.total_all_ports)}
+    if st.client_logs:
+        out[CALLER_LOGS] = st.client_logs
+    if st.source_reported:
+        out[CALLER_SIDECARS] = round(st.source_reported)
+    if st.connections_logged:
+        out[ZTUNNEL_LOGS] = sum(st.connections_logged.values())
+    if st.dataplane in ("ztunnel", "waypoint") and st.mesh_measured and st.tcp_connections:
+        out[ZTUNNEL_METRICS] = round(st.tcp_connections)
+    return out
 
 
 def coverage_share(rows: Iterable[tuple[int | None, int | None, bool]]) -> tuple[float | None, int]:
@@ -58,5 +76,8 @@ def coverage_share(rows: Iterable[tuple[int | None, int | None, bool]]) -> tuple
 
 
 def headline(rows: tuple[CoverageRow, ...]) -> Headline:
-    share, measured = coverage_share((r.observed, r.mesh, r.comparable) for r in rows)
-    return Headline(share, measured, len(rows))
+    """Over the services whose requests the mesh counts; those it sees at L4 only (ambient without a waypoint) are
+    counted apart: their connections are no share of requests."""
+    requests = [r for r in rows if r.unit == "requests"]
+    share, measured = coverage_share((r.observed, r.mesh, r.comparable) for r in requests)
+    return Headline(share, measured, len(requests), len(rows) - len(requests))

@@ -18,14 +18,24 @@ from obsgap.evidence import Evidence, LogEvidence, MetricsEvidence
 from obsgap.intervals import CoveredCounts, PodCoverage
 from obsgap.model import Pod, Service, ServicePort
 from obsgap.text import duration_text, iso_ms
-from obsgap.topology import TopologyIndex
-from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS, SERVER_LOGS, Interval, same_request, witness_words
+from obsgap.topology import Dataplane, TopologyIndex
+from obsgap.witness import (
+    CALLER_LOGS,
+    CALLER_SIDECARS,
+    SERVER_LOGS,
+    ZTUNNEL_LOGS,
+    Interval,
+    WitnessCounts,
+    same_request,
+    witness_words,
+)
 
 MESH_REPORTERS = ("destination", "waypoint")
 REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespace", "source_workload",
             "source_workload_namespace", "destination_workload", "destination_workload_namespace", "namespace",
             "pod", "destination_port", "destination_service"]
 UNKNOWN = "unknown"
+INBOUND_PASSTHROUGH = "InboundPassthroughCluster"
 NO_WITNESS = "no witness: no logs of its pods or of its callers were read, and no caller's sidecar counted it"
 
 
@@ -60,6 +70,8 @@ class Comparison:
     """Why there is no ratio, in words (None when there is one)."""
     pods_with_logs: int | None = None
     pods_total: int | None = None
+    unit: str = "requests"
+    """requests, or connections where the mesh sees the service at L4 only (ambient without a waypoint)."""
 
     @property
     def ratio(self) -> float | None:
@@ -73,15 +85,69 @@ class Comparison:
 
 
 @dataclass
+class Served:
+    """What one witness of the served pods (their logs, the services' own metrics, an eBPF agent) counted, per
+    container port and pod."""
+
+    witness: str
+    ports: dict[int | None, PortTraffic] = field(default_factory=dict)
+    """Container port (None: the witness gives none) -> traffic."""
+    cells: dict[tuple[str, int | None], str] = field(default_factory=dict)
+    """Logs only: (pod, container port) -> the origin (app, envoy) whose count stands for that cell."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Metric witnesses: pod -> requests answered 5xx."""
+    undeclared: dict[str, int] = field(default_factory=dict)
+    """pod -> requests it saw the pod serve on container ports no Service declares (port-missing-from-metrics)."""
+    probes_estimated: dict[str, int] = field(default_factory=dict)
+    """Witnesses that cannot tell kubelet's probes by their path: pod -> the probes taken off its count (expected
+    from the probes' periods)."""
+
+    @property
+    def by_pod(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for pt in self.ports.values():
+            for pod, n in pt.per_pod.items():
+                out[pod] += n
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(pt.requests for pt in self.ports.values())
+
+    @property
+    def by_pod_all_ports(self) -> dict[str, int]:
+        """by_pod with the requests on undeclared ports: everything it saw each pod serve."""
+        out = dict(self.by_pod)
+        for pod, n in self.undeclared.items():
+            out[pod] = out.get(pod, 0) + n
+        return out
+
+    @property
+    def total_all_ports(self) -> int:
+        return self.total + sum(self.undeclared.values())
+
+    @property
+    def knows_ports(self) -> bool:
+        """False when some of its counts name no port (a framework's metric without one)."""
+        return None not in self.ports
+
+
+WITNESS_ORDER = (SERVER_LOGS, "app-metrics", "ebpf")
+"""Among witnesses that counted as many requests, the one whose detail goes furthest (logs give ports and
+methods per line) stands for the service."""
+
+
+def _rank(witness: str) -> int:
+    kind = witness.partition(":")[0]
+    return WITNESS_ORDER.index(kind) if kind in WITNESS_ORDER else len(WITNESS_ORDER)
+
+
+@dataclass
 class ServiceTraffic:
     service: Service
     pods: tuple[Pod, ...]
-    ports: dict[int | None, PortTraffic] = field(default_factory=dict)
-    """Container port (None: the logs gave none) -> traffic."""
-    pod_logs: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    """Pod -> server-side logged requests on declared ports."""
-    cells: dict[tuple[str, int | None], str] = field(default_factory=dict)
-    """(pod, container port) -> the origin (app, envoy) whose count stands for that cell (witness.same_request)."""
+    served: dict[str, Served] = field(default_factory=dict)
+    """Every witness of the served pods (obsgap.witness): server-logs, app-metrics:<family>, ebpf:<agent>."""
     mesh_requests: float = 0.0
     mesh_by_pod: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     unknown_source: float = 0.0
@@ -104,10 +170,50 @@ class ServiceTraffic:
     """Some pod's logs are partial and the metrics have no pod label to count that part alone."""
     mesh_unmeasured: str | None = None
     """Why the mesh's side is unknown (no metrics, no Istio series); None when it was measured."""
+    dataplane: Dataplane = "sidecar"
+    """How the mesh sees its requests (TopologyIndex.dataplane): `ztunnel` counts connections only."""
+    connections_logged: dict[str, int] = field(default_factory=dict)
+    """pod -> inbound connections ztunnel's access logs show (ambient mode; witness ztunnel-logs)."""
+
+    @property
+    def l4_only(self) -> bool:
+        """Ambient pods and no waypoint that serves the Service: the mesh counts its connections, by design."""
+        return self.dataplane == "ztunnel"
 
     @property
     def mesh_measured(self) -> bool:
         return self.mesh_unmeasured is None
+
+    @property
+    def primary(self) -> Served | None:
+        """The witness of the served pods that counted most (their detail breaks ties): what the coverage row and
+        the checks compare with the mesh. The others are held against it (witness-undercounts)."""
+        if not self.served:
+            return None
+        return max(self.served.values(), key=lambda w: (w.total, -_rank(w.witness)))
+
+    @property
+    def ports(self) -> dict[int | None, PortTraffic]:
+        return self.primary.ports if self.primary is not None else {}
+
+    @property
+    def cells(self) -> dict[tuple[str, int | None], str]:
+        return self.primary.cells if self.primary is not None else {}
+
+    @property
+    def served_by_pod(self) -> dict[str, int]:
+        """Pod -> requests the primary witness saw it serve on declared ports."""
+        return self.primary.by_pod if self.primary is not None else {}
+
+    @property
+    def served_requests(self) -> int:
+        return self.primary.total if self.primary is not None else 0
+
+    def served_by(self, witness: str) -> Served:
+        found = self.served.get(witness)
+        if found is None:
+            found = self.served[witness] = Served(witness)
+        return found
 
     @property
     def mesh_for_pods(self) -> float:
@@ -115,19 +221,17 @@ class ServiceTraffic:
         return self.mesh_requests + sum(self.peer_mesh_by_pod.values())
 
     @property
-    def server_logs(self) -> int:
-        return sum(self.pod_logs.values())
-
-    @property
     def observed(self) -> int:
-        """The best count of real requests: server logs, else what callers saw (0 without a witness)."""
-        return int(max(self.server_logs, self.client_logs, round(self.source_reported)))
+        """The best count of real requests: what the served pods' witness saw, else what callers saw (0 without a
+        witness)."""
+        return int(max(self.served_requests, self.client_logs, round(self.source_reported)))
 
     @property
     def witness(self) -> str | None:
         """The witness `observed` rests on (obsgap.witness), or None."""
-        if self.server_logs and self.server_logs >= max(self.client_logs, self.source_reported):
-            return SERVER_LOGS
+        served = self.served_requests
+        if served and served >= max(self.client_logs, self.source_reported) and self.primary is not None:
+            return self.primary.witness
         if self.client_logs and self.client_logs >= self.source_reported:
             return CALLER_LOGS
         return CALLER_SIDECARS if self.source_reported else None
@@ -144,16 +248,38 @@ class ServiceTraffic:
         return Interval(shortest.start_ms, shortest.end_ms)
 
     def comparison(self) -> Comparison:
-        """The witness's count and what the mesh counted for the same pods or callers: like with like."""
+        """The witness's count and what the mesh counted for the same pods or callers: like with like. A service
+        the mesh sees at L4 only (ambient, no waypoint) compares connections: ztunnel's logs against its metrics."""
+        if self.l4_only:
+            return self._connections()
         witness = self.witness
         if witness is None:
             return Comparison(None, None if self.mesh_unmeasured else self.mesh_requests, None, False,
                               reason=NO_WITNESS)
-        cmp = self._server() if witness == SERVER_LOGS else self._callers(witness)
+        cmp = self._callers(witness) if witness in (CALLER_LOGS, CALLER_SIDECARS) else self._server(witness)
         if self.mesh_unmeasured:
             return Comparison(cmp.observed, None, witness, False, cmp.note, f"mesh not measured: "
                               f"{self.mesh_unmeasured}", cmp.pods_with_logs, cmp.pods_total)
         return cmp
+
+    def _connections(self) -> Comparison:
+        mesh = None if self.mesh_unmeasured else self.tcp_connections
+        requests = f"; {self.observed:,} requests seen by {self.observed_by}" if self.observed else ""
+        if not self.connections_logged:
+            return Comparison(None, mesh, None, False, f"L4 only (ambient, no waypoint){requests}",
+                              "L4 only by design (ambient, no waypoint): ztunnel counts connections, not requests, "
+                              "and no witness of connections (ztunnel's access logs) was read", unit="connections")
+        logged = sum(self.connections_logged.values())
+        seen, total = len(self.connections_logged), len(self.pods)
+        note = f"ztunnel logs of {seen} of {total} pods{requests}"
+        if self.mesh_unmeasured:
+            return Comparison(logged, None, ZTUNNEL_LOGS, False, note, f"mesh not measured: {self.mesh_unmeasured}",
+                              seen, total, unit="connections")
+        if seen < total:  # ztunnel's metrics name the Service, not the pod: some pods' lines cannot be compared
+            return Comparison(logged, mesh, ZTUNNEL_LOGS, False, note, "ztunnel's logs show only some pods and its "
+                              "metrics count the Service's connections, not each pod's", seen, total,
+                              unit="connections")
+        return Comparison(logged, mesh, ZTUNNEL_LOGS, True, note, None, seen, total, unit="connections")
 
     def _callers(self, witness: str) -> Comparison:
         if witness == CALLER_LOGS:
@@ -168,27 +294,26 @@ class ServiceTraffic:
         return Comparison(round(sum(self.source_by_source.values())), mesh, witness, True,
                           f"{len(self.source_by_source)} calling workloads")
 
-    def _server(self) -> Comparison:
-        logged_pods = [p for p, n in self.pod_logs.items() if n > 0]
-        total = len(self.pods)
-        note = f"logs of {len(logged_pods)} of {total} pods" if total else ""
+    def _server(self, witness: str) -> Comparison:
+        seen = [p for p, n in self.served_by_pod.items() if n > 0]
+        total, served = len(self.pods), self.served_requests
+        what = "logs" if witness == SERVER_LOGS else witness_words(witness)
+        note = f"{what} of {len(seen)} of {total} pods" if total else ""
         if self.covered:
             note += f"; {self.coverage_text()}"
         if self.covered_without_pod_metrics:
-            return Comparison(self.server_logs, self.mesh_for_pods, SERVER_LOGS, False, note,
+            return Comparison(served, self.mesh_for_pods, witness, False, note,
                               "logs cover part of the window and the metrics have no pod label to count that part "
-                              "alone", len(logged_pods), total)
+                              "alone", len(seen), total)
         if self.mesh_by_pod:
-            shared = self.peer_mesh_by_pod.get("", 0.0) * len(logged_pods) / total if total else 0.0
-            mesh = shared + sum(self.mesh_by_pod.get(p, 0.0) + self.peer_mesh_by_pod.get(p, 0.0)
-                                for p in logged_pods)
-            return Comparison(self.server_logs, mesh, SERVER_LOGS, True, note, None, len(logged_pods), total)
-        if len(logged_pods) >= total:
-            return Comparison(self.server_logs, self.mesh_for_pods, SERVER_LOGS, True, note, None, len(logged_pods),
-                              total)
-        return Comparison(self.server_logs, self.mesh_for_pods, SERVER_LOGS, False, note,
-                          "only some pods' logs were read and the metrics have no pod label to count those pods alone",
-                          len(logged_pods), total)
+            shared = self.peer_mesh_by_pod.get("", 0.0) * len(seen) / total if total else 0.0
+            mesh = shared + sum(self.mesh_by_pod.get(p, 0.0) + self.peer_mesh_by_pod.get(p, 0.0) for p in seen)
+            return Comparison(served, mesh, witness, True, note, None, len(seen), total)
+        if len(seen) >= total:
+            return Comparison(served, self.mesh_for_pods, witness, True, note, None, len(seen), total)
+        return Comparison(served, self.mesh_for_pods, witness, False, note,
+                          f"only some pods were seen ({what}) and the metrics have no pod label to count those pods "
+                          "alone", len(seen), total)
 
     def coverage_text(self) -> str:
         """How much of the window the logs cover, e.g. "logs cover 3 h 10 m of 24 h for 1 of 3 pods"."""
@@ -254,6 +379,8 @@ class _Builder:
         self.services: dict[tuple[str, str], ServiceTraffic] = {}
         self.undeclared: dict[tuple[str, str, int], UndeclaredPort] = {}
         self.unmeasured = mesh_unmeasured(ev)
+        self.passthrough_by_pod: dict[tuple[str, str], float] = {}
+        """(namespace, pod) -> requests the mesh counted to a port no Service declares (InboundPassthroughCluster)."""
         w = ev.window
         self.window = Interval(int(w.start.timestamp() * 1000), int(w.end.timestamp() * 1000))
 
@@ -261,7 +388,7 @@ class _Builder:
         st = self.services.get(svc.key)
         if st is None:
             st = ServiceTraffic(svc, self.idx.pods_of_service(svc), window=self.window,
-                                mesh_unmeasured=self.unmeasured)
+                                mesh_unmeasured=self.unmeasured, dataplane=self.idx.dataplane(svc))
             self.services[svc.key] = st
         return st
 
@@ -291,17 +418,86 @@ class _Builder:
             svc, sp = target
             cell = cells[(svc.key, pod.name, port)]
             cell[str(row.origin)] = cell.get(str(row.origin), 0) + int(row.requests)
-            self.traffic(svc).ports.setdefault(port, PortTraffic(port, sp)).http_lines += int(row.http_requests)
+            served = self.traffic(svc).served_by(SERVER_LOGS)
+            served.ports.setdefault(port, PortTraffic(port, sp)).http_lines += int(row.http_requests)
+        for u in self.undeclared.values():
+            self._on_undeclared(u.pod, SERVER_LOGS, u.requests)
         for (svc_key, pod_name, port), by_origin in cells.items():
             st = self.services[svc_key]
+            served = st.served_by(SERVER_LOGS)
             origin, n = same_request(by_origin)
             cov = covered.covered(svc_key[0], pod_name) if covered is not None else None
             if cov is not None and covered is not None:  # partial logs: the counts of the bins they cover
                 origin, n = same_request({o: covered.logs.get((svc_key[0], pod_name, o, port), 0) for o in by_origin})
                 st.covered[pod_name] = cov
-            st.cells[(pod_name, port)] = origin or "envoy"
-            st.pod_logs[pod_name] += n
-            st.ports[port].per_pod[pod_name] += n
+            served.cells[(pod_name, port)] = origin or "envoy"
+            served.ports[port].per_pod[pod_name] += n
+
+    def witness_counts(self, wc: WitnessCounts) -> None:
+        """A metric witness (the services' own metrics, an eBPF agent): per observed pod, port and route. Requests to
+        the paths kubelet probes and Prometheus scrapes reach through pilot-agent are left out where the route says
+        so, as for logs; a witness without a port counts for the service's one port when it has one."""
+        family = wc.family
+        seen: dict[tuple[str, str], tuple[Pod, Served]] = {}
+        for row in wc.rows.itertuples(index=False):
+            pod = self.idx.pods_by_key.get((str(row.namespace), str(row.pod)))
+            if pod is None or not self.idx.in_scope(pod):
+                continue
+            route = str(row.route)
+            if route in family.excluded_routes or (family.probes_by_path and route in pod.agent_paths):
+                continue
+            port = None if pd.isna(row.port) else int(row.port)
+            port = port if port is not None else self._only_port(pod)
+            n = round(float(row.requests))
+            target = self.target_of(pod, port)
+            if target is None:
+                if port is not None and not (pod.sidecar.present and _is_proxy_port(port)):
+                    self._undeclared(pod, port, n, n)
+                    self._on_undeclared(pod, wc.witness, n)
+                continue
+            svc, sp = target
+            served = self.traffic(svc).served_by(wc.witness)
+            seen[pod.key] = (pod, served)
+            pt = served.ports.setdefault(port, PortTraffic(port, sp))
+            pt.per_pod[pod.name] += n
+            pt.http_lines += n  # an HTTP server's own count: every request is HTTP
+            served.errors[pod.name] = served.errors.get(pod.name, 0) + round(float(row.errors))
+        if not family.probes_by_path:
+            for pod, served in seen.values():
+                if family.sees_probes == "always" or not pod.sidecar.present:
+                    self._less_probes(served, pod)
+
+    def _less_probes(self, served: Served, pod: Pod) -> None:
+        """kubelet's probes, which this witness counts as requests and cannot tell by their path: their expected
+        number over the window (1 / periodSeconds each) comes off the pod's busiest port."""
+        expected = round(pod.probes_per_second * self.window.seconds)
+        cells = [pt for pt in served.ports.values() if pt.per_pod.get(pod.name)]
+        if not expected or not cells:
+            return
+        busiest = max(cells, key=lambda pt: pt.per_pod[pod.name])
+        taken = min(expected, busiest.per_pod[pod.name])
+        busiest.per_pod[pod.name] -= taken
+        busiest.http_lines = max(0, busiest.http_lines - taken)
+        served.probes_estimated[pod.name] = taken
+
+    def _only_port(self, pod: Pod) -> int | None:
+        """The container port a witness without ports counts for: the one port of the one Service selecting the
+        pod, unless the mesh counted requests to the pod on ports no Service declares (InboundPassthroughCluster):
+        then which port each request took is unknown (None)."""
+        services = self.idx.services_of_pod(pod.namespace, pod.name)
+        if len(services) != 1 or len(services[0].ports) != 1 or self.passthrough_by_pod.get(pod.key):
+            return None
+        target = services[0].ports[0].target_port
+        if isinstance(target, int):
+            return target
+        named = [num for _, num, name in pod.container_ports if name == target]
+        return named[0] if named else None
+
+    def _on_undeclared(self, pod: Pod, witness: str, n: int) -> None:
+        services = self.idx.services_of_pod(pod.namespace, pod.name)
+        if services:
+            served = self.traffic(services[0]).served_by(witness)
+            served.undeclared[pod.name] = served.undeclared.get(pod.name, 0) + n
 
     def _undeclared(self, pod: Pod, port: int, requests: int, http_lines: int) -> None:
         u = self.undeclared.setdefault((pod.namespace, pod.name, port), UndeclaredPort(pod, port, 0, 0))
@@ -313,6 +509,9 @@ class _Builder:
         for row in req.itertuples(index=False):
             found = self.idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
             if found is None:
+                if str(row.destination_service_name).startswith(INBOUND_PASSTHROUGH) and row.reporter in MESH_REPORTERS:
+                    key = (str(row.namespace), str(row.pod))
+                    self.passthrough_by_pod[key] = self.passthrough_by_pod.get(key, 0.0) + float(row.value)
                 continue
             st = self.traffic(found)
             value = float(row.value)
@@ -320,7 +519,7 @@ class _Builder:
             if row.reporter in MESH_REPORTERS:
                 st.mesh_requests += value
                 st.mesh_by_source[source] += value
-                if row.pod:
+                if row.pod and row.reporter == "destination":  # a waypoint's `pod` is its own, not the server's
                     st.mesh_by_pod[row.pod] += value
                 if row.source_workload == UNKNOWN:
                     st.unknown_source += value
@@ -332,6 +531,21 @@ class _Builder:
             if found is not None and row.reporter in MESH_REPORTERS:
                 self.traffic(found).tcp_connections += float(row.value)
         return not req.empty
+
+    def ztunnel_logs(self, logs: LogEvidence) -> None:
+        """Inbound connections ztunnel's access logs show per pod, for the Services the pod serves on that port."""
+        if logs.connections.empty:
+            return
+        for row in logs.connections.itertuples(index=False):
+            if row.direction != "inbound":
+                continue
+            pod = self.idx.pods_by_key.get((str(row.namespace), str(row.pod)))
+            if pod is None or not self.idx.in_scope(pod):
+                continue
+            target = self.target_of(pod, _int(row.port))
+            if target is not None:
+                logged = self.traffic(target[0]).connections_logged
+                logged[pod.name] = logged.get(pod.name, 0) + int(row.connections)
 
     def covered_mesh(self, covered: CoveredCounts) -> None:
         for st in self.services.values():
@@ -357,8 +571,11 @@ class _Builder:
         """Server logs of a pod land on one of the Services selecting it; what callers sent through the others is
         counted under their names: credit it back, per pod."""
         for st in self.services.values():
-            if not st.pod_logs:
+            if not st.served_requests:
                 continue
+            if st.primary is not None and not st.primary.knows_ports:
+                for pod in st.pods:  # a witness without ports counts a pod's undeclared ports too: so must the mesh
+                    st.peer_mesh_by_pod[pod.name] += self.passthrough_by_pod.get(pod.key, 0.0)
             for pod in st.pods:
                 for other in self.idx.services_of_pod(pod.namespace, pod.name):
                     peer = self.services.get(other.key)
@@ -391,29 +608,46 @@ def reconcile(ev: Evidence) -> Reconciliation:
     if logs is not None and not logs.inbound.empty:
         b.server_logs(logs, ev.covered)
     metrics_present = b.mesh(ev.metrics) if ev.metrics is not None else False
+    for wc in ev.metrics.witnesses if ev.metrics is not None else ():
+        b.witness_counts(wc)
     if ev.covered is not None:
         b.covered_mesh(ev.covered)
     if logs is not None:
         b.caller_logs(logs)
+        b.ztunnel_logs(logs)
     b.peer_credit()
     return Reconciliation(b.services, sorted(b.undeclared.values(), key=lambda u: -u.requests), metrics_present,
                           b.unmeasured)
 
 
-def served_bins(st: ServiceTraffic, hourly: pd.DataFrame, index: TopologyIndex) -> dict[int, int]:
+HourlyCell = tuple[str, int | None, str, int, int]
+"""(pod, port, origin, bin start ms, requests): one row of the logs' hourly counts."""
+
+
+def hourly_by_namespace(hourly: pd.DataFrame) -> dict[str, list[HourlyCell]]:
+    """The logs' hourly counts grouped by namespace once, so each service reads only its own namespace's rows."""
+    out: dict[str, list[HourlyCell]] = defaultdict(list)
+    if hourly.empty:
+        return out
+    columns = [hourly[c].astype(object).tolist() for c in ("namespace", "pod", "port", "origin", "hour_ms",
+                                                             "requests")]
+    for ns, pod, port, origin, hour_ms, requests in zip(*columns, strict=True):
+        out[str(ns)].append((str(pod), None if port is None or pd.isna(port) else _int(port), str(origin),
+                             int(hour_ms), int(requests)))
+    return out
+
+
+def served_bins(st: ServiceTraffic, hourly: dict[str, list[HourlyCell]]) -> dict[int, int]:
     """A service's logged inbound requests per time bin, counting each cell with the witness its total was taken
     from (the same cells and witness as the coverage table, so the bins sum to its count)."""
     out: dict[int, int] = defaultdict(int)
-    if hourly.empty or not st.cells:
+    cells = st.cells  # a property over the witnesses: once, not per row
+    if not cells:
         return out
-    ns = st.service.namespace
-    for r in hourly.itertuples(index=False):
-        if str(r.namespace) != ns:
-            continue
-        port = None if pd.isna(r.port) else _int(r.port)
-        chosen = st.cells.get((str(r.pod), port))
-        if chosen is not None and str(r.origin) == chosen:
-            out[int(r.hour_ms)] += int(r.requests)
+    for pod, port, origin, hour_ms, requests in hourly.get(st.service.namespace, ()):
+        chosen = cells.get((pod, port))
+        if chosen is not None and origin == chosen:
+            out[hour_ms] += requests
     return out
 
 

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 
 import pandas as pd
 
-from obsgap.analysis.reconcile import Reconciliation, served_bins
+from obsgap.analysis.reconcile import Reconciliation, hourly_by_namespace, served_bins
 from obsgap.evidence import Evidence
 from obsgap.intervals import time_step_ms
 from obsgap.model import Series, ServiceTimeline
@@ -36,11 +36,11 @@ def _mesh_bins(ev: Evidence, step: int) -> dict[tuple[str, str], Counter[int]] |
 
 def timelines(ev: Evidence, rec: Reconciliation) -> dict[tuple[str, str], ServiceTimeline]:
     step = time_step_ms(0, ev.window.seconds * 1000)
-    hourly = ev.logs.hourly if ev.logs is not None else pd.DataFrame()
+    hourly = hourly_by_namespace(ev.logs.hourly if ev.logs is not None else pd.DataFrame())
     mesh = _mesh_bins(ev, step) if rec.mesh_unmeasured is None else None
     out = {}
     for key, st in sorted(rec.services.items()):
-        logged = served_bins(st, hourly, ev.index)
+        logged = served_bins(st, hourly)
         counted = mesh.get(key, Counter()) if mesh is not None else None
         if not logged and not counted:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from obsgap.checks.base import Check
 from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
+from obsgap.checks.dashboard_reporter import DashboardMissesWaypoint
 from obsgap.checks.destinationrules import DestinationRuleHostUnresolved, DestinationRuleSubsetUnmatched
 from obsgap.checks.envoy_bypass import EnvoyBypass
 from obsgap.checks.histograms import HistogramInfSaturation
@@ -14,12 +15,16 @@ from obsgap.checks.metrics_exceed_logs import MetricsExceedLogs
 from obsgap.checks.passthrough import PassthroughTraffic
 from obsgap.checks.port_missing import PortMissingFromMetrics
 from obsgap.checks.port_names import PortNameConvention
+from obsgap.checks.route_refs import RouteRefUnresolved
 from obsgap.checks.slo import SloUntrustworthy
 from obsgap.checks.virtualservice_hosts import VirtualServiceHostUnresolved
+from obsgap.checks.waypoints import WaypointMissing
+from obsgap.checks.witness_undercounts import WitnessUndercounts
 
 REGISTRY: tuple[type[Check], ...] = (
     EnvoyBypass,
     MetricsExceedLogs,
+    WitnessUndercounts,
     PortMissingFromMetrics,
     PassthroughTraffic,
     CallAddressNotFqdn,
@@ -29,6 +34,9 @@ REGISTRY: tuple[type[Check], ...] = (
     DestinationRuleSubsetUnmatched,
     DestinationRuleHostUnresolved,
     CanaryWithoutOutlierDetection,
+    RouteRefUnresolved,
+    WaypointMissing,
+    DashboardMissesWaypoint,
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from obsgap.ambient import AMBIENT_CAUSES, DATAPLANE_MODE
 from obsgap.analysis.reconcile import ServiceTraffic
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
@@ -22,7 +23,12 @@ _CAUSE_TEXT = {
     "no-sidecar/namespace-not-enabled": "their namespace is not labelled for injection",
     "no-sidecar/init-container": "Istio's init container never completed",
     "no-sidecar/unknown": "injection is enabled but the pods have no istio-proxy",
+    "ambient/pod-opted-out": "the pods opt out of ambient mode in an ambient namespace",
+    "ambient/namespace-not-enrolled": "their namespace is not enrolled in ambient mode",
+    "ambient/host-network": "the pods run with hostNetwork: true, which ztunnel never captures",
+    "ambient/not-captured": "the pods are enrolled in ambient mode, but the CNI never redirected their traffic",
 }
+DOC_AMBIENT = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
 
 
 class EnvoyBypass(Check):
@@ -48,7 +54,7 @@ class EnvoyBypass(Check):
     needs = ("topology", "metrics")
     queries = ("mesh_requests", "mesh_tcp_connections")
     doc_url = DOC_INJECTION
-    causes = (*NO_SIDECAR_CAUSES, "port-excluded", "caller-outside-mesh", "unexplained")
+    causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "port-excluded", "caller-outside-mesh", "unexplained")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -80,7 +86,7 @@ class EnvoyBypass(Check):
             bypass = _no_sidecar(st, dark, inputs) if dark else None
             if bypass:
                 out.append(bypass)
-            elif not dark or st.server_logs:
+            elif not dark or st.served_requests:
                 gap = _unexplained(st, tol, inputs)
                 if gap:
                     out.append(gap)
@@ -108,8 +114,8 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
     """None when the logs prove the sidecar-less pods served nothing (sidecar-missing reports them)."""
     svc = st.service
     observed = st.observed
-    if st.server_logs:
-        missed = sum(st.pod_logs.get(p.name, 0) for p in dark)
+    if st.served_requests:
+        missed = sum(st.served_by_pod.get(p.name, 0) for p in dark)
     else:
         cmp = st.comparison()
         missed = max(0, (cmp.observed or 0) - int(cmp.mesh or 0))
@@ -139,18 +145,28 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         resource, code = f"Deployment {svc.namespace}/{first.workload}", None
         fix = Suggestion("hostNetwork pods cannot have a sidecar: drop hostNetwork, or keep measuring this "
                          "service from its own metrics and exclude it from mesh SLOs.", None, DOC_INJECTION)
+    elif cause.startswith("ambient/"):
+        resource, code, fix = _ambient_fix(cause, svc.namespace, first)
     else:
         resource, code = f"Pod {first.namespace}/{first.name}", "IST0103"
         fix = Suggestion(f"Restart {first.workload} so the injector adds istio-proxy; check the injector "
                          "webhook and, with Istio CNI, the istio-validation init container logs.",
                          f"kubectl rollout restart deployment/{first.workload} -n {svc.namespace}", DOC_INJECTION)
-    detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs, st)} (per "
-              f"{st.observed_by}); Istio's server-side metrics counted {int(st.mesh_requests):,}. "
-              f"{which.capitalize()} have no istio-proxy: {_CAUSE_TEXT.get(cause, cause)} "
-              f"({first.sidecar.evidence}). About {missed:,} requests ({pct(share)}) never passed through Envoy.")
+    if cause.startswith("ambient/"):
+        detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs, st)} (per "
+                  f"{st.observed_by}). {which.capitalize()} are outside the ambient data plane: "
+                  f"{_CAUSE_TEXT.get(cause, cause)} ({first.sidecar.evidence}). About {missed:,} requests "
+                  f"({pct(share)}) passed through neither ztunnel nor a waypoint: no metric, no mTLS, no policy.")
+    else:
+        detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs, st)} (per "
+                  f"{st.observed_by}); Istio's server-side metrics counted {int(st.mesh_requests):,}. "
+                  f"{which.capitalize()} have no istio-proxy: {_CAUSE_TEXT.get(cause, cause)} "
+                  f"({first.sidecar.evidence}). About {missed:,} requests ({pct(share)}) never passed through "
+                  "Envoy.")
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
-        title=f"{svc.name}: {pct(share)} of requests bypass Envoy ({cause.split('/')[-1]})",
+        title=f"{svc.name}: {pct(share)} of requests bypass "
+              f"{'the ambient mesh' if cause.startswith('ambient/') else 'Envoy'} ({cause.split('/')[-1]})",
         detail=detail, subject=f"{svc.namespace}/{svc.name}/no-sidecar", namespace=svc.namespace,
         service=svc.name, workload=first.workload, pod=first.name if len(dark) == 1 else None, cause=cause,
         resource=resource, istio_code=code,
@@ -161,8 +177,29 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         suggestion=fix)
 
 
-def _http_sidecar_logs(st: ServiceTraffic) -> tuple[int, set[str]]:
-    """Server-logged requests on ports Envoy should count as HTTP, on pods that run a sidecar."""
+def _ambient_fix(cause: str, namespace: str, pod: Pod) -> tuple[str, str | None, Suggestion]:
+    if cause == "ambient/pod-opted-out":
+        return (f"Deployment {namespace}/{pod.workload}", None, Suggestion(
+            f"Remove the {DATAPLANE_MODE}=none label from the pod template of {pod.workload} (or record that it "
+            "is deliberately outside the mesh and exclude it from mesh SLOs).",
+            f"spec:\n  template:\n    metadata:\n      labels:\n        {DATAPLANE_MODE}: none  # remove this label",
+            DOC_AMBIENT))
+    if cause == "ambient/namespace-not-enrolled":
+        return (f"Namespace {namespace}", None, Suggestion(
+            f"Enrol namespace {namespace} in ambient mode (no restart is needed).",
+            f"kubectl label namespace {namespace} {DATAPLANE_MODE}=ambient", DOC_AMBIENT))
+    if cause == "ambient/host-network":
+        return (f"Deployment {namespace}/{pod.workload}", None, Suggestion(
+            "ztunnel never captures hostNetwork pods: drop hostNetwork, or keep measuring this service from its "
+            "own metrics and exclude it from mesh SLOs.", None, DOC_AMBIENT))
+    return (f"Pod {namespace}/{pod.name}", None, Suggestion(
+        f"Recreate {pod.workload}'s pods so the Istio CNI node agent captures them; check the istio-cni pod on "
+        "their node.", f"kubectl rollout restart deployment/{pod.workload} -n {namespace}", DOC_AMBIENT))
+
+
+def _http_through_sidecars(st: ServiceTraffic) -> tuple[int, set[str]]:
+    """Requests the served pods' witness saw on ports Envoy should count as HTTP, on pods whose requests the mesh
+    counts: those with a sidecar, and ambient pods behind a waypoint that serves the Service."""
     total, pods = 0, set()
     by_name = {p.name: p for p in st.pods}
     for pt in st.ports.values():
@@ -171,7 +208,8 @@ def _http_sidecar_logs(st: ServiceTraffic) -> tuple[int, set[str]]:
             continue
         for pod_name, n in pt.per_pod.items():
             pod = by_name.get(pod_name)
-            if pod is None or not pod.sidecar.present:
+            if pod is None or not (pod.sidecar.present or (pod.sidecar.mode == "ambient"
+                                                           and st.dataplane == "waypoint")):
                 continue
             if pt.container_port is not None and pod.exclusions.inbound_port_excluded(pt.container_port):
                 continue
@@ -186,15 +224,15 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
         return None  # partial logs, and no pod label to count the mesh over their part alone
     if st.covered:
         tol = inputs.tolerance(min(c.seconds for c in st.covered.values()))
-    if st.server_logs:
-        expected, pods = _http_sidecar_logs(st)
+    if st.served_requests:
+        expected, pods = _http_through_sidecars(st)
         mesh = (sum(st.mesh_by_pod.get(p, 0.0) + st.peer_mesh_by_pod.get(p, 0.0) for p in pods)
                 if st.mesh_by_pod else st.mesh_for_pods)
         witness = st.witness or CALLER_LOGS
     else:
         if any(sp.istio_protocol in TCP_PROXIED for sp in svc.ports):
             return None
-        if any(p.sidecar.mode == "ambient" for p in st.pods) and st.mesh_requests == 0:
+        if st.l4_only:
             return None  # ambient without a waypoint: ztunnel reports only istio_tcp_*, by design
         cmp = st.comparison()
         if cmp.observed is None or cmp.mesh is None or cmp.witness is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from obsgap.bounds import bound, exposition
 from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend, pct
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
@@ -31,6 +32,9 @@ KNOWN_STAT_ROOTS = frozenset({"istiocustom", "cluster", "cluster_manager", "list
 QUANTILES = (0.5, 0.9, 0.99)
 ISTIO_GROUP = ("destination_service_namespace", "destination_service_name")
 APP_GROUP = ("namespace", "job", "app")
+AGENT_NAMESPACE, AGENT_SERVICE = "k8s_namespace_name", "service_name"
+EBPF_JOB = "ebpf:obi"
+"""The job of a histogram an eBPF agent observed (OBI/Beyla): told apart from the services' own."""
 
 
 @dataclass(frozen=True)
@@ -55,22 +59,53 @@ class _Hist:
         return (self.cumulative[-2] - self.cumulative[-3]) / self.total
 
 
+SERVER_REPORTERS = ("destination", "waypoint")
+"""The server side's histograms: the destination's sidecar, or the waypoint in front of ambient pods."""
+
+
 def _le(value: Any) -> float:
-    return math.inf if str(value) in ("+Inf", "Inf", "inf") else float(value)
+    found = bound(value)
+    return math.nan if found is None else found
+
+
+def _apps_of_pods(df: pd.DataFrame, inputs: CheckInputs) -> pd.DataFrame:
+    """Where the scrape config maps no `app` label onto targets, the Service of each scraped pod stands for it (so
+    one job's histogram is judged per service, not as one)."""
+    if df.empty or "pod" not in df.columns:
+        return df
+    df = df.copy()
+    app = df["app"].fillna("") if "app" in df.columns else pd.Series([""] * len(df), index=df.index)
+    missing = (app == "") & df["pod"].notna() & (df["pod"] != "")
+    if missing.any():
+        def service(ns: object, pod: object) -> str:
+            found = inputs.index.services_of_pod(str(ns), str(pod))
+            return found[0].name if found else ""
+        app = app.copy()
+        app[missing] = [service(n, p) for n, p in zip(df.loc[missing, "namespace"], df.loc[missing, "pod"],
+                                                       strict=True)]
+    df["app"] = app
+    return df.drop(columns=["pod"])
 
 
 def _histograms(family: str, df: pd.DataFrame) -> Iterator[_Hist]:
     istio = family.startswith("istio_")
     cols = ISTIO_GROUP if istio else APP_GROUP
     df = df.copy()
-    for c in (*cols, "reporter", "le"):
+    for c in (*cols, "reporter", "le", AGENT_NAMESPACE, AGENT_SERVICE):
         if c not in df.columns:
             df[c] = ""
     df = df.fillna("")
-    if istio and (df["reporter"] == "destination").any():
-        df = df[df["reporter"] == "destination"]
+    seen = df[AGENT_NAMESPACE] != ""  # an eBPF agent's series: its own target labels name the agent, not the pod
+    if not istio and seen.any():
+        df.loc[seen, "namespace"] = df.loc[seen, AGENT_NAMESPACE]
+        df.loc[seen, "job"] = EBPF_JOB
+        df.loc[seen, "app"] = df.loc[seen, AGENT_SERVICE]
+    if istio and df["reporter"].isin(SERVER_REPORTERS).any():
+        df = df[df["reporter"].isin(SERVER_REPORTERS)]
+    df["le"] = df["le"].map(_le)  # as numbers: `500` and Prometheus 3's `500.0` are one bound
+    df = df[df["le"].notna()]
     for key, rows in df.groupby(list(cols)):
-        pairs = sorted((_le(le), float(v)) for le, v in rows.groupby("le")["value"].sum().items())
+        pairs = sorted((float(le), float(v)) for le, v in rows.groupby("le")["value"].sum().items())
         if len(pairs) < 2 or not math.isinf(pairs[-1][0]):
             continue
         bounds = [b for b, _ in pairs[:-1]]
@@ -221,7 +256,7 @@ class HistogramInfSaturation(Check):
                 return out
             raise Skip("no histogram families (`*_bucket` series) in the window")
         for family, df in sorted(metrics.histograms.items()):
-            hists = list(_histograms(family, df))
+            hists = list(_histograms(family, _apps_of_pods(df, inputs)))
             for h in hists:
                 if h.total < inputs.settings.min_requests:
                     continue
@@ -275,6 +310,33 @@ def _fmt(v: float | None, unit: str) -> str:
     return f"{v:,.0f} {unit}" if abs(v) >= 100 else f"{v:.3g} {unit}"
 
 
+def _snippets(family: str, suggested: list[float], inputs: CheckInputs, ns: str, name: str, *, agent: bool,
+              istio: bool, unit: str) -> list[Snippet]:
+    """Every ready-to-paste form of the new layout for who exposes the histogram: OBI's configuration; the Istio
+    annotation on the workload, or on the waypoint Gateway that serves it, and Envoy's bootstrap; the client
+    libraries. Envoy has no native histograms: for Istio's, Prometheus' NHCB storage only."""
+    snippets: list[Snippet] = []
+    if agent:
+        snippets = [Snippet("OBI / Beyla configuration", configs.obi_buckets(suggested))]
+    elif istio and unit == "ms":
+        svc = inputs.index.services_by_key.get((ns, name))
+        waypoint = inputs.index.waypoint_of(svc) if svc is not None else None
+        if waypoint is not None and waypoint.serves and waypoint.gateway is not None:
+            snippets = [Snippet("Waypoint Gateway", configs.waypoint_annotation(
+                suggested, waypoint.gateway.namespace, waypoint.gateway.name))]
+        else:
+            snippets = [Snippet("Istio pod annotation", configs.istio_annotation(suggested, name))]
+        snippets.append(Snippet("Envoy bootstrap", configs.envoy_bootstrap(suggested)))
+    elif unit == "s":
+        snippets = [Snippet("Python prometheus_client", configs.python_client(family, suggested)),
+                    Snippet("Go client_golang", configs.go_client(family, suggested))]
+    if istio:
+        snippets.append(Snippet("Prometheus storage (NHCB)", configs.NHCB_STORAGE))
+    else:
+        snippets.append(Snippet("Prometheus native histograms", configs.NATIVE_HISTOGRAMS))
+    return snippets
+
+
 def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
     unit, factor = unit_of(h.family)
     slos = [s * factor for s in inputs.settings.slo_latency_ms] if not math.isnan(factor) else []
@@ -296,11 +358,12 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
     series = (inputs.metrics.histogram_series.get(h.family, 0) if inputs.metrics else 0)
     istio = h.family.startswith("istio_")
     ns, name = h.group[0], h.group[1]
+    agent = not istio and name == EBPF_JOB
     if not istio:
         app = h.group[2]
         services = _services_of(inputs, ns, name, app)
         name = app or (services[0] if len(services) == 1 else name)
-    subject = f"{ns}/{name}"
+    subject = f"{ns}/{name}" + (" (seen by OBI)" if agent else "")
     top = h.bounds[-1]
     q_err = {f"p{int(q * 100)}": {"reported": reported[q], "true": true.get(q),
                                   "suggested": after.get(q)} for q in QUANTILES}
@@ -313,19 +376,11 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
     detail = (f"{pct(h.inf_share)} of {int(h.total):,} observations of {h.family} for {subject} are above the top "
               f"finite bucket ({top:g} {unit}), {pct(h.top_share)} in the top bucket: histogram_quantile cannot "
               f"report anything above {top:g} {unit}. " + "; ".join(lines) + f". Suggested buckets {basis}.")
-    snippets: list[Snippet] = []
-    if istio and unit == "ms":
-        workload = name
-        snippets = [Snippet("Istio pod annotation", configs.istio_annotation(suggested, workload)),
-                    Snippet("Envoy bootstrap", configs.envoy_bootstrap(suggested))]
-    elif unit == "s":
-        snippets = [Snippet("Python prometheus_client", configs.python_client(h.family, suggested)),
-                    Snippet("Go client_golang", configs.go_client(h.family, suggested))]
-    snippets.append(Snippet("Prometheus native histograms", configs.NATIVE_HISTOGRAMS))
+    snippets = _snippets(h.family, suggested, inputs, ns, name, agent=agent, istio=istio, unit=unit)
     return Finding(
         check="histogram-inf-saturation", severity=Severity.CRITICAL if h.inf_share >= 0.1 else Severity.WARNING,
-        title=f"{subject}: {pct(h.inf_share)} of {h.family} above {top:g} {unit}",
-        detail=detail, subject=f"{h.family}/{ns}/{name}", namespace=ns or None,
+        title=f"{subject}: {pct(h.inf_share)} of {h.family} above {exposition(top)} {unit}",
+        detail=detail, subject=f"{h.family}/{ns}/{name}" + ("/ebpf" if agent else ""), namespace=ns or None,
         service=name, job=None if istio else h.group[1], metric=h.family,
         resource=f"Service {ns}/{name}" if inputs.index.services_by_key.get((ns, name)) else None,
         evidence=SaturationEvidence(

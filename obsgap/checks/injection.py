@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from obsgap.ambient import DATAPLANE_MODE
 from obsgap.checks.base import Check, CheckInputs
-from obsgap.istio import NO_SIDECAR_CAUSES, SYSTEM_NAMESPACES, namespace_injection_enabled
+from obsgap.istio import NO_SIDECAR_CAUSES, SYSTEM_NAMESPACES, mesh_is_ambient, namespace_injection_enabled
 from obsgap.model import Finding, FindingEvidence, Pod, Severity, Suggestion
 
 DOC = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
+DOC_AMBIENT = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
 CONTROL_PLANE_NAMESPACES = frozenset({"istio-system"})
 
 
@@ -48,7 +50,7 @@ class SidecarMissing(Check):
     needs = ("topology",)
     istio_code = "IST0103"
     doc_url = DOC
-    causes = NO_SIDECAR_CAUSES
+    causes = (*NO_SIDECAR_CAUSES, "ambient/not-captured")
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -60,7 +62,10 @@ class SidecarMissing(Check):
                 continue
             if state.present or not state.expected or pod.namespace in CONTROL_PLANE_NAMESPACES:
                 continue
-            if state.reason not in ("no-sidecar/unknown", "no-sidecar/init-container"):
+            if state.reason not in ("no-sidecar/unknown", "no-sidecar/init-container", "ambient/not-captured"):
+                continue
+            if state.reason == "ambient/not-captured":
+                out.append(_not_captured(cls.id, pod))
                 continue
             restart = f"kubectl rollout restart {pod.workload_kind.lower()}/{pod.workload} -n {pod.namespace}" \
                 if pod.workload_kind in ("Deployment", "StatefulSet", "DaemonSet") else \
@@ -87,6 +92,19 @@ class SidecarMissing(Check):
                                           'sidecar.istio.io/inject: "true".',
                                           f"kubectl label namespace {t.namespace} istio-injection=enabled", DOC)))
         return out
+
+
+def _not_captured(check: str, pod: Pod) -> Finding:
+    """Ambient's counterpart: enrolled, but the CNI never redirected the pod's traffic to ztunnel."""
+    return Finding(
+        check=check, severity=Severity.WARNING, title=f"{pod.name} is enrolled in ambient mode but not captured",
+        detail=f"Pod {pod.namespace}/{pod.name} should be in the ambient mesh but is not: {pod.sidecar.evidence}.",
+        subject=f"{pod.namespace}/{pod.name}", namespace=pod.namespace, workload=pod.workload, pod=pod.name,
+        cause=pod.sidecar.reason, resource=f"Pod {pod.namespace}/{pod.name}",
+        evidence=WorkloadEvidence(f"{pod.workload_kind} {pod.workload}"),
+        suggestion=Suggestion("Recreate the pod so the Istio CNI node agent captures it; check the istio-cni pod on "
+                              "its node.", f"kubectl delete pod {pod.name} -n {pod.namespace}  # let its controller "
+                              "recreate it", DOC_AMBIENT))
 
 
 def _placeholder(check: str, pod: Pod) -> Finding:
@@ -144,14 +162,17 @@ class NamespaceNotInjected(Check):
                 continue
             pods = pods_by_ns.get(ns.name, 0)
             busy = pods > 0 or ns.name in templates
+            ambient = mesh_is_ambient(n.labels for n in topo.namespaces.values())
+            label = f"{DATAPLANE_MODE}=ambient" if ambient else "istio-injection=enabled"
             out.append(Finding(
                 check=cls.id, severity=Severity.WARNING if busy else Severity.INFO,
-                title=f"namespace {ns.name} is not labelled for injection"
-                      + (f" ({pods} pods run without sidecars)" if pods else ""),
-                detail=(f"Namespace {ns.name} has neither istio-injection=enabled nor istio.io/rev, so its pods get no "
-                        "istio-proxy" + (f"; {pods} pods run there now." if pods else "; it runs no pods yet.")),
+                title=f"namespace {ns.name} is not labelled for " + ("ambient mode" if ambient else "injection")
+                      + (f" ({pods} pods run outside the mesh)" if pods else ""),
+                detail=(f"Namespace {ns.name} has neither {DATAPLANE_MODE}=ambient nor istio-injection=enabled nor "
+                        "istio.io/rev, so its pods are in no data plane (no ztunnel, no istio-proxy)"
+                        + (f"; {pods} pods run there now." if pods else "; it runs no pods yet.")),
                 subject=ns.name, namespace=ns.name, resource=f"Namespace {ns.name}", istio_code=cls.istio_code,
                 evidence=NamespaceEvidence(pods, dict(labels)),
-                suggestion=Suggestion(f"Label {ns.name} for injection (or istio-injection=disabled to opt out).",
-                                      f"kubectl label namespace {ns.name} istio-injection=enabled", DOC)))
+                suggestion=Suggestion(f"Label {ns.name} {label} (or istio-injection=disabled to record that it "
+                                      "stays out).", f"kubectl label namespace {ns.name} {label}", DOC)))
         return out

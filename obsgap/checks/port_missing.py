@@ -194,7 +194,8 @@ def _undeclared(inputs: CheckInputs) -> list[Finding]:
         if requests < inputs.settings.min_requests:
             continue
         pods = sorted(g.pods)
-        pod = idx.pods_by_key.get((ns, pods[0])) if pods else None
+        pod = (idx.pods_by_key.get((ns, pods[0])) if pods  # only the mesh saw it: the workload's pods name it
+               else next((p for p in idx.topo.pods if (p.namespace, p.workload) == (ns, workload)), None))
         services = idx.services_of_pod(ns, pod.name) if pod else ()
         svc = services[0] if services else None
         resource = f"Service {ns}/{svc.name}" if svc else f"Deployment {ns}/{workload}"

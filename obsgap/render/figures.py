@@ -24,7 +24,7 @@ def _e(text: object) -> str:
 
 def coverage_chart(rows: Sequence[CoverageRow], limit: int = 30) -> dict[str, Any]:
     """Worst services first: share of observed requests the mesh metrics counted."""
-    worst = [r for r in rows if r.ratio is not None][:limit]
+    worst = [r for r in rows if r.ratio is not None and r.unit == "requests"][:limit]
     names = [_e(f"{r.namespace}/{r.service}") for r in worst][::-1]
     missed = [(r.missed or 0.0) * 100 for r in worst][::-1]
     colors = ["#c0392b" if v >= 50 else "#e67e22" if v >= 10 else "#27ae60" for v in missed]
@@ -32,7 +32,7 @@ def coverage_chart(rows: Sequence[CoverageRow], limit: int = 30) -> dict[str, An
                            customdata=[[r.observed, r.mesh] for r in worst][::-1],
                            hovertemplate="%{y}<br>%{x:.1f}% missed<br>observed %{customdata[0]:,}"
                                          "<br>counted by the mesh %{customdata[1]:,}<extra></extra>"))
-    measured = sum(1 for r in rows if r.ratio is not None)
+    measured = sum(1 for r in rows if r.ratio is not None and r.unit == "requests")
     shown = f"worst {len(worst)}" if len(worst) < measured else "every measured service"
     fig.update_layout(**LAYOUT, height=max(160, 22 * len(worst) + 60), xaxis=dict(range=[0, 100], ticksuffix="%"),
                       title=f"Requests the mesh missed ({shown})")

@@ -58,7 +58,8 @@ def coverage_dict(c: CoverageRow) -> dict[str, Any]:
             "observed_requests": c.observed, "mesh_requests": c.mesh, "ratio": c.ratio,
             "tcp_connections": c.tcp_connections, "observed_by": c.witness, "comparable": c.comparable,
             "basis": c.basis, "reason": c.reason, "logs_cover": c.logs_cover or None,
-            "interval": {"start": iso_ms(c.interval[0]), "end": iso_ms(c.interval[1])} if c.interval else None}
+            "interval": {"start": iso_ms(c.interval[0]), "end": iso_ms(c.interval[1])} if c.interval else None,
+            "witnesses": dict(c.witnesses), "unit": c.unit, "dataplane": c.dataplane}
 
 
 def contract_dict(row: ContractRow) -> dict[str, Any]:
@@ -81,7 +82,8 @@ def result_dict(report: Report) -> dict[str, Any]:
                    for c in result.checks],
         "coverage": [coverage_dict(c) for c in result.coverage],
         "headline": {"coverage": report.headline.share, "measured_services": report.headline.measured,
-                     "services": report.headline.services, "counts": dict(report.counts),
+                     "services": report.headline.services, "l4_services": report.headline.l4_services,
+                     "counts": dict(report.counts),
                      "checks_ran": report.checks_ran, "checks": len(result.checks)},
         "findings": [finding_dict(v.finding, v.change) for v in report.findings],
         "resolved": [{"id": f.id, "check": f.check, "title": f.title, "severity": f.severity}

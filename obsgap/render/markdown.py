@@ -69,8 +69,9 @@ def render_markdown(report: Report) -> str:
     if h.share is not None:
         over = f"{h.services} services" if not h.unmeasured else \
             f"over the {h.measured} of {h.services} services measured on both sides; {h.unmeasured} not measured"
+        l4 = f"; {h.l4_services} more seen at L4 only (ambient, no waypoint), in connections" if h.l4_services else ""
         lines.append(f"Telemetry coverage: the mesh metrics counted {h.share * 100:.1f}% of the requests the witnesses "
-                     f"saw ({over}).")
+                     f"saw ({over}{l4}).")
     else:
         lines.append("Telemetry coverage: unknown (no service was measured on both sides: the mesh's metrics and a "
                      "witness).")

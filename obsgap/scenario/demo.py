@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ from obsgap.evidence import CheckSettings
 from obsgap.model import Window
 from obsgap.publish import write_outputs
 from obsgap.scenario.simulate import build
-from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
+from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec, WaypointSpec
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.suggest.configs import STATS_BUCKETS_ANNOTATION as STATS_BUCKETS
 from obsgap.testbed.promserver import serve_openmetrics
@@ -76,6 +77,52 @@ def demo_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
     )
 
 
+FRAMEWORKS = ("http_server_request_duration_seconds", "http_server_requests_seconds", "http_requests_total",
+              "django_http_responses_total_by_status_view_method_total", "flask_http_request_duration_seconds",
+              "echo_requests_total", "gin_uri_request_total", "http_server_duration_milliseconds")
+
+
+def witnesses_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
+    """The demo mesh as Istio's default profile leaves it: no access logs, applications that log nothing, but each
+    service exports its own request metric (one framework after another) and OBI watches every node. Coverage comes
+    from those witnesses alone."""
+    base = demo_spec(end, hours)
+    services = tuple(replace(svc, app_logs="none", envoy_access_logs=False, app_histogram=None,
+                             app_metrics=FRAMEWORKS[i % len(FRAMEWORKS)] if svc.metrics_scraped else None)
+                     for i, svc in enumerate(base.services))
+    return replace(base, name="witnesses", services=services, ebpf=("obi",), partial_every=0)
+
+
+def ambient_spec(end: datetime, hours: float = 2.0) -> ScenarioSpec:
+    """Today's mesh: a sidecar namespace calling an ambient one (ztunnel on the node, writing its access logs), a
+    waypoint serving one Service, a Service asking for a waypoint that was never applied, a pod opted out of
+    ambient, GAMMA routes (one whose Service parent lacks `group: ""`), and a Prometheus 3 storing bucket bounds
+    normalised (`le="500.0"`)."""
+    bank = (ServiceSpec("bank", "accounts", use_waypoint="bank-waypoint"),
+            ServiceSpec("bank", "ledger", use_waypoint="ledger-waypoint"),
+            ServiceSpec("bank", "payments"), ServiceSpec("bank", "audit", ambient_opt_out=True),
+            ServiceSpec("bank", "scoring", use_waypoint="bank-waypoint", latency_median_ms=4_000_000,
+                        latency_sigma=0.2))
+    flows = tuple(FlowSpec("shop/web", s.key, 8080, 1.0 if s.name != "scoring" else 0.3) for s in bank)
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute"}
+    routes = (route | {"metadata": {"name": "accounts", "namespace": "bank"}, "spec": {
+        "parentRefs": [{"group": "", "kind": "Service", "name": "accounts", "port": 8080}],
+        "rules": [{"backendRefs": [{"name": "accounts", "port": 8080}]}]}},
+              route | {"metadata": {"name": "payments", "namespace": "bank"}, "spec": {
+                  "parentRefs": [{"kind": "Service", "name": "payments", "port": 8080}],
+                  "rules": [{"backendRefs": [{"name": "payments", "port": 8080}]}]}})
+    return ScenarioSpec("ambient", (("shop", True), ("bank", False)), (ServiceSpec("shop", "web"), *bank),
+                        (FlowSpec("external", "shop/web", 8080, 2.0), *flows), end=end, hours=hours,
+                        ambient_namespaces=("bank",), waypoints=(WaypointSpec("bank", "bank-waypoint"),),
+                        prometheus3=True, extra_objects=routes)
+
+
+def ambient_dashboard() -> dict[str, Any]:
+    """A service dashboard written as Istio's own (reporter="destination"): blind to what the waypoint serves."""
+    expr = 'sum(rate(istio_requests_total{reporter="destination",destination_service_name="accounts"}[5m]))'
+    return {"title": "Bank services", "panels": [{"title": "accounts requests", "targets": [{"expr": expr}]}]}
+
+
 def _name_contract_objects() -> tuple[dict[str, Any], ...]:
     """A canary on catalog whose v2 subset selects nothing and has no outlier detection, and a VirtualService
     whose host is a dotted short name Istio does not expand."""
@@ -106,23 +153,26 @@ def demo_dashboard() -> dict[str, Any]:
                                    'destination_service_name="payments"}[5m]))'}]}]}
 
 
-def run_demo(out: Path, hours: float, say: Callable[[str], None]) -> Path:
+def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "default") -> Path:
+    """`mesh`: default (logs, metrics, topology), witnesses (no log at all: the services' own metrics and OBI), or
+    ambient (ztunnel, a waypoint, Gateway API routes, Prometheus 3's bucket spelling)."""
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    spec = demo_spec(end, hours)
+    spec = {"witnesses": witnesses_spec, "ambient": ambient_spec}.get(mesh, demo_spec)(end, hours)
     say(f"simulating {hours:g}h of traffic for {len(spec.services)} services")
     built = build(spec, out / "scenario")
     dashboard = out / "scenario" / "payments-dashboard.json"
-    dashboard.write_text(json.dumps(demo_dashboard(), indent=1))
+    dashboard.write_text(json.dumps(ambient_dashboard() if mesh == "ambient" else demo_dashboard(), indent=1))
     slos = out / "scenario" / "slos.yaml"
-    slos.write_text((resources.files("obsgap.scenario") / "demo_slos.yaml").read_text(encoding="utf-8"))
+    slo_file = "ambient_slos.yaml" if mesh == "ambient" else "demo_slos.yaml"
+    slos.write_text((resources.files("obsgap.scenario") / slo_file).read_text(encoding="utf-8"))
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
     server = serve_openmetrics(built.metrics, out / "scenario")
     try:
         say(f"Prometheus serving on {server.url}")
         plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=PrometheusOptions(url=server.url),
                        settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS),
-                       kube_snapshots=(built.topology,), logs=(str(built.logs),), dashboards=(dashboard,),
-                       slo_paths=(slos,))
+                       kube_snapshots=(built.topology,), logs=(str(built.logs),) if mesh != "witnesses" else (),
+                       dashboards=(dashboard,), slo_paths=(slos,))
         outcome = engine.run(plan, say)
         paths = write_outputs(outcome.result, out)
     finally:

@@ -18,14 +18,15 @@ import random
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from obsgap import istio
+from obsgap import bounds, istio
 from obsgap.model import TCP_PROXIED
+from obsgap.scenario import ambient, witnesses
 from obsgap.scenario.spec import ENVOY_DEFAULT_BUCKETS, FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.logs.envoy_format import render_text
 
@@ -40,6 +41,8 @@ class SimPod:
     ip: str
     sidecar: bool
     app_container: str
+    ambient: bool = False
+    """ztunnel captures it (scenario.ambient.ambient_enrolled)."""
 
     @property
     def namespace(self) -> str:
@@ -62,9 +65,17 @@ class Truth:
     failed_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     log_lines: int = 0
+    mesh_waypoint_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Requests a waypoint counted (reporter="waypoint") for the Service behind it."""
+    ztunnel_connections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Inbound connections ztunnel logged for the Service's pods."""
+    witness_requests: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    """witness -> service key -> requests it counted (probes left out, as obsgap leaves them out)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: dict(v) for k, v in self.__dict__.items() if isinstance(v, dict)} | {"log_lines": self.log_lines}
+        out = {k: dict(v) for k, v in self.__dict__.items() if isinstance(v, dict)} | {"log_lines": self.log_lines}
+        out["witness_requests"] = {w: dict(v) for w, v in self.witness_requests.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,16 +105,25 @@ def _labels(d: dict[str, str]) -> str:
 class _Metrics:
     """Cumulative counters and histograms, sampled at every scrape step into per-family files."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, prometheus3: bool = False) -> None:
         self.root = root
+        self.prometheus3 = prometheus3
         self.counters: dict[str, dict[str, float]] = defaultdict(dict)
         self.hists: dict[str, dict[str, list[float]]] = defaultdict(dict)
         self.hist_bounds: dict[tuple[str, str], tuple[float, ...]] = {}
         self.gauges: dict[str, dict[str, float]] = defaultdict(dict)
+        self.summaries: dict[str, dict[str, list[float]]] = defaultdict(dict)
         self.files: dict[str, TextIO] = {}
         self.types: dict[str, str] = {}
         self.new: dict[str, list[str]] = defaultdict(list)
         self.prev_t: float | None = None
+
+    def le(self, family: str, b: float) -> str:
+        """A bucket bound as Prometheus stores it: Prometheus 3 normalised; Prometheus 2 as the exposition wrote it
+        (Envoy's `{:.32g}`: `1800000`; here the others' `%g`)."""
+        if self.prometheus3:
+            return bounds.prometheus3(b)
+        return bounds.exposition(b) if family.startswith("istio_") else f"{b:g}"
 
     def inc(self, family: str, labels: dict[str, str], by: float = 1.0) -> None:
         key = _labels(labels)
@@ -131,6 +151,17 @@ class _Metrics:
         h[len(bounds)] += 1
         h[-2] += value
         h[-1] += 1
+
+    def observe_summary(self, family: str, labels: dict[str, str], value: float) -> None:
+        """A summary without quantiles (Micrometer's default timer): _count and _sum."""
+        key = _labels(labels)
+        cell = self.summaries[family].get(key)
+        if cell is None:
+            cell = self.summaries[family][key] = [0.0, 0.0]
+            self.new[family].append(key)
+            self.types[family] = "summary"
+        cell[0] += value
+        cell[1] += 1
 
     def reset_pod(self, pod: str) -> None:
         """A restarted proxy starts its counters and histograms from zero."""
@@ -163,9 +194,11 @@ class _Metrics:
             elif family in self.hists:
                 for k in keys:
                     bounds = self.hist_bounds[(family, k)]
-                    f.writelines(f'{family}_bucket{{{k},le="{b:g}"}} 0 {ts}\n' for b in bounds)
+                    f.writelines(f'{family}_bucket{{{k},le="{self.le(family, b)}"}} 0 {ts}\n' for b in bounds)
                     f.write(f'{family}_bucket{{{k},le="+Inf"}} 0 {ts}\n{family}_sum{{{k}}} 0 {ts}\n'
                             f"{family}_count{{{k}}} 0 {ts}\n")
+            elif family in self.summaries:
+                f.writelines(f"{family}_sum{{{k}}} 0 {ts}\n{family}_count{{{k}}} 0 {ts}\n" for k in keys)
 
     def sample(self, t: float) -> None:
         self._zeros()
@@ -179,13 +212,17 @@ class _Metrics:
         for family, series in self.gauges.items():
             f = self._file(family)
             f.writelines(f"{family}{{{k}}} {v:g} {ts}\n" for k, v in series.items())
+        for family, sseries in self.summaries.items():
+            f = self._file(family)
+            f.writelines(f"{family}_sum{{{k}}} {c[0]:.6g} {ts}\n{family}_count{{{k}}} {c[1]:g} {ts}\n"
+                         for k, c in sseries.items())
         for family, hseries in self.hists.items():
             f = self._file(family)
             out = []
             for k, h in hseries.items():
                 bounds = self.hist_bounds[(family, k)]
                 for i, b in enumerate(bounds):
-                    out.append(f'{family}_bucket{{{k},le="{b:g}"}} {h[i]:g} {ts}\n')
+                    out.append(f'{family}_bucket{{{k},le="{self.le(family, b)}"}} {h[i]:g} {ts}\n')
                 out.append(f'{family}_bucket{{{k},le="+Inf"}} {h[len(bounds)]:g} {ts}\n')
                 out.append(f"{family}_sum{{{k}}} {h[-2]:.6g} {ts}\n")
                 out.append(f"{family}_count{{{k}}} {h[-1]:g} {ts}\n")
@@ -240,15 +277,16 @@ def _pods(spec: ScenarioSpec, rng: random.Random) -> dict[str, list[SimPod]]:
     n = 0
     for svc in spec.services:
         rs_hash = hashlib.sha1(f"{svc.key}{spec.seed}".encode()).hexdigest()[:9]
+        captured = ambient.ambient_enrolled(spec, svc)
         sidecar = (injected.get(svc.namespace, False) or svc.inject == "true") and svc.inject != "false" \
-            and not svc.host_network and not svc.proxy_missing and not svc.ambient
+            and not svc.host_network and not svc.proxy_missing and not svc.ambient and not captured
         out = []
         for i in range(svc.replicas):
             n += 1
             suffix = "".join(rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
             ip = f"10.44.{n // 250}.{n % 250 + 2}" if not svc.host_network else f"10.128.0.{n % 250 + 2}"
             out.append(SimPod(svc, f"{svc.name}-{rs_hash}-{suffix}", str(uuid.UUID(int=rng.getrandbits(128))),
-                              ip, sidecar and i >= svc.pods_without_proxy, svc.name))
+                              ip, sidecar and i >= svc.pods_without_proxy, svc.name, captured))
         pods[svc.key] = out
     return pods
 
@@ -269,11 +307,11 @@ def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
     if pod.sidecar:
         annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": "15020",
                             "prometheus.io/path": "/stats/prometheus"})
-    elif svc.metrics_port:
-        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(svc.metrics_port)})
+    elif svc.metrics_port_used:
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(svc.metrics_port_used)})
     ports = [{"containerPort": p.target, "name": p.name[:15], "protocol": "TCP"} for p in svc.ports]
-    if svc.metrics_port:
-        ports.append({"containerPort": svc.metrics_port, "name": "http-metrics", "protocol": "TCP"})
+    if svc.metrics_port_used:
+        ports.append({"containerPort": svc.metrics_port_used, "name": "http-metrics", "protocol": "TCP"})
     containers: list[dict[str, Any]] = [{"name": pod.app_container, "image": f"example/{svc.name}:1.0",
                                          "ports": ports}]
     if svc.probe_interval_s:
@@ -290,6 +328,10 @@ def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
     labels = {"app": svc.name, "version": "v1", "pod-template-hash": rs.rsplit("-", 1)[1], **dict(svc.labels)}
     if svc.ambient:
         labels["istio.io/dataplane-mode"] = "ambient"
+    if svc.ambient_opt_out:
+        labels["istio.io/dataplane-mode"] = "none"
+    if pod.ambient:
+        annotations["ambient.istio.io/redirection"] = "enabled"  # what the Istio CNI marks captured pods with
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "labels": labels,
@@ -306,6 +348,8 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
     items: list[dict[str, Any]] = []
     for ns, injected in spec.namespaces:
         labels = {"istio-injection": "enabled"} if injected else {}
+        if ns in spec.ambient_namespaces:
+            labels = {"istio.io/dataplane-mode": "ambient"}
         items.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
     for i, svc in enumerate(spec.services):
         declared = [p for p in svc.ports if p.declared]
@@ -316,10 +360,12 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
                 if p.app_protocol:
                     entry["appProtocol"] = p.app_protocol
                 ports.append(entry)
+            svc_labels = {"app": svc.name} | ({"istio.io/use-waypoint": svc.use_waypoint} if svc.use_waypoint
+                                              else {})
             items.append({"apiVersion": "v1", "kind": "Service",
-                          "metadata": {"name": svc.name, "namespace": svc.namespace, "labels": {"app": svc.name}},
+                          "metadata": {"name": svc.name, "namespace": svc.namespace, "labels": svc_labels},
                           "spec": {"selector": {"app": svc.name}, "ports": ports,
-                                   "clusterIP": f"10.96.{i // 250}.{i % 250 + 1}", "type": "ClusterIP"}})
+                                   "clusterIP": "None" if svc.headless else _cluster_ip(i), "type": "ClusterIP"}})
             for alias in svc.also_selected_by:
                 items.append({"apiVersion": "v1", "kind": "Service",
                               "metadata": {"name": alias, "namespace": svc.namespace, "labels": {"app": svc.name}},
@@ -329,8 +375,13 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
                                        "labels": {"kubernetes.io/service-name": svc.name}},
                           "endpoints": [{"addresses": [p.ip]} for p in pods[svc.key]]})
         items.extend(_pod_object(p, spec) for p in pods[svc.key])
+    items.extend(ambient.objects(spec))
     items.extend(dict(o) for o in spec.extra_objects)
     return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def _cluster_ip(i: int) -> str:
+    return f"10.96.{i // 250}.{i % 250 + 1}"
 
 
 def _address(flow: FlowSpec, target: ServiceSpec, port: PortSpec, pod: SimPod) -> str:
@@ -408,7 +459,7 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
     midpoint = start + (end - start) / 2 if spec.gzip_rotated else None
     stamp = datetime.fromtimestamp(midpoint or start, UTC).strftime("%Y%m%d-%H%M%S")
     logs = _Logs(out / "logs", midpoint, stamp)
-    metrics = _Metrics(out)
+    metrics = _Metrics(out, spec.prometheus3)
     truth = Truth()
     services = {s.key: s for s in spec.services}
     carry: dict[int, float] = defaultdict(float)
@@ -416,17 +467,24 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
     counter = 0
 
     def scrape_labels(pod: SimPod) -> dict[str, str]:
-        port = 15020 if pod.sidecar else (pod.svc.metrics_port or 0)
+        port = 15020 if pod.sidecar else (pod.svc.metrics_port_used or 0)
         return {"job": pod.svc.job, "namespace": pod.namespace, "pod": pod.name, "instance": f"{pod.ip}:{port}"}
 
     def scraped(pod: SimPod) -> bool:
-        return pod.svc.metrics_scraped and (pod.sidecar or bool(pod.svc.metrics_port))
+        return pod.svc.metrics_scraped and (pod.sidecar or bool(pod.svc.metrics_port_used))
 
     def mark_up() -> None:
         for plist in pods.values():
             for p in plist:
                 if scraped(p):
                     metrics.set("up", scrape_labels(p), 1)
+        for proxy in _ambient_proxies(spec):
+            metrics.set("up", proxy, 1)
+        for agent in spec.ebpf:
+            metrics.set("up", dict(witnesses.AGENTS[agent]), 1)
+
+    def witnessed(served: witnesses.Served, pod: SimPod) -> None:
+        _witnessed(served, pod, spec, metrics, truth, scrape_labels, scraped)
 
     mark_up()
     metrics.sample(start)
@@ -434,7 +492,7 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
     restarts = {s.key: start + s.restart_at * (end - start) for s in spec.services if s.restart_at is not None}
     probe_carry: dict[str, float] = defaultdict(float)
     for t in _steps(start, end, step):
-        _probes(spec, pods, t_prev, t, logs, probe_carry, rng)
+        _probes(spec, pods, t_prev, t, logs, probe_carry, rng, witnessed)
         for key, when in restarts.items():
             if t_prev < when <= t:
                 for p in pods[key]:
@@ -450,7 +508,7 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
                 ts = min(max(ts, t_prev + 1e-3), t - 1e-3)
                 counter += 1
                 _one_request(flow, target, port, ts, pods, services, rng, rr, logs, metrics, truth, spec,
-                             counter, scrape_labels, keep_latencies)
+                             counter, (scrape_labels, witnessed), keep_latencies)
         metrics.sample(t)
         t_prev = t
         if (t - start) % CHUNK_SECONDS < step:
@@ -462,19 +520,37 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
 
 
 def _probes(spec: ScenarioSpec, pods: dict[str, list[SimPod]], t_prev: float, t: float, logs: _Logs,
-            carry: dict[str, float], rng: random.Random) -> None:
-    """kubelet readiness probes: logged by the app (inbound, GET /healthz), never seen by Envoy."""
+            carry: dict[str, float], rng: random.Random, witnessed: Callable[[witnesses.Served, SimPod], None]) -> None:
+    """kubelet readiness probes: the app serves them (through pilot-agent, never Envoy), logs them, and its own
+    metrics and an eBPF agent count them (with their route, /healthz)."""
     for svc in spec.services:
-        if not svc.probe_interval_s or svc.app_logs == "none" or svc.init_failed:
+        if not svc.probe_interval_s or svc.init_failed:
             continue
         for pod in pods[svc.key]:
             carry[pod.name] += (t - t_prev) / svc.probe_interval_s
             while carry[pod.name] >= 1:
                 carry[pod.name] -= 1
-                ts = t_prev + rng.random() * (t - t_prev)
-                logs.add(pod, pod.app_container, ts, _app_line(svc.app_logs, ts + svc.app_clock_offset_s, "inbound",
-                                                               "GET", "/healthz", None, 200, 0.4,
-                                                               svc.ports[0].target), 0, 0)
+                if svc.app_logs != "none":
+                    ts = t_prev + rng.random() * (t - t_prev)
+                    logs.add(pod, pod.app_container, ts, _app_line(svc.app_logs, ts + svc.app_clock_offset_s,
+                                                                   "inbound", "GET", "/healthz", None, 200, 0.4,
+                                                                   svc.ports[0].target), 0, 0)
+                witnessed(witnesses.Served(pod.namespace, pod.name, pod.app_container, svc.name, "GET", "/healthz",
+                                           200, 0.4, svc.ports[0].target, None), pod)
+
+
+def _witnessed(r: witnesses.Served, pod: SimPod, spec: ScenarioSpec, metrics: _Metrics, truth: Truth,
+               scrape_labels: Any, scraped: Callable[[SimPod], bool]) -> None:
+    """Every witness in Prometheus of one request the pod served; the truth counts traffic, not probes."""
+    family = pod.svc.app_metrics if scraped(pod) else None
+    key = pod.svc.key
+
+    def count(witness: str) -> None:
+        if r.route != "/healthz":
+            truth.witness_requests[witness][key] += 1
+
+    witnesses.emit(r, family, spec.ebpf, scrape_labels(pod), metrics, count, pod.sidecar, r.route == "/healthz",
+                   pod.svc.app_metrics_loss)
 
 
 def _steps(start: float, end: float, step: int) -> Iterable[float]:
@@ -502,6 +578,8 @@ class _Request:
     truth: Truth
     counter: int
     scrape_labels: Any
+    witnessed: Any
+    """(served, pod) -> None: every witness in Prometheus of a request the pod served."""
     method: str = "GET"
 
     @property
@@ -530,7 +608,7 @@ class _Request:
 def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
                  pods: dict[str, list[SimPod]], services: dict[str, ServiceSpec], rng: random.Random,
                  rr: dict[str, int], logs: _Logs, metrics: _Metrics, truth: Truth, spec: ScenarioSpec,
-                 counter: int, scrape_labels: Any, keep_latencies: bool) -> None:
+                 counter: int, recorders: tuple[Any, Any], keep_latencies: bool) -> None:
     tpods = [p for p in pods[target.key] if not target.init_failed]
     if not tpods:
         return
@@ -544,7 +622,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
     dur = target.latency_median_ms * math.exp(rng.gauss(0, target.latency_sigma))
     status = 500 if rng.random() < target.error_rate else 200
     req = _Request(flow, target, port, ts, server, caller, dur, status, spec, logs, metrics, truth, counter,
-                   scrape_labels)
+                   *recorders)
     if caller is not None and not _client_side(req, caller):
         return
     _server_side(req, rng, keep_latencies)
@@ -618,23 +696,80 @@ def _server_side(r: _Request, rng: random.Random, keep_latencies: bool) -> None:
                              r.status, r.dur, r.port.target),
                    r.spec.partial_every, r.counter)
         r.truth.log_lines += 1
+    r.witnessed(witnesses.Served(server.namespace, server.name, server.app_container, target.name, r.method, r.path,
+                                 r.status, r.dur, r.port.target, f"{r.caller.namespace}/{r.caller.name}" if r.caller
+                                 else None, r.counter), server)
     if target.app_histogram and target.metrics_port and target.metrics_scraped:
         hl = {"method": r.method, "job": target.job, "namespace": server.namespace, "pod": server.name,
               "app": target.name,
               "instance": f"{server.ip}:{15020 if server.sidecar else target.metrics_port}"}
         r.metrics.observe(target.app_histogram, hl, target.app_buckets, r.dur / 1000.0)
-    if target.ambient:  # ztunnel: L4 only, one connection per request here
-        caller = r.caller
-        r.metrics.inc("istio_tcp_connections_opened", {
-            "reporter": "destination", "source_workload": caller.svc.name if caller else "unknown",
-            "source_workload_namespace": caller.namespace if caller else "unknown",
-            "destination_service_name": target.name, "destination_service_namespace": target.namespace,
-            "destination_workload": target.name, "destination_workload_namespace": target.namespace}
-            | r.scrape_labels(server))
-        r.truth.tcp_connections[key] += 1
+    if server.ambient:
+        _ambient_server(r)
         return
     if server.sidecar and r.port.target not in target.exclude_inbound_ports:
         _server_sidecar(r, rng)
+
+
+def _ambient_proxies(spec: ScenarioSpec) -> list[dict[str, str]]:
+    """The scrape targets of ztunnel and the waypoints' pods."""
+    out = [ambient.scrape_labels(ambient.ZTUNNEL_NAMESPACE, ambient.ZTUNNEL_POD, ambient.ZTUNNEL_IP)] \
+        if spec.ambient_namespaces or any(s.ambient for s in spec.services) else []
+    return out + [ambient.scrape_labels(w.namespace, ambient.waypoint_pod(w), ambient.waypoint_ip(spec, w))
+                  for w in spec.waypoints if w.programmed]
+
+
+def _ambient_server(r: _Request) -> None:
+    """An ambient pod's request: ztunnel counts a connection (one per request here) and logs it; a waypoint that
+    serves the Service (and is reached through its VIP) counts the request itself, reporter="waypoint"."""
+    target, server, key, spec = r.target, r.server, r.key, r.spec
+    wp = ambient.serving_waypoint(spec, target) if r.flow.address != "pod-ip" else None
+    caller = r.caller
+    in_mesh = caller is not None and (caller.sidecar or caller.ambient)
+    if wp is not None:
+        src = {"source_workload": wp.name, "source_workload_namespace": wp.namespace}
+        src_pod: tuple[str, str] | None = (wp.namespace, ambient.waypoint_pod(wp))
+        src_ip = ambient.waypoint_ip(spec, wp)
+    else:
+        src = {"source_workload": caller.svc.name if in_mesh and caller else "unknown",
+               "source_workload_namespace": caller.namespace if in_mesh and caller else "unknown"}
+        src_pod = (caller.namespace, caller.name) if in_mesh and caller else None
+        src_ip = caller.ip if caller else "10.128.7.9"
+    fqdn = f"{target.name}.{target.namespace}.svc.cluster.local"
+    dest = {"destination_service": fqdn, "destination_service_name": target.name,
+            "destination_service_namespace": target.namespace, "destination_workload": target.name,
+            "destination_workload_namespace": target.namespace}
+    ztunnel = ambient.scrape_labels(ambient.ZTUNNEL_NAMESPACE, ambient.ZTUNNEL_POD, ambient.ZTUNNEL_IP)
+    r.metrics.inc("istio_tcp_connections_opened", {"reporter": "destination"} | src | dest | ztunnel)
+    r.truth.tcp_connections[key] += 1
+    ztunnel_pod = SimPod(target, ambient.ZTUNNEL_POD, ambient.ZTUNNEL_UID, ambient.ZTUNNEL_IP, False, "istio-proxy")
+    ztunnel_pod.svc = replace(target, namespace=ambient.ZTUNNEL_NAMESPACE)
+    r.logs.add(ztunnel_pod, "istio-proxy", r.ts + r.dur / 1000.0, ambient.ztunnel_line(
+        r.ts + r.dur / 1000.0, src_pod, src_ip, (server.namespace, server.name), server.ip, r.port.target, fqdn,
+        r.dur, src_pod is not None), 0, r.counter)
+    r.truth.ztunnel_connections[key] += 1
+    r.truth.log_lines += 1
+    if wp is None or r.tcp_proxied:
+        return
+    caller_src = {"source_workload": caller.svc.name if in_mesh and caller else "unknown",
+                  "source_workload_namespace": caller.namespace if in_mesh and caller else "unknown"}
+    labels = {"reporter": "waypoint"} | caller_src | dest | {"request_protocol": "http",
+                                                             "response_code": str(r.status), "response_flags": "-"}
+    scrape = ambient.scrape_labels(wp.namespace, ambient.waypoint_pod(wp), ambient.waypoint_ip(spec, wp))
+    r.metrics.inc("istio_requests", labels | {"connection_security_policy": "mutual_tls"} | scrape)
+    if target.istio_histogram:
+        r.metrics.observe("istio_request_duration_milliseconds", labels | scrape,
+                          target.istio_buckets or ENVOY_DEFAULT_BUCKETS, r.dur)
+    r.truth.mesh_waypoint_requests[key] += 1
+    waypoint = SimPod(target, ambient.waypoint_pod(wp), f"wp-{wp.name}", ambient.waypoint_ip(spec, wp), False,
+                      "istio-proxy")
+    waypoint.svc = replace(target, namespace=wp.namespace)
+    rid = str(uuid.UUID(int=int(r.ts * 1e6) & ((1 << 128) - 1)))
+    r.logs.add(waypoint, "istio-proxy", r.ts, ambient.waypoint_line(
+        _envoy_ts(r.ts), r.method, r.path, r.status, r.dur, f"{target.name}:{r.port.port}", server.ip, r.port.target,
+        r.port.port, fqdn, _cluster_ip(spec.services.index(target)), src_ip if caller else "10.128.7.9", rid),
+        0, r.counter)
+    r.truth.log_lines += 1
 
 
 def _server_sidecar(r: _Request, rng: random.Random) -> None:

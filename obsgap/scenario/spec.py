@@ -41,7 +41,14 @@ class ServiceSpec:
     proxy_missing: bool = False
     """Injection is enabled but the pods have no istio-proxy (created before the namespace label)."""
     ambient: bool = False
-    """Ambient data plane (istio.io/dataplane-mode=ambient, no waypoint): ztunnel reports only istio_tcp_*."""
+    """Pod label istio.io/dataplane-mode=ambient (its namespace may enrol it too: ScenarioSpec.ambient_namespaces):
+    ztunnel reports only istio_tcp_*, unless a waypoint serves the Service."""
+    ambient_opt_out: bool = False
+    """Pod label istio.io/dataplane-mode=none: out of its ambient namespace's mesh."""
+    use_waypoint: str | None = None
+    """Service label istio.io/use-waypoint (a waypoint of ScenarioSpec.waypoints, or one that does not exist)."""
+    headless: bool = False
+    """clusterIP: None."""
     pods_without_proxy: int = 0
     """The first N replicas lack istio-proxy although injection is enabled (the rest have it)."""
     restart_at: float | None = None
@@ -77,10 +84,33 @@ class ServiceSpec:
     so the app logs it and Envoy never sees it; None for no probe."""
     also_selected_by: tuple[str, ...] = ()
     """More Services (same namespace and ports) selecting these pods, e.g. a StatefulSet's headless Service."""
+    app_metrics: str | None = None
+    """The request metric the service's own framework exports (scenario.witnesses.APP_FAMILIES): a witness in
+    Prometheus; its metrics port defaults to 9090."""
+
+    app_metrics_loss: float = 0.0
+    """Share of requests the app's own metric misses (its middleware registered after some routers)."""
+
+    @property
+    def metrics_port_used(self) -> int | None:
+        """The app's own /metrics port, if it exposes one."""
+        return self.metrics_port or (9090 if self.app_metrics else None)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class WaypointSpec:
+    """A waypoint (Gateway of class istio-waypoint) and its pod."""
+
+    namespace: str
+    name: str
+    waypoint_for: str | None = None
+    """istio.io/waypoint-for label; None: unlabelled (service traffic, Istio's default)."""
+    programmed: bool = True
+    """Its Programmed condition (False: not ready, and no pod runs)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +146,13 @@ class ScenarioSpec:
     """The sidecars' Envoy TEXT access-log format (a mesh's own accessLogFormat); None: Istio's default."""
     partial_every: int = 0
     """Every Nth app log line is split into CRI partial (P) lines; 0 = never."""
+    ebpf: tuple[str, ...] = ()
+    """eBPF agents on every node (scenario.witnesses.AGENTS): obi, hubble."""
+    ambient_namespaces: tuple[str, ...] = ()
+    """Namespaces labelled istio.io/dataplane-mode=ambient (ztunnel on every node writes its access logs)."""
+    waypoints: tuple[WaypointSpec, ...] = ()
+    prometheus3: bool = False
+    """Bucket bounds as Prometheus 3 stores them (`le="500.0"`, `"1.8e+06"`): normalised on ingestion."""
 
     @property
     def start(self) -> datetime:

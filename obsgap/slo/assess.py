@@ -24,7 +24,9 @@ from typing import Literal
 
 import pandas as pd
 
+from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
 from obsgap.analysis.reconcile import Reconciliation
+from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
 from obsgap.model import Service
@@ -306,7 +308,12 @@ def _selector_problems(m: Measured, ev: Evidence, services: list[Service]) -> li
     empty = []
     for text, n in m.selector_series:
         sel = next(s for q in m.spec.queries for s in shape(q).selectors if s.text() == text)
-        if n or (sel.equal("le") is not None and m.bounds):
+        le = sel.equal("le")
+        if not n and le is not None and m.bounds and m.error is None:
+            spelled = _respelled(le, m)
+            if spelled is not None:
+                return [spelled]
+        if n or (le is not None and m.bounds):
             continue  # a missing `le` bound: the bucket checks below say why
         empty.append(sel)
     if not empty:
@@ -319,6 +326,51 @@ def _selector_problems(m: Measured, ev: Evidence, services: list[Service]) -> li
                     f"{shown} {'matches' if len(empty) == 1 else 'match'} no series in the window, so the SLI "
                     f"{effect}.{hint}", f"Make the selector name series that exist{hint and ' (use that job)'}.",
                     True)]
+
+
+def _reporter_problems(m: Measured, ev: Evidence, services: list[Service]) -> list[Problem]:
+    """An SLI over Istio's request metrics that selects reporter="destination" (or "source") for a Service a
+    waypoint serves: the waypoint reports its requests as reporter="waypoint", so the SLI reads none of them."""
+    served = [s for s in services if ev.index.dataplane(s) == "waypoint"]
+    if not served:
+        return []
+    counts = dict(m.selector_series)
+    for q in m.spec.queries:
+        for sel in shape(q).selectors:
+            if not sel.metric.startswith("istio_"):
+                continue
+            missing = [x for x in sel.label("reporter") if reporter_misses_waypoint(x.op, x.value)
+                       and x.op in ("=", "=~") and "destination" in x.value]  # the server side it means to read
+            if not missing:
+                continue
+            names = ", ".join(f"{s.namespace}/{s.name}" for s in served)
+            side = "destination"
+            empty = not counts.get(sel.text()) and m.error is None  # a failed count is no proof of emptiness
+            return [Problem(
+                "selector-matches-nothing" if empty else "sli-misses-traffic",
+                f"{sel.text()} selects {missing[0].text()}, but a waypoint serves {names}: it reports their requests "
+                'as reporter="waypoint" (Istio 1.22 and later), so the SLI ' +
+                ("matches no series" if empty else "misses the requests the waypoint served") + " (istio#61815).",
+                f"Select {SAFE_REPORTER[side]} instead of {missing[0].text()}.", True)]
+    return []
+
+
+def _respelled(le: str, m: Measured) -> Problem | None:
+    """A bound the histogram has, spelled otherwise than the selector spells it: Prometheus 3 stores `le` as
+    `500.0` (and `1.8e+06`) where Prometheus 2 kept the exposition's `500`. The selector then matches nothing."""
+    value = bound(le)
+    if value is None:
+        return None
+    stored = next((text for b, text in zip(m.bounds, m.bound_labels, strict=False) if b == value), None)
+    if stored is None or stored == le:
+        return None
+    safe = promql_matcher("le", value)
+    return Problem("selector-matches-nothing",
+                   f'le="{le}" matches no series: this Prometheus stores that bound as le="{stored}" (Prometheus 3 '
+                   "normalises `le` and `quantile` on ingestion; Prometheus 2 kept the exposition's spelling), so "
+                   "the SLI reads nothing.",
+                   f'Select the bound as {safe}, which matches it on Prometheus 2 and 3 alike (or le="{stored}" on '
+                   "this one).", True)
 
 
 def _latency_problems(m: Measured, threshold: float | None, unit: str, quantile: float | None) -> list[Problem]:
@@ -464,8 +516,8 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     services = selected_services(m, ev)
     sides = _sides(m, ev, services, traffic)
     quantile = shape(spec.quantile).quantile if spec.quantile else None
-    problems = _selector_problems(m, ev, services) + _latency_problems(m, sides.threshold, sides.unit, quantile) \
-        + _traffic_problem(sides, services, ev)
+    problems = _reporter_problems(m, ev, services) or _selector_problems(m, ev, services)
+    problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
     namespace, service = _owner(spec, services)

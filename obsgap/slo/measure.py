@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from obsgap.bounds import bound
 from obsgap.errors import InputError
 from obsgap.slo.promql import Selector, counted, duration, over_window, shape
 from obsgap.slo.spec import Measured, SloSpec
@@ -34,19 +35,29 @@ def _events(query: Query, label: str, promql: str, window_s: int) -> tuple[float
     return value, err
 
 
-def _histogram(query: Query, spec: SloSpec, window_s: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _histogram(query: Query, spec: SloSpec,
+               window_s: int) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
+    """The histogram's finite bounds, cumulative counts (+Inf last) and the `le` spellings stored, bounds compared
+    as numbers (a Prometheus upgraded to 3 holds `500` and `500.0` for one bound)."""
     selectors = [sel for q in spec.queries for sel in shape(q).selectors]
     sel = next((s for s in selectors if s.metric.endswith("_bucket")), selectors[0] if selectors else None)
     if sel is None:
-        return (), ()
+        return (), (), ()
     series = Selector(sel.family + "_bucket", tuple(m for m in sel.matchers if m.name != "le"))
     promql = f"sum by (le) (increase({series.text()}[{duration(window_s)}]))"
     df, _ = query(f"slo {spec.name}: buckets", promql)
     if df is None or df.empty or "le" not in df:
-        return (), ()
-    rows = sorted((float(le), float(v)) for le, v in zip(df["le"], df["value"], strict=True))
-    finite = tuple(le for le, _ in rows if le != float("inf"))
-    return finite, tuple(v for _, v in rows)
+        return (), (), ()
+    counts: dict[float, float] = {}
+    spelled: dict[float, str] = {}
+    for text, value in zip(df["le"], df["value"], strict=True):
+        le = bound(text)
+        if le is not None:
+            counts[le] = counts.get(le, 0.0) + float(value)
+            spelled[le] = min(spelled.get(le, str(text)), str(text), key=len)
+    order = sorted(counts)
+    finite = tuple(le for le in order if le != float("inf"))
+    return finite, tuple(counts[le] for le in order), tuple(spelled[le] for le in finite)
 
 
 def measure(spec: SloSpec, query: Query, window_s: int) -> Measured:
@@ -85,9 +96,9 @@ def measure(spec: SloSpec, query: Query, window_s: int) -> Measured:
         if df is not None and not df.empty:
             values = pd.to_numeric(df["value"], errors="coerce").dropna()
             quantile_value = float(values.max()) if len(values) else None
-    bounds, counts = ((), ()) if spec.kind == "ratio" else _histogram(query, spec, window_s)
+    bounds, counts, labels = ((), (), ()) if spec.kind == "ratio" else _histogram(query, spec, window_s)
     return Measured(spec, errors[0] if errors else None, tuple(series), total, bad, ratio, quantile_value, bounds,
-                    counts)
+                    counts, labels)
 
 
 def prometheus_query(source: PrometheusSource, at: datetime) -> Query:

@@ -64,3 +64,5 @@ class Measured:
     """Finite bucket bounds of the histogram a latency or quantile SLI reads."""
     bucket_counts: tuple[float, ...] = ()
     """Cumulative observations per bound over the window, +Inf last."""
+    bound_labels: tuple[str, ...] = ()
+    """The `le` values as this Prometheus stores them (`500`, or Prometheus 3's `500.0`), one per bound."""

@@ -9,7 +9,7 @@ Empty: a Prometheus that answers but holds no Istio series in the window (wrong 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,13 +20,16 @@ from obsgap.intervals import time_step_ms
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
-from obsgap.sources.reports import HistogramFamilies, PrometheusReport, SourceStatus
+from obsgap.sources.reports import HistogramFamilies, PrometheusReport, SourceStatus, WitnessReport
+from obsgap.sources.witnesses import families_present, normalize, scope_of
+from obsgap.witness import KNOWN_FAMILIES, WitnessCounts, WitnessFamily
 
 MAX_HISTOGRAM_FAMILIES = 60
 _LATENCY_HINT = ("duration", "latency", "seconds", "milliseconds", "_ms_", "time")
 ISTIO_QUERIES = ("mesh_requests", "mesh_tcp_connections")
 """The queries whose rows are Istio's series: when both are empty the window holds none (an empty source)."""
 SCRAPE_INTERVAL_QUERY = "scrape_interval"
+WITNESS_QUERY = "witness_requests"
 
 
 @dataclass
@@ -38,6 +41,8 @@ class MetricsSource:
     """Range queries over the window in time bins (the timelines)."""
     histograms: bool = False
     """Whether some reader needs the histogram families' buckets."""
+    witness_families: tuple[WitnessFamily, ...] = KNOWN_FAMILIES
+    """The witness families to look for (the known ones and the user's --witness-metric)."""
     kind: str = "metrics"
     _source: PrometheusSource | None = field(default=None, repr=False)
     _report: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -68,16 +73,26 @@ class MetricsSource:
             self._keep(res, frames, failed)
         families: dict[str, pd.DataFrame] = {}
         series: dict[str, int] = {}
+        names = source.metric_names(ctx.window.start, ctx.window.end) if self.histograms or \
+            self.witness_families else None
+        native_problem: tuple[str, ...] = ()
         if self.histograms:
-            families, series, self._report["histogram_families"] = _histograms(source, ctx)
+            families, series, found = _histograms(source, ctx, names)
+            native = _native(source, ctx, names)
+            self._report["histogram_families"] = replace(found, native=native)
+            if native:
+                native_problem = (f"prometheus: {', '.join(native)} stored as native histograms (Prometheus 3's "
+                                  "convert_classic_histograms_to_nhcb, or exponential): no _bucket series, so their "
+                                  "buckets were not analysed (histogram-inf-saturation did not examine them)",)
+        witnesses = self._witnesses(names, ctx, failed)
         targets = source.targets()
         interval = _interval(frames.get(SCRAPE_INTERVAL_QUERY), ctx.window.seconds)
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
                          "scrape_interval_seconds": round(interval, 1), "istio_series": istio}
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None, interval,
-                                   families, series)
-        problems = tuple(dict.fromkeys(failed.values()))
+                                   families, series, witnesses)
+        problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
             empty = (f"prometheus: no Istio series (istio_requests_total, istio_tcp_*) in the window "
                      f"{ctx.window.start:%Y-%m-%d %H:%M}–{ctx.window.end:%Y-%m-%d %H:%M} UTC: is it scraping the "
@@ -85,6 +100,28 @@ class MetricsSource:
             self._report |= {"status": "empty", "error": empty}
             problems += (empty,)
         return SourceRead(evidence, self.report(), problems)
+
+    def _witnesses(self, names: list[str] | None, ctx: ReadContext,
+                   failed: dict[str, str]) -> tuple[WitnessCounts, ...]:
+        """One query per witness family present in the window: the number of queries does not grow with pods."""
+        present = families_present(names, self.witness_families)
+        out = []
+        for family in present:
+            ctx.say(f"witness {family.witness}")
+            res = self.source.query(WITNESS_QUERY, ctx.window.seconds, ctx.window.end, ctx.namespaces,
+                                    family=scope_of(family))
+            if res.error:
+                failed[f"{WITNESS_QUERY}:{family.witness}"] = res.error
+                continue
+            counts = normalize(family, res.frame)
+            if ctx.namespaces:
+                counts = WitnessCounts(family, counts.rows[counts.rows["namespace"].isin(ctx.namespaces)])
+            out.append(counts)
+        self._report["witnesses"] = tuple(
+            WitnessReport(c.witness, c.family.series, c.family.framework, len(c.rows),
+                          int(c.rows[["namespace", "pod"]].drop_duplicates().shape[0]) if not c.rows.empty else 0,
+                          int(c.rows["requests"].sum()) if not c.rows.empty else 0) for c in out)
+        return tuple(out)
 
     @staticmethod
     def _keep(res: QueryResult, frames: dict[str, pd.DataFrame], failed: dict[str, str]) -> None:
@@ -128,7 +165,7 @@ class MetricsSource:
             query_files=r.get("query_files", ()), range_query_files=r.get("range_query_files", ()),
             targets_api=r.get("targets_api"), scrape_interval_seconds=r.get("scrape_interval_seconds"),
             peak_samples=dict(s.query_samples), histogram_families=r.get("histogram_families"),
-            split_by_namespace=dict(s.splits), istio_series=r.get("istio_series"))
+            split_by_namespace=dict(s.splits), istio_series=r.get("istio_series"), witnesses=r.get("witnesses", ()))
 
     @property
     def sli_queries(self) -> int:
@@ -142,10 +179,9 @@ def _interval(frame: pd.DataFrame | None, window_seconds: int) -> float:
     return 30.0
 
 
-def _histograms(source: PrometheusSource, ctx: ReadContext) -> tuple[dict[str, pd.DataFrame], dict[str, int],
-                                                                      HistogramFamilies]:
+def _histograms(source: PrometheusSource, ctx: ReadContext, names: list[str] | None) -> \
+        tuple[dict[str, pd.DataFrame], dict[str, int], HistogramFamilies]:
     """Discover histogram families (label-values API) and fetch each one's buckets, aggregated server-side."""
-    names = source.metric_names(ctx.window.start, ctx.window.end)
     if names is None:
         return {}, {}, HistogramFamilies(error="label values API failed")
     families = sorted({n[: -len("_bucket")] for n in names if n.endswith("_bucket")},
@@ -164,6 +200,31 @@ def _histograms(source: PrometheusSource, ctx: ReadContext) -> tuple[dict[str, p
         if cnt.error is None and not cnt.frame.empty:
             series[family] = int(float(cnt.frame["value"].iloc[0]))
     return frames, series, HistogramFamilies(len(families), tuple(chosen), tuple(skipped))
+
+
+NATIVE_CANDIDATES = ("istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes")
+"""Istio's histograms: their bare names in a store are native histograms (a classic one keeps _bucket, _count, _sum)."""
+
+
+def _native(source: PrometheusSource, ctx: ReadContext, names: list[str] | None) -> tuple[str, ...]:
+    """Histogram families stored as one native series each, without `_bucket`: Istio's (and latency-named) bare
+    names, each confirmed by histogram_count(), which only a native histogram answers. A query per candidate: the
+    count does not grow with pods or services."""
+    if not names:
+        return ()
+    present = set(names)
+    candidates = sorted((n for n in present if f"{n}_bucket" not in present and f"{n}_count" not in present
+                         and not n.endswith(("_bucket", "_count", "_sum", "_total", "_created"))
+                         and (n in NATIVE_CANDIDATES or any(h in n for h in _LATENCY_HINT))),
+                        key=lambda n: (n not in NATIVE_CANDIDATES, n))  # Istio's first, within the cap
+    out = []
+    for name in candidates[:MAX_HISTOGRAM_FAMILIES]:
+        # a subquery, not last_over_time(): Prometheus 2's range functions skip native histogram samples
+        res = source.query_promql(f"native_histogram:{name}", f"count(count_over_time(histogram_count({name})"
+                                  f"[{ctx.window.seconds}s:5m]))", ctx.window.end)
+        if res.error is None and not res.frame.empty and float(res.frame["value"].iloc[0]) > 0:
+            out.append(name)
+    return tuple(out)
 
 
 def not_configured() -> SourceRead[MetricsEvidence, PrometheusReport]:

@@ -3,7 +3,8 @@
 A query file starts with `#` header lines (`returns:`, `labels:`, `scope:`) and has two
 placeholders: `$window` (a duration) and `$selector` (one label matcher that scopes the query to
 the requested namespaces, on the label named by `scope:`); `$resolution` is a subquery step of about
-1/240 of the window (at least 15 s), `$bucket_series` a validated metric name.
+1/240 of the window (at least 15 s), `$bucket_series` and `$series` validated metric names, `$by` validated label
+names. `scope: family` takes the scope label and the further matchers from the caller (a witness family's own).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from obsgap.errors import InputError
 
-_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series|resolution)\b")
+_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series|resolution|series|by)\b")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -33,6 +35,34 @@ def queries_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class FamilyScope:
+    """What a `scope: family` query is bound with: the series, the labels to keep, the namespace label (None: the
+    family cannot be scoped by a label; its rows are scoped after) and its own matchers, as (label, op, value)."""
+
+    series: str
+    by: tuple[str, ...]
+    namespace_label: str | None
+    matchers: tuple[tuple[str, str, str], ...] = ()
+    label: str = ""
+    """How the report names this query (the family's witness); the series when empty."""
+
+    def selector(self, namespaces: tuple[str, ...]) -> str:
+        if not _METRIC_NAME.match(self.series):
+            raise InputError(f"{self.series!r} is not a metric name")
+        for label in (*self.by, *(m[0] for m in self.matchers), *([self.namespace_label] if self.namespace_label
+                                                                   else [])):
+            if not _LABEL_NAME.match(label):
+                raise InputError(f"{label!r} is not a label name")
+        parts = [namespace_matcher(self.namespace_label, namespaces)] if self.namespace_label and namespaces else []
+        for label, op, value in self.matchers:
+            if op not in ("=", "!=", "=~", "!~"):
+                raise InputError(f"{op!r} is not a PromQL matcher")
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            parts.append(f'{label}{op}"{escaped}"')
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class QueryFile:
     name: str
     text: str
@@ -40,14 +70,22 @@ class QueryFile:
     labels: tuple[str, ...]
     scope: str
 
-    def bind(self, window_seconds: int, namespaces: tuple[str, ...] = (), bucket_series: str | None = None) -> str:
+    def bind(self, window_seconds: int, namespaces: tuple[str, ...] = (), bucket_series: str | None = None,
+             family: FamilyScope | None = None) -> str:
         if "$bucket_series" in self.text and (not bucket_series or not _METRIC_NAME.match(bucket_series)):
             raise InputError(f"query {self.name}: {bucket_series!r} is not a metric name")
-        if self.scope.split()[0] == "none" and "$selector" in self.text:
+        scope = self.scope.split()[0]
+        if scope == "none" and "$selector" in self.text:
             raise InputError(f"query {self.name}: `scope: none` and a $selector placeholder contradict each other")
-        selector = "" if self.scope.split()[0] == "none" else namespace_matcher(self.scope, namespaces)
+        if scope == "family":
+            if family is None:
+                raise InputError(f"query {self.name}: a family query needs its family")
+            selector = family.selector(namespaces)
+        else:
+            selector = "" if scope == "none" else namespace_matcher(self.scope, namespaces)
         values = {"window": f"{int(window_seconds)}s", "selector": selector,
-                  "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 240)}s"}
+                  "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 240)}s",
+                  "series": family.series if family else "", "by": ", ".join(family.by) if family else ""}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 
 

@@ -54,6 +54,22 @@ class HistogramFamilies:
     skipped: tuple[str, ...] = ()
     """Families beyond the cap, not analysed (named, never dropped silently)."""
     error: str | None = None
+    native: tuple[str, ...] = ()
+    """Families stored as native histograms (NHCB: `convert_classic_histograms_to_nhcb`, or exponential): no
+    `_bucket` series, so their buckets were not analysed."""
+
+
+@dataclass(frozen=True)
+class WitnessReport:
+    """One witness family found in the window."""
+
+    witness: str
+    series: str
+    framework: str
+    rows: int
+    pods: int
+    """Observed pods it names."""
+    requests: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,8 @@ class PrometheusReport:
     split_by_namespace: Mapping[str, int] = field(default_factory=dict)
     istio_series: bool | None = None
     """Whether the window holds Istio series (istio_requests_total, istio_tcp_*); None when not asked."""
+    witnesses: tuple[WitnessReport, ...] = ()
+    """The witness families the window holds (one query each)."""
 
 
 # --- Kubernetes ------------------------------------------------------------------------------

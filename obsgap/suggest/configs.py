@@ -19,6 +19,14 @@ def istio_annotation(bounds_ms: Sequence[float], workload: str) -> str:
             f"        {STATS_BUCKETS_ANNOTATION}: '{value}'")
 
 
+def waypoint_annotation(bounds_ms: Sequence[float], namespace: str, gateway: str) -> str:
+    """A waypoint's own proxy reads the same annotation: Istio copies a Gateway's spec.infrastructure.annotations
+    onto the pods it deploys for it."""
+    value = json.dumps({"istiocustom": _fmt(bounds_ms)}, separators=(",", ":"))
+    return (f"# Gateway {namespace}/{gateway} (the waypoint serving this Service): its pods get the annotation\n"
+            f"spec:\n  infrastructure:\n    annotations:\n        {STATS_BUCKETS_ANNOTATION}: '{value}'")
+
+
 def envoy_bootstrap(bounds_ms: Sequence[float]) -> str:
     buckets = ", ".join(str(b) for b in _fmt(bounds_ms))
     return ("# Envoy bootstrap equivalent (first matching prefix wins)\nstats_config:\n"
@@ -47,3 +55,18 @@ NATIVE_HISTOGRAMS = (
     "scrape_native_histograms: true\n"
     "# or, keeping the classic buckets but storing them as one native series per histogram:\n"
     "convert_classic_histograms_to_nhcb: true")
+
+NHCB_STORAGE = (
+    "# Envoy (and so Istio's sidecars, gateways and waypoints) exposes no native histograms: no scrape setting\n"
+    "# makes its buckets exponential, only the annotation above changes them. Prometheus >= 3.x can store the\n"
+    "# classic buckets as one native series per histogram (cheaper, same bounds, still saturating at the top one):\n"
+    "convert_classic_histograms_to_nhcb: true\n"
+    "# then histogram_quantile() reads istio_request_duration_milliseconds, not ..._bucket: rewrite dashboards\n"
+    "# and SLOs")
+
+
+def obi_buckets(bounds: list[float]) -> str:
+    """OpenTelemetry eBPF Instrumentation (OBI) and Beyla: the duration histogram of their Prometheus endpoint
+    (`prometheus_export.buckets.duration_histogram`, in seconds)."""
+    return ("# OBI / Beyla configuration (its Prometheus endpoint's duration histogram, seconds)\n"
+            "prometheus_export:\n  buckets:\n    duration_histogram: [" + ", ".join(f"{b:g}" for b in bounds) + "]")

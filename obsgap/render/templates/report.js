@@ -216,7 +216,8 @@
       const basis = (r.observed_by || "no witness") + (r.basis ? " (" + r.basis + ")" : "") +
         (r.logs_cover && !(r.basis || "").includes(r.logs_cover) ? "; " + r.logs_cover : "") +
         (r.reason ? "; " + r.reason : "");
-      const count = (v) => (v === null || v === undefined ? "not measured" : fmt(v));
+      const unit = r.unit === "connections" ? " conn." : "";
+      const count = (v) => (v === null || v === undefined ? "not measured" : fmt(v) + unit);
       const tr = el("tr", {}, el("td", { text: r.namespace }), el("td", { text: r.service }),
         el("td", { class: "num", text: count(r.observed_requests) }), el("td", { class: "num", text: count(r.mesh_requests) }),
         el("td", { class: "num", text: ratio }), el("td", { text: basis }));

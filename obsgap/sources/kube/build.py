@@ -8,19 +8,27 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from obsgap import istio
+from obsgap import ambient, istio
 from obsgap.model import (
+    Condition,
     DestinationRule,
     Gateway,
+    KubeGateway,
+    Listener,
     Namespace,
     Pod,
+    ReferenceGrant,
+    Route,
     RouteDestination,
+    RouteRef,
     Service,
     ServiceEntry,
     ServicePort,
+    SidecarState,
     Subset,
     Topology,
     VirtualService,
@@ -85,7 +93,8 @@ def _service(obj: RAW) -> Service:
     export = _str_map(md.get("annotations")).get("networking.istio.io/exportTo", "")
     return Service(ns, name, tuple(ports), _str_map(spec.get("selector")), spec.get("clusterIP"),
                    str(spec.get("type") or "ClusterIP"), _str_map(md.get("labels")),
-                   tuple(e.strip() for e in export.split(",") if e.strip()))
+                   tuple(e.strip() for e in export.split(",") if e.strip()),
+                   _conditions(_mapping(obj.get("status")).get("conditions")) or ())
 
 
 def _workload(obj: RAW, rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
@@ -135,12 +144,24 @@ def _agent_paths(spec: RAW, annotations: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted(paths))
 
 
+def _probes_per_second(spec: RAW) -> float:
+    """kubelet's HTTP probes per second over every container (1 / periodSeconds each; 10 s when not given)."""
+    rate = 0.0
+    for c in spec.get("containers") or []:
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            body = (c.get(probe) or {}) if isinstance(c, Mapping) else {}
+            if isinstance(body, Mapping) and isinstance(body.get("httpGet"), Mapping):
+                period = _int_or_none(body.get("periodSeconds")) or 10
+                rate += 1.0 / max(period, 1) if probe != "startupProbe" else 0.0
+    return rate
+
+
 def _names(items: Any) -> tuple[str, ...]:
     return tuple(str(c.get("name", "")) for c in items or [] if isinstance(c, Mapping))
 
 
-def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
-         rs_owner: Mapping[tuple[str, str], tuple[str, str]], nodes: Mapping[str, Mapping[str, str]]) -> Pod:
+def _pod(obj: RAW, namespaces: Mapping[str, Namespace], rs_owner: Mapping[tuple[str, str], tuple[str, str]],
+         nodes: Mapping[str, Mapping[str, str]], mesh_ambient: bool = False) -> Pod:
     ns, name = _meta(obj)
     md = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -153,11 +174,11 @@ def _pod(obj: RAW, namespaces: Mapping[str, Namespace],
         namespace=ns, name=name, ip=status.get("podIP"), labels=labels, annotations=annotations,
         containers=_names(spec.get("containers")), container_ports=_container_ports(spec),
         init_containers=_names(spec.get("initContainers")), workload=workload, workload_kind=kind,
-        sidecar=istio.sidecar_state(ns, ns_labels, md, spec, status),
+        sidecar=istio.sidecar_state(ns, ns_labels, md, spec, status, mesh_ambient),
         exclusions=istio.traffic_exclusions(annotations),
         host_network=bool(spec.get("hostNetwork")), phase=str(status.get("phase") or "Running"), node=node,
         subset_labels=istio.augment_labels(labels, spec.get("nodeName"), nodes.get(str(spec.get("nodeName")))),
-        agent_paths=_agent_paths(spec, annotations),
+        agent_paths=_agent_paths(spec, annotations), probes_per_second=_probes_per_second(spec),
         uid=str(md["uid"]) if md.get("uid") else None, started_ms=_epoch_ms(status.get("startTime")),
         restarts=_restarts(status),
     )
@@ -186,13 +207,13 @@ def _mapping(value: Any) -> RAW:
     return value if isinstance(value, Mapping) else {}
 
 
-def _template(obj: RAW, namespaces: Mapping[str, Namespace]) -> WorkloadTemplate:
+def _template(obj: RAW, namespaces: Mapping[str, Namespace], mesh_ambient: bool = False) -> WorkloadTemplate:
     ns, name = _meta(obj)
     spec = obj.get("spec") or {}
     template = _mapping(spec.get("template"))
     meta, pod_spec = _mapping(template.get("metadata")), _mapping(template.get("spec"))
     ns_labels = namespaces[ns].labels if ns in namespaces else {}
-    state = istio.sidecar_state(ns, ns_labels, meta, pod_spec, {})
+    state = istio.sidecar_state(ns, ns_labels, meta, pod_spec, {}, mesh_ambient)
     return WorkloadTemplate(ns, str(obj.get("kind")), name, _str_map(meta.get("labels")),
                             _int_or_none(spec.get("replicas")), state.placeholder and not state.expected)
 
@@ -265,6 +286,90 @@ def _gateway(obj: RAW) -> Gateway:
     return Gateway(ns, name, tuple(hosts))
 
 
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+
+
+def _gateway_api(obj: RAW) -> bool:
+    return str(obj.get("apiVersion") or "").split("/")[0] == GATEWAY_API_GROUP
+
+
+def _conditions(raw: Any) -> tuple[Condition, ...] | None:
+    if not isinstance(raw, list):
+        return None
+    return tuple(Condition(str(c.get("type") or ""), str(c.get("status") or ""), str(c.get("reason") or ""),
+                           str(c.get("message") or "")) for c in raw if isinstance(c, Mapping))
+
+
+def _listener(raw: RAW) -> Listener:
+    allowed = _mapping(raw.get("allowedRoutes"))
+    namespaces = _mapping(allowed.get("namespaces"))
+    selector = _mapping(namespaces.get("selector"))
+    kinds = tuple(str(k.get("kind")) for k in allowed.get("kinds") or [] if isinstance(k, Mapping) and k.get("kind"))
+    return Listener(str(raw.get("name") or ""), _int_or_none(raw.get("port")), str(raw.get("protocol") or ""),
+                    str(raw["hostname"]) if raw.get("hostname") else None, str(namespaces.get("from") or "Same"),
+                    _str_map(selector.get("matchLabels")), kinds)
+
+
+def _kube_gateway(obj: RAW) -> KubeGateway:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    return KubeGateway(ns, name, str(spec.get("gatewayClassName") or ""),
+                       tuple(_listener(raw) for raw in spec.get("listeners") or [] if isinstance(raw, Mapping)),
+                       _str_map((obj.get("metadata") or {}).get("labels")),
+                       _conditions(status.get("conditions")) if status else None)
+
+
+def _ref(raw: RAW, route_ns: str, parent: bool) -> RouteRef:
+    """A reference with the API's defaults (apis/v1/shared_types.go, object_reference_types.go)."""
+    given = "group" in raw
+    group = str(raw.get("group") if given and raw.get("group") is not None else
+                ("" if not parent else GATEWAY_API_GROUP))
+    kind = str(raw.get("kind") or ("Gateway" if parent else "Service"))
+    return RouteRef(group, kind, str(raw.get("namespace") or route_ns), str(raw.get("name") or ""),
+                    _int_or_none(raw.get("port")), str(raw["sectionName"]) if raw.get("sectionName") else None,
+                    given)
+
+
+def _route(obj: RAW) -> Route:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    parents = tuple(_ref(p, ns, True) for p in spec.get("parentRefs") or [] if isinstance(p, Mapping))
+    backends = tuple(_ref(b, ns, False) for rule in spec.get("rules") or [] if isinstance(rule, Mapping)
+                     for b in rule.get("backendRefs") or [] if isinstance(b, Mapping))
+    status = tuple((str(_mapping(p.get("parentRef")).get("namespace") or ns),
+                    str(_mapping(p.get("parentRef")).get("name") or ""), _conditions(p.get("conditions")) or ())
+                   for p in _mapping(obj.get("status")).get("parents") or [] if isinstance(p, Mapping))
+    return Route(str(obj.get("kind")), ns, name, tuple(str(h) for h in spec.get("hostnames") or []), parents,
+                 backends, status)
+
+
+def _reference_grant(obj: RAW) -> ReferenceGrant:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    froms = tuple((str(f.get("group") or ""), str(f.get("kind") or ""), str(f.get("namespace") or ""))
+                  for f in spec.get("from") or [] if isinstance(f, Mapping))
+    tos = tuple((str(t.get("group") or ""), str(t.get("kind") or ""), str(t["name"]) if t.get("name") else None)
+                for t in spec.get("to") or [] if isinstance(t, Mapping))
+    return ReferenceGrant(ns, name, froms, tos)
+
+
+def _not_captured(pods: tuple[Pod, ...]) -> tuple[Pod, ...]:
+    """Where the CNI marks captured pods (ambient.istio.io/redirection: enabled on some pod of the snapshot), an
+    ambient pod without the mark was never captured: created before the node agent ran, or its setup failed."""
+    if not any(p.annotations.get(ambient.REDIRECTION) == "enabled" for p in pods):
+        return pods
+    out = []
+    for p in pods:  # a pod not running (pending, completed) has not been set up, or no longer is
+        if p.sidecar.mode == "ambient" and ambient.REDIRECTION not in p.annotations and p.phase == "Running":
+            p = replace(p, sidecar=SidecarState(
+                "none", "ambient/not-captured", True,
+                f"enrolled in ambient, but without the {ambient.REDIRECTION} annotation the CNI sets on every pod it "
+                "captures (other pods carry it): its traffic does not pass through ztunnel"))
+        out.append(p)
+    return tuple(out)
+
+
 def _endpoint_ips(objs: Iterable[RAW]) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for obj in objs:
@@ -327,18 +432,25 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
                 gap_list.append(f"{kind} {'/'.join(_meta(o))}: unreadable ({type(exc).__name__})")
         return tuple(out)
 
+    mesh_ambient = istio.mesh_is_ambient(n.labels for n in namespaces.values())
+    gateway_api = [o for o in by_kind.get("Gateway", []) if _gateway_api(o)]
+    by_kind["Gateway"] = [o for o in by_kind.get("Gateway", []) if not _gateway_api(o)]
+    by_kind["KubeGateway"] = gateway_api
     log_formats, format_gaps = access_formats(by_kind.get("ConfigMap", []))
     gap_list.extend(format_gaps)
     return Topology(
         namespaces=namespaces, access_log_formats=log_formats,
         services=convert("Service", _service),
-        pods=convert("Pod", lambda o: _pod(o, namespaces, rs_owner, nodes)),
+        pods=_not_captured(convert("Pod", lambda o: _pod(o, namespaces, rs_owner, nodes, mesh_ambient))),
         virtual_services=convert("VirtualService", _virtual_service),
         destination_rules=convert("DestinationRule", _destination_rule),
         service_entries=convert("ServiceEntry", _service_entry),
         gateways=convert("Gateway", _gateway),
+        kube_gateways=convert("KubeGateway", _kube_gateway),
+        routes=convert("HTTPRoute", _route) + convert("GRPCRoute", _route),
+        reference_grants=convert("ReferenceGrant", _reference_grant),
         workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
-                        for t in convert(kind, lambda o: _template(o, namespaces))
+                        for t in convert(kind, lambda o: _template(o, namespaces, mesh_ambient))
                         if kind != "ReplicaSet" or not t.labels.get("pod-template-hash")),
         endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
         nodes=nodes, object_counts=dict(sorted(counts.items())),

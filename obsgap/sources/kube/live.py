@@ -19,6 +19,13 @@ ISTIO_GROUP = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules",
                "ServiceEntry": "serviceentries", "Sidecar": "sidecars", "Gateway": "gateways"}
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+GATEWAY_API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
+GATEWAY_API_KINDS = {"Gateway": "gateways", "HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes",
+                     "ReferenceGrant": "referencegrants"}
+CUSTOM_KINDS = ((ISTIO_GROUP, ISTIO_VERSIONS, ISTIO_KINDS),
+                (GATEWAY_API_GROUP, GATEWAY_API_VERSIONS, GATEWAY_API_KINDS))
+"""Custom resources read (get/list only), newest served version first."""
 
 
 @dataclass(frozen=True)
@@ -114,23 +121,36 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
                         "own access-log format is unknown")
     except (HTTPError, OSError) as exc:
         raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
-    for kind, plural in ISTIO_KINDS.items():
-        errors = []
-        for version in ISTIO_VERSIONS:
-            try:
-                objects.extend(_paginate(custom.list_cluster_custom_object, kind,
-                                         group=ISTIO_GROUP, version=version, plural=plural))
-                break
-            except ApiException as exc:
-                errors.append(exc.status)
-                if exc.status == 404:
-                    continue
-                break
-            except (HTTPError, OSError) as exc:
-                raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
-        else:
-            gaps.append(f"{kind}: CRD {plural}.{ISTIO_GROUP} not found")
-            continue
-        if errors and errors[-1] != 404:
-            gaps.append(f"{kind}: list {'forbidden' if errors[-1] == 403 else 'failed'} (HTTP {errors[-1]})")
+    for group, versions, kinds in CUSTOM_KINDS:
+        for kind, plural in kinds.items():
+            objects.extend(_custom(custom, group, versions, kind, plural, gaps))
     return objects, gaps
+
+
+def _custom(custom: Any, group: str, versions: tuple[str, ...], kind: str, plural: str,
+            gaps: list[str]) -> list[Mapping[str, Any]]:
+    """Every object of one custom kind, in the first version the cluster serves; a missing CRD or a refused list
+    is a gap. Items carry their apiVersion (a Gateway API Gateway is told from Istio's by its group)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    errors = []
+    for version in versions:
+        try:
+            items = _paginate(custom.list_cluster_custom_object, kind, group=group, version=version, plural=plural)
+        except ApiException as exc:
+            errors.append(exc.status)
+            if exc.status == 404:
+                continue
+            break
+        except (HTTPError, OSError) as exc:
+            raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+        for item in items:
+            if isinstance(item, dict):
+                item.setdefault("apiVersion", f"{group}/{version}")
+        return items
+    if errors and errors[-1] != 404:
+        gaps.append(f"{kind}: list {'forbidden' if errors[-1] == 403 else 'failed'} (HTTP {errors[-1]})")
+    else:
+        gaps.append(f"{kind}: CRD {plural}.{group} not found")
+    return []

@@ -259,6 +259,36 @@ def _duration_columns(p: _Params, mapping: Mapping[str, str] | None) -> tuple[st
     return f"coalesce({', '.join(base)}, {extra})", f"multiIf({', '.join(unknown_arms)}, NULL)"
 
 
+_Z_TEXT = (r"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T[^\s]+\s+)?(?:trace|debug|info|warn|error)\s+access\s+"
+           r"connection (?:complete|failed)\s")
+"""ztunnel.parse_ztunnel_text's line shape, in RE2."""
+_Z_KEYS = ("src.addr", "dst.addr", "dst.hbone_addr", "dst.service", "direction", "duration", "error")
+
+
+def _ztunnel_columns(p: _Params) -> str:
+    """ztunnel.parse_ztunnel_*: whether a line is ztunnel's access log (TEXT or JSON), and its fields, computed only
+    for the lines that can be (a substring test first: the other lines pay nothing else)."""
+    maybe = "(position(body, 'connection ') > 0 AND position(body, 'access') > 0)"
+    scope, message = (_text(f"JSONExtractRaw(body, {p.add(k)})") for k in ("scope", "message"))
+    cols = [f"({maybe} AND is_json AND {scope} = 'access' AND {message} IN ('connection complete', "
+            f"'connection failed')) AS z_json",
+            f"({maybe} AND NOT is_json AND text_fmt < 0 AND match(body, {p.add(_Z_TEXT)})) AS z_text"]
+    escaped = p.add(r"\\(.)")  # Rust's Debug escapes: a backslash and the character it escapes
+    for key in _Z_KEYS:
+        pattern = p.add(r"(?:^|\s)" + re.escape(key) + r'=("(?:[^"\\]|\\.)*"|[^\s]*)')
+        raw = f"extract(body, {pattern})"
+        text = (f"if(length({raw}) >= 2 AND startsWith({raw}, '\"') AND endsWith({raw}, '\"'), "
+                f"replaceRegexpAll(substring({raw}, 2, length({raw}) - 2), {escaped}, {p.add(chr(92) + '1')}), "
+                f"{raw})")
+        json = _text(f"JSONExtractRaw(body, {p.add(key)})")  # ztunnel's keys are flat: "dst.addr"
+        cols.append(f"if(z_json OR z_text, nullIf(if(z_json, {json}, {text}), ''), NULL) AS "
+                    f"z_{key.replace('.', '_')}")
+    time_pattern = p.add(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}T[^\s]+)\s")
+    time_json = _text(f"JSONExtractRaw(body, {p.add('time')})")
+    cols.append(f"multiIf(z_json, {time_json}, z_text, nullIf(extract(body, {time_pattern}), ''), NULL) AS z_time")
+    return ",\n      ".join(cols)
+
+
 def _app_text_columns(p: _Params) -> tuple[str, str, str]:
     """Application text access logs (app_text.TEXT_FORMATS): which format a line is, its groups, its fields."""
     text_patterns = [p.add("^" + pattern.pattern) for _, pattern in TEXT_FORMATS]
@@ -331,48 +361,70 @@ def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_form
     own_url = [i for i, s in enumerate(APP_SCHEMAS) if s.own_url]
     own_url_sql = f"schema IN ({', '.join(map(str, own_url))})" if own_url else "0"
     text_which, text_groups, app_text_fields = _app_text_columns(p)
+    ztunnel = _ztunnel_columns(p)
     lo, hi = start_ms - MARGIN_MS, end_ms + MARGIN_MS
     ns_key, pod_key, c_key = p.add(o.namespace_key), p.add(o.pod_key), p.add(o.container_key)
     table = p.add(o.table, "Identifier")
     parsed = f"""parsed0 AS (
   SELECT *,
-    multiIf(text_fmt >= 0, 'envoy-text', json_fmt >= 0, 'envoy-json', is_json AND app_request, 'app-json',
-            is_json, 'json-other', app_text_fmt >= 0, 'app-text', trim(body) = '', 'empty', 'unrecognized') AS kind,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), 'envoy', 'app') AS origin,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce({cluster_direction('e_cluster')}, 'outbound'),
+    multiIf(text_fmt >= 0, 'envoy-text', json_fmt >= 0, 'envoy-json',
+            (z_json OR z_text) AND (z_dst_addr IS NOT NULL OR z_src_addr IS NOT NULL), 'ztunnel',
+            is_json AND app_request, 'app-json', is_json, 'json-other', app_text_fmt >= 0, 'app-text',
+            trim(body) = '', 'empty', 'unrecognized') AS kind,
+    kind IN ('envoy-text', 'envoy-json') AND (startsWith(ifNull(e_cluster, ''), 'inbound-vip|')
+                                              OR startsWith(ifNull(e_cluster, ''), 'inbound-pod|')) AS waypoint,
+    if(kind IN ('envoy-text', 'envoy-json') AND startsWith(ifNull(e_upstream_host, ''), 'envoy://'),
+       nullIf(replaceRegexpOne(if(startsWith(e_upstream_host, 'envoy://connect_originate/'), e_upstream_host, ''),
+                               '^envoy://connect_originate/([^/]*)/?$', '\\1'), ''),
+       e_upstream_host) AS e_real_upstream,
+    coalesce(z_dst_hbone_addr, z_dst_addr) AS z_target,
+    multiIf(waypoint, 'waypoint', kind IN ('envoy-text', 'envoy-json'), 'envoy', kind = 'ztunnel', 'ztunnel',
+            'app') AS origin,
+    kind = 'ztunnel' OR waypoint AS by_address,
+    multiIf(waypoint, 'inbound', kind = 'ztunnel', if(z_direction = 'inbound', 'inbound', 'outbound'),
+            kind IN ('envoy-text', 'envoy-json'), coalesce({cluster_direction('e_cluster')}, 'outbound'),
             {own_url_sql} AND a_path IS NOT NULL, 'inbound', url_host != '', 'outbound', 'inbound') AS direction,
     multiIf(kind IN ('envoy-text', 'envoy-json'), e_method, kind = 'app-text', t_method, a_method) AS method,
     multiIf(kind IN ('envoy-text', 'envoy-json'), e_path, kind = 'app-text', t_path,
             {own_url_sql} AND a_path IS NOT NULL, a_path,
             url_host != '', coalesce(a_path, nullIf(path(a_url), ''), '/'),
             coalesce(a_path, if(a_url IS NOT NULL AND position(a_url, '://') = 0, a_url, NULL))) AS path,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce(e_protocol, 'tcp'), 'http') AS protocol,
+    multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce(e_protocol, 'tcp'), kind = 'ztunnel', 'tcp',
+            'http') AS protocol,
     multiIf(kind IN ('envoy-text', 'envoy-json'), coalesce(toInt32OrNull(e_code), if(kind = 'envoy-json', 0, NULL)),
             kind = 'app-text', toInt32OrNull(t_status), toInt32OrNull(a_status)) AS status,
     multiIf(kind IN ('envoy-text', 'envoy-json'), toFloat64OrNull(e_duration), kind = 'app-text', toFloat64OrNull(t_ms),
+            kind = 'ztunnel', toFloat64OrNull(extract(ifNull(z_duration, ''), '^([0-9]+(?:\\.[0-9]+)?)ms$')),
             a_duration) AS duration_ms,
-    multiIf(kind = 'app-text', NULL, kind IN ('envoy-text', 'envoy-json'),
+    multiIf(kind = 'app-text', NULL, waypoint, {addr_port('e_real_upstream')}, kind = 'ztunnel',
+            {addr_port('z_target')}, kind IN ('envoy-text', 'envoy-json'),
             if(coalesce({cluster_direction('e_cluster')}, 'outbound') = 'inbound',
                coalesce({addr_port('e_downstream_local')}, {cluster_port('e_cluster')}),
-               coalesce({cluster_port('e_cluster')}, nullIf({addr_port('e_upstream_host')}, 0),
+               coalesce({cluster_port('e_cluster')}, nullIf({addr_port('e_real_upstream')}, 0),
                         {addr_port('e_downstream_local')})),
             url_host != '' AND NOT ({own_url_sql} AND a_path IS NOT NULL),
             coalesce(nullIf(toInt32(port(a_url)), 0), toInt32OrNull(a_port),
                      if(protocol(a_url) = 'https', 443, 80)),
             toInt32OrNull(a_port)) AS port,
-    multiIf(kind IN ('envoy-text', 'envoy-json'), e_authority, kind = 'app-text', NULL,
+    multiIf(kind IN ('envoy-text', 'envoy-json'), e_authority, kind = 'app-text', NULL, kind = 'ztunnel',
+            z_dst_service,
             url_host != '', coalesce(a_host, nullIf(splitByChar('@', netloc(a_url))[-1], '')), a_host) AS authority,
-    if(origin = 'envoy', e_cluster, NULL) AS upstream_cluster,
-    if(origin = 'envoy', e_upstream_host, NULL) AS upstream_host,
-    if(origin = 'envoy', e_downstream_local, NULL) AS downstream_local,
-    multiIf(origin = 'envoy', e_downstream_remote, kind = 'app-text', t_client, NULL) AS downstream_remote,
-    if(origin = 'envoy', e_flags, NULL) AS response_flags,
-    multiIf(origin = 'envoy', {ts_ms_of_text('e_start')}, kind = 'app-text',
+    if(origin IN ('envoy', 'waypoint'), e_cluster, NULL) AS upstream_cluster,
+    multiIf(origin IN ('envoy', 'waypoint'), e_real_upstream, origin = 'ztunnel', z_target, NULL) AS upstream_host,
+    multiIf(waypoint, e_real_upstream, origin = 'envoy', e_downstream_local, origin = 'ztunnel', z_target,
+            NULL) AS downstream_local,
+    multiIf(origin IN ('envoy', 'waypoint'), e_downstream_remote, kind = 'app-text', t_client,
+            origin = 'ztunnel', z_src_addr, NULL) AS downstream_remote,
+    multiIf(origin IN ('envoy', 'waypoint'), e_flags, origin = 'ztunnel', if(z_error IS NOT NULL, 'error', NULL),
+            NULL) AS response_flags,
+    multiIf(origin = 'ztunnel', {ts_ms_of_text('z_time')}, origin IN ('envoy', 'waypoint'),
+            {ts_ms_of_text('e_start')}, kind = 'app-text',
             toInt64(toUnixTimestamp(parseDateTimeOrNull(t_time, {p.add(NCSA_TIME_CH)}, 'UTC'))) * 1000,
             a_ts) AS own_ms
   FROM (
     SELECT *,
       {envoy_fields},
+      {ztunnel},
       {app('method')} AS a_method, {app('path')} AS a_path, {app('url')} AS a_url,
       {app('status')} AS a_status, {app('port')} AS a_port, {app('host')} AS a_host,
       {schema} AS schema,
@@ -421,7 +473,9 @@ PARSED_SQL = """parsed AS (
 )"""
 
 
-_REQUEST = "kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND ts_ms >= {start} AND ts_ms < {end}"
+_ROWS = "('envoy-text', 'envoy-json', 'app-json', 'app-text', 'ztunnel')"
+"""The kinds of line that are rows of the table (requests; ztunnel's: connections), as the file readers count them."""
+_REQUEST = f"kind IN {_ROWS} AND ts_ms >= {{start}} AND ts_ms < {{end}}"
 _HOST = ("multiIf(startsWith({c}, '['), splitByString(']', substr({c}, 2))[1], "
          "length({c}) - length(replace({c}, ':', '')) > 1, {c}, splitByChar(':', {c})[1])")
 
@@ -435,7 +489,7 @@ CLOCK_SQL = f"""clock AS (
   FROM (SELECT ifNull(namespace, '') AS namespace, ifNull(pod, '') AS pod, ifNull(container, '') AS container,
                own_ms, node_ms,
                row_number() OVER (PARTITION BY namespace, pod, container ORDER BY node_ms) AS rn
-        FROM parsed0 WHERE kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'))
+        FROM parsed0 WHERE kind IN {_ROWS})
   WHERE rn <= {CLOCK_SAMPLE} AND own_ms IS NOT NULL
   GROUP BY namespace, pod, container
 )"""
@@ -479,16 +533,19 @@ class ClickHouseTable:
                  "{agent_pod:Array(String)}, {agent_path:Array(String)}), (ifNull(namespace, ''), ifNull(pod, ''), "
                  "splitByChar('?', ifNull(path, ''))[1])))")
         groups = self._fetch(f"""WITH {relation.parsed}
-SELECT namespace, pod, container, origin, direction, if(method IS NULL, NULL, 'HTTP') AS method,
+SELECT if(by_address, NULL, namespace) AS namespace, if(by_address, NULL, pod) AS pod,
+       if(by_address, origin, container) AS container, origin, direction, if(method IS NULL, NULL, 'HTTP') AS method,
        if({agent}, path, NULL) AS path, status, port, authority, upstream_cluster,
-       if(pod IS NULL, {_HOST.format(c="downstream_local")}, NULL) AS downstream_local,
+       if(pod IS NULL OR by_address, {_HOST.format(c="downstream_local")}, NULL) AS downstream_local,
        {_HOST.format(c="downstream_remote")} AS downstream_remote, file,
+       if(origin = 'ztunnel', response_flags, NULL) AS response_flags,
        intDiv(ts_ms - {int(start_ms)}, {int(step_ms)}) AS bin,
        count() AS n, min(ts_ms) AS ts_min, max(ts_ms) AS ts_max
 FROM parsed WHERE {within}
 GROUP BY ALL""", params)
         durations = self._fetch(f"""WITH {relation.parsed}
-SELECT namespace, pod, origin, 'inbound' AS direction, 'HTTP' AS method, if({agent}, path, NULL) AS path,
+SELECT if(by_address, NULL, namespace) AS namespace, if(by_address, NULL, pod) AS pod, origin,
+       'inbound' AS direction, 'HTTP' AS method, if({agent}, path, NULL) AS path,
        exp((ceil(ln(greatest(duration_ms, 0.001)) / ln(1.02)) - 0.5) * ln(1.02)) AS duration_ms, count() AS n
 FROM parsed WHERE {within} AND direction = 'inbound' AND duration_ms IS NOT NULL AND method IS NOT NULL
 GROUP BY ALL""", params)
@@ -498,7 +555,7 @@ GROUP BY ALL""", params)
             CAST(ts_min AS BIGINT) AS ts_ms, namespace, pod, container, origin, direction, method, path,
             CAST(NULL AS VARCHAR) AS protocol, CAST(status AS INTEGER) AS status, CAST(NULL AS DOUBLE) AS duration_ms,
             CAST(port AS INTEGER) AS port, authority, upstream_cluster, CAST(NULL AS VARCHAR) AS upstream_host,
-            downstream_local, downstream_remote, CAST(NULL AS VARCHAR) AS response_flags, file,
+            downstream_local, downstream_remote, CAST(response_flags AS VARCHAR) AS response_flags, file,
             CAST(n AS BIGINT) AS n, CAST(ts_min AS BIGINT) AS ts_min, CAST(ts_max AS BIGINT) AS ts_max
             FROM groups_df""")
         self.local.execute("""CREATE TABLE durations_src AS SELECT namespace, pod, origin, direction, method, path,
@@ -533,14 +590,14 @@ GROUP BY ALL""", params)
         sql = f"""WITH {self.relation.parsed}
 SELECT kind, text_fmt, json_fmt, namespace, pod, container, unknown_unit,
        count() AS lines,
-       countIf(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND ts_ms >= {int(self.start_ms)}
+       countIf(kind IN {_ROWS} AND ts_ms >= {int(self.start_ms)}
                AND ts_ms < {int(self.end_ms)}) AS requests,
-       countIf(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text') AND NOT (ts_ms >= {int(self.start_ms)}
+       countIf(kind IN {_ROWS} AND NOT (ts_ms >= {int(self.start_ms)}
                AND ts_ms < {int(self.end_ms)})) AS out_of_window,
-       min(if(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'), ts_ms, NULL)) AS first_ms,
-       max(if(kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text'), ts_ms, NULL)) AS last_ms,
+       min(if(kind IN {_ROWS}, ts_ms, NULL)) AS first_ms,
+       max(if(kind IN {_ROWS}, ts_ms, NULL)) AS last_ms,
        any(if(kind = 'unrecognized', substr(body, 1, 160), NULL)) AS sample,
-       countIf(retimed = 1 AND kind IN ('envoy-text', 'envoy-json', 'app-json', 'app-text')) AS retimed
+       countIf(retimed = 1 AND kind IN {_ROWS}) AS retimed
 FROM parsed GROUP BY ALL"""
         rows = self._fetch(sql, self.relation.params)
         formats: Counter[str] = Counter()

@@ -21,6 +21,24 @@ _EPOCH = re.compile(r"^\d{9,11}(?:\.\d+)?$")
 _CLUSTER_PIPE = re.compile(r"^(inbound|outbound)\|(\d*)\|([^|]*)\|(.*)$")
 
 
+WAYPOINT_CLUSTERS = ("inbound-vip|", "inbound-pod|")
+"""A waypoint's clusters (`inbound-vip|9080|http|ratings.bookinfo.svc.cluster.local`): it proxies the request on to
+the pod behind the Service, through HBONE."""
+HBONE_UPSTREAM = "envoy://connect_originate/"
+"""%UPSTREAM_HOST% through HBONE (istio#50321): the pod's real address follows; `envoy://internal_client_address/`
+(%UPSTREAM_LOCAL_ADDRESS%) carries none."""
+
+
+def real_address(addr: str | None) -> str | None:
+    """An Envoy address with HBONE's internal-listener prefix removed; None for an internal address alone. The
+    columnar readers leave such lines (and a waypoint's) to the per-line reader."""
+    if addr is None or not addr.startswith("envoy://"):
+        return addr
+    if not addr.startswith(HBONE_UPSTREAM):
+        return None
+    return addr[len(HBONE_UPSTREAM):].rstrip("/") or None
+
+
 _CLUSTER_ALT = re.compile(r"^(inbound|outbound)_\.(\d*)_\.([^_]*)_\.(.*)$")
 
 
@@ -78,14 +96,21 @@ def direction_port_columns(cluster: pa.Array, dlocal: pa.Array, uhost: pa.Array)
 
 
 def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
-    """The normalized row of an access log whose format told what each value means (TEXT or JSON alike)."""
+    """The normalized row of an access log whose format told what each value means (TEXT or JSON alike). A
+    waypoint's line is the request as the pod behind it received it: inbound, on the pod's real address and port,
+    attributed by that address (not to the waypoint that wrote it)."""
     cluster = dash(as_text(fields.get("cluster")))
     direction, cport, _ = cluster_parts(cluster)
-    dlocal, uhost = dash(as_text(fields.get("downstream_local"))), dash(as_text(fields.get("upstream_host")))
-    direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
+    dlocal, uhost = dash(as_text(fields.get("downstream_local"))), real_address(dash(as_text(fields.get(
+        "upstream_host"))))
+    waypoint = bool(cluster and cluster.startswith(WAYPOINT_CLUSTERS))
+    if waypoint:
+        direction, port, dlocal = "inbound", addr_port(uhost), uhost
+    else:
+        direction, port = envoy_row(direction, cluster, cport, dlocal, uhost)
     protocol = dash(as_text(fields.get("protocol")))
     return {
-        "ts_ms": start_ms(fields.get("start")), "origin": "envoy", "direction": direction,
+        "ts_ms": start_ms(fields.get("start")), "origin": "waypoint" if waypoint else "envoy", "direction": direction,
         "method": dash(as_text(fields.get("method"))), "path": dash(as_text(fields.get("path"))),
         # a malformed request ("- - HTTP/1.1" 400 DPE) is still HTTP; only a line with no protocol is TCP
         "protocol": protocol or "tcp",
@@ -93,5 +118,5 @@ def envoy_fields_row(fields: Mapping[str, Any]) -> Row:
         "port": port, "authority": dash(as_text(fields.get("authority"))), "upstream_cluster": cluster,
         "upstream_host": uhost, "downstream_local": dlocal,
         "downstream_remote": dash(as_text(fields.get("downstream_remote"))),
-        "response_flags": dash(as_text(fields.get("flags"))),
+        "response_flags": dash(as_text(fields.get("flags"))), "_by_address": waypoint,
     }

@@ -50,6 +50,8 @@ def envoy_json_columns(table: pa.Table, fmt: JsonFormat = ISTIO_JSON) -> dict[st
         return blank_to_null(text_values(column[name]))
 
     cluster, dlocal, uhost = text("cluster"), text("downstream_local"), text("upstream_host")
+    if pc.any(pc.or_(pc.starts_with(cluster, "inbound-"), pc.starts_with(uhost, "envoy://"))).as_py():
+        raise NotExact("a waypoint's or HBONE lines (envoy_fields.proxied_for_another)")
     direction, port = direction_port_columns(cluster, dlocal, uhost)
     return {
         "ts_ms": _start(column["start"]), "origin": constant(n, "envoy"), "direction": direction,

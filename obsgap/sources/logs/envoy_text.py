@@ -57,12 +57,17 @@ CRI_ENVOY = CRI_COMPLETE + re.sub(r"\(\?P<\w+>", "(?:", ENVOY_TEXT.pattern.repla
     r"(?P<start>[^\]]+)", r"(?P<start>[^\] ]+)"))
 
 
+_PROXIED_FOR_ANOTHER = r'"envoy://| inbound-(?:vip|pod)\|'
+"""envoy_fields.proxied_for_another in a TEXT line: the per-line reader reads those."""
+
+
 ENVOY_QUOTE_PARTS = 15  # Istio's TEXT format has 7 quoted fields
 
 
 def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     """Normalized columns of the CRI lines holding an access log in the strict shape, and the mask of those."""
-    strict = pc.fill_null(pc.match_substring_regex(lines, CRI_ENVOY), False)
+    strict = pc.fill_null(pc.and_(pc.match_substring_regex(lines, CRI_ENVOY),
+                                  pc.invert(pc.match_substring_regex(lines, _PROXIED_FOR_ANOTHER))), False)
     quoted = pc.split_pattern(lines, '"')
     ok = pc.and_(strict, pc.equal(pc.list_value_length(quoted), ENVOY_QUOTE_PARTS))
     if not pc.all(ok).as_py():

@@ -50,6 +50,7 @@ from obsgap.sources.logs.reader import (
 from obsgap.sources.logs.task import FileStats, ReadTask
 from obsgap.sources.logs.window import outside_mask
 from obsgap.sources.logs.wrappers import NO_NODE_TIME
+from obsgap.sources.logs.ztunnel import ztunnel_shaped
 
 BATCH_BYTES = 32 * 1024 * 1024
 
@@ -236,6 +237,8 @@ def _application_lines(files: list[BatchFile], lines: BatchLines, task: ReadTask
         try:
             if table.num_rows != len(rows):  # tables without columns lose their row count when concatenated
                 raise NotExact("no columns")
+            if ztunnel_shaped(table.column_names):
+                raise NotExact("ztunnel's access logs name other pods: the per-line reader attributes them")
             if envoy_shaped(table.column_names):
                 if task.json_formats:
                     raise NotExact("the mesh's own JSON formats are tried first, line by line")

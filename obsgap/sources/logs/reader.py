@@ -78,9 +78,13 @@ def parse_message(msg: str, wrapper_ts: str | None, wrapper: dict[str, Any] | No
     row["_node"] = node
     if row["ts_ms"] is None:
         row["ts_ms"] = node
-    row["pod"] = attr[1] or base_attr[1]
-    row["namespace"] = attr[0] or base_attr[0] or (task.pod_namespaces.get(row["pod"]) if row["pod"] else None)
-    row["container"] = attr[2] or base_attr[2]
+    if row.pop("_by_address", False):  # a proxy's line about another pod (ztunnel, a waypoint): by its address
+        row["pod"] = row["namespace"] = None
+        row["container"] = row["origin"]
+    else:
+        row["pod"] = attr[1] or base_attr[1]
+        row["namespace"] = attr[0] or base_attr[0] or (task.pod_namespaces.get(row["pod"]) if row["pod"] else None)
+        row["container"] = attr[2] or base_attr[2]
     row["file"] = stats.path
     return row
 

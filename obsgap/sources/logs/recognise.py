@@ -16,6 +16,7 @@ from obsgap.sources.logs.envoy_json import parse_envoy_json
 from obsgap.sources.logs.envoy_text import match_envoy_text
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.task import FileStats, ReadTask
+from obsgap.sources.logs.ztunnel import parse_ztunnel_json, parse_ztunnel_text
 
 SAMPLE_CHARS = 160
 
@@ -46,6 +47,10 @@ def recognise(msg: str, wrapper: dict[str, Any] | None, task: ReadTask,
                     stats.formats["envoy-json"] += 1
                     stats.access_formats[fmt.name] += 1
                     return row, attribution
+            row = parse_ztunnel_json(obj)
+            if row is not None:
+                stats.formats["ztunnel"] += 1
+                return row, attribution
             row = parse_app_json(obj, task.mapping)
             if row is not None:
                 stats.formats["app-json"] += 1
@@ -53,6 +58,10 @@ def recognise(msg: str, wrapper: dict[str, Any] | None, task: ReadTask,
             stats.formats["json-other"] += 1
             stats.nonrequest += 1
             return None, attribution
+    row = parse_ztunnel_text(msg) if msg[:1].isalnum() and "access" in msg else None
+    if row is not None:
+        stats.formats["ztunnel"] += 1
+        return row, attribution
     row = parse_app_text(msg) if msg[:1].isalnum() else None
     if row is not None:
         stats.formats["app-text"] += 1

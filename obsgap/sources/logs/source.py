@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from obsgap.ambient import is_ztunnel
 from obsgap.errors import InputError, SourceError
 from obsgap.evidence import LogEvidence
 from obsgap.intervals import time_step_ms
@@ -156,7 +157,8 @@ class PodLogSource:
         return finish(evidence, acc, empty=empty, failed=failed, pod_logs=summary)
 
     def _fetch(self, ctx: ReadContext, fetched: str, parts: Path) -> tuple[list[LogStats], PodLogReport, list[str]]:
-        pods = ctx.index.topo.pods
+        topo = ctx.index.topo  # ztunnel's logs name the pods in scope wherever ztunnel runs: read them too
+        pods = (*topo.pods, *(p for p in topo.context_pods if is_ztunnel(p)))
         ctx.say(f"reading the logs of {len(pods)} pods through the Kubernetes API "
                 f"({self.options.concurrency} containers at a time)")
         step = max(1, len(pods) // 10)

@@ -31,11 +31,13 @@ def host_sql(column: str) -> str:
 # are attributed by address: the pod IP Envoy accepted the request on (inbound) or sent it from (outbound).
 # Requests that reach the app through pilot-agent (kubelet probes, merged-metrics scrapes) are not traffic:
 # `traffic` leaves them out; the "probes" query counts them.
+# ztunnel's lines are connections, not requests: only the "connections" query reads them.
 def _traffic(source: str = "requests") -> str:
     return f"""traffic AS (
   SELECT r.* FROM {source} r ANTI JOIN agent_paths a
   ON r.origin = 'app' AND r.direction = 'inbound' AND r.namespace = a.namespace AND r.pod = a.pod
      AND split_part(r.path, '?', 1) = a.path
+  WHERE r.origin <> 'ztunnel'
 )
 """
 
@@ -93,6 +95,14 @@ GROUP BY ALL
 SELECT namespace, pod, origin, port, CASE WHEN pod IS NULL THEN {host_sql("downstream_local")} END AS ip,
        $start + ({_BIN} + 1) * $step AS bin_end_ms, sum(n) AS requests
 FROM traffic WHERE direction = 'inbound' AND ts_ms >= $start AND ts_ms < $end
+GROUP BY ALL
+""",
+    "connections": f"""
+SELECT namespace, pod, direction, port,
+       CASE WHEN pod IS NULL THEN {host_sql("CASE WHEN direction = 'inbound' THEN downstream_local "
+                                            "ELSE downstream_remote END")} END AS ip,
+       sum(n) AS connections, coalesce(sum(n) FILTER (WHERE response_flags = 'error'), 0) AS errors
+FROM requests WHERE origin = 'ztunnel'
 GROUP BY ALL
 """,
     # Requests whose file named no pod, or a pod the topology does not have: what the reader could not attribute.
@@ -210,4 +220,5 @@ def summarize(table: RequestTable, index: TopologyIndex, start_ms: int = 0, end_
         inbound=inbound, outbound=outbound, by_remote=table.query(QUERIES["remote"], agent_paths=agent),
         durations=durations,
         hourly=_attribute(table.query(_timed(QUERIES["hourly"], start_ms, end_ms), agent_paths=agent), index),
+        connections=_attribute(table.query(QUERIES["connections"]), index),
     ), accounting

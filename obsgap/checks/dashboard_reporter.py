@@ -1,0 +1,129 @@
+"""dashboard-misses-waypoint: dashboards that read Istio's request metrics with a `reporter` that leaves out the
+requests waypoints serve."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
+from obsgap.checks.base import Check, CheckInputs
+from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
+
+DOC = "https://github.com/istio/istio/issues/61815"
+_ISTIO_L7 = re.compile(r"\bistio_(?:requests_total|request_duration_\w+|request_bytes\w*|response_bytes\w*)\s*\{"
+                       r'((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}')  # matchers, quoted values may hold ${var}
+_REPORTER = re.compile(r'\breporter\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
+
+
+@dataclass(frozen=True, eq=False)
+class DashboardEvidence(FindingEvidence):
+    """The dashboard's queries whose `reporter` leaves out reporter="waypoint", and the services that loses."""
+
+    dashboard: str
+    matchers: list[str]
+    """The reporter matchers as written (variables resolved to their options)."""
+    queries: int
+    panels: list[str] = field(default_factory=list)
+    waypoint_services: list[str] = field(default_factory=list)
+    """namespace/name of the Services a waypoint serves: their L7 traffic is what the dashboard misses."""
+
+
+class DashboardMissesWaypoint(Check):
+    """What it does: where a waypoint serves some Services (ambient mode), reads every Grafana dashboard given
+    (`--dashboards`) for queries over Istio's request metrics (`istio_requests_total`, the duration and size
+    histograms) whose `reporter` matcher leaves out `reporter="waypoint"`: `reporter="destination"`, or a
+    variable such as Istio's own `$qrep` whose options are only `source` and `destination`.
+
+    Why is this bad? Since Istio 1.22 a waypoint reports the requests it serves as `reporter="waypoint"`, and
+    ztunnel reports no request at all: the panels of Istio's service and workload dashboards (istio#61815) show
+    nothing, or only the sidecar part, for every Service behind a waypoint.
+
+    Example: the Istio Service Dashboard's 57 `reporter="destination"` queries, on a mesh where `accounts` is served by
+    waypoint `bank-waypoint`.
+
+    Use instead: `reporter=~"destination|waypoint"` (and `reporter=~"source|waypoint"` for client-side panels), or
+    add `waypoint` to the reporter variable's options.
+    """
+
+    id = "dashboard-misses-waypoint"
+    title = "Dashboards whose reporter leaves out waypoints"
+    needs = ("topology",)
+    doc_url = DOC
+    causes = ("reporter-destination", "reporter-source")
+    impact_unit = "dashboard queries"
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The dashboards given (none: nothing judged, and an earlier finding is not re-checked)."""
+        return frozenset(f"dashboard:{q.dashboard}" for q in inputs.dashboards)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        evidence = finding.get("evidence") or {}
+        return (f"dashboard:{evidence.get('dashboard')}",) if evidence.get("dashboard") else ()
+
+    @classmethod
+    def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
+        idx = inputs.index
+        served = sorted(f"{s.namespace}/{s.name}" for s in idx.topo.services if idx.dataplane(s) == "waypoint")
+        if not served:
+            return []  # no waypoint serves any Service: every reporter reads what exists
+        by_dashboard: dict[str, list[PanelQuery]] = defaultdict(list)
+        for q in inputs.dashboards:
+            by_dashboard[q.dashboard].append(q)
+        out = []
+        for dashboard, queries in by_dashboard.items():
+            found = _missing(queries)
+            if found:
+                out.append(_finding(dashboard, found, served))
+        return out
+
+
+def _variables(queries: list[PanelQuery]) -> Mapping[str, str]:
+    """A custom variable's options as a regex alternation (`source,destination` -> `source|destination`)."""
+    out = {}
+    for q in queries:
+        if q.panel.startswith("variable $") and "(" not in q.expr and "{" not in q.expr:
+            out[q.panel.removeprefix("variable $")] = "|".join(v.strip() for v in q.expr.split(",") if v.strip())
+    return out
+
+
+def _missing(queries: list[PanelQuery]) -> list[tuple[PanelQuery, str, str]]:
+    """(query, the matcher as resolved, the side it reads) for every query whose reporter leaves waypoints out."""
+    variables = _variables(queries)
+    out = []
+    for q in queries:
+        for selector in _ISTIO_L7.finditer(q.expr):
+            for op, value in _REPORTER.findall(selector.group(1)):
+                resolved = _VARIABLE.sub(lambda m: variables.get(next(g for g in m.groups() if g), ".*"), value)
+                if op in ("=", "=~") and reporter_misses_waypoint(op, resolved):
+                    side = "destination" if "destination" in resolved else "source"
+                    out.append((q, f'reporter{op}"{resolved}"', side))
+                    break
+    return out
+
+
+def _finding(dashboard: str, found: list[tuple[PanelQuery, str, str]], served: list[str]) -> Finding:
+    sides = {side for _, _, side in found}
+    cause = "reporter-destination" if "destination" in sides else "reporter-source"
+    matchers = sorted({m for _, m, _ in found})
+    panels = sorted({q.panel for q, _, _ in found})
+    names = ", ".join(served[:5]) + (", ..." if len(served) > 5 else "")
+    fix = " and ".join(f"{SAFE_REPORTER[side]}" for side in sorted(sides))
+    return Finding(
+        check=DashboardMissesWaypoint.id, severity=Severity.WARNING,
+        title=f"{dashboard}: " + (f"1 query selects {matchers[0]} and misses" if len(found) == 1 else
+                                  f"{len(found)} queries select {' or '.join(matchers)} and miss")
+              + " waypoint traffic",
+        detail=(f"{len(found)} queries of dashboard {dashboard!r} (in {len(panels)} panels) read Istio's request "
+                f"metrics with {', '.join(matchers)}. A waypoint serves {len(served)} Services ({names}) and reports "
+                'their requests as reporter="waypoint": these panels show none of them (istio#61815).'),
+        subject=f"dashboard/{dashboard}", cause=cause, resource=f"Dashboard {dashboard}",
+        evidence=DashboardEvidence(dashboard, matchers, len(found), panels[:30], served[:50]),
+        suggestion=Suggestion(f"Select {fix} in these queries, or add `waypoint` to the reporter variable's options "
+                              "(Istio's dashboards: $qrep).", None, DOC))
