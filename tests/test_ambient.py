@@ -242,7 +242,8 @@ GAPS = {("envoy-bypass", "ambient/pod-opted-out", "audit"),
         ("waypoint-missing", "waypoint-for-mismatch", "reports"),
         ("waypoint-missing", "not-ready", "archive"),
         ("histogram-inf-saturation", None, "scoring"),
-        ("route-ref-unresolved", "parent-group-missing", "payments")}
+        ("route-ref-unresolved", "parent-group-missing", "payments"),
+        ("envoy-bypass", "ambient/ingress-bypasses-waypoint", "profile")}
 
 
 def _spec(prometheus3: bool) -> ScenarioSpec:
@@ -256,12 +257,17 @@ def _spec(prometheus3: bool) -> ScenarioSpec:
          S("bank", "directory", headless=True, use_waypoint="bank-waypoint"),
          S("bank", "reports", use_waypoint="workload-waypoint"),  # a waypoint for workloads only
          S("bank", "archive", use_waypoint="archive-waypoint"),  # not programmed
-         S("bank", "scoring", use_waypoint="bank-waypoint", latency_median_ms=4_000_000, latency_sigma=0.2)),
+         S("bank", "scoring", use_waypoint="bank-waypoint", latency_median_ms=4_000_000, latency_sigma=0.2),
+         S("shop", "ingress", ingress_gateway=True),  # Istio's ingress gateway (an Envoy in the sidecar mesh)
+         S("bank", "profile", use_waypoint="bank-waypoint"),  # called through the ingress: it skips the waypoint
+         S("bank", "statements", use_waypoint="bank-waypoint", ingress_use_waypoint=True)),  # ... unless told
         (FlowSpec("external", "shop/web", 8080, 2.0), FlowSpec("shop/web", "bank/accounts", 8080, 1.0),
          FlowSpec("shop/web", "bank/ledger", 8080, 1.0), FlowSpec("shop/web", "bank/payments", 8080, 1.0),
          FlowSpec("shop/web", "bank/audit", 8080, 1.0), FlowSpec("shop/web", "bank/agent", 8080, 0.5),
          FlowSpec("shop/web", "bank/directory", 8080, 0.5), FlowSpec("shop/web", "bank/reports", 8080, 0.5),
-         FlowSpec("shop/web", "bank/archive", 8080, 0.5), FlowSpec("shop/web", "bank/scoring", 8080, 0.5)),
+         FlowSpec("shop/web", "bank/archive", 8080, 0.5), FlowSpec("shop/web", "bank/scoring", 8080, 0.5),
+         FlowSpec("shop/web", "bank/profile", 8080, 0.5), FlowSpec("shop/ingress", "bank/profile", 8080, 0.5),
+         FlowSpec("shop/ingress", "bank/statements", 8080, 0.5)),
         end=datetime(2026, 11, 24, tzinfo=UTC), hours=0.25, ambient_namespaces=("bank",),
         waypoints=(WaypointSpec("bank", "bank-waypoint"), WaypointSpec("bank", "workload-waypoint", "workload"),
                    WaypointSpec("bank", "archive-waypoint", programmed=False)),
@@ -351,6 +357,8 @@ def test_ambient_mesh_gaps_and_coverage(meshes, p3: bool) -> None:  # type: igno
         assert rows["accounts"].dataplane == "waypoint" and rows["accounts"].unit == "requests"
         assert rows["accounts"].mesh == truth.mesh_waypoint_requests["bank/accounts"] > 0
         assert rows["accounts"].ratio == pytest.approx(1.0, abs=0.03)
+        assert rows["statements"].ratio == pytest.approx(1.0, abs=0.03)  # ingress-use-waypoint: the waypoint saw all
+        assert rows["profile"].ratio == pytest.approx(0.5, abs=0.05)
         for l4 in ("payments", "ledger", "reports", "archive", "directory"):
             row = rows[l4]
             assert (row.dataplane, row.unit) == ("ztunnel", "connections"), l4

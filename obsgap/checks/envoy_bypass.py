@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from obsgap.ambient import AMBIENT_CAUSES, DATAPLANE_MODE
+from obsgap.ambient import (
+    AMBIENT_CAUSES,
+    DATAPLANE_MODE,
+    GATEWAY_POD_LABELS,
+    INGRESS_USE_WAYPOINT,
+    WAYPOINT_CLASS,
+)
 from obsgap.analysis.reconcile import ServiceTraffic
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
 from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
+from obsgap.topology import TopologyIndex
 from obsgap.witness import CALLER_LOGS
 
 DOC_INJECTION = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
@@ -54,7 +61,8 @@ class EnvoyBypass(Check):
     needs = ("topology", "metrics")
     queries = ("mesh_requests", "mesh_tcp_connections")
     doc_url = DOC_INJECTION
-    causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "port-excluded", "caller-outside-mesh", "unexplained")
+    causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "ambient/ingress-bypasses-waypoint", "port-excluded",
+              "caller-outside-mesh", "unexplained")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -244,6 +252,9 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
     if missed <= max(tol * expected, 2.0):
         return None
     share = min(1.0, missed / expected)
+    ingress = _ingress_past_waypoint(st, inputs, missed, tol)
+    if ingress is not None:
+        return ingress
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
         title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics, cause unknown",
@@ -257,6 +268,53 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
         evidence=TrafficEvidence.of(expected, mesh, witness, st, tolerance=round(tol, 4)),
         suggestion=Suggestion("Compare `up` for these pods over the window and look for a Telemetry resource "
                               "or metric_relabel_configs that drops istio_requests_total.", None, DOC_TRAFFIC))
+
+
+def _ingress_past_waypoint(st: ServiceTraffic, inputs: CheckInputs, missed: float, tol: float) -> Finding | None:
+    """A waypoint serves the Service, but an ingress gateway sends its requests straight to the pods: Istio sends
+    ingress traffic through a Service's waypoint only with `istio.io/ingress-use-waypoint: "true"` on the Service
+    or its namespace. The waypoint never counts those requests; the gateway's own reporter="source" does."""
+    if st.dataplane != "waypoint":
+        return None
+    svc, idx = st.service, inputs.index
+    ns = idx.topo.namespaces.get(svc.namespace)
+    if INGRESS_USE_WAYPOINT in svc.labels or (ns is not None and INGRESS_USE_WAYPOINT in ns.labels):
+        return None  # opted in (or decided otherwise on purpose): nothing this rule explains
+    gateways = {(ns_, wl) for (ns_, wl) in st.source_by_source if _is_gateway(idx, ns_, wl)}
+    through = sum(st.source_by_source[g] for g in gateways)
+    if through < inputs.settings.min_requests or through < missed * (1 - tol) - 2:
+        return None
+    share = min(1.0, missed / st.observed) if st.observed else 1.0
+    names = ", ".join(f"{n}/{w}" for n, w in sorted(gateways))
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests come from the ingress gateway and skip its waypoint",
+        detail=(f"A waypoint serves {svc.namespace}/{svc.name}, and it counted {int(st.mesh_requests):,} requests "
+                f"(reporter=\"waypoint\"); the ingress gateway ({names}) alone sent {int(through):,} (its "
+                f"reporter=\"source\"), about {int(missed):,} of which no waypoint saw. Without "
+                f"{INGRESS_USE_WAYPOINT}=true on the Service or its namespace, Istio sends ingress traffic straight "
+                "to the pods: no L7 metric, policy or telemetry of the waypoint applies to it."),
+        subject=f"{svc.namespace}/{svc.name}/ingress-past-waypoint", namespace=svc.namespace, service=svc.name,
+        cause="ambient/ingress-bypasses-waypoint", resource=f"Service {svc.namespace}/{svc.name}",
+        evidence=TrafficEvidence.of(st.observed, st.mesh_requests, st.witness or CALLER_LOGS, st,
+                                    missed_requests=int(missed), ingress_requests=int(through),
+                                    gateways=sorted(f"{n}/{w}" for n, w in gateways)),
+        suggestion=Suggestion(f"Let the ingress gateway use {svc.name}'s waypoint.",
+                              f"kubectl label service {svc.name} -n {svc.namespace} {INGRESS_USE_WAYPOINT}=true",
+                              DOC_AMBIENT))
+
+
+def _is_gateway(idx: TopologyIndex, namespace: str, workload: str) -> bool:
+    """An ingress (or egress) gateway's pods: Istio's gateway chart labels them `istio: <name>`, a Gateway API
+    Gateway's carry its name (a waypoint's class is istio-waypoint: not an ingress)."""
+    for pod in idx.topo.pods + idx.topo.context_pods:
+        if (pod.namespace, pod.workload) != (namespace, workload):
+            continue
+        if pod.labels.get("istio") in ("ingressgateway", "egressgateway") or (
+                pod.labels.get(GATEWAY_POD_LABELS[0]) and
+                pod.labels.get("gateway.networking.k8s.io/gateway-class-name") != WAYPOINT_CLASS):
+            return True
+    return False
 
 
 def _outside_mesh(st: ServiceTraffic, inputs: CheckInputs) -> Finding | None:

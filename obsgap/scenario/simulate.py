@@ -330,6 +330,8 @@ def _pod_object(pod: SimPod, spec: ScenarioSpec) -> dict[str, Any]:
         labels["istio.io/dataplane-mode"] = "ambient"
     if svc.ambient_opt_out:
         labels["istio.io/dataplane-mode"] = "none"
+    if svc.ingress_gateway:
+        labels["istio"] = "ingressgateway"
     if pod.ambient:
         annotations["ambient.istio.io/redirection"] = "enabled"  # what the Istio CNI marks captured pods with
     return {
@@ -361,7 +363,8 @@ def _topology(spec: ScenarioSpec, pods: dict[str, list[SimPod]]) -> dict[str, An
                     entry["appProtocol"] = p.app_protocol
                 ports.append(entry)
             svc_labels = {"app": svc.name} | ({"istio.io/use-waypoint": svc.use_waypoint} if svc.use_waypoint
-                                              else {})
+                                              else {}) | ({"istio.io/ingress-use-waypoint": "true"}
+                                                          if svc.ingress_use_waypoint else {})
             items.append({"apiVersion": "v1", "kind": "Service",
                           "metadata": {"name": svc.name, "namespace": svc.namespace, "labels": svc_labels},
                           "spec": {"selector": {"app": svc.name}, "ports": ports,
@@ -723,8 +726,9 @@ def _ambient_server(r: _Request) -> None:
     """An ambient pod's request: ztunnel counts a connection (one per request here) and logs it; a waypoint that
     serves the Service (and is reached through its VIP) counts the request itself, reporter="waypoint"."""
     target, server, key, spec = r.target, r.server, r.key, r.spec
-    wp = ambient.serving_waypoint(spec, target) if r.flow.address != "pod-ip" else None
     caller = r.caller
+    from_ingress = caller is not None and caller.svc.ingress_gateway and not target.ingress_use_waypoint
+    wp = ambient.serving_waypoint(spec, target) if r.flow.address != "pod-ip" and not from_ingress else None
     in_mesh = caller is not None and (caller.sidecar or caller.ambient)
     if wp is not None:
         src = {"source_workload": wp.name, "source_workload_namespace": wp.namespace}

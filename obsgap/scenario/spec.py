@@ -49,6 +49,10 @@ class ServiceSpec:
     """Service label istio.io/use-waypoint (a waypoint of ScenarioSpec.waypoints, or one that does not exist)."""
     headless: bool = False
     """clusterIP: None."""
+    ingress_use_waypoint: bool = False
+    """Service label istio.io/ingress-use-waypoint: "true": ingress gateways send its requests through its waypoint."""
+    ingress_gateway: bool = False
+    """Its pods are an Istio ingress gateway (label istio: ingressgateway, an Envoy reporting reporter="source")."""
     pods_without_proxy: int = 0
     """The first N replicas lack istio-proxy although injection is enabled (the rest have it)."""
     restart_at: float | None = None
