@@ -84,7 +84,7 @@ class QueryFile:
         else:
             selector = "" if scope == "none" else namespace_matcher(self.scope, namespaces)
         values = {"window": f"{int(window_seconds)}s", "selector": selector,
-                  "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 240)}s",
+                  "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 24)}s",
                   "series": family.series if family else "", "by": ", ".join(family.by) if family else ""}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 

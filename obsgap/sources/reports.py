@@ -223,6 +223,8 @@ class ClickHouseReport:
     rows_returned: int = 0
     seconds: tuple[float, ...] = ()
     sql: tuple[str, ...] = ()
+    rows_scanned: int = 0
+    """lines the query read (the window and its margin)"""
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,19 @@ def _walk(root: str, real_dir: str | None = None) -> Iterator[tuple[Path, bool, 
             yield Path(entry.path), symlink, real_dir
 
 
+def check(args: list[str]) -> None:
+    """What discover() refuses, without walking the folders (a run's preflight: discover() runs once, to read)."""
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir() or path.is_file() or path.is_symlink():
+            continue
+        if any(ch in arg for ch in "*?["):
+            if next(glob.iglob(arg, recursive=True), None) is None:
+                raise InputError(f"--logs {arg}: the pattern matches no file")
+            continue
+        raise InputError(f"--logs {arg}: no such file or directory")
+
+
 def discover(args: list[str]) -> Discovered:
     """Files for each argument: a file, a folder (recursive), or a glob. Broken links are skipped, counted."""
     files: list[Path] = []

@@ -125,16 +125,19 @@ def plan(files: tuple[str, ...] | list[str], workers: int, task_bytes: int | Non
     sizes = {f: _size(f) for group in groups.values() for f in group}
     target = max(MIN_TASK_BYTES, min(task_bytes, sum(sizes.values()) // (4 * workers)))
     tasks: list[list[Piece]] = [[]]
+    in_task: set[str] = set()
     total = 0
     for parent in sorted(groups):
         pieces = [p for f in sorted(groups[parent], key=rotation_key) for p in split(f, sizes[f], target)]
         for i, piece in enumerate(pieces):
             cut_here = i == 0 or (piece.span is not None and piece.span[0] > 0)
-            seen = any(p.path == piece.path for p in tasks[-1])  # one range of a file per task
+            seen = piece.path in in_task  # one range of a file per task
             if cut_here and tasks[-1] and (total + piece.size > target or seen):
                 tasks.append([])
+                in_task = set()
                 total = 0
             tasks[-1].append(piece)
+            in_task.add(piece.path)
             total += piece.size
     return [TaskPlan(tuple(p.path for p in task), {p.path: p.span for p in task if p.span is not None})
             for task in tasks if task]

@@ -22,7 +22,7 @@ from obsgap.intervals import time_step_ms
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.kube.live import LiveOptions, api_client
 from obsgap.sources.logs.clickhouse import ClickHouseOptions, ClickHouseTable, build_relation, connect
-from obsgap.sources.logs.discover import LogPod, discover, file_attributions
+from obsgap.sources.logs.discover import LogPod, check, discover, file_attributions
 from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.podlogs import PodLogOptions, PodLogReport, fetch_pod_logs
 from obsgap.sources.logs.summary import Accounting, agent_paths, summarize
@@ -87,7 +87,7 @@ class LogFileSource:
     kind: str = "logs"
 
     def preflight(self) -> None:
-        discover(list(self.paths))
+        check(list(self.paths))
 
     def read(self, ctx: ReadContext) -> SourceRead[LogEvidence, LogsReport]:
         parts = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
