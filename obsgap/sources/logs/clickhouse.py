@@ -191,10 +191,6 @@ def _where(ns: Any, pod: Any, container: Any) -> str:
     return f"clickhouse:{ns or '?'}/{pod or '?'}/{container or '?'}"
 
 
-def _present(x: Any) -> bool:
-    return x is not None and not (isinstance(x, float) and pd.isna(x))
-
-
 class ClickHouseTable:
     """The requests of a log store, parsed and aggregated where they live in one query; the groups come back into
     a local DuckDB relation `requests` with a request count `n` per row (and `durations_src`). Duck-typed like
@@ -333,11 +329,11 @@ class ClickHouseTable:
                     skew[where] = (had[0], had[1] + n)
             if kind in ("envoy-text", "envoy-json") and r.access_format:
                 access[(where, str(r.access_format))] += n
-            if kind == "app-json" and _present(r.unknown_unit):
+            if kind == "app-json" and r.unknown_unit:
                 unknown[(where, str(r.unknown_unit))] += n
             if kind == "unrecognized":
                 had_u = unparsed.get(where, (0, ""))
-                unparsed[where] = (had_u[0] + n, had_u[1] or (str(r.sample) if _present(r.sample) else ""))
+                unparsed[where] = (had_u[0] + n, had_u[1] or str(r.sample or ""))
         return LogStats(
             files=len(set(groups["where"])), lines=lines,
             parsed=lines - formats["unrecognized"], unparsed=formats["unrecognized"], requests=requests,

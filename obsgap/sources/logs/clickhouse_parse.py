@@ -162,7 +162,8 @@ class Columns:
         ref = re.compile(r"(?<![\w.{])(" + "|".join(map(re.escape, names)) + r")(?!\w)")
         return {a: set(ref.findall(e)) - {a} for a, e in self.exprs.items()}
 
-    def levels(self) -> list[list[str]]:
+    def levels(self, wanted: Sequence[str] | None = None) -> list[list[str]]:
+        """The columns `wanted` (default: all) and those they read, by level."""
         refs = self._refs()
         level: dict[str, int] = {}
 
@@ -173,20 +174,23 @@ class Columns:
                 level[alias] = 1 + max((depth(d, (*seen, alias)) for d in refs[alias]), default=0)
             return level[alias]
 
-        for alias in self.exprs:
-            depth(alias)
+        for alias in self.exprs if wanted is None else wanted:
+            if alias in self.exprs:
+                depth(alias)
         out: list[list[str]] = [[] for _ in range(max(level.values(), default=0))]
         for alias in self.exprs:
-            out[level[alias] - 1].append(alias)
+            if alias in level:
+                out[level[alias] - 1].append(alias)
         return out
 
     def sql(self, source: str, base: Sequence[str], final: Sequence[tuple[str, str]]) -> str:
-        """`SELECT final FROM (... SELECT level 2 FROM (SELECT level 1 FROM (source)))`, each level passing on only
-        the columns a level above it reads. `final`: (output name, column or base column)."""
+        """`SELECT final FROM (... SELECT level 2 FROM (SELECT level 1 FROM (source)))` with only the columns
+        `final` reads, each level passing on only the columns a level above it reads. `final`: (output name,
+        column or base column)."""
         refs = self._refs()
         base_ref = re.compile(r"(?<![\w.{])(" + "|".join(map(re.escape, base)) + r")(?!\w)")
         reads = {a: refs[a] | set(base_ref.findall(e)) for a, e in self.exprs.items()}
-        levels = self.levels()
+        levels = self.levels([col for _, col in final])
         available = list(base)
         sql = source
         for k, names in enumerate(levels):
@@ -398,7 +402,6 @@ def parse_lines(source: str, access_formats: tuple[AccessFormat, ...], mapping: 
                              "AND (toInt32OrNull(a_status) IS NOT NULL OR a_duration IS NOT NULL) "
                              "AND (a_method IS NOT NULL OR a_path IS NOT NULL OR url_host != '' OR "
                              "(a_url IS NOT NULL AND position(a_url, '://') = 0))")
-    c.add("is_envoy", "text_fmt >= 0 OR json_fmt >= 0")
     c.add("is_z", "(z_json OR z_text) AND (z_dst_addr IS NOT NULL OR z_src_addr IS NOT NULL)")
     c.add("waypoint", "(text_fmt >= 0 OR json_fmt >= 0) AND (startsWith(ifNull(e_cluster, ''), 'inbound-vip|') "
                           "OR startsWith(ifNull(e_cluster, ''), 'inbound-pod|'))")

@@ -83,6 +83,7 @@ def check(args: list[str]) -> None:
 
 def discover(args: list[str]) -> Discovered:
     """Files for each argument: a file, a folder (recursive), or a glob. Broken links are skipped, counted."""
+    check(args)
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -113,19 +114,14 @@ def discover(args: list[str]) -> Discovered:
                 add(entry, symlink, real_dir)
         elif path.is_file() or path.is_symlink():
             add(path)
-        elif any(ch in arg for ch in "*?["):
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
-                raise InputError(f"--logs {arg}: the pattern matches no file")
-            for m in matches:
+        else:  # a glob: check() refused the rest
+            for m in sorted(glob.glob(arg, recursive=True)):
                 mp = Path(m)
                 if mp.is_dir():
                     for entry, symlink, real_dir in _walk(str(mp)):
                         add(entry, symlink, real_dir)
                 else:
                     add(mp)
-        else:
-            raise InputError(f"--logs {arg}: no such file or directory")
     return Discovered(tuple(files), tuple(skipped))
 
 
