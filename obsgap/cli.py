@@ -325,12 +325,7 @@ def _plan(o: dict[str, Any]) -> RunPlan:
 def _clickhouse(o: dict[str, Any]) -> ClickHouseOptions | None:
     if not o["clickhouse_url"]:
         return None
-    keys = {}
-    for item in o["clickhouse_attributes"]:
-        what, sep, key = item.partition("=")
-        if not sep or what not in ("namespace", "pod", "container") or not key:
-            raise InputError(f"--clickhouse-attribute {item!r}: give namespace=KEY, pod=KEY or container=KEY")
-        keys[f"{what}_key"] = key
+    keys = _attribute_keys(o["clickhouse_attributes"])
     for flag in ("clickhouse_user_file", "clickhouse_password_file"):
         if o[flag] and not Path(o[flag]).is_file():
             raise InputError(f"--{flag.replace('_', '-')} {o[flag]}: no such file")
@@ -338,6 +333,16 @@ def _clickhouse(o: dict[str, Any]) -> ClickHouseOptions | None:
                              user_file=Path(o["clickhouse_user_file"]) if o["clickhouse_user_file"] else None,
                              password_file=Path(o["clickhouse_password_file"]) if o["clickhouse_password_file"]
                              else None, **keys)
+
+
+def _attribute_keys(items: tuple[str, ...]) -> dict[str, str]:
+    keys = {}
+    for item in items:
+        what, sep, key = item.partition("=")
+        if not sep or what not in ("namespace", "pod", "container") or not key:
+            raise InputError(f"--clickhouse-attribute {item!r}: give namespace=KEY, pod=KEY or container=KEY")
+        keys[f"{what}_key"] = key
+    return keys
 
 
 @main.group(invoke_without_command=True)
@@ -388,6 +393,37 @@ def demo(out: str, hours: float, mesh: str) -> None:
         click.echo(f"obsgap: {exc}", err=True)
         sys.exit(exc.exit_code)
     click.echo(str(path))
+
+
+@main.command(name="clickhouse-schema")
+@click.option("--source-table", default="otel_logs", show_default=True, help="The Collector's logs table.")
+@click.option("--table", default="obsgap_requests", show_default=True,
+              help="The table of parsed requests to create (read it with --clickhouse-table).")
+@click.option("--insert-user", help="The ClickHouse user the Collector inserts as: print the settings profile the "
+                                    "view's parse needs, granted to it.")
+@click.option("--ttl-days", type=click.IntRange(0), default=0, show_default=True,
+              help="Drop parsed rows after this many days (0: keep).")
+@click.option("--clickhouse-attribute", "clickhouse_attributes", multiple=True,
+              help="namespace|pod|container=KEY: the ResourceAttributes key naming it.")
+@click.option("--log-field", multiple=True, help="Map a field to your JSON key, as `report` takes it.")
+@click.option("--access-log-format", "access_log_formats", multiple=True,
+              help="An Envoy access-log format the sidecars use, as `report` takes it; repeatable.")
+def clickhouse_schema_cmd(source_table: str, table: str, insert_user: str | None, ttl_days: int,
+                          clickhouse_attributes: tuple[str, ...], log_field: tuple[str, ...],
+                          access_log_formats: tuple[str, ...]) -> None:
+    """Print the DDL that parses the logs at ingest: a table of typed requests filled from the Collector's table
+    by a materialized view (the parse `report --clickhouse-url` runs, from the same formats). Then run report with
+    --clickhouse-table TABLE: no per-line parse at read time."""
+    from obsgap.sources.logs.clickhouse_schema import schema_ddl
+
+    try:
+        keys = _attribute_keys(clickhouse_attributes)
+        click.echo(schema_ddl(source_table, table, parse_access_log_formats(access_log_formats),
+                              parse_log_fields(log_field) or None, insert_user=insert_user, ttl_days=ttl_days,
+                              **keys), nl=False)
+    except InputError as exc:
+        click.echo(f"obsgap: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
 
 @main.command(name="manifests")

@@ -15,10 +15,12 @@ import pytest
 from obsgap import engine
 from obsgap.config import RunPlan
 from obsgap.model import Window
+from obsgap.report.notices import notices
 from obsgap.result import ScanResult
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.logs.clickhouse import ClickHouseOptions
+from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
 from tests.helpers import sources_json
@@ -48,17 +50,37 @@ def otel_rows(logs: Path, copies: int = 1) -> list[dict[str, Any]]:
     return rows
 
 
-def load(path: Path, logs: Path, copies: int = 1) -> None:
+def create_view(s: Any, formats: tuple[Any, ...] = ()) -> None:
+    """`obsgap clickhouse-schema`'s statements, as clickhouse-client runs them, and its settings profile as the
+    Collector's inserts would then carry it (a chDB session grants no profiles: its SET is the same setting)."""
+    from obsgap.sources.logs.clickhouse_schema import schema_ddl
+
+    for statement in schema_ddl("otel_logs", "obsgap_requests", formats, None).split(";\n"):
+        body = "\n".join(line for line in statement.splitlines() if not line.startswith("--")).strip()
+        if body:
+            s.query(body)
+    s.query("SET short_circuit_function_evaluation = 'disable'")
+
+
+def insert(s: Any, rows: list[dict[str, Any]], data: Path, batches: int = 1) -> None:
+    """The rows inserted as the Collector's exporter does, in `batches` inserts."""
+    size = -(-len(rows) // batches)
+    for k in range(batches):
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows[k * size:(k + 1) * size]))
+        s.query(f"INSERT INTO otel_logs (Timestamp, Body, ResourceAttributes, ServiceName, LogAttributes) "
+                f"SELECT parseDateTime64BestEffort(Timestamp, 9, 'UTC'), Body, ResourceAttributes, ServiceName, "
+                f"LogAttributes FROM file('{data}', JSONEachRow, 'Timestamp String, Body String, "
+                f"ResourceAttributes Map(String, String), ServiceName String, LogAttributes Map(String, String)')")
+
+
+def load(path: Path, logs: Path, copies: int = 1, view: bool = False) -> None:
     from chdb import session
 
     s = session.Session(str(path))
     s.query(DDL.read_text())
-    data = path.parent / f"{path.name}.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in otel_rows(logs, copies)))
-    s.query(f"INSERT INTO otel_logs (Timestamp, Body, ResourceAttributes, ServiceName, LogAttributes) "
-            f"SELECT parseDateTime64BestEffort(Timestamp, 9, 'UTC'), Body, ResourceAttributes, ServiceName, "
-            f"LogAttributes FROM file('{data}', JSONEachRow, 'Timestamp String, Body String, "
-            f"ResourceAttributes Map(String, String), ServiceName String, LogAttributes Map(String, String)')")
+    if view:
+        create_view(s)
+    insert(s, otel_rows(logs, copies), path.parent / f"{path.name}.jsonl", batches=4 if view else 1)
     s.close()
 
 
@@ -96,6 +118,28 @@ def test_clickhouse_gives_the_answer_of_the_files(mesh) -> None:  # type: ignore
     assert len(result.sources.logs.clickhouse.seconds) == 1 if result.sources.logs.clickhouse else False
     assert report["rows_scanned"] == logs["lines"]
     assert "otel_logs" not in report["sql"][0]  # the table name is a bound parameter, as every outside value
+
+
+def test_the_logs_parsed_at_ingest_give_the_answer_of_the_raw_table(mesh) -> None:  # type: ignore[no-untyped-def]
+    """`obsgap clickhouse-schema`'s view, fed by the Collector's inserts (four batches), fills a table of typed
+    requests; report on that table gives the findings and counts of the raw table and the files, with no parse."""
+    built, server, files, tmp = mesh
+    load(tmp / "view", built.logs, view=True)
+    o = ClickHouseOptions(url=f"chdb:{tmp / 'view'}", table="obsgap_requests")
+    result = _run(server, built.topology, clickhouse=o)
+    assert _answer(result) == _answer(files)
+    logs, want = sources_json(result)["logs"], sources_json(files)["logs"]
+    assert (logs["requests"], logs["lines"], logs["formats"]) == (want["requests"], want["lines"], want["formats"])
+    report = logs["clickhouse"]
+    assert report["parsed_at_ingest"] and not report["parse_mismatch"] and report["queries"] == 1
+    assert "extractGroups" not in report["sql"][0] and "JSONExtract" not in report["sql"][0]  # no parse at read
+    raw = _run(server, built.topology, clickhouse=ClickHouseOptions(url=f"chdb:{tmp / 'view'}"))
+    assert _answer(raw) == _answer(result) and not sources_json(raw)["logs"]["clickhouse"]["parsed_at_ingest"]
+    # a run whose formats differ from the view's is told its rows were parsed by other rules
+    other = _run(server, built.topology, clickhouse=o, access_log_formats=(
+        AccessFormat("custom", "text", "[%START_TIME%] %REQ(:METHOD)% %RESPONSE_CODE%\n"),))
+    assert sources_json(other)["logs"]["clickhouse"]["parse_mismatch"]
+    assert any("obsgap clickhouse-schema" in n for n in notices(other))
 
 
 def test_rows_returned_do_not_grow_with_the_lines(mesh) -> None:  # type: ignore[no-untyped-def]
@@ -161,8 +205,9 @@ def test_the_cronjob_reads_clickhouse_when_told() -> None:
 
 
 def _parse_both(tmp_path: Path, lines: list[str], formats: tuple[Any, ...] = ()) -> Counter[str]:
-    """The lines loaded into otel_logs: the fields and times ClickHouse computes equal the Python parser's row for
-    row. Returns the kinds ClickHouse gave."""
+    """The lines loaded into otel_logs: the fields and times ClickHouse computes, at read and at ingest (the
+    view of `obsgap clickhouse-schema`), equal the Python parser's row for row. Returns the kinds ClickHouse
+    gave."""
     from chdb import session
 
     from obsgap.sources.logs.clickhouse import ClickHouseOptions, build_relation, connect
@@ -172,25 +217,25 @@ def _parse_both(tmp_path: Path, lines: list[str], formats: tuple[Any, ...] = ())
     path = tmp_path / "ch"
     s = session.Session(str(path))
     s.query(DDL.read_text())
+    create_view(s, formats)
     rows = [{"Timestamp": f"2026-11-24 00:{i // 60:02d}:{i % 60:02d}", "Body": line, "ResourceAttributes": {
         "k8s.namespace.name": "ns", "k8s.pod.name": f"p{i}", "k8s.container.name": "c"}, "ServiceName": "x",
         "LogAttributes": {}} for i, line in enumerate(lines)]
-    src = tmp_path / "rows.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    s.query(f"INSERT INTO otel_logs (Timestamp, Body, ResourceAttributes, ServiceName, LogAttributes) SELECT "
-            f"parseDateTime64BestEffort(Timestamp, 9, 'UTC'), Body, ResourceAttributes, ServiceName, LogAttributes "
-            f"FROM file('{src}', JSONEachRow, 'Timestamp String, Body String, ResourceAttributes Map(String, String),"
-            f" ServiceName String, LogAttributes Map(String, String)')")
+    insert(s, rows, tmp_path / "rows.jsonl")
     s.close()
-    o = ClickHouseOptions(url=f"chdb:{path}")
-    rel = build_relation(o, 0, 4_000_000_000_000, formats, None)
-    conn = connect(o)
-    got = conn.query(f"SELECT pod, by_address, kind, access_format, origin, method, path, status, duration_ms, port, "
-                     f"direction, authority, upstream_cluster, upstream_host, protocol, downstream_local, "
-                     f"downstream_remote, response_flags, own_ms FROM ({rel.sql}) "
-                     f"SETTINGS short_circuit_function_evaluation = 'disable'", rel.params)
-    conn.close()
-    got = got.astype(object).where(got.notna(), None)
+    read = []
+    for table in ("otel_logs", "obsgap_requests"):
+        o = ClickHouseOptions(url=f"chdb:{path}", table=table)
+        rel = build_relation(o, 0, 4_000_000_000_000, formats, None, parsed=table == "obsgap_requests")
+        conn = connect(o)
+        read.append(conn.query(f"SELECT pod, by_address, kind, access_format, origin, method, path, status, "
+                               f"duration_ms, port, direction, authority, upstream_cluster, upstream_host, protocol, "
+                               f"downstream_local, downstream_remote, response_flags, own_ms FROM ({rel.sql}) "
+                               f"ORDER BY pod SETTINGS short_circuit_function_evaluation = 'disable'", rel.params))
+        conn.close()
+    at_read, at_ingest = (frame.astype(object).where(frame.notna(), None) for frame in read)
+    assert at_ingest.to_dict("records") == at_read.to_dict("records") and len(at_read) == len(lines)
+    got = at_read
     by_pod = {r.pod: r for r in got.itertuples(index=False)}
     task = ReadTask((), "", None, None, access_formats=formats)
     wrong = []
@@ -329,3 +374,30 @@ def test_a_skewed_clock_is_judged_in_clickhouse_as_in_the_files(tmp_path: Path, 
     assert sources_json(ch)["logs"]["retimed"] == sources_json(files)["logs"]["retimed"]
     assert {round(c["offset_seconds"]) for c in sources_json(ch)["logs"]["clock_skew"]} == {3600}
     assert _answer(ch) == _answer(files)
+
+
+def test_clickhouse_schema_prints_ddl_that_runs(tmp_path: Path) -> None:
+    """`obsgap clickhouse-schema` prints the profile for the user named (quoted as an identifier), the table and
+    the view, with the flags' formats; its statements run in ClickHouse; a bad flag is one clear line, exit 2."""
+    from chdb import session
+    from click.testing import CliRunner
+
+    from obsgap.cli import main
+
+    out = CliRunner().invoke(main, ["clickhouse-schema", "--insert-user", "otel`x", "--ttl-days", "7",
+                                    "--access-log-format", '{"start_time": "%START_TIME%", "code": '
+                                                           '"%RESPONSE_CODE%"}'])
+    assert out.exit_code == 0, out.output
+    assert "SETTINGS short_circuit_function_evaluation = 'disable' TO `otel\\`x`;" in out.output
+    assert "INTERVAL 7 DAY" in out.output and "'start_time'" in out.output
+    s = session.Session(str(tmp_path / "ch"))
+    s.query(DDL.read_text())
+    for statement in out.output.split(";\n"):
+        body = "\n".join(x for x in statement.splitlines() if not x.startswith(("--", "CREATE SETTINGS"))).strip()
+        if body:
+            s.query(body)
+    made = s.query("SELECT name, engine FROM system.tables WHERE name LIKE 'obsgap_requests%' ORDER BY name", "CSV")
+    s.close()
+    assert str(made).split() == ['"obsgap_requests","MergeTree"', '"obsgap_requests_mv","MaterializedView"']
+    bad = CliRunner().invoke(main, ["clickhouse-schema", "--clickhouse-attribute", "pod"])
+    assert bad.exit_code == 2 and "--clickhouse-attribute 'pod'" in bad.output

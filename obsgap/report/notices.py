@@ -39,6 +39,11 @@ def input_notices(logs: LogsReport) -> list[str]:
         out.append(f"{plural(un.unknown_pod_requests, 'logged request')} come from "
                    f"{plural(un.unknown_pods_total, 'pod')} the topology does not have ({listed}{more}): take the "
                    "snapshot while those pods run, or widen -n.")
+    if logs.clickhouse is not None and logs.clickhouse.parse_mismatch:
+        out.append("the ClickHouse table was filled by an `obsgap clickhouse-schema` view that parses with other "
+                   "access-log formats, --log-field mapping or obsgap version than this run: its rows may be "
+                   "read differently than these logs would be. Re-create the view with this run's flags (new "
+                   "rows), or read the raw table with --clickhouse-table otel_logs.")
     for u in logs.duration_unit_unknown[:3]:
         out.append(f"unit unknown for key {u.key} in {u.path} ({plural(u.requests, 'request')}): their "
                    f"durations are left out; say it with --log-field duration_ms={u.key}:ns (or :us, :ms, :s).")

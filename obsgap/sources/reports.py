@@ -225,6 +225,10 @@ class ClickHouseReport:
     sql: tuple[str, ...] = ()
     rows_scanned: int = 0
     """lines the query read (the window and its margin)"""
+    parsed_at_ingest: bool = False
+    """the table is one `obsgap clickhouse-schema`'s view fills: typed rows read as they are, no parse"""
+    parse_mismatch: bool = False
+    """that view parses with other formats, field mapping or rules than this run would"""
 
 
 @dataclass(frozen=True)

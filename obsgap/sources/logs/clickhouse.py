@@ -27,6 +27,7 @@ import pandas as pd
 
 from obsgap.errors import InputError, SourceError
 from obsgap.sources.logs.clickhouse_parse import ROW_KINDS, Params, Relation, otel_lines, parse_lines
+from obsgap.sources.logs.clickhouse_schema import parsed_rows
 from obsgap.sources.logs.clock import CLOCK_SAMPLE, clock_offset
 from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.table import LogStats
@@ -117,11 +118,13 @@ def connect(o: ClickHouseOptions) -> Connection:
 
 
 def build_relation(o: ClickHouseOptions, start_ms: int, end_ms: int, access_formats: tuple[AccessFormat, ...],
-                   mapping: Mapping[str, str] | None) -> Relation:
-    """Every line of the window (and MARGIN_MS around it, by the Collector's time) as a row of PARSED_COLUMNS,
-    parsed in ClickHouse from `otel_logs`."""
+                   mapping: Mapping[str, str] | None, parsed: bool = False) -> Relation:
+    """Every line of the window (and MARGIN_MS around it, by the Collector's time) as a row of PARSED_COLUMNS:
+    parsed in ClickHouse from `otel_logs`, or read as they are from a table obsgap's view filled (`parsed`)."""
     p = Params()
     lo, hi = int(start_ms - MARGIN_MS), int(end_ms + MARGIN_MS)
+    if parsed:
+        return Relation(parsed_rows(o.table, p, f"node_ms >= {lo} AND node_ms < {hi}"), p.values)
     where = (f"Timestamp >= fromUnixTimestamp64Milli(toInt64({lo})) AND "
              f"Timestamp < fromUnixTimestamp64Milli(toInt64({hi}))")
     lines = otel_lines(o.table, o.namespace_key, o.pod_key, o.container_key, p, where)
@@ -348,10 +351,11 @@ class ClickHouseTable:
             clock_skew=tuple(sorted(((w, ms, n) for w, (ms, n) in skew.items()), key=lambda x: -abs(x[1]))),
         )
 
-    def report(self) -> ClickHouseReport:
+    def report(self, parsed_at_ingest: bool = False, parse_mismatch: bool = False) -> ClickHouseReport:
         return ClickHouseReport(len(self.sent), self.rows_returned, tuple(self.seconds),
                                 tuple(q if len(q) < 4000 else q[:4000] + " …" for q in self.sent[:2]),
-                                rows_scanned=self.rows_scanned)
+                                rows_scanned=self.rows_scanned, parsed_at_ingest=parsed_at_ingest,
+                                parse_mismatch=parse_mismatch)
 
     def close(self, remove: bool = True) -> None:
         self.local.close()

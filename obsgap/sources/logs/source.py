@@ -22,6 +22,7 @@ from obsgap.intervals import time_step_ms
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.kube.live import LiveOptions, api_client
 from obsgap.sources.logs.clickhouse import ClickHouseOptions, ClickHouseTable, build_relation, connect
+from obsgap.sources.logs.clickhouse_schema import fingerprint, table_fingerprint
 from obsgap.sources.logs.discover import LogPod, check, discover, file_attributions
 from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.podlogs import PodLogOptions, PodLogReport, fetch_pod_logs
@@ -199,9 +200,11 @@ class ClickHouseSource:
         ctx.say(f"querying {self.options.table} in ClickHouse")
         try:
             conn = connect(self.options)
-            table = ClickHouseTable(conn, build_relation(self.options, ctx.start_ms, ctx.end_ms, formats,
-                                                         self.reading.fields or None), ctx.start_ms, ctx.end_ms,
-                                    formats, agent_paths(ctx.index), time_step_ms(ctx.start_ms, ctx.end_ms))
+            parsed_by = table_fingerprint(conn, self.options.table)
+            relation = build_relation(self.options, ctx.start_ms, ctx.end_ms, formats, self.reading.fields or None,
+                                      parsed=parsed_by is not None)
+            table = ClickHouseTable(conn, relation, ctx.start_ms, ctx.end_ms, formats, agent_paths(ctx.index),
+                                    time_step_ms(ctx.start_ms, ctx.end_ms))
         except SourceError as exc:
             return SourceRead(None, LogsReport.of("unavailable", None, error=str(exc)), (str(exc),))
         try:
@@ -211,4 +214,5 @@ class ClickHouseSource:
         finally:
             table.close()
         empty = f"logs: {self.options.table} holds no line in the window" if not acc.stats.lines else None
-        return finish(evidence, acc, empty=empty, clickhouse=table.report())
+        mismatch = parsed_by is not None and parsed_by != fingerprint(formats, self.reading.fields or None)
+        return finish(evidence, acc, empty=empty, clickhouse=table.report(parsed_by is not None, mismatch))
