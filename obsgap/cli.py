@@ -21,6 +21,7 @@ from obsgap.checks.base import doc_sections
 from obsgap.checks.slo import SloUntrustworthy
 from obsgap.config import (
     FAIL_ON,
+    SUPPRESS_KEY,
     RunPlan,
     load_config_file,
     parse_access_log_formats,
@@ -33,7 +34,8 @@ from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
 from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
-from obsgap.publish import write_outputs
+from obsgap.publish import Written, write_outputs
+from obsgap.render.terminal import render_table, render_yaml
 from obsgap.report.notices import notices, terminal_lines
 from obsgap.slo.table import slo_table
 from obsgap.sources.kube.live import LiveOptions
@@ -43,8 +45,13 @@ from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions, redact_url
 from obsgap.sources.queries import namespace_matcher
 from obsgap.sources.witnesses import parse_witness_metric
+from obsgap.suppress import parse_config as parse_suppressions
 
 CONFIG_META = "obsgap.config"
+SUPPRESS_META = "obsgap.suppress"
+
+
+OUTPUTS = ("table", "json", "yaml", "markdown", "path", "none")
 
 
 def origin_of(ctx: click.Context, param: click.Parameter) -> str:
@@ -83,8 +90,11 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
         params = [p for p in ctx.command.params if isinstance(p, click.Option) and p.name and p.name != "config"]
         aliases = {o.lstrip("-").replace("-", "_"): p.name for p in params for o in p.opts if o.startswith("--")}
         try:
-            ctx.default_map = load_config_file(Path(value), {p.name: p.multiple for p in params if p.name},
-                                               {k: v for k, v in aliases.items() if k != v and v})
+            values = load_config_file(Path(value), {p.name: p.multiple for p in params if p.name},
+                                      {k: v for k, v in aliases.items() if k != v and v})
+            ctx.meta[SUPPRESS_META] = parse_suppressions(values.pop(SUPPRESS_KEY, None), f"--config {value}",
+                                                         [c.id for c in REGISTRY])
+            ctx.default_map = values
         except InputError as exc:
             raise click.UsageError(str(exc), ctx) from exc
         ctx.meta[CONFIG_META] = value
@@ -180,13 +190,16 @@ def main() -> None:
       help="A request metric obsgap does not know, as a witness: SERIES:namespace=LABEL,pod=LABEL,status=LABEL,"
            "status_form=code|class,route=LABEL,port=LABEL (kind=ebpf,agent=NAME for an agent's); repeatable.")
 @_opt("--check", "only_checks", multiple=True, help="Run only these checks.")
-@_opt("-q", "--quiet", is_flag=True, help="Print only the output path.")
+@_opt("-o", "--output", type=click.Choice(OUTPUTS),
+      help="What goes to stdout (the files are written either way): table (default on a terminal), json (the "
+           "findings.json document), yaml, markdown (summary.md), path (of findings.json; default otherwise), none.")
+@_opt("-q", "--quiet", is_flag=True, help="No progress or summary on stderr; stdout: the path unless -o.")
 @click.pass_context
 def report(ctx: click.Context, **opts: Any) -> None:
     """Reconcile metrics, logs and topology and write findings.json (exit 1 on findings, 2 bad input,
     3 a source failed)."""
     try:
-        plan = _plan(opts)
+        plan = replace(_plan(opts), suppressions=ctx.meta.get(SUPPRESS_META, ()))
         engine.preflight(plan)
         claim = claim_output(plan.out_dir, plan.out_root, plan.window.end, datetime.now(UTC))
     except InputError as exc:
@@ -199,15 +212,18 @@ def report(ctx: click.Context, **opts: Any) -> None:
     try:
         with _exit_on_errors("; no report was written"):
             outcome = engine.run(replace(plan, out_dir=claim.path), say)
-            paths = write_outputs(outcome.result, claim.path, plan.baseline, opts["plotly"])
+            written = write_outputs(outcome.result, claim.path, plan.baseline, opts["plotly"])
             wrote = True
     finally:
         claim.release(wrote)
     result = outcome.result
-    if not opts["quiet"]:
+    output = opts["output"] or ("path" if opts["quiet"] or not sys.stdout.isatty() else "table")
+    if not opts["quiet"] and output != "table":
         for line in terminal_lines(result):
             click.echo(line, err=True)
-    click.echo(str(paths[0]))
+    if output != "path":
+        say(f"wrote {written.paths[0].parent}/ (findings.json, report.html, summary.md)")
+    click.echo(stdout_text(output, written), nl=False)
     if outcome.source_failures:
         sys.exit(3)
     if any(plan.fails(f.severity) for f in result.findings):
@@ -220,7 +236,7 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
     """Print whether each SLO's numbers can be trusted, for a quick look in an SLO review (same inputs as
     `report`; writes nothing). Exit 1 when an SLO is biased or broken, 2 bad input, 3 a source failed."""
     try:
-        plan = _plan(opts)
+        plan = replace(_plan(opts), suppressions=ctx.meta.get(SUPPRESS_META, ()))
         if not plan.slo_paths and plan.kube_live is None:
             raise InputError("obsgap slo needs SLOs: give --slo FILE|FOLDER (or a live cluster whose SLO objects "
                              "to read)")
@@ -243,7 +259,20 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
         sys.exit(1)
 
 
-slo_command.params[:0] = list(report.params)
+slo_command.params[:0] = [p for p in report.params if p.name != "output"]
+
+
+def stdout_text(output: str, written: Written) -> str:
+    """The text `-o` puts on stdout."""
+    if output == "table":
+        return render_table(written.report)
+    if output == "json":
+        return written.texts["findings.json"]
+    if output == "yaml":
+        return render_yaml(written.document)
+    if output == "markdown":
+        return written.texts["summary.md"]
+    return f"{written.paths[0]}\n" if output == "path" else ""
 
 
 def _prometheus(o: dict[str, Any]) -> PrometheusOptions | None:

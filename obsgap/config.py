@@ -23,6 +23,7 @@ from obsgap.sources.logs.discover import LogPod
 from obsgap.sources.logs.envoy_format import AccessFormat, validate
 from obsgap.sources.logs.podlogs import PodLogOptions
 from obsgap.sources.prometheus import PrometheusOptions
+from obsgap.suppress import Suppression
 from obsgap.witness import WitnessFamily
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
@@ -90,11 +91,15 @@ def yaml_place(exc: yaml.YAMLError) -> str:
     return f"{where}{problem}"
 
 
+SUPPRESS_KEY = "suppress"
+
+
 def load_config_file(path: Path, options: Mapping[str, bool], aliases: Mapping[str, str]) -> dict[str, Any]:
     """A YAML mapping of `report` flags with `_` for `-` (e.g. prometheus_url).
 
     `options` maps every option's name to whether it takes several values (a single value is then
-    accepted as a list of one); `aliases` maps flag spellings (`header`) to option names (`headers`).
+    accepted as a list of one); `aliases` maps flag spellings (`header`) to option names (`headers`). The
+    `suppress` list (accepted findings) is returned under its own key, as written.
     """
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -110,6 +115,9 @@ def load_config_file(path: Path, options: Mapping[str, bool], aliases: Mapping[s
     out: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = str(raw_key).replace("-", "_")
+        if key == SUPPRESS_KEY:  # not a flag: the accepted findings (suppress.parse_config reads them)
+            out[key] = value
+            continue
         name = aliases.get(key, key)
         if name not in options:
             near = difflib.get_close_matches(key, [*options, *aliases], n=1, cutoff=0.6)
@@ -171,6 +179,8 @@ class RunPlan:
     """--pod-logs: read the pods' logs through the Kubernetes API (needs kube_live)."""
     log_fields: Mapping[str, str] = field(default_factory=dict)
     access_log_formats: tuple[AccessFormat, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+    """The config file's accepted findings (annotations are read from the topology at run time)."""
     """Envoy access-log formats given by the user, tried before the mesh's and Istio's defaults."""
     log_pods: tuple[LogPod, ...] = ()
     """--log-pod: which pod wrote the files whose path does not say."""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from obsgap import suppress
 from obsgap.analysis import ANALYSIS_QUERIES, ANALYSIS_RANGE_QUERIES, Analysis, analyze
 from obsgap.checks import REGISTRY
 from obsgap.checks.base import Check, CheckInputs, Skip
@@ -245,7 +246,10 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
                      "logs": srcs.logs is not None}), [ctx.index])
     analysis = analyze(replace(evidence, metrics=evidence.metrics.for_reader(ANALYSIS_QUERIES)
                                if evidence.metrics is not None else None))
-    runs, findings = run_checks(checks, evidence, analysis)
+    runs, found = run_checks(checks, evidence, analysis)
+    now = datetime.now(UTC).replace(microsecond=0)
+    findings, suppressions = suppress.apply(found, (*plan.suppressions, *suppress.from_annotations(topo.evidence)),
+                                            now.date(), (r.check for r in runs if r.status == "ran"))
     kube = topo.report if isinstance(topo.report, KubernetesReport) else KubernetesReport("none", "not-configured")
     reports = SourceReports(srcs.metrics.report() if srcs.metrics is not None else metrics.report,
                             replace(kube, dashboards=dashboards.report if plan.dashboards else None), logs.report,
@@ -255,8 +259,8 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
         problems.append(nothing)
     reasons = partial_reasons(problems, reports, runs)
     result = ScanResult(
-        generated_at=datetime.now(UTC).replace(microsecond=0), window=plan.window, sources=reports, checks=runs,
+        generated_at=now, window=plan.window, sources=reports, checks=runs,
         coverage=analysis.coverage, findings=findings, timelines=analysis.timelines, contract=analysis.contract,
         slos=analysis.slos, status="partial" if reasons else "complete", status_reasons=reasons,
-        namespaces=plan.namespaces)
+        namespaces=plan.namespaces, suppressions=suppressions)
     return RunOutcome(result, list(dict.fromkeys(problems)))

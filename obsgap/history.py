@@ -186,15 +186,17 @@ def _why_not_rechecked(past: PastFinding, runs: Mapping[str, CheckRun], namespac
 
 
 def compare(history: History, current: Iterable[str], runs: Iterable[CheckRun],
-            namespaces: tuple[str, ...] = ()) -> Comparison:
+            namespaces: tuple[str, ...] = (), suppressed: Iterable[str] = ()) -> Comparison:
+    """`suppressed`: findings found but accepted this run: neither resolved nor carried."""
     ids = set(current)
+    hidden = set(suppressed)
     if history.baseline is None:
         return Comparison({}, (), ())
     before = {f.id for f in history.baseline_findings}
     by_check = {r.check: r for r in runs}
     resolved, carried = [], []
     for past in history.baseline_findings:
-        if past.id in ids:
+        if past.id in ids or past.id in hidden:
             continue
         why = _why_not_rechecked(past, by_check, namespaces)
         if why is None:

@@ -49,6 +49,7 @@ class Service:
     """From the networking.istio.io/exportTo annotation; empty means every namespace."""
     conditions: tuple[Condition, ...] = ()
     """status.conditions (Istio writes istio.io/WaypointBound in ambient meshes)."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fqdn(self) -> str:
@@ -156,6 +157,7 @@ class Namespace:
     labels: Mapping[str, str]
     declared: bool = True
     """False when only implied by the objects in it (the snapshot has no Namespace object)."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ import contextlib
 import os
 import signal
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from obsgap.errors import InputError
 from obsgap.history import load_history
@@ -16,6 +18,7 @@ from obsgap.render.html import PlotlyMode, render_html
 from obsgap.render.json_out import render_json, result_dict
 from obsgap.render.markdown import render_markdown
 from obsgap.report.build import build_report
+from obsgap.report.model import Report
 from obsgap.result import ScanResult
 
 
@@ -34,11 +37,21 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class Written:
+    """What one run wrote: its paths (findings.json first), the report model and the texts, for stdout."""
+
+    paths: list[Path]
+    report: Report
+    document: dict[str, Any]
+    texts: dict[str, str]
+
+
 def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = None,
-                  plotly: PlotlyMode = "embed") -> list[Path]:
+                  plotly: PlotlyMode = "embed") -> Written:
     """report.html, summary.md, then findings.json (what history reads) last. Everything is rendered first;
     the files are then replaced with SIGINT/SIGTERM held back, so an interrupt never leaves half a report.
-    Returns the paths written, findings.json first."""
+    Returns the paths written (findings.json first), the model and the texts."""
     out_dir.mkdir(parents=True, exist_ok=True)  # the CLI claims it first; library callers may not have
     report = build_report(result, load_history(out_dir, baseline))
     document = result_dict(report)
@@ -53,4 +66,5 @@ def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = Non
         raise InputError(f"--out {out_dir}: cannot write the report ({exc.strerror})") from exc
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return [out_dir / "findings.json", out_dir / "report.html", out_dir / "summary.md"]
+    return Written([out_dir / "findings.json", out_dir / "report.html", out_dir / "summary.md"], report, document,
+                   texts)

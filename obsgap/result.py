@@ -10,6 +10,7 @@ from typing import Literal
 from obsgap.model import CheckRun, ContractRow, CoverageRow, Finding, ServiceTimeline, Window
 from obsgap.slo.assess import SloAssessment
 from obsgap.sources.reports import SourceReports
+from obsgap.suppress import Suppressions
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ScanResult:
     could run, a check failed."""
     namespaces: tuple[str, ...] = ()
     """The -n scope ("": every namespace); findings of earlier runs outside it are not re-checked."""
+    suppressions: Suppressions = field(default_factory=Suppressions)
+    """Findings accepted by a suppression (not in `findings`), and the suppressions expired or stale."""
 
     def checks_not_run(self) -> tuple[CheckRun, ...]:
         return tuple(r for r in self.checks if r.status != "ran")

@@ -215,3 +215,98 @@ def test_plotly_from_the_cdn_is_the_embedded_version() -> None:
 
     embedded = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", get_plotlyjs()[:5000])
     assert embedded and f"https://cdn.plot.ly/plotly-{embedded.group(1)}.min.js" == PLOTLY_CDN
+
+
+def test_each_output_form_on_stdout(mesh) -> None:  # type: ignore[no-untyped-def]
+    """-o json prints findings.json as written; yaml the same document; markdown summary.md; table one line per
+    finding then the coverage, status and checks not run; path the path; none nothing. The files are written
+    whatever -o says."""
+    import yaml
+
+    _spec, built, server, tmp = mesh
+    args = ["report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology), "--logs",
+            str(built.logs), "--start", "2026-11-23T23:30:00Z", "--end", "2026-11-24T00:00:00Z"]
+    printed = {}
+    for form in ("json", "yaml", "markdown", "table", "path", "none"):
+        out = tmp / f"out-{form}"
+        res = invoke(*args, "--out", str(out), "-o", form)
+        assert res.exit_code == 1 and (out / "findings.json").is_file(), res.output
+        printed[form] = res.stdout
+    doc = json.loads((tmp / "out-json" / "findings.json").read_text())
+    assert printed["json"] == (tmp / "out-json" / "findings.json").read_text()
+    assert yaml.safe_load(printed["yaml"])["findings"] == json.loads(
+        (tmp / "out-yaml" / "findings.json").read_text())["findings"]
+    assert printed["markdown"] == (tmp / "out-markdown" / "summary.md").read_text()
+    assert printed["path"] == f"{tmp / 'out-path' / 'findings.json'}\n" and printed["none"] == ""
+    table = printed["table"].splitlines()
+    assert table[0].split()[:3] == ["SEVERITY", "CHECK", "RESOURCE"]
+    rows = table[1:1 + len(doc["findings"])]
+    assert sorted((r.split()[0], r.split()[1]) for r in rows) == sorted(
+        (f["severity"].upper(), f["check"]) for f in doc["findings"])
+    assert any(line.startswith("Telemetry coverage: ") for line in table)
+    assert any(line.startswith("status: complete") for line in table) and "checks ran" in printed["table"]
+
+
+def test_suppressions_by_config_and_annotation(mesh) -> None:  # type: ignore[no-untyped-def]
+    """A config entry hides the critical envoy-bypass (written under `suppressed` with its reason and source, not
+    counted for --fail-on: exit 0); an entry past its `until` brings its finding back and says so; an entry that
+    matches nothing is reported stale; an annotation on the Service hides what it names; a bad entry is exit 2."""
+    from datetime import date, timedelta
+
+    _spec, built, server, tmp = mesh
+    args = ["--prometheus-url", server.url, "--logs", str(built.logs), "--start", "2026-11-23T23:30:00Z",
+            "--end", "2026-11-24T00:00:00Z", "-o", "json"]
+    plain = json.loads(invoke("report", *args, "--kube-snapshot", str(built.topology),
+                              "--out", str(tmp / "sup0")).stdout)
+    assert any(f["check"] == "envoy-bypass" and f["severity"] == "critical" for f in plain["findings"])
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    config = tmp / "suppress.yaml"
+    config.write_text(f"""suppress:
+  - check: envoy-bypass
+    namespace: legacy
+    reason: legacy batch, moves into the mesh in Q1 (OPS-12)
+  - check: namespace-not-injected
+    resource: Namespace legacy
+    reason: accepted until yesterday
+    until: {yesterday}
+  - check: port-missing-from-metrics
+    service: nosuch
+    reason: about a service since renamed
+""")
+    res = invoke("report", "--config", str(config), *args, "--kube-snapshot", str(built.topology),
+                 "--out", str(tmp / "sup1"))
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0, res.output  # the only critical is accepted
+    assert [f["check"] for f in doc["suppressed"]] == ["envoy-bypass"]
+    by = doc["suppressed"][0]["suppressed_by"]
+    assert by["reason"].startswith("legacy batch") and by["source"] == f"--config {config}, suppress[0]"
+    assert {f["check"] for f in doc["findings"]} == {f["check"] for f in plain["findings"]} - {"envoy-bypass"}
+    assert doc["headline"]["counts"]["critical"] == 0
+    expired = doc["suppressions"]["expired"]
+    assert [e["check"] for e in expired] == ["namespace-not-injected"] and expired[0]["findings"] == [
+        f["id"] for f in doc["findings"] if f["check"] == "namespace-not-injected"]
+    assert [s["service"] for s in doc["suppressions"]["stale"]] == ["nosuch"]
+    summary = (tmp / "sup1" / "summary.md").read_text()
+    assert "suppression expired on" in summary and "stale suppression" in summary
+    assert 'id="suppressed"' in (tmp / "sup1" / "report.html").read_text()
+    # the next run, with the suppression: the finding is neither new nor resolved
+    again = json.loads(invoke("report", "--config", str(config), *args, "--kube-snapshot", str(built.topology),
+                              "--out", str(tmp / "sup2"), "--baseline", str(tmp / "sup0")).stdout)
+    assert "envoy-bypass" not in {f["check"] for f in again["resolved"]}
+    # an annotation on the Service
+    topo = json.loads(built.topology.read_text())
+    for item in topo["items"]:
+        if item["kind"] == "Service" and item["metadata"]["name"] == "billing":
+            item["metadata"].setdefault("annotations", {}).update({
+                "obsgap.io/suppress": "envoy-bypass", "obsgap.io/suppress-reason": "host-network agent"})
+    annotated = tmp / "annotated.json"
+    annotated.write_text(json.dumps(topo))
+    doc = json.loads(invoke("report", *args, "--kube-snapshot", str(annotated), "--out", str(tmp / "sup3")).stdout)
+    assert [(f["check"], f["suppressed_by"]["reason"]) for f in doc["suppressed"]] == [
+        ("envoy-bypass", "host-network agent")]
+    assert doc["suppressed"][0]["suppressed_by"]["source"] == \
+        "annotation obsgap.io/suppress on Service legacy/billing"
+    bad = tmp / "bad.yaml"
+    bad.write_text("suppress:\n  - check: envoy-bypas\n    reason: x\n")
+    res = CliRunner().invoke(main, ["report", "--config", str(bad), *args])
+    assert res.exit_code == 2 and "did you mean 'envoy-bypass'" in res.output

@@ -70,7 +70,7 @@ def browse(page: Path, tmp: Path, fragment: str = "", screenshot: Path | None = 
 def test_demo_report_in_chromium(demo_run) -> None:  # type: ignore[no-untyped-def]
     run, tmp = demo_run
     out = tmp / "out"
-    paths = write_outputs(run.result, out)
+    paths = write_outputs(run.result, out).paths
     assert [p.name for p in paths] == ["findings.json", "report.html", "summary.md"]
     html = (out / "report.html").read_text()
     assert html.count("Content-Security-Policy") == 1 and "'unsafe-eval'" not in html

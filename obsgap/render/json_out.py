@@ -86,6 +86,11 @@ def result_dict(report: Report) -> dict[str, Any]:
                      "counts": dict(report.counts),
                      "checks_ran": report.checks_ran, "checks": len(result.checks)},
         "findings": [finding_dict(v.finding, v.change) for v in report.findings],
+        "suppressed": [finding_dict(s.finding) | {"suppressed_by": s.by.as_dict()}
+                       for s in result.suppressions.suppressed],
+        "suppressions": {"expired": [s.as_dict() | {"findings": list(ids)}
+                                     for s, ids in result.suppressions.expired],
+                         "stale": [s.as_dict() for s in result.suppressions.stale]},
         "resolved": [{"id": f.id, "check": f.check, "title": f.title, "severity": f.severity}
                      for f in report.history.resolved],
         "not_rechecked": [f.as_dict() for f in report.history.not_rechecked],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from obsgap.report.model import Report
+from obsgap.report.notices import coverage_sentence
 from obsgap.slo.assess import SloAssessment
 from obsgap.slo.table import cells
 
@@ -65,16 +66,7 @@ def render_markdown(report: Report) -> str:
         lines.append("Can these SLOs be trusted?")
         lines += [_slo_line(a) for a in result.slos]
         lines.append("")
-    h = report.headline
-    if h.share is not None:
-        over = f"{h.services} services" if not h.unmeasured else \
-            f"over the {h.measured} of {h.services} services measured on both sides; {h.unmeasured} not measured"
-        l4 = f"; {h.l4_services} more seen at L4 only (ambient, no waypoint), in connections" if h.l4_services else ""
-        lines.append(f"Telemetry coverage: the mesh metrics counted {h.share * 100:.1f}% of the requests the witnesses "
-                     f"saw ({over}{l4}).")
-    else:
-        lines.append("Telemetry coverage: unknown (no service was measured on both sides: the mesh's metrics and a "
-                     "witness).")
+    lines.append(coverage_sentence(report.headline))
     counts = report.counts
     since = ""
     if report.history.baseline:

@@ -48,7 +48,8 @@ def not_run(result: ScanResult) -> tuple[NotRun, ...]:
 
 def build_report(result: ScanResult, history: History | None = None) -> Report:
     history = history or History(None)
-    comparison = compare(history, (f.id for f in result.findings), result.checks, result.namespaces)
+    comparison = compare(history, (f.id for f in result.findings), result.checks, result.namespaces,
+                         suppressed=(s.finding.id for s in result.suppressions.suppressed))
     views = tuple(_view(f, comparison.changes.get(f.id), result) for f in result.findings)
     ranked = tuple(sorted(views, key=lambda v: (-v.finding.severity.rank, -v.impact)))
     runs = {r.check: r for r in result.checks}
@@ -63,5 +64,6 @@ def build_report(result: ScanResult, history: History | None = None) -> Report:
         checks=tuple((CheckInfo(c.id, c.title, c.doc_url), runs.get(c.id)) for c in REGISTRY),
         headline=headline(result.coverage),
         counts={s: sum(1 for f in result.findings if f.severity.value == s) for s in SEVERITIES},
-        status_line=status_line(result), notices=tuple(input_notices(result.sources.logs)),
+        status_line=status_line(result),
+        notices=tuple(input_notices(result.sources.logs) + result.suppressions.notices()),
         contract=link_contract(result.contract, result.findings), not_run=not_run(result))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from obsgap.analysis.coverage import Headline
 from obsgap.result import ScanResult
 from obsgap.sources.reports import LogsReport
 from obsgap.text import plural
@@ -15,6 +16,19 @@ from obsgap.text import plural
 LAYOUT_HINT = ("keep kubelet's layout (/var/log/pods/<namespace>_<pod>_<uid>/<container>/*.log) or its "
                "/var/log/containers/<pod>_<namespace>_<container>-<id>.log names when copying logs, or give a "
                "topology whose pod IPs match the addresses in the Envoy lines")
+
+
+def coverage_sentence(h: Headline) -> str:
+    """The coverage headline in words: over the services measured on both sides, saying how many; unknown when
+    none was."""
+    if h.share is None:
+        return ("Telemetry coverage: unknown (no service was measured on both sides: the mesh's metrics and a "
+                "witness).")
+    over = f"{h.services} services" if not h.unmeasured else \
+        f"over the {h.measured} of {h.services} services measured on both sides; {h.unmeasured} not measured"
+    l4 = f"; {h.l4_services} more seen at L4 only (ambient, no waypoint), in connections" if h.l4_services else ""
+    return (f"Telemetry coverage: the mesh metrics counted {h.share * 100:.1f}% of the requests the witnesses saw "
+            f"({over}{l4}).")
 
 
 def status_line(result: ScanResult) -> str | None:
@@ -52,7 +66,7 @@ def input_notices(logs: LogsReport) -> list[str]:
 
 def notices(result: ScanResult) -> list[str]:
     line = status_line(result)
-    return ([line] if line else []) + input_notices(result.sources.logs)
+    return ([line] if line else []) + input_notices(result.sources.logs) + result.suppressions.notices()
 
 
 def terminal_lines(result: ScanResult) -> list[str]:
@@ -61,7 +75,7 @@ def terminal_lines(result: ScanResult) -> list[str]:
     lines = ["status: complete (every input given was read)" if result.status == "complete" else
              "status: PARTIAL: the numbers rest on less than the inputs given"]
     lines += [f"  - {r}" for r in result.status_reasons]
-    lines += input_notices(result.sources.logs)
+    lines += input_notices(result.sources.logs) + result.suppressions.notices()
     groups: dict[str, list[str]] = defaultdict(list)
     for r in result.checks_not_run():
         groups[f"{r.status}: {r.reason}" if r.status == "error" else r.reason or r.status].append(r.check)
@@ -69,6 +83,7 @@ def terminal_lines(result: ScanResult) -> list[str]:
     lines.append(f"{ran} of {len(result.checks)} checks ran" + (":" if groups else ""))
     lines += [f"  - not run: {', '.join(checks)} ({reason})" for reason, checks in groups.items()]
     counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
+    hidden = len(result.suppressions.suppressed)
     lines.append(f"{len(result.findings)} findings ({counts['critical']} critical, {counts['warning']} warning, "
-                 f"{counts['info']} info)")
+                 f"{counts['info']} info)" + (f"; {hidden} suppressed (findings.json: suppressed)" if hidden else ""))
     return lines

@@ -174,7 +174,7 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
                        kube_snapshots=(built.topology,), logs=(str(built.logs),) if mesh != "witnesses" else (),
                        dashboards=(dashboard,), slo_paths=(slos,))
         outcome = engine.run(plan, say)
-        paths = write_outputs(outcome.result, out)
+        paths = write_outputs(outcome.result, out).paths
     finally:
         server.stop()
     for run in outcome.result.checks:

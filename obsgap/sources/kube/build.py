@@ -94,7 +94,8 @@ def _service(obj: RAW) -> Service:
     return Service(ns, name, tuple(ports), _str_map(spec.get("selector")), spec.get("clusterIP"),
                    str(spec.get("type") or "ClusterIP"), _str_map(md.get("labels")),
                    tuple(e.strip() for e in export.split(",") if e.strip()),
-                   _conditions(_mapping(obj.get("status")).get("conditions")) or ())
+                   _conditions(_mapping(obj.get("status")).get("conditions")) or (),
+                   _str_map(md.get("annotations")))
 
 
 def _workload(obj: RAW, rs_owner: Mapping[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
@@ -410,7 +411,8 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
         counts[kind] += 1
         by_kind.setdefault(kind, []).append(obj)
 
-    namespaces = {n: Namespace(n, _str_map((o.get("metadata") or {}).get("labels")))
+    namespaces = {n: Namespace(n, _str_map((o.get("metadata") or {}).get("labels")),
+                               annotations=_str_map((o.get("metadata") or {}).get("annotations")))
                   for o in by_kind.get("Namespace", []) for n in [_meta(o)[1]]}
     # Pods in namespaces the snapshot does not include get an unlabelled namespace.
     for o in by_kind.get("Pod", []) + by_kind.get("Service", []):

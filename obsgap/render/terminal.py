@@ -1,0 +1,54 @@
+"""Report -> what `obsgap report -o table|yaml` prints on stdout.
+
+`table`: one line per finding (severity, check, resource, title) in the order of "Fix first", then the coverage
+headline, the run's status and the checks that did not run. Untrusted text (names, label values, log content) is
+shown with control characters escaped, so a label value cannot move the cursor or recolour the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from obsgap.model import Finding
+from obsgap.report.model import Report
+from obsgap.report.notices import coverage_sentence, terminal_lines
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def safe(text: object) -> str:
+    """Text for a terminal: control characters (ESC, CR, ...) as \\xNN escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _resource(f: Finding) -> str:
+    if f.resource:
+        return f.resource
+    where = "/".join(x for x in (f.namespace, f.service or f.workload or f.pod or f.job or f.metric) if x)
+    return where + (f":{f.port}" if f.port else "") or "-"
+
+
+def render_table(report: Report) -> str:
+    rows = [(v.finding.severity.value.upper(), v.finding.check, _resource(v.finding), v.finding.title)
+            for v in report.ranked]
+    lines = []
+    if rows:
+        widths = [max(len(safe(r[i])) for r in rows) for i in range(3)]
+        widths = [max(w, len(h)) for w, h in zip(widths, ("SEVERITY", "CHECK", "RESOURCE"), strict=True)]
+        header = ("SEVERITY", "CHECK", "RESOURCE", "TITLE")
+        for r in (header, *rows):
+            lines.append("  ".join(safe(c).ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + safe(r[3]))
+        lines.append("")
+    else:
+        lines += ["no findings", ""]
+    lines.append(coverage_sentence(report.headline))
+    lines += [safe(line) for line in terminal_lines(report.result)]
+    return "\n".join(lines) + "\n"
+
+
+def render_yaml(document: dict[str, Any]) -> str:
+    """The findings.json document as YAML (the same keys and values)."""
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=False, width=120)
