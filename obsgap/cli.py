@@ -390,8 +390,19 @@ def checks(ctx: click.Context) -> None:
 def explain(check_id: str) -> None:
     """Print a check's documentation."""
     check = by_id(check_id)
+    by_code = [c for c in REGISTRY if c.istio_code and c.istio_code.lower() == check_id.lower()]
+    if check is None and by_code:  # an istioctl analyze code: the checks that report it
+        for c in by_code[1:]:
+            click.echo(f"{c.istio_code} is also reported by {c.id} (obsgap checks explain {c.id})")
+        check = by_code[0]
     if check is None:
-        click.echo(f"obsgap: unknown check {check_id!r}; known: {', '.join(c.id for c in REGISTRY)}", err=True)
+        import difflib
+
+        near = difflib.get_close_matches(check_id, [c.id for c in REGISTRY], n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}?" if near else f"known: {', '.join(c.id for c in REGISTRY)}"
+        codes = sorted({c.istio_code for c in REGISTRY if c.istio_code})
+        click.echo(f"obsgap: unknown check {check_id!r}; {hint} (istioctl codes work too: {', '.join(codes)})",
+                   err=True)
         sys.exit(2)
     click.echo(f"{check.id} — {check.title}")
     for heading, text in doc_sections(check):

@@ -310,3 +310,11 @@ def test_suppressions_by_config_and_annotation(mesh) -> None:  # type: ignore[no
     bad.write_text("suppress:\n  - check: envoy-bypas\n    reason: x\n")
     res = CliRunner().invoke(main, ["report", "--config", str(bad), *args])
     assert res.exit_code == 2 and "did you mean 'envoy-bypass'" in res.output
+
+
+def test_checks_explain_suggests_and_takes_istio_codes() -> None:
+    res = CliRunner().invoke(main, ["checks", "explain", "envoy-bypas"])
+    assert res.exit_code == 2 and "did you mean envoy-bypass?" in res.output
+    res = invoke("checks", "explain", "ist0102")
+    assert res.exit_code == 0 and res.output.startswith("namespace-not-injected — ")
+    assert "istioctl analyze: IST0102" in res.output

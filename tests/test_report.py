@@ -172,6 +172,19 @@ def test_markdown_neutralises_markup_without_escapes() -> None:
     assert md("ping @channel :fire: see https://evil.example/x") == \
         "ping `@channel` `:fire:` see `https://evil.example/x`"
     assert md("- starts like a list") == "`-` starts like a list" and md("a`b") == "`aʼb`"
+    # punctuation stays outside the span, and a span the text already has is kept as written
+    assert md("(--slo FILE|FOLDER, or x)") == "(--slo `FILE|FOLDER`, or x)"
+    assert md("no `up` series (`*_bucket` series)") == "no `up` series (`*_bucket` series)"
+    assert md("see `<script>`, then") == "see `<script>`, then"
+
+
+def test_outputs_write_numbers_as_meant_and_terminal_text_inert() -> None:
+    from obsgap.render.json_out import _clean
+    from obsgap.render.terminal import safe
+
+    assert _clean({"objective": 0.9990000000000001, "ratio": 1 / 3}) == {"objective": 0.999,
+                                                                         "ratio": 0.333333333333}
+    assert safe("api\x1b[2J\r\nx") == "api\\x1b[2J\\x0d\\x0ax"
 
 
 def test_safe_json_cannot_close_the_script_element() -> None:

@@ -20,6 +20,7 @@ from plotly.utils import PlotlyJSONEncoder
 
 from obsgap.render import figures
 from obsgap.render.json_out import result_dict
+from obsgap.text import plural
 from obsgap.report.model import Report
 
 # The CDN copy is the very version embedded, so both modes draw the same charts.
@@ -40,6 +41,7 @@ def _environment() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda x: "n/a" if x is None else f"{x * 100:.1f}%"
+    env.filters["plural"] = plural
     env.filters["thousands"] = lambda x: f"{int(x):,}" if isinstance(x, int | float) else str(x)
     return env
 

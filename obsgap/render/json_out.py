@@ -20,9 +20,10 @@ def _ts(dt: datetime) -> str:
 
 
 def _clean(value: Any) -> Any:
-    """JSON has no NaN/Infinity; numpy scalars become plain numbers."""
+    """JSON has no NaN/Infinity; numpy scalars become plain numbers; a float is written with the 12 significant
+    digits it was meant to have (an objective of 99.9% is 0.999, not 0.9990000000000001)."""
     if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
+        return None if math.isnan(value) or math.isinf(value) else float(f"{value:.12g}")
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

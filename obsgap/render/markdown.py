@@ -26,10 +26,20 @@ _LIST_MARKER = re.compile(r"[-+]|\d+[.)]")
 """a first word that would make its line a list item (in a quote, say)"""
 
 
+_EDGES = re.compile(r"([(\"']*)(.*?)([),.;!?\"']*)", re.S)
+_SPAN = re.compile(r"`[^`]+`")
+
+
 def _word(word: str) -> str:
     if _PLAIN_WORD.fullmatch(word) and not _ACTIVE.search(word):
         return word
-    return "`" + word.replace("`", "ʼ") + "`"
+    lead, core, trail = _EDGES.fullmatch(word).groups()  # type: ignore[union-attr]
+    if _SPAN.fullmatch(core):  # already a code span in the text (`up`): shown as the writer meant it
+        return lead + core + trail
+    if not core:
+        return "`" + word.replace("`", "ʼ") + "`"
+    # punctuation around a word stays outside its code span: (`x`), not `(x,`
+    return lead + "`" + core.replace("`", "ʼ") + "`" + trail
 
 
 def md(text: object) -> str:

@@ -24,7 +24,7 @@ def coverage_sentence(h: Headline) -> str:
     if h.share is None:
         return ("Telemetry coverage: unknown (no service was measured on both sides: the mesh's metrics and a "
                 "witness).")
-    over = f"{h.services} services" if not h.unmeasured else \
+    over = plural(h.services, "service") if not h.unmeasured else \
         f"over the {h.measured} of {h.services} services measured on both sides; {h.unmeasured} not measured"
     l4 = f"; {h.l4_services} more seen at L4 only (ambient, no waypoint), in connections" if h.l4_services else ""
     return (f"Telemetry coverage: the mesh metrics counted {h.share * 100:.1f}% of the requests the witnesses saw "
@@ -84,6 +84,6 @@ def terminal_lines(result: ScanResult) -> list[str]:
     lines += [f"  - not run: {', '.join(checks)} ({reason})" for reason, checks in groups.items()]
     counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
     hidden = len(result.suppressions.suppressed)
-    lines.append(f"{len(result.findings)} findings ({counts['critical']} critical, {counts['warning']} warning, "
-                 f"{counts['info']} info)" + (f"; {hidden} suppressed (findings.json: suppressed)" if hidden else ""))
+    lines.append(f"{plural(len(result.findings), 'finding')} ({counts['critical']} critical, "
+                 f"{counts['warning']} warning, {counts['info']} info)" + (f"; {hidden} suppressed (findings.json: suppressed)" if hidden else ""))
     return lines
