@@ -5,21 +5,33 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
-.PHONY: setup system demo test lint bench bench-logs screenshots image clean
+.PHONY: setup system system-demo demo test lint bench bench-logs screenshots image clean
 
-system:
-	@if ! command -v promtool >/dev/null || ! python3 -c "import ensurepip" >/dev/null 2>&1 || ! command -v chromium >/dev/null || ! command -v victoria-metrics >/dev/null; then \
-		$(SUDO) apt-get update -qq && $(APT) prometheus victoria-metrics python3-venv chromium fonts-dejavu-core >/dev/null; fi
+BASE   := $(VENV)/.installed-base
 
-$(STAMP): pyproject.toml | system
+# What the demo needs: Prometheus (promtool backfills it) and a virtualenv with obsgap alone.
+system-demo:
+	@if ! command -v promtool >/dev/null || ! python3 -c "import ensurepip" >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(APT) prometheus python3-venv >/dev/null; fi
+
+# What the tests need besides: VictoriaMetrics, a Pushgateway, Chromium.
+system: system-demo
+	@if ! command -v chromium >/dev/null || ! command -v victoria-metrics >/dev/null || ! command -v prometheus-pushgateway >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(APT) victoria-metrics prometheus-pushgateway chromium fonts-dejavu-core >/dev/null; fi
+
+$(BASE): pyproject.toml | system-demo
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $(BASE)
+
+$(STAMP): pyproject.toml $(BASE) | system
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 setup: system $(STAMP)
 
-demo: setup
+demo: system-demo $(BASE)
 	$(VENV)/bin/obsgap demo --out reports/demo
 
 test: setup
@@ -38,7 +50,7 @@ bench-logs: setup
 	$(PY) tests/bench.py --layout large --lines 2850000 --files 4
 
 # The README's pictures: the demo report's first screen at 1440x900 and 390x844 (Playwright + Debian's Chromium)
-screenshots: demo
+screenshots: setup demo
 	$(PY) tests/screenshots.py reports/demo/report.html reports/example
 
 IMAGE ?= obsgap:latest

@@ -34,7 +34,7 @@ from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
 from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
-from obsgap.publish import Written, write_outputs
+from obsgap.publish import Written, push_metrics, write_metrics, write_outputs
 from obsgap.render.terminal import render_table, render_yaml
 from obsgap.report.notices import notices, terminal_lines
 from obsgap.slo.table import slo_table
@@ -193,6 +193,10 @@ def main() -> None:
 @_opt("-o", "--output", type=click.Choice(OUTPUTS),
       help="What goes to stdout (the files are written either way): table (default on a terminal), json (the "
            "findings.json document), yaml, markdown (summary.md), path (of findings.json; default otherwise), none.")
+@_opt("--metrics-file", type=click.Path(dir_okay=False),
+      help="Also write the run as metrics for node-exporter's textfile collector (replaced atomically).")
+@_opt("--pushgateway", help="Also push the run as metrics to this Pushgateway (job=obsgap), e.g. "
+                             "http://pushgateway.monitoring:9091.")
 @_opt("-q", "--quiet", is_flag=True, help="No progress or summary on stderr; stdout: the path unless -o.")
 @click.pass_context
 def report(ctx: click.Context, **opts: Any) -> None:
@@ -214,6 +218,10 @@ def report(ctx: click.Context, **opts: Any) -> None:
             outcome = engine.run(replace(plan, out_dir=claim.path), say)
             written = write_outputs(outcome.result, claim.path, plan.baseline, opts["plotly"])
             wrote = True
+            if opts["metrics_file"]:
+                write_metrics(Path(opts["metrics_file"]), written)
+            if opts["pushgateway"]:
+                push_metrics(opts["pushgateway"], written)
     finally:
         claim.release(wrote)
     result = outcome.result
@@ -259,7 +267,7 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
         sys.exit(1)
 
 
-slo_command.params[:0] = [p for p in report.params if p.name != "output"]
+slo_command.params[:0] = [p for p in report.params if p.name not in ("output", "metrics_file", "pushgateway")]
 
 
 def stdout_text(output: str, written: Written) -> str:
@@ -321,6 +329,8 @@ def _checked(o: dict[str, Any]) -> None:
     unknown = [c for c in o["only_checks"] if by_id(c) is None]
     if unknown:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
+    if o["pushgateway"] and not str(o["pushgateway"]).startswith(("http://", "https://")):
+        raise InputError(f"--pushgateway {o['pushgateway']}: give an http(s):// URL")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
 
@@ -483,8 +493,13 @@ def clickhouse_schema_cmd(source_table: str, table: str, insert_user: str | None
                    "--clickhouse-url.")
 @click.option("--clickhouse-url", help="Read logs from ClickHouse (otel_logs); user and password from the Secret "
                                        "obsgap-clickhouse (keys user, password).")
-def manifests_cmd(**opts: Any) -> None:
+@click.option("--alerts", is_flag=True,
+              help="Print only a PrometheusRule with alerts on the series --metrics-file writes.")
+def manifests_cmd(alerts: bool, **opts: Any) -> None:
     """Print the Kubernetes objects to run obsgap nightly: read-only RBAC, ConfigMap, CronJob."""
-    from obsgap.manifests import ManifestOptions, render_manifests
+    from obsgap.manifests import ManifestOptions, render_alerts, render_manifests
 
+    if alerts:
+        click.echo(render_alerts(opts["namespace"]), nl=False)
+        return
     click.echo(render_manifests(ManifestOptions(**opts)), nl=False)

@@ -120,3 +120,39 @@ class _NoAliases(yaml.SafeDumper):
 
 def render_manifests(o: ManifestOptions) -> str:
     return yaml.dump_all(manifests(o), Dumper=_NoAliases, sort_keys=False)
+
+
+ALERT_RULES: list[dict[str, Any]] = [
+    {"alert": "ObsgapCriticalFindings", "expr": 'sum by (check, namespace) (obsgap_findings{severity="critical"}) > 0',
+     "labels": {"severity": "warning"},
+     "annotations": {"summary": "obsgap: {{ $value }} critical {{ $labels.check }} finding(s) in namespace "
+                                "{{ $labels.namespace }}",
+                     "description": "The mesh's telemetry misses or misnames traffic; the nightly report (summary.md, "
+                                    "report.html) names the fix. Accept a finding with a suppression to silence it."}},
+    {"alert": "ObsgapCoverageLow", "expr": "obsgap_coverage_ratio < 0.95", "labels": {"severity": "warning"},
+     "annotations": {"summary": "obsgap: the mesh counted {{ $value | humanizePercentage }} of the requests "
+                                "{{ $labels.namespace }}/{{ $labels.service }} served"}},
+    {"alert": "ObsgapSloUntrustworthy", "expr": 'obsgap_slo_trust{verdict=~"biased|broken"} == 1',
+     "labels": {"severity": "warning"},
+     "annotations": {"summary": "obsgap: the numbers of SLO {{ $labels.slo }} are {{ $labels.verdict }}"}},
+    {"alert": "ObsgapRunPartial", "expr": 'obsgap_run_status{status="partial"} == 1',
+     "labels": {"severity": "info"},
+     "annotations": {"summary": "obsgap: the last run read less than its inputs: its numbers are not the whole "
+                                "picture"}},
+    {"alert": "ObsgapRunMissing", "expr": "time() - obsgap_last_run_timestamp_seconds > 36 * 3600",
+     "labels": {"severity": "warning"},
+     "annotations": {"summary": "obsgap has not reported for {{ $value | humanizeDuration }}: the nightly run "
+                                "fails or does not start"}},
+]
+"""Alerts on the series `--metrics-file` writes (render.metrics)."""
+
+
+def alert_rules(namespace: str) -> dict[str, Any]:
+    """A prometheus-operator PrometheusRule with ALERT_RULES."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "obsgap", "namespace": namespace},
+            "spec": {"groups": [{"name": "obsgap", "rules": ALERT_RULES}]}}
+
+
+def render_alerts(namespace: str) -> str:
+    return yaml.dump(alert_rules(namespace), Dumper=_NoAliases, sort_keys=False, width=120)

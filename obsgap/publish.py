@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from obsgap.errors import InputError
+from obsgap.errors import InputError, SourceError
 from obsgap.history import load_history
 from obsgap.render.html import PlotlyMode, render_html
 from obsgap.render.json_out import render_json, result_dict
 from obsgap.render.markdown import render_markdown
+from obsgap.render.metrics import render_metrics
 from obsgap.report.build import build_report
 from obsgap.report.model import Report
 from obsgap.result import ScanResult
@@ -68,3 +69,30 @@ def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = Non
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return Written([out_dir / "findings.json", out_dir / "report.html", out_dir / "summary.md"], report, document,
                    texts)
+
+
+def write_metrics(path: Path, written: Written) -> None:
+    """The run as metrics (render.metrics), replaced atomically: the textfile collector never reads half a file."""
+    text = render_metrics(written.document, written.report.result.generated_at.timestamp())
+    try:
+        _atomic_write(path, text)
+    except OSError as exc:
+        raise InputError(f"--metrics-file {path}: cannot write it ({exc.strerror})") from exc
+
+
+def push_metrics(url: str, written: Written, timeout_s: float = 30.0) -> None:
+    """The same metrics PUT to a Pushgateway under job="obsgap" (replacing the last run's group)."""
+    import urllib.error
+    import urllib.request
+
+    body = render_metrics(written.document, written.report.result.generated_at.timestamp()).encode()
+    request = urllib.request.Request(url.rstrip("/") + "/metrics/job/obsgap", data=body, method="PUT",
+                                     headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace").strip()[:300]
+        raise SourceError(f"--pushgateway {url}: HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise SourceError(f"--pushgateway {url}: cannot push ({getattr(exc, 'reason', exc)})") from exc

@@ -318,3 +318,128 @@ def test_checks_explain_suggests_and_takes_istio_codes() -> None:
     res = invoke("checks", "explain", "ist0102")
     assert res.exit_code == 0 and res.output.startswith("namespace-not-injected — ")
     assert "istioctl analyze: IST0102" in res.output
+
+
+def _series(text: str) -> dict[str, float]:
+    """The samples of Prometheus text exposition: series (name and labels as written) -> value."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_metrics_file_and_alert_rules_pass_promtool(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--metrics-file: promtool check metrics accepts it and its values are findings.json's; the PrometheusRule of
+    `manifests --alerts` passes promtool check rules, and promtool test rules fires what those values say."""
+    import subprocess
+
+    import yaml
+
+    from obsgap.manifests import ALERT_RULES
+    from obsgap.testbed.promserver import find_binary
+
+    description = ALERT_RULES[0]["annotations"]["description"]
+
+    _spec, built, server, _tmp = mesh
+    metrics = tmp_path / "obsgap.prom"
+    res = invoke("report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology), "--logs",
+                 str(built.logs), "--start", "2026-11-23T23:30:00Z", "--end", "2026-11-24T00:00:00Z",
+                 "--out", str(tmp_path / "out"), "--metrics-file", str(metrics), "-o", "none")
+    assert res.exit_code == 1, res.output
+    text = metrics.read_text()
+    lint = subprocess.run([find_binary("promtool"), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
+    series = _series(text)
+    for f in doc["findings"]:
+        key = f'obsgap_findings{{check="{f["check"]}",severity="{f["severity"]}",namespace="{f["namespace"] or ""}"}}'
+        assert series[key] == sum(1 for g in doc["findings"] if (g["check"], g["severity"], g["namespace"]) ==
+                                  (f["check"], f["severity"], f["namespace"]))
+    assert sum(v for k, v in series.items() if k.startswith("obsgap_findings{")) == len(doc["findings"])
+    measured = [c for c in doc["coverage"] if c["ratio"] is not None]
+    assert {k: v for k, v in series.items() if k.startswith("obsgap_coverage_ratio")} == {
+        f'obsgap_coverage_ratio{{namespace="{c["namespace"]}",service="{c["service"]}"}}': c["ratio"] for c in measured}
+    assert series['obsgap_run_status{status="complete"}'] == (doc["status"] == "complete")
+    assert text.endswith("# EOF\n")
+
+    rule = yaml.safe_load(invoke("manifests", "--alerts").output)
+    assert rule["kind"] == "PrometheusRule"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    check = subprocess.run([find_binary("promtool"), "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    critical = [f for f in doc["findings"] if f["severity"] == "critical"]
+    ratio = measured[0]
+    unit = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": k, "values": f"{v:g}x60"} for k, v in series.items()
+            if k.startswith(("obsgap_findings", "obsgap_coverage_ratio", "obsgap_run_status"))] + [
+            {"series": "obsgap_last_run_timestamp_seconds", "values": "0x60"}],
+        "alert_rule_test": [
+            {"eval_time": "30m", "alertname": "ObsgapCriticalFindings", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "check": f["check"], "namespace": f["namespace"]},
+                 "exp_annotations": {"summary": f"obsgap: 1 critical {f['check']} finding(s) in namespace "
+                                                f"{f['namespace']}", "description": description}}
+                for f in critical]},
+            {"eval_time": "30m", "alertname": "ObsgapCoverageLow", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": ratio["namespace"], "service": ratio["service"]},
+                 "exp_annotations": {"summary": f"obsgap: the mesh counted {ratio['ratio'] * 100:g}% of the requests "
+                                                f"{ratio['namespace']}/{ratio['service']} served"}}]},
+            {"eval_time": "30m", "alertname": "ObsgapRunPartial", "exp_alerts": []},
+            {"eval_time": "30m", "alertname": "ObsgapRunMissing", "exp_alerts": []}]}]}
+    assert len(critical) == 1 and ratio["ratio"] < 0.95  # the mesh has what the alerts are about
+    tests = tmp_path / "rules_test.yaml"
+    tests.write_text(yaml.safe_dump(unit))
+    ran = subprocess.run([find_binary("promtool"), "test", "rules", str(tests)], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+def test_pushgateway_receives_the_metrics(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--pushgateway against a real Pushgateway (Debian prometheus-pushgateway): the pushed group is the metrics
+    file's series under job="obsgap"; an unreachable one is exit 3 with one line naming it, the report written."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from obsgap.testbed.promserver import find_binary
+
+    _spec, built, server, _tmp = mesh
+    port = free_port()
+    gateway = subprocess.Popen([find_binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/-/ready", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        args = ["report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology), "--logs",
+                str(built.logs), "--start", "2026-11-23T23:30:00Z", "--end", "2026-11-24T00:00:00Z", "-o", "none"]
+        res = invoke(*args, "--out", str(tmp_path / "out"), "--pushgateway", url,
+                     "--metrics-file", str(tmp_path / "m.prom"))
+        assert res.exit_code == 1, res.output
+        scraped = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+        pushed = {k: v for k, v in _series(scraped).items() if 'job="obsgap"' in k and k.startswith("obsgap_")}
+        written = _series((tmp_path / "m.prom").read_text())
+        findings = {k: v for k, v in written.items() if k.startswith("obsgap_findings{")}
+        assert findings and all(_same_series(k, pushed) == v for k, v in findings.items())
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out2"), "--pushgateway", url])
+    assert res.exit_code == 3 and f"--pushgateway {url}: cannot push" in res.output
+    assert (tmp_path / "out2" / "findings.json").is_file()
+
+
+def _same_series(written: str, pushed: dict[str, float]) -> float | None:
+    """The pushed sample of a written series: the Pushgateway orders the labels by name, adds job and drops empty
+    ones (an empty label is no label)."""
+    import re
+
+    def norm(series: str) -> tuple[str, frozenset[tuple[str, str]]]:
+        name, _, labels = series.partition("{")
+        pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
+        return name, frozenset((k, v) for k, v in pairs if v and k != "job")
+
+    return next((v for k, v in pushed.items() if norm(k) == norm(written)), None)

@@ -20,8 +20,8 @@ from plotly.utils import PlotlyJSONEncoder
 
 from obsgap.render import figures
 from obsgap.render.json_out import result_dict
-from obsgap.text import plural
 from obsgap.report.model import Report
+from obsgap.text import plural
 
 # The CDN copy is the very version embedded, so both modes draw the same charts.
 PLOTLY_CDN = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"

@@ -85,5 +85,6 @@ def terminal_lines(result: ScanResult) -> list[str]:
     counts = {s: sum(1 for f in result.findings if f.severity.value == s) for s in ("critical", "warning", "info")}
     hidden = len(result.suppressions.suppressed)
     lines.append(f"{plural(len(result.findings), 'finding')} ({counts['critical']} critical, "
-                 f"{counts['warning']} warning, {counts['info']} info)" + (f"; {hidden} suppressed (findings.json: suppressed)" if hidden else ""))
+                 f"{counts['warning']} warning, {counts['info']} info)"
+                 + (f"; {hidden} suppressed (findings.json: suppressed)" if hidden else ""))
     return lines
