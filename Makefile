@@ -53,7 +53,8 @@ bench-logs: setup
 screenshots: setup demo
 	$(PY) tests/screenshots.py reports/demo/report.html reports/example
 
-IMAGE ?= obsgap:latest
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= ghcr.io/obsgap/obsgap:$(VERSION)
 
 # The CronJob's image (needs a Docker daemon and the python:3.11-slim base image); push it where the cluster pulls.
 image:

@@ -477,9 +477,12 @@ def clickhouse_schema_cmd(source_table: str, table: str, insert_user: str | None
 
 
 @main.command(name="manifests")
-@click.option("--namespace", default="obsgap", show_default=True)
-@click.option("--image", default="obsgap:latest", show_default=True, help="An image with obsgap installed.")
-@click.option("--schedule", default="0 2 * * *", show_default=True, help="Cron schedule (UTC).")
+@click.option("--install-namespace", default="obsgap", show_default=True, help="Where obsgap's own objects go.")
+@click.option("--image", default=None, help="An image with obsgap installed (default: this version's release image, "
+                                            "ghcr.io/obsgap/obsgap:VERSION; `make image IMAGE=...` builds one).")
+@click.option("--schedule", default="0 2 * * *", show_default=True, help="Cron schedule, in --time-zone.")
+@click.option("--time-zone", default="Etc/UTC", show_default=True, help="The CronJob's timeZone.")
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="report -n: judge only these namespaces.")
 @click.option("--prometheus-url", default="http://prometheus.istio-system:9090", show_default=True)
 @click.option("--window", default="24h", show_default=True)
 @click.option("--logs-claim", help="PersistentVolumeClaim with shipped logs, mounted read-only at /logs (instead of "
@@ -488,18 +491,24 @@ def clickhouse_schema_cmd(source_table: str, table: str, insert_user: str | None
                                       "obsgap-reports).")
 @click.option("--reports-size", default="2Gi", show_default=True, help="Size of the reports claim created.")
 @click.option("--ephemeral-reports", is_flag=True, help="Keep reports in an emptyDir (lost with the pod).")
-@click.option("--pods-log/--no-pods-log", default=None,
-              help="Read logs through pods/log (RBAC: get pods/log). Default: yes, unless --logs-claim or "
-                   "--clickhouse-url.")
+@click.option("--pod-logs/--no-pod-logs", "pod_logs", default=None,
+              help="Read logs through pods/log (RBAC: get pods/log), as report --pod-logs. Default: yes, unless "
+                   "--logs-claim or --clickhouse-url.")
 @click.option("--clickhouse-url", help="Read logs from ClickHouse (otel_logs); user and password from the Secret "
                                        "obsgap-clickhouse (keys user, password).")
+@click.option("--pushgateway", help="Push each run's metrics to this Pushgateway (for the alerts of --alerts).")
+@click.option("--reports-reader", is_flag=True,
+              help="Print only a Pod that mounts the reports claim read-only (then kubectl cp the reports out).")
 @click.option("--alerts", is_flag=True,
-              help="Print only a PrometheusRule with alerts on the series --metrics-file writes.")
+              help="Print only a PrometheusRule with alerts on the series --metrics-file/--pushgateway write.")
 def manifests_cmd(alerts: bool, **opts: Any) -> None:
     """Print the Kubernetes objects to run obsgap nightly: read-only RBAC, ConfigMap, CronJob."""
-    from obsgap.manifests import ManifestOptions, render_alerts, render_manifests
+    from obsgap.manifests import ManifestOptions, render_alerts, render_manifests, render_reports_reader
 
     if alerts:
-        click.echo(render_alerts(opts["namespace"]), nl=False)
+        click.echo(render_alerts(opts["install_namespace"]), nl=False)
         return
-    click.echo(render_manifests(ManifestOptions(**opts)), nl=False)
+    reader = opts.pop("reports_reader")
+    opts["namespaces"] = tuple(opts["namespaces"])
+    options = ManifestOptions(**{k: v for k, v in opts.items() if not (k == "image" and v is None)})
+    click.echo(render_reports_reader(options) if reader else render_manifests(options), nl=False)

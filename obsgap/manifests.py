@@ -3,7 +3,7 @@ the reports, a CronJob. Logs come through the Kubernetes API (pods/log) unless a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -24,12 +24,29 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
+IMAGE_REPOSITORY = "ghcr.io/obsgap/obsgap"
+"""Where release images are published (`make image` tags the same name); the tag is the package version."""
+
+
+def default_image() -> str:
+    from importlib.metadata import version
+
+    return f"{IMAGE_REPOSITORY}:{version('obsgap')}"
+
+
 @dataclass(frozen=True)
 class ManifestOptions:
-    namespace: str = "obsgap"
-    image: str = "obsgap:latest"
-    """The image `make image` builds from this repository's Dockerfile (push it where the cluster pulls from)."""
+    install_namespace: str = "obsgap"
+    """Where obsgap's own objects go."""
+    image: str = field(default_factory=default_image)
+    """The release image of this version, or the one `make image IMAGE=...` built and pushed."""
     schedule: str = "0 2 * * *"
+    time_zone: str = "Etc/UTC"
+    """The CronJob's `timeZone` (the schedule is read in it)."""
+    namespaces: tuple[str, ...] = ()
+    """`report -n`: the namespaces to judge (default every one)."""
+    pushgateway: str | None = None
+    """`report --pushgateway`: each run's metrics pushed there (the alerts of `--alerts` read them)."""
     prometheus_url: str = "http://prometheus.istio-system:9090"
     window: str = "24h"
     logs_claim: str | None = None
@@ -39,15 +56,15 @@ class ManifestOptions:
     reports_size: str = "2Gi"
     ephemeral_reports: bool = False
     """Reports in an emptyDir, lost with the pod (no baseline, no trends)."""
-    pods_log: bool | None = None
+    pod_logs: bool | None = None
     """Grant pods/log and read logs through it; None: unless a logs claim or ClickHouse is named."""
     clickhouse_url: str | None = None
     """Read logs from ClickHouse (otel_logs) instead; credentials from a Secret obsgap-clickhouse (user, password)."""
 
     @property
     def reads_pod_logs(self) -> bool:
-        if self.pods_log is not None:
-            return self.pods_log
+        if self.pod_logs is not None:
+            return self.pod_logs
         return self.logs_claim is None and self.clickhouse_url is None
 
 
@@ -60,7 +77,11 @@ def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
     rules = [dict(r) for r in RULES]
     if o.reads_pod_logs:
         rules.append({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})
-    config = {"prometheus_url": o.prometheus_url, "window": o.window, "fail_on": "never"}
+    config: dict[str, Any] = {"prometheus_url": o.prometheus_url, "window": o.window, "fail_on": "never"}
+    if o.namespaces:
+        config["namespace"] = list(o.namespaces)
+    if o.pushgateway:
+        config["pushgateway"] = o.pushgateway
     args = ["obsgap", "report", "--config", "/etc/obsgap/obsgap.yaml", "--in-cluster", "--out-root", "/reports"]
     if o.reads_pod_logs:
         args.append("--pod-logs")
@@ -88,23 +109,24 @@ def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
                             "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}},
     }
     created_claim: list[dict[str, Any]] = [] if o.ephemeral_reports or o.reports_claim else [
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": o.namespace},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+         "metadata": {"name": claim, "namespace": o.install_namespace},
          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": o.reports_size}}}}]
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.namespace,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.install_namespace,
                                                                "labels": {"istio-injection": "disabled"}}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": o.namespace}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": o.install_namespace}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
          "rules": rules},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": o.namespace}]},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": o.namespace},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": o.install_namespace}]},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": o.install_namespace},
          "data": {"obsgap.yaml": yaml.safe_dump(config, sort_keys=False)}},
         *created_claim,
-        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "namespace": o.namespace},
-         "spec": {"schedule": o.schedule, "concurrencyPolicy": "Forbid", "successfulJobsHistoryLimit": 3,
-                  "failedJobsHistoryLimit": 3,
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "namespace": o.install_namespace},
+         "spec": {"schedule": o.schedule, "timeZone": o.time_zone, "concurrencyPolicy": "Forbid",
+                  "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
                   "jobTemplate": {"spec": {"backoffLimit": 0, "activeDeadlineSeconds": 3600, "template": {
                       "metadata": {"labels": {"app": name, "sidecar.istio.io/inject": "false"}},
                       "spec": {"serviceAccountName": name, "restartPolicy": "Never", "containers": [container],
@@ -114,8 +136,18 @@ def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
 
 
 class _NoAliases(yaml.SafeDumper):
+    """No anchors, and text of several lines (the ConfigMap's file) as a block scalar, read as it is written."""
+
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data and not any(line != line.rstrip() for line in data.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_NoAliases.add_representer(str, _text)
 
 
 def render_manifests(o: ManifestOptions) -> str:
@@ -156,3 +188,21 @@ def alert_rules(namespace: str) -> dict[str, Any]:
 
 def render_alerts(namespace: str) -> str:
     return yaml.dump(alert_rules(namespace), Dumper=_NoAliases, sort_keys=False, width=120)
+
+
+def reports_reader(o: ManifestOptions) -> dict[str, Any]:
+    """A Pod that mounts the reports claim read-only, to copy the kept reports out with `kubectl cp`."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "obsgap-reports", "namespace": o.install_namespace,
+                                                            "labels": {"sidecar.istio.io/inject": "false"}},
+            "spec": {"restartPolicy": "Never", "securityContext": {"runAsNonRoot": True, "runAsUser": USER},
+                     "containers": [{"name": "reader", "image": o.image, "command": ["sleep", "3600"],
+                                     "volumeMounts": [{"name": "reports", "mountPath": "/reports",
+                                                       "readOnly": True}],
+                                     "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "capabilities": {"drop": ["ALL"]}}}],
+                     "volumes": [{"name": "reports", "persistentVolumeClaim": {
+                         "claimName": o.reports_claim or REPORTS_CLAIM, "readOnly": True}}]}}
+
+
+def render_reports_reader(o: ManifestOptions) -> str:
+    return yaml.dump(reports_reader(o), Dumper=_NoAliases, sort_keys=False)

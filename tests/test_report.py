@@ -274,5 +274,74 @@ def test_manifests_parse_with_the_kubernetes_models() -> None:
     assert "--logs" in container.args and container.security_context.allow_privilege_escalation is False
     config = yaml.safe_load(kinds["ConfigMap"].data["obsgap.yaml"])
     assert config["prometheus_url"].startswith("http")
-    with_log = render_manifests(ManifestOptions(pods_log=True))
+    with_log = render_manifests(ManifestOptions(pod_logs=True))
     assert "pods/log" in with_log
+
+
+def test_manifests_work_as_printed() -> None:
+    """The image names this version's release (the tag `make image` builds); the schedule has its timeZone; -n and
+    --pushgateway reach the run's config, the ConfigMap holds it as a block scalar (readable in kubectl get -o
+    yaml); --reports-reader prints a Pod with the claim mounted read-only."""
+    from importlib.metadata import version
+
+    from click.testing import CliRunner
+    from kubernetes import client
+
+    from obsgap.cli import main
+
+    out = CliRunner().invoke(main, ["manifests", "-n", "shop", "-n", "payments", "--pushgateway",
+                                    "http://pushgateway.monitoring:9091", "--time-zone", "Europe/Paris"])
+    assert out.exit_code == 0, out.output
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out.output)}
+    job = docs["CronJob"]["spec"]
+    assert job["timeZone"] == "Europe/Paris"
+    image = job["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"ghcr.io/obsgap/obsgap:{version('obsgap')}"
+    assert "  obsgap.yaml: |\n" in out.output
+    config = yaml.safe_load(docs["ConfigMap"]["data"]["obsgap.yaml"])
+    assert config["namespace"] == ["shop", "payments"] and config["pushgateway"].endswith(":9091")
+    reader = CliRunner().invoke(main, ["manifests", "--reports-reader", "--reports-claim", "kept"])
+    pod = client.ApiClient().deserialize(json.dumps(yaml.safe_load(reader.output)), "V1Pod",  # type: ignore[call-arg]
+                                         "application/json")
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == "kept"
+    assert pod.spec.volumes[0].persistent_volume_claim.read_only and pod.spec.containers[0].volume_mounts[0].read_only
+
+
+def test_root_causes_group_the_demo_cause_pairs(demo_run) -> None:  # type: ignore[no-untyped-def]
+    """The unlabelled namespace explains its bypass and the SLO on its service; a service called by pod IP explains
+    its passthrough and undeclared-port findings; a saturated histogram the SLO it breaks. Fix first lists the roots
+    (each once, its symptoms under it), findings.json and summary.md carry the same grouping."""
+    from obsgap.render.json_out import result_dict
+
+    run, _ = demo_run
+    report = build_report(run.result)
+    by = {(f.check, f.cause, f.namespace, f.service): f for f in run.result.findings}
+
+    def one(check: str, cause: str | None, ns: str, svc: str | None) -> str:
+        return by[(check, cause, ns, svc)].id
+
+    unlabelled = next(f.id for f in run.result.findings if f.check == "namespace-not-injected"
+                      and f.namespace == "legacy")
+    groups = {root: {s.finding.id for s in views} for root, views in report.symptoms.items()}
+    assert groups[unlabelled] == {one("envoy-bypass", "no-sidecar/namespace-not-enabled", "legacy", "billing"),
+                                  one("slo-untrustworthy", "selector-matches-nothing", "legacy", "billing")}
+    search = one("call-address-not-fqdn", "pod-ip", "shop", "search")
+    assert groups[search] == {one("passthrough-traffic", None, "shop", "search"),
+                              one("port-missing-from-metrics", "port-not-declared", "shop", "search")}
+    payments = one("call-address-not-fqdn", "pod-ip", "payments", "payments")
+    assert groups[payments] == {one("passthrough-traffic", None, "payments", "payments")}
+    saturated = [root for root in groups if by_id_of(run, root).check == "histogram-inf-saturation"]
+    assert [groups[r] for r in saturated] == [{one("slo-untrustworthy", "latency-saturated", "ai", "inference")}]
+    ranked = [v.finding.id for v in report.ranked]
+    symptoms = {i for ids in groups.values() for i in ids}
+    assert not symptoms & set(ranked) and len(ranked) + len(symptoms) == len(run.result.findings)
+    doc = result_dict(report)
+    roots = {f["id"]: f["root"] for f in doc["findings"]}
+    assert all(roots[i] == root for root, ids in groups.items() for i in (root, *ids))
+    assert sum(1 for r in roots.values() if r is None) == len(roots) - len(groups) - len(symptoms)
+    summary = render_markdown(report)
+    assert "also explains 2: `passthrough-traffic`" in summary or "also explains 2: `port-missing" in summary
+
+
+def by_id_of(run, finding_id: str):  # type: ignore[no-untyped-def]
+    return next(f for f in run.result.findings if f.id == finding_id)

@@ -33,7 +33,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def finding_dict(f: Finding, change: str | None = None) -> dict[str, Any]:
+def finding_dict(f: Finding, change: str | None = None, root: str | None = None) -> dict[str, Any]:
     return {
         "id": f.id, "check": f.check, "severity": f.severity.value, "title": f.title, "detail": f.detail,
         "namespace": f.namespace, "service": f.service, "workload": f.workload, "pod": f.pod, "port": f.port,
@@ -41,7 +41,7 @@ def finding_dict(f: Finding, change: str | None = None) -> dict[str, Any]:
         "evidence": _clean(f.evidence.as_dict()),
         "suggestion": ({"text": f.suggestion.text, "config": f.suggestion.config, "doc_url": f.suggestion.doc_url}
                        if f.suggestion else None),
-        "change": change, "subject": f.subject,
+        "change": change, "subject": f.subject, "root": root,
         "keys": list(_keys(f)),
     }
 
@@ -86,7 +86,7 @@ def result_dict(report: Report) -> dict[str, Any]:
                      "services": report.headline.services, "l4_services": report.headline.l4_services,
                      "counts": dict(report.counts),
                      "checks_ran": report.checks_ran, "checks": len(result.checks)},
-        "findings": [finding_dict(v.finding, v.change) for v in report.findings],
+        "findings": [finding_dict(v.finding, v.change, v.root) for v in report.findings],
         "suppressed": [finding_dict(s.finding) | {"suppressed_by": s.by.as_dict()}
                        for s in result.suppressions.suppressed],
         "suppressions": {"expired": [s.as_dict() | {"findings": list(ids)}

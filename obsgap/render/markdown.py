@@ -97,8 +97,12 @@ def render_markdown(report: Report) -> str:
         f = v.finding
         new = " (new)" if v.change == "new" else ""
         fix = f" — fix: {md(f.suggestion.text)}" if f.suggestion else ""
-        lines.append(f"- {f.severity.value.upper()}{new} {code(f.check)} {md(f.title)}{fix} "
+        explains = report.symptoms.get(f.id, ())
+        also = (f" — also explains {len(explains)}: " + ", ".join(f"{code(s.finding.check)} {md(s.finding.title)}"
+                                                                 for s in explains)) if explains else ""
+        lines.append(f"- {f.severity.value.upper()}{new} {code(f.check)} {md(f.title)}{fix}{also} "
                      f"({code('report.html#finding-' + f.id)})")
-    if len(report.findings) > TOP:
-        lines.append(f"- … and {len(report.findings) - TOP} more in report.html and findings.json")
+    shown = sum(1 + len(report.symptoms.get(v.finding.id, ())) for v in report.ranked[:TOP])
+    if len(report.findings) > shown:
+        lines.append(f"- … and {len(report.findings) - shown} more in report.html and findings.json")
     return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """Report -> what `obsgap report -o table|yaml` prints on stdout.
 
-`table`: one line per finding (severity, check, resource, title) in the order of "Fix first", then the coverage
-headline, the run's status and the checks that did not run. Untrusted text (names, label values, log content) is
+`table`: one line per finding (severity, check, resource, title) in the order of "Fix first", each root cause
+followed by the findings it explains (`└`), then the coverage headline, the run's status and the checks that did
+not run. Untrusted text (names, label values, log content) is
 shown with control characters escaped, so a label value cannot move the cursor or recolour the terminal.
 """
 
@@ -32,8 +33,11 @@ def _resource(f: Finding) -> str:
 
 
 def render_table(report: Report) -> str:
-    rows = [(v.finding.severity.value.upper(), v.finding.check, _resource(v.finding), v.finding.title)
-            for v in report.ranked]
+    rows = []
+    for v in report.ranked:
+        rows.append((v.finding.severity.value.upper(), v.finding.check, _resource(v.finding), v.finding.title))
+        rows += [(s.finding.severity.value.upper(), "└ " + s.finding.check, _resource(s.finding), s.finding.title)
+                 for s in report.symptoms.get(v.finding.id, ())]
     lines = []
     if rows:
         widths = [max(len(safe(r[i])) for r in rows) for i in range(3)]

@@ -11,6 +11,7 @@ from obsgap.history import History, compare, summarize_run
 from obsgap.model import ContractRow, Finding, ObjectRef
 from obsgap.report.model import SEVERITIES, CheckInfo, FindingView, HistoryView, NotRun, Report
 from obsgap.report.notices import input_notices, status_line
+from obsgap.report.roots import root_groups
 from obsgap.result import ScanResult
 
 
@@ -50,8 +51,18 @@ def build_report(result: ScanResult, history: History | None = None) -> Report:
     history = history or History(None)
     comparison = compare(history, (f.id for f in result.findings), result.checks, result.namespaces,
                          suppressed=(s.finding.id for s in result.suppressions.suppressed))
-    views = tuple(_view(f, comparison.changes.get(f.id), result) for f in result.findings)
-    ranked = tuple(sorted(views, key=lambda v: (-v.finding.severity.rank, -v.impact)))
+    groups = root_groups(result.findings, lambda f: f.evidence.impact)
+    root_of = {s: root for root, ids in groups.items() for s in (root, *ids)}
+    views = tuple(replace(_view(f, comparison.changes.get(f.id), result), root=root_of.get(f.id))
+                  for f in result.findings)
+    by_id_ = {v.finding.id: v for v in views}
+    symptoms = {root: tuple(by_id_[i] for i in ids) for root, ids in groups.items()}
+
+    def rank(v: FindingView) -> tuple[int, int]:
+        group = (v, *symptoms.get(v.finding.id, ()))
+        return (-max(g.finding.severity.rank for g in group), -sum(g.impact for g in group))
+
+    ranked = tuple(sorted((v for v in views if v.root in (None, v.finding.id)), key=rank))
     runs = {r.check: r for r in result.checks}
     current = summarize_run(result.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                             ((c.observed, c.mesh, c.comparable) for c in result.coverage),
@@ -66,4 +77,4 @@ def build_report(result: ScanResult, history: History | None = None) -> Report:
         counts={s: sum(1 for f in result.findings if f.severity.value == s) for s in SEVERITIES},
         status_line=status_line(result),
         notices=tuple(input_notices(result.sources.logs) + result.suppressions.notices()),
-        contract=link_contract(result.contract, result.findings), not_run=not_run(result))
+        contract=link_contract(result.contract, result.findings), not_run=not_run(result), symptoms=symptoms)

@@ -6,7 +6,7 @@ Renderers are pure functions of a Report: they compute nothing, read no file and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from obsgap.analysis.coverage import Headline
@@ -31,6 +31,8 @@ class FindingView:
     charts: tuple[Chart, ...]
     impact_unit: str = "requests"
     """What `impact` counts (the check's own word)."""
+    root: str | None = None
+    """The id of the finding whose cause explains this one (its own id for that root); None: not grouped."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class Report:
     findings: tuple[FindingView, ...]
     """In the result's order (severity, check, service)."""
     ranked: tuple[FindingView, ...]
-    """What to fix first: by severity, then by traffic affected."""
+    """What to fix first: root causes and findings no root explains, by severity, then by traffic affected (a
+    root's: its symptoms' too). Symptoms are under their root (`symptoms`)."""
     checks: tuple[tuple[CheckInfo, CheckRun | None], ...]
     """Every check obsgap has, with its run (None: not selected)."""
     headline: Headline
@@ -79,6 +82,8 @@ class Report:
     """The name contract, each link joined to the findings about its object."""
     not_run: tuple[NotRun, ...]
     """The checks that did not run, grouped by reason."""
+    symptoms: Mapping[str, tuple[FindingView, ...]] = field(default_factory=dict)
+    """Root finding id -> the findings its cause explains (report.roots)."""
 
     @property
     def coverage_share(self) -> float | None:
@@ -88,6 +93,11 @@ class Report:
     def top(self) -> tuple[FindingView, ...]:
         """The first screen's findings."""
         return self.ranked[:TOP]
+
+    @property
+    def top_shown(self) -> int:
+        """Findings the first screen shows: its roots and standalone findings, and the symptoms under them."""
+        return sum(1 + len(self.symptoms.get(v.finding.id, ())) for v in self.top)
 
     @property
     def checks_ran(self) -> int:
