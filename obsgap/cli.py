@@ -329,7 +329,7 @@ def _checked(o: dict[str, Any]) -> None:
     unknown = [c for c in o["only_checks"] if by_id(c) is None]
     if unknown:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
-    if o["pushgateway"] and not str(o["pushgateway"]).startswith(("http://", "https://")):
+    if o.get("pushgateway") and not str(o["pushgateway"]).startswith(("http://", "https://")):
         raise InputError(f"--pushgateway {o['pushgateway']}: give an http(s):// URL")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
@@ -432,13 +432,18 @@ def explain(check_id: str) -> None:
               help="witnesses: no access logs and no application logs; coverage from the services' own request "
                    "metrics and an eBPF agent (OBI) alone. ambient: an ambient namespace (ztunnel, a waypoint, a "
                    "missing one, an opted-out pod), Gateway API routes, Prometheus 3's bucket spelling.")
-def demo(out: str, hours: float, mesh: str) -> None:
+@click.option("--serve", is_flag=True, help="Keep the demo's Prometheus serving after the report and print the "
+                                            "`obsgap report` command that reads the same data (Ctrl-C ends it).")
+def demo(out: str, hours: float, mesh: str, serve: bool) -> None:
     """Build a demo mesh with one of every gap, serve its metrics from a real Prometheus, run the report."""
     from obsgap.scenario.demo import run_demo
 
     try:
-        path = run_demo(Path(out), hours, lambda m: click.echo(f"· {m}", err=True), mesh)
+        path = run_demo(Path(out), hours, lambda m: click.echo(f"· {m}", err=True), mesh, serve)
         click.echo("open the report in a browser (findings.json and summary.md are next to it):", err=True)
+        if not serve:
+            click.echo("to run `obsgap report` again on this data, with flags of your own: obsgap demo --serve",
+                       err=True)
     except ObsgapError as exc:
         click.echo(f"obsgap: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -240,9 +240,11 @@ def test_each_output_form_on_stdout(mesh) -> None:  # type: ignore[no-untyped-de
     assert printed["path"] == f"{tmp / 'out-path' / 'findings.json'}\n" and printed["none"] == ""
     table = printed["table"].splitlines()
     assert table[0].split()[:3] == ["SEVERITY", "CHECK", "RESOURCE"]
-    rows = table[1:1 + len(doc["findings"])]
+    rows = [r.replace("└ ", "") for r in table[1:1 + len(doc["findings"])]]
     assert sorted((r.split()[0], r.split()[1]) for r in rows) == sorted(
         (f["severity"].upper(), f["check"]) for f in doc["findings"])
+    symptoms = [f["check"] for f in doc["findings"] if f["root"] not in (None, f["id"])]
+    assert sorted(r.split()[2] for r in table[1:] if "└" in r) == sorted(symptoms)  # each under its root
     assert any(line.startswith("Telemetry coverage: ") for line in table)
     assert any(line.startswith("status: complete") for line in table) and "checks ran" in printed["table"]
 
@@ -443,3 +445,25 @@ def _same_series(written: str, pushed: dict[str, float]) -> float | None:
         return name, frozenset((k, v) for k, v in pairs if v and k != "job")
 
     return next((v for k, v in pushed.items() if norm(k) == norm(written)), None)
+
+
+def test_demo_rerun_command_runs_as_printed(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`obsgap demo --serve` prints an `obsgap report` command for the demo's data: split as a shell splits it, it
+    runs and gives the findings of the demo's own run."""
+    import shlex
+
+    from obsgap.config import RunPlan
+    from obsgap.engine import run
+    from obsgap.model import Window
+    from obsgap.scenario.demo import rerun_command
+    from obsgap.sources.prometheus import PrometheusOptions
+
+    spec, built, server, _tmp = mesh
+    plan = RunPlan(window=Window(spec.start, spec.end), prometheus=PrometheusOptions(url=server.url),
+                   kube_snapshots=(built.topology,), logs=(str(built.logs),))
+    command = shlex.split(rerun_command(plan, tmp_path / "demo"))
+    assert command[:2] == ["obsgap", "report"]
+    res = invoke(*command[1:], "-o", "json")
+    assert res.exit_code == 1, res.output
+    assert {(f["check"], f["subject"]) for f in json.loads(res.stdout)["findings"]} == {
+        (f.check, f.subject) for f in run(plan).result.findings}

@@ -308,9 +308,9 @@ def test_manifests_work_as_printed() -> None:
 
 
 def test_root_causes_group_the_demo_cause_pairs(demo_run) -> None:  # type: ignore[no-untyped-def]
-    """The unlabelled namespace explains its bypass and the SLO on its service; a service called by pod IP explains
-    its passthrough and undeclared-port findings; a saturated histogram the SLO it breaks. Fix first lists the roots
-    (each once, its symptoms under it), findings.json and summary.md carry the same grouping."""
+    """The unlabelled namespace explains its bypass; a service called by pod IP explains its passthrough and
+    undeclared-port findings. Fix first lists the roots (each once, its symptoms under it), findings.json and
+    summary.md carry the same grouping."""
     from obsgap.render.json_out import result_dict
 
     run, _ = demo_run
@@ -320,18 +320,15 @@ def test_root_causes_group_the_demo_cause_pairs(demo_run) -> None:  # type: igno
     def one(check: str, cause: str | None, ns: str, svc: str | None) -> str:
         return by[(check, cause, ns, svc)].id
 
-    unlabelled = next(f.id for f in run.result.findings if f.check == "namespace-not-injected"
-                      and f.namespace == "legacy")
     groups = {root: {s.finding.id for s in views} for root, views in report.symptoms.items()}
-    assert groups[unlabelled] == {one("envoy-bypass", "no-sidecar/namespace-not-enabled", "legacy", "billing"),
-                                  one("slo-untrustworthy", "selector-matches-nothing", "legacy", "billing")}
-    search = one("call-address-not-fqdn", "pod-ip", "shop", "search")
-    assert groups[search] == {one("passthrough-traffic", None, "shop", "search"),
-                              one("port-missing-from-metrics", "port-not-declared", "shop", "search")}
-    payments = one("call-address-not-fqdn", "pod-ip", "payments", "payments")
-    assert groups[payments] == {one("passthrough-traffic", None, "payments", "payments")}
-    saturated = [root for root in groups if by_id_of(run, root).check == "histogram-inf-saturation"]
-    assert [groups[r] for r in saturated] == [{one("slo-untrustworthy", "latency-saturated", "ai", "inference")}]
+    assert groups == {
+        one("namespace-not-injected", None, "legacy", None): {
+            one("envoy-bypass", "no-sidecar/namespace-not-enabled", "legacy", "billing")},
+        one("call-address-not-fqdn", "pod-ip", "shop", "search"): {
+            one("passthrough-traffic", None, "shop", "search"),
+            one("port-missing-from-metrics", "port-not-declared", "shop", "search")},
+        one("call-address-not-fqdn", "pod-ip", "payments", "payments"): {
+            one("passthrough-traffic", None, "payments", "payments")}}
     ranked = [v.finding.id for v in report.ranked]
     symptoms = {i for ids in groups.values() for i in ids}
     assert not symptoms & set(ranked) and len(ranked) + len(symptoms) == len(run.result.findings)
@@ -343,5 +340,23 @@ def test_root_causes_group_the_demo_cause_pairs(demo_run) -> None:  # type: igno
     assert "also explains 2: `passthrough-traffic`" in summary or "also explains 2: `port-missing" in summary
 
 
-def by_id_of(run, finding_id: str):  # type: ignore[no-untyped-def]
-    return next(f for f in run.result.findings if f.id == finding_id)
+def test_root_rules_for_slos() -> None:
+    """An SLO on a service whose requests bypass the mesh because its namespace is unlabelled is a symptom of that
+    namespace; an SLO broken by a saturated latency histogram, of that histogram; an SLO broken otherwise, or on
+    another service, stands alone."""
+    from obsgap.report.roots import root_groups
+
+    def f(check: str, severity: Severity, ns: str, svc: str | None, cause: str | None = None) -> Finding:
+        return Finding(check=check, severity=severity, title=check, detail="", subject=f"{ns}/{svc}/{cause}",
+                       namespace=ns, service=svc, cause=cause)
+
+    unlabelled = f("namespace-not-injected", Severity.WARNING, "legacy", None)
+    bypass = f("envoy-bypass", Severity.CRITICAL, "legacy", "billing", "no-sidecar/namespace-not-enabled")
+    slo_billing = f("slo-untrustworthy", Severity.CRITICAL, "legacy", "billing", "selector-matches-nothing")
+    saturated = f("histogram-inf-saturation", Severity.CRITICAL, "ai", "inference")
+    slo_latency = f("slo-untrustworthy", Severity.CRITICAL, "ai", "inference", "latency-saturated")
+    slo_other = f("slo-untrustworthy", Severity.WARNING, "ai", "inference", "threshold-not-a-bucket-bound")
+    slo_elsewhere = f("slo-untrustworthy", Severity.WARNING, "legacy", "ledger", "selector-matches-nothing")
+    groups = root_groups([unlabelled, bypass, slo_billing, saturated, slo_latency, slo_other, slo_elsewhere],
+                         lambda _f: 0)
+    assert groups == {unlabelled.id: (bypass.id, slo_billing.id), saturated.id: (slo_latency.id,)}

@@ -130,12 +130,19 @@ def test_first_screen_answers(browser: Any, demo_page: Path) -> None:
         assert status is not None and box is not None
         assert status["y"] + status["height"] <= LAPTOP["height"] and box["y"] + box["height"] <= LAPTOP["height"]
         assert "Complete run" in (page.locator("#run-status").text_content() or "")
-        # the first top finding is the critical one with the most traffic affected, shown with its fix
+        # the first top finding is the root cause (or lone finding) whose group is the most severe and affects the
+        # most traffic, shown with its fix
         findings = view.data["findings"]
-        critical = [f for f in findings if f["severity"] == "critical"]
         impact = view.data["impact"]  # the model's evidence.impact: requests the mesh missed, observations ...
-        expect = max(critical, key=lambda f: impact.get(f["id"], 0))
-        assert impact[expect["id"]] > 0
+        rank = {"critical": 3, "warning": 2, "info": 1}
+
+        def group(f: dict[str, Any]) -> list[dict[str, Any]]:
+            return [g for g in findings if g["root"] == f["id"]] or [f]
+
+        heads = [f for f in findings if f["root"] in (None, f["id"])]
+        expect = max(heads, key=lambda f: (max(rank[g["severity"]] for g in group(f)),
+                                           sum(impact.get(g["id"], 0) for g in group(f))))
+        assert sum(impact.get(g["id"], 0) for g in group(expect)) > 0
         link = first.locator("a.title")
         assert link.get_attribute("href") == f"#finding-{expect['id']}"
         assert expect["suggestion"]["text"] in (first.locator(".fix").text_content() or "")
@@ -146,6 +153,25 @@ def test_first_screen_answers(browser: Any, demo_page: Path) -> None:
         assert page.locator("#sources-details").get_attribute("open") is None
         assert "first stored run" in (page.locator("#trends").text_content() or "")
         assert view.errors == []
+
+
+def test_evidence_reads_as_words_not_json(browser: Any, demo_page: Path) -> None:
+    """Evidence tables show ports as written (9000), lists and mappings as words, never raw JSON; a contract chip
+    does not repeat its note."""
+    with Opened(browser, demo_page, LAPTOP) as view:
+        orders = next(f for f in view.data["findings"] if f["check"] == "port-missing-from-metrics"
+                      and f["port"] == 9000)
+        view.expand_all()
+        nested = {k for f in view.data["findings"] for k, v in f["evidence"].items() if isinstance(v, dict | list)}
+        cells = view.page.eval_on_selector_all("details.finding[open] table tr", """rows => rows.map((r) =>
+            Array.from(r.querySelectorAll('td')).map((c) => c.textContent))""")
+        shown = [c for c in cells if len(c) == 2 and c[0].replace("\u200b", "") in nested]
+        assert shown and not [c for c in shown if c[1].lstrip().startswith(("{", "["))], shown
+        ports = view.page.eval_on_selector_all(f"#finding-{orders['id']} table tr", """rows => rows.map((r) =>
+            Array.from(r.querySelectorAll('td')).map((c) => c.textContent)).filter((c) => c[0] === 'port')""")
+        assert ports == [["port", "9000"]]
+        chips = view.page.eval_on_selector_all("#contract-table .chip", "cs => cs.map((c) => c.textContent)")
+        assert chips and not [c for c in chips if "pod-ip" in c and c.count("pod-ip") > 1]
 
 
 def test_empty_mesh_series_said_in_words(browser: Any, demo_page: Path) -> None:

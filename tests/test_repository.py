@@ -35,7 +35,7 @@ LAYERS = {
     "obsgap.interrupts": 0, "obsgap.slo.spec": 0, "obsgap.slo.promql": 0,
     "obsgap.sources": 1, "obsgap.slo.load": 1, "obsgap.slo.measure": 1,
     "obsgap.analysis": 2, "obsgap.slo.assess": 2, "obsgap.suggest": 2,
-    "obsgap.checks": 3,
+    "obsgap.checks": 3, "obsgap.suppress": 3,
     "obsgap.config": 4, "obsgap.engine": 4, "obsgap.result": 4,
     "obsgap.report": 5, "obsgap.history": 5,
     "obsgap.render": 6, "obsgap.slo.table": 6,

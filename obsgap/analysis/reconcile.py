@@ -17,7 +17,7 @@ import pandas as pd
 from obsgap.evidence import Evidence, LogEvidence, MetricsEvidence
 from obsgap.intervals import CoveredCounts, PodCoverage
 from obsgap.model import Pod, Service, ServicePort
-from obsgap.text import duration_text, iso_ms
+from obsgap.text import duration_text, iso_ms, plural
 from obsgap.topology import Dataplane, TopologyIndex
 from obsgap.witness import (
     CALLER_LOGS,
@@ -289,10 +289,11 @@ class ServiceTraffic:
             if dark:
                 unknown = sum(v for c, v in self.mesh_by_source.items() if c[1] == UNKNOWN)
                 mesh += min(unknown, dark)  # other callers outside the mesh share that label
-            return Comparison(logged, mesh, witness, True, f"{len(self.caller_logs)} calling workloads with logs")
+            return Comparison(logged, mesh, witness, True,
+                              f"{plural(len(self.caller_logs), 'calling workload')} with logs")
         mesh = sum(self.mesh_by_source.get(c, 0.0) for c in self.source_by_source)
         return Comparison(round(sum(self.source_by_source.values())), mesh, witness, True,
-                          f"{len(self.source_by_source)} calling workloads")
+                          plural(len(self.source_by_source), "calling workload"))
 
     def _server(self, witness: str) -> Comparison:
         seen = [p for p, n in self.served_by_pod.items() if n > 0]

@@ -26,7 +26,7 @@ _LIST_MARKER = re.compile(r"[-+]|\d+[.)]")
 """a first word that would make its line a list item (in a quote, say)"""
 
 
-_EDGES = re.compile(r"([(\"']*)(.*?)([),.;!?\"']*)", re.S)
+_EDGES = re.compile(r"(\(*)(.*?)([),.;!?]*)", re.S)
 _SPAN = re.compile(r"`[^`]+`")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -153,9 +156,29 @@ def demo_dashboard() -> dict[str, Any]:
                                    'destination_service_name="payments"}[5m]))'}]}]}
 
 
-def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "default") -> Path:
+def rerun_command(plan: RunPlan, out: Path) -> str:
+    """The `obsgap report` command line that runs the demo's report again on its data (while its Prometheus
+    serves), as a shell reads it."""
+    args = ["obsgap", "report", "--prometheus-url", plan.prometheus.url if plan.prometheus else "",
+            "--start", plan.window.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "--end", plan.window.end.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    for snapshot in plan.kube_snapshots:
+        args += ["--kube-snapshot", str(snapshot)]
+    for logs in plan.logs:
+        args += ["--logs", logs]
+    for dashboard in plan.dashboards:
+        args += ["--dashboards", str(dashboard)]
+    for slo in plan.slo_paths:
+        args += ["--slo", str(slo)]
+    args += ["--slo-latency", ",".join(f"{ms:g}ms" for ms in DEMO_SLOS_MS), "--out-root", str(out.parent / "rerun")]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "default",
+             serve: bool = False) -> Path:
     """`mesh`: default (logs, metrics, topology), witnesses (no log at all: the services' own metrics and OBI), or
-    ambient (ztunnel, a waypoint, Gateway API routes, Prometheus 3's bucket spelling)."""
+    ambient (ztunnel, a waypoint, Gateway API routes, Prometheus 3's bucket spelling). `serve`: keep its
+    Prometheus serving after the report, and print the `obsgap report` command that reads the same data."""
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     spec = {"witnesses": witnesses_spec, "ambient": ambient_spec}.get(mesh, demo_spec)(end, hours)
     say(f"simulating {hours:g}h of traffic for {len(spec.services)} services")
@@ -175,6 +198,13 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
                        dashboards=(dashboard,), slo_paths=(slos,))
         outcome = engine.run(plan, say)
         paths = write_outputs(outcome.result, out).paths
+        if serve:
+            say(f"report written to {paths[1]}; Prometheus keeps serving the demo's metrics until Ctrl-C. "
+                "In another shell, run the report again on the same data (change any flag):")
+            print(rerun_command(plan, out), flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
     finally:
         server.stop()
     for run in outcome.result.checks:

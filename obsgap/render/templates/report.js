@@ -17,10 +17,16 @@
     return node;
   }
   function safeUrl(u) { return typeof u === "string" && /^https:\/\/[a-z0-9.-]+\//i.test(u) ? u : null; }
-  function fmt(v) {
+  // A value of an evidence table as a person reads it: counts with thousands separators, but ports and codes as
+  // written (9000, not 9,000); lists joined, mappings as "key: value" pairs, never raw JSON.
+  function fmt(v, key) {
     if (v === null || v === undefined) return "–";
-    if (typeof v === "number") return Number.isInteger(v) ? v.toLocaleString("en-US") : v.toLocaleString("en-US", { maximumFractionDigits: 4 });
-    if (typeof v === "object") return JSON.stringify(v);
+    if (typeof v === "number") {
+      if (Number.isInteger(v) && key && /(^|_)(port|ports|code|status)s?$/.test(key)) return String(v);
+      return Number.isInteger(v) ? v.toLocaleString("en-US") : v.toLocaleString("en-US", { maximumFractionDigits: 4 });
+    }
+    if (Array.isArray(v)) return v.length ? v.map((x) => fmt(x, key)).join(", ") : "none";
+    if (typeof v === "object") return Object.entries(v).map(([k, x]) => k + ": " + fmt(x, k)).join(", ") || "none";
     return String(v);
   }
   // Plotly renders a pseudo-HTML subset in text: escape it, and `$` so no name is read as LaTeX.
@@ -38,12 +44,21 @@
     if (c.kind === "bars") {
       return { data: [{ type: "bar", x: c.labels.map(esc), y: c.values, marker: { color: c.colors },
         hovertemplate: "%{x}: %{y:,.0f} " + esc(c.value_name) + "<extra></extra>" }],
-        layout: lay({ height: 260, title: title, yaxis: { rangemode: "tozero" } }) };
+        layout: lay({ height: 260, title: title, yaxis: countAxis(c.values) }) };
     }
     const when = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
     return { data: c.lines.map((l) => ({ type: "scatter", mode: "lines+markers", name: esc(l.name), line: { color: l.color },
       x: l.points.map((p) => when(p[0])), y: l.points.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} " + esc(l.name) + "<extra></extra>" })),
-      layout: lay({ height: 240, title: title, showlegend: true, legend: { orientation: "h", y: -0.3 }, yaxis: { rangemode: "tozero" } }) };
+      layout: lay({ height: 240, title: title, showlegend: true, legend: { orientation: "h", y: -0.3 },
+        yaxis: countAxis(c.lines.flatMap((l) => l.points.map((p) => p[1]))) }) };
+  }
+  // A count never reads 1.5 or -0.27: whole ticks from zero when every value is whole (one by one below 6)
+  function countAxis(values) {
+    const nums = values.filter((v) => typeof v === "number");
+    if (!nums.length || !nums.every(Number.isInteger)) return { rangemode: "nonnegative" };
+    const axis = { rangemode: "nonnegative", tickformat: ",d" };
+    if (Math.max(...nums) <= 5) axis.dtick = 1;
+    return axis;
   }
   const sized = typeof ResizeObserver === "function" ? new ResizeObserver((entries) => {
     for (const e of entries) if (window.Plotly && e.target.classList.contains("js-plotly-plot")) window.Plotly.Plots.resize(e.target);
@@ -116,7 +131,7 @@
       if (k === "cumulative" || k === "buckets") continue;
       rows.push([k, v]);
     }
-    for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") facts.append(el("tr", {}, el("td", { text: String(k).replace(/_/g, "_\u200b") }), el("td", { text: fmt(v) })));
+    for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") facts.append(el("tr", {}, el("td", { text: String(k).replace(/_/g, "_\u200b") }), el("td", { text: fmt(v, String(k)) })));
     body.append(el("div", { class: "scroll" }, facts));
     if (f.suggestion) {
       const fix = el("p", {}, el("strong", { text: "Fix: " }), f.suggestion.text + " ");
@@ -251,7 +266,8 @@
       for (const link of r.links) {
         const first = (link.findings || []).find((id) => /^[0-9a-f]{16}$/.test(id));
         const chip = el(first ? "a" : "span", { class: "chip" + (link.broken ? " broken" : ""), title: link.note || link.how || "" },
-          el("span", { class: "kind", text: link.kind }), link.name + (link.how ? " · " + link.how : "") + (link.note ? " · " + link.note : ""));
+          el("span", { class: "kind", text: link.kind }), link.name + (link.how ? " · " + link.how : "") +
+            (link.note && !(link.how || "").includes(link.note) ? " · " + link.note : ""));
         if (first) chip.setAttribute("href", "#finding-" + first);
         names.append(chip);
       }
