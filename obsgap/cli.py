@@ -34,7 +34,7 @@ from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
 from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
-from obsgap.publish import Written, push_metrics, write_metrics, write_outputs
+from obsgap.publish import Written, notify_webhook, push_metrics, write_metrics, write_outputs
 from obsgap.render.terminal import render_table, render_yaml
 from obsgap.report.notices import notices, terminal_lines
 from obsgap.slo.table import slo_table
@@ -197,6 +197,8 @@ def main() -> None:
       help="Also write the run as metrics for node-exporter's textfile collector (replaced atomically).")
 @_opt("--pushgateway", help="Also push the run as metrics to this Pushgateway (job=obsgap), e.g. "
                              "http://pushgateway.monitoring:9091.")
+@_opt("--notify-webhook-file", type=click.Path(dir_okay=False),
+      help="A file holding a Slack-compatible incoming-webhook URL: summary.md is posted there after the run.")
 @_opt("-q", "--quiet", is_flag=True, help="No progress or summary on stderr; stdout: the path unless -o.")
 @click.pass_context
 def report(ctx: click.Context, **opts: Any) -> None:
@@ -204,6 +206,7 @@ def report(ctx: click.Context, **opts: Any) -> None:
     3 a source failed)."""
     try:
         plan = replace(_plan(opts), suppressions=ctx.meta.get(SUPPRESS_META, ()))
+        webhook = _webhook_url(opts["notify_webhook_file"])
         engine.preflight(plan)
         claim = claim_output(plan.out_dir, plan.out_root, plan.window.end, datetime.now(UTC))
     except InputError as exc:
@@ -222,6 +225,8 @@ def report(ctx: click.Context, **opts: Any) -> None:
                 write_metrics(Path(opts["metrics_file"]), written)
             if opts["pushgateway"]:
                 push_metrics(opts["pushgateway"], written)
+            if webhook:
+                notify_webhook(webhook, written)
     finally:
         claim.release(wrote)
     result = outcome.result
@@ -267,7 +272,9 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
         sys.exit(1)
 
 
-slo_command.params[:0] = [p for p in report.params if p.name not in ("output", "metrics_file", "pushgateway")]
+REPORT_ONLY = ("output", "metrics_file", "pushgateway", "notify_webhook_file")
+"""report's flags about its outputs, which `slo` (it writes nothing) does not take."""
+slo_command.params[:0] = [p for p in report.params if p.name not in REPORT_ONLY]
 
 
 def stdout_text(output: str, written: Written) -> str:
@@ -281,6 +288,20 @@ def stdout_text(output: str, written: Written) -> str:
     if output == "markdown":
         return written.texts["summary.md"]
     return f"{written.paths[0]}\n" if output == "path" else ""
+
+
+def _webhook_url(path: str | None) -> str | None:
+    """The webhook URL from its file (a secret: never echoed)."""
+    if not path:
+        return None
+    try:
+        url = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--notify-webhook-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
+                         ) from exc
+    if not url.startswith(("https://", "http://")):
+        raise InputError(f"--notify-webhook-file {path}: expected an http(s):// webhook URL in the file")
+    return url
 
 
 def _prometheus(o: dict[str, Any]) -> PrometheusOptions | None:

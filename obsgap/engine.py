@@ -188,7 +188,8 @@ def not_run_line(runs: tuple[CheckRun, ...], unmeasured: dict[str, str]) -> str 
     """"no check could run: <what is missing>" when none did: a run that measured nothing is never complete."""
     if any(r.status == "ran" for r in runs) or not runs:
         return None
-    missing = [unmeasured[k] for k in ("topology", "metrics", "logs") if k in unmeasured]
+    missing = [unmeasured[k] if unmeasured[k] == NOT_GIVEN[k] else f"{k} unavailable (above)"
+               for k in ("topology", "metrics", "logs") if k in unmeasured]
     return "no check could run: " + ("; ".join(missing) if missing else (runs[0].reason or runs[0].status))
 
 

@@ -96,3 +96,31 @@ def push_metrics(url: str, written: Written, timeout_s: float = 30.0) -> None:
         raise SourceError(f"--pushgateway {url}: HTTP {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise SourceError(f"--pushgateway {url}: cannot push ({getattr(exc, 'reason', exc)})") from exc
+
+
+SLACK_TEXT_LIMIT = 40_000
+"""Slack truncates a message's text beyond 40,000 characters; summary.md is cut before that, and says so."""
+
+
+def notify_webhook(url: str, written: Written, timeout_s: float = 30.0) -> None:
+    """summary.md POSTed to a Slack-compatible incoming webhook as {"text": ...}. The URL is a secret: errors name
+    its host only."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    text = written.texts["summary.md"]
+    if len(text) > SLACK_TEXT_LIMIT:
+        text = text[:SLACK_TEXT_LIMIT - 200].rsplit("\n", 1)[0] + "\n… cut here: the whole summary is in summary.md\n"
+    host = urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1]
+    request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise SourceError(f"--notify-webhook-file: the webhook at {host} answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise SourceError(f"--notify-webhook-file: cannot reach the webhook at {host} "
+                          f"({type(getattr(exc, 'reason', exc)).__name__})") from exc

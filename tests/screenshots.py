@@ -1,4 +1,5 @@
-"""`make screenshots`: the README's pictures of report.html, first screen at a laptop's and a phone's size.
+"""`make screenshots`: the README's pictures of report.html: the first screen at a laptop's and a phone's size, and
+"Fix first" (root causes with the findings they explain), and the suppressed findings, opened.
 
 Usage: python tests/screenshots.py REPORT_HTML OUT_DIR   (`make screenshots`: reports/demo -> reports/example)
 """
@@ -28,6 +29,14 @@ def main(report: Path, out: Path) -> None:
             page.screenshot(path=str(out / name))
             page.close()
             print(out / name)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(report.resolve().as_uri())
+        page.wait_for_selector("body[data-rendered='1']")
+        page.evaluate("document.getElementById('suppressed').open = true")
+        for name, selector in (("report-fix-first.png", ".top-findings"), ("report-suppressed.png", "#suppressed")):
+            page.locator(selector).screenshot(path=str(out / name))
+            print(out / name)
+        page.close()
         browser.close()
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from obsgap.checks import REGISTRY
@@ -94,6 +95,27 @@ def test_unreachable_prometheus_exits_3_and_still_writes(tmp_path: Path) -> None
     text = (tmp_path / "findings.json").read_text()
     assert json.loads(text)["sources"]["prometheus"]["status"] == "unavailable"
     assert "hunter2" not in text and "hunter2" not in res.output
+
+
+def test_unreachable_sources_are_named_once(tmp_path: Path) -> None:
+    """An API server and a Prometheus nobody listens on: each failure is one line naming its address and why (not
+    `MaxRetryError`), and the lines about what did not run point at it instead of repeating it."""
+    kubeconfig = tmp_path / "kubeconfig"
+    api = f"https://127.0.0.1:{free_port()}"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": api}}], "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    prom = f"127.0.0.1:{free_port()}"
+    res = CliRunner().invoke(main, ["report", "--kubeconfig", str(kubeconfig), "--prometheus-url", f"http://{prom}",
+                                    "--out", str(tmp_path / "out"), "--query-timeout", "2", "-o", "none"])
+    assert res.exit_code == 3
+    lines = res.output.splitlines()
+    assert f"  - kubernetes: API server {api} unreachable: connection refused (nothing listens there)" in lines
+    assert any(line.startswith(f"  - prometheus at {prom}: cannot connect: connection refused") for line in lines)
+    assert "MaxRetryError" not in res.output
+    assert sum(line.count("connection refused") for line in lines) == 2  # each failure said once
+    assert any("needs topology (failed, see above)" in line for line in lines)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -467,3 +489,48 @@ def test_demo_rerun_command_runs_as_printed(mesh, tmp_path: Path) -> None:  # ty
     assert res.exit_code == 1, res.output
     assert {(f["check"], f["subject"]) for f in json.loads(res.stdout)["findings"]} == {
         (f.check, f.subject) for f in run(plan).result.findings}
+
+
+def test_webhook_gets_summary_md(mesh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--notify-webhook-file: summary.md POSTed as Slack's incoming webhooks take it ({"text": ...}) to a loopback
+    receiver; a receiver that refuses is exit 3 naming its host, never the URL (a secret); a file without a URL is
+    exit 2 before any work."""
+    import http.server
+    import threading
+
+    _spec, built, server, _tmp = mesh
+    got: list[tuple[str, str, bytes]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append((self.path, self.headers["Content-Type"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200 if self.path.endswith("/ok") else 404)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        secret = tmp_path / "webhook"
+        base = f"http://127.0.0.1:{httpd.server_address[1]}/services/T000/B000/"
+        secret.write_text(base + "ok\n")
+        args = ["report", "--prometheus-url", server.url, "--kube-snapshot", str(built.topology), "--logs",
+                str(built.logs), "--start", "2026-11-23T23:30:00Z", "--end", "2026-11-24T00:00:00Z", "-o", "none"]
+        res = invoke(*args, "--out", str(tmp_path / "out"), "--notify-webhook-file", str(secret))
+        assert res.exit_code == 1, res.output
+        (path, ctype, body), = got
+        assert path == "/services/T000/B000/ok" and ctype == "application/json"
+        assert json.loads(body) == {"text": (tmp_path / "out" / "summary.md").read_text()}
+        secret.write_text(base + "gone")
+        res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out2"), "--notify-webhook-file", str(secret)])
+        assert res.exit_code == 3 and "HTTP 404" in res.output and "127.0.0.1" in res.output
+        assert "T000" not in res.output
+    finally:
+        httpd.shutdown()
+    secret.write_text("not a url")
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out3"), "--notify-webhook-file", str(secret)])
+    assert res.exit_code == 2 and "expected an http(s):// webhook URL" in res.output
+    assert not (tmp_path / "out3").exists()

@@ -124,17 +124,17 @@ def test_a_night_with_prometheus_down_resolves_nothing(mesh, tmp_path: Path) -> 
     res = invoke(*_full(built, down, "--out", str(root / "2026-11-25")))
     assert res.exit_code == 3
     doc = _doc(root / "2026-11-25")
-    assert doc["status"] == "partial" and doc["status_reasons"][0].startswith("prometheus: cannot connect")
+    assert doc["status"] == "partial" and doc["status_reasons"][0].startswith(f"prometheus at {down[7:]}: cannot")
     # coverage: the logs were read, the mesh's side was not; no ratio, no 0 %, each row says why
     assert doc["headline"]["coverage"] is None and doc["headline"]["measured_services"] == 0
     assert doc["coverage"] and all(r["mesh_requests"] is None and r["ratio"] is None and r["observed_requests"]
-                                   and r["reason"].startswith("mesh not measured: prometheus: cannot connect")
+                                   and r["reason"].startswith("mesh not measured: prometheus at 127.0.0.1:")
                                    for r in doc["coverage"])
     # nothing the metric checks found is called resolved: it is carried, with why
     assert doc["resolved"] == []
     carried = {f["id"]: f for f in doc["not_rechecked"]}
     for f in metric_findings:
-        assert carried[f["id"]]["reason"].startswith(f"{f['check']} did not run: needs metrics (prometheus: cannot")
+        assert carried[f["id"]]["reason"].startswith(f"{f['check']} did not run: needs metrics (prometheus at")
     assert not any(f["change"] == "new" for f in doc["findings"])
     md = (root / "2026-11-25" / "summary.md").read_text()
     assert f"0 new, 0 resolved, {len(carried)} not re-checked" in md and "Telemetry coverage: unknown" in md
@@ -143,7 +143,7 @@ def test_a_night_with_prometheus_down_resolves_nothing(mesh, tmp_path: Path) -> 
     # the terminal: the status, its reason, and the checks that did not run, one line per reason
     lines = [line for line in res.output.splitlines() if not line.startswith("· ")]
     assert lines[0] == "status: PARTIAL: the numbers rest on less than the inputs given"
-    assert lines[1].startswith("  - prometheus: cannot connect")
+    assert lines[1].startswith(f"  - prometheus at {down[7:]}: cannot connect")
     not_run = [line for line in lines if line.startswith("  - not run: ")]
     assert len(not_run) == 1 and "envoy-bypass" in not_run[0] and "histogram-inf-saturation" in not_run[0]
     # the trend has a gap for that night, not a drop to 0

@@ -78,7 +78,10 @@ def terminal_lines(result: ScanResult) -> list[str]:
     lines += input_notices(result.sources.logs) + result.suppressions.notices()
     groups: dict[str, list[str]] = defaultdict(list)
     for r in result.checks_not_run():
-        groups[f"{r.status}: {r.reason}" if r.status == "error" else r.reason or r.status].append(r.check)
+        reason = f"{r.status}: {r.reason}" if r.status == "error" else r.reason or r.status
+        for said in result.status_reasons:  # a source's failure is said once, above
+            reason = reason.replace(said, "failed, see above")
+        groups[reason].append(r.check)
     ran = sum(1 for r in result.checks if r.status == "ran")
     lines.append(f"{ran} of {len(result.checks)} checks ran" + (":" if groups else ""))
     lines += [f"  - not run: {', '.join(checks)} ({reason})" for reason, checks in groups.items()]

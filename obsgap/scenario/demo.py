@@ -13,7 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from obsgap import engine
+from obsgap.checks import REGISTRY
 from obsgap.config import RunPlan
 from obsgap.evidence import CheckSettings
 from obsgap.model import Window
@@ -22,6 +25,7 @@ from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec, WaypointSpec
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.suggest.configs import STATS_BUCKETS_ANNOTATION as STATS_BUCKETS
+from obsgap.suppress import parse_config
 from obsgap.testbed.promserver import serve_openmetrics
 
 DEMO_SLOS_MS = (300.0, 30000.0)
@@ -156,10 +160,21 @@ def demo_dashboard() -> dict[str, Any]:
                                    'destination_service_name="payments"}[5m]))'}]}]}
 
 
-def rerun_command(plan: RunPlan, out: Path) -> str:
+DEMO_CONFIG = """\
+# The demo's accepted findings: the node agent runs on the host network by design, so its bypass is known.
+suppress:
+  - check: envoy-bypass
+    namespace: shop
+    service: node-agent
+    reason: host-network agent, outside the mesh by design (demo)
+"""
+
+
+def rerun_command(plan: RunPlan, out: Path, config: Path | None = None) -> str:
     """The `obsgap report` command line that runs the demo's report again on its data (while its Prometheus
     serves), as a shell reads it."""
-    args = ["obsgap", "report", "--prometheus-url", plan.prometheus.url if plan.prometheus else "",
+    args = ["obsgap", "report", *(["--config", str(config)] if config else []),
+            "--prometheus-url", plan.prometheus.url if plan.prometheus else "",
             "--start", plan.window.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "--end", plan.window.end.strftime("%Y-%m-%dT%H:%M:%SZ")]
     for snapshot in plan.kube_snapshots:
@@ -188,6 +203,10 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
     slos = out / "scenario" / "slos.yaml"
     slo_file = "ambient_slos.yaml" if mesh == "ambient" else "demo_slos.yaml"
     slos.write_text((resources.files("obsgap.scenario") / slo_file).read_text(encoding="utf-8"))
+    config = out / "scenario" / "obsgap.yaml"
+    config.write_text(DEMO_CONFIG)
+    suppressions = parse_config(yaml.safe_load(DEMO_CONFIG)["suppress"], f"--config {config}",
+                                [c.id for c in REGISTRY])
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
     server = serve_openmetrics(built.metrics, out / "scenario")
     try:
@@ -195,13 +214,13 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
         plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=PrometheusOptions(url=server.url),
                        settings=CheckSettings(slo_latency_ms=DEMO_SLOS_MS),
                        kube_snapshots=(built.topology,), logs=(str(built.logs),) if mesh != "witnesses" else (),
-                       dashboards=(dashboard,), slo_paths=(slos,))
+                       dashboards=(dashboard,), slo_paths=(slos,), suppressions=suppressions)
         outcome = engine.run(plan, say)
         paths = write_outputs(outcome.result, out).paths
         if serve:
             say(f"report written to {paths[1]}; Prometheus keeps serving the demo's metrics until Ctrl-C. "
                 "In another shell, run the report again on the same data (change any flag):")
-            print(rerun_command(plan, out), flush=True)
+            print(rerun_command(plan, out, config), flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)

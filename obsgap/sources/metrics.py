@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -61,7 +62,8 @@ class MetricsSource:
         problem = source.check()
         if problem:
             self._report = {"status": "unavailable", "error": problem}
-            return SourceRead(None, self.report(), (f"prometheus: {problem}",))
+            where = urlsplit(self.options.url).netloc.rsplit("@", 1)[-1]  # the host: no user, password or query
+            return SourceRead(None, self.report(), (f"prometheus at {where}: {problem}",))
         frames: dict[str, pd.DataFrame] = {}
         failed: dict[str, str] = {}
         for name in sorted(self.queries):

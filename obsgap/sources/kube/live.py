@@ -78,6 +78,19 @@ def _paginate(list_fn: Callable[..., Any], kind: str, **kwargs: Any) -> list[Map
             return items
 
 
+def unreachable(api: Any, exc: BaseException) -> SourceError:
+    """The API server could not be reached: its address and why, in words (urllib3 wraps the cause in
+    MaxRetryError after its retries)."""
+    host = getattr(getattr(api, "configuration", None), "host", None) or "(unknown address)"
+    cause: BaseException = getattr(exc, "reason", None) or exc
+    text = f"{type(cause).__name__} {cause}"
+    why = ("connection refused (nothing listens there)" if "refused" in text.lower() else
+           "the host name does not resolve" if "resolution" in text or "not known" in text else
+           "TLS handshake failed" if "SSL" in text or "certificate" in text.lower() else
+           "timed out" if "timed out" in text.lower() or "Timeout" in text else type(cause).__name__)
+    return SourceError(f"kubernetes: API server {host} unreachable: {why}")
+
+
 def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
     """Return (objects, gaps) read from the cluster. Raises SourceError when the API is unreachable."""
     from kubernetes import client
@@ -108,7 +121,7 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
                 continue
             raise SourceError(f"kubernetes: listing {kind} failed: HTTP {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
-            raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+            raise unreachable(api, exc) from exc
     try:
         resp = core.read_namespaced_config_map(MESH_CONFIGMAP, ISTIO_NAMESPACE, _preload_content=False)
         cm = json.loads(resp.data)  # type: ignore[arg-type]
@@ -120,7 +133,7 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
             gaps.append(f"ConfigMap {ISTIO_NAMESPACE}/{MESH_CONFIGMAP}: read {why} (HTTP {exc.status}): the mesh's "
                         "own access-log format is unknown")
     except (HTTPError, OSError) as exc:
-        raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+        raise unreachable(api, exc) from exc
     for group, versions, kinds in CUSTOM_KINDS:
         for kind, plural in kinds.items():
             objects.extend(_custom(custom, group, versions, kind, plural, gaps))
@@ -144,7 +157,7 @@ def _custom(custom: Any, group: str, versions: tuple[str, ...], kind: str, plura
                 continue
             break
         except (HTTPError, OSError) as exc:
-            raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+            raise unreachable(custom.api_client, exc) from exc
         for item in items:
             if isinstance(item, dict):
                 item.setdefault("apiVersion", f"{group}/{version}")

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from obsgap.errors import SourceError
-from obsgap.sources.kube.live import LiveOptions, _paginate, api_client
+from obsgap.sources.kube.live import LiveOptions, _paginate, api_client, unreachable
 
 SLO_KINDS = (("PrometheusServiceLevel", "sloth.slok.dev", "v1", "prometheusservicelevels"),
              ("ServiceLevelObjective", "pyrra.dev", "v1alpha1", "servicelevelobjectives"),
@@ -34,7 +33,7 @@ def load_live_slos(opts: LiveOptions) -> tuple[list[tuple[str, Mapping[str, Any]
                             f"the service account needs `list` on {plural}.{group}")
             continue
         except (HTTPError, OSError) as exc:
-            raise SourceError(f"kubernetes: API server unreachable: {type(exc).__name__}") from exc
+            raise unreachable(custom.api_client, exc) from exc
         for item in items:
             meta = item.get("metadata") or {}
             item = dict(item)
