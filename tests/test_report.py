@@ -360,3 +360,14 @@ def test_root_rules_for_slos() -> None:
     groups = root_groups([unlabelled, bypass, slo_billing, saturated, slo_latency, slo_other, slo_elsewhere],
                          lambda _f: 0)
     assert groups == {unlabelled.id: (bypass.id, slo_billing.id), saturated.id: (slo_latency.id,)}
+
+
+def test_coverage_chart_says_every_service_when_it_shows_every_one() -> None:
+    from obsgap.model import CoverageRow
+    from obsgap.render.figures import coverage_chart
+
+    def rows(n: int) -> list[CoverageRow]:
+        return [CoverageRow("ns", f"s{i}", observed=100, mesh=50) for i in range(n)]
+
+    assert coverage_chart(rows(12), limit=30)["layout"]["title"]["text"].endswith("(every measured service)")
+    assert coverage_chart(rows(40), limit=30)["layout"]["title"]["text"].endswith("(worst 30)")

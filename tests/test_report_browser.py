@@ -170,6 +170,13 @@ def test_evidence_reads_as_words_not_json(browser: Any, demo_page: Path) -> None
         ports = view.page.eval_on_selector_all(f"#finding-{orders['id']} table tr", """rows => rows.map((r) =>
             Array.from(r.querySelectorAll('td')).map((c) => c.textContent)).filter((c) => c[0] === 'port')""")
         assert ports == [["port", "9000"]]
+        # a count axis has whole ticks from zero: never 1.5 or -0.27
+        axes = view.page.evaluate("""() => Array.from(document.querySelectorAll('details.finding .js-plotly-plot'))
+            .filter((d) => d.data.every((t) => (t.y || []).every((v) => v === null || Number.isInteger(v))))
+            .map((d) => [d._fullLayout.yaxis.tickformat, d._fullLayout.yaxis.range[0],
+                         Array.from(d.querySelectorAll('.ytick text')).map((t) => t.textContent)])""")
+        assert axes and all(fmt == ",d" and low >= 0 for fmt, low, _ in axes), axes
+        assert not [t for _, _, ticks in axes for t in ticks if "." in t or t.startswith(("-", "−"))]
         chips = view.page.eval_on_selector_all("#contract-table .chip", "cs => cs.map((c) => c.textContent)")
         assert chips and not [c for c in chips if "pod-ip" in c and c.count("pod-ip") > 1]
 
