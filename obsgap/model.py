@@ -149,6 +149,8 @@ class WorkloadTemplate:
     replicas: int | None = None
     uninjected_placeholder: bool = False
     """Its pod template has the injector's `image: auto` istio-proxy, but no injection rule selects it (IST0146)."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """The controller's own annotations (not its pod template's)."""
 
 
 @dataclass(frozen=True)

@@ -37,23 +37,26 @@ class Suppression:
     until: date | None = None
     pod: str | None = None
     """Annotations on a Pod: findings about that pod."""
+    workload: str | None = None
+    """Annotations on a Deployment, StatefulSet or DaemonSet: findings about that workload."""
 
     def matches(self, f: Finding) -> bool:
         return (self.check in (f.check, "*") and (self.resource is None or self.resource == f.resource)
                 and (self.namespace is None or self.namespace == f.namespace)
                 and (self.service is None or self.service == f.service)
-                and (self.port is None or self.port == f.port) and (self.pod is None or self.pod == f.pod))
+                and (self.port is None or self.port == f.port) and (self.pod is None or self.pod == f.pod)
+                and (self.workload is None or self.workload == f.workload))
 
     def describe(self) -> str:
         scope = ", ".join(f"{k}={v}" for k, v in (("resource", self.resource), ("namespace", self.namespace),
                                                   ("service", self.service), ("port", self.port),
-                                                  ("pod", self.pod)) if v is not None)
+                                                  ("pod", self.pod), ("workload", self.workload)) if v is not None)
         return f"{self.check}" + (f" ({scope})" if scope else "") + f" from {self.source}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": self.check, "reason": self.reason, "source": self.source, "resource": self.resource,
                 "namespace": self.namespace, "service": self.service, "port": self.port, "pod": self.pod,
-                "until": self.until.isoformat() if self.until else None}
+                "workload": self.workload, "until": self.until.isoformat() if self.until else None}
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def parse_config(entries: Any, origin: str, known_checks: Sequence[str]) -> tupl
         where = f"{origin}, suppress[{i}]"
         if not isinstance(e, Mapping):
             raise InputError(f"{where}: expected a mapping, found {type(e).__name__}")
-        unknown = set(e) - {"check", "reason", "resource", "namespace", "service", "port", "until", "pod"}
+        unknown = set(e) - {"check", "reason", "resource", "namespace", "service", "port", "until", "pod", "workload"}
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
         check = str(e.get("check") or "")
@@ -110,24 +113,26 @@ def parse_config(entries: Any, origin: str, known_checks: Sequence[str]) -> tupl
         port = e.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise InputError(f"{where}: port must be a number")
-        text = {k: None if e.get(k) is None else str(e[k]) for k in ("resource", "namespace", "service", "pod")}
+        text = {k: None if e.get(k) is None else str(e[k])
+                for k in ("resource", "namespace", "service", "pod", "workload")}
         out.append(Suppression(check, reason, where, text["resource"], text["namespace"], text["service"], port,
-                               until, text["pod"]))
+                               until, text["pod"], text["workload"]))
     return tuple(out)
 
 
 def from_annotations(topology: Topology | None) -> tuple[Suppression, ...]:
-    """`obsgap.io/suppress: check[,check]` on a Namespace (its findings), a Service (the service's) or a Pod."""
+    """`obsgap.io/suppress: check[,check]` on a Namespace (its findings), a Service (the service's), a Pod or a
+    workload (a Deployment, StatefulSet or DaemonSet: the findings about it)."""
     if topology is None:
         return ()
     out: list[Suppression] = []
 
     def add(annotations: Mapping[str, str], kind: str, name: str, namespace: str, service: str | None = None,
-            pod: str | None = None) -> None:
+            pod: str | None = None, workload: str | None = None) -> None:
         checks = [c.strip() for c in annotations.get(ANNOTATION, "").split(",") if c.strip()]
         reason = annotations.get(REASON_ANNOTATION, "").strip() or f"{ANNOTATION} on {kind} {name} (no reason given)"
         out.extend(Suppression(c, reason, f"annotation {ANNOTATION} on {kind} {name}", namespace=namespace,
-                               service=service, pod=pod) for c in checks)
+                               service=service, pod=pod, workload=workload) for c in checks)
 
     for ns in topology.namespaces.values():
         add(ns.annotations, "Namespace", ns.name, ns.name)
@@ -135,6 +140,8 @@ def from_annotations(topology: Topology | None) -> tuple[Suppression, ...]:
         add(svc.annotations, "Service", f"{svc.namespace}/{svc.name}", svc.namespace, service=svc.name)
     for pod in topology.pods:
         add(pod.annotations, "Pod", f"{pod.namespace}/{pod.name}", pod.namespace, pod=pod.name)
+    for w in topology.workloads:
+        add(w.annotations, w.kind, f"{w.namespace}/{w.name}", w.namespace, workload=w.name)
     return tuple(out)
 
 

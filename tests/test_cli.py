@@ -330,6 +330,20 @@ def test_suppressions_by_config_and_annotation(mesh) -> None:  # type: ignore[no
         ("envoy-bypass", "host-network agent")]
     assert doc["suppressed"][0]["suppressed_by"]["source"] == \
         "annotation obsgap.io/suppress on Service legacy/billing"
+    # or on the Deployment the finding names
+    topo = json.loads(built.topology.read_text())
+    pod = next(i for i in topo["items"] if i["kind"] == "Pod" and i["metadata"]["namespace"] == "legacy")
+    topo["items"].append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+        "name": "billing", "namespace": "legacy",
+        "annotations": {"obsgap.io/suppress": "envoy-bypass, port-name-convention"}},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": pod["metadata"]["labels"]},
+                                             "spec": {"containers": [{"name": "app", "image": "billing"}]}}}})
+    annotated.write_text(json.dumps(topo))
+    doc = json.loads(invoke("report", *args, "--kube-snapshot", str(annotated), "--out", str(tmp / "sup4")).stdout)
+    assert [(f["check"], f["suppressed_by"]["source"], f["suppressed_by"]["reason"]) for f in doc["suppressed"]] == [
+        ("envoy-bypass", "annotation obsgap.io/suppress on Deployment legacy/billing",
+         "obsgap.io/suppress on Deployment legacy/billing (no reason given)")]
+    assert [s["check"] for s in doc["suppressions"]["stale"]] == ["port-name-convention"]
     bad = tmp / "bad.yaml"
     bad.write_text("suppress:\n  - check: envoy-bypas\n    reason: x\n")
     res = CliRunner().invoke(main, ["report", "--config", str(bad), *args])

@@ -371,3 +371,15 @@ def test_coverage_chart_says_every_service_when_it_shows_every_one() -> None:
 
     assert coverage_chart(rows(12), limit=30)["layout"]["title"]["text"].endswith("(every measured service)")
     assert coverage_chart(rows(40), limit=30)["layout"]["title"]["text"].endswith("(worst 30)")
+
+
+def test_counts_in_words_agree_in_number() -> None:
+    """One query, one finding, one service: never "(1 queries)" or "1 findings"."""
+    from obsgap.report.notices import terminal_lines
+
+    result = hostile_result()
+    assert result.sources.prometheus.queries == 1
+    assert "(1 query)" in render_html(build_report(result))
+    assert any(line.startswith(f"{len(result.findings)} finding") for line in terminal_lines(result))
+    one = replace(result, findings=result.findings[:1])
+    assert "1 finding (" in "\n".join(terminal_lines(one))

@@ -177,6 +177,10 @@ def test_evidence_reads_as_words_not_json(browser: Any, demo_page: Path) -> None
                          Array.from(d.querySelectorAll('.ytick text')).map((t) => t.textContent)])""")
         assert axes and all(fmt == ",d" and low >= 0 for fmt, low, _ in axes), axes
         assert not [t for _, _, ticks in axes for t in ticks if "." in t or t.startswith(("-", "−"))]
+        # a symptom's card names the finding whose cause explains it, linked
+        symptom = next(f for f in view.data["findings"] if f["root"] not in (None, f["id"]))
+        explained = view.page.locator(f"#finding-{symptom['id']} .explained a")
+        assert explained.get_attribute("href") == f"#finding-{symptom['root']}"
         chips = view.page.eval_on_selector_all("#contract-table .chip", "cs => cs.map((c) => c.textContent)")
         assert chips and not [c for c in chips if "pod-ip" in c and c.count("pod-ip") > 1]
 

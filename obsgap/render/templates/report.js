@@ -124,6 +124,11 @@
       el("span", { class: "where", text: where(f) + (f.istio_code ? " · " + f.istio_code : "") }));
     card.append(summary);
     const body = el("div", { class: "finding-body" });
+    const root = f.root && f.root !== f.id ? DATA.findings.find((g) => g.id === f.root) : null;
+    if (root) {  // one cause explains this finding: its fix is the root's
+      body.append(el("p", { class: "explained" }, "Explained by ",
+        el("a", { href: "#finding-" + root.id, text: root.check + ": " + root.title }), " — fix that first."));
+    }
     body.append(el("p", { text: f.detail }));
     const facts = el("table");
     const rows = [["cause", f.cause], ["resource", f.resource], ["port", f.port], ["metric", f.metric], ["job", f.job]];

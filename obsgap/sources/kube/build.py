@@ -216,7 +216,8 @@ def _template(obj: RAW, namespaces: Mapping[str, Namespace], mesh_ambient: bool 
     ns_labels = namespaces[ns].labels if ns in namespaces else {}
     state = istio.sidecar_state(ns, ns_labels, meta, pod_spec, {}, mesh_ambient)
     return WorkloadTemplate(ns, str(obj.get("kind")), name, _str_map(meta.get("labels")),
-                            _int_or_none(spec.get("replicas")), state.placeholder and not state.expected)
+                            _int_or_none(spec.get("replicas")), state.placeholder and not state.expected,
+                            _str_map(_mapping(obj.get("metadata")).get("annotations")))
 
 
 def _destination(d: Any, kind: str = "route") -> RouteDestination | None:
