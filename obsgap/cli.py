@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
@@ -46,6 +47,7 @@ from obsgap.sources.prometheus import PrometheusOptions, redact_url
 from obsgap.sources.queries import namespace_matcher
 from obsgap.sources.witnesses import parse_witness_metric
 from obsgap.suppress import parse_config as parse_suppressions
+from obsgap.text import safe
 
 CONFIG_META = "obsgap.config"
 SUPPRESS_META = "obsgap.suppress"
@@ -89,9 +91,11 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     if value:
         params = [p for p in ctx.command.params if isinstance(p, click.Option) and p.name and p.name != "config"]
         aliases = {o.lstrip("-").replace("-", "_"): p.name for p in params for o in p.opts if o.startswith("--")}
-        try:
-            values = load_config_file(Path(value), {p.name: p.multiple for p in params if p.name},
+        own = {p.name: p.multiple for p in params if p.name}
+        try:  # report's output flags are valid keys for every command (one file serves report and slo)
+            values = load_config_file(Path(value), {**dict.fromkeys(REPORT_ONLY, False), **own},
                                       {k: v for k, v in aliases.items() if k != v and v})
+            values = {k: v for k, v in values.items() if k in own or k == SUPPRESS_KEY}
             ctx.meta[SUPPRESS_META] = parse_suppressions(values.pop(SUPPRESS_KEY, None), f"--config {value}",
                                                          [c.id for c in REGISTRY])
             ctx.default_map = values
@@ -221,23 +225,21 @@ def report(ctx: click.Context, **opts: Any) -> None:
             outcome = engine.run(replace(plan, out_dir=claim.path), say)
             written = write_outputs(outcome.result, claim.path, plan.baseline, opts["plotly"])
             wrote = True
-            if opts["metrics_file"]:
-                write_metrics(Path(opts["metrics_file"]), written)
-            if opts["pushgateway"]:
-                push_metrics(opts["pushgateway"], written)
-            if webhook:
-                notify_webhook(webhook, written)
     finally:
         claim.release(wrote)
     result = outcome.result
     output = opts["output"] or ("path" if opts["quiet"] or not sys.stdout.isatty() else "table")
     if not opts["quiet"] and output != "table":
         for line in terminal_lines(result):
-            click.echo(line, err=True)
+            click.echo(safe(line), err=True)
     if output != "path":
         say(f"wrote {written.paths[0].parent}/ (findings.json, report.html, summary.md)")
     click.echo(stdout_text(output, written), nl=False)
-    if outcome.source_failures:
+    with _exit_on_errors("; the report was written"):
+        failed = _publish(opts, webhook, written)
+    for line in failed:  # the report stands: what could not be sent is said, and the run is a failed source
+        click.echo(f"obsgap: {line} (the report was written)", err=True)
+    if outcome.source_failures or failed:
         sys.exit(3)
     if any(plan.fails(f.severity) for f in result.findings):
         sys.exit(1)
@@ -261,7 +263,7 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
     with _exit_on_errors():
         outcome = engine.run(replace(plan, only_checks=(SloUntrustworthy.id,)), say)
     for line in notices(outcome.result):
-        click.echo(line, err=True)
+        click.echo(safe(line), err=True)
     slo_report = outcome.result.sources.slos
     for gap in slo_report.gaps if slo_report is not None else ():
         click.echo(f"SLO not measured: {gap}", err=True)
@@ -290,6 +292,21 @@ def stdout_text(output: str, written: Written) -> str:
     return f"{written.paths[0]}\n" if output == "path" else ""
 
 
+def _publish(opts: dict[str, Any], webhook: str | None, written: Written) -> list[str]:
+    """The run sent where the flags say (metrics file, Pushgateway, webhook); one line per step that failed."""
+    steps = [(bool(opts["metrics_file"]), lambda: write_metrics(Path(opts["metrics_file"]), written)),
+             (bool(opts["pushgateway"]), lambda: push_metrics(opts["pushgateway"], written)),
+             (webhook is not None, lambda: notify_webhook(str(webhook), written))]
+    failed = []
+    for wanted, step in steps:
+        if wanted:
+            try:
+                step()
+            except ObsgapError as exc:
+                failed.append(str(exc))
+    return failed
+
+
 def _webhook_url(path: str | None) -> str | None:
     """The webhook URL from its file (a secret: never echoed)."""
     if not path:
@@ -299,8 +316,15 @@ def _webhook_url(path: str | None) -> str | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--notify-webhook-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
                          ) from exc
-    if not url.startswith(("https://", "http://")):
-        raise InputError(f"--notify-webhook-file {path}: expected an http(s):// webhook URL in the file")
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("https", "http") or not parts.hostname or not port_ok or \
+            any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InputError(f"--notify-webhook-file {path}: expected one http(s):// webhook URL in the file (a host, "
+                         "no spaces or line breaks)")
     return url
 
 
@@ -350,6 +374,8 @@ def _checked(o: dict[str, Any]) -> None:
     unknown = [c for c in o["only_checks"] if by_id(c) is None]
     if unknown:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
+    if o.get("metrics_file") and not Path(o["metrics_file"]).resolve().parent.is_dir():
+        raise InputError(f"--metrics-file {o['metrics_file']}: its folder does not exist")
     if o.get("pushgateway") and not str(o["pushgateway"]).startswith(("http://", "https://")):
         raise InputError(f"--pushgateway {o['pushgateway']}: give an http(s):// URL")
     if not 0 <= o["tolerance"] < 1:
@@ -535,6 +561,9 @@ def manifests_cmd(alerts: bool, **opts: Any) -> None:
         click.echo(render_alerts(opts["install_namespace"]), nl=False)
         return
     reader = opts.pop("reports_reader")
+    if opts["namespaces"]:
+        click.echo(f"· -n/--namespace limits the nightly run to {', '.join(opts['namespaces'])} (as report -n); "
+                   f"obsgap's own objects go to --install-namespace ({opts['install_namespace']})", err=True)
     opts["namespaces"] = tuple(opts["namespaces"])
     options = ManifestOptions(**{k: v for k, v in opts.items() if not (k == "image" and v is None)})
     click.echo(render_reports_reader(options) if reader else render_manifests(options), nl=False)

@@ -249,8 +249,9 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
                                if evidence.metrics is not None else None))
     runs, found = run_checks(checks, evidence, analysis)
     now = datetime.now(UTC).replace(microsecond=0)
-    findings, suppressions = suppress.apply(found, (*plan.suppressions, *suppress.from_annotations(topo.evidence)),
-                                            now.date(), (r.check for r in runs if r.status == "ran"))
+    annotated, unknown = suppress.from_annotations(topo.evidence, [c.id for c in REGISTRY])
+    findings, suppressions = suppress.apply(found, (*plan.suppressions, *annotated), now.date(), runs,
+                                            plan.namespaces, unknown)
     kube = topo.report if isinstance(topo.report, KubernetesReport) else KubernetesReport("none", "not-configured")
     reports = SourceReports(srcs.metrics.report() if srcs.metrics is not None else metrics.report,
                             replace(kube, dashboards=dashboards.report if plan.dashboards else None), logs.report,

@@ -70,6 +70,8 @@ class History:
     """Its findings, and the findings it carried as not re-checked."""
     runs: tuple[RunSummary, ...] = ()
     """Oldest first."""
+    baseline_suppressed: frozenset[str] = frozenset()
+    """The ids its suppressions hid: such a finding, back when its suppression ends, is open, not new."""
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -157,7 +159,8 @@ def load_history(out_dir: Path, baseline: Path | None) -> History:
         base_doc, base_name = runs[-1][1], runs[-1][0]
     if base_doc is None:
         return History(None, runs=summaries)
-    return History(base_name, past_findings(base_doc), summaries)
+    hidden = frozenset(str(f.get("id")) for f in base_doc.get("suppressed") or [] if isinstance(f, Mapping))
+    return History(base_name, past_findings(base_doc), summaries, hidden)
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def compare(history: History, current: Iterable[str], runs: Iterable[CheckRun],
     hidden = set(suppressed)
     if history.baseline is None:
         return Comparison({}, (), ())
-    before = {f.id for f in history.baseline_findings}
+    before = {f.id for f in history.baseline_findings} | history.baseline_suppressed
     by_check = {r.check: r for r in runs}
     resolved, carried = [], []
     for past in history.baseline_findings:

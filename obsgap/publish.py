@@ -5,6 +5,7 @@ The only module of the report that touches the disk; the renderers are pure func
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import tempfile
@@ -21,6 +22,8 @@ from obsgap.render.metrics import render_metrics
 from obsgap.report.build import build_report
 from obsgap.report.model import Report
 from obsgap.result import ScanResult
+from obsgap.sources.prometheus import redact_url
+from obsgap.text import safe
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -86,16 +89,18 @@ def push_metrics(url: str, written: Written, timeout_s: float = 30.0) -> None:
     import urllib.request
 
     body = render_metrics(written.document, written.report.result.generated_at.timestamp()).encode()
-    request = urllib.request.Request(url.rstrip("/") + "/metrics/job/obsgap", data=body, method="PUT",
-                                     headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    shown = redact_url(url)  # no user:password or query values in any message
     try:
+        request = urllib.request.Request(url.rstrip("/") + "/metrics/job/obsgap", data=body, method="PUT",
+                                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace").strip()[:300]
-        raise SourceError(f"--pushgateway {url}: HTTP {exc.code}: {detail}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise SourceError(f"--pushgateway {url}: cannot push ({getattr(exc, 'reason', exc)})") from exc
+        detail = safe(exc.read().decode("utf-8", "replace").strip()[:300])
+        raise SourceError(f"--pushgateway {shown}: HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        why = getattr(exc, "reason", None) or type(exc).__name__
+        raise SourceError(f"--pushgateway {shown}: cannot push ({safe(why)})") from exc
 
 
 SLACK_TEXT_LIMIT = 40_000
@@ -110,17 +115,18 @@ def notify_webhook(url: str, written: Written, timeout_s: float = 30.0) -> None:
     import urllib.parse
     import urllib.request
 
-    text = written.texts["summary.md"]
+    # Slack reads <...> as links and mentions (<!channel>): its three control characters go as entities
+    text = written.texts["summary.md"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     if len(text) > SLACK_TEXT_LIMIT:
         text = text[:SLACK_TEXT_LIMIT - 200].rsplit("\n", 1)[0] + "\n… cut here: the whole summary is in summary.md\n"
-    host = urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1]
-    request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    host = urllib.parse.urlsplit(url).hostname or "(no host)"
     try:
+        request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         raise SourceError(f"--notify-webhook-file: the webhook at {host} answered HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise SourceError(f"--notify-webhook-file: cannot reach the webhook at {host} "
                           f"({type(getattr(exc, 'reason', exc)).__name__})") from exc

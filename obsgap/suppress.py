@@ -13,14 +13,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from obsgap.errors import InputError
-from obsgap.model import Finding, Topology
+from obsgap.model import CheckRun, Finding, ObjectRef, Topology
 
 ANNOTATION = "obsgap.io/suppress"
 REASON_ANNOTATION = "obsgap.io/suppress-reason"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 
 
 @dataclass(frozen=True)
@@ -38,25 +39,43 @@ class Suppression:
     pod: str | None = None
     """Annotations on a Pod: findings about that pod."""
     workload: str | None = None
-    """Annotations on a Deployment, StatefulSet or DaemonSet: findings about that workload."""
+    """A finding's `workload` (with `namespace`, the finding's)."""
+    ref: ObjectRef | None = None
+    """Annotations on a Deployment, StatefulSet or DaemonSet: the findings that name that object (their `resource`
+    or the objects they are about), whatever namespace the finding itself is filed under."""
 
     def matches(self, f: Finding) -> bool:
         return (self.check in (f.check, "*") and (self.resource is None or self.resource == f.resource)
                 and (self.namespace is None or self.namespace == f.namespace)
                 and (self.service is None or self.service == f.service)
                 and (self.port is None or self.port == f.port) and (self.pod is None or self.pod == f.pod)
-                and (self.workload is None or self.workload == f.workload))
+                and (self.workload is None or self.workload == f.workload)
+                and (self.ref is None or self._names_ref(f)))
+
+    def _names_ref(self, f: Finding) -> bool:
+        """The finding is about the annotated workload: its resource or one of its objects is that workload, or
+        (when it names no workload of its own) its workload and namespace are the workload's."""
+        assert self.ref is not None
+        spelled = f"{self.ref.kind} {self.ref.namespace}/{self.ref.name}"
+        if f.resource == spelled or self.ref in f.refs:
+            return True
+        names_a_workload = (f.resource or "").split(" ", 1)[0] in WORKLOAD_KINDS
+        return not names_a_workload and f.workload == self.ref.name and f.namespace == self.ref.namespace
 
     def describe(self) -> str:
         scope = ", ".join(f"{k}={v}" for k, v in (("resource", self.resource), ("namespace", self.namespace),
                                                   ("service", self.service), ("port", self.port),
                                                   ("pod", self.pod), ("workload", self.workload)) if v is not None)
+        if self.ref is not None:
+            scope = ", ".join(x for x in (scope, f"{self.ref.kind} {self.ref.namespace}/{self.ref.name}") if x)
         return f"{self.check}" + (f" ({scope})" if scope else "") + f" from {self.source}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": self.check, "reason": self.reason, "source": self.source, "resource": self.resource,
                 "namespace": self.namespace, "service": self.service, "port": self.port, "pod": self.pod,
-                "workload": self.workload, "until": self.until.isoformat() if self.until else None}
+                "workload": self.workload,
+                "object": f"{self.ref.kind} {self.ref.namespace}/{self.ref.name}" if self.ref else None,
+                "until": self.until.isoformat() if self.until else None}
 
 
 @dataclass(frozen=True)
@@ -73,13 +92,15 @@ class Suppressions:
     expired: tuple[tuple[Suppression, tuple[str, ...]], ...] = ()
     """Entries past their `until` that would have matched: (entry, the ids of the findings it no longer hides)."""
     stale: tuple[Suppression, ...] = ()
-    """Entries and annotations that matched no finding of this run (judged only when their check ran)."""
+    """Entries and annotations that matched no finding of what this run judged."""
+    unknown: tuple[str, ...] = ()
+    """Annotations naming a check obsgap does not have, one line each."""
 
     def notices(self) -> list[str]:
         out = [f"suppression expired on {s.until}: {s.describe()} no longer hides "
                f"{len(ids)} finding{'s' if len(ids) != 1 else ''} (reason was: {s.reason})" for s, ids in self.expired]
         out += [f"stale suppression: {s.describe()} matches no finding; remove it or correct it" for s in self.stale]
-        return out
+        return out + list(self.unknown)
 
 
 def parse_config(entries: Any, origin: str, known_checks: Sequence[str]) -> tuple[Suppression, ...]:
@@ -105,6 +126,8 @@ def parse_config(entries: Any, origin: str, known_checks: Sequence[str]) -> tupl
         if not reason:
             raise InputError(f"{where}: give a reason (who accepted this, and why)")
         until = e.get("until")
+        if isinstance(until, datetime):  # YAML reads `2027-03-31T00:00:00` as a time: the day is what counts
+            until = until.date()
         if until is not None and not isinstance(until, date):
             try:
                 until = date.fromisoformat(str(until))
@@ -120,35 +143,58 @@ def parse_config(entries: Any, origin: str, known_checks: Sequence[str]) -> tupl
     return tuple(out)
 
 
-def from_annotations(topology: Topology | None) -> tuple[Suppression, ...]:
+def from_annotations(topology: Topology | None,
+                     known_checks: Sequence[str]) -> tuple[tuple[Suppression, ...], tuple[str, ...]]:
     """`obsgap.io/suppress: check[,check]` on a Namespace (its findings), a Service (the service's), a Pod or a
-    workload (a Deployment, StatefulSet or DaemonSet: the findings about it)."""
+    workload (a Deployment, StatefulSet or DaemonSet: the findings that name it). Returns (the suppressions, one
+    line per check name no check has, which suppresses nothing)."""
     if topology is None:
-        return ()
+        return (), ()
     out: list[Suppression] = []
+    unknown: list[str] = []
 
-    def add(annotations: Mapping[str, str], kind: str, name: str, namespace: str, service: str | None = None,
-            pod: str | None = None, workload: str | None = None) -> None:
+    def add(annotations: Mapping[str, str], kind: str, name: str, **scope: Any) -> None:
         checks = [c.strip() for c in annotations.get(ANNOTATION, "").split(",") if c.strip()]
         reason = annotations.get(REASON_ANNOTATION, "").strip() or f"{ANNOTATION} on {kind} {name} (no reason given)"
-        out.extend(Suppression(c, reason, f"annotation {ANNOTATION} on {kind} {name}", namespace=namespace,
-                               service=service, pod=pod, workload=workload) for c in checks)
+        for c in checks:
+            if c != "*" and c not in known_checks:
+                near = difflib.get_close_matches(c, known_checks, n=1)
+                unknown.append(f"{ANNOTATION} on {kind} {name} names no check {c!r}: it suppresses nothing"
+                               + (f" (did you mean {near[0]!r}?)" if near else ""))
+                continue
+            out.append(Suppression(c, reason, f"annotation {ANNOTATION} on {kind} {name}", **scope))
 
     for ns in topology.namespaces.values():
-        add(ns.annotations, "Namespace", ns.name, ns.name)
+        add(ns.annotations, "Namespace", ns.name, namespace=ns.name)
     for svc in topology.services:
-        add(svc.annotations, "Service", f"{svc.namespace}/{svc.name}", svc.namespace, service=svc.name)
+        add(svc.annotations, "Service", f"{svc.namespace}/{svc.name}", namespace=svc.namespace, service=svc.name)
     for pod in topology.pods:
-        add(pod.annotations, "Pod", f"{pod.namespace}/{pod.name}", pod.namespace, pod=pod.name)
+        add(pod.annotations, "Pod", f"{pod.namespace}/{pod.name}", namespace=pod.namespace, pod=pod.name)
     for w in topology.workloads:
-        add(w.annotations, w.kind, f"{w.namespace}/{w.name}", w.namespace, workload=w.name)
-    return tuple(out)
+        add(w.annotations, w.kind, f"{w.namespace}/{w.name}", ref=ObjectRef(w.kind, w.namespace, w.name))
+    return tuple(out), tuple(unknown)
 
 
-def apply(findings: Iterable[Finding], entries: Sequence[Suppression], today: date,
-          ran: Iterable[str]) -> tuple[tuple[Finding, ...], Suppressions]:
-    """(the findings still reported, what the suppressions did). `ran`: the checks that ran (an entry for a
-    check that did not run is not stale: nothing was judged)."""
+def _judged(s: Suppression, runs: Mapping[str, CheckRun], scope: Sequence[str]) -> bool:
+    """Whether this run judged what the entry names, so that matching nothing means it is stale: its check ran
+    (any check, for `*`), its namespace is in the -n scope, and the check examined that namespace."""
+    checked = [r for r in runs.values() if r.status == "ran"] if s.check == "*" else \
+        [r for r in (runs.get(s.check),) if r is not None and r.status == "ran"]
+    if not checked:
+        return False
+    ns = s.namespace or (s.ref.namespace if s.ref else None)
+    if ns is None:
+        return True
+    if scope and ns not in scope:
+        return False
+    return any(r.examined is None or any(k == ns or k.startswith(ns + "/") for k in r.examined) for r in checked)
+
+
+def apply(findings: Iterable[Finding], entries: Sequence[Suppression], today: date, runs: Iterable[CheckRun],
+          scope: Sequence[str] = (), unknown: Sequence[str] = ()) -> tuple[tuple[Finding, ...], Suppressions]:
+    """(the findings still reported, what the suppressions did). An entry is stale only when this run judged what
+    it names (`_judged`) and it matched nothing; an expired entry lists the findings it no longer hides (those no
+    live entry hides), and one that would match nothing is stale."""
     live = [s for s in entries if s.until is None or s.until >= today]
     expired = [s for s in entries if s.until is not None and s.until < today]
     kept: list[Finding] = []
@@ -156,14 +202,18 @@ def apply(findings: Iterable[Finding], entries: Sequence[Suppression], today: da
     used: set[int] = set()
     findings = list(findings)
     for f in findings:
-        hit = next((i for i, s in enumerate(live) if s.matches(f)), None)
-        if hit is None:
-            kept.append(f)
+        hits = [i for i, s in enumerate(live) if s.matches(f)]
+        used.update(hits)
+        if hits:
+            suppressed.append(SuppressedFinding(f, live[hits[0]]))
         else:
-            used.add(hit)
-            suppressed.append(SuppressedFinding(f, live[hit]))
-    ran_checks = set(ran)
-    back = [(s, tuple(f.id for f in findings if s.matches(f))) for s in expired]
-    stale = [s for i, s in enumerate(live) if i not in used] + [s for s, ids in back if not ids]
-    return tuple(kept), Suppressions(tuple(suppressed), tuple((s, ids) for s, ids in back if ids),
-                                     tuple(s for s in stale if s.check == "*" or s.check in ran_checks))
+            kept.append(f)
+    by_check = {r.check: r for r in runs}
+    shown = {f.id for f in kept}
+    back = [(s, tuple(f.id for f in findings if s.matches(f)), any(s.matches(f) for f in findings))
+            for s in expired]
+    stale = [s for i, s in enumerate(live) if i not in used] + [s for s, _, matched in back if not matched]
+    return tuple(kept), Suppressions(
+        tuple(suppressed), tuple((s, tuple(i for i in ids if i in shown)) for s, ids, _ in back
+                                 if any(i in shown for i in ids)),
+        tuple(s for s in stale if _judged(s, by_check, scope)), tuple(unknown))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 
@@ -27,3 +28,14 @@ def iso_ms(ms: int) -> str:
 def clean_line(text: object) -> str:
     """Untrusted text for a terminal: control characters (escape sequences, carriage returns) shown as spaces."""
     return "".join(" " if (ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029") else c for c in str(text))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters that move a terminal's cursor, recolour it or reorder the text around them (bidi controls)."""
+
+
+def safe(text: object) -> str:
+    """Untrusted text for a terminal or a chat: control and bidi characters as \\xNN / \\uNNNN escapes, so a
+    label value cannot rewrite the screen or disguise what it says."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                        str(text))

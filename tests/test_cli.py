@@ -537,14 +537,27 @@ def test_webhook_gets_summary_md(mesh, tmp_path: Path) -> None:  # type: ignore[
         assert res.exit_code == 1, res.output
         (path, ctype, body), = got
         assert path == "/services/T000/B000/ok" and ctype == "application/json"
-        assert json.loads(body) == {"text": (tmp_path / "out" / "summary.md").read_text()}
+        summary = (tmp_path / "out" / "summary.md").read_text()
+        assert json.loads(body) == {"text": summary.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")}
         secret.write_text(base + "gone")
         res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out2"), "--notify-webhook-file", str(secret)])
         assert res.exit_code == 3 and "HTTP 404" in res.output and "127.0.0.1" in res.output
         assert "T000" not in res.output
     finally:
         httpd.shutdown()
-    secret.write_text("not a url")
-    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out3"), "--notify-webhook-file", str(secret)])
-    assert res.exit_code == 2 and "expected an http(s):// webhook URL" in res.output
+    for bad in ("not a url", base + "ok\nsecond line", "https://hooks.example:99999/services/T000"):
+        secret.write_text(bad)
+        res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out3"), "--notify-webhook-file", str(secret)])
+        assert res.exit_code == 2 and "expected one http(s):// webhook URL" in res.output, res.output
+        assert "T000" not in res.output and "Traceback" not in res.output
     assert not (tmp_path / "out3").exists()
+
+
+def test_one_config_file_serves_report_and_slo(tmp_path: Path) -> None:
+    """The nightly ConfigMap holds report's output flags (pushgateway, ...): `obsgap slo --config` on the same file
+    takes it and ignores them."""
+    config = tmp_path / "obsgap.yaml"
+    config.write_text("pushgateway: http://pushgateway.monitoring:9091\nmetrics_file: /tmp/x.prom\nwindow: 30m\n")
+    res = CliRunner().invoke(main, ["slo", "--config", str(config), "--prometheus-url", "http://127.0.0.1:1"])
+    assert "unknown key" not in res.output and res.exit_code == 2  # no SLO given: the one error left
+    assert "obsgap slo needs SLOs" in res.output

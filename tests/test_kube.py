@@ -130,7 +130,7 @@ class _Api(BaseHTTPRequestHandler):
                                                       "spec": {"selector": {"app": "web"},
                                                                "ports": [{"name": "http", "port": 80}]}}]))
         if p in ("/api/v1/endpoints", "/apis/discovery.k8s.io/v1/endpointslices", "/apis/apps/v1/replicasets",
-                 "/apis/apps/v1/deployments"):
+                 "/apis/apps/v1/deployments", "/apis/apps/v1/statefulsets", "/apis/apps/v1/daemonsets"):
             return self._send(200, _list("X", []))
         if p == "/apis/networking.istio.io/v1/virtualservices":
             return self._send(200, _list("VirtualService", [{"apiVersion": "networking.istio.io/v1",

@@ -91,7 +91,8 @@ def result_dict(report: Report) -> dict[str, Any]:
                        for s in result.suppressions.suppressed],
         "suppressions": {"expired": [s.as_dict() | {"findings": list(ids)}
                                      for s, ids in result.suppressions.expired],
-                         "stale": [s.as_dict() for s in result.suppressions.stale]},
+                         "stale": [s.as_dict() for s in result.suppressions.stale],
+                         "unknown": list(result.suppressions.unknown)},
         "resolved": [{"id": f.id, "check": f.check, "title": f.title, "severity": f.severity}
                      for f in report.history.resolved],
         "not_rechecked": [f.as_dict() for f in report.history.not_rechecked],

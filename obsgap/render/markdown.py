@@ -15,6 +15,7 @@ from obsgap.report.model import Report
 from obsgap.report.notices import coverage_sentence
 from obsgap.slo.assess import SloAssessment
 from obsgap.slo.table import cells
+from obsgap.text import safe
 
 TOP = 10
 
@@ -44,13 +45,13 @@ def _word(word: str) -> str:
 
 def md(text: object) -> str:
     """Untrusted text for summary.md: one line; every word that could be markup shown in a code span."""
-    words = [w for w in re.split(r"\s+", str(text).strip()) if w]
+    words = [w for w in re.split(r"\s+", safe(re.sub(r"[\u2028\u2029]", " ", str(text))).strip()) if w]
     return " ".join(code(w) if i == 0 and _LIST_MARKER.fullmatch(w) else _word(w) for i, w in enumerate(words))
 
 
 def code(text: object) -> str:
     """A name shown whole in a code span (check ids, anchors)."""
-    return "`" + re.sub(r"\s+", " ", str(text)).replace("`", "ʼ") + "`"
+    return "`" + re.sub(r"\s+", " ", safe(text)).replace("`", "ʼ") + "`"
 
 
 def _slo_line(a: SloAssessment) -> str:
@@ -82,7 +83,10 @@ def render_markdown(report: Report) -> str:
     if report.history.baseline:
         since = f" Since the last run: {report.new} new, {len(report.history.resolved)} resolved"
         since += f", {len(report.history.not_rechecked)} not re-checked." if report.history.not_rechecked else "."
-    lines.append(f"Findings: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info.{since}")
+    hidden = len(result.suppressions.suppressed)
+    accepted = f" ({hidden} more suppressed: accepted, listed in findings.json)" if hidden else ""
+    lines.append(f"Findings: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info"
+                 f"{accepted}.{since}")
     for g in report.not_run:
         lines.append(f"Not run: {', '.join(code(c) for c in g.checks)} ({md(g.reason)})")
     if report.history.not_rechecked:

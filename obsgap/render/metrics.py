@@ -36,7 +36,8 @@ def render_metrics(document: dict[str, Any], generated_at_s: float) -> str:
         out.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
 
     findings = Counter((f["check"], f["severity"], f["namespace"] or "") for f in document["findings"])
-    checks_ran = [c["check"] for c in document["checks"] if c["status"] == "ran"]
+    # a zero only where the check ran and judged something: a check that examined nothing measured no zero
+    checks_ran = [c["check"] for c in document["checks"] if c["status"] == "ran" and c.get("examined") != 0]
     zero = {(c, s, "") for c in checks_ran for s in SEVERITIES if not any(k[:2] == (c, s) for k in findings)}
     family("obsgap_findings", "Findings of the last run (suppressed ones not counted) by check, severity and "
                               "namespace; 0 for the checks that ran and found none.",
@@ -56,6 +57,8 @@ def render_metrics(document: dict[str, Any], generated_at_s: float) -> str:
            ((_labels(()), sum(1 for c in document["checks"] if c["status"] != "ran")),))
     family("obsgap_last_run_timestamp_seconds", "When the last run ended (Unix seconds).",
            ((_labels(()), generated_at_s),))
-    family("obsgap_slo_trust", "1 for each SLO's verdict: can its numbers be trusted.",
-           ((_labels((("slo", a["slo"]), ("verdict", a["verdict"]))), 1) for a in document.get("slos", [])))
+    trust = {_labels((("slo", a["slo"]), ("tool", a.get("tool")), ("origin", a.get("origin")),
+                      ("verdict", a["verdict"]))): 1 for a in document.get("slos", [])}  # a name is not unique
+    family("obsgap_slo_trust", "1 for each SLO's verdict (can its numbers be trusted), by name, tool and the "
+                               "file or object it came from.", trust.items())
     return "\n".join(out) + "\n# EOF\n"

@@ -8,7 +8,6 @@ shown with control characters escaped, so a label value cannot move the cursor o
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -16,13 +15,7 @@ import yaml
 from obsgap.model import Finding
 from obsgap.report.model import Report
 from obsgap.report.notices import coverage_sentence, terminal_lines
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def safe(text: object) -> str:
-    """Text for a terminal: control characters (ESC, CR, ...) as \\xNN escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+from obsgap.text import safe
 
 
 def _resource(f: Finding) -> str:
@@ -46,8 +39,11 @@ def render_table(report: Report) -> str:
         for r in (header, *rows):
             lines.append("  ".join(safe(c).ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + safe(r[3]))
         lines.append("")
+    elif report.checks_ran == 0:
+        lines += ["no check could run: nothing was measured (the reasons below)", ""]
     else:
-        lines += ["no findings", ""]
+        lines += ["no findings" + ("" if report.result.status == "complete" and not report.not_run else
+                                   " in what could be measured (see below)"), ""]
     lines.append(coverage_sentence(report.headline))
     lines += [safe(line) for line in terminal_lines(report.result)]
     return "\n".join(lines) + "\n"

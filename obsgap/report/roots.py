@@ -5,7 +5,7 @@ namespace, service), never from their wording:
 
 - **An unlabelled namespace** (`namespace-not-injected`, Namespace N) explains the `envoy-bypass` findings of N
   whose cause is `no-sidecar/namespace-not-enabled`, and the `slo-untrustworthy` findings about those services (an
-  SLO on metrics the mesh never wrote).
+  SLO on metrics the mesh never wrote), unless a saturated histogram explains them (`latency-saturated`).
 - **Calls by pod IP** (`call-address-not-fqdn`, cause `pod-ip`, to service S) explain the `passthrough-traffic`
   finding of S (calls to a pod's address go through PassthroughCluster), a `port-missing-from-metrics` finding of S
   with cause `port-not-declared` (the port those calls use) and the other callers' pod-IP findings about S. The
@@ -49,7 +49,7 @@ def _unlabelled_symptom(f: Finding, roots: Mapping[Key, Finding], bypassed: froz
         return None
     if f.check == "envoy-bypass" and f.cause == "no-sidecar/namespace-not-enabled":
         return key
-    if f.check == "slo-untrustworthy" and _svc(f) in bypassed:
+    if f.check == "slo-untrustworthy" and f.cause != "latency-saturated" and _svc(f) in bypassed:
         return key
     return None
 
@@ -92,7 +92,8 @@ def root_groups(findings: Iterable[Finding], impact: Callable[[Finding], int]) -
             key = rule.root(f)
             if key is not None and key not in roots and f.id not in claimed:
                 roots[key] = f
-        bypassed = frozenset(_svc(f) for f in findings if f.check == "envoy-bypass")
+        bypassed = frozenset(_svc(f) for f in findings
+                             if f.check == "envoy-bypass" and f.cause == "no-sidecar/namespace-not-enabled")
         for f in findings:
             if f.id in claimed or any(f is r for r in roots.values()) or f.id in groups:
                 continue

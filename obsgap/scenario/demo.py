@@ -204,8 +204,8 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
     slo_file = "ambient_slos.yaml" if mesh == "ambient" else "demo_slos.yaml"
     slos.write_text((resources.files("obsgap.scenario") / slo_file).read_text(encoding="utf-8"))
     config = out / "scenario" / "obsgap.yaml"
-    config.write_text(DEMO_CONFIG)
-    suppressions = parse_config(yaml.safe_load(DEMO_CONFIG)["suppress"], f"--config {config}",
+    config.write_text(DEMO_CONFIG if mesh == "default" else "{}\n")  # only the default mesh has the node agent
+    suppressions = parse_config((yaml.safe_load(config.read_text()) or {}).get("suppress"), f"--config {config}",
                                 [c.id for c in REGISTRY])
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
     server = serve_openmetrics(built.metrics, out / "scenario")

@@ -109,6 +109,8 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
         ("EndpointSlice", disc.list_endpoint_slice_for_all_namespaces, {}),
         ("ReplicaSet", apps.list_replica_set_for_all_namespaces, {}),
         ("Deployment", apps.list_deployment_for_all_namespaces, {}),
+        ("StatefulSet", apps.list_stateful_set_for_all_namespaces, {}),
+        ("DaemonSet", apps.list_daemon_set_for_all_namespaces, {}),
     ]
     objects: list[Mapping[str, Any]] = []
     gaps: list[str] = []
