@@ -9,7 +9,7 @@ A side that was not measured is unknown, never 0: `Reconciliation.mesh_unmeasure
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -621,34 +621,33 @@ def reconcile(ev: Evidence) -> Reconciliation:
                           b.unmeasured)
 
 
-HourlyCell = tuple[str, int | None, str, int, int]
-"""(pod, port, origin, bin start ms, requests): one row of the logs' hourly counts."""
+HourlyCell = tuple[str, int, int]
+"""(origin, bin start ms, requests): one row of the logs' hourly counts, under its (namespace, pod, port)."""
 
 
-def hourly_by_namespace(hourly: pd.DataFrame) -> dict[str, list[HourlyCell]]:
-    """The logs' hourly counts grouped by namespace once, so each service reads only its own namespace's rows."""
-    out: dict[str, list[HourlyCell]] = defaultdict(list)
+def hourly_by_namespace(hourly: pd.DataFrame) -> dict[tuple[str, str, int | None], list[HourlyCell]]:
+    """The logs' hourly counts grouped once by (namespace, pod, port), so each service reads only the rows of its
+    own pods' ports (not its whole namespace's, once per service)."""
+    out: dict[tuple[str, str, int | None], list[HourlyCell]] = defaultdict(list)
     if hourly.empty:
         return out
     columns = [hourly[c].astype(object).tolist() for c in ("namespace", "pod", "port", "origin", "hour_ms",
                                                              "requests")]
     for ns, pod, port, origin, hour_ms, requests in zip(*columns, strict=True):
-        out[str(ns)].append((str(pod), None if port is None or pd.isna(port) else _int(port), str(origin),
-                             int(hour_ms), int(requests)))
+        key = (str(ns), str(pod), None if port is None or pd.isna(port) else _int(port))
+        out[key].append((str(origin), int(hour_ms), int(requests)))
     return out
 
 
-def served_bins(st: ServiceTraffic, hourly: dict[str, list[HourlyCell]]) -> dict[int, int]:
+def served_bins(st: ServiceTraffic, hourly: Mapping[tuple[str, str, int | None], list[HourlyCell]]) -> dict[int, int]:
     """A service's logged inbound requests per time bin, counting each cell with the witness its total was taken
     from (the same cells and witness as the coverage table, so the bins sum to its count)."""
     out: dict[int, int] = defaultdict(int)
-    cells = st.cells  # a property over the witnesses: once, not per row
-    if not cells:
-        return out
-    for pod, port, origin, hour_ms, requests in hourly.get(st.service.namespace, ()):
-        chosen = cells.get((pod, port))
-        if chosen is not None and origin == chosen:
-            out[hour_ms] += requests
+    ns = st.service.namespace
+    for (pod, port), chosen in st.cells.items():  # a property over the witnesses: once, not per row
+        for origin, hour_ms, requests in hourly.get((ns, pod, port), ()):
+            if origin == chosen:
+                out[hour_ms] += requests
     return out
 
 
