@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 
 from obsgap import engine
-from obsgap.checks import REGISTRY, by_id
+from obsgap.checks import CHECK_IDS, REGISTRY, by_id
 from obsgap.checks.base import doc_sections
 from obsgap.checks.slo import SloUntrustworthy
 from obsgap.config import (
@@ -35,7 +35,7 @@ from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import CheckSettings
 from obsgap.interrupts import Interrupted, interruptible
 from obsgap.outdir import claim_output
-from obsgap.publish import Written, notify_webhook, push_metrics, write_metrics, write_outputs
+from obsgap.publish import Written, metrics_text, notify_webhook, push_metrics, write_metrics, write_outputs
 from obsgap.render.terminal import render_table, render_yaml
 from obsgap.report.notices import notices, terminal_lines
 from obsgap.slo.table import slo_table
@@ -97,7 +97,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
                                       {k: v for k, v in aliases.items() if k != v and v})
             values = {k: v for k, v in values.items() if k in own or k == SUPPRESS_KEY}
             ctx.meta[SUPPRESS_META] = parse_suppressions(values.pop(SUPPRESS_KEY, None), f"--config {value}",
-                                                         [c.id for c in REGISTRY])
+                                                         CHECK_IDS)
             ctx.default_map = values
         except InputError as exc:
             raise click.UsageError(str(exc), ctx) from exc
@@ -294,8 +294,9 @@ def stdout_text(output: str, written: Written) -> str:
 
 def _publish(opts: dict[str, Any], webhook: str | None, written: Written) -> list[str]:
     """The run sent where the flags say (metrics file, Pushgateway, webhook); one line per step that failed."""
-    steps = [(bool(opts["metrics_file"]), lambda: write_metrics(Path(opts["metrics_file"]), written)),
-             (bool(opts["pushgateway"]), lambda: push_metrics(opts["pushgateway"], written)),
+    metrics = metrics_text(written) if opts["metrics_file"] or opts["pushgateway"] else ""
+    steps = [(bool(opts["metrics_file"]), lambda: write_metrics(Path(opts["metrics_file"]), metrics)),
+             (bool(opts["pushgateway"]), lambda: push_metrics(opts["pushgateway"], metrics)),
              (webhook is not None, lambda: notify_webhook(str(webhook), written))]
     failed = []
     for wanted, step in steps:
@@ -316,16 +317,21 @@ def _webhook_url(path: str | None) -> str | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--notify-webhook-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
                          ) from exc
+    if not _http_url(url):
+        raise InputError(f"--notify-webhook-file {path}: expected one http(s):// webhook URL in the file (a host, "
+                         "no spaces or line breaks)")
+    return url
+
+
+def _http_url(url: str) -> bool:
+    """An http(s) URL with a host, a valid port and no whitespace or control characters (what urllib can send)."""
     parts = urlsplit(url)
     try:
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         port_ok = False
-    if parts.scheme not in ("https", "http") or not parts.hostname or not port_ok or \
-            any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise InputError(f"--notify-webhook-file {path}: expected one http(s):// webhook URL in the file (a host, "
-                         "no spaces or line breaks)")
-    return url
+    return parts.scheme in ("https", "http") and bool(parts.hostname) and port_ok and \
+        not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)
 
 
 def _prometheus(o: dict[str, Any]) -> PrometheusOptions | None:
@@ -376,8 +382,8 @@ def _checked(o: dict[str, Any]) -> None:
         raise InputError(f"--check: unknown check(s) {', '.join(unknown)} (see `obsgap checks`)")
     if o.get("metrics_file") and not Path(o["metrics_file"]).resolve().parent.is_dir():
         raise InputError(f"--metrics-file {o['metrics_file']}: its folder does not exist")
-    if o.get("pushgateway") and not str(o["pushgateway"]).startswith(("http://", "https://")):
-        raise InputError(f"--pushgateway {o['pushgateway']}: give an http(s):// URL")
+    if o.get("pushgateway") and not _http_url(str(o["pushgateway"])):
+        raise InputError(f"--pushgateway {redact_url(str(o['pushgateway']))}: give an http(s)://host[:port] URL")
     if not 0 <= o["tolerance"] < 1:
         raise InputError("--tolerance must be between 0 and 1")
 
@@ -455,8 +461,8 @@ def explain(check_id: str) -> None:
     if check is None:
         import difflib
 
-        near = difflib.get_close_matches(check_id, [c.id for c in REGISTRY], n=3, cutoff=0.6)
-        hint = f"did you mean {' or '.join(near)}?" if near else f"known: {', '.join(c.id for c in REGISTRY)}"
+        near = difflib.get_close_matches(check_id, CHECK_IDS, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}?" if near else f"known: {', '.join(CHECK_IDS)}"
         codes = sorted({c.istio_code for c in REGISTRY if c.istio_code})
         click.echo(f"obsgap: unknown check {check_id!r}; {hint} (istioctl codes work too: {', '.join(codes)})",
                    err=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from obsgap import suppress
 from obsgap.analysis import ANALYSIS_QUERIES, ANALYSIS_RANGE_QUERIES, Analysis, analyze
-from obsgap.checks import REGISTRY
+from obsgap.checks import CHECK_IDS, REGISTRY
 from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.config import RunPlan
 from obsgap.errors import InputError, ObsgapError
@@ -249,7 +249,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
                                if evidence.metrics is not None else None))
     runs, found = run_checks(checks, evidence, analysis)
     now = datetime.now(UTC).replace(microsecond=0)
-    annotated, unknown = suppress.from_annotations(topo.evidence, [c.id for c in REGISTRY])
+    annotated, unknown = suppress.from_annotations(topo.evidence, CHECK_IDS)
     findings, suppressions = suppress.apply(found, (*plan.suppressions, *annotated), now.date(), runs,
                                             plan.namespaces, unknown)
     kube = topo.report if isinstance(topo.report, KubernetesReport) else KubernetesReport("none", "not-configured")

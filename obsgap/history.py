@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from obsgap.analysis.coverage import coverage_share
-from obsgap.checks import REGISTRY, by_id
+from obsgap.checks import CHECK_IDS, REGISTRY, by_id
 from obsgap.model import CheckRun
 
 MAX_RUNS = 60
@@ -112,7 +112,7 @@ def _int_or_none(v: Any) -> int | None:
 def _summary_of(doc: dict[str, Any], date: str) -> RunSummary:
     rows = [c for c in doc.get("coverage") or [] if isinstance(c, dict)]
     checks = [c for c in doc.get("checks") or [] if isinstance(c, dict)]
-    ran = {str(c.get("check")) for c in checks if c.get("status") == "ran"} if checks else {c.id for c in REGISTRY}
+    ran = {str(c.get("check")) for c in checks if c.get("status") == "ran"} if checks else set(CHECK_IDS)
     return summarize_run(
         date, ((_int_or_none(c.get("log_requests")), _int_or_none(c.get("mesh_requests")),
                 bool(c.get("comparable", True)) and c.get("ratio") is not None) for c in rows), ran,

@@ -74,33 +74,41 @@ def write_outputs(result: ScanResult, out_dir: Path, baseline: Path | None = Non
                    texts)
 
 
-def write_metrics(path: Path, written: Written) -> None:
-    """The run as metrics (render.metrics), replaced atomically: the textfile collector never reads half a file."""
-    text = render_metrics(written.document, written.report.result.generated_at.timestamp())
+def metrics_text(written: Written) -> str:
+    """The run as metrics (render.metrics), once for the file and the Pushgateway alike."""
+    return render_metrics(written.document, written.report.result.generated_at.timestamp())
+
+
+def write_metrics(path: Path, text: str) -> None:
+    """The metrics file, replaced atomically: the textfile collector never reads half a file."""
     try:
         _atomic_write(path, text)
     except OSError as exc:
         raise InputError(f"--metrics-file {path}: cannot write it ({exc.strerror})") from exc
 
 
-def push_metrics(url: str, written: Written, timeout_s: float = 30.0) -> None:
-    """The same metrics PUT to a Pushgateway under job="obsgap" (replacing the last run's group)."""
+def _send(url: str, body: bytes, method: str, content_type: str, what: str, timeout_s: float) -> None:
+    """One HTTP request of a publishing step; a failure is a SourceError starting with `what` (which names the
+    destination as it may be shown), never a traceback."""
     import urllib.error
     import urllib.request
 
-    body = render_metrics(written.document, written.report.result.generated_at.timestamp()).encode()
-    shown = redact_url(url)  # no user:password or query values in any message
     try:
-        request = urllib.request.Request(url.rstrip("/") + "/metrics/job/obsgap", data=body, method="PUT",
-                                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         detail = safe(exc.read().decode("utf-8", "replace").strip()[:300])
-        raise SourceError(f"--pushgateway {shown}: HTTP {exc.code}: {detail}") from exc
+        raise SourceError(f"{what}: HTTP {exc.code}" + (f": {detail}" if detail else "")) from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        why = getattr(exc, "reason", None) or type(exc).__name__
-        raise SourceError(f"--pushgateway {shown}: cannot push ({safe(why)})") from exc
+        raise SourceError(f"{what}: cannot reach it ({safe(getattr(exc, 'reason', None) or type(exc).__name__)})"
+                          ) from exc
+
+
+def push_metrics(url: str, text: str, timeout_s: float = 30.0) -> None:
+    """The metrics PUT to a Pushgateway under job="obsgap" (replacing the last run's group)."""
+    _send(url.rstrip("/") + "/metrics/job/obsgap", text.encode(), "PUT", "text/plain; version=0.0.4; charset=utf-8",
+          f"--pushgateway {redact_url(url)}", timeout_s)  # no user:password or query values in any message
 
 
 SLACK_TEXT_LIMIT = 40_000
@@ -111,22 +119,11 @@ def notify_webhook(url: str, written: Written, timeout_s: float = 30.0) -> None:
     """summary.md POSTed to a Slack-compatible incoming webhook as {"text": ...}. The URL is a secret: errors name
     its host only."""
     import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+    from urllib.parse import urlsplit
 
     # Slack reads <...> as links and mentions (<!channel>): its three control characters go as entities
     text = written.texts["summary.md"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     if len(text) > SLACK_TEXT_LIMIT:
         text = text[:SLACK_TEXT_LIMIT - 200].rsplit("\n", 1)[0] + "\n… cut here: the whole summary is in summary.md\n"
-    host = urllib.parse.urlsplit(url).hostname or "(no host)"
-    try:
-        request = urllib.request.Request(url, data=json.dumps({"text": text}).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise SourceError(f"--notify-webhook-file: the webhook at {host} answered HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise SourceError(f"--notify-webhook-file: cannot reach the webhook at {host} "
-                          f"({type(getattr(exc, 'reason', exc)).__name__})") from exc
+    _send(url, json.dumps({"text": text}).encode(), "POST", "application/json",
+          f"--notify-webhook-file: the webhook at {urlsplit(url).hostname or '(no host)'}", timeout_s)

@@ -44,5 +44,8 @@ REGISTRY: tuple[type[Check], ...] = (
 )
 
 
+CHECK_IDS: tuple[str, ...] = tuple(c.id for c in REGISTRY)
+
+
 def by_id(check_id: str) -> type[Check] | None:
     return next((c for c in REGISTRY if c.id == check_id), None)

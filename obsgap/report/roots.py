@@ -94,8 +94,9 @@ def root_groups(findings: Iterable[Finding], impact: Callable[[Finding], int]) -
                 roots[key] = f
         bypassed = frozenset(_svc(f) for f in findings
                              if f.check == "envoy-bypass" and f.cause == "no-sidecar/namespace-not-enabled")
+        root_ids = {r.id for r in roots.values()}
         for f in findings:
-            if f.id in claimed or any(f is r for r in roots.values()) or f.id in groups:
+            if f.id in claimed or f.id in root_ids or f.id in groups:
                 continue
             key = rule.symptom(f, roots, bypassed)
             if key is not None:

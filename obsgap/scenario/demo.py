@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from obsgap import engine
-from obsgap.checks import REGISTRY
+from obsgap.checks import CHECK_IDS
 from obsgap.config import RunPlan
 from obsgap.evidence import CheckSettings
 from obsgap.model import Window
@@ -206,7 +206,7 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
     config = out / "scenario" / "obsgap.yaml"
     config.write_text(DEMO_CONFIG if mesh == "default" else "{}\n")  # only the default mesh has the node agent
     suppressions = parse_config((yaml.safe_load(config.read_text()) or {}).get("suppress"), f"--config {config}",
-                                [c.id for c in REGISTRY])
+                                CHECK_IDS)
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
     server = serve_openmetrics(built.metrics, out / "scenario")
     try:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from obsgap.errors import InputError, SourceError
 from obsgap.sources.logs.clickhouse_parse import ROW_KINDS, Params, Relation, otel_lines, parse_lines
-from obsgap.sources.logs.clickhouse_schema import parsed_rows
+from obsgap.sources.logs.clickhouse_schema import literal, parsed_rows
 from obsgap.sources.logs.clock import CLOCK_SAMPLE, clock_offset
 from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.table import LogStats
@@ -58,9 +58,9 @@ class Connection(Protocol):
 
 def _ch_literal(value: Any) -> str:
     """A query parameter's value as ClickHouse parses it for its declared type (strings and string arrays): its
-    escapes are decoded, so a backslash (in a pattern, a path) goes in doubled."""
+    escapes are decoded, so a backslash (in a pattern, a path) goes in doubled; an array is an array literal."""
     if isinstance(value, list | tuple):
-        return "[" + ",".join("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in value) + "]"
+        return literal(list(value), "Array(String)")
     return str(value).replace("\\", "\\\\")
 
 
