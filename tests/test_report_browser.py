@@ -177,6 +177,7 @@ def test_evidence_reads_as_words_not_json(browser: Any, demo_page: Path) -> None
                          Array.from(d.querySelectorAll('.ytick text')).map((t) => t.textContent)])""")
         assert axes and all(fmt == ",d" and low >= 0 for fmt, low, _ in axes), axes
         assert not [t for _, _, ticks in axes for t in ticks if "." in t or t.startswith(("-", "−"))]
+        assert all(len(ticks) == len(set(ticks)) for _, _, ticks in axes), axes  # no 240, 240, 241
         # a symptom's card names the finding whose cause explains it, linked
         symptom = next(f for f in view.data["findings"] if f["root"] not in (None, f["id"]))
         explained = view.page.locator(f"#finding-{symptom['id']} .explained a")

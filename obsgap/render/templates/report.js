@@ -44,20 +44,21 @@
     if (c.kind === "bars") {
       return { data: [{ type: "bar", x: c.labels.map(esc), y: c.values, marker: { color: c.colors },
         hovertemplate: "%{x}: %{y:,.0f} " + esc(c.value_name) + "<extra></extra>" }],
-        layout: lay({ height: 260, title: title, yaxis: countAxis(c.values) }) };
+        layout: lay({ height: 260, title: title, yaxis: countAxis(c.values, true) }) };
     }
     const when = (ms) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
     return { data: c.lines.map((l) => ({ type: "scatter", mode: "lines+markers", name: esc(l.name), line: { color: l.color },
       x: l.points.map((p) => when(p[0])), y: l.points.map((p) => p[1]), hovertemplate: "%{x}: %{y:,} " + esc(l.name) + "<extra></extra>" })),
       layout: lay({ height: 240, title: title, showlegend: true, legend: { orientation: "h", y: -0.3 },
-        yaxis: countAxis(c.lines.flatMap((l) => l.points.map((p) => p[1]))) }) };
+        yaxis: countAxis(c.lines.flatMap((l) => l.points.map((p) => p[1])), false) }) };
   }
-  // A count never reads 1.5 or -0.27: whole ticks from zero when every value is whole (one by one below 6)
-  function countAxis(values) {
+  // A count never reads 1.5 or -0.27, nor 240, 240, 241: whole ticks, one by one where the values span little
+  // (a flat line's axis spans one either side of it), and never below zero
+  function countAxis(values, fromZero) {
     const nums = values.filter((v) => typeof v === "number");
     if (!nums.length || !nums.every(Number.isInteger)) return { rangemode: "nonnegative" };
     const axis = { rangemode: "nonnegative", tickformat: ",d" };
-    if (Math.max(...nums) <= 5) axis.dtick = 1;
+    if (Math.max(...nums) - (fromZero ? 0 : Math.min(...nums)) <= 5) axis.dtick = 1;
     return axis;
   }
   const sized = typeof ResizeObserver === "function" ? new ResizeObserver((entries) => {
