@@ -113,6 +113,13 @@ ENVOY_VARIANTS = [
     ENVOY.replace("10.44.0.5:8080 10.44.0.3", "10.44.0.5:\u00b2 10.44.0.3").replace("inbound|8080||", "-"),
     ENVOY.replace("inbound|8080||", "inbound|\u0663\u0660||"),
     ENVOY[:60],
+    # a waypoint's and an HBONE upstream (tests/data/ambient, istio#50321): read line by line, the rest columnar
+    (Path(__file__).parent / "data" / "ambient" / "waypoint_lines.txt").read_text().splitlines()[0],
+    ENVOY.replace("inbound|8080||", "inbound-pod|8080||"),
+    ENVOY.replace("inbound|8080||", "outbound|80||echo.default.svc.cluster.local").replace(
+        '"10.44.0.5:8080"', '"envoy://connect_originate/10.244.0.10:80"'),
+    ENVOY.replace('"10.44.0.5:8080"', '"envoy://internal_client_address/"'),
+    ENVOY.replace('"python-requests/2.31"', '"envoy://agent"'),  # elsewhere, envoy:// is just text
     "[just brackets]",
     "[" + ENVOY,
 ]

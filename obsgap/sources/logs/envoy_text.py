@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsgap.sources.logs.envoy_fields import direction_port_columns, envoy_fields_row
+from obsgap.sources.logs.envoy_fields import WAYPOINT_CLUSTERS, direction_port_columns, envoy_fields_row
 from obsgap.sources.logs.envoy_format import TextFormat, builtin_text_formats
 from obsgap.sources.logs.framing import CRI_COMPLETE
 from obsgap.sources.logs.parts import Row
@@ -57,8 +58,6 @@ CRI_ENVOY = CRI_COMPLETE + re.sub(r"\(\?P<\w+>", "(?:", ENVOY_TEXT.pattern.repla
     r"(?P<start>[^\]]+)", r"(?P<start>[^\] ]+)"))
 
 
-_PROXIED_FOR_ANOTHER = r'"envoy://| inbound-(?:vip|pod)\|'
-"""envoy_fields.proxied_for_another in a TEXT line: the per-line reader reads those."""
 
 
 ENVOY_QUOTE_PARTS = 15  # Istio's TEXT format has 7 quoted fields
@@ -66,12 +65,14 @@ ENVOY_QUOTE_PARTS = 15  # Istio's TEXT format has 7 quoted fields
 
 def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     """Normalized columns of the CRI lines holding an access log in the strict shape, and the mask of those."""
-    strict = pc.fill_null(pc.and_(pc.match_substring_regex(lines, CRI_ENVOY),
-                                  pc.invert(pc.match_substring_regex(lines, _PROXIED_FOR_ANOTHER))), False)
+    strict = pc.fill_null(pc.match_substring_regex(lines, CRI_ENVOY), False)
     quoted = pc.split_pattern(lines, '"')
     ok = pc.and_(strict, pc.equal(pc.list_value_length(quoted), ENVOY_QUOTE_PARTS))
     if not pc.all(ok).as_py():
         quoted = quoted.filter(ok)
+    if len(quoted) == 0:
+        return {}, ok
+    ok, quoted = _without_proxied_for_another(ok, quoted)
     if len(quoted) == 0:
         return {}, ok
     start = _envoy_start(nth(quoted, 0))
@@ -96,6 +97,21 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         "response_flags": blank_to_null(nth(outcome, 2)),
     }
     return columns, ok
+
+
+def _without_proxied_for_another(ok: pa.Array, quoted: pa.ListArray) -> tuple[pa.Array, pa.ListArray]:
+    """Leave a waypoint's lines and those whose upstream is an HBONE internal address to the per-line reader
+    (envoy_fields.envoy_fields_row): tested on the two fields that tell, not by a regex over every whole line."""
+    upstream_host, tail = nth(quoted, 13), nth(quoted, 14)  # tail: " cluster ulocal dlocal ..."
+    proxied = pc.starts_with(upstream_host, "envoy://")
+    for cluster in WAYPOINT_CLUSTERS:
+        proxied = pc.or_(proxied, pc.starts_with(tail, " " + cluster))
+    if not pc.any(proxied).as_py():
+        return ok, quoted
+    kept = np.flatnonzero(pc.fill_null(ok, False).to_numpy(zero_copy_only=False))
+    mask = np.zeros(len(ok), dtype=bool)
+    mask[kept[~proxied.to_numpy(zero_copy_only=False)]] = True
+    return pa.array(mask), quoted.filter(pc.invert(proxied))
 
 
 ENVOY_START_CHARS = len("2026-11-25T04:01:26.687Z")  # %START_TIME% in Istio's default format
