@@ -5,9 +5,11 @@ decides nothing a source, the analysis or a check decides."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar, cast
 
 from obsgap import suppress
 from obsgap.analysis import ANALYSIS_QUERIES, ANALYSIS_RANGE_QUERIES, Analysis, analyze
@@ -224,6 +226,52 @@ def _logs_reasons(logs: LogsReport, already: list[str]) -> list[str]:
     return out
 
 
+def _metrics_and_logs(srcs: Sources, ctx: ReadContext) -> tuple[SourceRead[MetricsEvidence, PrometheusReport],
+                                                                 SourceRead[LogEvidence, LogsReport]]:
+    """Prometheus answers while the logs are read: the queries start in a thread as soon as the log source has
+    started its worker processes (ReadContext.forks_done), or once the logs are read if it never says so."""
+    metrics_source, logs_source = srcs.metrics, srcs.logs
+    if metrics_source is None or logs_source is None:
+        return (metrics_source.read(ctx) if metrics_source is not None else metrics_not_configured(),
+                logs_source.read(ctx) if logs_source is not None else logs_not_configured())
+    metrics = _InThread(lambda: metrics_source.read(ctx))
+    logs = logs_source.read(replace(ctx, forks_done=metrics.start))
+    return metrics.result(), logs
+
+
+T = TypeVar("T")
+
+
+class _InThread(Generic[T]):
+    """fn in a daemon thread, started once; result() starts it if need be, waits, and raises what fn raised. A
+    daemon thread: an interrupt does not wait for a query still in flight."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[bool, Any] = (False, None)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="obsgap-metrics", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = (True, self._fn())
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._outcome = (False, exc)
+
+    def result(self) -> T:
+        self.start()
+        assert self._thread is not None
+        self._thread.join()
+        done, value = self._outcome
+        if not done:
+            raise value
+        return cast(T, value)
+
+
 def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     say = progress or (lambda _msg: None)
     checks = selected_checks(plan)
@@ -234,8 +282,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     topo = srcs.topology.read(ctx)
     _check_scope(plan, topo.evidence, srcs.metrics)
     ctx = replace(ctx, index=TopologyIndex(topo.evidence or Topology.empty()))
-    metrics = srcs.metrics.read(ctx) if srcs.metrics is not None else metrics_not_configured()
-    logs = srcs.logs.read(ctx) if srcs.logs is not None else logs_not_configured()
+    metrics, logs = _metrics_and_logs(srcs, ctx)
     dashboards = srcs.dashboards.read(ctx)
     problems = [*slos.problems, *topo.problems, *metrics.problems, *logs.problems]
     covered = _covered(ctx, logs.evidence, metrics, srcs.metrics, problems)

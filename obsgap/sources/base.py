@@ -29,6 +29,10 @@ class ReadContext:
     namespaces: tuple[str, ...]
     index: TopologyIndex
     say: Progress
+    forks_done: Callable[[], None] = lambda: None
+    """A source that starts worker processes calls this once they are all started (a source that starts none may
+    call it at once): the engine then reads the other sources in a thread alongside. Not before: a process forked
+    while another thread runs can deadlock on a lock that thread held."""
 
     @property
     def start_ms(self) -> int:

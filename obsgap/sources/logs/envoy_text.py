@@ -72,9 +72,6 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         quoted = quoted.filter(ok)
     if len(quoted) == 0:
         return {}, ok
-    ok, quoted = _without_proxied_for_another(ok, quoted)
-    if len(quoted) == 0:
-        return {}, ok
     start = _envoy_start(nth(quoted, 0))
     request = pc.split_pattern(nth(quoted, 1), " ", max_splits=2)
     outcome = pc.split_pattern(nth(quoted, 2), " ", max_splits=3)  # " code flags details term "
@@ -96,22 +93,23 @@ def envoy_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
         "downstream_local": dlocal, "downstream_remote": blank_to_null(nth(tail, 4)),
         "response_flags": blank_to_null(nth(outcome, 2)),
     }
-    return columns, ok
+    return _without_proxied_for_another(columns, ok)
 
 
-def _without_proxied_for_another(ok: pa.Array, quoted: pa.ListArray) -> tuple[pa.Array, pa.ListArray]:
+def _without_proxied_for_another(columns: dict[str, pa.Array], ok: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     """Leave a waypoint's lines and those whose upstream is an HBONE internal address to the per-line reader
-    (envoy_fields.envoy_fields_row): tested on the two fields that tell, not by a regex over every whole line."""
-    upstream_host, tail = nth(quoted, 13), nth(quoted, 14)  # tail: " cluster ulocal dlocal ..."
-    proxied = pc.starts_with(upstream_host, "envoy://")
+    (envoy_fields.envoy_fields_row): told by the two fields that say so, not by a regex over every whole line."""
+    proxied = pc.starts_with(columns["upstream_host"], "envoy://")
     for cluster in WAYPOINT_CLUSTERS:
-        proxied = pc.or_(proxied, pc.starts_with(tail, " " + cluster))
+        proxied = pc.or_(proxied, pc.starts_with(columns["upstream_cluster"], cluster))
+    proxied = pc.fill_null(proxied, False)
     if not pc.any(proxied).as_py():
-        return ok, quoted
+        return columns, ok
     kept = np.flatnonzero(pc.fill_null(ok, False).to_numpy(zero_copy_only=False))
     mask = np.zeros(len(ok), dtype=bool)
     mask[kept[~proxied.to_numpy(zero_copy_only=False)]] = True
-    return pa.array(mask), quoted.filter(pc.invert(proxied))
+    keep = pc.invert(proxied)
+    return {name: values.filter(keep) for name, values in columns.items()}, pa.array(mask)
 
 
 ENVOY_START_CHARS = len("2026-11-25T04:01:26.687Z")  # %START_TIME% in Istio's default format

@@ -80,9 +80,10 @@ class ColumnarBatch:
         data, joined, wrapper = cleaned
         stats = FileStats(str(path))
         preset = preset_clock(path, self.task, stats) if later else False
-        # the access-log kernels for files of access logs alone; the application batch reads both kinds columnar
-        access_logs_only = b" F [" in data[:data.find(b"\n")] and b" F {" not in data
-        self.files[access_logs_only].append(
+        # a file whose first line is an access log takes the access-log kernels (JSON lines after it are read
+        # columnar too: _read_batch); the application batch reads both kinds columnar
+        access_logs_first = b" F [" in data[:data.find(b"\n")]
+        self.files[access_logs_first].append(
             BatchFile(path, data, stats, joined, wrapper, preset, raw))
         self.size += len(data)
         if self.size >= BATCH_BYTES:
@@ -166,6 +167,8 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
             parts.append((np.flatnonzero(ok_np), columns))
             _count(files, lines.file_of[ok_np], "envoy-text", access_format=DEFAULT_ACCESS_FORMAT)
         by_line = np.flatnonzero(~ok_np)
+        if _any_json(lines, by_line):  # JSON after the proxy's lines (kubectl logs --all-containers)
+            by_line = np.intersect1d(by_line, _application_lines(files, lines, task, parts), assume_unique=True)
     else:
         lines = _reject_incomplete(files, lines, task, out)
         if len(lines.text) == 0:
@@ -204,6 +207,15 @@ def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     except pa.ArrowException:  # not seen; should Arrow fail, the per-line parser reads every line
         return {}, np.zeros(len(text), bool)
     return columns, ok.to_numpy(zero_copy_only=False)
+
+
+_JSON_MESSAGE = r"^[^ ]+ (?:stdout|stderr) F \{"
+
+
+def _any_json(lines: BatchLines, rows: np.ndarray) -> bool:
+    """Whether a JSON message is among these lines (few: those an access-log batch did not read as access logs)."""
+    return len(rows) > 0 and bool(pc.any(pc.match_substring_regex(lines.text.take(pa.array(rows)),
+                                                                   _JSON_MESSAGE)).as_py())
 
 
 def _access_logs_among(rows: np.ndarray, files: list[BatchFile], lines: BatchLines,

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,7 @@ class LogFileSource:
     def read(self, ctx: ReadContext) -> SourceRead[LogEvidence, LogsReport]:
         parts = Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
         try:
-            stats = read_files(list(self.paths), self.reading, ctx, parts, "files")
+            stats = read_files(list(self.paths), self.reading, ctx, parts, "files", ctx.forks_done)
             table = combine(parts, [stats])
             try:
                 evidence, acc = summarize(table, ctx.index, ctx.start_ms, ctx.end_ms)
@@ -109,7 +110,8 @@ class LogFileSource:
         return finish(evidence, acc, empty=empty)
 
 
-def read_files(paths: list[str], reading: LogReading, ctx: ReadContext, parts: Path, prefix: str) -> LogStats:
+def read_files(paths: list[str], reading: LogReading, ctx: ReadContext, parts: Path, prefix: str,
+               workers_started: Callable[[], None] | None = None) -> LogStats:
     """Read log files into the Parquet parts under `parts` (summary.combine makes one table of every batch)."""
     found = discover(paths)
     ctx.say(f"reading {len(found.files)} log files")
@@ -118,7 +120,8 @@ def read_files(paths: list[str], reading: LogReading, ctx: ReadContext, parts: P
     unique = {p.name: p.namespace for p in pods if names[p.name] == 1}
     attribution = Attributions(file_attributions(found.files, reading.log_pods, unique), unique)
     return read_logs(found, ctx.start_ms, ctx.end_ms, reading.fields or None, access_formats=_formats(reading, ctx),
-                     attribution=attribution, into=parts, prefix=prefix).stats
+                     attribution=attribution, into=parts, prefix=prefix,
+                     workers_started=workers_started).stats
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class ClickHouseSource:
             raise InputError(f"--clickhouse-url {url}: no such data directory")
 
     def read(self, ctx: ReadContext) -> SourceRead[LogEvidence, LogsReport]:
+        ctx.forks_done()
         formats = _formats(self.reading, ctx)
         ctx.say(f"querying {self.options.table} in ClickHouse")
         try:

@@ -191,14 +191,16 @@ def read_logs(found: Discovered, start_ms: int | None, end_ms: int | None,
               mapping: Mapping[str, str] | None = None, workers: int | None = None, columnar: bool = True,
               progress: Callable[[int, int], None] | None = None,
               access_formats: tuple[AccessFormat, ...] = (),
-              attribution: Attributions | None = None, into: Path | None = None, prefix: str = "part") -> LogTable:
+              attribution: Attributions | None = None, into: Path | None = None, prefix: str = "part",
+              workers_started: Callable[[], None] | None = None) -> LogTable:
     """Read every file into Parquet parts in a fresh temporary folder (or `into`, beside parts read before: see
     combine). On any exit but success (an error, an interrupt) the workers are ended and a fresh folder removed
-    before the exception goes on."""
+    before the exception goes on. `workers_started` is called once no more worker process will be forked."""
     root = into or Path(tempfile.mkdtemp(prefix="obsgap-logs-"))
     try:
         return LogTable(root, _summarise(_read_all(found, root, start_ms, end_ms, mapping, workers, columnar,
-                                                   progress, access_formats, attribution or Attributions(), prefix),
+                                                   progress, access_formats, attribution or Attributions(), prefix,
+                                                   workers_started or (lambda: None)),
                                          found.skipped))
     except BaseException:
         if into is None:
@@ -232,7 +234,7 @@ def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int |
               mapping: Mapping[str, str] | None, workers: int | None, columnar: bool,
               progress: Callable[[int, int], None] | None,
               access_formats: tuple[AccessFormat, ...], attribution: Attributions,
-              prefix: str = "part") -> list[FileStats]:
+              prefix: str, workers_started: Callable[[], None]) -> list[FileStats]:
     workers = workers or os.cpu_count() or 1
     tasks = [ReadTask(batch.files, str(root / f"{prefix}-{i:05d}.parquet"), start_ms, end_ms,
                       dict(mapping) if mapping else None, columnar, access_formats,
@@ -242,6 +244,7 @@ def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int |
     workers = min(workers, len(tasks))
     results: list[FileStats] = []
     if workers <= 1 or len(tasks) <= 1:
+        workers_started()
         for i, task in enumerate(tasks):
             results.extend(run_task(task))
             if progress:
@@ -249,7 +252,9 @@ def _read_all(found: Discovered, root: Path, start_ms: int | None, end_ms: int |
         return merge_ranges(results)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
     try:
-        for i, stats in enumerate(pool.map(run_task, tasks)):
+        done = pool.map(run_task, tasks)  # submits every task: with fork, every worker is started by now
+        workers_started()
+        for i, stats in enumerate(done):
             results.extend(stats)
             if progress:
                 progress(i + 1, len(tasks))
