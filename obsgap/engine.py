@@ -234,8 +234,14 @@ def _metrics_and_logs(srcs: Sources, ctx: ReadContext) -> tuple[SourceRead[Metri
     if metrics_source is None or logs_source is None:
         return (metrics_source.read(ctx) if metrics_source is not None else metrics_not_configured(),
                 logs_source.read(ctx) if logs_source is not None else logs_not_configured())
-    metrics = _InThread(lambda: metrics_source.read(ctx))
-    logs = logs_source.read(replace(ctx, forks_done=metrics.start))
+    abandoned = threading.Event()  # the logs failed or were interrupted: the thread says nothing more
+    quiet = replace(ctx, say=lambda message: None if abandoned.is_set() else ctx.say(message))
+    metrics = _InThread(lambda: metrics_source.read(quiet))
+    try:
+        logs = logs_source.read(replace(ctx, forks_done=metrics.start))
+    except BaseException:
+        abandoned.set()  # a daemon thread writing to stderr while the interpreter exits can abort it
+        raise
     return metrics.result(), logs
 
 
