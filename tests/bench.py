@@ -214,7 +214,9 @@ def engine_bound(root: Path, workers: int | None, floor_s: float) -> None:
 RSS_WRAPPER = """
 import resource, subprocess, sys
 rc = subprocess.run(sys.argv[1:]).returncode
-print("maxrss_kib", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("cpu_s", usage.ru_utime + usage.ru_stime, file=sys.stderr)
+print("maxrss_kib", usage.ru_maxrss, file=sys.stderr)
 sys.exit(rc)
 """
 
@@ -224,6 +226,36 @@ def _timed(label: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
     out = fn(*a, **kw)
     print(f"{label:<44} {time.perf_counter() - t:8.1f}s")
     return out
+
+
+def side_by_side(cmd: list[str], commit: str, rounds: int, root: Path) -> None:
+    """This working tree and `commit` (a git worktree of it) run in turn on the same mesh and Prometheus: this VM's
+    speed drifts by a third within minutes, so only alternated runs compare."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    other = Path(tempfile.mkdtemp(prefix="obsgap-against-"))
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(other), commit], check=True,
+                   capture_output=True)
+    try:
+        for r in range(rounds):
+            for name, tree in (("working tree", repo), (commit, other)):
+                out = root / f"report-{'this' if tree == repo else 'other'}"
+                run = [*cmd[:cmd.index("--out") + 1], str(out), *cmd[cmd.index("--out") + 2:]]
+                t = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *run], capture_output=True, text=True,
+                                      check=False, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)))
+                wall = time.perf_counter() - t
+                tail = dict(line.split() for line in proc.stderr.strip().splitlines()[-2:])
+                doc = json.loads((out / "findings.json").read_text())
+                prom = doc["sources"]["prometheus"]
+                peak = max((prom.get("peak_samples") or {}).values(), default=0)
+                print(f"round {r} {name:<14} {wall:6.1f}s  CPU {float(tail['cpu_s']):6.1f}s  peak RSS "
+                      f"{int(tail['maxrss_kib']) / 1024:.0f} MiB  exit {proc.returncode}  {prom['queries']} queries, "
+                      f"peak {peak:,} samples  {len(doc['findings'])} findings", flush=True)
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(other)], check=False,
+                       capture_output=True)
 
 
 def scale(args: argparse.Namespace) -> None:
@@ -267,6 +299,9 @@ def scale(args: argparse.Namespace) -> None:
         cmd = [sys.executable, "-m", "obsgap", "report", "--prometheus-url", server.url, "--kube-snapshot",
                str(built.topology), "--logs", str(built.logs), "--start", spec.start.isoformat(), "--end",
                spec.end.isoformat(), "--out", str(out), "--fail-on", "never", "-q"]
+        if args.against:
+            side_by_side(cmd, args.against, args.rounds, root)
+            return
         # a fresh wrapper process, so the figure is obsgap's (and its workers'), not promtool's or Prometheus'
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *cmd], capture_output=True, text=True, check=False)
@@ -405,6 +440,9 @@ def main() -> None:
                     help="--scale: every service exports its own request metric and OBI watches every node")
     ap.add_argument("--keep", help="keep the generated mesh in this folder")
     ap.add_argument("--reuse", action="store_true", help="with --keep: reuse a mesh generated there before")
+    ap.add_argument("--against", metavar="COMMIT",
+                    help="--scale: run this working tree and COMMIT in turn on the same mesh, --rounds times")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if args.scale:
         scale(args)

@@ -58,8 +58,6 @@ CRI_ENVOY = CRI_COMPLETE + re.sub(r"\(\?P<\w+>", "(?:", ENVOY_TEXT.pattern.repla
     r"(?P<start>[^\]]+)", r"(?P<start>[^\] ]+)"))
 
 
-
-
 ENVOY_QUOTE_PARTS = 15  # Istio's TEXT format has 7 quoted fields
 
 
