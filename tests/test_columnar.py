@@ -21,6 +21,7 @@ from obsgap.scenario.simulate import build
 from obsgap.sources.logs import intake
 from obsgap.sources.logs.batch_lines import BatchFile, complete_by_bytes, read_lines
 from obsgap.sources.logs.discover import discover
+from obsgap.sources.logs.envoy_format import AccessFormat
 from obsgap.sources.logs.framing import split_cri
 from obsgap.sources.logs.table import LogTable, read_logs
 from obsgap.sources.logs.timestamps import parse_ts_ms, ts_ms
@@ -50,11 +51,12 @@ def _differing(con: duckdb.DuckDBPyConnection, a: LogTable, b: LogTable) -> int:
 
 
 def read_both(root: Path, window: tuple[int | None, int | None] = (None, None),
-              mapping: Mapping[str, str] | None = None) -> tuple[dict, dict, int]:
+              mapping: Mapping[str, str] | None = None,
+              access_formats: tuple[AccessFormat, ...] = ()) -> tuple[dict, dict, int]:
     """Stats of each reader (the columnar count left out) and the number of rows that differ."""
     found = discover([str(root)])
-    fast = read_logs(found, *window, mapping, workers=1, columnar=True)
-    slow = read_logs(found, *window, mapping, workers=1, columnar=False)
+    fast = read_logs(found, *window, mapping, workers=1, columnar=True, access_formats=access_formats)
+    slow = read_logs(found, *window, mapping, workers=1, columnar=False, access_formats=access_formats)
     try:
         differing = _differing(duckdb.connect(), fast, slow)
         fast_stats, slow_stats = fast.stats.as_dict(), slow.stats.as_dict()
@@ -397,6 +399,32 @@ def test_bare_files_take_the_columnar_path_with_the_same_rows(tmp_path: Path) ->
     # first (kubectl logs --all-containers)
     assert columnar >= 35 + 30 + 3 * 16 and fast == slow, (columnar, fast, slow)
     assert "cri" not in fast["wrappers"] and fast["undated"] == slow["undated"]
+
+
+def test_json_after_the_proxy_lines_is_read_columnar_with_the_mesh_own_formats_too(tmp_path: Path) -> None:
+    """A file that begins with the proxy's lines and goes on with the application's JSON (kubectl logs
+    --all-containers): the JSON is read columnar whether the access logs are in the default shape or in formats the
+    mesh declares (which the per-line parser reads), with the same rows as the per-line reader."""
+    from obsgap.config import parse_access_log_formats
+
+    root = tmp_path / "logs"
+    root.mkdir()
+    apps = [json.dumps({"ts": TS, "method": "GET", "path": f"/{i}", "status": 200, "duration_ms": 3}) for i in
+            range(30)]
+    (root / "web-0.log").write_text("\n".join([ENVOY] * 5 + apps) + "\n")
+    _write(root, "istio-proxy", "0.log", _cri([ENVOY] * 5 + apps))
+    istio_default = ('[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
+                     "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+                     '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+                     '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
+                     '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER% '
+                     "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
+                     "%REQUESTED_SERVER_NAME% %ROUTE_NAME%")
+    for formats in ((), parse_access_log_formats([istio_default])):
+        fast, slow, differing = read_both(root, access_formats=formats)
+        assert differing == 0
+        assert fast.pop("columnar_lines") >= 2 * len(apps) + (0 if formats else 10)
+        assert fast == slow and fast["requests"] == 2 * (5 + len(apps)), (fast, formats)
 
 
 _docker_record = st.fixed_dictionaries({

@@ -167,8 +167,6 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
             parts.append((np.flatnonzero(ok_np), columns))
             _count(files, lines.file_of[ok_np], "envoy-text", access_format=DEFAULT_ACCESS_FORMAT)
         by_line = np.flatnonzero(~ok_np)
-        if _any_json(lines, by_line):  # JSON after the proxy's lines (kubectl logs --all-containers)
-            by_line = np.intersect1d(by_line, _application_lines(files, lines, task, parts), assume_unique=True)
     else:
         lines = _reject_incomplete(files, lines, task, out)
         if len(lines.text) == 0:
@@ -176,6 +174,8 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
         by_line = _application_lines(files, lines, task, parts)
         if not task.text_formats:
             by_line = _access_logs_among(by_line, files, lines, parts)
+    if access_logs and _any_json(lines, by_line):  # JSON after the proxy's lines (kubectl logs --all-containers)
+        by_line = np.intersect1d(by_line, _application_lines(files, lines, task, parts), assume_unique=True)
     parsed = _parse_line_by_line(by_line, files, lines, task)
     _resolve_presets(files, parts, parsed, lines)
     shifted = judge_clocks(parts, parsed, files, lines)
