@@ -210,10 +210,9 @@ def apply(findings: Iterable[Finding], entries: Sequence[Suppression], today: da
             kept.append(f)
     by_check = {r.check: r for r in runs}
     shown = {f.id for f in kept}
-    back = [(s, tuple(f.id for f in findings if s.matches(f)), any(s.matches(f) for f in findings))
-            for s in expired]
-    stale = [s for i, s in enumerate(live) if i not in used] + [s for s, _, matched in back if not matched]
+    back = [(s, tuple(f.id for f in findings if s.matches(f))) for s in expired]
+    stale = [s for i, s in enumerate(live) if i not in used] + [s for s, ids in back if not ids]
     return tuple(kept), Suppressions(
-        tuple(suppressed), tuple((s, tuple(i for i in ids if i in shown)) for s, ids, _ in back
+        tuple(suppressed), tuple((s, tuple(i for i in ids if i in shown)) for s, ids in back
                                  if any(i in shown for i in ids)),
         tuple(s for s in stale if _judged(s, by_check, scope)), tuple(unknown))

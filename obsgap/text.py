@@ -25,13 +25,14 @@ def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-def clean_line(text: object) -> str:
-    """Untrusted text for a terminal: control characters (escape sequences, carriage returns) shown as spaces."""
-    return "".join(" " if (ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029") else c for c in str(text))
-
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """Characters that move a terminal's cursor, recolour it or reorder the text around them (bidi controls)."""
+
+
+def clean_line(text: object) -> str:
+    """Untrusted text for a terminal table whose columns must keep their width: the characters `safe` escapes
+    shown as spaces."""
+    return _CONTROL.sub(" ", str(text))
 
 
 def safe(text: object) -> str:

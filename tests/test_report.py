@@ -185,6 +185,8 @@ def test_outputs_write_numbers_as_meant_and_terminal_text_inert() -> None:
     assert _clean({"objective": 0.9990000000000001, "ratio": 1 / 3}) == {"objective": 0.999,
                                                                          "ratio": 0.333333333333}
     assert safe("api\x1b[2J\r\nx") == "api\\x1b[2J\\x0d\\x0ax"
+    from obsgap.text import clean_line  # the SLO table's cells: the same characters, as spaces (bidi too)
+    assert clean_line("slo\x1b[2J\u202egnp.exe") == "slo [2J gnp.exe"
 
 
 def test_safe_json_cannot_close_the_script_element() -> None:

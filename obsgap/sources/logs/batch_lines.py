@@ -66,10 +66,9 @@ def json_only(lines: BatchLines) -> tuple[np.ndarray, np.ndarray]:
     JSON whitespace and blank lines are skipped), so each file's slice reads as its JSON lines, in order; and
     which lines are JSON. Column by column over the short prefixes: no large temporary arrays."""
     raw = np.frombuffer(lines.raw, np.uint8)
-    first_space = lines.first_space if lines.first_space is not None else first_space_at(raw, lines)
+    first_space = lines.first_space if lines.first_space is not None else first_space_at(raw, lines.starts)
+    is_json = _json_messages(raw, lines.starts, lines.ends, first_space)
     msg_start = lines.starts + first_space + len(" stdout F ")
-    is_json = (first_space > 0) & (msg_start < lines.ends)
-    is_json[is_json] = raw[msg_start[is_json]] == ord("{")
     blanked = np.array(raw)
     json_starts = lines.starts[is_json]
     prefix = msg_start[is_json] - json_starts
@@ -89,7 +88,7 @@ def complete_by_bytes(lines: BatchLines) -> np.ndarray:
     "YYYY-MM-DDT..." timestamp, " stdout F " or " stderr F ", and 30 characters (counted for the short
     lines that are not ASCII)."""
     raw = np.frombuffer(lines.raw, np.uint8)
-    first_space = lines.first_space if lines.first_space is not None else first_space_at(raw, lines)
+    first_space = lines.first_space if lines.first_space is not None else first_space_at(raw, lines.starts)
     last = len(raw) - 1
 
     def byte(offset: np.ndarray | int) -> np.ndarray:
@@ -117,15 +116,33 @@ def complete_by_bytes(lines: BatchLines) -> np.ndarray:
 CRI_PREFIX_MAX = 64  # kubelet's timestamps are 20 to 35 characters; a longer one sends its line to the parser
 
 
-def first_space_at(raw: np.ndarray, lines: BatchLines) -> np.ndarray:
+def any_json_message(lines: BatchLines, rows: np.ndarray) -> bool:
+    """Whether any of these lines (by index) holds a JSON message, by json_only's rule."""
+    if len(rows) == 0:
+        return False
+    raw = np.frombuffer(lines.raw, np.uint8)
+    starts = lines.starts[rows]
+    first_space = lines.first_space[rows] if lines.first_space is not None else first_space_at(raw, starts)
+    return bool(_json_messages(raw, starts, lines.ends[rows], first_space).any())
+
+
+def _json_messages(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray, first_space: np.ndarray) -> np.ndarray:
+    """Which lines' messages (after "<time> stdout F ") begin with `{`."""
+    msg_start = starts + first_space + len(" stdout F ")
+    is_json = (first_space > 0) & (msg_start < ends)
+    is_json[is_json] = raw[msg_start[is_json]] == ord("{")
+    return is_json
+
+
+def first_space_at(raw: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Where each complete CRI line's timestamp ends: "YYYY-MM-DDT..." holds no space, so from byte 11 on,
     one byte position at a time over the lines not yet resolved (faster than a string kernel here)."""
-    found = np.full(len(lines.starts), -1, np.int64)
-    pending = np.arange(len(lines.starts))
+    found = np.full(len(starts), -1, np.int64)
+    pending = np.arange(len(starts))
     last = len(raw) - 1
     k = 11
     while len(pending) and k < CRI_PREFIX_MAX:
-        hit = raw[np.minimum(lines.starts[pending] + k, last)] == 32
+        hit = raw[np.minimum(starts[pending] + k, last)] == 32
         found[pending[hit]] = k
         pending = pending[~hit]
         k += 1

@@ -25,6 +25,7 @@ from obsgap.sources.logs.attribution import PER_FILE_COLUMNS, base_attribution, 
 from obsgap.sources.logs.batch_lines import (
     BatchFile,
     BatchLines,
+    any_json_message,
     complete_by_bytes,
     json_only,
     judge_clocks,
@@ -174,7 +175,7 @@ def _read_batch(files: list[BatchFile], access_logs: bool, task: ReadTask, out: 
         by_line = _application_lines(files, lines, task, parts)
         if not task.text_formats:
             by_line = _access_logs_among(by_line, files, lines, parts)
-    if access_logs and _any_json(lines, by_line):  # JSON after the proxy's lines (kubectl logs --all-containers)
+    if access_logs and any_json_message(lines, by_line):  # JSON after the proxy's lines (kubectl logs --all-containers)
         by_line = np.intersect1d(by_line, _application_lines(files, lines, task, parts), assume_unique=True)
     parsed = _parse_line_by_line(by_line, files, lines, task)
     _resolve_presets(files, parts, parsed, lines)
@@ -207,15 +208,6 @@ def _envoy(text: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     except pa.ArrowException:  # not seen; should Arrow fail, the per-line parser reads every line
         return {}, np.zeros(len(text), bool)
     return columns, ok.to_numpy(zero_copy_only=False)
-
-
-_JSON_MESSAGE = r"^[^ ]+ (?:stdout|stderr) F \{"
-
-
-def _any_json(lines: BatchLines, rows: np.ndarray) -> bool:
-    """Whether a JSON message is among these lines (few: those an access-log batch did not read as access logs)."""
-    return len(rows) > 0 and bool(pc.any(pc.match_substring_regex(lines.text.take(pa.array(rows)),
-                                                                   _JSON_MESSAGE)).as_py())
 
 
 def _access_logs_among(rows: np.ndarray, files: list[BatchFile], lines: BatchLines,
