@@ -104,24 +104,23 @@ def _tokens(fmt: str) -> list[str | Operator]:
     return out
 
 
+QUOTED, BRACKETED, WORD, LAST_WORD = r'([^"]*)', r"([^\]]*)", r"(\S+)", r"(\S*)"
+"""The groups of a TEXT format's pattern: what an operator's value may contain."""
+
+
 def _group(before: str, after: str, last: bool) -> str:
     """What an operator's value may contain, from the characters around it in the format. Envoy writes `-` for
     a value it does not have, so an unquoted field is never empty, but for the last one (users' pasted lines
     lose a trailing `-` with the line's end)."""
     if before.endswith('"') and after.startswith('"'):
-        return r'([^"]*)'
+        return QUOTED
     if before.endswith("[") and after.startswith("]"):
-        return r"([^\]]*)"
-    return r"(\S*)" if last else r"(\S+)"
+        return BRACKETED
+    return LAST_WORD if last else WORD
 
 
-def compile_text(fmt: str, name: str) -> TextFormat:
-    """A TEXT format string -> a parser. Raises ValueError for a format with no operator at all."""
-    text = fmt.rstrip("\n")
-    tokens = _tokens(text)
-    operators = tuple(t for t in tokens if isinstance(t, Operator))
-    if not operators:
-        raise ValueError(f"access-log format {name!r} has no %OPERATOR%")
+def _pattern_parts(tokens: list[str | Operator]) -> list[str]:
+    """Each token's part of the pattern: an operator's group, a literal escaped."""
     parts = []
     for i, tok in enumerate(tokens):
         if isinstance(tok, Operator):
@@ -130,7 +129,64 @@ def compile_text(fmt: str, name: str) -> TextFormat:
             parts.append(_group(str(before), str(after), i == len(tokens) - 1))
         else:
             parts.append(re.escape(tok))
-    return TextFormat(name, fmt, operators, re.compile("".join(parts) + r"\s*\Z"))
+    return parts
+
+
+def compile_text(fmt: str, name: str) -> TextFormat:
+    """A TEXT format string -> a parser. Raises ValueError for a format with no operator at all."""
+    tokens = _tokens(fmt.rstrip("\n"))
+    operators = tuple(t for t in tokens if isinstance(t, Operator))
+    if not operators:
+        raise ValueError(f"access-log format {name!r} has no %OPERATOR%")
+    return TextFormat(name, fmt, operators, re.compile("".join(_pattern_parts(tokens)) + r"\s*\Z"))
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Where each group of a TEXT format lies in a line its pattern matches and that holds no `"` but the format's
+    own (`quotes` of them) and no vertical tab: the line split at `"` into pieces, a piece split at ASCII
+    whitespace into words. Per operator, (piece, word), both from 0; word None for the whole piece (a quoted
+    group); (-1, None) for a bracketed group that opens the line (its value runs to the first `]`). Words are
+    what RE2's `\\S+` groups hold there, as `\\s` is [\\t\\n\\f\\r ] (no vertical tab) and a word group has
+    none of them; a missing last word is an empty `\\S*`."""
+
+    quotes: int
+    places: tuple[tuple[int, int | None], ...]
+
+
+_ASCII_SPACE = re.compile(r"[ \t\n\v\f\r]+")
+"""What ClickHouse's splitByWhitespace splits at."""
+
+
+def split_plan(fmt: TextFormat) -> SplitPlan | None:
+    """The format's SplitPlan, or None when some group is not a whole piece or word of the line (a value glued to
+    a literal, a bracketed group inside the line): read those formats by their pattern's groups."""
+    tokens = _tokens(fmt.source.rstrip("\n"))
+    if any(isinstance(t, str) and ("\x01" in t or _ASCII_SPACE.sub(" ", t) != t) for t in tokens):
+        return None  # literals of other whitespace than single spaces, or holding the marks below
+    kinds = [part for part, tok in zip(_pattern_parts(tokens), tokens, strict=True) if isinstance(tok, Operator)]
+    marks = [f"\x01{i}\x01" for i in range(len(kinds))]
+    marked = iter(marks)
+    line = "".join(next(marked) if isinstance(t, Operator) else t for t in tokens)
+    pieces = line.split('"')
+    opens_bracketed = line.startswith(f"[{marks[0]}]")
+    places: list[tuple[int, int | None]] = []
+    for i, (kind, mark) in enumerate(zip(kinds, marks, strict=True)):
+        if kind == BRACKETED:
+            if i or not opens_bracketed:
+                return None
+            places.append((-1, None))
+            continue
+        piece = next(p for p, text in enumerate(pieces) if mark in text)
+        text = pieces[piece].split("]", 1)[1] if piece == 0 and opens_bracketed else pieces[piece]
+        words = [w for w in _ASCII_SPACE.split(text) if w]
+        if kind == QUOTED and text == mark:
+            places.append((piece, None))
+        elif kind in (WORD, LAST_WORD) and mark in words and (kind == WORD or words[-1] == mark):
+            places.append((piece, words.index(mark)))
+        else:
+            return None
+    return SplitPlan(line.count('"'), tuple(places))
 
 
 def render_text(fmt: str, fields: Mapping[str, Any]) -> str:
