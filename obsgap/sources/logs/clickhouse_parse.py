@@ -30,11 +30,13 @@ from obsgap.sources.logs.app_json import APP_KEYS, APP_SCHEMAS, BARE_DURATION_KE
 from obsgap.sources.logs.app_text import TEXT_FORMATS
 from obsgap.sources.logs.envoy_format import (
     ISTIO_JSON,
+    OTHER_SPACES,
     AccessFormat,
     JsonFormat,
     SplitPlan,
     TextFormat,
     candidates,
+    for_re2,
     split_plan,
 )
 from obsgap.sources.logs.envoy_format import builtin_text_formats as _builtin
@@ -293,15 +295,15 @@ def format_names(access_formats: tuple[AccessFormat, ...]) -> tuple[list[str], l
     return [f.name for f in text], [f.name for f in js]
 
 
-def _text_groups(c: Columns, text_formats: Sequence[TextFormat], patterns: Sequence[str],
+def _text_groups(c: Columns, p: Params, text_formats: Sequence[TextFormat], patterns: Sequence[str],
                  split: bool) -> list[SplitPlan | None]:
     """Columns g<i>, the groups of TEXT format i's pattern in a line of that format, for the lines the format's
     SplitPlan cannot read; and the pieces and words of the lines it can (`split<i>`): RE2's submatch extraction costs
     microseconds a line, splitting at quotes and whitespace a fraction of that. One split serves every format, as
     the pieces are the line's whatever its format. tests/test_clickhouse.py compares both on mutated lines."""
     plans = [split_plan(f) if split else None for f in text_formats]
-    if any(plans):  # a line with a vertical tab (a word boundary to ClickHouse's split, not to RE2) is not split
-        c.add("t_splits", "text_fmt >= 0 AND position(body, '\\x0B') = 0")
+    if any(plans):  # ClickHouse splits at ASCII whitespace only: a line with other whitespace is not split
+        c.add("t_splits", f"text_fmt >= 0 AND NOT match(body, {p.add(f'[{OTHER_SPACES}]')})")
         c.add("tq", "splitByChar('\"', if(t_splits, body, ''))")
         c.add("t_bracketed", "substring(tq[1], 2, position(tq[1], ']') - 2)")
     words: set[str] = set()
@@ -311,7 +313,7 @@ def _text_groups(c: Columns, text_formats: Sequence[TextFormat], patterns: Seque
             continue
         c.add(f"split{i}", f"t_splits AND text_fmt = {i} AND length(tq) = {plan.quotes + 1}")
         c.add(f"g{i}", f"extractGroups(if(text_fmt = {i} AND NOT split{i}, body, ''), {pattern})")
-        words.update(_piece_words(plan, p) for p, w in plan.places if w is not None)
+        words.update(_piece_words(plan, piece) for piece, word in plan.places if word is not None)
     for name in sorted(words):
         piece = int(name[2:].rstrip("b"))
         text = "substring(tq[1], position(tq[1], ']') + 1)" if name.endswith("b") else f"tq[{piece + 1}]"
@@ -337,7 +339,7 @@ def parse_lines(source: str, access_formats: tuple[AccessFormat, ...], mapping: 
     `split` off: every TEXT access log by its pattern's groups (the reference the split reading is tested against)."""
     text_formats, json_formats = _text_formats(access_formats)
     c = Columns()
-    patterns = [p.add("^" + f.pattern.pattern.replace(r"\s*\Z", r"\s*$")) for f in text_formats]
+    patterns = [p.add("^" + for_re2(f.pattern.pattern.replace(r"\s*\Z", r"\s*$"))) for f in text_formats]
     app_patterns = [p.add("^" + pattern.pattern) for _, pattern in TEXT_FORMATS]
 
     # 1: what the line can be, from its first byte and two substrings
@@ -353,7 +355,7 @@ def parse_lines(source: str, access_formats: tuple[AccessFormat, ...], mapping: 
               + "-1)")
 
     # 3: the line's own format's groups; application text formats for the rest; JSON keys from the pairs
-    plans = _text_groups(c, text_formats, patterns, split)
+    plans = _text_groups(c, p, text_formats, patterns, split)
     c.add("app_text_fmt", "multiIf(" + "".join(
         f"match(if(text_fmt < 0 AND NOT is_json AND match(body, '^[[:alnum:]]'), body, ''), {t}), {i}, "
         for i, t in enumerate(app_patterns)) + "-1)")

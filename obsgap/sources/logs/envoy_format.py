@@ -141,14 +141,29 @@ def compile_text(fmt: str, name: str) -> TextFormat:
     return TextFormat(name, fmt, operators, re.compile("".join(_pattern_parts(tokens)) + r"\s*\Z"))
 
 
+OTHER_SPACES = r"\x1c-\x1f\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+"""The characters str.isspace() accepts beyond ASCII's \\t\\n\\v\\f\\r and space, in RE2's syntax."""
+_SPACE_CHARS = r"\t\n\x0b\x0c\r " + OTHER_SPACES
+"""What Python's `\\s` matches in a str pattern."""
+
+
+def for_re2(pattern: str) -> str:
+    """A pattern of Python's re written for RE2 (Arrow's and ClickHouse's regex engine): `\\s` and `\\S` spelled out,
+    as RE2's match only ASCII whitespace and Python's every Unicode space (a field holding U+3000 is no `\\S+` to
+    the per-line parser)."""
+    def spell(m: re.Match[str]) -> str:
+        return m[1] or (f"[{_SPACE_CHARS}]" if m[2] == "s" else f"[^{_SPACE_CHARS}]")
+
+    return re.sub(r"(\\\\)|\\([sS])", spell, pattern)
+
+
 @dataclass(frozen=True)
 class SplitPlan:
-    """Where each group of a TEXT format lies in a line its pattern matches and that holds no `"` but the format's
-    own (`quotes` of them) and no vertical tab: the line split at `"` into pieces, a piece split at ASCII
-    whitespace into words. Per operator, (piece, word), both from 0; word None for the whole piece (a quoted
-    group); (-1, None) for a bracketed group that opens the line (its value runs to the first `]`). Words are
-    what RE2's `\\S+` groups hold there, as `\\s` is [\\t\\n\\f\\r ] (no vertical tab) and a word group has
-    none of them; a missing last word is an empty `\\S*`."""
+    """Where each group of a TEXT format lies in a line its pattern matches (for_re2) and that holds no `"` but the
+    format's own (`quotes` of them) and no whitespace but ASCII's (OTHER_SPACES): the line split at `"` into pieces,
+    a piece split at ASCII whitespace into words. Per operator, (piece, word), both from 0; word None for the whole
+    piece (a quoted group); (-1, None) for a bracketed group that opens the line (its value runs to the first `]`).
+    A word group holds no whitespace, so the words are its values; a missing last word is an empty `\\S*`."""
 
     quotes: int
     places: tuple[tuple[int, int | None], ...]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from obsgap.sources.logs.envoy_fields import WAYPOINT_CLUSTERS, direction_port_columns, envoy_fields_row
-from obsgap.sources.logs.envoy_format import TextFormat, builtin_text_formats
+from obsgap.sources.logs.envoy_format import TextFormat, builtin_text_formats, for_re2
 from obsgap.sources.logs.framing import CRI_COMPLETE
 from obsgap.sources.logs.parts import Row
 from obsgap.sources.logs.timestamps import ts_ms
@@ -47,14 +47,9 @@ def parse_envoy_text(msg: str) -> Row | None:
     return found[0] if found else None
 
 
-# Python's `\S` (str patterns) excludes every character str.isspace() accepts; RE2's only ASCII ones.
-_NOT_SPACE = (r"[^\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}"
-              r"\x{205f}\x{3000}]")
-
-
 # ... holding an access log that ENVOY_TEXT reads, in a shape where splitting at quotes and spaces
 # gives the same fields: no other whitespace inside fields, up to the route name that ends the line
-CRI_ENVOY = CRI_COMPLETE + re.sub(r"\(\?P<\w+>", "(?:", ENVOY_TEXT.pattern.replace(r"\S", _NOT_SPACE).replace(
+CRI_ENVOY = CRI_COMPLETE + re.sub(r"\(\?P<\w+>", "(?:", for_re2(ENVOY_TEXT.pattern).replace(
     r"(?P<start>[^\]]+)", r"(?P<start>[^\] ]+)"))
 
 
