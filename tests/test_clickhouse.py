@@ -233,17 +233,18 @@ def test_text_access_logs_split_at_quotes_read_as_their_pattern_reads_them(tmp_p
 
 
 def test_unicode_whitespace_in_a_text_access_log_reads_as_in_the_files(tmp_path: Path) -> None:
-    """Python's `\\S` excludes every Unicode space, RE2's only ASCII ones: ClickHouse matches the formats with Python's
-    classes spelled out (envoy_format.for_re2), so a field holding U+3000 or U+00A0, or a line ending in one, is
-    the kind and the fields the per-line parser makes of it."""
+    """Python's `\\S` excludes every Unicode space, RE2's only ASCII ones: ClickHouse matches the Envoy and the
+    application text formats with Python's classes spelled out (envoy_format.for_re2), so a field holding U+3000 or
+    U+00A0, or a line ending in one, is the kind and the fields the per-line parser makes of it."""
     from obsgap.sources.logs.envoy_format import builtin_text_formats, render_text
 
     source = builtin_text_formats()[0].source
     lines = [render_text(source, FIELDS | {"cluster": "a\u3000b"}), render_text(source, FIELDS | {"flags": "U\u00a0F"}),
-             render_text(source, FIELDS) + "\u3000", render_text(source, FIELDS | {"path": "/a\u00a0b"})]
+             render_text(source, FIELDS) + "\u3000", render_text(source, FIELDS | {"path": "/a\u00a0b"}),
+             "GET /a\u00a0b 200 3.1 ms - 12", "GET /ab 200 3.1 ms - 12"]  # morgan's `dev` format
     kinds = _parse_both(tmp_path, lines)
     # only the line ending in U+3000 is an access log: the path is a word of the request too (`"%METHOD% %PATH% ..."`)
-    assert kinds["envoy-text istio-1.9+"] == 1 and kinds["unrecognized"] == 3, kinds
+    assert kinds["envoy-text istio-1.9+"] == 1 and kinds["app-text"] == 1 and kinds["unrecognized"] == 4, kinds
 
 
 def test_bad_clickhouse_input_is_a_clear_error(tmp_path: Path) -> None:

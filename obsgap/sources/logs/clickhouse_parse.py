@@ -340,7 +340,7 @@ def parse_lines(source: str, access_formats: tuple[AccessFormat, ...], mapping: 
     text_formats, json_formats = _text_formats(access_formats)
     c = Columns()
     patterns = [p.add("^" + for_re2(f.pattern.pattern.replace(r"\s*\Z", r"\s*$"))) for f in text_formats]
-    app_patterns = [p.add("^" + pattern.pattern) for _, pattern in TEXT_FORMATS]
+    app_patterns = [p.add("^" + for_re2(pattern.pattern)) for _, pattern in TEXT_FORMATS]
 
     # 1: what the line can be, from its first byte and two substrings
     c.add("text_body", "if(startsWith(body, '{'), '', body)")
