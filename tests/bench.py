@@ -211,6 +211,86 @@ def engine_bound(root: Path, workers: int | None, floor_s: float) -> None:
           f"{many / floor_s:.1f}x the floor")
 
 
+def tokenizers(root: Path) -> None:
+    """Issue 25's question for the large layout: would DuckDB as the tokenizer make the columnar reader faster?
+    Per kind of file, one process, one thread, best of three, on the bytes as the reader holds them (CRI lines,
+    with the newline count of the same bytes as the floor): DuckDB's CSV reader (25 columns of CRI and Istio TEXT)
+    against the RE2 match and quote split that select and cut them today, and all of envoy_columns; DuckDB's JSON
+    reader against Arrow's on the application JSON and on Docker's records."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pa_json
+
+    from obsgap.sources.logs.batch_lines import BatchFile, json_only, read_lines
+    from obsgap.sources.logs.envoy_text import CRI_ENVOY, envoy_columns
+    from obsgap.sources.logs.intake import clean
+    from obsgap.sources.logs.json_columns import read_json_lines
+    from obsgap.sources.logs.task import FileStats
+
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+    con.execute("SET enable_progress_bar = false")
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    def duck(data: bytes, reader: str) -> float:
+        fd = os.memfd_create("lines")
+        os.write(fd, data)
+        try:
+            query = "SELECT * FROM " + reader.replace("PATH", f"/proc/self/fd/{fd}")
+            return best(lambda: con.sql(query).to_arrow_table())
+        finally:
+            os.close(fd)
+
+    def report(label: str, data: bytes, figures: dict[str, float]) -> None:
+        floor_s = best(lambda: data.count(b"\n"))
+        n = data.count(b"\n")
+        print(f"{label}: {n:,} lines; " + ", ".join(
+            f"{name} {s:.2f}s ({s / floor_s:.0f}x)" for name, s in figures.items()) + f" (floor {floor_s:.3f}s)")
+
+    files = sorted(p for p in root.iterdir() if p.is_file())
+    text_file = next(f for f in files if "istio-proxy" in f.name and not f.name.endswith("-json.log"))
+    app_file = next(f for f in files if "istio-proxy" not in f.name and not f.name.endswith("-json.log"))
+    docker_file = next(f for f in files if "istio-proxy" in f.name and f.name.endswith("-json.log"))
+    cleaned = clean(text_file.read_bytes())
+    assert cleaned is not None
+    data = cleaned[0]
+    lines = read_lines([BatchFile(text_file, data, FileStats(str(text_file)), 0, "", False, None)]).text
+    columns = {f"c{i}": "VARCHAR" for i in range(25)}
+    report("Istio TEXT, as CRI lines", data, {
+        "DuckDB read_csv": duck(data, "read_csv('PATH', delim=' ', quote='\"', escape='\"', header=false, "
+                                      f"columns={columns}, auto_detect=false, strict_mode=true, ignore_errors=true)"),
+        "RE2 match + quote split": best(lambda: (pc.match_substring_regex(lines, CRI_ENVOY),
+                                                 pc.split_pattern(lines, '"'))),
+        "envoy_columns (all fields)": best(lambda: envoy_columns(lines))})
+    cleaned = clean(app_file.read_bytes())
+    assert cleaned is not None
+    app = read_lines([BatchFile(app_file, cleaned[0], FileStats(str(app_file)), 0, "", False, None)])
+    blanked, is_json = json_only(app)
+    report("application JSON, as CRI lines", cleaned[0], {
+        # every line's keys (sample_size=-1): with the default sample, keys first seen later are dropped unsaid
+        "DuckDB read_json": duck(blanked.tobytes(), "read_json('PATH', format='newline_delimited', "
+                                                    "sample_size=-1, dateformat='-', timestampformat='-')"),
+        "DuckDB read_json, keys from the first 20,480 lines": duck(
+            blanked.tobytes(), "read_json('PATH', format='newline_delimited', dateformat='-', timestampformat='-')"),
+        "Arrow read_json": best(lambda: read_json_lines(pa.py_buffer(blanked), int(np.count_nonzero(is_json))))})
+    raw = docker_file.read_bytes()
+    schema = pa.schema([(k, pa.string()) for k in ("log", "stream", "time")])
+    report("Docker json-file records", raw, {
+        "DuckDB read_json": duck(raw, "read_json('PATH', format='newline_delimited', "
+                                      "columns={'log': 'VARCHAR', 'stream': 'VARCHAR', 'time': 'VARCHAR'})"),
+        "Arrow read_json": best(lambda: pa_json.read_json(pa.BufferReader(raw), read_options=pa_json.ReadOptions(
+            use_threads=False, block_size=64 << 20), parse_options=pa_json.ParseOptions(explicit_schema=schema)))})
+
+
 RSS_WRAPPER = """
 import resource, subprocess, sys
 rc = subprocess.run(sys.argv[1:]).returncode
@@ -432,6 +512,8 @@ def main() -> None:
                          "Istio's JSON encoding; large: a few big plain files (json-file, kubectl)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scale", action="store_true")
+    ap.add_argument("--tokenizers", action="store_true",
+                    help="--layout large: DuckDB's CSV and JSON readers against the RE2 and Arrow kernels, per kind")
     ap.add_argument("--clickhouse", action="store_true",
                     help="also load the lines into ClickHouse (chDB) and read them with the aggregation pushed down")
     ap.add_argument("--services", type=int, default=2000)
@@ -455,6 +537,9 @@ def main() -> None:
         print(f"generated {n:,} lines in {time.perf_counter() - t:.1f}s under {root}")
         if args.clickhouse:
             clickhouse(root, n)
+            return
+        if args.tokenizers:
+            tokenizers(root)
             return
         floor_s = logs_vs_floor(root, args.workers)[1]
         t = time.perf_counter()
