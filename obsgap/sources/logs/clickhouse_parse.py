@@ -306,7 +306,7 @@ def _text_groups(c: Columns, p: Params, text_formats: Sequence[TextFormat], patt
         c.add("t_splits", f"text_fmt >= 0 AND NOT match(body, {p.add(f'[{OTHER_SPACES}]')})")
         c.add("tq", "splitByChar('\"', if(t_splits, body, ''))")
         c.add("t_bracketed", "substring(tq[1], 2, position(tq[1], ']') - 2)")
-    words: set[str] = set()
+    words: dict[str, str] = {}  # column -> the text it splits into words
     for i, (plan, pattern) in enumerate(zip(plans, patterns, strict=True)):
         if plan is None:
             c.add(f"g{i}", f"extractGroups(if(text_fmt = {i}, body, ''), {pattern})")
@@ -314,23 +314,24 @@ def _text_groups(c: Columns, p: Params, text_formats: Sequence[TextFormat], patt
         c.add(f"split{i}", f"t_splits AND text_fmt = {i} AND length(tq) = {plan.quotes + 1}")
         c.add(f"g{i}", f"extractGroups(if(text_fmt = {i} AND NOT split{i}, body, ''), {pattern})")
         words.update(_piece_words(plan, piece) for piece, word in plan.places if word is not None)
-    for name in sorted(words):
-        piece = int(name[2:].rstrip("b"))
-        text = "substring(tq[1], position(tq[1], ']') + 1)" if name.endswith("b") else f"tq[{piece + 1}]"
+    for name, text in sorted(words.items()):
         c.add(name, f"splitByWhitespace({text})")
     return plans
 
 
-def _piece_words(plan: SplitPlan, piece: int) -> str:
-    """The column of a piece's words (the first piece's after its bracketed group, where the format opens with one)."""
-    return f"tw{piece}b" if piece == 0 and (-1, None) in plan.places else f"tw{piece}"
+def _piece_words(plan: SplitPlan, piece: int) -> tuple[str, str]:
+    """The column of a piece's words and the text it splits: the first piece's after its bracketed group, where the
+    format opens with one."""
+    if piece == 0 and (-1, None) in plan.places:
+        return "tw0b", "substring(tq[1], position(tq[1], ']') + 1)"
+    return f"tw{piece}", f"tq[{piece + 1}]"
 
 
 def _split_value(plan: SplitPlan, place: tuple[int, int | None]) -> str:
     piece, word = place
     if piece < 0:
         return "t_bracketed"
-    return f"tq[{piece + 1}]" if word is None else f"{_piece_words(plan, piece)}[{word + 1}]"
+    return f"tq[{piece + 1}]" if word is None else f"{_piece_words(plan, piece)[0]}[{word + 1}]"
 
 
 def parse_lines(source: str, access_formats: tuple[AccessFormat, ...], mapping: Mapping[str, str] | None,
