@@ -17,6 +17,7 @@ import pytest
 from obsgap.errors import InputError
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
+from obsgap.sources.metrics import SAMPLED_TARGETS, scrape_interval
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource
 from obsgap.sources.queries import FamilyScope, all_queries, load_query, namespace_matcher
 from obsgap.testbed.promserver import serve_openmetrics
@@ -35,7 +36,7 @@ def test_every_query_file_has_a_header_and_binds() -> None:
         assert "$" not in bound and "[3600s]" in bound
         scope = "k8s_namespace_name" if q.scope == "family" else q.scope
         assert (f'{scope}=~"shop"' in bound) is (q.scope != "none"), q.name
-    witness = next(q for q in queries if q.scope == "family").bind(3600, (), family=family)
+    witness = next(q for q in queries if q.name == "witness_requests").bind(3600, (), family=family)
     assert witness == ('sum by (k8s_namespace_name, k8s_pod_name) (\n  increase(x_total{k8s_pod_name!="", '
                        'route!~"a\\"b\\\\"}[3600s])\n)')
     with pytest.raises(InputError):
@@ -74,15 +75,51 @@ def test_real_prometheus_answers_match_the_simulated_truth(small_prom) -> None: 
     assert set(dest["pod"]) == {p for p in dest["pod"] if p.startswith(("a-", "b-"))} and len(set(dest["pod"])) == 4
     up = src.query("scrape_targets", 3600, spec.end)
     assert len(up.frame) == 4 and set(up.frame["job"]) == {"kubernetes-pods"}
-    interval = src.query("scrape_interval", 3600, spec.end)
-    assert float(interval.frame["value"].iloc[0]) == pytest.approx(30, rel=0.02)
+    _, interval = scrape_interval(src, 3600, spec.end, (), up.frame)
+    assert interval == pytest.approx(30, rel=0.02)
     assert src.targets() == [] and src.status() == "ok" and src.queries_issued == 3
     # measured from sample spacing: the same over a window that the data fills only in part
     for window, end in ((7200, spec.end + timedelta(hours=1)), (3 * 3600, spec.end + timedelta(hours=2)),
                         (1800, spec.end)):
-        again = src.query("scrape_interval", window, end)
-        assert float(again.frame["value"].iloc[0]) == pytest.approx(30, rel=0.01), (window, end)
+        assert scrape_interval(src, window, end, (), up.frame)[1] == pytest.approx(30, rel=0.01), (window, end)
     assert src.query_samples["mesh_requests"] > 0
+
+
+def _up_series(path: Path, end: datetime, jobs: dict[str, tuple[int, int]]) -> None:
+    """OpenMetrics `up` series for an hour before `end`: per job, (targets, scrape interval in seconds)."""
+    lines = ["# TYPE up gauge"]
+    start = int(end.timestamp()) - 3600
+    for j, (job, (targets, every)) in enumerate(jobs.items()):
+        for t in range(targets):
+            for ts in range(start, start + 3600, every):
+                lines.append(f'up{{job="{job}",instance="10.{j}.{t // 250}.{t % 250}:15020",namespace="shop"}} 1 {ts}')
+    path.write_text("\n".join(sorted(lines[1:], key=lambda x: int(x.rsplit(" ", 1)[1]))).join(
+        ["# TYPE up gauge\n", "\n# EOF\n"]))
+
+
+@pytest.mark.parametrize(("jobs", "expected"), [
+    ({"kubernetes-pods": (40, 15), "node-exporter": (3, 60), "kube-state": (2, 30)}, 15),
+    ({"kubernetes-pods": (4, 15), "node-exporter": (30, 60), "kube-state": (2, 30)}, 60),
+])
+def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_number(
+        tmp_path: Path, prometheus_available: None, jobs: dict[str, tuple[int, int]], expected: int) -> None:
+    """Prometheus scrapes a job's targets at the job's interval: the median over every `up` series is read from
+    five of each job's targets, the jobs weighted by how many targets they have; the query names those series,
+    so what it reads does not grow with the targets. Without the targets' rows, every series is read."""
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    _up_series(tmp_path / "up.om", end, jobs)
+    server = serve_openmetrics(tmp_path / "up.om", tmp_path)
+    try:
+        src = PrometheusSource(PrometheusOptions(url=server.url))
+        targets = src.query("scrape_targets", 3600, end)
+        assert len(targets.frame) == sum(n for n, _ in jobs.values())
+        res, interval = scrape_interval(src, 3600, end, (), targets.frame)
+        assert interval == pytest.approx(expected, rel=0.05)
+        assert len(res.frame) == sum(min(n, SAMPLED_TARGETS) for n, _ in jobs.values())  # the sampled series only
+        everything, unsampled = scrape_interval(src, 3600, end, (), None)
+        assert len(everything.frame) == len(targets.frame) and unsampled == pytest.approx(expected, rel=0.05)
+    finally:
+        server.stop()
 
 
 def test_query_count_does_not_grow_with_services(small_prom, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

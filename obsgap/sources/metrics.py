@@ -8,6 +8,7 @@ Empty: a Prometheus that answers but holds no Istio series in the window (wrong 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,6 +22,7 @@ from obsgap.intervals import time_step_ms
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
+from obsgap.sources.queries import FamilyScope
 from obsgap.sources.reports import HistogramFamilies, PrometheusReport, SourceStatus, WitnessReport
 from obsgap.sources.witnesses import families_present, normalize, scope_of
 from obsgap.witness import KNOWN_FAMILIES, WitnessCounts, WitnessFamily
@@ -66,9 +68,16 @@ class MetricsSource:
             return SourceRead(None, self.report(), (f"prometheus at {where}: {problem}",))
         frames: dict[str, pd.DataFrame] = {}
         failed: dict[str, str] = {}
-        for name in sorted(self.queries):
+        for name in sorted(self.queries - {SCRAPE_INTERVAL_QUERY}):
             ctx.say(f"query {name}")
             self._keep(source.query(name, ctx.window.seconds, ctx.window.end, ctx.namespaces), frames, failed)
+        interval = 30.0
+        if SCRAPE_INTERVAL_QUERY in self.queries:  # after scrape_targets: it samples their series
+            ctx.say(f"query {SCRAPE_INTERVAL_QUERY}")
+            res, measured = scrape_interval(source, ctx.window.seconds, ctx.window.end, ctx.namespaces,
+                                            frames.get("scrape_targets"))
+            self._keep(replace(res, name=SCRAPE_INTERVAL_QUERY), frames, failed)
+            interval = measured or interval
         for name in self.range_queries:
             step = time_step_ms(0, ctx.window.seconds * 1000) // 1000
             res = source.query_range(name, ctx.window.start, ctx.window.end, step, ctx.namespaces)
@@ -88,7 +97,6 @@ class MetricsSource:
                                   "buckets were not analysed (histogram-inf-saturation did not examine them)",)
         witnesses = self._witnesses(names, ctx, failed)
         targets = source.targets()
-        interval = _interval(frames.get(SCRAPE_INTERVAL_QUERY), ctx.window.seconds)
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
                          "scrape_interval_seconds": round(interval, 1), "istio_series": istio}
@@ -174,11 +182,44 @@ class MetricsSource:
         return int(self._report.get("sli_queries") or 0)
 
 
-def _interval(frame: pd.DataFrame | None, window_seconds: int) -> float:
-    """The scrape interval the sample spacing shows, or 30 s when it cannot be told."""
-    if frame is not None and not frame.empty and 0 < float(frame["value"].max()) < window_seconds:
-        return float(frame["value"].max())
-    return 30.0
+SAMPLED_TARGETS, SAMPLED_JOBS = 5, 100
+"""Targets per job whose `up` series the scrape-interval query reads, in the jobs with the most targets."""
+
+
+def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime, namespaces: tuple[str, ...],
+                    targets: pd.DataFrame | None) -> tuple[QueryResult, float | None]:
+    """The scrape interval the sample spacing shows (None when it cannot be told). Prometheus scrapes a job's
+    targets at the job's interval, so the median over every `up` series is read from a few: per job, the median
+    over SAMPLED_TARGETS of its targets (scrape_targets' rows, the first by instance), then the median over the
+    jobs (the SAMPLED_JOBS with the most targets) weighted by their number of targets. The query's cost does not
+    grow with the targets. Without the targets' rows (that query failed or was not run), every series is read."""
+    matchers: tuple[tuple[str, str, str], ...] = ()
+    weights: pd.Series | None = None
+    if targets is not None and not targets.empty:
+        known = targets.dropna(subset=["job", "instance"]).astype({"job": str, "instance": str})
+        weights = known.groupby("job").size().nlargest(SAMPLED_JOBS)
+        known = known[known["job"].isin(weights.index)]
+        sample = known.sort_values(["job", "instance"]).groupby("job").head(SAMPLED_TARGETS)
+        matchers = (("job", "=~", _alternatives(sample["job"])), ("instance", "=~", _alternatives(sample["instance"])))
+    family = FamilyScope("up", ("job", "instance"), "namespace", matchers)
+    res = source.query(SCRAPE_INTERVAL_QUERY, window_seconds, at, namespaces, family=family)
+    frame = res.frame
+    if res.error or frame.empty or "value" not in frame:
+        return res, None
+    values = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"))
+    values = values[(values["value"] > 0) & (values["value"] < window_seconds)]
+    if values.empty:
+        return res, None
+    if weights is None or "job" not in values:
+        return res, float(values["value"].median())
+    per_job = values.groupby("job")["value"].median().sort_values()
+    weight = weights.reindex(per_job.index).fillna(0).cumsum()
+    return res, float(per_job[weight >= weight.iloc[-1] / 2].iloc[0])
+
+
+def _alternatives(values: pd.Series) -> str:
+    """A regex matching exactly these values (RE2, as PromQL's =~ anchors it): its metacharacters escaped."""
+    return "|".join(re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", v) for v in sorted(set(values)))
 
 
 def _histograms(source: PrometheusSource, ctx: ReadContext, names: list[str] | None) -> \
