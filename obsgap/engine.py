@@ -26,7 +26,7 @@ from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.kube.source import DashboardSource, TopologySource, check_namespaces
 from obsgap.sources.logs.source import ClickHouseSource, LogFileSource, LogReading, PodLogSource
 from obsgap.sources.logs.source import not_configured as logs_not_configured
-from obsgap.sources.metrics import SCRAPE_INTERVAL_QUERY, MetricsSource
+from obsgap.sources.metrics import SCRAPE_INTERVAL_QUERY, SCRAPE_TARGETS_QUERY, MetricsSource
 from obsgap.sources.metrics import not_configured as metrics_not_configured
 from obsgap.sources.reports import KubernetesReport, LogsReport, PrometheusReport, SourceReports
 from obsgap.sources.slos import SloSource
@@ -38,7 +38,7 @@ log = logging.getLogger("obsgap")
 Progress = Callable[[str], None]
 
 COVERED_RANGE_QUERY = "mesh_requests_by_pod_over_time"
-ENGINE_QUERIES = (SCRAPE_INTERVAL_QUERY,)
+ENGINE_QUERIES = (SCRAPE_INTERVAL_QUERY, SCRAPE_TARGETS_QUERY)  # the interval is read from a few targets per job
 NOT_GIVEN = {
     "topology": "no --kube-snapshot or --kubeconfig/--context/--in-cluster given",
     "metrics": "no --prometheus-url given",

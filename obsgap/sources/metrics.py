@@ -31,7 +31,7 @@ MAX_HISTOGRAM_FAMILIES = 60
 _LATENCY_HINT = ("duration", "latency", "seconds", "milliseconds", "_ms_", "time")
 ISTIO_QUERIES = ("mesh_requests", "mesh_tcp_connections")
 """The queries whose rows are Istio's series: when both are empty the window holds none (an empty source)."""
-SCRAPE_INTERVAL_QUERY = "scrape_interval"
+SCRAPE_INTERVAL_QUERY, SCRAPE_TARGETS_QUERY = "scrape_interval", "scrape_targets"
 WITNESS_QUERY = "witness_requests"
 
 
@@ -75,7 +75,7 @@ class MetricsSource:
         if SCRAPE_INTERVAL_QUERY in self.queries:  # after scrape_targets: it samples their series
             ctx.say(f"query {SCRAPE_INTERVAL_QUERY}")
             res, measured = scrape_interval(source, ctx.window.seconds, ctx.window.end, ctx.namespaces,
-                                            frames.get("scrape_targets"))
+                                            frames.get(SCRAPE_TARGETS_QUERY))
             self._keep(replace(res, name=SCRAPE_INTERVAL_QUERY), frames, failed)
             interval = measured or interval
         for name in self.range_queries:
