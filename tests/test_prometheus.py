@@ -118,6 +118,8 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
         assert len(res.frame) == sum(min(n, SAMPLED_TARGETS) for n, _ in jobs.values())  # the sampled series only
         everything, unsampled = scrape_interval(src, 3600, end, (), None)
         assert len(everything.frame) == len(targets.frame) and unsampled == pytest.approx(expected, rel=0.05)
+        unnamed = targets.frame.assign(instance=None)  # rows that name no target: every series, not none
+        assert len(scrape_interval(src, 3600, end, (), unnamed)[0].frame) == len(targets.frame)
     finally:
         server.stop()
 

@@ -195,8 +195,9 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
     grow with the targets. Without the targets' rows (that query failed or was not run), every series is read."""
     matchers: tuple[tuple[str, str, str], ...] = ()
     weights: pd.Series | None = None
-    if targets is not None and not targets.empty:
-        known = targets.dropna(subset=["job", "instance"]).astype({"job": str, "instance": str})
+    known = (targets.dropna(subset=["job", "instance"]).astype({"job": str, "instance": str})
+             if targets is not None and {"job", "instance"} <= set(targets.columns) else None)
+    if known is not None and not known.empty:
         weights = known.groupby("job").size().nlargest(SAMPLED_JOBS)
         known = known[known["job"].isin(weights.index)]
         sample = known.sort_values(["job", "instance"]).groupby("job").head(SAMPLED_TARGETS)
