@@ -309,8 +309,9 @@ def _timed(label: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
 
 
 def side_by_side(cmd: list[str], commit: str, rounds: int, root: Path) -> None:
-    """This working tree and `commit` (a git worktree of it) run in turn on the same mesh and Prometheus: this VM's
-    speed drifts by a third within minutes, so only alternated runs compare."""
+    """This working tree and `commit` (a git worktree of it) run in turn on the same mesh and Prometheus, the logs
+    read once beforehand and the order swapped every round: this VM's speed drifts by a third within minutes, so
+    only alternated runs compare, and whichever ran first on a cold page cache lost seconds."""
     import subprocess
 
     repo = Path(__file__).resolve().parent.parent
@@ -318,8 +319,10 @@ def side_by_side(cmd: list[str], commit: str, rounds: int, root: Path) -> None:
     subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(other), commit], check=True,
                    capture_output=True)
     try:
+        floor(root / "mesh" / "logs")  # the logs in the page cache before the first run, not during it
         for r in range(rounds):
-            for name, tree in (("working tree", repo), (commit, other)):
+            pair = (("working tree", repo), (commit, other))
+            for name, tree in pair if r % 2 == 0 else pair[::-1]:  # neither always goes first
                 out = root / f"report-{'this' if tree == repo else 'other'}"
                 run = [*cmd[:cmd.index("--out") + 1], str(out), *cmd[cmd.index("--out") + 2:]]
                 t = time.perf_counter()
