@@ -24,6 +24,11 @@ class UndeclaredQuery(KeyError):
     """A reader asked for a query it did not declare: the engine would not have fetched it for that reader."""
 
 
+ASSUMED_SCRAPE_INTERVAL_S = 30.0
+"""The scrape interval the tolerance assumes where none was measured: an assumption, never reported as a
+measurement (the source's report then says unknown)."""
+
+
 @dataclass(frozen=True)
 class MetricsEvidence:
     frames: Mapping[str, pd.DataFrame]
@@ -32,7 +37,9 @@ class MetricsEvidence:
     """Query name -> why it failed."""
     targets: tuple[Mapping[str, Any], ...] | None = None
     """Prometheus' active targets, or None where the backend has no targets API (Thanos, Mimir)."""
-    scrape_interval_s: float = 30.0
+    scrape_interval_s: float = ASSUMED_SCRAPE_INTERVAL_S
+    """Measured from sample spacing, or ASSUMED_SCRAPE_INTERVAL_S where it could not be (the report then says
+    unknown)."""
     histograms: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     """Histogram family (name without _bucket) -> bucket increases: le, grouping labels, value."""
     histogram_series: Mapping[str, int] = field(default_factory=dict)
@@ -134,5 +141,5 @@ class Evidence:
     def tolerance(self, seconds: float | None = None) -> float:
         """Share that scrape-interval edges alone can hide: two intervals of the window (or of the part of it
         the numbers rest on), plus the floor."""
-        interval = self.metrics.scrape_interval_s if self.metrics else 30.0
+        interval = self.metrics.scrape_interval_s if self.metrics else ASSUMED_SCRAPE_INTERVAL_S
         return max(self.settings.tolerance, 2 * interval / max(seconds or self.window.seconds, 1.0))

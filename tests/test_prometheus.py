@@ -124,6 +124,29 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
         server.stop()
 
 
+def test_a_scrape_interval_not_measured_is_reported_unknown(tmp_path: Path, prometheus_available: None) -> None:
+    """A window without `up` samples tells no interval: the report says none (not the 30 s the tolerance assumes)."""
+    from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S
+    from obsgap.model import Topology, Window
+    from obsgap.sources.base import ReadContext
+    from obsgap.sources.metrics import MetricsSource
+    from obsgap.topology import TopologyIndex
+
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    _up_series(tmp_path / "up.om", end, {"kubernetes-pods": (3, 15)})
+    server = serve_openmetrics(tmp_path / "up.om", tmp_path)
+    try:
+        source = MetricsSource(PrometheusOptions(url=server.url), frozenset({"scrape_interval", "scrape_targets"}))
+        for later, expected in ((0, 15.0), (7, None)):
+            window = Window(end + timedelta(days=later) - timedelta(hours=1), end + timedelta(days=later))
+            read = source.read(ReadContext(window, (), TopologyIndex(Topology.empty()), lambda _m: None))
+            assert read.report.scrape_interval_seconds == expected, later
+            assert read.evidence is not None
+            assert read.evidence.scrape_interval_s == (expected or ASSUMED_SCRAPE_INTERVAL_S)
+    finally:
+        server.stop()
+
+
 def test_query_count_does_not_grow_with_services(small_prom, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from obsgap import engine
     from obsgap.config import RunPlan

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from obsgap.evidence import MetricsEvidence
+from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S, MetricsEvidence
 from obsgap.intervals import time_step_ms
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
@@ -71,13 +71,12 @@ class MetricsSource:
         for name in sorted(self.queries - {SCRAPE_INTERVAL_QUERY}):
             ctx.say(f"query {name}")
             self._keep(source.query(name, ctx.window.seconds, ctx.window.end, ctx.namespaces), frames, failed)
-        interval = 30.0
+        interval: float | None = None
         if SCRAPE_INTERVAL_QUERY in self.queries:  # after scrape_targets: it samples their series
             ctx.say(f"query {SCRAPE_INTERVAL_QUERY}")
-            res, measured = scrape_interval(source, ctx.window.seconds, ctx.window.end, ctx.namespaces,
+            res, interval = scrape_interval(source, ctx.window.seconds, ctx.window.end, ctx.namespaces,
                                             frames.get(SCRAPE_TARGETS_QUERY))
             self._keep(replace(res, name=SCRAPE_INTERVAL_QUERY), frames, failed)
-            interval = measured or interval
         for name in self.range_queries:
             step = time_step_ms(0, ctx.window.seconds * 1000) // 1000
             res = source.query_range(name, ctx.window.start, ctx.window.end, step, ctx.namespaces)
@@ -99,8 +98,10 @@ class MetricsSource:
         targets = source.targets()
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
-                         "scrape_interval_seconds": round(interval, 1), "istio_series": istio}
-        evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None, interval,
+                         "scrape_interval_seconds": None if interval is None else round(interval, 1),
+                         "istio_series": istio}
+        evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
+                                   ASSUMED_SCRAPE_INTERVAL_S if interval is None else interval,
                                    families, series, witnesses)
         problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
