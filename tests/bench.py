@@ -529,6 +529,8 @@ def main() -> None:
                     help="--scale: run this working tree and COMMIT in turn on the same mesh, --rounds times")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    if args.tokenizers and args.layout != "large":
+        ap.error("--tokenizers reads the large layout's files: add --layout large")
     if args.scale:
         scale(args)
         return

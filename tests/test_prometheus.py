@@ -125,12 +125,18 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
 
 
 def test_a_scrape_interval_not_measured_is_reported_unknown(tmp_path: Path, prometheus_available: None) -> None:
-    """A window without `up` samples tells no interval: the report says none (not the 30 s the tolerance assumes)."""
+    """A window without `up` samples tells no interval: the report says it was not measured (not the 30 s the
+    tolerance assumes, as if it had been)."""
+    from dataclasses import replace
+
     from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S
     from obsgap.model import Topology, Window
+    from obsgap.render.html import render_html
+    from obsgap.report.build import build_report
     from obsgap.sources.base import ReadContext
     from obsgap.sources.metrics import MetricsSource
     from obsgap.topology import TopologyIndex
+    from tests.test_report import hostile_result
 
     end = datetime(2026, 11, 24, tzinfo=UTC)
     _up_series(tmp_path / "up.om", end, {"kubernetes-pods": (3, 15)})
@@ -143,6 +149,9 @@ def test_a_scrape_interval_not_measured_is_reported_unknown(tmp_path: Path, prom
             assert read.report.scrape_interval_seconds == expected, later
             assert read.evidence is not None
             assert read.evidence.scrape_interval_s == (expected or ASSUMED_SCRAPE_INTERVAL_S)
+        page = render_html(build_report(replace(hostile_result(), sources=replace(
+            hostile_result().sources, prometheus=replace(read.report, status="ok")))))
+        assert "scrape interval not measured (the tolerance assumes 30 s)" in page
     finally:
         server.stop()
 

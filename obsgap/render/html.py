@@ -18,6 +18,7 @@ import jinja2
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.utils import PlotlyJSONEncoder
 
+from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S
 from obsgap.render import figures
 from obsgap.render.json_out import result_dict
 from obsgap.report.model import Report
@@ -43,6 +44,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pct"] = lambda x: "n/a" if x is None else f"{x * 100:.1f}%"
     env.filters["plural"] = plural
     env.filters["thousands"] = lambda x: f"{int(x):,}" if isinstance(x, int | float) else str(x)
+    env.globals["assumed_scrape_interval_s"] = round(ASSUMED_SCRAPE_INTERVAL_S)
     return env
 
 
