@@ -105,7 +105,8 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
         tmp_path: Path, prometheus_available: None, jobs: dict[str, tuple[int, int]], expected: int) -> None:
     """Prometheus scrapes a job's targets at the job's interval: the median over every `up` series is read from
     five of each job's targets, the jobs weighted by how many targets they have; the query names those series,
-    so what it reads does not grow with the targets. Without the targets' rows, every series is read."""
+    so what it reads does not grow with the targets. Without the targets' rows, every series is read. A series
+    present throughout reads its interval exactly, whatever the window and its end."""
     end = datetime(2026, 11, 24, tzinfo=UTC)
     _up_series(tmp_path / "up.om", end, jobs)
     server = serve_openmetrics(tmp_path / "up.om", tmp_path)
@@ -114,7 +115,11 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
         targets = src.query("scrape_targets", 3600, end)
         assert len(targets.frame) == sum(n for n, _ in jobs.values())
         res, interval = scrape_interval(src, 3600, end, (), targets.frame)
-        assert interval == pytest.approx(expected, rel=0.05)
+        assert interval == pytest.approx(expected, rel=0.002)
+        for window, before in ((1800, timedelta(minutes=17, seconds=13)), (600, timedelta(minutes=7, seconds=1))):
+            # evaluated off the subquery's grid, the grid's first step fell up to a step after the window's start
+            # and the interval read up to 1/24 short (15 s as 14.4)
+            assert scrape_interval(src, window, end - before, (), targets.frame)[1] == pytest.approx(expected, rel=0.002)
         assert len(res.frame) == sum(min(n, SAMPLED_TARGETS) for n, _ in jobs.values())  # the sampled series only
         everything, unsampled = scrape_interval(src, 3600, end, (), None)
         assert len(everything.frame) == len(targets.frame) and unsampled == pytest.approx(expected, rel=0.05)

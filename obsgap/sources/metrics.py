@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from obsgap.intervals import time_step_ms
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
-from obsgap.sources.queries import FamilyScope
+from obsgap.sources.queries import FamilyScope, subquery_step_seconds
 from obsgap.sources.reports import HistogramFamilies, PrometheusReport, SourceStatus, WitnessReport
 from obsgap.sources.witnesses import families_present, normalize, scope_of
 from obsgap.witness import KNOWN_FAMILIES, WitnessCounts, WitnessFamily
@@ -204,7 +204,9 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
         sample = known.sort_values(["job", "instance"]).groupby("job").head(SAMPLED_TARGETS)
         matchers = (("job", "=~", _alternatives(sample["job"])), ("instance", "=~", _alternatives(sample["instance"])))
     family = FamilyScope("up", ("job", "instance"), "namespace", matchers)
-    res = source.query(SCRAPE_INTERVAL_QUERY, window_seconds, at, namespaces, family=family)
+    step = subquery_step_seconds(window_seconds)
+    on_grid = datetime.fromtimestamp(at.timestamp() // step * step, UTC)  # less than a step before `at`
+    res = source.query(SCRAPE_INTERVAL_QUERY, window_seconds, on_grid, namespaces, family=family)
     frame = res.frame
     if res.error or frame.empty or "value" not in frame:
         return res, None

@@ -2,9 +2,10 @@
 
 A query file starts with `#` header lines (`returns:`, `labels:`, `scope:`) and has two
 placeholders: `$window` (a duration) and `$selector` (one label matcher that scopes the query to
-the requested namespaces, on the label named by `scope:`); `$resolution` is a subquery step of about
-1/240 of the window (at least 15 s), `$bucket_series` and `$series` validated metric names, `$by` validated label
-names. `scope: family` takes the scope label and the further matchers from the caller (a witness family's own).
+the requested namespaces, on the label named by `scope:`); `$resolution` is a subquery step of 1/24 of the window
+(at least 15 s, `subquery_step_seconds`), `$grid` a subquery range whose steps on that resolution run from one step
+after the window's start to its end (for a query evaluated on the grid), `$after_grid_start` the range after that
+first step; `$bucket_series` and `$series` validated metric names, `$by` validated label names. `scope: family` takes the scope label and the further matchers from the caller (a witness family's own).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from obsgap.errors import InputError
 
-_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series|resolution|series|by)\b")
+_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series|resolution|grid|after_grid_start|series|by)\b")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -83,10 +84,18 @@ class QueryFile:
             selector = family.selector(namespaces)
         else:
             selector = "" if scope == "none" else namespace_matcher(self.scope, namespaces)
+        step = subquery_step_seconds(window_seconds)
         values = {"window": f"{int(window_seconds)}s", "selector": selector,
-                  "bucket_series": bucket_series or "", "resolution": f"{max(15, int(window_seconds) // 24)}s",
+                  "bucket_series": bucket_series or "", "resolution": f"{step}s",
+                  "grid": f"{max(1, int(window_seconds) * 1000 - step * 500)}ms",
+                  "after_grid_start": f"{max(1, (int(window_seconds) - step) * 1000 - 1)}ms",
                   "series": family.series if family else "", "by": ", ".join(family.by) if family else ""}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
+
+
+def subquery_step_seconds(window_seconds: int) -> int:
+    """The step of a subquery over the window: 1/24 of it, at least 15 s (a common scrape interval)."""
+    return max(15, int(window_seconds) // 24)
 
 
 def namespace_matcher(label: str, namespaces: tuple[str, ...]) -> str:
