@@ -119,7 +119,8 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
         for window, before in ((1800, timedelta(minutes=17, seconds=13)), (600, timedelta(minutes=7, seconds=1))):
             # evaluated off the subquery's grid, the grid's first step fell up to a step after the window's start
             # and the interval read up to 1/24 short (15 s as 14.4)
-            assert scrape_interval(src, window, end - before, (), targets.frame)[1] == pytest.approx(expected, rel=0.002)
+            off_grid = scrape_interval(src, window, end - before, (), targets.frame)[1]
+            assert off_grid == pytest.approx(expected, rel=0.002)
         assert len(res.frame) == sum(min(n, SAMPLED_TARGETS) for n, _ in jobs.values())  # the sampled series only
         everything, unsampled = scrape_interval(src, 3600, end, (), None)
         assert len(everything.frame) == len(targets.frame) and unsampled == pytest.approx(expected, rel=0.05)

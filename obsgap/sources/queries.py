@@ -5,7 +5,8 @@ placeholders: `$window` (a duration) and `$selector` (one label matcher that sco
 the requested namespaces, on the label named by `scope:`); `$resolution` is a subquery step of 1/24 of the window
 (at least 15 s, `subquery_step_seconds`), `$grid` a subquery range whose steps on that resolution run from one step
 after the window's start to its end (for a query evaluated on the grid), `$after_grid_start` the range after that
-first step; `$bucket_series` and `$series` validated metric names, `$by` validated label names. `scope: family` takes the scope label and the further matchers from the caller (a witness family's own).
+first step; `$bucket_series` and `$series` validated metric names, `$by` validated label names. `scope: family`
+takes the scope label and the further matchers from the caller (a witness family's own).
 """
 
 from __future__ import annotations
