@@ -36,3 +36,28 @@ def test_prometheus_and_victoriametrics_agree(tmp_path: Path, prometheus_availab
     cov_prom = {(c.namespace, c.service): (c.observed, c.mesh) for c in on_prom.result.coverage}
     cov_vm = {(c.namespace, c.service): (c.observed, c.mesh) for c in on_vm.result.coverage}
     assert cov_vm == cov_prom
+
+
+def test_the_scrape_interval_reads_the_same_on_victoriametrics(tmp_path: Path) -> None:
+    """MetricsQL's subqueries and `timestamp()` give the scrape interval as PromQL's do, at ends off the
+    subquery's grid too (tests/test_prometheus.py checks Prometheus on the same series)."""
+    from datetime import timedelta
+
+    from obsgap.sources.metrics import scrape_interval
+    from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource
+    from tests.test_prometheus import _up_series
+
+    if shutil.which("victoria-metrics") is None:
+        pytest.fail("victoria-metrics is not installed (Debian package); `make test` installs it", pytrace=False)
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    _up_series(tmp_path / "up.om", end, {"kubernetes-pods": (6, 15), "node-exporter": (3, 60)})
+    vm = VictoriaMetricsServer(tmp_path / "vm-data").start()
+    try:
+        assert vm.import_openmetrics(tmp_path / "up.om") == 6 * 240 + 3 * 60
+        source = PrometheusSource(PrometheusOptions(url=vm.url))
+        for window, before in ((3600, timedelta(0)), (1800, timedelta(minutes=17, seconds=13))):
+            res, interval = scrape_interval(source, window, end - before, (), None)
+            assert res.error is None and sorted(set(res.frame["value"].astype(float))) == [15.0, 60.0]
+            assert interval == 15.0
+    finally:
+        vm.stop()
