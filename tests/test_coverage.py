@@ -479,3 +479,39 @@ def test_sidecars_logging_in_the_mesh_format_are_read_by_it(tmp_path: Path) -> N
     plain = run_scenario(replace(spec, extra_objects=()), tmp_path, built=build(
         replace(spec, name="custom-format-2", extra_objects=()), tmp_path / "custom-format-2"))
     assert sources_json(plain.result)["logs"]["unparsed"] > 0
+
+
+def test_a_passthrough_share_needs_the_services_own_count() -> None:
+    """Calls by pod IP counted as PassthroughCluster are given as a share of all the service's calls, which needs
+    its callers' count of the service (mesh_requests); where that query failed, the finding gives the requests
+    alone, not "100 %"."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.passthrough import PassthroughTraffic
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+    from obsgap.model import Window
+    from obsgap.sources.kube.build import build_topology
+
+    topo = build_topology([
+        {"kind": "Service", "metadata": {"name": "api", "namespace": "app"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"port": 8080}]}},
+        {"kind": "Pod", "metadata": {"name": "api-0", "namespace": "app", "labels": {"app": "api"}},
+         "spec": {"containers": [{"name": "api"}]}, "status": {"podIP": "10.0.0.5", "phase": "Running"}}])
+    passthrough = pd.DataFrame([{"reporter": "source", "destination_service": "10.0.0.5:8080",
+                                 "destination_service_name": "PassthroughCluster", "source_workload": "client",
+                                 "source_workload_namespace": "app", "value": 250.0}])
+    by_name = pd.DataFrame([{"reporter": r, "destination_service_namespace": "app", "destination_service_name": "api",
+                             "value": v} for r, v in (("source", 750.0), ("destination", 990.0))])
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    titles = {}
+    for label, metrics in (
+            ("measured", MetricsEvidence({"passthrough_requests": passthrough, "mesh_requests": by_name})),
+            ("failed", MetricsEvidence({"passthrough_requests": passthrough},
+                                       failed={"mesh_requests": "query mesh_requests: timeout"}))):
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo, metrics)
+        (finding,) = PassthroughTraffic.run(CheckInputs(ev, analyze(ev)))
+        titles[label] = (finding.title, finding.severity.value)
+    assert titles["measured"] == ("api: 25.0% of its callers' requests are counted as PassthroughCluster", "warning")
+    assert titles["failed"] == ("api: 250 of its callers' requests are counted as PassthroughCluster", "warning")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from obsgap.checks.base import Check, CheckInputs, Skip, pct
@@ -93,16 +93,18 @@ class PassthroughTraffic(Check):
             g.addresses[str(row.destination_service)] += int(float(row.value))
         out = []
         scope = set(inputs.settings.namespaces)
+        served = _requests_by_service(inputs)
         for (cluster, ns, target), g in groups.items():
             if g.requests < inputs.settings.min_requests:
                 continue
             if scope and not (ns in scope or (not ns and any(c.split("/", 1)[0] in scope for c in g.callers))):
                 continue  # the query is not scoped (no destination namespace on these series): -n filters here
-            out.append(_finding(cluster, ns, target, g, inputs))
+            out.append(_finding(cluster, ns, target, g, served))
         return out
 
 
-def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs) -> Finding:
+def _finding(cluster: str, ns: str, target: str, g: _Group,
+             served: Mapping[tuple[str, str], float] | None) -> Finding:
     callers = [c for c, _ in g.callers.most_common(10)]
     addresses = [a for a, _ in g.addresses.most_common(10)]
     n = round(g.requests)
@@ -113,10 +115,14 @@ def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs)
         fix = Suggestion(f"Declare {target} with a ServiceEntry if the calls are legitimate.",
                          _service_entry(target, addresses), DOC)
     elif ns:
-        st = _service_requests(inputs, ns, target)
-        share = g.requests / (g.requests + st) if (g.requests + st) else 1.0
-        sev = Severity.WARNING if share >= 0.1 else Severity.INFO
-        title = f"{target}: {pct(share)} of its callers' requests are counted as PassthroughCluster"
+        if served is None:  # the service's own count is unknown, and so is the share
+            sev = Severity.WARNING
+            title = f"{target}: {n:,} of its callers' requests are counted as PassthroughCluster"
+        else:
+            st = served.get((ns, target), 0.0)
+            share = g.requests / (g.requests + st) if (g.requests + st) else 1.0
+            sev = Severity.WARNING if share >= 0.1 else Severity.INFO
+            title = f"{target}: {pct(share)} of its callers' requests are counted as PassthroughCluster"
         text = (f"Callers reached pods of {ns}/{target} by IP ({', '.join(addresses[:3])}), so their sidecars "
                 f"matched no service: these {n:,} requests appear under destination_service_name="
                 f"\"PassthroughCluster\", not under {target}, and bypass its routing rules and policies.")
@@ -136,16 +142,17 @@ def _finding(cluster: str, ns: str, target: str, g: _Group, inputs: CheckInputs)
         suggestion=fix)
 
 
-def _service_requests(inputs: CheckInputs, ns: str, name: str) -> float:
+def _requests_by_service(inputs: CheckInputs) -> dict[tuple[str, str], float] | None:
+    """Each service's requests as its callers' sidecars count them, or None where that query failed."""
     metrics = inputs.metrics
-    if metrics is None:
-        return 0.0
+    if metrics is None or "mesh_requests" in metrics.failed:
+        return None
     df = metrics.frame("mesh_requests", ["reporter", "destination_service_namespace", "destination_service_name"])
     if df.empty:
-        return 0.0
-    sel = df[(df["reporter"] == "source") & (df["destination_service_namespace"] == ns)
-             & (df["destination_service_name"] == name)]
-    return float(sel["value"].sum())
+        return {}
+    sent = df[df["reporter"] == "source"]
+    sums = sent.groupby(["destination_service_namespace", "destination_service_name"])["value"].sum()
+    return {(str(ns), str(name)): float(v) for (ns, name), v in sums.items()}
 
 
 def _k8s_name(host: str) -> str:
