@@ -64,6 +64,7 @@ class TopologyIndex:
         for s in topo.services:
             self.services_by_name[s.name].append(s)
         self.services_by_fqdn: dict[str, Service] = {s.fqdn: s for s in topo.services}
+        self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
 
     @cached_property
     def gateways_by_key(self) -> dict[tuple[str, str], KubeGateway]:
@@ -109,12 +110,17 @@ class TopologyIndex:
     @cached_property
     def pod_services(self) -> dict[tuple[str, str], tuple[Service, ...]]:
         """Services whose selector picks each pod."""
-        by_ns: dict[str, list[Service]] = defaultdict(list)
-        for s in self.topo.services:
-            by_ns[s.namespace].append(s)
+        # A Service can pick only pods that carry its selector's first label: the candidates of a pod are found
+        # by its labels (not every Service of its namespace tried against every pod), in the topology's order.
+        services = self.topo.services
+        by_label: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for i, s in enumerate(services):
+            if s.selector:
+                by_label[(s.namespace, *next(iter(s.selector.items())))].append(i)
         out: dict[tuple[str, str], tuple[Service, ...]] = {}
         for p in self.topo.pods:
-            out[p.key] = tuple(s for s in by_ns.get(p.namespace, ()) if selects(s.selector, p.labels))
+            candidates = sorted({i for item in p.labels.items() for i in by_label.get((p.namespace, *item), ())})
+            out[p.key] = tuple(services[i] for i in candidates if selects(services[i].selector, p.labels))
         return out
 
     @cached_property
@@ -164,6 +170,13 @@ class TopologyIndex:
 
     def resolve(self, authority: str, from_namespace: str | None) -> Resolved:
         """Classify an address a caller used: FQDN, short name, pod IP, wrong namespace, external."""
+        key = (authority, from_namespace)
+        known = self._resolved.get(key)
+        if known is None:
+            known = self._resolved[key] = self._resolve(authority, from_namespace)
+        return known
+
+    def _resolve(self, authority: str, from_namespace: str | None) -> Resolved:
         host, port = split_host_port(authority)
         host_l = host.rstrip(".").lower()
         if is_ip(host_l):
