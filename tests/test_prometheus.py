@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import pandas as pd
 import pytest
 
 from obsgap.errors import InputError
@@ -125,11 +126,53 @@ def test_the_scrape_interval_reads_a_few_targets_per_job_weighted_by_their_numbe
             # and the interval read up to 1/24 short (15 s as 14.4)
             off_grid = scrape_interval(src, window, end - before, (), targets.frame)[1]
             assert off_grid == pytest.approx(expected, rel=0.002)
-        assert len(res.frame) == sum(min(n, SAMPLED_TARGETS) for n, _ in jobs.values())  # the sampled series only
+        series = lambda r: len(r.frame[["job", "instance"]].drop_duplicates())  # noqa: E731 (a row per slice)
+        assert series(res) == sum(min(n, SAMPLED_TARGETS) for n, _ in jobs.values())  # the sampled series only
         everything, unsampled = scrape_interval(src, 3600, end, (), None)
-        assert len(everything.frame) == len(targets.frame) and unsampled == pytest.approx(expected, rel=0.05)
+        assert series(everything) == len(targets.frame) and unsampled == pytest.approx(expected, rel=0.002)
         unnamed = targets.frame.assign(instance=None)  # rows that name no target: every series, not none
-        assert len(scrape_interval(src, 3600, end, (), unnamed)[0].frame) == len(targets.frame)
+        assert series(scrape_interval(src, 3600, end, (), unnamed)[0]) == len(targets.frame)
+    finally:
+        server.stop()
+
+
+def test_the_scrape_interval_reads_as_many_samples_whatever_the_window(tmp_path: Path,
+                                                                       prometheus_available: None) -> None:
+    """Four slices of an hour spread over the window: the samples read do not grow with the window (a 30-day SLO
+    review reads as many as a night). Where no slice holds the data (a few hours of a long window), the whole window
+    is read, and the interval is still measured."""
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    day = 86_400
+    start = int(end.timestamp()) - 2 * day
+    spans = {"pods": (start, start + 2 * day, 15), "sparse": (start + 28 * 3600, start + 31 * 3600, 30)}
+    rows = sorted((ts, f'up{{job="{job}",instance="10.0.0.{t}:15020",namespace="shop"}} 1 {ts}')
+                  for job, (lo, hi, every) in spans.items() for t in range(3) for ts in range(lo, hi, every))
+    (tmp_path / "up.om").write_text("# TYPE up gauge\n" + "\n".join(r for _, r in rows) + "\n# EOF\n")
+    server = serve_openmetrics(tmp_path / "up.om", tmp_path)
+
+    class Counting(PrometheusSource):
+        read: list[int] = []
+
+        def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+            body = super()._get(path, params)
+            self.read.append(int(body["data"]["stats"]["samples"]["totalQueryableSamples"]))
+            return body
+
+    try:
+        src = Counting(PrometheusOptions(url=server.url))
+        pods = pd.DataFrame({"job": ["pods"] * 3, "instance": [f"10.0.0.{t}:15020" for t in range(3)]})
+        read = {}
+        for window in (6 * 3600, 47 * 3600):
+            Counting.read = []
+            _, interval = scrape_interval(src, window, end - timedelta(minutes=3), (), pods)
+            assert interval == 15.0, window
+            read[window] = Counting.read
+        assert len(read[6 * 3600]) == 1 and read[6 * 3600] == read[47 * 3600]  # one query, as many samples
+        sparse = pd.DataFrame({"job": ["sparse"] * 3, "instance": [f"10.0.0.{t}:15020" for t in range(3)]})
+        Counting.read = []
+        _, interval = scrape_interval(src, 47 * 3600, end - timedelta(minutes=3), (), sparse)
+        assert len(Counting.read) == 2  # no slice held it: the whole window read, on the slices' grid
+        assert interval == pytest.approx(30.0, rel=0.01)  # short by the samples before its first step
     finally:
         server.stop()
 

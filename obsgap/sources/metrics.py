@@ -22,7 +22,7 @@ from obsgap.intervals import time_step_ms
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
-from obsgap.sources.queries import FamilyScope, subquery_step_seconds
+from obsgap.sources.queries import FamilyScope, Grid, subquery_step_seconds
 from obsgap.sources.reports import HistogramFamilies, PrometheusReport, SourceStatus, WitnessReport
 from obsgap.sources.witnesses import families_present, normalize, scope_of
 from obsgap.witness import KNOWN_FAMILIES, WitnessCounts, WitnessFamily
@@ -185,6 +185,20 @@ class MetricsSource:
 
 SAMPLED_TARGETS, SAMPLED_JOBS = 5, 100
 """Targets per job whose `up` series the scrape-interval query reads, in the jobs with the most targets."""
+SLICES, SLICE_SECONDS = 4, 3600
+"""The scrape-interval query reads four slices of the window spread over it, each an hour (a quarter of a window
+shorter than four hours): the samples it reads do not grow with the window."""
+
+
+def _slices(window_seconds: int) -> tuple[int, int]:
+    """(slice length, spacing between the slices' ends), both on the slice's subquery grid; a window of a few
+    minutes is one slice."""
+    window = int(window_seconds)
+    length = min(SLICE_SECONDS, window // SLICES)
+    if length < 60:
+        return window, 0
+    step = subquery_step_seconds(length)
+    return length, (window - length) // (SLICES - 1) // step * step
 
 
 def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime, namespaces: tuple[str, ...],
@@ -192,8 +206,9 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
     """The scrape interval the sample spacing shows (None when it cannot be told). Prometheus scrapes a job's
     targets at the job's interval, so the median over every `up` series is read from a few: per job, the median
     over SAMPLED_TARGETS of its targets (scrape_targets' rows, the first by instance), then the median over the
-    jobs (the SAMPLED_JOBS with the most targets) weighted by their number of targets. The query's cost does not
-    grow with the targets. Without the targets' rows (that query failed or was not run), every series is read."""
+    jobs (the SAMPLED_JOBS with the most targets) weighted by their number of targets, each series read in
+    SLICES slices of the window (every slice's reading counts). The query's cost does not grow with the targets
+    nor with the window. Without the targets' rows (that query failed or was not run), every series is read."""
     matchers: tuple[tuple[str, str, str], ...] = ()
     weights: pd.Series | None = None
     known = (targets.dropna(subset=["job", "instance"]).astype({"job": str, "instance": str})
@@ -204,16 +219,26 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
         sample = known.sort_values(["job", "instance"]).groupby("job").head(SAMPLED_TARGETS)
         matchers = (("job", "=~", _alternatives(sample["job"])), ("instance", "=~", _alternatives(sample["instance"])))
     family = FamilyScope("up", ("job", "instance"), "namespace", matchers)
-    step = subquery_step_seconds(window_seconds)
-    on_grid = datetime.fromtimestamp(at.timestamp() // step * step, UTC)  # less than a step before `at`
-    res = source.query(SCRAPE_INTERVAL_QUERY, window_seconds, on_grid, namespaces, family=family)
-    frame = res.frame
-    if res.error or frame.empty or "value" not in frame:
-        return res, None
-    values = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"))
-    values = values[(values["value"] > 0) & (values["value"] < window_seconds)]
+    slice_s, spacing = _slices(window_seconds)
+    step = subquery_step_seconds(slice_s)
+    # where no slice holds the data (a few hours of a long window), the whole window on the same grid: the
+    # samples then read are the few there are
+    for length, grid in ((slice_s, Grid(step, spacing)), (int(window_seconds), Grid(step))):
+        on_grid = datetime.fromtimestamp(at.timestamp() // step * step, UTC)  # less than a step before `at`
+        res = source.query(SCRAPE_INTERVAL_QUERY, length, on_grid, namespaces, family=family, grid=grid)
+        frame = res.frame
+        if res.error:
+            return res, None
+        values = (frame.assign(value=pd.to_numeric(frame["value"], errors="coerce")) if "value" in frame
+                  else pd.DataFrame(columns=["job", "value"]))
+        values = values[(values["value"] > 0) & (values["value"] < length)]
+        if not values.empty or not spacing:
+            break
     if values.empty:
         return res, None
+    series = [c for c in ("job", "instance") if c in values]
+    if series:  # a series read short in a slice it only partly fills is outvoted by its other slices
+        values = values.groupby(series, as_index=False)["value"].median()
     if weights is None or "job" not in values:
         return res, float(values["value"].median())
     per_job = values.groupby("job")["value"].median().sort_values()

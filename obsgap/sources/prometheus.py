@@ -23,7 +23,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from obsgap.errors import InputError
-from obsgap.sources.queries import FamilyScope, load_query
+from obsgap.sources.queries import FamilyScope, Grid, load_query
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -133,7 +133,8 @@ class PrometheusSource:
         return body
 
     def query(self, name: str, window_seconds: int, at: datetime, namespaces: tuple[str, ...] = (),
-              bucket_series: str | None = None, family: FamilyScope | None = None) -> QueryResult:
+              bucket_series: str | None = None, family: FamilyScope | None = None,
+              grid: Grid | None = None) -> QueryResult:
         """Run queries/<name>.promql as an instant query at `at`. Failures are recorded, not raised.
 
         A query the backend refuses for loading too many samples is split by namespace (the query file's
@@ -141,7 +142,7 @@ class PrometheusSource:
         query = load_query(name)
         label = f"{name}:{bucket_series or (family.label or family.series if family else '')}".rstrip(":")
         try:
-            body = self._instant(query.bind(window_seconds, namespaces, bucket_series, family), at)
+            body = self._instant(query.bind(window_seconds, namespaces, bucket_series, family, grid), at)
         except (requests.RequestException, PrometheusApiClientException) as exc:
             scope_label = (family.namespace_label if family else None) if query.scope == "family" else query.scope
             if not _too_many_samples(exc) or not scope_label or scope_label.split()[0] == "none":
@@ -152,7 +153,7 @@ class PrometheusSource:
             parts: list[QueryResult] = []
             half = len(scope) // 2
             for chunk in (scope[:half], scope[half:]):
-                parts.append(self.query(name, window_seconds, at, chunk, bucket_series, family))
+                parts.append(self.query(name, window_seconds, at, chunk, bucket_series, family, grid))
             self.splits[label] = self.splits.get(label, 1) + 1
             errors = [p.error for p in parts if p.error]
             if errors:

@@ -5,8 +5,9 @@ placeholders: `$window` (a duration) and `$selector` (one label matcher that sco
 the requested namespaces, on the label named by `scope:`); `$resolution` is a subquery step of 1/24 of the window
 (at least 15 s, `subquery_step_seconds`), `$grid` a subquery range whose steps on that resolution run from one step
 after the window's start to its end (for a query evaluated on the grid), `$after_grid_start` the range after that
-first step; `$bucket_series` and `$series` validated metric names, `$by` validated label names. `scope: family`
-takes the scope label and the further matchers from the caller (a witness family's own).
+first step, `$offset_1..3` one to three times the slices' spacing (`Grid`); `$bucket_series` and `$series`
+validated metric names, `$by` validated label names. `scope: family` takes the scope label and the further matchers
+from the caller (a witness family's own).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from obsgap.errors import InputError
 
-_PLACEHOLDER = re.compile(r"\$(window|selector|bucket_series|resolution|grid|after_grid_start|series|by)\b")
+_PLACEHOLDER = re.compile(
+    r"\$(window|selector|bucket_series|resolution|grid|after_grid_start|offset_[123]|series|by)\b")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -65,6 +67,16 @@ class FamilyScope:
 
 
 @dataclass(frozen=True)
+class Grid:
+    """A subquery's steps (`$resolution`, `$grid`, `$after_grid_start`) and the spacing of a query's slices
+    (`$offset_1..3`, at least a step: PromQL refuses `offset 0s`); by default a step of
+    subquery_step_seconds(window), the slices a step apart."""
+
+    step_seconds: int
+    spacing_seconds: int = 0
+
+
+@dataclass(frozen=True)
 class QueryFile:
     name: str
     text: str
@@ -73,7 +85,7 @@ class QueryFile:
     scope: str
 
     def bind(self, window_seconds: int, namespaces: tuple[str, ...] = (), bucket_series: str | None = None,
-             family: FamilyScope | None = None) -> str:
+             family: FamilyScope | None = None, grid: Grid | None = None) -> str:
         if "$bucket_series" in self.text and (not bucket_series or not _METRIC_NAME.match(bucket_series)):
             raise InputError(f"query {self.name}: {bucket_series!r} is not a metric name")
         scope = self.scope.split()[0]
@@ -85,12 +97,15 @@ class QueryFile:
             selector = family.selector(namespaces)
         else:
             selector = "" if scope == "none" else namespace_matcher(self.scope, namespaces)
-        step = subquery_step_seconds(window_seconds)
+        grid = grid or Grid(subquery_step_seconds(window_seconds))
+        step = grid.step_seconds
+        first_step = (max(1, int(window_seconds) // step) - 1) * step  # how long before the end the grid starts
         values = {"window": f"{int(window_seconds)}s", "selector": selector,
                   "bucket_series": bucket_series or "", "resolution": f"{step}s",
-                  "grid": f"{max(1, int(window_seconds) * 1000 - step * 500)}ms",
-                  "after_grid_start": f"{max(1, (int(window_seconds) - step) * 1000 - 1)}ms",
-                  "series": family.series if family else "", "by": ", ".join(family.by) if family else ""}
+                  "grid": f"{max(1, first_step * 1000 + step * 500)}ms",
+                  "after_grid_start": f"{max(1, first_step * 1000 - 1)}ms",
+                  "series": family.series if family else "", "by": ", ".join(family.by) if family else "",
+                  **{f"offset_{k}": f"{k * max(grid.spacing_seconds, step)}s" for k in (1, 2, 3)}}
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 
 
