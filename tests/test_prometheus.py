@@ -144,9 +144,12 @@ def test_the_scrape_interval_reads_as_many_samples_whatever_the_window(tmp_path:
     end = datetime(2026, 11, 24, tzinfo=UTC)
     day = 86_400
     start = int(end.timestamp()) - 2 * day
-    spans = {"pods": (start, start + 2 * day, 15), "sparse": (start + 28 * 3600, start + 31 * 3600, 30)}
+    spans = {"pods": (start, start + 2 * day, 15), "sparse": (start + 28 * 3600, start + 31 * 3600, 30),
+             "gappy": (start, start + 2 * day, 15)}
+    gap = range(start + 2 * day - 40 * 60, start + 2 * day - 20 * 60)  # Prometheus down, in the last slice
     rows = sorted((ts, f'up{{job="{job}",instance="10.0.0.{t}:15020",namespace="shop"}} 1 {ts}')
-                  for job, (lo, hi, every) in spans.items() for t in range(3) for ts in range(lo, hi, every))
+                  for job, (lo, hi, every) in spans.items() for t in range(3) for ts in range(lo, hi, every)
+                  if job != "gappy" or ts not in gap)
     (tmp_path / "up.om").write_text("# TYPE up gauge\n" + "\n".join(r for _, r in rows) + "\n# EOF\n")
     server = serve_openmetrics(tmp_path / "up.om", tmp_path)
 
@@ -168,6 +171,8 @@ def test_the_scrape_interval_reads_as_many_samples_whatever_the_window(tmp_path:
             assert interval == 15.0, window
             read[window] = Counting.read
         assert len(read[6 * 3600]) == 1 and read[6 * 3600] == read[47 * 3600]  # one query, as many samples
+        gappy = pd.DataFrame({"job": ["gappy"] * 3, "instance": [f"10.0.0.{t}:15020" for t in range(3)]})
+        assert scrape_interval(src, 47 * 3600, end - timedelta(minutes=3), (), gappy)[1] == 15.0  # the gap's slice
         sparse = pd.DataFrame({"job": ["sparse"] * 3, "instance": [f"10.0.0.{t}:15020" for t in range(3)]})
         Counting.read = []
         _, interval = scrape_interval(src, 47 * 3600, end - timedelta(minutes=3), (), sparse)

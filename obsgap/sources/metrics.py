@@ -229,21 +229,39 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
         frame = res.frame
         if res.error:
             return res, None
-        values = (frame.assign(value=pd.to_numeric(frame["value"], errors="coerce")) if "value" in frame
-                  else pd.DataFrame(columns=["job", "value"]))
-        values = values[(values["value"] > 0) & (values["value"] < length)]
+        values = _series_intervals(frame, length)
         if not values.empty or not spacing:
             break
     if values.empty:
         return res, None
-    series = [c for c in ("job", "instance") if c in values]
-    if series:  # a series read short in a slice it only partly fills is outvoted by its other slices
-        values = values.groupby(series, as_index=False)["value"].median()
     if weights is None or "job" not in values:
         return res, float(values["value"].median())
     per_job = values.groupby("job")["value"].median().sort_values()
     weight = weights.reindex(per_job.index).fillna(0).cumsum()
     return res, float(per_job[weight >= weight.iloc[-1] / 2].iloc[0])
+
+
+FULL_SLICE = 0.9
+"""A series' slices with at least this share of its most samples in one slice are the ones its interval is read
+from: a slice it only partly fills reads short (the samples before its first step count, their time does not), one
+with a gap in the scrapes long."""
+
+
+def _series_intervals(frame: pd.DataFrame, length: int) -> pd.DataFrame:
+    """Per series (its labels, and `value`): the median interval of its fullest slices."""
+    if frame.empty or not {"what", "slice", "value"} <= set(frame.columns):
+        return pd.DataFrame(columns=["value"])
+    keys = [c for c in frame.columns if c not in ("what", "slice", "value")]
+    readings = frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"), series=0).fillna(
+        {c: "" for c in keys}).pivot_table(index=[*keys, "series", "slice"], columns="what", values="value",
+                                           aggfunc="first")
+    if not {"interval", "samples"} <= set(readings.columns):
+        return pd.DataFrame(columns=["value"])
+    readings = readings[(readings["interval"] > 0) & (readings["interval"] < length)]
+    by_series = [*keys, "series"]
+    fullest = readings.groupby(level=by_series)["samples"].transform("max")
+    kept = readings[readings["samples"] >= FULL_SLICE * fullest]
+    return kept.groupby(level=by_series)["interval"].median().rename("value").reset_index().drop(columns="series")
 
 
 def _alternatives(values: pd.Series) -> str:
