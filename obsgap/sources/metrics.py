@@ -207,8 +207,9 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
     targets at the job's interval, so the median over every `up` series is read from a few: per job, the median
     over SAMPLED_TARGETS of its targets (scrape_targets' rows, the first by instance), then the median over the
     jobs (the SAMPLED_JOBS with the most targets) weighted by their number of targets, each series read in
-    SLICES slices of the window (every slice's reading counts). The query's cost does not grow with the targets
-    nor with the window. Without the targets' rows (that query failed or was not run), every series is read."""
+    SLICES slices of the window (the median of its fullest slices). The query's cost does not grow with the
+    targets nor with the window. Without the targets' rows (that query failed or was not run), every series is
+    read."""
     matchers: tuple[tuple[str, str, str], ...] = ()
     weights: pd.Series | None = None
     known = (targets.dropna(subset=["job", "instance"]).astype({"job": str, "instance": str})
