@@ -482,3 +482,48 @@ def test_an_empty_good_selector_says_the_slo_reads_zero_and_pages(verdicts) -> N
     assert "stays green" not in reason
     (f,) = [f for f in result.findings if "search-good-typo" in f.title]
     assert f.title.startswith("SLO search/search-good-typo (openslo) is broken") and f.namespace == "shop"
+
+
+@pytest.mark.parametrize("failing", ["series", "buckets", None])
+def test_an_slo_query_that_failed_proves_nothing(failing: str | None) -> None:
+    """A count of a selector's series that failed is no proof that it matches nothing (the SLO was called broken:
+    "matches no series"), and a bucket query that failed leaves the SLI unconfirmed (its saturated histogram went
+    unsaid, as if sound). Either way the verdict is "unverified", with the failure as the reason; with every query
+    answered, the saturated histogram breaks it."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from obsgap.slo.measure import measure
+
+    spec = SloSpec("sloth", "f", "latency", "api", 0.99, "30d", "latency",
+                   'sum(rate(istio_request_duration_milliseconds_count{destination_service_name="api"}[5m]))',
+                   good='sum(rate(istio_request_duration_milliseconds_bucket{destination_service_name="api",'
+                        'le="10000"}[5m]))')
+    buckets = pd.DataFrame([{"le": le, "value": v} for le, v in (  # saturated, but for the series' case
+        (("1000", 90.0), ("10000", 99.5), ("20000", 99.9), ("+Inf", 100.0)) if failing == "series"
+        else (("1000", 90.0), ("5000", 95.0), ("+Inf", 100.0)))])
+
+    def query(label: str, promql: str) -> tuple[pd.DataFrame | None, str | None]:
+        kind = label.rsplit(": ", 1)[-1]
+        if kind == failing:
+            return None, f"query {label}: timeout"
+        if kind == "series":
+            return pd.DataFrame([{"value": 3.0}]), None
+        if kind == "buckets":
+            return buckets, None
+        return pd.DataFrame([{"value": 100.0 if "_count" in promql else 95.0}]), None
+
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings())
+    m = measure(spec, query, 3600)
+    verdict = assess(m, ev, reconcile(ev))
+    if failing is None:
+        assert m.error is None and verdict.verdict == "broken"
+        assert [p.cause for p in verdict.problems] == ["latency-saturated"]
+        return
+    assert m.error == f"query slo latency: {failing}: timeout"
+    assert verdict.verdict == "unverified" and not verdict.problems
+    if failing == "series":
+        assert all(n is None for _, n in m.selector_series)
+        assert all(s["series"] is None for s in verdict.as_dict()["selectors"])  # null in findings.json, not 0

@@ -307,6 +307,8 @@ def _job_hint(empty: list[Selector], ev: Evidence, services: list[Service]) -> s
 def _selector_problems(m: Measured, ev: Evidence, services: list[Service]) -> list[Problem]:
     empty = []
     for text, n in m.selector_series:
+        if n is None:
+            continue  # its count failed (m.error says why): no proof that it matches nothing
         sel = next(s for q in m.spec.queries for s in shape(q).selectors if s.text() == text)
         le = sel.equal("le")
         if not n and le is not None and m.bounds and m.error is None:

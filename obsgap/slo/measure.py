@@ -35,19 +35,20 @@ def _events(query: Query, label: str, promql: str, window_s: int) -> tuple[float
     return value, err
 
 
-def _histogram(query: Query, spec: SloSpec,
-               window_s: int) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
+def _histogram(query: Query, spec: SloSpec, window_s: int) -> tuple[
+        tuple[float, ...], tuple[float, ...], tuple[str, ...], str | None]:
     """The histogram's finite bounds, cumulative counts (+Inf last) and the `le` spellings stored, bounds compared
-    as numbers (a Prometheus upgraded to 3 holds `500` and `500.0` for one bound)."""
+    as numbers (a Prometheus upgraded to 3 holds `500` and `500.0` for one bound); and why the buckets could not be
+    read (the bucket checks then cannot say the SLI is sound)."""
     selectors = [sel for q in spec.queries for sel in shape(q).selectors]
     sel = next((s for s in selectors if s.metric.endswith("_bucket")), selectors[0] if selectors else None)
     if sel is None:
-        return (), (), ()
+        return (), (), (), None
     series = Selector(sel.family + "_bucket", tuple(m for m in sel.matchers if m.name != "le"))
     promql = f"sum by (le) (increase({series.text()}[{duration(window_s)}]))"
-    df, _ = query(f"slo {spec.name}: buckets", promql)
+    df, err = query(f"slo {spec.name}: buckets", promql)
     if df is None or df.empty or "le" not in df:
-        return (), (), ()
+        return (), (), (), err
     counts: dict[float, float] = {}
     spelled: dict[float, str] = {}
     for text, value in zip(df["le"], df["value"], strict=True):
@@ -57,7 +58,7 @@ def _histogram(query: Query, spec: SloSpec,
             spelled[le] = min(spelled.get(le, str(text)), str(text), key=len)
     order = sorted(counts)
     finite = tuple(le for le in order if le != float("inf"))
-    return finite, tuple(counts[le] for le in order), tuple(spelled[le] for le in finite)
+    return finite, tuple(counts[le] for le in order), tuple(spelled[le] for le in finite), None
 
 
 def measure(spec: SloSpec, query: Query, window_s: int) -> Measured:
@@ -71,7 +72,7 @@ def measure(spec: SloSpec, query: Query, window_s: int) -> Measured:
         df, err = query(f"slo {spec.name}: series", f"count(count_over_time({text}[{duration(window_s)}]))")
         if err:
             errors.append(err)
-        series.append((text, int(_sum(df) or 0)))
+        series.append((text, None if err else int(_sum(df) or 0)))  # a failed count is no count
     total = bad = ratio = quantile_value = None
     if spec.kind in ("ratio", "latency"):
         if spec.total:
@@ -96,7 +97,8 @@ def measure(spec: SloSpec, query: Query, window_s: int) -> Measured:
         if df is not None and not df.empty:
             values = pd.to_numeric(df["value"], errors="coerce").dropna()
             quantile_value = float(values.max()) if len(values) else None
-    bounds, counts, labels = ((), (), ()) if spec.kind == "ratio" else _histogram(query, spec, window_s)
+    bounds, counts, labels, err = ((), (), (), None) if spec.kind == "ratio" else _histogram(query, spec, window_s)
+    errors += [err] if err else []
     return Measured(spec, errors[0] if errors else None, tuple(series), total, bad, ratio, quantile_value, bounds,
                     counts, labels)
 

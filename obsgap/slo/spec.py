@@ -51,8 +51,9 @@ class Measured:
     spec: SloSpec
     error: str | None = None
     """Why the SLI could not be measured (a query failed or does not parse)."""
-    selector_series: tuple[tuple[str, int], ...] = ()
-    """Each selector of the SLI's queries, and how many series it matched in the window (0: none)."""
+    selector_series: tuple[tuple[str, int | None], ...] = ()
+    """Each selector of the SLI's queries, and how many series it matched in the window (0: none; None: the count
+    failed)."""
     total: float | None = None
     """Events over the window by the SLI's own total query."""
     bad: float | None = None
