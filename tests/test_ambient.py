@@ -561,3 +561,32 @@ def test_enrolment_and_route_status_edge_cases(tmp_path: Path) -> None:
               if f.check == "route-ref-unresolved"}
     assert routes == {("HTTPRoute bank/ok-objects", "not-allowed-by-listener", "status"),
                       ("HTTPRoute bank/ghost-backend", "backend-not-found", "backend")}
+
+
+def test_a_missing_waypoints_traffic_without_a_witness_is_unknown() -> None:
+    """An ambient Service that asks for a waypoint that does not exist, seen only at L4 (or with mesh_requests
+    failed): no witness counted its requests, so findings.json says null, not 0."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.analysis.reconcile import REQ_COLS
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.waypoints import WaypointMissing
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+
+    topo = build_topology([
+        {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio.io/dataplane-mode": "ambient"}}},
+        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop", "labels": {"istio.io/use-waypoint": "wp"}},
+         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+        {"kind": "Pod", "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "api"}},
+         "spec": {"containers": [{"name": "api"}]}, "status": {"podIP": "10.0.0.5", "phase": "Running"}}])
+    row = {c: "" for c in REQ_COLS} | {"reporter": "destination", "destination_service_name": "api",
+                                       "destination_service_namespace": "shop", "value": 40.0}
+    tcp = pd.DataFrame([row])
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    for metrics in (MetricsEvidence({"mesh_tcp_connections": tcp}),
+                    MetricsEvidence({"mesh_tcp_connections": tcp}, failed={"mesh_requests": "timeout"})):
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo, metrics)
+        (finding,) = WaypointMissing.run(CheckInputs(ev, analyze(ev)))
+        assert finding.title == "api: waypoint wp does not exist"
+        assert finding.evidence.observed_requests is None

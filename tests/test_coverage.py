@@ -515,3 +515,50 @@ def test_a_passthrough_share_needs_the_services_own_count() -> None:
         titles[label] = (finding.title, finding.severity.value)
     assert titles["measured"] == ("api: 25.0% of its callers' requests are counted as PassthroughCluster", "warning")
     assert titles["failed"] == ("api: 250 of its callers' requests are counted as PassthroughCluster", "warning")
+
+
+def _mesh_row(reporter: str, pod: str, value: float) -> dict[str, object]:
+    from obsgap.analysis.reconcile import REQ_COLS
+
+    row: dict[str, object] = {c: "" for c in REQ_COLS}
+    row.update(reporter=reporter, destination_service_name="api", destination_service_namespace="shop",
+               source_workload="web", source_workload_namespace="shop", destination_workload="api",
+               destination_workload_namespace="shop", namespace="shop", pod=pod, destination_port="8080",
+               destination_service="api.shop.svc.cluster.local", value=value)
+    return row
+
+
+def test_a_bypass_share_needs_both_sides() -> None:
+    """One of two pods has no sidecar and no log tells what it served: the callers' sidecars (2,000) against the
+    server side (1,000) give the share. Where the mesh's TCP query failed, the comparison has no mesh side: no
+    share can be told, and the service is not examined (it said 100%)."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.envoy_bypass import EnvoyBypass
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+    from obsgap.model import Window
+    from obsgap.sources.kube.build import build_topology
+
+    def pod(name: str, sidecar: bool, ip: str) -> dict[str, object]:
+        containers = [{"name": "api", "ports": [{"containerPort": 8080}]}, *([{"name": "istio-proxy"}] * sidecar)]
+        opt_out = {} if sidecar else {"annotations": {"sidecar.istio.io/inject": "false"}}
+        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": "api"}, **opt_out},
+                "spec": {"containers": containers}, "status": {"podIP": ip, "phase": "Running"}}
+
+    topo = build_topology([
+        {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+        pod("api-a", True, "10.0.0.1"), pod("api-b", False, "10.0.0.2")])
+    mesh = pd.DataFrame([_mesh_row("destination", "api-a", 1000.0), _mesh_row("source", "", 2000.0)])
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    seen = {}
+    for label, failed in (("measured", {}), ("tcp failed", {"mesh_tcp_connections": "query: timeout"})):
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo,
+                      MetricsEvidence({"mesh_requests": mesh}, failed=failed))
+        inputs = CheckInputs(ev, analyze(ev), frozenset(EnvoyBypass.queries))
+        seen[label] = ([f.title for f in EnvoyBypass.run(inputs)], sorted(EnvoyBypass.examined(inputs)))
+    assert seen["measured"] == (["api: 50.0% of requests bypass Envoy (inject-annotation)"], ["shop/api"])
+    assert seen["tcp failed"] == ([], [])

@@ -126,7 +126,9 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         missed = sum(st.served_by_pod.get(p.name, 0) for p in dark)
     else:
         cmp = st.comparison()
-        missed = max(0, (cmp.observed or 0) - int(cmp.mesh or 0))
+        if cmp.mesh is None or cmp.observed is None:
+            return None  # a side is unknown, and so is what bypassed (the service is not examined either)
+        missed = max(0, cmp.observed - int(cmp.mesh))
     if missed < inputs.settings.min_requests:
         return None
     share = min(1.0, missed / observed) if observed else 1.0

@@ -105,7 +105,7 @@ def _by_problem(asked: list[tuple[str, WaypointResolution]]) -> list[list[tuple[
 def _observed(inputs: CheckInputs, services: list[str]) -> int | None:
     traffic = inputs.analysis.traffic.services
     counts = [traffic[(ns, name)].observed for ns, _, name in (s.partition("/") for s in services)
-              if (ns, name) in traffic]
+              if (ns, name) in traffic and traffic[(ns, name)].witness is not None]  # no witness: not 0, unknown
     return sum(counts) if counts else None
 
 
