@@ -190,3 +190,38 @@ def test_advice_and_scrape_interval_do_not_move_when_the_window_grows(slow_mesh)
         assert sources_json(result)["prometheus"]["scrape_interval_seconds"] == pytest.approx(30, rel=0.01), window
         seen.append(advice)
     assert len(seen[0]) == 3 and seen[0] == seen[1] == seen[2]
+
+
+def test_a_histograms_series_count_that_failed_is_unknown() -> None:
+    """Where the count of a family's series failed (or was not taken), its bucket waste cannot be costed: no waste
+    finding, and the waste is not examined (so a waste finding of an earlier run is not "resolved"); a saturation
+    finding's series and costs are null, not 0."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.histograms import HistogramInfSaturation
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+    from obsgap.model import Topology, Window
+
+    family = "istio_request_duration_milliseconds"
+    cumulative = zip(["1", "5", "10", "50", "100", "500", "1000", "+Inf"], [0, 0, 0, 0, 0, 0, 100, 300], strict=True)
+    buckets = pd.DataFrame([{"le": le, "reporter": "destination", "destination_service_namespace": "shop",
+                             "destination_service_name": "api", "value": float(c)} for le, c in cumulative])
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    seen = {}
+    for label, counted in (("counted", {family: 50_000}), ("failed", {})):
+        ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), Topology.empty(),
+                      MetricsEvidence({}, histograms={family: buckets}, histogram_series=counted))
+        inputs = CheckInputs(ev, analyze(ev), frozenset(HistogramInfSaturation.queries))
+        found = HistogramInfSaturation.run(inputs)
+        seen[label] = ({type(f.evidence).__name__: f.evidence.series for f in found},  # type: ignore[attr-defined]
+                       sorted(HistogramInfSaturation.examined(inputs)))
+        for f in found:
+            assert HistogramInfSaturation.keys_of({"metric": f.metric, "evidence": f.evidence.as_dict()}) == (
+                ("waste:" if type(f.evidence).__name__ == "BucketWasteEvidence" else "metric:") + family,)
+    assert seen["counted"] == ({"SaturationEvidence": 50_000, "BucketWasteEvidence": 50_000},
+                               [f"metric:{family}", f"waste:{family}"])
+    assert seen["failed"] == ({"SaturationEvidence": None}, [f"metric:{family}"])

@@ -138,9 +138,10 @@ class SaturationEvidence(FindingEvidence):
     quantile_error: Mapping[str, Mapping[str, float | None]]
     """p50/p90/p99: what histogram_quantile reports, the logs' true value, and what the suggested buckets report."""
     true_p999: float | None
-    series: int
-    series_cost_before: int
-    series_cost_after: int
+    series: int | None
+    """The family's label combinations (None: their count failed; so then are the costs)."""
+    series_cost_before: int | None
+    series_cost_after: int | None
 
     @property
     def impact(self) -> int:
@@ -225,15 +226,20 @@ class HistogramInfSaturation(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The histogram families analysed, and the namespaces whose pods' annotations were read."""
-        families = inputs.metrics.histograms if inputs.metrics is not None else {}
-        return frozenset(f"metric:{f}" for f in families) | inputs.in_scope_namespaces()
+        """The histogram families analysed, their bucket waste where their series were counted, and the namespaces
+        whose pods' annotations were read."""
+        metrics = inputs.metrics
+        families = metrics.histograms if metrics is not None else {}
+        counted = {f"waste:{f}" for f in families if metrics is not None and f in metrics.histogram_series}
+        return frozenset(f"metric:{f}" for f in families) | counted | inputs.in_scope_namespaces()
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
         """A histogram's findings are judged on its family's buckets; an annotation's on its namespace's pods."""
         if finding.get("cause") == "invalid-bucket-annotation":
             return (str(finding.get("namespace") or ""),)
+        if "empty_buckets" in (finding.get("evidence") or {}):
+            return (f"waste:{finding.get('metric')}",)
         return (f"metric:{finding.get('metric')}",)
 
     @classmethod
@@ -262,7 +268,7 @@ class HistogramInfSaturation(Check):
                     continue
                 if h.inf_share >= 0.01 or (h.top_share >= 0.5 and h.inf_share > 0):
                     out.append(_saturation(h, inputs))
-            out.extend(_waste(family, hists, metrics.histogram_series.get(family, 0), inputs))
+            out.extend(_waste(family, hists, metrics.histogram_series.get(family), inputs))
         return out
 
 
@@ -355,7 +361,7 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
         after = {}
         suggested_cumulative = None
         basis = "extrapolated from the existing buckets (no logged durations: the tail above the top bound is unknown)"
-    series = (inputs.metrics.histogram_series.get(h.family, 0) if inputs.metrics else 0)
+    series = inputs.metrics.histogram_series.get(h.family) if inputs.metrics else None
     istio = h.family.startswith("istio_")
     ns, name = h.group[0], h.group[1]
     agent = not istio and name == EBPF_JOB
@@ -387,13 +393,17 @@ def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
             round(h.inf_share, 4), round(h.top_share, 4), top, unit, int(h.total), tuple(h.bounds),
             tuple(h.cumulative), tuple(suggested),
             None if suggested_cumulative is None else tuple(suggested_cumulative), "logs" if true else "extrapolated",
-            q_err, true.get(0.999), series, series * (len(h.bounds) + 3), series * (len(suggested) + 3)),
+            q_err, true.get(0.999), series, None if series is None else series * (len(h.bounds) + 3),
+            None if series is None else series * (len(suggested) + 3)),
         suggestion=Suggestion.of(f"Use buckets up to {suggested[-1]:g} {unit} ({len(suggested)} bounds).",
                                  tuple(snippets), DOC))
 
 
-def _waste(family: str, hists: list[_Hist], family_series: int, inputs: CheckInputs) -> Iterator[Finding]:
-    """Per bucket layout (workloads may override it): buckets no observation ever reached, at real cost."""
+def _waste(family: str, hists: list[_Hist], family_series: int | None, inputs: CheckInputs) -> Iterator[Finding]:
+    """Per bucket layout (workloads may override it): buckets no observation ever reached, at real cost (none
+    told where the family's series count failed: the family's waste is then not examined)."""
+    if family_series is None:
+        return
     layouts: dict[tuple[float, ...], list[_Hist]] = defaultdict(list)
     for h in hists:
         layouts[tuple(h.bounds)].append(h)

@@ -288,8 +288,8 @@ def _histograms(source: PrometheusSource, ctx: ReadContext, names: list[str] | N
             frames[family] = res.frame
         cnt = source.query("histogram_series", ctx.window.seconds, ctx.window.end, ctx.namespaces,
                            bucket_series=family + "_bucket")
-        if cnt.error is None and not cnt.frame.empty:
-            series[family] = int(float(cnt.frame["value"].iloc[0]))
+        if cnt.error is None and not cnt.frame.empty:  # one row, or one per part where the query was split
+            series[family] = int(pd.to_numeric(cnt.frame["value"], errors="coerce").fillna(0).sum())
     return frames, series, HistogramFamilies(len(families), tuple(chosen), tuple(skipped))
 
 
