@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from obsgap.analysis.reconcile import Reconciliation
 from obsgap.checks.base import Check, CheckInputs, Skip, pct
 from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
 from obsgap.names import is_ip, service_fqdn, split_host_port
@@ -93,18 +94,17 @@ class PassthroughTraffic(Check):
             g.addresses[str(row.destination_service)] += int(float(row.value))
         out = []
         scope = set(inputs.settings.namespaces)
-        served = _requests_by_service(inputs)
+        traffic = None if "mesh_requests" in metrics.failed else inputs.analysis.traffic  # else counts unknown
         for (cluster, ns, target), g in groups.items():
             if g.requests < inputs.settings.min_requests:
                 continue
             if scope and not (ns in scope or (not ns and any(c.split("/", 1)[0] in scope for c in g.callers))):
                 continue  # the query is not scoped (no destination namespace on these series): -n filters here
-            out.append(_finding(cluster, ns, target, g, served))
+            out.append(_finding(cluster, ns, target, g, traffic))
         return out
 
 
-def _finding(cluster: str, ns: str, target: str, g: _Group,
-             served: Mapping[tuple[str, str], float] | None) -> Finding:
+def _finding(cluster: str, ns: str, target: str, g: _Group, traffic: Reconciliation | None) -> Finding:
     callers = [c for c, _ in g.callers.most_common(10)]
     addresses = [a for a, _ in g.addresses.most_common(10)]
     n = round(g.requests)
@@ -115,11 +115,12 @@ def _finding(cluster: str, ns: str, target: str, g: _Group,
         fix = Suggestion(f"Declare {target} with a ServiceEntry if the calls are legitimate.",
                          _service_entry(target, addresses), DOC)
     elif ns:
-        if served is None:  # the service's own count is unknown, and so is the share
+        if traffic is None:  # the service's own count is unknown, and so is the share
             sev = Severity.WARNING
             title = f"{target}: {n:,} of its callers' requests are counted as PassthroughCluster"
         else:
-            st = served.get((ns, target), 0.0)
+            found = traffic.services.get((ns, target))
+            st = found.source_reported if found is not None else 0.0  # its callers' sidecars' count of it
             share = g.requests / (g.requests + st) if (g.requests + st) else 1.0
             sev = Severity.WARNING if share >= 0.1 else Severity.INFO
             title = f"{target}: {pct(share)} of its callers' requests are counted as PassthroughCluster"
@@ -140,19 +141,6 @@ def _finding(cluster: str, ns: str, target: str, g: _Group,
         resource=f"Service {ns}/{target}" if ns else None,
         evidence=PassthroughEvidence(n, cluster, tuple(callers), tuple(addresses)),
         suggestion=fix)
-
-
-def _requests_by_service(inputs: CheckInputs) -> dict[tuple[str, str], float] | None:
-    """Each service's requests as its callers' sidecars count them, or None where that query failed."""
-    metrics = inputs.metrics
-    if metrics is None or "mesh_requests" in metrics.failed:
-        return None
-    df = metrics.frame("mesh_requests", ["reporter", "destination_service_namespace", "destination_service_name"])
-    if df.empty:
-        return {}
-    sent = df[df["reporter"] == "source"]
-    sums = sent.groupby(["destination_service_namespace", "destination_service_name"])["value"].sum()
-    return {(str(ns), str(name)): float(v) for (ns, name), v in sums.items()}
 
 
 def _k8s_name(host: str) -> str:

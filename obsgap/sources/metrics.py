@@ -222,10 +222,10 @@ def scrape_interval(source: PrometheusSource, window_seconds: int, at: datetime,
     family = FamilyScope("up", ("job", "instance"), "namespace", matchers)
     slice_s, spacing = _slices(window_seconds)
     step = subquery_step_seconds(slice_s)
+    on_grid = datetime.fromtimestamp(at.timestamp() // step * step, UTC)  # less than a step before `at`
     # where no slice holds the data (a few hours of a long window), the whole window on the same grid: the
     # samples then read are the few there are
     for length, grid in ((slice_s, Grid(step, spacing)), (int(window_seconds), Grid(step))):
-        on_grid = datetime.fromtimestamp(at.timestamp() // step * step, UTC)  # less than a step before `at`
         res = source.query(SCRAPE_INTERVAL_QUERY, length, on_grid, namespaces, family=family, grid=grid)
         frame = res.frame
         if res.error:
