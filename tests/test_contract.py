@@ -60,8 +60,11 @@ def test_a_real_run_writes_only_documented_keys_and_causes(demo_run, tmp_path: P
     for key in _an_slo_row():
         assert f"`{key}`" in DOC, ("slos", key)
     causes = {c.id: set(c.causes) for c in REGISTRY}
+    checks = {c.id: c for c in REGISTRY}
     for f in doc["findings"]:
         assert f["cause"] is None or f["cause"] in causes[f["check"]], (f["check"], f["cause"])
+        # the keys written are those its check reads back from the stored finding (history matches them)
+        assert f["keys"] == list(checks[f["check"]].keys_of(f)), (f["check"], f["cause"], f["keys"])
         for key in f["evidence"]:
             assert re.search(rf"`{re.escape(key)}`", DOC), (f["check"], key)
 

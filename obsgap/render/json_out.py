@@ -49,7 +49,7 @@ def finding_dict(f: Finding, change: str | None = None, root: str | None = None)
 def _keys(f: Finding) -> tuple[str, ...]:
     check = by_id(f.check)
     return check.keys_of({"namespace": f.namespace, "service": f.service, "workload": f.workload, "metric": f.metric,
-                          "job": f.job, "evidence": f.evidence}) if check is not None else ()
+                          "job": f.job, "cause": f.cause, "evidence": f.evidence}) if check is not None else ()
 
 
 def coverage_dict(c: CoverageRow) -> dict[str, Any]:
