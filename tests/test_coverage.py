@@ -528,16 +528,11 @@ def _mesh_row(reporter: str, pod: str, value: float) -> dict[str, object]:
     return row
 
 
-def test_a_bypass_share_needs_both_sides() -> None:
-    """One of two pods has no sidecar and no log tells what it served: the callers' sidecars (2,000) against the
-    server side (1,000) give the share. Where the mesh's TCP query failed, the comparison has no mesh side: no
-    share can be told, and the service is not examined (it said 100%)."""
+def _half_dark_mesh():  # type: ignore[no-untyped-def]
+    """Service shop/api on two pods, api-b without a sidecar (injection switched off); its callers' sidecars counted
+    2,000 requests, the server side 1,000 (api-a): (topology, mesh_requests rows, window)."""
     import pandas as pd
 
-    from obsgap.analysis import analyze
-    from obsgap.checks.base import CheckInputs
-    from obsgap.checks.envoy_bypass import EnvoyBypass
-    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
     from obsgap.model import Window
     from obsgap.sources.kube.build import build_topology
 
@@ -554,11 +549,97 @@ def test_a_bypass_share_needs_both_sides() -> None:
         pod("api-a", True, "10.0.0.1"), pod("api-b", False, "10.0.0.2")])
     mesh = pd.DataFrame([_mesh_row("destination", "api-a", 1000.0), _mesh_row("source", "", 2000.0)])
     end = datetime(2026, 11, 24, tzinfo=UTC)
+    return topo, mesh, Window(end - pd.Timedelta(hours=1), end)
+
+
+def test_a_bypass_share_needs_both_sides() -> None:
+    """One of two pods has no sidecar and no log tells what it served: the callers' sidecars (2,000) against the
+    server side (1,000) give the share. Where the mesh's TCP query failed, the comparison has no mesh side: no
+    share can be told, and the service is not examined (it said 100%)."""
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.envoy_bypass import EnvoyBypass
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+
+    topo, mesh, window = _half_dark_mesh()
     seen = {}
     for label, failed in (("measured", {}), ("tcp failed", {"mesh_tcp_connections": "query: timeout"})):
-        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo,
-                      MetricsEvidence({"mesh_requests": mesh}, failed=failed))
+        ev = Evidence(window, CheckSettings(), topo, MetricsEvidence({"mesh_requests": mesh}, failed=failed))
         inputs = CheckInputs(ev, analyze(ev), frozenset(EnvoyBypass.queries))
         seen[label] = ([f.title for f in EnvoyBypass.run(inputs)], sorted(EnvoyBypass.examined(inputs)))
     assert seen["measured"] == (["api: 50.0% of requests bypass Envoy (inject-annotation)"], ["shop/api"])
     assert seen["tcp failed"] == ([], [])
+
+
+def test_a_bypass_is_told_when_only_the_sidecar_pods_logs_were_read() -> None:
+    """The same mesh with the logs of the pod with a sidecar only (1,000 requests, as the mesh counted): the logs
+    show no bypass, the callers' sidecars (2,000) do. The service was examined, so saying nothing called it clean."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.envoy_bypass import EnvoyBypass
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+
+    topo, mesh, window = _half_dark_mesh()
+
+    def served(*pods: tuple[str, str, str, int]) -> LogEvidence:
+        rows = [{"namespace": "shop", "pod": p, "container": c, "origin": o, "port": 8080, "http": True,
+                 "http_requests": n, "requests": n, "errors": 0, "first_ms": 0, "last_ms": 1} for p, c, o, n in pods]
+        return LogEvidence(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame())
+
+    seen = {}
+    for label, logs in (("both", served(("api-a", "istio-proxy", "envoy", 1000), ("api-b", "api", "app", 1000))),
+                        ("sidecar pod only", served(("api-a", "istio-proxy", "envoy", 1000))),
+                        ("callers agree", served(("api-a", "istio-proxy", "envoy", 1990)))):
+        callers = mesh if label != "callers agree" else mesh.assign(value=[1990.0, 2000.0])
+        ev = Evidence(window, CheckSettings(), topo, MetricsEvidence({"mesh_requests": callers}), logs)
+        inputs = CheckInputs(ev, analyze(ev), frozenset(EnvoyBypass.queries))
+        seen[label] = [(f.title, f.evidence["missed_requests"]) for f in EnvoyBypass.run(inputs)]
+        assert sorted(EnvoyBypass.examined(inputs)) == ["shop/api"]
+    assert seen["both"] == [("api: 50.0% of requests bypass Envoy (inject-annotation)", 1000)]
+    assert seen["sidecar pod only"] == seen["both"]
+    assert seen["callers agree"] == []  # 10 of 2,000 is within the scrape-edge tolerance
+
+
+def test_failed_sniffing_is_judged_only_where_the_mesh_was_measured() -> None:
+    """Port `web` names no protocol, so Istio sniffs it; the logs show HTTP on it and the mesh counted TCP
+    connections only: sniffing failed. Where mesh_requests failed, that cannot be told (it read as 0 and the
+    finding was made anyway), and an earlier finding is not resolved: its key is the service's, examined only
+    where its mesh counts were measured."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.analysis.reconcile import REQ_COLS
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.port_missing import PortMissingFromMetrics
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+    from obsgap.model import Window
+    from obsgap.render.json_out import finding_dict
+    from obsgap.sources.kube.build import build_topology
+
+    topo = build_topology([
+        {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}},
+        {"kind": "Pod", "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "api"}},
+         "spec": {"containers": [{"name": "api", "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
+         "status": {"podIP": "10.0.0.1", "phase": "Running"}}])
+    row: dict[str, object] = {c: "" for c in REQ_COLS}
+    row.update(reporter="destination", destination_service_name="api", destination_service_namespace="shop",
+               value=40.0)
+    logs = LogEvidence(pd.DataFrame([{"namespace": "shop", "pod": "api-0", "container": "istio-proxy",
+                                      "origin": "envoy", "port": 8080, "http": True, "http_requests": 500,
+                                      "requests": 500, "errors": 0, "first_ms": 0, "last_ms": 1}]),
+                       pd.DataFrame(), pd.DataFrame())
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    seen = {}
+    for label, failed in (("measured", {}), ("requests failed", {"mesh_requests": "query mesh_requests: timeout"})):
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo,
+                      MetricsEvidence({"mesh_tcp_connections": pd.DataFrame([row])}, failed=failed), logs)
+        inputs = CheckInputs(ev, analyze(ev), frozenset(PortMissingFromMetrics.queries))
+        seen[label] = ([(f.title, finding_dict(f)["keys"]) for f in PortMissingFromMetrics.run(inputs)],
+                       sorted(PortMissingFromMetrics.examined(inputs)))
+    assert seen["measured"] == ([("api:80 carries HTTP that Istio proxies as TCP", ["sniff:shop/api"])],
+                                ["shop", "sniff:shop/api"])
+    assert seen["requests failed"] == ([], ["shop"])

@@ -19,7 +19,7 @@ from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
 from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
 from obsgap.topology import TopologyIndex
-from obsgap.witness import CALLER_LOGS
+from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS
 
 DOC_INJECTION = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
 DOC_TRAFFIC = "https://istio.io/latest/docs/reference/config/annotations/"
@@ -122,8 +122,15 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
     """None when the logs prove the sidecar-less pods served nothing (sidecar-missing reports them)."""
     svc = st.service
     observed = st.observed
+    unlogged = ""
     if st.served_requests:
         missed = sum(st.served_by_pod.get(p.name, 0) for p in dark)
+        silent = [p.name for p in dark if not st.served_by_pod.get(p.name)]
+        from_callers = _callers_gap(st, inputs) if silent else 0
+        if from_callers > missed:  # their own logs were not read (or name no request): the callers tell
+            missed = from_callers
+            unlogged = (f" No request of {', '.join(silent[:5])} is in the logs read; the callers' count tells what "
+                        "the server side missed.")
     else:
         cmp = st.comparison()
         if cmp.mesh is None or cmp.observed is None:
@@ -166,13 +173,14 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
         detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs, st)} (per "
                   f"{st.observed_by}). {which.capitalize()} are outside the ambient data plane: "
                   f"{_CAUSE_TEXT.get(cause, cause)} ({first.sidecar.evidence}). About {missed:,} requests "
-                  f"({pct(share)}) passed through neither ztunnel nor a waypoint: no metric, no mTLS, no policy.")
+                  f"({pct(share)}) passed through neither ztunnel nor a waypoint: no metric, no mTLS, no policy."
+                  f"{unlogged}")
     else:
         detail = (f"{svc.namespace}/{svc.name} served {observed:,} requests in {_window(inputs, st)} (per "
                   f"{st.observed_by}); Istio's server-side metrics counted {int(st.mesh_requests):,}. "
                   f"{which.capitalize()} have no istio-proxy: {_CAUSE_TEXT.get(cause, cause)} "
                   f"({first.sidecar.evidence}). About {missed:,} requests ({pct(share)}) never passed through "
-                  "Envoy.")
+                  f"Envoy.{unlogged}")
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
         title=f"{svc.name}: {pct(share)} of requests bypass "
@@ -185,6 +193,18 @@ def _no_sidecar(st: ServiceTraffic, dark: list[Pod], inputs: CheckInputs) -> Fin
                                     pods_without_sidecar=[p.name for p in dark], pods_total=len(st.pods),
                                     causes=dict(causes)),
         suggestion=fix)
+
+
+def _callers_gap(st: ServiceTraffic, inputs: CheckInputs) -> int:
+    """What the callers counted beyond what the server side counted for them, past the scrape-edge tolerance; 0
+    when the service's best count is not the callers' or a side is unknown."""
+    if st.witness not in (CALLER_LOGS, CALLER_SIDECARS):
+        return 0
+    cmp = st.comparison()
+    if cmp.observed is None or cmp.mesh is None:
+        return 0
+    gap = cmp.observed - cmp.mesh
+    return int(gap) if gap > max(inputs.tolerance() * cmp.observed, 2.0) else 0
 
 
 def _ambient_fix(cause: str, namespace: str, pod: Pod) -> tuple[str, str | None, Suggestion]:

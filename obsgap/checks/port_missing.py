@@ -46,11 +46,15 @@ class PortMissingFromMetrics(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The namespaces whose logs were read (ports that carry traffic) and, with `up` series, whose pods'
-        scraping was judged."""
+        """The namespaces whose logs were read (ports that carry traffic), the services among them whose mesh
+        counts were measured (failed protocol sniffing shows only there) and, with `up` series, the namespaces whose
+        pods' scraping was judged."""
         keys: set[str] = set()
         if inputs.logs is not None and not inputs.logs.inbound.empty:
-            keys |= {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()}
+            logged = {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()}
+            keys |= logged
+            keys |= {f"sniff:{ns}/{name}" for (ns, name), st in inputs.analysis.traffic.services.items()
+                     if ns in logged and st.mesh_measured}
         metrics = inputs.metrics
         if metrics is not None and metrics.has("scrape_targets"):
             keys |= {f"scrape:{ns}" for ns in inputs.in_scope_namespaces()}
@@ -58,9 +62,14 @@ class PortMissingFromMetrics(Check):
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
-        """A port's traffic is judged on its namespace's logs; a metrics port's scraping on the `up` series."""
+        """A port's traffic is judged on its namespace's logs, failed sniffing on its service's mesh counts too; a
+        metrics port's scraping on the `up` series."""
         ns = str(finding.get("namespace") or "")
-        return (f"scrape:{ns}",) if finding.get("cause") == "metrics-port-not-scraped" else (ns,)
+        if finding.get("cause") == "metrics-port-not-scraped":
+            return (f"scrape:{ns}",)
+        if (finding.get("evidence") or {}).get("istio_protocol") == "unknown":
+            return (f"sniff:{ns}/{finding.get('service')}",)
+        return (ns,)
 
     @classmethod
     def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
@@ -93,7 +102,8 @@ def _port_fix(sp: ServicePort, svc_name: str) -> str:
 def _treated_as_tcp(st: ServiceTraffic, pt: PortTraffic, inputs: CheckInputs) -> Finding | None:
     sp = pt.service_port
     assert sp is not None
-    sniff_failed = sp.istio_protocol == "unknown" and st.tcp_connections > 0 and st.mesh_requests == 0
+    sniff_failed = (sp.istio_protocol == "unknown" and st.mesh_measured and st.tcp_connections > 0
+                    and st.mesh_requests == 0)
     if sp.istio_protocol not in TCP_PROXIED and not sniff_failed:
         return None
     if pt.http_lines < inputs.settings.min_requests:
