@@ -333,6 +333,14 @@ def test_query_file_loaded_by_name() -> None:
     assert "PassthroughCluster" in q.text and q.scope == "none" and "$selector" not in q.text
 
 
+def test_a_backend_that_keeps_failing_is_retried_then_said(stub: str) -> None:
+    _Stub.plan = [(500, {"status": "error", "error": "boom"})] * 3
+    _Stub.calls.clear()
+    src = PrometheusSource(PrometheusOptions(url=stub, retries=2, backoff_seconds=0.01))
+    assert (src.check() or "").startswith("HTTP 500: boom")  # the last answer, once the retries are spent
+    assert len(_Stub.calls) == 3  # the first try and two retries
+
+
 def test_slow_backend_past_the_timeout_is_a_clear_failure(tmp_path: Path) -> None:
     import time
 
@@ -358,7 +366,7 @@ def test_credentials_never_reach_any_output(stub: str, tmp_path: Path) -> None:
     (tmp_path / "token").write_text(token)
     (tmp_path / "basic").write_text(f"alice:{password}")
     _Stub.plan = [(200, {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}})] + \
-        [(500, {"status": "error", "error": "boom"})] * 40
+        [(422, {"status": "error", "errorType": "execution", "error": "boom"})] * 40
     for flag, path in (("--bearer-token-file", "token"), ("--basic-auth-file", "basic")):
         out = tmp_path / f"out-{path}"
         res = CliRunner().invoke(main, ["report", "--prometheus-url", stub, flag, str(tmp_path / path),
