@@ -334,6 +334,13 @@ class Topology:
     """The mesh's own Envoy access-log formats (envoy_format.AccessFormat), from its MeshConfig."""
     context_pods: tuple[Pod, ...] = ()
     """Pods outside the -n scope: never subjects of a finding, but callers and addresses are named by them."""
+    context_services: tuple[Service, ...] = ()
+    """Services outside the -n scope: never subjects of a finding, but the hosts and backends of config in scope
+    resolve to them (a DestinationRule in scope for a Service of another namespace is not 'unknown')."""
+    context_destination_rules: tuple[DestinationRule, ...] = ()
+    """DestinationRules outside the -n scope: the subsets and policies config in scope may use."""
+    context_workloads: tuple[WorkloadTemplate, ...] = ()
+    """Pod templates outside the -n scope: what a subset of a Service there may select."""
     nodes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Node name -> its labels."""
     object_counts: Mapping[str, int] = field(default_factory=dict)

@@ -64,6 +64,9 @@ class TopologyIndex:
         for s in topo.services:
             self.services_by_name[s.name].append(s)
         self.services_by_fqdn: dict[str, Service] = {s.fqdn: s for s in topo.services}
+        self._config_services = (*topo.context_services, *topo.services)  # scoped last: they win a name both claim
+        self._config_services_by_key = {s.key: s for s in self._config_services}
+        self._config_services_by_fqdn = {s.fqdn: s for s in self._config_services}
         self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
 
     @cached_property
@@ -154,6 +157,10 @@ class TopologyIndex:
                 return sp
         return None
 
+    def config_service(self, namespace: str, name: str) -> Service | None:
+        """The Service of that name, in the -n scope or not: what config (a route's parent or backend) names."""
+        return self._config_services_by_key.get((namespace, name))
+
     def resolve_service_name(self, host: str, from_namespace: str | None) -> Service | None:
         """How Kubernetes DNS (search path of the caller's namespace) resolves a name, without the port."""
         host = host.rstrip(".").lower()
@@ -215,11 +222,11 @@ class TopologyIndex:
         """The Service or ServiceEntry a config host (VirtualService, DestinationRule, route) written in
         `config_ns` reaches, if any: Istio's short-name expansion, wildcards and exportTo."""
         fqdn = to_fqdn(host, config_ns)
-        svc = self.services_by_fqdn.get(fqdn)
+        svc = self._config_services_by_fqdn.get(fqdn)
         if svc is not None and visible(svc.export_to, svc.namespace, config_ns):
             return HostTarget(service=svc)
         if "*" in fqdn and fqdn != "*":
-            for s in self.topo.services:
+            for s in self._config_services:
                 if host_matches(fqdn, s.fqdn) and visible(s.export_to, s.namespace, config_ns):
                     return HostTarget(service=s)
         for se in self.topo.service_entries:
@@ -229,5 +236,5 @@ class TopologyIndex:
 
     def destination_rules_for(self, fqdn: str, from_ns: str) -> list[DestinationRule]:
         """The DestinationRules visible from `from_ns` whose host matches a fully qualified host."""
-        return [dr for dr in self.topo.destination_rules
+        return [dr for dr in (*self.topo.destination_rules, *self.topo.context_destination_rules)
                 if visible(dr.export_to, dr.namespace, from_ns) and host_matches(to_fqdn(dr.host, dr.namespace), fqdn)]

@@ -22,6 +22,8 @@ from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
 from tests.helpers import sources_json
 
+GATEWAY_API = Path(__file__).parent / "data" / "gateway_api"
+
 WINDOW = Window(datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
 
 
@@ -214,3 +216,40 @@ def test_demo_shows_every_name_contract_finding(tmp_path: Path, prometheus_avail
                            for link in subsets for i in link.finding_ids)
     for link in links.values():
         assert all(i in by_id for i in link.finding_ids)
+
+
+def _config_findings(topo, scope: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    from obsgap.analysis import analyze as analysis_of
+    from obsgap.checks import REGISTRY
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence
+
+    ev = Evidence(WINDOW, CheckSettings(namespaces=scope), topo)
+    runs, found = run_checks(tuple(c for c in REGISTRY if c.needs == ("topology",)), ev, analysis_of(ev))
+    assert [r.check for r in runs if r.status == "error"] == []
+    return {(f.namespace, f.check, f.subject, f.title) for f in found}
+
+
+def test_a_namespace_in_scope_is_judged_as_in_the_whole_cluster(realworld: Path) -> None:
+    """`-n NS` judges the config of NS as the whole cluster's run judges it: a DestinationRule, VirtualService or
+    route in scope that names a Service or DestinationRule of another namespace is not 'unknown' (they were dropped
+    with their namespace), and routes of other namespaces are not judged. Every real input, every namespace."""
+    from obsgap.sources.kube.build import build_topology
+    from obsgap.sources.kube.snapshot import load_snapshot
+    from obsgap.sources.kube.source import scope_topology
+
+    singles = (*sorted((realworld / "istio-analyzers").glob("*.yaml")), *sorted(GATEWAY_API.glob("*.yaml")))
+    files = [[f] for f in singles]
+    files.append([realworld / "bookinfo" / "bookinfo.yaml", GATEWAY_API / "istio_bookinfo-gateway.yaml",
+                  GATEWAY_API / "istio_route-reviews-90-10.yaml"])
+    judged = 0
+    for paths in files:
+        topo = build_topology(*load_snapshot(paths))
+        whole = _config_findings(topo)
+        objects = (*topo.services, *topo.virtual_services, *topo.destination_rules, *topo.routes, *topo.pods,
+                   *topo.workloads)
+        for ns in sorted({*topo.namespaces, *(o.namespace for o in objects)}):
+            got = _config_findings(scope_topology(topo, (ns,)), (ns,))
+            assert got == {f for f in whole if f[0] == ns}, (paths[0].name, ns, got ^ {f for f in whole if f[0] == ns})
+            judged += len(got)
+    assert judged >= 30

@@ -54,7 +54,7 @@ def _virtual_services(ev: Evidence) -> Links:
 
 def _destination_rules(ev: Evidence) -> Links:
     topo = ev.index.topo
-    for dr in topo.destination_rules:
+    for dr in (*topo.destination_rules, *topo.context_destination_rules):  # only in-scope Services keep their links
         target = ev.index.config_host(dr.host, dr.namespace)
         if target is None or target.service is None:
             continue

@@ -103,8 +103,10 @@ class DestinationRuleSubsetUnmatched(Check):
             if target is None or target.service is None:
                 continue
             svc = target.service
-            candidates = [p.subset_labels or p.labels for p in idx.topo.pods if p.namespace == svc.namespace]
-            candidates += [t.labels for t in idx.topo.workloads if t.namespace == svc.namespace]
+            candidates = [p.subset_labels or p.labels for p in (*idx.topo.pods, *idx.topo.context_pods)
+                          if p.namespace == svc.namespace]
+            candidates += [t.labels for t in (*idx.topo.workloads, *idx.topo.context_workloads)
+                           if t.namespace == svc.namespace]
             candidates = [c for c in candidates if not svc.selector or selects(svc.selector, c)]
             for subset in dr.subsets:
                 if _selected(subset.labels, candidates):

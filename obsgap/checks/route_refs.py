@@ -93,7 +93,7 @@ def _parent(route: Route, ref: RouteRef, idx: TopologyIndex,
             return Unresolved(ref, "parent", "parent-group-missing",
                               f'the parentRef names kind Service without group: "", so its group defaults to '
                               f"{GATEWAY_GROUP}, which has no Service kind: the route attaches to nothing")
-        if (ref.namespace, ref.name) not in idx.services_by_key:
+        if idx.config_service(ref.namespace, ref.name) is None:
             return Unresolved(ref, "parent", "parent-not-found", f"no Service {ref.namespace}/{ref.name} exists")
         return None
     if ref.kind != "Gateway" or ref.group != GATEWAY_GROUP:
@@ -136,7 +136,7 @@ def _admission(route: Route, ref: RouteRef, gw: KubeGateway, idx: TopologyIndex)
 def _backend(route: Route, ref: RouteRef, idx: TopologyIndex) -> Unresolved | None:
     if ref.kind != "Service" or ref.group != "":
         return None  # ServiceEntry, Hostname and other kinds: not judged here
-    svc = idx.services_by_key.get((ref.namespace, ref.name))
+    svc = idx.config_service(ref.namespace, ref.name)
     if svc is None:
         return Unresolved(ref, "backend", "backend-not-found", f"no Service {ref.namespace}/{ref.name} exists")
     if ref.port is None:

@@ -33,18 +33,24 @@ def check_namespaces(wanted: tuple[str, ...], known: set[str], where: str) -> No
 
 
 def scope_topology(topo: Topology, namespaces: tuple[str, ...]) -> Topology:
-    """The topology of the namespaces in scope; the pods of the others stay known as context (callers, addresses)."""
+    """The topology of the namespaces in scope: its objects are the subjects of the checks. The pods of the other
+    namespaces stay known as context (callers, addresses), and so do their Services and DestinationRules (the names
+    config in scope refers to); Gateways, ServiceEntries and ReferenceGrants are kept whole."""
     if not namespaces:
         return topo
     keep = set(namespaces)
     return replace(
         topo, namespaces={k: v for k, v in topo.namespaces.items() if k in keep},
         services=tuple(s for s in topo.services if s.namespace in keep),
+        context_services=tuple(s for s in topo.services if s.namespace not in keep),
         pods=tuple(p for p in topo.pods if p.namespace in keep),
         context_pods=tuple(p for p in topo.pods if p.namespace not in keep),
         virtual_services=tuple(v for v in topo.virtual_services if v.namespace in keep),
         destination_rules=tuple(d for d in topo.destination_rules if d.namespace in keep),
-        service_entries=topo.service_entries, gateways=topo.gateways,
+        context_destination_rules=tuple(d for d in topo.destination_rules if d.namespace not in keep),
+        routes=tuple(r for r in topo.routes if r.namespace in keep),
+        workloads=tuple(w for w in topo.workloads if w.namespace in keep),
+        context_workloads=tuple(w for w in topo.workloads if w.namespace not in keep),
     )
 
 
