@@ -169,6 +169,12 @@ def run_checks(checks: tuple[type[Check], ...], ev: Evidence,
             runs.append(CheckRun(check.id, "skipped", "; ".join(f"needs {n} ({ev.unmeasured.get(n, 'not read')})"
                                                                 for n in missing)))
             continue
+        unread = ev.topology.unread if ev.topology is not None else {}
+        refused = [f"needs {k}, which the Kubernetes API did not list ({unread[k]})"
+                   for k in check.kinds if k in unread]
+        if refused:
+            runs.append(CheckRun(check.id, "skipped", "; ".join(refused)))
+            continue
         inputs = CheckInputs(ev, analysis, frozenset(check.queries))
         try:
             found = list(check.run(inputs))

@@ -346,6 +346,10 @@ class Topology:
     object_counts: Mapping[str, int] = field(default_factory=dict)
     gaps: tuple[str, ...] = ()
     """Objects that could not be read (403, missing CRD, unparsable file), in words."""
+    unread: Mapping[str, str] = field(default_factory=dict)
+    """Kinds the API server refused or failed to list (`Service`, or `group/Kind` for a custom resource) -> why, in
+    words. Unlike a missing CRD (no object of that kind can exist), objects of these kinds may exist unseen: a check
+    whose verdicts rest on one of them does not run (Check.kinds)."""
 
     @staticmethod
     def empty() -> Topology:

@@ -191,13 +191,13 @@ def api_server(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_live_pagination_410_403_and_missing_crds(api_server: Path) -> None:
-    objects, gaps = load_live(LiveOptions(str(api_server), "test"))
-    topo = build_topology(objects, gaps)
+    objects, gaps, unread = load_live(LiveOptions(str(api_server), "test"))
+    topo = build_topology(objects, gaps, unread)
     assert sorted(p.name for p in topo.pods) == ["web-1", "web-2"]
     assert any("continue=page2" in s for s in _Api.seen)
     # the 410 restarted the pod list from the first page
     assert sum(1 for s in _Api.seen if s.startswith("/api/v1/pods") and "continue" not in s) == 2
-    assert "DestinationRule: list forbidden (HTTP 403)" in topo.gaps
+    assert "DestinationRule (networking.istio.io): list forbidden (HTTP 403)" in topo.gaps
     assert any(g.startswith("Sidecar: CRD") for g in topo.gaps)
     assert [s.hosts for s in topo.service_entries] == [("api.example.com",)]
     by_name = {p.name: p for p in topo.pods}
@@ -215,14 +215,14 @@ def test_live_pagination_410_403_and_missing_crds(api_server: Path) -> None:
     assert [(r.kind, r.name, r.parents[0].group, r.backends[0].port) for r in topo.routes] == [
         ("HTTPRoute", "web", "", 80)]
     assert [g.name for g in topo.reference_grants] == ["g"] and not topo.gateways
-    assert "GRPCRoute: list forbidden (HTTP 403)" in topo.gaps
+    assert "GRPCRoute (gateway.networking.k8s.io): list forbidden (HTTP 403)" in topo.gaps
     (fmt,) = topo.access_log_formats
     assert (fmt.name, fmt.encoding, fmt.value) == ("ConfigMap istio-system/istio accessLogFormat", "text",
                                                    "%START_TIME% %RESPONSE_CODE% %DURATION%")
 
 
 def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path: Path) -> None:
-    objects, gaps = load_live(LiveOptions(str(api_server), "test"))
+    objects, gaps, _ = load_live(LiveOptions(str(api_server), "test"))
     snap = tmp_path / "snap.json"
     snap.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     live_topo = build_topology(objects, gaps)
@@ -230,6 +230,37 @@ def test_live_and_snapshot_build_the_same_structures(api_server: Path, tmp_path:
     assert live_topo.pods == snap_topo.pods and live_topo.services == snap_topo.services
     assert live_topo.virtual_services == snap_topo.virtual_services
     assert live_topo.routes == snap_topo.routes and live_topo.kube_gateways == snap_topo.kube_gateways
+
+
+def test_a_kind_the_api_refused_to_list_is_unknown_not_empty(api_server: Path) -> None:
+    """The service account may not list DestinationRules and GRPCRoutes (403): objects of those kinds may exist
+    unseen, so the checks whose verdicts rest on them do not run (a route's backend, a VirtualService's subset, are
+    not 'unknown' for want of a list), and the others do. A missing CRD (Sidecar) is no such gap: no object of it
+    can exist."""
+    from datetime import UTC, datetime, timedelta
+
+    from obsgap.analysis import analyze
+    from obsgap.checks import REGISTRY
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence
+    from obsgap.model import Window
+    from obsgap.sources.kube.live import LISTED_KINDS
+
+    objects, gaps, unread = load_live(LiveOptions(str(api_server), "test"))
+    assert unread == {
+        "networking.istio.io/DestinationRule": "DestinationRule (networking.istio.io): list forbidden (HTTP 403)",
+        "gateway.networking.k8s.io/GRPCRoute": "GRPCRoute (gateway.networking.k8s.io): list forbidden (HTTP 403)"}
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), build_topology(objects, gaps, unread))
+    runs = {r.check: r for r in run_checks(REGISTRY, ev, analyze(ev))[0]}
+    refused = {c.id for c in REGISTRY if set(c.kinds) & set(unread)}
+    assert refused == {"canary-without-outlier-detection", "destinationrule-host-unresolved",
+                       "destinationrule-subset-unmatched", "route-ref-unresolved", "virtualservice-host-unresolved"}
+    for check_id in refused:
+        assert runs[check_id].status == "skipped" and runs[check_id].examined is None
+        assert "which the Kubernetes API did not list (" in (runs[check_id].reason or "")
+    assert runs["port-name-convention"].status == runs["sidecar-missing"].status == "ran"
+    assert all(set(c.kinds) <= LISTED_KINDS for c in REGISTRY), "a kind no list can report"
 
 
 def test_live_path_only_reads(api_server: Path) -> None:

@@ -104,6 +104,10 @@ class Check:
     """Sources without which the check cannot say anything (it is skipped)."""
     queries: ClassVar[tuple[str, ...]] = ()
     """queries/*.promql files it reads."""
+    kinds: ClassVar[tuple[str, ...]] = ()
+    """Topology kinds its verdicts rest on (`Service`, or `group/Kind` for a custom resource): where the API server
+    refused to list one (Topology.unread), the check does not run. A host only a ServiceEntry declares is not
+    'unknown' because ServiceEntries could not be read."""
     needs_histograms: ClassVar[bool] = False
     """Whether the engine must discover histogram families and fetch their buckets."""
     istio_code: ClassVar[str | None] = None

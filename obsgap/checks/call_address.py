@@ -65,6 +65,7 @@ class CallAddressNotFqdn(Check):
     id = "call-address-not-fqdn"
     title = "Callers that do not use the service FQDN"
     needs = ("topology", "logs")
+    kinds = ("Service", "Pod")
     doc_url = DOC
     causes = ("pod-ip", "short-name", "wrong-namespace")
 

@@ -45,6 +45,7 @@ class CanaryWithoutOutlierDetection(Check):
     id = "canary-without-outlier-detection"
     title = "Weighted canaries with no outlier detection"
     needs = ("topology",)
+    kinds = ("networking.istio.io/VirtualService", "networking.istio.io/DestinationRule")
     doc_url = DOC
 
     @classmethod

@@ -47,6 +47,7 @@ class DestinationRuleHostUnresolved(Check):
     id = "destinationrule-host-unresolved"
     title = "DestinationRules whose host matches no service"
     needs = ("topology",)
+    kinds = ("Service", "networking.istio.io/DestinationRule", "networking.istio.io/ServiceEntry")
     istio_code = "IST0174"
     doc_url = DOC
 
@@ -90,6 +91,7 @@ class DestinationRuleSubsetUnmatched(Check):
     id = "destinationrule-subset-unmatched"
     title = "DestinationRule subsets that select no pods"
     needs = ("topology",)
+    kinds = ("Service", "Pod", "networking.istio.io/DestinationRule")
     istio_code = "IST0173"
     doc_url = DOC
 

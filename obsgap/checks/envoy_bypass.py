@@ -59,6 +59,7 @@ class EnvoyBypass(Check):
     id = "envoy-bypass"
     title = "Traffic that bypasses the Envoy sidecar"
     needs = ("topology", "metrics")
+    kinds = ("Service", "Pod", "Namespace")
     queries = ("mesh_requests", "mesh_tcp_connections")
     doc_url = DOC_INJECTION
     causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "ambient/ingress-bypasses-waypoint", "port-excluded",

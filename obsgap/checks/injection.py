@@ -48,6 +48,7 @@ class SidecarMissing(Check):
     id = "sidecar-missing"
     title = "Pods that should have istio-proxy and do not"
     needs = ("topology",)
+    kinds = ("Pod", "Namespace")
     istio_code = "IST0103"
     doc_url = DOC
     causes = (*NO_SIDECAR_CAUSES, "ambient/not-captured")
@@ -140,6 +141,7 @@ class NamespaceNotInjected(Check):
     id = "namespace-not-injected"
     title = "Namespaces with no injection label"
     needs = ("topology",)
+    kinds = ("Pod", "Namespace")
     istio_code = "IST0102"
     doc_url = DOC
 

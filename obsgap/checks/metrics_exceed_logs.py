@@ -34,6 +34,7 @@ class MetricsExceedLogs(Check):
     id = "metrics-exceed-logs"
     title = "Mesh metrics count more requests than the logs show"
     needs = ("topology", "metrics", "logs")
+    kinds = ("Service", "Pod")
     queries = ("mesh_requests", "mesh_tcp_connections")
     doc_url = DOC
     causes = ("server-logs-incomplete", "caller-logs-incomplete")

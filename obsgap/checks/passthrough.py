@@ -60,6 +60,7 @@ class PassthroughTraffic(Check):
     id = "passthrough-traffic"
     title = "Requests counted under passthrough clusters"
     needs = ("metrics",)
+    kinds = ("Service", "Pod")
     queries = ("passthrough_requests", "mesh_requests")
     doc_url = DOC
 

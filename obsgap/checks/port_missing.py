@@ -40,6 +40,7 @@ class PortMissingFromMetrics(Check):
     id = "port-missing-from-metrics"
     title = "Ports whose traffic is missing from request metrics"
     needs = ("topology",)
+    kinds = ("Service", "Pod")
     queries = ("mesh_requests", "mesh_tcp_connections", "scrape_targets")
     doc_url = DOC_PROTOCOL
     causes = ("port-treated-as-tcp", "port-excluded", "port-not-declared", "metrics-port-not-scraped")

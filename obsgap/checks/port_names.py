@@ -41,6 +41,7 @@ class PortNameConvention(Check):
     id = "port-name-convention"
     title = "Service ports with no Istio protocol"
     needs = ("topology",)
+    kinds = ("Service",)
     istio_code = "IST0118"
     doc_url = DOC
 

@@ -69,6 +69,8 @@ class RouteRefUnresolved(Check):
     id = "route-ref-unresolved"
     title = "Gateway API routes whose references do not resolve"
     needs = ("topology",)
+    kinds = ("Service", "gateway.networking.k8s.io/Gateway", "gateway.networking.k8s.io/HTTPRoute",
+             "gateway.networking.k8s.io/GRPCRoute", "gateway.networking.k8s.io/ReferenceGrant")
     doc_url = DOC
     causes = ("parent-group-missing", "parent-not-found", "not-allowed-by-listener", "backend-not-found",
               "backend-port-not-declared", "reference-not-permitted")

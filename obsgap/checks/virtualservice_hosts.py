@@ -52,6 +52,8 @@ class VirtualServiceHostUnresolved(Check):
     id = "virtualservice-host-unresolved"
     title = "VirtualService destinations that resolve to nothing"
     needs = ("topology",)
+    kinds = ("Service", "networking.istio.io/VirtualService", "networking.istio.io/DestinationRule",
+             "networking.istio.io/ServiceEntry")
     istio_code = "IST0101"
     doc_url = DOC
     causes = ("unresolved-host", "unresolved-subset", "unresolved-port")

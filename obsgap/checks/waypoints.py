@@ -66,6 +66,7 @@ class WaypointMissing(Check):
     id = "waypoint-missing"
     title = "Waypoints asked for that cannot serve"
     needs = ("topology",)
+    kinds = ("Service", "Pod", "Namespace", "gateway.networking.k8s.io/Gateway")
     doc_url = DOC
     causes = ("not-found", "not-ready", "waypoint-for-mismatch", "headless-service")
 

@@ -60,6 +60,7 @@ class WitnessUndercounts(Check):
     id = "witness-undercounts"
     title = "Witnesses that count fewer requests than another witness of the same pods"
     needs = ("topology",)
+    kinds = ("Service", "Pod")
     doc_url = DOC
     causes = ("server-logs", "app-metrics", "ebpf")
 

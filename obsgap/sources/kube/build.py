@@ -398,8 +398,10 @@ def _endpoint_ips_of(obj: RAW) -> dict[str, tuple[str, str]]:
     return out
 
 
-def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology:
-    """Turn raw objects of any supported kind into a Topology; unknown kinds are counted, not fatal."""
+def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = (), unread: Mapping[str, str] | None = None) \
+        -> Topology:
+    """Turn raw objects of any supported kind into a Topology; unknown kinds are counted, not fatal. `unread`: the
+    kinds the API refused to list (Topology.unread)."""
     by_kind: dict[str, list[RAW]] = {}
     counts: Counter[str] = Counter()
     gap_list = list(gaps)
@@ -457,5 +459,5 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = ()) -> Topology
                         if kind != "ReplicaSet" or not t.labels.get("pod-template-hash")),
         endpoint_ips=_endpoint_ips(by_kind.get("Endpoints", []) + by_kind.get("EndpointSlice", [])),
         nodes=nodes, object_counts=dict(sorted(counts.items())),
-        gaps=tuple(gap_list),
+        gaps=tuple(gap_list), unread=dict(unread or {}),
     )

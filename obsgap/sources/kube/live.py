@@ -26,6 +26,10 @@ GATEWAY_API_KINDS = {"Gateway": "gateways", "HTTPRoute": "httproutes", "GRPCRout
 CUSTOM_KINDS = ((ISTIO_GROUP, ISTIO_VERSIONS, ISTIO_KINDS),
                 (GATEWAY_API_GROUP, GATEWAY_API_VERSIONS, GATEWAY_API_KINDS))
 """Custom resources read (get/list only), newest served version first."""
+CORE_KINDS = ("Namespace", "Node", "Service", "Pod", "Endpoints", "EndpointSlice", "ReplicaSet", "Deployment",
+              "StatefulSet", "DaemonSet")
+LISTED_KINDS = frozenset((*CORE_KINDS, *(f"{group}/{kind}" for group, _, kinds in CUSTOM_KINDS for kind in kinds)))
+"""Every name Topology.unread may hold."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,9 @@ def unreachable(api: Any, exc: BaseException) -> SourceError:
     return SourceError(f"kubernetes: API server {host} unreachable: {why}")
 
 
-def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
-    """Return (objects, gaps) read from the cluster. Raises SourceError when the API is unreachable."""
+def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str], dict[str, str]]:
+    """Return (objects, gaps, unread kinds -> why) read from the cluster (Topology.unread). Raises SourceError when
+    the API is unreachable."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -114,12 +119,14 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
     ]
     objects: list[Mapping[str, Any]] = []
     gaps: list[str] = []
+    unread: dict[str, str] = {}
     for kind, fn, kwargs in lists:
         try:
             objects.extend(_paginate(fn, kind, **kwargs))
         except ApiException as exc:
             if exc.status in (401, 403, 404):
                 gaps.append(f"{kind}: list {'forbidden' if exc.status == 403 else 'failed'} (HTTP {exc.status})")
+                unread[kind] = gaps[-1]
                 continue
             raise SourceError(f"kubernetes: listing {kind} failed: HTTP {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
@@ -138,14 +145,15 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str]]:
         raise unreachable(api, exc) from exc
     for group, versions, kinds in CUSTOM_KINDS:
         for kind, plural in kinds.items():
-            objects.extend(_custom(custom, group, versions, kind, plural, gaps))
-    return objects, gaps
+            objects.extend(_custom(custom, group, versions, kind, plural, gaps, unread))
+    return objects, gaps, unread
 
 
 def _custom(custom: Any, group: str, versions: tuple[str, ...], kind: str, plural: str,
-            gaps: list[str]) -> list[Mapping[str, Any]]:
+            gaps: list[str], unread: dict[str, str]) -> list[Mapping[str, Any]]:
     """Every object of one custom kind, in the first version the cluster serves; a missing CRD or a refused list
-    is a gap. Items carry their apiVersion (a Gateway API Gateway is told from Istio's by its group)."""
+    is a gap, and a refused list leaves the kind unread (`group/Kind`). Items carry their apiVersion (a Gateway API
+    Gateway is told from Istio's by its group)."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -165,7 +173,8 @@ def _custom(custom: Any, group: str, versions: tuple[str, ...], kind: str, plura
                 item.setdefault("apiVersion", f"{group}/{version}")
         return items
     if errors and errors[-1] != 404:
-        gaps.append(f"{kind}: list {'forbidden' if errors[-1] == 403 else 'failed'} (HTTP {errors[-1]})")
+        gaps.append(f"{kind} ({group}): list {'forbidden' if errors[-1] == 403 else 'failed'} (HTTP {errors[-1]})")
+        unread[f"{group}/{kind}"] = gaps[-1]
     else:
         gaps.append(f"{kind}: CRD {plural}.{group} not found")
     return []

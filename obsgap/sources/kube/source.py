@@ -76,10 +76,10 @@ class TopologySource:
         if self.live is not None:
             ctx.say("reading the cluster's objects")
             try:
-                objects, gaps = load_live(self.live)
+                objects, gaps, unread = load_live(self.live)
             except SourceError as exc:
                 return SourceRead(None, KubernetesReport("live", "unavailable", error=str(exc)), (str(exc),))
-            return self._built(build_topology(objects, gaps), "live", ctx)
+            return self._built(build_topology(objects, gaps, unread), "live", ctx)
         return SourceRead(None, KubernetesReport("none", "not-configured"))
 
     def _built(self, topo: Topology, mode: str, ctx: ReadContext) -> SourceRead[Topology, KubernetesReport]:
