@@ -606,7 +606,8 @@ def test_failed_sniffing_is_judged_only_where_the_mesh_was_measured() -> None:
     """Port `web` names no protocol, so Istio sniffs it; the logs show HTTP on it and the mesh counted TCP
     connections only: sniffing failed. Where mesh_requests failed, that cannot be told (it read as 0 and the
     finding was made anyway), and an earlier finding is not resolved: its key is the service's, examined only
-    where its mesh counts were measured."""
+    where its mesh counts were measured. A port named `tcp-web` is judged on its name alone, and with the mesh
+    unmeasured its ratio is unknown, not 0."""
     import pandas as pd
 
     from obsgap.analysis import analyze
@@ -618,13 +619,6 @@ def test_failed_sniffing_is_judged_only_where_the_mesh_was_measured() -> None:
     from obsgap.render.json_out import finding_dict
     from obsgap.sources.kube.build import build_topology
 
-    topo = build_topology([
-        {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
-        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
-         "spec": {"selector": {"app": "api"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}},
-        {"kind": "Pod", "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "api"}},
-         "spec": {"containers": [{"name": "api", "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
-         "status": {"podIP": "10.0.0.1", "phase": "Running"}}])
     row: dict[str, object] = {c: "" for c in REQ_COLS}
     row.update(reporter="destination", destination_service_name="api", destination_service_namespace="shop",
                value=40.0)
@@ -633,13 +627,25 @@ def test_failed_sniffing_is_judged_only_where_the_mesh_was_measured() -> None:
                                       "requests": 500, "errors": 0, "first_ms": 0, "last_ms": 1}]),
                        pd.DataFrame(), pd.DataFrame())
     end = datetime(2026, 11, 24, tzinfo=UTC)
-    seen = {}
-    for label, failed in (("measured", {}), ("requests failed", {"mesh_requests": "query mesh_requests: timeout"})):
+
+    def judged(port_name: str, failed: dict[str, str]):  # type: ignore[no-untyped-def]
+        topo = build_topology([
+            {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+            {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+             "spec": {"selector": {"app": "api"}, "ports": [{"name": port_name, "port": 80, "targetPort": 8080}]}},
+            {"kind": "Pod", "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "api"}},
+             "spec": {"containers": [{"name": "api", "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
+             "status": {"podIP": "10.0.0.1", "phase": "Running"}}])
         ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo,
                       MetricsEvidence({"mesh_tcp_connections": pd.DataFrame([row])}, failed=failed), logs)
         inputs = CheckInputs(ev, analyze(ev), frozenset(PortMissingFromMetrics.queries))
-        seen[label] = ([(f.title, finding_dict(f)["keys"]) for f in PortMissingFromMetrics.run(inputs)],
-                       sorted(PortMissingFromMetrics.examined(inputs)))
-    assert seen["measured"] == ([("api:80 carries HTTP that Istio proxies as TCP", ["sniff:shop/api"])],
-                                ["shop", "sniff:shop/api"])
-    assert seen["requests failed"] == ([], ["shop"])
+        found = [finding_dict(f) for f in PortMissingFromMetrics.run(inputs)]
+        return [(f["title"], f["keys"], f["evidence"]["ratio"]) for f in found], \
+            sorted(PortMissingFromMetrics.examined(inputs))
+
+    timeout = {"mesh_requests": "query mesh_requests: timeout"}
+    assert judged("web", {}) == ([("api:80 carries HTTP that Istio proxies as TCP", ["sniff:shop/api"], 0.0)],
+                                 ["shop", "sniff:shop/api"])
+    assert judged("web", timeout) == ([], ["shop"])
+    assert judged("tcp-web", timeout) == ([("api:80 carries HTTP that Istio proxies as TCP", ["shop"], None)],
+                                          ["shop"])

@@ -527,3 +527,49 @@ def test_an_slo_query_that_failed_proves_nothing(failing: str | None) -> None:
     if failing == "series":
         assert all(n is None for _, n in m.selector_series)
         assert all(s["series"] is None for s in verdict.as_dict()["selectors"])  # null in findings.json, not 0
+
+
+def test_an_slo_judged_on_logs_is_rechecked_only_with_logs() -> None:
+    """The SLI counts 5,000 requests, the logs of its service 10,000: sli-misses-traffic, keyed to the logs. A night
+    without logs does not examine that key (the finding is carried, not resolved), while the SLO's own key still is;
+    an SLI whose query failed gives a finding of its own cause (it was "selector-matches-nothing", a broken
+    verdict's) and examines neither."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.slo import SloUntrustworthy
+    from obsgap.engine import run_checks
+    from obsgap.evidence import LogEvidence, MetricsEvidence
+    from obsgap.render.json_out import finding_dict
+    from obsgap.sources.kube.build import build_topology
+
+    topo = build_topology([
+        {"kind": "Service", "metadata": {"name": "cart", "namespace": "shop"},
+         "spec": {"selector": {"app": "cart"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+        {"kind": "Pod", "metadata": {"name": "cart-1", "namespace": "shop", "labels": {"app": "cart"}},
+         "spec": {"containers": [{"name": "cart", "ports": [{"containerPort": 8080}]}]},
+         "status": {"podIP": "10.0.0.5", "phase": "Running"}}])
+    spec = SloSpec("sloth", "slos.yaml", "cart-availability", "cart", 0.999, "30d", "ratio",
+                   'sum(rate(istio_requests_total{destination_service_name="cart"}[5m]))',
+                   bad='sum(rate(istio_requests_total{destination_service_name="cart",response_code=~"5.."}[5m]))')
+    selectors = (('istio_requests_total{destination_service_name="cart"}', 3),
+                 ('istio_requests_total{destination_service_name="cart",response_code=~"5.."}', 1))
+    logs = LogEvidence(pd.DataFrame([{"namespace": "shop", "pod": "cart-1", "container": "cart", "origin": "app",
+                                      "port": 8080, "http": True, "http_requests": 10000, "requests": 10000,
+                                      "errors": 0, "first_ms": 0, "last_ms": 1}]), pd.DataFrame(), pd.DataFrame())
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def night(measured: Measured, with_logs: bool):  # type: ignore[no-untyped-def]
+        ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), topo, MetricsEvidence({}),
+                      logs if with_logs else None, slos=(measured,))
+        (run,), found = run_checks((SloUntrustworthy,), ev, analyze(ev))
+        return sorted(run.examined or ()), [(f.cause, finding_dict(f)["keys"]) for f in found]
+
+    measured = Measured(spec, None, selectors, 5000.0, 5.0, 0.001)
+    key = "slo:sloth:slos.yaml:cart-availability"
+    assert night(measured, True) == ([key, f"{key}:logs"], [("sli-misses-traffic", [f"{key}:logs"])])
+    assert night(measured, False) == ([key], [])
+    failed = Measured(spec, "query slo cart-availability: total: timeout", selectors)
+    assert night(failed, True) == ([], [("sli-failed", [key])])

@@ -124,7 +124,7 @@ def _treated_as_tcp(st: ServiceTraffic, pt: PortTraffic, inputs: CheckInputs) ->
                    f"or latency (the mesh's metrics were not measured in this run: {st.mesh_unmeasured}).")),
         subject=f"{svc.namespace}/{svc.name}:{sp.port}/tcp", namespace=svc.namespace, service=svc.name,
         port=sp.port, cause="port-treated-as-tcp", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence=TrafficEvidence.of(pt.requests, 0 if st.mesh_measured else None, SERVER_LOGS, ratio=0.0,
+        evidence=TrafficEvidence.of(pt.requests, 0 if st.mesh_measured else None, SERVER_LOGS,
                                     tcp_connections=st.tcp_connections if st.mesh_measured else None,
                                     http_log_lines=pt.http_lines, port_name=sp.name, app_protocol=sp.app_protocol,
                                     istio_protocol=sp.istio_protocol),

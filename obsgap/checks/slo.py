@@ -28,6 +28,11 @@ class SloEvidence(FindingEvidence):
         return self.assessment.requests_logs or 0
 
 
+LOG_CAUSES = ("sli-misses-traffic", "error-ratio-differs")
+"""Causes judged on the logs of the SLO's services (and a waypoint's sli-misses-traffic: judged again only with
+logs, which errs on the side of not calling it resolved)."""
+
+
 class SloUntrustworthy(Check):
     """What it does: reads each SLO (Sloth, Pyrra, OpenSLO, PrometheusRule recording rules), parses its SLI's
     PromQL with a real parser, runs it over the report's window, and holds it against the logs of the services
@@ -52,19 +57,23 @@ class SloUntrustworthy(Check):
     queries = ("scrape_targets",)
     doc_url = DOC
     causes = ("sli-misses-traffic", "threshold-not-a-bucket-bound", "latency-saturated", "error-ratio-differs",
-              "selector-matches-nothing")
+              "selector-matches-nothing", "sli-failed")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The SLOs whose SLI could be run."""
-        return frozenset(f"slo:{a.measured.spec.key}" for a in inputs.analysis.slos if not a.measured.error)
+        """The SLOs whose SLI could be run and, among them, those held against the logs of their services."""
+        ran = [a for a in inputs.analysis.slos if not a.measured.error]
+        return frozenset([*(f"slo:{a.measured.spec.key}" for a in ran),
+                          *(f"slo:{a.measured.spec.key}:logs" for a in ran if a.requests_logs is not None)])
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """An SLO's findings are judged on its SLI; the traffic it misses and its error ratio on the logs too."""
         ev = finding.get("evidence")
         if not isinstance(ev, Mapping):
             return ()
-        return (f"slo:{ev.get('tool')}:{ev.get('origin')}:{ev.get('slo')}",)
+        key = f"slo:{ev.get('tool')}:{ev.get('origin')}:{ev.get('slo')}"
+        return (f"{key}:logs",) if finding.get("cause") in LOG_CAUSES else (key,)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -81,7 +90,7 @@ class SloUntrustworthy(Check):
                 out.append(Finding(
                     check=cls.id, severity=Severity.WARNING, title=f"SLO {a.label} ({spec.tool}): its SLI could not "
                     "be run", detail=f"{spec.origin}: {a.measured.error}", subject=f"{spec.key}/error",
-                    cause="selector-matches-nothing", **common))
+                    cause="sli-failed", **common))
                 continue
             for p in a.problems:
                 out.append(Finding(
