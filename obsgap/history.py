@@ -124,7 +124,9 @@ def _past(f: Mapping[str, Any]) -> PastFinding:
     check = by_id(str(f.get("check")))
     keys = f.get("keys")
     subject: tuple[str, ...] = ()
-    if isinstance(keys, list):
+    if check is not None and isinstance(f.get("evidence"), Mapping):
+        subject = check.keys_of(f)  # today's keys: those an earlier version wrote may name nothing examined now
+    elif isinstance(keys, list):
         subject = tuple(str(k) for k in keys)
     elif check is not None:
         subject = check.keys_of(f)

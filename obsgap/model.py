@@ -513,6 +513,19 @@ class Finding:
 CheckState = Literal["ran", "skipped", "error"]
 
 
+NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "scrape")
+"""The kinds of subject key (`<kind>:<namespace>[/<name>]`) that name a namespace."""
+
+
+def key_namespace(key: str) -> str | None:
+    """The namespace a subject key names (`ns`, `ns/name`, `port:ns/name`, `scrape:ns`...); None for a metric, job,
+    SLO, dashboard or histogram key."""
+    kind, sep, rest = key.partition(":")
+    if sep and kind not in NAMESPACED_KEY_KINDS:
+        return None
+    return (rest if sep else key).split("/")[0]
+
+
 @dataclass(frozen=True)
 class CheckRun:
     check: str
@@ -521,7 +534,8 @@ class CheckRun:
     findings: int = 0
     examined: frozenset[str] | None = None
     """What the check judged this run with the evidence it needs (subject keys: `namespace`, `namespace/name`,
-    `metric:<family>`, `job:<job>`, `slo:<key>`); None: everything in scope. A finding of an earlier run is resolved
+    `metric:<family>`, `job:<job>`, `slo:<key>`, and `<kind>:<namespace>[/<name>]` for the kinds key_namespace
+    knows); None: everything in scope. A finding of an earlier run is resolved
     only when its check ran and examined its subject (report.history)."""
 
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from obsgap.errors import InputError
-from obsgap.model import CheckRun, Finding, ObjectRef, Topology
+from obsgap.model import CheckRun, Finding, ObjectRef, Topology, key_namespace
 
 ANNOTATION = "obsgap.io/suppress"
 REASON_ANNOTATION = "obsgap.io/suppress-reason"
@@ -187,7 +187,7 @@ def _judged(s: Suppression, runs: Mapping[str, CheckRun], scope: Sequence[str]) 
         return True
     if scope and ns not in scope:
         return False
-    return any(r.examined is None or any(k == ns or k.startswith(ns + "/") for k in r.examined) for r in checked)
+    return any(r.examined is None or any(key_namespace(k) == ns for k in r.examined) for r in checked)
 
 
 def apply(findings: Iterable[Finding], entries: Sequence[Suppression], today: date, runs: Iterable[CheckRun],

@@ -645,7 +645,75 @@ def test_failed_sniffing_is_judged_only_where_the_mesh_was_measured() -> None:
 
     timeout = {"mesh_requests": "query mesh_requests: timeout"}
     assert judged("web", {}) == ([("api:80 carries HTTP that Istio proxies as TCP", ["sniff:shop/api"], 0.0)],
-                                 ["shop", "sniff:shop/api"])
-    assert judged("web", timeout) == ([], ["shop"])
-    assert judged("tcp-web", timeout) == ([("api:80 carries HTTP that Istio proxies as TCP", ["shop"], None)],
-                                          ["shop"])
+                                 ["port:shop/api", "sniff:shop/api", "undeclared:shop"])
+    assert judged("web", timeout) == ([], ["port:shop/api"])
+    assert judged("tcp-web", timeout) == ([("api:80 carries HTTP that Istio proxies as TCP", ["port:shop/api"], None)],
+                                          ["port:shop/api"])
+
+
+def test_a_port_finding_is_resolved_only_by_its_services_own_logs() -> None:
+    """orders names its port tcp-api and serves HTTP on it; pay's pods exclude their port from the sidecar. A night
+    when only api's logs were read (theirs were not) judges neither: both findings are carried as not re-checked
+    (they were keyed by the namespace, which api's logs examined, and called resolved). A night with their logs and
+    the config fixed resolves both."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.analysis.reconcile import REQ_COLS
+    from obsgap.checks.port_missing import PortMissingFromMetrics
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+    from obsgap.history import History, compare, past_findings
+    from obsgap.model import Window
+    from obsgap.render.json_out import finding_dict
+    from obsgap.sources.kube.build import build_topology
+
+    def topology(orders_port: str, pay_annotations: dict[str, str]):  # type: ignore[no-untyped-def]
+        def pod(name: str, app: str, ip: str, port: int, annotations: dict[str, str]) -> dict[str, object]:
+            return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": app},
+                                                "annotations": annotations},
+                    "spec": {"containers": [{"name": app, "ports": [{"containerPort": port}]},
+                                            {"name": "istio-proxy"}]},
+                    "status": {"podIP": ip, "phase": "Running"}}
+
+        def svc(name: str, port_name: str, port: int) -> dict[str, object]:
+            return {"kind": "Service", "metadata": {"name": name, "namespace": "shop"},
+                    "spec": {"selector": {"app": name},
+                             "ports": [{"name": port_name, "port": port, "targetPort": port}]}}
+
+        return build_topology([
+            {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+            svc("orders", orders_port, 9000), svc("api", "http", 8080), svc("pay", "http", 8080),
+            pod("orders-0", "orders", "10.0.0.1", 9000, {}), pod("api-0", "api", "10.0.0.2", 8080, {}),
+            pod("pay-0", "pay", "10.0.0.3", 8080, pay_annotations)])
+
+    def logs(*rows: tuple[str, str, str, int, int]) -> LogEvidence:
+        return LogEvidence(pd.DataFrame([{"namespace": "shop", "pod": p, "container": c, "origin": o, "port": port,
+                                          "http": True, "http_requests": n, "requests": n, "errors": 0,
+                                          "first_ms": 0, "last_ms": 1} for p, c, o, port, n in rows]),
+                           pd.DataFrame(), pd.DataFrame())
+
+    row: dict[str, object] = {c: "" for c in REQ_COLS}
+    row.update(reporter="destination", destination_service_name="api", destination_service_namespace="shop",
+               pod="api-0", value=500.0)
+    metrics = MetricsEvidence({"mesh_requests": pd.DataFrame([row])})
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    window = Window(end - pd.Timedelta(hours=1), end)
+
+    def night(topo, evidence_logs: LogEvidence):  # type: ignore[no-untyped-def]
+        ev = Evidence(window, CheckSettings(), topo, metrics, evidence_logs)
+        return run_checks((PortMissingFromMetrics,), ev, analyze(ev))
+
+    everyone = logs(("orders-0", "orders", "app", 9000, 400), ("api-0", "istio-proxy", "envoy", 8080, 500),
+                    ("pay-0", "pay", "app", 8080, 300))
+    _, found = night(topology("tcp-api", {"traffic.sidecar.istio.io/excludeInboundPorts": "8080"}), everyone)
+    assert sorted(f.cause for f in found) == ["port-excluded", "port-treated-as-tcp"]
+    history = History("yesterday", past_findings({"findings": [finding_dict(f) for f in found]}))
+    runs, tonight = night(topology("tcp-api", {"traffic.sidecar.istio.io/excludeInboundPorts": "8080"}),
+                          logs(("api-0", "istio-proxy", "envoy", 8080, 500)))
+    carried = compare(history, [f.id for f in tonight], runs)
+    assert tonight == () and carried.resolved == ()
+    assert {p.reason for p in carried.not_rechecked} == {"its evidence was not measured in this run"}
+    assert len(carried.not_rechecked) == 2
+    runs, fixed = night(topology("http-api", {}), everyone)
+    assert fixed == () and len(compare(history, [], runs).resolved) == 2

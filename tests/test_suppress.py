@@ -94,3 +94,13 @@ def test_annotations_name_their_objects_and_unknown_checks_are_said() -> None:
 def test_bad_entries_are_clear_errors(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_config(yaml.safe_load(text)["suppress"], "--config c.yaml", KNOWN)
+
+
+def test_a_typed_subject_key_names_its_namespace() -> None:
+    """Staleness asks whether a check examined an entry's namespace: the typed keys of port-missing-from-metrics
+    name one, a metric's, a job's or an SLO's do not."""
+    from obsgap.model import key_namespace
+
+    assert [key_namespace(k) for k in ("shop", "shop/api", "port:shop/api", "sniff:shop/api", "undeclared:shop",
+                                       "scrape:shop", "metric:shop", "job:shop", "slo:sloth:f:shop")] == \
+        ["shop"] * 6 + [None] * 3

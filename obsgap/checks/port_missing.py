@@ -47,15 +47,20 @@ class PortMissingFromMetrics(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The namespaces whose logs were read (ports that carry traffic), the services among them whose mesh
-        counts were measured (failed protocol sniffing shows only there) and, with `up` series, the namespaces whose
-        pods' scraping was judged."""
+        """The services whose own logs were read (the ports their requests reached), those among them whose mesh
+        counts were measured too (failed protocol sniffing shows only there), the namespaces whose logs were read
+        with the mesh measured (a port no Service declares: in the logs or as InboundPassthroughCluster) and, with
+        `up` series, the namespaces whose pods' scraping was judged."""
         keys: set[str] = set()
+        rec = inputs.analysis.traffic
         if inputs.logs is not None and not inputs.logs.inbound.empty:
-            logged = {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()}
-            keys |= logged
-            keys |= {f"sniff:{ns}/{name}" for (ns, name), st in inputs.analysis.traffic.services.items()
-                     if ns in logged and st.mesh_measured}
+            for (ns, name), st in rec.services.items():
+                if SERVER_LOGS in st.served:
+                    keys.add(f"port:{ns}/{name}")
+                    if st.mesh_measured:
+                        keys.add(f"sniff:{ns}/{name}")
+            if rec.mesh_unmeasured is None:
+                keys |= {f"undeclared:{ns}" for ns in inputs.logs.inbound["namespace"].dropna()}
         metrics = inputs.metrics
         if metrics is not None and metrics.has("scrape_targets"):
             keys |= {f"scrape:{ns}" for ns in inputs.in_scope_namespaces()}
@@ -63,14 +68,17 @@ class PortMissingFromMetrics(Check):
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
-        """A port's traffic is judged on its namespace's logs, failed sniffing on its service's mesh counts too; a
-        metrics port's scraping on the `up` series."""
+        """A port's traffic is judged on its service's logs, failed sniffing on its mesh counts too, an undeclared
+        port on its namespace's logs and mesh counts; a metrics port's scraping on the `up` series."""
         ns = str(finding.get("namespace") or "")
-        if finding.get("cause") == "metrics-port-not-scraped":
+        cause = finding.get("cause")
+        if cause == "metrics-port-not-scraped":
             return (f"scrape:{ns}",)
+        if cause == "port-not-declared":
+            return (f"undeclared:{ns}",)
         if (finding.get("evidence") or {}).get("istio_protocol") == "unknown":
             return (f"sniff:{ns}/{finding.get('service')}",)
-        return (ns,)
+        return (f"port:{ns}/{finding.get('service')}",)
 
     @classmethod
     def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
