@@ -252,3 +252,63 @@ def test_witness_metric_flag_reads_an_unknown_family(mesh, tmp_path: Path) -> No
 def test_a_bad_witness_metric_is_a_clear_error(value: str, message: str) -> None:
     res = CliRunner().invoke(main, ["report", "--kube-snapshot", "x.json", "--witness-metric", value])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_a_witness_is_rechecked_only_where_it_was_read_beside_another() -> None:
+    """api's logs count 1,000, its own metric 1,000, the eBPF agent 400: obi undercounts. A night when obi's query
+    failed does not judge obi (the finding is carried, not resolved: it was keyed by the service, still examined by
+    the other two). And a pod whose logs were not read at all is unknown to the logs, not a shortfall of theirs (the
+    logs were said to count 50% fewer than the metric, with the fix for access-log filters)."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.witness_undercounts import WitnessUndercounts
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+    from obsgap.history import History, compare, past_findings
+    from obsgap.render.json_out import finding_dict
+    from obsgap.sources.kube.build import build_topology
+    from obsgap.witness import WitnessCounts
+
+    def pod(name: str, ip: str) -> dict[str, object]:
+        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "api", "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
+                "status": {"podIP": ip, "phase": "Running"}}
+
+    topo = build_topology([
+        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+        pod("api-0", "10.0.0.1"), pod("api-1", "10.0.0.2")])
+    app = WitnessFamily("http_server_requests", "http_server_requests_total", "app-metrics", port_label="port",
+                        route_label="route")
+    obi = WitnessFamily("obi", "http_server_request_duration_seconds_count", "ebpf", "k8s_namespace_name",
+                        "k8s_pod_name", port_label="port", route_label="route", agent="obi")
+
+    def counts(family: WitnessFamily, **per_pod: int) -> WitnessCounts:
+        return WitnessCounts(family, pd.DataFrame([{"namespace": "shop", "pod": p.replace("_", "-"), "port": 8080.0,
+                                                    "route": "/x", "requests": float(n), "errors": 0.0}
+                                                   for p, n in per_pod.items()]))
+
+    def logs(**per_pod: int) -> LogEvidence:
+        return LogEvidence(pd.DataFrame([{"namespace": "shop", "pod": p.replace("_", "-"), "container": "istio-proxy",
+                                          "origin": "envoy", "port": 8080, "http": True, "http_requests": n,
+                                          "requests": n, "errors": 0, "first_ms": 0, "last_ms": 1}
+                                         for p, n in per_pod.items()]), pd.DataFrame(), pd.DataFrame())
+
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def night(metrics: MetricsEvidence, evidence_logs: LogEvidence):  # type: ignore[no-untyped-def]
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo, metrics, evidence_logs)
+        return run_checks((WitnessUndercounts,), ev, analyze(ev))
+
+    both = logs(api_0=500, api_1=500)
+    _, found = night(MetricsEvidence({}, witnesses=(counts(app, api_0=500, api_1=500),
+                                                    counts(obi, api_0=200, api_1=200))), both)
+    assert [(f.cause, f.evidence["witness"]) for f in found] == [("ebpf", "ebpf:obi")]
+    history = History("yesterday", past_findings({"findings": [finding_dict(f) for f in found]}))
+    runs, tonight = night(MetricsEvidence({}, failed={"witness_requests:ebpf:obi": "query witness_requests: timeout"},
+                                          witnesses=(counts(app, api_0=500, api_1=500),)), both)
+    outcome = compare(history, [f.id for f in tonight], runs)
+    assert tonight == () and outcome.resolved == () and len(outcome.not_rechecked) == 1
+    _, one_pod_logged = night(MetricsEvidence({}, witnesses=(counts(app, api_0=500, api_1=500),)), logs(api_0=500))
+    assert one_pod_logged == ()

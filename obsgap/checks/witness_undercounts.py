@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from obsgap.analysis.reconcile import Served, ServiceTraffic
 from obsgap.checks.base import Check, CheckInputs, pct
 from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
-from obsgap.witness import witness_words
+from obsgap.witness import SERVER_LOGS, witness_words
 
 DOC = "https://opentelemetry.io/docs/specs/semconv/http/http-metrics/"
 _FIX = {
@@ -66,17 +67,20 @@ class WitnessUndercounts(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The services seen by two or more witnesses."""
-        return frozenset(f"{st.service.namespace}/{st.service.name}"
-                         for st in inputs.analysis.traffic.services.values() if len(st.served) >= 2)
+        """Each witness of the services seen by two or more over the whole window (a witness whose query failed
+        tonight is not among them)."""
+        return frozenset(f"{st.service.namespace}/{st.service.name}/{w}" for st in _compared(inputs) for w in st.served)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """A witness's shortfall is judged where that witness was read beside another."""
+        evidence = finding.get("evidence") or {}
+        return (f"{finding.get('namespace')}/{finding.get('service')}/{evidence.get('witness')}",)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        services = [st for st in inputs.analysis.traffic.services.values() if len(st.served) >= 2]
         out = []  # no service seen by two witnesses: nothing judged (examined() says so), nothing found
-        for st in services:
-            if st.covered:
-                continue  # partial logs cover less of the window than the metric witnesses: not like with like
+        for st in _compared(inputs):
             reference = st.primary
             assert reference is not None
             for served in st.served.values():
@@ -87,9 +91,17 @@ class WitnessUndercounts(Check):
         return out
 
 
+def _compared(inputs: CheckInputs) -> list[ServiceTraffic]:
+    """The services two or more witnesses saw, over the whole window (partial logs cover less of it than the metric
+    witnesses: not like with like)."""
+    return [st for st in inputs.analysis.traffic.services.values() if len(st.served) >= 2 and not st.covered]
+
+
 def _gap(st: ServiceTraffic, served: Served, reference: Served, inputs: CheckInputs) -> Finding | None:
-    ref_pods = reference.by_pod_all_ports
     own = served.by_pod_all_ports
+    ref_pods = reference.by_pod_all_ports
+    if served.witness == SERVER_LOGS:  # a pod none of whose lines were read is unknown to the logs, not silent
+        ref_pods = {p: n for p, n in ref_pods.items() if p in own}
     expected = sum(ref_pods.values())
     counted = sum(own.get(p, 0) for p in ref_pods)
     if expected < inputs.settings.min_requests or expected - counted <= max(inputs.tolerance() * expected, 2.0):
