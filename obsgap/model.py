@@ -513,7 +513,7 @@ class Finding:
 CheckState = Literal["ran", "skipped", "error"]
 
 
-NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "scrape")
+NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "scrape", "outside", "caller")
 """The kinds of subject key (`<kind>:<namespace>[/<name>]`) that name a namespace."""
 
 

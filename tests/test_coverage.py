@@ -567,7 +567,8 @@ def test_a_bypass_share_needs_both_sides() -> None:
         ev = Evidence(window, CheckSettings(), topo, MetricsEvidence({"mesh_requests": mesh}, failed=failed))
         inputs = CheckInputs(ev, analyze(ev), frozenset(EnvoyBypass.queries))
         seen[label] = ([f.title for f in EnvoyBypass.run(inputs)], sorted(EnvoyBypass.examined(inputs)))
-    assert seen["measured"] == (["api: 50.0% of requests bypass Envoy (inject-annotation)"], ["shop/api"])
+    assert seen["measured"] == (["api: 50.0% of requests bypass Envoy (inject-annotation)"],
+                                ["outside:shop/api", "shop/api"])
     assert seen["tcp failed"] == ([], [])
 
 
@@ -596,7 +597,7 @@ def test_a_bypass_is_told_when_only_the_sidecar_pods_logs_were_read() -> None:
         ev = Evidence(window, CheckSettings(), topo, MetricsEvidence({"mesh_requests": callers}), logs)
         inputs = CheckInputs(ev, analyze(ev), frozenset(EnvoyBypass.queries))
         seen[label] = [(f.title, f.evidence["missed_requests"]) for f in EnvoyBypass.run(inputs)]
-        assert sorted(EnvoyBypass.examined(inputs)) == ["shop/api"]
+        assert sorted(EnvoyBypass.examined(inputs)) == ["outside:shop/api", "shop/api"]
     assert seen["both"] == [("api: 50.0% of requests bypass Envoy (inject-annotation)", 1000)]
     assert seen["sidecar pod only"] == seen["both"]
     assert seen["callers agree"] == []  # 10 of 2,000 is within the scrape-edge tolerance
@@ -717,3 +718,62 @@ def test_a_port_finding_is_resolved_only_by_its_services_own_logs() -> None:
     assert len(carried.not_rechecked) == 2
     runs, fixed = night(topology("http-api", {}), everyone)
     assert fixed == () and len(compare(history, [], runs).resolved) == 2
+
+
+def test_each_bypass_finding_is_rechecked_on_its_own_evidence() -> None:
+    """web's pods exclude port 5432 from their sidecar and its logs show calls to pay on it; api's callers are
+    outside the mesh (950 of 960 requests labelled source_workload="unknown"). A night without logs judges no call of
+    web's (that finding is carried, not 'resolved' by web's examined service), and still says api's callers are
+    outside the mesh: the mesh's labels alone show it (it was skipped with the witness below the threshold)."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.envoy_bypass import EnvoyBypass
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+    from obsgap.history import History, compare, past_findings
+    from obsgap.model import Window
+    from obsgap.render.json_out import finding_dict
+    from obsgap.sources.kube.build import build_topology
+
+    def pod(name: str, app: str, ip: str, port: int, annotations: dict[str, str]) -> dict[str, object]:
+        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": app},
+                                            "annotations": annotations},
+                "spec": {"containers": [{"name": app, "ports": [{"containerPort": port}]}, {"name": "istio-proxy"}]},
+                "status": {"podIP": ip, "phase": "Running"}}
+
+    def svc(name: str, port_name: str, port: int) -> dict[str, object]:
+        return {"kind": "Service", "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"selector": {"app": name}, "ports": [{"name": port_name, "port": port, "targetPort": port}]}}
+
+    topo = build_topology([
+        {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+        svc("web", "http", 8080), svc("pay", "tcp-pg", 5432), svc("api", "http", 8080),
+        pod("web-0", "web", "10.0.0.1", 8080, {"traffic.sidecar.istio.io/excludeOutboundPorts": "5432"}),
+        pod("pay-0", "pay", "10.0.0.2", 5432, {}), pod("api-0", "api", "10.0.0.3", 8080, {})])
+    rows = [_mesh_row("destination", "api-0", 950.0) | {"source_workload": "unknown",
+                                                        "source_workload_namespace": "unknown"},
+            _mesh_row("destination", "api-0", 10.0), _mesh_row("source", "", 10.0)]
+    metrics = MetricsEvidence({"mesh_requests": pd.DataFrame(rows)})
+    logs = LogEvidence(
+        pd.DataFrame([{"namespace": "shop", "pod": "api-0", "container": "istio-proxy", "origin": "envoy",
+                       "port": 8080, "http": True, "http_requests": 960, "requests": 960, "errors": 0,
+                       "first_ms": 0, "last_ms": 1}]),
+        pd.DataFrame([{"namespace": "shop", "pod": "web-0", "origin": "app",
+                       "authority": "pay.shop.svc.cluster.local:5432", "port": 5432, "upstream_cluster": "",
+                       "upstream_host": "", "requests": 200}]), pd.DataFrame())
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def night(evidence_logs: LogEvidence | None):  # type: ignore[no-untyped-def]
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo, metrics, evidence_logs)
+        return run_checks((EnvoyBypass,), ev, analyze(ev))
+
+    _, found = night(logs)
+    assert sorted((f.cause, tuple(finding_dict(f)["keys"])) for f in found) == [
+        ("caller-outside-mesh", ("outside:shop/api",)), ("port-excluded", ("caller:shop/web-0->pay",))]
+    history = History("yesterday", past_findings({"findings": [finding_dict(f) for f in found]}))
+    runs, tonight = night(None)
+    assert [f.cause for f in tonight] == ["caller-outside-mesh"]
+    outcome = compare(history, [f.id for f in tonight], runs)
+    assert outcome.resolved == () and [p.title for p in outcome.not_rechecked] == [
+        "web-0 skips its sidecar when calling pay:5432"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from obsgap.ambient import (
     AMBIENT_CAUSES,
@@ -67,14 +68,27 @@ class EnvoyBypass(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The services both sides were measured for, and the callers whose logs were read."""
+        """The services both sides were measured for (over the same interval), those whose callers the mesh
+        labelled, and the calls of callers whose own logs were read."""
         rec = inputs.analysis.traffic
         keys = {f"{st.service.namespace}/{st.service.name}" for st in rec.services.values()
-                if st.comparison().ratio is not None or (st.mesh_measured and st.witness is not None)}
-        logs = inputs.logs
-        if logs is not None and not logs.outbound.empty:
-            keys |= {f"{ns}/{svc}" for ns, svc in _caller_targets(inputs)}
+                if not st.covered_without_pod_metrics
+                and (st.comparison().ratio is not None or (st.mesh_measured and st.witness is not None))}
+        keys |= {f"outside:{st.service.namespace}/{st.service.name}" for st in rec.services.values()
+                 if st.mesh_measured}
+        keys |= {_caller_key(ns, workload, service) for ns, workload, service, *_ in _caller_calls(inputs)}
         return frozenset(keys)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """A bypass is judged on both sides of its service; callers outside the mesh on the mesh's labels alone; a
+        caller's excluded port on that caller's own logs."""
+        ns, service = finding.get("namespace"), finding.get("service")
+        if finding.get("cause") == "port-excluded":
+            return (_caller_key(str(ns), str(finding.get("workload")), str(service)),)
+        if finding.get("cause") == "caller-outside-mesh":
+            return (f"outside:{ns}/{service}",)
+        return (f"{ns}/{service}",)
 
     @classmethod
     def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:
@@ -89,6 +103,9 @@ class EnvoyBypass(Check):
         tol = inputs.tolerance()
         out: list[Finding] = []
         for st in rec.services.values():
+            outside = _outside_mesh(st, inputs)  # the mesh's own labels: whatever the witnesses saw
+            if outside:
+                out.append(outside)
             if st.observed < inputs.settings.min_requests:
                 continue
             dark = _dark_pods(st)
@@ -99,9 +116,6 @@ class EnvoyBypass(Check):
                 gap = _unexplained(st, tol, inputs)
                 if gap:
                     out.append(gap)
-            outside = _outside_mesh(st, inputs)
-            if outside:
-                out.append(outside)
         out.extend(_caller_exclusions(inputs))
         return out
 
@@ -380,34 +394,35 @@ def _remote_callers(st: ServiceTraffic, inputs: CheckInputs) -> list[str]:
     return [name for name, _ in counts.most_common()]
 
 
-def _caller_targets(inputs: CheckInputs) -> set[tuple[str, str]]:
-    """(caller namespace, service) pairs the callers' logs show calls for (the caller-exclusion findings' subjects)."""
-    logs = inputs.logs
-    out: set[tuple[str, str]] = set()
-    for row in logs.outbound.itertuples(index=False) if logs is not None else ():
-        resolved = inputs.index.resolve(str(row.authority), str(row.namespace)) if row.authority else None
-        if resolved is not None and resolved.service is not None:
-            out.add((str(row.namespace), resolved.service.name))
-    return out
+def _caller_key(namespace: str, workload: str, service: str) -> str:
+    return f"caller:{namespace}/{workload}->{service}"
 
 
-def _caller_exclusions(inputs: CheckInputs) -> list[Finding]:
-    """Callers whose own sidecar is told to skip the destination port: client-side metrics miss the calls."""
+def _caller_calls(inputs: CheckInputs) -> list[tuple[str, str, str, str, int | None, int, Pod]]:
+    """The calls in the logs of callers with a sidecar, made by the application itself (what its sidecar is told
+    to skip, or not): (caller namespace, workload, service, its namespace, port, calls, caller pod)."""
     logs = inputs.logs
     if logs is None or logs.outbound.empty:
         return []
     idx = inputs.index
-    hits: Counter[tuple[str, str, str, str, int]] = Counter()
+    out = []
     for row in logs.outbound.itertuples(index=False):
         pod = idx.pods_by_key.get((str(row.namespace), str(row.pod)))
         if pod is None or not pod.sidecar.present or not row.authority or row.origin != "app":
             continue
         resolved = idx.resolve(str(row.authority), pod.namespace)
-        port = resolved.port
-        if resolved.service is None or port is None or port not in pod.exclusions.exclude_outbound_ports:
-            continue
-        hits[(pod.namespace, pod.workload, resolved.service.namespace, resolved.service.name, port)] += \
-            int(row.requests)
+        if resolved.service is not None:
+            out.append((pod.namespace, pod.workload, resolved.service.name, resolved.service.namespace, resolved.port,
+                        int(row.requests), pod))
+    return out
+
+
+def _caller_exclusions(inputs: CheckInputs) -> list[Finding]:
+    """Callers whose own sidecar is told to skip the destination port: client-side metrics miss the calls."""
+    hits: Counter[tuple[str, str, str, str, int]] = Counter()
+    for ns, workload, service, service_ns, port, calls, pod in _caller_calls(inputs):
+        if port is not None and port in pod.exclusions.exclude_outbound_ports:
+            hits[(ns, workload, service_ns, service, port)] += calls
     out = []
     for (ns, workload, sns, sname, port), n in hits.items():
         if n < inputs.settings.min_requests:
