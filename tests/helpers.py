@@ -55,3 +55,17 @@ def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: b
 def sources_json(result: ScanResult) -> dict[str, Any]:
     """findings.json `sources` of a run, as automation reads it."""
     return result.sources.as_json()
+
+
+def two_nights(check: Any, yesterday: Any, tonight: Any) -> tuple[list[str], list[str], Any]:
+    """One check over two nights' evidence, compared as the nightly run compares them (through findings.json's
+    form): (yesterday's titles, tonight's titles, the history.Comparison)."""
+    from obsgap.analysis import analyze
+    from obsgap.engine import run_checks
+    from obsgap.history import History, compare, past_findings
+    from obsgap.render.json_out import finding_dict
+
+    _, before = run_checks((check,), yesterday, analyze(yesterday))
+    history = History("yesterday", past_findings({"findings": [finding_dict(f) for f in before]}))
+    runs, after = run_checks((check,), tonight, analyze(tonight))
+    return [f.title for f in before], [f.title for f in after], compare(history, [f.id for f in after], runs)

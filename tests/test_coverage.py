@@ -515,6 +515,12 @@ def test_a_passthrough_share_needs_the_services_own_count() -> None:
         titles[label] = (finding.title, finding.severity.value)
     assert titles["measured"] == ("api: 25.0% of its callers' requests are counted as PassthroughCluster", "warning")
     assert titles["failed"] == ("api: 250 of its callers' requests are counted as PassthroughCluster", "warning")
+    # without a topology the pod IP is neither a pod nor an external host, and nothing is judged (so resolved)
+    ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), None,
+                  MetricsEvidence({"passthrough_requests": passthrough, "mesh_requests": by_name}))
+    inputs = CheckInputs(ev, analyze(ev))
+    assert [f.title for f in PassthroughTraffic.run(inputs)] == ["250 requests to 10.0.0.5 pass through undeclared"]
+    assert PassthroughTraffic.examined(inputs) == frozenset()
 
 
 def _mesh_row(reporter: str, pod: str, value: float) -> dict[str, object]:
@@ -777,3 +783,62 @@ def test_each_bypass_finding_is_rechecked_on_its_own_evidence() -> None:
     outcome = compare(history, [f.id for f in tonight], runs)
     assert outcome.resolved == () and [p.title for p in outcome.not_rechecked] == [
         "web-0 skips its sidecar when calling pay:5432"]
+
+
+def test_a_callers_address_and_a_logs_shortfall_are_rechecked_on_their_own_logs() -> None:
+    """web (namespace front) calls catalog by a name that resolves in the wrong namespace; api's own logs show 400
+    of the 1,000 requests the mesh counted for it. A night with neither web's nor api's own logs, but with api's
+    FQDN calls to catalog and web's calls to api, judges neither: both are carried (another caller's calls, and the
+    callers' logs, 'resolved' them)."""
+    import pandas as pd
+
+    from obsgap.analysis.reconcile import REQ_COLS
+    from obsgap.checks.call_address import CallAddressNotFqdn
+    from obsgap.checks.metrics_exceed_logs import MetricsExceedLogs
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+    from obsgap.model import Window
+    from obsgap.sources.kube.build import build_topology
+    from tests.helpers import two_nights
+
+    def workload(name: str, ns: str, ip: str) -> list[dict[str, object]]:
+        return [{"kind": "Service", "metadata": {"name": name, "namespace": ns},
+                 "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+                {"kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": ns, "labels": {"app": name}},
+                 "spec": {"containers": [{"name": name, "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
+                 "status": {"podIP": ip, "phase": "Running"}}]
+
+    topo = build_topology([*workload("catalog", "shop", "10.0.0.1"), *workload("api", "shop", "10.0.0.3"),
+                           *workload("web", "front", "10.0.0.2")])
+
+    def calls(*rows: tuple[str, str, str, int]) -> pd.DataFrame:
+        return pd.DataFrame([{"namespace": ns, "pod": p, "origin": "app", "authority": a, "port": 80,
+                              "upstream_cluster": "", "upstream_host": "", "requests": n} for ns, p, a, n in rows])
+
+    def mesh_row(source: str, value: float) -> dict[str, object]:
+        row: dict[str, object] = {c: "" for c in REQ_COLS}
+        row.update(reporter="destination", destination_service_name="api", destination_service_namespace="shop",
+                   source_workload=source, source_workload_namespace="front" if source == "web-0" else "shop",
+                   pod="api-0", value=value)
+        return row
+
+    metrics = MetricsEvidence({"mesh_requests": pd.DataFrame([mesh_row("web-0", 300.0), mesh_row("batch", 700.0)])})
+    web = ("front", "web-0", "catalog:80", 300)
+    web_to_api = ("front", "web-0", "api.shop.svc.cluster.local:80", 300)
+    api = ("shop", "api-0", "catalog.shop.svc.cluster.local:80", 300)
+    served = pd.DataFrame([{"namespace": "shop", "pod": "api-0", "container": "api", "origin": "app", "port": 8080,
+                            "http": True, "http_requests": 400, "requests": 400, "errors": 0, "first_ms": 0,
+                            "last_ms": 1}])
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def night(inbound: pd.DataFrame, outbound: pd.DataFrame) -> Evidence:
+        return Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo, metrics,
+                        LogEvidence(inbound, outbound, pd.DataFrame()))
+
+    yesterday = night(served, calls(web, web_to_api, api))
+    tonight = night(pd.DataFrame(), calls(web_to_api, api))
+    before, after, outcome = two_nights(CallAddressNotFqdn, yesterday, night(pd.DataFrame(), calls(api)))
+    assert before == ["web-0 calls catalog by wrong namespace (100.0% of its calls)"] and after == []
+    assert outcome.resolved == () and len(outcome.not_rechecked) == 1
+    before, after, outcome = two_nights(MetricsExceedLogs, yesterday, tonight)
+    assert before == ["api: the mesh counted 60.0% more requests than its server logs show"] and after == []
+    assert outcome.resolved == () and len(outcome.not_rechecked) == 1

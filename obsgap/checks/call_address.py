@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from obsgap.analysis.reconcile import caller_calls
 from obsgap.checks.base import Check, CheckInputs, Skip, pct
@@ -71,15 +72,23 @@ class CallAddressNotFqdn(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The services the callers' logs show calls to."""
+        """Each caller's calls to each service, where that caller's own logs show them."""
         idx = inputs.index
         logs = inputs.logs
         out = set()
-        for (ns, _pod, authority), _n in caller_calls(logs) if logs is not None else ():
+        for (ns, pod_name, authority), _n in caller_calls(logs) if logs is not None else ():
             resolved = idx.resolve(authority, ns)
-            if resolved.service is not None:
-                out.add(f"{resolved.service.namespace}/{resolved.service.name}")
+            if resolved.service is not None and pod_name:
+                pod = idx.pods_by_key.get((ns, pod_name))
+                out.add(_key(resolved.service.namespace, resolved.service.name,
+                             f"{ns}/{pod.workload if pod else pod_name}"))
         return frozenset(out)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        """A caller's address for a service is judged on that caller's own logs (another caller's say nothing)."""
+        evidence = finding.get("evidence") or {}
+        return (_key(str(finding.get("namespace")), str(finding.get("service")), str(evidence.get("caller"))),)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -128,6 +137,10 @@ class CallAddressNotFqdn(Check):
                                       f"# e.g. the caller's environment\n{sname.upper().replace('-', '_')}_URL="
                                       f"http://{fqdn}:{_port(addresses[0])}", DOC)))
         return out
+
+
+def _key(namespace: str, service: str, caller: str) -> str:
+    return f"call:{namespace}/{service}<-{caller}"
 
 
 def _port(address: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, pct
@@ -11,6 +12,9 @@ from obsgap.model import Finding, ServiceTimeline, Severity, Suggestion
 from obsgap.witness import CALLER_LOGS, SERVER_LOGS
 
 DOC = "https://istio.io/latest/docs/tasks/observability/logs/telemetry-api/"
+
+
+_KIND = {SERVER_LOGS: "server-logs", CALLER_LOGS: "caller-logs"}
 
 
 class MetricsExceedLogs(Check):
@@ -41,10 +45,16 @@ class MetricsExceedLogs(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The services whose logs and mesh counts were both measured."""
-        return frozenset(f"{st.service.namespace}/{st.service.name}"
+        """The services whose logs and mesh counts were both measured, per kind of logs (their own, or their
+        callers'): one kind's agreement says nothing of the other's."""
+        return frozenset(f"{_KIND[st.witness]}:{st.service.namespace}/{st.service.name}"
                          for st in inputs.analysis.traffic.services.values()
-                         if st.comparison().ratio is not None and st.witness in (SERVER_LOGS, CALLER_LOGS))
+                         if st.witness in _KIND and st.comparison().ratio is not None)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        kind = "caller-logs" if finding.get("cause") == "caller-logs-incomplete" else "server-logs"
+        return (f"{kind}:{finding.get('namespace')}/{finding.get('service')}",)
 
     @classmethod
     def charts(cls, finding: Finding, timeline: ServiceTimeline | None) -> tuple[Chart, ...]:

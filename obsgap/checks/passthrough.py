@@ -66,8 +66,9 @@ class PassthroughTraffic(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str] | None:
-        """Everything in scope, once the passthrough query answered."""
-        return None
+        """Everything in scope, once the passthrough query answered; nothing without a topology (an IP is then
+        neither a pod of the mesh nor an external host: unknown)."""
+        return None if inputs.topology is not None else frozenset()
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
@@ -101,11 +102,12 @@ class PassthroughTraffic(Check):
                 continue
             if scope and not (ns in scope or (not ns and any(c.split("/", 1)[0] in scope for c in g.callers))):
                 continue  # the query is not scoped (no destination namespace on these series): -n filters here
-            out.append(_finding(cluster, ns, target, g, traffic))
+            out.append(_finding(cluster, ns, target, g, traffic, inputs.topology is not None))
         return out
 
 
-def _finding(cluster: str, ns: str, target: str, g: _Group, traffic: Reconciliation | None) -> Finding:
+def _finding(cluster: str, ns: str, target: str, g: _Group, traffic: Reconciliation | None,
+             topology: bool) -> Finding:
     callers = [c for c, _ in g.callers.most_common(10)]
     addresses = [a for a, _ in g.addresses.most_common(10)]
     n = round(g.requests)
@@ -129,6 +131,11 @@ def _finding(cluster: str, ns: str, target: str, g: _Group, traffic: Reconciliat
                 f"matched no service: these {n:,} requests appear under destination_service_name="
                 f"\"PassthroughCluster\", not under {target}, and bypass its routing rules and policies.")
         fix = Suggestion(f"Make the callers use {service_fqdn(target, ns)} instead of pod IPs.", None, DOC)
+    elif is_ip(target) and not topology:
+        sev, title = Severity.INFO, f"{n:,} requests to {target} pass through undeclared"
+        text = (f"No Kubernetes topology was given, so whether {target} is a pod of the mesh (callers using pod "
+                "IPs) or an external address is unknown.")
+        fix = Suggestion("Run with the cluster's topology (--kube-snapshot, or --kubeconfig) to tell.", None, DOC)
     else:
         sev, title = Severity.INFO, f"{n:,} requests to external host {target} pass through undeclared"
         text = ("No ServiceEntry declares this host, so its traffic has no service-level metrics of its own "
