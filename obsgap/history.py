@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,14 @@ class PastFinding:
     """The subject keys its check examines it under (Check.keys_of)."""
     reason: str | None = None
     """Why it is not re-checked (set by `compare`)."""
+    subject: Mapping[str, Any] = field(default_factory=dict)
+    """What its check's keys_of reads (workload, metric, job, cause, evidence): carried with it, so that a later
+    version's keys are computed from it."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "check": self.check, "title": self.title, "severity": self.severity,
                 "namespace": self.namespace, "service": self.service, "keys": list(self.keys),
-                **({"reason": self.reason} if self.reason else {})}
+                **({"reason": self.reason} if self.reason else {}), **self.subject}
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,11 @@ def _past(f: Mapping[str, Any]) -> PastFinding:
         subject = check.keys_of(f)
     return PastFinding(str(f.get("id")), str(f.get("check")), str(f.get("title")), str(f.get("severity")),
                        str(f["namespace"]) if f.get("namespace") else None,
-                       str(f["service"]) if f.get("service") else None, subject)
+                       str(f["service"]) if f.get("service") else None, subject,
+                       subject={k: f[k] for k in _SUBJECT_FIELDS if k in f})
+
+
+_SUBJECT_FIELDS = ("workload", "metric", "job", "cause", "evidence")
 
 
 def past_findings(doc: Mapping[str, Any]) -> tuple[PastFinding, ...]:
@@ -207,7 +214,6 @@ def compare(history: History, current: Iterable[str], runs: Iterable[CheckRun],
         if why is None:
             resolved.append(past)
         else:
-            carried.append(PastFinding(past.id, past.check, past.title, past.severity, past.namespace, past.service,
-                                       past.keys, why))
+            carried.append(replace(past, reason=why))
     changes = {i: ("open" if i in before else "new") for i in ids}
     return Comparison(changes, tuple(resolved), tuple(dict((f.id, f) for f in carried).values()))

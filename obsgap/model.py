@@ -522,9 +522,9 @@ def key_namespace(key: str) -> str | None:
     """The namespace a subject key names (`ns`, `ns/name`, `port:ns/name`, `scrape:ns`...); None for a metric, job,
     SLO, dashboard or histogram key."""
     kind, sep, rest = key.partition(":")
-    if sep and kind not in NAMESPACED_KEY_KINDS:
-        return None
-    return (rest if sep else key).split("/")[0]
+    if sep and "/" not in kind and kind not in NAMESPACED_KEY_KINDS:
+        return None  # `ns/svc/app-metrics:family` names its namespace first
+    return (rest if sep and "/" not in kind else key).split("/")[0]
 
 
 @dataclass(frozen=True)

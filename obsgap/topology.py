@@ -161,18 +161,21 @@ class TopologyIndex:
         """The Service of that name, in the -n scope or not: what config (a route's parent or backend) names."""
         return self._config_services_by_key.get((namespace, name))
 
-    def resolve_service_name(self, host: str, from_namespace: str | None) -> Service | None:
-        """How Kubernetes DNS (search path of the caller's namespace) resolves a name, without the port."""
+    def resolve_service_name(self, host: str, from_namespace: str | None,
+                             among: Mapping[tuple[str, str], Service] | None = None) -> Service | None:
+        """How Kubernetes DNS (search path of the caller's namespace) resolves a name, without the port, among the
+        Services in scope (or `among`)."""
+        services = self.services_by_key if among is None else among
         host = host.rstrip(".").lower()
         parts = host.split(".")
         if host.endswith("." + CLUSTER_DOMAIN) and len(parts) == 5:
-            return self.services_by_key.get((parts[1], parts[0]))
+            return services.get((parts[1], parts[0]))
         if len(parts) == 1 and from_namespace:
-            return self.services_by_key.get((from_namespace, parts[0]))
+            return services.get((from_namespace, parts[0]))
         if len(parts) == 2:
-            return self.services_by_key.get((parts[1], parts[0]))
+            return services.get((parts[1], parts[0]))
         if len(parts) == 3 and parts[2] == "svc":
-            return self.services_by_key.get((parts[1], parts[0]))
+            return services.get((parts[1], parts[0]))
         return None
 
     def resolve(self, authority: str, from_namespace: str | None) -> Resolved:
@@ -205,12 +208,12 @@ class TopologyIndex:
             return Resolved("external", None, None, port)
         svc = self.resolve_service_name(host_l, from_namespace)
         parts = host_l.split(".")
-        if svc is not None:
-            if host_l.endswith("." + CLUSTER_DOMAIN):
-                return Resolved("fqdn", svc, None, port)
-            if len(parts) == 1:
-                return Resolved("short-name", svc, None, port)
-            return Resolved("namespace-qualified", svc, None, port)
+        # a Service outside the -n scope: the name resolves, to nothing judged here
+        elsewhere = svc is None and self.resolve_service_name(host_l, from_namespace, self._config_services_by_key)
+        if svc is not None or elsewhere:
+            kind: AddressKind = ("fqdn" if host_l.endswith("." + CLUSTER_DOMAIN) else
+                                 "short-name" if len(parts) == 1 else "namespace-qualified")
+            return Resolved(kind, svc, None, port)
         # The name does not resolve where the caller looks; does a service of that name live elsewhere?
         looks_internal = len(parts) <= 2 or host_l.endswith(".svc") or host_l.endswith("." + CLUSTER_DOMAIN)
         candidates = self.services_by_name.get(parts[0], [])
@@ -226,7 +229,7 @@ class TopologyIndex:
         if svc is not None and visible(svc.export_to, svc.namespace, config_ns):
             return HostTarget(service=svc)
         if "*" in fqdn and fqdn != "*":
-            for s in self._config_services:
+            for s in sorted(self._config_services, key=lambda s: s.key):  # the same answer in scope or not
                 if host_matches(fqdn, s.fqdn) and visible(s.export_to, s.namespace, config_ns):
                     return HostTarget(service=s)
         for se in self.topo.service_entries:

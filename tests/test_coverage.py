@@ -776,7 +776,7 @@ def test_each_bypass_finding_is_rechecked_on_its_own_evidence() -> None:
 
     _, found = night(logs)
     assert sorted((f.cause, tuple(finding_dict(f)["keys"])) for f in found) == [
-        ("caller-outside-mesh", ("outside:shop/api",)), ("port-excluded", ("caller:shop/web-0->pay",))]
+        ("caller-outside-mesh", ("outside:shop/api",)), ("port-excluded", ("caller:shop/web-0->shop/pay",))]
     history = History("yesterday", past_findings({"findings": [finding_dict(f) for f in found]}))
     runs, tonight = night(None)
     assert [f.cause for f in tonight] == ["caller-outside-mesh"]
@@ -842,3 +842,36 @@ def test_a_callers_address_and_a_logs_shortfall_are_rechecked_on_their_own_logs(
     before, after, outcome = two_nights(MetricsExceedLogs, yesterday, tonight)
     assert before == ["api: the mesh counted 60.0% more requests than its server logs show"] and after == []
     assert outcome.resolved == () and len(outcome.not_rechecked) == 1
+
+
+def test_a_call_to_a_service_outside_the_scope_is_judged_as_in_the_whole_cluster() -> None:
+    """web (shop) calls catalog.z-other by its FQDN, and shop has a catalog of its own. Under `-n shop` the name
+    still resolves (to a Service outside the scope, judged nowhere): it was called a wrong-namespace call to shop's
+    catalog, critical."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.call_address import CallAddressNotFqdn
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence
+    from obsgap.model import Window
+    from obsgap.sources.kube.build import build_topology
+    from obsgap.sources.kube.source import scope_topology
+
+    def workload(name: str, ns: str, ip: str, port: int) -> list[dict[str, object]]:
+        return [{"kind": "Service", "metadata": {"name": name, "namespace": ns},
+                 "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": port, "targetPort": port}]}},
+                {"kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": ns, "labels": {"app": name}},
+                 "spec": {"containers": [{"name": name, "ports": [{"containerPort": port}]}, {"name": "istio-proxy"}]},
+                 "status": {"podIP": ip, "phase": "Running"}}]
+
+    topo = build_topology([*workload("catalog", "shop", "10.0.0.2", 8080), *workload("web", "shop", "10.0.0.1", 8080),
+                           *workload("catalog", "z-other", "10.0.0.3", 9090)])
+    calls = pd.DataFrame([{"namespace": "shop", "pod": "web-0", "origin": "app", "port": 9090,
+                           "authority": "catalog.z-other.svc.cluster.local:9090", "upstream_cluster": "",
+                           "upstream_host": "", "requests": 500}])
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    for scope in ((), ("shop",)):
+        ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(namespaces=scope),
+                      scope_topology(topo, scope), None, LogEvidence(pd.DataFrame(), calls, pd.DataFrame()))
+        assert CallAddressNotFqdn.run(CheckInputs(ev, analyze(ev))) == [], scope

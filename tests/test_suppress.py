@@ -101,6 +101,6 @@ def test_a_typed_subject_key_names_its_namespace() -> None:
     name one, a metric's, a job's or an SLO's do not."""
     from obsgap.model import key_namespace
 
-    assert [key_namespace(k) for k in ("shop", "shop/api", "port:shop/api", "sniff:shop/api", "undeclared:shop",
-                                       "scrape:shop", "metric:shop", "job:shop", "slo:sloth:f:shop")] == \
-        ["shop"] * 6 + [None] * 3
+    keys = ("shop", "shop/api", "port:shop/api", "sniff:shop/api", "undeclared:shop", "scrape:shop",
+            "shop/api/ebpf:obi", "metric:shop", "job:shop", "slo:sloth:f:shop")
+    assert [key_namespace(k) for k in keys] == ["shop"] * 7 + [None] * 3

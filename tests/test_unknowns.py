@@ -223,3 +223,23 @@ def test_unknown_is_never_printed_as_zero(mesh, tmp_path: Path) -> None:  # type
     assert not re.search(r'class="num">0(\.0%)?<', table)
     card = dom.split('id="coverage-card"')[1].split("</div>\n    </div>")[0]
     assert 'class="value">unknown<' in card and "0.0%" not in card
+
+
+def test_a_carried_finding_is_rechecked_under_todays_keys() -> None:
+    """A finding carried as not re-checked keeps what its keys are computed from, so a later version's keys (here
+    metrics-exceed-logs' server-logs:, where an earlier version wrote the namespace) are the ones compared; keys
+    stored alone would never match what is examined now, and the finding would be carried forever."""
+    from obsgap.history import History, compare, past_findings
+    from obsgap.model import CheckRun
+
+    finding = {"id": "f1", "check": "metrics-exceed-logs", "title": "t", "severity": "warning", "namespace": "shop",
+               "service": "orders", "cause": "server-logs-incomplete", "evidence": {"witness": "server-logs"},
+               "keys": ["shop/orders", "shop"]}
+    not_judged = CheckRun("metrics-exceed-logs", "ran", examined=frozenset({"caller-logs:shop/orders"}))
+    carried = compare(History("night 1", past_findings({"findings": [finding]})), [], [not_judged]).not_rechecked
+    assert [p.keys for p in carried] == [("server-logs:shop/orders",)]
+    stored = {"not_rechecked": [p.as_dict() for p in carried]}
+    assert stored["not_rechecked"][0]["evidence"] == {"witness": "server-logs"}
+    stored["not_rechecked"][0]["keys"] = ["shop/orders", "shop"]  # as an earlier version wrote them
+    judged = CheckRun("metrics-exceed-logs", "ran", examined=frozenset({"server-logs:shop/orders"}))
+    assert [p.id for p in compare(History("night 2", past_findings(stored)), [], [judged]).resolved] == ["f1"]

@@ -53,7 +53,7 @@ class DashboardMissesWaypoint(Check):
     id = "dashboard-misses-waypoint"
     title = "Dashboards whose reporter leaves out waypoints"
     needs = ("topology",)
-    kinds = ("Service", "Pod", "gateway.networking.k8s.io/Gateway")
+    kinds = ("Service", "Pod", "Namespace", "gateway.networking.k8s.io/Gateway")
     doc_url = DOC
     causes = ("reporter-destination", "reporter-source")
     impact_unit = "dashboard queries"

@@ -74,9 +74,10 @@ class EnvoyBypass(Check):
         keys = {f"{st.service.namespace}/{st.service.name}" for st in rec.services.values()
                 if not st.covered_without_pod_metrics
                 and (st.comparison().ratio is not None or (st.mesh_measured and st.witness is not None))}
-        keys |= {f"outside:{st.service.namespace}/{st.service.name}" for st in rec.services.values()
-                 if st.mesh_measured}
-        keys |= {_caller_key(ns, workload, service) for ns, workload, service, *_ in _caller_calls(inputs)}
+        if rec.mesh_unmeasured is None:  # the mesh labels every service's callers, with traffic tonight or not
+            keys |= {f"outside:{s.namespace}/{s.name}" for s in inputs.index.topo.services}
+        keys |= {_caller_key(ns, workload, f"{sns}/{service}")
+                 for ns, workload, service, sns, *_ in _caller_calls(inputs)}
         return frozenset(keys)
 
     @classmethod
@@ -85,7 +86,9 @@ class EnvoyBypass(Check):
         caller's excluded port on that caller's own logs."""
         ns, service = finding.get("namespace"), finding.get("service")
         if finding.get("cause") == "port-excluded":
-            return (_caller_key(str(ns), str(finding.get("workload")), str(service)),)
+            evidence = finding.get("evidence") or {}
+            target = f"{evidence.get('service_namespace')}/{service}"
+            return (_caller_key(str(ns), str(finding.get("workload")), target),)
         if finding.get("cause") == "caller-outside-mesh":
             return (f"outside:{ns}/{service}",)
         return (f"{ns}/{service}",)
@@ -436,7 +439,7 @@ def _caller_exclusions(inputs: CheckInputs) -> list[Finding]:
                     "origination and no client-side retries for them."),
             subject=f"{ns}/{workload}->{sns}/{sname}:{port}/excluded", namespace=ns, service=sname,
             workload=workload, port=port, cause="port-excluded", resource=f"Deployment {ns}/{workload}",
-            evidence=TrafficEvidence.of(n, 0, CALLER_LOGS, ratio=0.0),
+            evidence=TrafficEvidence.of(n, 0, CALLER_LOGS, ratio=0.0, service_namespace=sns),
             suggestion=Suggestion(f"Remove {port} from traffic.sidecar.istio.io/excludeOutboundPorts on {workload}.",
                                   None, DOC_TRAFFIC)))
     return out

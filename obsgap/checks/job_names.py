@@ -83,7 +83,7 @@ class JobNameMismatch(Check):
     id = "job-name-mismatch"
     title = "Prometheus job names that match no service"
     needs = ("topology", "metrics")
-    kinds = ("Service",)
+    kinds = ("Service", "Pod")
     queries = ("scrape_targets",)
     doc_url = DOC
 

@@ -47,9 +47,9 @@ class MetricsExceedLogs(Check):
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         """The services whose logs and mesh counts were both measured, per kind of logs (their own, or their
         callers'): one kind's agreement says nothing of the other's."""
-        return frozenset(f"{_KIND[st.witness]}:{st.service.namespace}/{st.service.name}"
-                         for st in inputs.analysis.traffic.services.values()
-                         if st.witness in _KIND and st.comparison().ratio is not None)
+        compared = ((st, st.comparison()) for st in inputs.analysis.traffic.services.values())
+        return frozenset(f"{_KIND[cmp.witness]}:{st.service.namespace}/{st.service.name}" for st, cmp in compared
+                         if cmp.witness in _KIND and cmp.ratio is not None)
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:

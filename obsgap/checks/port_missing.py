@@ -55,7 +55,7 @@ class PortMissingFromMetrics(Check):
         rec = inputs.analysis.traffic
         if inputs.logs is not None and not inputs.logs.inbound.empty:
             for (ns, name), st in rec.services.items():
-                if SERVER_LOGS in st.served:
+                if st.primary is not None and st.primary.witness == SERVER_LOGS:  # the ports run() judges
                     keys.add(f"port:{ns}/{name}")
                     if st.mesh_measured:
                         keys.add(f"sniff:{ns}/{name}")
