@@ -513,8 +513,8 @@ class Finding:
 CheckState = Literal["ran", "skipped", "error"]
 
 
-NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "scrape", "outside", "caller", "call", "server-logs",
-                        "caller-logs")
+NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "undeclared-mesh", "scrape", "outside", "caller", "call",
+                        "server-logs", "caller-logs")
 """The kinds of subject key (`<kind>:<namespace>[/<name>]`) that name a namespace."""
 
 

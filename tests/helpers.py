@@ -69,3 +69,18 @@ def two_nights(check: Any, yesterday: Any, tonight: Any) -> tuple[list[str], lis
     history = History("yesterday", past_findings({"findings": [finding_dict(f) for f in before]}))
     runs, after = run_checks((check,), tonight, analyze(tonight))
     return [f.title for f in before], [f.title for f in after], compare(history, [f.id for f in after], runs)
+
+
+def unexamined(result: ScanResult) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    """Findings whose check did not examine them under any of their own keys in the same run: such a finding, absent
+    a later night, would be carried as not re-checked for ever (its keys and its check's examined() disagree)."""
+    from obsgap.render.json_out import finding_dict
+
+    runs = {c.check: c for c in result.checks}
+    out = []
+    for f in result.findings:
+        keys = tuple(finding_dict(f)["keys"])
+        examined = runs[f.check].examined
+        if examined is not None and not set(keys) & examined:
+            out.append((f.check, f.cause, keys))
+    return out

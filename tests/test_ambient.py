@@ -352,6 +352,9 @@ def test_ambient_mesh_gaps_and_coverage(meshes, p3: bool) -> None:  # type: igno
     truth = built.truth
     assert _gaps(logs) == GAPS
     assert _gaps(nologs) == GAPS
+    from tests.helpers import unexamined
+
+    assert unexamined(logs) == unexamined(nologs) == []
     for result in (logs, nologs):
         rows = {r.service: r for r in result.coverage}
         assert rows["accounts"].dataplane == "waypoint" and rows["accounts"].unit == "requests"

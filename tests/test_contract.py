@@ -44,7 +44,10 @@ def test_every_evidence_field_is_documented() -> None:
 def test_a_real_run_writes_only_documented_keys_and_causes(demo_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import json
 
+    from tests.helpers import unexamined
+
     run, _ = demo_run
+    assert unexamined(run.result) == []  # SLOs included: every finding is examined under its own keys
     write_outputs(run.result, tmp_path)
     doc = json.loads((tmp_path / "findings.json").read_text())
     for key in doc:

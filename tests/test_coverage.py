@@ -14,7 +14,7 @@ import pytest
 
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
-from tests.helpers import Run, run_scenario, sources_json
+from tests.helpers import Run, run_scenario, sources_json, unexamined
 
 pytestmark = pytest.mark.usefixtures("prometheus_available")
 
@@ -256,6 +256,7 @@ def test_all_causes_together(demo_built) -> None:  # type: ignore[no-untyped-def
     # checkout logs local time as UTC: found, retimed, and its coverage is still exact
     assert {c["path"].split("/")[-2] for c in sources_json(run.result)["logs"]["clock_skew"]} == {"checkout"}
     assert cov["checkout"].observed == built.truth.server_requests["shop/checkout"]
+    assert unexamined(run.result) == []  # every finding's keys are among what its check examined
 
 
 def test_demo_without_logs_keeps_metric_findings(demo_built) -> None:  # type: ignore[no-untyped-def]
@@ -271,6 +272,7 @@ def test_demo_without_logs_keeps_metric_findings(demo_built) -> None:  # type: i
     assert ("port-missing-from-metrics", "port-treated-as-tcp", "orders") not in keys
     status = {c.check: c.status for c in run.result.checks}
     assert status["call-address-not-fqdn"] == "skipped"
+    assert unexamined(run.result) == []
 
 
 def test_demo_without_metrics(demo_built) -> None:  # type: ignore[no-untyped-def]
@@ -652,7 +654,7 @@ def test_failed_sniffing_is_judged_only_where_the_mesh_was_measured() -> None:
 
     timeout = {"mesh_requests": "query mesh_requests: timeout"}
     assert judged("web", {}) == ([("api:80 carries HTTP that Istio proxies as TCP", ["sniff:shop/api"], 0.0)],
-                                 ["port:shop/api", "sniff:shop/api", "undeclared:shop"])
+                                 ["port:shop/api", "sniff:shop/api", "undeclared-mesh:shop", "undeclared:shop"])
     assert judged("web", timeout) == ([], ["port:shop/api"])
     assert judged("tcp-web", timeout) == ([("api:80 carries HTTP that Istio proxies as TCP", ["port:shop/api"], None)],
                                           ["port:shop/api"])

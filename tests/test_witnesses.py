@@ -105,6 +105,12 @@ def runs(mesh) -> dict[str, ScanResult]:  # type: ignore[no-untyped-def]
             "all": _run(mesh, logs=True, families=(custom,), known=True)}
 
 
+def test_every_finding_is_examined_under_its_own_keys(runs) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import unexamined
+
+    assert {name: unexamined(result) for name, result in runs.items()} == {name: [] for name in runs}
+
+
 def _gaps(result: ScanResult) -> set[tuple[str, str | None, str | None]]:
     return {(f.check, f.cause, f.service) for f in result.findings
             if f.check in ("envoy-bypass", "port-missing-from-metrics") and f.cause != "caller-outside-mesh"}

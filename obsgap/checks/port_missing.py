@@ -47,20 +47,24 @@ class PortMissingFromMetrics(Check):
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The services whose own logs were read (the ports their requests reached), those among them whose mesh
-        counts were measured too (failed protocol sniffing shows only there), the namespaces whose logs were read
-        with the mesh measured (a port no Service declares: in the logs or as InboundPassthroughCluster) and, with
-        `up` series, the namespaces whose pods' scraping was judged."""
+        """The services a witness of their pods (their logs, their own metrics, an eBPF agent) saw serve on known
+        ports (the ports run() judges), those among them whose mesh counts were measured too (failed protocol
+        sniffing shows only there), the namespaces such a witness was read in with the mesh measured (a port no
+        Service declares), every namespace for what only the mesh saw (InboundPassthroughCluster) and, with `up`
+        series, the namespaces whose pods' scraping was judged."""
         keys: set[str] = set()
         rec = inputs.analysis.traffic
-        if inputs.logs is not None and not inputs.logs.inbound.empty:
-            for (ns, name), st in rec.services.items():
-                if st.primary is not None and st.primary.witness == SERVER_LOGS:  # the ports run() judges
-                    keys.add(f"port:{ns}/{name}")
-                    if st.mesh_measured:
-                        keys.add(f"sniff:{ns}/{name}")
-            if rec.mesh_unmeasured is None:
-                keys |= {f"undeclared:{ns}" for ns in inputs.logs.inbound["namespace"].dropna()}
+        witnessed = {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()} \
+            if inputs.logs is not None and not inputs.logs.inbound.empty else set()
+        for (ns, name), st in rec.services.items():
+            witnessed |= {ns} if st.served else set()
+            if st.primary is not None and st.primary.knows_ports:
+                keys.add(f"port:{ns}/{name}")
+                if st.mesh_measured:
+                    keys.add(f"sniff:{ns}/{name}")
+        if rec.mesh_unmeasured is None:
+            keys |= {f"undeclared:{ns}" for ns in witnessed}
+            keys |= {f"undeclared-mesh:{ns}" for ns in inputs.in_scope_namespaces()}
         metrics = inputs.metrics
         if metrics is not None and metrics.has("scrape_targets"):
             keys |= {f"scrape:{ns}" for ns in inputs.in_scope_namespaces()}
@@ -75,7 +79,8 @@ class PortMissingFromMetrics(Check):
         if cause == "metrics-port-not-scraped":
             return (f"scrape:{ns}",)
         if cause == "port-not-declared":
-            return (f"undeclared:{ns}",)
+            logged = (finding.get("evidence") or {}).get("observed_requests")
+            return (f"undeclared:{ns}",) if logged else (f"undeclared-mesh:{ns}",)
         if (finding.get("evidence") or {}).get("istio_protocol") == "unknown":
             return (f"sniff:{ns}/{finding.get('service')}",)
         return (f"port:{ns}/{finding.get('service')}",)
