@@ -785,6 +785,12 @@ def test_each_bypass_finding_is_rechecked_on_its_own_evidence() -> None:
     outcome = compare(history, [f.id for f in tonight], runs)
     assert outcome.resolved == () and [p.title for p in outcome.not_rechecked] == [
         "web-0 skips its sidecar when calling pay:5432"]
+    # with no witness at all (no logs, no caller's sidecar), the requests observed are unknown, not 0
+    ev = Evidence(Window(end - pd.Timedelta(hours=1), end), CheckSettings(), topo,
+                  MetricsEvidence({"mesh_requests": pd.DataFrame(rows[:2])}), None)
+    (outside,) = run_checks((EnvoyBypass,), ev, analyze(ev))[1]
+    assert {k: outside.evidence[k] for k in ("observed_requests", "witness", "mesh_requests")} == {
+        "observed_requests": None, "witness": None, "mesh_requests": 960}
 
 
 def test_a_callers_address_and_a_logs_shortfall_are_rechecked_on_their_own_logs() -> None:

@@ -375,8 +375,9 @@ def _outside_mesh(st: ServiceTraffic, inputs: CheckInputs) -> Finding | None:
                 "do not cover them."),
         subject=f"{svc.namespace}/{svc.name}/outside-mesh", namespace=svc.namespace, service=svc.name,
         cause="caller-outside-mesh", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence=TrafficEvidence.of(st.observed, st.mesh_requests, st.witness or CALLER_LOGS, ratio=_ratio(st),
-                                    unknown_source_requests=int(st.unknown_source), callers=callers[:20]),
+        evidence=TrafficEvidence.of(st.observed if st.witness else None, st.mesh_requests, st.witness,
+                                    ratio=_ratio(st), unknown_source_requests=int(st.unknown_source),
+                                    callers=callers[:20]),
         suggestion=Suggestion("Inject the calling workloads, or route outside callers through the ingress gateway.",
                               None, DOC_INJECTION))
 

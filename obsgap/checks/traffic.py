@@ -17,14 +17,15 @@ from obsgap.text import iso_ms
 class TrafficEvidence(FindingEvidence):
     """Requests a witness observed against what the mesh's metrics counted for the same pods, port or callers."""
 
-    log_requests: int
+    log_requests: int | None
     """The witness's count (kept under this name for the contract; equal to `observed_requests`)."""
     mesh_requests: int | None
     """What the mesh counted for the same requests; None when the metrics were not measured."""
     ratio: float | None
-    witness: str
-    """Who observed them (obsgap.witness: server-logs, caller-logs, caller-sidecar-metrics, ...)."""
-    observed_requests: int
+    witness: str | None
+    """Who observed them (obsgap.witness: server-logs, caller-logs, caller-sidecar-metrics, ...); None: no witness
+    was read (a finding on the mesh's own labels), and the count is null."""
+    observed_requests: int | None
     tcp_connections: int | None = field(default=None, metadata=OMIT_NONE)
     interval: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)
     """The part of the window the comparison rests on, when logs cover only part of it."""
@@ -33,10 +34,10 @@ class TrafficEvidence(FindingEvidence):
 
     @property
     def impact(self) -> int:
-        return max(0, self.observed_requests - (self.mesh_requests or 0))
+        return max(0, (self.observed_requests or 0) - (self.mesh_requests or 0))
 
     @staticmethod
-    def of(observed: int, mesh: float | None, witness: str, st: ServiceTraffic | None = None, *,
+    def of(observed: int | None, mesh: float | None, witness: str | None, st: ServiceTraffic | None = None, *,
            tcp_connections: float | None = None, ratio: float | None = None, **details: Any) -> TrafficEvidence:
         """One comparison; `st` adds the interval partial logs cover."""
         interval = None
@@ -51,12 +52,14 @@ class TrafficEvidence(FindingEvidence):
 
 def traffic_chart(t: TrafficEvidence) -> Bars:
     labels = ["observed (logs/callers)", "counted by mesh metrics"]
-    values = [float(t.observed_requests), float(t.mesh_requests or 0)]
+    values = [float(t.observed_requests or 0), float(t.mesh_requests or 0)]
     if t.tcp_connections:
         labels.append("TCP connections (istio_tcp_*)")
         values.append(float(t.tcp_connections))
     notes: tuple[str, ...] = ()
-    if t.mesh_requests is None:
+    if t.observed_requests is None:
+        notes = ("no witness of these requests (logs, callers' sidecars) was read in this run",)
+    elif t.mesh_requests is None:
         notes = ("the mesh's metrics were not measured in this run",)
     elif t.mesh_requests == 0 and t.observed_requests:
         notes = ("the mesh metrics counted none of these requests",)
