@@ -253,3 +253,24 @@ def test_a_namespace_in_scope_is_judged_as_in_the_whole_cluster(realworld: Path)
             assert got == {f for f in whole if f[0] == ns}, (paths[0].name, ns, got ^ {f for f in whole if f[0] == ns})
             judged += len(got)
     assert judged >= 30
+
+
+def test_a_subset_by_node_locality_is_unknown_where_nodes_could_not_be_listed(realworld: Path) -> None:
+    """Istio's own input: subsets that select by region and zone, which pilot adds to a pod's labels from its Node.
+    Where the API refused to list Nodes, those labels are unknown: the subsets are not reported as selecting no pods
+    (they were), and their namespace is not examined (a finding of an earlier night is carried, not resolved)."""
+    from obsgap.analysis import analyze as analysis_of
+    from obsgap.checks.destinationrules import DestinationRuleSubsetUnmatched
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence
+    from obsgap.sources.kube.build import build_topology
+    from obsgap.sources.kube.snapshot import load_snapshot
+
+    objects, gaps = load_snapshot([realworld / "istio-analyzers" / "destinationrule-subsets-with-topology-labels.yaml"])
+    without_nodes = [o for o in objects if o.get("kind") != "Node"]
+    for objs, unread, found, examined in (
+            (objects, {}, 0, {"default"}),
+            (without_nodes, {"Node": "Node: list forbidden (HTTP 403)"}, 0, set())):
+        ev = Evidence(WINDOW, CheckSettings(), build_topology(objs, gaps, unread))
+        (run,), findings = run_checks((DestinationRuleSubsetUnmatched,), ev, analysis_of(ev))
+        assert (len(findings), set(run.examined or ())) == (found, examined), unread

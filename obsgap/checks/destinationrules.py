@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from obsgap.checks.base import Check, CheckInputs
+from obsgap.istio import NODE_LOCALITY_LABELS
 from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggestion
 from obsgap.names import to_fqdn
-from obsgap.topology import selects
+from obsgap.topology import TopologyIndex, selects
 
 DOC = "https://istio.io/latest/docs/reference/config/networking/destination-rule/"
 
@@ -70,6 +71,11 @@ class DestinationRuleHostUnresolved(Check):
         return out
 
 
+def _on_unread_nodes(labels: Mapping[str, str], idx: TopologyIndex) -> bool:
+    """A subset that selects by node locality, where the Nodes could not be listed: what it selects is unknown."""
+    return "Node" in idx.topo.unread and any(k in NODE_LOCALITY_LABELS for k in labels)
+
+
 def _selected(selector: Mapping[str, str], labels_list: list[Mapping[str, str]]) -> int:
     return sum(1 for labels in labels_list if all(labels.get(k) == v for k, v in selector.items()))
 
@@ -96,6 +102,15 @@ class DestinationRuleSubsetUnmatched(Check):
     doc_url = DOC
 
     @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The namespaces in scope, but those of DestinationRules with a subset by node locality where the Nodes
+        could not be listed."""
+        idx = inputs.index
+        unknown = {dr.namespace for dr in idx.topo.destination_rules
+                   if any(_on_unread_nodes(s.labels, idx) for s in dr.subsets)}
+        return inputs.in_scope_namespaces() - unknown
+
+    @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         idx = inputs.index
         resolver = idx
@@ -111,7 +126,7 @@ class DestinationRuleSubsetUnmatched(Check):
                            if t.namespace == svc.namespace]
             candidates = [c for c in candidates if not svc.selector or selects(svc.selector, c)]
             for subset in dr.subsets:
-                if _selected(subset.labels, candidates):
+                if _selected(subset.labels, candidates) or _on_unread_nodes(subset.labels, idx):
                     continue
                 labels = ", ".join(f"{k}={v}" for k, v in subset.labels.items())
                 out.append(Finding(
