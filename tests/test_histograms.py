@@ -225,3 +225,26 @@ def test_a_histograms_series_count_that_failed_is_unknown() -> None:
     assert seen["counted"] == ({"SaturationEvidence": 50_000, "BucketWasteEvidence": 50_000},
                                [f"metric:{family}", f"waste:{family}"])
     assert seen["failed"] == ({"SaturationEvidence": None}, [f"metric:{family}"])
+
+
+def test_bucket_annotations_are_judged_only_where_pods_were_listed() -> None:
+    """An invalid sidecar.istio.io/statsHistogramBuckets annotation is read from the pods: where the API refused to
+    list Pods, its namespace is not examined (an earlier night's finding is carried, not resolved)."""
+    from datetime import timedelta
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.histograms import HistogramInfSaturation
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+    from obsgap.model import Window
+    from obsgap.sources.kube.build import build_topology
+
+    objects = [{"kind": "Namespace", "metadata": {"name": "shop"}},
+               {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}}]
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    examined = {}
+    for label, unread in (("listed", {}), ("refused", {"Pod": "Pod: list forbidden (HTTP 403)"})):
+        ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), build_topology(objects, (), unread),
+                      MetricsEvidence({}))
+        examined[label] = HistogramInfSaturation.examined(CheckInputs(ev, analyze(ev)))
+    assert examined == {"listed": frozenset({"shop"}), "refused": frozenset()}

@@ -231,7 +231,9 @@ class HistogramInfSaturation(Check):
         metrics = inputs.metrics
         families = metrics.histograms if metrics is not None else {}
         counted = {f"waste:{f}" for f in families if metrics is not None and f in metrics.histogram_series}
-        return frozenset(f"metric:{f}" for f in families) | counted | inputs.in_scope_namespaces()
+        topology = inputs.topology
+        read = topology is not None and "Pod" not in topology.unread  # the annotations are on the pods
+        return frozenset(f"metric:{f}" for f in families) | counted | (inputs.in_scope_namespaces() if read else set())
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
