@@ -341,6 +341,10 @@ class Topology:
     """DestinationRules outside the -n scope: the subsets and policies config in scope may use."""
     context_workloads: tuple[WorkloadTemplate, ...] = ()
     """Pod templates outside the -n scope: what a subset of a Service there may select."""
+    context_virtual_services: tuple[VirtualService, ...] = ()
+    """VirtualServices outside the -n scope: never judged, but the name contract of a Service in scope lists them."""
+    context_routes: tuple[Route, ...] = ()
+    """Gateway API routes outside the -n scope: as context_virtual_services."""
     nodes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Node name -> its labels."""
     object_counts: Mapping[str, int] = field(default_factory=dict)

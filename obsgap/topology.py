@@ -67,6 +67,9 @@ class TopologyIndex:
         self._config_services = (*topo.context_services, *topo.services)  # scoped last: they win a name both claim
         self._config_services_by_key = {s.key: s for s in self._config_services}
         self._config_services_by_fqdn = {s.fqdn: s for s in self._config_services}
+        self._config_services_by_name: dict[str, list[Service]] = defaultdict(list)
+        for s in self._config_services:
+            self._config_services_by_name[s.name].append(s)
         self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
 
     @cached_property
@@ -160,6 +163,10 @@ class TopologyIndex:
     def config_service(self, namespace: str, name: str) -> Service | None:
         """The Service of that name, in the -n scope or not: what config (a route's parent or backend) names."""
         return self._config_services_by_key.get((namespace, name))
+
+    def config_services_named(self, name: str) -> list[Service]:
+        """The Services of that name in any namespace, in the -n scope or not (what a job may be named after)."""
+        return self._config_services_by_name.get(name, [])
 
     def resolve_service_name(self, host: str, from_namespace: str | None,
                              among: Mapping[tuple[str, str], Service] | None = None) -> Service | None:

@@ -219,21 +219,26 @@ def test_demo_shows_every_name_contract_finding(tmp_path: Path, prometheus_avail
 
 
 def _config_findings(topo, scope: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """(findings of the config checks, the name contract's rows) as sets of comparable tuples."""
     from obsgap.analysis import analyze as analysis_of
     from obsgap.checks import REGISTRY
     from obsgap.engine import run_checks
     from obsgap.evidence import CheckSettings, Evidence
 
     ev = Evidence(WINDOW, CheckSettings(namespaces=scope), topo)
-    runs, found = run_checks(tuple(c for c in REGISTRY if c.needs == ("topology",)), ev, analysis_of(ev))
+    analysis = analysis_of(ev)
+    runs, found = run_checks(tuple(c for c in REGISTRY if c.needs == ("topology",)), ev, analysis)
     assert [r.check for r in runs if r.status == "error"] == []
-    return {(f.namespace, f.check, f.subject, f.title) for f in found}
+    contract = {(row.namespace, row.service, tuple(sorted((x.kind, x.name, x.how, x.broken) for x in row.links)))
+                for row in analysis.contract}
+    return {(f.namespace, f.check, f.subject, f.title) for f in found} | contract
 
 
 def test_a_namespace_in_scope_is_judged_as_in_the_whole_cluster(realworld: Path) -> None:
     """`-n NS` judges the config of NS as the whole cluster's run judges it: a DestinationRule, VirtualService or
     route in scope that names a Service or DestinationRule of another namespace is not 'unknown' (they were dropped
-    with their namespace), and routes of other namespaces are not judged. Every real input, every namespace."""
+    with their namespace), and routes of other namespaces are not judged; the name contract of a Service in scope
+    lists the VirtualServices and routes of other namespaces that name it. Every real input, every namespace."""
     from obsgap.sources.kube.build import build_topology
     from obsgap.sources.kube.snapshot import load_snapshot
     from obsgap.sources.kube.source import scope_topology
@@ -274,3 +279,33 @@ def test_a_subset_by_node_locality_is_unknown_where_nodes_could_not_be_listed(re
         ev = Evidence(WINDOW, CheckSettings(), build_topology(objs, gaps, unread))
         (run,), findings = run_checks((DestinationRuleSubsetUnmatched,), ev, analysis_of(ev))
         assert (len(findings), set(run.examined or ())) == (found, examined), unread
+
+
+def test_a_job_named_after_a_service_outside_the_scope_is_judged_as_in_the_whole_cluster() -> None:
+    """A PodMonitor job `shop/payments` scrapes web's pods, and Service payments lives in namespace pay: the job is
+    named after another service. Under `-n shop` that Service is outside the scope but still known, so the finding is
+    the whole run's (none was made: the name matched no Service in scope)."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze as analysis_of
+    from obsgap.checks.job_names import JobNameMismatch
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+    from obsgap.sources.kube.build import build_topology
+    from obsgap.sources.kube.source import scope_topology
+
+    def workload(name: str, ns: str, ip: str) -> list[dict[str, object]]:
+        return [{"kind": "Service", "metadata": {"name": name, "namespace": ns},
+                 "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+                {"kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": ns, "labels": {"app": name}},
+                 "spec": {"containers": [{"name": name}]}, "status": {"podIP": ip, "phase": "Running"}}]
+
+    topo = build_topology([*workload("web", "shop", "10.0.0.1"), *workload("payments", "pay", "10.0.0.2")])
+    up = pd.DataFrame([{"job": "shop/payments", "namespace": "shop", "pod": "web-0", "instance": "10.0.0.1:8080",
+                        "value": 1.0}])
+    titles = {}
+    for scope in ((), ("shop",)):
+        ev = Evidence(WINDOW, CheckSettings(namespaces=scope), scope_topology(topo, scope),
+                      MetricsEvidence({"scrape_targets": up}))
+        titles[scope] = [f.title for f in run_checks((JobNameMismatch,), ev, analysis_of(ev))[1]]
+    assert titles[()] == titles[("shop",)] == ["job 'shop/payments' should be 'web'"]

@@ -40,7 +40,8 @@ def _services(ev: Evidence) -> Links:
 
 
 def _virtual_services(ev: Evidence) -> Links:
-    for vs in ev.index.topo.virtual_services:
+    topo = ev.index.topo
+    for vs in (*topo.virtual_services, *topo.context_virtual_services):  # only in-scope Services keep their links
         for dest in vs.destinations:
             target = ev.index.config_host(dest.host, vs.namespace) if dest.host else None
             if target is None or target.service is None:
@@ -75,7 +76,7 @@ def _destination_rules(ev: Evidence) -> Links:
 
 def _routes(ev: Evidence) -> Links:
     """Gateway API routes: a Service they attach to (GAMMA, a waypoint's routes) and the Services they send to."""
-    for route in ev.index.topo.routes:
+    for route in (*ev.index.topo.routes, *ev.index.topo.context_routes):
         ref = ObjectRef(route.kind, route.namespace, route.name)
         name = f"{route.namespace}/{route.name}"
         for parent in route.parents:

@@ -143,7 +143,7 @@ def _mismatch(inputs: CheckInputs, job: str, pods: list[Pod], instances: list[st
     services = {s.key: s for p in pods for s in idx.services_of_pod(p.namespace, p.name)}
     names = sorted({s.name for s in services.values()})
     ns = pods[0].namespace
-    elsewhere = [s for s in idx.services_by_name.get(name_part, []) if s.key not in services]
+    elsewhere = [s for s in idx.config_services_named(name_part) if s.key not in services]
     if pod_monitor and not elsewhere:
         return None  # PodMonitor names are free-form unless they name another service
     suggested = closest(job, ns, names or sorted({p.workload for p in pods}))

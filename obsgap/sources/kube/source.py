@@ -46,9 +46,11 @@ def scope_topology(topo: Topology, namespaces: tuple[str, ...]) -> Topology:
         pods=tuple(p for p in topo.pods if p.namespace in keep),
         context_pods=tuple(p for p in topo.pods if p.namespace not in keep),
         virtual_services=tuple(v for v in topo.virtual_services if v.namespace in keep),
+        context_virtual_services=tuple(v for v in topo.virtual_services if v.namespace not in keep),
         destination_rules=tuple(d for d in topo.destination_rules if d.namespace in keep),
         context_destination_rules=tuple(d for d in topo.destination_rules if d.namespace not in keep),
         routes=tuple(r for r in topo.routes if r.namespace in keep),
+        context_routes=tuple(r for r in topo.routes if r.namespace not in keep),
         workloads=tuple(w for w in topo.workloads if w.namespace in keep),
         context_workloads=tuple(w for w in topo.workloads if w.namespace not in keep),
     )
