@@ -64,7 +64,8 @@ class TopologyIndex:
         for s in topo.services:
             self.services_by_name[s.name].append(s)
         self.services_by_fqdn: dict[str, Service] = {s.fqdn: s for s in topo.services}
-        self._config_services = (*topo.context_services, *topo.services)  # scoped last: they win a name both claim
+        # sorted: a name several Services answer to (a wildcard, a job's name) gives the same one in scope or not
+        self._config_services = tuple(sorted((*topo.context_services, *topo.services), key=lambda s: s.key))
         self._config_services_by_key = {s.key: s for s in self._config_services}
         self._config_services_by_fqdn = {s.fqdn: s for s in self._config_services}
         self._config_services_by_name: dict[str, list[Service]] = defaultdict(list)
@@ -236,7 +237,7 @@ class TopologyIndex:
         if svc is not None and visible(svc.export_to, svc.namespace, config_ns):
             return HostTarget(service=svc)
         if "*" in fqdn and fqdn != "*":
-            for s in sorted(self._config_services, key=lambda s: s.key):  # the same answer in scope or not
+            for s in self._config_services:
                 if host_matches(fqdn, s.fqdn) and visible(s.export_to, s.namespace, config_ns):
                     return HostTarget(service=s)
         for se in self.topo.service_entries:
