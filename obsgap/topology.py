@@ -216,9 +216,8 @@ class TopologyIndex:
             return Resolved("external", None, None, port)
         svc = self.resolve_service_name(host_l, from_namespace)
         parts = host_l.split(".")
-        # a Service outside the -n scope: the name resolves, to nothing judged here
-        elsewhere = svc is None and self.resolve_service_name(host_l, from_namespace, self._config_services_by_key)
-        if svc is not None or elsewhere:
+        # a name of a Service outside the -n scope resolves too, to nothing judged here
+        if svc is not None or self.resolve_service_name(host_l, from_namespace, self._config_services_by_key):
             kind: AddressKind = ("fqdn" if host_l.endswith("." + CLUSTER_DOMAIN) else
                                  "short-name" if len(parts) == 1 else "namespace-qualified")
             return Resolved(kind, svc, None, port)

@@ -84,3 +84,20 @@ def unexamined(result: ScanResult) -> list[tuple[str, str | None, tuple[str, ...
         if examined is not None and not set(keys) & examined:
             out.append((f.check, f.cause, keys))
     return out
+
+
+def k8s_service(name: str, namespace: str = "shop", port: int = 80, target_port: int = 8080,
+                port_name: str = "http") -> dict[str, Any]:
+    """A Service as `kubectl get -o json` gives it, selecting app=<name>, with one port."""
+    return {"kind": "Service", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"app": name},
+                     "ports": [{"name": port_name, "port": port, "targetPort": target_port}]}}
+
+
+def k8s_pod(name: str, app: str, ip: str, namespace: str = "shop", port: int = 8080, sidecar: bool = True,
+            annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A running Pod labelled app=<app>, serving on one container port, with istio-proxy unless told otherwise."""
+    containers = [{"name": app, "ports": [{"containerPort": port}]}, *([{"name": "istio-proxy"}] * sidecar)]
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": {"app": app},
+                                        "annotations": annotations or {}},
+            "spec": {"containers": containers}, "status": {"podIP": ip, "phase": "Running"}}

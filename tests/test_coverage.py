@@ -14,7 +14,7 @@ import pytest
 
 from obsgap.scenario.demo import demo_spec
 from obsgap.scenario.spec import FlowSpec, PortSpec, ScenarioSpec, ServiceSpec
-from tests.helpers import Run, run_scenario, sources_json, unexamined
+from tests.helpers import Run, k8s_pod, k8s_service, run_scenario, sources_json, unexamined
 
 pytestmark = pytest.mark.usefixtures("prometheus_available")
 
@@ -544,17 +544,10 @@ def _half_dark_mesh():  # type: ignore[no-untyped-def]
     from obsgap.model import Window
     from obsgap.sources.kube.build import build_topology
 
-    def pod(name: str, sidecar: bool, ip: str) -> dict[str, object]:
-        containers = [{"name": "api", "ports": [{"containerPort": 8080}]}, *([{"name": "istio-proxy"}] * sidecar)]
-        opt_out = {} if sidecar else {"annotations": {"sidecar.istio.io/inject": "false"}}
-        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": "api"}, **opt_out},
-                "spec": {"containers": containers}, "status": {"podIP": ip, "phase": "Running"}}
-
     topo = build_topology([
         {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
-        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
-         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
-        pod("api-a", True, "10.0.0.1"), pod("api-b", False, "10.0.0.2")])
+        k8s_service("api"), k8s_pod("api-a", "api", "10.0.0.1"),
+        k8s_pod("api-b", "api", "10.0.0.2", sidecar=False, annotations={"sidecar.istio.io/inject": "false"})])
     mesh = pd.DataFrame([_mesh_row("destination", "api-a", 1000.0), _mesh_row("source", "", 2000.0)])
     end = datetime(2026, 11, 24, tzinfo=UTC)
     return topo, mesh, Window(end - pd.Timedelta(hours=1), end)
@@ -678,23 +671,12 @@ def test_a_port_finding_is_resolved_only_by_its_services_own_logs() -> None:
     from obsgap.sources.kube.build import build_topology
 
     def topology(orders_port: str, pay_annotations: dict[str, str]):  # type: ignore[no-untyped-def]
-        def pod(name: str, app: str, ip: str, port: int, annotations: dict[str, str]) -> dict[str, object]:
-            return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": app},
-                                                "annotations": annotations},
-                    "spec": {"containers": [{"name": app, "ports": [{"containerPort": port}]},
-                                            {"name": "istio-proxy"}]},
-                    "status": {"podIP": ip, "phase": "Running"}}
-
-        def svc(name: str, port_name: str, port: int) -> dict[str, object]:
-            return {"kind": "Service", "metadata": {"name": name, "namespace": "shop"},
-                    "spec": {"selector": {"app": name},
-                             "ports": [{"name": port_name, "port": port, "targetPort": port}]}}
-
         return build_topology([
             {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
-            svc("orders", orders_port, 9000), svc("api", "http", 8080), svc("pay", "http", 8080),
-            pod("orders-0", "orders", "10.0.0.1", 9000, {}), pod("api-0", "api", "10.0.0.2", 8080, {}),
-            pod("pay-0", "pay", "10.0.0.3", 8080, pay_annotations)])
+            k8s_service("orders", port=9000, target_port=9000, port_name=orders_port),
+            k8s_service("api", port=8080), k8s_service("pay", port=8080),
+            k8s_pod("orders-0", "orders", "10.0.0.1", port=9000), k8s_pod("api-0", "api", "10.0.0.2"),
+            k8s_pod("pay-0", "pay", "10.0.0.3", annotations=pay_annotations)])
 
     def logs(*rows: tuple[str, str, str, int, int]) -> LogEvidence:
         return LogEvidence(pd.DataFrame([{"namespace": "shop", "pod": p, "container": c, "origin": o, "port": port,
@@ -744,21 +726,12 @@ def test_each_bypass_finding_is_rechecked_on_its_own_evidence() -> None:
     from obsgap.render.json_out import finding_dict
     from obsgap.sources.kube.build import build_topology
 
-    def pod(name: str, app: str, ip: str, port: int, annotations: dict[str, str]) -> dict[str, object]:
-        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": app},
-                                            "annotations": annotations},
-                "spec": {"containers": [{"name": app, "ports": [{"containerPort": port}]}, {"name": "istio-proxy"}]},
-                "status": {"podIP": ip, "phase": "Running"}}
-
-    def svc(name: str, port_name: str, port: int) -> dict[str, object]:
-        return {"kind": "Service", "metadata": {"name": name, "namespace": "shop"},
-                "spec": {"selector": {"app": name}, "ports": [{"name": port_name, "port": port, "targetPort": port}]}}
-
     topo = build_topology([
         {"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
-        svc("web", "http", 8080), svc("pay", "tcp-pg", 5432), svc("api", "http", 8080),
-        pod("web-0", "web", "10.0.0.1", 8080, {"traffic.sidecar.istio.io/excludeOutboundPorts": "5432"}),
-        pod("pay-0", "pay", "10.0.0.2", 5432, {}), pod("api-0", "api", "10.0.0.3", 8080, {})])
+        k8s_service("web", port=8080), k8s_service("pay", port=5432, target_port=5432, port_name="tcp-pg"),
+        k8s_service("api", port=8080),
+        k8s_pod("web-0", "web", "10.0.0.1", annotations={"traffic.sidecar.istio.io/excludeOutboundPorts": "5432"}),
+        k8s_pod("pay-0", "pay", "10.0.0.2", port=5432), k8s_pod("api-0", "api", "10.0.0.3")])
     rows = [_mesh_row("destination", "api-0", 950.0) | {"source_workload": "unknown",
                                                         "source_workload_namespace": "unknown"},
             _mesh_row("destination", "api-0", 10.0), _mesh_row("source", "", 10.0)]
@@ -808,15 +781,9 @@ def test_a_callers_address_and_a_logs_shortfall_are_rechecked_on_their_own_logs(
     from obsgap.sources.kube.build import build_topology
     from tests.helpers import two_nights
 
-    def workload(name: str, ns: str, ip: str) -> list[dict[str, object]]:
-        return [{"kind": "Service", "metadata": {"name": name, "namespace": ns},
-                 "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
-                {"kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": ns, "labels": {"app": name}},
-                 "spec": {"containers": [{"name": name, "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
-                 "status": {"podIP": ip, "phase": "Running"}}]
-
-    topo = build_topology([*workload("catalog", "shop", "10.0.0.1"), *workload("api", "shop", "10.0.0.3"),
-                           *workload("web", "front", "10.0.0.2")])
+    topo = build_topology([k8s_service("catalog"), k8s_pod("catalog-0", "catalog", "10.0.0.1"),
+                           k8s_service("api"), k8s_pod("api-0", "api", "10.0.0.3"),
+                           k8s_service("web", "front"), k8s_pod("web-0", "web", "10.0.0.2", "front")])
 
     def calls(*rows: tuple[str, str, str, int]) -> pd.DataFrame:
         return pd.DataFrame([{"namespace": ns, "pod": p, "origin": "app", "authority": a, "port": 80,
@@ -866,15 +833,10 @@ def test_a_call_to_a_service_outside_the_scope_is_judged_as_in_the_whole_cluster
     from obsgap.sources.kube.build import build_topology
     from obsgap.sources.kube.source import scope_topology
 
-    def workload(name: str, ns: str, ip: str, port: int) -> list[dict[str, object]]:
-        return [{"kind": "Service", "metadata": {"name": name, "namespace": ns},
-                 "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": port, "targetPort": port}]}},
-                {"kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": ns, "labels": {"app": name}},
-                 "spec": {"containers": [{"name": name, "ports": [{"containerPort": port}]}, {"name": "istio-proxy"}]},
-                 "status": {"podIP": ip, "phase": "Running"}}]
-
-    topo = build_topology([*workload("catalog", "shop", "10.0.0.2", 8080), *workload("web", "shop", "10.0.0.1", 8080),
-                           *workload("catalog", "z-other", "10.0.0.3", 9090)])
+    topo = build_topology([
+        k8s_service("catalog", port=8080), k8s_pod("catalog-0", "catalog", "10.0.0.2"),
+        k8s_service("web", port=8080), k8s_pod("web-0", "web", "10.0.0.1"),
+        k8s_service("catalog", "z-other", 9090, 9090), k8s_pod("catalog-0", "catalog", "10.0.0.3", "z-other", 9090)])
     calls = pd.DataFrame([{"namespace": "shop", "pod": "web-0", "origin": "app", "port": 9090,
                            "authority": "catalog.z-other.svc.cluster.local:9090", "upstream_cluster": "",
                            "upstream_host": "", "requests": 500}])

@@ -20,7 +20,7 @@ from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.prometheus import PrometheusOptions
 from obsgap.testbed.promserver import serve_openmetrics
-from tests.helpers import sources_json
+from tests.helpers import k8s_pod, k8s_service, sources_json
 
 GATEWAY_API = Path(__file__).parent / "data" / "gateway_api"
 
@@ -294,13 +294,9 @@ def test_a_job_named_after_a_service_outside_the_scope_is_judged_as_in_the_whole
     from obsgap.sources.kube.build import build_topology
     from obsgap.sources.kube.source import scope_topology
 
-    def workload(name: str, ns: str, ip: str) -> list[dict[str, object]]:
-        return [{"kind": "Service", "metadata": {"name": name, "namespace": ns},
-                 "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
-                {"kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": ns, "labels": {"app": name}},
-                 "spec": {"containers": [{"name": name}]}, "status": {"podIP": ip, "phase": "Running"}}]
-
-    topo = build_topology([*workload("web", "shop", "10.0.0.1"), *workload("payments", "pay", "10.0.0.2")])
+    topo = build_topology([k8s_service("web"), k8s_pod("web-0", "web", "10.0.0.1", sidecar=False),
+                           k8s_service("payments", "pay"), k8s_pod("payments-0", "payments", "10.0.0.2", "pay",
+                                                                   sidecar=False)])
     up = pd.DataFrame([{"job": "shop/payments", "namespace": "shop", "pod": "web-0", "instance": "10.0.0.1:8080",
                         "value": 1.0}])
     titles = {}

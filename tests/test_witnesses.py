@@ -275,16 +275,10 @@ def test_a_witness_is_rechecked_only_where_it_was_read_beside_another() -> None:
     from obsgap.render.json_out import finding_dict
     from obsgap.sources.kube.build import build_topology
     from obsgap.witness import WitnessCounts
+    from tests.helpers import k8s_pod, k8s_service
 
-    def pod(name: str, ip: str) -> dict[str, object]:
-        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": "api"}},
-                "spec": {"containers": [{"name": "api", "ports": [{"containerPort": 8080}]}, {"name": "istio-proxy"}]},
-                "status": {"podIP": ip, "phase": "Running"}}
-
-    topo = build_topology([
-        {"kind": "Service", "metadata": {"name": "api", "namespace": "shop"},
-         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
-        pod("api-0", "10.0.0.1"), pod("api-1", "10.0.0.2")])
+    topo = build_topology([k8s_service("api"), k8s_pod("api-0", "api", "10.0.0.1"),
+                           k8s_pod("api-1", "api", "10.0.0.2")])
     app = WitnessFamily("http_server_requests", "http_server_requests_total", "app-metrics", port_label="port",
                         route_label="route")
     obi = WitnessFamily("obi", "http_server_request_duration_seconds_count", "ebpf", "k8s_namespace_name",

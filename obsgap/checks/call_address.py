@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from obsgap.analysis.reconcile import caller_calls
 from obsgap.checks.base import Check, CheckInputs, Skip, pct
-from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggestion
+from obsgap.model import Finding, FindingEvidence, ObjectRef, Service, Severity, Suggestion
 from obsgap.names import service_fqdn, split_host_port
 
 DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/dns/"
@@ -73,16 +73,8 @@ class CallAddressNotFqdn(Check):
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         """Each caller's calls to each service, where that caller's own logs show them."""
-        idx = inputs.index
-        logs = inputs.logs
-        out = set()
-        for (ns, pod_name, authority), _n in caller_calls(logs) if logs is not None else ():
-            resolved = idx.resolve(authority, ns)
-            if resolved.service is not None and pod_name:
-                pod = idx.pods_by_key.get((ns, pod_name))
-                out.add(_key(resolved.service.namespace, resolved.service.name,
-                             f"{ns}/{pod.workload if pod else pod_name}"))
-        return frozenset(out)
+        return frozenset(_key(svc.namespace, svc.name, f"{ns}/{workload}")
+                         for ns, workload, svc, *_ in _service_calls(inputs))
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
@@ -97,22 +89,13 @@ class CallAddressNotFqdn(Check):
         if logs.outbound.empty:
             raise Skip("the logs hold no outbound calls (no application lines with full URLs and no client-side "
                        "Envoy lines)")
-        idx = inputs.index
         groups: dict[tuple[str, str, str, str, str], _Calls] = defaultdict(_Calls)
         totals: dict[tuple[str, str, str, str], int] = defaultdict(int)
-        for (ns, pod_name, authority), n in caller_calls(logs):
-            if not pod_name:
-                continue
-            pod = idx.pods_by_key.get((ns, pod_name))
-            workload = pod.workload if pod else pod_name
-            resolved = idx.resolve(authority, ns)
-            if resolved.service is None:
-                continue
-            svc = resolved.service
+        for ns, workload, svc, kind, authority, n in _service_calls(inputs):
             totals[(ns, workload, svc.namespace, svc.name)] += n
-            if resolved.kind not in _SEVERITY:
+            if kind not in _SEVERITY:
                 continue
-            g = groups[(ns, workload, svc.namespace, svc.name, resolved.kind)]
+            g = groups[(ns, workload, svc.namespace, svc.name, kind)]
             g.requests += n
             g.addresses[authority] += n
         out = []
@@ -137,6 +120,19 @@ class CallAddressNotFqdn(Check):
                                       f"# e.g. the caller's environment\n{sname.upper().replace('-', '_')}_URL="
                                       f"http://{fqdn}:{_port(addresses[0])}", DOC)))
         return out
+
+
+def _service_calls(inputs: CheckInputs) -> Iterator[tuple[str, str, Service, str, str, int]]:
+    """The calls of caller pods to Services in their logs: (caller namespace, its workload, the Service, how the
+    address resolved, the address, calls)."""
+    idx = inputs.index
+    for (ns, pod_name, authority), n in caller_calls(inputs.logs) if inputs.logs is not None else ():
+        if not pod_name:
+            continue
+        resolved = idx.resolve(authority, ns)
+        if resolved.service is not None:
+            pod = idx.pods_by_key.get((ns, pod_name))
+            yield ns, pod.workload if pod else pod_name, resolved.service, resolved.kind, authority, n
 
 
 def _key(namespace: str, service: str, caller: str) -> str:

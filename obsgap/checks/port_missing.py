@@ -57,7 +57,8 @@ class PortMissingFromMetrics(Check):
         witnessed = {str(ns) for ns in inputs.logs.inbound["namespace"].dropna()} \
             if inputs.logs is not None and not inputs.logs.inbound.empty else set()
         for (ns, name), st in rec.services.items():
-            witnessed |= {ns} if st.served else set()
+            if st.served:
+                witnessed.add(ns)
             if st.primary is not None and st.primary.knows_ports:
                 keys.add(f"port:{ns}/{name}")
                 if st.mesh_measured:
