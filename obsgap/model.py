@@ -520,15 +520,25 @@ CheckState = Literal["ran", "skipped", "error"]
 NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "undeclared-mesh", "scrape", "outside", "caller", "call",
                         "server-logs", "caller-logs")
 """The kinds of subject key (`<kind>:<namespace>[/<name>]`) that name a namespace."""
+GLOBAL_KEY_KINDS = ("metric", "job", "slo", "waste", "dashboard")
+"""The kinds of subject key that name no namespace (a metric family, a job, an SLO, a dashboard). A check that
+keys its subjects by a new kind adds it to one of the two lists (tests.helpers.unexamined holds every run to it)."""
+
+
+def key_kind(key: str) -> str | None:
+    """The kind of a typed subject key (`port` of `port:shop/api`); None for `ns`, `ns/name` and the keys that
+    begin with one (`ns/svc/ebpf:obi`)."""
+    kind, sep, _ = key.partition(":")
+    return kind if sep and "/" not in kind else None
 
 
 def key_namespace(key: str) -> str | None:
     """The namespace a subject key names (`ns`, `ns/name`, `port:ns/name`, `scrape:ns`...); None for a metric, job,
     SLO, dashboard or histogram key."""
-    kind, sep, rest = key.partition(":")
-    if sep and "/" not in kind and kind not in NAMESPACED_KEY_KINDS:
-        return None  # `ns/svc/app-metrics:family` names its namespace first
-    return (rest if sep and "/" not in kind else key).split("/")[0]
+    kind = key_kind(key)
+    if kind is not None and kind not in NAMESPACED_KEY_KINDS:
+        return None
+    return (key.partition(":")[2] if kind is not None else key).split("/")[0]
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,18 @@ def two_nights(check: Any, yesterday: Any, tonight: Any) -> tuple[list[str], lis
 
 def unexamined(result: ScanResult) -> list[tuple[str, str | None, tuple[str, ...]]]:
     """Findings whose check did not examine them under any of their own keys in the same run: such a finding, absent
-    a later night, would be carried as not re-checked for ever (its keys and its check's examined() disagree)."""
+    a later night, would be carried as not re-checked for ever (its keys and its check's examined() disagree).
+    Also every key, found or examined, of a kind model.key_namespace does not know (suppressions would not see the
+    namespace it names)."""
+    from obsgap.model import GLOBAL_KEY_KINDS, NAMESPACED_KEY_KINDS, key_kind
     from obsgap.render.json_out import finding_dict
 
     runs = {c.check: c for c in result.checks}
-    out = []
+    known = {None, *NAMESPACED_KEY_KINDS, *GLOBAL_KEY_KINDS}
+    out = [(c.check, None, (key,)) for c in result.checks for key in sorted(c.examined or ())
+           if key_kind(key) not in known]
+    out += [(f.check, f.cause, (key,)) for f in result.findings for key in finding_dict(f)["keys"]
+            if key_kind(key) not in known]
     for f in result.findings:
         keys = tuple(finding_dict(f)["keys"])
         examined = runs[f.check].examined

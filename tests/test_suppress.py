@@ -102,5 +102,5 @@ def test_a_typed_subject_key_names_its_namespace() -> None:
     from obsgap.model import key_namespace
 
     keys = ("shop", "shop/api", "port:shop/api", "sniff:shop/api", "undeclared:shop", "scrape:shop",
-            "shop/api/ebpf:obi", "metric:shop", "job:shop", "slo:sloth:f:shop")
-    assert [key_namespace(k) for k in keys] == ["shop"] * 7 + [None] * 3
+            "shop/api/ebpf:obi", "metric:shop", "job:shop", "slo:sloth:f:shop", "waste:shop", "dashboard:shop/a.json")
+    assert [key_namespace(k) for k in keys] == ["shop"] * 7 + [None] * 5
