@@ -170,7 +170,7 @@ def run_checks(checks: tuple[type[Check], ...], ev: Evidence,
                                                                 for n in missing)))
             continue
         unread = ev.topology.unread if ev.topology is not None else {}
-        refused = [f"needs {k}, which the Kubernetes API did not list ({unread[k]})"
+        refused = [f"needs {k}, which could not be read ({unread[k]})"
                    for k in check.kinds if k in unread]
         if refused:
             runs.append(CheckRun(check.id, "skipped", "; ".join(refused)))

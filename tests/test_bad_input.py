@@ -58,6 +58,20 @@ def test_a_snapshot_that_yields_nothing_is_an_error_with_its_place(tmp_path: Pat
         assert "truncated?" in res.output
 
 
+def test_a_snapshot_folder_kubectl_could_not_fill_says_what_kubectl_said(tmp_path: Path) -> None:
+    """The README's snapshot command run without a cluster: every kind's file is empty, and kubectl's error is
+    beside each. The error is kubectl's, not 'no .json files'."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    for resource in ("namespaces", "pods", "services"):
+        (folder / f"{resource}.json").write_text("")
+        (folder / f"{resource}.err").write_text("E1206 23:01:02.123456   4242 memcache.go:265] couldn't get current "
+                                                "server API group list\nThe connection to the server localhost:8080 "
+                                                "was refused - did you specify the right host or port?\n")
+    res = run_cli("report", "--kube-snapshot", str(folder), "--out", str(tmp_path / "o"))
+    assert_clean_error(res, "no Kubernetes objects found (kubectl said: The connection to the server localhost:8080")
+
+
 def test_no_inputs_at_all_is_an_error(tmp_path: Path) -> None:
     assert_clean_error(run_cli("report", "--out", str(tmp_path / "o")), "nothing to read", "--prometheus-url")
     assert not (tmp_path / "o").exists()

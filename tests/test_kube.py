@@ -11,11 +11,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 from obsgap.errors import InputError
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import LiveOptions, load_live
 from obsgap.sources.kube.snapshot import load_snapshot
+from tests.helpers import k8s_pod, k8s_service
 
 
 def topo_of(*paths: Path):  # type: ignore[no-untyped-def]
@@ -244,7 +246,7 @@ def test_a_kind_the_api_refused_to_list_is_unknown_not_empty(api_server: Path) -
     from obsgap.engine import run_checks
     from obsgap.evidence import CheckSettings, Evidence
     from obsgap.model import Window
-    from obsgap.sources.kube.live import LISTED_KINDS
+    from obsgap.sources.kube.kinds import LISTED_KINDS
 
     objects, gaps, unread = load_live(LiveOptions(str(api_server), "test"))
     assert unread == {
@@ -258,7 +260,7 @@ def test_a_kind_the_api_refused_to_list_is_unknown_not_empty(api_server: Path) -
                        "destinationrule-subset-unmatched", "route-ref-unresolved", "virtualservice-host-unresolved"}
     for check_id in refused:
         assert runs[check_id].status == "skipped" and runs[check_id].examined is None
-        assert "which the Kubernetes API did not list (" in (runs[check_id].reason or "")
+        assert "which could not be read (" in (runs[check_id].reason or "")
     assert runs["port-name-convention"].status == runs["sidecar-missing"].status == "ran"
     assert all(set(c.kinds) <= LISTED_KINDS for c in REGISTRY), "a kind no list can report"
 
@@ -295,3 +297,125 @@ spec:
     topo = topo_of(tmp_path / "istio.yaml")
     assert topo.destination_rules[0].has_outlier_detection and topo.destination_rules[0].subsets[0].name == "v1"
     assert [d.subset for d in topo.virtual_services[0].weighted_routes[0]] == ["v1", "v2"]
+
+
+# --- snapshots as the README takes them: one file per kind, kubectl's complaint beside each ------------------------
+
+def _read_snapshot(*paths: Path):  # type: ignore[no-untyped-def]
+    """The topology and the Kubernetes report as `obsgap report --kube-snapshot` reads them."""
+    from datetime import UTC, datetime, timedelta
+
+    from obsgap.model import Topology, Window
+    from obsgap.sources.base import ReadContext
+    from obsgap.sources.kube.source import TopologySource
+    from obsgap.topology import TopologyIndex
+
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    ctx = ReadContext(Window(end - timedelta(hours=1), end), (), TopologyIndex(Topology.empty()), lambda _m: None)
+    read = TopologySource(snapshots=paths).read(ctx)
+    return read.evidence, read.report
+
+
+def _checked(topo, check):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from obsgap.analysis import analyze
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence
+    from obsgap.model import Window
+
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), topo)
+    (run,), findings = run_checks((check,), ev, analyze(ev))
+    return run, findings
+
+
+def test_the_readme_snapshot_command_takes_every_kind_obsgap_reads() -> None:
+    from obsgap.sources.kube.kinds import KIND_OF_RESOURCE, LISTED_KINDS, SNAPSHOT_COMMAND, SNAPSHOT_RESOURCES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert SNAPSHOT_COMMAND in readme
+    assert {KIND_OF_RESOURCE[r] for r in SNAPSHOT_RESOURCES} == LISTED_KINDS - {"Endpoints"}
+
+
+def test_a_list_kubectl_could_not_read_is_unknown_not_empty(realworld: Path, tmp_path: Path) -> None:
+    """Istio's subsets by region and zone, saved as the README says: nodes forbidden to the saving user (kubectl
+    still prints an empty List, and its error on stderr), GRPCRoutes not installed (kubectl prints nothing), no
+    ReferenceGrant in the cluster (an empty List, no error). The Nodes are unknown: the subsets are not reported as
+    selecting no pod, their namespace is not examined, and the run is partial; the other two are simply none."""
+    from obsgap.checks.destinationrules import DestinationRuleSubsetUnmatched
+    from obsgap.sources.kube.snapshot import load_snapshot
+
+    objects, _ = load_snapshot([realworld / "istio-analyzers" / "destinationrule-subsets-with-topology-labels.yaml"])
+    empty = {"apiVersion": "v1", "items": [], "kind": "List", "metadata": {"resourceVersion": ""}}
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    for kind, resource in (("Pod", "pods"), ("Service", "services"), ("DestinationRule",
+                                                                       "destinationrules.networking.istio.io")):
+        items = [o for o in objects if o.get("kind") == kind]
+        (folder / f"{resource}.json").write_text(json.dumps({**empty, "items": items}))
+    (folder / "nodes.json").write_text(json.dumps(empty))
+    (folder / "nodes.err").write_text('Error from server (Forbidden): nodes is forbidden: User "jane" cannot list '
+                                      'resource "nodes" in API group "" at the cluster scope\n')
+    (folder / "grpcroutes.gateway.networking.k8s.io.json").write_text("")
+    (folder / "grpcroutes.gateway.networking.k8s.io.err").write_text(
+        'error: the server doesn\'t have a resource type "grpcroutes"\n')
+    (folder / "referencegrants.gateway.networking.k8s.io.json").write_text(json.dumps(empty))
+    (folder / "referencegrants.gateway.networking.k8s.io.err").write_text(
+        "Warning: gateway.networking.k8s.io/v1beta1 ReferenceGrant is deprecated\n")
+
+    topo, report = _read_snapshot(folder)
+    assert set(topo.unread) == {"Node"} and "Forbidden" in topo.unread["Node"]
+    assert report.status == "partial" and len(report.denied) == 1
+    assert any(g.startswith("GRPCRoute (gateway.networking.k8s.io): not served") for g in report.gaps)
+    run, findings = _checked(topo, DestinationRuleSubsetUnmatched)
+    assert (list(findings), run.examined) == ([], frozenset())
+
+    (folder / "nodes.json").write_text(json.dumps({**empty, "items": [o for o in objects if o["kind"] == "Node"]}))
+    (folder / "nodes.err").write_text("")
+    topo, report = _read_snapshot(folder)
+    assert (dict(topo.unread), report.status) == ({}, "ok")
+    run, findings = _checked(topo, DestinationRuleSubsetUnmatched)
+    assert (list(findings), run.examined) == ([], frozenset({"default"}))
+
+
+def test_a_snapshot_without_a_kind_it_shows_exists_leaves_that_kind_unknown(realworld: Path, tmp_path: Path) -> None:
+    """Istio's Gateway API controller test: routes from istio-system to Services of other namespaces, a
+    ReferenceGrant that allows one of them, and the status the controller wrote (route `http` resolved; route
+    `backend-not-allowed` RefNotPermitted for httpbin). Whole, obsgap agrees with the controller. Saved without
+    ReferenceGrants (as a command that does not ask for them does), the controller's ResolvedRefs=True shows a
+    grant exists: the check does not run, where it would call `http`'s backend not permitted. Without Gateways,
+    the routes accepted by one show it exists. Without Nodes, pods that name their node show them."""
+    from obsgap.checks.route_refs import RouteRefUnresolved
+
+    folder = realworld / "gateway-controller"
+    specs = {(o["kind"], o["metadata"]["name"]): o
+             for o in yaml.safe_load_all((folder / "reference-policy-service.yaml").read_text())}
+    for o in filter(None, yaml.safe_load_all((folder / "reference-policy-service.status.yaml.golden").read_text())):
+        specs[(o["kind"], o["metadata"]["name"])]["status"] = o["status"]
+    registry = [k8s_service("my-svc", "service", 80), k8s_service("httpbin", "default", 80),  # the test's own
+                k8s_pod("my-svc-0", "my-svc", "10.0.0.2", "service")]
+    whole = [*specs.values(), *registry]
+
+    def saved(objects: list[dict[str, Any]], name: str):  # type: ignore[no-untyped-def]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        return _read_snapshot(path)
+
+    topo, report = saved(whole, "whole")
+    run, findings = _checked(topo, RouteRefUnresolved)
+    assert [(f.cause, f.title) for f in findings] == [
+        ("reference-not-permitted", "backend-not-allowed: backend httpbin does not resolve (reference-not-permitted)")]
+    assert report.status == "ok" and not topo.unread
+
+    for dropped, unseen in (("ReferenceGrant", "gateway.networking.k8s.io/ReferenceGrant"),
+                            ("Gateway", "gateway.networking.k8s.io/Gateway")):
+        topo, report = saved([o for o in whole if o["kind"] != dropped], dropped)
+        assert set(topo.unread) == {unseen} and "missing from the snapshot" in topo.unread[unseen]
+        assert report.status == "partial"
+        run, findings = _checked(topo, RouteRefUnresolved)
+        assert (run.status, list(findings)) == ("skipped", []) and run.examined is None, dropped
+
+    pod = k8s_pod("web-0", "web", "10.0.0.1", "service")
+    topo, _ = saved([*whole, {**pod, "spec": {**pod["spec"], "nodeName": "node-a"}}], "pods")
+    assert set(topo.unread) == {"Node"} and "1 node" in topo.unread["Node"]

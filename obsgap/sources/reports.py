@@ -117,8 +117,9 @@ class KubernetesReport:
 
     @property
     def denied(self) -> tuple[str, ...]:
-        """The gaps that mean a kind could not be read at all (forbidden, failed, unreadable)."""
-        return tuple(g for g in self.gaps if "forbidden" in g or "failed" in g or "unreadable" in g)
+        """The gaps that mean a kind could not be read at all (forbidden, failed, unreadable, missing from a snapshot
+        that shows objects of it exist)."""
+        return tuple(g for g in self.gaps if any(w in g for w in ("forbidden", "failed", "unreadable", "missing from")))
 
 
 # --- Logs ------------------------------------------------------------------------------------

@@ -12,26 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from obsgap.errors import InputError, SourceError
+from obsgap.sources.kube.kinds import CUSTOM_KINDS
 
 PAGE_SIZE = 500
 ISTIO_NAMESPACE, MESH_CONFIGMAP = "istio-system", "istio"
-ISTIO_GROUP = "networking.istio.io"
-ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
-ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules",
-               "ServiceEntry": "serviceentries", "Sidecar": "sidecars", "Gateway": "gateways"}
-GATEWAY_API_GROUP = "gateway.networking.k8s.io"
-GATEWAY_API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
-GATEWAY_API_KINDS = {"Gateway": "gateways", "HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes",
-                     "ReferenceGrant": "referencegrants"}
-CUSTOM_KINDS = ((ISTIO_GROUP, ISTIO_VERSIONS, ISTIO_KINDS),
-                (GATEWAY_API_GROUP, GATEWAY_API_VERSIONS, GATEWAY_API_KINDS))
-"""Custom resources read (get/list only), newest served version first."""
-CORE_KINDS = ("Namespace", "Node", "Service", "Pod", "Endpoints", "EndpointSlice", "ReplicaSet", "Deployment",
-              "StatefulSet", "DaemonSet")
-LISTED_KINDS = frozenset((*CORE_KINDS, *(f"{group}/{kind}" for group, _, kinds in CUSTOM_KINDS for kind in kinds)))
-"""Every name Topology.unread may hold."""
-
-
 @dataclass(frozen=True)
 class LiveOptions:
     kubeconfig: str | None = None

@@ -16,7 +16,7 @@ from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
 from obsgap.sources.kube.live import LiveOptions, load_live
-from obsgap.sources.kube.snapshot import load_snapshot
+from obsgap.sources.kube.snapshot import kubectl_errors, load_snapshot, unseen_kinds
 from obsgap.sources.reports import DashboardsReport, KubernetesReport
 
 
@@ -74,7 +74,10 @@ class TopologySource:
     def read(self, ctx: ReadContext) -> SourceRead[Topology, KubernetesReport]:
         if self.snapshots:
             objects, gaps = load_snapshot(list(self.snapshots))
-            return self._built(build_topology(objects, gaps), "snapshot", ctx)
+            failed, failures = kubectl_errors(list(self.snapshots))
+            unseen = {k: why for k, why in unseen_kinds(objects).items() if k not in failed}
+            return self._built(build_topology(objects, [*gaps, *failures, *unseen.values()], {**unseen, **failed}),
+                               "snapshot", ctx)
         if self.live is not None:
             ctx.say("reading the cluster's objects")
             try:
