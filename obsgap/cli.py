@@ -555,6 +555,9 @@ def clickhouse_schema_cmd(source_table: str, table: str, insert_user: str | None
 @click.option("--clickhouse-url", help="Read logs from ClickHouse (otel_logs); user and password from the Secret "
                                        "obsgap-clickhouse (keys user, password).")
 @click.option("--pushgateway", help="Push each run's metrics to this Pushgateway (for the alerts of --alerts).")
+@click.option("--mesh-revision", "mesh_revisions", multiple=True,
+              help="An Istio revision (istioctl install --revision): RBAC may read its MeshConfig, ConfigMap "
+                   "istio-REV in istio-system, for its access-log format. Repeatable.")
 @click.option("--reports-reader", is_flag=True,
               help="Print only a Pod that mounts the reports claim read-only (then kubectl cp the reports out).")
 @click.option("--alerts", is_flag=True,
@@ -571,5 +574,6 @@ def manifests_cmd(alerts: bool, **opts: Any) -> None:
         click.echo(f"· -n/--namespace limits the nightly run to {', '.join(opts['namespaces'])} (as report -n); "
                    f"obsgap's own objects go to --install-namespace ({opts['install_namespace']})", err=True)
     opts["namespaces"] = tuple(opts["namespaces"])
+    opts["mesh_revisions"] = tuple(opts["mesh_revisions"])
     options = ManifestOptions(**{k: v for k, v in opts.items() if not (k == "image" and v is None)})
     click.echo(render_reports_reader(options) if reader else render_manifests(options), nl=False)

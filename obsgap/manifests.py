@@ -8,13 +8,12 @@ from typing import Any
 
 import yaml
 
+from obsgap.sources.kube.kinds import api_resources
+
 READ = ["get", "list", "watch"]
 RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["namespaces", "nodes", "services", "pods", "endpoints"], "verbs": READ},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
-    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "verbs": READ},
-    {"apiGroups": ["networking.istio.io"],
-     "resources": ["virtualservices", "destinationrules", "serviceentries", "sidecars", "gateways"], "verbs": READ},
+    # every kind the topology is read from (sources/kube/kinds.py: what live lists)
+    *({"apiGroups": [group], "resources": resources, "verbs": READ} for group, resources in api_resources().items()),
     # the mesh's access-log format (MeshConfig); only this ConfigMap, never the others
     {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio"], "verbs": ["get"]},
     # SLOs whose SLIs obsgap checks (Sloth, Pyrra, prometheus-operator rules)
@@ -60,6 +59,8 @@ class ManifestOptions:
     """Grant pods/log and read logs through it; None: unless a logs claim or ClickHouse is named."""
     clickhouse_url: str | None = None
     """Read logs from ClickHouse (otel_logs) instead; credentials from a Secret obsgap-clickhouse (user, password)."""
+    mesh_revisions: tuple[str, ...] = ()
+    """Istio revisions whose MeshConfig (ConfigMap `istio-<revision>`) the run may read besides `istio`."""
 
     @property
     def reads_pod_logs(self) -> bool:
@@ -75,6 +76,9 @@ REPORTS_CLAIM = "obsgap-reports"
 def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
     name = "obsgap"
     rules = [dict(r) for r in RULES]
+    for rule in rules:
+        if rule.get("resourceNames") == ["istio"]:
+            rule["resourceNames"] = ["istio", *(f"istio-{rev}" for rev in o.mesh_revisions)]
     if o.reads_pod_logs:
         rules.append({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})
     config: dict[str, Any] = {"prometheus_url": o.prometheus_url, "window": o.window, "fail_on": "never"}

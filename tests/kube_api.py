@@ -21,19 +21,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-LIST_PATHS = {
-    "/api/v1/namespaces": "Namespace", "/api/v1/nodes": "Node", "/api/v1/services": "Service",
-    "/api/v1/pods": "Pod", "/api/v1/endpoints": "Endpoints",
-    "/apis/discovery.k8s.io/v1/endpointslices": "EndpointSlice", "/apis/apps/v1/replicasets": "ReplicaSet",
-    "/apis/apps/v1/deployments": "Deployment", "/apis/apps/v1/statefulsets": "StatefulSet",
-    "/apis/apps/v1/daemonsets": "DaemonSet",
-    "/apis/networking.istio.io/v1/virtualservices": "VirtualService",
-    "/apis/networking.istio.io/v1/destinationrules": "DestinationRule",
-    "/apis/networking.istio.io/v1/serviceentries": "ServiceEntry",
-    "/apis/networking.istio.io/v1/sidecars": "Sidecar", "/apis/networking.istio.io/v1/gateways": "Gateway",
-    "/apis/sloth.slok.dev/v1/prometheusservicelevels": "PrometheusServiceLevel",
-    "/apis/pyrra.dev/v1alpha1/servicelevelobjectives": "ServiceLevelObjective",
+LIST_PATHS = {  # path -> (API group, kind)
+    "/api/v1/namespaces": ("", "Namespace"), "/api/v1/nodes": ("", "Node"), "/api/v1/services": ("", "Service"),
+    "/api/v1/pods": ("", "Pod"), "/api/v1/endpoints": ("", "Endpoints"),
+    "/apis/discovery.k8s.io/v1/endpointslices": ("discovery.k8s.io", "EndpointSlice"),
+    "/apis/apps/v1/replicasets": ("apps", "ReplicaSet"), "/apis/apps/v1/deployments": ("apps", "Deployment"),
+    "/apis/apps/v1/statefulsets": ("apps", "StatefulSet"), "/apis/apps/v1/daemonsets": ("apps", "DaemonSet"),
+    **{f"/apis/networking.istio.io/v1/{plural}": ("networking.istio.io", kind) for kind, plural in (
+        ("VirtualService", "virtualservices"), ("DestinationRule", "destinationrules"),
+        ("ServiceEntry", "serviceentries"), ("Sidecar", "sidecars"), ("Gateway", "gateways"))},
+    **{f"/apis/gateway.networking.k8s.io/v1/{plural}": ("gateway.networking.k8s.io", kind) for kind, plural in (
+        ("Gateway", "gateways"), ("HTTPRoute", "httproutes"), ("GRPCRoute", "grpcroutes"),
+        ("ReferenceGrant", "referencegrants"))},
+    "/apis/sloth.slok.dev/v1/prometheusservicelevels": ("sloth.slok.dev", "PrometheusServiceLevel"),
+    "/apis/pyrra.dev/v1alpha1/servicelevelobjectives": ("pyrra.dev", "ServiceLevelObjective"),
+    "/apis/monitoring.coreos.com/v1/prometheusrules": ("monitoring.coreos.com", "PrometheusRule"),
 }
+_NATURAL_GROUP = {"Gateway": "networking.istio.io"}
+"""The group of an object given without apiVersion, where two groups have its kind (build.py reads it so)."""
 Line = tuple[str, str]  # (RFC 3339 timestamp, message)
 
 
@@ -49,6 +54,21 @@ class Cluster:
     seen: list[str] = field(default_factory=list)
     forbidden: set[str] = field(default_factory=set)
     """list paths answered 403 (the service account lacks `list` there)"""
+    not_installed: set[str] = field(default_factory=lambda: {"/apis/monitoring.coreos.com/v1/prometheusrules"})
+    """list paths of CRDs the cluster lacks (404): by default prometheus-operator's"""
+    rules: list[Mapping[str, Any]] | None = None
+    """RBAC: the service account's ClusterRole rules; a request none of them allows is answered 403 (None: all)."""
+
+    def allows(self, verb: str, group: str, resource: str, name: str | None = None) -> bool:
+        return self.rules is None or any(
+            group in r.get("apiGroups", ()) and resource in r.get("resources", ()) and verb in r.get("verbs", ())
+            and (not r.get("resourceNames") or name in r["resourceNames"]) for r in self.rules)
+
+    def listed(self, group: str, kind: str) -> list[Mapping[str, Any]]:
+        def group_of(o: Mapping[str, Any]) -> str:
+            api = str(o.get("apiVersion") or "")
+            return api.rpartition("/")[0] if api else _NATURAL_GROUP.get(kind, group)
+        return [o for o in self.objects if o.get("kind") == kind and group_of(o) == group]
 
 
 def _epoch(ts: str) -> float:
@@ -101,12 +121,15 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
             if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" \
                     and parts[6] == "log":
                 return self._log(parts[3], parts[5], query)
-            kind = LIST_PATHS.get(url.path)
-            if url.path in cluster.forbidden:
+            if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "configmaps":
+                return self._configmap(parts[3], parts[5])
+            listed = LIST_PATHS.get(url.path) if url.path not in cluster.not_installed else None
+            if url.path in cluster.forbidden or (listed and not cluster.allows("list", listed[0], parts[-1])):
                 return self._status(403, "Forbidden", f"{url.path} is forbidden")
-            if kind is None:
+            if listed is None:
                 return self._status(404, "NotFound", f"{url.path} not found")
-            items = [o for o in cluster.objects if o.get("kind") == kind]
+            kind = listed[1]
+            items = cluster.listed(*listed)
             limit = int(query.get("limit", ["500"])[0])
             offset = int(query.get("continue", ["0"])[0])
             page = items[offset:offset + limit]
@@ -114,6 +137,15 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
             return self._send(200, json.dumps({"kind": f"{kind}List", "apiVersion": "v1",
                                                "metadata": {"continue": str(offset + limit)} if more else {},
                                                "items": page}).encode())
+
+        def _configmap(self, namespace: str, name: str) -> None:
+            if not cluster.allows("get", "", "configmaps", name):
+                return self._status(403, "Forbidden", f'configmaps "{name}" is forbidden')
+            found = [o for o in cluster.listed("", "ConfigMap") if (o.get("metadata") or {}).get("name") == name
+                     and (o.get("metadata") or {}).get("namespace") == namespace]
+            if not found:
+                return self._status(404, "NotFound", f'configmaps "{name}" not found')
+            return self._send(200, json.dumps(found[0]).encode())
 
         def _log(self, namespace: str, pod: str, query: Mapping[str, list[str]]) -> None:
             if (namespace, pod) in cluster.failing:

@@ -419,3 +419,58 @@ def test_a_snapshot_without_a_kind_it_shows_exists_leaves_that_kind_unknown(real
     pod = k8s_pod("web-0", "web", "10.0.0.1", "service")
     topo, _ = saved([*whole, {**pod, "spec": {**pod["spec"], "nodeName": "node-a"}}], "pods")
     assert set(topo.unread) == {"Node"} and "1 node" in topo.unread["Node"]
+
+
+def test_the_nightly_cronjobs_role_lets_it_read_every_kind(realworld: Path, tmp_path: Path) -> None:
+    """`obsgap manifests`' ClusterRole, enforced by the loopback API server as RBAC would: every list the live
+    reader makes (Gateway API routes and grants included) and the MeshConfig's GET are allowed, so a nightly run
+    reads every kind and no check is skipped for want of a list. Without the Gateway API rule the same server
+    refuses those lists (the enforcement is real)."""
+    from obsgap.manifests import ManifestOptions, manifests
+    from obsgap.sources.kube.kinds import LISTED_KINDS
+    from obsgap.sources.kube.slos import load_live_slos
+    from tests.kube_api import Cluster, serving
+
+    objects, _ = load_snapshot([realworld / "bookinfo", realworld.parent / "gateway_api",
+                                realworld / "gateway-controller" / "reference-policy-service.yaml"])
+    mesh = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": "accessLogFile: /dev/stdout\n"}}
+    role = next(d for d in manifests(ManifestOptions()) if d["kind"] == "ClusterRole")
+    cluster = Cluster([*objects, mesh], rules=role["rules"], not_installed=set())
+    with serving(cluster, tmp_path) as kubeconfig:
+        live, gaps, unread = load_live(LiveOptions(str(kubeconfig), "test"))
+        _, slo_gaps = load_live_slos(LiveOptions(str(kubeconfig), "test"))
+    assert (unread, [g for g in gaps + slo_gaps if "forbidden" in g]) == ({}, [])
+    read = {f"{str(o.get('apiVersion', '')).rpartition('/')[0]}/{o['kind']}".lstrip("/") for o in live}
+    held = {f"{str(o.get('apiVersion', '')).rpartition('/')[0]}/{o['kind']}".lstrip("/") for o in objects}
+    assert held & LISTED_KINDS <= read and "gateway.networking.k8s.io/ReferenceGrant" in read
+    assert any(o["kind"] == "ConfigMap" for o in live)
+
+    without = [r for r in role["rules"] if "gateway.networking.k8s.io" not in r["apiGroups"]]
+    with serving(Cluster([*objects, mesh], rules=without), tmp_path) as kubeconfig:
+        _, _, unread = load_live(LiveOptions(str(kubeconfig), "test"))
+    assert set(unread) == {f"gateway.networking.k8s.io/{k}" for k in ("Gateway", "HTTPRoute", "GRPCRoute",
+                                                                     "ReferenceGrant")}
+
+
+def test_a_revisioned_mesh_config_is_read_where_the_role_grants_it(tmp_path: Path) -> None:
+    """`istioctl install --revision 1-24` keeps that revision's MeshConfig in ConfigMap istio-1-24 (Istio's
+    istio-discovery chart), and its injector annotates pods `istio.io/rev: 1-24`. The live reader reads the
+    ConfigMap of each revision the pods name; the CronJob's role grants it with `--mesh-revision 1-24`, and without
+    it the run says which flag grants it (the format is unknown, not Istio's default)."""
+    from obsgap.manifests import ManifestOptions, manifests
+    from tests.kube_api import Cluster, serving
+
+    mesh = "accessLogFile: /dev/stdout\naccessLogFormat: '[%START_TIME%] %REQ(:METHOD)% %RESPONSE_CODE%\\n'\n"
+    objects = [k8s_service("web"), k8s_pod("web-0", "web", "10.0.0.1", annotations={"istio.io/rev": "1-24"}),
+               {"apiVersion": "v1", "kind": "ConfigMap", "data": {"mesh": mesh}, "metadata": {
+                   "name": "istio-1-24", "namespace": "istio-system", "labels": {"istio.io/rev": "1-24"}}}]
+    for revisions, formats, gap in ((("1-24",), ["ConfigMap istio-system/istio-1-24 accessLogFormat"], None),
+                                    ((), [], "ConfigMap istio-system/istio-1-24: read forbidden (HTTP 403): the "
+                                             "access-log format of revision 1-24 is unknown (obsgap manifests "
+                                             "--mesh-revision 1-24 grants it)")):
+        role = next(d for d in manifests(ManifestOptions(mesh_revisions=revisions)) if d["kind"] == "ClusterRole")
+        with serving(Cluster(objects, rules=role["rules"]), tmp_path) as kubeconfig:
+            topo = build_topology(*load_live(LiveOptions(str(kubeconfig), "test")))
+        assert [f.name for f in topo.access_log_formats] == formats
+        assert [g for g in topo.gaps if g.startswith("ConfigMap")] == ([gap] if gap else [])

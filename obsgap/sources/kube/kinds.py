@@ -17,6 +17,9 @@ CUSTOM_KINDS = ((ISTIO_GROUP, ISTIO_VERSIONS, ISTIO_KINDS),
 CORE_KINDS = {"Namespace": "namespaces", "Node": "nodes", "Service": "services", "Pod": "pods",
               "Endpoints": "endpoints", "EndpointSlice": "endpointslices", "ReplicaSet": "replicasets",
               "Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+CORE_GROUPS = {"EndpointSlice": "discovery.k8s.io", "ReplicaSet": "apps", "Deployment": "apps", "StatefulSet": "apps",
+               "DaemonSet": "apps"}
+"""The API group of each core kind that has one (the others are in the core group, "")."""
 LISTED_KINDS = frozenset((*CORE_KINDS, *(f"{group}/{kind}" for group, _, kinds in CUSTOM_KINDS for kind in kinds)))
 """Every name Topology.unread may hold (`Kind`, or `group/Kind` for a custom resource)."""
 
@@ -28,6 +31,16 @@ def kubectl_resource(kind: str) -> str:
         return CORE_KINDS[name]
     plurals = next(kinds for g, _, kinds in CUSTOM_KINDS if g == group)
     return f"{plurals[name]}.{group}"
+
+
+def api_resources() -> dict[str, list[str]]:
+    """The resources listed, by API group ("" the core group), as RBAC names them."""
+    out: dict[str, list[str]] = {}
+    for kind, plural in CORE_KINDS.items():
+        out.setdefault(CORE_GROUPS.get(kind, ""), []).append(plural)
+    for group, _, kinds in CUSTOM_KINDS:
+        out.setdefault(group, []).extend(dict.fromkeys(kinds.values()))
+    return out
 
 
 SNAPSHOT_RESOURCES = tuple(kubectl_resource(k) for k in (

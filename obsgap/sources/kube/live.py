@@ -79,6 +79,18 @@ def unreachable(api: Any, exc: BaseException) -> SourceError:
     return SourceError(f"kubernetes: API server {host} unreachable: {why}")
 
 
+def mesh_configmaps(objects: list[Mapping[str, Any]]) -> list[str]:
+    """The MeshConfig ConfigMaps to read: `istio`, and `istio-<revision>` for each revision the pods' sidecars were
+    injected by (their `istio.io/rev` annotation, set by the injector; `default` is `istio`)."""
+    revisions = set()
+    for pod in objects:
+        annotations = (pod.get("metadata") or {}).get("annotations") if pod.get("kind") == "Pod" else None
+        rev = annotations.get("istio.io/rev") if isinstance(annotations, Mapping) else None
+        if isinstance(rev, str) and rev not in ("", "default"):
+            revisions.add(rev)
+    return [MESH_CONFIGMAP, *(f"{MESH_CONFIGMAP}-{rev}" for rev in sorted(revisions))]
+
+
 def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str], dict[str, str]]:
     """Return (objects, gaps, unread kinds -> why) read from the cluster (Topology.unread). Raises SourceError when
     the API is unreachable."""
@@ -115,18 +127,22 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str], di
             raise SourceError(f"kubernetes: listing {kind} failed: HTTP {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
             raise unreachable(api, exc) from exc
-    try:
-        resp = core.read_namespaced_config_map(MESH_CONFIGMAP, ISTIO_NAMESPACE, _preload_content=False)
-        cm = json.loads(resp.data)  # type: ignore[arg-type]
-        cm.setdefault("kind", "ConfigMap")
-        objects.append(cm)
-    except ApiException as exc:
-        if exc.status != 404:
-            why = "forbidden" if exc.status == 403 else "failed"
-            gaps.append(f"ConfigMap {ISTIO_NAMESPACE}/{MESH_CONFIGMAP}: read {why} (HTTP {exc.status}): the mesh's "
-                        "own access-log format is unknown")
-    except (HTTPError, OSError) as exc:
-        raise unreachable(api, exc) from exc
+    for name in mesh_configmaps(objects):
+        try:
+            resp = core.read_namespaced_config_map(name, ISTIO_NAMESPACE, _preload_content=False)
+            cm = json.loads(resp.data)  # type: ignore[arg-type]
+            cm.setdefault("kind", "ConfigMap")
+            objects.append(cm)
+        except ApiException as exc:
+            if exc.status == 404 and name == MESH_CONFIGMAP:
+                continue  # a mesh of revisions only: each revision's own ConfigMap holds its config
+            why = {403: "read forbidden", 404: "not found"}.get(exc.status, "read failed")
+            gaps.append(f"ConfigMap {ISTIO_NAMESPACE}/{name}: {why} (HTTP {exc.status}): the access-log format of "
+                        f"{'the mesh' if name == MESH_CONFIGMAP else 'revision ' + name[len(MESH_CONFIGMAP) + 1:]}"
+                        " is unknown" + (f" (obsgap manifests --mesh-revision {name[len(MESH_CONFIGMAP) + 1:]} "
+                                         "grants it)" if exc.status == 403 and name != MESH_CONFIGMAP else ""))
+        except (HTTPError, OSError) as exc:
+            raise unreachable(api, exc) from exc
     for group, versions, kinds in CUSTOM_KINDS:
         for kind, plural in kinds.items():
             objects.extend(_custom(custom, group, versions, kind, plural, gaps, unread))
