@@ -148,6 +148,8 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
             return self._send(200, json.dumps(found[0]).encode())
 
         def _log(self, namespace: str, pod: str, query: Mapping[str, list[str]]) -> None:
+            if not cluster.allows("get", "", "pods/log"):
+                return self._status(403, "Forbidden", f'pods "{pod}" is forbidden: cannot get resource "pods/log"')
             if (namespace, pod) in cluster.failing:
                 code = cluster.failing[(namespace, pod)]
                 return self._status(code, {403: "Forbidden", 404: "NotFound"}.get(code, "InternalError"),

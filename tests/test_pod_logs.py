@@ -223,6 +223,7 @@ def test_the_cronjob_runs_as_printed(mesh, tmp_path: Path, monkeypatch) -> None:
     out_root = tmp_path / "reports"
     argv = [{"/etc/obsgap/obsgap.yaml": str(config), "/reports": str(out_root)}.get(a, a) for a in args[1:]]
     cluster = cluster_of_scenario(built.topology, built.logs)
+    cluster.rules = next(d for d in docs if d["kind"] == "ClusterRole")["rules"]  # the printed role, enforced
     with serving_in_cluster(cluster, tmp_path) as sa:
         monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(sa.token))
         monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(sa.ca))
@@ -234,6 +235,7 @@ def test_the_cronjob_runs_as_printed(mesh, tmp_path: Path, monkeypatch) -> None:
     doc = json.loads((folder / "findings.json").read_text())
     assert {(f["check"], f["cause"], f["service"]) for f in doc["findings"]} == _answer(files)[1]
     assert doc["sources"]["kubernetes"]["mode"] == "live" and doc["sources"]["logs"]["pod_logs"]["gaps_total"] == 0
+    assert not [g for g in doc["sources"]["kubernetes"]["gaps"] if "forbidden" in g]  # the role lets it read all
     assert any("/log?" in s for s in cluster.seen)
 
 
