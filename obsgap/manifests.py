@@ -9,13 +9,12 @@ from typing import Any
 import yaml
 
 from obsgap.sources.kube.kinds import api_resources
+from obsgap.sources.kube.live import MESH_CONFIGMAP
 
 READ = ["get", "list", "watch"]
 RULES: list[dict[str, Any]] = [
     # every kind the topology is read from (sources/kube/kinds.py: what live lists)
     *({"apiGroups": [group], "resources": resources, "verbs": READ} for group, resources in api_resources().items()),
-    # the mesh's access-log format (MeshConfig); only this ConfigMap, never the others
-    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio"], "verbs": ["get"]},
     # SLOs whose SLIs obsgap checks (Sloth, Pyrra, prometheus-operator rules)
     {"apiGroups": ["sloth.slok.dev"], "resources": ["prometheusservicelevels"], "verbs": READ},
     {"apiGroups": ["pyrra.dev"], "resources": ["servicelevelobjectives"], "verbs": READ},
@@ -76,9 +75,9 @@ REPORTS_CLAIM = "obsgap-reports"
 def manifests(o: ManifestOptions) -> list[dict[str, Any]]:
     name = "obsgap"
     rules = [dict(r) for r in RULES]
-    for rule in rules:
-        if rule.get("resourceNames") == ["istio"]:
-            rule["resourceNames"] = ["istio", *(f"istio-{rev}" for rev in o.mesh_revisions)]
+    # the mesh's access-log format (MeshConfig): its ConfigMaps by name, never the others
+    rules.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+                  "resourceNames": [MESH_CONFIGMAP, *(f"{MESH_CONFIGMAP}-{rev}" for rev in o.mesh_revisions)]})
     if o.reads_pod_logs:
         rules.append({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})
     config: dict[str, Any] = {"prometheus_url": o.prometheus_url, "window": o.window, "fail_on": "never"}

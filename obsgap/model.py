@@ -264,6 +264,9 @@ class KubeGateway:
         return next((c for c in self.conditions or () if c.type == kind), None)
 
 
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+
+
 @dataclass(frozen=True)
 class RouteRef:
     """A parentRef or backendRef of a route, with the API's defaults applied (a parent: group

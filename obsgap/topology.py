@@ -8,13 +8,25 @@ Built once per run; every source, analysis and check reads names through it so t
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
 from obsgap import ambient
-from obsgap.model import DestinationRule, KubeGateway, Pod, Service, ServiceEntry, ServicePort, Topology
+from obsgap.model import (
+    GATEWAY_API_GROUP,
+    DestinationRule,
+    KubeGateway,
+    Pod,
+    ReferenceGrant,
+    Route,
+    RouteRef,
+    Service,
+    ServiceEntry,
+    ServicePort,
+    Topology,
+)
 from obsgap.names import CLUSTER_DOMAIN, host_matches, is_ip, split_host_port, to_fqdn, visible
 
 Dataplane = Literal["sidecar", "waypoint", "ztunnel", "none"]
@@ -248,3 +260,16 @@ class TopologyIndex:
         """The DestinationRules visible from `from_ns` whose host matches a fully qualified host."""
         return [dr for dr in (*self.topo.destination_rules, *self.topo.context_destination_rules)
                 if visible(dr.export_to, dr.namespace, from_ns) and host_matches(to_fqdn(dr.host, dr.namespace), fqdn)]
+
+
+def reference_granted(route: Route, ref: RouteRef, grants: Iterable[ReferenceGrant]) -> bool:
+    """Whether a ReferenceGrant in a backend's namespace lets the route's kind, from its namespace, refer to that
+    Service (the Gateway API's rule for a cross-namespace backendRef)."""
+    for grant in grants:
+        if grant.namespace != ref.namespace:
+            continue
+        if not any(g == GATEWAY_API_GROUP and k == route.kind and ns == route.namespace for g, k, ns in grant.from_):
+            continue
+        if any(g == "" and k == "Service" and (name is None or name == ref.name) for g, k, name in grant.to):
+            return True
+    return False

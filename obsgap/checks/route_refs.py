@@ -7,12 +7,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from obsgap.checks.base import Check, CheckInputs
-from obsgap.model import Finding, FindingEvidence, KubeGateway, ObjectRef, Route, RouteRef, Severity, Suggestion
-from obsgap.topology import TopologyIndex, selects
+from obsgap.model import (
+    GATEWAY_API_GROUP,
+    Finding,
+    FindingEvidence,
+    KubeGateway,
+    ObjectRef,
+    Route,
+    RouteRef,
+    Severity,
+    Suggestion,
+)
+from obsgap.topology import TopologyIndex, reference_granted, selects
 
 DOC = "https://gateway-api.sigs.k8s.io/api-types/httproute/"
 DOC_GRANT = "https://gateway-api.sigs.k8s.io/api-types/referencegrant/"
-GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 _REASONS = {"NotAllowedByListeners": "not-allowed-by-listener", "NoMatchingParent": "parent-not-found",
             "NoMatchingListenerHostname": "not-allowed-by-listener", "BackendNotFound": "backend-not-found",
@@ -94,11 +103,11 @@ def _parent(route: Route, ref: RouteRef, idx: TopologyIndex,
         if ref.group != "":
             return Unresolved(ref, "parent", "parent-group-missing",
                               f'the parentRef names kind Service without group: "", so its group defaults to '
-                              f"{GATEWAY_GROUP}, which has no Service kind: the route attaches to nothing")
+                              f"{GATEWAY_API_GROUP}, which has no Service kind: the route attaches to nothing")
         if idx.config_service(ref.namespace, ref.name) is None:
             return Unresolved(ref, "parent", "parent-not-found", f"no Service {ref.namespace}/{ref.name} exists")
         return None
-    if ref.kind != "Gateway" or ref.group != GATEWAY_GROUP:
+    if ref.kind != "Gateway" or ref.group != GATEWAY_API_GROUP:
         return None  # other parents (ServiceImport, an implementation's kinds): not judged
     gw = gateways.get((ref.namespace, ref.name))
     if gw is None:
@@ -149,22 +158,11 @@ def _backend(route: Route, ref: RouteRef, idx: TopologyIndex) -> Unresolved | No
         declared = ", ".join(str(p.port) for p in svc.ports) or "none"
         return Unresolved(ref, "backend", "backend-port-not-declared",
                           f"Service {svc.namespace}/{svc.name} declares port(s) {declared}, not {ref.port}")
-    if ref.namespace != route.namespace and not _granted(route, ref, idx):
+    if ref.namespace != route.namespace and not reference_granted(route, ref, idx.topo.reference_grants):
         return Unresolved(ref, "backend", "reference-not-permitted",
                           f"the backend is in namespace {ref.namespace} and no ReferenceGrant there lets "
                           f"{route.kind}s of {route.namespace} refer to Service {ref.name}")
     return None
-
-
-def _granted(route: Route, ref: RouteRef, idx: TopologyIndex) -> bool:
-    for grant in idx.topo.reference_grants:
-        if grant.namespace != ref.namespace:
-            continue
-        if not any(g == GATEWAY_GROUP and k == route.kind and ns == route.namespace for g, k, ns in grant.from_):
-            continue
-        if any(g == "" and k == "Service" and (name is None or name == ref.name) for g, k, name in grant.to):
-            return True
-    return False
 
 
 def _status(route: Route, explained: list[Unresolved]) -> list[Unresolved]:

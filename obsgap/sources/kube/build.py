@@ -14,6 +14,7 @@ from typing import Any
 
 from obsgap import ambient, istio
 from obsgap.model import (
+    GATEWAY_API_GROUP,
     Condition,
     DestinationRule,
     Gateway,
@@ -288,7 +289,6 @@ def _gateway(obj: RAW) -> Gateway:
     return Gateway(ns, name, tuple(hosts))
 
 
-GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 def _gateway_api(obj: RAW) -> bool:

@@ -3,11 +3,15 @@ to run, and the names Topology.unread may hold."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from obsgap.model import GATEWAY_API_GROUP
+
 ISTIO_GROUP = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules",
                "ServiceEntry": "serviceentries", "Sidecar": "sidecars", "Gateway": "gateways"}
-GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 GATEWAY_API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
 GATEWAY_API_KINDS = {"Gateway": "gateways", "HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes",
                      "ReferenceGrant": "referencegrants"}
@@ -52,3 +56,17 @@ SNAPSHOT_COMMAND = ("mkdir -p cluster && for r in " + " ".join(SNAPSHOT_RESOURCE
                     "-o json > \"cluster/$r.json\" 2> \"cluster/$r.err\"; done")
 """The snapshot the README asks for: one file per kind, since kubectl refuses a whole list of kinds when one is not
 installed, and kubectl's complaint beside each (`<kind>.err`), which tells a refused list from an empty one."""
+
+
+def kind_label(kind: str) -> str:
+    """A kind of LISTED_KINDS in words: `Node`, `ReferenceGrant (gateway.networking.k8s.io)`."""
+    group, _, name = kind.rpartition("/")
+    return f"{name} ({group})" if group else name
+
+
+def kind_of(obj: Mapping[str, Any]) -> str:
+    """The name LISTED_KINDS gives a raw object's kind (`group/Kind` for a custom resource)."""
+    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+    kind = str(obj.get("kind") or "")
+    custom = {g for g, _, _ in CUSTOM_KINDS}
+    return f"{group}/{kind}" if group in custom else kind

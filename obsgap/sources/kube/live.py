@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from obsgap.errors import InputError, SourceError
-from obsgap.sources.kube.kinds import CUSTOM_KINDS
+from obsgap.sources.kube.kinds import CUSTOM_KINDS, kind_label
 
 PAGE_SIZE = 500
 ISTIO_NAMESPACE, MESH_CONFIGMAP = "istio-system", "istio"
@@ -136,11 +136,12 @@ def load_live(opts: LiveOptions) -> tuple[list[Mapping[str, Any]], list[str], di
         except ApiException as exc:
             if exc.status == 404 and name == MESH_CONFIGMAP:
                 continue  # a mesh of revisions only: each revision's own ConfigMap holds its config
+            revision = name.removeprefix(f"{MESH_CONFIGMAP}-") if name != MESH_CONFIGMAP else None
             why = {403: "read forbidden", 404: "not found"}.get(exc.status, "read failed")
+            grant = f" (obsgap manifests --mesh-revision {revision} grants it)" if revision and exc.status == 403 \
+                else ""
             gaps.append(f"ConfigMap {ISTIO_NAMESPACE}/{name}: {why} (HTTP {exc.status}): the access-log format of "
-                        f"{'the mesh' if name == MESH_CONFIGMAP else 'revision ' + name[len(MESH_CONFIGMAP) + 1:]}"
-                        " is unknown" + (f" (obsgap manifests --mesh-revision {name[len(MESH_CONFIGMAP) + 1:]} "
-                                         "grants it)" if exc.status == 403 and name != MESH_CONFIGMAP else ""))
+                        f"{'revision ' + revision if revision else 'the mesh'} is unknown{grant}")
         except (HTTPError, OSError) as exc:
             raise unreachable(api, exc) from exc
     for group, versions, kinds in CUSTOM_KINDS:
@@ -173,7 +174,8 @@ def _custom(custom: Any, group: str, versions: tuple[str, ...], kind: str, plura
                 item.setdefault("apiVersion", f"{group}/{version}")
         return items
     if errors and errors[-1] != 404:
-        gaps.append(f"{kind} ({group}): list {'forbidden' if errors[-1] == 403 else 'failed'} (HTTP {errors[-1]})")
+        gaps.append(f"{kind_label(f'{group}/{kind}')}: list {'forbidden' if errors[-1] == 403 else 'failed'} "
+                    f"(HTTP {errors[-1]})")
         unread[f"{group}/{kind}"] = gaps[-1]
     else:
         gaps.append(f"{kind}: CRD {plural}.{group} not found")

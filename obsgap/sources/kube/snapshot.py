@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,9 @@ import yaml
 
 from obsgap.ambient import GATEWAY_POD_LABELS
 from obsgap.errors import InputError
-from obsgap.sources.kube.kinds import GATEWAY_API_GROUP, KIND_OF_RESOURCE, kubectl_resource
+from obsgap.model import GATEWAY_API_GROUP, Condition, Topology
+from obsgap.sources.kube.kinds import KIND_OF_RESOURCE, kind_label, kind_of, kubectl_resource
+from obsgap.topology import reference_granted
 
 SUFFIXES = {".json", ".yaml", ".yml"}
 
@@ -54,40 +56,72 @@ def _is_empty_list(docs: list[Any]) -> bool:
 _KUBECTL_ERROR_LINE = re.compile(r"^\s*(Error from server.*|error: .*|Unable to connect to the server.*|"
                                  r"The connection to the server.*)$", re.MULTILINE)
 _NOT_SERVED = "doesn't have a resource type"
+_ERR_BYTES = 65536
+"""kubectl's stderr is read this far: its error is on one of the first lines."""
+
+
+def _saved_with_stderr(paths: list[Path]) -> Iterator[tuple[Path, str | None, str | None]]:
+    """(snapshot file, kubectl's first error beside it, why that error could not be read) for each file saved with
+    its stderr beside it (`pods.json`, `pods.err`), as the README's command saves them; warnings are not errors."""
+    for path in _walk(paths):
+        err = path.with_suffix(".err")
+        if not err.is_file():
+            continue
+        try:
+            with err.open("rb") as fh:
+                text = fh.read(_ERR_BYTES).decode("utf-8", errors="replace")
+        except OSError as exc:
+            yield path, None, f"{err}: cannot read it ({exc.strerror or type(exc).__name__})"
+            continue
+        match = _KUBECTL_ERROR_LINE.search(text)
+        yield path, match.group(1).strip()[:300] if match else None, None
 
 
 def _complaints(paths: list[Path]) -> dict[Path, str]:
-    """kubectl's first error for each snapshot file saved with its stderr beside it (`pods.json`, `pods.err`), as
-    the README's command saves them; warnings are not errors."""
-    out = {}
-    for path in _walk(paths):
-        err = path.with_suffix(".err")
-        try:
-            text = err.read_text(encoding="utf-8", errors="replace") if err.is_file() else ""
-        except OSError:
-            continue
-        if match := _KUBECTL_ERROR_LINE.search(text):
-            out[path] = match.group(1).strip()[:300]
-    return out
+    return {path: complaint for path, complaint, _ in _saved_with_stderr(paths) if complaint}
 
 
-def kubectl_errors(paths: list[Path]) -> tuple[dict[str, str], list[str]]:
-    """(kinds whose list kubectl could not read -> why, gaps): a file of one kind that kubectl failed to fill
-    (`Error from server (Forbidden)`, as the empty List it still prints) leaves that kind unread (Topology.unread),
-    as a refused list does live; a kind the cluster does not serve has no objects and is only noted."""
+def _empty(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return not fh.read(4096).strip()
+    except OSError:
+        return False  # _documents says why it cannot be read
+
+
+def kubectl_errors(paths: list[Path]) -> tuple[dict[str, str], list[str], set[str]]:
+    """(kinds whose list kubectl could not read -> why, gaps, kinds the cluster does not serve), from the files
+    the README's command saves, one per kind with kubectl's stderr beside it. A list kubectl failed (`Error from
+    server (Forbidden)`, beside the empty List it still prints), an error file that cannot be read, or a file
+    kubectl left empty without saying the cluster lacks the kind (killed, not found on PATH) leaves that kind
+    unread (Topology.unread), as a refused list does live; a kind the cluster does not serve has no objects and is
+    only noted."""
     unread: dict[str, str] = {}
     gaps: list[str] = []
-    for path, complaint in _complaints(paths).items():
+    not_served: set[str] = set()
+    for path, complaint, unreadable in _saved_with_stderr(paths):
         kind = KIND_OF_RESOURCE.get(path.stem)
-        shown = kind.rpartition("/")[2] + (f" ({kind.rpartition('/')[0]})" if kind and "/" in kind else "") \
-            if kind else str(path)
-        if _NOT_SERVED in complaint:
+        shown = kind_label(kind) if kind else str(path)
+        if complaint and _NOT_SERVED in complaint:
             gaps.append(f"{shown}: not served by the cluster (kubectl: {complaint})")
-        else:
+            not_served |= {kind} if kind else set()
+            continue
+        if complaint:
             gaps.append(f"{shown}: list failed (kubectl: {complaint})")
-            if kind:
-                unread[kind] = gaps[-1]
-    return unread, gaps
+        elif unreadable:
+            gaps.append(f"{shown}: list failed? kubectl's error output {unreadable}")
+        elif _empty(path):
+            gaps.append(f"{shown}: list failed (kubectl wrote nothing, and no error it explains: was it killed?)")
+        else:
+            continue
+        if kind:
+            unread[kind] = gaps[-1]
+    return unread, gaps, not_served
+
+
+def held_kinds(objects: list[Mapping[str, Any]]) -> set[str]:
+    """The kinds (as LISTED_KINDS names them) of which the snapshot holds at least one object."""
+    return {kind_of(o) for o in objects}
 
 
 _KUBECTL_ERROR = re.compile(r"^\s*(Error from server|error:|Unable to connect to the server|The connection to the "
@@ -151,68 +185,43 @@ def load_snapshot(paths: list[Path]) -> tuple[list[Mapping[str, Any]], list[str]
     return objects, gaps
 
 
+def _true(conditions: tuple[Condition, ...], kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in conditions)
 
 
-def _kind(obj: Mapping[str, Any]) -> str:
-    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
-    return f"{group}/{obj.get('kind')}" if group == GATEWAY_API_GROUP else str(obj.get("kind") or "")
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        obj = obj.get(key) if isinstance(obj, Mapping) else None
-    return obj
-
-
-def _true(conditions: Any, kind: str) -> bool:
-    return isinstance(conditions, list) and any(isinstance(c, Mapping) and c.get("type") == kind
-                                                and c.get("status") == "True" for c in conditions)
-
-
-def _cross_namespace_service(route: Mapping[str, Any]) -> str | None:
-    """The first backendRef of a route to a Service of another namespace, as `ns/name`."""
-    namespace = _get(route, "metadata", "namespace") or "default"
-    for rule in _get(route, "spec", "rules") or []:
-        for ref in _get(rule, "backendRefs") or []:
-            if (isinstance(ref, Mapping) and ref.get("group") in (None, "") and ref.get("kind") in (None, "Service")
-                    and ref.get("namespace") not in (None, namespace)):
-                return f"{ref['namespace']}/{ref.get('name')}"
-    return None
-
-
-def unseen_kinds(objects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """The kinds the snapshot shows the cluster has but holds no object of (Topology.unread), each with why, in
-    words. `kubectl get` prints only the kinds it is asked for, so the absence of a kind is usually the command's,
-    not the cluster's; where the snapshot itself proves objects of it exist, the verdicts that rest on them are
-    unknown, as where the API refused to list them: Nodes (its pods name the nodes they run on), Gateway API
-    Gateways (pods a Gateway deployed, routes a Gateway accepted), ReferenceGrants (a route's controller resolved a
-    backend in another namespace)."""
-    objects = list(objects)
-    held = {_kind(o) for o in objects}
-    pods = [o for o in objects if o.get("kind") == "Pod"]
-    routes = [o for o in objects if _kind(o) in (f"{GATEWAY_API_GROUP}/HTTPRoute", f"{GATEWAY_API_GROUP}/GRPCRoute")]
+def unseen_kinds(topo: Topology) -> dict[str, str]:
+    """The kinds some of whose objects the snapshot shows exist but does not hold (Topology.unread), each with why,
+    in words. `kubectl get` prints only what it is asked for (and a namespace's objects only, under -n), so a
+    missing object is usually the command's doing, not the cluster's; where the snapshot's own objects name one it
+    lacks, the verdicts that rest on that kind are unknown, as where the API refused to list it: a Node a pod runs
+    on, a Gateway API Gateway that deployed pods or accepted a route, a ReferenceGrant that must allow a
+    cross-namespace backend the route's controller resolved. Computed before the topology is scoped by -n."""
     proofs: dict[str, str] = {}
-    nodes = {str(n) for p in pods if (n := _get(p, "spec", "nodeName"))}
+    pods = (*topo.pods, *topo.context_pods)
+    nodes = sorted({p.node for p in pods if p.node and p.node not in topo.nodes})
     if nodes:
-        proofs["Node"] = f"its pods run on {len(nodes)} node{'s' * (len(nodes) > 1)} ({sorted(nodes)[0]}…)"
+        proofs["Node"] = f"its pods run on node {nodes[0]}" + (f" and {len(nodes) - 1} more" if len(nodes) > 1 else "")
+    gateways = {(g.namespace, g.name) for g in topo.kube_gateways}
+    gateway_kind, grant_kind = f"{GATEWAY_API_GROUP}/Gateway", f"{GATEWAY_API_GROUP}/ReferenceGrant"
     for pod in pods:
-        labels = _get(pod, "metadata", "labels") or {}
-        name = next((labels[k] for k in GATEWAY_POD_LABELS if isinstance(labels, Mapping) and labels.get(k)), None)
-        if name:
-            proofs.setdefault(f"{GATEWAY_API_GROUP}/Gateway", f"pod {_get(pod, 'metadata', 'namespace')}/"
-                              f"{_get(pod, 'metadata', 'name')} was deployed for Gateway {name}")
-    for route in routes:
-        where = f"{route.get('kind')} {_get(route, 'metadata', 'namespace')}/{_get(route, 'metadata', 'name')}"
-        for parent in _get(route, "status", "parents") or []:
-            ref = _get(parent, "parentRef") or {}
-            if ref.get("kind") in (None, "Gateway") and ref.get("group") in (None, GATEWAY_API_GROUP) \
-                    and _true(_get(parent, "conditions"), "Accepted"):
-                proofs.setdefault(f"{GATEWAY_API_GROUP}/Gateway", f"{where} is accepted by Gateway {ref.get('name')}")
-            backend = _cross_namespace_service(route)
-            if backend and _true(_get(parent, "conditions"), "ResolvedRefs"):
-                proofs.setdefault(f"{GATEWAY_API_GROUP}/ReferenceGrant", f"the controller resolved {where}'s backend "
-                                  f"{backend} in another namespace, which a ReferenceGrant must allow")
-    shown = {k: k.rpartition("/")[2] + (f" ({GATEWAY_API_GROUP})" if "/" in k else "") for k in proofs}
-    return {kind: f"{shown[kind]}: missing from the snapshot, though {why} (add `{kubectl_resource(kind)}` to the "
-                  "kubectl get command)"
-            for kind, why in proofs.items() if kind not in held}
+        name = next((pod.labels[k] for k in GATEWAY_POD_LABELS if pod.labels.get(k)), None)
+        if name and (pod.namespace, name) not in gateways:
+            proofs.setdefault(gateway_kind, f"pod {pod.namespace}/{pod.name} was deployed for Gateway "
+                                            f"{pod.namespace}/{name}")
+    for route in (*topo.routes, *topo.context_routes):
+        where = f"{route.kind} {route.namespace}/{route.name}"
+        parents = {(r.namespace, r.name): r for r in route.parents}
+        for namespace, name, conditions in route.parent_status:
+            ref = parents.get((namespace, name))
+            if ref is not None and (ref.group, ref.kind) == (GATEWAY_API_GROUP, "Gateway") \
+                    and _true(conditions, "Accepted") and (namespace, name) not in gateways:
+                proofs.setdefault(gateway_kind, f"{where} is accepted by Gateway {namespace}/{name}")
+        if not any(_true(conditions, "ResolvedRefs") for _, _, conditions in route.parent_status):
+            continue
+        for ref in route.backends:
+            if (ref.group, ref.kind) == ("", "Service") and ref.namespace != route.namespace \
+                    and not reference_granted(route, ref, topo.reference_grants):
+                proofs.setdefault(grant_kind, f"the controller resolved {where}'s backend {ref.namespace}/{ref.name}"
+                                              ", which only a ReferenceGrant in its namespace allows")
+    return {kind: f"{kind_label(kind)}: missing from the snapshot, though {why} (add `{kubectl_resource(kind)}` to "
+                  "the kubectl get command, across every namespace)" for kind, why in proofs.items()}
