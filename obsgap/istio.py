@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from obsgap.ambient import DATAPLANE_MODE, REDIRECTION, ambient_namespace
-from obsgap.model import SidecarState, TrafficExclusions
+from obsgap.model import Pod, SidecarState, Telemetry, TrafficExclusions
 
 PROTOCOL_PREFIXES = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp",
                      "mongo", "redis", "mysql", "http_proxy")
@@ -24,6 +24,8 @@ INJECT_KEY = "sidecar.istio.io/inject"
 PROXY_CONTAINER = "istio-proxy"
 IMAGE_AUTO = "auto"
 INIT_CONTAINERS = ("istio-init", "istio-validation")
+PROMETHEUS = "prometheus"
+"""The MeshConfig extension provider whose metrics Prometheus scrapes from the sidecars (istio_requests_total...)."""
 NO_SIDECAR_CAUSES = ("no-sidecar/inject-annotation", "no-sidecar/host-network", "no-sidecar/namespace-not-enabled",
                      "no-sidecar/init-container", "no-sidecar/unknown")
 """Why a pod runs no istio-proxy (SidecarState.reason): the envoy-bypass and sidecar-missing causes."""
@@ -236,3 +238,59 @@ def traffic_exclusions(annotations: Mapping[str, str]) -> TrafficExclusions:
         exclude_outbound_ip_ranges=tuple(ranges),
         include_outbound_ip_ranges=annotations.get(INCLUDE_OUTBOUND_IPS),
     )
+
+
+def applicable_telemetries(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str) -> list[Telemetry]:
+    """The Telemetry resources that configure a sidecar, least specific first (istiod's applicableTelemetries,
+    pilot/pkg/model/telemetry.go): the root namespace's selector-less one, the pod's namespace's selector-less one,
+    then those of its namespace whose selector matches the pod's labels. Each namespace's first selector-less
+    resource counts (istiod's order: creation time, then name); resources with targetRefs configure gateways and
+    waypoints, not sidecars."""
+    def namespace_wide(namespace: str) -> list[Telemetry]:
+        found = [t for t in telemetries if t.namespace == namespace and not t.selector and not t.targeted]
+        return found[:1]
+
+    out = namespace_wide(root_namespace)
+    if pod.namespace != root_namespace:
+        out += namespace_wide(pod.namespace)
+    out += [t for t in telemetries if t.namespace == pod.namespace and t.selector and not t.targeted
+            and all(pod.labels.get(k) == v for k, v in t.selector.items())]
+    return out
+
+
+def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
+                      default_providers: Sequence[str], mode: str = "SERVER") -> Telemetry | None:
+    """The Telemetry resource that stops the pod's sidecar from exporting istio_requests_total to Prometheus as the
+    server (reporter=destination) or the client (reporter=source), or None. istiod's mergeMetrics for the
+    `prometheus` provider: a level's providers replace its parent's (none given: the parent's), the providers of
+    the most specific level that names any are the ones configured, and overrides apply in order, least specific
+    first: ALL_METRICS disabled drops the mode's whole filter until a later override of that mode names a metric
+    (re-enabling it); a REQUEST_COUNT (or ALL_METRICS) override's `disabled` is the metric's last word."""
+    rules = [(t, rule) for t in applicable_telemetries(pod, telemetries, root_namespace) for rule in t.metrics]
+    if not rules:
+        return None  # no Telemetry says anything: whatever the mesh's defaults give, no resource turned it off
+    in_scope: tuple[str, ...] = tuple(default_providers)
+    last_setter: Telemetry | None = None
+    for t, rule in rules:
+        if rule.providers:
+            in_scope, last_setter = rule.providers, t
+    if PROMETHEUS not in in_scope:
+        return last_setter
+    parent = tuple(default_providers)
+    all_off: Telemetry | None = None
+    metric_off: Telemetry | None = None
+    for t, rule in rules:
+        providers = rule.providers or parent
+        parent = providers
+        if PROMETHEUS not in providers:
+            continue
+        for o in rule.overrides:
+            if o.mode not in (mode, "CLIENT_AND_SERVER"):
+                continue
+            if o.metric == "ALL_METRICS" and not o.custom and o.disabled:
+                all_off = t
+                continue
+            all_off = None  # an override naming metrics for this mode puts its filter back
+            if o.disabled is not None and not o.custom and o.metric in ("ALL_METRICS", "REQUEST_COUNT"):
+                metric_off = t if o.disabled else None
+    return all_off or metric_off

@@ -318,6 +318,44 @@ class ReferenceGrant:
 
 
 @dataclass(frozen=True)
+class MetricOverride:
+    """One `metrics[].overrides[]` entry of a Telemetry resource, with the API's defaults applied."""
+
+    metric: str
+    """A standard metric (`REQUEST_COUNT`...), `ALL_METRICS` (also when the match names none), or a custom one."""
+    custom: bool
+    mode: str
+    """`CLIENT`, `SERVER` or `CLIENT_AND_SERVER` (the default)."""
+    disabled: bool | None
+
+
+@dataclass(frozen=True)
+class MetricsRule:
+    """One `metrics[]` entry of a Telemetry resource: its providers (none: the parent level's) and overrides."""
+
+    providers: tuple[str, ...]
+    overrides: tuple[MetricOverride, ...]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """An Istio Telemetry resource (telemetry.istio.io): what it says about the proxies' metrics."""
+
+    namespace: str
+    name: str
+    created: str
+    """metadata.creationTimestamp: istiod orders a namespace's Telemetries by it (then by name)."""
+    selector: Mapping[str, str]
+    targeted: bool
+    """It names targetRefs (gateways, waypoints): it does not apply to sidecars."""
+    metrics: tuple[MetricsRule, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
 class Topology:
     namespaces: Mapping[str, Namespace]
     services: tuple[Service, ...]
@@ -335,6 +373,13 @@ class Topology:
     """IP -> (namespace, service) from Endpoints/EndpointSlices (covers selector-less services)."""
     access_log_formats: tuple[Any, ...] = ()
     """The mesh's own Envoy access-log formats (envoy_format.AccessFormat), from its MeshConfig."""
+    telemetries: tuple[Telemetry, ...] = ()
+    """Istio Telemetry resources, in istiod's order (creation time, then name); never scoped by -n (the root
+    namespace's apply everywhere)."""
+    mesh_root_namespace: str = "istio-system"
+    """MeshConfig rootNamespace: its selector-less Telemetry applies to the whole mesh."""
+    mesh_metric_providers: tuple[str, ...] = ("prometheus",)
+    """MeshConfig defaultProviders.metrics (Istio's default since 1.18 when the MeshConfig was not read)."""
     context_pods: tuple[Pod, ...] = ()
     """Pods outside the -n scope: never subjects of a finding, but callers and addresses are named by them."""
     context_services: tuple[Service, ...] = ()

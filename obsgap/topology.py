@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from obsgap import ambient
+from obsgap import ambient, istio
 from obsgap.model import (
     GATEWAY_API_GROUP,
     DestinationRule,
@@ -121,6 +121,22 @@ class TopologyIndex:
             waypoint = self.waypoint_of(svc)
             return "waypoint" if waypoint is not None and waypoint.serves else "ztunnel"
         return "none"
+
+    def request_metrics_off(self, svc: Service) -> str | None:
+        """Why the mesh's server-side request count (istio_requests_total, reporter=destination) of a Service whose
+        sidecars serve it is not the whole of its traffic: Telemetry resources turn it off on some of its pods
+        (istio.request_count_off); None when none does."""
+        if not self.topo.telemetries:
+            return None
+        pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
+        off = [(p, t) for p in pods
+               if (t := istio.request_count_off(p, self.topo.telemetries, self.topo.mesh_root_namespace,
+                                                self.topo.mesh_metric_providers)) is not None]
+        if not off:
+            return None
+        names = sorted({f"{t.namespace}/{t.name}" for _, t in off})
+        return (f"Telemetry {', '.join(names)} turns off the sidecars' request metrics (REQUEST_COUNT, server side) "
+                f"for {len(off)} of its {len(pods)} pods with a sidecar")
 
     def in_scope(self, pod: Pod) -> bool:
         """False for pods outside the -n scope (known only to name callers and addresses)."""

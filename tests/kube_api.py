@@ -33,6 +33,7 @@ LIST_PATHS = {  # path -> (API group, kind)
     **{f"/apis/gateway.networking.k8s.io/v1/{plural}": ("gateway.networking.k8s.io", kind) for kind, plural in (
         ("Gateway", "gateways"), ("HTTPRoute", "httproutes"), ("GRPCRoute", "grpcroutes"),
         ("ReferenceGrant", "referencegrants"))},
+    "/apis/telemetry.istio.io/v1/telemetries": ("telemetry.istio.io", "Telemetry"),
     "/apis/sloth.slok.dev/v1/prometheusservicelevels": ("sloth.slok.dev", "PrometheusServiceLevel"),
     "/apis/pyrra.dev/v1alpha1/servicelevelobjectives": ("pyrra.dev", "ServiceLevelObjective"),
     "/apis/monitoring.coreos.com/v1/prometheusrules": ("monitoring.coreos.com", "PrometheusRule"),

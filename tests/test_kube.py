@@ -474,7 +474,7 @@ def test_the_nightly_cronjobs_role_lets_it_read_every_kind(realworld: Path, tmp_
     from obsgap.sources.kube.slos import load_live_slos
     from tests.kube_api import Cluster, serving
 
-    objects, _ = load_snapshot([realworld / "bookinfo", realworld.parent / "gateway_api",
+    objects, _ = load_snapshot([realworld / "bookinfo", realworld.parent / "gateway_api", realworld / "api",
                                 realworld / "gateway-controller" / "reference-policy-service.yaml"])
     mesh = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
             "data": {"mesh": "accessLogFile: /dev/stdout\n"}}
@@ -486,7 +486,8 @@ def test_the_nightly_cronjobs_role_lets_it_read_every_kind(realworld: Path, tmp_
     assert (unread, [g for g in gaps + slo_gaps if "forbidden" in g]) == ({}, [])
     read = {f"{str(o.get('apiVersion', '')).rpartition('/')[0]}/{o['kind']}".lstrip("/") for o in live}
     held = {f"{str(o.get('apiVersion', '')).rpartition('/')[0]}/{o['kind']}".lstrip("/") for o in objects}
-    assert held & LISTED_KINDS <= read and "gateway.networking.k8s.io/ReferenceGrant" in read
+    assert held & LISTED_KINDS <= read and {"gateway.networking.k8s.io/ReferenceGrant",
+                                            "telemetry.istio.io/Telemetry"} <= read
     assert any(o["kind"] == "ConfigMap" for o in live)
 
     without = [r for r in role["rules"] if "gateway.networking.k8s.io" not in r["apiGroups"]]

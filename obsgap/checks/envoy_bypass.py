@@ -75,7 +75,8 @@ class EnvoyBypass(Check):
                 if not st.covered_without_pod_metrics
                 and (st.comparison().ratio is not None or (st.mesh_measured and st.witness is not None))}
         if rec.mesh_unmeasured is None:  # the mesh labels every service's callers, with traffic tonight or not
-            keys |= {f"outside:{s.namespace}/{s.name}" for s in inputs.index.topo.services}
+            keys |= {f"outside:{s.namespace}/{s.name}" for s in inputs.index.topo.services
+                     if inputs.index.request_metrics_off(s) is None}
         keys |= {_caller_key(ns, workload, f"{sns}/{service}")
                  for ns, workload, service, sns, *_ in _caller_calls(inputs)}
         return frozenset(keys)
@@ -109,8 +110,8 @@ class EnvoyBypass(Check):
             outside = _outside_mesh(st, inputs)  # the mesh's own labels: whatever the witnesses saw
             if outside:
                 out.append(outside)
-            if st.observed < inputs.settings.min_requests:
-                continue
+            if st.observed < inputs.settings.min_requests or not st.mesh_measured:
+                continue  # too little to judge; or the mesh's side unknown (not examined either)
             dark = _dark_pods(st)
             bypass = _no_sidecar(st, dark, inputs) if dark else None
             if bypass:
@@ -359,7 +360,7 @@ def _is_gateway(idx: TopologyIndex, namespace: str, workload: str) -> bool:
 
 def _outside_mesh(st: ServiceTraffic, inputs: CheckInputs) -> Finding | None:
     svc = st.service
-    if st.unknown_source < inputs.settings.min_requests or st.mesh_requests <= 0:
+    if not st.mesh_measured or st.unknown_source < inputs.settings.min_requests or st.mesh_requests <= 0:
         return None
     share = st.unknown_source / st.mesh_requests
     if share < 0.1:

@@ -20,6 +20,8 @@ from obsgap.model import (
     Gateway,
     KubeGateway,
     Listener,
+    MetricOverride,
+    MetricsRule,
     Namespace,
     Pod,
     ReferenceGrant,
@@ -31,11 +33,12 @@ from obsgap.model import (
     ServicePort,
     SidecarState,
     Subset,
+    Telemetry,
     Topology,
     VirtualService,
     WorkloadTemplate,
 )
-from obsgap.sources.kube.meshconfig import access_formats
+from obsgap.sources.kube.meshconfig import access_formats, mesh_defaults
 
 RAW = Mapping[str, Any]
 _RS_HASH = re.compile(r"-[a-z0-9]{5,10}$")
@@ -346,6 +349,30 @@ def _route(obj: RAW) -> Route:
                  backends, status)
 
 
+def _metrics_rule(raw: RAW) -> MetricsRule:
+    overrides = []
+    for o in raw.get("overrides") or []:
+        if not isinstance(o, Mapping):
+            continue
+        match = _mapping(o.get("match"))
+        custom = match.get("customMetric")
+        disabled = o.get("disabled")
+        overrides.append(MetricOverride(str(custom) if custom else str(match.get("metric") or "ALL_METRICS"),
+                                        bool(custom), str(match.get("mode") or "CLIENT_AND_SERVER"),
+                                        disabled if isinstance(disabled, bool) else None))
+    return MetricsRule(tuple(str(_mapping(p).get("name")) for p in raw.get("providers") or []
+                             if _mapping(p).get("name")), tuple(overrides))
+
+
+def _telemetry(obj: RAW) -> Telemetry:
+    ns, name = _meta(obj)
+    spec = obj.get("spec") or {}
+    return Telemetry(ns, name, str(obj["metadata"].get("creationTimestamp") or ""),
+                     _str_map(_mapping(spec.get("selector")).get("matchLabels")),
+                     bool(spec.get("targetRef") or spec.get("targetRefs")),
+                     tuple(_metrics_rule(m) for m in spec.get("metrics") or [] if isinstance(m, Mapping)))
+
+
 def _reference_grant(obj: RAW) -> ReferenceGrant:
     ns, name = _meta(obj)
     spec = obj.get("spec") or {}
@@ -442,6 +469,7 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = (), unread: Map
     by_kind["Gateway"] = [o for o in by_kind.get("Gateway", []) if not _gateway_api(o)]
     by_kind["KubeGateway"] = gateway_api
     log_formats, format_gaps = access_formats(by_kind.get("ConfigMap", []))
+    root_namespace, metric_providers = mesh_defaults(by_kind.get("ConfigMap", []))
     gap_list.extend(format_gaps)
     return Topology(
         namespaces=namespaces, access_log_formats=log_formats,
@@ -454,6 +482,8 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = (), unread: Map
         kube_gateways=convert("KubeGateway", _kube_gateway),
         routes=convert("HTTPRoute", _route) + convert("GRPCRoute", _route),
         reference_grants=convert("ReferenceGrant", _reference_grant),
+        telemetries=tuple(sorted(convert("Telemetry", _telemetry), key=lambda t: (t.created, t.name, t.namespace))),
+        mesh_root_namespace=root_namespace, mesh_metric_providers=metric_providers,
         workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
                         for t in convert(kind, lambda o: _template(o, namespaces, mesh_ambient))
                         if kind != "ReplicaSet" or not t.labels.get("pod-template-hash")),

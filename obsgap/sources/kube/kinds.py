@@ -15,8 +15,12 @@ ISTIO_KINDS = {"VirtualService": "virtualservices", "DestinationRule": "destinat
 GATEWAY_API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
 GATEWAY_API_KINDS = {"Gateway": "gateways", "HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes",
                      "ReferenceGrant": "referencegrants"}
+TELEMETRY_GROUP = "telemetry.istio.io"
+TELEMETRY_VERSIONS = ("v1", "v1alpha1")
+TELEMETRY_KINDS = {"Telemetry": "telemetries"}
 CUSTOM_KINDS = ((ISTIO_GROUP, ISTIO_VERSIONS, ISTIO_KINDS),
-                (GATEWAY_API_GROUP, GATEWAY_API_VERSIONS, GATEWAY_API_KINDS))
+                (GATEWAY_API_GROUP, GATEWAY_API_VERSIONS, GATEWAY_API_KINDS),
+                (TELEMETRY_GROUP, TELEMETRY_VERSIONS, TELEMETRY_KINDS))
 """Custom resources read (get/list only), newest served version first."""
 CORE_KINDS = {"Namespace": "namespaces", "Node": "nodes", "Service": "services", "Pod": "pods",
               "Endpoints": "endpoints", "EndpointSlice": "endpointslices", "ReplicaSet": "replicasets",

@@ -64,3 +64,26 @@ def access_formats(objects: Iterable[RAW]) -> tuple[tuple[AccessFormat, ...], li
         else:
             usable.append(f)
     return tuple(dict.fromkeys(usable)), gaps
+
+
+def mesh_defaults(objects: Iterable[RAW]) -> tuple[str, tuple[str, ...]]:
+    """(rootNamespace, defaultProviders.metrics) of the mesh's MeshConfig (`istio` before a revision's), with
+    Istio's defaults where it is not read or does not say: istio-system, and the Prometheus provider that every
+    install since 1.18 lists."""
+    root: str = "istio-system"
+    providers: tuple[str, ...] = ("prometheus",)
+    for _where, text in sorted(_mesh_configs(objects), key=lambda c: not c[0].endswith("/istio")):
+        try:
+            mesh = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue  # access_formats reports it
+        if not isinstance(mesh, Mapping):
+            continue
+        if isinstance(mesh.get("rootNamespace"), str) and mesh["rootNamespace"]:
+            root = mesh["rootNamespace"]
+        defaults = mesh.get("defaultProviders")
+        metrics = defaults.get("metrics") if isinstance(defaults, Mapping) else None
+        if isinstance(metrics, list) and metrics:
+            providers = tuple(str(m) for m in metrics)
+        break
+    return root, providers

@@ -1,0 +1,126 @@
+"""Istio's Telemetry API: which resources configure a sidecar, and when they turn off the request count the mesh's
+comparisons rest on (istio.applicable_telemetries, istio.request_count_off). A service whose server-side count a
+Telemetry resource turned off is not measured by the mesh: never a bypass, never a 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from obsgap.istio import applicable_telemetries, request_count_off
+from obsgap.sources.kube.build import build_topology
+from tests.helpers import k8s_pod, run_scenario, unexamined
+
+
+def _telemetry(namespace: str, name: str, metrics: list[dict[str, Any]], created: str = "2026-01-01T00:00:00Z",
+               **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+            "spec": {"metrics": metrics, **spec}}
+
+
+# Istio's own cases (pilot/pkg/model/telemetry_test.go, TestTelemetryFilters, at istio/istio 86c9f01), as the
+# Telemetry objects their Go structs stand for; Istio's expectation: the sidecar's stats filter (istio.stats) has
+# requests_total, or there is no filter at all.
+PROMETHEUS = [{"name": "prometheus"}]
+DISABLED_ALL = [{"providers": PROMETHEUS, "overrides": [{"match": {"metric": "ALL_METRICS"}, "disabled": True}]}]
+DISABLED_ALL_IMPLICIT = [{"providers": PROMETHEUS, "overrides": [{"disabled": True}]}]
+EMPTY_PROMETHEUS = [{"providers": PROMETHEUS}]
+REENABLE = [{"providers": PROMETHEUS, "overrides": [{"match": {"metric": "ALL_METRICS"}}]}]
+OVERRIDES = [{"providers": PROMETHEUS, "overrides": [{"match": {"metric": "REQUEST_COUNT"}, "tagOverrides": {
+    "remove": {"operation": "REMOVE"}, "add": {"operation": "UPSERT", "value": "bar"}}}]}]
+ISTIO_CASES = {  # name: (root namespace's metrics, the pod namespace's metrics, requests_total reported)
+    "empty": (None, None, True),
+    "disabled-prometheus": (DISABLED_ALL, None, False),
+    "disabled-prometheus-implicit": (DISABLED_ALL_IMPLICIT, None, False),
+    "disabled-then-empty": (DISABLED_ALL, EMPTY_PROMETHEUS, False),
+    "disabled-then-reenable": (DISABLED_ALL, REENABLE, True),
+    "disabled-then-overrides": (DISABLED_ALL, OVERRIDES, True),
+    "default prometheus": (EMPTY_PROMETHEUS, None, True),
+    "prometheus overrides": (OVERRIDES, None, True),
+}
+
+
+def _off(objects: list[dict[str, Any]], pod_name: str = "test-0", mode: str = "SERVER") -> str | None:
+    topo = build_topology(objects)
+    pod = next(p for p in topo.pods if p.name == pod_name)
+    off = request_count_off(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_metric_providers, mode)
+    return None if off is None else f"{off.namespace}/{off.name}"
+
+
+def test_istios_own_cases_of_which_metrics_a_sidecar_reports() -> None:
+    pod = k8s_pod("test-0", "test", "10.0.0.1", namespace="default")
+    for name, (root, namespace, reported) in ISTIO_CASES.items():
+        objects = [pod]
+        objects += [_telemetry("istio-system", "root", root)] if root is not None else []
+        objects += [_telemetry("default", "ns", namespace)] if namespace is not None else []
+        for mode in ("SERVER", "CLIENT"):  # the cases' outbound listener; their overrides name no mode
+            assert (_off(objects, mode=mode) is None) == reported, (name, mode)
+
+
+def test_the_api_references_examples(realworld: Path) -> None:
+    """istio/api's own examples: server-side metrics off for the whole mesh (the client side untouched); a
+    namespace's override that adds tags to every metric, client and server, puts its server side back."""
+    mesh_default = yaml.safe_load((realworld / "api" / "telemetry-mesh-default-server-metrics-off.yaml").read_text())
+    foo = yaml.safe_load((realworld / "api" / "telemetry-namespace-metrics.yaml").read_text())
+    pods = [k8s_pod("test-0", "test", "10.0.0.1", namespace="foo"), k8s_pod("bar-0", "bar", "10.0.0.2", "bar")]
+    assert _off([*pods, mesh_default]) == "istio-system/mesh-default"
+    assert _off([*pods, mesh_default], mode="CLIENT") is None
+    assert _off([*pods, mesh_default, foo]) is None  # its namespace's override re-enables the filter
+    assert _off([*pods, mesh_default, foo], "bar-0") == "istio-system/mesh-default"  # another namespace: still off
+    # the providers of the most specific level that names any are the configured ones
+    otel_only = _telemetry("foo", "otel", [{"providers": [{"name": "opentelemetry"}]}])
+    assert _off([*pods, otel_only]) == "foo/otel"
+    # a selector-less resource in the pod's namespace counts once: the oldest
+    newer = _telemetry("foo", "newer", DISABLED_ALL, created="2026-06-01T00:00:00Z")
+    older = _telemetry("foo", "older", EMPTY_PROMETHEUS, created="2026-02-01T00:00:00Z")
+    assert _off([*pods, newer, older]) is None
+
+
+def test_which_telemetry_resources_select_a_pod(realworld: Path) -> None:
+    """Istio's analyzer input for Telemetry selectors: the two it reports as selecting no pod select none here,
+    and the pairs it reports as conflicting (dupe-1/dupe-2 by the same selector, overlap-1/overlap-2 by labels of
+    one pod) each select one pod, the same one."""
+    objects = [o for o in yaml.safe_load_all(
+        (realworld / "istio-analyzers" / "telemetry-selector.yaml").read_text()) if o]
+    topo = build_topology(objects)
+    selecting: dict[str, set[str]] = {f"{t.namespace}/{t.name}": set() for t in topo.telemetries if t.selector}
+    for pod in topo.pods:
+        for t in applicable_telemetries(pod, topo.telemetries, topo.mesh_root_namespace):
+            if t.selector:
+                selecting[f"{t.namespace}/{t.name}"].add(f"{pod.namespace}/{pod.name}")
+    assert {name for name, pods in selecting.items() if not pods} == {"default/maps-to-nonexistent",
+                                                                      "other/maps-to-different-ns"}
+    assert selecting["default/dupe-1"] == selecting["default/dupe-2"] == {"default/reviews"}
+    assert selecting["default/overlap-1"] == selecting["default/overlap-2"] == {"default/ratings"}
+    assert selecting["default/maps-correctly-no-conflicts"] == {"default/productpage"}
+
+
+def test_a_service_whose_server_metrics_a_telemetry_resource_turned_off_is_not_a_bypass(tmp_path: Path) -> None:
+    """api's sidecars serve every request and report none (server side), as a Telemetry resource that selects its
+    pods and disables REQUEST_COUNT for SERVER makes them; the callers' sidecars still report theirs. Without the
+    resource in the topology that is a bypass (the metrics lost for no reason obsgap can see); with it, the mesh's
+    side of api is not measured, says which resource, and api is not examined (an earlier finding is carried, not
+    resolved). A real Prometheus serves the metrics."""
+    from dataclasses import replace
+
+    from obsgap.scenario.spec import ServiceSpec
+    from tests.test_coverage import scenario
+
+    base = scenario("telemetry-off", ServiceSpec("app", "api", metrics_loss=1.0))
+    control = run_scenario(base, tmp_path / "control")
+    assert ("envoy-bypass", "unexplained", "api") in control.triples()
+
+    off = _telemetry("app", "api-no-server-metrics", [{"providers": PROMETHEUS, "overrides": [
+        {"match": {"metric": "REQUEST_COUNT", "mode": "SERVER"}, "disabled": True}]}],
+        selector={"matchLabels": {"app": "api"}})
+    run = run_scenario(replace(base, extra_objects=(off,)), tmp_path / "telemetry")
+    assert not {t for t in run.triples() if t[2] == "api"}, run.triples()
+    row = next(c for c in run.result.coverage if c.service == "api")
+    assert row.mesh is None and row.ratio is None and row.observed == run.built.truth.server_requests["app/api"]
+    assert "Telemetry app/api-no-server-metrics turns off" in (row.reason or "")
+    examined = next(c.examined for c in run.result.checks if c.check == "envoy-bypass")
+    assert examined is not None and not {"app/api", "outside:app/api"} & examined and "app/control" in examined
+    assert unexamined(run.result) == []
