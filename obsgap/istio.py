@@ -6,7 +6,7 @@ Each rule follows Istio's behaviour as docs/design.md ("Istio facts") records it
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from obsgap.ambient import DATAPLANE_MODE, REDIRECTION, ambient_namespace
@@ -294,3 +294,75 @@ def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace
             if o.disabled is not None and not o.custom and o.metric in ("ALL_METRICS", "REQUEST_COUNT"):
                 metric_off = t if o.disabled else None
     return all_off or metric_off
+
+
+@dataclass(frozen=True)
+class AccessLogLimit:
+    """What a Telemetry resource does to a sidecar's access log on stdout (what kubelet's files hold)."""
+
+    telemetry: Telemetry
+    what: str
+    """`disabled`, `filtered` (only requests matching `expression`), `elsewhere` (sent to other providers), or `none`
+    (access logging configured, but by no rule for this side)."""
+    expression: str | None = None
+
+    def text(self) -> str:
+        where = f"Telemetry {self.telemetry.namespace}/{self.telemetry.name}"
+        if self.what == "filtered":
+            return f"{where} logs only requests matching `{self.expression}`"
+        if self.what == "disabled":
+            return f"{where} turns the access log off"
+        if self.what == "none":
+            return f"{where} configures no access log for the requests a sidecar serves"
+        return f"{where} sends the access log to other providers than stdout"
+
+
+def _mode_matches(rule_mode: str, mode: str) -> bool:
+    return rule_mode in (mode, "CLIENT_AND_SERVER")
+
+
+def access_log_limit(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
+                     default_providers: Sequence[str], stdout_providers: Sequence[str],
+                     mode: str = "SERVER") -> AccessLogLimit | None:
+    """How Telemetry resources limit the access log a pod's sidecar writes to stdout for the requests it serves
+    (mode SERVER), or None when no resource limits it (or none configures access logging: the MeshConfig's
+    accessLogFile then decides; where one does, istiod does not fall back to it). istiod's mergeLogs
+    (pilot/pkg/model/telemetry.go): the providers named by the most specific level that names any are the ones in
+    scope; a rule that names none inherits its parent's; a provider's filter is the last one given by a rule naming
+    it; a rule marked disabled turns its providers off, and a later one turns them back on."""
+    levels = [t for t in applicable_telemetries(pod, telemetries, root_namespace) if t.access_logging]
+    if not levels:
+        return None
+    in_scope: tuple[str, ...] = tuple(default_providers)
+    filters: dict[str, tuple[str | None, Telemetry]] = {}
+    named_by: Telemetry | None = None
+    for t in levels:
+        names = [p for rule in t.access_logging if _mode_matches(rule.mode, mode) for p in rule.providers]
+        for rule in t.access_logging:
+            if _mode_matches(rule.mode, mode):
+                filters.update({p: (rule.filter, t) for p in rule.providers})
+        if names:
+            in_scope, named_by = tuple(dict.fromkeys(names)), t
+    result: dict[str, AccessLogLimit | None] = {}
+    parent = tuple(default_providers)
+    for t in levels:
+        for rule in t.access_logging:
+            names_given = rule.providers or parent
+            parent = names_given
+            for provider in names_given:
+                if provider not in in_scope or not _mode_matches(rule.mode, mode):
+                    continue
+                if rule.disabled:
+                    result[provider] = AccessLogLimit(t, "disabled")
+                    continue
+                expression, setter = filters.get(provider, (None, t))
+                result[provider] = AccessLogLimit(setter, "filtered", expression) if expression else None
+    stdout = {p: limit for p, limit in result.items() if p in stdout_providers}
+    if not result:  # istiod then configures no access log on this side (and no fallback to accessLogFile)
+        return AccessLogLimit(levels[-1], "none")
+    if not stdout:
+        return AccessLogLimit(named_by or levels[-1], "elsewhere")
+    limits = [limit for limit in stdout.values() if limit is not None]
+    if len(limits) < len(stdout):
+        return None  # one provider logs every request to stdout
+    return next((limit for limit in limits if limit.what == "filtered"), limits[0])

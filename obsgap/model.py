@@ -338,6 +338,18 @@ class MetricsRule:
 
 
 @dataclass(frozen=True)
+class AccessLogRule:
+    """One `accessLogging[]` entry of a Telemetry resource."""
+
+    providers: tuple[str, ...]
+    """None given: the parent level's (the MeshConfig's defaultProviders.accessLogging at the top)."""
+    mode: str
+    disabled: bool | None
+    filter: str | None
+    """The CEL expression a request must match to be logged."""
+
+
+@dataclass(frozen=True)
 class Telemetry:
     """An Istio Telemetry resource (telemetry.istio.io): what it says about the proxies' metrics."""
 
@@ -349,6 +361,7 @@ class Telemetry:
     targeted: bool
     """It names targetRefs (gateways, waypoints): it does not apply to sidecars."""
     metrics: tuple[MetricsRule, ...]
+    access_logging: tuple[AccessLogRule, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -380,6 +393,11 @@ class Topology:
     """MeshConfig rootNamespace: its selector-less Telemetry applies to the whole mesh."""
     mesh_metric_providers: tuple[str, ...] = ("prometheus",)
     """MeshConfig defaultProviders.metrics (Istio's default since 1.18 when the MeshConfig was not read)."""
+    mesh_log_providers: tuple[str, ...] = ()
+    """MeshConfig defaultProviders.accessLogging (none by default: access logs come from accessLogFile)."""
+    mesh_stdout_log_providers: tuple[str, ...] = ("envoy",)
+    """The access-log providers that write to the sidecar's stdout, where kubelet's files and pods/log hold them:
+    Istio's built-in `envoy`, and extension providers whose envoyFileAccessLog path is /dev/stdout."""
     context_pods: tuple[Pod, ...] = ()
     """Pods outside the -n scope: never subjects of a finding, but callers and addresses are named by them."""
     context_services: tuple[Service, ...] = ()

@@ -138,6 +138,19 @@ class TopologyIndex:
         return (f"Telemetry {', '.join(names)} turns off the sidecars' request metrics (REQUEST_COUNT, server side) "
                 f"for {len(off)} of its {len(pods)} pods with a sidecar")
 
+    def access_log_limits(self, svc: Service) -> tuple[list[istio.AccessLogLimit], int, int]:
+        """How Telemetry resources limit the access logs the Service's sidecars write to stdout, for the requests
+        they serve: (the limits, one per resource and kind, the pods they apply to, the pods with a sidecar)."""
+        if not self.topo.telemetries:
+            return [], 0, 0
+        pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
+        limits = [limit for p in pods
+                  if (limit := istio.access_log_limit(p, self.topo.telemetries, self.topo.mesh_root_namespace,
+                                                      self.topo.mesh_log_providers,
+                                                      self.topo.mesh_stdout_log_providers)) is not None]
+        distinct = {(limit.telemetry.key, limit.what, limit.expression): limit for limit in limits}
+        return list(distinct.values()), len(limits), len(pods)
+
     def in_scope(self, pod: Pod) -> bool:
         """False for pods outside the -n scope (known only to name callers and addresses)."""
         return pod.key not in self._context

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from obsgap.istio import applicable_telemetries, request_count_off
+from obsgap.istio import access_log_limit, applicable_telemetries, request_count_off
 from obsgap.sources.kube.build import build_topology
 from tests.helpers import k8s_pod, run_scenario, unexamined
 
@@ -124,3 +124,106 @@ def test_a_service_whose_server_metrics_a_telemetry_resource_turned_off_is_not_a
     examined = next(c.examined for c in run.result.checks if c.check == "envoy-bypass")
     assert examined is not None and not {"app/api", "outside:app/api"} & examined and "app/control" in examined
     assert unexamined(run.result) == []
+
+
+def _limit(objects: list[dict[str, Any]], pod_name: str = "test-0") -> str | None:
+    topo = build_topology(objects)
+    pod = next(p for p in topo.pods if p.name == pod_name)
+    limit = access_log_limit(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_log_providers,
+                             topo.mesh_stdout_log_providers)
+    return None if limit is None else limit.text()
+
+
+def test_which_requests_a_sidecar_logs_as_the_server(realworld: Path) -> None:
+    """Istio's access-log integration tests (each resource applied in the test's namespace, as they apply it) and
+    what they expect of the server's sidecar; the analyzer input that turns the log on mesh-wide and off for
+    namespace foo."""
+    folder = realworld / "telemetry-integration"
+    pods = [k8s_pod("test-0", "test", "10.0.0.1", namespace="echo"), k8s_pod("foo-0", "foo", "10.0.0.2", "foo")]
+
+    def applied(name: str) -> dict[str, Any]:
+        obj = yaml.safe_load((folder / f"accesslog-{name}.yaml").read_text())
+        return {**obj, "metadata": {**obj["metadata"], "namespace": "echo"}}
+
+    assert _limit(pods) is None  # no Telemetry resource: the MeshConfig's accessLogFile decides
+    assert _limit([*pods, applied("filter")]) == "Telemetry echo/logs logs only requests matching " \
+                                                 "`request.path == '/filter-test'`"
+    assert _limit([*pods, applied("mode-client")]) == ("Telemetry echo/logs configures no access log for the "
+                                                       "requests a sidecar serves")
+    assert _limit([*pods, applied("mode-server")]) is None
+    assert _limit([*pods, applied("mode-clientserver")]) is None
+    mesh = [o for o in yaml.safe_load_all((realworld / "istio-analyzers" / "telemetry-disable-provider.yaml")
+                                          .read_text()) if o]
+    assert _limit([*pods, *mesh]) is None
+    assert _limit([*pods, *mesh], "foo-0") == "Telemetry foo/mesh-default turns the access log off"
+    # a provider that writes elsewhere: the MeshConfig says which write to stdout
+    otel = _telemetry("echo", "otel-logs", [], accessLogging=[{"providers": [{"name": "otel"}]}])
+    assert _limit([*pods, otel]) == "Telemetry echo/otel-logs sends the access log to other providers than stdout"
+
+
+def test_logs_a_telemetry_resource_filters_are_named_where_the_mesh_counts_more(tmp_path: Path,
+                                                                                realworld: Path) -> None:
+    """api's sidecar logs only some requests (Istio's filter test resource applied in api's namespace; the lines
+    it would drop are dropped: every other one here), its callers are outside the mesh (no caller logs to prefer),
+    while the mesh counts them all: metrics-exceed-logs names the
+    resource and its expression, and its fix rewrites that resource's accessLogging. A real Prometheus."""
+    import re
+    from dataclasses import replace
+
+    from obsgap.scenario.simulate import build
+    from obsgap.scenario.spec import FlowSpec, ServiceSpec
+    from tests.test_coverage import scenario
+
+    obj = yaml.safe_load((realworld / "telemetry-integration" / "accesslog-filter.yaml").read_text())
+    applied = {**obj, "metadata": {**obj["metadata"], "namespace": "app"}}
+    flows = (FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("external", "app/api", 8080, 1.0))
+    spec = replace(scenario("filtered", ServiceSpec("app", "api", replicas=1, app_logs="none"), *flows),
+                   gzip_rotated=False, extra_objects=(applied,))
+    built = build(spec, tmp_path / spec.name)
+    for log in (built.logs / "pods").glob("app_api-*/istio-proxy/*.log"):
+        lines = log.read_text().splitlines(keepends=True)
+        log.write_text("".join(ln for i, ln in enumerate(lines) if i % 2 == 0 or re.search(r"/healthz", ln)))
+    run = run_scenario(spec, tmp_path, built=built)
+    (f,) = run.findings("metrics-exceed-logs")
+    assert (f.service, f.cause, f.evidence["telemetry"]) == ("api", "server-logs-incomplete", ["app/logs"])
+    assert "Telemetry app/logs logs only requests matching `request.path == '/filter-test'` for 1 of its 1" in f.detail
+    assert f.suggestion is not None and f.suggestion.config is not None
+    fix = yaml.safe_load(f.suggestion.config)
+    assert (fix["metadata"], fix["spec"]["accessLogging"]) == ({"name": "logs", "namespace": "app"},
+                                                               [{"providers": [{"name": "envoy"}]}])
+
+
+def test_a_server_log_that_undercounts_another_witness_names_the_resource_that_filters_it(realworld: Path) -> None:
+    """api's own request metric counts 500 on each pod, its sidecars' logs 250: witness-undercounts names Istio's
+    filter test resource (applied in api's namespace) as what limits those logs."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.checks.witness_undercounts import WitnessUndercounts
+    from obsgap.engine import run_checks
+    from obsgap.evidence import CheckSettings, Evidence, LogEvidence, MetricsEvidence
+    from obsgap.model import Window
+    from obsgap.witness import WitnessCounts, WitnessFamily
+    from tests.helpers import k8s_service
+
+    obj = yaml.safe_load((realworld / "telemetry-integration" / "accesslog-filter.yaml").read_text())
+    applied = {**obj, "metadata": {**obj["metadata"], "namespace": "shop"}}
+    pods = ("api-0", "api-1")
+    topo = build_topology([k8s_service("api"), *(k8s_pod(p, "api", f"10.0.0.{i}") for i, p in enumerate(pods)),
+                           applied])
+    family = WitnessFamily("http_server_requests", "http_server_requests_total", "app-metrics", port_label="port",
+                           route_label="route")
+    metric = WitnessCounts(family, pd.DataFrame([{"namespace": "shop", "pod": p, "port": 8080.0, "route": "/x",
+                                                  "requests": 500.0, "errors": 0.0} for p in pods]))
+    logs = LogEvidence(pd.DataFrame([{"namespace": "shop", "pod": p, "container": "istio-proxy", "origin": "envoy",
+                                      "port": 8080, "http": True, "http_requests": 250, "requests": 250, "errors": 0,
+                                      "first_ms": 0, "last_ms": 1} for p in pods]), pd.DataFrame(), pd.DataFrame())
+    end = datetime(2026, 11, 24, tzinfo=UTC)
+    ev = Evidence(Window(end - timedelta(hours=1), end), CheckSettings(), topo,
+                  MetricsEvidence({}, witnesses=(metric,)), logs)
+    _, (found,) = run_checks((WitnessUndercounts,), ev, analyze(ev))
+    assert found.evidence["witness"] == "server-logs"
+    assert found.detail.endswith("Telemetry shop/logs logs only requests matching `request.path == '/filter-test'` "
+                                 "for 2 of its 2 sidecars.")

@@ -8,6 +8,7 @@ from typing import Any
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, pct
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
+from obsgap.istio import AccessLogLimit
 from obsgap.model import Finding, ServiceTimeline, Severity, Suggestion
 from obsgap.witness import CALLER_LOGS, SERVER_LOGS
 
@@ -74,22 +75,42 @@ class MetricsExceedLogs(Check):
                 continue
             svc = st.service
             share = excess / cmp.mesh
+            limits, limited, pods = inputs.index.access_log_limits(svc) if cmp.witness == SERVER_LOGS else ([], 0, 0)
+            why = (f" {'; '.join(limit.text() for limit in limits)} for {limited} of its {pods} sidecars."
+                   if limits else "")
+            named: dict[str, Any] = {"telemetry": [f"{x.telemetry.namespace}/{x.telemetry.name}" for x in limits]} \
+                if limits else {}
             out.append(Finding(
                 check=cls.id, severity=Severity.WARNING if share >= 0.5 else Severity.INFO,
                 title=f"{svc.name}: the mesh counted {pct(share)} more requests than its {cmp.basis} show",
                 detail=(f"For {svc.namespace}/{svc.name} the {cmp.basis} ({cmp.note}) show {cmp.observed:,} requests; "
                         f"Istio's metrics counted {int(cmp.mesh):,} for the same "
                         f"{'pods' if cmp.witness == SERVER_LOGS else 'callers'}, beyond the {pct(tol)} tolerance. "
-                        "The logs are missing requests, so gaps on this service can hide in them."),
+                        "The logs are missing requests, so gaps on this service can hide in them." + why),
                 subject=f"{svc.namespace}/{svc.name}/metrics-exceed-logs", namespace=svc.namespace,
                 service=svc.name, cause=("server-logs-incomplete" if cmp.witness == SERVER_LOGS
                                          else "caller-logs-incomplete"),
                 resource=f"Service {svc.namespace}/{svc.name}",
                 evidence=TrafficEvidence.of(cmp.observed, cmp.mesh, cmp.witness, st, ratio=cmp.ratio,
-                                            basis=cmp.basis, compared=cmp.note, tolerance=round(tol, 4)),
-                suggestion=Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, "
-                                      "meshConfig.accessLogFile) and the log pipeline for this workload.",
-                                      "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n"
-                                      f"  name: log-everything\n  namespace: {svc.namespace}\nspec:\n"
-                                      "  accessLogging:\n  - providers:\n    - name: envoy", DOC)))
+                                            basis=cmp.basis, compared=cmp.note, tolerance=round(tol, 4), **named),
+                suggestion=_fix(svc.namespace, limits)))
         return out
+
+
+def _fix(namespace: str, limits: list[AccessLogLimit]) -> Suggestion:
+    """Log every request while auditing: in the resource that limits the log where one does (the same name and
+    namespace, so applying it replaces that resource's access logging), else in a namespace-wide one."""
+    if limits:
+        t = limits[0].telemetry
+        selector = ("  selector:\n    matchLabels:\n" + "".join(f"      {k}: {v}\n" for k, v in t.selector.items())
+                    if t.selector else "")
+        return Suggestion(f"Log every request while auditing: {limits[0].text()}; drop that from its "
+                          "accessLogging (other fields of the resource stay as they are).",
+                          f"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n  name: {t.name}\n"
+                          f"  namespace: {t.namespace}\nspec:\n{selector}  accessLogging:\n  - providers:\n"
+                          "    - name: envoy", DOC)
+    return Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, meshConfig.accessLogFile) "
+                      "and the log pipeline for this workload.",
+                      "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n"
+                      f"  name: log-everything\n  namespace: {namespace}\nspec:\n"
+                      "  accessLogging:\n  - providers:\n    - name: envoy", DOC)

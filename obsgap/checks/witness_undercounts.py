@@ -111,12 +111,14 @@ def _gap(st: ServiceTraffic, served: Served, reference: Served, inputs: CheckInp
     kind = served.witness.partition(":")[0]
     worst = sorted(ref_pods, key=lambda p: own.get(p, 0) - ref_pods[p])[:10]
     who, ref_who = witness_words(served.witness), witness_words(reference.witness)
+    limits, limited, pods = inputs.index.access_log_limits(svc) if served.witness == SERVER_LOGS else ([], 0, 0)
+    why = f" {'; '.join(limit.text() for limit in limits)} for {limited} of its {pods} sidecars." if limits else ""
     return Finding(
         check=WitnessUndercounts.id, severity=Severity.WARNING if share >= 0.1 else Severity.INFO,
         title=f"{svc.name}: {who} counted {pct(share)} fewer requests than {ref_who}",
         detail=(f"Over the same {len(ref_pods)} pods of {svc.namespace}/{svc.name} and the same window, {ref_who} "
                 f"counted {expected:,} requests and {who} {counted:,}, beyond the {pct(inputs.tolerance())} "
-                "tolerance: the second misses requests. Coverage rests on the first."),
+                "tolerance: the second misses requests. Coverage rests on the first." + why),
         subject=f"{svc.namespace}/{svc.name}/{served.witness}", namespace=svc.namespace, service=svc.name,
         cause=kind if kind in WitnessUndercounts.causes else None, resource=f"Service {svc.namespace}/{svc.name}",
         evidence=WitnessGap(served.witness, counted, reference.witness, expected, round(counted / expected, 4),

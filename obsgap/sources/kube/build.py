@@ -15,6 +15,7 @@ from typing import Any
 from obsgap import ambient, istio
 from obsgap.model import (
     GATEWAY_API_GROUP,
+    AccessLogRule,
     Condition,
     DestinationRule,
     Gateway,
@@ -364,13 +365,24 @@ def _metrics_rule(raw: RAW) -> MetricsRule:
                              if _mapping(p).get("name")), tuple(overrides))
 
 
+def _access_log_rule(raw: RAW) -> AccessLogRule:
+    disabled = raw.get("disabled")
+    expression = _mapping(raw.get("filter")).get("expression")
+    return AccessLogRule(tuple(str(_mapping(p).get("name")) for p in raw.get("providers") or []
+                               if _mapping(p).get("name")),
+                         str(_mapping(raw.get("match")).get("mode") or "CLIENT_AND_SERVER"),
+                         disabled if isinstance(disabled, bool) else None,
+                         str(expression) if expression else None)
+
+
 def _telemetry(obj: RAW) -> Telemetry:
     ns, name = _meta(obj)
     spec = obj.get("spec") or {}
     return Telemetry(ns, name, str(obj["metadata"].get("creationTimestamp") or ""),
                      _str_map(_mapping(spec.get("selector")).get("matchLabels")),
                      bool(spec.get("targetRef") or spec.get("targetRefs")),
-                     tuple(_metrics_rule(m) for m in spec.get("metrics") or [] if isinstance(m, Mapping)))
+                     tuple(_metrics_rule(m) for m in spec.get("metrics") or [] if isinstance(m, Mapping)),
+                     tuple(_access_log_rule(a) for a in spec.get("accessLogging") or [] if isinstance(a, Mapping)))
 
 
 def _reference_grant(obj: RAW) -> ReferenceGrant:
@@ -469,7 +481,7 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = (), unread: Map
     by_kind["Gateway"] = [o for o in by_kind.get("Gateway", []) if not _gateway_api(o)]
     by_kind["KubeGateway"] = gateway_api
     log_formats, format_gaps = access_formats(by_kind.get("ConfigMap", []))
-    root_namespace, metric_providers = mesh_defaults(by_kind.get("ConfigMap", []))
+    mesh = mesh_defaults(by_kind.get("ConfigMap", []))
     gap_list.extend(format_gaps)
     return Topology(
         namespaces=namespaces, access_log_formats=log_formats,
@@ -483,7 +495,8 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = (), unread: Map
         routes=convert("HTTPRoute", _route) + convert("GRPCRoute", _route),
         reference_grants=convert("ReferenceGrant", _reference_grant),
         telemetries=tuple(sorted(convert("Telemetry", _telemetry), key=lambda t: (t.created, t.name, t.namespace))),
-        mesh_root_namespace=root_namespace, mesh_metric_providers=metric_providers,
+        mesh_root_namespace=mesh.root_namespace, mesh_metric_providers=mesh.metric_providers,
+        mesh_log_providers=mesh.log_providers, mesh_stdout_log_providers=mesh.stdout_log_providers,
         workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
                         for t in convert(kind, lambda o: _template(o, namespaces, mesh_ambient))
                         if kind != "ReplicaSet" or not t.labels.get("pod-template-hash")),

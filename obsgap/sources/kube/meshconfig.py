@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -66,12 +67,23 @@ def access_formats(objects: Iterable[RAW]) -> tuple[tuple[AccessFormat, ...], li
     return tuple(dict.fromkeys(usable)), gaps
 
 
-def mesh_defaults(objects: Iterable[RAW]) -> tuple[str, tuple[str, ...]]:
-    """(rootNamespace, defaultProviders.metrics) of the mesh's MeshConfig (`istio` before a revision's), with
-    Istio's defaults where it is not read or does not say: istio-system, and the Prometheus provider that every
-    install since 1.18 lists."""
-    root: str = "istio-system"
-    providers: tuple[str, ...] = ("prometheus",)
+@dataclass(frozen=True)
+class MeshDefaults:
+    root_namespace: str = "istio-system"
+    metric_providers: tuple[str, ...] = ("prometheus",)
+    log_providers: tuple[str, ...] = ()
+    stdout_log_providers: tuple[str, ...] = ("envoy",)
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    return tuple(str(v) for v in value) if isinstance(value, list) and value else None
+
+
+def mesh_defaults(objects: Iterable[RAW]) -> MeshDefaults:
+    """What the mesh's MeshConfig (`istio` before a revision's) says Telemetry resources build on: rootNamespace,
+    defaultProviders.metrics and .accessLogging, and the access-log providers that write to stdout; Istio's
+    defaults where it is not read or does not say (istio-system, the Prometheus provider every install since 1.18
+    lists, no default access-log provider, the built-in `envoy` provider)."""
     for _where, text in sorted(_mesh_configs(objects), key=lambda c: not c[0].endswith("/istio")):
         try:
             mesh = yaml.safe_load(text)
@@ -79,11 +91,15 @@ def mesh_defaults(objects: Iterable[RAW]) -> tuple[str, tuple[str, ...]]:
             continue  # access_formats reports it
         if not isinstance(mesh, Mapping):
             continue
-        if isinstance(mesh.get("rootNamespace"), str) and mesh["rootNamespace"]:
-            root = mesh["rootNamespace"]
-        defaults = mesh.get("defaultProviders")
-        metrics = defaults.get("metrics") if isinstance(defaults, Mapping) else None
-        if isinstance(metrics, list) and metrics:
-            providers = tuple(str(m) for m in metrics)
-        break
-    return root, providers
+        found = mesh.get("defaultProviders")
+        defaults: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        stdout = ["envoy"]
+        for provider in mesh.get("extensionProviders") or []:
+            file_log = provider.get("envoyFileAccessLog") if isinstance(provider, Mapping) else None
+            if isinstance(file_log, Mapping) and file_log.get("path") == "/dev/stdout" and provider.get("name"):
+                stdout.append(str(provider["name"]))
+        root = mesh.get("rootNamespace")
+        return MeshDefaults(root if isinstance(root, str) and root else "istio-system",
+                            _names(defaults.get("metrics")) or ("prometheus",),
+                            _names(defaults.get("accessLogging")) or (), tuple(dict.fromkeys(stdout)))
+    return MeshDefaults()
