@@ -24,8 +24,6 @@ INJECT_KEY = "sidecar.istio.io/inject"
 PROXY_CONTAINER = "istio-proxy"
 IMAGE_AUTO = "auto"
 INIT_CONTAINERS = ("istio-init", "istio-validation")
-PROMETHEUS = "prometheus"
-"""The MeshConfig extension provider whose metrics Prometheus scrapes from the sidecars (istio_requests_total...)."""
 NO_SIDECAR_CAUSES = ("no-sidecar/inject-annotation", "no-sidecar/host-network", "no-sidecar/namespace-not-enabled",
                      "no-sidecar/init-container", "no-sidecar/unknown")
 """Why a pod runs no istio-proxy (SidecarState.reason): the envoy-bypass and sidecar-missing causes."""
@@ -253,36 +251,42 @@ def applicable_telemetries(pod: Pod, telemetries: Sequence[Telemetry], root_name
     out = namespace_wide(root_namespace)
     if pod.namespace != root_namespace:
         out += namespace_wide(pod.namespace)
+    labels = pod.subset_labels or pod.labels  # istiod matches the proxy's labels with its node's topology added
     out += [t for t in telemetries if t.namespace == pod.namespace and t.selector and not t.targeted
-            and all(pod.labels.get(k) == v for k, v in t.selector.items())]
+            and all(labels.get(k) == v for k, v in t.selector.items())]
     return out
 
 
 def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
-                      default_providers: Sequence[str], mode: str = "SERVER") -> Telemetry | None:
-    """The Telemetry resource that stops the pod's sidecar from exporting istio_requests_total to Prometheus as the
-    server (reporter=destination) or the client (reporter=source), or None. istiod's mergeMetrics for the
-    `prometheus` provider: a level's providers replace its parent's (none given: the parent's), the providers of
-    the most specific level that names any are the ones configured, and overrides apply in order, least specific
-    first: ALL_METRICS disabled drops the mode's whole filter until a later override of that mode names a metric
-    (re-enabling it); a REQUEST_COUNT (or ALL_METRICS) override's `disabled` is the metric's last word."""
+                      default_providers: Sequence[str], providers: Mapping[str, str],
+                      mode: str = "SERVER") -> str | None:
+    """Who stops the pod's sidecar from exporting istio_requests_total to Prometheus as the server
+    (reporter=destination) or the client (reporter=source): `Telemetry <ns>/<name>`, or the MeshConfig; None when
+    it is exported. istiod's mergeMetrics for the Prometheus-type providers (`providers`: the MeshConfig's, by
+    lower-case name, as istiod looks them up): a level's providers replace its parent's (none given: the parent's),
+    the providers of the most specific rule that names any are the ones configured, and overrides apply in order,
+    least specific first: ALL_METRICS disabled drops the mode's whole filter until a later override of that mode
+    names a metric (re-enabling it); a REQUEST_COUNT (or ALL_METRICS) override's `disabled` is the metric's last
+    word."""
+    def prometheus(names: Sequence[str]) -> bool:
+        return any(providers.get(n.lower()) == "prometheus" for n in names)
+
     rules = [(t, rule) for t in applicable_telemetries(pod, telemetries, root_namespace) for rule in t.metrics]
-    if not rules:
-        return None  # no Telemetry says anything: whatever the mesh's defaults give, no resource turned it off
     in_scope: tuple[str, ...] = tuple(default_providers)
     last_setter: Telemetry | None = None
     for t, rule in rules:
         if rule.providers:
             in_scope, last_setter = rule.providers, t
-    if PROMETHEUS not in in_scope:
-        return last_setter
+    if not prometheus(in_scope):
+        return _who(last_setter) if last_setter else "the MeshConfig (defaultProviders.metrics names no Prometheus " \
+                                                      "provider, nor does any Telemetry resource)"
     parent = tuple(default_providers)
     all_off: Telemetry | None = None
     metric_off: Telemetry | None = None
     for t, rule in rules:
-        providers = rule.providers or parent
-        parent = providers
-        if PROMETHEUS not in providers:
+        names = rule.providers or parent
+        parent = names
+        if not prometheus(names):
             continue
         for o in rule.overrides:
             if o.mode not in (mode, "CLIENT_AND_SERVER"):
@@ -293,7 +297,12 @@ def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace
             all_off = None  # an override naming metrics for this mode puts its filter back
             if o.disabled is not None and not o.custom and o.metric in ("ALL_METRICS", "REQUEST_COUNT"):
                 metric_off = t if o.disabled else None
-    return all_off or metric_off
+    off = all_off or metric_off
+    return _who(off) if off else None
+
+
+def _who(t: Telemetry) -> str:
+    return f"Telemetry {t.namespace}/{t.name}"
 
 
 @dataclass(frozen=True)
@@ -302,8 +311,7 @@ class AccessLogLimit:
 
     telemetry: Telemetry
     what: str
-    """`disabled`, `filtered` (only requests matching `expression`), `elsewhere` (sent to other providers), or `none`
-    (access logging configured, but by no rule for this side)."""
+    """`disabled`, `filtered` (only requests matching `expression`), or `elsewhere` (sent to other providers)."""
     expression: str | None = None
 
     def text(self) -> str:
@@ -312,8 +320,6 @@ class AccessLogLimit:
             return f"{where} logs only requests matching `{self.expression}`"
         if self.what == "disabled":
             return f"{where} turns the access log off"
-        if self.what == "none":
-            return f"{where} configures no access log for the requests a sidecar serves"
         return f"{where} sends the access log to other providers than stdout"
 
 
@@ -322,25 +328,44 @@ def _mode_matches(rule_mode: str, mode: str) -> bool:
 
 
 def access_log_limit(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
-                     default_providers: Sequence[str], stdout_providers: Sequence[str],
+                     default_providers: Sequence[str], providers: Mapping[str, str],
                      mode: str = "SERVER") -> AccessLogLimit | None:
     """How Telemetry resources limit the access log a pod's sidecar writes to stdout for the requests it serves
-    (mode SERVER), or None when no resource limits it (or none configures access logging: the MeshConfig's
-    accessLogFile then decides; where one does, istiod does not fall back to it). istiod's mergeLogs
-    (pilot/pkg/model/telemetry.go): the providers named by the most specific level that names any are the ones in
-    scope; a rule that names none inherits its parent's; a provider's filter is the last one given by a rule naming
-    it; a rule marked disabled turns its providers off, and a later one turns them back on."""
+    (mode SERVER), or None when no resource limits it (where none configures an access-log provider for this side,
+    the MeshConfig's accessLogFile decides)."""
     levels = [t for t in applicable_telemetries(pod, telemetries, root_namespace) if t.access_logging]
     if not levels:
         return None
+    result, named_by = _merge_logs(levels, default_providers, mode)
+    # istiod keeps the providers the MeshConfig defines as access logs (by lower-case name); with none left it falls
+    # back to the MeshConfig's accessLogFile, which Telemetry does not limit
+    logs = {p: limit for p, limit in result.items() if providers.get(p.lower()) in ("stdout", "access-log")}
+    if not logs:
+        return None
+    stdout = {p: limit for p, limit in logs.items() if providers.get(p.lower()) == "stdout"}
+    if not stdout:
+        return AccessLogLimit(named_by or levels[-1], "elsewhere")
+    limits = [limit for limit in stdout.values() if limit is not None]
+    if len(limits) < len(stdout):
+        return None  # one provider logs every request to stdout
+    return next((limit for limit in limits if limit.what == "filtered"), limits[0])
+
+
+def _merge_logs(levels: Sequence[Telemetry], default_providers: Sequence[str],
+                mode: str) -> tuple[dict[str, AccessLogLimit | None], Telemetry | None]:
+    """istiod's mergeLogs (pilot/pkg/model/telemetry.go): (provider -> its limit, None where it logs every
+    request; the resource that named the providers in scope). The providers named by the most specific level that
+    names any are the ones in scope; a rule that names none inherits its parent's; a provider's filter is the last
+    one given by a rule naming it; a rule marked disabled turns its providers off, and a later one turns them back
+    on."""
     in_scope: tuple[str, ...] = tuple(default_providers)
     filters: dict[str, tuple[str | None, Telemetry]] = {}
     named_by: Telemetry | None = None
     for t in levels:
-        names = [p for rule in t.access_logging if _mode_matches(rule.mode, mode) for p in rule.providers]
-        for rule in t.access_logging:
-            if _mode_matches(rule.mode, mode):
-                filters.update({p: (rule.filter, t) for p in rule.providers})
+        rules = [rule for rule in t.access_logging if _mode_matches(rule.mode, mode)]
+        for rule in rules:
+            filters.update({p: (rule.filter, t) for p in rule.providers})
+        names = [p for rule in rules for p in rule.providers]
         if names:
             in_scope, named_by = tuple(dict.fromkeys(names)), t
     result: dict[str, AccessLogLimit | None] = {}
@@ -349,20 +374,10 @@ def access_log_limit(pod: Pod, telemetries: Sequence[Telemetry], root_namespace:
         for rule in t.access_logging:
             names_given = rule.providers or parent
             parent = names_given
-            for provider in names_given:
-                if provider not in in_scope or not _mode_matches(rule.mode, mode):
-                    continue
-                if rule.disabled:
-                    result[provider] = AccessLogLimit(t, "disabled")
-                    continue
+            if not _mode_matches(rule.mode, mode):
+                continue
+            for provider in (p for p in names_given if p in in_scope):
                 expression, setter = filters.get(provider, (None, t))
-                result[provider] = AccessLogLimit(setter, "filtered", expression) if expression else None
-    stdout = {p: limit for p, limit in result.items() if p in stdout_providers}
-    if not result:  # istiod then configures no access log on this side (and no fallback to accessLogFile)
-        return AccessLogLimit(levels[-1], "none")
-    if not stdout:
-        return AccessLogLimit(named_by or levels[-1], "elsewhere")
-    limits = [limit for limit in stdout.values() if limit is not None]
-    if len(limits) < len(stdout):
-        return None  # one provider logs every request to stdout
-    return next((limit for limit in limits if limit.what == "filtered"), limits[0])
+                result[provider] = AccessLogLimit(t, "disabled") if rule.disabled else \
+                    AccessLogLimit(setter, "filtered", expression) if expression else None
+    return result, named_by

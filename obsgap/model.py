@@ -395,9 +395,10 @@ class Topology:
     """MeshConfig defaultProviders.metrics (Istio's default since 1.18 when the MeshConfig was not read)."""
     mesh_log_providers: tuple[str, ...] = ()
     """MeshConfig defaultProviders.accessLogging (none by default: access logs come from accessLogFile)."""
-    mesh_stdout_log_providers: tuple[str, ...] = ("envoy",)
-    """The access-log providers that write to the sidecar's stdout, where kubelet's files and pods/log hold them:
-    Istio's built-in `envoy`, and extension providers whose envoyFileAccessLog path is /dev/stdout."""
+    mesh_providers: Mapping[str, str] = field(default_factory=lambda: {"prometheus": "prometheus",
+                                                                       "stackdriver": "other", "envoy": "stdout"})
+    """MeshConfig extension providers, by lower-case name -> kind: `prometheus`, `stdout` (a file access log on the
+    sidecar's stdout or stderr, which kubelet's files and pods/log hold), `access-log` (sent elsewhere), `other`."""
     context_pods: tuple[Pod, ...] = ()
     """Pods outside the -n scope: never subjects of a finding, but callers and addresses are named by them."""
     context_services: tuple[Service, ...] = ()

@@ -46,8 +46,9 @@ ISTIO_CASES = {  # name: (root namespace's metrics, the pod namespace's metrics,
 def _off(objects: list[dict[str, Any]], pod_name: str = "test-0", mode: str = "SERVER") -> str | None:
     topo = build_topology(objects)
     pod = next(p for p in topo.pods if p.name == pod_name)
-    off = request_count_off(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_metric_providers, mode)
-    return None if off is None else f"{off.namespace}/{off.name}"
+    off = request_count_off(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_metric_providers,
+                            topo.mesh_providers, mode)
+    return None if off is None else off.removeprefix("Telemetry ")
 
 
 def test_istios_own_cases_of_which_metrics_a_sidecar_reports() -> None:
@@ -73,6 +74,28 @@ def test_the_api_references_examples(realworld: Path) -> None:
     # the providers of the most specific level that names any are the configured ones
     otel_only = _telemetry("foo", "otel", [{"providers": [{"name": "opentelemetry"}]}])
     assert _off([*pods, otel_only]) == "foo/otel"
+    # istiod looks providers up by name in any case, and knows them by type
+    assert _off([*pods, _telemetry("foo", "t", [{"providers": [{"name": "Prometheus"}]}])]) is None
+    # a MeshConfig that sets defaultProviders without Prometheus: no metrics unless a resource names one; one without
+    # defaultProviders is taken as the chart's (Prometheus)
+    def meshconfig(mesh: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+                "data": {"mesh": yaml.safe_dump(mesh)}}
+    logs_only = meshconfig({"defaultProviders": {"accessLogging": ["envoy"]}})
+    assert _off([*pods, logs_only]) == "the MeshConfig (defaultProviders.metrics names no Prometheus provider, " \
+                                       "nor does any Telemetry resource)"
+    assert _off([*pods, logs_only, _telemetry("foo", "t", EMPTY_PROMETHEUS)]) is None
+    assert _off([*pods, meshconfig({"accessLogFile": "/dev/stdout"})]) is None
+    # a selector matches the pod's labels with its node's topology, as istiod augments them
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a", "labels": {
+        "topology.kubernetes.io/zone": "z1"}}}
+    on_node = {**pods[0], "spec": {**pods[0]["spec"], "nodeName": "node-a"}}
+    zonal = _telemetry("foo", "zonal", DISABLED_ALL, selector={"matchLabels": {"topology.kubernetes.io/zone": "z1"}})
+    assert _off([on_node, node, zonal]) == "foo/zonal"
+    # a selector that is no mapping is an unreadable resource, not a namespace-wide one
+    odd = _telemetry("foo", "odd", DISABLED_ALL, selector="app=test")
+    topo = build_topology([*pods, odd])
+    assert not topo.telemetries and any(g.startswith("Telemetry foo/odd: unreadable") for g in topo.gaps)
     # a selector-less resource in the pod's namespace counts once: the oldest
     newer = _telemetry("foo", "newer", DISABLED_ALL, created="2026-06-01T00:00:00Z")
     older = _telemetry("foo", "older", EMPTY_PROMETHEUS, created="2026-02-01T00:00:00Z")
@@ -112,6 +135,28 @@ def test_a_service_whose_server_metrics_a_telemetry_resource_turned_off_is_not_a
     base = scenario("telemetry-off", ServiceSpec("app", "api", metrics_loss=1.0))
     control = run_scenario(base, tmp_path / "control")
     assert ("envoy-bypass", "unexplained", "api") in control.triples()
+    # read live where the service account may not list Telemetry resources: the same finding says one may explain it
+    from obsgap import engine
+    from obsgap.config import RunPlan
+    from obsgap.model import Window
+    from obsgap.sources.kube.live import LiveOptions
+    from obsgap.sources.prometheus import PrometheusOptions
+    from obsgap.testbed.promserver import serve_openmetrics
+    from tests.kube_api import cluster_of_scenario, serving
+
+    cluster = cluster_of_scenario(control.built.topology, control.built.logs)
+    cluster.forbidden.add("/apis/telemetry.istio.io/v1/telemetries")
+    server = serve_openmetrics(control.built.metrics, tmp_path / "live-prom")
+    try:
+        with serving(cluster, tmp_path) as kubeconfig:
+            live = engine.run(RunPlan(window=Window(base.start, base.end), out_dir=tmp_path / "live",
+                                      prometheus=PrometheusOptions(url=server.url),
+                                      kube_live=LiveOptions(str(kubeconfig), "test"),
+                                      logs=(str(control.built.logs),))).result
+    finally:
+        server.stop()
+    (unexplained,) = [f for f in live.findings if (f.check, f.cause) == ("envoy-bypass", "unexplained")]
+    assert "Telemetry resources could not be read in this run" in unexplained.detail
 
     off = _telemetry("app", "api-no-server-metrics", [{"providers": PROMETHEUS, "overrides": [
         {"match": {"metric": "REQUEST_COUNT", "mode": "SERVER"}, "disabled": True}]}],
@@ -130,14 +175,14 @@ def _limit(objects: list[dict[str, Any]], pod_name: str = "test-0") -> str | Non
     topo = build_topology(objects)
     pod = next(p for p in topo.pods if p.name == pod_name)
     limit = access_log_limit(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_log_providers,
-                             topo.mesh_stdout_log_providers)
+                             topo.mesh_providers)
     return None if limit is None else limit.text()
 
 
 def test_which_requests_a_sidecar_logs_as_the_server(realworld: Path) -> None:
     """Istio's access-log integration tests (each resource applied in the test's namespace, as they apply it) and
     what they expect of the server's sidecar; the analyzer input that turns the log on mesh-wide and off for
-    namespace foo."""
+    namespace foo; providers as the MeshConfig defines them (istiod's fetchProvider and accessLogFile fallback)."""
     folder = realworld / "telemetry-integration"
     pods = [k8s_pod("test-0", "test", "10.0.0.1", namespace="echo"), k8s_pod("foo-0", "foo", "10.0.0.2", "foo")]
 
@@ -148,8 +193,9 @@ def test_which_requests_a_sidecar_logs_as_the_server(realworld: Path) -> None:
     assert _limit(pods) is None  # no Telemetry resource: the MeshConfig's accessLogFile decides
     assert _limit([*pods, applied("filter")]) == "Telemetry echo/logs logs only requests matching " \
                                                  "`request.path == '/filter-test'`"
-    assert _limit([*pods, applied("mode-client")]) == ("Telemetry echo/logs configures no access log for the "
-                                                       "requests a sidecar serves")
+    # no rule for the server side: istiod falls back to the MeshConfig's accessLogFile (the integration tests' is
+    # empty, so the server logs nothing there; not the resource's doing)
+    assert _limit([*pods, applied("mode-client")]) is None
     assert _limit([*pods, applied("mode-server")]) is None
     assert _limit([*pods, applied("mode-clientserver")]) is None
     mesh = [o for o in yaml.safe_load_all((realworld / "istio-analyzers" / "telemetry-disable-provider.yaml")
@@ -157,8 +203,22 @@ def test_which_requests_a_sidecar_logs_as_the_server(realworld: Path) -> None:
     assert _limit([*pods, *mesh]) is None
     assert _limit([*pods, *mesh], "foo-0") == "Telemetry foo/mesh-default turns the access log off"
     # a provider that writes elsewhere: the MeshConfig says which write to stdout
+    mesh = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": yaml.safe_dump({"accessLogFile": "/dev/stdout", "extensionProviders": [
+                {"name": "otel", "envoyOtelAls": {"service": "otel.observability.svc", "port": 4317}},
+                {"name": "stderr-log", "envoyFileAccessLog": {"path": "/dev/stderr"}},
+                {"name": "no-path", "envoyFileAccessLog": {}}]})}}
     otel = _telemetry("echo", "otel-logs", [], accessLogging=[{"providers": [{"name": "otel"}]}])
-    assert _limit([*pods, otel]) == "Telemetry echo/otel-logs sends the access log to other providers than stdout"
+    assert _limit([*pods, mesh, otel]) == ("Telemetry echo/otel-logs sends the access log to other providers than "
+                                           "stdout")
+    for name in ("stderr-log", "no-path", "ENVOY"):  # kubelet keeps stderr too; no path is stdout; any case
+        filtered = _telemetry("echo", "f", [], accessLogging=[{"providers": [{"name": name}],
+                                                               "filter": {"expression": "response.code >= 500"}}])
+        assert _limit([*pods, mesh, filtered]) == "Telemetry echo/f logs only requests matching " \
+                                                  "`response.code >= 500`", name
+    for name in ("stackdriver", "not-defined"):  # no access-log provider left: accessLogFile decides
+        assert _limit([*pods, mesh, _telemetry("echo", "x", [], accessLogging=[
+            {"providers": [{"name": name}], "disabled": True}])]) is None, name
 
 
 def test_logs_a_telemetry_resource_filters_are_named_where_the_mesh_counts_more(tmp_path: Path,

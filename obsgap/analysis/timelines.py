@@ -41,7 +41,7 @@ def timelines(ev: Evidence, rec: Reconciliation) -> dict[tuple[str, str], Servic
     out = {}
     for key, st in sorted(rec.services.items()):
         logged = served_bins(st, hourly)
-        counted = mesh.get(key, Counter()) if mesh is not None else None
+        counted = mesh.get(key, Counter()) if mesh is not None and st.mesh_measured else None
         if not logged and not counted:
             continue
         out[key] = ServiceTimeline(Series(step, tuple(sorted(logged.items()))),

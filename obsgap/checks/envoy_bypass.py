@@ -37,6 +37,7 @@ _CAUSE_TEXT = {
     "ambient/not-captured": "the pods are enrolled in ambient mode, but the CNI never redirected their traffic",
 }
 DOC_AMBIENT = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
+TELEMETRY_KIND = "telemetry.istio.io/Telemetry"
 
 
 class EnvoyBypass(Check):
@@ -303,7 +304,9 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
                 f"logs ({_window(inputs, st)}) the destination-side metrics counted {int(mesh):,}, beyond the "
                 f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion or port cause explains it: "
                 "check for scrape gaps (up == 0), metric relabelling that drops series, or Telemetry API "
-                "overrides that disable metrics for this workload."),
+                "overrides that disable metrics for this workload."
+                + (" (Telemetry resources could not be read in this run: one of them may turn these metrics off.)"
+                   if TELEMETRY_KIND in inputs.index.topo.unread else "")),
         subject=f"{svc.namespace}/{svc.name}/unexplained", namespace=svc.namespace, service=svc.name,
         cause="unexplained", resource=f"Service {svc.namespace}/{svc.name}",
         evidence=TrafficEvidence.of(expected, mesh, witness, st, tolerance=round(tol, 4)),

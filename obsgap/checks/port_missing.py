@@ -63,9 +63,10 @@ class PortMissingFromMetrics(Check):
                 keys.add(f"port:{ns}/{name}")
                 if st.mesh_measured:
                     keys.add(f"sniff:{ns}/{name}")
-        if rec.mesh_unmeasured is None:
-            keys |= {f"undeclared:{ns}" for ns in witnessed}
-            keys |= {f"undeclared-mesh:{ns}" for ns in inputs.in_scope_namespaces()}
+        if rec.mesh_unmeasured is None:  # the mesh counts undeclared ports server side: not where that is off
+            off = _metrics_off_namespaces(inputs)
+            keys |= {f"undeclared:{ns}" for ns in witnessed - off}
+            keys |= {f"undeclared-mesh:{ns}" for ns in inputs.in_scope_namespaces() - off}
         metrics = inputs.metrics
         if metrics is not None and metrics.has("scrape_targets"):
             keys |= {f"scrape:{ns}" for ns in inputs.in_scope_namespaces()}
@@ -193,6 +194,13 @@ class _Undeclared:
     pods: set[str] = field(default_factory=set)
 
 
+def _metrics_off_namespaces(inputs: CheckInputs) -> set[str]:
+    """Namespaces where a Telemetry resource (or the MeshConfig) turns off some sidecar's server-side request count:
+    what reaches an undeclared port there is not all counted (not judged)."""
+    idx = inputs.index
+    return {p.namespace for p in idx.topo.pods if idx.pod_request_metrics_off(p) is not None}
+
+
 def _undeclared(inputs: CheckInputs) -> list[Finding]:
     """Traffic to container ports no Service declares (Envoy: InboundPassthroughCluster)."""
     rec = inputs.analysis.traffic
@@ -214,9 +222,10 @@ def _undeclared(inputs: CheckInputs) -> list[Finding]:
                     key = next((k for k in groups if k[:2] == key[:2]), key)
                 groups[key].mesh += float(row.value)
     out = []
+    off = _metrics_off_namespaces(inputs)
     for (ns, workload, port), g in groups.items():
         requests = max(g.requests, int(g.mesh))
-        if requests < inputs.settings.min_requests:
+        if requests < inputs.settings.min_requests or ns in off:
             continue
         pods = sorted(g.pods)
         pod = (idx.pods_by_key.get((ns, pods[0])) if pods  # only the mesh saw it: the workload's pods name it

@@ -355,6 +355,8 @@ def _metrics_rule(raw: RAW) -> MetricsRule:
     for o in raw.get("overrides") or []:
         if not isinstance(o, Mapping):
             continue
+        if not isinstance(o.get("match"), Mapping | None):
+            raise TypeError("metrics override match is not a mapping")
         match = _mapping(o.get("match"))
         custom = match.get("customMetric")
         disabled = o.get("disabled")
@@ -378,6 +380,10 @@ def _access_log_rule(raw: RAW) -> AccessLogRule:
 def _telemetry(obj: RAW) -> Telemetry:
     ns, name = _meta(obj)
     spec = obj.get("spec") or {}
+    selector = spec.get("selector")
+    if not isinstance(selector, Mapping | None) or not isinstance(_mapping(selector).get("matchLabels"),
+                                                                   Mapping | None):
+        raise TypeError("selector is not a mapping")  # read as none, it would make the resource namespace-wide
     return Telemetry(ns, name, str(obj["metadata"].get("creationTimestamp") or ""),
                      _str_map(_mapping(spec.get("selector")).get("matchLabels")),
                      bool(spec.get("targetRef") or spec.get("targetRefs")),
@@ -496,7 +502,7 @@ def build_topology(objects: Iterable[RAW], gaps: Iterable[str] = (), unread: Map
         reference_grants=convert("ReferenceGrant", _reference_grant),
         telemetries=tuple(sorted(convert("Telemetry", _telemetry), key=lambda t: (t.created, t.name, t.namespace))),
         mesh_root_namespace=mesh.root_namespace, mesh_metric_providers=mesh.metric_providers,
-        mesh_log_providers=mesh.log_providers, mesh_stdout_log_providers=mesh.stdout_log_providers,
+        mesh_log_providers=mesh.log_providers, mesh_providers=mesh.providers,
         workloads=tuple(t for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
                         for t in convert(kind, lambda o: _template(o, namespaces, mesh_ambient))
                         if kind != "ReplicaSet" or not t.labels.get("pod-template-hash")),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -67,23 +67,46 @@ def access_formats(objects: Iterable[RAW]) -> tuple[tuple[AccessFormat, ...], li
     return tuple(dict.fromkeys(usable)), gaps
 
 
+BUILTIN_PROVIDERS = {"prometheus": "prometheus", "stackdriver": "other", "envoy": "stdout"}
+"""The extension providers every MeshConfig has (istio/istio pkg/config/mesh/mesh.go DefaultMeshConfig), by kind."""
+_ACCESS_LOG_SERVICES = ("envoyOtelAls", "envoyHttpAls", "envoyTcpAls")
+_STDOUT_PATHS = ("", "/dev/stdout", "/dev/stderr")  # what kubelet keeps as the container's log (no path: stdout)
+
+
+def _provider_kind(provider: Mapping[str, Any]) -> str:
+    """`prometheus`, `stdout` (a file access log kubelet keeps), `access-log` (one sent elsewhere), or `other`."""
+    if "prometheus" in provider:
+        return "prometheus"
+    file_log = provider.get("envoyFileAccessLog")
+    if file_log is not None:
+        path = file_log.get("path") if isinstance(file_log, Mapping) else None
+        return "stdout" if (path or "") in _STDOUT_PATHS else "access-log"
+    return "access-log" if any(k in provider for k in _ACCESS_LOG_SERVICES) else "other"
+
+
 @dataclass(frozen=True)
 class MeshDefaults:
+    """What Telemetry resources build on (MeshConfig); `read` False: no MeshConfig was read, Istio's chart
+    defaults are assumed."""
+
+    read: bool = False
     root_namespace: str = "istio-system"
     metric_providers: tuple[str, ...] = ("prometheus",)
+    """defaultProviders.metrics: the chart lists Prometheus unless the user set defaultProviders (then only what they
+    list); a MeshConfig without defaultProviders is taken as the chart's."""
     log_providers: tuple[str, ...] = ()
-    stdout_log_providers: tuple[str, ...] = ("envoy",)
+    providers: Mapping[str, str] = field(default_factory=lambda: dict(BUILTIN_PROVIDERS))
+    """Extension provider name (lower case: istiod compares them so) -> its kind (_provider_kind)."""
 
 
-def _names(value: Any) -> tuple[str, ...] | None:
-    return tuple(str(v) for v in value) if isinstance(value, list) and value else None
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 def mesh_defaults(objects: Iterable[RAW]) -> MeshDefaults:
     """What the mesh's MeshConfig (`istio` before a revision's) says Telemetry resources build on: rootNamespace,
-    defaultProviders.metrics and .accessLogging, and the access-log providers that write to stdout; Istio's
-    defaults where it is not read or does not say (istio-system, the Prometheus provider every install since 1.18
-    lists, no default access-log provider, the built-in `envoy` provider)."""
+    defaultProviders.metrics and .accessLogging (empty where it sets none: Istio's own default), and its extension
+    providers over Istio's built-in ones. Where no MeshConfig was read, Istio's chart defaults (MeshDefaults())."""
     for _where, text in sorted(_mesh_configs(objects), key=lambda c: not c[0].endswith("/istio")):
         try:
             mesh = yaml.safe_load(text)
@@ -93,13 +116,13 @@ def mesh_defaults(objects: Iterable[RAW]) -> MeshDefaults:
             continue
         found = mesh.get("defaultProviders")
         defaults: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        stdout = ["envoy"]
+        providers = dict(BUILTIN_PROVIDERS)
         for provider in mesh.get("extensionProviders") or []:
-            file_log = provider.get("envoyFileAccessLog") if isinstance(provider, Mapping) else None
-            if isinstance(file_log, Mapping) and file_log.get("path") == "/dev/stdout" and provider.get("name"):
-                stdout.append(str(provider["name"]))
+            if isinstance(provider, Mapping) and provider.get("name"):
+                providers[str(provider["name"]).lower()] = _provider_kind(provider)
         root = mesh.get("rootNamespace")
-        return MeshDefaults(root if isinstance(root, str) and root else "istio-system",
-                            _names(defaults.get("metrics")) or ("prometheus",),
-                            _names(defaults.get("accessLogging")) or (), tuple(dict.fromkeys(stdout)))
+        # a MeshConfig without defaultProviders is an older or hand-made one whose stats come as the chart's did
+        metrics = _names(defaults.get("metrics")) if isinstance(found, Mapping) else ("prometheus",)
+        return MeshDefaults(True, root if isinstance(root, str) and root else "istio-system", metrics,
+                            _names(defaults.get("accessLogging")), providers)
     return MeshDefaults()
