@@ -260,14 +260,15 @@ def applicable_telemetries(pod: Pod, telemetries: Sequence[Telemetry], root_name
 def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
                       default_providers: Sequence[str], providers: Mapping[str, str],
                       mode: str = "SERVER") -> str | None:
-    """Who stops the pod's sidecar from exporting istio_requests_total to Prometheus as the server
-    (reporter=destination) or the client (reporter=source): `Telemetry <ns>/<name>`, or the MeshConfig; None when
-    it is exported. istiod's mergeMetrics for the Prometheus-type providers (`providers`: the MeshConfig's, by
-    lower-case name, as istiod looks them up): a level's providers replace its parent's (none given: the parent's),
-    the providers of the most specific rule that names any are the ones configured, and overrides apply in order,
-    least specific first: ALL_METRICS disabled drops the mode's whole filter until a later override of that mode
-    names a metric (re-enabling it); a REQUEST_COUNT (or ALL_METRICS) override's `disabled` is the metric's last
-    word."""
+    """Why the pod's sidecar does not export istio_requests_total to Prometheus as the server (reporter=destination)
+    or the client (reporter=source) in a form obsgap can count by service, in words naming the Telemetry resource or
+    the MeshConfig; None when it does. Besides turning the metric off, a resource may remove or rewrite a label the
+    count is attributed by (ATTRIBUTION_LABELS). istiod's mergeMetrics for the Prometheus-type providers
+    (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a level's providers replace its
+    parent's (none given: the parent's), the providers of the most specific rule that names any are the ones
+    configured, and overrides apply in order, least specific first: ALL_METRICS disabled drops the mode's whole
+    filter until a later override of that mode names a metric (re-enabling it); a REQUEST_COUNT (or ALL_METRICS)
+    override's `disabled` is the metric's last word, and a label's last tag override its."""
     def prometheus(names: Sequence[str]) -> bool:
         return any(providers.get(n.lower()) == "prometheus" for n in names)
 
@@ -278,11 +279,12 @@ def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace
         if rule.providers:
             in_scope, last_setter = rule.providers, t
     if not prometheus(in_scope):
-        return _who(last_setter) if last_setter else "the MeshConfig (defaultProviders.metrics names no Prometheus " \
-                                                      "provider, nor does any Telemetry resource)"
+        return f"{_who(last_setter)} configures no Prometheus provider" if last_setter else \
+            "the MeshConfig's defaultProviders.metrics names no Prometheus provider, nor does any Telemetry resource"
     parent = tuple(default_providers)
     all_off: Telemetry | None = None
     metric_off: Telemetry | None = None
+    tags: dict[str, tuple[str, Telemetry]] = {}
     for t, rule in rules:
         names = rule.providers or parent
         parent = names
@@ -295,10 +297,24 @@ def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace
                 all_off = t
                 continue
             all_off = None  # an override naming metrics for this mode puts its filter back
-            if o.disabled is not None and not o.custom and o.metric in ("ALL_METRICS", "REQUEST_COUNT"):
+            if o.custom or o.metric not in ("ALL_METRICS", "REQUEST_COUNT"):
+                continue
+            if o.disabled is not None:
                 metric_off = t if o.disabled else None
+            tags.update({label: (op, t) for label, op in o.tags})  # a label's last override wins
     off = all_off or metric_off
-    return _who(off) if off else None
+    if off:
+        return f"{_who(off)} disables it"
+    rewritten = sorted((label, op, t) for label, (op, t) in tags.items() if label in ATTRIBUTION_LABELS)
+    if rewritten:
+        label, op, t = rewritten[0]
+        return f"{_who(t)} {'removes' if op == 'REMOVE' else 'rewrites'} its {label} label"
+    return None
+
+
+ATTRIBUTION_LABELS = ("reporter", "destination_service_name", "destination_service_namespace")
+"""The labels of istio_requests_total obsgap counts a service's requests by: a Telemetry tag override that removes
+or rewrites one leaves the count unattributable."""
 
 
 def _who(t: Telemetry) -> str:

@@ -327,6 +327,8 @@ class MetricOverride:
     mode: str
     """`CLIENT`, `SERVER` or `CLIENT_AND_SERVER` (the default)."""
     disabled: bool | None
+    tags: tuple[tuple[str, str], ...] = ()
+    """tagOverrides: (label, `REMOVE` or `UPSERT`), UPSERT when no operation is given."""
 
 
 @dataclass(frozen=True)

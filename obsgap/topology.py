@@ -127,15 +127,15 @@ class TopologyIndex:
         sidecars serve it is not the whole of its traffic: Telemetry resources turn it off on some of its pods
         (istio.request_count_off); None when none does."""
         pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
-        off = [who for p in pods if (who := self.pod_request_metrics_off(p)) is not None]
+        off = [why for p in pods if (why := self.pod_request_metrics_off(p)) is not None]
         if not off:
             return None
-        return (f"{' and '.join(sorted(set(off)))} turns off the sidecars' request metrics (REQUEST_COUNT, server "
-                f"side) for {len(off)} of its {len(pods)} pods with a sidecar")
+        return (f"the sidecars' request count (istio_requests_total, server side) cannot be counted for {len(off)} of "
+                f"its {len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}")
 
     def pod_request_metrics_off(self, pod: Pod) -> str | None:
-        """Who turns off the pod's server-side request count (istio.request_count_off); None for a pod without a
-        sidecar, or where it is reported."""
+        """Why the pod's server-side request count cannot be counted (istio.request_count_off); None for a pod
+        without a sidecar, or where it can."""
         if not pod.sidecar.present:
             return None
         if not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",):

@@ -48,7 +48,7 @@ def _off(objects: list[dict[str, Any]], pod_name: str = "test-0", mode: str = "S
     pod = next(p for p in topo.pods if p.name == pod_name)
     off = request_count_off(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_metric_providers,
                             topo.mesh_providers, mode)
-    return None if off is None else off.removeprefix("Telemetry ")
+    return None if off is None else off.removeprefix("Telemetry ").removesuffix(" disables it")
 
 
 def test_istios_own_cases_of_which_metrics_a_sidecar_reports() -> None:
@@ -73,7 +73,18 @@ def test_the_api_references_examples(realworld: Path) -> None:
     assert _off([*pods, mesh_default, foo], "bar-0") == "istio-system/mesh-default"  # another namespace: still off
     # the providers of the most specific level that names any are the configured ones
     otel_only = _telemetry("foo", "otel", [{"providers": [{"name": "opentelemetry"}]}])
-    assert _off([*pods, otel_only]) == "foo/otel"
+    assert _off([*pods, otel_only]) == "foo/otel configures no Prometheus provider"
+    # tag overrides: istio.io's "Customizing Istio Metrics with Telemetry API" removes grpc_response_status from
+    # REQUEST_COUNT (harmless here), the api example adds request_method; one that removes or rewrites a label the
+    # count is attributed by leaves it uncountable
+    remove_tags = _telemetry("istio-system", "remove-tags", [{"providers": PROMETHEUS, "overrides": [
+        {"match": {"mode": "CLIENT_AND_SERVER", "metric": "REQUEST_COUNT"},
+         "tagOverrides": {"grpc_response_status": {"operation": "REMOVE"}}}]}])
+    assert _off([*pods, remove_tags]) is None and _off([*pods, foo]) is None
+    for op, verb in (({"operation": "REMOVE"}, "removes"), ({"value": "'x'"}, "rewrites")):
+        label = _telemetry("foo", "t", [{"overrides": [{"tagOverrides": {"destination_service_name": op}}]}])
+        assert _off([*pods, label]) == f"foo/t {verb} its destination_service_name label"
+        assert _off([*pods, remove_tags, label], "bar-0") is None  # another namespace
     # istiod looks providers up by name in any case, and knows them by type
     assert _off([*pods, _telemetry("foo", "t", [{"providers": [{"name": "Prometheus"}]}])]) is None
     # a MeshConfig that sets defaultProviders without Prometheus: no metrics unless a resource names one; one without
@@ -82,8 +93,8 @@ def test_the_api_references_examples(realworld: Path) -> None:
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
                 "data": {"mesh": yaml.safe_dump(mesh)}}
     logs_only = meshconfig({"defaultProviders": {"accessLogging": ["envoy"]}})
-    assert _off([*pods, logs_only]) == "the MeshConfig (defaultProviders.metrics names no Prometheus provider, " \
-                                       "nor does any Telemetry resource)"
+    assert _off([*pods, logs_only]) == ("the MeshConfig's defaultProviders.metrics names no Prometheus provider, nor "
+                                        "does any Telemetry resource")
     assert _off([*pods, logs_only, _telemetry("foo", "t", EMPTY_PROMETHEUS)]) is None
     assert _off([*pods, meshconfig({"accessLogFile": "/dev/stdout"})]) is None
     # a selector matches the pod's labels with its node's topology, as istiod augments them
@@ -165,7 +176,8 @@ def test_a_service_whose_server_metrics_a_telemetry_resource_turned_off_is_not_a
     assert not {t for t in run.triples() if t[2] == "api"}, run.triples()
     row = next(c for c in run.result.coverage if c.service == "api")
     assert row.mesh is None and row.ratio is None and row.observed == run.built.truth.server_requests["app/api"]
-    assert "Telemetry app/api-no-server-metrics turns off" in (row.reason or "")
+    assert (row.reason or "").endswith("cannot be counted for 2 of its 2 pods with a sidecar: Telemetry "
+                                       "app/api-no-server-metrics disables it")
     examined = next(c.examined for c in run.result.checks if c.check == "envoy-bypass")
     assert examined is not None and not {"app/api", "outside:app/api"} & examined and "app/control" in examined
     assert unexamined(run.result) == []

@@ -360,9 +360,11 @@ def _metrics_rule(raw: RAW) -> MetricsRule:
         match = _mapping(o.get("match"))
         custom = match.get("customMetric")
         disabled = o.get("disabled")
+        tags = tuple((str(k), str(_mapping(v).get("operation") or "UPSERT").upper())
+                     for k, v in _mapping(o.get("tagOverrides")).items())
         overrides.append(MetricOverride(str(custom) if custom else str(match.get("metric") or "ALL_METRICS"),
                                         bool(custom), str(match.get("mode") or "CLIENT_AND_SERVER"),
-                                        disabled if isinstance(disabled, bool) else None))
+                                        disabled if isinstance(disabled, bool) else None, tags))
     return MetricsRule(tuple(str(_mapping(p).get("name")) for p in raw.get("providers") or []
                              if _mapping(p).get("name")), tuple(overrides))
 
