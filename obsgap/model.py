@@ -353,7 +353,7 @@ class AccessLogRule:
 
 @dataclass(frozen=True)
 class Telemetry:
-    """An Istio Telemetry resource (telemetry.istio.io): what it says about the proxies' metrics."""
+    """An Istio Telemetry resource (telemetry.istio.io): what it says about the proxies' metrics and access logs."""
 
     namespace: str
     name: str
