@@ -265,6 +265,8 @@ class KubeGateway:
 
 
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+BUILTIN_MESH_PROVIDERS = {"prometheus": "prometheus", "stackdriver": "other", "envoy": "stdout"}
+"""The extension providers every MeshConfig has (istio/istio pkg/config/mesh/mesh.go DefaultMeshConfig), by kind."""
 
 
 @dataclass(frozen=True)
@@ -397,8 +399,7 @@ class Topology:
     """MeshConfig defaultProviders.metrics (Istio's default since 1.18 when the MeshConfig was not read)."""
     mesh_log_providers: tuple[str, ...] = ()
     """MeshConfig defaultProviders.accessLogging (none by default: access logs come from accessLogFile)."""
-    mesh_providers: Mapping[str, str] = field(default_factory=lambda: {"prometheus": "prometheus",
-                                                                       "stackdriver": "other", "envoy": "stdout"})
+    mesh_providers: Mapping[str, str] = field(default_factory=lambda: dict(BUILTIN_MESH_PROVIDERS))
     """MeshConfig extension providers, by lower-case name -> kind: `prometheus`, `stdout` (a file access log on the
     sidecar's stdout or stderr, which kubelet's files and pods/log hold), `access-log` (sent elsewhere), `other`."""
     context_pods: tuple[Pod, ...] = ()

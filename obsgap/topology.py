@@ -84,6 +84,7 @@ class TopologyIndex:
         for s in self._config_services:
             self._config_services_by_name[s.name].append(s)
         self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
+        self._metrics_off: dict[tuple[str, str], str | None] = {}
 
     @cached_property
     def gateways_by_key(self) -> dict[tuple[str, str], KubeGateway]:
@@ -140,8 +141,16 @@ class TopologyIndex:
             return None
         if not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",):
             return None  # the common case, and a fast one
-        return istio.request_count_off(pod, self.topo.telemetries, self.topo.mesh_root_namespace,
-                                       self.topo.mesh_metric_providers, self.topo.mesh_providers)
+        if pod.key not in self._metrics_off:  # asked per service, and per namespace by port-missing-from-metrics
+            self._metrics_off[pod.key] = istio.request_count_off(
+                pod, self.topo.telemetries, self.topo.mesh_root_namespace, self.topo.mesh_metric_providers,
+                self.topo.mesh_providers)
+        return self._metrics_off[pod.key]
+
+    def access_log_note(self, svc: Service) -> str:
+        """access_log_limits in words, to end a finding's detail with ("" where none limits them)."""
+        limits, limited, pods = self.access_log_limits(svc)
+        return f" {'; '.join(limit.text() for limit in limits)} for {limited} of its {pods} sidecars." if limits else ""
 
     def access_log_limits(self, svc: Service) -> tuple[list[istio.AccessLogLimit], int, int]:
         """How Telemetry resources limit the access logs the Service's sidecars write to stdout, for the requests

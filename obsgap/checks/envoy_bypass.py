@@ -19,6 +19,7 @@ from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_misse
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
 from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
+from obsgap.sources.kube.kinds import TELEMETRY_KIND
 from obsgap.topology import TopologyIndex
 from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS
 
@@ -37,7 +38,6 @@ _CAUSE_TEXT = {
     "ambient/not-captured": "the pods are enrolled in ambient mode, but the CNI never redirected their traffic",
 }
 DOC_AMBIENT = "https://istio.io/latest/docs/ambient/usage/add-workloads/"
-TELEMETRY_KIND = "telemetry.istio.io/Telemetry"
 
 
 class EnvoyBypass(Check):

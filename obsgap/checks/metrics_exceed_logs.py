@@ -75,9 +75,8 @@ class MetricsExceedLogs(Check):
                 continue
             svc = st.service
             share = excess / cmp.mesh
-            limits, limited, pods = inputs.index.access_log_limits(svc) if cmp.witness == SERVER_LOGS else ([], 0, 0)
-            why = (f" {'; '.join(limit.text() for limit in limits)} for {limited} of its {pods} sidecars."
-                   if limits else "")
+            limits = inputs.index.access_log_limits(svc)[0] if cmp.witness == SERVER_LOGS else []
+            why = inputs.index.access_log_note(svc) if limits else ""
             named: dict[str, Any] = {"telemetry": [f"{x.telemetry.namespace}/{x.telemetry.name}" for x in limits]} \
                 if limits else {}
             out.append(Finding(
@@ -102,15 +101,17 @@ def _fix(namespace: str, limits: list[AccessLogLimit]) -> Suggestion:
     namespace, so applying it replaces that resource's access logging), else in a namespace-wide one."""
     if limits:
         t = limits[0].telemetry
-        selector = ("  selector:\n    matchLabels:\n" + "".join(f"      {k}: {v}\n" for k, v in t.selector.items())
-                    if t.selector else "")
         return Suggestion(f"Log every request while auditing: {limits[0].text()}; drop that from its "
                           "accessLogging (other fields of the resource stay as they are).",
-                          f"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n  name: {t.name}\n"
-                          f"  namespace: {t.namespace}\nspec:\n{selector}  accessLogging:\n  - providers:\n"
-                          "    - name: envoy", DOC)
+                          _log_everything(t.name, t.namespace, t.selector), DOC)
     return Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, meshConfig.accessLogFile) "
-                      "and the log pipeline for this workload.",
-                      "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n"
-                      f"  name: log-everything\n  namespace: {namespace}\nspec:\n"
-                      "  accessLogging:\n  - providers:\n    - name: envoy", DOC)
+                      "and the log pipeline for this workload.", _log_everything("log-everything", namespace, {}), DOC)
+
+
+def _log_everything(name: str, namespace: str, selector: Mapping[str, str]) -> str:
+    """A Telemetry resource whose accessLogging logs every request to the sidecar's stdout."""
+    lines = ["apiVersion: telemetry.istio.io/v1", "kind: Telemetry", "metadata:", f"  name: {name}",
+             f"  namespace: {namespace}", "spec:"]
+    if selector:
+        lines += ["  selector:", "    matchLabels:", *(f"      {k}: {v}" for k, v in selector.items())]
+    return "\n".join([*lines, "  accessLogging:", "  - providers:", "    - name: envoy"])

@@ -111,8 +111,7 @@ def _gap(st: ServiceTraffic, served: Served, reference: Served, inputs: CheckInp
     kind = served.witness.partition(":")[0]
     worst = sorted(ref_pods, key=lambda p: own.get(p, 0) - ref_pods[p])[:10]
     who, ref_who = witness_words(served.witness), witness_words(reference.witness)
-    limits, limited, pods = inputs.index.access_log_limits(svc) if served.witness == SERVER_LOGS else ([], 0, 0)
-    why = f" {'; '.join(limit.text() for limit in limits)} for {limited} of its {pods} sidecars." if limits else ""
+    why = inputs.index.access_log_note(svc) if served.witness == SERVER_LOGS else ""
     return Finding(
         check=WitnessUndercounts.id, severity=Severity.WARNING if share >= 0.1 else Severity.INFO,
         title=f"{svc.name}: {who} counted {pct(share)} fewer requests than {ref_who}",

@@ -365,16 +365,17 @@ def _metrics_rule(raw: RAW) -> MetricsRule:
         overrides.append(MetricOverride(str(custom) if custom else str(match.get("metric") or "ALL_METRICS"),
                                         bool(custom), str(match.get("mode") or "CLIENT_AND_SERVER"),
                                         disabled if isinstance(disabled, bool) else None, tags))
-    return MetricsRule(tuple(str(_mapping(p).get("name")) for p in raw.get("providers") or []
-                             if _mapping(p).get("name")), tuple(overrides))
+    return MetricsRule(_provider_names(raw), tuple(overrides))
+
+
+def _provider_names(raw: RAW) -> tuple[str, ...]:
+    return tuple(str(_mapping(p).get("name")) for p in raw.get("providers") or [] if _mapping(p).get("name"))
 
 
 def _access_log_rule(raw: RAW) -> AccessLogRule:
     disabled = raw.get("disabled")
     expression = _mapping(raw.get("filter")).get("expression")
-    return AccessLogRule(tuple(str(_mapping(p).get("name")) for p in raw.get("providers") or []
-                               if _mapping(p).get("name")),
-                         str(_mapping(raw.get("match")).get("mode") or "CLIENT_AND_SERVER"),
+    return AccessLogRule(_provider_names(raw), str(_mapping(raw.get("match")).get("mode") or "CLIENT_AND_SERVER"),
                          disabled if isinstance(disabled, bool) else None,
                          str(expression) if expression else None)
 

@@ -18,10 +18,12 @@ GATEWAY_API_KINDS = {"Gateway": "gateways", "HTTPRoute": "httproutes", "GRPCRout
 TELEMETRY_GROUP = "telemetry.istio.io"
 TELEMETRY_VERSIONS = ("v1", "v1alpha1")
 TELEMETRY_KINDS = {"Telemetry": "telemetries"}
+TELEMETRY_KIND = f"{TELEMETRY_GROUP}/Telemetry"
 CUSTOM_KINDS = ((ISTIO_GROUP, ISTIO_VERSIONS, ISTIO_KINDS),
                 (GATEWAY_API_GROUP, GATEWAY_API_VERSIONS, GATEWAY_API_KINDS),
                 (TELEMETRY_GROUP, TELEMETRY_VERSIONS, TELEMETRY_KINDS))
 """Custom resources read (get/list only), newest served version first."""
+_CUSTOM_GROUPS = frozenset(group for group, _, _ in CUSTOM_KINDS)
 CORE_KINDS = {"Namespace": "namespaces", "Node": "nodes", "Service": "services", "Pod": "pods",
               "Endpoints": "endpoints", "EndpointSlice": "endpointslices", "ReplicaSet": "replicasets",
               "Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
@@ -72,5 +74,4 @@ def kind_of(obj: Mapping[str, Any]) -> str:
     """The name LISTED_KINDS gives a raw object's kind (`group/Kind` for a custom resource)."""
     group = str(obj.get("apiVersion") or "").rpartition("/")[0]
     kind = str(obj.get("kind") or "")
-    custom = {g for g, _, _ in CUSTOM_KINDS}
-    return f"{group}/{kind}" if group in custom else kind
+    return f"{group}/{kind}" if group in _CUSTOM_GROUPS else kind

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from obsgap.model import BUILTIN_MESH_PROVIDERS
 from obsgap.sources.logs.envoy_format import AccessFormat, validate
 
 RAW = Mapping[str, Any]
@@ -67,8 +68,6 @@ def access_formats(objects: Iterable[RAW]) -> tuple[tuple[AccessFormat, ...], li
     return tuple(dict.fromkeys(usable)), gaps
 
 
-BUILTIN_PROVIDERS = {"prometheus": "prometheus", "stackdriver": "other", "envoy": "stdout"}
-"""The extension providers every MeshConfig has (istio/istio pkg/config/mesh/mesh.go DefaultMeshConfig), by kind."""
 _ACCESS_LOG_SERVICES = ("envoyOtelAls", "envoyHttpAls", "envoyTcpAls")
 _STDOUT_PATHS = ("", "/dev/stdout", "/dev/stderr")  # what kubelet keeps as the container's log (no path: stdout)
 
@@ -95,7 +94,7 @@ class MeshDefaults:
     """defaultProviders.metrics: the chart lists Prometheus unless the user set defaultProviders (then only what they
     list); a MeshConfig without defaultProviders is taken as the chart's."""
     log_providers: tuple[str, ...] = ()
-    providers: Mapping[str, str] = field(default_factory=lambda: dict(BUILTIN_PROVIDERS))
+    providers: Mapping[str, str] = field(default_factory=lambda: dict(BUILTIN_MESH_PROVIDERS))
     """Extension provider name (lower case: istiod compares them so) -> its kind (_provider_kind)."""
 
 
@@ -116,7 +115,7 @@ def mesh_defaults(objects: Iterable[RAW]) -> MeshDefaults:
             continue
         found = mesh.get("defaultProviders")
         defaults: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        providers = dict(BUILTIN_PROVIDERS)
+        providers = dict(BUILTIN_MESH_PROVIDERS)
         for provider in mesh.get("extensionProviders") or []:
             if isinstance(provider, Mapping) and provider.get("name"):
                 providers[str(provider["name"]).lower()] = _provider_kind(provider)

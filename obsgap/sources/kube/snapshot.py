@@ -89,13 +89,14 @@ def _empty(path: Path) -> bool:
         return False  # _documents says why it cannot be read
 
 
-def kubectl_errors(paths: list[Path]) -> tuple[dict[str, str], list[str], set[str]]:
+def kubectl_errors(paths: list[Path], objects: list[Mapping[str, Any]]) -> tuple[dict[str, str], list[str], set[str]]:
     """(kinds whose list kubectl could not read -> why, gaps, kinds the cluster does not serve), from the files
     the README's command saves, one per kind with kubectl's stderr beside it. A list kubectl failed (`Error from
     server (Forbidden)`, beside the empty List it still prints), an error file that cannot be read, or a file
     kubectl left empty without saying the cluster lacks the kind (killed, not found on PATH) leaves that kind
-    unread (Topology.unread), as a refused list does live; a kind the cluster does not serve has no objects and is
-    only noted."""
+    unread (Topology.unread), as a refused list does live, unless another file of the snapshot (`objects`) holds
+    that kind; a kind the cluster does not serve has no objects and is only noted."""
+    held = {kind_of(o) for o in objects}
     unread: dict[str, str] = {}
     gaps: list[str] = []
     not_served: set[str] = set()
@@ -114,14 +115,11 @@ def kubectl_errors(paths: list[Path]) -> tuple[dict[str, str], list[str], set[st
             gaps.append(f"{shown}: list failed (kubectl wrote nothing, and no error it explains: was it killed?)")
         else:
             continue
-        if kind:
+        if kind in held:
+            gaps[-1] = f"{shown}: read from another file of the snapshot, where one kubectl call could not"
+        elif kind:
             unread[kind] = gaps[-1]
     return unread, gaps, not_served
-
-
-def held_kinds(objects: list[Mapping[str, Any]]) -> set[str]:
-    """The kinds (as LISTED_KINDS names them) of which the snapshot holds at least one object."""
-    return {kind_of(o) for o in objects}
 
 
 _KUBECTL_ERROR = re.compile(r"^\s*(Error from server|error:|Unable to connect to the server|The connection to the "

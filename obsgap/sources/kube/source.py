@@ -15,9 +15,9 @@ from obsgap.model import PanelQuery, Topology
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.dashboards import load_dashboards
 from obsgap.sources.kube.build import build_topology
-from obsgap.sources.kube.kinds import SNAPSHOT_COMMAND, kind_label
+from obsgap.sources.kube.kinds import SNAPSHOT_COMMAND
 from obsgap.sources.kube.live import LiveOptions, load_live
-from obsgap.sources.kube.snapshot import held_kinds, kubectl_errors, load_snapshot, unseen_kinds
+from obsgap.sources.kube.snapshot import kubectl_errors, load_snapshot, unseen_kinds
 from obsgap.sources.reports import DashboardsReport, KubernetesReport
 
 
@@ -75,11 +75,7 @@ class TopologySource:
     def read(self, ctx: ReadContext) -> SourceRead[Topology, KubernetesReport]:
         if self.snapshots:
             objects, gaps = load_snapshot(list(self.snapshots))
-            failed, failures, not_served = kubectl_errors(list(self.snapshots))
-            held = held_kinds(objects) & set(failed)  # another file holds what one kubectl call could not read
-            failures = [g for g in failures if g not in {failed[k] for k in held}]
-            failures += [f"{kind_label(k)}: read from another file of the snapshot, where one kubectl call could not"
-                         for k in held if failed.pop(k)]
+            failed, failures, not_served = kubectl_errors(list(self.snapshots), objects)
             topo = build_topology(objects, [*gaps, *failures], failed)
             unseen = {k: why for k, why in unseen_kinds(topo).items() if k not in failed and k not in not_served}
             topo = replace(topo, gaps=(*topo.gaps, *unseen.values()), unread={**topo.unread, **unseen})
