@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from obsgap.ambient import DATAPLANE_MODE, REDIRECTION, ambient_namespace
-from obsgap.model import Pod, SidecarState, Telemetry, TrafficExclusions
+from obsgap.model import GATEWAY_API_GROUP, Pod, PolicyTarget, Service, SidecarState, Telemetry, TrafficExclusions
 
 PROTOCOL_PREFIXES = ("http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp",
                      "mongo", "redis", "mysql", "http_proxy")
@@ -240,39 +240,73 @@ def traffic_exclusions(annotations: Mapping[str, str]) -> TrafficExclusions:
 
 def applicable_telemetries(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str) -> list[Telemetry]:
     """The Telemetry resources that configure a sidecar, least specific first (istiod's applicableTelemetries,
-    pilot/pkg/model/telemetry.go): the root namespace's selector-less one, the pod's namespace's selector-less one,
-    then those of its namespace whose selector matches the pod's labels. Each namespace's first selector-less
-    resource counts (istiod's order: creation time, then name); resources with targetRefs configure gateways and
-    waypoints, not sidecars."""
-    def namespace_wide(namespace: str) -> list[Telemetry]:
-        found = [t for t in telemetries if t.namespace == namespace and not t.selector and not t.targeted]
-        return found[:1]
-
-    out = namespace_wide(root_namespace)
+    pilot/pkg/model/telemetry.go): the root namespace's namespace-wide one, the pod's namespace's, then those of its
+    namespace whose selector matches the pod's labels. Each namespace's first namespace-wide resource counts
+    (istiod's order: creation time, then name); resources with targetRefs configure gateways and waypoints, not
+    sidecars."""
+    out = _namespace_wide(telemetries, root_namespace)
     if pod.namespace != root_namespace:
-        out += namespace_wide(pod.namespace)
+        out += _namespace_wide(telemetries, pod.namespace)
     labels = pod.subset_labels or pod.labels  # istiod matches the proxy's labels with its node's topology added
     out += [t for t in telemetries if t.namespace == pod.namespace and t.selector and not t.targeted
             and all(labels.get(k) == v for k, v in t.selector.items())]
     return out
 
 
-def request_count_off(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
-                      default_providers: Sequence[str], providers: Mapping[str, str],
+def waypoint_telemetries(waypoint: tuple[str, str], svc: Service, telemetries: Sequence[Telemetry],
+                         root_namespace: str) -> list[Telemetry]:
+    """The Telemetry resources that configure a waypoint (namespace, Gateway name) for the requests of one Service
+    it serves, least specific first (istiod's applicableTelemetries for a waypoint proxy building that Service's
+    chain): the root namespace's namespace-wide one, the waypoint's namespace's, the Service's namespace's where
+    it differs; then, among the resources of the Service's namespace, those whose targetRefs name the Service, the
+    waypoint's Gateway (a resource of the waypoint's own namespace) or, in the root namespace, the `istio-waypoint`
+    GatewayClass (pilot/pkg/model/policyattachment.go, ShouldAttachPolicy). A waypoint ignores selectors."""
+    wp_namespace, wp_name = waypoint
+    out = _namespace_wide(telemetries, root_namespace)
+    if wp_namespace != root_namespace:
+        out += _namespace_wide(telemetries, wp_namespace)
+    if svc.namespace != wp_namespace:
+        out += _namespace_wide(telemetries, svc.namespace)
+    return out + [t for t in telemetries if t.namespace == svc.namespace and t.targeted
+                  and any(_attaches(target, t.namespace, wp_namespace, wp_name, svc, root_namespace)
+                          for target in t.targets)]
+
+
+WAYPOINT_GATEWAY_CLASS = "istio-waypoint"
+
+
+def _attaches(target: PolicyTarget, policy_namespace: str, wp_namespace: str, wp_name: str, svc: Service,
+              root_namespace: str) -> bool:
+    kind = (target.group, target.kind)
+    if kind == ("core", "Service"):
+        return target.name == svc.name and policy_namespace == svc.namespace
+    if kind == (GATEWAY_API_GROUP, "GatewayClass"):
+        return policy_namespace == root_namespace and target.name == WAYPOINT_GATEWAY_CLASS
+    return kind == (GATEWAY_API_GROUP, "Gateway") and target.name == wp_name and policy_namespace == wp_namespace \
+        and target.namespace in ("", wp_namespace)
+
+
+def _namespace_wide(telemetries: Sequence[Telemetry], namespace: str) -> list[Telemetry]:
+    return [t for t in telemetries if t.namespace == namespace and t.namespace_wide][:1]
+
+
+def request_count_off(levels: Sequence[Telemetry], default_providers: Sequence[str], providers: Mapping[str, str],
                       mode: str = "SERVER") -> str | None:
-    """Why the pod's sidecar does not export istio_requests_total to Prometheus as the server (reporter=destination)
-    or the client (reporter=source) in a form obsgap can count by service, in words naming the Telemetry resource or
-    the MeshConfig; None when it does. Besides turning the metric off, a resource may remove or rewrite a label the
-    count is attributed by (ATTRIBUTION_LABELS). istiod's mergeMetrics for the Prometheus-type providers
-    (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a level's providers replace its
-    parent's (none given: the parent's), the providers of the most specific rule that names any are the ones
-    configured, and overrides apply in order, least specific first: ALL_METRICS disabled drops the mode's whole
-    filter until a later override of that mode names a metric (re-enabling it); a REQUEST_COUNT (or ALL_METRICS)
-    override's `disabled` is the metric's last word, and a label's last tag override its."""
+    """Why a proxy configured by the Telemetry resources `levels` (applicable_telemetries, waypoint_telemetries)
+    does not export istio_requests_total to Prometheus as the server (reporter=destination, a waypoint's
+    reporter=waypoint) or the client (reporter=source) in a form obsgap can count by service, in words naming the
+    Telemetry resource or the MeshConfig; None when it does. Besides turning the metric off, a resource may remove
+    or rewrite a label the count is attributed by (ATTRIBUTION_LABELS). istiod's mergeMetrics for the
+    Prometheus-type providers (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a
+    level's providers replace its parent's (none given: the parent's), the providers of the most specific rule that
+    names any are the ones configured, and overrides apply in order, least specific first: ALL_METRICS disabled
+    drops the mode's whole filter until a later override of that mode names a metric (re-enabling it); a
+    REQUEST_COUNT (or ALL_METRICS) override's `disabled` is the metric's last word, and a label's last tag override
+    its."""
     def prometheus(names: Sequence[str]) -> bool:
         return any(providers.get(n.lower()) == "prometheus" for n in names)
 
-    rules = [(t, rule) for t in applicable_telemetries(pod, telemetries, root_namespace) for rule in t.metrics]
+    rules = [(t, rule) for t in levels for rule in t.metrics]
     in_scope: tuple[str, ...] = tuple(default_providers)
     last_setter: Telemetry | None = None
     for t, rule in rules:
@@ -343,13 +377,13 @@ def _mode_matches(rule_mode: str, mode: str) -> bool:
     return rule_mode in (mode, "CLIENT_AND_SERVER")
 
 
-def access_log_limit(pod: Pod, telemetries: Sequence[Telemetry], root_namespace: str,
-                     default_providers: Sequence[str], providers: Mapping[str, str],
+def access_log_limit(levels: Sequence[Telemetry], default_providers: Sequence[str], providers: Mapping[str, str],
                      mode: str = "SERVER") -> AccessLogLimit | None:
-    """How Telemetry resources limit the access log a pod's sidecar writes to stdout for the requests it serves
-    (mode SERVER), or None when no resource limits it (where none configures an access-log provider for this side,
-    the MeshConfig's accessLogFile decides)."""
-    levels = [t for t in applicable_telemetries(pod, telemetries, root_namespace) if t.access_logging]
+    """How the Telemetry resources that configure a proxy (`levels`: applicable_telemetries,
+    waypoint_telemetries) limit the access log it writes to stdout for the requests it serves (mode SERVER), or
+    None when no resource limits it (where none configures an access-log provider for this side, the MeshConfig's
+    accessLogFile decides)."""
+    levels = [t for t in levels if t.access_logging]
     if not levels:
         return None
     result, named_by = _merge_logs(levels, default_providers, mode)

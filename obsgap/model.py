@@ -354,6 +354,18 @@ class AccessLogRule:
 
 
 @dataclass(frozen=True)
+class PolicyTarget:
+    """One targetRef of an Istio policy (the Gateway API's PolicyTargetReference)."""
+
+    group: str
+    """`core` for the core group (written `""` or `core`)."""
+    kind: str
+    name: str
+    namespace: str = ""
+    """Istio attaches a policy only within its own namespace; another one named here never matches."""
+
+
+@dataclass(frozen=True)
 class Telemetry:
     """An Istio Telemetry resource (telemetry.istio.io): what it says about the proxies' metrics and access logs."""
 
@@ -362,14 +374,25 @@ class Telemetry:
     created: str
     """metadata.creationTimestamp: istiod orders a namespace's Telemetries by it (then by name)."""
     selector: Mapping[str, str]
-    targeted: bool
-    """It names targetRefs (gateways, waypoints): it does not apply to sidecars."""
+    targets: tuple[PolicyTarget, ...]
+    """targetRefs (or the older single targetRef): the gateways, waypoints and Services of waypoints it configures;
+    a resource that names any does not apply to sidecars."""
     metrics: tuple[MetricsRule, ...]
     access_logging: tuple[AccessLogRule, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def targeted(self) -> bool:
+        return bool(self.targets)
+
+    @property
+    def namespace_wide(self) -> bool:
+        """Neither a selector nor targetRefs: it configures every proxy of its namespace (the root namespace's,
+        every proxy of the mesh)."""
+        return not self.selector and not self.targets
 
 
 @dataclass(frozen=True)

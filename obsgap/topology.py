@@ -25,6 +25,7 @@ from obsgap.model import (
     Service,
     ServiceEntry,
     ServicePort,
+    Telemetry,
     Topology,
 )
 from obsgap.names import CLUSTER_DOMAIN, host_matches, is_ip, split_host_port, to_fqdn, visible
@@ -124,9 +125,17 @@ class TopologyIndex:
         return "none"
 
     def request_metrics_off(self, svc: Service) -> str | None:
-        """Why the mesh's server-side request count (istio_requests_total, reporter=destination) of a Service whose
-        sidecars serve it is not the whole of its traffic: Telemetry resources turn it off on some of its pods
-        (istio.request_count_off); None when none does."""
+        """Why the mesh's server-side request count of a Service (istio_requests_total: reporter=destination from
+        its sidecars, reporter=waypoint from the waypoint that serves it) is not the whole of its traffic: Telemetry
+        resources (or the MeshConfig) turn it off, or strip a label it is counted by, on some of its pods or on its
+        waypoint (istio.request_count_off); None when none does, and for a Service the mesh counts otherwise."""
+        if self._telemetry_defaults:
+            return None
+        dataplane = self.dataplane(svc)
+        if dataplane == "waypoint":
+            return self._waypoint_request_metrics_off(svc)
+        if dataplane != "sidecar":
+            return None
         pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
         off = [why for p in pods if (why := self.pod_request_metrics_off(p)) is not None]
         if not off:
@@ -134,36 +143,67 @@ class TopologyIndex:
         return (f"the sidecars' request count (istio_requests_total, server side) cannot be counted for {len(off)} of "
                 f"its {len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}")
 
+    def _waypoint_request_metrics_off(self, svc: Service) -> str | None:
+        waypoint = self._serving_waypoint(svc)
+        if waypoint is None:
+            return None
+        why = istio.request_count_off(self._waypoint_telemetries(waypoint, svc), self.topo.mesh_metric_providers,
+                                      self.topo.mesh_providers)
+        return None if why is None else (
+            f"the request count of its waypoint {waypoint.namespace}/{waypoint.name} (istio_requests_total, "
+            f"reporter=\"waypoint\") cannot be counted for it: {why}")
+
+    def _serving_waypoint(self, svc: Service) -> KubeGateway | None:
+        """The waypoint that serves the Service's requests, where one does (dataplane `waypoint`)."""
+        if self.dataplane(svc) != "waypoint":
+            return None
+        resolution = self.waypoint_of(svc)
+        return resolution.gateway if resolution is not None else None
+
+    def _waypoint_telemetries(self, waypoint: KubeGateway, svc: Service) -> list[Telemetry]:
+        return istio.waypoint_telemetries((waypoint.namespace, waypoint.name), svc, self.topo.telemetries,
+                                          self.topo.mesh_root_namespace)
+
+    @cached_property
+    def _telemetry_defaults(self) -> bool:
+        """No Telemetry resource, and the chart's default metrics provider: every proxy reports the request count
+        (the common case, and a fast one)."""
+        return not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",)
+
     def pod_request_metrics_off(self, pod: Pod) -> str | None:
         """Why the pod's server-side request count cannot be counted (istio.request_count_off); None for a pod
         without a sidecar, or where it can."""
-        if not pod.sidecar.present:
+        if not pod.sidecar.present or self._telemetry_defaults:
             return None
-        if not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",):
-            return None  # the common case, and a fast one
         if pod.key not in self._metrics_off:  # asked per service, and per namespace by port-missing-from-metrics
             self._metrics_off[pod.key] = istio.request_count_off(
-                pod, self.topo.telemetries, self.topo.mesh_root_namespace, self.topo.mesh_metric_providers,
-                self.topo.mesh_providers)
+                istio.applicable_telemetries(pod, self.topo.telemetries, self.topo.mesh_root_namespace),
+                self.topo.mesh_metric_providers, self.topo.mesh_providers)
         return self._metrics_off[pod.key]
 
     def access_log_note(self, svc: Service) -> str:
         """access_log_limits in words, to end a finding's detail with ("" where none limits them)."""
-        limits, limited, pods = self.access_log_limits(svc)
-        return f" {'; '.join(limit.text() for limit in limits)} for {limited} of its {pods} sidecars." if limits else ""
+        limits, applies_to = self.access_log_limits(svc)
+        return f" {'; '.join(limit.text() for limit in limits)} for {applies_to}." if limits else ""
 
-    def access_log_limits(self, svc: Service) -> tuple[list[istio.AccessLogLimit], int, int]:
-        """How Telemetry resources limit the access logs the Service's sidecars write to stdout, for the requests
-        they serve: (the limits, one per resource and kind, the pods they apply to, the pods with a sidecar)."""
+    def access_log_limits(self, svc: Service) -> tuple[list[istio.AccessLogLimit], str]:
+        """How Telemetry resources limit the access logs the proxies that serve a Service write to stdout for its
+        requests (its sidecars, or the waypoint that serves it): (the limits, one per resource and kind; which of
+        its proxies they apply to, in words)."""
         if not self.topo.telemetries:
-            return [], 0, 0
+            return [], ""
+        waypoint = self._serving_waypoint(svc)
+        if waypoint is not None:
+            limit = istio.access_log_limit(self._waypoint_telemetries(waypoint, svc), self.topo.mesh_log_providers,
+                                           self.topo.mesh_providers)
+            return ([limit], f"its waypoint {waypoint.namespace}/{waypoint.name}") if limit else ([], "")
         pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
         limits = [limit for p in pods
-                  if (limit := istio.access_log_limit(p, self.topo.telemetries, self.topo.mesh_root_namespace,
-                                                      self.topo.mesh_log_providers,
-                                                      self.topo.mesh_providers)) is not None]
+                  if (limit := istio.access_log_limit(
+                      istio.applicable_telemetries(p, self.topo.telemetries, self.topo.mesh_root_namespace),
+                      self.topo.mesh_log_providers, self.topo.mesh_providers)) is not None]
         distinct = {(limit.telemetry.key, limit.what, limit.expression): limit for limit in limits}
-        return list(distinct.values()), len(limits), len(pods)
+        return list(distinct.values()), f"{len(limits)} of its {len(pods)} sidecars"
 
     def in_scope(self, pod: Pod) -> bool:
         """False for pods outside the -n scope (known only to name callers and addresses)."""

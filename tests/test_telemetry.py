@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from obsgap.istio import access_log_limit, applicable_telemetries, request_count_off
+from obsgap.istio import access_log_limit, applicable_telemetries, request_count_off, waypoint_telemetries
+from obsgap.model import PolicyTarget
 from obsgap.sources.kube.build import build_topology
 from tests.helpers import k8s_pod, run_scenario, unexamined
 
@@ -46,8 +47,8 @@ ISTIO_CASES = {  # name: (root namespace's metrics, the pod namespace's metrics,
 def _off(objects: list[dict[str, Any]], pod_name: str = "test-0", mode: str = "SERVER") -> str | None:
     topo = build_topology(objects)
     pod = next(p for p in topo.pods if p.name == pod_name)
-    off = request_count_off(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_metric_providers,
-                            topo.mesh_providers, mode)
+    off = request_count_off(applicable_telemetries(pod, topo.telemetries, topo.mesh_root_namespace),
+                            topo.mesh_metric_providers, topo.mesh_providers, mode)
     return None if off is None else off.removeprefix("Telemetry ").removesuffix(" disables it")
 
 
@@ -186,8 +187,8 @@ def test_a_service_whose_server_metrics_a_telemetry_resource_turned_off_is_not_a
 def _limit(objects: list[dict[str, Any]], pod_name: str = "test-0") -> str | None:
     topo = build_topology(objects)
     pod = next(p for p in topo.pods if p.name == pod_name)
-    limit = access_log_limit(pod, topo.telemetries, topo.mesh_root_namespace, topo.mesh_log_providers,
-                             topo.mesh_providers)
+    limit = access_log_limit(applicable_telemetries(pod, topo.telemetries, topo.mesh_root_namespace),
+                             topo.mesh_log_providers, topo.mesh_providers)
     return None if limit is None else limit.text()
 
 
@@ -299,3 +300,195 @@ def test_a_server_log_that_undercounts_another_witness_names_the_resource_that_f
     assert found.evidence["witness"] == "server-logs"
     assert found.detail.endswith("Telemetry shop/logs logs only requests matching `request.path == '/filter-test'` "
                                  "for 2 of its 2 sidecars.")
+
+
+# --- waypoints ------------------------------------------------------------------------------------------------------
+
+def _waypoint_levels(objects: list[dict[str, Any]], service: tuple[str, str],
+                     waypoint: tuple[str, str] = ("default", "waypoint")) -> list[str]:
+    topo = build_topology(objects)
+    svc = next(s for s in topo.services if s.key == service)
+    return [f"{t.namespace}/{t.name}" for t in waypoint_telemetries(waypoint, svc, topo.telemetries,
+                                                                     topo.mesh_root_namespace)]
+
+
+def test_which_telemetry_resources_configure_a_waypoint(realworld: Path) -> None:
+    """Istio's own waypoint cases (TestTelemetryFilters, a waypoint `waypoint` of namespace default building one
+    Service's chain): a resource whose targetRefs name a Service configures the waypoint for that Service only, and
+    only from the Service's namespace; the Service's namespace-wide resource configures a waypoint of another
+    namespace. Their overrides (REQUEST_COUNT with tags `remove` and `add`) leave the count as it was. Targeted
+    resources never configure sidecars, and selectors never configure waypoints."""
+    from tests.helpers import k8s_service
+
+    services = [k8s_service("sample-svc", "default"), k8s_service("not-sample-svc", "default"),
+                k8s_service("sample-svc", "other")]
+    no_provider = [{"overrides": OVERRIDES[0]["overrides"]}]
+    target_refs = _telemetry("default", "default", no_provider,
+                             targetRefs=[{"group": "", "kind": "Service", "name": "sample-svc"}])
+    other_duration = [{"overrides": [{"match": {"metric": "REQUEST_DURATION"}, "tagOverrides": {
+        "removeOther": {"operation": "REMOVE"}, "add": {"operation": "UPSERT", "value": "otherBar"}}}]}]
+    target_refs_other = _telemetry("other", "default", other_duration, targetRefs=[
+        {"group": "", "kind": "Service", "namespace": "other", "name": "sample-svc"}])
+    assert _waypoint_levels([*services, target_refs], ("default", "not-sample-svc")) == []  # mismatch wrong service
+    assert _waypoint_levels([*services, target_refs], ("default", "sample-svc")) == ["default/default"]  # match
+    assert _waypoint_levels([*services, target_refs, target_refs_other], ("other", "sample-svc")) == \
+        ["other/default"]  # match cross namespace: the Service's namespace's resource, not the waypoint's
+    wide = _telemetry("other", "default", OVERRIDES)
+    assert _waypoint_levels([*services, wide], ("other", "sample-svc")) == ["other/default"]  # cross namespace wide
+    topo = build_topology([*services, target_refs])
+    svc = next(s for s in topo.services if s.key == ("default", "sample-svc"))
+    levels = waypoint_telemetries(("default", "waypoint"), svc, topo.telemetries, topo.mesh_root_namespace)
+    assert request_count_off(levels, topo.mesh_metric_providers, topo.mesh_providers) is None
+    # the same resource never reaches a sidecar; a selector never reaches a waypoint
+    pod = k8s_pod("sample-0", "sample-svc", "10.0.0.1", namespace="default")
+    assert _off([pod, target_refs], "sample-0") is None
+    assert applicable_telemetries(build_topology([pod, target_refs]).pods[0], topo.telemetries, "istio-system") == []
+    selected = _telemetry("default", "selected", DISABLED_ALL, selector={"matchLabels": {"app": "sample-svc"}})
+    assert _waypoint_levels([*services, selected], ("default", "sample-svc")) == []
+    assert _off([pod, selected], "sample-0") == "default/selected"
+
+
+def test_what_turns_a_waypoints_request_count_off(realworld: Path) -> None:
+    """istio/api's mesh-wide "server metrics off" example reaches waypoints too (they count a Service's requests
+    as the server side, reporter="waypoint"); a resource whose targetRef names the waypoint's Gateway configures it
+    for the Services of its own namespace; Istio's ambient integration test's Service-targeted resource (group
+    `core`: TestCustomizeMetrics, which expects the reporter="waypoint" series still there, with its custom tag)
+    leaves the count as it is, and one that removes a label the count is attributed by does not."""
+    from tests.helpers import k8s_service
+
+    services = [k8s_service("service-addressed-waypoint", "default"), k8s_service("sample-svc", "other")]
+    mesh_default = yaml.safe_load((realworld / "api" / "telemetry-mesh-default-server-metrics-off.yaml").read_text())
+    customize = yaml.safe_load((realworld / "ambient-integration" / "customize-metrics-telemetry.yaml").read_text())
+    customize = {**customize, "metadata": {**customize["metadata"], "namespace": "default"}}
+
+    def off(objects: list[dict[str, Any]], service: tuple[str, str] = ("default", "service-addressed-waypoint"),
+            waypoint: tuple[str, str] = ("default", "waypoint")) -> str | None:
+        topo = build_topology([*services, *objects])
+        svc = next(s for s in topo.services if s.key == service)
+        return request_count_off(waypoint_telemetries(waypoint, svc, topo.telemetries, topo.mesh_root_namespace),
+                                 topo.mesh_metric_providers, topo.mesh_providers)
+
+    assert off([]) is None and off([customize]) is None
+    assert _waypoint_levels([*services, customize], ("default", "service-addressed-waypoint")) == ["default/ns-default"]
+    assert off([mesh_default]) == "Telemetry istio-system/mesh-default disables it"
+    gateway_ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}
+    by_gateway = _telemetry("default", "wp", DISABLED_ALL, targetRefs=[gateway_ref])
+    assert off([by_gateway]) == "Telemetry default/wp disables it"
+    assert off([by_gateway], waypoint=("default", "other-waypoint")) is None  # another waypoint
+    # a waypoint of default serving a Service of namespace other reads other's resources only
+    assert off([by_gateway], service=("other", "sample-svc")) is None
+    assert off([_telemetry("default", "wp", DISABLED_ALL, targetRefs=[{**gateway_ref, "namespace": "other"}])]) \
+        is None  # istiod never attaches a policy across namespaces
+    # the istio-waypoint GatewayClass is looked for among the resources of the Service's namespace (istiod's
+    # applicableTelemetries at 86c9f01), so a root namespace's resource that names it reaches no Service elsewhere
+    by_class = _telemetry("istio-system", "wp", DISABLED_ALL, targetRefs=[
+        {"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "istio-waypoint"}])
+    assert off([by_class]) is None
+    strip = {**customize, "spec": {**customize["spec"], "metrics": [{"overrides": [{"match": {
+        "metric": "REQUEST_COUNT"}, "tagOverrides": {"destination_service_name": {"operation": "REMOVE"}}}]}]}}
+    assert off([strip]) == "Telemetry default/ns-default removes its destination_service_name label"
+
+
+def test_which_requests_a_waypoint_logs(realworld: Path) -> None:
+    """Istio's access-log integration resource for a targetRef (the older single `targetRef`, rendered with the
+    values accesslogs_test.go gives: a Gateway's name, logs disabled) turns the access log off for the waypoint it
+    names, and for no sidecar."""
+    template = (realworld / "telemetry-integration" / "accesslog-targetref.yaml").read_text()
+    from tests.helpers import k8s_service
+
+    for disabled, expected in (("true", "Telemetry default/logs turns the access log off"), ("false", None)):
+        obj = yaml.safe_load(template.replace("{{ .TargetGatewayName }}", "waypoint")
+                             .replace("{{ .DisableLogs }}", disabled))
+        obj = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
+        topo = build_topology([k8s_service("sample-svc", "default"), obj])
+        (t,) = topo.telemetries
+        assert t.targets == (PolicyTarget("gateway.networking.k8s.io", "Gateway", "waypoint"),)
+        levels = waypoint_telemetries(("default", "waypoint"), topo.services[0], topo.telemetries, "istio-system")
+        limit = access_log_limit(levels, topo.mesh_log_providers, topo.mesh_providers)
+        assert (limit.text() if limit else None) == expected
+        pod = k8s_pod("sample-0", "sample-svc", "10.0.0.1", namespace="default")
+        assert _limit([pod, obj], "sample-0") is None
+
+
+def test_a_service_whose_waypoint_a_telemetry_resource_keeps_from_counting_is_not_a_bypass(
+        tmp_path: Path, realworld: Path, prometheus_available: None) -> None:
+    """accounts is served by its own waypoint, which counts none of its requests (reporter="waypoint"), as a
+    Telemetry resource targeting that waypoint's Gateway and disabling REQUEST_COUNT makes it; ledger's waypoint
+    counts all of its. Without the resource that is a bypass of unknown cause; with it, accounts' mesh side is not
+    measured (the coverage row says which resource, on which waypoint), and accounts is not examined; ledger still
+    is. Then ledger's waypoint logs only its failed requests (ledger writes no logs of its own, and its callers
+    are outside the mesh), as Istio's targetRef access-log resource filtering there makes it: metrics-exceed-logs
+    names the resource on that waypoint, and its fix rewrites the resource with its targetRefs. One simulated
+    ambient mesh in a real Prometheus, read three times."""
+    import json
+    import re
+    import shutil
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from obsgap.scenario.simulate import build
+    from obsgap.scenario.spec import FlowSpec, ScenarioSpec, WaypointSpec
+    from obsgap.scenario.spec import ServiceSpec as S
+    from obsgap.testbed.promserver import serve_openmetrics
+
+    spec = ScenarioSpec(
+        "waypoint-telemetry", (("shop", True), ("bank", False)),
+        (S("shop", "web"), S("bank", "accounts", use_waypoint="accounts-waypoint", metrics_loss=1.0),
+         S("bank", "ledger", use_waypoint="bank-waypoint", app_logs="none")),
+        (FlowSpec("external", "shop/web", 8080, 1.0), FlowSpec("shop/web", "bank/accounts", 8080, 1.0),
+         FlowSpec("external", "bank/ledger", 8080, 1.0)),
+        end=datetime(2026, 11, 24, tzinfo=UTC), hours=0.25, ambient_namespaces=("bank",),
+        waypoints=(WaypointSpec("bank", "bank-waypoint"), WaypointSpec("bank", "accounts-waypoint")),
+        gzip_rotated=False)
+    built = build(spec, tmp_path / "mesh")
+    off = _telemetry("bank", "accounts-waypoint-metrics", [{"overrides": [
+        {"match": {"metric": "REQUEST_COUNT", "mode": "SERVER"}, "disabled": True}]}],
+        targetRefs=[{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "accounts-waypoint"}])
+    snapshot = json.loads(built.topology.read_text())
+    with_off = tmp_path / "with-telemetry.json"
+    with_off.write_text(json.dumps({**snapshot, "items": [*snapshot["items"], off]}))
+    server = serve_openmetrics(built.metrics, tmp_path / "mesh")
+    filtered = yaml.safe_load((realworld / "telemetry-integration" / "accesslog-targetref.yaml").read_text()
+                              .replace("{{ .TargetGatewayName }}", "bank-waypoint").replace("{{ .DisableLogs }}",
+                                                                                          "false"))
+    filtered["metadata"]["namespace"] = "bank"
+    filtered["spec"]["accessLogging"][0]["filter"] = {"expression": "response.code >= 400"}
+    with_filter = tmp_path / "with-filter.json"
+    with_filter.write_text(json.dumps({**snapshot, "items": [*snapshot["items"], off, filtered]}))
+    halved = tmp_path / "halved-logs"
+    shutil.copytree(built.logs, halved)
+    (waypoint_log,) = halved.glob("pods/bank_bank-waypoint-*/istio-proxy/*.log")
+    lines = waypoint_log.read_text().splitlines(keepends=True)
+    waypoint_log.write_text("".join(ln for ln in lines if re.search(r'HTTP/1.1" [45]\d\d ', ln)))
+    try:
+        control = run_scenario(spec, tmp_path / "control", built=built, server=server)
+        run = run_scenario(spec, tmp_path / "telemetry", built=replace(built, topology=with_off), server=server)
+        logged = run_scenario(spec, tmp_path / "filtered", built=replace(built, topology=with_filter, logs=halved),
+                              server=server)
+    finally:
+        server.stop()
+    (bypass,) = [f for f in control.findings("envoy-bypass") if f.service == "accounts"]
+    assert bypass.cause == "unexplained" and bypass.detail.startswith("A waypoint serves bank/accounts, yet of ")
+    assert 'its metrics (reporter="waypoint") counted 0,' in bypass.detail
+    assert {t for t in run.triples() if t[2] in ("accounts", "ledger")} == {
+        ("envoy-bypass", "caller-outside-mesh", "ledger")}  # its callers: planted, and judged
+    row = next(c for c in run.result.coverage if c.service == "accounts")
+    assert row.mesh is None and row.ratio is None and row.observed == built.truth.server_requests["bank/accounts"]
+    assert row.reason == ("mesh not measured: the request count of its waypoint bank/accounts-waypoint "
+                          "(istio_requests_total, reporter=\"waypoint\") cannot be counted for it: Telemetry "
+                          "bank/accounts-waypoint-metrics disables it")
+    ledger = next(c for c in run.result.coverage if c.service == "ledger")
+    assert ledger.ratio is not None and ledger.mesh == built.truth.mesh_waypoint_requests["bank/ledger"] > 0
+    examined = next(c.examined for c in run.result.checks if c.check == "envoy-bypass")
+    assert examined is not None and not {"bank/accounts", "outside:bank/accounts"} & examined
+    assert {"bank/ledger", "outside:bank/ledger"} <= examined
+    assert unexamined(run.result) == []
+    (f,) = logged.findings("metrics-exceed-logs")
+    assert (f.service, f.cause, f.evidence["telemetry"]) == ("ledger", "server-logs-incomplete", ["bank/logs"])
+    assert f.detail.endswith(" Telemetry bank/logs logs only requests matching `response.code >= 400` for its "
+                             "waypoint bank/bank-waypoint.")
+    assert f.suggestion is not None and f.suggestion.config is not None
+    fix = yaml.safe_load(f.suggestion.config)
+    assert (fix["metadata"], fix["spec"]) == ({"name": "logs", "namespace": "bank"}, {
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "bank-waypoint"}],
+        "accessLogging": [{"providers": [{"name": "envoy"}]}]})

@@ -388,10 +388,9 @@ class _Builder:
     def traffic(self, svc: Service) -> ServiceTraffic:
         st = self.services.get(svc.key)
         if st is None:
-            dataplane = self.idx.dataplane(svc)
-            off = self.idx.request_metrics_off(svc) if dataplane == "sidecar" else None
             st = ServiceTraffic(svc, self.idx.pods_of_service(svc), window=self.window,
-                                mesh_unmeasured=self.unmeasured or off, dataplane=dataplane)
+                                mesh_unmeasured=self.unmeasured or self.idx.request_metrics_off(svc),
+                                dataplane=self.idx.dataplane(svc))
             self.services[svc.key] = st
         return st
 

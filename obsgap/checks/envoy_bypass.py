@@ -300,8 +300,8 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
         title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics, cause unknown",
-        detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy, yet of {expected:,} requests in the "
-                f"logs ({_window(inputs, st)}) the destination-side metrics counted {int(mesh):,}, beyond the "
+        detail=(f"{_counted_by(st)}, yet of {expected:,} requests in the logs ({_window(inputs, st)}) "
+                f"{_counter(st)} counted {int(mesh):,}, beyond the "
                 f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion or port cause explains it: "
                 "check for scrape gaps (up == 0), metric relabelling that drops series, or Telemetry API "
                 "overrides that disable metrics for this workload."
@@ -312,6 +312,17 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
         evidence=TrafficEvidence.of(expected, mesh, witness, st, tolerance=round(tol, 4)),
         suggestion=Suggestion("Compare `up` for these pods over the window and look for a Telemetry resource "
                               "or metric_relabel_configs that drops istio_requests_total.", None, DOC_TRAFFIC))
+
+
+def _counted_by(st: ServiceTraffic) -> str:
+    svc = st.service
+    if st.dataplane == "waypoint":
+        return f"A waypoint serves {svc.namespace}/{svc.name}"
+    return f"Pods of {svc.namespace}/{svc.name} run istio-proxy"
+
+
+def _counter(st: ServiceTraffic) -> str:
+    return 'its metrics (reporter="waypoint")' if st.dataplane == "waypoint" else "the destination-side metrics"
 
 
 def _ingress_past_waypoint(st: ServiceTraffic, inputs: CheckInputs, missed: float, tol: float) -> Finding | None:

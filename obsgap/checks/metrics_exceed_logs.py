@@ -9,7 +9,7 @@ from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, pct
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.istio import AccessLogLimit
-from obsgap.model import Finding, ServiceTimeline, Severity, Suggestion
+from obsgap.model import Finding, PolicyTarget, ServiceTimeline, Severity, Suggestion
 from obsgap.witness import CALLER_LOGS, SERVER_LOGS
 
 DOC = "https://istio.io/latest/docs/tasks/observability/logs/telemetry-api/"
@@ -103,15 +103,23 @@ def _fix(namespace: str, limits: list[AccessLogLimit]) -> Suggestion:
         t = limits[0].telemetry
         return Suggestion(f"Log every request while auditing: {limits[0].text()}; drop that from its "
                           "accessLogging (other fields of the resource stay as they are).",
-                          _log_everything(t.name, t.namespace, t.selector), DOC)
+                          _log_everything(t.name, t.namespace, t.selector, t.targets), DOC)
     return Suggestion("Check access-log filters or sampling (Telemetry API accessLogging, meshConfig.accessLogFile) "
                       "and the log pipeline for this workload.", _log_everything("log-everything", namespace, {}), DOC)
 
 
-def _log_everything(name: str, namespace: str, selector: Mapping[str, str]) -> str:
-    """A Telemetry resource whose accessLogging logs every request to the sidecar's stdout."""
+def _log_everything(name: str, namespace: str, selector: Mapping[str, str],
+                    targets: Sequence[PolicyTarget] = ()) -> str:
+    """A Telemetry resource whose accessLogging logs every request to the proxies' stdout (those it selects, or
+    the waypoints and Services it targets)."""
     lines = ["apiVersion: telemetry.istio.io/v1", "kind: Telemetry", "metadata:", f"  name: {name}",
              f"  namespace: {namespace}", "spec:"]
     if selector:
         lines += ["  selector:", "    matchLabels:", *(f"      {k}: {v}" for k, v in selector.items())]
+    if targets:
+        lines += ["  targetRefs:"]
+        for t in targets:
+            group = '""' if t.group == "core" else t.group
+            lines += [f"  - group: {group}", f"    kind: {t.kind}",
+                      f"    name: {t.name}", *([f"    namespace: {t.namespace}"] if t.namespace else [])]
     return "\n".join([*lines, "  accessLogging:", "  - providers:", "    - name: envoy"])

@@ -708,7 +708,7 @@ def _server_side(r: _Request, rng: random.Random, keep_latencies: bool) -> None:
               "instance": f"{server.ip}:{15020 if server.sidecar else target.metrics_port}"}
         r.metrics.observe(target.app_histogram, hl, target.app_buckets, r.dur / 1000.0)
     if server.ambient:
-        _ambient_server(r)
+        _ambient_server(r, rng)
         return
     if server.sidecar and r.port.target not in target.exclude_inbound_ports:
         _server_sidecar(r, rng)
@@ -722,9 +722,10 @@ def _ambient_proxies(spec: ScenarioSpec) -> list[dict[str, str]]:
                   for w in spec.waypoints if w.programmed]
 
 
-def _ambient_server(r: _Request) -> None:
+def _ambient_server(r: _Request, rng: random.Random) -> None:
     """An ambient pod's request: ztunnel counts a connection (one per request here) and logs it; a waypoint that
-    serves the Service (and is reached through its VIP) counts the request itself, reporter="waypoint"."""
+    serves the Service (and is reached through its VIP) counts the request itself, reporter="waypoint", unless a
+    planted loss (ServiceSpec.metrics_loss) drops that count."""
     target, server, key, spec = r.target, r.server, r.key, r.spec
     caller = r.caller
     from_ingress = caller is not None and caller.svc.ingress_gateway and not target.ingress_use_waypoint
@@ -760,11 +761,12 @@ def _ambient_server(r: _Request) -> None:
     labels = {"reporter": "waypoint"} | caller_src | dest | {"request_protocol": "http",
                                                              "response_code": str(r.status), "response_flags": "-"}
     scrape = ambient.scrape_labels(wp.namespace, ambient.waypoint_pod(wp), ambient.waypoint_ip(spec, wp))
-    r.metrics.inc("istio_requests", labels | {"connection_security_policy": "mutual_tls"} | scrape)
-    if target.istio_histogram:
-        r.metrics.observe("istio_request_duration_milliseconds", labels | scrape,
-                          target.istio_buckets or ENVOY_DEFAULT_BUCKETS, r.dur)
-    r.truth.mesh_waypoint_requests[key] += 1
+    if not (target.metrics_loss and rng.random() < target.metrics_loss):
+        r.metrics.inc("istio_requests", labels | {"connection_security_policy": "mutual_tls"} | scrape)
+        if target.istio_histogram:
+            r.metrics.observe("istio_request_duration_milliseconds", labels | scrape,
+                              target.istio_buckets or ENVOY_DEFAULT_BUCKETS, r.dur)
+        r.truth.mesh_waypoint_requests[key] += 1
     waypoint = SimPod(target, ambient.waypoint_pod(wp), f"wp-{wp.name}", ambient.waypoint_ip(spec, wp), False,
                       "istio-proxy")
     waypoint.svc = replace(target, namespace=wp.namespace)

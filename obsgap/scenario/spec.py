@@ -58,7 +58,8 @@ class ServiceSpec:
     restart_at: float | None = None
     """Fraction of the window at which the pods restart: their counters reset to zero."""
     metrics_loss: float = 0.0
-    """Share of this service's requests its sidecar metrics silently lose (e.g. a relabel rule)."""
+    """Share of this service's requests its sidecar (or the waypoint that serves it) silently leaves out of
+    istio_requests_total and the duration histogram (e.g. a relabel rule, or a Telemetry resource)."""
     latency_median_ms: float = 20.0
     latency_sigma: float = 0.5
     error_rate: float = 0.01

@@ -25,6 +25,7 @@ from obsgap.model import (
     MetricsRule,
     Namespace,
     Pod,
+    PolicyTarget,
     ReferenceGrant,
     Route,
     RouteDestination,
@@ -389,9 +390,21 @@ def _telemetry(obj: RAW) -> Telemetry:
         raise TypeError("selector is not a mapping")  # read as none, it would make the resource namespace-wide
     return Telemetry(ns, name, str(obj["metadata"].get("creationTimestamp") or ""),
                      _str_map(_mapping(spec.get("selector")).get("matchLabels")),
-                     bool(spec.get("targetRef") or spec.get("targetRefs")),
+                     _policy_targets(spec),
                      tuple(_metrics_rule(m) for m in spec.get("metrics") or [] if isinstance(m, Mapping)),
                      tuple(_access_log_rule(a) for a in spec.get("accessLogging") or [] if isinstance(a, Mapping)))
+
+
+def _policy_targets(spec: RAW) -> tuple[PolicyTarget, ...]:
+    """targetRefs, else the older single targetRef (istiod's GetTargetRefs); the empty group is `core`, as istiod
+    canonicalises it. A reference that is no mapping, or names no kind or name, matches nothing but still keeps the
+    resource off the sidecars, as istiod counts it."""
+    refs = spec.get("targetRefs") or ([spec["targetRef"]] if spec.get("targetRef") else [])
+    if not isinstance(refs, list):
+        raise TypeError("targetRefs is not a list")
+    return tuple(PolicyTarget(str(r.get("group") or "core"), str(r.get("kind") or ""), str(r.get("name") or ""),
+                              str(r.get("namespace") or "")) if isinstance(r, Mapping) else PolicyTarget("", "", "")
+                 for r in refs)
 
 
 def _reference_grant(obj: RAW) -> ReferenceGrant:
