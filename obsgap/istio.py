@@ -314,7 +314,8 @@ def request_count_off(levels: Sequence[Telemetry], default_providers: Sequence[s
             in_scope, last_setter = rule.providers, t
     if not prometheus(in_scope):
         return f"{_who(last_setter)} configures no Prometheus provider" if last_setter else \
-            "the MeshConfig's defaultProviders.metrics names no Prometheus provider, nor does any Telemetry resource"
+            (f"the MeshConfig's defaultProviders.metrics ({', '.join(default_providers) or 'none'}) names no "
+             "provider of Prometheus type, nor does any Telemetry resource")
     parent = tuple(default_providers)
     all_off: Telemetry | None = None
     metric_off: Telemetry | None = None

@@ -362,7 +362,7 @@ class PolicyTarget:
     kind: str
     name: str
     namespace: str = ""
-    """Istio attaches a policy only within its own namespace; another one named here never matches."""
+    """A Gateway in another namespace than the policy's is never attached; for a Service istiod ignores it."""
 
 
 @dataclass(frozen=True)

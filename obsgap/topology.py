@@ -166,9 +166,11 @@ class TopologyIndex:
 
     @cached_property
     def _telemetry_defaults(self) -> bool:
-        """No Telemetry resource, and the chart's default metrics provider: every proxy reports the request count
-        (the common case, and a fast one)."""
-        return not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",)
+        """No Telemetry resource, and the chart's default metrics provider, Istio's own `prometheus` (a MeshConfig
+        may define a provider of that name of another type): every proxy reports the request count (the common
+        case, and a fast one)."""
+        return not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",) \
+            and self.topo.mesh_providers.get("prometheus") == "prometheus"
 
     def pod_request_metrics_off(self, pod: Pod) -> str | None:
         """Why the pod's server-side request count cannot be counted (istio.request_count_off); None for a pod

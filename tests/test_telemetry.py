@@ -94,8 +94,17 @@ def test_the_api_references_examples(realworld: Path) -> None:
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
                 "data": {"mesh": yaml.safe_dump(mesh)}}
     logs_only = meshconfig({"defaultProviders": {"accessLogging": ["envoy"]}})
-    assert _off([*pods, logs_only]) == ("the MeshConfig's defaultProviders.metrics names no Prometheus provider, nor "
-                                        "does any Telemetry resource")
+    assert _off([*pods, logs_only]) == ("the MeshConfig's defaultProviders.metrics (none) names no provider of "
+                                        "Prometheus type, nor does any Telemetry resource")
+    # a MeshConfig may define a provider named `prometheus` of another type: istiod then builds no stats filter,
+    # with or without Telemetry resources
+    from obsgap.topology import TopologyIndex
+    renamed = meshconfig({"extensionProviders": [{"name": "prometheus", "opentelemetry": {"service": "otel",
+                                                                                          "port": 4317}}]})
+    topo = build_topology([*pods, renamed])
+    assert TopologyIndex(topo).pod_request_metrics_off(topo.pods[0]) == (
+        "the MeshConfig's defaultProviders.metrics (prometheus) names no provider of Prometheus type, nor does any "
+        "Telemetry resource")
     assert _off([*pods, logs_only, _telemetry("foo", "t", EMPTY_PROMETHEUS)]) is None
     assert _off([*pods, meshconfig({"accessLogFile": "/dev/stdout"})]) is None
     # a selector matches the pod's labels with its node's topology, as istiod augments them
@@ -356,7 +365,8 @@ def test_what_turns_a_waypoints_request_count_off(realworld: Path) -> None:
     leaves the count as it is, and one that removes a label the count is attributed by does not."""
     from tests.helpers import k8s_service
 
-    services = [k8s_service("service-addressed-waypoint", "default"), k8s_service("sample-svc", "other")]
+    services = [k8s_service("service-addressed-waypoint", "default"), k8s_service("sample-svc", "other"),
+                k8s_service("r", "istio-system")]
     mesh_default = yaml.safe_load((realworld / "api" / "telemetry-mesh-default-server-metrics-off.yaml").read_text())
     customize = yaml.safe_load((realworld / "ambient-integration" / "customize-metrics-telemetry.yaml").read_text())
     customize = {**customize, "metadata": {**customize["metadata"], "namespace": "default"}}
@@ -375,8 +385,22 @@ def test_what_turns_a_waypoints_request_count_off(realworld: Path) -> None:
     by_gateway = _telemetry("default", "wp", DISABLED_ALL, targetRefs=[gateway_ref])
     assert off([by_gateway]) == "Telemetry default/wp disables it"
     assert off([by_gateway], waypoint=("default", "other-waypoint")) is None  # another waypoint
-    # a waypoint of default serving a Service of namespace other reads other's resources only
+    # a waypoint serving a Service of another namespace: of the targeted resources, only those of the Service's
+    # namespace are read, and a Gateway is attached only from the waypoint's own namespace
     assert off([by_gateway], service=("other", "sample-svc")) is None
+    infra = ("infra", "waypoint")
+    for where in ("other", "infra"):
+        assert off([_telemetry(where, "wp", DISABLED_ALL, targetRefs=[gateway_ref])], ("other", "sample-svc"),
+                   infra) is None
+    # ... while the namespace-wide resources of the root, the waypoint's and the Service's namespaces apply, in
+    # that order (the Service's namespace's re-enables what the waypoint's disabled)
+    infra_off = _telemetry("infra", "wide", DISABLED_ALL)
+    assert off([infra_off], ("other", "sample-svc"), infra) == "Telemetry infra/wide disables it"
+    assert off([infra_off, _telemetry("other", "wide", REENABLE)], ("other", "sample-svc"), infra) is None
+    # a Service of the root namespace reads the root's resource again last: the waypoint's namespace's re-enabling
+    # resource does not win over it
+    assert off([mesh_default, _telemetry("infra", "wide", REENABLE)], ("istio-system", "r"), infra) == \
+        "Telemetry istio-system/mesh-default disables it"
     assert off([_telemetry("default", "wp", DISABLED_ALL, targetRefs=[{**gateway_ref, "namespace": "other"}])]) \
         is None  # istiod never attaches a policy across namespaces
     # the istio-waypoint GatewayClass is looked for among the resources of the Service's namespace (istiod's
@@ -384,6 +408,7 @@ def test_what_turns_a_waypoints_request_count_off(realworld: Path) -> None:
     by_class = _telemetry("istio-system", "wp", DISABLED_ALL, targetRefs=[
         {"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "istio-waypoint"}])
     assert off([by_class]) is None
+    assert off([by_class], ("istio-system", "r"), ("infra", "waypoint")) == "Telemetry istio-system/wp disables it"
     strip = {**customize, "spec": {**customize["spec"], "metrics": [{"overrides": [{"match": {
         "metric": "REQUEST_COUNT"}, "tagOverrides": {"destination_service_name": {"operation": "REMOVE"}}}]}]}}
     assert off([strip]) == "Telemetry default/ns-default removes its destination_service_name label"
@@ -492,3 +517,27 @@ def test_a_service_whose_waypoint_a_telemetry_resource_keeps_from_counting_is_no
     assert (fix["metadata"], fix["spec"]) == ({"name": "logs", "namespace": "bank"}, {
         "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "bank-waypoint"}],
         "accessLogging": [{"providers": [{"name": "envoy"}]}]})
+
+
+def test_how_targetrefs_are_read() -> None:
+    """As istiod's GetTargetRefs: targetRefs, else the older targetRef; an empty group is `core`; a reference
+    naming nothing still keeps the resource off the sidecars; a malformed list makes the resource unreadable, never
+    namespace-wide. The fix that logs everything keeps the targets, core's group written `""`."""
+    from obsgap.checks.metrics_exceed_logs import _log_everything
+
+    gateway = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "new"}
+    both = build_topology([_telemetry("shop", "t", [], targetRefs=[gateway], targetRef={"kind": "Service",
+                                                                                      "name": "old"})])
+    assert both.telemetries[0].targets == (PolicyTarget("gateway.networking.k8s.io", "Gateway", "new"),)
+    older = build_topology([_telemetry("shop", "t", [], targetRefs=[], targetRef={"kind": "Service", "name": "a"})])
+    assert older.telemetries[0].targets == (PolicyTarget("core", "Service", "a"),)
+    empty = build_topology([_telemetry("shop", "t", [], targetRef={})]).telemetries[0]
+    assert empty.targeted and not empty.namespace_wide
+    for bad in ({"targetRefs": {"kind": "Gateway", "name": "x"}}, {"targetRefs": "x"}, {"targetRef": "x"}):
+        topo = build_topology([_telemetry("shop", "t", DISABLED_ALL, **bad)])
+        assert not topo.telemetries and any(g.startswith("Telemetry shop/t: unreadable") for g in topo.gaps), bad
+    fix = yaml.safe_load(_log_everything("logs", "shop", {"app": "on"}, (PolicyTarget("core", "Service", "null"),)))
+    assert fix["spec"] == {"targetRefs": [{"group": "", "kind": "Service", "name": "null"}],
+                           "accessLogging": [{"providers": [{"name": "envoy"}]}]}
+    assert yaml.safe_load(_log_everything("logs", "shop", {"app": "on"}))["spec"]["selector"] == {
+        "matchLabels": {"app": "on"}}

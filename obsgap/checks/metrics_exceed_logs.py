@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, pct
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
@@ -110,16 +112,15 @@ def _fix(namespace: str, limits: list[AccessLogLimit]) -> Suggestion:
 
 def _log_everything(name: str, namespace: str, selector: Mapping[str, str],
                     targets: Sequence[PolicyTarget] = ()) -> str:
-    """A Telemetry resource whose accessLogging logs every request to the proxies' stdout (those it selects, or
-    the waypoints and Services it targets)."""
-    lines = ["apiVersion: telemetry.istio.io/v1", "kind: Telemetry", "metadata:", f"  name: {name}",
-             f"  namespace: {namespace}", "spec:"]
-    if selector:
-        lines += ["  selector:", "    matchLabels:", *(f"      {k}: {v}" for k, v in selector.items())]
+    """A Telemetry resource whose accessLogging logs every request to the proxies' stdout: those it selects, or
+    the waypoints and Services it targets (Istio accepts one of the two, and attaches by targetRefs first)."""
+    spec: dict[str, Any] = {}
     if targets:
-        lines += ["  targetRefs:"]
-        for t in targets:
-            group = '""' if t.group == "core" else t.group
-            lines += [f"  - group: {group}", f"    kind: {t.kind}",
-                      f"    name: {t.name}", *([f"    namespace: {t.namespace}"] if t.namespace else [])]
-    return "\n".join([*lines, "  accessLogging:", "  - providers:", "    - name: envoy"])
+        spec["targetRefs"] = [{"group": "" if t.group == "core" else t.group, "kind": t.kind, "name": t.name,
+                               **({"namespace": t.namespace} if t.namespace else {})} for t in targets]
+    elif selector:
+        spec["selector"] = {"matchLabels": dict(selector)}
+    spec["accessLogging"] = [{"providers": [{"name": "envoy"}]}]
+    return yaml.safe_dump({"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                           "metadata": {"name": name, "namespace": namespace}, "spec": spec},
+                          sort_keys=False, width=120).rstrip("\n")

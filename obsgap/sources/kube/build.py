@@ -397,14 +397,16 @@ def _telemetry(obj: RAW) -> Telemetry:
 
 def _policy_targets(spec: RAW) -> tuple[PolicyTarget, ...]:
     """targetRefs, else the older single targetRef (istiod's GetTargetRefs); the empty group is `core`, as istiod
-    canonicalises it. A reference that is no mapping, or names no kind or name, matches nothing but still keeps the
-    resource off the sidecars, as istiod counts it."""
-    refs = spec.get("targetRefs") or ([spec["targetRef"]] if spec.get("targetRef") else [])
-    if not isinstance(refs, list):
-        raise TypeError("targetRefs is not a list")
+    canonicalises it. A reference without a kind or name matches nothing but still keeps the resource off the
+    sidecars, as istiod counts it; a targetRefs that is no list, or a targetRef that is no mapping, makes the resource
+    unreadable (read as none, it would make the resource namespace-wide)."""
+    refs, ref = spec.get("targetRefs"), spec.get("targetRef")
+    if not isinstance(refs, list | None) or not isinstance(ref, Mapping | None):
+        raise TypeError("targetRefs is not a list, or targetRef not a mapping")
+    chosen = refs or ([ref] if ref is not None else [])
     return tuple(PolicyTarget(str(r.get("group") or "core"), str(r.get("kind") or ""), str(r.get("name") or ""),
                               str(r.get("namespace") or "")) if isinstance(r, Mapping) else PolicyTarget("", "", "")
-                 for r in refs)
+                 for r in chosen)
 
 
 def _reference_grant(obj: RAW) -> ReferenceGrant:
