@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from obsgap.ambient import DATAPLANE_MODE, REDIRECTION, ambient_namespace
 from obsgap.model import GATEWAY_API_GROUP, Pod, PolicyTarget, Service, SidecarState, Telemetry, TrafficExclusions
@@ -290,19 +290,48 @@ def _namespace_wide(telemetries: Sequence[Telemetry], namespace: str) -> list[Te
     return [t for t in telemetries if t.namespace == namespace and t.namespace_wide][:1]
 
 
-def request_count_off(levels: Sequence[Telemetry], default_providers: Sequence[str], providers: Mapping[str, str],
-                      mode: str = "SERVER") -> str | None:
+class IstioMetric(NamedTuple):
+    prometheus: str
+    """Its name in Prometheus (a histogram's family)."""
+    words: str
+
+
+TELEMETRY_METRICS = {
+    "REQUEST_COUNT": IstioMetric("istio_requests_total", "request count"),
+    "REQUEST_DURATION": IstioMetric("istio_request_duration_milliseconds", "request durations"),
+    "REQUEST_SIZE": IstioMetric("istio_request_bytes", "request sizes"),
+    "RESPONSE_SIZE": IstioMetric("istio_response_bytes", "response sizes"),
+    "TCP_OPENED_CONNECTIONS": IstioMetric("istio_tcp_connections_opened_total", "opened connections"),
+    "TCP_CLOSED_CONNECTIONS": IstioMetric("istio_tcp_connections_closed_total", "closed connections"),
+    "TCP_SENT_BYTES": IstioMetric("istio_tcp_sent_bytes_total", "bytes sent"),
+    "TCP_RECEIVED_BYTES": IstioMetric("istio_tcp_received_bytes_total", "bytes received"),
+    "GRPC_REQUEST_MESSAGES": IstioMetric("istio_request_messages_total", "gRPC request messages"),
+    "GRPC_RESPONSE_MESSAGES": IstioMetric("istio_response_messages_total", "gRPC response messages"),
+}
+"""The Telemetry API's standard metrics and the names Prometheus holds them by (istiod's metricToPrometheusMetric,
+pilot/pkg/model/telemetry.go, with the `istio_` prefix the proxies export them with)."""
+
+_METRIC_OF_FAMILY = {m.prometheus: name for name, m in TELEMETRY_METRICS.items()}
+
+
+def telemetry_metric(family: str) -> str | None:
+    """The Telemetry API's name of the Istio standard metric a Prometheus metric (or histogram family) is."""
+    return _METRIC_OF_FAMILY.get(family)
+
+
+def metric_off(levels: Sequence[Telemetry], default_providers: Sequence[str], providers: Mapping[str, str],
+               mode: str = "SERVER", metric: str = "REQUEST_COUNT") -> str | None:
     """Why a proxy configured by the Telemetry resources `levels` (applicable_telemetries, waypoint_telemetries)
-    does not export istio_requests_total to Prometheus as the server (reporter=destination, a waypoint's
-    reporter=waypoint) or the client (reporter=source) in a form obsgap can count by service, in words naming the
-    Telemetry resource or the MeshConfig; None when it does. Besides turning the metric off, a resource may remove
-    or rewrite a label the count is attributed by (ATTRIBUTION_LABELS). istiod's mergeMetrics for the
+    does not export one of Istio's standard metrics (`metric`, a TELEMETRY_METRICS key) to Prometheus as the server
+    (reporter=destination, a waypoint's reporter=waypoint) or the client (reporter=source) in a form obsgap can
+    count by service, in words naming the Telemetry resource or the MeshConfig; None when it does. Besides turning
+    the metric off, a resource may remove or rewrite a label it is attributed by (ATTRIBUTION_LABELS). istiod's
+    mergeMetrics for the
     Prometheus-type providers (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a
     level's providers replace its parent's (none given: the parent's), the providers of the most specific rule that
     names any are the ones configured, and overrides apply in order, least specific first: ALL_METRICS disabled
-    drops the mode's whole filter until a later override of that mode names a metric (re-enabling it); a
-    REQUEST_COUNT (or ALL_METRICS) override's `disabled` is the metric's last word, and a label's last tag override
-    its."""
+    drops the mode's whole filter until a later override of that mode names a metric (re-enabling it); an override
+    of the metric's (or ALL_METRICS) `disabled` is the metric's last word, and a label's last tag override its."""
     def prometheus(names: Sequence[str]) -> bool:
         return any(providers.get(n.lower()) == "prometheus" for n in names)
 
@@ -332,7 +361,7 @@ def request_count_off(levels: Sequence[Telemetry], default_providers: Sequence[s
                 all_off = t
                 continue
             all_off = None  # an override naming metrics for this mode puts its filter back
-            if o.custom or o.metric not in ("ALL_METRICS", "REQUEST_COUNT"):
+            if o.custom or o.metric not in ("ALL_METRICS", metric):
                 continue
             if o.disabled is not None:
                 metric_off = t if o.disabled else None

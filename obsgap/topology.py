@@ -85,7 +85,7 @@ class TopologyIndex:
         for s in self._config_services:
             self._config_services_by_name[s.name].append(s)
         self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
-        self._metrics_off: dict[tuple[str, str], str | None] = {}
+        self._metrics_off: dict[tuple[str, str, str], str | None] = {}
 
     @cached_property
     def gateways_by_key(self) -> dict[tuple[str, str], KubeGateway]:
@@ -124,34 +124,32 @@ class TopologyIndex:
             return "waypoint" if waypoint is not None and waypoint.serves else "ztunnel"
         return "none"
 
-    def request_metrics_off(self, svc: Service) -> str | None:
-        """Why the mesh's server-side request count of a Service (istio_requests_total: reporter=destination from
-        its sidecars, reporter=waypoint from the waypoint that serves it) is not the whole of its traffic: Telemetry
-        resources (or the MeshConfig) turn it off, or strip a label it is counted by, on some of its pods or on its
-        waypoint (istio.request_count_off); None when none does, and for a Service the mesh counts otherwise."""
+    def request_metrics_off(self, svc: Service, metric: str = "REQUEST_COUNT") -> str | None:
+        """Why one of the mesh's server-side metrics of a Service (`metric`, an istio.TELEMETRY_METRICS key: by
+        default the request count, istio_requests_total, reporter=destination from its sidecars, reporter=waypoint
+        from the waypoint that serves it) is not the whole of its traffic: Telemetry resources (or the MeshConfig)
+        turn it off, or strip a label it is counted by, on some of its pods or on its waypoint (istio.metric_off);
+        None when none does, and for a Service the mesh counts otherwise."""
         if self._telemetry_defaults:
             return None
         dataplane = self.dataplane(svc)
+        what, prometheus = istio.TELEMETRY_METRICS[metric].words, istio.TELEMETRY_METRICS[metric].prometheus
         if dataplane == "waypoint":
-            return self._waypoint_request_metrics_off(svc)
+            waypoint = self._serving_waypoint(svc)
+            why = None if waypoint is None else istio.metric_off(
+                self._waypoint_telemetries(waypoint, svc), self.topo.mesh_metric_providers, self.topo.mesh_providers,
+                metric=metric)
+            return None if why is None or waypoint is None else (
+                f"the {what} of its waypoint {waypoint.namespace}/{waypoint.name} ({prometheus}, "
+                f"reporter=\"waypoint\") cannot be counted for it: {why}")
         if dataplane != "sidecar":
             return None
         pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
-        off = [why for p in pods if (why := self.pod_request_metrics_off(p)) is not None]
+        off = [why for p in pods if (why := self.pod_request_metrics_off(p, metric)) is not None]
         if not off:
             return None
-        return (f"the sidecars' request count (istio_requests_total, server side) cannot be counted for {len(off)} of "
-                f"its {len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}")
-
-    def _waypoint_request_metrics_off(self, svc: Service) -> str | None:
-        waypoint = self._serving_waypoint(svc)
-        if waypoint is None:
-            return None
-        why = istio.request_count_off(self._waypoint_telemetries(waypoint, svc), self.topo.mesh_metric_providers,
-                                      self.topo.mesh_providers)
-        return None if why is None else (
-            f"the request count of its waypoint {waypoint.namespace}/{waypoint.name} (istio_requests_total, "
-            f"reporter=\"waypoint\") cannot be counted for it: {why}")
+        return (f"the sidecars' {what} ({prometheus}, server side) cannot be counted for {len(off)} of its "
+                f"{len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}")
 
     def _serving_waypoint(self, svc: Service) -> KubeGateway | None:
         """The waypoint that serves the Service's requests, where one does (dataplane `waypoint`)."""
@@ -172,16 +170,17 @@ class TopologyIndex:
         return not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",) \
             and self.topo.mesh_providers.get("prometheus") == "prometheus"
 
-    def pod_request_metrics_off(self, pod: Pod) -> str | None:
-        """Why the pod's server-side request count cannot be counted (istio.request_count_off); None for a pod
-        without a sidecar, or where it can."""
+    def pod_request_metrics_off(self, pod: Pod, metric: str = "REQUEST_COUNT") -> str | None:
+        """Why the pod's server-side `metric` (by default the request count) cannot be counted (istio.metric_off);
+        None for a pod without a sidecar, or where it can."""
         if not pod.sidecar.present or self._telemetry_defaults:
             return None
-        if pod.key not in self._metrics_off:  # asked per service, and per namespace by port-missing-from-metrics
-            self._metrics_off[pod.key] = istio.request_count_off(
+        key = (*pod.key, metric)
+        if key not in self._metrics_off:  # asked per service, and per namespace by port-missing-from-metrics
+            self._metrics_off[key] = istio.metric_off(
                 istio.applicable_telemetries(pod, self.topo.telemetries, self.topo.mesh_root_namespace),
-                self.topo.mesh_metric_providers, self.topo.mesh_providers)
-        return self._metrics_off[pod.key]
+                self.topo.mesh_metric_providers, self.topo.mesh_providers, metric=metric)
+        return self._metrics_off[key]
 
     def access_log_note(self, svc: Service) -> str:
         """access_log_limits in words, to end a finding's detail with ("" where none limits them)."""

@@ -573,3 +573,61 @@ def test_an_slo_judged_on_logs_is_rechecked_only_with_logs() -> None:
     assert night(measured, False) == ([key], [])
     failed = Measured(spec, "query slo cart-availability: total: timeout", selectors)
     assert night(failed, True) == ([], [("sli-failed", [key])])
+
+
+def test_an_sli_over_metrics_a_telemetry_resource_turns_off_names_the_resource() -> None:
+    """Pyrra's ratio and latency examples (tests/data/slo) read search's request count and catalog's duration
+    histogram as the server side reports them. istio/api's mesh-wide "server metrics off" example keeps every
+    sidecar from reporting either: both SLIs match nothing, and the reason names the resource, not a renamed job.
+    A resource that turns off only REQUEST_DURATION for one of catalog's two pods leaves search's SLI alone and
+    makes catalog's miss that pod's requests."""
+    import yaml
+
+    from obsgap.sources.kube.build import build_topology
+    from tests.helpers import k8s_pod, k8s_service
+
+    loaded = load_files([SLO_DATA / "pyrra-dynamic-burn-rate-ratio.yaml",
+                         SLO_DATA / "pyrra-dynamic-burn-rate-latency.yaml"])
+    ratio = next(s for s in loaded.slos if "istio_requests_total" in s.total)
+    latency = next(s for s in loaded.slos if "istio_request_duration" in s.total)
+    objects = [{"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+               k8s_service("search"), k8s_service("catalog"), k8s_pod("search-0", "search", "10.0.0.1"),
+               k8s_pod("catalog-0", "catalog", "10.0.0.2"),
+               {**k8s_pod("catalog-1", "catalog", "10.0.0.3"), "metadata": {
+                   "name": "catalog-1", "namespace": "shop", "labels": {"app": "catalog", "version": "v2"}}}]
+    mesh_default = yaml.safe_load((Path(__file__).resolve().parent / "data" / "istio" / "api" /
+                                   "telemetry-mesh-default-server-metrics-off.yaml").read_text())
+    window = _spec()
+
+    def judged(spec: SloSpec, extra: list[dict[str, Any]], series: int) -> Any:
+        ev = Evidence(Window(window.start, window.end), CheckSettings(), build_topology([*objects, *extra]), None,
+                      None)
+        selectors = tuple((text, series) for text in _selector_texts(spec))
+        return assess(Measured(spec, None, selectors, float(series), 0.0, 0.0 if series else None), ev,
+                      reconcile(ev))
+
+    for spec, service in ((ratio, "search"), (latency, "catalog")):
+        found = judged(spec, [mesh_default], 0)
+        assert found.verdict == "broken" and [p.cause for p in found.problems][:1] == ["selector-matches-nothing"]
+        assert f"for shop/{service}, the sidecars' " in found.problems[0].reason
+        assert "Telemetry istio-system/mesh-default disables it: the SLI matches no series." in \
+            found.problems[0].reason
+        control = judged(spec, [], 0).problems[0]  # no resource: the selector's emptiness, cause unknown
+        assert control.cause == "selector-matches-nothing" and "no series in the window" in control.reason
+        assert "Telemetry" not in control.reason
+    v2_durations = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                    "metadata": {"name": "v2-no-durations", "namespace": "shop"},
+                    "spec": {"selector": {"matchLabels": {"version": "v2"}}, "metrics": [{"overrides": [
+                        {"match": {"metric": "REQUEST_DURATION", "mode": "SERVER"}, "disabled": True}]}]}}
+    assert not [p for p in judged(ratio, [v2_durations], 500).problems if "Telemetry" in p.reason]
+    (missed,) = [p for p in judged(latency, [v2_durations], 500).problems if "Telemetry" in p.reason]
+    assert missed.cause == "sli-misses-traffic" and not missed.broken
+    assert ("for shop/catalog, the sidecars' request durations (istio_request_duration_milliseconds, server side) "
+            "cannot be counted for 1 of its 2 pods with a sidecar: Telemetry shop/v2-no-durations disables it: the "
+            "SLI misses the requests of those proxies.") in missed.reason
+
+
+def _selector_texts(spec: SloSpec) -> list[str]:
+    from obsgap.slo.promql import shape
+
+    return [sel.text() for q in spec.queries for sel in shape(q).selectors]

@@ -1,5 +1,5 @@
 """Istio's Telemetry API: which resources configure a sidecar, and when they turn off the request count the mesh's
-comparisons rest on (istio.applicable_telemetries, istio.request_count_off). A service whose server-side count a
+comparisons rest on (istio.applicable_telemetries, istio.metric_off). A service whose server-side count a
 Telemetry resource turned off is not measured by the mesh: never a bypass, never a 0."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from obsgap.istio import access_log_limit, applicable_telemetries, request_count_off, waypoint_telemetries
+from obsgap.istio import access_log_limit, applicable_telemetries, metric_off, waypoint_telemetries
 from obsgap.model import PolicyTarget
 from obsgap.sources.kube.build import build_topology
 from tests.helpers import k8s_pod, run_scenario, unexamined
@@ -47,7 +47,7 @@ ISTIO_CASES = {  # name: (root namespace's metrics, the pod namespace's metrics,
 def _off(objects: list[dict[str, Any]], pod_name: str = "test-0", mode: str = "SERVER") -> str | None:
     topo = build_topology(objects)
     pod = next(p for p in topo.pods if p.name == pod_name)
-    off = request_count_off(applicable_telemetries(pod, topo.telemetries, topo.mesh_root_namespace),
+    off = metric_off(applicable_telemetries(pod, topo.telemetries, topo.mesh_root_namespace),
                             topo.mesh_metric_providers, topo.mesh_providers, mode)
     return None if off is None else off.removeprefix("Telemetry ").removesuffix(" disables it")
 
@@ -347,7 +347,7 @@ def test_which_telemetry_resources_configure_a_waypoint(realworld: Path) -> None
     topo = build_topology([*services, target_refs])
     svc = next(s for s in topo.services if s.key == ("default", "sample-svc"))
     levels = waypoint_telemetries(("default", "waypoint"), svc, topo.telemetries, topo.mesh_root_namespace)
-    assert request_count_off(levels, topo.mesh_metric_providers, topo.mesh_providers) is None
+    assert metric_off(levels, topo.mesh_metric_providers, topo.mesh_providers) is None
     # the same resource never reaches a sidecar; a selector never reaches a waypoint
     pod = k8s_pod("sample-0", "sample-svc", "10.0.0.1", namespace="default")
     assert _off([pod, target_refs], "sample-0") is None
@@ -357,7 +357,7 @@ def test_which_telemetry_resources_configure_a_waypoint(realworld: Path) -> None
     assert _off([pod, selected], "sample-0") == "default/selected"
 
 
-def test_what_turns_a_waypoints_request_count_off(realworld: Path) -> None:
+def test_what_turns_a_waypoints_metric_off(realworld: Path) -> None:
     """istio/api's mesh-wide "server metrics off" example reaches waypoints too (they count a Service's requests
     as the server side, reporter="waypoint"); a resource whose targetRef names the waypoint's Gateway configures it
     for the Services of its own namespace; Istio's ambient integration test's Service-targeted resource (group
@@ -375,7 +375,7 @@ def test_what_turns_a_waypoints_request_count_off(realworld: Path) -> None:
             waypoint: tuple[str, str] = ("default", "waypoint")) -> str | None:
         topo = build_topology([*services, *objects])
         svc = next(s for s in topo.services if s.key == service)
-        return request_count_off(waypoint_telemetries(waypoint, svc, topo.telemetries, topo.mesh_root_namespace),
+        return metric_off(waypoint_telemetries(waypoint, svc, topo.telemetries, topo.mesh_root_namespace),
                                  topo.mesh_metric_providers, topo.mesh_providers)
 
     assert off([]) is None and off([customize]) is None

@@ -29,6 +29,7 @@ from obsgap.analysis.reconcile import Reconciliation
 from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
+from obsgap.istio import telemetry_metric
 from obsgap.model import Service
 from obsgap.names import split_host_port
 from obsgap.slo.promql import Selector, selects, shape
@@ -357,6 +358,43 @@ def _reporter_problems(m: Measured, ev: Evidence, services: list[Service]) -> li
     return []
 
 
+SERVER_REPORTER = {"sidecar": "destination", "waypoint": "waypoint"}
+"""The reporter of the server side's series, by how the mesh sees the Service (TopologyIndex.dataplane)."""
+
+
+def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service]) -> list[Problem]:
+    """An SLI over one of Istio's metrics as the server side reports it (its `reporter` matchers admit the server's
+    reporter, not `source`) for a Service whose sidecars or waypoint a Telemetry resource (or the MeshConfig) keeps
+    from reporting that metric, or from labelling it with the Service: the SLI reads none, or only part, of its
+    requests."""
+    counts = dict(m.selector_series)
+    for q in m.spec.queries:
+        for sel in shape(q).selectors:
+            metric = telemetry_metric(sel.family)
+            if metric is None:
+                continue
+            off = [(s, why) for s in services if _reads_server_side(sel, ev.index.dataplane(s))
+                   and (why := ev.index.request_metrics_off(s, metric)) is not None]
+            if not off:
+                continue
+            empty = not counts.get(sel.text()) and m.error is None  # a failed count is no proof of emptiness
+            whys = "; ".join(f"for {s.namespace}/{s.name}, {why}" for s, why in off)
+            return [Problem(
+                "selector-matches-nothing" if empty else "sli-misses-traffic",
+                f"{sel.text()} reads {sel.family} as the server side reports it, but {whys}: the SLI "
+                + ("matches no series." if empty else "misses the requests of those proxies."),
+                f"Re-enable {metric} for the server side in that Telemetry resource (or drop its tag override), or "
+                "measure the SLO from the application's own metrics.", empty)]
+    return []
+
+
+def _reads_server_side(sel: Selector, dataplane: str) -> bool:
+    server = SERVER_REPORTER.get(dataplane)
+    reporter = sel.label("reporter")
+    return server is not None and bool(reporter) and all(x.matches(server) for x in reporter) \
+        and not all(x.matches("source") for x in reporter)
+
+
 def _respelled(le: str, m: Measured) -> Problem | None:
     """A bound the histogram has, spelled otherwise than the selector spells it: Prometheus 3 stores `le` as
     `500.0` (and `1.8e+06`) where Prometheus 2 kept the exposition's `500`. The selector then matches nothing."""
@@ -518,7 +556,8 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     services = selected_services(m, ev)
     sides = _sides(m, ev, services, traffic)
     quantile = shape(spec.quantile).quantile if spec.quantile else None
-    problems = _reporter_problems(m, ev, services) or _selector_problems(m, ev, services)
+    problems = _reporter_problems(m, ev, services) or _telemetry_problems(m, ev, services) \
+        or _selector_problems(m, ev, services)
     problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
