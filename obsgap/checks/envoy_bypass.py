@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from obsgap.ambient import (
     AMBIENT_CAUSES,
@@ -14,6 +14,13 @@ from obsgap.ambient import (
     WAYPOINT_CLASS,
 )
 from obsgap.analysis.reconcile import ServiceTraffic
+from obsgap.analysis.scraping import (
+    ENVOY_STATS_POD_MONITOR,
+    IGNORE_LABEL,
+    MERGE_ANNOTATION,
+    SidecarTargets,
+    sidecar_targets,
+)
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
@@ -25,6 +32,7 @@ from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS
 
 DOC_INJECTION = "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/"
 DOC_TRAFFIC = "https://istio.io/latest/docs/reference/config/annotations/"
+DOC_SCRAPE = "https://istio.io/latest/docs/ops/integrations/prometheus/"
 
 _CAUSE_TEXT = {
     "no-sidecar/inject-annotation": "injection is switched off for these pods",
@@ -44,8 +52,9 @@ class EnvoyBypass(Check):
     """What it does: for every service, compares the requests its pods really served (server logs, or
     what its callers' logs and sidecars saw) with `istio_requests_total{reporter="destination"}`
     over the same window, and explains each gap: pods without a sidecar (and why), callers outside
-    the mesh, callers that exclude the port from their own sidecar, or, failing all of those,
-    `unexplained` with the numbers.
+    the mesh, callers that exclude the port from their own sidecar, sidecars Prometheus never scrapes
+    (no target on their metrics port, or targets never up), or, failing all of those, `unexplained`
+    with the numbers.
 
     Why is this bad? Every Istio dashboard, SLO and alert built on `reporter="destination"` silently
     leaves this traffic out: error rates and latency percentiles describe only the share that went
@@ -62,10 +71,10 @@ class EnvoyBypass(Check):
     title = "Traffic that bypasses the Envoy sidecar"
     needs = ("topology", "metrics")
     kinds = ("Service", "Pod", "Namespace")
-    queries = ("mesh_requests", "mesh_tcp_connections")
+    queries = ("mesh_requests", "mesh_tcp_connections", "scrape_targets")
     doc_url = DOC_INJECTION
     causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "ambient/ingress-bypasses-waypoint", "port-excluded",
-              "caller-outside-mesh", "unexplained")
+              "caller-outside-mesh", "sidecar-not-scraped", "unexplained")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -107,6 +116,7 @@ class EnvoyBypass(Check):
                        "sidecars (port 15020, /stats/prometheus)?")
         tol = inputs.tolerance()
         out: list[Finding] = []
+        targets = _sidecar_targets(inputs)
         for st in rec.services.values():
             outside = _outside_mesh(st, inputs)  # the mesh's own labels: whatever the witnesses saw
             if outside:
@@ -118,7 +128,7 @@ class EnvoyBypass(Check):
             if bypass:
                 out.append(bypass)
             elif not dark or st.served_requests:
-                gap = _unexplained(st, tol, inputs)
+                gap = _unexplained(st, tol, inputs, targets)
                 if gap:
                     out.append(gap)
         out.extend(_caller_exclusions(inputs))
@@ -247,10 +257,10 @@ def _ambient_fix(cause: str, namespace: str, pod: Pod) -> tuple[str, str | None,
         "their node.", f"kubectl rollout restart deployment/{pod.workload} -n {namespace}", DOC_AMBIENT))
 
 
-def _http_through_sidecars(st: ServiceTraffic) -> tuple[int, set[str]]:
-    """Requests the served pods' witness saw on ports Envoy should count as HTTP, on pods whose requests the mesh
-    counts: those with a sidecar, and ambient pods behind a waypoint that serves the Service."""
-    total, pods = 0, set()
+def _http_through_sidecars(st: ServiceTraffic) -> dict[str, int]:
+    """Requests per pod the served pods' witness saw on ports Envoy should count as HTTP, on pods whose requests the
+    mesh counts: those with a sidecar, and ambient pods behind a waypoint that serves the Service."""
+    out: dict[str, int] = defaultdict(int)
     by_name = {p.name: p for p in st.pods}
     for pt in st.ports.values():
         sp = pt.service_port
@@ -263,20 +273,31 @@ def _http_through_sidecars(st: ServiceTraffic) -> tuple[int, set[str]]:
                 continue
             if pt.container_port is not None and pod.exclusions.inbound_port_excluded(pt.container_port):
                 continue
-            total += n
-            pods.add(pod_name)
-    return total, pods
+            out[pod_name] += n
+    return out
 
 
-def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding | None:
+def _sidecar_targets(inputs: CheckInputs) -> SidecarTargets | None:
+    """The window's sidecar scrape targets; None where they cannot tell (the query failed or found none)."""
+    metrics = inputs.metrics
+    if metrics is None or "scrape_targets" in metrics.failed:
+        return None
+    found = sidecar_targets(metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]),
+                            list(inputs.index.topo.pods))
+    return found if found.judged else None
+
+
+def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
+                 targets: SidecarTargets | None) -> Finding | None:
     svc = st.service
     if st.covered_without_pod_metrics:
         return None  # partial logs, and no pod label to count the mesh over their part alone
     if st.covered:
         tol = inputs.tolerance(min(c.seconds for c in st.covered.values()))
     if st.served_requests:
-        expected, pods = _http_through_sidecars(st)
-        mesh = (sum(st.mesh_by_pod.get(p, 0.0) + st.peer_mesh_by_pod.get(p, 0.0) for p in pods)
+        served = _http_through_sidecars(st)
+        expected = sum(served.values())
+        mesh = (sum(st.mesh_by_pod.get(p, 0.0) + st.peer_mesh_by_pod.get(p, 0.0) for p in served)
                 if st.mesh_by_pod else st.mesh_for_pods)
         witness = st.witness or CALLER_LOGS
     else:
@@ -288,15 +309,17 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs) -> Finding
         if cmp.observed is None or cmp.mesh is None or cmp.witness is None:
             return None
         expected, mesh, witness = cmp.observed, cmp.mesh, cmp.witness
+        served = {}  # the callers' count names no pod
     if expected < inputs.settings.min_requests:
         return None
     missed = expected - mesh
     if missed <= max(tol * expected, 2.0):
         return None
     share = min(1.0, missed / expected)
-    ingress = _ingress_past_waypoint(st, inputs, missed, tol)
-    if ingress is not None:
-        return ingress
+    explained = _ingress_past_waypoint(st, inputs, missed, tol) or \
+        _not_scraped(st, inputs, targets, served, _Gap(expected, mesh, witness, missed, tol))
+    if explained is not None:
+        return explained
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
         title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics, cause unknown",
@@ -323,6 +346,93 @@ def _counted_by(st: ServiceTraffic) -> str:
 
 def _counter(st: ServiceTraffic) -> str:
     return 'its metrics (reporter="waypoint")' if st.dataplane == "waypoint" else "the destination-side metrics"
+
+
+class _Gap(NamedTuple):
+    expected: int
+    mesh: float
+    witness: str
+    missed: float
+    tol: float
+
+
+def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTargets | None, served: dict[str, int],
+                 gap: _Gap) -> Finding | None:
+    """The Service's sidecars that no scrape target covered (or whose targets were never up) served the requests
+    the mesh's metrics miss: they were counted, never collected. `served`: requests per pod by the served pods'
+    witness; empty where the callers' count is the witness (then every sidecar must be uncollected)."""
+    if targets is None or st.dataplane != "sidecar":
+        return None
+    sidecars = [p for p in st.pods if p.sidecar.present and inputs.index.in_scope(p)]
+    lost = {p.name: targets.state(p) for p in sidecars if targets.state(p) != "scraped"}
+    through = sum(n for name, n in served.items() if name in lost) if served else \
+        (gap.missed if sidecars and len(lost) == len(sidecars) else 0)
+    if not lost or through < inputs.settings.min_requests or through < gap.missed * (1 - gap.tol) - 2:
+        return None
+    svc = st.service
+    pods = [p for p in sidecars if p.name in lost]
+    down = sorted(name for name, state in lost.items() if state == "down")
+    share = min(1.0, gap.missed / gap.expected)
+    namespace_scraped = any(targets.state(p) == "scraped" for p in inputs.index.topo.pods
+                            if p.namespace == svc.namespace and p.sidecar.present)
+    why, fix, config = _why_not_scraped(pods, down, namespace_scraped)
+    workloads = sorted({p.workload for p in pods})
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: Prometheus never scrapes "
+              f"{len(pods)} of its {len(sidecars)} sidecars",
+        detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy and count their requests, but of "
+                f"{gap.expected:,} requests ({_window(inputs, st)}) the metrics hold {int(gap.mesh):,}: "
+                f"{_names(pods)} "
+                + (f"had scrape targets that were never up ({', '.join(down)}). " if down else
+                   "have no scrape target on a sidecar metrics port (15020, 15090, or the one their "
+                   "prometheus.io annotations name) in the window, while other sidecars do"
+                   + (f" (job {', '.join(targets.jobs[:3])})" if targets.jobs else "") + ". ")
+                + why),
+        subject=f"{svc.namespace}/{svc.name}/not-scraped", namespace=svc.namespace, service=svc.name,
+        workload=workloads[0] if len(workloads) == 1 else None,
+        cause="sidecar-not-scraped", resource=f"Service {svc.namespace}/{svc.name}",
+        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
+                                    pods=sorted(lost)[:20], pods_down=down[:20], unscraped_requests=int(through),
+                                    sidecar_jobs=list(targets.jobs[:5])),
+        suggestion=Suggestion(fix, config, DOC_SCRAPE))
+
+
+def _names(pods: list[Pod]) -> str:
+    shown = ", ".join(p.name for p in pods[:3])
+    return shown + (f" and {len(pods) - 3} more" if len(pods) > 3 else "")
+
+
+def _why_not_scraped(pods: list[Pod], down: list[str], namespace_scraped: bool) -> tuple[str, str, str | None]:
+    """(what the pods' own objects say, the fix in words, a config that fixes it or None); `namespace_scraped`:
+    other sidecars of their namespace are scraped."""
+    if down:
+        return ("", "Check why those targets were down (`up == 0`): the sidecar's status port (15020) unreachable "
+                "from Prometheus (a NetworkPolicy, mTLS STRICT on a port Prometheus scrapes in plain text), or the "
+                "pods not ready.", None)
+    if any(IGNORE_LABEL in p.labels for p in pods):
+        return (f"They carry the {IGNORE_LABEL} label, which Istio's envoy-stats PodMonitor skips.",
+                f"Remove the {IGNORE_LABEL} label from the workload's pod template.", None)
+    if any(p.annotations.get("prometheus.io/scrape") == "false" for p in pods):
+        return ('They carry prometheus.io/scrape: "false": the injector then advertises no merged metrics '
+                "endpoint, and annotation-based scrape jobs skip them.",
+                'Remove prometheus.io/scrape: "false" from the pod template (or scrape port 15090 with a '
+                "PodMonitor).",
+                None)
+    if any(p.annotations.get(MERGE_ANNOTATION) == "false" for p in pods):
+        return (f"They carry {MERGE_ANNOTATION}: \"false\": Envoy's metrics are then served on port 15090 only, "
+                "which annotation-based jobs do not scrape.",
+                "Scrape port 15090 (path /stats/prometheus) of these pods, e.g. with Istio's envoy-stats "
+                "PodMonitor.",
+                ENVOY_STATS_POD_MONITOR)
+    if namespace_scraped:
+        return ("Other sidecars of their namespace are scraped: a selector or relabel rule of the job leaves these "
+                "pods out.", "Find the job's pod selector or `keep`/`drop` relabel rule that leaves these pods out "
+                "(their labels or annotations differ from their neighbours').", None)
+    return (f"No sidecar of namespace {pods[0].namespace} is scraped: the job's discovery leaves the namespace out.",
+            "Make the job that scrapes the other sidecars select this namespace: with the Prometheus Operator, "
+            "Istio's envoy-stats PodMonitor (namespaceSelector any: true); with annotation-based discovery, the "
+            "job's namespaces.", ENVOY_STATS_POD_MONITOR)
 
 
 def _ingress_past_waypoint(st: ServiceTraffic, inputs: CheckInputs, missed: float, tol: float) -> Finding | None:

@@ -12,6 +12,9 @@ namespace, service), never from their wording:
   caller with the most traffic is the root.
 - **A saturated histogram** (`histogram-inf-saturation` of service S) explains the `slo-untrustworthy` findings of S
   with cause `latency-saturated`.
+- **Sidecars Prometheus never scrapes** (`envoy-bypass`, cause `sidecar-not-scraped`, of workload W) explain the
+  `port-missing-from-metrics` finding of W with cause `metrics-port-not-scraped` (the same pods' scrape annotation):
+  the bypass finding counts the requests lost and carries the fix.
 
 A finding is a symptom of at most one root (the first rule that claims it); a root is never a symptom.
 """
@@ -76,9 +79,24 @@ def _saturated_symptom(f: Finding, roots: Mapping[Key, Finding], _bypassed: froz
     return key if key in roots and f.check == "slo-untrustworthy" and f.cause == "latency-saturated" else None
 
 
+def _workload(f: Finding) -> Key:
+    return (f.namespace or "", f.workload or "")
+
+
+def _unscraped_root(f: Finding) -> Key | None:
+    return _workload(f) if f.check == "envoy-bypass" and f.cause == "sidecar-not-scraped" and f.workload else None
+
+
+def _unscraped_symptom(f: Finding, roots: Mapping[Key, Finding], _bypassed: frozenset[Key]) -> Key | None:
+    key = _workload(f)
+    return key if key in roots and f.check == "port-missing-from-metrics" \
+        and f.cause == "metrics-port-not-scraped" else None
+
+
 RULES = (RootRule("unlabelled namespace", _unlabelled_root, _unlabelled_symptom),
          RootRule("calls by pod IP", _pod_ip_root, _pod_ip_symptom),
-         RootRule("saturated histogram", _saturated_root, _saturated_symptom))
+         RootRule("saturated histogram", _saturated_root, _saturated_symptom),
+         RootRule("sidecars not scraped", _unscraped_root, _unscraped_symptom))
 
 
 def root_groups(findings: Iterable[Finding], impact: Callable[[Finding], int]) -> dict[str, tuple[str, ...]]:

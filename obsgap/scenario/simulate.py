@@ -117,6 +117,8 @@ class _Metrics:
         self.types: dict[str, str] = {}
         self.new: dict[str, list[str]] = defaultdict(list)
         self.prev_t: float | None = None
+        self.unscraped: set[str] = set()
+        """Scrape targets (`instance`) no job scrapes: their series are never written."""
 
     def le(self, family: str, b: float) -> str:
         """A bucket bound as Prometheus stores it: Prometheus 3 normalised; Prometheus 2 as the exposition wrote it
@@ -126,6 +128,8 @@ class _Metrics:
         return bounds.exposition(b) if family.startswith("istio_") else f"{b:g}"
 
     def inc(self, family: str, labels: dict[str, str], by: float = 1.0) -> None:
+        if labels.get("instance") in self.unscraped:
+            return
         key = _labels(labels)
         if key not in self.counters[family]:
             self.new[family].append(key)
@@ -137,6 +141,8 @@ class _Metrics:
         self.types[family] = "gauge"
 
     def observe(self, family: str, labels: dict[str, str], bounds: tuple[float, ...], value: float) -> None:
+        if labels.get("instance") in self.unscraped:
+            return
         key = _labels(labels)
         h = self.hists[family].get(key)
         if h is None:
@@ -474,7 +480,12 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
         return {"job": pod.svc.job, "namespace": pod.namespace, "pod": pod.name, "instance": f"{pod.ip}:{port}"}
 
     def scraped(pod: SimPod) -> bool:
-        return pod.svc.metrics_scraped and (pod.sidecar or bool(pod.svc.metrics_port_used))
+        if pod.sidecar:
+            return pod.svc.metrics_scraped and pod.svc.sidecar_scraped
+        return pod.svc.metrics_scraped and bool(pod.svc.metrics_port_used)
+
+    metrics.unscraped = {scrape_labels(p)["instance"] for plist in pods.values() for p in plist
+                         if p.sidecar and not p.svc.sidecar_scraped}
 
     def mark_up() -> None:
         for plist in pods.values():
@@ -822,7 +833,7 @@ def _server_requests(r: _Request, labels: dict[str, str], rng: random.Random) ->
     """istio_requests_total and the duration histogram of the server's sidecar, unless a planted loss drops them."""
     target, key = r.target, r.key
     lost = bool(target.metrics_loss) and rng.random() < target.metrics_loss
-    if lost:
+    if lost or not target.sidecar_scraped:
         return
     r.metrics.inc("istio_requests", labels | r.scrape_labels(r.server))
     r.truth.mesh_destination_requests[key] += 1

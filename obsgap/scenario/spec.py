@@ -73,6 +73,9 @@ class ServiceSpec:
     """Port of the app's own /metrics (prometheus.io/port); None: the app exposes none."""
     metrics_scraped: bool = True
     """False plants an app metrics port that no Prometheus job scrapes."""
+    sidecar_scraped: bool = True
+    """False: no Prometheus job scrapes its pods' sidecars (a PodMonitor that misses its namespace, say): no `up`
+    series and no istio_* series of theirs (their callers' and their own witnesses are unchanged)."""
     job: str = "kubernetes-pods"
     """The Prometheus job that scrapes this workload's pods."""
     istio_histogram: bool = True

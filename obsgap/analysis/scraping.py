@@ -1,0 +1,121 @@
+"""Which sidecars Prometheus scrapes: the scrape targets (`up` over the window) that serve a pod's Envoy metrics.
+
+Istio's sidecars serve their metrics on the pilot-agent status port (15020, /stats/prometheus, with the app's own
+metrics merged in) or on Envoy's own 15090 (`http-envoy-prom`); the injector points a pod's `prometheus.io/port` at
+15020 unless metrics merging is off (`prometheus.istio.io/merge-metrics: "false"`) or the pod says
+`prometheus.io/scrape: "false"` (pkg/kube/inject/webhook.go, applyPrometheusMerge). A pod's sidecar is scraped when
+some target names the pod (its namespace and pod labels, else its IP) on one of those ports. Where no target of the
+window is on a sidecar port at all, the metrics reach this Prometheus another way (federation, remote write, an
+OpenTelemetry pipeline): nothing is judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from obsgap.model import Pod
+from obsgap.names import split_host_port
+
+SIDECAR_METRICS_PORTS = frozenset({15020, 15090})
+STATS_PATH = "/stats/prometheus"
+IGNORE_LABEL = "istio-prometheus-ignore"
+"""Istio's envoy-stats PodMonitor (samples/addons/extras/prometheus-operator.yaml) skips pods with this label."""
+MERGE_ANNOTATION = "prometheus.istio.io/merge-metrics"
+
+ENVOY_STATS_POD_MONITOR = """\
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: envoy-stats-monitor
+  namespace: istio-system
+  labels:
+    monitoring: istio-proxies
+    release: istio
+spec:
+  selector:
+    matchExpressions:
+    - {key: istio-prometheus-ignore, operator: DoesNotExist}
+  namespaceSelector:
+    any: true
+  jobLabel: envoy-stats
+  podMetricsEndpoints:
+  - path: /stats/prometheus
+    interval: 15s
+    relabelings:
+    - action: keep
+      sourceLabels: [__meta_kubernetes_pod_container_name]
+      regex: "istio-proxy"
+    - action: keep
+      sourceLabels: [__meta_kubernetes_pod_annotationpresent_prometheus_io_scrape]
+    - action: replace
+      regex: (\\d+);(([A-Fa-f0-9]{1,4}::?){1,7}[A-Fa-f0-9]{1,4})
+      replacement: '[$2]:$1'
+      sourceLabels:
+      - __meta_kubernetes_pod_annotation_prometheus_io_port
+      - __meta_kubernetes_pod_ip
+      targetLabel: __address__
+    - action: replace
+      regex: (\\d+);((([0-9]+?)(\\.|$)){4})
+      replacement: $2:$1
+      sourceLabels:
+      - __meta_kubernetes_pod_annotation_prometheus_io_port
+      - __meta_kubernetes_pod_ip
+      targetLabel: __address__
+    - action: labeldrop
+      regex: "__meta_kubernetes_pod_label_(.+)"
+    - sourceLabels: [__meta_kubernetes_namespace]
+      action: replace
+      targetLabel: namespace
+    - sourceLabels: [__meta_kubernetes_pod_name]
+      action: replace
+      targetLabel: pod"""
+"""Istio's own PodMonitor for the sidecars' metrics, as istio/istio ships it (samples/addons/extras/
+prometheus-operator.yaml at 86c9f01, Apache-2.0): every namespace, the port the pods' prometheus.io annotations
+name."""
+
+
+@dataclass(frozen=True)
+class SidecarTargets:
+    """The window's scrape targets on sidecar metrics ports."""
+
+    up: frozenset[tuple[str, str]]
+    """(namespace, pod) or ("", ip) of sidecars some target scraped at least once."""
+    down: frozenset[tuple[str, str]]
+    """... whose targets were never up in the window."""
+    jobs: tuple[str, ...]
+    """The jobs that scrape sidecars, most targets first."""
+
+    @property
+    def judged(self) -> bool:
+        """Some target scrapes a sidecar: this Prometheus scrapes sidecars itself."""
+        return bool(self.up or self.down)
+
+    def state(self, pod: Pod) -> str:
+        """`scraped`, `down` (targets, never up) or `missing` (no target)."""
+        keys = ((pod.namespace, pod.name), ("", pod.ip or ""))
+        if any(k in self.up for k in keys):
+            return "scraped"
+        return "down" if any(k in self.down for k in keys) else "missing"
+
+
+def sidecar_targets(targets: pd.DataFrame, pods: list[Pod]) -> SidecarTargets:
+    """`targets`: the scrape_targets query's rows (job, namespace, pod, instance, value = max `up`). A target is on a
+    sidecar port when its instance's port is 15020 or 15090, or the one a pod's annotations point at Envoy's stats
+    path on."""
+    stats_ports = {(p.ip, int(annotated)) for p in pods
+                   if p.ip and p.annotations.get("prometheus.io/path") == STATS_PATH
+                   and (annotated := p.annotations.get("prometheus.io/port", "")).isdigit()}
+    up: set[tuple[str, str]] = set()
+    down: set[tuple[str, str]] = set()
+    jobs: dict[str, int] = {}
+    for row in targets.itertuples(index=False):
+        host, port = split_host_port(str(row.instance))
+        if port not in SIDECAR_METRICS_PORTS and (host, port) not in stats_ports:
+            continue
+        keys = {("", host)} | ({(str(row.namespace), str(row.pod))} if row.pod else set())
+        (up if float(row.value) > 0 else down).update(keys)
+        jobs[str(row.job)] = jobs.get(str(row.job), 0) + 1
+    return SidecarTargets(frozenset(up), frozenset(down - up),
+                          tuple(sorted(jobs, key=lambda j: (-jobs[j], j))))
