@@ -154,6 +154,15 @@ def resolve(request: WaypointRequest, gateways: Mapping[tuple[str, str], KubeGat
     return WaypointResolution(request, gw, None, f"served by waypoint {where}")
 
 
+def is_gateway_pod(pod: Pod) -> bool:
+    """An ingress (or egress) gateway's pod: Istio's gateway chart labels them `istio: <name>`, a Gateway API
+    Gateway's carry its name (a waypoint's class is istio-waypoint: not an ingress). Its Envoy reports the requests
+    it forwards as the client (reporter=source)."""
+    return pod.labels.get("istio") in ("ingressgateway", "egressgateway") or bool(
+        pod.labels.get(GATEWAY_POD_LABELS[0])
+        and pod.labels.get("gateway.networking.k8s.io/gateway-class-name") != WAYPOINT_CLASS)
+
+
 def gateway_pods(pods: Iterable[Pod]) -> dict[tuple[str, str], int]:
     """Running pods per Gateway (the label Istio's deployment controller gives them)."""
     out: dict[tuple[str, str], int] = {}

@@ -5,7 +5,7 @@ Each rule follows Istio's behaviour as docs/design.md ("Istio facts") records it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -319,13 +319,20 @@ def telemetry_metric(family: str) -> str | None:
     return _METRIC_OF_FAMILY.get(family)
 
 
+ATTRIBUTION_LABELS = ("reporter", "destination_service_name", "destination_service_namespace")
+"""The labels of istio_requests_total obsgap counts a service's requests by: a Telemetry tag override that removes
+or rewrites one leaves the count unattributable."""
+
+
 def metric_off(levels: Sequence[Telemetry], default_providers: Sequence[str], providers: Mapping[str, str],
-               mode: str = "SERVER", metric: str = "REQUEST_COUNT") -> str | None:
+               mode: str = "SERVER", metric: str = "REQUEST_COUNT",
+               labels: Collection[str] = ATTRIBUTION_LABELS) -> str | None:
     """Why a proxy configured by the Telemetry resources `levels` (applicable_telemetries, waypoint_telemetries)
     does not export one of Istio's standard metrics (`metric`, a TELEMETRY_METRICS key) to Prometheus as the server
     (reporter=destination, a waypoint's reporter=waypoint) or the client (reporter=source) in a form obsgap can
     count by service, in words naming the Telemetry resource or the MeshConfig; None when it does. Besides turning
-    the metric off, a resource may remove or rewrite a label it is attributed by (ATTRIBUTION_LABELS). istiod's
+    the metric off, a resource may remove or rewrite a label it is read by (`labels`: by default
+    ATTRIBUTION_LABELS, those obsgap attributes the count to a service by). istiod's
     mergeMetrics for the
     Prometheus-type providers (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a
     level's providers replace its parent's (none given: the parent's), the providers of the most specific rule that
@@ -369,16 +376,11 @@ def metric_off(levels: Sequence[Telemetry], default_providers: Sequence[str], pr
     off = all_off or metric_off
     if off:
         return f"{_who(off)} disables it"
-    rewritten = sorted((label, op, t) for label, (op, t) in tags.items() if label in ATTRIBUTION_LABELS)
+    rewritten = sorted((label, op, t) for label, (op, t) in tags.items() if label in labels)
     if rewritten:
         label, op, t = rewritten[0]
         return f"{_who(t)} {'removes' if op == 'REMOVE' else 'rewrites'} its {label} label"
     return None
-
-
-ATTRIBUTION_LABELS = ("reporter", "destination_service_name", "destination_service_namespace")
-"""The labels of istio_requests_total obsgap counts a service's requests by: a Telemetry tag override that removes
-or rewrites one leaves the count unattributable."""
 
 
 def _who(t: Telemetry) -> str:

@@ -63,6 +63,15 @@ def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+@dataclass(frozen=True)
+class MetricOff:
+    """Why a Service's server-side metric cannot be counted (TopologyIndex.metric_off)."""
+
+    why: str
+    everywhere: bool
+    """On every proxy that serves the Service (none of its series can exist)."""
+
+
 class TopologyIndex:
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
@@ -85,7 +94,7 @@ class TopologyIndex:
         for s in self._config_services:
             self._config_services_by_name[s.name].append(s)
         self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
-        self._metrics_off: dict[tuple[str, str, str], str | None] = {}
+        self._metrics_off: dict[tuple[str, str, str, tuple[str, ...]], str | None] = {}
 
     @cached_property
     def gateways_by_key(self) -> dict[tuple[str, str], KubeGateway]:
@@ -130,6 +139,13 @@ class TopologyIndex:
         from the waypoint that serves it) is not the whole of its traffic: Telemetry resources (or the MeshConfig)
         turn it off, or strip a label it is counted by, on some of its pods or on its waypoint (istio.metric_off);
         None when none does, and for a Service the mesh counts otherwise."""
+        off = self.metric_off(svc, metric)
+        return None if off is None else off.why
+
+    def metric_off(self, svc: Service, metric: str = "REQUEST_COUNT",
+                   labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS) -> MetricOff | None:
+        """request_metrics_off, with whether it is off for every proxy that serves the Service; `labels`: those whose
+        removal or rewrite makes the metric unreadable (a query's matchers)."""
         if self._telemetry_defaults:
             return None
         dataplane = self.dataplane(svc)
@@ -138,18 +154,18 @@ class TopologyIndex:
             waypoint = self._serving_waypoint(svc)
             why = None if waypoint is None else istio.metric_off(
                 self._waypoint_telemetries(waypoint, svc), self.topo.mesh_metric_providers, self.topo.mesh_providers,
-                metric=metric)
-            return None if why is None or waypoint is None else (
+                metric=metric, labels=labels)
+            return None if why is None or waypoint is None else MetricOff(
                 f"the {what} of its waypoint {waypoint.namespace}/{waypoint.name} ({prometheus}, "
-                f"reporter=\"waypoint\") cannot be counted for it: {why}")
+                f"reporter=\"waypoint\") cannot be counted for it: {why}", True)
         if dataplane != "sidecar":
             return None
         pods = [p for p in self.pods_of_service(svc) if p.sidecar.present]
-        off = [why for p in pods if (why := self.pod_request_metrics_off(p, metric)) is not None]
+        off = [why for p in pods if (why := self.pod_request_metrics_off(p, metric, labels)) is not None]
         if not off:
             return None
-        return (f"the sidecars' {what} ({prometheus}, server side) cannot be counted for {len(off)} of its "
-                f"{len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}")
+        return MetricOff(f"the sidecars' {what} ({prometheus}, server side) cannot be counted for {len(off)} of its "
+                         f"{len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}", len(off) == len(pods))
 
     def _serving_waypoint(self, svc: Service) -> KubeGateway | None:
         """The waypoint that serves the Service's requests, where one does (dataplane `waypoint`)."""
@@ -170,16 +186,17 @@ class TopologyIndex:
         return not self.topo.telemetries and self.topo.mesh_metric_providers == ("prometheus",) \
             and self.topo.mesh_providers.get("prometheus") == "prometheus"
 
-    def pod_request_metrics_off(self, pod: Pod, metric: str = "REQUEST_COUNT") -> str | None:
+    def pod_request_metrics_off(self, pod: Pod, metric: str = "REQUEST_COUNT",
+                                labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS) -> str | None:
         """Why the pod's server-side `metric` (by default the request count) cannot be counted (istio.metric_off);
         None for a pod without a sidecar, or where it can."""
         if not pod.sidecar.present or self._telemetry_defaults:
             return None
-        key = (*pod.key, metric)
+        key = (*pod.key, metric, labels)
         if key not in self._metrics_off:  # asked per service, and per namespace by port-missing-from-metrics
             self._metrics_off[key] = istio.metric_off(
                 istio.applicable_telemetries(pod, self.topo.telemetries, self.topo.mesh_root_namespace),
-                self.topo.mesh_metric_providers, self.topo.mesh_providers, metric=metric)
+                self.topo.mesh_metric_providers, self.topo.mesh_providers, metric=metric, labels=labels)
         return self._metrics_off[key]
 
     def access_log_note(self, svc: Service) -> str:

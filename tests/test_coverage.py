@@ -191,60 +191,71 @@ def test_metrics_port_not_scraped(tmp_path: Path) -> None:
 
 
 def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path) -> None:
-    """Three services' sidecars count every request that no job collects: api's namespace (shop) is left out of the
-    job's discovery, ledger's pods alone are left out in a namespace whose other sidecars are scraped, search's pods
+    """Sidecars that count every request no job collects: namespace shop (api, inventory) is left out of the job's
+    discovery, ledger's pods alone are left out where the namespace's other sidecars are scraped, search's pods
     carry the label Istio's envoy-stats PodMonitor skips. The requests are missing from the metrics: the cause is
     said (not "unexplained"), with the pods, the job that scrapes the other sidecars and the fix for each (Istio's
-    own PodMonitor for a namespace left out). The pods' scrape-annotation finding is grouped under it. A real
-    Prometheus; a scrape target list without any sidecar port (federation) judges nothing."""
+    own PodMonitor for a namespace left out); the pods' scrape-annotation finding is grouped under it. cart's pods
+    have no `up` series either, but their own series are in Prometheus: collected, so its loss stays unexplained.
+    A real Prometheus. Targets on sidecar ports of ztunnel alone, or a federation's, judge nothing."""
     import pandas as pd
     import yaml
 
     from obsgap.analysis.scraping import sidecar_targets
     from obsgap.report.build import build_report
 
-    spec = scenario("unscraped", ServiceSpec("shop", "api", sidecar_scraped=False),
-                    FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("app/client", "shop/api", 8080, 1.0),
-                    FlowSpec("app/client", "app/search", 8080, 1.0), FlowSpec("app/client", "app/ledger", 8080, 1.0),
-                    extra=(ServiceSpec("app", "search", sidecar_scraped=False,
+    flows = [FlowSpec("app/client", "app/control", 8080, 1.0)] + [
+        FlowSpec("app/client", target, 8080, 1.0)
+        for target in ("shop/api", "shop/inventory", "app/search", "app/ledger", "app/cart")]
+    spec = scenario("unscraped", ServiceSpec("shop", "api", sidecar_scraped=False), *flows,
+                    extra=(ServiceSpec("shop", "inventory", sidecar_scraped=False),
+                           ServiceSpec("app", "search", sidecar_scraped=False,
                                        labels=(("istio-prometheus-ignore", "true"),)),
-                           ServiceSpec("app", "ledger", sidecar_scraped=False)),
+                           ServiceSpec("app", "ledger", sidecar_scraped=False),
+                           ServiceSpec("app", "cart", metrics_scraped=False, metrics_loss=0.3)),
                     namespaces=(("app", True), ("shop", True)))
     run = run_scenario(spec, tmp_path)
-    check_exact(run, {("envoy-bypass", "sidecar-not-scraped", s) for s in ("api", "search", "ledger")}
-                | {("port-missing-from-metrics", "metrics-port-not-scraped", s) for s in ("api", "search", "ledger")})
+    lost = ("api", "inventory", "search", "ledger")
+    check_exact(run, {("envoy-bypass", "sidecar-not-scraped", s) for s in lost}
+                | {("port-missing-from-metrics", "metrics-port-not-scraped", s) for s in (*lost, "cart")}
+                | {("envoy-bypass", "unexplained", "cart")})
     api, search, ledger = (next(f for f in run.findings("envoy-bypass") if f.service == s)
                            for s in ("api", "search", "ledger"))
     truth = run.built.truth
     assert api.evidence["observed_requests"] == truth.server_requests["shop/api"] and api.evidence["mesh_requests"] == 0
+    assert api.evidence["unscraped_requests"] == api.evidence["observed_requests"]
     assert sorted(api.evidence["pods"]) == sorted(p["metadata"]["name"] for p in _pods(run, "api"))
     assert api.evidence["sidecar_jobs"] == ["kubernetes-pods"] and api.evidence["pods_down"] == []
     assert "have no scrape target on a sidecar metrics port" in api.detail
     assert "No sidecar of namespace shop is scraped" in api.detail and api.workload == "api"
     assert api.suggestion is not None and api.suggestion.config is not None
     assert yaml.safe_load(api.suggestion.config)["kind"] == "PodMonitor"
-    assert "Other sidecars of their namespace are scraped" in ledger.detail
+    assert "Other workloads' sidecars in namespace app are scraped" in ledger.detail
     assert ledger.suggestion is not None and ledger.suggestion.config is None
-    assert "istio-prometheus-ignore label" in search.detail and search.suggestion is not None
+    assert "They carry the istio-prometheus-ignore label" in search.detail and search.suggestion is not None
     assert search.suggestion.config is None and "Remove the istio-prometheus-ignore label" in search.suggestion.text
     report = build_report(run.result)
     for f in (api, search, ledger):
         scrape = next(v for v in report.findings if v.finding.check == "port-missing-from-metrics"
                       and v.finding.workload == f.service)
         assert scrape.root == f.id
-    federated = pd.DataFrame([{"job": "federate", "namespace": "", "pod": "", "instance": "prom:9090", "value": 1.0}])
-    assert not sidecar_targets(federated, []).judged
-    # a target never up is not a scrape; a target without pod labels names its pod by IP; the app's own port is no
-    # sidecar's
+    # targets on sidecar ports that are no application sidecar's prove nothing; a target without a pod label names
+    # its pod by address, one with a pod label only that pod; a target never up is no scrape
     from obsgap.sources.kube.build import build_topology
 
-    rows = [("envoy-stats", "shop", "a", "10.0.0.1:15020", 1.0), ("envoy-stats", "shop", "b", "10.0.0.2:15090", 0.0),
-            ("kubernetes-pods", "", "", "10.0.0.4:15020", 1.0), ("app", "shop", "c", "10.0.0.3:8080", 1.0)]
-    targets = sidecar_targets(pd.DataFrame(rows, columns=["job", "namespace", "pod", "instance", "value"]), [])
     pods = build_topology([k8s_pod(n, "x", ip) for n, ip in (("a", "10.0.0.1"), ("b", "10.0.0.2"),
                                                             ("c", "10.0.0.3"), ("d", "10.0.0.4"))]).pods
+    columns = ["job", "namespace", "pod", "instance", "value"]
+    ztunnel = [("ztunnel", "istio-system", "ztunnel-x", "10.0.9.9:15020", 1.0)]
+    assert not sidecar_targets(pd.DataFrame(ztunnel, columns=columns), pods).judged
+    federated = [("federate", "", "", "prom:9090", 1.0)]
+    assert not sidecar_targets(pd.DataFrame(federated, columns=columns), pods).judged
+    rows = [("envoy-stats", "shop", "a", "10.0.0.1:15020", 1.0), ("envoy-stats", "shop", "b", "10.0.0.2:15090", 0.0),
+            ("kubernetes-pods", "", "", "10.0.0.4:15020", 1.0), ("app", "shop", "c", "10.0.0.3:8080", 1.0),
+            ("envoy-stats", "shop", "old-7", "10.0.0.3:15020", 0.0)]  # a deleted pod that had c's address
+    targets = sidecar_targets(pd.DataFrame(rows, columns=columns), pods)
+    assert targets.judged and targets.jobs == ("envoy-stats", "kubernetes-pods", )
     assert {p.name: targets.state(p) for p in pods} == {"a": "scraped", "b": "down", "c": "missing", "d": "scraped"}
-    assert targets.jobs == ("envoy-stats", "kubernetes-pods")
 
 
 def _pods(run: Run, service: str) -> list[dict[str, Any]]:

@@ -625,6 +625,40 @@ def test_an_sli_over_metrics_a_telemetry_resource_turns_off_names_the_resource()
     assert ("for shop/catalog, the sidecars' request durations (istio_request_duration_milliseconds, server side) "
             "cannot be counted for 1 of its 2 pods with a sidecar: Telemetry shop/v2-no-durations disables it: the "
             "SLI misses the requests of those proxies.") in missed.reason
+    assert "istio_request_duration_milliseconds_bucket{" in missed.reason and \
+        "istio_request_duration_milliseconds_count{" in missed.reason  # one problem for the histogram
+    # the client side's series are not the server's: an SLI over reporter="source" reads them whatever the server does
+    from dataclasses import replace
+
+    def respelled(spec: SloSpec, old: str, new: str) -> SloSpec:
+        return replace(spec, total=spec.total.replace(old, new), bad=spec.bad and spec.bad.replace(old, new),
+                       good=spec.good and spec.good.replace(old, new))
+
+    source = respelled(ratio, 'reporter="destination"', 'reporter="source"')
+    assert not [p for p in judged(source, [mesh_default], 0).problems if "Telemetry" in p.reason]
+    # a count turned off on one of catalog's pods: an error selector that matches nothing is still broken on its own
+    # account (no 5xx, or a wrong label), and one that matches is biased, naming the resource
+    catalog = respelled(ratio, 'destination_service_name="search"', 'destination_service_name="catalog"')
+    v2_count = {**v2_durations, "metadata": {"name": "v2-no-count", "namespace": "shop"}, "spec": {
+        **v2_durations["spec"], "metrics": [{"overrides": [{"match": {"metric": "REQUEST_COUNT", "mode": "SERVER"},
+                                                            "disabled": True}]}]}}
+    ev = Evidence(Window(window.start, window.end), CheckSettings(), build_topology([*objects, v2_count]), None, None)
+    bad = next(t for t in _selector_texts(catalog) if "response_code" in t)
+    total = next(t for t in _selector_texts(catalog) if "response_code" not in t)
+    one_bad = assess(Measured(catalog, None, ((bad, 0), (total, 500)), 500.0, 0.0, 0.0), ev, reconcile(ev))
+    assert one_bad.verdict == "broken" and [p.cause for p in one_bad.problems] == ["selector-matches-nothing"]
+    assert "Telemetry" not in one_bad.problems[0].reason
+    both = assess(Measured(catalog, None, ((bad, 3), (total, 500)), 500.0, 3.0, 0.006), ev, reconcile(ev))
+    assert [p.cause for p in both.problems if "shop/v2-no-count" in p.reason] == ["sli-misses-traffic"]
+    # a tag override removing destination_service_name empties an SLI that selects by it, not one that selects by
+    # destination_workload
+    removal = {"destination_service_name": {"operation": "REMOVE"}}
+    strip = {**v2_count, "metadata": {"name": "strip", "namespace": "shop"}, "spec": {"metrics": [{"overrides": [
+        {"match": {"metric": "REQUEST_COUNT"}, "tagOverrides": removal}]}]}}
+    stripped = judged(ratio, [strip], 0).problems[0]
+    assert stripped.broken and "Telemetry shop/strip removes its destination_service_name label" in stripped.reason
+    by_workload = respelled(ratio, 'destination_service_name="search"', 'destination_workload="search"')
+    assert not [p for p in judged(by_workload, [strip], 500).problems if "Telemetry" in p.reason]
 
 
 def _selector_texts(spec: SloSpec) -> list[str]:

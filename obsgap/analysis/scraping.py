@@ -11,10 +11,13 @@ OpenTelemetry pipeline): nothing is judged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from obsgap.ambient import is_gateway_pod
 from obsgap.model import Pod
 from obsgap.names import split_host_port
 
@@ -23,6 +26,20 @@ STATS_PATH = "/stats/prometheus"
 IGNORE_LABEL = "istio-prometheus-ignore"
 """Istio's envoy-stats PodMonitor (samples/addons/extras/prometheus-operator.yaml) skips pods with this label."""
 MERGE_ANNOTATION = "prometheus.istio.io/merge-metrics"
+SCRAPE_ANNOTATION = "prometheus.io/scrape"
+_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+"""What Go's strconv.ParseBool reads as false, as the injector parses these annotations."""
+
+
+def says_false(annotations: Mapping[str, str], key: str) -> bool:
+    """An annotation the injector reads as false: its key compared once sanitised to a label name (`.` and `/` as
+    `_`, strutil.SanitizeLabelName), its value by ParseBool."""
+    wanted = _label_name(key)
+    return any(_label_name(k) == wanted and v in _FALSE for k, v in annotations.items())
+
+
+def _label_name(key: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 ENVOY_STATS_POD_MONITOR = """\
 apiVersion: monitoring.coreos.com/v1
@@ -81,16 +98,15 @@ class SidecarTargets:
     """The window's scrape targets on sidecar metrics ports."""
 
     up: frozenset[tuple[str, str]]
-    """(namespace, pod) or ("", ip) of sidecars some target scraped at least once."""
+    """(namespace, pod), or ("", ip) for a target without a pod label, of sidecars some target scraped at least
+    once."""
     down: frozenset[tuple[str, str]]
     """... whose targets were never up in the window."""
     jobs: tuple[str, ...]
     """The jobs that scrape sidecars, most targets first."""
-
-    @property
-    def judged(self) -> bool:
-        """Some target scrapes a sidecar: this Prometheus scrapes sidecars itself."""
-        return bool(self.up or self.down)
+    judged: bool
+    """Some application sidecar (no gateway's) of the topology is scraped here: this Prometheus scrapes sidecars
+    itself. ztunnel, waypoints and gateways serve the same ports, so their targets alone prove nothing."""
 
     def state(self, pod: Pod) -> str:
         """`scraped`, `down` (targets, never up) or `missing` (no target)."""
@@ -100,10 +116,11 @@ class SidecarTargets:
         return "down" if any(k in self.down for k in keys) else "missing"
 
 
-def sidecar_targets(targets: pd.DataFrame, pods: list[Pod]) -> SidecarTargets:
-    """`targets`: the scrape_targets query's rows (job, namespace, pod, instance, value = max `up`). A target is on a
-    sidecar port when its instance's port is 15020 or 15090, or the one a pod's annotations point at Envoy's stats
-    path on."""
+def sidecar_targets(targets: pd.DataFrame, pods: Iterable[Pod]) -> SidecarTargets:
+    """`targets`: the scrape_targets query's rows (job, namespace, pod, instance, value = max `up`); `pods`: the
+    topology's. A target is on a sidecar port when its instance's port is 15020 or 15090, or the one a pod's
+    annotations point at Envoy's stats path on. A target names its pod by its pod label, else by its address."""
+    pods = list(pods)
     stats_ports = {(p.ip, int(annotated)) for p in pods
                    if p.ip and p.annotations.get("prometheus.io/path") == STATS_PATH
                    and (annotated := p.annotations.get("prometheus.io/port", "")).isdigit()}
@@ -114,8 +131,15 @@ def sidecar_targets(targets: pd.DataFrame, pods: list[Pod]) -> SidecarTargets:
         host, port = split_host_port(str(row.instance))
         if port not in SIDECAR_METRICS_PORTS and (host, port) not in stats_ports:
             continue
-        keys = {("", host)} | ({(str(row.namespace), str(row.pod))} if row.pod else set())
-        (up if float(row.value) > 0 else down).update(keys)
+        key = (str(row.namespace), str(row.pod)) if row.pod else ("", host)
+        (up if float(row.value) > 0 else down).add(key)
         jobs[str(row.job)] = jobs.get(str(row.job), 0) + 1
-    return SidecarTargets(frozenset(up), frozenset(down - up),
-                          tuple(sorted(jobs, key=lambda j: (-jobs[j], j))))
+    found = SidecarTargets(frozenset(up), frozenset(down - up), tuple(sorted(jobs, key=lambda j: (-jobs[j], j))),
+                           False)
+    judged = any(found.state(p) == "scraped" for p in pods if application_sidecar(p))
+    return replace(found, judged=judged)
+
+
+def application_sidecar(pod: Pod) -> bool:
+    """A running pod whose sidecar serves its app's requests (reporter=destination): no gateway's Envoy."""
+    return pod.sidecar.present and pod.phase == "Running" and not is_gateway_pod(pod)

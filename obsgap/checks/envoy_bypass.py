@@ -9,16 +9,18 @@ from typing import Any, NamedTuple
 from obsgap.ambient import (
     AMBIENT_CAUSES,
     DATAPLANE_MODE,
-    GATEWAY_POD_LABELS,
     INGRESS_USE_WAYPOINT,
-    WAYPOINT_CLASS,
+    is_gateway_pod,
 )
 from obsgap.analysis.reconcile import ServiceTraffic
 from obsgap.analysis.scraping import (
     ENVOY_STATS_POD_MONITOR,
     IGNORE_LABEL,
     MERGE_ANNOTATION,
+    SCRAPE_ANNOTATION,
     SidecarTargets,
+    application_sidecar,
+    says_false,
     sidecar_targets,
 )
 from obsgap.charts import Chart
@@ -359,43 +361,58 @@ class _Gap(NamedTuple):
 def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTargets | None, served: dict[str, int],
                  gap: _Gap) -> Finding | None:
     """The Service's sidecars that no scrape target covered (or whose targets were never up) served the requests
-    the mesh's metrics miss: they were counted, never collected. `served`: requests per pod by the served pods'
-    witness; empty where the callers' count is the witness (then every sidecar must be uncollected)."""
+    the mesh's metrics miss: they were counted, never collected. A pod the metrics name (a pod label on its series)
+    was collected, whatever its target looks like. `served`: requests per pod by the served pods' witness; empty
+    where the callers' count is the witness (then every sidecar must be uncollected and the mesh count about 0)."""
     if targets is None or st.dataplane != "sidecar":
         return None
-    sidecars = [p for p in st.pods if p.sidecar.present and inputs.index.in_scope(p)]
-    lost = {p.name: targets.state(p) for p in sidecars if targets.state(p) != "scraped"}
-    through = sum(n for name, n in served.items() if name in lost) if served else \
-        (gap.missed if sidecars and len(lost) == len(sidecars) else 0)
-    if not lost or through < inputs.settings.min_requests or through < gap.missed * (1 - gap.tol) - 2:
+    sidecars = [p for p in st.pods if application_sidecar(p) and inputs.index.in_scope(p)]
+    lost = {p.name: state for p in sidecars if (state := targets.state(p)) != "scraped"
+            and st.mesh_by_pod.get(p.name, 0.0) + st.peer_mesh_by_pod.get(p.name, 0.0) <= 0}
+    if served:
+        through = sum(n for name, n in served.items() if name in lost)
+        fits = through >= gap.missed * (1 - gap.tol) - 2 and (
+            bool(st.mesh_by_pod) or gap.missed >= through * (1 - gap.tol) - 2)  # no pod label: both ways
+    else:
+        through = int(gap.missed)
+        fits = len(lost) == len(sidecars) and gap.mesh <= gap.tol * gap.expected + 2
+    if not lost or not fits or through < inputs.settings.min_requests:
         return None
     svc = st.service
-    pods = [p for p in sidecars if p.name in lost]
-    down = sorted(name for name, state in lost.items() if state == "down")
+    missing = [p for p in sidecars if lost.get(p.name) == "missing"]
+    down = [p for p in sidecars if lost.get(p.name) == "down"]
     share = min(1.0, gap.missed / gap.expected)
-    namespace_scraped = any(targets.state(p) == "scraped" for p in inputs.index.topo.pods
-                            if p.namespace == svc.namespace and p.sidecar.present)
-    why, fix, config = _why_not_scraped(pods, down, namespace_scraped)
-    workloads = sorted({p.workload for p in pods})
+    said = []
+    if missing:
+        said.append(f"{_names(missing)} {'has' if len(missing) == 1 else 'have'} no scrape target on a sidecar "
+                    "metrics port (15020, 15090, or the one their prometheus.io annotations name) in the window, "
+                    f"while other sidecars do (job {', '.join(targets.jobs[:3])})")
+    if down:
+        said.append(f"the scrape targets of {_names(down)} were never up")
+    why, fix, config = _why_not_scraped(missing, down, _neighbours(inputs, svc.namespace, sidecars), targets)
+    workloads = sorted({p.workload for p in missing + down})
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
-        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: Prometheus never scrapes "
-              f"{len(pods)} of its {len(sidecars)} sidecars",
+        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: Prometheus never collects "
+              f"{len(lost)} of its {len(sidecars)} sidecars",
         detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy and count their requests, but of "
                 f"{gap.expected:,} requests ({_window(inputs, st)}) the metrics hold {int(gap.mesh):,}: "
-                f"{_names(pods)} "
-                + (f"had scrape targets that were never up ({', '.join(down)}). " if down else
-                   "have no scrape target on a sidecar metrics port (15020, 15090, or the one their "
-                   "prometheus.io annotations name) in the window, while other sidecars do"
-                   + (f" (job {', '.join(targets.jobs[:3])})" if targets.jobs else "") + ". ")
-                + why),
+                f"{'; '.join(said)}. {why}").strip(),
         subject=f"{svc.namespace}/{svc.name}/not-scraped", namespace=svc.namespace, service=svc.name,
         workload=workloads[0] if len(workloads) == 1 else None,
         cause="sidecar-not-scraped", resource=f"Service {svc.namespace}/{svc.name}",
         evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
-                                    pods=sorted(lost)[:20], pods_down=down[:20], unscraped_requests=int(through),
+                                    pods=sorted(p.name for p in missing)[:20],
+                                    pods_down=sorted(p.name for p in down)[:20], unscraped_requests=through,
                                     sidecar_jobs=list(targets.jobs[:5])),
         suggestion=Suggestion(fix, config, DOC_SCRAPE))
+
+
+def _neighbours(inputs: CheckInputs, namespace: str, own: list[Pod]) -> list[Pod]:
+    """The application sidecars of other workloads in the namespace."""
+    workloads = {p.workload for p in own}
+    return [p for p in inputs.index.topo.pods
+            if p.namespace == namespace and p.workload not in workloads and application_sidecar(p)]
 
 
 def _names(pods: list[Pod]) -> str:
@@ -403,36 +420,46 @@ def _names(pods: list[Pod]) -> str:
     return shown + (f" and {len(pods) - 3} more" if len(pods) > 3 else "")
 
 
-def _why_not_scraped(pods: list[Pod], down: list[str], namespace_scraped: bool) -> tuple[str, str, str | None]:
-    """(what the pods' own objects say, the fix in words, a config that fixes it or None); `namespace_scraped`:
-    other sidecars of their namespace are scraped."""
-    if down:
-        return ("", "Check why those targets were down (`up == 0`): the sidecar's status port (15020) unreachable "
-                "from Prometheus (a NetworkPolicy, mTLS STRICT on a port Prometheus scrapes in plain text), or the "
-                "pods not ready.", None)
-    if any(IGNORE_LABEL in p.labels for p in pods):
-        return (f"They carry the {IGNORE_LABEL} label, which Istio's envoy-stats PodMonitor skips.",
-                f"Remove the {IGNORE_LABEL} label from the workload's pod template.", None)
-    if any(p.annotations.get("prometheus.io/scrape") == "false" for p in pods):
-        return ('They carry prometheus.io/scrape: "false": the injector then advertises no merged metrics '
-                "endpoint, and annotation-based scrape jobs skip them.",
-                'Remove prometheus.io/scrape: "false" from the pod template (or scrape port 15090 with a '
-                "PodMonitor).",
-                None)
-    if any(p.annotations.get(MERGE_ANNOTATION) == "false" for p in pods):
-        return (f"They carry {MERGE_ANNOTATION}: \"false\": Envoy's metrics are then served on port 15090 only, "
-                "which annotation-based jobs do not scrape.",
-                "Scrape port 15090 (path /stats/prometheus) of these pods, e.g. with Istio's envoy-stats "
-                "PodMonitor.",
-                ENVOY_STATS_POD_MONITOR)
-    if namespace_scraped:
-        return ("Other sidecars of their namespace are scraped: a selector or relabel rule of the job leaves these "
-                "pods out.", "Find the job's pod selector or `keep`/`drop` relabel rule that leaves these pods out "
-                "(their labels or annotations differ from their neighbours').", None)
-    return (f"No sidecar of namespace {pods[0].namespace} is scraped: the job's discovery leaves the namespace out.",
-            "Make the job that scrapes the other sidecars select this namespace: with the Prometheus Operator, "
-            "Istio's envoy-stats PodMonitor (namespaceSelector any: true); with annotation-based discovery, the "
-            "job's namespaces.", ENVOY_STATS_POD_MONITOR)
+def _carry(pods: list[Pod], which: list[Pod]) -> str:
+    return "They carry" if len(which) == len(pods) else f"{len(which)} of them carry"
+
+
+def _why_not_scraped(missing: list[Pod], down: list[Pod], neighbours: list[Pod],
+                     targets: SidecarTargets) -> tuple[str, str, str | None]:
+    """(what the pods' own objects and their namespace say, the fix in words, a config that fixes it or None)."""
+    also = " Also find why the other pods' targets were never up (`up == 0`)." if missing and down else ""
+    if not missing:
+        return ("", "Find why those targets were never up (`up == 0` for the whole window): the port unreachable "
+                "from Prometheus (a NetworkPolicy), or the pods not ready.", None)
+    ignored = [p for p in missing if IGNORE_LABEL in p.labels]
+    if ignored:
+        return (f"{_carry(missing, ignored)} the {IGNORE_LABEL} label, which Istio's envoy-stats PodMonitor skips.",
+                f"Remove the {IGNORE_LABEL} label from the workload's pod template.{also}", None)
+    no_scrape = [p for p in missing if says_false(p.annotations, SCRAPE_ANNOTATION)]
+    if no_scrape:
+        return (f'{_carry(missing, no_scrape)} prometheus.io/scrape: "false": the injector then advertises no merged '
+                "metrics endpoint, and annotation-based scrape jobs skip them.",
+                f'Remove prometheus.io/scrape: "false" from the pod template.{also}', None)
+    unmerged = [p for p in missing if says_false(p.annotations, MERGE_ANNOTATION)]
+    if unmerged:
+        return (f'{_carry(missing, unmerged)} {MERGE_ANNOTATION}: "false": the injector then leaves their '
+                "prometheus.io port and path at the app's own metrics, so jobs that follow those annotations "
+                "(Istio's envoy-stats PodMonitor among them) scrape the app, not the sidecar.",
+                "Scrape the sidecar's own stats (container port http-envoy-prom, 15090, path /stats/prometheus), or "
+                f"turn metrics merging back on.{also}", None)
+    ns = missing[0].namespace
+    if any(targets.state(p) == "scraped" for p in neighbours):
+        return (f"Other workloads' sidecars in namespace {ns} are scraped: a selector or relabel rule of the job "
+                "leaves these pods out.", "Find the job's pod selector or `keep`/`drop` relabel rule that leaves "
+                f"these pods out (their labels or annotations differ from their neighbours').{also}", None)
+    podmonitor = ("Make the job that scrapes the other sidecars select these pods: with the Prometheus Operator, "
+                  "Istio's envoy-stats PodMonitor (namespaceSelector any: true); with annotation-based discovery, "
+                  f"the job's namespaces.{also}")
+    if neighbours:
+        return (f"No sidecar of namespace {ns} is scraped: the job's discovery leaves the namespace out.",
+                podmonitor, ENVOY_STATS_POD_MONITOR)
+    return (f"No other workload's sidecar runs in namespace {ns}: whether the job leaves out the namespace or only "
+            "these pods cannot be told.", podmonitor, ENVOY_STATS_POD_MONITOR)
 
 
 def _ingress_past_waypoint(st: ServiceTraffic, inputs: CheckInputs, missed: float, tol: float) -> Finding | None:
@@ -470,16 +497,9 @@ def _ingress_past_waypoint(st: ServiceTraffic, inputs: CheckInputs, missed: floa
 
 
 def _is_gateway(idx: TopologyIndex, namespace: str, workload: str) -> bool:
-    """An ingress (or egress) gateway's pods: Istio's gateway chart labels them `istio: <name>`, a Gateway API
-    Gateway's carry its name (a waypoint's class is istio-waypoint: not an ingress)."""
-    for pod in idx.topo.pods + idx.topo.context_pods:
-        if (pod.namespace, pod.workload) != (namespace, workload):
-            continue
-        if pod.labels.get("istio") in ("ingressgateway", "egressgateway") or (
-                pod.labels.get(GATEWAY_POD_LABELS[0]) and
-                pod.labels.get("gateway.networking.k8s.io/gateway-class-name") != WAYPOINT_CLASS):
-            return True
-    return False
+    """An ingress (or egress) gateway's workload (ambient.is_gateway_pod)."""
+    return any(is_gateway_pod(pod) for pod in idx.topo.pods + idx.topo.context_pods
+               if (pod.namespace, pod.workload) == (namespace, workload))
 
 
 def _outside_mesh(st: ServiceTraffic, inputs: CheckInputs) -> Finding | None:

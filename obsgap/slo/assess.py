@@ -305,10 +305,12 @@ def _job_hint(empty: list[Selector], ev: Evidence, services: list[Service]) -> s
             f"{', '.join(repr(j) for j in jobs)}.")
 
 
-def _selector_problems(m: Measured, ev: Evidence, services: list[Service]) -> list[Problem]:
+def _selector_problems(m: Measured, ev: Evidence, services: list[Service],
+                       explained: frozenset[str] = frozenset()) -> list[Problem]:
+    """Selectors that match no series (`explained`: those another problem already accounts for)."""
     empty = []
     for text, n in m.selector_series:
-        if n is None:
+        if n is None or text in explained:
             continue  # its count failed (m.error says why): no proof that it matches nothing
         sel = next(s for q in m.spec.queries for s in shape(q).selectors if s.text() == text)
         le = sel.equal("le")
@@ -362,30 +364,41 @@ SERVER_REPORTER = {"sidecar": "destination", "waypoint": "waypoint"}
 """The reporter of the server side's series, by how the mesh sees the Service (TopologyIndex.dataplane)."""
 
 
-def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service]) -> list[Problem]:
+def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service]) -> tuple[list[Problem], frozenset[str]]:
     """An SLI over one of Istio's metrics as the server side reports it (its `reporter` matchers admit the server's
     reporter, not `source`) for a Service whose sidecars or waypoint a Telemetry resource (or the MeshConfig) keeps
-    from reporting that metric, or from labelling it with the Service: the SLI reads none, or only part, of its
-    requests."""
+    from reporting that metric, or from writing a label its selectors match on: the SLI reads none, or only part,
+    of its requests. One problem per metric (a histogram's bucket and count selectors together); (the problems,
+    broken first; the selectors they explain)."""
     counts = dict(m.selector_series)
-    for q in m.spec.queries:
-        for sel in shape(q).selectors:
-            metric = telemetry_metric(sel.family)
-            if metric is None:
-                continue
-            off = [(s, why) for s in services if _reads_server_side(sel, ev.index.dataplane(s))
-                   and (why := ev.index.request_metrics_off(s, metric)) is not None]
-            if not off:
-                continue
-            empty = not counts.get(sel.text()) and m.error is None  # a failed count is no proof of emptiness
-            whys = "; ".join(f"for {s.namespace}/{s.name}, {why}" for s, why in off)
-            return [Problem(
-                "selector-matches-nothing" if empty else "sli-misses-traffic",
-                f"{sel.text()} reads {sel.family} as the server side reports it, but {whys}: the SLI "
-                + ("matches no series." if empty else "misses the requests of those proxies."),
-                f"Re-enable {metric} for the server side in that Telemetry resource (or drop its tag override), or "
-                "measure the SLO from the application's own metrics.", empty)]
-    return []
+    by_metric: dict[str, list[Selector]] = {}
+    for sel in dict.fromkeys(s for q in m.spec.queries for s in shape(q).selectors):
+        metric = telemetry_metric(sel.family)
+        if metric is not None:
+            by_metric.setdefault(metric, []).append(sel)
+    problems: list[Problem] = []
+    explained: set[str] = set()
+    for metric, sels in by_metric.items():
+        labels = tuple(sorted({x.name for sel in sels for x in sel.matchers} - {"__name__"}))
+        off = [(s, found) for s in services if any(_reads_server_side(sel, ev.index.dataplane(s)) for sel in sels)
+               and (found := ev.index.metric_off(s, metric, labels)) is not None]
+        if not off:
+            continue
+        series = [counts.get(sel.text()) for sel in sels]
+        everywhere = all(found.everywhere for _, found in off) and len(off) == len(services)
+        if 0 in series and not everywhere:
+            continue  # partly off and nothing matched: no traffic, or another cause (the selector checks say)
+        empty = all(n == 0 for n in series)
+        whys = "; ".join(f"for {s.namespace}/{s.name}, {found.why}" for s, found in off)
+        problems.append(Problem(
+            "selector-matches-nothing" if empty else "sli-misses-traffic",
+            f"{' and '.join(sel.text() for sel in sels)} {'reads' if len(sels) == 1 else 'read'} {sels[0].family} "
+            f"as the server side reports it, but {whys}: the SLI "
+            + ("matches no series." if empty else "misses the requests of those proxies."),
+            f"Re-enable {metric} for the server side in that Telemetry resource (or drop its tag override), or "
+            "measure the SLO from the application's own metrics.", empty))
+        explained.update(sel.text() for sel in sels)
+    return sorted(problems, key=lambda p: not p.broken), frozenset(explained)
 
 
 def _reads_server_side(sel: Selector, dataplane: str) -> bool:
@@ -556,8 +569,8 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     services = selected_services(m, ev)
     sides = _sides(m, ev, services, traffic)
     quantile = shape(spec.quantile).quantile if spec.quantile else None
-    problems = _reporter_problems(m, ev, services) or _telemetry_problems(m, ev, services) \
-        or _selector_problems(m, ev, services)
+    telemetry, explained = _telemetry_problems(m, ev, services)
+    problems = _reporter_problems(m, ev, services) or [*telemetry, *_selector_problems(m, ev, services, explained)]
     problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
