@@ -331,14 +331,13 @@ def metric_off(levels: Sequence[Telemetry], default_providers: Sequence[str], pr
     does not export one of Istio's standard metrics (`metric`, a TELEMETRY_METRICS key) to Prometheus as the server
     (reporter=destination, a waypoint's reporter=waypoint) or the client (reporter=source) in a form obsgap can
     count by service, in words naming the Telemetry resource or the MeshConfig; None when it does. Besides turning
-    the metric off, a resource may remove or rewrite a label it is read by (`labels`: by default
-    ATTRIBUTION_LABELS, those obsgap attributes the count to a service by). istiod's
-    mergeMetrics for the
-    Prometheus-type providers (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a
-    level's providers replace its parent's (none given: the parent's), the providers of the most specific rule that
-    names any are the ones configured, and overrides apply in order, least specific first: ALL_METRICS disabled
-    drops the mode's whole filter until a later override of that mode names a metric (re-enabling it); an override
-    of the metric's (or ALL_METRICS) `disabled` is the metric's last word, and a label's last tag override its."""
+    the metric off, a resource may remove or rewrite a label it is read by (`labels`: by default ATTRIBUTION_LABELS,
+    those obsgap attributes the count to a service by). istiod's mergeMetrics for the Prometheus-type providers
+    (`providers`: the MeshConfig's, by lower-case name, as istiod looks them up): a level's providers replace its
+    parent's (none given: the parent's), the providers of the most specific rule that names any are the ones
+    configured, and overrides apply in order, least specific first: ALL_METRICS disabled drops the mode's whole
+    filter until a later override of that mode names a metric (re-enabling it); an override of the metric's (or
+    ALL_METRICS) `disabled` is the metric's last word, and a label's last tag override its."""
     def prometheus(names: Sequence[str]) -> bool:
         return any(providers.get(n.lower()) == "prometheus" for n in names)
 
@@ -354,7 +353,7 @@ def metric_off(levels: Sequence[Telemetry], default_providers: Sequence[str], pr
              "provider of Prometheus type, nor does any Telemetry resource")
     parent = tuple(default_providers)
     all_off: Telemetry | None = None
-    metric_off: Telemetry | None = None
+    disabled_by: Telemetry | None = None
     tags: dict[str, tuple[str, Telemetry]] = {}
     for t, rule in rules:
         names = rule.providers or parent
@@ -371,9 +370,9 @@ def metric_off(levels: Sequence[Telemetry], default_providers: Sequence[str], pr
             if o.custom or o.metric not in ("ALL_METRICS", metric):
                 continue
             if o.disabled is not None:
-                metric_off = t if o.disabled else None
+                disabled_by = t if o.disabled else None
             tags.update({label: (op, t) for label, op in o.tags})  # a label's last override wins
-    off = all_off or metric_off
+    off = all_off or disabled_by
     if off:
         return f"{_who(off)} disables it"
     rewritten = sorted((label, op, t) for label, (op, t) in tags.items() if label in labels)

@@ -41,6 +41,7 @@ def says_false(annotations: Mapping[str, str], key: str) -> bool:
 def _label_name(key: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
+
 ENVOY_STATS_POD_MONITOR = """\
 apiVersion: monitoring.coreos.com/v1
 kind: PodMonitor
