@@ -214,8 +214,18 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
                            ServiceSpec("app", "ledger", sidecar_scraped=False),
                            ServiceSpec("app", "cart", metrics_scraped=False, metrics_loss=0.3)),
                     namespaces=(("app", True), ("shop", True)))
-    run = run_scenario(spec, tmp_path)
+    slo = tmp_path / "api-slo.yml"  # Sloth's getting-started SLO, on api's request count
+    slo.write_text((Path(__file__).resolve().parent / "data" / "slo" / "sloth-getting-started.yml").read_text()
+                   .replace('service: "payments"', 'service: "api"')
+                   .replace('http_request_duration_seconds_count{job="payments",code=~"(5..|429)"}',
+                            'istio_requests_total{reporter="destination",destination_service_name="api",'
+                            'response_code=~"(5..|429)"}')
+                   .replace('http_request_duration_seconds_count{job="payments"}',
+                            'istio_requests_total{reporter="destination",destination_service_name="api"}'))
+    run = run_scenario(spec, tmp_path, slo_paths=(slo,))
     lost = ("api", "inventory", "search", "ledger")
+    assert {(f.check, f.cause, f.service) for f in run.findings("slo-untrustworthy")} == {
+        ("slo-untrustworthy", "selector-matches-nothing", "api")}
     check_exact(run, {("envoy-bypass", "sidecar-not-scraped", s) for s in lost}
                 | {("port-missing-from-metrics", "metrics-port-not-scraped", s) for s in (*lost, "cart")}
                 | {("envoy-bypass", "unexplained", "cart")})
@@ -239,6 +249,7 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
         scrape = next(v for v in report.findings if v.finding.check == "port-missing-from-metrics"
                       and v.finding.workload == f.service)
         assert scrape.root == f.id
+    assert next(v for v in report.findings if v.finding.check == "slo-untrustworthy").root == api.id
     # targets on sidecar ports that are no application sidecar's prove nothing; a target without a pod label names
     # its pod by address, one with a pod label only that pod; a target never up is no scrape
     from obsgap.sources.kube.build import build_topology

@@ -12,9 +12,10 @@ namespace, service), never from their wording:
   caller with the most traffic is the root.
 - **A saturated histogram** (`histogram-inf-saturation` of service S) explains the `slo-untrustworthy` findings of S
   with cause `latency-saturated`.
-- **Sidecars Prometheus never scrapes** (`envoy-bypass`, cause `sidecar-not-scraped`, of workload W) explain the
-  `port-missing-from-metrics` finding of W with cause `metrics-port-not-scraped` (the same pods' scrape annotation):
-  the bypass finding counts the requests lost and carries the fix.
+- **Sidecars Prometheus never scrapes** (`envoy-bypass`, cause `sidecar-not-scraped`, of service S and workload W)
+  explain the `port-missing-from-metrics` finding of W with cause `metrics-port-not-scraped` (the same pods' scrape
+  annotation) and the `slo-untrustworthy` findings of S whose SLI misses traffic or matches nothing (an SLO on
+  metrics never collected): the bypass finding counts the requests lost and carries the fix.
 
 A finding is a symptom of at most one root (the first rule that claims it); a root is never a symptom.
 """
@@ -79,18 +80,17 @@ def _saturated_symptom(f: Finding, roots: Mapping[Key, Finding], _bypassed: froz
     return key if key in roots and f.check == "slo-untrustworthy" and f.cause == "latency-saturated" else None
 
 
-def _workload(f: Finding) -> Key:
-    return (f.namespace or "", f.workload or "")
-
-
 def _unscraped_root(f: Finding) -> Key | None:
-    return _workload(f) if f.check == "envoy-bypass" and f.cause == "sidecar-not-scraped" and f.workload else None
+    return _svc(f) if f.check == "envoy-bypass" and f.cause == "sidecar-not-scraped" and f.service else None
 
 
 def _unscraped_symptom(f: Finding, roots: Mapping[Key, Finding], _bypassed: frozenset[Key]) -> Key | None:
-    key = _workload(f)
-    return key if key in roots and f.check == "port-missing-from-metrics" \
-        and f.cause == "metrics-port-not-scraped" else None
+    if f.check == "port-missing-from-metrics" and f.cause == "metrics-port-not-scraped" and f.workload:
+        return next((key for key, root in roots.items()
+                     if (root.namespace, root.workload) == (f.namespace, f.workload)), None)
+    if f.check == "slo-untrustworthy" and f.cause in ("sli-misses-traffic", "selector-matches-nothing"):
+        return _svc(f) if _svc(f) in roots else None
+    return None
 
 
 RULES = (RootRule("unlabelled namespace", _unlabelled_root, _unlabelled_symptom),
