@@ -250,6 +250,7 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
                       and v.finding.workload == f.service)
         assert scrape.root == f.id
     assert next(v for v in report.findings if v.finding.check == "slo-untrustworthy").root == api.id
+    assert unexamined(run.result) == []
     # targets on sidecar ports that are no application sidecar's prove nothing; a target without a pod label names
     # its pod by address, one with a pod label only that pod; a target never up is no scrape
     from obsgap.sources.kube.build import build_topology
