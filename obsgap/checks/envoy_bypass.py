@@ -327,16 +327,20 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
         title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics, cause unknown",
         detail=(f"{_counted_by(st)}, yet of {expected:,} requests in the logs ({_window(inputs, st)}) "
                 f"{_counter(st)} counted {int(mesh):,}, beyond the "
-                f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion or port cause explains it: "
-                "check for scrape gaps (up == 0), metric relabelling that drops series, or Telemetry API "
-                "overrides that disable metrics for this workload."
+                f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion, port, scrape or Telemetry cause "
+                "explains it: look for metric relabelling (metric_relabel_configs, a monitor's metricRelabelings) "
+                "that drops these series or their destination_service labels."
                 + (" (Telemetry resources could not be read in this run: one of them may turn these metrics off.)"
-                   if TELEMETRY_KIND in inputs.index.topo.unread else "")),
+                   if TELEMETRY_KIND in inputs.index.topo.unread else "")
+                + (" (Whether Prometheus scrapes these sidecars could not be told: no application sidecar's scrape "
+                   "target is in the window, so the metrics come another way, or the targets query failed.)"
+                   if targets is None and st.dataplane == "sidecar" else "")),
         subject=f"{svc.namespace}/{svc.name}/unexplained", namespace=svc.namespace, service=svc.name,
         cause="unexplained", resource=f"Service {svc.namespace}/{svc.name}",
         evidence=TrafficEvidence.of(expected, mesh, witness, st, tolerance=round(tol, 4)),
-        suggestion=Suggestion("Compare `up` for these pods over the window and look for a Telemetry resource "
-                              "or metric_relabel_configs that drops istio_requests_total.", None, DOC_TRAFFIC))
+        suggestion=Suggestion("Look for a metric_relabel_configs rule (or a PodMonitor's metricRelabelings) that "
+                              "drops istio_requests_total, or its destination_service labels, for these pods.",
+                              None, DOC_TRAFFIC))
 
 
 def _counted_by(st: ServiceTraffic) -> str:
