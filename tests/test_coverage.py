@@ -270,6 +270,53 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
     assert {p.name: targets.state(p) for p in pods} == {"a": "scraped", "b": "down", "c": "missing", "d": "scraped"}
 
 
+def test_a_relabel_rule_that_drops_the_request_count_is_named_as_the_cause(tmp_path: Path) -> None:
+    """The job that scrapes the sidecars drops istio_requests_total for namespace shop in its metric_relabel_configs
+    (a cardinality cut gone wide): api's requests are counted by its sidecars and never stored. Prometheus's running
+    configuration (a real Prometheus started with those rules; /api/v1/status/config) names the rule: the cause is
+    said, with the rule as the fix's config. A rule that decides on response_code (whose values vary) proves
+    nothing for ledger: unexplained. Prometheus's own relabelling cases (tests/data/prometheus) hold the rules'
+    semantics."""
+    import yaml
+
+    from obsgap.relabel import apply, parse_rules
+    from obsgap.scenario.simulate import build
+    from obsgap.testbed.promserver import serve_openmetrics
+
+    for case in yaml.safe_load((Path(__file__).resolve().parent / "data" / "prometheus" /
+                                "relabel-cases.yaml").read_text()):
+        out = apply(parse_rules(case["rules"]), case["input"], frozenset(case["input"]))
+        assert (out.verdict == "dropped") if case.get("drop") else (out.verdict, out.labels) == ("kept",
+                                                                                                case["output"]), case
+    rules = [{"source_labels": ["__name__"], "regex": "istio_.*|envoy_cluster_upstream_rq_total|up", "action": "keep"},
+             {"source_labels": ["__name__", "namespace"], "regex": "istio_requests_total;shop", "action": "drop"},
+             {"source_labels": ["__name__", "destination_service_name", "response_code"],
+              "regex": "istio_requests_total;ledger;2..", "action": "drop"}]
+    spec = scenario("relabelled", ServiceSpec("shop", "api", metrics_loss=1.0),
+                    FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("app/client", "shop/api", 8080, 1.0),
+                    FlowSpec("app/client", "app/ledger", 8080, 1.0),
+                    extra=(ServiceSpec("app", "ledger", metrics_loss=1.0),), namespaces=(("app", True), ("shop", True)))
+    built = build(spec, tmp_path / spec.name)
+    server = serve_openmetrics(built.metrics, tmp_path / spec.name, scrape_configs=(
+        {"job_name": "kubernetes-pods", "static_configs": [{"targets": ["127.0.0.1:9"]}],
+         "metric_relabel_configs": rules},))
+    try:
+        run = run_scenario(spec, tmp_path, built=built, server=server)
+    finally:
+        server.stop()
+    check_exact(run, {("envoy-bypass", "metric-relabel-drops", "api"), ("envoy-bypass", "unexplained", "ledger")})
+    (api,) = [f for f in run.findings("envoy-bypass") if f.service == "api"]
+    assert (api.evidence["job"], api.evidence["rule"], api.evidence["mesh_requests"]) == ("kubernetes-pods", 2, 0)
+    assert "rule 2 of the job's metric_relabel_configs drops the series" in api.detail
+    assert api.suggestion is not None and api.suggestion.config is not None
+    assert yaml.safe_load(api.suggestion.config)[0]["regex"] == "istio_requests_total;shop"
+    (ledger,) = [f for f in run.findings("envoy-bypass") if f.service == "ledger"]
+    assert ledger.detail.endswith("Rule 3 of job kubernetes-pods's metric_relabel_configs may drop some of them: it "
+                                  "reads response_code, whose values vary.")
+    assert sources_json(run.result)["prometheus"]["config_api"] is True
+    assert unexamined(run.result) == []
+
+
 def _pods(run: Run, service: str) -> list[dict[str, Any]]:
     import json
 

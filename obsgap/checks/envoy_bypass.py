@@ -6,6 +6,9 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import yaml
+
+from obsgap import relabel
 from obsgap.ambient import (
     AMBIENT_CAUSES,
     DATAPLANE_MODE,
@@ -28,6 +31,7 @@ from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_misse
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
 from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
+from obsgap.relabel import RelabelRule
 from obsgap.sources.kube.kinds import TELEMETRY_KIND
 from obsgap.topology import TopologyIndex
 from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS
@@ -76,7 +80,7 @@ class EnvoyBypass(Check):
     queries = ("mesh_requests", "mesh_tcp_connections", "scrape_targets")
     doc_url = DOC_INJECTION
     causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "ambient/ingress-bypasses-waypoint", "port-excluded",
-              "caller-outside-mesh", "sidecar-not-scraped", "unexplained")
+              "caller-outside-mesh", "sidecar-not-scraped", "metric-relabel-drops", "unexplained")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -318,8 +322,9 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
     if missed <= max(tol * expected, 2.0):
         return None
     share = min(1.0, missed / expected)
-    explained = _ingress_past_waypoint(st, inputs, missed, tol) or \
-        _not_scraped(st, inputs, targets, served, _Gap(expected, mesh, witness, missed, tol))
+    gap = _Gap(expected, mesh, witness, missed, tol)
+    explained = _ingress_past_waypoint(st, inputs, missed, tol) or _not_scraped(st, inputs, targets, served, gap) \
+        or _relabelled(st, inputs, served, gap)
     if explained is not None:
         return explained
     return Finding(
@@ -329,7 +334,7 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
                 f"{_counter(st)} counted {int(mesh):,}, beyond the "
                 f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion, port, scrape or Telemetry cause "
                 "explains it: look for metric relabelling (metric_relabel_configs, a monitor's metricRelabelings) "
-                "that drops these series or their destination_service labels."
+                "that drops these series or their destination_service labels." + _relabel_hint(st, inputs)
                 + (" (Telemetry resources could not be read in this run: one of them may turn these metrics off.)"
                    if TELEMETRY_KIND in inputs.index.topo.unread else "")
                 + (" (Whether Prometheus scrapes these sidecars could not be told: no application sidecar's scrape "
@@ -410,6 +415,122 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
                                     pods_down=sorted(p.name for p in down)[:20], unscraped_requests=through,
                                     sidecar_jobs=list(targets.jobs[:5])),
         suggestion=Suggestion(fix, config, DOC_SCRAPE))
+
+
+def _relabelled(st: ServiceTraffic, inputs: CheckInputs, served: dict[str, int], gap: _Gap) -> Finding | None:
+    """The jobs that scrape the Service's sidecars drop their request counts (or strip the labels that name the
+    Service) in their metric_relabel_configs: Prometheus's running configuration, applied to the series those
+    sidecars export. Claimed only where every job that scrapes a pod loses its series for certain."""
+    metrics = inputs.metrics
+    if metrics is None or metrics.metric_relabels is None or st.dataplane != "sidecar" \
+            or "scrape_targets" in metrics.failed:
+        return None
+    jobs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for row in metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]).itertuples(index=False):
+        jobs[(str(row.namespace), str(row.pod))].append((str(row.job), str(row.instance)))
+    lost: dict[str, tuple[str, int, str]] = {}
+    for pod in st.pods:
+        if not (application_sidecar(pod) and inputs.index.in_scope(pod)) or st.mesh_by_pod.get(pod.name, 0.0) > 0:
+            continue
+        fates = [(job, _series_fate(metrics.metric_relabels.get(job), _server_series(st, pod, job, instance)))
+                 for job, instance in jobs.get(pod.key, [])]
+        losses = [(job, fate) for job, fate in fates if fate is not None]
+        if losses and len(losses) == len(fates):  # every job that scrapes the pod loses its series
+            job, (rule, what) = losses[0]
+            lost[pod.name] = (job, rule, what)
+    if served:
+        through = sum(n for name, n in served.items() if name in lost)
+    else:  # the callers' count: every sidecar's series lost, and the mesh counted about none
+        every = len(lost) == len([p for p in st.pods if application_sidecar(p) and inputs.index.in_scope(p)])
+        through = int(gap.missed) if every and gap.mesh <= gap.tol * gap.expected + 2 else 0
+    if not lost or through < inputs.settings.min_requests or through < gap.missed * (1 - gap.tol) - 2:
+        return None
+    svc = st.service
+    job, rule_index, what = next(iter(lost.values()))
+    rules = metrics.metric_relabels.get(job) or ()
+    shown = yaml.safe_dump([dict(rules[rule_index].raw)], sort_keys=False, width=120).rstrip("\n")
+    share = min(1.0, gap.missed / gap.expected)
+    pods = [p for p in st.pods if p.name in lost]
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: job {job}'s metric_relabel_configs "
+              f"{what} them",
+        detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy and count their requests, and Prometheus scrapes "
+                f"them (job {job}), but of {gap.expected:,} requests ({_window(inputs, st)}) the metrics hold "
+                f"{int(gap.mesh):,}: rule {rule_index + 1} of the job's metric_relabel_configs {what} the series "
+                f"{_names(pods)} export (istio_requests_total, reporter=\"destination\"), as Prometheus's running "
+                "configuration says."),
+        subject=f"{svc.namespace}/{svc.name}/relabelled", namespace=svc.namespace, service=svc.name,
+        cause="metric-relabel-drops", resource=f"Service {svc.namespace}/{svc.name}",
+        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
+                                    job=job, rule=rule_index + 1, pods=sorted(lost)[:20]),
+        suggestion=Suggestion(f"Remove or narrow rule {rule_index + 1} of job {job}'s metric_relabel_configs (with "
+                              "the Prometheus Operator: the monitor's metricRelabelings) so it keeps the mesh's "
+                              "request metrics and their destination_service labels.", shown, DOC_TRAFFIC))
+
+
+def _relabel_hint(st: ServiceTraffic, inputs: CheckInputs) -> str:
+    """Where the scraping jobs' rules may drop the Service's series (their verdict rests on labels whose values
+    vary), in words; "" where the configuration was not read or no rule is in doubt."""
+    metrics = inputs.metrics
+    if metrics is None or metrics.metric_relabels is None or st.dataplane != "sidecar":
+        return ""
+    for row in metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]).itertuples(index=False):
+        pod = inputs.index.pods_by_key.get((str(row.namespace), str(row.pod)))
+        rules = metrics.metric_relabels.get(str(row.job))
+        if pod is None or pod not in st.pods or not rules:
+            continue
+        out = relabel.apply(rules, _server_series(st, pod, str(row.job), str(row.instance)) | _VARYING,
+                            frozenset(_server_series(st, pod, "", "")))
+        if out.verdict == "unknown" and out.rule is not None:
+            return (f" Rule {out.rule + 1} of job {row.job}'s metric_relabel_configs may drop some of them: "
+                    f"{out.why}.")
+    return ""
+
+
+_VARYING = {"source_workload": "unknown", "source_workload_namespace": "unknown", "source_app": "unknown",
+            "source_principal": "unknown", "source_version": "unknown", "source_canonical_service": "unknown",
+            "source_canonical_revision": "latest", "source_cluster": "unknown", "destination_principal": "unknown",
+            "destination_version": "unknown", "destination_canonical_service": "unknown",
+            "destination_canonical_revision": "latest", "destination_cluster": "unknown", "request_protocol": "http",
+            "response_code": "200", "grpc_response_status": "", "response_flags": "-",
+            "connection_security_policy": "mutual_tls"}
+"""Labels of istio_requests_total whose values vary from series to series: stand-ins a rule may not decide on."""
+
+
+def _server_series(st: ServiceTraffic, pod: Pod, job: str, instance: str) -> dict[str, str]:
+    """The labels every server-side request-count series of the pod carries, as its scrape target adds them."""
+    svc = st.service
+    return {"__name__": "istio_requests_total", "job": job, "instance": instance, "namespace": pod.namespace,
+            "pod": pod.name, "reporter": "destination", "destination_service_name": svc.name,
+            "destination_service_namespace": svc.namespace,
+            "destination_service": f"{svc.name}.{svc.namespace}.svc.cluster.local",
+            "destination_workload": pod.workload, "destination_workload_namespace": pod.namespace}
+
+
+def _series_fate(rules: tuple[RelabelRule, ...] | None, series: dict[str, str]) -> tuple[int, str] | None:
+    """(the rule, `drops` or `strips the labels that name the Service in`) where the rules lose the series for
+    certain; None where they keep it, or may."""
+    if rules is None:
+        return None
+    out = relabel.apply(rules, series | _VARYING, frozenset(series))
+    if out.verdict == "dropped" and out.rule is not None:
+        return out.rule, "drops"
+    if out.verdict == "kept" and out.labels is not None:
+        changed = [n for n in ("reporter", "destination_service_name", "destination_service_namespace")
+                   if out.labels.get(n) != series[n]]
+        if changed:
+            return _first_touching(rules, series, changed[0]), "strips the labels that name the Service in"
+    return None
+
+
+def _first_touching(rules: tuple[RelabelRule, ...], series: dict[str, str], label: str) -> int:
+    """The first rule after which `label` no longer has its value."""
+    for i in range(len(rules)):
+        out = relabel.apply(rules[:i + 1], series | _VARYING, frozenset(series))
+        if out.labels is not None and out.labels.get(label) != series[label]:
+            return i
+    return len(rules) - 1
 
 
 def _neighbours(inputs: CheckInputs, namespace: str, own: list[Pod]) -> list[Pod]:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S, MetricsEvidence
 from obsgap.intervals import time_step_ms
+from obsgap.relabel import metric_relabels
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
@@ -96,13 +97,16 @@ class MetricsSource:
                                   "buckets were not analysed (histogram-inf-saturation did not examine them)",)
         witnesses = self._witnesses(names, ctx, failed)
         targets = source.targets()
+        configuration = source.configuration()
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
+                         "config_api": configuration is not None,
                          "scrape_interval_seconds": None if interval is None else round(interval, 1),
                          "istio_series": istio}
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
                                    ASSUMED_SCRAPE_INTERVAL_S if interval is None else interval,
-                                   families, series, witnesses)
+                                   families, series, witnesses,
+                                   metric_relabels=None if configuration is None else metric_relabels(configuration))
         problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
             empty = (f"prometheus: no Istio series (istio_requests_total, istio_tcp_*) in the window "
@@ -174,7 +178,8 @@ class MetricsSource:
             url=redact_url(self.options.url), status=status, queries=s.queries_issued,
             warnings=tuple(s.warnings), errors=tuple(s.errors), error=r.get("error"),
             query_files=r.get("query_files", ()), range_query_files=r.get("range_query_files", ()),
-            targets_api=r.get("targets_api"), scrape_interval_seconds=r.get("scrape_interval_seconds"),
+            targets_api=r.get("targets_api"), config_api=r.get("config_api"),
+            scrape_interval_seconds=r.get("scrape_interval_seconds"),
             peak_samples=dict(s.query_samples), histogram_families=r.get("histogram_families"),
             split_by_namespace=dict(s.splits), istio_series=r.get("istio_series"), witnesses=r.get("witnesses", ()))
 

@@ -243,6 +243,20 @@ class PrometheusSource:
         except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError):
             return None
 
+    def configuration(self) -> str | None:
+        """The running configuration's YAML from /api/v1/status/config, or None where the backend serves none
+        (Thanos, Mimir, VictoriaMetrics) or it could not be read."""
+        c = self.client
+        try:
+            resp = c._session.get(f"{c.url}/api/v1/status/config", params=split_url(self.options.url)[1],
+                                  headers=c.headers, auth=c.auth, timeout=self.options.timeout_seconds)
+            body = resp.json()
+        except (requests.RequestException, ValueError):
+            return None
+        data = body.get("data") if isinstance(body, dict) and resp.status_code == 200 else None
+        text = data.get("yaml") if isinstance(data, dict) else None
+        return text if isinstance(text, str) else None
+
     def check(self) -> str | None:
         """None when reachable, else a one-line reason."""
         started = time.monotonic()

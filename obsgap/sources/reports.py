@@ -84,6 +84,8 @@ class PrometheusReport:
     query_files: tuple[str, ...] = ()
     range_query_files: tuple[str, ...] = ()
     targets_api: bool | None = None
+    config_api: bool | None = None
+    """Whether the running configuration (its scrape jobs' metric_relabel_configs) was read."""
     scrape_interval_seconds: float | None = None
     peak_samples: Mapping[str, int] = field(default_factory=dict)
     histogram_families: HistogramFamilies | None = None

@@ -9,11 +9,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
+import yaml
 
 from obsgap.errors import SourceError
 
@@ -72,6 +75,8 @@ class PrometheusServer:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     extra_args: tuple[str, ...] = ()
+    scrape_configs: tuple[Mapping[str, Any], ...] = ()
+    """Scrape jobs for the configuration (what /api/v1/status/config shows; their targets need not exist)."""
 
     @property
     def url(self) -> str:
@@ -80,7 +85,8 @@ class PrometheusServer:
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         self.port = self.port or free_port()
         config = self.tsdb.parent / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\nscrape_configs: []\n")
+        config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1h", "evaluation_interval": "1h"},
+                                          "scrape_configs": [dict(c) for c in self.scrape_configs]}))
         self.log_path = self.tsdb.parent / "prometheus.log"
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -106,10 +112,11 @@ class PrometheusServer:
         self.stop()
 
 
-def serve_openmetrics(openmetrics: Path, workdir: Path) -> PrometheusServer:
+def serve_openmetrics(openmetrics: Path, workdir: Path,
+                      scrape_configs: tuple[Mapping[str, Any], ...] = ()) -> PrometheusServer:
     """Backfill `openmetrics` into a fresh TSDB under `workdir` and start Prometheus on it."""
     tsdb = workdir / "tsdb"
     if tsdb.exists():
         shutil.rmtree(tsdb)
     backfill(openmetrics, tsdb)
-    return PrometheusServer(tsdb).start()
+    return PrometheusServer(tsdb, scrape_configs=scrape_configs).start()
