@@ -11,7 +11,6 @@ import pandas as pd
 
 from obsgap.intervals import CoveredCounts, PodCoverage
 from obsgap.model import PanelQuery, Topology, Window
-from obsgap.relabel import RelabelRule
 from obsgap.slo.spec import Measured
 from obsgap.topology import TopologyIndex
 from obsgap.witness import WitnessCounts
@@ -49,9 +48,9 @@ class MetricsEvidence:
     """What each witness family present in the window counted (obsgap.witness; sources/witnesses.py)."""
     declared: frozenset[str] | None = None
     """The queries the current reader declared; reading another raises UndeclaredQuery. None: no restriction."""
-    metric_relabels: Mapping[str, tuple[RelabelRule, ...] | None] | None = None
-    """Scrape job -> its metric_relabel_configs (None: unreadable), from Prometheus's running configuration; None
-    where the backend serves none (Thanos, Mimir, VictoriaMetrics)."""
+    configuration: str | None = None
+    """Prometheus's running configuration (/api/v1/status/config), as it prints it; None where the backend serves
+    none (Thanos, Mimir, VictoriaMetrics). obsgap.relabel.metric_relabels reads its scrape jobs' rules."""
 
     def for_reader(self, queries: tuple[str, ...] | frozenset[str]) -> MetricsEvidence:
         """A view for one reader (a check, the coverage table): only the queries it declared can be read."""

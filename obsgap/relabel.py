@@ -2,13 +2,14 @@
 
 The rules follow Prometheus's own (model/relabel/relabel.go): each rule joins its source labels' values with its
 separator, matches the result against its anchored regex, and replaces, keeps, drops, maps, hashes or changes case.
-Written by hand: no maintained Python library does Prometheus relabelling. Go's RE2 and Python's `re` agree on the
-patterns relabel rules use; a regex Python cannot compile, or one whose result depends on a label whose value is not
-known, leaves the verdict unknown rather than guessed.
+Written by hand: no maintained Python library does Prometheus relabelling. A regex Go's RE2 and Python's `re` may
+read differently (POSIX classes, `{,n}`, backreferences and octal escapes, flags), one Python cannot compile, or a
+rule whose result depends on a label whose value is not known, leaves the verdict unknown rather than guessed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,8 @@ import yaml
 ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
            "lowercase", "uppercase")
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_UNPORTABLE = re.compile(r"\[\[:|\{,|\\[0-9]|\\z|\\Z|\(\?[a-zA-Z]|\\[pP]|\\[QE]")
+"""Syntax Go's RE2 and Python's `re` read differently (or one of them not at all)."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,10 @@ class RelabelRule:
     """The rule as the configuration gives it (to show the user)."""
 
 
-def parse_rules(raw: Any) -> tuple[RelabelRule, ...]:
-    """A `metric_relabel_configs` list; a rule that is no mapping or names an unknown action raises ValueError."""
+def parse_rules(raw: Any, printed: bool = False) -> tuple[RelabelRule, ...]:
+    """A `metric_relabel_configs` list; a rule that is no mapping or names an unknown action raises ValueError.
+    `printed`: the rules as /api/v1/status/config prints them, every default spelled out, so a field it leaves out
+    (or prints as null) is empty; as written by hand, a missing field takes Prometheus's default."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -50,12 +55,16 @@ def parse_rules(raw: Any) -> tuple[RelabelRule, ...]:
         action = str(r.get("action") or "replace").lower()
         if action not in ACTIONS:
             raise ValueError(f"unknown relabel action {action!r}")
-        regex = r.get("regex")
         out.append(RelabelRule(action, tuple(str(x) for x in r.get("source_labels") or ()),
-                               str(r.get("separator", ";")), "(.*)" if regex is None else str(regex),
-                               str(r.get("target_label") or ""), str(r.get("replacement", "$1")),
+                               _field(r, "separator", ";", printed), _field(r, "regex", "(.*)", printed),
+                               str(r.get("target_label") or ""), _field(r, "replacement", "$1", printed),
                                int(r.get("modulus") or 0), dict(r)))
     return tuple(out)
+
+
+def _field(rule: Mapping[str, Any], name: str, default: str, printed: bool) -> str:
+    value = rule.get(name)
+    return ("" if printed else default) if value is None else str(value)
 
 
 Verdict = Literal["kept", "dropped", "unknown"]
@@ -69,17 +78,21 @@ class Outcome:
     rule: int | None
     """The index of the rule that dropped the series, or that made the verdict unknown."""
     why: str = ""
+    certain: frozenset[str] = frozenset()
+    """The names whose values (or absence) in `labels` are the series' real ones."""
 
 
 def apply(rules: Sequence[RelabelRule], labels: Mapping[str, str], known: frozenset[str]) -> Outcome:
     """The rules applied in order to one label set. `known`: the names whose values in `labels` are the series'
     real ones (the others are stand-ins, and the series may carry labels `labels` lacks): a rule whose outcome rests
-    on any other label's value makes the verdict unknown."""
+    on any other label's value makes the verdict unknown, and a label it writes from one is no longer known."""
     current = dict(labels)
     certain = set(known)
     for i, rule in enumerate(rules):
+        if _UNPORTABLE.search(rule.regex):
+            return Outcome("unknown", None, i, f"its regex {rule.regex!r} may match differently in Go and Python")
         try:
-            regex = re.compile(f"^(?:{rule.regex})$")
+            regex = re.compile(f"^(?:{rule.regex})$", re.DOTALL)
         except re.error:
             return Outcome("unknown", None, i, f"its regex {rule.regex!r} is not one Python can read")
         if rule.action in ("labelmap", "labeldrop", "labelkeep"):
@@ -97,81 +110,97 @@ def apply(rules: Sequence[RelabelRule], labels: Mapping[str, str], known: frozen
                 return Outcome("unknown", None, i, "it compares labels whose values vary")
             if (current.get(rule.target_label, "") == value) == (rule.action == "dropequal"):
                 return Outcome("dropped", None, i)
-        else:
-            _rewrite(rule, regex, value, current, certain, not reads)
-    return Outcome("kept", current, None)
+        elif not _rewrite(rule, regex, value, current, certain, not reads):
+            return Outcome("unknown", None, i, f"it writes a label named from {', '.join(reads)}, whose values vary")
+    return Outcome("kept", current, None, certain=frozenset(certain))
 
 
 def _by_name(rule: RelabelRule, regex: re.Pattern[str], current: dict[str, str], certain: set[str]) -> None:
-    for name in list(current):
+    """labelmap, labeldrop, labelkeep: over the names as they stand before the rule (Go's order, sorted)."""
+    snapshot = dict(sorted(current.items()))
+    for name, value in snapshot.items():
         match = regex.fullmatch(name)
-        hit = match is not None
         if rule.action == "labelmap" and match is not None:
             target = _expand(match, rule.replacement)
-            current[target] = current[name]
-            if name in certain:
-                certain.add(target)
-        elif (rule.action == "labeldrop" and hit) or (rule.action == "labelkeep" and not hit):
+            current[target] = value
+            (certain.add if name in certain else certain.discard)(target)
+        elif (rule.action == "labeldrop" and match is not None) or (rule.action == "labelkeep" and match is None):
             del current[name]
 
 
 def _rewrite(rule: RelabelRule, regex: re.Pattern[str], value: str, current: dict[str, str], certain: set[str],
-             known_value: bool) -> None:
-    if rule.action == "lowercase":
-        result: str | None = value.lower()
-    elif rule.action == "uppercase":
-        result = value.upper()
-    elif rule.action == "hashmod":
-        digest = hashlib.md5(value.encode(), usedforsecurity=False).digest()
-        result = str(int.from_bytes(digest[8:], "big") % rule.modulus) if rule.modulus else None
-    else:
-        match = regex.fullmatch(value)
-        if match is None:
-            return
-        target = _expand(match, rule.target_label)
-        if not _NAME.fullmatch(target):
-            return
-        result = _expand(match, rule.replacement)
-        if not result:
-            current.pop(target, None)
-            return
-        current[target] = result
+             known_value: bool) -> bool:
+    """replace, hashmod, lowercase, uppercase; False where the label it writes cannot be told (named from a value
+    that varies). A label written from a value that varies is no longer known; nor is one a replace may have
+    written (its regex did not match the stand-in, but might the real value)."""
+    def write(target: str, result: str) -> None:
+        if result:
+            current[target] = result
+        else:
+            current.pop(target, None)  # Prometheus deletes a label set to ""
         (certain.add if known_value else certain.discard)(target)
-        return
-    if result is not None:
-        current[rule.target_label] = result
-        (certain.add if known_value else certain.discard)(rule.target_label)
+
+    if rule.action in ("lowercase", "uppercase"):
+        write(rule.target_label, value.lower() if rule.action == "lowercase" else value.upper())
+        return True
+    if rule.action == "hashmod":
+        if rule.modulus:
+            digest = hashlib.md5(value.encode(), usedforsecurity=False).digest()
+            write(rule.target_label, str(int.from_bytes(digest[8:], "big") % rule.modulus))
+        return True
+    if "$" in rule.target_label and not known_value:
+        return False
+    match = regex.fullmatch(value)
+    if match is None:
+        if not known_value:
+            certain.discard(rule.target_label)
+        return True
+    target = _expand(match, rule.target_label)
+    if _NAME.fullmatch(target):
+        write(target, _expand(match, rule.replacement))
+    return True
 
 
 def _expand(match: re.Match[str], template: str) -> str:
-    """Go's regexp Expand: `$1`, `${1}`, `$name`, `${name}` (the longest name: `$1x` is the group `1x`), `$$` a
-    dollar; a group that does not exist, or did not take part, is empty."""
+    """Go's regexp Expand: `$1`, `${1}`, `$name`, `${name}` (the longest name: `$1x` is the group `1x`; a number
+    with a leading zero is a name), `$$` a dollar; a group that does not exist, or did not take part, is empty."""
     def one(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
         name = m.group(1) or m.group(2) or ""
+        numeric = name.isdigit() and (name == "0" or not name.startswith("0"))
         try:
-            return match.group(int(name) if name.isdigit() else name) or ""
+            return match.group(int(name) if numeric else name) or ""
         except IndexError:
             return ""
     return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", one, template)
 
 
+class _ConfigLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
+    """YAML as Prometheus prints it: a bare `=` (an unquoted separator) is a string, not YAML's `value` type."""
 
-def metric_relabels(config_text: str) -> dict[str, tuple[RelabelRule, ...] | None]:
-    """A Prometheus configuration's scrape jobs -> their metric_relabel_configs (None for a job whose rules cannot
-    be read). A text that is no configuration gives no jobs."""
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:value"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def metric_relabels(config_text: str) -> dict[str, tuple[RelabelRule, ...] | None] | None:
+    """A configuration as /api/v1/status/config prints it: scrape job name -> its metric_relabel_configs (None for a
+    job whose rules cannot be read); None for a text that does not parse. Read once per text: only where a gap
+    needs explaining (a large configuration takes a while)."""
     try:
-        config = yaml.safe_load(config_text)
+        config = yaml.load(config_text, Loader=_ConfigLoader)  # a safe loader
     except yaml.YAMLError:
-        return {}
+        return None
     jobs = config.get("scrape_configs") if isinstance(config, Mapping) else None
     out: dict[str, tuple[RelabelRule, ...] | None] = {}
     for job in jobs if isinstance(jobs, list) else []:
         if not isinstance(job, Mapping) or not job.get("job_name"):
             continue
         try:
-            out[str(job["job_name"])] = parse_rules(job.get("metric_relabel_configs"))
+            out[str(job["job_name"])] = parse_rules(job.get("metric_relabel_configs"), printed=True)
         except (ValueError, TypeError):
             out[str(job["job_name"])] = None
     return out

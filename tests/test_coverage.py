@@ -277,9 +277,12 @@ def test_a_relabel_rule_that_drops_the_request_count_is_named_as_the_cause(tmp_p
     said, with the rule as the fix's config. A rule that decides on response_code (whose values vary) proves
     nothing for ledger: unexplained. Prometheus's own relabelling cases (tests/data/prometheus) hold the rules'
     semantics."""
+    import time
+
+    import requests
     import yaml
 
-    from obsgap.relabel import apply, parse_rules
+    from obsgap.relabel import apply, metric_relabels, parse_rules
     from obsgap.scenario.simulate import build
     from obsgap.testbed.promserver import serve_openmetrics
 
@@ -288,6 +291,16 @@ def test_a_relabel_rule_that_drops_the_request_count_is_named_as_the_cause(tmp_p
         out = apply(parse_rules(case["rules"]), case["input"], frozenset(case["input"]))
         assert (out.verdict == "dropped") if case.get("drop") else (out.verdict, out.labels) == ("kept",
                                                                                                 case["output"]), case
+    # as Prometheus 2.42's /api/v1/status/config prints rules: defaults spelled out, an empty separator or
+    # replacement left out, an empty regex as null, a bare `=` separator unquoted
+    printed = metric_relabels("scrape_configs:\n- job_name: a\n  metric_relabel_configs:\n"
+                              "  - source_labels: [namespace, destination_service_name]\n    regex: shopapi\n"
+                              "    replacement: $1\n    action: keep\n"
+                              "  - source_labels: [x]\n    separator: ;\n    regex: null\n    action: drop\n"
+                              "  - source_labels: [x, y]\n    separator: =\n    regex: (.+)\n    target_label: z\n"
+                              "    action: replace\n")
+    assert printed is not None and [(r.separator, r.regex, r.replacement) for r in printed["a"] or ()] == [
+        ("", "shopapi", "$1"), (";", "", ""), ("=", "(.+)", "")]
     rules = [{"source_labels": ["__name__"], "regex": "istio_.*|envoy_cluster_upstream_rq_total|up", "action": "keep"},
              {"source_labels": ["__name__", "namespace"], "regex": "istio_requests_total;shop", "action": "drop"},
              {"source_labels": ["__name__", "destination_service_name", "response_code"],
@@ -297,10 +310,20 @@ def test_a_relabel_rule_that_drops_the_request_count_is_named_as_the_cause(tmp_p
                     FlowSpec("app/client", "app/ledger", 8080, 1.0),
                     extra=(ServiceSpec("app", "ledger", metrics_loss=1.0),), namespaces=(("app", True), ("shop", True)))
     built = build(spec, tmp_path / spec.name)
+    # named as the Prometheus Operator names a PodMonitor's scrape config, whose targets' job label it sets apart:
+    # the targets API ties the two together
+    pool = "podMonitor/istio-system/envoy-stats-monitor/0"
     server = serve_openmetrics(built.metrics, tmp_path / spec.name, scrape_configs=(
-        {"job_name": "kubernetes-pods", "static_configs": [{"targets": ["127.0.0.1:9"]}],
+        {"job_name": pool, "static_configs": [{"targets": ["127.0.0.1:9"]}],
+         "relabel_configs": [{"target_label": "job", "replacement": "kubernetes-pods"}],
          "metric_relabel_configs": rules},))
     try:
+        for _ in range(100):  # static targets are discovered within moments of the start
+            active = requests.get(f"{server.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            if active:
+                break
+            time.sleep(0.1)
+        assert [(t["scrapePool"], t["labels"]["job"]) for t in active] == [(pool, "kubernetes-pods")]
         run = run_scenario(spec, tmp_path, built=built, server=server)
     finally:
         server.stop()

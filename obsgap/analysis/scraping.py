@@ -122,19 +122,13 @@ def sidecar_targets(targets: pd.DataFrame, pods: Iterable[Pod]) -> SidecarTarget
     topology's. A target is on a sidecar port when its instance's port is 15020 or 15090, or the one a pod's
     annotations point at Envoy's stats path on. A target names its pod by its pod label, else by its address."""
     pods = list(pods)
-    stats_ports = {(p.ip, int(annotated)) for p in pods
-                   if p.ip and p.annotations.get("prometheus.io/path") == STATS_PATH
-                   and (annotated := p.annotations.get("prometheus.io/port", "")).isdigit()}
     up: set[tuple[str, str]] = set()
     down: set[tuple[str, str]] = set()
     jobs: dict[str, int] = {}
-    for row in targets.itertuples(index=False):
-        host, port = split_host_port(str(row.instance))
-        if port not in SIDECAR_METRICS_PORTS and (host, port) not in stats_ports:
-            continue
-        key = (str(row.namespace), str(row.pod)) if row.pod else ("", host)
-        (up if float(row.value) > 0 else down).add(key)
-        jobs[str(row.job)] = jobs.get(str(row.job), 0) + 1
+    for t in sidecar_target_rows(targets, pods):
+        key = (t.namespace, t.pod) if t.pod else ("", t.host)
+        (up if t.up else down).add(key)
+        jobs[t.job] = jobs.get(t.job, 0) + 1
     found = SidecarTargets(frozenset(up), frozenset(down - up), tuple(sorted(jobs, key=lambda j: (-jobs[j], j))),
                            False)
     judged = any(found.state(p) == "scraped" for p in pods if application_sidecar(p))
@@ -144,3 +138,30 @@ def sidecar_targets(targets: pd.DataFrame, pods: Iterable[Pod]) -> SidecarTarget
 def application_sidecar(pod: Pod) -> bool:
     """A running pod whose sidecar serves its app's requests (reporter=destination): no gateway's Envoy."""
     return pod.sidecar.present and pod.phase == "Running" and not is_gateway_pod(pod)
+
+
+@dataclass(frozen=True)
+class SidecarTarget:
+    """One scrape target of the window on a sidecar metrics port."""
+
+    job: str
+    namespace: str
+    pod: str
+    instance: str
+    host: str
+    up: bool
+    """Up at least once in the window."""
+
+
+def sidecar_target_rows(targets: pd.DataFrame, pods: Iterable[Pod]) -> list[SidecarTarget]:
+    """The scrape_targets rows on 15020, 15090, or the port a pod's annotations point at Envoy's stats path on."""
+    stats_ports = {(p.ip, int(annotated)) for p in pods
+                   if p.ip and p.annotations.get("prometheus.io/path") == STATS_PATH
+                   and (annotated := p.annotations.get("prometheus.io/port", "")).isdigit()}
+    out = []
+    for row in targets.itertuples(index=False):
+        host, port = split_host_port(str(row.instance))
+        if port in SIDECAR_METRICS_PORTS or (host, port) in stats_ports:
+            out.append(SidecarTarget(str(row.job), str(row.namespace), str(row.pod), str(row.instance), host,
+                                     float(row.value) > 0))
+    return out

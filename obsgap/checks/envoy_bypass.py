@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import yaml
@@ -21,9 +21,11 @@ from obsgap.analysis.scraping import (
     IGNORE_LABEL,
     MERGE_ANNOTATION,
     SCRAPE_ANNOTATION,
+    SidecarTarget,
     SidecarTargets,
     application_sidecar,
     says_false,
+    sidecar_target_rows,
     sidecar_targets,
 )
 from obsgap.charts import Chart
@@ -378,14 +380,8 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
     sidecars = [p for p in st.pods if application_sidecar(p) and inputs.index.in_scope(p)]
     lost = {p.name: state for p in sidecars if (state := targets.state(p)) != "scraped"
             and st.mesh_by_pod.get(p.name, 0.0) + st.peer_mesh_by_pod.get(p.name, 0.0) <= 0}
-    if served:
-        through = sum(n for name, n in served.items() if name in lost)
-        fits = through >= gap.missed * (1 - gap.tol) - 2 and (
-            bool(st.mesh_by_pod) or gap.missed >= through * (1 - gap.tol) - 2)  # no pod label: both ways
-    else:
-        through = int(gap.missed)
-        fits = len(lost) == len(sidecars) and gap.mesh <= gap.tol * gap.expected + 2
-    if not lost or not fits or through < inputs.settings.min_requests:
+    through = _explains(st, served, set(lost), sidecars, gap)
+    if not lost or through < inputs.settings.min_requests:
         return None
     svc = st.service
     missing = [p for p in sidecars if lost.get(p.name) == "missing"]
@@ -420,35 +416,29 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
 def _relabelled(st: ServiceTraffic, inputs: CheckInputs, served: dict[str, int], gap: _Gap) -> Finding | None:
     """The jobs that scrape the Service's sidecars drop their request counts (or strip the labels that name the
     Service) in their metric_relabel_configs: Prometheus's running configuration, applied to the series those
-    sidecars export. Claimed only where every job that scrapes a pod loses its series for certain."""
-    metrics = inputs.metrics
-    if metrics is None or metrics.metric_relabels is None or st.dataplane != "sidecar" \
-            or "scrape_targets" in metrics.failed:
+    sidecars export. Claimed only where every job that scrapes a pod's sidecar loses its series for certain."""
+    scrape = _scrape_rules(st, inputs)
+    if scrape is None:
         return None
-    jobs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for row in metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]).itertuples(index=False):
-        jobs[(str(row.namespace), str(row.pod))].append((str(row.job), str(row.instance)))
+    targets, rules_of = scrape
     lost: dict[str, tuple[str, int, str]] = {}
     for pod in st.pods:
         if not (application_sidecar(pod) and inputs.index.in_scope(pod)) or st.mesh_by_pod.get(pod.name, 0.0) > 0:
             continue
-        fates = [(job, _series_fate(metrics.metric_relabels.get(job), _server_series(st, pod, job, instance)))
-                 for job, instance in jobs.get(pod.key, [])]
-        losses = [(job, fate) for job, fate in fates if fate is not None]
-        if losses and len(losses) == len(fates):  # every job that scrapes the pod loses its series
-            job, (rule, what) = losses[0]
-            lost[pod.name] = (job, rule, what)
-    if served:
-        through = sum(n for name, n in served.items() if name in lost)
-    else:  # the callers' count: every sidecar's series lost, and the mesh counted about none
-        every = len(lost) == len([p for p in st.pods if application_sidecar(p) and inputs.index.in_scope(p)])
-        through = int(gap.missed) if every and gap.mesh <= gap.tol * gap.expected + 2 else 0
-    if not lost or through < inputs.settings.min_requests or through < gap.missed * (1 - gap.tol) - 2:
+        fates = [(t.job, _series_fate(rules, _server_series(st, pod, t.job, t.instance)))
+                 for t in targets.get(pod.key, []) for rules in rules_of(t.job)]
+        if fates and all(fate is not None for _, fate in fates):  # every job that scrapes it loses the series
+            job, fate = fates[0]
+            if fate is not None:
+                lost[pod.name] = (job, *fate)
+    sidecars = [p for p in st.pods if application_sidecar(p) and inputs.index.in_scope(p)]
+    through = _explains(st, served, set(lost), sidecars, gap)
+    if not lost or through < inputs.settings.min_requests:
         return None
     svc = st.service
     job, rule_index, what = next(iter(lost.values()))
-    rules = metrics.metric_relabels.get(job) or ()
-    shown = yaml.safe_dump([dict(rules[rule_index].raw)], sort_keys=False, width=120).rstrip("\n")
+    rule = next((rules[rule_index] for rules in rules_of(job) if rules and len(rules) > rule_index), None)
+    shown = yaml.safe_dump([dict(rule.raw)], sort_keys=False, width=120).rstrip("\n") if rule else None
     share = min(1.0, gap.missed / gap.expected)
     pods = [p for p in st.pods if p.name in lost]
     return Finding(
@@ -459,7 +449,7 @@ def _relabelled(st: ServiceTraffic, inputs: CheckInputs, served: dict[str, int],
                 f"them (job {job}), but of {gap.expected:,} requests ({_window(inputs, st)}) the metrics hold "
                 f"{int(gap.mesh):,}: rule {rule_index + 1} of the job's metric_relabel_configs {what} the series "
                 f"{_names(pods)} export (istio_requests_total, reporter=\"destination\"), as Prometheus's running "
-                "configuration says."),
+                "configuration says (today's: the window's may have differed)."),
         subject=f"{svc.namespace}/{svc.name}/relabelled", namespace=svc.namespace, service=svc.name,
         cause="metric-relabel-drops", resource=f"Service {svc.namespace}/{svc.name}",
         evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
@@ -469,22 +459,64 @@ def _relabelled(st: ServiceTraffic, inputs: CheckInputs, served: dict[str, int],
                               "request metrics and their destination_service labels.", shown, DOC_TRAFFIC))
 
 
+def _explains(st: ServiceTraffic, served: dict[str, int], lost: set[str], sidecars: list[Pod], gap: _Gap) -> int:
+    """The requests the `lost` pods account for, where they account for the gap; else 0. `served`: requests per pod
+    by the served pods' witness (without a pod label on the mesh's series, they must match the gap both ways); empty
+    where the callers' count is the witness (then every sidecar must be lost and the mesh count about 0)."""
+    if served:
+        through = sum(n for name, n in served.items() if name in lost)
+        fits = through >= gap.missed * (1 - gap.tol) - 2 and (
+            bool(st.mesh_by_pod) or gap.missed >= through * (1 - gap.tol) - 2)
+        return through if fits else 0
+    every = bool(sidecars) and len(lost) == len(sidecars) and gap.mesh <= gap.tol * gap.expected + 2
+    return int(gap.missed) if every else 0
+
+
+def _scrape_rules(st: ServiceTraffic, inputs: CheckInputs) -> tuple[
+        dict[tuple[str, str], list[SidecarTarget]], Callable[[str], list[tuple[RelabelRule, ...] | None]]] | None:
+    """(the Service's pods -> their up sidecar targets; a target's `job` label -> the rules of each scrape config
+    it may come from: the Prometheus Operator names a scrape config `podMonitor/ns/name/0` and its targets' job
+    `ns/name`, which the targets API ties together), or None where the configuration was not read."""
+    metrics = inputs.metrics
+    if metrics is None or metrics.configuration is None or st.dataplane != "sidecar" \
+            or "scrape_targets" in metrics.failed:
+        return None
+    configs = relabel.metric_relabels(metrics.configuration)
+    if configs is None:
+        return None
+    pools: dict[str, set[str]] = defaultdict(set)
+    for target in metrics.targets or ():
+        labels = target.get("labels")
+        if isinstance(labels, Mapping) and target.get("scrapePool") and labels.get("job"):
+            pools[str(labels["job"])].add(str(target["scrapePool"]))
+
+    def rules_of(job: str) -> list[tuple[RelabelRule, ...] | None]:
+        return [configs.get(pool) for pool in sorted(pools.get(job) or {job})]
+    targets: dict[tuple[str, str], list[SidecarTarget]] = defaultdict(list)
+    for t in sidecar_target_rows(metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]),
+                                 inputs.index.topo.pods):
+        if t.up and t.pod:
+            targets[(t.namespace, t.pod)].append(t)
+    return targets, rules_of
+
+
 def _relabel_hint(st: ServiceTraffic, inputs: CheckInputs) -> str:
     """Where the scraping jobs' rules may drop the Service's series (their verdict rests on labels whose values
     vary), in words; "" where the configuration was not read or no rule is in doubt."""
-    metrics = inputs.metrics
-    if metrics is None or metrics.metric_relabels is None or st.dataplane != "sidecar":
+    scrape = _scrape_rules(st, inputs)
+    if scrape is None:
         return ""
-    for row in metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]).itertuples(index=False):
-        pod = inputs.index.pods_by_key.get((str(row.namespace), str(row.pod)))
-        rules = metrics.metric_relabels.get(str(row.job))
-        if pod is None or pod not in st.pods or not rules:
-            continue
-        out = relabel.apply(rules, _server_series(st, pod, str(row.job), str(row.instance)) | _VARYING,
-                            frozenset(_server_series(st, pod, "", "")))
-        if out.verdict == "unknown" and out.rule is not None:
-            return (f" Rule {out.rule + 1} of job {row.job}'s metric_relabel_configs may drop some of them: "
-                    f"{out.why}.")
+    targets, rules_of = scrape
+    for pod in st.pods:
+        for t in targets.get(pod.key, []):
+            for rules in rules_of(t.job):
+                if not rules:
+                    continue
+                series = _server_series(st, pod, t.job, t.instance)
+                out = relabel.apply(rules, series | _VARYING, frozenset(series))
+                if out.verdict == "unknown" and out.rule is not None:
+                    return (f" Rule {out.rule + 1} of job {t.job}'s metric_relabel_configs may drop some of them: "
+                            f"{out.why}.")
     return ""
 
 
@@ -494,8 +526,10 @@ _VARYING = {"source_workload": "unknown", "source_workload_namespace": "unknown"
             "destination_version": "unknown", "destination_canonical_service": "unknown",
             "destination_canonical_revision": "latest", "destination_cluster": "unknown", "request_protocol": "http",
             "response_code": "200", "grpc_response_status": "", "response_flags": "-",
-            "connection_security_policy": "mutual_tls"}
-"""Labels of istio_requests_total whose values vary from series to series: stand-ins a rule may not decide on."""
+            "connection_security_policy": "mutual_tls", "destination_service": "unknown",
+            "destination_workload": "unknown", "destination_workload_namespace": "unknown"}
+"""Labels of istio_requests_total whose values vary from series to series, or that obsgap cannot be sure of:
+stand-ins a rule may not decide on."""
 
 
 def _server_series(st: ServiceTraffic, pod: Pod, job: str, instance: str) -> dict[str, str]:
@@ -503,9 +537,11 @@ def _server_series(st: ServiceTraffic, pod: Pod, job: str, instance: str) -> dic
     svc = st.service
     return {"__name__": "istio_requests_total", "job": job, "instance": instance, "namespace": pod.namespace,
             "pod": pod.name, "reporter": "destination", "destination_service_name": svc.name,
-            "destination_service_namespace": svc.namespace,
-            "destination_service": f"{svc.name}.{svc.namespace}.svc.cluster.local",
-            "destination_workload": pod.workload, "destination_workload_namespace": pod.namespace}
+            "destination_service_namespace": svc.namespace}
+
+
+_READ_BY = ("__name__", "reporter", "destination_service_name", "destination_service_namespace")
+"""What the mesh's request query reads a series by: a rule that changes one loses the series for obsgap."""
 
 
 def _series_fate(rules: tuple[RelabelRule, ...] | None, series: dict[str, str]) -> tuple[int, str] | None:
@@ -517,8 +553,7 @@ def _series_fate(rules: tuple[RelabelRule, ...] | None, series: dict[str, str]) 
     if out.verdict == "dropped" and out.rule is not None:
         return out.rule, "drops"
     if out.verdict == "kept" and out.labels is not None:
-        changed = [n for n in ("reporter", "destination_service_name", "destination_service_namespace")
-                   if out.labels.get(n) != series[n]]
+        changed = [n for n in _READ_BY if n in out.certain and out.labels.get(n) != series[n]]
         if changed:
             return _first_touching(rules, series, changed[0]), "strips the labels that name the Service in"
     return None

@@ -19,7 +19,6 @@ import pandas as pd
 
 from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S, MetricsEvidence
 from obsgap.intervals import time_step_ms
-from obsgap.relabel import metric_relabels
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
@@ -106,7 +105,7 @@ class MetricsSource:
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
                                    ASSUMED_SCRAPE_INTERVAL_S if interval is None else interval,
                                    families, series, witnesses,
-                                   metric_relabels=None if configuration is None else metric_relabels(configuration))
+                                   configuration=configuration)
         problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
             empty = (f"prometheus: no Istio series (istio_requests_total, istio_tcp_*) in the window "
