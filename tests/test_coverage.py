@@ -214,6 +214,7 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
                            ServiceSpec("app", "ledger", sidecar_scraped=False),
                            ServiceSpec("app", "cart", metrics_scraped=False, metrics_loss=0.3)),
                     namespaces=(("app", True), ("shop", True)))
+    spec = replace(spec, hours=0.25)
     slo = tmp_path / "api-slo.yml"  # Sloth's getting-started SLO, on api's request count
     slo.write_text((Path(__file__).resolve().parent / "data" / "slo" / "sloth-getting-started.yml").read_text()
                    .replace('service: "payments"', 'service: "api"')
@@ -309,6 +310,7 @@ def test_a_relabel_rule_that_drops_the_request_count_is_named_as_the_cause(tmp_p
                     FlowSpec("app/client", "app/control", 8080, 1.0), FlowSpec("app/client", "shop/api", 8080, 1.0),
                     FlowSpec("app/client", "app/ledger", 8080, 1.0),
                     extra=(ServiceSpec("app", "ledger", metrics_loss=1.0),), namespaces=(("app", True), ("shop", True)))
+    spec = replace(spec, hours=0.25)
     built = build(spec, tmp_path / spec.name)
     # named as the Prometheus Operator names a PodMonitor's scrape config, whose targets' job label it sets apart:
     # the targets API ties the two together
