@@ -421,24 +421,24 @@ def _relabelled(st: ServiceTraffic, inputs: CheckInputs, served: dict[str, int],
     if scrape is None:
         return None
     targets, rules_of = scrape
-    lost: dict[str, tuple[str, int, str]] = {}
+    lost: dict[str, tuple[str, RelabelRule, int, str]] = {}
     for pod in st.pods:
-        if not (application_sidecar(pod) and inputs.index.in_scope(pod)) or st.mesh_by_pod.get(pod.name, 0.0) > 0:
+        if not (application_sidecar(pod) and inputs.index.in_scope(pod)) \
+                or st.mesh_by_pod.get(pod.name, 0.0) + st.peer_mesh_by_pod.get(pod.name, 0.0) > 0:
             continue
-        fates = [(t.job, _series_fate(rules, _server_series(st, pod, t.job, t.instance)))
+        fates = [(t.job, rules, _series_fate(rules, _server_series(st, pod, t.job, t.instance)))
                  for t in targets.get(pod.key, []) for rules in rules_of(t.job)]
-        if fates and all(fate is not None for _, fate in fates):  # every job that scrapes it loses the series
-            job, fate = fates[0]
-            if fate is not None:
-                lost[pod.name] = (job, *fate)
+        if fates and all(fate is not None for *_, fate in fates):  # every job that scrapes it loses the series
+            job, rules, fate = fates[0]
+            if rules and fate is not None:
+                lost[pod.name] = (job, rules[fate[0]], *fate)
     sidecars = [p for p in st.pods if application_sidecar(p) and inputs.index.in_scope(p)]
     through = _explains(st, served, set(lost), sidecars, gap)
     if not lost or through < inputs.settings.min_requests:
         return None
     svc = st.service
-    job, rule_index, what = next(iter(lost.values()))
-    rule = next((rules[rule_index] for rules in rules_of(job) if rules and len(rules) > rule_index), None)
-    shown = yaml.safe_dump([dict(rule.raw)], sort_keys=False, width=120).rstrip("\n") if rule else None
+    job, rule, rule_index, what = next(iter(lost.values()))
+    shown = yaml.safe_dump([dict(rule.raw)], sort_keys=False, width=120).rstrip("\n")
     share = min(1.0, gap.missed / gap.expected)
     pods = [p for p in st.pods if p.name in lost]
     return Finding(
