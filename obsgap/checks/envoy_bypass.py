@@ -61,8 +61,9 @@ class EnvoyBypass(Check):
     what its callers' logs and sidecars saw) with `istio_requests_total{reporter="destination"}`
     over the same window, and explains each gap: pods without a sidecar (and why), callers outside
     the mesh, callers that exclude the port from their own sidecar, sidecars Prometheus never scrapes
-    (no target on their metrics port, or targets never up), or, failing all of those, `unexplained`
-    with the numbers.
+    (no target on their metrics port, or targets never up), a scrape job's `metric_relabel_configs`
+    that drop the sidecars' request counts (Prometheus's running configuration, where it serves one),
+    or, failing all of those, `unexplained` with the numbers.
 
     Why is this bad? Every Istio dashboard, SLO and alert built on `reporter="destination"` silently
     leaves this traffic out: error rates and latency percentiles describe only the share that went
