@@ -201,7 +201,7 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
     import pandas as pd
     import yaml
 
-    from obsgap.analysis.scraping import sidecar_targets
+    from obsgap.analysis.scraping import sidecar_target_rows, targets_of
     from obsgap.report.build import build_report
 
     flows = [FlowSpec("app/client", "app/control", 8080, 1.0)] + [
@@ -259,14 +259,17 @@ def test_sidecars_prometheus_never_scrapes_are_named_as_the_cause(tmp_path: Path
     pods = build_topology([k8s_pod(n, "x", ip) for n, ip in (("a", "10.0.0.1"), ("b", "10.0.0.2"),
                                                             ("c", "10.0.0.3"), ("d", "10.0.0.4"))]).pods
     columns = ["job", "namespace", "pod", "instance", "value"]
+
+    def _targets(frame: pd.DataFrame, pods: Any) -> Any:
+        return targets_of(sidecar_target_rows(frame, pods), pods)
     ztunnel = [("ztunnel", "istio-system", "ztunnel-x", "10.0.9.9:15020", 1.0)]
-    assert not sidecar_targets(pd.DataFrame(ztunnel, columns=columns), pods).judged
+    assert not _targets(pd.DataFrame(ztunnel, columns=columns), pods).judged
     federated = [("federate", "", "", "prom:9090", 1.0)]
-    assert not sidecar_targets(pd.DataFrame(federated, columns=columns), pods).judged
+    assert not _targets(pd.DataFrame(federated, columns=columns), pods).judged
     rows = [("envoy-stats", "shop", "a", "10.0.0.1:15020", 1.0), ("envoy-stats", "shop", "b", "10.0.0.2:15090", 0.0),
             ("kubernetes-pods", "", "", "10.0.0.4:15020", 1.0), ("app", "shop", "c", "10.0.0.3:8080", 1.0),
             ("envoy-stats", "shop", "old-7", "10.0.0.3:15020", 0.0)]  # a deleted pod that had c's address
-    targets = sidecar_targets(pd.DataFrame(rows, columns=columns), pods)
+    targets = _targets(pd.DataFrame(rows, columns=columns), pods)
     assert targets.judged and targets.jobs == ("envoy-stats", "kubernetes-pods", )
     assert {p.name: targets.state(p) for p in pods} == {"a": "scraped", "b": "down", "c": "missing", "d": "scraped"}
 

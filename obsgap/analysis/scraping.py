@@ -117,15 +117,15 @@ class SidecarTargets:
         return "down" if any(k in self.down for k in keys) else "missing"
 
 
-def sidecar_targets(targets: pd.DataFrame, pods: Iterable[Pod]) -> SidecarTargets:
-    """`targets`: the scrape_targets query's rows (job, namespace, pod, instance, value = max `up`); `pods`: the
-    topology's. A target is on a sidecar port when its instance's port is 15020 or 15090, or the one a pod's
-    annotations point at Envoy's stats path on. A target names its pod by its pod label, else by its address."""
+def targets_of(rows: Iterable[SidecarTarget], pods: Iterable[Pod]) -> SidecarTargets:
+    """The window's sidecar targets (`rows`: sidecar_target_rows'), and whether they judge anything: some
+    application sidecar of the topology's `pods` is scraped. A target names its pod by its pod label, else by its
+    address."""
     pods = list(pods)
     up: set[tuple[str, str]] = set()
     down: set[tuple[str, str]] = set()
     jobs: dict[str, int] = {}
-    for t in sidecar_target_rows(targets, pods):
+    for t in rows:
         key = (t.namespace, t.pod) if t.pod else ("", t.host)
         (up if t.up else down).add(key)
         jobs[t.job] = jobs.get(t.job, 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import yaml
@@ -26,11 +27,12 @@ from obsgap.analysis.scraping import (
     application_sidecar,
     says_false,
     sidecar_target_rows,
-    sidecar_targets,
+    targets_of,
 )
 from obsgap.charts import Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
+from obsgap.evidence import MetricsEvidence
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
 from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
 from obsgap.relabel import RelabelRule
@@ -125,7 +127,7 @@ class EnvoyBypass(Check):
                        "sidecars (port 15020, /stats/prometheus)?")
         tol = inputs.tolerance()
         out: list[Finding] = []
-        targets = _sidecar_targets(inputs)
+        scraping = _scraping(inputs)
         for st in rec.services.values():
             outside = _outside_mesh(st, inputs)  # the mesh's own labels: whatever the witnesses saw
             if outside:
@@ -137,7 +139,7 @@ class EnvoyBypass(Check):
             if bypass:
                 out.append(bypass)
             elif not dark or st.served_requests:
-                gap = _unexplained(st, tol, inputs, targets)
+                gap = _unexplained(st, tol, inputs, scraping)
                 if gap:
                     out.append(gap)
         out.extend(_caller_exclusions(inputs))
@@ -286,18 +288,51 @@ def _http_through_sidecars(st: ServiceTraffic) -> dict[str, int]:
     return out
 
 
-def _sidecar_targets(inputs: CheckInputs) -> SidecarTargets | None:
-    """The window's sidecar scrape targets; None where they cannot tell (the query failed or found none)."""
+@dataclass(frozen=True)
+class _Scraping:
+    """What the window's scrape targets and Prometheus's configuration say, read once per run."""
+
+    targets: SidecarTargets | None
+    """The sidecar targets; None where they cannot tell (the query failed, or no application sidecar is scraped)."""
+    up_by_pod: Mapping[tuple[str, str], tuple[SidecarTarget, ...]]
+    """(namespace, pod) -> its sidecar targets that were up, where they carry a pod label."""
+    rules_of: Callable[[str], list[tuple[RelabelRule, ...] | None]] | None
+    """A target's `job` label -> the rules of each scrape config it may come from (the Prometheus Operator names a
+    scrape config `podMonitor/ns/name/0` and its targets' job `ns/name`, which the targets API ties together);
+    None where the configuration was not read."""
+
+
+def _scraping(inputs: CheckInputs) -> _Scraping:
     metrics = inputs.metrics
     if metrics is None or "scrape_targets" in metrics.failed:
+        return _Scraping(None, {}, None)
+    pods = list(inputs.index.topo.pods)
+    rows = sidecar_target_rows(metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]), pods)
+    found = targets_of(rows, pods)
+    up_by_pod: dict[tuple[str, str], list[SidecarTarget]] = defaultdict(list)
+    for t in rows:
+        if t.up and t.pod:
+            up_by_pod[(t.namespace, t.pod)].append(t)
+    return _Scraping(found if found.judged else None, {k: tuple(v) for k, v in up_by_pod.items()},
+                     _rules_of(metrics))
+
+
+def _rules_of(metrics: MetricsEvidence) -> Callable[[str], list[tuple[RelabelRule, ...] | None]] | None:
+    configs = relabel.metric_relabels(metrics.configuration) if metrics.configuration is not None else None
+    if configs is None:
         return None
-    found = sidecar_targets(metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]),
-                            list(inputs.index.topo.pods))
-    return found if found.judged else None
+    pools: dict[str, set[str]] = defaultdict(set)
+    for target in metrics.targets or ():
+        labels = target.get("labels")
+        if isinstance(labels, Mapping) and target.get("scrapePool") and labels.get("job"):
+            pools[str(labels["job"])].add(str(target["scrapePool"]))
+
+    def rules_of(job: str) -> list[tuple[RelabelRule, ...] | None]:
+        return [configs.get(pool) for pool in sorted(pools.get(job) or {job})]
+    return rules_of
 
 
-def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
-                 targets: SidecarTargets | None) -> Finding | None:
+def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs, scraping: _Scraping) -> Finding | None:
     svc = st.service
     if st.covered_without_pod_metrics:
         return None  # partial logs, and no pod label to count the mesh over their part alone
@@ -326,8 +361,8 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
         return None
     share = min(1.0, missed / expected)
     gap = _Gap(expected, mesh, witness, missed, tol)
-    explained = _ingress_past_waypoint(st, inputs, missed, tol) or _not_scraped(st, inputs, targets, served, gap) \
-        or _relabelled(st, inputs, served, gap)
+    explained = _ingress_past_waypoint(st, inputs, missed, tol) \
+        or _not_scraped(st, inputs, scraping.targets, served, gap) or _relabelled(st, inputs, scraping, served, gap)
     if explained is not None:
         return explained
     return Finding(
@@ -337,12 +372,12 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs,
                 f"{_counter(st)} counted {int(mesh):,}, beyond the "
                 f"{pct(tol)} tolerance for scrape edges. No sidecar, exclusion, port, scrape or Telemetry cause "
                 "explains it: look for metric relabelling (metric_relabel_configs, a monitor's metricRelabelings) "
-                "that drops these series or their destination_service labels." + _relabel_hint(st, inputs)
+                "that drops these series or their destination_service labels." + _relabel_hint(st, scraping)
                 + (" (Telemetry resources could not be read in this run: one of them may turn these metrics off.)"
                    if TELEMETRY_KIND in inputs.index.topo.unread else "")
                 + (" (Whether Prometheus scrapes these sidecars could not be told: no application sidecar's scrape "
                    "target is in the window, so the metrics come another way, or the targets query failed.)"
-                   if targets is None and st.dataplane == "sidecar" else "")),
+                   if scraping.targets is None and st.dataplane == "sidecar" else "")),
         subject=f"{svc.namespace}/{svc.name}/unexplained", namespace=svc.namespace, service=svc.name,
         cause="unexplained", resource=f"Service {svc.namespace}/{svc.name}",
         evidence=TrafficEvidence.of(expected, mesh, witness, st, tolerance=round(tol, 4)),
@@ -414,21 +449,21 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
         suggestion=Suggestion(fix, config, DOC_SCRAPE))
 
 
-def _relabelled(st: ServiceTraffic, inputs: CheckInputs, served: dict[str, int], gap: _Gap) -> Finding | None:
+def _relabelled(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, served: dict[str, int],
+                gap: _Gap) -> Finding | None:
     """The jobs that scrape the Service's sidecars drop their request counts (or strip the labels that name the
     Service) in their metric_relabel_configs: Prometheus's running configuration, applied to the series those
     sidecars export. Claimed only where every job that scrapes a pod's sidecar loses its series for certain."""
-    scrape = _scrape_rules(st, inputs)
-    if scrape is None:
+    rules_of = scraping.rules_of
+    if rules_of is None or st.dataplane != "sidecar":
         return None
-    targets, rules_of = scrape
     lost: dict[str, tuple[str, RelabelRule, int, str]] = {}
     for pod in st.pods:
         if not (application_sidecar(pod) and inputs.index.in_scope(pod)) \
                 or st.mesh_by_pod.get(pod.name, 0.0) + st.peer_mesh_by_pod.get(pod.name, 0.0) > 0:
             continue
         fates = [(t.job, rules, _series_fate(rules, _server_series(st, pod, t.job, t.instance)))
-                 for t in targets.get(pod.key, []) for rules in rules_of(t.job)]
+                 for t in scraping.up_by_pod.get(pod.key, ()) for rules in rules_of(t.job)]
         if fates and all(fate is not None for *_, fate in fates):  # every job that scrapes it loses the series
             job, rules, fate = fates[0]
             if rules and fate is not None:
@@ -473,44 +508,14 @@ def _explains(st: ServiceTraffic, served: dict[str, int], lost: set[str], sideca
     return int(gap.missed) if every else 0
 
 
-def _scrape_rules(st: ServiceTraffic, inputs: CheckInputs) -> tuple[
-        dict[tuple[str, str], list[SidecarTarget]], Callable[[str], list[tuple[RelabelRule, ...] | None]]] | None:
-    """(the Service's pods -> their up sidecar targets; a target's `job` label -> the rules of each scrape config
-    it may come from: the Prometheus Operator names a scrape config `podMonitor/ns/name/0` and its targets' job
-    `ns/name`, which the targets API ties together), or None where the configuration was not read."""
-    metrics = inputs.metrics
-    if metrics is None or metrics.configuration is None or st.dataplane != "sidecar" \
-            or "scrape_targets" in metrics.failed:
-        return None
-    configs = relabel.metric_relabels(metrics.configuration)
-    if configs is None:
-        return None
-    pools: dict[str, set[str]] = defaultdict(set)
-    for target in metrics.targets or ():
-        labels = target.get("labels")
-        if isinstance(labels, Mapping) and target.get("scrapePool") and labels.get("job"):
-            pools[str(labels["job"])].add(str(target["scrapePool"]))
-
-    def rules_of(job: str) -> list[tuple[RelabelRule, ...] | None]:
-        return [configs.get(pool) for pool in sorted(pools.get(job) or {job})]
-    targets: dict[tuple[str, str], list[SidecarTarget]] = defaultdict(list)
-    for t in sidecar_target_rows(metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]),
-                                 inputs.index.topo.pods):
-        if t.up and t.pod:
-            targets[(t.namespace, t.pod)].append(t)
-    return targets, rules_of
-
-
-def _relabel_hint(st: ServiceTraffic, inputs: CheckInputs) -> str:
+def _relabel_hint(st: ServiceTraffic, scraping: _Scraping) -> str:
     """Where the scraping jobs' rules may drop the Service's series (their verdict rests on labels whose values
     vary), in words; "" where the configuration was not read or no rule is in doubt."""
-    scrape = _scrape_rules(st, inputs)
-    if scrape is None:
+    if scraping.rules_of is None or st.dataplane != "sidecar":
         return ""
-    targets, rules_of = scrape
     for pod in st.pods:
-        for t in targets.get(pod.key, []):
-            for rules in rules_of(t.job):
+        for t in scraping.up_by_pod.get(pod.key, ()):
+            for rules in scraping.rules_of(t.job):
                 if not rules:
                     continue
                 series = _server_series(st, pod, t.job, t.instance)
