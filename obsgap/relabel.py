@@ -3,8 +3,13 @@
 The rules follow Prometheus's own (model/relabel/relabel.go): each rule joins its source labels' values with its
 separator, matches the result against its anchored regex, and replaces, keeps, drops, maps, hashes or changes case.
 Written by hand: no maintained Python library does Prometheus relabelling. A regex Go's RE2 and Python's `re` may
-read differently (POSIX classes, `{,n}`, backreferences and octal escapes, flags), one Python cannot compile, or a
-rule whose result depends on a label whose value is not known, leaves the verdict unknown rather than guessed.
+read differently (POSIX classes, `{,n}`, backreferences and octal escapes, flags), or one Python cannot compile,
+leaves the verdict unknown rather than guessed.
+
+A rule that reads a label whose value is not known is decided where the known values decide it: the rule's regex
+and the joined value with each unknown part free (any text) are read as automata (interegular), and where no text
+in the unknown parts could match (`istio_request_duration_milliseconds_bucket;(0\\.5|1|5)` against
+`istio_requests_total;<le>`), or every text would, the rule's outcome is certain. Otherwise the verdict is unknown.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import interegular
 import yaml
 
 ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
@@ -68,6 +74,7 @@ def _field(rule: Mapping[str, Any], name: str, default: str, printed: bool) -> s
 
 
 Verdict = Literal["kept", "dropped", "unknown"]
+Fit = Literal["never", "always", "maybe"]
 
 
 @dataclass(frozen=True)
@@ -91,20 +98,26 @@ def apply(rules: Sequence[RelabelRule], labels: Mapping[str, str], known: frozen
     for i, rule in enumerate(rules):
         if _UNPORTABLE.search(rule.regex):
             return Outcome("unknown", None, i, f"its regex {rule.regex!r} may match differently in Go and Python")
-        try:
-            regex = re.compile(f"^(?:{rule.regex})$", re.DOTALL)
-        except re.error:
+        regex = _compiled(rule.regex)
+        if regex is None:
             return Outcome("unknown", None, i, f"its regex {rule.regex!r} is not one Python can read")
         if rule.action in ("labelmap", "labeldrop", "labelkeep"):
             _by_name(rule, regex, current, certain)
             continue
         reads = [n for n in rule.source_labels if n not in certain]  # a label not known may still be there
         value = rule.separator.join(current.get(n, "") for n in rule.source_labels)
+        fit: Fit = "maybe"
+        if reads and rule.action in ("keep", "drop", "replace"):
+            fit = fits(rule.regex, rule.separator,
+                       tuple(current.get(n, "") if n in certain else None for n in rule.source_labels))
         if rule.action in ("keep", "drop"):
-            if reads:
+            if reads and fit == "maybe":
                 return Outcome("unknown", None, i, f"it reads {', '.join(reads)}, whose values vary")
-            if (regex.fullmatch(value) is not None) == (rule.action == "drop"):
+            matched = fit == "always" if reads else regex.fullmatch(value) is not None
+            if matched == (rule.action == "drop"):
                 return Outcome("dropped", None, i)
+        elif rule.action == "replace" and reads and fit == "never":
+            continue  # its regex matches no value the series may have: it writes nothing
         elif rule.action in ("keepequal", "dropequal"):
             if reads or rule.target_label not in certain:
                 return Outcome("unknown", None, i, "it compares labels whose values vary")
@@ -113,6 +126,38 @@ def apply(rules: Sequence[RelabelRule], labels: Mapping[str, str], known: frozen
         elif not _rewrite(rule, regex, value, current, certain, not reads):
             return Outcome("unknown", None, i, f"it writes a label named from {', '.join(reads)}, whose values vary")
     return Outcome("kept", current, None, certain=frozenset(certain))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(regex: str) -> re.Pattern[str] | None:
+    """The rule's regex as Prometheus anchors it (`^(?s:...)$`), with RE2's ASCII classes; None where Python cannot
+    compile it."""
+    try:
+        return re.compile(f"^(?:{regex})$", re.DOTALL | re.ASCII)
+    except re.error:
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _automaton(pattern: str) -> Any:
+    """The regex as an automaton (interegular's FSM), or None where interegular does not read its syntax."""
+    try:
+        return interegular.parse_pattern(f"(?s:{pattern})").to_fsm()
+    except Exception:  # interegular raises its own Unsupported, or a parse error of any kind: the fit is unknown
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def fits(regex: str, separator: str, parts: tuple[str | None, ...]) -> Fit:
+    """Whether `regex`, anchored, matches the source labels' values joined by `separator`, where a part that is
+    None may be any text: `never` (for no text in those parts), `always` (for every text), or `maybe`."""
+    rule = _automaton(regex)
+    joined = _automaton(re.escape(separator).join(".*" if p is None else re.escape(p) for p in parts))
+    if rule is None or joined is None:
+        return "maybe"
+    if joined.intersection(rule).empty():
+        return "never"
+    return "always" if joined.difference(rule).empty() else "maybe"
 
 
 def _by_name(rule: RelabelRule, regex: re.Pattern[str], current: dict[str, str], certain: set[str]) -> None:
