@@ -11,6 +11,11 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
+def pct(x: float) -> str:
+    """A share as a percentage: one decimal, two just short of 100% (99.6% is not 100.0%)."""
+    return f"{x * 100:.1f}%" if x < 0.995 or x >= 1 else f"{x * 100:.2f}%"
+
+
 def duration_text(seconds: float) -> str:
     """A duration as a person reads it: "3 h 10 m", "45 m", "50 s"."""
     total = round(seconds)

@@ -65,11 +65,15 @@ def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class MetricOff:
-    """Why a Service's server-side metric cannot be counted (TopologyIndex.metric_off)."""
+    """Why a Service's metric cannot be counted (TopologyIndex.metric_off: by the proxies that serve it;
+    TopologyIndex.callers_metric_off: by the sidecars of the workloads that call it)."""
 
     why: str
     everywhere: bool
-    """On every proxy that serves the Service (none of its series can exist)."""
+    """On every proxy that serves the Service, or every caller's (none of its series can exist)."""
+    share: float | None = None
+    """The share of the Service's requests (as the server side counted them) those proxies sent; None where not
+    weighed."""
 
 
 class TopologyIndex:
@@ -94,7 +98,7 @@ class TopologyIndex:
         for s in self._config_services:
             self._config_services_by_name[s.name].append(s)
         self._resolved: dict[tuple[str, str | None], Resolved] = {}  # the checks ask of the same addresses often
-        self._metrics_off: dict[tuple[str, str, str, tuple[str, ...]], str | None] = {}
+        self._metrics_off: dict[tuple[str, str, str, tuple[str, ...], str], str | None] = {}
 
     @cached_property
     def gateways_by_key(self) -> dict[tuple[str, str], KubeGateway]:
@@ -187,17 +191,51 @@ class TopologyIndex:
             and self.topo.mesh_providers.get("prometheus") == "prometheus"
 
     def pod_request_metrics_off(self, pod: Pod, metric: str = "REQUEST_COUNT",
-                                labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS) -> str | None:
-        """Why the pod's server-side `metric` (by default the request count) cannot be counted (istio.metric_off);
-        None for a pod without a sidecar, or where it can."""
+                                labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS, mode: str = "SERVER") -> str | None:
+        """Why the pod's `metric` (by default the request count) cannot be counted (istio.metric_off) as its sidecar
+        reports it for the requests it serves (mode SERVER) or sends (CLIENT, reporter="source"); None for a pod
+        without a sidecar, or where it can."""
         if not pod.sidecar.present or self._telemetry_defaults:
             return None
-        key = (*pod.key, metric, labels)
+        key = (*pod.key, metric, labels, mode)
         if key not in self._metrics_off:  # asked per service, and per namespace by port-missing-from-metrics
             self._metrics_off[key] = istio.metric_off(
                 istio.applicable_telemetries(pod, self.topo.telemetries, self.topo.mesh_root_namespace),
-                self.topo.mesh_metric_providers, self.topo.mesh_providers, metric=metric, labels=labels)
+                self.topo.mesh_metric_providers, self.topo.mesh_providers, mode=mode, metric=metric, labels=labels)
         return self._metrics_off[key]
+
+    def callers_metric_off(self, callers: Mapping[tuple[str, str], float], metric: str = "REQUEST_COUNT",
+                           labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS) -> MetricOff | None:
+        """Why the callers' sidecars cannot count `metric` for their requests (reporter="source"): `callers`, the
+        (namespace, workload) that call a Service with the requests the server side counted from each. A caller is
+        off where every one of its pods with a sidecar is (a caller whose pods obsgap does not know, or that has
+        none, is not); None where none is."""
+        if self._telemetry_defaults or not callers:
+            return None
+        off: dict[tuple[str, str], str] = {}
+        for caller in callers:
+            pods = [p for p in self.workload_pods.get(caller, ()) if p.sidecar.present]
+            whys = [self.pod_request_metrics_off(p, metric, labels, mode="CLIENT") for p in pods]
+            if pods and all(whys):
+                off[caller] = str(whys[0])
+        if not off:
+            return None
+        what, prometheus = istio.TELEMETRY_METRICS[metric].words, istio.TELEMETRY_METRICS[metric].prometheus
+        total = sum(callers.values())
+        share = sum(callers[c] for c in off) / total if total > 0 else None
+        names = ", ".join(f"{ns}/{wl}" for ns, wl in sorted(off)[:3]) + (" and more" if len(off) > 3 else "")
+        reasons = "; ".join(sorted(set(off.values())))
+        return MetricOff(f"the {what} of the sidecars of {len(off)} of its {len(callers)} calling workloads ({names}; "
+                         f"{prometheus}, reporter=\"source\") cannot be counted: {reasons}",
+                         len(off) == len(callers), share)
+
+    @cached_property
+    def workload_pods(self) -> dict[tuple[str, str], tuple[Pod, ...]]:
+        """(namespace, workload) -> its pods, as Istio's source_workload label names the workload."""
+        out: dict[tuple[str, str], list[Pod]] = defaultdict(list)
+        for p in self.topo.pods:
+            out[(p.namespace, p.workload)].append(p)
+        return {k: tuple(v) for k, v in out.items()}
 
     def access_log_note(self, svc: Service) -> str:
         """access_log_limits in words, to end a finding's detail with ("" where none limits them)."""

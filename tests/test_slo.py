@@ -661,6 +661,79 @@ def test_an_sli_over_metrics_a_telemetry_resource_turns_off_names_the_resource()
     assert not [p for p in judged(by_workload, [strip], 500).problems if "Telemetry" in p.reason]
 
 
+def test_an_sli_over_the_callers_count_names_the_telemetry_that_turns_the_client_side_off() -> None:
+    """Pyrra's ratio example read as the callers' sidecars report it (reporter="source"). The server side counted
+    900 requests to search from web (two pods) and 100 from batch. A guide's mesh-wide "server metrics only"
+    resource (tests/data/istio/guides) turns every client-side metric off: the SLI matches nothing, and the reason
+    names the resource and both callers, with reporter="destination" as the fix. A resource turning the count off for
+    batch's pods alone makes the SLI miss batch's share (10%). A resource on one of web's two pods leaves web counted
+    (in part), so nothing is claimed; nor where no resource is, or the server side's counts are not known."""
+    from dataclasses import replace
+
+    import pandas as pd
+    import yaml
+
+    from obsgap.evidence import MetricsEvidence
+    from obsgap.sources.kube.build import build_topology
+    from tests.helpers import k8s_pod, k8s_service
+
+    loaded = load_files([SLO_DATA / "pyrra-dynamic-burn-rate-ratio.yaml"])
+    ratio = next(s for s in loaded.slos if "istio_requests_total" in s.total)
+    source = replace(ratio, total=ratio.total.replace('reporter="destination"', 'reporter="source"'),
+                     bad=ratio.bad and ratio.bad.replace('reporter="destination"', 'reporter="source"'))
+
+    def owned(pod: dict[str, Any], deployment: str) -> dict[str, Any]:
+        meta = {**pod["metadata"], "ownerReferences": [{"kind": "ReplicaSet", "name": f"{deployment}-5d9f8c7b6"}]}
+        return {**pod, "metadata": meta}
+
+    objects = [{"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+               k8s_service("search"), k8s_pod("search-0", "search", "10.0.0.1"),
+               owned(k8s_pod("web-5d9f8c7b6-a", "web", "10.0.0.2"), "web"),
+               owned(k8s_pod("web-5d9f8c7b6-b", "web", "10.0.0.3"), "web"),
+               owned(k8s_pod("batch-5d9f8c7b6-a", "batch", "10.0.0.4"), "batch")]
+    server_only = yaml.safe_load((Path(__file__).resolve().parent / "data" / "istio" / "guides" /
+                                  "telemetry-server-metrics-only.yaml").read_text())
+    rows = [{"reporter": "destination", "destination_service_name": "search", "destination_service_namespace": "shop",
+             "source_workload": caller, "source_workload_namespace": "shop", "destination_workload": "search",
+             "destination_workload_namespace": "shop", "namespace": "shop", "pod": "search-0",
+             "destination_port": "8080", "destination_service": "search.shop.svc.cluster.local", "value": n}
+            for caller, n in (("web", 900.0), ("batch", 100.0))]
+    window = _spec()
+
+    def judged(extra: list[dict[str, Any]], series: int, counted: bool = True, spec: SloSpec = source) -> Any:
+        metrics = MetricsEvidence({"mesh_requests": pd.DataFrame(rows)}) if counted else None
+        ev = Evidence(Window(window.start, window.end), CheckSettings(), build_topology([*objects, *extra]), metrics,
+                      None)
+        selectors = tuple((text, series) for text in _selector_texts(spec))
+        return assess(Measured(spec, None, selectors, float(series), 0.0, 0.0 if series else None), ev,
+                      reconcile(ev))
+
+    found = judged([server_only], 0)
+    assert found.verdict == "broken" and found.problems[0].cause == "selector-matches-nothing"
+    reason = found.problems[0].reason
+    assert "as its callers' sidecars report it (reporter=\"source\"), but for shop/search, the request count of the " \
+        "sidecars of 2 of its 2 calling workloads (shop/batch, shop/web; istio_requests_total, reporter=\"source\") " \
+        "cannot be counted: Telemetry istio-system/server-metrics-only disables it: the SLI matches no series." \
+        in reason
+    assert 'Select reporter=~"destination|waypoint"' in found.problems[0].fix
+    assert len(found.problems) == 1  # the emptiness is explained, not also reported as a renamed job
+    batch_off = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                 "metadata": {"name": "batch-client-off", "namespace": "shop"},
+                 "spec": {"selector": {"matchLabels": {"app": "batch"}}, "metrics": [{"overrides": [
+                     {"match": {"metric": "REQUEST_COUNT", "mode": "CLIENT"}, "disabled": True}]}]}}
+    (missed,) = [p for p in judged([batch_off], 900).problems if "Telemetry" in p.reason]
+    assert missed.cause == "sli-misses-traffic" and not missed.broken
+    assert "1 of its 2 calling workloads (shop/batch;" in missed.reason and "(10.0% of its requests)" in missed.reason
+    one_web_pod = {**batch_off, "metadata": {"name": "web-a-off", "namespace": "shop"}, "spec": {
+        **batch_off["spec"], "selector": {"matchLabels": {"app": "web", "pod": "a"}}}}
+    objects[3]["metadata"]["labels"]["pod"] = "a"
+    assert not [p for p in judged([one_web_pod], 950).problems if "Telemetry" in p.reason]
+    for control in (judged([], 0), judged([server_only], 0, counted=False)):
+        assert control.problems[0].cause == "selector-matches-nothing" and "Telemetry" not in control.problems[0].reason
+    # the server side's SLI is untouched by a client-side resource
+    assert not [p for p in judged([server_only], 1000, spec=ratio).problems if "Telemetry" in p.reason]
+
+
 def _selector_texts(spec: SloSpec) -> list[str]:
     from obsgap.slo.promql import shape
 

@@ -181,5 +181,3 @@ def severity_for_missed(missed_share: float) -> Severity:
     return Severity.INFO
 
 
-def pct(x: float) -> str:
-    return f"{x * 100:.1f}%" if x < 0.995 or x >= 1 else f"{x * 100:.2f}%"

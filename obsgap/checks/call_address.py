@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from obsgap.analysis.reconcile import caller_calls
-from obsgap.checks.base import Check, CheckInputs, Skip, pct
+from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.model import Finding, FindingEvidence, ObjectRef, Service, Severity, Suggestion
 from obsgap.names import service_fqdn, split_host_port
+from obsgap.text import pct
 
 DOC = "https://istio.io/latest/docs/ops/configuration/traffic-management/dns/"
 _SEVERITY = {"pod-ip": Severity.WARNING, "wrong-namespace": Severity.CRITICAL, "short-name": Severity.INFO}

@@ -30,13 +30,14 @@ from obsgap.analysis.scraping import (
     targets_of,
 )
 from obsgap.charts import Chart
-from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
+from obsgap.checks.base import Check, CheckInputs, Skip, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.evidence import MetricsEvidence
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
 from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
 from obsgap.relabel import RelabelRule
 from obsgap.sources.kube.kinds import TELEMETRY_KIND
+from obsgap.text import pct
 from obsgap.topology import TopologyIndex
 from obsgap.witness import CALLER_LOGS, CALLER_SIDECARS
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from obsgap.bounds import bound, exposition
 from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
-from obsgap.checks.base import Check, CheckInputs, Skip, Trend, pct
+from obsgap.checks.base import Check, CheckInputs, Skip, Trend
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import (
@@ -24,6 +24,7 @@ from obsgap.suggest.buckets import (
     suggest_from_distribution,
     unit_of,
 )
+from obsgap.text import pct
 
 DOC = "https://istio.io/latest/docs/reference/config/annotations/#SidecarStatsHistogramBuckets"
 KNOWN_STAT_ROOTS = frozenset({"istiocustom", "cluster", "cluster_manager", "listener", "listener_manager", "http",

@@ -8,10 +8,11 @@ from typing import Any
 import yaml
 
 from obsgap.charts import Chart
-from obsgap.checks.base import Check, CheckInputs, pct
+from obsgap.checks.base import Check, CheckInputs
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.istio import AccessLogLimit
 from obsgap.model import Finding, PolicyTarget, ServiceTimeline, Severity, Suggestion
+from obsgap.text import pct
 from obsgap.witness import CALLER_LOGS, SERVER_LOGS
 
 DOC = "https://istio.io/latest/docs/tasks/observability/logs/telemetry-api/"

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from obsgap.analysis.reconcile import Reconciliation
-from obsgap.checks.base import Check, CheckInputs, Skip, pct
+from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
 from obsgap.names import is_ip, service_fqdn, split_host_port
+from obsgap.text import pct
 
 DOC = "https://istio.io/latest/docs/tasks/traffic-management/egress/egress-control/"
 COLS = ["reporter", "destination_service", "destination_service_name", "source_workload",

@@ -9,10 +9,11 @@ from typing import Any
 
 from obsgap.analysis.reconcile import REQ_COLS, PortTraffic, ServiceTraffic
 from obsgap.charts import Chart
-from obsgap.checks.base import Check, CheckInputs, Skip, pct, severity_for_missed
+from obsgap.checks.base import Check, CheckInputs, Skip, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.model import TCP_PROXIED, Finding, FindingEvidence, Pod, ServicePort, ServiceTimeline, Severity, Suggestion
 from obsgap.names import host_of
+from obsgap.text import pct
 from obsgap.witness import SERVER_LOGS
 
 DOC_PROTOCOL = "https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/"

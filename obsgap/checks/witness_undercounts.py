@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from obsgap.analysis.reconcile import Served, ServiceTraffic
-from obsgap.checks.base import Check, CheckInputs, pct
+from obsgap.checks.base import Check, CheckInputs
 from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
+from obsgap.text import pct
 from obsgap.witness import SERVER_LOGS, witness_words
 
 DOC = "https://opentelemetry.io/docs/specs/semconv/http/http-metrics/"

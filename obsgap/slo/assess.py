@@ -25,7 +25,7 @@ from typing import Literal
 import pandas as pd
 
 from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
-from obsgap.analysis.reconcile import Reconciliation
+from obsgap.analysis.reconcile import UNKNOWN, Reconciliation
 from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
@@ -35,6 +35,8 @@ from obsgap.names import split_host_port
 from obsgap.slo.promql import Selector, selects, shape
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.suggest.buckets import unit_of
+from obsgap.text import pct
+from obsgap.topology import MetricOff
 
 Verdict = Literal["trustworthy", "biased", "broken", "unverified"]
 BROKEN = ("selector-matches-nothing", "latency-saturated")
@@ -364,12 +366,14 @@ SERVER_REPORTER = {"sidecar": "destination", "waypoint": "waypoint"}
 """The reporter of the server side's series, by how the mesh sees the Service (TopologyIndex.dataplane)."""
 
 
-def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service]) -> tuple[list[Problem], frozenset[str]]:
-    """An SLI over one of Istio's metrics as the server side reports it (its `reporter` matchers admit the server's
-    reporter, not `source`) for a Service whose sidecars or waypoint a Telemetry resource (or the MeshConfig) keeps
+def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service],
+                        traffic: Reconciliation) -> tuple[list[Problem], frozenset[str]]:
+    """An SLI over one of Istio's metrics for a Service whose proxies a Telemetry resource (or the MeshConfig) keeps
     from reporting that metric, or from writing a label its selectors match on: the SLI reads none, or only part,
-    of its requests. One problem per metric (a histogram's bucket and count selectors together); (the problems,
-    broken first; the selectors they explain)."""
+    of its requests. The proxies are those of the side the SLI reads: its sidecars or waypoint where its `reporter`
+    matchers admit the server's reporter and not `source`; its callers' sidecars where they admit only `source`
+    (the callers are the workloads the server side counted requests from). One problem per metric (a histogram's
+    bucket and count selectors together); (the problems, broken first; the selectors they explain)."""
     counts = dict(m.selector_series)
     by_metric: dict[str, list[Selector]] = {}
     for sel in dict.fromkeys(s for q in m.spec.queries for s in shape(q).selectors):
@@ -380,8 +384,8 @@ def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service]) -> t
     explained: set[str] = set()
     for metric, sels in by_metric.items():
         labels = tuple(sorted({x.name for sel in sels for x in sel.matchers} - {"__name__"}))
-        off = [(s, found) for s in services if any(_reads_server_side(sel, ev.index.dataplane(s)) for sel in sels)
-               and (found := ev.index.metric_off(s, metric, labels)) is not None]
+        client = all(_reads_client_side(sel) for sel in sels)
+        off = [(s, found) for s in services if (found := _side_off(s, sels, metric, labels, client, ev, traffic))]
         if not off:
             continue
         series = [counts.get(sel.text()) for sel in sels]
@@ -390,15 +394,32 @@ def _telemetry_problems(m: Measured, ev: Evidence, services: list[Service]) -> t
             continue  # partly off and nothing matched: no traffic, or another cause (the selector checks say)
         empty = all(n == 0 for n in series)
         whys = "; ".join(f"for {s.namespace}/{s.name}, {found.why}" for s, found in off)
+        shares = [found.share for _, found in off]
+        missed = f" ({pct(shares[0])} of its requests)" if len(off) == 1 and shares[0] is not None else ""
+        side = 'as its callers\' sidecars report it (reporter="source")' if client else "as the server side reports it"
         problems.append(Problem(
             "selector-matches-nothing" if empty else "sli-misses-traffic",
             f"{' and '.join(sel.text() for sel in sels)} {'reads' if len(sels) == 1 else 'read'} {sels[0].family} "
-            f"as the server side reports it, but {whys}: the SLI "
-            + ("matches no series." if empty else "misses the requests of those proxies."),
-            f"Re-enable {metric} for the server side in that Telemetry resource (or drop its tag override), or "
-            "measure the SLO from the application's own metrics.", empty))
+            f"{side}, but {whys}: the SLI "
+            + ("matches no series." if empty else f"misses the requests of those proxies{missed}."),
+            (f"Select {SAFE_REPORTER['destination']} (the server side counts the same requests), or re-enable "
+             f"{metric} for the client side in that Telemetry resource (or drop its tag override)." if client else
+             f"Re-enable {metric} for the server side in that Telemetry resource (or drop its tag override), or "
+             "measure the SLO from the application's own metrics."), empty))
         explained.update(sel.text() for sel in sels)
     return sorted(problems, key=lambda p: not p.broken), frozenset(explained)
+
+
+def _side_off(svc: Service, sels: list[Selector], metric: str, labels: tuple[str, ...], client: bool, ev: Evidence,
+              traffic: Reconciliation) -> MetricOff | None:
+    """Why the proxies of the side the selectors read cannot count `metric` for the Service, or None."""
+    if client:
+        st = traffic.services.get(svc.key)
+        callers = {c: n for c, n in st.mesh_by_source.items() if c[1] != UNKNOWN and n > 0} if st else {}
+        return ev.index.callers_metric_off(callers, metric, labels)
+    if any(_reads_server_side(sel, ev.index.dataplane(svc)) for sel in sels):
+        return ev.index.metric_off(svc, metric, labels)
+    return None
 
 
 def _reads_server_side(sel: Selector, dataplane: str) -> bool:
@@ -406,6 +427,13 @@ def _reads_server_side(sel: Selector, dataplane: str) -> bool:
     reporter = sel.label("reporter")
     return server is not None and bool(reporter) and all(x.matches(server) for x in reporter) \
         and not all(x.matches("source") for x in reporter)
+
+
+def _reads_client_side(sel: Selector) -> bool:
+    """Its `reporter` matchers admit `source` and neither server reporter: it reads the callers' count alone."""
+    reporter = sel.label("reporter")
+    return bool(reporter) and all(x.matches("source") for x in reporter) \
+        and not any(all(x.matches(server) for x in reporter) for server in ("destination", "waypoint"))
 
 
 def _respelled(le: str, m: Measured) -> Problem | None:
@@ -569,7 +597,7 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     services = selected_services(m, ev)
     sides = _sides(m, ev, services, traffic)
     quantile = shape(spec.quantile).quantile if spec.quantile else None
-    telemetry, explained = _telemetry_problems(m, ev, services)
+    telemetry, explained = _telemetry_problems(m, ev, services, traffic)
     problems = _reporter_problems(m, ev, services) or [*telemetry, *_selector_problems(m, ev, services, explained)]
     problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
