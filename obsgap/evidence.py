@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,8 @@ class MetricsEvidence:
     configuration: str | None = None
     """Prometheus's running configuration (/api/v1/status/config), as it prints it; None where the backend serves
     none (Thanos, Mimir, VictoriaMetrics). obsgap.relabel.metric_relabels reads its scrape jobs' rules."""
+    configuration_since: datetime | None = None
+    """When that configuration was loaded (/api/v1/status/runtimeinfo); None where the backend does not say."""
 
     def for_reader(self, queries: tuple[str, ...] | frozenset[str]) -> MetricsEvidence:
         """A view for one reader (a check, the coverage table): only the queries it declared can be read."""

@@ -331,7 +331,27 @@ def test_a_relabel_rule_that_drops_the_request_count_is_named_as_the_cause(tmp_p
     assert ledger.detail.endswith("Rule 12 of job kubernetes-pods's metric_relabel_configs may drop some of them: "
                                   "it reads response_code, whose values vary.")
     assert sources_json(run.result)["prometheus"]["config_api"] is True
+    # this Prometheus loaded its configuration when it started, after the backfilled window: /api/v1/status/runtimeinfo
+    loaded = datetime.fromisoformat(sources_json(run.result)["prometheus"]["config_loaded_at"])
+    assert run.result.window.end < loaded <= datetime.now(UTC)
+    assert api.evidence["config_loaded_at"] == loaded.isoformat()
+    assert f"configuration says (loaded {loaded:%Y-%m-%d %H:%M} UTC, after the window began: before then it may " \
+        "have differed)." in api.detail
     assert unexamined(run.result) == []
+
+
+def test_a_relabel_cause_says_whether_the_configuration_held_through_the_window() -> None:
+    """The configuration is the window's where it was loaded before the window began; after, or unknown, it may
+    not be."""
+    from obsgap.checks.envoy_bypass import _config_in_force
+    from obsgap.model import Window
+
+    window = Window(datetime(2026, 12, 6, 0, 0, tzinfo=UTC), datetime(2026, 12, 7, 0, 0, tzinfo=UTC))
+    assert _config_in_force(datetime(2026, 12, 1, 9, 30, tzinfo=UTC), window) == \
+        "loaded 2026-12-01 09:30 UTC, before the window began: in force throughout it"
+    assert _config_in_force(datetime(2026, 12, 6, 13, 5, tzinfo=UTC), window) == \
+        "loaded 2026-12-06 13:05 UTC, after the window began: before then it may have differed"
+    assert _config_in_force(None, window) == "today's: the window's may have differed"
 
 
 def _pods(run: Run, service: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import yaml
@@ -34,7 +35,7 @@ from obsgap.checks.base import Check, CheckInputs, Skip, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.evidence import MetricsEvidence
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
-from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion
+from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion, Window
 from obsgap.relabel import RelabelRule
 from obsgap.sources.kube.kinds import TELEMETRY_KIND
 from obsgap.text import pct
@@ -478,6 +479,7 @@ def _relabelled(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, se
     shown = yaml.safe_dump([dict(rule.raw)], sort_keys=False, width=120).rstrip("\n")
     share = min(1.0, gap.missed / gap.expected)
     pods = [p for p in st.pods if p.name in lost]
+    since = inputs.metrics.configuration_since if inputs.metrics is not None else None
     return Finding(
         check="envoy-bypass", severity=severity_for_missed(share),
         title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: job {job}'s metric_relabel_configs "
@@ -486,14 +488,29 @@ def _relabelled(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, se
                 f"them (job {job}), but of {gap.expected:,} requests ({_window(inputs, st)}) the metrics hold "
                 f"{int(gap.mesh):,}: rule {rule_index + 1} of the job's metric_relabel_configs {what} the series "
                 f"{_names(pods)} export (istio_requests_total, reporter=\"destination\"), as Prometheus's running "
-                "configuration says (today's: the window's may have differed)."),
+                f"configuration says ({_config_in_force(since, inputs.window)})."),
         subject=f"{svc.namespace}/{svc.name}/relabelled", namespace=svc.namespace, service=svc.name,
         cause="metric-relabel-drops", resource=f"Service {svc.namespace}/{svc.name}",
         evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
-                                    job=job, rule=rule_index + 1, pods=sorted(lost)[:20]),
+                                    job=job, rule=rule_index + 1, pods=sorted(lost)[:20],
+                                    config_loaded_at=_iso(since)),
         suggestion=Suggestion(f"Remove or narrow rule {rule_index + 1} of job {job}'s metric_relabel_configs (with "
                               "the Prometheus Operator: the monitor's metricRelabelings) so it keeps the mesh's "
                               "request metrics and their destination_service labels.", shown, DOC_TRAFFIC))
+
+
+def _config_in_force(since: datetime | None, window: Window) -> str:
+    """Whether the running configuration is the one the window was scraped under, in words."""
+    if since is None:
+        return "today's: the window's may have differed"
+    at = f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    if since <= window.start:
+        return f"loaded {at}, before the window began: in force throughout it"
+    return f"loaded {at}, after the window began: before then it may have differed"
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.astimezone(UTC).isoformat()
 
 
 def _explains(st: ServiceTraffic, served: dict[str, int], lost: set[str], sidecars: list[Pod], gap: _Gap) -> int:

@@ -246,16 +246,33 @@ class PrometheusSource:
     def configuration(self) -> str | None:
         """The running configuration's YAML from /api/v1/status/config, or None where the backend serves none
         (Thanos, Mimir, VictoriaMetrics) or it could not be read."""
+        data = self._status("config")
+        text = data.get("yaml") if data is not None else None
+        return text if isinstance(text, str) else None
+
+    def configuration_since(self) -> datetime | None:
+        """When the running configuration was loaded (the last successful load, at start or on reload:
+        /api/v1/status/runtimeinfo's lastConfigTime), or None where the backend does not say."""
+        data = self._status("runtimeinfo")
+        since = data.get("lastConfigTime") if data is not None else None
+        try:
+            loaded = datetime.fromisoformat(since) if isinstance(since, str) else None
+        except ValueError:
+            return None
+        # Go's zero time where nothing was ever loaded
+        return loaded if loaded is not None and loaded.tzinfo is not None and loaded.year > 1 else None
+
+    def _status(self, page: str) -> Mapping[str, Any] | None:
+        """The `data` of a /api/v1/status/ page, or None where the backend serves none or it could not be read."""
         c = self.client
         try:
-            resp = c._session.get(f"{c.url}/api/v1/status/config", params=split_url(self.options.url)[1],
+            resp = c._session.get(f"{c.url}/api/v1/status/{page}", params=split_url(self.options.url)[1],
                                   headers=c.headers, auth=c.auth, timeout=self.options.timeout_seconds)
             body = resp.json()
         except (requests.RequestException, ValueError):
             return None
         data = body.get("data") if isinstance(body, dict) and resp.status_code == 200 else None
-        text = data.get("yaml") if isinstance(data, dict) else None
-        return text if isinstance(text, str) else None
+        return data if isinstance(data, Mapping) else None
 
     def check(self) -> str | None:
         """None when reachable, else a one-line reason."""

@@ -86,6 +86,8 @@ class PrometheusReport:
     targets_api: bool | None = None
     config_api: bool | None = None
     """Whether the running configuration (its scrape jobs' metric_relabel_configs) was read."""
+    config_loaded_at: str | None = None
+    """When that configuration was loaded (ISO 8601, UTC); None where it was not read or the backend does not say."""
     scrape_interval_seconds: float | None = None
     peak_samples: Mapping[str, int] = field(default_factory=dict)
     histogram_families: HistogramFamilies | None = None
