@@ -6,10 +6,10 @@ Written by hand: no maintained Python library does Prometheus relabelling. A reg
 read differently (POSIX classes, `{,n}`, backreferences and octal escapes, flags), or one Python cannot compile,
 leaves the verdict unknown rather than guessed.
 
-A rule that reads a label whose value is not known is decided where the known values decide it: the rule's regex
-and the joined value with each unknown part free (any text) are read as automata (interegular), and where no text
-in the unknown parts could match (`istio_request_duration_milliseconds_bucket;(0\\.5|1|5)` against
-`istio_requests_total;<le>`), or every text would, the rule's outcome is certain. Otherwise the verdict is unknown.
+A rule that reads a label whose value is not known is decided where the known values decide it (obsgap.regex_fit:
+the rule's regex against the joined value with each unknown part free): where no text in the unknown parts could
+match (`istio_request_duration_milliseconds_bucket;(0\\.5|1|5)` against `istio_requests_total;<le>`), or every text
+would, the rule's outcome is certain. Otherwise the verdict is unknown.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import interegular
 import yaml
+
+from obsgap.regex_fit import Fit, fits
 
 ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
            "lowercase", "uppercase")
@@ -74,7 +75,6 @@ def _field(rule: Mapping[str, Any], name: str, default: str, printed: bool) -> s
 
 
 Verdict = Literal["kept", "dropped", "unknown"]
-Fit = Literal["never", "always", "maybe"]
 
 
 @dataclass(frozen=True)
@@ -136,28 +136,6 @@ def _compiled(regex: str) -> re.Pattern[str] | None:
         return re.compile(f"^(?:{regex})$", re.DOTALL | re.ASCII)
     except re.error:
         return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _automaton(pattern: str) -> Any:
-    """The regex as an automaton (interegular's FSM), or None where interegular does not read its syntax."""
-    try:
-        return interegular.parse_pattern(f"(?s:{pattern})").to_fsm()
-    except Exception:  # interegular raises its own Unsupported, or a parse error of any kind: the fit is unknown
-        return None
-
-
-@functools.lru_cache(maxsize=4096)
-def fits(regex: str, separator: str, parts: tuple[str | None, ...]) -> Fit:
-    """Whether `regex`, anchored, matches the source labels' values joined by `separator`, where a part that is
-    None may be any text: `never` (for no text in those parts), `always` (for every text), or `maybe`."""
-    rule = _automaton(regex)
-    joined = _automaton(re.escape(separator).join(".*" if p is None else re.escape(p) for p in parts))
-    if rule is None or joined is None:
-        return "maybe"
-    if joined.intersection(rule).empty():
-        return "never"
-    return "always" if joined.difference(rule).empty() else "maybe"
 
 
 def _by_name(rule: RelabelRule, regex: re.Pattern[str], current: dict[str, str], certain: set[str]) -> None:
