@@ -121,7 +121,7 @@ class _Automaton:
             least, most, items = arg
             for _ in range(least):
                 at = self.sequence(items, at)
-            if most is sre.MAXREPEAT:
+            if most == sre.MAXREPEAT:
                 loop = self.state()
                 self.empty[at].append(loop)
                 self.empty[self.sequence(items, loop)].append(loop)
