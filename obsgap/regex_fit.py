@@ -31,7 +31,7 @@ _ANY: Intervals = ((0, _TOP),)
 _CATEGORIES: dict[object, Intervals] = {  # with re.ASCII, as RE2 reads them
     sre.CATEGORY_DIGIT: ((48, 57),),
     sre.CATEGORY_WORD: ((48, 57), (65, 90), (95, 95), (97, 122)),
-    sre.CATEGORY_SPACE: ((9, 13), (32, 32)),
+    sre.CATEGORY_SPACE: ((9, 10), (12, 13), (32, 32)),  # RE2: [\t\n\f\r ], no \v
 }
 _NEGATED = {sre.CATEGORY_NOT_DIGIT: sre.CATEGORY_DIGIT, sre.CATEGORY_NOT_WORD: sre.CATEGORY_WORD,
             sre.CATEGORY_NOT_SPACE: sre.CATEGORY_SPACE}

@@ -145,3 +145,14 @@ def test_fits_is_bounded_where_the_automaton_would_explode() -> None:
         assert fits(outside, ";", (None,)) == "maybe", outside
     assert fits(r"istio_requests_total;.*", ";", ("istio_requests_total", None)) == "always"
     assert fits(r"[^;]*;.*", ";", (None, None)) == "always"
+
+
+def test_fits_reads_classes_as_re2_does() -> None:
+    """Found by a review of an earlier reading (interegular): `]` first in a class is a member, negated shorthands
+    in one class are a union, and RE2's `\\s` takes no vertical tab (Python's does)."""
+    assert fits(r"[]]?.*;istio_requests_total", ";", (None, "istio_requests_total")) == "always"
+    assert fits(r"istio_requests_total;[]x]", ";", ("istio_requests_total", None)) == "maybe"
+    assert fits(r"[\D\W]+;.*", ";", ("istio_requests_total", None)) == "always"
+    assert fits(r"[\S\W];.*", ";", ("a", None)) == "always"
+    assert fits(r"\S*;.*", ";", ("a\vb", None)) == "always"
+    assert fits(r"[^;]*\s[^;]*;.*", ";", ("a\vb", None)) == "never"
