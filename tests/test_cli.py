@@ -78,12 +78,12 @@ def test_a_snapshot_alone_lists_the_checks_it_cannot_run_as_skipped(tmp_path: Pa
     assert ran == {"sidecar-missing", "namespace-not-injected", "port-name-convention", "witness-undercounts",
                    "canary-without-outlier-detection", "virtualservice-host-unresolved",
                    "destinationrule-subset-unmatched", "destinationrule-host-unresolved", "waypoint-missing",
-                   "route-ref-unresolved", "dashboard-misses-waypoint"}
+                   "route-ref-unresolved", "dashboard-misses-waypoint", "dashboard-reads-disabled-metric"}
     assert all(c["reason"] for c in doc["checks"] if c["status"] == "skipped")
     assert doc["sources"]["prometheus"]["status"] == "not-configured" and doc["status"] == "partial"
     assert doc["sources"]["kubernetes"]["status"] == "empty" and doc["sources"]["kubernetes"]["pods_in_scope"] == 0
     # the terminal names the checks that did not run, one line per reason
-    assert f"11 of {len(REGISTRY)} checks ran:" in res.output  # the config checks, and witness-undercounts
+    assert f"12 of {len(REGISTRY)} checks ran:" in res.output  # the config checks, and witness-undercounts
     assert "not run: call-address-not-fqdn (needs logs (no --logs, --pod-logs or --clickhouse-url given))" in res.output
 
 

@@ -541,3 +541,59 @@ def test_how_targetrefs_are_read() -> None:
                            "accessLogging": [{"providers": [{"name": "envoy"}]}]}
     assert yaml.safe_load(_log_everything("logs", "shop", {"app": "on"}))["spec"]["selector"] == {
         "matchLabels": {"app": "on"}}
+
+
+def test_dashboards_that_read_a_side_telemetry_turns_off_are_named(tmp_path: Path) -> None:
+    """A guide's mesh-wide "server metrics only" resource turns every client-side metric off: Istio's Mesh
+    Dashboard (reporter=~"source|waypoint", no waypoint here) and its Workload Dashboard's outbound panels
+    (reporter="source") can show nothing, and are named; the Service Dashboard's $qrep (source or destination)
+    still reads the server side, and is not. Selectors over istio_request_duration_seconds, a name Istio no longer
+    exports, are not judged. istio/api's mesh-wide "server metrics off" darkens the Service Dashboard's
+    reporter="destination" queries instead. The same resource on one workload's pods leaves the rest reporting:
+    nothing is claimed; without any resource the check runs and finds nothing."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from obsgap import engine
+    from obsgap.config import RunPlan
+    from obsgap.model import Window
+    from tests.helpers import k8s_service
+
+    data = Path(__file__).resolve().parent / "data" / "istio"
+    dashboards = tuple(data / "addons" / name for name in (
+        "istio-mesh-dashboard.gen.json", "istio-service-dashboard.json", "istio-workload-dashboard.json"))
+    server_only = yaml.safe_load((data / "guides" / "telemetry-server-metrics-only.yaml").read_text())
+    server_off = yaml.safe_load((data / "api" / "telemetry-mesh-default-server-metrics-off.yaml").read_text())
+    mesh = [{"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+            k8s_service("web"), k8s_pod("web-0", "web", "10.0.0.1"), k8s_service("api"),
+            k8s_pod("api-0", "api", "10.0.0.2")]
+    end = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def run(*extra: dict[str, Any]) -> tuple[list[Any], str | None]:
+        snapshot = tmp_path / f"topology-{len(list(tmp_path.iterdir()))}.json"
+        snapshot.write_text(json.dumps({"kind": "List", "items": [*mesh, *extra]}))
+        result = engine.run(RunPlan(window=Window(end - timedelta(hours=1), end), out_dir=tmp_path / snapshot.stem,
+                                    kube_snapshots=(snapshot,), dashboards=dashboards)).result
+        ran = next(c for c in result.checks if c.check == "dashboard-reads-disabled-metric")
+        return [f for f in result.findings if f.check == "dashboard-reads-disabled-metric"], ran.status
+
+    found, status = run(server_only)
+    assert status == "ran"
+    by = {f.evidence["dashboard"]: f for f in found}
+    assert set(by) == {"Istio Mesh Dashboard", "Istio Workload Dashboard"}
+    meshd, workload = by["Istio Mesh Dashboard"], by["Istio Workload Dashboard"]
+    assert (meshd.cause, meshd.evidence["queries"], meshd.evidence["matchers"]) == (
+        "client-side-off", 13, ['reporter=~"source|waypoint"'])
+    assert (workload.cause, workload.evidence["queries"], workload.evidence["matchers"]) == (
+        "client-side-off", 36, ['reporter="source"'])
+    assert "istio_request_duration_seconds" not in workload.detail
+    assert meshd.evidence["reasons"] == ["Telemetry istio-system/server-metrics-only disables it",
+                                         "no waypoint serves any Service"]
+    assert meshd.suggestion is not None and 'reporter=~"destination|waypoint"' in meshd.suggestion.text
+    (service,) = run(server_off)[0]  # 57 reporter="destination" selectors, 11 over istio_request_duration_seconds
+    assert (service.evidence["dashboard"], service.cause, service.evidence["queries"]) == (
+        "Istio Service Dashboard", "server-side-off", 46)
+    one_workload = {**server_only, "metadata": {"name": "web-client-off", "namespace": "shop"},
+                    "spec": {**server_only["spec"], "selector": {"matchLabels": {"app": "web"}}}}
+    assert run(one_workload) == ([], "ran")
+    assert run() == ([], "ran")

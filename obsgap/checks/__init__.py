@@ -6,6 +6,7 @@ from obsgap.checks.base import Check
 from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
 from obsgap.checks.dashboard_reporter import DashboardMissesWaypoint
+from obsgap.checks.dashboard_telemetry import DashboardReadsDisabledMetric
 from obsgap.checks.destinationrules import DestinationRuleHostUnresolved, DestinationRuleSubsetUnmatched
 from obsgap.checks.envoy_bypass import EnvoyBypass
 from obsgap.checks.histograms import HistogramInfSaturation
@@ -37,6 +38,7 @@ REGISTRY: tuple[type[Check], ...] = (
     RouteRefUnresolved,
     WaypointMissing,
     DashboardMissesWaypoint,
+    DashboardReadsDisabledMetric,
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,

@@ -3,21 +3,15 @@ requests waypoints serve."""
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
-from obsgap.checks.base import Check, CheckInputs
+from obsgap.checks.base import CheckInputs
+from obsgap.checks.dashboard_queries import DashboardCheck, by_dashboard, reporter_matchers
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
 
 DOC = "https://github.com/istio/istio/issues/61815"
-_ISTIO_L7 = re.compile(r"\bistio_(?:requests_total|request_duration_\w+|request_bytes\w*|response_bytes\w*)\s*\{"
-                       r'((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}')  # matchers, quoted values may hold ${var}
-_REPORTER = re.compile(r'\breporter\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
-_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +27,7 @@ class DashboardEvidence(FindingEvidence):
     """namespace/name of the Services a waypoint serves: their L7 traffic is what the dashboard misses."""
 
 
-class DashboardMissesWaypoint(Check):
+class DashboardMissesWaypoint(DashboardCheck):
     """What it does: where a waypoint serves some Services (ambient mode), reads every Grafana dashboard given
     (`--dashboards`) for queries over Istio's request metrics (`istio_requests_total`, the duration and size
     histograms) whose `reporter` matcher leaves out `reporter="waypoint"`: `reporter="destination"`, or a
@@ -59,54 +53,27 @@ class DashboardMissesWaypoint(Check):
     impact_unit = "dashboard queries"
 
     @classmethod
-    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The dashboards given (none: nothing judged, and an earlier finding is not re-checked)."""
-        return frozenset(f"dashboard:{q.dashboard}" for q in inputs.dashboards)
-
-    @classmethod
-    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
-        evidence = finding.get("evidence") or {}
-        return (f"dashboard:{evidence.get('dashboard')}",) if evidence.get("dashboard") else ()
-
-    @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         idx = inputs.index
         served = sorted(f"{s.namespace}/{s.name}" for s in idx.topo.services if idx.dataplane(s) == "waypoint")
         if not served:
             return []  # no waypoint serves any Service: every reporter reads what exists
-        by_dashboard: dict[str, list[PanelQuery]] = defaultdict(list)
-        for q in inputs.dashboards:
-            by_dashboard[q.dashboard].append(q)
         out = []
-        for dashboard, queries in by_dashboard.items():
+        for dashboard, queries in by_dashboard(inputs).items():
             found = _missing(queries)
             if found:
                 out.append(_finding(dashboard, found, served))
         return out
 
 
-def _variables(queries: list[PanelQuery]) -> Mapping[str, str]:
-    """A custom variable's options as a regex alternation (`source,destination` -> `source|destination`)."""
-    out = {}
-    for q in queries:
-        if q.panel.startswith("variable $") and "(" not in q.expr and "{" not in q.expr:
-            out[q.panel.removeprefix("variable $")] = "|".join(v.strip() for v in q.expr.split(",") if v.strip())
-    return out
-
-
 def _missing(queries: list[PanelQuery]) -> list[tuple[PanelQuery, str, str]]:
-    """(query, the matcher as resolved, the side it reads) for every query whose reporter leaves waypoints out."""
-    variables = _variables(queries)
-    out = []
-    for q in queries:
-        for selector in _ISTIO_L7.finditer(q.expr):
-            for op, value in _REPORTER.findall(selector.group(1)):
-                resolved = _VARIABLE.sub(lambda m: variables.get(next(g for g in m.groups() if g), ".*"), value)
-                if op in ("=", "=~") and reporter_misses_waypoint(op, resolved):
-                    side = "destination" if "destination" in resolved else "source"
-                    out.append((q, f'reporter{op}"{resolved}"', side))
-                    break
-    return out
+    """(query, the matcher as resolved, the side it reads) for every selector whose reporter leaves waypoints out."""
+    out: dict[tuple[int, int], tuple[PanelQuery, str, str]] = {}
+    for m in reporter_matchers(queries):
+        key = (id(m.query), m.at)
+        if m.l7 and key not in out and m.op in ("=", "=~") and reporter_misses_waypoint(m.op, m.value):
+            out[key] = (m.query, m.text, "destination" if "destination" in m.value else "source")
+    return list(out.values())
 
 
 def _finding(dashboard: str, found: list[tuple[PanelQuery, str, str]], served: list[str]) -> Finding:

@@ -1,0 +1,83 @@
+"""What a Grafana dashboard's queries select of Istio's metrics: the selectors and their `reporter` matchers, with
+the dashboard's custom variables (Istio's own `$qrep`) resolved to their options. Read by the dashboard checks."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from obsgap.checks.base import Check, CheckInputs
+from obsgap.model import PanelQuery
+
+_ISTIO_SELECTOR = re.compile(r'\b(istio_\w+)\s*\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}')  # quoted values may hold ${var}
+_REPORTER = re.compile(r'\breporter\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
+_L7 = re.compile(r"istio_(?:requests_total|request_duration_\w+|request_bytes\w*|response_bytes\w*)")
+
+
+@dataclass(frozen=True)
+class ReporterMatcher:
+    """One `reporter` matcher of a selector over an Istio metric, as a dashboard query writes it."""
+
+    query: PanelQuery
+    at: int
+    """Where the selector starts in the query's expression (a query may hold several)."""
+    metric: str
+    """The metric the selector names (`istio_request_duration_milliseconds_bucket`)."""
+    op: str
+    value: str
+    """The matched value, variables resolved to their options (`source|destination`)."""
+
+    @property
+    def text(self) -> str:
+        return f'reporter{self.op}"{self.value}"'
+
+    @property
+    def l7(self) -> bool:
+        """Over Istio's request metrics (count, duration, sizes), not its TCP ones."""
+        return _L7.fullmatch(self.metric) is not None
+
+
+def variables(queries: list[PanelQuery]) -> Mapping[str, str]:
+    """A custom variable's options as a regex alternation (`source,destination` -> `source|destination`)."""
+    out = {}
+    for q in queries:
+        if q.panel.startswith("variable $") and "(" not in q.expr and "{" not in q.expr:
+            out[q.panel.removeprefix("variable $")] = "|".join(v.strip() for v in q.expr.split(",") if v.strip())
+    return out
+
+
+def reporter_matchers(queries: list[PanelQuery]) -> Iterator[ReporterMatcher]:
+    """The `reporter` matchers of every selector over an Istio metric in one dashboard's queries (a variable it does
+    not define reads as `.*`)."""
+    defined = variables(queries)
+    for q in queries:
+        for selector in _ISTIO_SELECTOR.finditer(q.expr):
+            for op, value in _REPORTER.findall(selector.group(2)):
+                resolved = _VARIABLE.sub(lambda m: defined.get(next(g for g in m.groups() if g), ".*"), value)
+                yield ReporterMatcher(q, selector.start(), selector.group(1), op, resolved)
+
+
+class DashboardCheck(Check):
+    """A check whose subjects are the dashboards given (`--dashboards`)."""
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The dashboards given (none: nothing judged, and an earlier finding is not re-checked)."""
+        return frozenset(f"dashboard:{q.dashboard}" for q in inputs.dashboards)
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        evidence = finding.get("evidence") or {}
+        return (f"dashboard:{evidence.get('dashboard')}",) if evidence.get("dashboard") else ()
+
+
+def by_dashboard(inputs: CheckInputs) -> dict[str, list[PanelQuery]]:
+    """The queries given, per dashboard."""
+    out: dict[str, list[PanelQuery]] = defaultdict(list)
+    for q in inputs.dashboards:
+        out[q.dashboard].append(q)
+    return out
