@@ -10,12 +10,12 @@ is used only for traffic addressed to the Service's VIP, so never for a headless
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from obsgap.model import KubeGateway, ObjectRef, Pod, Service
+from obsgap.text import full_match
 
 DATAPLANE_MODE = "istio.io/dataplane-mode"
 USE_WAYPOINT = "istio.io/use-waypoint"
@@ -177,9 +177,8 @@ def reporter_misses_waypoint(op: str, value: str) -> bool:
     """Whether a `reporter` matcher leaves out reporter="waypoint", the server side of every request a waypoint
     serves (Istio >= 1.22): `="destination"`, or a regex that does not match `waypoint`. istio#61815 reports this of
     Istio's own service and workload dashboards."""
-    try:
-        hit = re.fullmatch(value, "waypoint") is not None if op in ("=~", "!~") else value == "waypoint"
-    except re.error:
+    hit = full_match(value, "waypoint") if op in ("=~", "!~") else value == "waypoint"
+    if hit is None:
         return False
     return not hit if op in ("=", "=~") else hit
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from obsgap.regex_fit import Fit, fits
+from obsgap.text import UNREADABLE_REGEX
 
 ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
            "lowercase", "uppercase")
@@ -134,7 +135,7 @@ def _compiled(regex: str) -> re.Pattern[str] | None:
     compile it."""
     try:
         return re.compile(f"^(?:{regex})$", re.DOTALL | re.ASCII)
-    except re.error:
+    except UNREADABLE_REGEX:
         return None
 
 

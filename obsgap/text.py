@@ -45,3 +45,16 @@ def safe(text: object) -> str:
     label value cannot rewrite the screen or disguise what it says."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
                         str(text))
+
+
+UNREADABLE_REGEX = (re.error, RecursionError, OverflowError)
+"""What compiling a regex from untrusted input may raise: bad syntax, nesting too deep, a repeat count too large."""
+
+
+def full_match(pattern: str, text: str) -> bool | None:
+    """Whether an untrusted regex (a label matcher, a dashboard's) matches the whole text; None where Python cannot
+    compile it."""
+    try:
+        return re.fullmatch(pattern, text) is not None
+    except UNREADABLE_REGEX:
+        return None

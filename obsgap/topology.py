@@ -205,11 +205,13 @@ class TopologyIndex:
         return self._metrics_off[key]
 
     def callers_metric_off(self, callers: Mapping[tuple[str, str], float], metric: str = "REQUEST_COUNT",
-                           labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS) -> MetricOff | None:
+                           labels: tuple[str, ...] = istio.ATTRIBUTION_LABELS,
+                           total: float | None = None) -> MetricOff | None:
         """Why the callers' sidecars cannot count `metric` for their requests (reporter="source"): `callers`, the
-        (namespace, workload) that call a Service with the requests the server side counted from each. A caller is
-        off where every one of its pods with a sidecar is (a caller whose pods obsgap does not know, or that has
-        none, is not); None where none is."""
+        (namespace, workload) that call a Service with the requests the server side counted from each; `total`, all
+        the requests it counted (callers outside the mesh included; by default the callers' sum). A caller is off
+        where every one of its pods with a sidecar is (a caller whose pods obsgap does not know, or that has none,
+        is not); None where none is."""
         if self._telemetry_defaults or not callers:
             return None
         off: dict[tuple[str, str], str] = {}
@@ -221,7 +223,7 @@ class TopologyIndex:
         if not off:
             return None
         what, prometheus = istio.TELEMETRY_METRICS[metric].words, istio.TELEMETRY_METRICS[metric].prometheus
-        total = sum(callers.values())
+        total = sum(callers.values()) if total is None else total
         share = sum(callers[c] for c in off) / total if total > 0 else None
         names = ", ".join(f"{ns}/{wl}" for ns, wl in sorted(off)[:3]) + (" and more" if len(off) > 3 else "")
         reasons = "; ".join(sorted(set(off.values())))

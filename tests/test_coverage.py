@@ -352,6 +352,12 @@ def test_a_relabel_cause_says_whether_the_configuration_held_through_the_window(
     assert _config_in_force(datetime(2026, 12, 6, 13, 5, tzinfo=UTC), window) == \
         "loaded 2026-12-06 13:05 UTC, after the window began: before then it may have differed"
     assert _config_in_force(None, window) == "today's: the window's may have differed"
+    from obsgap.sources.prometheus import loaded_at
+
+    assert loaded_at("2026-12-07T05:45:00.123456789+01:00") == datetime(2026, 12, 7, 4, 45, 0, 123456, tzinfo=UTC)
+    for odd in ("0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:30:00-05:00", "2026-12-07",
+                "2026-12-07T04:45:00", "garbage", 1733550000, None, ["2026-12-07T04:45:00Z"]):
+        assert loaded_at(odd) is None, odd
 
 
 def _pods(run: Run, service: str) -> list[dict[str, Any]]:

@@ -698,6 +698,7 @@ def test_an_sli_over_the_callers_count_names_the_telemetry_that_turns_the_client
              "destination_workload_namespace": "shop", "namespace": "shop", "pod": "search-0",
              "destination_port": "8080", "destination_service": "search.shop.svc.cluster.local", "value": n}
             for caller, n in (("web", 900.0), ("batch", 100.0))]
+    outside = {**rows[0], "source_workload": "unknown", "source_workload_namespace": "unknown", "value": 1000.0}
     window = _spec()
 
     def judged(extra: list[dict[str, Any]], series: int, counted: bool = True, spec: SloSpec = source) -> Any:
@@ -724,6 +725,10 @@ def test_an_sli_over_the_callers_count_names_the_telemetry_that_turns_the_client
     (missed,) = [p for p in judged([batch_off], 900).problems if "Telemetry" in p.reason]
     assert missed.cause == "sli-misses-traffic" and not missed.broken
     assert "1 of its 2 calling workloads (shop/batch;" in missed.reason and "(10.0% of its requests)" in missed.reason
+    rows.append(outside)  # callers outside the mesh (source_workload="unknown") are requests too: batch's are 5%
+    (missed,) = [p for p in judged([batch_off], 1900).problems if "Telemetry" in p.reason]
+    assert "1 of its 2 calling workloads (shop/batch;" in missed.reason and "(5.0% of its requests)" in missed.reason
+    rows.pop()
     one_web_pod = {**batch_off, "metadata": {"name": "web-a-off", "namespace": "shop"}, "spec": {
         **batch_off["spec"], "selector": {"matchLabels": {"app": "web", "pod": "a"}}}}
     objects[3]["metadata"]["labels"]["pod"] = "a"

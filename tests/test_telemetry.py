@@ -546,11 +546,14 @@ def test_how_targetrefs_are_read() -> None:
 def test_dashboards_that_read_a_side_telemetry_turns_off_are_named(tmp_path: Path) -> None:
     """A guide's mesh-wide "server metrics only" resource turns every client-side metric off: Istio's Mesh
     Dashboard (reporter=~"source|waypoint", no waypoint here) and its Workload Dashboard's outbound panels
-    (reporter="source") can show nothing, and are named; the Service Dashboard's $qrep (source or destination)
-    still reads the server side, and is not. Selectors over istio_request_duration_seconds, a name Istio no longer
-    exports, are not judged. istio/api's mesh-wide "server metrics off" darkens the Service Dashboard's
-    reporter="destination" queries instead. The same resource on one workload's pods leaves the rest reporting:
-    nothing is claimed; without any resource the check runs and finds nothing."""
+    (reporter="source") can show nothing, and are named, counted by query; the Service Dashboard's $qrep (source or
+    destination) still reads the server side, and is not. The latency queries `or` istio_request_duration_seconds,
+    a name Istio's proxies no longer export: it adds nothing, and is not named. istio/api's mesh-wide "server
+    metrics off" darkens the Service Dashboard's reporter="destination" queries instead; both sides off, no
+    reporter is the fix. A reporter regex Python cannot compile (nested too deep, a count too large) is not judged
+    and stops nothing. Not claimed: the
+    resource on one workload's pods (the rest report); a namespace the run is not scoped to whose sidecars report;
+    the TCP metrics where ztunnel (ambient pods) reports them; no resource at all."""
     import json
     from datetime import UTC, datetime, timedelta
 
@@ -569,11 +572,19 @@ def test_dashboards_that_read_a_side_telemetry_turns_off_are_named(tmp_path: Pat
             k8s_pod("api-0", "api", "10.0.0.2")]
     end = datetime(2026, 12, 7, tzinfo=UTC)
 
-    def run(*extra: dict[str, Any]) -> tuple[list[Any], str | None]:
+    hostile = tmp_path / "hostile.json"  # reporter regexes Python's re refuses: too deep, a count too large
+    hostile.write_text(json.dumps({"title": "Hostile", "panels": [{"title": "p", "targets": [
+        {"expr": 'sum(istio_requests_total{reporter=~"' + "(" * 2000 + "source" + ")" * 2000 + '"})'},
+        {"expr": 'sum(istio_requests_total{reporter=~"s{99999999999}"})'}]}]}))
+
+    def run(*extra: dict[str, Any], namespaces: tuple[str, ...] = ()) -> tuple[list[Any], str | None]:
         snapshot = tmp_path / f"topology-{len(list(tmp_path.iterdir()))}.json"
         snapshot.write_text(json.dumps({"kind": "List", "items": [*mesh, *extra]}))
         result = engine.run(RunPlan(window=Window(end - timedelta(hours=1), end), out_dir=tmp_path / snapshot.stem,
-                                    kube_snapshots=(snapshot,), dashboards=dashboards)).result
+                                    kube_snapshots=(snapshot,), dashboards=(*dashboards, hostile),
+                                    namespaces=namespaces)).result
+        for check in ("dashboard-reads-disabled-metric", "dashboard-misses-waypoint"):
+            assert next(c for c in result.checks if c.check == check).status == "ran"
         ran = next(c for c in result.checks if c.check == "dashboard-reads-disabled-metric")
         return [f for f in result.findings if f.check == "dashboard-reads-disabled-metric"], ran.status
 
@@ -583,17 +594,35 @@ def test_dashboards_that_read_a_side_telemetry_turns_off_are_named(tmp_path: Pat
     assert set(by) == {"Istio Mesh Dashboard", "Istio Workload Dashboard"}
     meshd, workload = by["Istio Mesh Dashboard"], by["Istio Workload Dashboard"]
     assert (meshd.cause, meshd.evidence["queries"], meshd.evidence["matchers"]) == (
-        "client-side-off", 13, ['reporter=~"source|waypoint"'])
+        "client-side-off", 11, ['reporter=~"source|waypoint"'])  # 13 selectors in 11 queries
     assert (workload.cause, workload.evidence["queries"], workload.evidence["matchers"]) == (
-        "client-side-off", 36, ['reporter="source"'])
+        "client-side-off", 33, ['reporter="source"'])  # 36 selectors, 8 latency queries `or` the seconds name
     assert "istio_request_duration_seconds" not in workload.detail
-    assert meshd.evidence["reasons"] == ["Telemetry istio-system/server-metrics-only disables it",
-                                         "no waypoint serves any Service"]
-    assert meshd.suggestion is not None and 'reporter=~"destination|waypoint"' in meshd.suggestion.text
-    (service,) = run(server_off)[0]  # 57 reporter="destination" selectors, 11 over istio_request_duration_seconds
+    assert "istio_tcp_sent_bytes_total" in workload.detail
+    assert meshd.evidence["reasons"] == ["Telemetry istio-system/server-metrics-only disables it", "no waypoint runs"]
+    assert meshd.suggestion is not None and 'Select reporter=~"destination|waypoint"' in meshd.suggestion.text
+    (service,) = run(server_off)[0]  # 57 reporter="destination" selectors, in 40 queries
     assert (service.evidence["dashboard"], service.cause, service.evidence["queries"]) == (
-        "Istio Service Dashboard", "server-side-off", 46)
+        "Istio Service Dashboard", "server-side-off", 40)
+    both_off = {**server_only, "spec": {"metrics": [{"providers": [{"name": "prometheus"}], "overrides": [
+        {"match": {"mode": "CLIENT_AND_SERVER"}, "disabled": True}]}]}}
+    dark = {f.evidence["dashboard"]: f for f in run(both_off)[0]}
+    assert dark["Istio Service Dashboard"].title.endswith("(both sides off)")
+    assert dark["Istio Service Dashboard"].suggestion.text.startswith("Re-enable the metrics")
     one_workload = {**server_only, "metadata": {"name": "web-client-off", "namespace": "shop"},
                     "spec": {**server_only["spec"], "selector": {"matchLabels": {"app": "web"}}}}
     assert run(one_workload) == ([], "ran")
     assert run() == ([], "ran")
+    # scoped to shop, whose sidecars a namespace resource keeps from reporting the client side: pay's still do
+    shop_off = {**server_only, "metadata": {"name": "shop-client-off", "namespace": "shop"}}
+    pay = [{"kind": "Namespace", "metadata": {"name": "pay", "labels": {"istio-injection": "enabled"}}},
+           k8s_service("ledger", "pay"), k8s_pod("ledger-0", "ledger", "10.0.1.1", namespace="pay")]
+    assert run(shop_off, *pay, namespaces=("shop",)) == ([], "ran")
+    assert {f.evidence["dashboard"] for f in run(shop_off, namespaces=("shop",))[0]} == {
+        "Istio Mesh Dashboard", "Istio Workload Dashboard"}
+    # ztunnel reports istio_tcp_* both ways: with an ambient pod, only the request metrics are dark
+    ambient = [{"kind": "Namespace", "metadata": {"name": "db", "labels": {"istio.io/dataplane-mode": "ambient"}}},
+               k8s_pod("db-0", "db", "10.0.2.1", namespace="db", sidecar=False)]
+    with_ztunnel = {f.evidence["dashboard"]: f for f in run(server_only, *ambient)[0]}
+    assert "istio_tcp" not in with_ztunnel["Istio Workload Dashboard"].detail
+    assert with_ztunnel["Istio Workload Dashboard"].evidence["queries"] < workload.evidence["queries"]

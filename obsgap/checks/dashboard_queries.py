@@ -50,15 +50,33 @@ def variables(queries: list[PanelQuery]) -> Mapping[str, str]:
     return out
 
 
-def reporter_matchers(queries: list[PanelQuery]) -> Iterator[ReporterMatcher]:
-    """The `reporter` matchers of every selector over an Istio metric in one dashboard's queries (a variable it does
-    not define reads as `.*`)."""
+@dataclass(frozen=True)
+class IstioSelector:
+    """One selector over an Istio metric in a dashboard query, with its `reporter` matchers (none: every reporter)."""
+
+    query: PanelQuery
+    at: int
+    metric: str
+    reporters: tuple[ReporterMatcher, ...]
+
+
+def istio_selectors(queries: list[PanelQuery]) -> Iterator[IstioSelector]:
+    """Every selector over an Istio metric in one dashboard's queries, reporter matchers resolved (a variable the
+    dashboard does not define reads as `.*`)."""
     defined = variables(queries)
     for q in queries:
         for selector in _ISTIO_SELECTOR.finditer(q.expr):
-            for op, value in _REPORTER.findall(selector.group(2)):
-                resolved = _VARIABLE.sub(lambda m: defined.get(next(g for g in m.groups() if g), ".*"), value)
-                yield ReporterMatcher(q, selector.start(), selector.group(1), op, resolved)
+            reporters = tuple(
+                ReporterMatcher(q, selector.start(), selector.group(1), op,
+                                _VARIABLE.sub(lambda m: defined.get(next(g for g in m.groups() if g), ".*"), value))
+                for op, value in _REPORTER.findall(selector.group(2)))
+            yield IstioSelector(q, selector.start(), selector.group(1), reporters)
+
+
+def reporter_matchers(queries: list[PanelQuery]) -> Iterator[ReporterMatcher]:
+    """The `reporter` matchers of every selector over an Istio metric in one dashboard's queries."""
+    for selector in istio_selectors(queries):
+        yield from selector.reporters
 
 
 class DashboardCheck(Check):

@@ -9,10 +9,17 @@ from dataclasses import dataclass, field
 
 from obsgap.ambient import SAFE_REPORTER, WAYPOINT_CLASS
 from obsgap.checks.base import CheckInputs
-from obsgap.checks.dashboard_queries import DashboardCheck, ReporterMatcher, by_dashboard, reporter_matchers
+from obsgap.checks.dashboard_queries import (
+    DashboardCheck,
+    IstioSelector,
+    ReporterMatcher,
+    by_dashboard,
+    istio_selectors,
+)
 from obsgap.istio import TELEMETRY_METRICS, telemetry_metric
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Pod, Severity, Suggestion
 from obsgap.sources.kube.kinds import TELEMETRY_KIND
+from obsgap.text import full_match
 from obsgap.topology import TopologyIndex
 
 DOC = "https://istio.io/latest/docs/reference/config/telemetry/#WorkloadMode"
@@ -20,6 +27,9 @@ REPORTERS = ("source", "destination", "waypoint")
 _MODE = {"source": "CLIENT", "destination": "SERVER"}
 _CAUSE = {"source": "client-side-off", "destination": "server-side-off"}
 _HISTOGRAM_PARTS = re.compile(r"_(?:bucket|sum|count)$")
+NOT_EXPORTED = frozenset({"istio_request_duration_seconds"})
+"""Names Istio's proxies no longer export (Mixer's duration histogram): Istio's own dashboards still `or` them with
+istio_request_duration_milliseconds, and they add nothing to what a query can show."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,19 +71,19 @@ class DashboardReadsDisabledMetric(DashboardCheck):
     id = "dashboard-reads-disabled-metric"
     title = "Dashboards reading metrics no proxy reports"
     needs = ("topology",)
-    kinds = ("Pod", TELEMETRY_KIND)
+    kinds = ("Service", "Pod", "Namespace", "gateway.networking.k8s.io/Gateway", TELEMETRY_KIND)
     doc_url = DOC
     causes = ("client-side-off", "server-side-off")
     impact_unit = "dashboard queries"
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        sidecars = [p for p in inputs.index.topo.pods
-                    if p.sidecar.present and p.labels.get("gateway.networking.k8s.io/gateway-class-name")
-                    != WAYPOINT_CLASS]
+        topo = inputs.index.topo
+        every = (*topo.context_pods, *topo.pods)  # a dashboard reads the whole mesh, whatever -n scopes
+        sidecars = [p for p in every if p.sidecar.present and not _is_waypoint(p)]
         if not inputs.dashboards or not sidecars:
             return []
-        sides = _Sides(inputs.index, sidecars)
+        sides = _Sides(inputs.index, sidecars, every)
         out = []
         for dashboard, queries in by_dashboard(inputs).items():
             dark = _dark(queries, sides)
@@ -82,13 +92,19 @@ class DashboardReadsDisabledMetric(DashboardCheck):
         return out
 
 
-class _Sides:
-    """Per metric and reporter: why no proxy of the mesh reports it there (None where some does), computed once."""
+def _is_waypoint(pod: Pod) -> bool:
+    return pod.labels.get("gateway.networking.k8s.io/gateway-class-name") == WAYPOINT_CLASS
 
-    def __init__(self, idx: TopologyIndex, sidecars: list[Pod]) -> None:
+
+class _Sides:
+    """Per metric and reporter: why no proxy of the mesh reports it there (None where some may), computed once."""
+
+    def __init__(self, idx: TopologyIndex, sidecars: list[Pod], every: Sequence[Pod]) -> None:
         self.idx, self.sidecars = idx, sidecars
+        self.scoped = bool(idx.topo.context_pods)
+        self.waypoints = any(_is_waypoint(p) for p in every)
+        self.ztunnel = any(p.sidecar.mode == "ambient" for p in every)
         self._known: dict[tuple[str, str], tuple[str, ...] | None] = {}
-        self.waypoint_services = [s for s in idx.topo.services if idx.dataplane(s) == "waypoint"]
 
     def dark(self, metric: str, reporter: str) -> tuple[str, ...] | None:
         """Why no series of `metric` with this reporter exists (the reasons, in words), or None where one may."""
@@ -99,74 +115,101 @@ class _Sides:
 
     def _reasons(self, metric: str, reporter: str) -> tuple[str, ...] | None:
         if reporter == "waypoint":
-            off = [self.idx.metric_off(s, metric, ()) for s in self.waypoint_services]
-            if not self.waypoint_services:
-                return ("no waypoint serves any Service",)
-            return tuple(sorted({o.why for o in off if o})) if all(o and o.everywhere for o in off) else None
+            if not self.waypoints:
+                return ("no waypoint runs",)
+            if self.scoped:
+                return None  # the Services of other namespaces, and their waypoints, are not all known
+            served = [s for s in self.idx.topo.services if self.idx.dataplane(s) == "waypoint"]
+            off = [self.idx.metric_off(s, metric, ()) for s in served]
+            return tuple(sorted({o.why for o in off if o})) if served and all(o and o.everywhere for o in off) \
+                else None
+        if metric.startswith("TCP_") and self.ztunnel:
+            return None  # ztunnel reports istio_tcp_* as source and destination, whatever Telemetry says
         whys = [self.idx.pod_request_metrics_off(p, metric, (), mode=_MODE[reporter]) for p in self.sidecars]
         return tuple(sorted({w for w in whys if w})) if all(whys) else None
 
 
-def _admitted(matchers: list[ReporterMatcher]) -> set[str]:
-    """The reporters every one of a selector's reporter matchers admits."""
+def _admitted(matchers: Sequence[ReporterMatcher]) -> set[str] | None:
+    """The reporters every one of a selector's reporter matchers admits; None where one cannot be read."""
     out = set(REPORTERS)
     for m in matchers:
-        try:
-            hits = {r for r in REPORTERS if (re.fullmatch(m.value, r) is not None if m.op in ("=~", "!~")
-                                            else m.value == r)}
-        except re.error:
-            return set()  # a matcher Python cannot read: not judged
+        hits: set[str] = set()
+        for r in REPORTERS:
+            hit = full_match(m.value, r) if m.op in ("=~", "!~") else m.value == r
+            if hit is None:
+                return None
+            if hit:
+                hits.add(r)
         out &= hits if m.op in ("=", "=~") else set(REPORTERS) - hits
     return out
 
 
 @dataclass(frozen=True)
 class _Dark:
+    """A query whose every selector over Istio's metrics reads only series no proxy writes."""
+
     query: PanelQuery
-    metric: str
-    matchers: str
-    sides: tuple[str, ...]
+    metrics: tuple[str, ...]
+    matchers: tuple[str, ...]
+    sides: frozenset[str]
     reasons: tuple[str, ...]
 
 
 def _dark(queries: list[PanelQuery], sides: _Sides) -> list[_Dark]:
-    """The selectors whose every admitted reporter has no series of their metric."""
-    by_selector: dict[tuple[int, int], list[ReporterMatcher]] = defaultdict(list)
-    for m in reporter_matchers(queries):
-        by_selector[(id(m.query), m.at)].append(m)
+    by_query: dict[int, list[IstioSelector]] = defaultdict(list)
+    for sel in istio_selectors(queries):
+        by_query[id(sel.query)].append(sel)
     out = []
-    for matchers in by_selector.values():
-        first = matchers[0]
-        metric = telemetry_metric(_HISTOGRAM_PARTS.sub("", first.metric))
-        admitted = sorted(_admitted(matchers))
-        if metric is None or not set(admitted) & set(_MODE):
-            continue  # not a standard metric, or a selector of waypoints alone (the waypoint checks')
-        reasons = [sides.dark(metric, r) for r in admitted]
-        if all(r is not None for r in reasons):
-            out.append(_Dark(first.query, metric, ", ".join(m.text for m in matchers), tuple(admitted),
-                             tuple(dict.fromkeys(w for r in reasons for w in r or ()))))
+    for selectors in by_query.values():
+        judged = [_judge(sel, sides) for sel in selectors
+                  if _HISTOGRAM_PARTS.sub("", sel.metric) not in NOT_EXPORTED]
+        if judged and all(j is not None for j in judged):
+            read = [j for j in judged if j is not None]
+            out.append(_Dark(selectors[0].query, tuple(dict.fromkeys(m for m, *_ in read)),
+                             tuple(dict.fromkeys(t for _, t, *_ in read if t)),
+                             frozenset(r for *_, admitted, _ in read for r in admitted),
+                             tuple(dict.fromkeys(w for *_, why in read for w in why))))
     return out
+
+
+def _judge(sel: IstioSelector, sides: _Sides) -> tuple[str, str, frozenset[str], tuple[str, ...]] | None:
+    """(the metric's Telemetry name, its reporter matchers as written, the reporters it reads, why none writes it)
+    for a selector that reads only series no proxy writes; None otherwise (or where it cannot be told: a metric
+    Istio does not export by that name, a matcher Python cannot read, waypoints alone)."""
+    metric = telemetry_metric(_HISTOGRAM_PARTS.sub("", sel.metric))
+    admitted = _admitted(sel.reporters)
+    if metric is None or admitted is None or not admitted & set(_MODE):
+        return None
+    reasons = [sides.dark(metric, r) for r in sorted(admitted)]
+    if any(r is None for r in reasons):
+        return None
+    return (metric, ", ".join(m.text for m in sel.reporters), frozenset(admitted),
+            tuple(dict.fromkeys(w for r in reasons for w in r or ())))
 
 
 def _finding(dashboard: str, dark: list[_Dark], sides: _Sides) -> Finding:
     read = {s for d in dark for s in d.sides if s in _CAUSE}
-    cause = _CAUSE["source"] if "source" in read else _CAUSE["destination"]
-    matchers = sorted({d.matchers for d in dark})
-    metrics = sorted({TELEMETRY_METRICS[d.metric].prometheus for d in dark})
+    side = "source" if "source" in read else "destination"
+    other = "destination" if side == "source" else "source"
+    matchers = sorted({m for d in dark for m in d.matchers} or {"no reporter matcher"})
+    metrics = sorted({TELEMETRY_METRICS[m].prometheus for d in dark for m in d.metrics})
     panels = sorted({d.query.panel for d in dark})
     reasons = list(dict.fromkeys(w for d in dark for w in d.reasons))
-    side = "client" if cause == "client-side-off" else "server"
-    fix = SAFE_REPORTER["destination" if side == "client" else "source"]
+    words = "client" if side == "source" else "server"
+    both = read == set(_CAUSE) or any(sides.dark(m, other) is not None for d in dark for m in d.metrics)
+    fix = ("Re-enable the metrics in that Telemetry resource: neither side reports them, so no reporter matcher "
+           "reads them." if both else
+           f"Select {SAFE_REPORTER[other]} in these queries (the {'server' if side == 'source' else 'client'} side "
+           f"counts the same requests), or re-enable the metrics for the {words} side in that Telemetry resource.")
     return Finding(
         check=DashboardReadsDisabledMetric.id, severity=Severity.WARNING,
         title=f"{dashboard}: {len(dark)} {'query reads' if len(dark) == 1 else 'queries read'} Istio metrics no "
-              f"proxy reports ({side} side off)",
-        detail=(f"{len(dark)} queries of dashboard {dashboard!r} (in {len(panels)} panels) read "
-                f"{', '.join(metrics)} with {', '.join(matchers)}, but no proxy of this mesh reports them there: "
-                f"{'; '.join(reasons[:4])} (all {len(sides.sidecars)} pods with a sidecar). These panels show no "
-                "data, which reads as no traffic."),
-        subject=f"dashboard/{dashboard}/{side}-side-off", cause=cause, resource=f"Dashboard {dashboard}",
+              f"proxy reports ({'both sides' if both else words + ' side'} off)",
+        detail=(f"{len(dark)} queries of dashboard {dashboard!r} (in {len(panels)} panels) read {', '.join(metrics)} "
+                f"with {', '.join(matchers)} only, and no proxy of this mesh reports them there: "
+                f"{'; '.join(reasons[:4])} (all {len(sides.sidecars)} pods with a sidecar). These queries return no "
+                "Istio series: their panels show no data for them, which reads as no traffic."),
+        subject=f"dashboard/{dashboard}/{words}-side-off", cause=_CAUSE[side], resource=f"Dashboard {dashboard}",
         evidence=DisabledMetricEvidence(dashboard, matchers, metrics, len(dark), panels[:30], reasons[:10],
                                         len(sides.sidecars)),
-        suggestion=Suggestion(f"Select {fix} in these queries (the other side counts the same requests), or "
-                              f"re-enable the metric for the {side} side in that Telemetry resource.", None, DOC))
+        suggestion=Suggestion(fix, None, DOC))

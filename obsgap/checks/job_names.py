@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.model import Finding, FindingEvidence, ObjectRef, Pod, Severity, Suggestion
 from obsgap.names import host_of
+from obsgap.text import full_match
 
 DOC = "https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.ServiceMonitorSpec"
 # Jobs of Istio's sample Prometheus config (samples/addons/prometheus.yaml) and other well-known
@@ -198,7 +199,4 @@ def _damage(inputs: CheckInputs, job: str, expected: str | None) -> list[str]:
 def _full(pattern: str, text: str) -> bool:
     if "$" in pattern:  # a Grafana variable: its value is unknown here
         return False
-    try:
-        return re.fullmatch(pattern, text) is not None
-    except re.error:
-        return False
+    return bool(full_match(pattern, text))

@@ -415,8 +415,10 @@ def _side_off(svc: Service, sels: list[Selector], metric: str, labels: tuple[str
     """Why the proxies of the side the selectors read cannot count `metric` for the Service, or None."""
     if client:
         st = traffic.services.get(svc.key)
-        callers = {c: n for c, n in st.mesh_by_source.items() if c[1] != UNKNOWN and n > 0} if st else {}
-        return ev.index.callers_metric_off(callers, metric, labels)
+        if st is None:
+            return None
+        callers = {c: n for c, n in st.mesh_by_source.items() if c[1] != UNKNOWN and n > 0}
+        return ev.index.callers_metric_off(callers, metric, labels, total=sum(st.mesh_by_source.values()))
     if any(_reads_server_side(sel, ev.index.dataplane(svc)) for sel in sels):
         return ev.index.metric_off(svc, metric, labels)
     return None

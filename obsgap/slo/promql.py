@@ -16,6 +16,7 @@ from typing import Any
 import promql_parser as pp
 
 from obsgap.errors import InputError
+from obsgap.text import full_match
 
 _TEMPLATE = re.compile(r"\{\{\s*\.window\s*\}\}")
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
@@ -33,9 +34,8 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        try:
-            hit = re.fullmatch(self.value, value) is not None  # Prometheus regexes are anchored
-        except re.error:
+        hit = full_match(self.value, value)  # Prometheus regexes are anchored
+        if hit is None:
             return False
         return hit if self.op == "=~" else not hit
 

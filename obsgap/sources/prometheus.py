@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -254,13 +254,7 @@ class PrometheusSource:
         """When the running configuration was loaded (the last successful load, at start or on reload:
         /api/v1/status/runtimeinfo's lastConfigTime), or None where the backend does not say."""
         data = self._status("runtimeinfo")
-        since = data.get("lastConfigTime") if data is not None else None
-        try:
-            loaded = datetime.fromisoformat(since) if isinstance(since, str) else None
-        except ValueError:
-            return None
-        # Go's zero time where nothing was ever loaded
-        return loaded if loaded is not None and loaded.tzinfo is not None and loaded.year > 1 else None
+        return loaded_at(data.get("lastConfigTime") if data is not None else None)
 
     def _status(self, page: str) -> Mapping[str, Any] | None:
         """The `data` of a /api/v1/status/ page, or None where the backend serves none or it could not be read."""
@@ -359,3 +353,14 @@ def _describe(exc: BaseException) -> str:
             return "cannot connect: the server closed the connection (https:// to an http port, or not HTTP?)"
         return "cannot connect"
     return text[:300]
+
+
+def loaded_at(value: object) -> datetime | None:
+    """runtimeinfo's lastConfigTime (RFC 3339, as Go prints it) in UTC; None for anything else: no zone, Go's zero
+    time or the epoch (no load known), a date out of range."""
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+        loaded = parsed.astimezone(UTC) if parsed is not None and parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        return None
+    return loaded if loaded is not None and loaded.timestamp() > 0 else None
