@@ -29,6 +29,8 @@ OPT_OUT = ("none", "#none")
 label values cannot hold `#`): read alike, so the intent is honoured."""
 GATEWAY_POD_LABELS = ("gateway.networking.k8s.io/gateway-name", "istio.io/gateway-name")
 """The labels Istio's deployment controller puts on a Gateway's (and a waypoint's) pods."""
+GATEWAY_CLASS_LABEL = "gateway.networking.k8s.io/gateway-class-name"
+"""The label with the class of the Gateway a pod runs (`istio-waypoint` for a waypoint's)."""
 
 AMBIENT_CAUSES = ("ambient/pod-opted-out", "ambient/namespace-not-enrolled", "ambient/host-network",
                   "ambient/not-captured")
@@ -160,7 +162,7 @@ def is_gateway_pod(pod: Pod) -> bool:
     it forwards as the client (reporter=source)."""
     return pod.labels.get("istio") in ("ingressgateway", "egressgateway") or bool(
         pod.labels.get(GATEWAY_POD_LABELS[0])
-        and pod.labels.get("gateway.networking.k8s.io/gateway-class-name") != WAYPOINT_CLASS)
+        and pod.labels.get(GATEWAY_CLASS_LABEL) != WAYPOINT_CLASS)
 
 
 def gateway_pods(pods: Iterable[Pod]) -> dict[tuple[str, str], int]:

@@ -155,7 +155,7 @@ class TopologyIndex:
         dataplane = self.dataplane(svc)
         what, prometheus = istio.TELEMETRY_METRICS[metric].words, istio.TELEMETRY_METRICS[metric].prometheus
         if dataplane == "waypoint":
-            waypoint = self._serving_waypoint(svc)
+            waypoint = self.serving_waypoint(svc)
             why = None if waypoint is None else istio.metric_off(
                 self._waypoint_telemetries(waypoint, svc), self.topo.mesh_metric_providers, self.topo.mesh_providers,
                 metric=metric, labels=labels)
@@ -171,7 +171,7 @@ class TopologyIndex:
         return MetricOff(f"the sidecars' {what} ({prometheus}, server side) cannot be counted for {len(off)} of its "
                          f"{len(pods)} pods with a sidecar: {'; '.join(sorted(set(off)))}", len(off) == len(pods))
 
-    def _serving_waypoint(self, svc: Service) -> KubeGateway | None:
+    def serving_waypoint(self, svc: Service) -> KubeGateway | None:
         """The waypoint that serves the Service's requests, where one does (dataplane `waypoint`)."""
         if self.dataplane(svc) != "waypoint":
             return None
@@ -250,7 +250,7 @@ class TopologyIndex:
         its proxies they apply to, in words)."""
         if not self.topo.telemetries:
             return [], ""
-        waypoint = self._serving_waypoint(svc)
+        waypoint = self.serving_waypoint(svc)
         if waypoint is not None:
             limit = istio.access_log_limit(self._waypoint_telemetries(waypoint, svc), self.topo.mesh_log_providers,
                                            self.topo.mesh_providers)

@@ -459,11 +459,13 @@ def test_a_service_whose_waypoint_a_telemetry_resource_keeps_from_counting_is_no
     spec = ScenarioSpec(
         "waypoint-telemetry", (("shop", True), ("bank", False)),
         (S("shop", "web"), S("bank", "accounts", use_waypoint="accounts-waypoint", metrics_loss=1.0),
-         S("bank", "ledger", use_waypoint="bank-waypoint", app_logs="none")),
+         S("bank", "ledger", use_waypoint="bank-waypoint", app_logs="none"),
+         S("bank", "audit", use_waypoint="audit-waypoint")),
         (FlowSpec("external", "shop/web", 8080, 1.0), FlowSpec("shop/web", "bank/accounts", 8080, 1.0),
-         FlowSpec("external", "bank/ledger", 8080, 1.0)),
+         FlowSpec("external", "bank/ledger", 8080, 1.0), FlowSpec("shop/web", "bank/audit", 8080, 0.5)),
         end=datetime(2026, 11, 24, tzinfo=UTC), hours=0.25, ambient_namespaces=("bank",),
-        waypoints=(WaypointSpec("bank", "bank-waypoint"), WaypointSpec("bank", "accounts-waypoint")),
+        waypoints=(WaypointSpec("bank", "bank-waypoint"), WaypointSpec("bank", "accounts-waypoint"),
+                   WaypointSpec("bank", "audit-waypoint", scraped=False)),
         gzip_rotated=False)
     built = build(spec, tmp_path / "mesh")
     off = _telemetry("bank", "accounts-waypoint-metrics", [{"overrides": [
@@ -494,6 +496,14 @@ def test_a_service_whose_waypoint_a_telemetry_resource_keeps_from_counting_is_no
         server.stop()
     (bypass,) = [f for f in control.findings("envoy-bypass") if f.service == "accounts"]
     assert bypass.cause == "unexplained" and bypass.detail.startswith("A waypoint serves bank/accounts, yet of ")
+    # audit's waypoint counts its requests, but no target covers its pod while the sidecars' targets are up
+    (unscraped,) = [f for f in control.findings("envoy-bypass") if f.service == "audit"]
+    assert (unscraped.cause, unscraped.resource, unscraped.evidence["waypoint"]) == (
+        "waypoint-not-scraped", "Gateway bank/audit-waypoint", "bank/audit-waypoint")
+    assert unscraped.evidence["mesh_requests"] == 0 and unscraped.evidence["missed_requests"] == \
+        built.truth.server_requests["bank/audit"] > 0
+    assert "audit-waypoint-6d8f7b9c5-q2x7n has no scrape target on an Envoy metrics port" in unscraped.detail
+    assert unscraped.suggestion is not None and "kind: PodMonitor" in (unscraped.suggestion.config or "")
     assert 'its metrics (reporter="waypoint") counted 0,' in bypass.detail
     assert {t for t in run.triples() if t[2] in ("accounts", "ledger")} == {
         ("envoy-bypass", "caller-outside-mesh", "ledger")}  # its callers: planted, and judged

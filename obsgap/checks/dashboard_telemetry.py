@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from obsgap.ambient import SAFE_REPORTER, WAYPOINT_CLASS
+from obsgap.ambient import GATEWAY_CLASS_LABEL, SAFE_REPORTER, WAYPOINT_CLASS
 from obsgap.checks.base import CheckInputs
 from obsgap.checks.dashboard_queries import (
     DashboardCheck,
@@ -93,7 +93,7 @@ class DashboardReadsDisabledMetric(DashboardCheck):
 
 
 def _is_waypoint(pod: Pod) -> bool:
-    return pod.labels.get("gateway.networking.k8s.io/gateway-class-name") == WAYPOINT_CLASS
+    return pod.labels.get(GATEWAY_CLASS_LABEL) == WAYPOINT_CLASS
 
 
 class _Sides:

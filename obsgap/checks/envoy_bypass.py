@@ -14,7 +14,10 @@ from obsgap import relabel
 from obsgap.ambient import (
     AMBIENT_CAUSES,
     DATAPLANE_MODE,
+    GATEWAY_CLASS_LABEL,
+    GATEWAY_POD_LABELS,
     INGRESS_USE_WAYPOINT,
+    WAYPOINT_CLASS,
     is_gateway_pod,
 )
 from obsgap.analysis.reconcile import ServiceTraffic
@@ -65,7 +68,8 @@ class EnvoyBypass(Check):
     what its callers' logs and sidecars saw) with `istio_requests_total{reporter="destination"}`
     over the same window, and explains each gap: pods without a sidecar (and why), callers outside
     the mesh, callers that exclude the port from their own sidecar, sidecars Prometheus never scrapes
-    (no target on their metrics port, or targets never up), a scrape job's `metric_relabel_configs`
+    (no target on their metrics port, or targets never up), a waypoint Prometheus never scrapes (its
+    `reporter="waypoint"` count never collected), a scrape job's `metric_relabel_configs`
     that drop the sidecars' request counts (Prometheus's running configuration, where it serves one),
     or, failing all of those, `unexplained` with the numbers.
 
@@ -87,7 +91,8 @@ class EnvoyBypass(Check):
     queries = ("mesh_requests", "mesh_tcp_connections", "scrape_targets")
     doc_url = DOC_INJECTION
     causes = (*NO_SIDECAR_CAUSES, *AMBIENT_CAUSES, "ambient/ingress-bypasses-waypoint", "port-excluded",
-              "caller-outside-mesh", "sidecar-not-scraped", "metric-relabel-drops", "unexplained")
+              "caller-outside-mesh", "sidecar-not-scraped", "waypoint-not-scraped", "metric-relabel-drops",
+              "unexplained")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -296,6 +301,9 @@ class _Scraping:
 
     targets: SidecarTargets | None
     """The sidecar targets; None where they cannot tell (the query failed, or no application sidecar is scraped)."""
+    seen: SidecarTargets | None
+    """The window's targets on Envoy metrics ports, judged or not (waypoints' included); None where the query
+    failed."""
     up_by_pod: Mapping[tuple[str, str], tuple[SidecarTarget, ...]]
     """(namespace, pod) -> its sidecar targets that were up, where they carry a pod label."""
     rules_of: Callable[[str], list[tuple[RelabelRule, ...] | None]] | None
@@ -307,7 +315,7 @@ class _Scraping:
 def _scraping(inputs: CheckInputs) -> _Scraping:
     metrics = inputs.metrics
     if metrics is None or "scrape_targets" in metrics.failed:
-        return _Scraping(None, {}, None)
+        return _Scraping(None, None, {}, None)
     pods = list(inputs.index.topo.pods)
     rows = sidecar_target_rows(metrics.frame("scrape_targets", ["job", "namespace", "pod", "instance"]), pods)
     found = targets_of(rows, pods)
@@ -315,7 +323,7 @@ def _scraping(inputs: CheckInputs) -> _Scraping:
     for t in rows:
         if t.up and t.pod:
             up_by_pod[(t.namespace, t.pod)].append(t)
-    return _Scraping(found if found.judged else None, {k: tuple(v) for k, v in up_by_pod.items()},
+    return _Scraping(found if found.judged else None, found, {k: tuple(v) for k, v in up_by_pod.items()},
                      _rules_of(metrics))
 
 
@@ -364,7 +372,8 @@ def _unexplained(st: ServiceTraffic, tol: float, inputs: CheckInputs, scraping: 
     share = min(1.0, missed / expected)
     gap = _Gap(expected, mesh, witness, missed, tol)
     explained = _ingress_past_waypoint(st, inputs, missed, tol) \
-        or _not_scraped(st, inputs, scraping.targets, served, gap) or _relabelled(st, inputs, scraping, served, gap)
+        or _not_scraped(st, inputs, scraping.targets, served, gap) or _waypoint_not_scraped(st, inputs, scraping, gap) \
+        or _relabelled(st, inputs, scraping, served, gap)
     if explained is not None:
         return explained
     return Finding(
@@ -449,6 +458,46 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
                                     pods_down=sorted(p.name for p in down)[:20], unscraped_requests=through,
                                     sidecar_jobs=list(targets.jobs[:5])),
         suggestion=Suggestion(fix, config, DOC_SCRAPE))
+
+
+def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, gap: _Gap) -> Finding | None:
+    """The waypoint that serves the Service counts its requests (reporter="waypoint"), but no scrape target on an
+    Envoy metrics port covered its pods in the window (or none was ever up), while this Prometheus scrapes other
+    proxies itself (an application sidecar, or another waypoint): counted, never collected."""
+    seen, idx = scraping.seen, inputs.index
+    gateway = idx.serving_waypoint(st.service) if st.dataplane == "waypoint" else None
+    if seen is None or gateway is None or gap.mesh > gap.tol * gap.expected + 2:
+        return None
+    every = (*idx.topo.context_pods, *idx.topo.pods)
+    pods = [p for p in every if p.namespace == gateway.namespace and p.phase == "Running"
+            and any(p.labels.get(k) == gateway.name for k in GATEWAY_POD_LABELS)]
+    others = [p for p in every if p not in pods and p.labels.get(GATEWAY_CLASS_LABEL) == WAYPOINT_CLASS]
+    if not pods or any(seen.state(p) == "scraped" for p in pods) \
+            or not (seen.judged or any(seen.state(p) == "scraped" for p in others)):
+        return None
+    svc, down = st.service, [p for p in pods if seen.state(p) == "down"]
+    share = min(1.0, gap.missed / gap.expected)
+    state = (f"the scrape targets of {_names(down)} were never up" if len(down) == len(pods) else
+             f"{_names(pods)} {'has' if len(pods) == 1 else 'have'} no scrape target on an Envoy metrics port "
+             "(15020, 15090)")
+    fix = (f"Scrape the pods of waypoint {gateway.namespace}/{gateway.name} (they serve /stats/prometheus on 15020, "
+           "and carry the prometheus.io annotations): a PodMonitor or scrape job that selects the application "
+           "sidecars by a sidecar's own label (`security.istio.io/tlsMode`, `sidecar.istio.io/status`) misses "
+           "waypoints; Istio's envoy-stats PodMonitor (below) selects every pod with an istio-proxy container.")
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: Prometheus never collects its "
+              f"waypoint {gateway.name}",
+        detail=(f"Waypoint {gateway.namespace}/{gateway.name} serves {svc.namespace}/{svc.name} and counts its "
+                f"requests (reporter=\"waypoint\"), but of {gap.expected:,} requests ({_window(inputs, st)}) the "
+                f"metrics hold {int(gap.mesh):,}: {state} in the window, while this Prometheus scrapes other "
+                f"proxies (job {', '.join((seen.jobs or ('?',))[:3])})."),
+        subject=f"{svc.namespace}/{svc.name}/waypoint-not-scraped", namespace=svc.namespace, service=svc.name,
+        cause="waypoint-not-scraped", resource=f"Gateway {gateway.namespace}/{gateway.name}",
+        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
+                                    waypoint=f"{gateway.namespace}/{gateway.name}",
+                                    pods=sorted(p.name for p in pods)[:20], sidecar_jobs=list(seen.jobs[:5])),
+        suggestion=Suggestion(fix, ENVOY_STATS_POD_MONITOR, DOC_SCRAPE))
 
 
 def _relabelled(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, served: dict[str, int],

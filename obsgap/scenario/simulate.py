@@ -485,7 +485,9 @@ def build(spec: ScenarioSpec, out: Path, keep_latencies: bool = True) -> BuiltSc
         return pod.svc.metrics_scraped and bool(pod.svc.metrics_port_used)
 
     metrics.unscraped = {scrape_labels(p)["instance"] for plist in pods.values() for p in plist
-                         if p.sidecar and not p.svc.sidecar_scraped}
+                         if p.sidecar and not p.svc.sidecar_scraped} | {
+        ambient.scrape_labels(w.namespace, ambient.waypoint_pod(w), ambient.waypoint_ip(spec, w))["instance"]
+        for w in spec.waypoints if not w.scraped}
 
     def mark_up() -> None:
         for plist in pods.values():
@@ -730,7 +732,7 @@ def _ambient_proxies(spec: ScenarioSpec) -> list[dict[str, str]]:
     out = [ambient.scrape_labels(ambient.ZTUNNEL_NAMESPACE, ambient.ZTUNNEL_POD, ambient.ZTUNNEL_IP)] \
         if spec.ambient_namespaces or any(s.ambient for s in spec.services) else []
     return out + [ambient.scrape_labels(w.namespace, ambient.waypoint_pod(w), ambient.waypoint_ip(spec, w))
-                  for w in spec.waypoints if w.programmed]
+                  for w in spec.waypoints if w.programmed and w.scraped]
 
 
 def _ambient_server(r: _Request, rng: random.Random) -> None:
@@ -777,7 +779,8 @@ def _ambient_server(r: _Request, rng: random.Random) -> None:
         if target.istio_histogram:
             r.metrics.observe("istio_request_duration_milliseconds", labels | scrape,
                               target.istio_buckets or ENVOY_DEFAULT_BUCKETS, r.dur)
-        r.truth.mesh_waypoint_requests[key] += 1
+        if wp.scraped:
+            r.truth.mesh_waypoint_requests[key] += 1
     waypoint = SimPod(target, ambient.waypoint_pod(wp), f"wp-{wp.name}", ambient.waypoint_ip(spec, wp), False,
                       "istio-proxy")
     waypoint.svc = replace(target, namespace=wp.namespace)

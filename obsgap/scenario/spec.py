@@ -119,6 +119,8 @@ class WaypointSpec:
     """istio.io/waypoint-for label; None: unlabelled (service traffic, Istio's default)."""
     programmed: bool = True
     """Its Programmed condition (False: not ready, and no pod runs)."""
+    scraped: bool = True
+    """Whether Prometheus scrapes its pod (False: no target on it, and what it counts never reaches Prometheus)."""
 
 
 @dataclass(frozen=True)
