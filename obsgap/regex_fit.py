@@ -39,6 +39,9 @@ MAX_STATES = 20_000
 """Automaton states a regex may need (its counted repeats copied out); beyond, the fit is `maybe`."""
 MAX_SUBSETS = 4_000
 """Deterministic states the `always` search may visit before it answers `maybe`."""
+MAX_WORK = 500_000
+"""Automaton moves either search may make (a long known text against a large automaton) before it answers
+`maybe`: a bound on time, whatever the regex."""
 _WILD = -1
 
 
@@ -193,16 +196,22 @@ def fits(regex: str, separator: str, parts: tuple[str | None, ...]) -> Fit:
         return "maybe"
     a, start, accept = built
     text = _text(separator, parts)
-    if not _can_match(a, start, accept, text):
+    can = _can_match(a, start, accept, text)
+    if can is None:
+        return "maybe"
+    if not can:
         return "never"
     return "always" if _always(a, start, accept, text) else "maybe"
 
 
-def _can_match(a: _Automaton, start: int, accept: int, text: list[int]) -> bool:
-    """Whether some text of the shape makes the regex match: a path through the product of the two automata."""
+def _can_match(a: _Automaton, start: int, accept: int, text: list[int]) -> bool | None:
+    """Whether some text of the shape makes the regex match: a path through the product of the two automata; None
+    where the search would take more than MAX_WORK moves."""
     seen = {(0, s) for s in a.closure({start})}
     todo = list(seen)
     while todo:
+        if len(seen) > MAX_WORK:
+            return None
         pos, state = todo.pop()
         if pos == len(text) and state == accept:
             return True
@@ -223,7 +232,8 @@ def _can_match(a: _Automaton, start: int, accept: int, text: list[int]) -> bool:
 
 def _always(a: _Automaton, start: int, accept: int, text: list[int]) -> bool:
     """Whether every text of the shape makes the regex match: both automata made deterministic together over one
-    character of each class no edge tells apart; False where that takes more than MAX_SUBSETS states."""
+    character of each class no edge tells apart; False where that takes more than MAX_SUBSETS states or MAX_WORK
+    moves."""
     bounds = {0} | {c for c in text if c != _WILD} | {c + 1 for c in text if c != _WILD}
     for edges in a.edges:
         for chars, _ in edges:
@@ -242,9 +252,13 @@ def _always(a: _Automaton, start: int, accept: int, text: list[int]) -> bool:
 
     first = (skip({0}), a.closure({start}))
     seen, todo = {first}, [first]
+    work = 0
     while todo:
         positions, states = todo.pop()
         if len(text) in positions and accept not in states:
+            return False
+        work += len(states) * len(alphabet)
+        if work > MAX_WORK:
             return False
         for c in alphabet:
             moved = {p + 1 for p in positions if p < len(text) and text[p] == c} | \
