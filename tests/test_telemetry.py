@@ -503,6 +503,7 @@ def test_a_service_whose_waypoint_a_telemetry_resource_keeps_from_counting_is_no
     assert unscraped.evidence["mesh_requests"] == 0 and unscraped.evidence["missed_requests"] == \
         built.truth.server_requests["bank/audit"] > 0
     assert "audit-waypoint-6d8f7b9c5-q2x7n has no scrape target on an Envoy metrics port" in unscraped.detail
+    assert unscraped.evidence["pods_down"] == [] and unscraped.evidence["sidecar_jobs"]  # the jobs of targets up
     assert unscraped.suggestion is not None and "kind: PodMonitor" in (unscraped.suggestion.config or "")
     assert 'its metrics (reporter="waypoint") counted 0,' in bypass.detail
     assert {t for t in run.triples() if t[2] in ("accounts", "ledger")} == {

@@ -463,23 +463,27 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
 def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, gap: _Gap) -> Finding | None:
     """The waypoint that serves the Service counts its requests (reporter="waypoint"), but no scrape target on an
     Envoy metrics port covered its pods in the window (or none was ever up), while this Prometheus scrapes other
-    proxies itself (an application sidecar, or another waypoint): counted, never collected."""
+    proxies itself (an application sidecar, or another waypoint): counted, never collected. Judged only for a
+    waypoint inside the run's scope: the targets query is scoped by its namespace label."""
     seen, idx = scraping.seen, inputs.index
     gateway = idx.serving_waypoint(st.service) if st.dataplane == "waypoint" else None
     if seen is None or gateway is None or gap.mesh > gap.tol * gap.expected + 2:
         return None
-    every = (*idx.topo.context_pods, *idx.topo.pods)
-    pods = [p for p in every if p.namespace == gateway.namespace and p.phase == "Running"
+    pods = [p for p in idx.topo.pods if p.namespace == gateway.namespace and p.phase == "Running"
             and any(p.labels.get(k) == gateway.name for k in GATEWAY_POD_LABELS)]
-    others = [p for p in every if p not in pods and p.labels.get(GATEWAY_CLASS_LABEL) == WAYPOINT_CLASS]
+    others = [p for p in idx.topo.pods if p not in pods and p.labels.get(GATEWAY_CLASS_LABEL) == WAYPOINT_CLASS]
     if not pods or any(seen.state(p) == "scraped" for p in pods) \
             or not (seen.judged or any(seen.state(p) == "scraped" for p in others)):
         return None
-    svc, down = st.service, [p for p in pods if seen.state(p) == "down"]
+    svc = st.service
+    down = [p for p in pods if seen.state(p) == "down"]
+    missing = [p for p in pods if p not in down]
+    said = ([f"{_names(missing)} {'has' if len(missing) == 1 else 'have'} no scrape target on an Envoy metrics port "
+             "(15020, 15090)"] if missing else []) + ([f"the scrape targets of {_names(down)} were never up"]
+                                                      if down else [])
+    jobs = sorted({t.job for key, targets in scraping.up_by_pod.items() if key not in {p.key for p in pods}
+                   for t in targets})
     share = min(1.0, gap.missed / gap.expected)
-    state = (f"the scrape targets of {_names(down)} were never up" if len(down) == len(pods) else
-             f"{_names(pods)} {'has' if len(pods) == 1 else 'have'} no scrape target on an Envoy metrics port "
-             "(15020, 15090)")
     fix = (f"Scrape the pods of waypoint {gateway.namespace}/{gateway.name} (they serve /stats/prometheus on 15020, "
            "and carry the prometheus.io annotations): a PodMonitor or scrape job that selects the application "
            "sidecars by a sidecar's own label (`security.istio.io/tlsMode`, `sidecar.istio.io/status`) misses "
@@ -490,13 +494,14 @@ def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Sc
               f"waypoint {gateway.name}",
         detail=(f"Waypoint {gateway.namespace}/{gateway.name} serves {svc.namespace}/{svc.name} and counts its "
                 f"requests (reporter=\"waypoint\"), but of {gap.expected:,} requests ({_window(inputs, st)}) the "
-                f"metrics hold {int(gap.mesh):,}: {state} in the window, while this Prometheus scrapes other "
-                f"proxies (job {', '.join((seen.jobs or ('?',))[:3])})."),
+                f"metrics hold {int(gap.mesh):,}: {'; '.join(said)} in the window, while this Prometheus scrapes "
+                f"other proxies" + (f" (job {', '.join(jobs[:3])})." if jobs else ".")),
         subject=f"{svc.namespace}/{svc.name}/waypoint-not-scraped", namespace=svc.namespace, service=svc.name,
         cause="waypoint-not-scraped", resource=f"Gateway {gateway.namespace}/{gateway.name}",
         evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
                                     waypoint=f"{gateway.namespace}/{gateway.name}",
-                                    pods=sorted(p.name for p in pods)[:20], sidecar_jobs=list(seen.jobs[:5])),
+                                    pods=sorted(p.name for p in missing)[:20],
+                                    pods_down=sorted(p.name for p in down)[:20], sidecar_jobs=jobs[:5]),
         suggestion=Suggestion(fix, ENVOY_STATS_POD_MONITOR, DOC_SCRAPE))
 
 
