@@ -40,8 +40,8 @@ MAX_STATES = 20_000
 MAX_SUBSETS = 4_000
 """Deterministic states the `always` search may visit before it answers `maybe`."""
 MAX_WORK = 500_000
-"""Automaton moves either search may make (a long known text against a large automaton) before it answers
-`maybe`: a bound on time, whatever the regex."""
+"""Steps either search may take (product states visited; subset states times characters tried) before it answers
+`maybe`: a bound on time, whatever the regex or the text (a long known text against a large automaton)."""
 _WILD = -1
 
 
@@ -206,7 +206,7 @@ def fits(regex: str, separator: str, parts: tuple[str | None, ...]) -> Fit:
 
 def _can_match(a: _Automaton, start: int, accept: int, text: list[int]) -> bool | None:
     """Whether some text of the shape makes the regex match: a path through the product of the two automata; None
-    where the search would take more than MAX_WORK moves."""
+    where the search would visit more than MAX_WORK product states."""
     seen = {(0, s) for s in a.closure({start})}
     todo = list(seen)
     while todo:
@@ -233,7 +233,7 @@ def _can_match(a: _Automaton, start: int, accept: int, text: list[int]) -> bool 
 def _always(a: _Automaton, start: int, accept: int, text: list[int]) -> bool:
     """Whether every text of the shape makes the regex match: both automata made deterministic together over one
     character of each class no edge tells apart; False where that takes more than MAX_SUBSETS states or MAX_WORK
-    moves."""
+    steps."""
     bounds = {0} | {c for c in text if c != _WILD} | {c + 1 for c in text if c != _WILD}
     for edges in a.edges:
         for chars, _ in edges:
@@ -257,7 +257,7 @@ def _always(a: _Automaton, start: int, accept: int, text: list[int]) -> bool:
         positions, states = todo.pop()
         if len(text) in positions and accept not in states:
             return False
-        work += len(states) * len(alphabet)
+        work += (len(states) + len(positions)) * len(alphabet)
         if work > MAX_WORK:
             return False
         for c in alphabet:
