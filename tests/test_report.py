@@ -419,3 +419,16 @@ def test_the_table_never_says_no_findings_when_nothing_ran() -> None:
     idle = replace(result, findings=(), checks=tuple(replace(c, status="skipped", reason="needs metrics")
                                                       for c in result.checks))
     assert render_table(build_report(idle)).startswith("no check could run: nothing was measured")
+
+
+def test_an_empty_name_contract_says_why() -> None:
+    """The name-contract table is empty without a topology, with one that holds no Service, and where no Service is
+    named beyond its own name: three different things, each said as itself (it said "No topology given." to all)."""
+    from obsgap.render.html import _contract_empty
+
+    def kube(status: str, objects: dict[str, int]) -> dict[str, object]:
+        return {"sources": {"kubernetes": {"status": status, "objects": objects}}}
+
+    assert _contract_empty(kube("not-configured", {})) == "No topology given."
+    assert _contract_empty(kube("empty", {"Namespace": 1})) == "The topology holds no Service."
+    assert _contract_empty(kube("ok", {"Service": 2, "Pod": 2})).startswith("No Service is named beyond its own")

@@ -66,7 +66,18 @@ def report_data(report: Report, document: dict[str, Any]) -> dict[str, Any]:
         "trend_chart": figures.trend_chart(report.history.runs),
         "checks": {c.id: {"title": c.title, "doc": c.doc_url} for c, _ in report.checks},
         "empty_means": _empty_means(report),
+        "contract_empty": _contract_empty(document),
     }
+
+
+def _contract_empty(document: dict[str, Any]) -> str:
+    """What an empty name-contract table means: no topology, or no Service named beyond its own name."""
+    kube = document.get("sources", {}).get("kubernetes") or {}
+    if not (kube.get("objects") or {}).get("Service"):
+        given = kube.get("status") not in (None, "not-configured")
+        return "The topology holds no Service." if given else "No topology given."
+    return ("No Service is named beyond its own name: no VirtualService, DestinationRule, route, job or caller's "
+            "address names one.")
 
 
 def _empty_means(report: Report) -> str:

@@ -279,7 +279,7 @@
       }
       conBody.append(el("tr", {}, el("td", {}, el("strong", { text: r.service }), el("div", { class: "hint", text: r.fqdn })), names));
     }
-    if (!rows.length) conBody.append(el("tr", {}, el("td", { colspan: "2", class: "hint", text: DATA.contract.length ? "No broken links." : "No topology given." })));
+    if (!rows.length) conBody.append(el("tr", {}, el("td", { colspan: "2", class: "hint", text: DATA.contract.length ? "No broken links." : DATA.contract_empty })));
     pager(document.getElementById("contract-pager"), rows.length, conPage, (p) => { conPage = p; renderContract(); });
   }
   conBroken.addEventListener("change", () => { conPage = 0; renderContract(); });
