@@ -38,7 +38,7 @@ from obsgap.checks.base import Check, CheckInputs, Skip, severity_for_missed
 from obsgap.checks.traffic import TrafficEvidence, traffic_charts
 from obsgap.evidence import MetricsEvidence
 from obsgap.istio import INJECT_KEY, NO_SIDECAR_CAUSES
-from obsgap.model import TCP_PROXIED, Finding, Pod, ServiceTimeline, Severity, Suggestion, Window
+from obsgap.model import TCP_PROXIED, Finding, KubeGateway, Pod, ServiceTimeline, Severity, Suggestion, Window
 from obsgap.relabel import RelabelRule
 from obsgap.sources.kube.kinds import TELEMETRY_KIND
 from obsgap.text import pct
@@ -469,18 +469,12 @@ def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Sc
     gateway = idx.serving_waypoint(st.service) if st.dataplane == "waypoint" else None
     if seen is None or gateway is None or gap.mesh > gap.tol * gap.expected + 2:
         return None
-    pods = [p for p in idx.topo.pods if p.namespace == gateway.namespace and p.phase == "Running"
-            and any(p.labels.get(k) == gateway.name for k in GATEWAY_POD_LABELS)]
-    others = [p for p in idx.topo.pods if p not in pods and p.labels.get(GATEWAY_CLASS_LABEL) == WAYPOINT_CLASS]
-    if not pods or any(seen.state(p) == "scraped" for p in pods) \
-            or not (seen.judged or any(seen.state(p) == "scraped" for p in others)):
+    pods = _waypoint_pods(idx, gateway)
+    if not pods or not _uncollected(seen, pods, idx):
         return None
     svc = st.service
     down = [p for p in pods if seen.state(p) == "down"]
     missing = [p for p in pods if p not in down]
-    said = ([f"{_names(missing)} {'has' if len(missing) == 1 else 'have'} no scrape target on an Envoy metrics port "
-             "(15020, 15090)"] if missing else []) + ([f"the scrape targets of {_names(down)} were never up"]
-                                                      if down else [])
     jobs = sorted({t.job for key, targets in scraping.up_by_pod.items() if key not in {p.key for p in pods}
                    for t in targets})
     share = min(1.0, gap.missed / gap.expected)
@@ -494,8 +488,8 @@ def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Sc
               f"waypoint {gateway.name}",
         detail=(f"Waypoint {gateway.namespace}/{gateway.name} serves {svc.namespace}/{svc.name} and counts its "
                 f"requests (reporter=\"waypoint\"), but of {gap.expected:,} requests ({_window(inputs, st)}) the "
-                f"metrics hold {int(gap.mesh):,}: {'; '.join(said)} in the window, while this Prometheus scrapes "
-                f"other proxies" + (f" (job {', '.join(jobs[:3])})." if jobs else ".")),
+                f"metrics hold {int(gap.mesh):,}: {_unscraped_words(missing, down)} in the window, while this "
+                "Prometheus scrapes other proxies" + (f" (job {', '.join(jobs[:3])})." if jobs else ".")),
         subject=f"{svc.namespace}/{svc.name}/waypoint-not-scraped", namespace=svc.namespace, service=svc.name,
         cause="waypoint-not-scraped", resource=f"Gateway {gateway.namespace}/{gateway.name}",
         evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
@@ -503,6 +497,25 @@ def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Sc
                                     pods=sorted(p.name for p in missing)[:20],
                                     pods_down=sorted(p.name for p in down)[:20], sidecar_jobs=jobs[:5]),
         suggestion=Suggestion(fix, ENVOY_STATS_POD_MONITOR, DOC_SCRAPE))
+
+
+def _waypoint_pods(idx: TopologyIndex, gateway: KubeGateway) -> list[Pod]:
+    """The running pods of a waypoint, within the run's scope."""
+    return [p for p in idx.topo.pods if p.namespace == gateway.namespace and p.phase == "Running"
+            and any(p.labels.get(k) == gateway.name for k in GATEWAY_POD_LABELS)]
+
+
+def _uncollected(seen: SidecarTargets, pods: list[Pod], idx: TopologyIndex) -> bool:
+    """None of the waypoint's pods was scraped, while some application sidecar or another waypoint was."""
+    others = [p for p in idx.topo.pods if p not in pods and p.labels.get(GATEWAY_CLASS_LABEL) == WAYPOINT_CLASS]
+    return not any(seen.state(p) == "scraped" for p in pods) \
+        and (seen.judged or any(seen.state(p) == "scraped" for p in others))
+
+
+def _unscraped_words(missing: list[Pod], down: list[Pod]) -> str:
+    said = [f"{_names(missing)} {'has' if len(missing) == 1 else 'have'} no scrape target on an Envoy metrics port "
+            "(15020, 15090)"] if missing else []
+    return "; ".join(said + ([f"the scrape targets of {_names(down)} were never up"] if down else []))
 
 
 def _relabelled(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, served: dict[str, int],
