@@ -170,6 +170,8 @@ def _automaton(regex: str) -> tuple[_Automaton, int, int] | None:
     """(the automaton, its start, its accepting state), or None where the regex is outside what it models."""
     try:
         parsed = sre_parse.parse(regex, re.DOTALL | re.ASCII)
+        if parsed.state.flags & ~(re.DOTALL | re.ASCII):
+            raise _Unsupported("global inline flags")  # a leading `(?i)` is the pattern's flag, not a group's
         a = _Automaton()
         start = a.state()
         return a, start, a.sequence(list(parsed), start)

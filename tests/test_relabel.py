@@ -143,10 +143,12 @@ def test_fits_is_bounded_where_the_automaton_would_explode() -> None:
     assert fits(r"(.{100}){100}", ";", (None,)) == "maybe"
     # a long known text against a large automaton: the searches' moves are bounded too (in truth: always)
     assert fits(r"(?:a?){5000}", ";", ("a" * 5000,)) == "maybe"
-    for outside in (r"^(.*)$", r"(?=a).*", r"(a)\1", r"a*+", r"(?i:a).*", r"\bx"):
+    for outside in (r"^(.*)$", r"(?=a).*", r"(a)\1", r"a*+", r"(?i:a).*", r"\bx", r"(?i)a.*", r"(?x)a .*"):
         assert fits(outside, ";", (None,)) == "maybe", outside
     assert fits(r"istio_requests_total;.*", ";", ("istio_requests_total", None)) == "always"
     assert fits(r"[^;]*;.*", ";", (None, None)) == "always"
+    # a leading (?i) is the whole pattern's flag (a fuzzing helper found it read as none): `A` is matched
+    assert fits(r"(?i)a", "", ("A",)) == "maybe" and fits(r"(?i)[^a]", "", ("A",)) == "maybe"
 
 
 def test_fits_reads_classes_as_re2_does() -> None:
