@@ -145,6 +145,20 @@ def _admitted(matchers: Sequence[ReporterMatcher]) -> set[str] | None:
 
 
 @dataclass(frozen=True)
+class _Read:
+    """One selector that reads only series no proxy writes."""
+
+    metric: str
+    """The metric's Telemetry name."""
+    matchers: str
+    """Its reporter matchers as written."""
+    sides: frozenset[str]
+    """The reporters it reads."""
+    reasons: tuple[str, ...]
+    """Why no proxy writes it there."""
+
+
+@dataclass(frozen=True)
 class _Dark:
     """A query whose every selector over Istio's metrics reads only series no proxy writes."""
 
@@ -163,19 +177,18 @@ def _dark(queries: list[PanelQuery], sides: _Sides) -> list[_Dark]:
     for selectors in by_query.values():
         judged = [_judge(sel, sides) for sel in selectors
                   if _HISTOGRAM_PARTS.sub("", sel.metric) not in NOT_EXPORTED]
-        if judged and all(j is not None for j in judged):
-            read = [j for j in judged if j is not None]
-            out.append(_Dark(selectors[0].query, tuple(dict.fromkeys(m for m, *_ in read)),
-                             tuple(dict.fromkeys(t for _, t, *_ in read if t)),
-                             frozenset(r for *_, admitted, _ in read for r in admitted),
-                             tuple(dict.fromkeys(w for *_, why in read for w in why))))
+        read = [j for j in judged if j is not None]
+        if judged and len(read) == len(judged):
+            out.append(_Dark(selectors[0].query, tuple(dict.fromkeys(r.metric for r in read)),
+                             tuple(dict.fromkeys(r.matchers for r in read if r.matchers)),
+                             frozenset(s for r in read for s in r.sides),
+                             tuple(dict.fromkeys(w for r in read for w in r.reasons))))
     return out
 
 
-def _judge(sel: IstioSelector, sides: _Sides) -> tuple[str, str, frozenset[str], tuple[str, ...]] | None:
-    """(the metric's Telemetry name, its reporter matchers as written, the reporters it reads, why none writes it)
-    for a selector that reads only series no proxy writes; None otherwise (or where it cannot be told: a metric
-    Istio does not export by that name, a matcher Python cannot read, waypoints alone)."""
+def _judge(sel: IstioSelector, sides: _Sides) -> _Read | None:
+    """How a selector reads only series no proxy writes; None where it may read some (or where it cannot be told:
+    a metric Istio does not export by that name, a matcher Python cannot read, waypoints alone)."""
     metric = telemetry_metric(_HISTOGRAM_PARTS.sub("", sel.metric))
     admitted = _admitted(sel.reporters)
     if metric is None or admitted is None or not admitted & set(_MODE):
@@ -183,8 +196,8 @@ def _judge(sel: IstioSelector, sides: _Sides) -> tuple[str, str, frozenset[str],
     reasons = [sides.dark(metric, r) for r in sorted(admitted)]
     if any(r is None for r in reasons):
         return None
-    return (metric, ", ".join(m.text for m in sel.reporters), frozenset(admitted),
-            tuple(dict.fromkeys(w for r in reasons for w in r or ())))
+    return _Read(metric, ", ".join(m.text for m in sel.reporters), frozenset(admitted),
+                 tuple(dict.fromkeys(w for r in reasons for w in r or ())))
 
 
 def _finding(dashboard: str, dark: list[_Dark], sides: _Sides) -> Finding:

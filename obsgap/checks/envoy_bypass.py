@@ -416,6 +416,21 @@ class _Gap(NamedTuple):
     tol: float
 
 
+def _gap_finding(st: ServiceTraffic, gap: _Gap, *, why: str, detail: str, cause: str, slug: str, resource: str,
+                 suggestion: Suggestion, workload: str | None = None, **evidence: Any) -> Finding:
+    """A finding of a cause that explains the Service's gap: its requests counted, never collected."""
+    svc = st.service
+    share = min(1.0, gap.missed / gap.expected)
+    return Finding(
+        check="envoy-bypass", severity=severity_for_missed(share),
+        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: {why}", detail=detail,
+        subject=f"{svc.namespace}/{svc.name}/{slug}", namespace=svc.namespace, service=svc.name, workload=workload,
+        cause=cause, resource=resource,
+        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
+                                    **evidence),
+        suggestion=suggestion)
+
+
 def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTargets | None, served: dict[str, int],
                  gap: _Gap) -> Finding | None:
     """The Service's sidecars that no scrape target covered (or whose targets were never up) served the requests
@@ -433,7 +448,6 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
     svc = st.service
     missing = [p for p in sidecars if lost.get(p.name) == "missing"]
     down = [p for p in sidecars if lost.get(p.name) == "down"]
-    share = min(1.0, gap.missed / gap.expected)
     said = []
     if missing:
         said.append(f"{_names(missing)} {'has' if len(missing) == 1 else 'have'} no scrape target on a sidecar "
@@ -443,21 +457,15 @@ def _not_scraped(st: ServiceTraffic, inputs: CheckInputs, targets: SidecarTarget
         said.append(f"the scrape targets of {_names(down)} were never up")
     why, fix, config = _why_not_scraped(missing, down, _neighbours(inputs, svc.namespace, sidecars), targets)
     workloads = sorted({p.workload for p in missing + down})
-    return Finding(
-        check="envoy-bypass", severity=severity_for_missed(share),
-        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: Prometheus never collects "
-              f"{len(lost)} of its {len(sidecars)} sidecars",
+    return _gap_finding(
+        st, gap, why=f"Prometheus never collects {len(lost)} of its {len(sidecars)} sidecars",
         detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy and count their requests, but of "
                 f"{gap.expected:,} requests ({_window(inputs, st)}) the metrics hold {int(gap.mesh):,}: "
                 f"{'; '.join(said)}. {why}").strip(),
-        subject=f"{svc.namespace}/{svc.name}/not-scraped", namespace=svc.namespace, service=svc.name,
-        workload=workloads[0] if len(workloads) == 1 else None,
-        cause="sidecar-not-scraped", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
-                                    pods=sorted(p.name for p in missing)[:20],
-                                    pods_down=sorted(p.name for p in down)[:20], unscraped_requests=through,
-                                    sidecar_jobs=list(targets.jobs[:5])),
-        suggestion=Suggestion(fix, config, DOC_SCRAPE))
+        cause="sidecar-not-scraped", slug="not-scraped", resource=f"Service {svc.namespace}/{svc.name}",
+        suggestion=Suggestion(fix, config, DOC_SCRAPE), workload=workloads[0] if len(workloads) == 1 else None,
+        pods=sorted(p.name for p in missing)[:20], pods_down=sorted(p.name for p in down)[:20],
+        unscraped_requests=through, sidecar_jobs=list(targets.jobs[:5]))
 
 
 def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, gap: _Gap) -> Finding | None:
@@ -477,26 +485,21 @@ def _waypoint_not_scraped(st: ServiceTraffic, inputs: CheckInputs, scraping: _Sc
     missing = [p for p in pods if p not in down]
     jobs = sorted({t.job for key, targets in scraping.up_by_pod.items() if key not in {p.key for p in pods}
                    for t in targets})
-    share = min(1.0, gap.missed / gap.expected)
     fix = (f"Scrape the pods of waypoint {gateway.namespace}/{gateway.name} (they serve /stats/prometheus on 15020, "
            "and carry the prometheus.io annotations): a PodMonitor or scrape job that selects the application "
            "sidecars by a sidecar's own label (`security.istio.io/tlsMode`, `sidecar.istio.io/status`) misses "
            "waypoints; Istio's envoy-stats PodMonitor (below) selects every pod with an istio-proxy container.")
-    return Finding(
-        check="envoy-bypass", severity=severity_for_missed(share),
-        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: Prometheus never collects its "
-              f"waypoint {gateway.name}",
+    return _gap_finding(
+        st, gap, why=f"Prometheus never collects its waypoint {gateway.name}",
         detail=(f"Waypoint {gateway.namespace}/{gateway.name} serves {svc.namespace}/{svc.name} and counts its "
                 f"requests (reporter=\"waypoint\"), but of {gap.expected:,} requests ({_window(inputs, st)}) the "
                 f"metrics hold {int(gap.mesh):,}: {_unscraped_words(missing, down)} in the window, while this "
                 "Prometheus scrapes other proxies" + (f" (job {', '.join(jobs[:3])})." if jobs else ".")),
-        subject=f"{svc.namespace}/{svc.name}/waypoint-not-scraped", namespace=svc.namespace, service=svc.name,
-        cause="waypoint-not-scraped", resource=f"Gateway {gateway.namespace}/{gateway.name}",
-        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
-                                    waypoint=f"{gateway.namespace}/{gateway.name}",
-                                    pods=sorted(p.name for p in missing)[:20],
-                                    pods_down=sorted(p.name for p in down)[:20], sidecar_jobs=jobs[:5]),
-        suggestion=Suggestion(fix, ENVOY_STATS_POD_MONITOR, DOC_SCRAPE))
+        cause="waypoint-not-scraped", slug="waypoint-not-scraped",
+        resource=f"Gateway {gateway.namespace}/{gateway.name}",
+        suggestion=Suggestion(fix, ENVOY_STATS_POD_MONITOR, DOC_SCRAPE), waypoint=f"{gateway.namespace}/{gateway.name}",
+        pods=sorted(p.name for p in missing)[:20], pods_down=sorted(p.name for p in down)[:20],
+        sidecar_jobs=jobs[:5])
 
 
 def _waypoint_pods(idx: TopologyIndex, gateway: KubeGateway) -> list[Pod]:
@@ -544,26 +547,21 @@ def _relabelled(st: ServiceTraffic, inputs: CheckInputs, scraping: _Scraping, se
     svc = st.service
     job, rule, rule_index, what = next(iter(lost.values()))
     shown = yaml.safe_dump([dict(rule.raw)], sort_keys=False, width=120).rstrip("\n")
-    share = min(1.0, gap.missed / gap.expected)
     pods = [p for p in st.pods if p.name in lost]
     since = inputs.metrics.configuration_since if inputs.metrics is not None else None
-    return Finding(
-        check="envoy-bypass", severity=severity_for_missed(share),
-        title=f"{svc.name}: {pct(share)} of requests missing from mesh metrics: job {job}'s metric_relabel_configs "
-              f"{what} them",
+    return _gap_finding(
+        st, gap, why=f"job {job}'s metric_relabel_configs {what} them",
         detail=(f"Pods of {svc.namespace}/{svc.name} run istio-proxy and count their requests, and Prometheus scrapes "
                 f"them (job {job}), but of {gap.expected:,} requests ({_window(inputs, st)}) the metrics hold "
                 f"{int(gap.mesh):,}: rule {rule_index + 1} of the job's metric_relabel_configs {what} the series "
                 f"{_names(pods)} export (istio_requests_total, reporter=\"destination\"), as Prometheus's running "
                 f"configuration says ({_config_in_force(since, inputs.window)})."),
-        subject=f"{svc.namespace}/{svc.name}/relabelled", namespace=svc.namespace, service=svc.name,
-        cause="metric-relabel-drops", resource=f"Service {svc.namespace}/{svc.name}",
-        evidence=TrafficEvidence.of(gap.expected, gap.mesh, gap.witness, st, missed_requests=int(gap.missed),
-                                    job=job, rule=rule_index + 1, pods=sorted(lost)[:20],
-                                    config_loaded_at=_iso(since)),
+        cause="metric-relabel-drops", slug="relabelled", resource=f"Service {svc.namespace}/{svc.name}",
         suggestion=Suggestion(f"Remove or narrow rule {rule_index + 1} of job {job}'s metric_relabel_configs (with "
                               "the Prometheus Operator: the monitor's metricRelabelings) so it keeps the mesh's "
-                              "request metrics and their destination_service labels.", shown, DOC_TRAFFIC))
+                              "request metrics and their destination_service labels.", shown, DOC_TRAFFIC),
+        job=job, rule=rule_index + 1, pods=sorted(lost)[:20],
+        config_loaded_at=None if since is None else since.isoformat())
 
 
 def _config_in_force(since: datetime | None, window: Window) -> str:
@@ -574,10 +572,6 @@ def _config_in_force(since: datetime | None, window: Window) -> str:
     if since <= window.start:
         return f"loaded {at}, before the window began: in force throughout it"
     return f"loaded {at}, after the window began: before then it may have differed"
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.astimezone(UTC).isoformat()
 
 
 def _explains(st: ServiceTraffic, served: dict[str, int], lost: set[str], sidecars: list[Pod], gap: _Gap) -> int:

@@ -101,7 +101,7 @@ class MetricsSource:
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
                          "config_api": configuration is not None,
-                         "config_loaded_at": None if since is None else since.astimezone(UTC).isoformat(),
+                         "config_loaded_at": None if since is None else since.isoformat(),
                          "scrape_interval_seconds": None if interval is None else round(interval, 1),
                          "istio_series": istio}
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
