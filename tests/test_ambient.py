@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,15 @@ def test_ztunnel_and_waypoint_files_are_attributed_by_address(tmp_path: Path) ->
         ev, _ = summarize(table, TopologyIndex(topo))
     finally:
         table.close()
-    conns = {(r.namespace, r.pod, r.direction, int(r.port)): int(r.connections)
-             for r in ev.connections.itertuples(index=False) if isinstance(r.pod, str)}
+    conns: Counter[tuple[str, str, str, int]] = Counter()
+    named: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # the Service each line names (dst.service)
+    for r in ev.connections.itertuples(index=False):
+        if isinstance(r.pod, str):
+            conns[(r.namespace, r.pod, r.direction, int(r.port))] += int(r.connections)
+            named[(r.namespace, r.pod, r.direction)].add(str(r.authority).split(".")[0])
     assert conns[("default", "productpage-v1-87d54dd59-fn6vw", "inbound", 9080)] == 1
     assert conns[("default", "curl-7656cf8794-r7zb9", "outbound", 9080)] == 2  # to productpage and to reviews
+    assert named[("default", "curl-7656cf8794-r7zb9", "outbound")] == {"productpage", "reviews"}
     assert ("istio-system", "ztunnel-x7k2p") not in {(r.namespace, r.pod) for r in ev.connections.itertuples()}
     inbound = {(r.namespace, r.pod, r.origin, int(r.port)): int(r.requests) for r in ev.inbound.itertuples()
                if isinstance(r.pod, str)}

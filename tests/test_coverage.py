@@ -514,6 +514,22 @@ def test_pods_behind_two_services_are_not_a_gap(tmp_path: Path) -> None:
     check_exact(run, set())
 
 
+def test_ambient_pods_behind_two_services_are_counted_where_ztunnel_counts_them(tmp_path: Path) -> None:
+    """ztunnel counts a connection under the Service the caller dialled (the clusterIP's Service, sent as
+    `Forwarded: host=`; else a guess among the pod's Services on that port) and names it in its log line
+    (`dst.service`): the logs are attributed to that Service, not to the first one that selects the pod."""
+    db = ServiceSpec("app", "db", ambient=True, also_selected_by=("db-headless",))
+    spec = scenario("two-services-ambient", db, FlowSpec("app/client", "app/control", 8080, 1.0),
+                    FlowSpec("app/client", "app/db", 8080, 1.0),
+                    FlowSpec("app/client", "app/db", 8080, 0.5, via="db-headless"))
+    run = run_scenario(spec, tmp_path)
+    check_exact(run, set())
+    cov = {c.service: c for c in run.result.coverage}
+    assert cov["db"].observed == cov["db"].tcp_connections > 0
+    assert cov["db-headless"].observed == cov["db-headless"].tcp_connections > 0
+    assert cov["db"].observed + cov["db-headless"].observed == run.built.truth.tcp_connections["app/db"]
+
+
 def test_ambient_service_without_waypoint_is_not_an_http_gap(tmp_path: Path) -> None:
     run = run_scenario(scenario("ambient", ServiceSpec("app", "api", ambient=True)), tmp_path)
     check_exact(run, set())

@@ -535,7 +535,10 @@ class _Builder:
         return not req.empty
 
     def ztunnel_logs(self, logs: LogEvidence) -> None:
-        """Inbound connections ztunnel's access logs show per pod, for the Services the pod serves on that port."""
+        """Inbound connections ztunnel's access logs show per pod, for the Service each line names (`dst.service`,
+        the one ztunnel's metrics count it under), else the one the pod serves on that port. Where two Services
+        select a pod on one port (a StatefulSet's headless one), ztunnel names the one the caller dialled, or
+        guesses one of them (istio/ztunnel src/proxy.rs guess_inbound_service), and counts it there."""
         if logs.connections.empty:
             return
         for row in logs.connections.itertuples(index=False):
@@ -544,10 +547,21 @@ class _Builder:
             pod = self.idx.pods_by_key.get((str(row.namespace), str(row.pod)))
             if pod is None or not self.idx.in_scope(pod):
                 continue
-            target = self.target_of(pod, _int(row.port))
+            named = self._named_service(pod, getattr(row, "authority", None))
+            target = named or self.target_of(pod, _int(row.port))
             if target is not None:
                 logged = self.traffic(target[0]).connections_logged
                 logged[pod.name] = logged.get(pod.name, 0) + int(row.connections)
+
+    def _named_service(self, pod: Pod, host: object) -> tuple[Service, None] | None:
+        """The pod's Service a ztunnel line names by its FQDN (`name.namespace.svc.<cluster domain>`)."""
+        if not isinstance(host, str) or ".svc" not in host:
+            return None
+        name, _, rest = host.partition(".")
+        namespace = rest.partition(".")[0]
+        found = next((s for s in self.idx.services_of_pod(pod.namespace, pod.name)
+                      if (s.name, s.namespace) == (name, namespace) and rest.startswith(f"{namespace}.svc")), None)
+        return (found, None) if found is not None else None
 
     def covered_mesh(self, covered: CoveredCounts) -> None:
         for st in self.services.values():

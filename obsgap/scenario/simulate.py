@@ -753,8 +753,9 @@ def _ambient_server(r: _Request, rng: random.Random) -> None:
                "source_workload_namespace": caller.namespace if in_mesh and caller else "unknown"}
         src_pod = (caller.namespace, caller.name) if in_mesh and caller else None
         src_ip = caller.ip if caller else "10.128.7.9"
-    fqdn = f"{target.name}.{target.namespace}.svc.cluster.local"
-    dest = {"destination_service": fqdn, "destination_service_name": target.name,
+    served_as = r.flow.via or target.name  # the Service dialled: its clusterIP tells ztunnel (Forwarded host=)
+    fqdn = f"{served_as}.{target.namespace}.svc.cluster.local"
+    dest = {"destination_service": fqdn, "destination_service_name": served_as,
             "destination_service_namespace": target.namespace, "destination_workload": target.name,
             "destination_workload_namespace": target.namespace}
     ztunnel = ambient.scrape_labels(ambient.ZTUNNEL_NAMESPACE, ambient.ZTUNNEL_POD, ambient.ZTUNNEL_IP)

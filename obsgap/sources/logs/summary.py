@@ -98,7 +98,7 @@ FROM traffic WHERE direction = 'inbound' AND ts_ms >= $start AND ts_ms < $end
 GROUP BY ALL
 """,
     "connections": f"""
-SELECT namespace, pod, direction, port,
+SELECT namespace, pod, direction, port, authority,
        CASE WHEN pod IS NULL THEN {host_sql("CASE WHEN direction = 'inbound' THEN downstream_local "
                                             "ELSE downstream_remote END")} END AS ip,
        sum(n) AS connections, coalesce(sum(n) FILTER (WHERE response_flags = 'error'), 0) AS errors
