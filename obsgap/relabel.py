@@ -24,13 +24,14 @@ from typing import Any, Literal
 import yaml
 
 from obsgap.regex_fit import Fit, fits
-from obsgap.text import UNREADABLE_REGEX
+from obsgap.text import RE2_DIFFERS, UNREADABLE_REGEX
 
 ACTIONS = ("replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep",
            "lowercase", "uppercase")
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_UNPORTABLE = re.compile(r"\[\[:|\{,|\\[0-9]|\\z|\\Z|\(\?[a-zA-Z]|\\[pP]|\\[QE]")
-"""Syntax Go's RE2 and Python's `re` read differently (or one of them not at all)."""
+_UNPORTABLE = re.compile(RE2_DIFFERS.pattern + r"|\\z|\(\?[a-zA-Z]|\\[pP]|\\[QE]")
+"""Syntax Go's RE2 and Python's `re` read differently (or one of them not at all): text.RE2_DIFFERS, and what
+Python refuses or reads as another flag."""
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,17 @@ UNREADABLE_REGEX = (re.error, RecursionError, OverflowError)
 """What compiling a regex from untrusted input may raise: bad syntax, nesting too deep, a repeat count too large."""
 
 
+RE2_DIFFERS = re.compile(r"\[:\^?[a-z]+:\]|\{,|\\[0-9]|\\Z")
+"""Syntax Go's RE2 (Prometheus's regexes) and Python's `re` both accept but read differently: a POSIX class in a
+bracket (`[_[:alpha:]]`: RE2 a class of letters, Python a set followed by a literal `]`), `{,n}` (RE2 literal text,
+Python a repeat), `\\1` (RE2 refuses it, Python a back-reference) and `\\Z`."""
+
+
 def full_match(pattern: str, text: str) -> bool | None:
-    """Whether an untrusted regex (a label matcher, a dashboard's) matches the whole text; None where Python cannot
-    compile it."""
+    """Whether an untrusted regex (a label matcher, a dashboard's) matches the whole text as Prometheus matches it;
+    None where Python cannot compile it, or may read it otherwise than RE2 (RE2_DIFFERS)."""
+    if RE2_DIFFERS.search(pattern):
+        return None
     try:
         return re.fullmatch(pattern, text) is not None
     except UNREADABLE_REGEX:

@@ -13,6 +13,7 @@ import yaml
 
 from obsgap.regex_fit import fits
 from obsgap.relabel import apply, metric_relabels, parse_rules
+from obsgap.text import full_match
 
 DATA = Path(__file__).resolve().parent / "data" / "prometheus"
 
@@ -90,6 +91,19 @@ def test_rules_real_configurations_ship_keep_the_request_count_for_certain() -> 
     assert kept.labels is not None and kept.labels["namespace"] == "shop" and "namespace" in kept.certain
     written = apply(parse_rules([rename | {"regex": "istio_(.*);(.*)"}]), SERVER_SERIES, known)
     assert "namespace" not in written.certain
+
+
+def test_regexes_go_and_python_read_differently_are_not_judged() -> None:
+    """RE2 reads a POSIX class anywhere in a bracket (`[_[:alpha:]]+`: letters and `_`); Python reads `[_[:alph]`
+    then a literal `]`, and would call this keep rule (it keeps istio_requests_total in Prometheus) one that drops
+    it. Such a rule, and a dashboard's or an SLO's matcher with one, is left unjudged."""
+    keep = {"source_labels": ["__name__"], "regex": "istio_[_[:alpha:]]+|envoy_.*|up", "action": "keep"}
+    out = apply(parse_rules([keep]), SERVER_SERIES | STAND_INS, frozenset(SERVER_SERIES))
+    assert (out.verdict, out.rule) == ("unknown", 0)
+    assert "Go and Python" in (out.why or "")
+    for regex in ("[^[:space:]]+", "[[:alpha:]_]+", "a{,3}", "(a)\\1"):
+        assert full_match(regex, "istio_requests_total") is None, regex
+    assert full_match("[:a]+", "a:") is True  # a bracket that only begins with a colon is a plain set in both
 
 
 def _samples(regex: str, separator: str) -> list[str]:
