@@ -439,3 +439,43 @@ def test_backend_without_targets_api(tmp_path: Path) -> None:
         src = PrometheusSource(PrometheusOptions(url=url))
         assert src.targets() is None  # Thanos/Mimir: the `up` series stand in for it
         assert src.status() == "ok"
+
+
+def test_a_failed_reload_leaves_the_configuration_age_unknown(tmp_path: Path, prometheus_available: None) -> None:
+    """A reload that fails as a whole (here a rule file that does not parse) keeps lastConfigTime at the last load
+    that succeeded, while the scrape manager and /api/v1/status/config already took the new scrape configuration:
+    the age of what is shown is then unknown. A reload that succeeds moves it on."""
+    import time
+
+    import requests
+    import yaml
+
+    from obsgap.testbed.promserver import PrometheusServer
+
+    tsdb = tmp_path / "tsdb"
+    tsdb.mkdir()
+    job = {"job_name": "kubernetes-pods", "static_configs": [{"targets": ["127.0.0.1:9"]}]}
+    server = PrometheusServer(tsdb, extra_args=("--web.enable-lifecycle",), scrape_configs=(job,)).start()
+    try:
+        source = PrometheusSource(PrometheusOptions(url=server.url))
+        started = source.configuration_since()
+        assert started is not None and started <= datetime.now(UTC)
+
+        def reload(rules: str) -> int:
+            (tmp_path / "rules.yml").write_text(rules)
+            drop = {"source_labels": ["__name__", "namespace"], "regex": "istio_requests_total;shop", "action": "drop"}
+            (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+                "global": {"scrape_interval": "1h", "evaluation_interval": "1h"},
+                "rule_files": [str(tmp_path / "rules.yml")],
+                "scrape_configs": [job | {"metric_relabel_configs": [drop]}]}))
+            return requests.post(f"{server.url}/-/reload", timeout=10).status_code
+
+        assert reload("groups: [{name: x, rules: [{record: 'a b', expr: '1'}]}]\n") == 500
+        assert "istio_requests_total;shop" in (source.configuration() or "")  # shown, though the reload failed
+        assert source.configuration_since() is None
+        time.sleep(1.1)  # lastConfigTime has whole seconds
+        assert reload("groups: []\n") == 200
+        after = source.configuration_since()
+        assert after is not None and after > started
+    finally:
+        server.stop()

@@ -252,9 +252,14 @@ class PrometheusSource:
 
     def configuration_since(self) -> datetime | None:
         """When the running configuration was loaded (the last successful load, at start or on reload:
-        /api/v1/status/runtimeinfo's lastConfigTime), or None where the backend does not say."""
+        /api/v1/status/runtimeinfo's lastConfigTime), or None where the backend does not say, or where the last
+        reload failed (reloadConfigSuccess false): a reload fails as a whole when one part refuses the new
+        configuration (a rule file that does not parse), yet the scrape manager and /api/v1/status/config may have
+        taken it already, while lastConfigTime stays at the last load that succeeded."""
         data = self._status("runtimeinfo")
-        return loaded_at(data.get("lastConfigTime") if data is not None else None)
+        if data is None or data.get("reloadConfigSuccess") is False:
+            return None
+        return loaded_at(data.get("lastConfigTime"))
 
     def _status(self, page: str) -> Mapping[str, Any] | None:
         """The `data` of a /api/v1/status/ page, or None where the backend serves none or it could not be read."""
