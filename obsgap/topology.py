@@ -233,9 +233,10 @@ class TopologyIndex:
 
     @cached_property
     def workload_pods(self) -> dict[tuple[str, str], tuple[Pod, ...]]:
-        """(namespace, workload) -> its pods, as Istio's source_workload label names the workload."""
+        """(namespace, workload) -> its pods, as Istio's source_workload label names the workload; those of the
+        namespaces out of scope too (callers of the Services in scope)."""
         out: dict[tuple[str, str], list[Pod]] = defaultdict(list)
-        for p in self.topo.pods:
+        for p in (*self.topo.context_pods, *self.topo.pods):
             out[(p.namespace, p.workload)].append(p)
         return {k: tuple(v) for k, v in out.items()}
 

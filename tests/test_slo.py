@@ -675,6 +675,7 @@ def test_an_sli_over_the_callers_count_names_the_telemetry_that_turns_the_client
 
     from obsgap.evidence import MetricsEvidence
     from obsgap.sources.kube.build import build_topology
+    from obsgap.sources.kube.source import scope_topology
     from tests.helpers import k8s_pod, k8s_service
 
     loaded = load_files([SLO_DATA / "pyrra-dynamic-burn-rate-ratio.yaml"])
@@ -701,10 +702,11 @@ def test_an_sli_over_the_callers_count_names_the_telemetry_that_turns_the_client
     outside = {**rows[0], "source_workload": "unknown", "source_workload_namespace": "unknown", "value": 1000.0}
     window = _spec()
 
-    def judged(extra: list[dict[str, Any]], series: int, counted: bool = True, spec: SloSpec = source) -> Any:
+    def judged(extra: list[dict[str, Any]], series: int, counted: bool = True, spec: SloSpec = source,
+               scope: tuple[str, ...] = ()) -> Any:
         metrics = MetricsEvidence({"mesh_requests": pd.DataFrame(rows)}) if counted else None
-        ev = Evidence(Window(window.start, window.end), CheckSettings(), build_topology([*objects, *extra]), metrics,
-                      None)
+        topo = scope_topology(build_topology([*objects, *extra]), scope)
+        ev = Evidence(Window(window.start, window.end), CheckSettings(), topo, metrics, None)
         selectors = tuple((text, series) for text in _selector_texts(spec))
         return assess(Measured(spec, None, selectors, float(series), 0.0, 0.0 if series else None), ev,
                       reconcile(ev))
@@ -737,6 +739,17 @@ def test_an_sli_over_the_callers_count_names_the_telemetry_that_turns_the_client
         assert control.problems[0].cause == "selector-matches-nothing" and "Telemetry" not in control.problems[0].reason
     # the server side's SLI is untouched by a client-side resource
     assert not [p for p in judged([server_only], 1000, spec=ratio).problems if "Telemetry" in p.reason]
+    # callers in a namespace out of scope (-n shop) are still known, and so is their sidecars' Telemetry
+    objects[3:] = [owned(k8s_pod(f"web-5d9f8c7b6-{x}", "web", f"10.0.1.{i}", namespace="web"), "web")
+                   for i, x in enumerate("ab")] + objects[5:]
+    objects.append({"kind": "Namespace", "metadata": {"name": "web", "labels": {"istio-injection": "enabled"}}})
+    rows[0]["source_workload_namespace"] = "web"
+    web_off = {**batch_off, "metadata": {"name": "web-client-off", "namespace": "web"},
+               "spec": {k: v for k, v in batch_off["spec"].items() if k != "selector"}}
+    for scope in ((), ("shop",)):
+        (missed,) = [p for p in judged([web_off], 100, scope=scope).problems if "Telemetry" in p.reason]
+        assert "1 of its 2 calling workloads (web/web;" in missed.reason, scope
+        assert "(90.0% of its requests)" in missed.reason and "Telemetry web/web-client-off" in missed.reason
 
 
 def _selector_texts(spec: SloSpec) -> list[str]:
