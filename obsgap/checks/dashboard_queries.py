@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from obsgap.checks.base import Check, CheckInputs
-from obsgap.model import PanelQuery
+from obsgap.checks.base import Check, CheckInputs, Skip
+from obsgap.model import PanelQuery, Pod
 
 _ISTIO_SELECTOR = re.compile(r'\b(istio_\w+)\s*\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}')  # quoted values may hold ${var}
 _REPORTER = re.compile(r'\breporter\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
@@ -91,6 +91,17 @@ class DashboardCheck(Check):
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
         evidence = finding.get("evidence") or {}
         return (f"dashboard:{evidence.get('dashboard')}",) if evidence.get("dashboard") else ()
+
+
+def mesh_pods(inputs: CheckInputs) -> tuple[Pod, ...]:
+    """Every pod of the mesh, those of the namespaces out of scope too: a dashboard reads the whole mesh. Raises
+    Skip where none is known (a snapshot without pods): which proxies report what cannot be told, and a finding of
+    an earlier run is then not re-checked rather than resolved."""
+    topo = inputs.index.topo
+    pods = (*topo.context_pods, *topo.pods)
+    if inputs.dashboards and not pods:
+        raise Skip("no pod is known (the topology holds none): which proxies report Istio's metrics cannot be told")
+    return pods
 
 
 def by_dashboard(inputs: CheckInputs) -> dict[str, list[PanelQuery]]:

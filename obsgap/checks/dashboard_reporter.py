@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
 from obsgap.checks.base import CheckInputs
-from obsgap.checks.dashboard_queries import DashboardCheck, by_dashboard, reporter_matchers
+from obsgap.checks.dashboard_queries import DashboardCheck, by_dashboard, mesh_pods, reporter_matchers
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
 
 DOC = "https://github.com/istio/istio/issues/61815"
@@ -55,6 +55,7 @@ class DashboardMissesWaypoint(DashboardCheck):
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         idx = inputs.index
+        mesh_pods(inputs)  # none known: which Services a waypoint serves cannot be told
         served = sorted(f"{s.namespace}/{s.name}" for s in idx.topo.services if idx.dataplane(s) == "waypoint")
         if not served:
             return []  # no waypoint serves any Service: every reporter reads what exists

@@ -15,6 +15,7 @@ from obsgap.checks.dashboard_queries import (
     ReporterMatcher,
     by_dashboard,
     istio_selectors,
+    mesh_pods,
 )
 from obsgap.istio import TELEMETRY_METRICS, telemetry_metric
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Pod, Severity, Suggestion
@@ -78,8 +79,7 @@ class DashboardReadsDisabledMetric(DashboardCheck):
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        topo = inputs.index.topo
-        every = (*topo.context_pods, *topo.pods)  # a dashboard reads the whole mesh, whatever -n scopes
+        every = mesh_pods(inputs)
         sidecars = [p for p in every if p.sidecar.present and not _is_waypoint(p)]
         if not inputs.dashboards or not sidecars:
             return []
