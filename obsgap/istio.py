@@ -243,14 +243,26 @@ def applicable_telemetries(pod: Pod, telemetries: Sequence[Telemetry], root_name
     pilot/pkg/model/telemetry.go): the root namespace's namespace-wide one, the pod's namespace's, then those of its
     namespace whose selector matches the pod's labels. Each namespace's first namespace-wide resource counts
     (istiod's order: creation time, then name); resources with targetRefs configure gateways and waypoints, not
-    sidecars."""
+    sidecars: a Gateway API gateway's pod takes those of its namespace that name its Gateway."""
     out = _namespace_wide(telemetries, root_namespace)
     if pod.namespace != root_namespace:
         out += _namespace_wide(telemetries, pod.namespace)
     labels = pod.subset_labels or pod.labels  # istiod matches the proxy's labels with its node's topology added
-    out += [t for t in telemetries if t.namespace == pod.namespace and t.selector and not t.targeted
-            and all(labels.get(k) == v for k, v in t.selector.items())]
+    gateway = pod.labels.get(GATEWAY_NAME_LABEL)
+    out += [t for t in telemetries if t.namespace == pod.namespace and (
+        any(_names_gateway(target, pod.namespace, gateway) for target in t.targets) if t.targeted
+        else bool(t.selector) and all(labels.get(k) == v for k, v in t.selector.items()))]
     return out
+
+
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+"""The label of a Gateway API gateway's pods naming their Gateway: a policy of their namespace whose targetRefs name
+that Gateway configures them (pilot/pkg/model/policyattachment.go, workloadGatewayName, ShouldAttachPolicy)."""
+
+
+def _names_gateway(target: PolicyTarget, namespace: str, gateway: str | None) -> bool:
+    return gateway is not None and (target.group, target.kind) == (GATEWAY_API_GROUP, "Gateway") \
+        and target.name == gateway and target.namespace in ("", namespace)
 
 
 def waypoint_telemetries(waypoint: tuple[str, str], svc: Service, telemetries: Sequence[Telemetry],

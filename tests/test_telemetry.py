@@ -638,6 +638,31 @@ def test_dashboards_that_read_a_side_telemetry_turns_off_are_named(tmp_path: Pat
     with_ztunnel = {f.evidence["dashboard"]: f for f in run(server_only, *ambient)[0]}
     assert "istio_tcp" not in with_ztunnel["Istio Workload Dashboard"].detail
     assert with_ztunnel["Istio Workload Dashboard"].evidence["queries"] < workload.evidence["queries"]
+    # a Gateway API ingress gateway's pod takes a resource of its namespace whose targetRefs name its Gateway
+    # (istiod's ShouldAttachPolicy): one that turns the request count's client side back on keeps it reporting
+    gateway = [{"kind": "Namespace", "metadata": {"name": "gw"}},
+               {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "ingress", "namespace": "gw"}, "spec": {"gatewayClassName": "istio",
+                                                                           "listeners": []}},
+               {"kind": "Pod", "metadata": {"name": "ingress-istio-5c7d-abcde", "namespace": "gw", "labels": {
+                   "gateway.networking.k8s.io/gateway-name": "ingress"}}, "spec": {"containers": [
+                       {"name": "istio-proxy", "ports": [{"containerPort": 80}]}]},
+                "status": {"podIP": "10.0.9.1", "phase": "Running"}}]
+
+    def client_count_on(gateway_name: str) -> dict[str, Any]:
+        return {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+                "metadata": {"name": "ingress-client-count", "namespace": "gw"},
+                "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                         "name": gateway_name}],
+                         "metrics": [{"providers": [{"name": "prometheus"}], "overrides": [
+                             {"match": {"metric": "REQUEST_COUNT", "mode": "CLIENT"}, "disabled": False}]}]}}
+
+    def mesh_metrics(*extra: dict[str, Any]) -> list[str]:
+        return next((f.evidence["metrics"] for f in run(server_only, *gateway, *extra)[0]
+                     if f.evidence["dashboard"] == "Istio Mesh Dashboard"), [])
+
+    assert "istio_requests_total" not in mesh_metrics(client_count_on("ingress"))
+    assert "istio_requests_total" in mesh_metrics(client_count_on("another-gateway"))
     # a snapshot without pods: which proxies report what is unknown, so neither check judges (or resolves) anything
     mesh[:] = [o for o in mesh if o["kind"] != "Pod"]
     assert run(server_only, expect="skipped") == ([], "skipped")
