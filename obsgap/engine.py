@@ -296,7 +296,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     ctx = replace(ctx, index=TopologyIndex(topo.evidence or Topology.empty()))
     metrics, logs = _metrics_and_logs(srcs, ctx)
     dashboards = srcs.dashboards.read(ctx)
-    problems = [*slos.problems, *topo.problems, *metrics.problems, *logs.problems]
+    problems = [*slos.problems, *topo.problems, *metrics.problems, *logs.problems, *dashboards.problems]
     covered = _covered(ctx, logs.evidence, metrics, srcs.metrics, problems)
     evidence = Evidence(
         plan.window, replace(plan.settings, namespaces=plan.namespaces), topo.evidence, metrics.evidence,

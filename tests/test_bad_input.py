@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from obsgap.cli import main
+from obsgap.sources.dashboards import load_dashboards
 
 # A line from istio.io's access-log task (DESIGN.md), saved as `kubectl logs POD > file` would: no CRI prefix.
 ISTIO_IO_LINE = ('[2020-11-25T21:26:18.409Z] "GET /status/418 HTTP/1.1" 418 - via_upstream - "-" 0 135 4 4 "-" '
@@ -106,6 +107,43 @@ def test_unattributed_log_lines_are_counted_per_file_and_said_loudly(tmp_path: P
     summary = (out / "summary.md").read_text().splitlines()
     assert "PARTIAL RUN" in summary[0]  # the first line a chat shows
     assert any(line.startswith("> ") and "attributed to a pod" in line for line in summary[:6])
+
+
+def test_dashboards_that_are_not_dashboards_are_said_and_the_rest_are_read(tmp_path: Path, realworld: Path) -> None:
+    """A file that is not JSON, an empty one, a JSON list, and dashboards whose panels, targets or templating have
+    another shape than Grafana's: each is named in the run's status (partial, exit 3), never a traceback; Istio's
+    Mesh Dashboard beside them is read whole, and the odd files' well-formed panels too."""
+    folder = tmp_path / "dashboards"
+    folder.mkdir()
+    (folder / "mesh.json").write_text((realworld / "addons" / "istio-mesh-dashboard.gen.json").read_text())
+    (folder / "empty.json").write_text("")
+    (folder / "list.json").write_text("[]")
+    ok = {"title": "ok", "targets": [{"expr": 'sum(istio_requests_total{reporter="destination"})'}]}
+    (folder / "odd.json").write_text(json.dumps({"title": "Odd", "templating": {"list": 5}, "panels": [
+        ok, {"title": "t", "targets": 5}, {"title": "p", "panels": 5}, 7]}))
+    (folder / "templating.json").write_text(json.dumps({"title": "T", "templating": []}))
+    out = tmp_path / "out"
+    res = run_cli("report", "--kube-snapshot", str(realworld / "bookinfo" / "bookinfo.yaml"), "--dashboards",
+                  str(folder), "--out", str(out), "-o", "none")
+    assert res.exit_code == 3, res.output
+    assert "Traceback" not in res.output
+    doc = json.loads((out / "findings.json").read_text())
+    reasons = "\n".join(doc["status_reasons"])
+    assert doc["status"] == "partial"
+    assert f"--dashboards {folder / 'empty.json'}: not a Grafana dashboard (JSONDecodeError)" in reasons
+    assert f"--dashboards {folder / 'list.json'}: not a Grafana dashboard (a JSON list, not an object)" in reasons
+    assert (f"--dashboards {folder / 'odd.json'}: panel 't''s 'targets' is not a list; panel 'p''s 'panels' is not "
+            "a list; a panel of the dashboard is not an object; templating's 'list' is not a list: the queries there "
+            "were not read") in reasons
+    assert "templating.json" not in reasons  # an empty templating is Grafana's own spelling of none
+    alone, gaps = load_dashboards([folder / "mesh.json"])
+    assert gaps == [] and len(alone) >= 12
+    assert doc["sources"]["kubernetes"]["dashboards"]["queries"] == len(alone) + 1  # and odd.json's one good panel
+    empty = tmp_path / "none"
+    empty.mkdir()
+    res = run_cli("report", "--kube-snapshot", str(realworld / "bookinfo" / "bookinfo.yaml"), "--dashboards",
+                  str(empty), "--out", str(tmp_path / "out2"), "-o", "none")
+    assert res.exit_code == 3 and "no Grafana dashboard (*.json) in it" in res.output
 
 
 # --- section 3: configuration ----------------------------------------------------------------------------------
