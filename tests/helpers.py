@@ -33,7 +33,8 @@ class Run:
 
 def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: bool = True,
                  topology: bool = True, server: PrometheusServer | None = None,
-                 built: BuiltScenario | None = None, slo_paths: tuple[Path, ...] = (), **settings: object) -> Run:
+                 built: BuiltScenario | None = None, slo_paths: tuple[Path, ...] = (),
+                 dashboards: tuple[Path, ...] = (), **settings: object) -> Run:
     built = built or build(spec, tmp / spec.name)
     own = None
     if metrics and server is None:
@@ -43,7 +44,7 @@ def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: b
             window=Window(spec.start, spec.end), out_dir=tmp / f"{spec.name}-out",
             prometheus=PrometheusOptions(url=server.url) if metrics and server else None,
             kube_snapshots=(built.topology,) if topology else (), logs=(str(built.logs),) if logs else (),
-            slo_paths=slo_paths, settings=CheckSettings(**settings),  # type: ignore[arg-type]
+            slo_paths=slo_paths, dashboards=dashboards, settings=CheckSettings(**settings),  # type: ignore[arg-type]
         )
         outcome = engine.run(plan)
     finally:

@@ -334,7 +334,8 @@ def meshes(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None)
         slo.write_text(SLOS)
         plan = dict(window=Window(spec.start, spec.end), prometheus=PrometheusOptions(url=server.url),
                     kube_snapshots=(built.topology,), slo_paths=(slo,),
-                    dashboards=(DATA / "istio" / "addons" / "istio-service-dashboard.json",))
+                    dashboards=(DATA / "istio" / "addons" / "istio-service-dashboard.json",
+                                DATA / "istio" / "addons" / "istio-mesh-dashboard.gen.json"))
         out[p3] = (built, engine.run(RunPlan(out_dir=tmp / "logs", logs=(str(built.logs),), **plan)).result,  # type: ignore[arg-type]
                    engine.run(RunPlan(out_dir=tmp / "nologs", **plan)).result, server.url, tmp)  # type: ignore[arg-type]
     yield out
@@ -418,17 +419,37 @@ def test_slo_selectors_that_miss_on_prometheus3_or_behind_a_waypoint(meshes) -> 
 
 def test_istio_dashboards_miss_waypoint_traffic(meshes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Istio's own service dashboard (istio#61815): its reporter="destination" and $qrep queries show nothing of the
-    Services a waypoint serves; on a mesh without waypoints it is not flagged."""
+    Services a waypoint serves; on a mesh without waypoints (istiod's injection analyzer's pods) it is not flagged;
+    where no pod is known (bookinfo's Deployments alone) which Services a waypoint serves cannot be told, and the
+    check does not run."""
     _, logs, _, _, _ = meshes[False]
     (f,) = [f for f in logs.findings if f.check == "dashboard-misses-waypoint"]
     assert f.cause == "reporter-destination" and f.resource == "Dashboard Istio Service Dashboard"
     assert f.evidence["queries"] >= 57 and "bank/accounts" in f.evidence["waypoint_services"]
     assert 'reporter=~"source|destination"' in f.evidence["matchers"]  # $qrep resolved to its options
-    plain = engine.run(RunPlan(window=WINDOW, out_dir=tmp_path, kube_snapshots=(DATA / "istio" / "bookinfo" /
-                                                                                "bookinfo.yaml",),
-                               dashboards=(DATA / "istio" / "addons" / "istio-service-dashboard.json",))).result
-    assert not [f for f in plain.findings if f.check == "dashboard-misses-waypoint"]
-    assert next(c for c in plain.checks if c.check == "dashboard-misses-waypoint").status == "ran"
+    def plain(snapshot: Path) -> ScanResult:
+        return engine.run(RunPlan(window=WINDOW, out_dir=tmp_path / snapshot.stem, kube_snapshots=(snapshot,),
+                                  dashboards=(DATA / "istio" / "addons" / "istio-service-dashboard.json",))).result
+
+    sidecars = plain(DATA / "istio" / "istio-analyzers" / "injection.yaml")
+    assert not [f for f in sidecars.findings if f.check == "dashboard-misses-waypoint"]
+    assert next(c for c in sidecars.checks if c.check == "dashboard-misses-waypoint").status == "ran"
+    no_pods = plain(DATA / "istio" / "bookinfo" / "bookinfo.yaml")
+    assert next(c for c in no_pods.checks if c.check == "dashboard-misses-waypoint").status == "skipped"
+
+
+def test_istio_mesh_dashboard_adds_up_sidecar_callers_and_waypoints(meshes) -> None:  # type: ignore[no-untyped-def]
+    """Istio's Mesh Dashboard reads reporter=~"source|waypoint" (its fix for istio#61815): in a mesh where sidecars
+    call Services a waypoint serves, each such request is counted by the caller's sidecar and by the waypoint, and
+    its global request volume reads more than the mesh served. The Service Dashboard's $qrep is the viewer's one
+    side at a time, and is not named."""
+    _, logs, _, _, _ = meshes[False]
+    (f,) = [f for f in logs.findings if f.check == "dashboard-double-counts"]
+    assert (f.evidence["dashboard"], f.evidence["reporters"]) == ("Istio Mesh Dashboard", ["source", "waypoint"])
+    assert 1.05 < f.evidence["ratio"] <= 2.0 and f.evidence["counted"] > f.evidence["requests"]
+    assert "Traffic Volume" in f.evidence["panels"]
+    assert all('reporter=~"destination|waypoint"' in e["fixed"] and "source" not in e["fixed"].split("{")[1]
+               for e in f.evidence["examples"])
 
 
 def test_name_contract_holds_waypoints_and_routes(meshes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

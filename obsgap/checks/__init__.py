@@ -5,6 +5,7 @@ from __future__ import annotations
 from obsgap.checks.base import Check
 from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
+from obsgap.checks.dashboard_double_count import DashboardDoubleCounts
 from obsgap.checks.dashboard_reporter import DashboardMissesWaypoint
 from obsgap.checks.dashboard_telemetry import DashboardReadsDisabledMetric
 from obsgap.checks.destinationrules import DestinationRuleHostUnresolved, DestinationRuleSubsetUnmatched
@@ -39,6 +40,7 @@ REGISTRY: tuple[type[Check], ...] = (
     WaypointMissing,
     DashboardMissesWaypoint,
     DashboardReadsDisabledMetric,
+    DashboardDoubleCounts,
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,

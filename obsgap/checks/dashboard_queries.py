@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import promql_parser as pp
+
 from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.model import PanelQuery, Pod
+from obsgap.slo.promql import Matcher
+from obsgap.text import full_match
 
 _ISTIO_SELECTOR = re.compile(r'\b(istio_\w+)\s*\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}')  # quoted values may hold ${var}
 _REPORTER = re.compile(r'\breporter\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
+REPORTERS = ("source", "destination", "waypoint")
 _L7 = re.compile(r"istio_(?:requests_total|request_duration_\w+|request_bytes\w*|response_bytes\w*)")
 
 
@@ -39,6 +44,43 @@ class ReporterMatcher:
     def l7(self) -> bool:
         """Over Istio's request metrics (count, duration, sizes), not its TCP ones."""
         return _L7.fullmatch(self.metric) is not None
+
+
+GRAFANA_VARIABLE = "__grafana_variable__"
+"""What a dashboard variable in a label value becomes for PromQL (grafana_promql): its value is the viewer's."""
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_ANY_VARIABLE = re.compile(r"\$\{\w+(?::[\w-]+)?\}|\$\w+|\[\[\w+(?::[\w-]+)?\]\]")
+
+
+def grafana_promql(expr: str) -> str | None:
+    """A panel's query as PromQL: each variable in a label value replaced by GRAFANA_VARIABLE, each other one (a
+    range: `[$__rate_interval]`) by `5m`; None where the result is not PromQL (a variable elsewhere: `by ($group)`)."""
+    parts, at = [], 0
+    for m in _STRING.finditer(expr):
+        parts += [_ANY_VARIABLE.sub("5m", expr[at:m.start()]), _ANY_VARIABLE.sub(GRAFANA_VARIABLE, m.group())]
+        at = m.end()
+    text = "".join(parts) + _ANY_VARIABLE.sub("5m", expr[at:])
+    try:
+        pp.parse(text)
+    except (ValueError, TypeError):
+        return None
+    return text
+
+
+def admitted(matchers: Sequence[ReporterMatcher] | Sequence[Matcher]) -> set[str] | None:
+    """The reporters every one of a selector's reporter matchers admits (each `op`, `value`); None where one cannot
+    be read."""
+    out = set(REPORTERS)
+    for m in matchers:
+        hits: set[str] = set()
+        for r in REPORTERS:
+            hit = full_match(m.value, r) if m.op in ("=~", "!~") else m.value == r
+            if hit is None:
+                return None
+            if hit:
+                hits.add(r)
+        out &= hits if m.op in ("=", "=~") else set(REPORTERS) - hits
+    return out
 
 
 def variables(queries: list[PanelQuery]) -> Mapping[str, str]:

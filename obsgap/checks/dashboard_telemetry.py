@@ -12,7 +12,7 @@ from obsgap.checks.base import CheckInputs
 from obsgap.checks.dashboard_queries import (
     DashboardCheck,
     IstioSelector,
-    ReporterMatcher,
+    admitted,
     by_dashboard,
     istio_selectors,
     mesh_pods,
@@ -20,11 +20,9 @@ from obsgap.checks.dashboard_queries import (
 from obsgap.istio import TELEMETRY_METRICS, telemetry_metric
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Pod, Severity, Suggestion
 from obsgap.sources.kube.kinds import TELEMETRY_KIND
-from obsgap.text import full_match
 from obsgap.topology import TopologyIndex
 
 DOC = "https://istio.io/latest/docs/reference/config/telemetry/#WorkloadMode"
-REPORTERS = ("source", "destination", "waypoint")
 _MODE = {"source": "CLIENT", "destination": "SERVER"}
 _CAUSE = {"source": "client-side-off", "destination": "server-side-off"}
 _HISTOGRAM_PARTS = re.compile(r"_(?:bucket|sum|count)$")
@@ -129,21 +127,6 @@ class _Sides:
         return tuple(sorted({w for w in whys if w})) if all(whys) else None
 
 
-def _admitted(matchers: Sequence[ReporterMatcher]) -> set[str] | None:
-    """The reporters every one of a selector's reporter matchers admits; None where one cannot be read."""
-    out = set(REPORTERS)
-    for m in matchers:
-        hits: set[str] = set()
-        for r in REPORTERS:
-            hit = full_match(m.value, r) if m.op in ("=~", "!~") else m.value == r
-            if hit is None:
-                return None
-            if hit:
-                hits.add(r)
-        out &= hits if m.op in ("=", "=~") else set(REPORTERS) - hits
-    return out
-
-
 @dataclass(frozen=True)
 class _Read:
     """One selector that reads only series no proxy writes."""
@@ -190,13 +173,13 @@ def _judge(sel: IstioSelector, sides: _Sides) -> _Read | None:
     """How a selector reads only series no proxy writes; None where it may read some (or where it cannot be told:
     a metric Istio does not export by that name, a matcher Python cannot read, waypoints alone)."""
     metric = telemetry_metric(_HISTOGRAM_PARTS.sub("", sel.metric))
-    admitted = _admitted(sel.reporters)
-    if metric is None or admitted is None or not admitted & set(_MODE):
+    reads = admitted(sel.reporters)
+    if metric is None or reads is None or not reads & set(_MODE):
         return None
-    reasons = [sides.dark(metric, r) for r in sorted(admitted)]
+    reasons = [sides.dark(metric, r) for r in sorted(reads)]
     if any(r is None for r in reasons):
         return None
-    return _Read(metric, ", ".join(m.text for m in sel.reporters), frozenset(admitted),
+    return _Read(metric, ", ".join(m.text for m in sel.reporters), frozenset(reads),
                  tuple(dict.fromkeys(w for r in reasons for w in r or ())))
 
 

@@ -100,14 +100,47 @@ def parse(query: str, window: str = "5m") -> Any:
         raise InputError(f"PromQL {query[:200]!r} does not parse: {exc}") from exc
 
 
-def _nodes(expr: Any) -> Iterator[Any]:
-    yield expr
+def _children(expr: Any) -> Iterator[Any]:
     for attr in ("lhs", "rhs", "expr", "vector_selector", "param"):
         child = getattr(expr, attr, None)
         if child is not None and not isinstance(child, str | int | float):
-            yield from _nodes(child)
-    for arg in getattr(expr, "args", None) or ():
-        yield from _nodes(arg)
+            yield child
+    yield from getattr(expr, "args", None) or ()
+
+
+def _nodes(expr: Any) -> Iterator[Any]:
+    yield expr
+    for child in _children(expr):
+        yield from _nodes(child)
+
+
+def _drops(aggregation: Any, label: str) -> bool:
+    """Whether an aggregation's result loses `label` (`by` without it, `without` naming it, or neither)."""
+    modifier = aggregation.modifier
+    if modifier is None:
+        return True
+    kept = label in modifier.labels
+    return not kept if str(modifier.type) == "AggModifierType.By" else kept
+
+
+def summed_over(expr: Any, label: str) -> list[Selector]:
+    """The selectors of a parsed query whose series it adds up across the values of `label`: the innermost
+    aggregation above the selector that loses the label is a `sum` (a `max`, `avg` or `count` there combines them
+    otherwise; none: each value stays its own series)."""
+    out: list[Selector] = []
+
+    def walk(node: Any, summed: bool) -> None:
+        if isinstance(node, pp.AggregateExpr) and _drops(node, label):
+            summed = str(node.op) == "sum"
+        if isinstance(node, pp.VectorSelector):
+            if summed:
+                out.append(_selector(node))
+            return
+        for child in _children(node):
+            walk(child, summed)
+
+    walk(expr, False)
+    return out
 
 
 def _selector(vs: Any) -> Selector:
