@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pandas as pd
 import promql_parser as pp
 
 from obsgap.checks.base import CheckInputs, Skip
 from obsgap.checks.dashboard_queries import GRAFANA_VARIABLE, DashboardCheck, admitted, by_dashboard, grafana_promql
+from obsgap.evidence import MetricsEvidence
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
 from obsgap.slo.promql import Matcher, Selector, summed_over
-from obsgap.text import pct
+from obsgap.text import full_match, pct
 
 DOC = "https://istio.io/latest/docs/reference/config/metrics/#labels"
 _L7 = re.compile(r"istio_(?:requests_total|request_duration_milliseconds_(?:bucket|count|sum)|request_bytes_(?:bucket|"
                  r"count|sum)|response_bytes_(?:bucket|count|sum)|request_messages_total|response_messages_total)")
 _TCP = re.compile(r"istio_tcp_(?:connections_opened_total|connections_closed_total|sent_bytes_total|"
                   r"received_bytes_total)")
+_FRAMES = {"l7": "mesh_requests", "tcp": "mesh_tcp_connections"}
 _EDGE = ["source_workload_namespace", "source_workload", "destination_service_namespace", "destination_service_name"]
-_FRAME_LABELS = [*_EDGE, "reporter", "destination_service", "destination_workload", "destination_workload_namespace",
-                 "request_protocol", "destination_port", "namespace", "pod"]
-_ISTIO_SELECTOR = re.compile(r'\b(istio_\w+)\b(\s*\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\})?')
-_REPORTER_MATCHER = re.compile(r'\breporter\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*,?\s*')
+ESTIMABLE = frozenset({"response_code", "grpc_response_status", "request_protocol"})
+"""Labels the caller's and the server's proxy give one request alike and that do not say who called whom: where the
+counts obsgap reads do not carry one a query matches on, the share it double counts is measured over all its
+values. A matcher on any other label they do not carry (`destination_app`, `destination_canonical_service`, a
+principal: they pick the callers and Services; `instance`, `pod`, `namespace`, a pod's own labels: each side's
+differs; `connection_security_policy`: the client reports `unknown`; `response_flags`) leaves the query unmeasured."""
+_ISTIO_SELECTOR = re.compile(r"(?<![\w:])(istio_\w+)(?![\w:])"
+                             r"(\s*\{((?:[^{}\"']|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')*)\})?")
+_REPORTER_MATCHER = re.compile(r"\breporter\s*(=~|!~|!=|=)\s*(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')\s*,?\s*")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,11 +46,18 @@ class DoubleCountEvidence(FindingEvidence):
     counted: int
     """What the worst query's reporters counted in the window, added up as it adds them."""
     requests: int
-    """The requests they counted, each once."""
+    """The requests they counted, each once (per caller and Service, the largest reporter's count)."""
+    one_side: int
+    """Of those, what the suggested side (`reporter="destination"`, or with waypoints) counts."""
     reporters: list[str]
     panels: list[str] = field(default_factory=list)
-    examples: list[dict[str, str]] = field(default_factory=list)
-    """Up to five queries as written, with the reporter matcher that reads each request once."""
+    blended: int = 0
+    """Queries that divide, compare or take a quantile of such a sum: a blend of both sides, not a multiple."""
+    estimated: list[str] = field(default_factory=list)
+    """Labels the queries match on that the mesh's counts obsgap reads do not carry, both sides alike: the share
+    is measured over all their values."""
+    examples: list[dict[str, str | None]] = field(default_factory=list)
+    """Up to five: the query as written and, where it can be written, with one side's reporter matcher."""
 
 
 class DashboardDoubleCounts(DashboardCheck):
@@ -65,7 +80,7 @@ class DashboardDoubleCounts(DashboardCheck):
 
     Use instead: select one side: `reporter="destination"` (`reporter=~"destination|waypoint"` where waypoints
     serve Services) counts each request once, as the server's proxy saw it; or keep the sides apart with
-    `by (reporter)`.
+    `by (reporter)` where some requests reach a server without a proxy (one side alone counts those).
     """
 
     id = "dashboard-double-counts"
@@ -75,27 +90,27 @@ class DashboardDoubleCounts(DashboardCheck):
     doc_url = DOC
     causes = ("sums-reporters",)
     impact_unit = "dashboard queries"
+    _memo: ClassVar[tuple[CheckInputs, bool, dict[str, _Judged]] | None] = None
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        metrics = inputs.metrics
-        if not inputs.dashboards or metrics is None:
-            return []
-        failed = [q for q in cls.queries if q in metrics.failed]
-        if failed:
-            raise Skip(f"the query {failed[0]} failed ({metrics.failed[failed[0]]}): what each reporter counted "
-                       "is unknown")
-        frames = {"l7": metrics.frame("mesh_requests", _FRAME_LABELS),
-                  "tcp": metrics.frame("mesh_tcp_connections", _FRAME_LABELS)}
-        if all(f.empty for f in frames.values()):
-            raise Skip("Prometheus holds no Istio series in the window: what each reporter counted is unknown")
-        waypoints = any((f["reporter"] == "waypoint").any() for f in frames.values() if not f.empty)
-        out = []
-        for dashboard, queries in by_dashboard(inputs).items():
-            doubled = [d for q in queries if (d := _measured(q, frames, inputs)) is not None]
-            if doubled:
-                out.append(_finding(dashboard, doubled, waypoints))
-        return out
+        waypoints, judged = cls._judged(inputs)
+        return [_finding(dashboard, j.doubled, waypoints, inputs) for dashboard, j in judged.items() if j.doubled]
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        """The dashboards named, and those each of whose sums over Istio's metrics could be measured: a query whose
+        matchers the mesh's counts cannot follow, or that read nothing in the window (or in the namespaces in
+        scope), leaves its dashboard unjudged where nothing else in it was found."""
+        return frozenset(f"dashboard:{d}" for d, j in cls._judged(inputs)[1].items() if j.complete or j.doubled)
+
+    @classmethod
+    def _judged(cls, inputs: CheckInputs) -> tuple[bool, dict[str, _Judged]]:
+        """(whether waypoints report; each dashboard's judgement), computed once per run: run and examined share
+        it."""
+        if cls._memo is None or cls._memo[0] is not inputs:
+            cls._memo = (inputs, *_judge_all(inputs))
+        return cls._memo[1], cls._memo[2]
 
 
 @dataclass(frozen=True)
@@ -104,31 +119,89 @@ class _Doubled:
     reporters: frozenset[str]
     counted: float
     requests: float
+    one_side: float
+    blended: bool
+    estimated: tuple[str, ...]
 
     @property
     def ratio(self) -> float:
         return self.counted / self.requests
 
 
-def _measured(query: PanelQuery, frames: dict[str, pd.DataFrame], inputs: CheckInputs) -> _Doubled | None:
-    """The query's worst selector that adds up the same requests from several reporters, beyond the tolerance."""
+@dataclass
+class _Judged:
+    doubled: list[_Doubled] = field(default_factory=list)
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class _Counts:
+    frame: pd.DataFrame
+    carried: frozenset[str]
+    """The labels the query returned (the frame's other columns are filled in empty)."""
+    side: frozenset[str]
+    """The reporters the fix reads for this kind of metric."""
+
+
+def _judge_all(inputs: CheckInputs) -> tuple[bool, dict[str, _Judged]]:
+    metrics = inputs.metrics
+    if not inputs.dashboards or metrics is None:
+        return False, {}
+    failed = [q for q in _FRAMES.values() if q in metrics.failed]
+    if failed:
+        raise Skip(f"the query {failed[0]} failed ({metrics.failed[failed[0]]}): what each reporter counted is "
+                   "unknown")
+    counts = _counts(metrics)
+    if all(c.frame.empty for c in counts.values()):
+        raise Skip("Prometheus holds no Istio series in the window: what each reporter counted is unknown")
+    out: dict[str, _Judged] = {}
+    for dashboard, queries in by_dashboard(inputs).items():
+        judged = out[dashboard] = _Judged()
+        for q in queries:
+            found, complete = _measured(q, counts, inputs)
+            judged.complete &= complete
+            if found is not None:
+                judged.doubled.append(found)
+    return "waypoint" in counts["l7"].side, out
+
+
+def _counts(metrics: MetricsEvidence) -> dict[str, _Counts]:
+    out = {}
+    for kind, name in _FRAMES.items():
+        returned = metrics.frame(name)
+        frame = metrics.frame(name, [*_EDGE, "reporter"])
+        waypoints = kind == "l7" and not frame.empty and bool((frame["reporter"] == "waypoint").any())
+        out[kind] = _Counts(frame, frozenset(returned.columns) - {"value"},
+                            frozenset({"destination", "waypoint"} if waypoints else {"destination"}))
+    return out
+
+
+def _measured(query: PanelQuery, counts: dict[str, _Counts], inputs: CheckInputs) -> tuple[_Doubled | None, bool]:
+    """The query's worst selector that adds up the same requests from several reporters, beyond the tolerance; and
+    whether each of its sums over Istio's metrics could be measured."""
     if query.panel.startswith("variable $"):
-        return None  # a variable's query lists label values; it draws nothing
+        return None, True  # a variable's query lists label values; it draws nothing
     text = grafana_promql(query.expr)
     if text is None:
-        return None
-    worst = None
-    for sel in summed_over(pp.parse(text), "reporter"):
+        return None, "istio_" not in query.expr
+    worst, complete = None, True
+    for summed in summed_over(pp.parse(text), "reporter"):
+        sel = summed.selector
         kind = "l7" if _L7.fullmatch(sel.metric) else "tcp" if _TCP.fullmatch(sel.metric) else None
         reads = admitted(sel.label("reporter"))
         if kind is None or reads is None or len(reads) < 2 or _variable(sel.label("reporter")):
+            complete &= kind is None or reads is not None
             continue
-        counted, requests = _count(frames[kind], sel, reads)
-        extra = counted - requests
-        if extra >= inputs.settings.min_requests and counted >= requests * (1 + inputs.settings.tolerance):
-            found = _Doubled(query, frozenset(reads), counted, requests)
+        measured = _count(counts[kind], sel, reads)
+        if measured is None:
+            complete = False
+            continue
+        counted, requests, one_side, estimated = measured
+        if counted - requests >= inputs.settings.min_requests \
+                and counted >= requests * (1 + inputs.settings.tolerance):
+            found = _Doubled(query, frozenset(reads), counted, requests, one_side, summed.blended, estimated)
             worst = found if worst is None or found.ratio > worst.ratio else worst
-    return worst
+    return worst, complete
 
 
 def _variable(matchers: tuple[Matcher, ...]) -> bool:
@@ -136,64 +209,108 @@ def _variable(matchers: tuple[Matcher, ...]) -> bool:
     return any(GRAFANA_VARIABLE in m.value for m in matchers)
 
 
-def _count(frame: pd.DataFrame, sel: Selector, reads: set[str]) -> tuple[float, float]:
+def _count(counts: _Counts, sel: Selector, reads: set[str]) -> tuple[float, float, float, tuple[str, ...]] | None:
     """(what the reporters `reads` counted of the series `sel` selects, added up; the requests they counted, each
-    once: per caller and Service, the largest of those reporters' counts). Matchers on labels these counts do not
-    carry (response_code) are left out, and so are those a dashboard variable fills."""
+    once: per caller and Service, the largest of those reporters' counts; what the fix's side counts of them; the
+    labels matched that the counts do not carry) or None where it cannot be told: a matcher on a label the counts
+    lack and the two sides give differently, a regex Prometheus and Python read differently, nothing selected."""
+    frame = counts.frame
     if frame.empty:
-        return 0.0, 0.0
+        return None
     keep = frame["reporter"].isin(list(reads))
+    estimated = []
     for m in sel.matchers:
-        if m.name in frame.columns and m.name != "reporter" and GRAFANA_VARIABLE not in m.value:
-            values = frame[m.name].astype(str)
-            hits = {v: m.matches(v) for v in values.unique()}
-            keep &= values.map(hits).astype(bool)
+        if m.name == "reporter" or GRAFANA_VARIABLE in m.value:
+            continue
+        if m.name not in counts.carried:
+            if m.name not in ESTIMABLE:
+                return None
+            estimated.append(m.name)
+            continue
+        if m.op in ("=~", "!~") and full_match(m.value, "") is None:
+            return None
+        values = frame[m.name].astype(str)
+        hits = {v: m.matches(v) for v in values.unique()}
+        keep &= values.map(hits).astype(bool)
     picked = frame[keep]
     if picked.empty:
-        return 0.0, 0.0
-    per_side = picked.groupby([*_EDGE, "reporter"])["value"].sum().unstack("reporter", fill_value=0.0)
-    return float(per_side.to_numpy().sum()), float(per_side.max(axis=1).sum())
+        return None
+    per_side = picked.assign(value=picked["value"].astype(float)).groupby([*_EDGE, "reporter"])["value"].sum() \
+        .unstack("reporter", fill_value=0.0)
+    side = [r for r in per_side.columns if r in counts.side]
+    return (float(per_side.to_numpy().sum()), float(per_side.max(axis=1).sum()),
+            float(per_side[side].to_numpy().sum()) if side else 0.0, tuple(estimated))
 
 
-def one_side(expr: str, matcher: str) -> str:
-    """A query as written, each selector over one of Istio's metrics reading `matcher` in place of its reporter
-    matchers."""
+def one_side(expr: str, matchers: Mapping[str, str]) -> str | None:
+    """A query as written, each selector over one of Istio's metrics that reads more than one reporter given the
+    kind's matcher (`matchers`: l7, tcp) in place of its reporter matchers; None where the result is not PromQL."""
     def fix(m: re.Match[str]) -> str:
-        if not (_L7.fullmatch(m.group(1)) or _TCP.fullmatch(m.group(1))):
+        kind = "l7" if _L7.fullmatch(m.group(1)) else "tcp" if _TCP.fullmatch(m.group(1)) else None
+        body = m.group(3) or ""
+        own = [Matcher("reporter", op, value[1:-1]) for op, value in _REPORTER_MATCHER.findall(body)]
+        if kind is None or _one_side(admitted(own)):
             return m.group(0)
-        rest = _REPORTER_MATCHER.sub("", m.group(3) or "").strip().rstrip(",").strip()
-        return f"{m.group(1)}{{{matcher}{', ' + rest if rest else ''}}}"
+        rest = _REPORTER_MATCHER.sub("", body).strip().rstrip(",").strip()
+        return f"{m.group(1)}{{{matchers[kind]}{', ' + rest if rest else ''}}}"
 
-    return _ISTIO_SELECTOR.sub(fix, expr)
+    fixed = _ISTIO_SELECTOR.sub(fix, expr)
+    text = grafana_promql(fixed)
+    if text is None or not all(_one_side(admitted(s.selector.label("reporter")))
+                               for s in summed_over(pp.parse(text), "reporter")
+                               if _L7.fullmatch(s.selector.metric) or _TCP.fullmatch(s.selector.metric)):
+        return None
+    return fixed
 
 
-def _sides(reporters: list[str]) -> str:
-    if len(reporters) == 3:
-        return "every reporter (no reporter matcher)"
-    return "reporter " + " and ".join(f'"{r}"' for r in reporters)
+def _one_side(reads: set[str] | None) -> bool:
+    """The reporters read are one side of a request: the caller's, or the server's (its sidecar or waypoint)."""
+    return reads is not None and ("source" not in reads or len(reads) == 1)
 
 
-def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool) -> Finding:
-    worst = max(doubled, key=lambda d: d.ratio)
-    matcher = 'reporter=~"destination|waypoint"' if waypoints else 'reporter="destination"'
+def _queries(n: int) -> str:
+    return f"{n} {'query' if n == 1 else 'queries'}"
+
+
+def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: CheckInputs) -> Finding:
+    plain = [d for d in doubled if not d.blended]
+    worst = max(plain or doubled, key=lambda d: d.ratio)
+    matchers = {"l7": 'reporter=~"destination|waypoint"' if waypoints else 'reporter="destination"',
+                "tcp": 'reporter="destination"'}
     panels = sorted({d.query.panel for d in doubled})
     reporters = sorted({r for d in doubled for r in d.reporters})
-    examples = [{"panel": d.query.panel, "query": d.query.expr[:500], "fixed": one_side(d.query.expr, matcher)[:600]}
-                for d in sorted(doubled, key=lambda d: -d.ratio)[:5]]
+    estimated = sorted({n for d in doubled for n in d.estimated})
+    examples = [{"panel": d.query.panel, "query": d.query.expr[:500], "fixed": one_side(d.query.expr, matchers)}
+                for d in sorted(doubled, key=lambda d: (d.blended, -d.ratio))[:5]]
+    seen = worst.one_side / worst.requests
+    scope = " in the namespaces in scope" if inputs.settings.namespaces else ""
+    how = (f"up to {worst.ratio:.1f}x" if plain else "blending both sides")
+    detail = (f"{_queries(len(doubled))} of dashboard {dashboard!r} (in {len(panels)} "
+              f"panel{'s' * (len(panels) > 1)}) sum Istio's metrics over reporter {', '.join(reporters)} without "
+              "keeping them apart (`by (reporter)`), and a request is counted by each proxy on its way (the "
+              "caller's sidecar, the server's or its waypoint). "
+              f"Over the window{scope}, the series {'the worst of them' if len(doubled) > 1 else 'it'} (panel "
+              f"{worst.query.panel!r}) reads counted {int(worst.counted):,} where the proxies saw "
+              f"{int(worst.requests):,} requests ({pct(worst.ratio - 1)} more)"
+              + (f": it reads {worst.ratio:.1f} times the traffic." if not worst.blended else ".")
+              + (f" {_queries(len(doubled) - len(plain))} divide, compare or take quantiles of such sums: their "
+                 "error ratios blend both sides' errors and their latencies mix the caller's (network included) with "
+                 "the server's." if len(plain) < len(doubled) else "")
+              + (f" Measured over every value of {', '.join(estimated)}, which the mesh's counts obsgap reads do not "
+                 "carry." if estimated else ""))
+    side = " or ".join(dict.fromkeys(matchers[k] for k in ("l7", "tcp")))
+    fix = (f"Select one side in these queries: {side} counts each request once, as the server's proxy saw it (or keep "
+           "the sides apart with `by (reporter)`)." if seen >= 1 - inputs.tolerance() else
+           f"Keep the sides apart with `by (reporter)` and pick one per panel: {side} alone counts {pct(seen)} of the "
+           "requests these queries read (the rest reach a server without a proxy, or leave the mesh, and only the "
+           "callers' sidecars count them).")
     return Finding(
         check=DashboardDoubleCounts.id, severity=Severity.WARNING,
-        title=f"{dashboard}: {len(doubled)} {'query adds' if len(doubled) == 1 else 'queries add'} up the caller's "
-              f"and the server's count of the same requests (up to {worst.ratio:.1f}x)",
-        detail=(f"{len(doubled)} queries of dashboard {dashboard!r} (in {len(panels)} panels) sum Istio's metrics over "
-                f"{_sides(reporters)} without keeping them apart (`by (reporter)`), and a request is counted by each "
-                "proxy on its way (the caller's sidecar, the server's or its waypoint). Over the window, the series "
-                f"the worst of them (panel {worst.query.panel!r}) reads counted {int(worst.counted):,} where the "
-                f"proxies saw {int(worst.requests):,} requests ({pct(worst.counted / worst.requests - 1)} more): "
-                f"its rates read {worst.ratio:.1f} times the traffic, its error ratios blend both sides' errors "
-                "and its latency quantiles mix the caller's latency with the server's."),
+        title=f"{dashboard}: {_queries(len(doubled))} {'adds' if len(doubled) == 1 else 'add'} up the "
+              f"caller's and the server's count of the same requests ({how})",
+        detail=detail,
         subject=f"dashboard/{dashboard}/sums-reporters", cause="sums-reporters", resource=f"Dashboard {dashboard}",
         evidence=DoubleCountEvidence(dashboard, len(doubled), round(worst.ratio, 3), int(worst.counted),
-                                     int(worst.requests), reporters, panels[:30], examples),
-        suggestion=Suggestion(f"Select one side in these queries: {matcher} counts each request once, as the "
-                              "server's proxy saw it (or keep the sides apart with `by (reporter)`).",
-                              "\n".join(e["fixed"] for e in examples[:3]), DOC))
+                                     int(worst.requests), int(worst.one_side), reporters, panels[:30],
+                                     len(doubled) - len(plain), estimated, examples),
+        suggestion=Suggestion(fix, "\n".join(str(e["fixed"]) for e in examples[:3] if e["fixed"]) or None, DOC))

@@ -115,7 +115,10 @@ def _nodes(expr: Any) -> Iterator[Any]:
 
 
 def _drops(aggregation: Any, label: str) -> bool:
-    """Whether an aggregation's result loses `label` (`by` without it, `without` naming it, or neither)."""
+    """Whether an aggregation's result loses `label` (`by` without it, `without` naming it, or neither); `topk` and
+    its kin keep every label of the series they pick."""
+    if str(aggregation.op) in _PICKS:
+        return False
     modifier = aggregation.modifier
     if modifier is None:
         return True
@@ -123,23 +126,40 @@ def _drops(aggregation: Any, label: str) -> bool:
     return not kept if str(modifier.type) == "AggModifierType.By" else kept
 
 
-def summed_over(expr: Any, label: str) -> list[Selector]:
+_PICKS = frozenset({"topk", "bottomk", "limitk", "limit_ratio"})
+_BLENDS = frozenset({"/", "==", "!=", ">", "<", ">=", "<=", "atan2"})
+
+
+@dataclass(frozen=True)
+class Summed:
+    """A selector whose series a query adds up across a label's values."""
+
+    selector: Selector
+    blended: bool
+    """The sum is divided, compared or read as a quantile (a ratio, a threshold, a latency): what it shows is a
+    blend, not a multiple, of the values it adds."""
+
+
+def summed_over(expr: Any, label: str) -> list[Summed]:
     """The selectors of a parsed query whose series it adds up across the values of `label`: the innermost
     aggregation above the selector that loses the label is a `sum` (a `max`, `avg` or `count` there combines them
     otherwise; none: each value stays its own series)."""
-    out: list[Selector] = []
+    out: list[Summed] = []
 
-    def walk(node: Any, summed: bool) -> None:
+    def walk(node: Any, summed: bool, blended: bool) -> None:
         if isinstance(node, pp.AggregateExpr) and _drops(node, label):
             summed = str(node.op) == "sum"
+        elif (isinstance(node, pp.BinaryExpr) and str(node.op) in _BLENDS) or (
+                isinstance(node, pp.Call) and node.func.name == "histogram_quantile"):
+            blended = True
         if isinstance(node, pp.VectorSelector):
             if summed:
-                out.append(_selector(node))
+                out.append(Summed(_selector(node), blended))
             return
         for child in _children(node):
-            walk(child, summed)
+            walk(child, summed, blended)
 
-    walk(expr, False)
+    walk(expr, False, False)
     return out
 
 
