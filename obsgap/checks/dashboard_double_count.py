@@ -293,9 +293,10 @@ def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: C
               f"{worst.query.panel!r}) reads counted {int(worst.counted):,} where the proxies saw "
               f"{int(worst.requests):,} requests ({pct(worst.ratio - 1)} more)"
               + (f": it reads {worst.ratio:.1f} times the traffic." if not worst.blended else ".")
-              + (f" {_queries(len(doubled) - len(plain))} divide, compare or take quantiles of such sums: their "
-                 "error ratios blend both sides' errors and their latencies mix the caller's (network included) with "
-                 "the server's." if len(plain) < len(doubled) else "")
+              + (f" {_queries(len(doubled) - len(plain))} "
+                 f"{'divides, compares or takes' if len(doubled) - len(plain) == 1 else 'divide, compare or take'} "
+                 "quantiles of such sums: error ratios blend both sides' errors, latencies mix the caller's (network "
+                 "included) with the server's." if len(plain) < len(doubled) else "")
               + (f" Measured over every value of {', '.join(estimated)}, which the mesh's counts obsgap reads do not "
                  "carry." if estimated else ""))
     side = " or ".join(dict.fromkeys(matchers[k] for k in ("l7", "tcp")))
