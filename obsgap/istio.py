@@ -331,6 +331,22 @@ def telemetry_metric(family: str) -> str | None:
     return _METRIC_OF_FAMILY.get(family)
 
 
+GRPC_STATUSES = {1: ("CANCELLED", 499), 2: ("UNKNOWN", 500), 3: ("INVALID_ARGUMENT", 400),
+                 4: ("DEADLINE_EXCEEDED", 504), 5: ("NOT_FOUND", 404), 6: ("ALREADY_EXISTS", 409),
+                 7: ("PERMISSION_DENIED", 403), 8: ("RESOURCE_EXHAUSTED", 429), 9: ("FAILED_PRECONDITION", 400),
+                 10: ("ABORTED", 409), 11: ("OUT_OF_RANGE", 400), 12: ("UNIMPLEMENTED", 501), 13: ("INTERNAL", 500),
+                 14: ("UNAVAILABLE", 503), 15: ("DATA_LOSS", 500), 16: ("UNAUTHENTICATED", 401)}
+"""gRPC status -> (its name, the HTTP status it stands for): Envoy's Grpc::Utility::grpcToHttpStatus
+(source/common/grpc/status.cc, after Google's API design guide); any other code stands for 500. A gRPC call's own
+HTTP status is 200 whatever its outcome: Istio labels it response_code="200" and grpc_response_status="<code>"."""
+
+
+def grpc_status(code: str) -> tuple[str, int]:
+    """(name, HTTP status it stands for) of a grpc_response_status label value."""
+    number = int(code) if code.isdigit() else -1
+    return GRPC_STATUSES.get(number, (f"code {code}", 500))
+
+
 ATTRIBUTION_LABELS = ("reporter", "destination_service_name", "destination_service_namespace")
 """The labels of istio_requests_total obsgap counts a service's requests by: a Telemetry tag override that removes
 or rewrites one leaves the count unattributable."""

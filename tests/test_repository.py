@@ -33,7 +33,7 @@ LAYERS = {
     "obsgap.istio": 0, "obsgap.ambient": 0, "obsgap.bounds": 0,
     "obsgap.intervals": 0, "obsgap.witness": 0, "obsgap.charts": 0, "obsgap.evidence": 0,
     "obsgap.interrupts": 0, "obsgap.slo.spec": 0, "obsgap.slo.promql": 0, "obsgap.relabel": 0, "obsgap.regex_fit": 0,
-    "obsgap.sources": 1, "obsgap.slo.load": 1, "obsgap.slo.measure": 1,
+    "obsgap.sources": 1, "obsgap.slo.load": 1, "obsgap.slo.measure": 1, "obsgap.slo.grpc": 1,
     "obsgap.analysis": 2, "obsgap.slo.assess": 2, "obsgap.suggest": 2,
     "obsgap.checks": 3, "obsgap.suppress": 3,
     "obsgap.config": 4, "obsgap.engine": 4, "obsgap.result": 4,

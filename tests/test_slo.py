@@ -756,3 +756,41 @@ def _selector_texts(spec: SloSpec) -> list[str]:
     from obsgap.slo.promql import shape
 
     return [sel.text() for q in spec.queries for sel in shape(q).selectors]
+
+
+def test_grpc_failures_an_sli_classifies_by_http_status_count_as_good(tmp_path: Path,
+                                                                    prometheus_available: None) -> None:
+    """Pyrra's upstream ratio example counts istio_requests_total{response_code=~"4..|5.."} as errors. `search`
+    serves gRPC: its failures (UNAVAILABLE, INTERNAL, NOT_FOUND) go out with HTTP status 200 and Istio labels them
+    grpc_response_status: its errors selector matches no series and the SLI reads 0% errors while 7% of the calls
+    failed. Broken (not a renamed selector: the emptiness is explained), with each status counted as the server side
+    counted it, and the error ratio the SLI would show; served over HTTP (its 5xx counted), the same SLO is sound."""
+    from dataclasses import replace
+
+    from obsgap.scenario.spec import PortSpec
+    from tests.helpers import run_scenario
+
+    slo = (SLO_DATA / "pyrra-dynamic-burn-rate-ratio.yaml",)
+    search = ServiceSpec("shop", "search", ports=(PortSpec("grpc", 8080, 8080),), error_rate=0.0,
+                         grpc_errors=((14, 0.04), (13, 0.02), (5, 0.01)))
+    spec = ScenarioSpec("grpc", (("shop", True),), (search, ServiceSpec("shop", "web")),
+                        (FlowSpec("shop/web", "shop/search", 8080, 3.0),), hours=0.5, scrape_interval_s=30)
+    run = run_scenario(spec, tmp_path, slo_paths=slo)
+    (a,) = run.result.slos
+    assert (a.verdict, [p.cause for p in a.problems]) == ("broken", ["grpc-errors-unseen"])
+    failed = run.built.truth.grpc_failures["shop/search"]
+    assert set(failed) == {14, 13, 5} and failed[14] > failed[13] > failed[5] > 0
+    reason = a.problems[0].reason
+    assert "UNAVAILABLE (14): " in reason and reason.index("UNAVAILABLE") < reason.index("INTERNAL (13)") \
+        < reason.index("NOT_FOUND (5)")
+    shown = float(reason.split("answered ")[1].split(" gRPC calls")[0].replace(",", ""))
+    assert shown == pytest.approx(sum(failed.values()), rel=0.05)
+    would = float(reason.split("would be ")[1].split("%")[0]) / 100
+    assert "error ratio over the window, 0.0%" in reason and would == pytest.approx(shown / a.requests_metric,
+                                                                                     abs=0.001)
+    assert 'grpc_response_status=~"5|13|14"' in a.problems[0].fix
+    (finding,) = run.findings("slo-untrustworthy")
+    assert finding.cause == "grpc-errors-unseen" and finding.severity.value == "critical"
+    http = replace(spec, services=(replace(search, ports=(PortSpec("http", 8080, 8080),), error_rate=0.02),
+                                   spec.services[1]))
+    assert [p.cause for p in run_scenario(http, tmp_path / "http", slo_paths=slo).result.slos[0].problems] == []

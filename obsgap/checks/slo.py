@@ -9,6 +9,7 @@ from typing import Any
 from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggestion
 from obsgap.slo.assess import SloAssessment
+from obsgap.slo.grpc import GRPC_CAUSE
 from obsgap.slo.promql import shape
 
 DOC = "https://sre.google/workbook/implementing-slos/"
@@ -30,7 +31,8 @@ class SloEvidence(FindingEvidence):
 
 LOG_CAUSES = ("sli-misses-traffic", "error-ratio-differs")
 """Causes judged on the logs of the SLO's services (and a waypoint's sli-misses-traffic: judged again only with
-logs, which errs on the side of not calling it resolved)."""
+logs, which errs on the side of not calling it resolved). GRPC_CAUSE is judged on the grpc_failures query: not
+re-checked where it failed."""
 
 
 class SloUntrustworthy(Check):
@@ -57,14 +59,17 @@ class SloUntrustworthy(Check):
     queries = ("scrape_targets",)
     doc_url = DOC
     causes = ("sli-misses-traffic", "threshold-not-a-bucket-bound", "latency-saturated", "error-ratio-differs",
-              "selector-matches-nothing", "sli-failed")
+              "selector-matches-nothing", GRPC_CAUSE, "sli-failed")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         """The SLOs whose SLI could be run and, among them, those held against the logs of their services."""
         ran = [a for a in inputs.analysis.slos if not a.measured.error]
+        metrics = inputs.metrics
+        grpc = metrics is not None and "grpc_failures" in metrics.frames and "grpc_failures" not in metrics.failed
         return frozenset([*(f"slo:{a.measured.spec.key}" for a in ran),
-                          *(f"slo:{a.measured.spec.key}:logs" for a in ran if a.requests_logs is not None)])
+                          *(f"slo:{a.measured.spec.key}:logs" for a in ran if a.requests_logs is not None),
+                          *(f"slo:{a.measured.spec.key}:grpc" for a in ran if grpc)])
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
@@ -73,7 +78,8 @@ class SloUntrustworthy(Check):
         if not isinstance(ev, Mapping):
             return ()
         key = f"slo:{ev.get('tool')}:{ev.get('origin')}:{ev.get('slo')}"
-        return (f"{key}:logs",) if finding.get("cause") in LOG_CAUSES else (key,)
+        cause = finding.get("cause")
+        return (f"{key}:logs",) if cause in LOG_CAUSES else (f"{key}:grpc",) if cause == GRPC_CAUSE else (key,)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:

@@ -69,12 +69,15 @@ class Truth:
     """Requests a waypoint counted (reporter="waypoint") for the Service behind it."""
     ztunnel_connections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     """Inbound connections ztunnel logged for the Service's pods."""
+    grpc_failures: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    """Service key -> gRPC status -> calls that failed with it (HTTP 200)."""
     witness_requests: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     """witness -> service key -> requests it counted (probes left out, as obsgap leaves them out)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: dict(v) for k, v in self.__dict__.items() if isinstance(v, dict)} | {"log_lines": self.log_lines}
         out["witness_requests"] = {w: dict(v) for w, v in self.witness_requests.items()}
+        out["grpc_failures"] = {k: dict(v) for k, v in self.grpc_failures.items()}
         return out
 
 
@@ -597,6 +600,16 @@ class _Request:
     witnessed: Any
     """(served, pod) -> None: every witness in Prometheus of a request the pod served."""
     method: str = "GET"
+    grpc_status: int | None = None
+    """The call's gRPC status, for a gRPC port (its HTTP status is then 200)."""
+
+    @property
+    def protocol_labels(self) -> dict[str, str]:
+        """request_protocol, response_code and, for gRPC, grpc_response_status, as Istio labels the request."""
+        if self.grpc_status is None:
+            return {"request_protocol": "http", "response_code": str(self.status)}
+        return {"request_protocol": "grpc", "response_code": str(self.status),
+                "grpc_response_status": str(self.grpc_status)}
 
     @property
     def key(self) -> str:
@@ -637,11 +650,28 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         rr[flow.caller] += 1
     dur = target.latency_median_ms * math.exp(rng.gauss(0, target.latency_sigma))
     status = 500 if rng.random() < target.error_rate else 200
+    grpc_status = _grpc_status(target, port, rng)
+    if grpc_status is not None:
+        status = 200  # a gRPC call's HTTP status; its own travels in the grpc-status trailer
+        if grpc_status:
+            truth.grpc_failures[target.key][grpc_status] += 1
     req = _Request(flow, target, port, ts, server, caller, dur, status, spec, logs, metrics, truth, counter,
-                   *recorders)
+                   *recorders, grpc_status=grpc_status)
     if caller is not None and not _client_side(req, caller):
         return
     _server_side(req, rng, keep_latencies)
+
+
+def _grpc_status(target: ServiceSpec, port: PortSpec, rng: random.Random) -> int | None:
+    """The gRPC status of a call to a gRPC port (None for any other port)."""
+    if istio.port_protocol(port.name, port.app_protocol, port.port)[0] != "grpc":
+        return None
+    draw = rng.random()
+    for code, share in target.grpc_errors:
+        if draw < share:
+            return code
+        draw -= share
+    return 0
 
 
 def _client_side(r: _Request, caller: SimPod) -> bool:
@@ -693,8 +723,7 @@ def _client_sidecar(r: _Request, caller: SimPod) -> None:
     if r.tcp_proxied:
         r.metrics.inc("istio_tcp_connections_opened", src | dest | r.scrape_labels(caller))
         return
-    labels = src | dest | {"request_protocol": "http", "response_code": str(r.status),
-                           "response_flags": "-", "connection_security_policy": "unknown"}
+    labels = src | dest | r.protocol_labels | {"response_flags": "-", "connection_security_policy": "unknown"}
     r.metrics.inc("istio_requests", labels | r.scrape_labels(caller))
     r.truth.mesh_source_requests[r.key] += 1
 
@@ -822,9 +851,8 @@ def _server_sidecar(r: _Request, rng: random.Random) -> None:
             r.metrics.inc("istio_tcp_connections_opened", src | dest | r.scrape_labels(server))
             r.truth.tcp_connections[key] += 1
         else:
-            _server_requests(r, src | dest | {"request_protocol": "http", "response_code": str(r.status),
-                                              "response_flags": "-",
-                                              "connection_security_policy": "mutual_tls" if caller else "none"}, rng)
+            _server_requests(r, src | dest | r.protocol_labels | {
+                "response_flags": "-", "connection_security_policy": "mutual_tls" if caller else "none"}, rng)
     if target.envoy_access_logs:
         remote_ip = r.caller.ip if r.caller else "10.128.7.9"
         r.logs.add(server, "istio-proxy", r.ts,

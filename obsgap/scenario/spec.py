@@ -63,6 +63,9 @@ class ServiceSpec:
     latency_median_ms: float = 20.0
     latency_sigma: float = 0.5
     error_rate: float = 0.01
+    grpc_errors: tuple[tuple[int, float], ...] = ()
+    """(gRPC status, share of the requests) a gRPC service (a port named `grpc`) fails with: the HTTP status stays
+    200 (the status travels in the grpc-status trailer), and Istio labels the call grpc_response_status."""
     app_logs: AppLogStyle = "flat"
     app_clock_offset_s: float = 0.0
     """How far the app's own log timestamps are off (-3600: local time one hour east of UTC, logged as UTC);

@@ -29,9 +29,10 @@ from obsgap.analysis.reconcile import UNKNOWN, Reconciliation
 from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
-from obsgap.istio import telemetry_metric
+from obsgap.istio import grpc_status, telemetry_metric
 from obsgap.model import Service
 from obsgap.names import split_host_port
+from obsgap.slo.grpc import GRPC_CAUSE, unseen_failures
 from obsgap.slo.promql import Selector, selects, shape
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.suggest.buckets import unit_of
@@ -583,6 +584,34 @@ def _value_problem(spec: SloSpec, sides: _Sides, ev: Evidence) -> list[Problem]:
         "budget is spent or saved on this SLI.", False)]
 
 
+def _grpc_problem(m: Measured, ev: Evidence, services: list[Service]) -> tuple[list[Problem], frozenset[str]]:
+    """gRPC failures the SLI counts as good: broken where its bad-events selector matches no series at all (it can
+    never see an error: the SLO reads 100%), else biased; with the selector whose emptiness that explains."""
+    unseen = unseen_failures(m, ev, services)
+    if unseen is None or unseen.calls < ev.settings.min_requests:
+        return [], frozenset()
+    blind = unseen.bad and dict(m.selector_series).get(unseen.selector.text()) == 0
+    names = ", ".join(f"{s.namespace}/{s.name}" for s in services)
+    worst = sorted(unseen.failures.items(), key=lambda kv: -kv[1])
+    statuses = "; ".join(f"{grpc_status(code)[0]} ({code}): {n:,.0f}" for code, n in worst[:5])
+    would = ""
+    ratio = 0.0 if blind and m.ratio is None else m.ratio  # no bad series: no errors, to the SLI
+    if m.total and ratio is not None:
+        would = (f" Its error ratio over the window, {pct(ratio)}, would be "
+                 f"{pct(min(1.0, ratio + unseen.calls / m.total))}.")
+    codes = "|".join(sorted(unseen.failures, key=lambda c: (len(c), c)))
+    return [Problem(
+        GRPC_CAUSE,
+        f"{names} answered {unseen.calls:,.0f} gRPC calls with a failure in the window ({statuses}), each with HTTP "
+        f"status 200 (a gRPC call's status travels in its grpc-status trailer; Istio labels it "
+        f"grpc_response_status). {unseen.selector.text()} classifies the SLI's events by {unseen.matcher.text()}, "
+        f"so it counts these failures as good" + (": it matches no series, and the SLO reads 100% whatever fails."
+                                                   if blind else ".") + would,
+        f"Classify gRPC calls by their status: count {unseen.selector.metric}{{request_protocol=\"grpc\", "
+        f"grpc_response_status=~\"{codes}\"}} (with the SLI's other matchers) among the bad events, and keep "
+        "response_code for the Service's other requests.", blind)], frozenset({unseen.selector.text()})
+
+
 def _verdict(m: Measured, problems: list[Problem], sides: _Sides, ev: Evidence) -> Verdict:
     if any(p.broken for p in problems):
         return "broken"
@@ -600,7 +629,10 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     sides = _sides(m, ev, services, traffic)
     quantile = shape(spec.quantile).quantile if spec.quantile else None
     telemetry, explained = _telemetry_problems(m, ev, services, traffic)
-    problems = _reporter_problems(m, ev, services) or [*telemetry, *_selector_problems(m, ev, services, explained)]
+    grpc, classified = _grpc_problem(m, ev, services)
+    explained |= classified
+    problems = _reporter_problems(m, ev, services) or [*telemetry, *grpc,
+                                                       *_selector_problems(m, ev, services, explained)]
     problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
