@@ -783,14 +783,78 @@ def test_grpc_failures_an_sli_classifies_by_http_status_count_as_good(tmp_path: 
     reason = a.problems[0].reason
     assert "UNAVAILABLE (14): " in reason and reason.index("UNAVAILABLE") < reason.index("INTERNAL (13)") \
         < reason.index("NOT_FOUND (5)")
-    shown = float(reason.split("answered ")[1].split(" gRPC calls")[0].replace(",", ""))
+    shown = float(reason.split(" counts ")[1].split(" gRPC calls")[0].replace(",", ""))
     assert shown == pytest.approx(sum(failed.values()), rel=0.05)
     would = float(reason.split("would be ")[1].split("%")[0]) / 100
     assert "error ratio over the window, 0.0%" in reason and would == pytest.approx(shown / a.requests_metric,
                                                                                      abs=0.001)
-    assert 'grpc_response_status=~"5|13|14"' in a.problems[0].fix
+    # =~"4..|5.." means every status Envoy maps to an HTTP error: all but OK, seen tonight or not
+    assert 'grpc_response_status=~"1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16"' in a.problems[0].fix
     (finding,) = run.findings("slo-untrustworthy")
     assert finding.cause == "grpc-errors-unseen" and finding.severity.value == "critical"
     http = replace(spec, services=(replace(search, ports=(PortSpec("http", 8080, 8080),), error_rate=0.02),
                                    spec.services[1]))
     assert [p.cause for p in run_scenario(http, tmp_path / "http", slo_paths=slo).result.slos[0].problems] == []
+
+
+def test_grpc_failures_are_judged_only_where_the_sli_counts_them_as_its_query_does() -> None:
+    """The gRPC failures are counted under the classifying selector's own matchers (its reporters, a
+    request_protocol that excludes gRPC); an SLI that also classifies grpc_response_status, a selector picking series
+    the query does not tell apart, a failed query or an odd status value are not judged (and a gRPC Service's SLO is
+    then unverified, never trustworthy); a typo elsewhere in the selector still reads as matching nothing."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.evidence import MetricsEvidence
+    from obsgap.sources.kube.build import build_topology
+    from tests.helpers import k8s_pod, k8s_service
+
+    topo = build_topology([k8s_service("search"), k8s_pod("search-0", "search", "10.0.0.1")])
+    window = _spec()
+
+    def row(reporter: str, status: str, value: float) -> dict[str, object]:
+        return {"reporter": reporter, "destination_service_name": "search", "destination_service_namespace": "shop",
+                "response_code": "200", "grpc_response_status": status, "value": value}
+
+    failures = [row("destination", "14", 400.0), row("source", "14", 400.0), row("destination", "²", 9.0)]
+    mesh = [{"reporter": "destination", "destination_service_name": "search", "destination_service_namespace": "shop",
+             "request_protocol": "grpc", "value": 10000.0}]
+
+    def judged(bad: str, total: str = 'istio_requests_total{destination_service_name="search"}',
+               failed: bool = False, series: int = 0) -> Any:
+        frames = {"mesh_requests": pd.DataFrame(mesh)} | ({} if failed else {"grpc_failures": pd.DataFrame(failures)})
+        metrics = MetricsEvidence(frames, {"grpc_failures": "timeout"} if failed else {})
+        spec = SloSpec("sloth", "s.yaml", "search", "search", 0.99, "30d", "ratio", f"sum(rate({total}[5m]))",
+                       bad=bad if bad.startswith("sum(") else f"sum(rate({bad}[5m]))")
+        sels = tuple((s.text(), series if "response_code" in s.text() else 10000)
+                     for q in spec.queries for s in shape(q).selectors)
+        measured = Measured(spec, None, sels, 10000.0, 0.0 if series else None, 0.0)
+        ev = Evidence(Window(window.start, window.end), CheckSettings(), topo, metrics, None, slos=(measured,))
+        (a,) = analyze(ev).slos
+        return a
+
+    from obsgap.slo.promql import shape
+
+    server = judged('istio_requests_total{reporter="destination",destination_service_name="search",'
+                    'response_code=~"5.."}')
+    assert [p.cause for p in server.problems] == ["grpc-errors-unseen"] and server.grpc_judged
+    assert " counts 400 gRPC calls " in server.problems[0].reason  # the server side's, not both sides' 800
+    assert "would be 4.0%" in server.problems[0].reason
+    both = judged('istio_requests_total{destination_service_name="search",response_code=~"5.."}',
+                  total='istio_requests_total{destination_service_name="search"}')
+    assert " counts 800 gRPC calls " in both.problems[0].reason  # no reporter matcher: both sides, as the SLI
+    http_only = judged('istio_requests_total{destination_service_name="search",request_protocol="http",'
+                       'response_code=~"5.."}')
+    assert "grpc-errors-unseen" not in [p.cause for p in http_only.problems] and http_only.grpc_judged
+    classified = judged('sum(rate(istio_requests_total{destination_service_name="search",response_code=~"5.."}[5m]))'
+                        ' + sum(rate(istio_requests_total{destination_service_name="search",'
+                        'grpc_response_status=~"14"}[5m]))')
+    assert "grpc-errors-unseen" not in [p.cause for p in classified.problems]
+    typo = judged('istio_requests_total{reporter="destinaton",destination_service_name="search",'
+                  'response_code=~"5.."}')
+    assert [p.cause for p in typo.problems] == ["selector-matches-nothing"]
+    for unjudged in (judged('istio_requests_total{destination_workload="search-v2",response_code=~"5.."}',
+                            series=3),
+                     judged('istio_requests_total{destination_service_name="search",response_code=~"5.."}',
+                            failed=True, series=3)):
+        assert not unjudged.grpc_judged and unjudged.grpc_unknown and unjudged.verdict != "trustworthy"

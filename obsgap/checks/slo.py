@@ -65,11 +65,9 @@ class SloUntrustworthy(Check):
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         """The SLOs whose SLI could be run and, among them, those held against the logs of their services."""
         ran = [a for a in inputs.analysis.slos if not a.measured.error]
-        metrics = inputs.metrics
-        grpc = metrics is not None and "grpc_failures" in metrics.frames and "grpc_failures" not in metrics.failed
         return frozenset([*(f"slo:{a.measured.spec.key}" for a in ran),
                           *(f"slo:{a.measured.spec.key}:logs" for a in ran if a.requests_logs is not None),
-                          *(f"slo:{a.measured.spec.key}:grpc" for a in ran if grpc)])
+                          *(f"slo:{a.measured.spec.key}:grpc" for a in ran if a.grpc_judged)])
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from obsgap.evidence import Evidence
 from obsgap.istio import grpc_status, telemetry_metric
 from obsgap.model import Service
 from obsgap.names import split_host_port
-from obsgap.slo.grpc import GRPC_CAUSE, unseen_failures
+from obsgap.slo.grpc import GRPC_CAUSE, Judgement, unseen_failures
 from obsgap.slo.promql import Selector, selects, shape
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.suggest.buckets import unit_of
@@ -84,6 +84,12 @@ class SloAssessment:
     SLO object's own."""
     service: str | None = None
     """The Service it selects, else the one its selectors name, else the service the SLO names."""
+    grpc_judged: bool = False
+    """Whether the gRPC failures it may count as good were judged (slo.grpc): a finding of that cause is re-checked
+    only then."""
+    grpc_unknown: bool = False
+    """Its Services serve gRPC calls and whether it counts their failures could not be told (the query failed, a
+    selector picks series the query does not tell apart): it is then never trustworthy."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -584,32 +590,36 @@ def _value_problem(spec: SloSpec, sides: _Sides, ev: Evidence) -> list[Problem]:
         "budget is spent or saved on this SLI.", False)]
 
 
-def _grpc_problem(m: Measured, ev: Evidence, services: list[Service]) -> tuple[list[Problem], frozenset[str]]:
+def _grpc_problem(m: Measured, ev: Evidence, services: list[Service]) -> tuple[list[Problem], Judgement]:
     """gRPC failures the SLI counts as good: broken where its bad-events selector matches no series at all (it can
-    never see an error: the SLO reads 100%), else biased; with the selector whose emptiness that explains."""
-    unseen = unseen_failures(m, ev, services)
+    never see an error: the SLO reads 100%), else biased."""
+    judged = unseen_failures(m, ev, services)
+    unseen = judged.unseen
     if unseen is None or unseen.calls < ev.settings.min_requests:
-        return [], frozenset()
-    blind = unseen.bad and dict(m.selector_series).get(unseen.selector.text()) == 0
+        return [], judged
     names = ", ".join(f"{s.namespace}/{s.name}" for s in services)
     worst = sorted(unseen.failures.items(), key=lambda kv: -kv[1])
     statuses = "; ".join(f"{grpc_status(code)[0]} ({code}): {n:,.0f}" for code, n in worst[:5])
-    would = ""
+    blind = unseen.bad and dict(m.selector_series).get(unseen.selector.text()) == 0
     ratio = 0.0 if blind and m.ratio is None else m.ratio  # no bad series: no errors, to the SLI
+    would = ""
     if m.total and ratio is not None:
-        would = (f" Its error ratio over the window, {pct(ratio)}, would be "
-                 f"{pct(min(1.0, ratio + unseen.calls / m.total))}.")
-    codes = "|".join(sorted(unseen.failures, key=lambda c: (len(c), c)))
+        corrected = min(1.0, ratio + unseen.calls / m.total)
+        would = f" Its error ratio over the window, {pct(ratio)}, would be {pct(corrected)}."
+    web = (" UNKNOWN (2) is also what Istio reports for gRPC-Web calls, whose trailers the grpc_web filter clears "
+           "(istio#58430): if these are, they may be successes." if "2" in unseen.failures else "")
+    codes = "|".join(str(c) for c in unseen.meant)
     return [Problem(
         GRPC_CAUSE,
-        f"{names} answered {unseen.calls:,.0f} gRPC calls with a failure in the window ({statuses}), each with HTTP "
-        f"status 200 (a gRPC call's status travels in its grpc-status trailer; Istio labels it "
-        f"grpc_response_status). {unseen.selector.text()} classifies the SLI's events by {unseen.matcher.text()}, "
-        f"so it counts these failures as good" + (": it matches no series, and the SLO reads 100% whatever fails."
-                                                   if blind else ".") + would,
+        f"{unseen.selector.text()} counts {unseen.calls:,.0f} gRPC calls to {names} that failed in the window "
+        f"({statuses}) as good: a gRPC call's HTTP status is 200 whatever its outcome (its status travels in the "
+        f"grpc-status trailer; Istio labels it grpc_response_status), and the SLI classifies by "
+        f"{unseen.matcher.text()}" + (": its selector matches no series, and the SLO reads 100% whatever fails."
+                                      if blind else ".") + would + web,
         f"Classify gRPC calls by their status: count {unseen.selector.metric}{{request_protocol=\"grpc\", "
-        f"grpc_response_status=~\"{codes}\"}} (with the SLI's other matchers) among the bad events, and keep "
-        "response_code for the Service's other requests.", blind)], frozenset({unseen.selector.text()})
+        f"grpc_response_status=~\"{codes}\"}} (with the SLI's other matchers; the statuses Envoy maps to the HTTP "
+        "codes the SLI counts) among the bad events, and add request_protocol!=\"grpc\" to its response_code "
+        "selector so an upstream's own HTTP error is not counted twice.", blind)], judged
 
 
 def _verdict(m: Measured, problems: list[Problem], sides: _Sides, ev: Evidence) -> Verdict:
@@ -629,20 +639,25 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     sides = _sides(m, ev, services, traffic)
     quantile = shape(spec.quantile).quantile if spec.quantile else None
     telemetry, explained = _telemetry_problems(m, ev, services, traffic)
-    grpc, classified = _grpc_problem(m, ev, services)
-    explained |= classified
-    problems = _reporter_problems(m, ev, services) or [*telemetry, *grpc,
-                                                       *_selector_problems(m, ev, services, explained)]
+    grpc, judged = _grpc_problem(m, ev, services)
+    if grpc and judged.unseen is not None:
+        explained |= {judged.unseen.selector.text()}
+    reporter = _reporter_problems(m, ev, services)
+    problems = reporter or [*telemetry, *grpc, *_selector_problems(m, ev, services, explained)]
     problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
     namespace, service = _owner(spec, services)
     cov = sides.coverage
+    verdict = _verdict(m, problems, sides, ev)
+    if verdict == "trustworthy" and judged.grpc_traffic and not judged.judged:
+        verdict = "unverified"  # it serves gRPC, and whether the SLI counts its failures could not be told
     return SloAssessment(
-        m, tuple(f"{s.namespace}/{s.name}" for s in services), _verdict(m, problems, sides, ev), tuple(problems),
+        m, tuple(f"{s.namespace}/{s.name}" for s in services), verdict, tuple(problems),
         None if sides.sli_metric is None else round(sides.sli_metric, 6),
         None if sides.sli_logs is None else round(sides.sli_logs, 6),
         None if spec.kind == "quantile" else _burn(sides.sli_metric, spec.objective),
         None if spec.kind == "quantile" else _burn(sides.sli_logs, spec.objective),
         None if cov is None else round(cov, 4), sides.requests_metric, sides.requests_logs, sides.threshold,
-        sides.unit, m.bounds, namespace, service)
+        sides.unit, m.bounds, namespace, service, judged.judged and not reporter and not m.error,
+        judged.grpc_traffic and not judged.judged)

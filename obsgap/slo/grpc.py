@@ -3,19 +3,28 @@ status is 200 whatever its outcome (its status travels in the grpc-status traile
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+import pandas as pd
+
 from obsgap.evidence import Evidence
-from obsgap.istio import grpc_status
+from obsgap.istio import GRPC_STATUSES
 from obsgap.model import Service
 from obsgap.slo.promql import Matcher, Selector, shape
 from obsgap.slo.spec import Measured
 
 GRPC_CAUSE = "grpc-errors-unseen"
-SERVER_SIDE = ("destination", "waypoint")
+QUERY = "grpc_failures"
 _COLUMNS = ["reporter", "destination_service_name", "destination_service_namespace", "response_code",
             "grpc_response_status"]
+_FOLLOWED = frozenset({"reporter", "destination_service_name", "destination_service_namespace",
+                       "destination_service", "request_protocol", "response_code"})
+"""The labels a classifying selector may match on for its gRPC failures to be counted as it counts them: those the
+query keeps (and request_protocol, which is `grpc` on every row). Any other (`destination_workload`,
+`response_flags`, `source_workload`) picks series the query does not tell apart: not judged."""
+_CODE = re.compile(r"[0-9]{1,3}")
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,7 @@ class Unseen:
     matcher: Matcher
     """Its response_code matcher."""
     failures: dict[str, float]
-    """grpc status -> the calls that failed with it, as the server side counted them."""
+    """grpc status (digits) -> the calls that failed with it, as the selector counts them (its reporters)."""
     bad: bool
     """The selector is the SLI's bad events' (else its good events')."""
 
@@ -35,40 +44,77 @@ class Unseen:
     def calls(self) -> float:
         return sum(self.failures.values())
 
+    @property
+    def meant(self) -> list[int]:
+        """The gRPC statuses the matcher means to count as bad: those whose HTTP equivalent it classifies so."""
+        return [code for code, (_, http) in GRPC_STATUSES.items() if self._bad(str(http))]
 
-def unseen_failures(m: Measured, ev: Evidence, services: list[Service]) -> Unseen | None:
-    """The gRPC failures of the Services an SLI selects that it classifies as good; None where there are none, or
-    where it cannot be told (no metrics, an SLI that does not classify Istio's request count by response_code)."""
+    def _bad(self, response_code: str) -> bool:
+        return self.matcher.matches(response_code) if self.bad else not self.matcher.matches(response_code)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What was found of an SLI's gRPC failures: None (`judged` False) where it could not be told."""
+
+    unseen: Unseen | None
+    judged: bool
+    grpc_traffic: bool = False
+    """The Services it selects serve gRPC calls (Istio's request count labels some request_protocol="grpc")."""
+
+
+def unseen_failures(m: Measured, ev: Evidence, services: list[Service]) -> Judgement:
+    """The gRPC failures of the Services an SLI selects that it counts as good. Judged where the SLI classifies
+    Istio's request count by response_code alone (no selector of its classifies grpc_response_status), its Services
+    are known and the grpc_failures query answered."""
     spec = m.spec
     if spec.kind != "ratio" or ev.metrics is None or not services:
-        return None
+        return Judgement(None, False)
     classifier = _classifier(spec.bad, bad=True) or _classifier(spec.good, bad=False)
-    if classifier is None:
-        return None
+    if classifier is None or any(sel.label("grpc_response_status") for q in spec.queries
+                                 for sel in shape(q).selectors):
+        return Judgement(None, True)  # it does not classify by response_code, or it classifies gRPC statuses too
     sel, matcher, bad = classifier
-    frame = ev.metrics.frame("grpc_failures", _COLUMNS)
     keys = {(s.namespace, s.name) for s in services}
+    grpc = _serves_grpc(ev, keys)
+    if any(x.name not in _FOLLOWED for x in sel.matchers) or QUERY in ev.metrics.failed \
+            or QUERY not in ev.metrics.frames:
+        return Judgement(None, False, grpc)
     missed: dict[str, float] = defaultdict(float)
-    for row in frame.itertuples(index=False):
-        if (row.destination_service_namespace, row.destination_service_name) not in keys \
-                or row.reporter not in SERVER_SIDE:
-            continue
+    probe = Unseen(sel, matcher, {}, bad)
+    for row in ev.metrics.frame(QUERY, _COLUMNS).itertuples(index=False):
         code = str(row.grpc_response_status)
-        stands_for = str(grpc_status(code)[1])
-        means_bad = matcher.matches(stands_for) if bad else not matcher.matches(stands_for)
-        counted_bad = matcher.matches(str(row.response_code)) if bad else not matcher.matches(str(row.response_code))
-        if means_bad and not counted_bad:
+        labels = {"reporter": str(row.reporter), "destination_service_name": str(row.destination_service_name),
+                  "destination_service_namespace": str(row.destination_service_namespace),
+                  "destination_service": f"{row.destination_service_name}.{row.destination_service_namespace}.svc."
+                                         "cluster.local",
+                  "request_protocol": "grpc", "response_code": "200"}
+        if (labels["destination_service_namespace"], labels["destination_service_name"]) not in keys \
+                or not _CODE.fullmatch(code) or not all(x.matches(labels[x.name]) for x in sel.matchers
+                                                       if x.name != "response_code"):
+            continue
+        stands_for = str(GRPC_STATUSES.get(int(code), ("", 500))[1])
+        if probe._bad(stands_for) and not probe._bad(str(row.response_code)):
             missed[code] += float(row.value)
-    return Unseen(sel, matcher, dict(missed), bad) if missed else None
+    return Judgement(Unseen(sel, matcher, dict(missed), bad) if missed else None, True, grpc or bool(missed))
+
+
+def _serves_grpc(ev: Evidence, keys: set[tuple[str, str]]) -> bool:
+    frame = ev.metrics.frame("mesh_requests", ["destination_service_namespace", "destination_service_name",
+                                               "request_protocol"]) if ev.metrics is not None else pd.DataFrame()
+    if frame.empty:
+        return False
+    grpc = frame[frame["request_protocol"] == "grpc"]
+    return any(p in keys for p in zip(grpc["destination_service_namespace"], grpc["destination_service_name"],
+                                      strict=True))
 
 
 def _classifier(query: str | None, bad: bool) -> tuple[Selector, Matcher, bool] | None:
-    """The selector over istio_requests_total of a bad (or good) events query that picks events by response_code
-    and not by grpc_response_status."""
+    """The selector over istio_requests_total of a bad (or good) events query that picks events by response_code."""
     if not query:
         return None
     for sel in shape(query).selectors:
         codes = sel.label("response_code")
-        if sel.metric == "istio_requests_total" and len(codes) == 1 and not sel.label("grpc_response_status"):
+        if sel.metric == "istio_requests_total" and len(codes) == 1:
             return sel, codes[0], bad
     return None
