@@ -343,7 +343,7 @@ HTTP status is 200 whatever its outcome: Istio labels it response_code="200" and
 
 def grpc_status(code: str) -> tuple[str, int]:
     """(name, HTTP status it stands for) of a grpc_response_status label value."""
-    number = int(code) if code.isdigit() else -1
+    number = int(code) if code.isascii() and code.isdigit() else -1
     return GRPC_STATUSES.get(number, (f"code {code}", 500))
 
 
