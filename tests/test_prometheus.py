@@ -227,7 +227,7 @@ def test_query_count_does_not_grow_with_services(small_prom, tmp_path: Path) -> 
     # nothing per service
     prom = sources_json(result)["prometheus"]
     fixed = {"mesh_requests", "mesh_tcp_connections", "passthrough_requests", "scrape_targets", "scrape_interval",
-             "grpc_failures"}
+             "grpc_failures", "upgraded_requests"}
     assert prom["histogram_families"]["analyzed"] == ["istio_request_duration_milliseconds"]
     # + the label-values lookup, 2 per histogram family, and one range query for the time charts
     assert prom["queries"] == len(fixed) + 1 + 2 * len(prom["histogram_families"]["analyzed"]) + 1

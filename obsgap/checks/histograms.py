@@ -15,6 +15,9 @@ import pandas as pd
 from obsgap.bounds import bound, exposition
 from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend
+from obsgap.checks.histogram_streams import CAUSE as STREAMS
+from obsgap.checks.histogram_streams import QUERY as STREAMS_QUERY
+from obsgap.checks.histogram_streams import streams, upgraded_by_service
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import (
@@ -219,9 +222,9 @@ class HistogramInfSaturation(Check):
     title = "Latency histograms saturating +Inf"
     needs = ("metrics",)
     needs_histograms = True
-    queries = ("scrape_targets",)
+    queries = ("scrape_targets", STREAMS_QUERY)
     doc_url = DOC
-    causes = ("invalid-bucket-annotation",)
+    causes = ("invalid-bucket-annotation", STREAMS)
     impact_unit = "observations"
     trend = Trend("saturated histograms")
 
@@ -264,13 +267,14 @@ class HistogramInfSaturation(Check):
             if out:
                 return out
             raise Skip("no histogram families (`*_bucket` series) in the window")
+        upgraded = upgraded_by_service(metrics)
         for family, df in sorted(metrics.histograms.items()):
             hists = list(_histograms(family, _apps_of_pods(df, inputs)))
             for h in hists:
                 if h.total < inputs.settings.min_requests:
                     continue
                 if h.inf_share >= 0.01 or (h.top_share >= 0.5 and h.inf_share > 0):
-                    out.append(_saturation(h, inputs))
+                    out.append(streams(family, h.group, h.bounds, h.cumulative, upgraded) or _saturation(h, inputs))
             out.extend(_waste(family, hists, metrics.histogram_series.get(family), inputs))
         return out
 

@@ -69,6 +69,8 @@ class Truth:
     """Requests a waypoint counted (reporter="waypoint") for the Service behind it."""
     ztunnel_connections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     """Inbound connections ztunnel logged for the Service's pods."""
+    upgraded_requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Requests that upgraded to a WebSocket (HTTP 101), lasting minutes."""
     grpc_failures: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     """Service key -> gRPC status -> calls that failed with it (HTTP 200)."""
     witness_requests: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
@@ -650,6 +652,9 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         rr[flow.caller] += 1
     dur = target.latency_median_ms * math.exp(rng.gauss(0, target.latency_sigma))
     status = 500 if rng.random() < target.error_rate else 200
+    if target.websocket_share and rng.random() < target.websocket_share:
+        status, dur = 101, target.websocket_minutes * 60_000 * math.exp(rng.gauss(0, 0.3))
+        truth.upgraded_requests[target.key] += 1
     grpc_status = _grpc_status(target, port, rng)
     if grpc_status is not None:
         status = 200  # a gRPC call's HTTP status; its own travels in the grpc-status trailer

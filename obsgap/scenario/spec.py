@@ -63,6 +63,10 @@ class ServiceSpec:
     latency_median_ms: float = 20.0
     latency_sigma: float = 0.5
     error_rate: float = 0.01
+    websocket_share: float = 0.0
+    """Share of its requests that upgrade to a WebSocket (HTTP 101), each lasting `websocket_minutes` (median): Envoy
+    records them when the connection closes, with its lifetime as their duration."""
+    websocket_minutes: float = 5.0
     grpc_errors: tuple[tuple[int, float], ...] = ()
     """(gRPC status, share of the requests) a gRPC service (a port named `grpc`) fails with: the HTTP status stays
     200 (the status travels in the grpc-status trailer), and Istio labels the call grpc_response_status."""
