@@ -252,20 +252,32 @@ def test_bucket_annotations_are_judged_only_where_pods_were_listed() -> None:
 
 def test_websocket_connections_in_inf_are_not_called_slow_requests(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`chat` upgrades 10% of its requests to WebSockets lasting minutes, under buckets topping at 10 s: Envoy
-    records each when its connection closes, with its lifetime as its duration, so they fill +Inf. The finding says
-    so (cause long-lived-streams) and asks to leave response_code="101" out of latency queries, not for buckets of
-    minutes; `slow`, whose requests themselves exceed the top bound, is still a saturation with buckets to use."""
+    records each when its connection closes, with its lifetime as its duration, so they fill +Inf. They are counted
+    bound by bound (the histogram's response_code="101" series): the finding says so (cause long-lived-streams,
+    info) and asks to leave response_code="101" out of latency queries, not for buckets of minutes. `mixed` has
+    WebSockets and requests slower than the top bound: both are said, the saturation of the rest with an
+    extrapolated layout (its logged durations hold the lifetimes); `slow` alone is a saturation as before."""
     top10s = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
     spec = spec_with(ServiceSpec("ai", "chat", websocket_share=0.1, istio_buckets=top10s),
+                     ServiceSpec("ai", "mixed", websocket_share=0.1, latency_median_ms=8000, latency_sigma=0.6,
+                                 istio_buckets=top10s),
                      ServiceSpec("ai", "slow", latency_median_ms=12000, latency_sigma=0.6, istio_buckets=top10s),
                      hours=0.5)
     run = run_scenario(spec, tmp_path)
-    found = {f.service: f for f in run.findings("histogram-inf-saturation")}
-    assert {(s, f.cause) for s, f in found.items()} == {("chat", "long-lived-streams"), ("slow", None)}
-    chat = found["chat"]
+    found = {(f.service, f.cause): f for f in run.findings("histogram-inf-saturation")}
+    assert set(found) == {("chat", "long-lived-streams"), ("mixed", "long-lived-streams"), ("mixed", None),
+                          ("slow", None)}
+    chat = found[("chat", "long-lived-streams")]
     upgraded = run.built.truth.upgraded_requests["ai/chat"]
-    assert chat.evidence["upgraded"] == pytest.approx(upgraded, rel=0.05)
+    assert chat.evidence["websockets_above_top"] == pytest.approx(upgraded, rel=0.05)
     assert chat.evidence["above_top"] == pytest.approx(upgraded, rel=0.05)  # every upgrade, and nothing else
-    assert 0.07 < chat.evidence["share_above_top"] < 0.13 and chat.suggestion is not None
+    assert chat.severity.value == "info" and chat.suggestion is not None
     assert 'response_code!="101"' in chat.suggestion.text and not chat.suggestion.snippets
-    assert found["slow"].suggestion is not None and "Use buckets up to" in found["slow"].suggestion.text
+    rest = found[("mixed", None)]
+    assert rest.evidence["suggestion_basis"] == "extrapolated"  # the logged durations hold the lifetimes
+    websockets = found[("mixed", "long-lived-streams")].evidence["websockets_above_top"]
+    assert rest.evidence["observations"] == pytest.approx(
+        run.built.truth.mesh_destination_requests["ai/mixed"] - run.built.truth.upgraded_requests["ai/mixed"],
+        rel=0.05) and websockets == pytest.approx(run.built.truth.upgraded_requests["ai/mixed"], rel=0.05)
+    assert found[("slow", None)].suggestion is not None
+    assert "Use buckets up to" in found[("slow", None)].suggestion.text

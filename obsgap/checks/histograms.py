@@ -17,7 +17,7 @@ from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend
 from obsgap.checks.histogram_streams import CAUSE as STREAMS
 from obsgap.checks.histogram_streams import QUERY as STREAMS_QUERY
-from obsgap.checks.histogram_streams import streams, upgraded_by_service
+from obsgap.checks.histogram_streams import streams_finding, upgraded_cumulative, upgrades_by_service
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import (
@@ -267,16 +267,38 @@ class HistogramInfSaturation(Check):
             if out:
                 return out
             raise Skip("no histogram families (`*_bucket` series) in the window")
-        upgraded = upgraded_by_service(metrics)
+        upgrades = upgrades_by_service(metrics)
         for family, df in sorted(metrics.histograms.items()):
             hists = list(_histograms(family, _apps_of_pods(df, inputs)))
             for h in hists:
-                if h.total < inputs.settings.min_requests:
-                    continue
-                if h.inf_share >= 0.01 or (h.top_share >= 0.5 and h.inf_share > 0):
-                    out.append(streams(family, h.group, h.bounds, h.cumulative, upgraded) or _saturation(h, inputs))
+                out.extend(_judged(h, upgraded_cumulative(family, h.group, h.bounds, upgrades), inputs))
             out.extend(_waste(family, hists, metrics.histogram_series.get(family), inputs))
         return out
+
+
+def _judged(h: _Hist, upgraded: list[float] | None, inputs: CheckInputs) -> list[Finding]:
+    """A histogram's findings: the WebSocket connections above its top bound, and a saturation of the rest."""
+    least = inputs.settings.min_requests
+    if h.total < least:
+        return []
+    out = []
+    if upgraded is not None:
+        found = streams_finding(h.family, h.group, h.bounds, h.cumulative, upgraded, least)
+        out += [found] if found is not None else []
+        h = _without(h, upgraded)
+        if h.total < least:
+            return out
+    if h.inf_share >= 0.01 or (h.top_share >= 0.5 and h.inf_share > 0):
+        out.append(_saturation(h, inputs, logged=upgraded is None))
+    return out
+
+
+def _without(h: _Hist, upgraded: list[float]) -> _Hist:
+    """The histogram's other observations: those of requests that did not upgrade their connection."""
+    cum = [max(0.0, c - u) for c, u in zip(h.cumulative, upgraded, strict=True)]
+    for i in range(1, len(cum)):
+        cum[i] = max(cum[i], cum[i - 1])
+    return _Hist(h.family, h.group, h.bounds, cum)
 
 
 def _distribution(h: _Hist, inputs: CheckInputs) -> Distribution | None:
@@ -350,11 +372,13 @@ def _snippets(family: str, suggested: list[float], inputs: CheckInputs, ns: str,
     return snippets
 
 
-def _saturation(h: _Hist, inputs: CheckInputs) -> Finding:
+def _saturation(h: _Hist, inputs: CheckInputs, logged: bool = True) -> Finding:
+    """`logged` False: the logged durations cannot stand for these observations (they hold WebSocket lifetimes the
+    logs do not tell apart), and the layout is extrapolated."""
     unit, factor = unit_of(h.family)
     slos = [s * factor for s in inputs.settings.slo_latency_ms] if not math.isnan(factor) else []
     reported = {q: histogram_quantile(q, h.bounds, h.cumulative) for q in QUANTILES}
-    dist = _distribution(h, inputs)
+    dist = _distribution(h, inputs) if logged else None
     if dist is not None and dist.total > 0:
         true = {q: dist.quantile(q) for q in (*QUANTILES, 0.999)}
         suggested = suggest_from_distribution(dist, slos, inputs.settings.max_buckets)

@@ -72,7 +72,7 @@ def _pod_ip_symptom(f: Finding, roots: Mapping[Key, Finding], _bypassed: frozens
 
 
 def _saturated_root(f: Finding) -> Key | None:
-    return _svc(f) if f.check == "histogram-inf-saturation" and f.service else None
+    return _svc(f) if f.check == "histogram-inf-saturation" and f.cause is None and f.service else None
 
 
 def _saturated_symptom(f: Finding, roots: Mapping[Key, Finding], _bypassed: frozenset[Key]) -> Key | None:

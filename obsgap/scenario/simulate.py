@@ -652,7 +652,7 @@ def _one_request(flow: FlowSpec, target: ServiceSpec, port: PortSpec, ts: float,
         rr[flow.caller] += 1
     dur = target.latency_median_ms * math.exp(rng.gauss(0, target.latency_sigma))
     status = 500 if rng.random() < target.error_rate else 200
-    if target.websocket_share and rng.random() < target.websocket_share:
+    if target.websocket_share and rng.random() < target.websocket_share and _grpc_status(target, port, rng) is None:
         status, dur = 101, target.websocket_minutes * 60_000 * math.exp(rng.gauss(0, 0.3))
         truth.upgraded_requests[target.key] += 1
     grpc_status = _grpc_status(target, port, rng)
