@@ -613,7 +613,7 @@ CheckState = Literal["ran", "skipped", "error"]
 NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "undeclared-mesh", "scrape", "outside", "caller", "call",
                         "server-logs", "caller-logs")
 """The kinds of subject key (`<kind>:<namespace>[/<name>]`) that name a namespace."""
-GLOBAL_KEY_KINDS = ("metric", "job", "slo", "waste", "dashboard")
+GLOBAL_KEY_KINDS = ("metric", "job", "slo", "waste", "websockets", "dashboard")
 """The kinds of subject key that name no namespace (a metric family, a job, an SLO, a dashboard). A check that
 keys its subjects by a new kind adds it to one of the two lists (tests.helpers.unexamined holds every run to it)."""
 

@@ -281,3 +281,8 @@ def test_websocket_connections_in_inf_are_not_called_slow_requests(tmp_path) -> 
         rel=0.05) and websockets == pytest.approx(run.built.truth.upgraded_requests["ai/mixed"], rel=0.05)
     assert found[("slow", None)].suggestion is not None
     assert "Use buckets up to" in found[("slow", None)].suggestion.text
+    from tests.helpers import unexamined
+
+    assert unexamined(run.result) == []  # the WebSocket findings are judged under their own key, websockets:<family>
+    run_check = next(c for c in run.result.checks if c.check == "histogram-inf-saturation")
+    assert "websockets:istio_request_duration_milliseconds" in (run_check.examined or ())

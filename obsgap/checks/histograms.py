@@ -16,6 +16,7 @@ from obsgap.bounds import bound, exposition
 from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend
 from obsgap.checks.histogram_streams import CAUSE as STREAMS
+from obsgap.checks.histogram_streams import DURATION as STREAMS_FAMILY
 from obsgap.checks.histogram_streams import QUERY as STREAMS_QUERY
 from obsgap.checks.histogram_streams import streams_finding, upgraded_cumulative, upgrades_by_service
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
@@ -235,6 +236,8 @@ class HistogramInfSaturation(Check):
         metrics = inputs.metrics
         families = metrics.histograms if metrics is not None else {}
         counted = {f"waste:{f}" for f in families if metrics is not None and f in metrics.histogram_series}
+        counted |= {f"websockets:{f}" for f in families if metrics is not None and f == STREAMS_FAMILY
+                    and STREAMS_QUERY in metrics.frames and STREAMS_QUERY not in metrics.failed}
         topology = inputs.topology
         read = topology is not None and "Pod" not in topology.unread  # the annotations are on the pods
         return frozenset(f"metric:{f}" for f in families) | counted | (inputs.in_scope_namespaces() if read else set())
@@ -246,6 +249,8 @@ class HistogramInfSaturation(Check):
             return (str(finding.get("namespace") or ""),)
         if "empty_buckets" in (finding.get("evidence") or {}):
             return (f"waste:{finding.get('metric')}",)
+        if finding.get("cause") == STREAMS:  # judged on the upgraded_requests query: not re-checked where it failed
+            return (f"websockets:{finding.get('metric')}",)
         return (f"metric:{finding.get('metric')}",)
 
     @classmethod
