@@ -858,3 +858,28 @@ def test_grpc_failures_are_judged_only_where_the_sli_counts_them_as_its_query_do
                      judged('istio_requests_total{destination_service_name="search",response_code=~"5.."}',
                             failed=True, series=3)):
         assert not unjudged.grpc_judged and unjudged.grpc_unknown and unjudged.verdict != "trustworthy"
+
+
+def test_a_latency_sli_counting_websockets_spends_its_budget_on_connection_lifetimes(
+        tmp_path: Path, prometheus_available: None) -> None:
+    """Pyrra's upstream latency example counts catalog's requests under le="300" in Istio's duration histogram.
+    catalog upgrades 10% of its requests to WebSockets lasting minutes: Envoy records each when it closes, with its
+    lifetime as its duration (below the top bound of 1 h: no saturation), so the SLI
+    counts them slow and reads ~90% fast where every request was. Biased, with the share it would read."""
+    from tests.helpers import run_scenario
+
+    catalog = ServiceSpec("shop", "catalog", websocket_share=0.1,
+                          istio_buckets=(5, 10, 25, 50, 100, 300, 1000, 10000, 600000, 3600000))
+    spec = ScenarioSpec("ws", (("shop", True),), (catalog, ServiceSpec("shop", "web")),
+                        (FlowSpec("shop/web", "shop/catalog", 8080, 3.0),), hours=0.5, scrape_interval_s=30)
+    run = run_scenario(spec, tmp_path, slo_paths=(SLO_DATA / "pyrra-dynamic-burn-rate-latency.yaml",))
+    (a,) = run.result.slos
+    causes = [p.cause for p in a.problems]
+    assert "websockets-counted-slow" in causes and "latency-saturated" not in causes and a.verdict == "biased"
+    (p,) = [p for p in a.problems if p.cause == "websockets-counted-slow"]
+    upgraded = run.built.truth.upgraded_requests["shop/catalog"]
+    counted = float(p.reason.split(" of the events")[0].replace(",", ""))
+    assert counted == pytest.approx(upgraded, rel=0.05)
+    assert a.sli_metric is not None and 0.85 < a.sli_metric < 0.95
+    would = float(p.reason.split("would be ")[1].split("%")[0]) / 100
+    assert would > 0.99 and 'response_code!="101"' in p.fix

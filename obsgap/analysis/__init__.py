@@ -15,7 +15,7 @@ from obsgap.evidence import Evidence
 from obsgap.model import ContractRow, CoverageRow, ServiceTimeline
 from obsgap.slo.assess import SloAssessment, assess
 
-ANALYSIS_QUERIES = ("mesh_requests", "mesh_tcp_connections", "scrape_targets", "grpc_failures")
+ANALYSIS_QUERIES = ("mesh_requests", "mesh_tcp_connections", "scrape_targets", "grpc_failures", "upgraded_requests")
 """The instant queries the analysis reads (the engine fetches them with the checks' own)."""
 ANALYSIS_RANGE_QUERIES = (TREND_RANGE_QUERY,)
 

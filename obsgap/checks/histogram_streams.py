@@ -5,19 +5,15 @@ logs a request once, when its stream completes)."""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from obsgap.analysis.upgrades import DURATION
 from obsgap.bounds import exposition
-from obsgap.evidence import MetricsEvidence
 from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
 
-QUERY = "upgraded_requests"
-DURATION = "istio_request_duration_milliseconds"
 CAUSE = "long-lived-streams"
 DOC = "https://github.com/istio/istio/issues/17424"
-_SERVER = ("destination", "waypoint")
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,23 +31,6 @@ class StreamsEvidence(FindingEvidence):
     @property
     def impact(self) -> int:
         return self.websockets_above_top
-
-
-def upgrades_by_service(metrics: MetricsEvidence) -> Mapping[tuple[str, str], dict[float, float]] | None:
-    """(namespace, service) -> cumulative HTTP 101 observations per bound (server side); None where the query
-    failed."""
-    if QUERY in metrics.failed:
-        return None
-    frame = metrics.frame(QUERY, ["le", "reporter", "destination_service_namespace", "destination_service_name"])
-    out: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
-    for row in frame.itertuples(index=False):
-        try:
-            le = float(row.le)
-        except ValueError:
-            continue
-        if row.reporter in _SERVER and not math.isnan(le):
-            out[(str(row.destination_service_namespace), str(row.destination_service_name))][le] += float(row.value)
-    return out
 
 
 def upgraded_cumulative(family: str, group: tuple[str, ...], bounds: list[float],

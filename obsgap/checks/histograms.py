@@ -12,13 +12,14 @@ from typing import Any
 
 import pandas as pd
 
+from obsgap.analysis.upgrades import DURATION as STREAMS_FAMILY
+from obsgap.analysis.upgrades import QUERY as STREAMS_QUERY
+from obsgap.analysis.upgrades import upgrades_by_service
 from obsgap.bounds import bound, exposition
 from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend
 from obsgap.checks.histogram_streams import CAUSE as STREAMS
-from obsgap.checks.histogram_streams import DURATION as STREAMS_FAMILY
-from obsgap.checks.histogram_streams import QUERY as STREAMS_QUERY
-from obsgap.checks.histogram_streams import streams_finding, upgraded_cumulative, upgrades_by_service
+from obsgap.checks.histogram_streams import streams_finding, upgraded_cumulative
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import (

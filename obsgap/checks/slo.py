@@ -59,7 +59,7 @@ class SloUntrustworthy(Check):
     queries = ("scrape_targets",)
     doc_url = DOC
     causes = ("sli-misses-traffic", "threshold-not-a-bucket-bound", "latency-saturated", "error-ratio-differs",
-              "selector-matches-nothing", GRPC_CAUSE, "sli-failed")
+              "selector-matches-nothing", GRPC_CAUSE, "websockets-counted-slow", "sli-failed")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:

@@ -26,6 +26,8 @@ import pandas as pd
 
 from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
 from obsgap.analysis.reconcile import UNKNOWN, Reconciliation
+from obsgap.analysis.upgrades import DURATION as WEBSOCKET_FAMILY
+from obsgap.analysis.upgrades import upgrades_by_service
 from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
@@ -463,17 +465,27 @@ def _respelled(le: str, m: Measured) -> Problem | None:
                    "this one).", True)
 
 
-def _latency_problems(m: Measured, threshold: float | None, unit: str, quantile: float | None) -> list[Problem]:
+def _latency_problems(m: Measured, threshold: float | None, unit: str, quantile: float | None,
+                      websockets: float = 0.0) -> list[Problem]:
+    """`websockets`: observations of upgraded connections above the top bound that the SLI reads (their
+    lifetimes, not request latency)."""
     if threshold is None or not m.bounds:
         return []
     top = m.bounds[-1]
     counts = m.bucket_counts
-    inf_share = (counts[-1] - counts[-2]) / counts[-1] if len(counts) >= 2 and counts[-1] else 0.0
+    above = counts[-1] - counts[-2] if len(counts) >= 2 else 0.0
+    inf_share = above / counts[-1] if len(counts) >= 2 and counts[-1] else 0.0
     if threshold > top * 1.0001 or (quantile is not None and inf_share > 1 - quantile):
         why = (f"its threshold {threshold:g} {unit} lies above the top finite bound {top:g} {unit}"
                if threshold > top * 1.0001 else
                f"{inf_share:.1%} of observations lie above the top finite bound {top:g} {unit}, so the "
                f"p{(quantile or 0) * 100:g} it reads is capped at {top:g} {unit}")
+        if threshold <= top * 1.0001 and websockets >= 0.5 * above > 0:
+            return [Problem("latency-saturated", f"The histogram cannot show it: {why}, and {websockets:,.0f} of "
+                            "them are WebSocket connections (HTTP 101), recorded when they close with their "
+                            "lifetime as their duration (+Inf saturation by connection lifetimes).",
+                            'Leave upgraded connections out of the SLI: add response_code!="101" to its selectors '
+                            "(larger buckets would only measure the lifetimes).", True)]
         return [Problem("latency-saturated", f"The histogram cannot show it: {why} (+Inf saturation).",
                         f"Add buckets above {max(threshold, top):g} {unit} (see histogram-inf-saturation's "
                         f"suggested layout).", True)]
@@ -488,6 +500,46 @@ def _latency_problems(m: Measured, threshold: float | None, unit: str, quantile:
                         f"The threshold {threshold:g} {unit} is no bucket bound: histogram_quantile interpolates "
                         "between the bounds around it, so the SLI is a guess there.", fix, False)]
     return []
+
+
+def _websockets(m: Measured, ev: Evidence, services: list[Service]) -> dict[float, float]:
+    """Observations of upgraded connections (HTTP 101) in Istio's duration histogram for the Services a latency SLI
+    selects, cumulative per bound (+Inf included), where its selectors over that histogram do not leave them out;
+    empty where none or unknown."""
+    sels = [s for q in m.spec.queries for s in shape(q).selectors if s.family == WEBSOCKET_FAMILY]
+    if not sels or not m.bounds or ev.metrics is None \
+            or any(not x.matches("101") for s in sels for x in s.label("response_code")):
+        return {}
+    upgrades = upgrades_by_service(ev.metrics) or {}
+    keys = {(s.namespace, s.name) for s in services}
+    out: dict[float, float] = {}
+    for key, per_le in upgrades.items():
+        if key in keys:
+            for le, n in per_le.items():
+                out[le] = out.get(le, 0.0) + n
+    return out
+
+
+def _websocket_problem(m: Measured, sides: _Sides, websockets: dict[float, float], ev: Evidence) -> list[Problem]:
+    """A latency SLI that counts WebSocket connections among its events: their duration is the connection's
+    lifetime, so those above its threshold count as slow requests."""
+    threshold = sides.threshold
+    if m.spec.kind != "latency" or threshold is None or not websockets or math.inf not in websockets:
+        return []
+    at = next((n for le, n in websockets.items() if math.isclose(le, threshold, rel_tol=1e-6)), None)
+    total = websockets[math.inf]
+    if at is None or total - at < ev.settings.min_requests:
+        return []
+    would = ""
+    if sides.sli_metric is not None and m.total and m.total > total:
+        fast = (sides.sli_metric * m.total - at) / (m.total - total)
+        would = f" Without them its share of fast requests, {pct(sides.sli_metric)}, would be {pct(fast)}."
+    return [Problem(
+        "websockets-counted-slow",
+        f"{total - at:,.0f} of the events the SLI counts as slower than {threshold:g} {sides.unit} are WebSocket "
+        "connections (HTTP 101): Envoy records one when it closes, with the connection's lifetime as its duration, "
+        f"so the SLI spends the error budget on connection lifetimes.{would}",
+        'Leave upgraded connections out of the SLI: add response_code!="101" to its selectors.', False)]
 
 
 def _bound_fix(threshold: float, bounds: tuple[float, ...], unit: str) -> str:
@@ -644,7 +696,10 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
         explained |= {judged.unseen.selector.text()}
     reporter = _reporter_problems(m, ev, services)
     problems = reporter or [*telemetry, *grpc, *_selector_problems(m, ev, services, explained)]
-    problems += _latency_problems(m, sides.threshold, sides.unit, quantile) + _traffic_problem(sides, services, ev)
+    websockets = _websockets(m, ev, services)
+    above_top = websockets.get(math.inf, 0.0) - websockets.get(m.bounds[-1], 0.0) if websockets and m.bounds else 0.0
+    problems += _latency_problems(m, sides.threshold, sides.unit, quantile, above_top)
+    problems += _websocket_problem(m, sides, websockets, ev) + _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
     namespace, service = _owner(spec, services)
