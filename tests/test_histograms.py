@@ -286,3 +286,23 @@ def test_websocket_connections_in_inf_are_not_called_slow_requests(tmp_path) -> 
     assert unexamined(run.result) == []  # the WebSocket findings are judged under their own key, websockets:<family>
     run_check = next(c for c in run.result.checks if c.check == "histogram-inf-saturation")
     assert "websockets:istio_request_duration_milliseconds" in (run_check.examined or ())
+
+
+def test_a_saturation_whose_websockets_could_not_be_counted_says_so() -> None:
+    """Where the upgraded_requests query failed, +Inf may hold WebSocket lifetimes the logs cannot tell apart: the
+    saturation's layout is extrapolated, not taken from logged durations, and the detail says what is unknown."""
+    from obsgap.analysis import analyze
+    from obsgap.checks.base import CheckInputs
+    from obsgap.checks.histograms import _Hist, _judged
+    from obsgap.evidence import CheckSettings, Evidence, MetricsEvidence
+    from obsgap.model import Window
+
+    metrics = MetricsEvidence({}, {"upgraded_requests": "timeout"})
+    from datetime import timedelta
+
+    ev = Evidence(Window(END - timedelta(hours=1), END), CheckSettings(), None, metrics, None)
+    inputs = CheckInputs(ev, analyze(ev), frozenset({"scrape_targets", "upgraded_requests"}))
+    h = _Hist("istio_request_duration_milliseconds", ("ai", "chat"), [100.0, 10000.0], [900.0, 900.0, 1000.0])
+    (found,) = _judged(h, None, inputs, unknown=True)
+    assert found.cause is None and found.evidence["suggestion_basis"] == "extrapolated"
+    assert "Whether +Inf holds WebSocket connections" in found.detail and "query failed" in found.detail

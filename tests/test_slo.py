@@ -569,8 +569,10 @@ def test_an_slo_judged_on_logs_is_rechecked_only_with_logs() -> None:
 
     measured = Measured(spec, None, selectors, 5000.0, 5.0, 0.001)
     key = "slo:sloth:slos.yaml:cart-availability"
-    assert night(measured, True) == ([key, f"{key}:logs"], [("sli-misses-traffic", [f"{key}:logs"])])
-    assert night(measured, False) == ([key], [])
+    # :websockets is judged (it reads no duration histogram); :grpc is not (the grpc_failures query was not run)
+    assert night(measured, True) == ([key, f"{key}:logs", f"{key}:websockets"],
+                                     [("sli-misses-traffic", [f"{key}:logs"])])
+    assert night(measured, False) == ([key, f"{key}:websockets"], [])
     failed = Measured(spec, "query slo cart-availability: total: timeout", selectors)
     assert night(failed, True) == ([], [("sli-failed", [key])])
 
@@ -883,3 +885,56 @@ def test_a_latency_sli_counting_websockets_spends_its_budget_on_connection_lifet
     assert a.sli_metric is not None and 0.85 < a.sli_metric < 0.95
     would = float(p.reason.split("would be ")[1].split("%")[0]) / 100
     assert would > 0.99 and 'response_code!="101"' in p.fix
+
+
+def test_websockets_are_counted_as_the_sli_counts_them_or_left_unknown() -> None:
+    """catalog: 9,000 requests under 100 ms and 1,000 WebSocket connections of minutes, both sides reporting. The
+    SLI's own reporters decide how many it counts; a good selector that leaves 101 out (the total keeps it) makes
+    every one of them slow; a failed query leaves the SLO unverified (never trustworthy) and the cause unjudged; an
+    SLI that already matches nothing is not also said to count WebSockets."""
+    import pandas as pd
+
+    from obsgap.analysis import analyze
+    from obsgap.evidence import MetricsEvidence
+    from obsgap.slo.promql import shape
+    from obsgap.sources.kube.build import build_topology
+    from tests.helpers import k8s_pod, k8s_service
+
+    topo = build_topology([k8s_service("catalog"), k8s_pod("catalog-0", "catalog", "10.0.0.1")])
+    window = _spec()
+    bounds = (100.0, 300.0, 3_600_000.0)
+    upgrades = [{"le": le, "reporter": side, "destination_service_name": "catalog",
+                 "destination_service_namespace": "shop", "value": n}
+                for side in ("source", "destination") for le, n in (("100", 0.0), ("300", 0.0), ("3.6e+06", 1000.0),
+                                                                     ("+Inf", 1000.0))]
+
+    def judged(good: str, total: str, failed: bool = False, series: int = 3) -> Any:
+        frames = {} if failed else {"upgraded_requests": pd.DataFrame(upgrades)}
+        metrics = MetricsEvidence(frames, {"upgraded_requests": "timeout"} if failed else {})
+        spec = SloSpec("pyrra", "p.yaml", "lat", "catalog", 0.99, "28d", "latency", f"sum(rate({total}[5m]))",
+                       good=f"sum(rate({good}[5m]))")
+        sides_total = 20000.0 if "reporter" not in total else 10000.0
+        sels = tuple((s.text(), series) for q in spec.queries for s in shape(q).selectors)
+        measured = Measured(spec, None, sels, sides_total, 0.1 * sides_total, 0.1, bounds=bounds,
+                            bucket_counts=(0.9 * sides_total, 0.9 * sides_total, sides_total, sides_total))
+        ev = Evidence(Window(window.start, window.end), CheckSettings(), topo, metrics, None, slos=(measured,))
+        (a,) = analyze(ev).slos
+        return a
+
+    count = 'istio_request_duration_milliseconds_count{reporter="destination",destination_service_name="catalog"}'
+    bucket = ('istio_request_duration_milliseconds_bucket{reporter="destination",destination_service_name="catalog",'
+              'le="300"}')
+    server = judged(bucket, count)
+    (p,) = [p for p in server.problems if p.cause == "websockets-counted-slow"]
+    assert p.reason.startswith("1,000 of the events") and "would be 100.0%" in p.reason and server.websockets_judged
+    both = judged(bucket.replace('reporter="destination",', ""), count.replace('reporter="destination",', ""))
+    assert [p.reason.split(" of")[0] for p in both.problems if p.cause == "websockets-counted-slow"] == ["2,000"]
+    no_101 = judged(bucket.replace('le="300"', 'le="300",response_code!="101"'), count)
+    assert [p.reason.split(" of")[0] for p in no_101.problems if p.cause == "websockets-counted-slow"] == ["1,000"]
+    left_out = judged(bucket, count.replace('"catalog"', '"catalog",response_code!="101"'))
+    assert "websockets-counted-slow" not in [p.cause for p in left_out.problems]
+    unknown = judged(bucket, count, failed=True)
+    assert not unknown.websockets_judged and unknown.verdict != "trustworthy"
+    assert "websockets-counted-slow" not in [p.cause for p in unknown.problems]
+    empty = judged(bucket, count, series=0)
+    assert "websockets-counted-slow" not in [p.cause for p in empty.problems] and empty.verdict == "broken"

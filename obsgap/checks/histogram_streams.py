@@ -8,9 +8,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from obsgap.analysis.upgrades import DURATION
 from obsgap.bounds import exposition
 from obsgap.model import Finding, FindingEvidence, Severity, Suggestion
+from obsgap.upgrades import DURATION
 
 CAUSE = "long-lived-streams"
 DOC = "https://github.com/istio/istio/issues/17424"

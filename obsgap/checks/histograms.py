@@ -12,9 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from obsgap.analysis.upgrades import DURATION as STREAMS_FAMILY
-from obsgap.analysis.upgrades import QUERY as STREAMS_QUERY
-from obsgap.analysis.upgrades import upgrades_by_service
 from obsgap.bounds import bound, exposition
 from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend
@@ -30,6 +27,9 @@ from obsgap.suggest.buckets import (
     unit_of,
 )
 from obsgap.text import pct
+from obsgap.upgrades import DURATION as STREAMS_FAMILY
+from obsgap.upgrades import QUERY as STREAMS_QUERY
+from obsgap.upgrades import upgrades_by_service
 
 DOC = "https://istio.io/latest/docs/reference/config/annotations/#SidecarStatsHistogramBuckets"
 KNOWN_STAT_ROOTS = frozenset({"istiocustom", "cluster", "cluster_manager", "listener", "listener_manager", "http",
@@ -277,13 +277,15 @@ class HistogramInfSaturation(Check):
         for family, df in sorted(metrics.histograms.items()):
             hists = list(_histograms(family, _apps_of_pods(df, inputs)))
             for h in hists:
-                out.extend(_judged(h, upgraded_cumulative(family, h.group, h.bounds, upgrades), inputs))
+                unknown = upgrades is None and family == STREAMS_FAMILY
+                out.extend(_judged(h, upgraded_cumulative(family, h.group, h.bounds, upgrades), inputs, unknown))
             out.extend(_waste(family, hists, metrics.histogram_series.get(family), inputs))
         return out
 
 
-def _judged(h: _Hist, upgraded: list[float] | None, inputs: CheckInputs) -> list[Finding]:
-    """A histogram's findings: the WebSocket connections above its top bound, and a saturation of the rest."""
+def _judged(h: _Hist, upgraded: list[float] | None, inputs: CheckInputs, unknown: bool = False) -> list[Finding]:
+    """A histogram's findings: the WebSocket connections above its top bound, and a saturation of the rest.
+    `unknown`: how many WebSocket connections it holds could not be told (their query failed)."""
     least = inputs.settings.min_requests
     if h.total < least:
         return []
@@ -295,7 +297,7 @@ def _judged(h: _Hist, upgraded: list[float] | None, inputs: CheckInputs) -> list
         if h.total < least:
             return out
     if h.inf_share >= 0.01 or (h.top_share >= 0.5 and h.inf_share > 0):
-        out.append(_saturation(h, inputs, logged=upgraded is None))
+        out.append(_saturation(h, inputs, logged=upgraded is None and not unknown, unknown_streams=unknown))
     return out
 
 
@@ -378,9 +380,10 @@ def _snippets(family: str, suggested: list[float], inputs: CheckInputs, ns: str,
     return snippets
 
 
-def _saturation(h: _Hist, inputs: CheckInputs, logged: bool = True) -> Finding:
-    """`logged` False: the logged durations cannot stand for these observations (they hold WebSocket lifetimes the
-    logs do not tell apart), and the layout is extrapolated."""
+def _saturation(h: _Hist, inputs: CheckInputs, logged: bool = True, unknown_streams: bool = False) -> Finding:
+    """`logged` False: the logged durations cannot stand for these observations (they may hold WebSocket lifetimes
+    the logs do not tell apart), and the layout is extrapolated; `unknown_streams`: whether +Inf holds WebSocket
+    connections could not be told."""
     unit, factor = unit_of(h.family)
     slos = [s * factor for s in inputs.settings.slo_latency_ms] if not math.isnan(factor) else []
     reported = {q: histogram_quantile(q, h.bounds, h.cumulative) for q in QUANTILES}
@@ -418,7 +421,9 @@ def _saturation(h: _Hist, inputs: CheckInputs, logged: bool = True) -> Finding:
                  + " (no logged durations to compare)"]
     detail = (f"{pct(h.inf_share)} of {int(h.total):,} observations of {h.family} for {subject} are above the top "
               f"finite bucket ({top:g} {unit}), {pct(h.top_share)} in the top bucket: histogram_quantile cannot "
-              f"report anything above {top:g} {unit}. " + "; ".join(lines) + f". Suggested buckets {basis}.")
+              f"report anything above {top:g} {unit}. " + "; ".join(lines) + f". Suggested buckets {basis}."
+              + (" Whether +Inf holds WebSocket connections (HTTP 101, recorded at close with their lifetime) could "
+                 "not be told: their query failed." if unknown_streams else ""))
     snippets = _snippets(h.family, suggested, inputs, ns, name, agent=agent, istio=istio, unit=unit)
     return Finding(
         check="histogram-inf-saturation", severity=Severity.CRITICAL if h.inf_share >= 0.1 else Severity.WARNING,

@@ -11,6 +11,7 @@ from obsgap.model import Finding, FindingEvidence, ObjectRef, Severity, Suggesti
 from obsgap.slo.assess import SloAssessment
 from obsgap.slo.grpc import GRPC_CAUSE
 from obsgap.slo.promql import shape
+from obsgap.slo.websockets import WEBSOCKET_CAUSE
 
 DOC = "https://sre.google/workbook/implementing-slos/"
 
@@ -59,7 +60,7 @@ class SloUntrustworthy(Check):
     queries = ("scrape_targets",)
     doc_url = DOC
     causes = ("sli-misses-traffic", "threshold-not-a-bucket-bound", "latency-saturated", "error-ratio-differs",
-              "selector-matches-nothing", GRPC_CAUSE, "websockets-counted-slow", "sli-failed")
+              "selector-matches-nothing", GRPC_CAUSE, WEBSOCKET_CAUSE, "sli-failed")
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -67,7 +68,8 @@ class SloUntrustworthy(Check):
         ran = [a for a in inputs.analysis.slos if not a.measured.error]
         return frozenset([*(f"slo:{a.measured.spec.key}" for a in ran),
                           *(f"slo:{a.measured.spec.key}:logs" for a in ran if a.requests_logs is not None),
-                          *(f"slo:{a.measured.spec.key}:grpc" for a in ran if a.grpc_judged)])
+                          *(f"slo:{a.measured.spec.key}:grpc" for a in ran if a.grpc_judged),
+                          *(f"slo:{a.measured.spec.key}:websockets" for a in ran if a.websockets_judged)])
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
@@ -77,7 +79,8 @@ class SloUntrustworthy(Check):
             return ()
         key = f"slo:{ev.get('tool')}:{ev.get('origin')}:{ev.get('slo')}"
         cause = finding.get("cause")
-        return (f"{key}:logs",) if cause in LOG_CAUSES else (f"{key}:grpc",) if cause == GRPC_CAUSE else (key,)
+        own = {GRPC_CAUSE: ":grpc", WEBSOCKET_CAUSE: ":websockets"}
+        return (f"{key}:logs",) if cause in LOG_CAUSES else (f"{key}{own[cause]}",) if cause in own else (key,)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:

@@ -26,8 +26,6 @@ import pandas as pd
 
 from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
 from obsgap.analysis.reconcile import UNKNOWN, Reconciliation
-from obsgap.analysis.upgrades import DURATION as WEBSOCKET_FAMILY
-from obsgap.analysis.upgrades import upgrades_by_service
 from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
@@ -37,6 +35,7 @@ from obsgap.names import split_host_port
 from obsgap.slo.grpc import GRPC_CAUSE, Judgement, unseen_failures
 from obsgap.slo.promql import Selector, selects, shape
 from obsgap.slo.spec import Measured, SloSpec
+from obsgap.slo.websockets import WEBSOCKET_CAUSE, Upgrades, counted_slow, upgrades_read
 from obsgap.suggest.buckets import unit_of
 from obsgap.text import pct
 from obsgap.topology import MetricOff
@@ -92,6 +91,9 @@ class SloAssessment:
     grpc_unknown: bool = False
     """Its Services serve gRPC calls and whether it counts their failures could not be told (the query failed, a
     selector picks series the query does not tell apart): it is then never trustworthy."""
+    websockets_judged: bool = True
+    """Whether the WebSocket connections it may count were judged (slo.websockets): a finding of that cause is
+    re-checked only then."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -502,43 +504,20 @@ def _latency_problems(m: Measured, threshold: float | None, unit: str, quantile:
     return []
 
 
-def _websockets(m: Measured, ev: Evidence, services: list[Service]) -> dict[float, float]:
-    """Observations of upgraded connections (HTTP 101) in Istio's duration histogram for the Services a latency SLI
-    selects, cumulative per bound (+Inf included), where its selectors over that histogram do not leave them out;
-    empty where none or unknown."""
-    sels = [s for q in m.spec.queries for s in shape(q).selectors if s.family == WEBSOCKET_FAMILY]
-    if not sels or not m.bounds or ev.metrics is None \
-            or any(not x.matches("101") for s in sels for x in s.label("response_code")):
-        return {}
-    upgrades = upgrades_by_service(ev.metrics) or {}
-    keys = {(s.namespace, s.name) for s in services}
-    out: dict[float, float] = {}
-    for key, per_le in upgrades.items():
-        if key in keys:
-            for le, n in per_le.items():
-                out[le] = out.get(le, 0.0) + n
-    return out
-
-
-def _websocket_problem(m: Measured, sides: _Sides, websockets: dict[float, float], ev: Evidence) -> list[Problem]:
-    """A latency SLI that counts WebSocket connections among its events: their duration is the connection's
-    lifetime, so those above its threshold count as slow requests."""
-    threshold = sides.threshold
-    if m.spec.kind != "latency" or threshold is None or not websockets or math.inf not in websockets:
+def _websocket_problem(m: Measured, sides: _Sides, up: Upgrades, ev: Evidence) -> list[Problem]:
+    """A latency SLI that counts WebSocket connections among its slow events (their duration is the connection's
+    lifetime)."""
+    found = counted_slow(m, up, sides.threshold, sides.sli_metric)
+    if found is None or found[0] < ev.settings.min_requests:
         return []
-    at = next((n for le, n in websockets.items() if math.isclose(le, threshold, rel_tol=1e-6)), None)
-    total = websockets[math.inf]
-    if at is None or total - at < ev.settings.min_requests:
-        return []
-    would = ""
-    if sides.sli_metric is not None and m.total and m.total > total:
-        fast = (sides.sli_metric * m.total - at) / (m.total - total)
-        would = f" Without them its share of fast requests, {pct(sides.sli_metric)}, would be {pct(fast)}."
+    slow, would = found
+    said = f" Without them its share of fast requests, {pct(sides.sli_metric or 0.0)}, would be {pct(would)}." \
+        if would is not None else ""
     return [Problem(
-        "websockets-counted-slow",
-        f"{total - at:,.0f} of the events the SLI counts as slower than {threshold:g} {sides.unit} are WebSocket "
+        WEBSOCKET_CAUSE,
+        f"{slow:,.0f} of the events the SLI counts as slower than {sides.threshold:g} {sides.unit} are WebSocket "
         "connections (HTTP 101): Envoy records one when it closes, with the connection's lifetime as its duration, "
-        f"so the SLI spends the error budget on connection lifetimes.{would}",
+        f"so the SLI spends the error budget on connection lifetimes.{said}",
         'Leave upgraded connections out of the SLI: add response_code!="101" to its selectors.', False)]
 
 
@@ -696,17 +675,18 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
         explained |= {judged.unseen.selector.text()}
     reporter = _reporter_problems(m, ev, services)
     problems = reporter or [*telemetry, *grpc, *_selector_problems(m, ev, services, explained)]
-    websockets = _websockets(m, ev, services)
-    above_top = websockets.get(math.inf, 0.0) - websockets.get(m.bounds[-1], 0.0) if websockets and m.bounds else 0.0
-    problems += _latency_problems(m, sides.threshold, sides.unit, quantile, above_top)
-    problems += _websocket_problem(m, sides, websockets, ev) + _traffic_problem(sides, services, ev)
+    up = upgrades_read(m, ev, services)
+    problems += _latency_problems(m, sides.threshold, sides.unit, quantile, up.above(m.bounds[-1]) if m.bounds else 0)
+    if not any(p.broken for p in problems):
+        problems += _websocket_problem(m, sides, up, ev)
+    problems += _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
         problems += _value_problem(spec, sides, ev)
     namespace, service = _owner(spec, services)
     cov = sides.coverage
     verdict = _verdict(m, problems, sides, ev)
-    if verdict == "trustworthy" and judged.grpc_traffic and not judged.judged:
-        verdict = "unverified"  # it serves gRPC, and whether the SLI counts its failures could not be told
+    if verdict == "trustworthy" and ((judged.grpc_traffic and not judged.judged) or up.unknown):
+        verdict = "unverified"  # whether it counts gRPC failures, or WebSockets, as it should could not be told
     return SloAssessment(
         m, tuple(f"{s.namespace}/{s.name}" for s in services), verdict, tuple(problems),
         None if sides.sli_metric is None else round(sides.sli_metric, 6),
@@ -715,4 +695,4 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
         None if spec.kind == "quantile" else _burn(sides.sli_logs, spec.objective),
         None if cov is None else round(cov, 4), sides.requests_metric, sides.requests_logs, sides.threshold,
         sides.unit, m.bounds, namespace, service, judged.judged and not reporter and not m.error,
-        judged.grpc_traffic and not judged.judged)
+        judged.grpc_traffic and not judged.judged, up.judged and not m.error)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from obsgap.evidence import MetricsEvidence
 
@@ -15,9 +15,10 @@ DURATION = "istio_request_duration_milliseconds"
 _SERVER = ("destination", "waypoint")
 
 
-def upgrades_by_service(metrics: MetricsEvidence) -> Mapping[tuple[str, str], dict[float, float]] | None:
-    """(namespace, service) -> cumulative HTTP 101 observations per bound, as the server side counted them; None
-    where the query failed or was not run."""
+def upgrades_by_service(metrics: MetricsEvidence, reads: Callable[[str], bool] | None = None,
+                        ) -> Mapping[tuple[str, str], dict[float, float]] | None:
+    """(namespace, service) -> cumulative HTTP 101 observations per bound, as the reporters `reads` admits counted
+    them (by default the server side: its sidecar or waypoint); None where the query failed or was not run."""
     if QUERY in metrics.failed or QUERY not in metrics.frames:
         return None
     frame = metrics.frame(QUERY, ["le", "reporter", "destination_service_namespace", "destination_service_name"])
@@ -27,6 +28,6 @@ def upgrades_by_service(metrics: MetricsEvidence) -> Mapping[tuple[str, str], di
             le = float(row.le)
         except ValueError:
             continue
-        if row.reporter in _SERVER and not math.isnan(le):
+        if (reads(str(row.reporter)) if reads is not None else row.reporter in _SERVER) and not math.isnan(le):
             out[(str(row.destination_service_namespace), str(row.destination_service_name))][le] += float(row.value)
     return out
