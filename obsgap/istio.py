@@ -347,6 +347,9 @@ def grpc_status(code: str) -> tuple[str, int]:
     return GRPC_STATUSES.get(number, (f"code {code}", 500))
 
 
+UNKNOWN = "unknown"
+"""What Istio's labels say where the proxy could not tell (`source_workload` of a caller without a sidecar)."""
+
 ATTRIBUTION_LABELS = ("reporter", "destination_service_name", "destination_service_namespace")
 """The labels of istio_requests_total obsgap counts a service's requests by: a Telemetry tag override that removes
 or rewrites one leaves the count unattributable."""

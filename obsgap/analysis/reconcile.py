@@ -16,6 +16,7 @@ import pandas as pd
 
 from obsgap.evidence import Evidence, LogEvidence, MetricsEvidence
 from obsgap.intervals import CoveredCounts, PodCoverage
+from obsgap.istio import UNKNOWN
 from obsgap.model import Pod, Service, ServicePort
 from obsgap.text import duration_text, iso_ms, plural
 from obsgap.topology import Dataplane, TopologyIndex
@@ -34,7 +35,6 @@ MESH_REPORTERS = ("destination", "waypoint")
 REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespace", "source_workload",
             "source_workload_namespace", "destination_workload", "destination_workload_namespace", "namespace",
             "pod", "destination_port", "destination_service"]
-UNKNOWN = "unknown"
 INBOUND_PASSTHROUGH = "InboundPassthroughCluster"
 NO_WITNESS = "no witness: no logs of its pods or of its callers were read, and no caller's sidecar counted it"
 

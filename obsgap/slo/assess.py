@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
 from obsgap.ambient import SAFE_REPORTER, reporter_misses_waypoint
-from obsgap.analysis.reconcile import UNKNOWN, Reconciliation
 from obsgap.bounds import bound, promql_matcher
 from obsgap.errors import InputError
 from obsgap.evidence import Evidence
-from obsgap.istio import grpc_status, telemetry_metric
+from obsgap.istio import UNKNOWN, grpc_status, telemetry_metric
 from obsgap.model import Service
 from obsgap.names import split_host_port
 from obsgap.slo.grpc import GRPC_CAUSE, Judgement, unseen_failures
@@ -39,6 +38,9 @@ from obsgap.slo.websockets import WEBSOCKET_CAUSE, Upgrades, counted_slow, upgra
 from obsgap.suggest.buckets import unit_of
 from obsgap.text import pct
 from obsgap.topology import MetricOff
+
+if TYPE_CHECKING:  # the analysis package imports this module: a runtime import of it would run in a circle
+    from obsgap.analysis.reconcile import Reconciliation
 
 Verdict = Literal["trustworthy", "biased", "broken", "unverified"]
 BROKEN = ("selector-matches-nothing", "latency-saturated")
