@@ -347,6 +347,10 @@ def grpc_status(code: str) -> tuple[str, int]:
     return GRPC_STATUSES.get(number, (f"code {code}", 500))
 
 
+SERVER_REPORTERS = ("destination", "waypoint")
+"""The reporters of a request's server side: the server's sidecar, or the waypoint in front of ambient pods (each
+request counted once, where the caller's sidecar also reports it as reporter="source")."""
+
 UNKNOWN = "unknown"
 """What Istio's labels say where the proxy could not tell (`source_workload` of a caller without a sidecar)."""
 

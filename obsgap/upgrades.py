@@ -9,10 +9,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 
 from obsgap.evidence import MetricsEvidence
+from obsgap.istio import SERVER_REPORTERS, TELEMETRY_METRICS
 
 QUERY = "upgraded_requests"
-DURATION = "istio_request_duration_milliseconds"
-_SERVER = ("destination", "waypoint")
+DURATION = TELEMETRY_METRICS["REQUEST_DURATION"].prometheus
 
 
 def upgrades_by_service(metrics: MetricsEvidence, reads: Callable[[str], bool] | None = None,
@@ -28,6 +28,6 @@ def upgrades_by_service(metrics: MetricsEvidence, reads: Callable[[str], bool] |
             le = float(row.le)
         except ValueError:
             continue
-        if (reads(str(row.reporter)) if reads is not None else row.reporter in _SERVER) and not math.isnan(le):
+        if (reads(str(row.reporter)) if reads is not None else row.reporter in SERVER_REPORTERS) and not math.isnan(le):
             out[(str(row.destination_service_namespace), str(row.destination_service_name))][le] += float(row.value)
     return out

@@ -859,7 +859,9 @@ def test_grpc_failures_are_judged_only_where_the_sli_counts_them_as_its_query_do
                             series=3),
                      judged('istio_requests_total{destination_service_name="search",response_code=~"5.."}',
                             failed=True, series=3)):
-        assert not unjudged.grpc_judged and unjudged.grpc_unknown and unjudged.verdict != "trustworthy"
+        assert not unjudged.grpc_judged and unjudged.verdict == "unverified"
+        assert "serve gRPC calls" in (unjudged.unverified_because or "")
+        assert unjudged.as_dict()["unverified_because"] == unjudged.unverified_because
 
 
 def test_a_latency_sli_counting_websockets_spends_its_budget_on_connection_lifetimes(
@@ -934,7 +936,10 @@ def test_websockets_are_counted_as_the_sli_counts_them_or_left_unknown() -> None
     left_out = judged(bucket, count.replace('"catalog"', '"catalog",response_code!="101"'))
     assert "websockets-counted-slow" not in [p.cause for p in left_out.problems]
     unknown = judged(bucket, count, failed=True)
-    assert not unknown.websockets_judged and unknown.verdict != "trustworthy"
+    assert not unknown.websockets_judged and unknown.verdict == "unverified"
+    assert "WebSocket connections it counts could not be told" in (unknown.unverified_because or "")
+    unreadable = judged(bucket, count.replace('"catalog"', '"catalog",response_code=~"[[:digit:]]+"'))
+    assert not unreadable.websockets_judged  # a regex RE2 and Python read differently: not judged
     assert "websockets-counted-slow" not in [p.cause for p in unknown.problems]
     empty = judged(bucket, count, series=0)
     assert "websockets-counted-slow" not in [p.cause for p in empty.problems] and empty.verdict == "broken"

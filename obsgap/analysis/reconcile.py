@@ -16,7 +16,7 @@ import pandas as pd
 
 from obsgap.evidence import Evidence, LogEvidence, MetricsEvidence
 from obsgap.intervals import CoveredCounts, PodCoverage
-from obsgap.istio import UNKNOWN
+from obsgap.istio import SERVER_REPORTERS, UNKNOWN
 from obsgap.model import Pod, Service, ServicePort
 from obsgap.text import duration_text, iso_ms, plural
 from obsgap.topology import Dataplane, TopologyIndex
@@ -31,7 +31,6 @@ from obsgap.witness import (
     witness_words,
 )
 
-MESH_REPORTERS = ("destination", "waypoint")
 REQ_COLS = ["reporter", "destination_service_name", "destination_service_namespace", "source_workload",
             "source_workload_namespace", "destination_workload", "destination_workload_namespace", "namespace",
             "pod", "destination_port", "destination_service"]
@@ -511,14 +510,15 @@ class _Builder:
         for row in req.itertuples(index=False):
             found = self.idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
             if found is None:
-                if str(row.destination_service_name).startswith(INBOUND_PASSTHROUGH) and row.reporter in MESH_REPORTERS:
+                if row.reporter in SERVER_REPORTERS and str(row.destination_service_name).startswith(
+                        INBOUND_PASSTHROUGH):
                     key = (str(row.namespace), str(row.pod))
                     self.passthrough_by_pod[key] = self.passthrough_by_pod.get(key, 0.0) + float(row.value)
                 continue
             st = self.traffic(found)
             value = float(row.value)
             source = (str(row.source_workload_namespace), str(row.source_workload))
-            if row.reporter in MESH_REPORTERS:
+            if row.reporter in SERVER_REPORTERS:
                 st.mesh_requests += value
                 st.mesh_by_source[source] += value
                 if row.pod and row.reporter == "destination":  # a waypoint's `pod` is its own, not the server's
@@ -530,7 +530,7 @@ class _Builder:
                 st.source_by_source[source] += value
         for row in metrics.frame("mesh_tcp_connections", REQ_COLS).itertuples(index=False):
             found = self.idx.services_by_key.get((row.destination_service_namespace, row.destination_service_name))
-            if found is not None and row.reporter in MESH_REPORTERS:
+            if found is not None and row.reporter in SERVER_REPORTERS:
                 self.traffic(found).tcp_connections += float(row.value)
         return not req.empty
 

@@ -42,7 +42,8 @@ class DoubleCountEvidence(FindingEvidence):
     dashboard: str
     queries: int
     ratio: float
-    """The worst query's: what the reporters it adds counted, over the requests they counted (each once)."""
+    """The worst plain sum's (else the worst query's): what the reporters it adds counted, over the requests they
+    counted (each once)."""
     counted: int
     """What the worst query's reporters counted in the window, added up as it adds them."""
     requests: int
@@ -102,7 +103,9 @@ class DashboardDoubleCounts(DashboardCheck):
         """The dashboards named, and those each of whose sums over Istio's metrics could be measured: a query whose
         matchers the mesh's counts cannot follow, or that read nothing in the window (or in the namespaces in
         scope), leaves its dashboard unjudged where nothing else in it was found."""
-        return frozenset(f"dashboard:{d}" for d, j in cls._judged(inputs)[1].items() if j.complete or j.doubled)
+        judged = cls._judged(inputs)[1]
+        cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
+        return frozenset(f"dashboard:{d}" for d, j in judged.items() if j.complete or j.doubled)
 
     @classmethod
     def _judged(cls, inputs: CheckInputs) -> tuple[bool, dict[str, _Judged]]:
@@ -268,7 +271,7 @@ def _one_side(reads: set[str] | None) -> bool:
     return reads is not None and ("source" not in reads or len(reads) == 1)
 
 
-def _queries(n: int) -> str:
+def _n_queries(n: int) -> str:
     return f"{n} {'query' if n == 1 else 'queries'}"
 
 
@@ -285,7 +288,7 @@ def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: C
     seen = worst.one_side / worst.requests
     scope = " in the namespaces in scope" if inputs.settings.namespaces else ""
     how = (f"up to {worst.ratio:.1f}x" if plain else "blending both sides")
-    detail = (f"{_queries(len(doubled))} of dashboard {dashboard!r} (in {len(panels)} "
+    detail = (f"{_n_queries(len(doubled))} of dashboard {dashboard!r} (in {len(panels)} "
               f"panel{'s' * (len(panels) > 1)}) sum Istio's metrics over reporter {', '.join(reporters)} without "
               "keeping them apart (`by (reporter)`), and a request is counted by each proxy on its way (the "
               "caller's sidecar, the server's or its waypoint). "
@@ -293,7 +296,7 @@ def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: C
               f"{worst.query.panel!r}) reads counted {int(worst.counted):,} where the proxies saw "
               f"{int(worst.requests):,} requests ({pct(worst.ratio - 1)} more)"
               + (f": it reads {worst.ratio:.1f} times the traffic." if not worst.blended else ".")
-              + (f" {_queries(len(doubled) - len(plain))} "
+              + (f" {_n_queries(len(doubled) - len(plain))} "
                  f"{'divides, compares or takes' if len(doubled) - len(plain) == 1 else 'divide, compare or take'} "
                  "quantiles of such sums: error ratios blend both sides' errors, latencies mix the caller's (network "
                  "included) with the server's." if len(plain) < len(doubled) else "")
@@ -307,7 +310,7 @@ def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: C
            "callers' sidecars count them).")
     return Finding(
         check=DashboardDoubleCounts.id, severity=Severity.WARNING,
-        title=f"{dashboard}: {_queries(len(doubled))} {'adds' if len(doubled) == 1 else 'add'} up the "
+        title=f"{dashboard}: {_n_queries(len(doubled))} {'adds' if len(doubled) == 1 else 'add'} up the "
               f"caller's and the server's count of the same requests ({how})",
         detail=detail,
         subject=f"dashboard/{dashboard}/sums-reporters", cause="sums-reporters", resource=f"Dashboard {dashboard}",

@@ -17,6 +17,7 @@ from obsgap.charts import GREEN, GREY, ORANGE, RED, Bars, Chart
 from obsgap.checks.base import Check, CheckInputs, Skip, Trend
 from obsgap.checks.histogram_streams import CAUSE as STREAMS
 from obsgap.checks.histogram_streams import streams_finding, upgraded_cumulative
+from obsgap.istio import SERVER_REPORTERS
 from obsgap.model import Finding, FindingEvidence, ServiceTimeline, Severity, Snippet, Suggestion
 from obsgap.suggest import configs
 from obsgap.suggest.buckets import (
@@ -65,8 +66,6 @@ class _Hist:
         return (self.cumulative[-2] - self.cumulative[-3]) / self.total
 
 
-SERVER_REPORTERS = ("destination", "waypoint")
-"""The server side's histograms: the destination's sidecar, or the waypoint in front of ambient pods."""
 
 
 def _le(value: Any) -> float:
@@ -208,7 +207,8 @@ class HistogramInfSaturation(Check):
     bounds), with the error that layout would have on the same data and its series cost. Without
     logs it extends the existing layout past its top bound and says so. It also validates
     `sidecar.istio.io/statsHistogramBuckets` annotations and flags expensive families whose buckets
-    stay empty.
+    stay empty. In Istio's duration histogram, WebSocket connections (its `response_code="101"` series) above
+    the top bound are named apart, and the rest is judged without them.
 
     Why is this bad? `histogram_quantile` never returns more than the top finite bound: a service
     whose p99 is 40 s reports 10 s, and an SLO threshold above the top bucket cannot be measured at all.
@@ -217,7 +217,8 @@ class HistogramInfSaturation(Check):
     whose requests take 5 to 60 s.
 
     Use instead: buckets that reach past the slowest real requests (the finding gives the annotation,
-    Envoy bootstrap, prometheus_client and Go snippets), or native histograms.
+    Envoy bootstrap, prometheus_client and Go snippets), or native histograms. For WebSocket connections, whose
+    recorded duration is their lifetime, no bucket helps: add `response_code!="101"` to latency queries.
     """
 
     id = "histogram-inf-saturation"
@@ -276,8 +277,8 @@ class HistogramInfSaturation(Check):
         upgrades = upgrades_by_service(metrics)
         for family, df in sorted(metrics.histograms.items()):
             hists = list(_histograms(family, _apps_of_pods(df, inputs)))
+            unknown = upgrades is None and family == STREAMS_FAMILY
             for h in hists:
-                unknown = upgrades is None and family == STREAMS_FAMILY
                 out.extend(_judged(h, upgraded_cumulative(family, h.group, h.bounds, upgrades), inputs, unknown))
             out.extend(_waste(family, hists, metrics.histogram_series.get(family), inputs))
         return out

@@ -32,26 +32,32 @@ class SloEvidence(FindingEvidence):
 
 LOG_CAUSES = ("sli-misses-traffic", "error-ratio-differs")
 """Causes judged on the logs of the SLO's services (and a waypoint's sli-misses-traffic: judged again only with
-logs, which errs on the side of not calling it resolved). GRPC_CAUSE is judged on the grpc_failures query: not
-re-checked where it failed."""
+logs, which errs on the side of not calling it resolved)."""
+OWN_KEYS = {**{c: "logs" for c in LOG_CAUSES}, GRPC_CAUSE: "grpc", WEBSOCKET_CAUSE: "websockets"}
+"""Causes judged on more than the SLI (its services' logs, the grpc_failures or upgraded_requests query), each
+under its own key `slo:<key>:<suffix>`: not re-checked where that evidence is missing."""
 
 
 class SloUntrustworthy(Check):
     """What it does: reads each SLO (Sloth, Pyrra, OpenSLO, PrometheusRule recording rules), parses its SLI's
     PromQL with a real parser, runs it over the report's window, and holds it against the logs of the services
     it selects and the histogram it reads. A latency SLI (a bucket at a bound against the histogram's count, or a
-    quantile) is judged on the logged requests' durations, an availability SLI on their status codes.
+    quantile) is judged on the logged requests' durations, an availability SLI on their status codes. What the logs
+    cannot contradict is read from Prometheus: gRPC calls that failed with HTTP 200 (their grpc_response_status)
+    and WebSocket connections (HTTP 101) counted among a latency SLI's events.
 
     Why is this bad? An SLO review spends or saves an error budget on its SLI. An SLI on the mesh's metrics
     misses the traffic that bypasses Envoy; a selector naming a renamed job returns no data and the SLO shows
     nothing (or, on its good-events side, reads 0% and pages); a latency threshold that is no bucket bound selects
-    nothing (`le="0.3"`) or is interpolated; a threshold above the top bucket can never be breached.
+    nothing (`le="0.3"`) or is interpolated; a threshold above the top bucket can never be breached; an SLI that
+    classifies by response_code counts a gRPC Service's failures as good; a WebSocket connection is recorded when it
+    closes, with its lifetime as its duration, and spends a latency SLI's budget.
 
     Example: checkout's SLO counts istio_requests_total, but one of its two pods has no sidecar: the SLI sees
     half of the requests, and none of that pod's errors.
 
-    Use instead: fix the gap the finding names (the selector, the buckets, the bypass), or measure the SLO
-    where every request is seen.
+    Use instead: fix the gap the finding names (the selector, the buckets, the bypass; grpc_response_status for
+    gRPC failures; response_code!="101" for WebSockets), or measure the SLO where every request is seen.
     """
 
     id = "slo-untrustworthy"
@@ -66,10 +72,12 @@ class SloUntrustworthy(Check):
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         """The SLOs whose SLI could be run and, among them, those held against the logs of their services."""
         ran = [a for a in inputs.analysis.slos if not a.measured.error]
+        def judged(a: SloAssessment) -> dict[str, bool]:
+            return {"logs": a.requests_logs is not None, "grpc": a.grpc_judged, "websockets": a.websockets_judged}
+
         return frozenset([*(f"slo:{a.measured.spec.key}" for a in ran),
-                          *(f"slo:{a.measured.spec.key}:logs" for a in ran if a.requests_logs is not None),
-                          *(f"slo:{a.measured.spec.key}:grpc" for a in ran if a.grpc_judged),
-                          *(f"slo:{a.measured.spec.key}:websockets" for a in ran if a.websockets_judged)])
+                          *(f"slo:{a.measured.spec.key}:{suffix}" for a in ran
+                            for suffix, yes in judged(a).items() if yes)])
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
@@ -78,9 +86,8 @@ class SloUntrustworthy(Check):
         if not isinstance(ev, Mapping):
             return ()
         key = f"slo:{ev.get('tool')}:{ev.get('origin')}:{ev.get('slo')}"
-        cause = finding.get("cause")
-        own = {GRPC_CAUSE: ":grpc", WEBSOCKET_CAUSE: ":websockets"}
-        return (f"{key}:logs",) if cause in LOG_CAUSES else (f"{key}{own[cause]}",) if cause in own else (key,)
+        suffix = OWN_KEYS.get(str(finding.get("cause")))
+        return (f"{key}:{suffix}",) if suffix else (key,)
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:

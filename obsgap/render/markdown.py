@@ -59,7 +59,8 @@ def _slo_line(a: SloAssessment) -> str:
     numbers = f"SLI {sli_metric} by the metrics, {sli_logs} by the logs"
     if a.budget_metric is not None or a.budget_logs is not None:
         numbers += f"; budget burn {burn_metric} by the metrics, {burn_logs} by the logs"
-    why = "; ".join(f"{code(p.cause)} {md(p.reason)}" for p in a.problems) or md(a.measured.error or "")
+    why = "; ".join(f"{code(p.cause)} {md(p.reason)}" for p in a.problems) \
+        or md(a.measured.error or a.unverified_because or "")
     return (f"- {verdict.upper()} {code(name)} ({code(tool)}, {code(where)}): {md(target)}; {md(numbers)}"
             + (f" — {why}" if why else ""))
 

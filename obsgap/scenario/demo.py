@@ -1,4 +1,4 @@
-"""The demo mesh: one instance of every gap obsgap finds, next to healthy services that must stay silent."""
+"""The demo mesh: one instance of most gaps obsgap finds, next to healthy services that must stay silent."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ Verdicts:
   ratio differs from the logs', its threshold is interpolated between bounds);
 - trustworthy: the logs agree with it;
 - unverified: nothing contradicts it, but one side is missing: its SLI could not be run (no metrics, a query that
-  failed) or no logs of its service were read.
+  failed) or no logs of its service were read; or how it counts its gRPC failures or WebSocket connections could
+  not be told (`unverified_because`).
 
 A latency SLI (a histogram's bucket at a bound against its count, or a quantile) is judged on the logged requests'
 durations; an availability SLI on their status codes. The server logs are counted with the coverage table's rule
@@ -90,12 +91,12 @@ class SloAssessment:
     grpc_judged: bool = False
     """Whether the gRPC failures it may count as good were judged (slo.grpc): a finding of that cause is re-checked
     only then."""
-    grpc_unknown: bool = False
-    """Its Services serve gRPC calls and whether it counts their failures could not be told (the query failed, a
-    selector picks series the query does not tell apart): it is then never trustworthy."""
-    websockets_judged: bool = True
+    websockets_judged: bool = False
     """Whether the WebSocket connections it may count were judged (slo.websockets): a finding of that cause is
     re-checked only then."""
+    unverified_because: str | None = None
+    """Why nothing contradicts it yet it is not trustworthy, where that is not a missing side of the comparison:
+    its Services serve gRPC, or it reads WebSocket connections, and how it counts them could not be told."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -119,6 +120,7 @@ class SloAssessment:
                 "requests_logs": self.requests_logs, "threshold": self.threshold, "unit": self.unit or None,
                 "bounds": list(self.bounds), "services": list(self.services), "error": self.measured.error,
                 "kind": spec.kind, "slo_namespace": spec.namespace or None, "slo_service": spec.service or None,
+                "unverified_because": self.unverified_because,
                 "selectors": [{"selector": s, "series": n} for s, n in self.measured.selector_series],
                 "queries": [_query_facts(q) for q in spec.queries]}
 
@@ -679,7 +681,8 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     problems = reporter or [*telemetry, *grpc, *_selector_problems(m, ev, services, explained)]
     up = upgrades_read(m, ev, services)
     problems += _latency_problems(m, sides.threshold, sides.unit, quantile, up.above(m.bounds[-1]) if m.bounds else 0)
-    if not any(p.broken for p in problems):
+    websockets_judged = up.judged and not m.error and not any(p.broken for p in problems)
+    if websockets_judged:
         problems += _websocket_problem(m, sides, up, ev)
     problems += _traffic_problem(sides, services, ev)
     if not any(p.broken for p in problems):
@@ -687,8 +690,9 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
     namespace, service = _owner(spec, services)
     cov = sides.coverage
     verdict = _verdict(m, problems, sides, ev)
-    if verdict == "trustworthy" and ((judged.grpc_traffic and not judged.judged) or up.unknown):
-        verdict = "unverified"  # whether it counts gRPC failures, or WebSockets, as it should could not be told
+    because = _unverified_because(judged, up)
+    if verdict == "trustworthy" and because:
+        verdict = "unverified"
     return SloAssessment(
         m, tuple(f"{s.namespace}/{s.name}" for s in services), verdict, tuple(problems),
         None if sides.sli_metric is None else round(sides.sli_metric, 6),
@@ -696,5 +700,17 @@ def assess(m: Measured, ev: Evidence, traffic: Reconciliation) -> SloAssessment:
         None if spec.kind == "quantile" else _burn(sides.sli_metric, spec.objective),
         None if spec.kind == "quantile" else _burn(sides.sli_logs, spec.objective),
         None if cov is None else round(cov, 4), sides.requests_metric, sides.requests_logs, sides.threshold,
-        sides.unit, m.bounds, namespace, service, judged.judged and not reporter and not m.error,
-        judged.grpc_traffic and not judged.judged, up.judged and not m.error)
+        sides.unit, m.bounds, namespace, service, grpc_judged=judged.judged and not reporter and not m.error,
+        websockets_judged=websockets_judged, unverified_because=because if verdict == "unverified" else None)
+
+
+def _unverified_because(grpc: Judgement, up: Upgrades) -> str | None:
+    """Why an SLI nothing contradicts cannot be called trustworthy, where its gRPC or WebSocket events could not be
+    judged."""
+    if grpc.grpc_traffic and not grpc.judged:
+        return ("its Services serve gRPC calls, and whether it counts their failures could not be told (the "
+                "grpc_failures query failed, or its selector picks series that query does not tell apart)")
+    if up.unknown:
+        return ("it reads Istio's duration histogram, and how many WebSocket connections it counts could not be told "
+                "(the upgraded_requests query failed)")
+    return None

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from obsgap.evidence import Evidence
-from obsgap.istio import GRPC_STATUSES
+from obsgap.istio import GRPC_STATUSES, grpc_status
 from obsgap.model import Service
+from obsgap.names import service_fqdn
 from obsgap.slo.promql import Matcher, Selector, shape
 from obsgap.slo.spec import Measured
+from obsgap.text import full_match
 
 GRPC_CAUSE = "grpc-errors-unseen"
 QUERY = "grpc_failures"
@@ -47,10 +49,13 @@ class Unseen:
     @property
     def meant(self) -> list[int]:
         """The gRPC statuses the matcher means to count as bad: those whose HTTP equivalent it classifies so."""
-        return [code for code, (_, http) in GRPC_STATUSES.items() if self._bad(str(http))]
+        return [code for code, (_, http) in GRPC_STATUSES.items() if _counts_bad(self.matcher, self.bad, str(http))]
 
-    def _bad(self, response_code: str) -> bool:
-        return self.matcher.matches(response_code) if self.bad else not self.matcher.matches(response_code)
+
+def _counts_bad(matcher: Matcher, bad: bool, response_code: str) -> bool:
+    """Whether an SLI counts an event with this response_code as bad: its bad selector's matcher admits it, or its
+    good selector's does not."""
+    return matcher.matches(response_code) if bad else not matcher.matches(response_code)
 
 
 @dataclass(frozen=True)
@@ -77,24 +82,24 @@ def unseen_failures(m: Measured, ev: Evidence, services: list[Service]) -> Judge
     sel, matcher, bad = classifier
     keys = {(s.namespace, s.name) for s in services}
     grpc = _serves_grpc(ev, keys)
-    if any(x.name not in _FOLLOWED for x in sel.matchers) or QUERY in ev.metrics.failed \
-            or QUERY not in ev.metrics.frames:
-        return Judgement(None, False, grpc)
+    if any(x.name not in _FOLLOWED or (x.op in ("=~", "!~") and full_match(x.value, "") is None)
+           for x in sel.matchers) \
+            or QUERY in ev.metrics.failed or QUERY not in ev.metrics.frames:
+        return Judgement(None, False, grpc)  # a label the query does not keep, a regex RE2 reads otherwise
     missed: dict[str, float] = defaultdict(float)
-    probe = Unseen(sel, matcher, {}, bad)
     for row in ev.metrics.frame(QUERY, _COLUMNS).itertuples(index=False):
         code = str(row.grpc_response_status)
         labels = {"reporter": str(row.reporter), "destination_service_name": str(row.destination_service_name),
                   "destination_service_namespace": str(row.destination_service_namespace),
-                  "destination_service": f"{row.destination_service_name}.{row.destination_service_namespace}.svc."
-                                         "cluster.local",
+                  "destination_service": service_fqdn(str(row.destination_service_name),
+                                                      str(row.destination_service_namespace)),
                   "request_protocol": "grpc", "response_code": "200"}
         if (labels["destination_service_namespace"], labels["destination_service_name"]) not in keys \
                 or not _CODE.fullmatch(code) or not all(x.matches(labels[x.name]) for x in sel.matchers
                                                        if x.name != "response_code"):
             continue
-        stands_for = str(GRPC_STATUSES.get(int(code), ("", 500))[1])
-        if probe._bad(stands_for) and not probe._bad(str(row.response_code)):
+        stands_for = str(grpc_status(code)[1])
+        if _counts_bad(matcher, bad, stands_for) and not _counts_bad(matcher, bad, str(row.response_code)):
             missed[code] += float(row.value)
     return Judgement(Unseen(sel, matcher, dict(missed), bad) if missed else None, True, grpc or bool(missed))
 

@@ -47,4 +47,6 @@ def slo_table(rows: Sequence[SloAssessment]) -> str:
             lines.append(clean_line(f"{a.measured.spec.name}: {p.cause}: {p.reason} Fix: {p.fix}"))
         if a.measured.error:
             lines.append(clean_line(f"{a.measured.spec.name}: not measured: {a.measured.error}"))
+        if a.unverified_because:
+            lines.append(clean_line(f"{a.measured.spec.name}: unverified: {a.unverified_because}"))
     return "\n".join(lines)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from obsgap.evidence import Evidence
 from obsgap.model import Service
-from obsgap.slo.promql import Selector, shape
+from obsgap.slo.promql import Matcher, Selector, shape
 from obsgap.slo.spec import Measured
+from obsgap.text import full_match
 from obsgap.upgrades import DURATION, upgrades_by_service
 
 WEBSOCKET_CAUSE = "websockets-counted-slow"
@@ -32,6 +33,11 @@ class Upgrades:
         return self.cumulative.get(math.inf, 0.0) - self.cumulative.get(bound, 0.0) if self.cumulative else 0.0
 
 
+def _unreadable(matcher: Matcher) -> bool:
+    """A regex matcher Python cannot read as Prometheus reads it (text.RE2_DIFFERS)."""
+    return matcher.op in ("=~", "!~") and full_match(matcher.value, "") is None
+
+
 def _admits_101(selectors: list[Selector]) -> bool:
     return all(x.matches("101") for s in selectors for x in s.label("response_code"))
 
@@ -40,9 +46,15 @@ def upgrades_read(m: Measured, ev: Evidence, services: list[Service]) -> Upgrade
     """The WebSocket connections the SLI's total counts, for the Services it selects."""
     spec = m.spec
     total = [s for s in shape(spec.total).selectors if s.family == DURATION] if spec.total else []
-    if not total or not m.bounds or ev.metrics is None or not services or not _admits_101(total):
+    if not total or not m.bounds:
+        return Upgrades()  # it reads no duration histogram: no WebSocket among its events
+    if ev.metrics is None or not services or any(_unreadable(x) for s in total for x in s.label("response_code")):
+        return Upgrades(judged=False)
+    if not _admits_101(total):
         return Upgrades()
     buckets = [s for q in spec.queries for s in shape(q).selectors if s.family == DURATION and s.label("le")]
+    if any(_unreadable(x) for s in buckets for x in s.label("response_code")):
+        return Upgrades(judged=False)
     reporters = [x for s in total for x in s.label("reporter")]
     read = upgrades_by_service(ev.metrics, lambda r: all(x.matches(r) for x in reporters))
     if read is None:
