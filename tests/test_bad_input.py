@@ -236,7 +236,10 @@ def _big_logs(folder: Path, files: int = 8, lines: int = 200_000) -> None:
 def _children(pid: int) -> set[int]:
     kids: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
+        try:
+            text = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended between the listing and the read
+            continue
         kids.update(int(k) for k in text)
     return kids
 
