@@ -557,10 +557,8 @@ class _Builder:
         """The pod's Service a ztunnel line names by its FQDN (`name.namespace.svc.<cluster domain>`)."""
         if not isinstance(host, str) or ".svc" not in host:
             return None
-        name, _, rest = host.partition(".")
-        namespace = rest.partition(".")[0]
-        found = next((s for s in self.idx.services_of_pod(pod.namespace, pod.name)
-                      if (s.name, s.namespace) == (name, namespace) and rest.startswith(f"{namespace}.svc")), None)
+        own = {s.key: s for s in self.idx.services_of_pod(pod.namespace, pod.name)}
+        found = self.idx.resolve_service_name(host, None, among=own)
         return (found, None) if found is not None else None
 
     def covered_mesh(self, covered: CoveredCounts) -> None:

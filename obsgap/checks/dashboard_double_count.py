@@ -8,20 +8,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pandas as pd
-import promql_parser as pp
 
 from obsgap.checks.base import CheckInputs, Skip
-from obsgap.checks.dashboard_queries import GRAFANA_VARIABLE, DashboardCheck, admitted, by_dashboard, grafana_promql
+from obsgap.checks.dashboard_queries import GRAFANA_VARIABLE, DashboardCheck, admitted, by_dashboard, grafana_query
 from obsgap.evidence import MetricsEvidence
+from obsgap.istio import telemetry_metric
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
 from obsgap.slo.promql import Matcher, Selector, summed_over
 from obsgap.text import full_match, pct
 
 DOC = "https://istio.io/latest/docs/reference/config/metrics/#labels"
-_L7 = re.compile(r"istio_(?:requests_total|request_duration_milliseconds_(?:bucket|count|sum)|request_bytes_(?:bucket|"
-                 r"count|sum)|response_bytes_(?:bucket|count|sum)|request_messages_total|response_messages_total)")
-_TCP = re.compile(r"istio_tcp_(?:connections_opened_total|connections_closed_total|sent_bytes_total|"
-                  r"received_bytes_total)")
 _FRAMES = {"l7": "mesh_requests", "tcp": "mesh_tcp_connections"}
 _EDGE = ["source_workload_namespace", "source_workload", "destination_service_namespace", "destination_service_name"]
 ESTIMABLE = frozenset({"response_code", "grpc_response_status", "request_protocol"})
@@ -184,13 +180,13 @@ def _measured(query: PanelQuery, counts: dict[str, _Counts], inputs: CheckInputs
     whether each of its sums over Istio's metrics could be measured."""
     if query.panel.startswith("variable $"):
         return None, True  # a variable's query lists label values; it draws nothing
-    text = grafana_promql(query.expr)
-    if text is None:
+    parsed = grafana_query(query.expr)
+    if parsed is None:
         return None, "istio_" not in query.expr
     worst, complete = None, True
-    for summed in summed_over(pp.parse(text), "reporter"):
+    for summed in summed_over(parsed, "reporter"):
         sel = summed.selector
-        kind = "l7" if _L7.fullmatch(sel.metric) else "tcp" if _TCP.fullmatch(sel.metric) else None
+        kind = _kind(sel.metric)
         reads = admitted(sel.label("reporter"))
         if kind is None or reads is None or len(reads) < 2 or _variable(sel.label("reporter")):
             complete &= kind is None or reads is not None
@@ -249,7 +245,7 @@ def one_side(expr: str, matchers: Mapping[str, str]) -> str | None:
     """A query as written, each selector over one of Istio's metrics that reads more than one reporter given the
     kind's matcher (`matchers`: l7, tcp) in place of its reporter matchers; None where the result is not PromQL."""
     def fix(m: re.Match[str]) -> str:
-        kind = "l7" if _L7.fullmatch(m.group(1)) else "tcp" if _TCP.fullmatch(m.group(1)) else None
+        kind = _kind(m.group(1))
         body = m.group(3) or ""
         own = [Matcher("reporter", op, value[1:-1]) for op, value in _REPORTER_MATCHER.findall(body)]
         if kind is None or _one_side(admitted(own)):
@@ -258,12 +254,18 @@ def one_side(expr: str, matchers: Mapping[str, str]) -> str | None:
         return f"{m.group(1)}{{{matchers[kind]}{', ' + rest if rest else ''}}}"
 
     fixed = _ISTIO_SELECTOR.sub(fix, expr)
-    text = grafana_promql(fixed)
-    if text is None or not all(_one_side(admitted(s.selector.label("reporter")))
-                               for s in summed_over(pp.parse(text), "reporter")
-                               if _L7.fullmatch(s.selector.metric) or _TCP.fullmatch(s.selector.metric)):
+    parsed = grafana_query(fixed)
+    if parsed is None or not all(_one_side(admitted(s.selector.label("reporter")))
+                                 for s in summed_over(parsed, "reporter") if _kind(s.selector.metric)):
         return None
     return fixed
+
+
+def _kind(series: str) -> str | None:
+    """Which of the mesh's counts measures a series of one of Istio's standard metrics: the request count (`l7`:
+    requests and their histograms and gRPC messages) or the TCP connections (`tcp`); None for any other series."""
+    metric = telemetry_metric(Selector(series, ()).family)
+    return None if metric is None else "tcp" if metric.startswith("TCP_") else "l7"
 
 
 def _one_side(reads: set[str] | None) -> bool:

@@ -47,24 +47,23 @@ class ReporterMatcher:
 
 
 GRAFANA_VARIABLE = "__grafana_variable__"
-"""What a dashboard variable in a label value becomes for PromQL (grafana_promql): its value is the viewer's."""
+"""What a dashboard variable in a label value becomes for PromQL (grafana_query): its value is the viewer's."""
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _ANY_VARIABLE = re.compile(r"\$\{\w+(?::[\w-]+)?\}|\$\w+|\[\[\w+(?::[\w-]+)?\]\]")
 
 
-def grafana_promql(expr: str) -> str | None:
-    """A panel's query as PromQL: each variable in a label value replaced by GRAFANA_VARIABLE, each other one (a
-    range: `[$__rate_interval]`) by `5m`; None where the result is not PromQL (a variable elsewhere: `by ($group)`)."""
+def grafana_query(expr: str) -> Any | None:
+    """A panel's query parsed as PromQL (promql-parser's tree): each variable in a label value replaced by
+    GRAFANA_VARIABLE, each other one (a range: `[$__rate_interval]`) by `5m`; None where the result is not PromQL (a
+    variable elsewhere: `by ($group)`)."""
     parts, at = [], 0
     for m in _STRING.finditer(expr):
         parts += [_ANY_VARIABLE.sub("5m", expr[at:m.start()]), _ANY_VARIABLE.sub(GRAFANA_VARIABLE, m.group())]
         at = m.end()
-    text = "".join(parts) + _ANY_VARIABLE.sub("5m", expr[at:])
     try:
-        pp.parse(text)
+        return pp.parse("".join(parts) + _ANY_VARIABLE.sub("5m", expr[at:]))
     except (ValueError, TypeError):
         return None
-    return text
 
 
 def admitted(matchers: Sequence[ReporterMatcher] | Sequence[Matcher]) -> set[str] | None:

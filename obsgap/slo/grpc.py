@@ -65,7 +65,8 @@ class Judgement:
     unseen: Unseen | None
     judged: bool
     grpc_traffic: bool = False
-    """The Services it selects serve gRPC calls (Istio's request count labels some request_protocol="grpc")."""
+    """The Services it selects serve gRPC calls (Istio's request count labels some request_protocol="grpc"); read
+    where it was not judged, the only place it matters."""
 
 
 def unseen_failures(m: Measured, ev: Evidence, services: list[Service]) -> Judgement:
@@ -81,11 +82,12 @@ def unseen_failures(m: Measured, ev: Evidence, services: list[Service]) -> Judge
         return Judgement(None, True)  # it does not classify by response_code, or it classifies gRPC statuses too
     sel, matcher, bad = classifier
     keys = {(s.namespace, s.name) for s in services}
-    grpc = _serves_grpc(ev, keys)
     if any(x.name not in _FOLLOWED or (x.op in ("=~", "!~") and full_match(x.value, "") is None)
            for x in sel.matchers) \
             or QUERY in ev.metrics.failed or QUERY not in ev.metrics.frames:
-        return Judgement(None, False, grpc)  # a label the query does not keep, a regex RE2 reads otherwise
+        # a label the query does not keep, a regex RE2 reads otherwise, no answer: whether it matters is told by
+        # the mesh's request count (read only here: it is the largest frame)
+        return Judgement(None, False, _serves_grpc(ev, keys))
     missed: dict[str, float] = defaultdict(float)
     for row in ev.metrics.frame(QUERY, _COLUMNS).itertuples(index=False):
         code = str(row.grpc_response_status)
@@ -101,7 +103,7 @@ def unseen_failures(m: Measured, ev: Evidence, services: list[Service]) -> Judge
         stands_for = str(grpc_status(code)[1])
         if _counts_bad(matcher, bad, stands_for) and not _counts_bad(matcher, bad, str(row.response_code)):
             missed[code] += float(row.value)
-    return Judgement(Unseen(sel, matcher, dict(missed), bad) if missed else None, True, grpc or bool(missed))
+    return Judgement(Unseen(sel, matcher, dict(missed), bad) if missed else None, True, bool(missed))
 
 
 def _serves_grpc(ev: Evidence, keys: set[tuple[str, str]]) -> bool:
