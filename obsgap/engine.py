@@ -290,12 +290,12 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     srcs = sources_of(plan, checks)
     ctx = ReadContext(plan.window, plan.namespaces, TopologyIndex(Topology.empty()), say)
     slos = srcs.slos.read(ctx)  # first: an --slo file that is not YAML is bad input before any other work
+    dashboards = srcs.dashboards.read(ctx)  # and so is a --dashboards file that is not a dashboard
     say("reading topology")
     topo = srcs.topology.read(ctx)
     _check_scope(plan, topo.evidence, srcs.metrics)
     ctx = replace(ctx, index=TopologyIndex(topo.evidence or Topology.empty()))
     metrics, logs = _metrics_and_logs(srcs, ctx)
-    dashboards = srcs.dashboards.read(ctx)
     problems = [*slos.problems, *topo.problems, *metrics.problems, *logs.problems, *dashboards.problems]
     covered = _covered(ctx, logs.evidence, metrics, srcs.metrics, problems)
     evidence = Evidence(

@@ -12,7 +12,7 @@ from obsgap.model import PanelQuery
 
 
 class _Odd(list[str]):
-    """What a file holds that is not a dashboard's shape, in words (its queries there are not read)."""
+    """What a file holds that is not a dashboard's shape, in words."""
 
 
 def _items(node: Mapping[str, Any], key: str, where: str, odd: _Odd) -> list[Any]:
@@ -83,23 +83,24 @@ def _files(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def load_dashboards(paths: list[Path]) -> tuple[list[PanelQuery], list[str]]:
-    """Every PromQL expression in the dashboards (panels, rows, template variables); bad files, and the parts of a
-    file that are not a dashboard's shape, are gaps (their queries are not read)."""
+    """Every PromQL expression in the dashboards (panels, rows, template variables); a folder without one is a gap.
+    A file that is not a Grafana dashboard (not JSON, not an object, a panel, target list or templating of another
+    shape) is bad input: InputError naming the file and, where known, the line and column."""
     queries: list[PanelQuery] = []
     files, gaps = _files(paths)
     for f in files:
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--dashboards {f}:{exc.lineno}:{exc.colno}: not a Grafana dashboard: not valid JSON "
+                             f"({exc.msg})") from None
         except (OSError, ValueError, RecursionError) as exc:
-            gaps.append(f"{f}: not a Grafana dashboard ({type(exc).__name__})")
-            continue
+            raise InputError(f"--dashboards {f}: not a Grafana dashboard ({type(exc).__name__})") from None
         dash = doc.get("dashboard", doc) if isinstance(doc, Mapping) else None
         if not isinstance(dash, Mapping):
-            gaps.append(f"{f}: not a Grafana dashboard (a JSON {type(doc).__name__}, not an object)")
-            continue
+            raise InputError(f"--dashboards {f}: not a Grafana dashboard (a JSON {type(doc).__name__}, not an object)")
         odd = _Odd()
-        found = _queries(dash, str(dash.get("title") or f.name), odd)
+        queries += _queries(dash, str(dash.get("title") or f.name), odd)
         if odd:
-            gaps.append(f"{f}: {'; '.join(dict.fromkeys(odd))}: the queries there were not read")
-        queries += found
+            raise InputError(f"--dashboards {f}: not a Grafana dashboard: {'; '.join(dict.fromkeys(odd))}")
     return queries, gaps

@@ -122,7 +122,7 @@ class DashboardSource:
         if not self.paths:
             return SourceRead((), DashboardsReport())
         panels, gaps = load_dashboards(list(self.paths))
-        problems = tuple(f"--dashboards {gap}" for gap in gaps)
+        problems = tuple(f"--dashboards {gap}" for gap in gaps)  # a folder without a dashboard: it gave nothing
         if not panels and not gaps:
             problems = (f"--dashboards {', '.join(map(str, self.paths))}: no PromQL query in the dashboards given",)
         return SourceRead(tuple(panels), DashboardsReport(len(self.paths), len(panels), tuple(gaps)), problems)
