@@ -54,6 +54,8 @@ class MetricsEvidence:
     none (Thanos, Mimir, VictoriaMetrics). obsgap.relabel.metric_relabels reads its scrape jobs' rules."""
     configuration_since: datetime | None = None
     """When that configuration was loaded (/api/v1/status/runtimeinfo); None where the backend does not say."""
+    rules: tuple[PanelQuery, ...] | None = None
+    """The alerting and recording rules Prometheus evaluates (/api/v1/rules); None where they could not be read."""
 
     def for_reader(self, queries: tuple[str, ...] | frozenset[str]) -> MetricsEvidence:
         """A view for one reader (a check, the coverage table): only the queries it declared can be read."""

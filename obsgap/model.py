@@ -460,11 +460,16 @@ _JOB_MATCHER = re.compile(r'\bjob\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"')
 
 @dataclass(frozen=True)
 class PanelQuery:
-    """One PromQL expression of a Grafana dashboard (a panel target or a template variable)."""
+    """One PromQL expression people read: a Grafana dashboard's (a panel target or a template variable), or a rule
+    Prometheus evaluates (an alerting or recording rule of a rule group)."""
 
     dashboard: str
+    """The dashboard's title, or the rule group's name."""
     panel: str
+    """The panel's title (`variable $name` for a template variable), or `alert <name>` / `record <name>`."""
     expr: str
+    rule_file: str | None = None
+    """The file Prometheus loaded the rule group from; None for a dashboard's query."""
 
     def job_matchers(self) -> list[tuple[str, str]]:
         return [(m.group(1), m.group(2)) for m in _JOB_MATCHER.finditer(self.expr)]
@@ -613,9 +618,10 @@ CheckState = Literal["ran", "skipped", "error"]
 NAMESPACED_KEY_KINDS = ("port", "sniff", "undeclared", "undeclared-mesh", "scrape", "outside", "caller", "call",
                         "server-logs", "caller-logs")
 """The kinds of subject key (`<kind>:<namespace>[/<name>]`) that name a namespace."""
-GLOBAL_KEY_KINDS = ("metric", "job", "slo", "waste", "websockets", "dashboard")
-"""The kinds of subject key that name no namespace (a metric family, a job, an SLO, a dashboard). A check that
-keys its subjects by a new kind adds it to one of the two lists (tests.helpers.unexamined holds every run to it)."""
+GLOBAL_KEY_KINDS = ("metric", "job", "slo", "waste", "websockets", "dashboard", "rules")
+"""The kinds of subject key that name no namespace (a metric family, a job, an SLO, a dashboard, a rule group). A
+check that keys its subjects by a new kind adds it to one of the two lists (tests.helpers.unexamined holds every run
+to it)."""
 
 
 def key_kind(key: str) -> str | None:

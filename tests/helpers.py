@@ -34,11 +34,11 @@ class Run:
 def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: bool = True,
                  topology: bool = True, server: PrometheusServer | None = None,
                  built: BuiltScenario | None = None, slo_paths: tuple[Path, ...] = (),
-                 dashboards: tuple[Path, ...] = (), **settings: object) -> Run:
+                 dashboards: tuple[Path, ...] = (), rule_files: tuple[Path, ...] = (), **settings: object) -> Run:
     built = built or build(spec, tmp / spec.name)
     own = None
     if metrics and server is None:
-        own = server = serve_openmetrics(built.metrics, tmp / spec.name)
+        own = server = serve_openmetrics(built.metrics, tmp / spec.name, rule_files=rule_files)
     try:
         plan = RunPlan(
             window=Window(spec.start, spec.end), out_dir=tmp / f"{spec.name}-out",
@@ -51,6 +51,14 @@ def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: b
         if own is not None:
             own.stop()
     return Run(built, outcome.result, outcome.source_failures)
+
+
+def operator_rule_file(prometheusrule: Path, out: Path) -> Path:
+    """The rule file the Prometheus Operator writes for a PrometheusRule: its spec, as YAML."""
+    import yaml
+
+    out.write_text(yaml.safe_dump(yaml.safe_load(prometheusrule.read_text())["spec"]))
+    return out
 
 
 def sources_json(result: ScanResult) -> dict[str, Any]:

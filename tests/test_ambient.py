@@ -264,7 +264,7 @@ def _spec(prometheus3: bool) -> ScenarioSpec:
          S("bank", "reports", use_waypoint="workload-waypoint"),  # a waypoint for workloads only
          S("bank", "archive", use_waypoint="archive-waypoint"),  # not programmed
          S("bank", "scoring", use_waypoint="bank-waypoint", latency_median_ms=4_000_000, latency_sigma=0.2),
-         S("shop", "ingress", ingress_gateway=True),  # Istio's ingress gateway (an Envoy in the sidecar mesh)
+         S("shop", "istio-ingressgateway", ingress_gateway=True),  # an Envoy in the sidecar mesh
          S("bank", "profile", use_waypoint="bank-waypoint"),  # called through the ingress: it skips the waypoint
          S("bank", "statements", use_waypoint="bank-waypoint", ingress_use_waypoint=True)),  # ... unless told
         (FlowSpec("external", "shop/web", 8080, 2.0), FlowSpec("shop/web", "bank/accounts", 8080, 1.0),
@@ -272,8 +272,9 @@ def _spec(prometheus3: bool) -> ScenarioSpec:
          FlowSpec("shop/web", "bank/audit", 8080, 1.0), FlowSpec("shop/web", "bank/agent", 8080, 0.5),
          FlowSpec("shop/web", "bank/directory", 8080, 0.5), FlowSpec("shop/web", "bank/reports", 8080, 0.5),
          FlowSpec("shop/web", "bank/archive", 8080, 0.5), FlowSpec("shop/web", "bank/scoring", 8080, 0.5),
-         FlowSpec("shop/web", "bank/profile", 8080, 0.5), FlowSpec("shop/ingress", "bank/profile", 8080, 0.5),
-         FlowSpec("shop/ingress", "bank/statements", 8080, 0.5)),
+         FlowSpec("shop/web", "bank/profile", 8080, 0.5),
+         FlowSpec("shop/istio-ingressgateway", "bank/profile", 8080, 0.5),
+         FlowSpec("shop/istio-ingressgateway", "bank/statements", 8080, 0.5)),
         end=datetime(2026, 11, 24, tzinfo=UTC), hours=0.25, ambient_namespaces=("bank",),
         waypoints=(WaypointSpec("bank", "bank-waypoint"), WaypointSpec("bank", "workload-waypoint", "workload"),
                    WaypointSpec("bank", "archive-waypoint", programmed=False)),
@@ -328,7 +329,10 @@ def meshes(tmp_path_factory: pytest.TempPathFactory, prometheus_available: None)
         spec = _spec(p3)
         tmp = tmp_path_factory.mktemp(f"ambient{int(p3)}")
         built = build(spec, tmp / "mesh")
-        server = serve_openmetrics(built.metrics, tmp / "mesh")
+        from tests.helpers import operator_rule_file
+
+        rules = operator_rule_file(DATA / "istio" / "tools" / "stability-prometheusrule.yaml", tmp / "rules.yml")
+        server = serve_openmetrics(built.metrics, tmp / "mesh", rule_files=(rules,))
         servers.append(server)
         slo = tmp / "slo.yaml"
         slo.write_text(SLOS)
@@ -422,11 +426,19 @@ def test_istio_dashboards_miss_waypoint_traffic(meshes, tmp_path: Path) -> None:
     Services a waypoint serves; on a mesh without waypoints (istiod's injection analyzer's pods) it is not flagged;
     where no pod is known (bookinfo's Deployments alone) which Services a waypoint serves cannot be told, and the
     check does not run."""
-    _, logs, _, _, _ = meshes[False]
-    (f,) = [f for f in logs.findings if f.check == "dashboard-misses-waypoint"]
+    _, logs, _, _, tmp = meshes[False]
+    found = sorted((f for f in logs.findings if f.check == "dashboard-misses-waypoint"), key=lambda f: f.subject)
+    assert len(found) == 2, [f.title for f in found]  # the rules that read only the gateway's calls are not named
+    f, alert = found
     assert f.cause == "reporter-destination" and f.resource == "Dashboard Istio Service Dashboard"
     assert f.evidence["queries"] >= 57 and "bank/accounts" in f.evidence["waypoint_services"]
     assert 'reporter=~"source|destination"' in f.evidence["matchers"]  # $qrep resolved to its options
+    # Istio's stability-test alert on the 5xx ratio, as Prometheus evaluates it: blind to the waypoint's Services
+    assert (alert.resource, alert.evidence["panels"], alert.evidence["rule_file"]) == (
+        "Rule group rules.yml/./workload.rules", ["alert HTTP5xxRateHigh"], str(tmp / "rules.yml"))
+    assert alert.title == 'rule group ./workload.rules: 1 rule selects reporter="destination" and misses waypoint ' \
+        "traffic"
+    assert "an alert on them is blind to those Services' requests" in alert.detail
     def plain(snapshot: Path) -> ScanResult:
         return engine.run(RunPlan(window=WINDOW, out_dir=tmp_path / snapshot.stem, kube_snapshots=(snapshot,),
                                   dashboards=(DATA / "istio" / "addons" / "istio-service-dashboard.json",))).result
@@ -444,8 +456,12 @@ def test_istio_mesh_dashboard_adds_up_sidecar_callers_and_waypoints(meshes) -> N
     its global request volume reads more than the mesh served. The Service Dashboard's $qrep is the viewer's one
     side at a time, and is not named."""
     _, logs, _, _, _ = meshes[False]
-    (f,) = [f for f in logs.findings if f.check == "dashboard-double-counts"]
-    assert (f.evidence["dashboard"], f.evidence["reporters"]) == ("Istio Mesh Dashboard", ["source", "waypoint"])
+    by = {f.evidence["dashboard"]: f for f in logs.findings if f.check == "dashboard-double-counts"}
+    # and Istio's stability alert on the ingress gateway's p99 (source_workload=~"istio.*", every reporter)
+    assert set(by) == {"Istio Mesh Dashboard", "./workload.rules"}
+    assert by["./workload.rules"].evidence["panels"] == ["alert IngressLatencyP99High"]
+    f = by["Istio Mesh Dashboard"]
+    assert f.evidence["reporters"] == ["source", "waypoint"]
     assert 1.05 < f.evidence["ratio"] <= 2.0 and f.evidence["counted"] > f.evidence["requests"]
     assert "Traffic Volume" in f.evidence["panels"]
     assert all('reporter=~"destination|waypoint"' in e["fixed"] and "source" not in e["fixed"].split("{")[1]

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from obsgap.errors import InputError
+from obsgap.model import PanelQuery
 from obsgap.scenario.simulate import build
 from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
 from obsgap.sources.metrics import SAMPLED_TARGETS, scrape_interval
@@ -423,6 +424,18 @@ def replace_url(plan, url):  # type: ignore[no-untyped-def]
     return replace(plan, prometheus=PrometheusOptions(url=url))
 
 
+def test_rules_of_another_shape_are_left_out_not_a_traceback() -> None:
+    """/api/v1/rules as some backend may answer it: rules that are no list, a group that is no object, a rule without
+    a name, type or file, a query that is no string; the same rule twice (Thanos over an HA pair) is one."""
+    rule = {"query": "sum(istio_requests_total)"}
+    _Stub.plan = [(200, {"status": "success", "data": {"groups": [
+        {"name": "g", "rules": 5}, 3, {"name": "h", "rules": [rule, rule, {"query": 7}, "x"]}]}})]
+    with serving(_Stub) as url:
+        read = PrometheusSource(PrometheusOptions(url=url)).rules()
+    assert read == (PanelQuery("h", "rule (unnamed)", "sum(istio_requests_total)", ""),)
+    assert _Stub.calls[-1]["path"].startswith("/api/v1/rules?") and "exclude_alerts=true" in _Stub.calls[-1]["path"]
+
+
 def test_backend_without_targets_api(tmp_path: Path) -> None:
     class NoTargets(_Stub):
         def _answer(self) -> None:
@@ -439,6 +452,7 @@ def test_backend_without_targets_api(tmp_path: Path) -> None:
     with serving(NoTargets) as url:
         src = PrometheusSource(PrometheusOptions(url=url))
         assert src.targets() is None  # Thanos/Mimir: the `up` series stand in for it
+        assert src.rules() is None  # an answer without a list of rule groups: none read, not "none evaluated"
         assert src.status() == "ok"
 
 

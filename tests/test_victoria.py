@@ -31,6 +31,8 @@ def test_prometheus_and_victoriametrics_agree(tmp_path: Path, prometheus_availab
         vm.stop()
     assert sources_json(on_vm.result)["prometheus"]["status"] in ("ok", "partial")
     assert sources_json(on_vm.result)["prometheus"]["targets_api"] in (True, False)
+    # VictoriaMetrics answers /api/v1/rules with an empty list unless -vmalert.proxyURL names a vmalert
+    assert sources_json(on_vm.result)["prometheus"]["rules"] == 0
     key = lambda r: {(f.check, f.cause, f.subject, f.severity) for f in r.result.findings}  # noqa: E731
     assert key(on_vm) == key(on_prom) and len(key(on_prom)) > 15
     cov_prom = {(c.namespace, c.service): (c.observed, c.mesh) for c in on_prom.result.coverage}

@@ -61,7 +61,9 @@ class CheckInputs:
 
     @property
     def dashboards(self) -> tuple[PanelQuery, ...]:
-        return self.evidence.dashboards
+        """The queries people read: the dashboards' given (--dashboards) and the rules Prometheus evaluates."""
+        rules = self.evidence.metrics.rules if self.evidence.metrics is not None else None
+        return (*self.evidence.dashboards, *(rules or ()))
 
     @property
     def covered(self) -> CoveredCounts | None:

@@ -10,7 +10,14 @@ from typing import ClassVar
 import pandas as pd
 
 from obsgap.checks.base import CheckInputs, Skip
-from obsgap.checks.dashboard_queries import GRAFANA_VARIABLE, DashboardCheck, admitted, by_dashboard, grafana_query
+from obsgap.checks.dashboard_queries import (
+    GRAFANA_VARIABLE,
+    Board,
+    DashboardCheck,
+    admitted,
+    by_dashboard,
+    grafana_query,
+)
 from obsgap.evidence import MetricsEvidence
 from obsgap.istio import telemetry_metric
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
@@ -33,9 +40,11 @@ _REPORTER_MATCHER = re.compile(r"\breporter\s*(=~|!~|!=|=)\s*(\"(?:[^\"\\]|\\.)*
 
 @dataclass(frozen=True, eq=False)
 class DoubleCountEvidence(FindingEvidence):
-    """The dashboard's queries that add up more than one side's count of the same requests, measured."""
+    """The dashboard's (or rule group's) queries that add up more than one side's count of the same requests,
+    measured."""
 
     dashboard: str
+    """The dashboard's title, or the rule group's name."""
     queries: int
     ratio: float
     """The worst plain sum's (else the worst query's): what the reporters it adds counted, over the requests they
@@ -49,16 +58,20 @@ class DoubleCountEvidence(FindingEvidence):
     reporters: list[str]
     panels: list[str] = field(default_factory=list)
     blended: int = 0
-    """Queries that divide, compare or take a quantile of such a sum: a blend of both sides, not a multiple."""
+    """Queries that divide by or compare with another vector, divide a number by, or take a quantile of such a sum:
+    a blend of both sides, not a multiple (divided by or compared with a number, it is still a multiple)."""
     estimated: list[str] = field(default_factory=list)
     """Labels the queries match on that the mesh's counts obsgap reads do not carry, both sides alike: the share
     is measured over all their values."""
     examples: list[dict[str, str | None]] = field(default_factory=list)
     """Up to five: the query as written and, where it can be written, with one side's reporter matcher."""
+    rule_file: str | None = None
+    """For a rule group Prometheus evaluates: the file it was loaded from."""
 
 
 class DashboardDoubleCounts(DashboardCheck):
-    """What it does: reads every Grafana dashboard given (`--dashboards`) for queries that `sum` one of Istio's
+    """What it does: reads every Grafana dashboard given (`--dashboards`) and every alerting and recording rule
+    Prometheus evaluates (/api/v1/rules) for queries that `sum` one of Istio's
     metrics (`istio_requests_total`, the duration and size histograms, `istio_tcp_*`) over more than one
     `reporter` (no `reporter` matcher, or one that admits `source` and `destination`, or `source` and `waypoint`),
     without keeping `reporter` apart (`by (reporter)`). Each such query is measured on the window's series: what
@@ -87,12 +100,12 @@ class DashboardDoubleCounts(DashboardCheck):
     doc_url = DOC
     causes = ("sums-reporters",)
     impact_unit = "dashboard queries"
-    _memo: ClassVar[tuple[CheckInputs, bool, dict[str, _Judged]] | None] = None
+    _memo: ClassVar[tuple[CheckInputs, bool, dict[Board, _Judged]] | None] = None
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         waypoints, judged = cls._judged(inputs)
-        return [_finding(dashboard, j.doubled, waypoints, inputs) for dashboard, j in judged.items() if j.doubled]
+        return [_finding(board, j.doubled, waypoints, inputs) for board, j in judged.items() if j.doubled]
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
@@ -101,10 +114,10 @@ class DashboardDoubleCounts(DashboardCheck):
         scope), leaves its dashboard unjudged where nothing else in it was found."""
         judged = cls._judged(inputs)[1]
         cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
-        return frozenset(f"dashboard:{d}" for d, j in judged.items() if j.complete or j.doubled)
+        return frozenset(b.key for b, j in judged.items() if j.complete or j.doubled)
 
     @classmethod
-    def _judged(cls, inputs: CheckInputs) -> tuple[bool, dict[str, _Judged]]:
+    def _judged(cls, inputs: CheckInputs) -> tuple[bool, dict[Board, _Judged]]:
         """(whether waypoints report; each dashboard's judgement), computed once per run: run and examined share
         it."""
         if cls._memo is None or cls._memo[0] is not inputs:
@@ -142,7 +155,7 @@ class _Counts:
     """The reporters the fix reads for this kind of metric."""
 
 
-def _judge_all(inputs: CheckInputs) -> tuple[bool, dict[str, _Judged]]:
+def _judge_all(inputs: CheckInputs) -> tuple[bool, dict[Board, _Judged]]:
     metrics = inputs.metrics
     if not inputs.dashboards or metrics is None:
         return False, {}
@@ -153,9 +166,9 @@ def _judge_all(inputs: CheckInputs) -> tuple[bool, dict[str, _Judged]]:
     counts = _counts(metrics)
     if all(c.frame.empty for c in counts.values()):
         raise Skip("Prometheus holds no Istio series in the window: what each reporter counted is unknown")
-    out: dict[str, _Judged] = {}
-    for dashboard, queries in by_dashboard(inputs).items():
-        judged = out[dashboard] = _Judged()
+    out: dict[Board, _Judged] = {}
+    for board, queries in by_dashboard(inputs).items():
+        judged = out[board] = _Judged()
         for q in queries:
             found, complete = _measured(q, counts, inputs)
             judged.complete &= complete
@@ -273,11 +286,7 @@ def _one_side(reads: set[str] | None) -> bool:
     return reads is not None and ("source" not in reads or len(reads) == 1)
 
 
-def _n_queries(n: int) -> str:
-    return f"{n} {'query' if n == 1 else 'queries'}"
-
-
-def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: CheckInputs) -> Finding:
+def _finding(board: Board, doubled: list[_Doubled], waypoints: bool, inputs: CheckInputs) -> Finding:
     plain = [d for d in doubled if not d.blended]
     worst = max(plain or doubled, key=lambda d: d.ratio)
     matchers = {"l7": 'reporter=~"destination|waypoint"' if waypoints else 'reporter="destination"',
@@ -290,18 +299,23 @@ def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: C
     seen = worst.one_side / worst.requests
     scope = " in the namespaces in scope" if inputs.settings.namespaces else ""
     how = (f"up to {worst.ratio:.1f}x" if plain else "blending both sides")
-    detail = (f"{_n_queries(len(doubled))} of dashboard {dashboard!r} (in {len(panels)} "
-              f"panel{'s' * (len(panels) > 1)}) sum Istio's metrics over reporter {', '.join(reporters)} without "
-              "keeping them apart (`by (reporter)`), and a request is counted by each proxy on its way (the "
-              "caller's sidecar, the server's or its waypoint). "
-              f"Over the window{scope}, the series {'the worst of them' if len(doubled) > 1 else 'it'} (panel "
-              f"{worst.query.panel!r}) reads counted {int(worst.counted):,} where the proxies saw "
-              f"{int(worst.requests):,} requests ({pct(worst.ratio - 1)} more)"
-              + (f": it reads {worst.ratio:.1f} times the traffic." if not worst.blended else ".")
-              + (f" {_n_queries(len(doubled) - len(plain))} "
-                 f"{'divides, compares or takes' if len(doubled) - len(plain) == 1 else 'divide, compare or take'} "
-                 "quantiles of such sums: error ratios blend both sides' errors, latencies mix the caller's (network "
-                 "included) with the server's." if len(plain) < len(doubled) else "")
+    detail = (f"{board.queries(len(doubled))} of {board.words}{board.where(panels)} "
+              f"sum{'s' * (len(doubled) == 1)} Istio's metrics over reporter {', '.join(reporters)} without keeping "
+              "them apart (`by (reporter)`), and a request is "
+              "counted by each proxy on its way (the caller's sidecar, the server's or its waypoint). "
+              f"Over the window{scope}, the series {'the worst of them' if len(doubled) > 1 else 'it'} "
+              f"({'' if board.rules else 'panel '}{worst.query.panel!r}) reads counted {int(worst.counted):,} where "
+              f"the proxies saw {int(worst.requests):,} requests ({pct(worst.ratio - 1)} more)"
+              + (f": it reads {worst.ratio:.1f} times the traffic"
+                 + (f" (a threshold on it is crossed when the traffic is {pct(1 / worst.ratio)} of what it names)."
+                    if board.rules else ".")
+                 if not worst.blended else ".")
+              + (f" {board.queries(len(doubled) - len(plain))} "
+                 + ("divides or compares such a sum with other series, or takes its quantiles"
+                    if len(doubled) - len(plain) == 1 else
+                    "divide or compare such sums with other series, or take their quantiles")
+                 + ": error ratios blend both sides' errors, latencies mix the caller's (network included) with the "
+                 "server's." if len(plain) < len(doubled) else "")
               + (f" Measured over every value of {', '.join(estimated)}, which the mesh's counts obsgap reads do not "
                  "carry." if estimated else ""))
     side = " or ".join(dict.fromkeys(matchers[k] for k in ("l7", "tcp")))
@@ -312,11 +326,11 @@ def _finding(dashboard: str, doubled: list[_Doubled], waypoints: bool, inputs: C
            "callers' sidecars count them).")
     return Finding(
         check=DashboardDoubleCounts.id, severity=Severity.WARNING,
-        title=f"{dashboard}: {_n_queries(len(doubled))} {'adds' if len(doubled) == 1 else 'add'} up the "
+        title=f"{board.name}: {board.queries(len(doubled))} {'adds' if len(doubled) == 1 else 'add'} up the "
               f"caller's and the server's count of the same requests ({how})",
         detail=detail,
-        subject=f"dashboard/{dashboard}/sums-reporters", cause="sums-reporters", resource=f"Dashboard {dashboard}",
-        evidence=DoubleCountEvidence(dashboard, len(doubled), round(worst.ratio, 3), int(worst.counted),
+        subject=f"{board.subject}/sums-reporters", cause="sums-reporters", resource=board.resource,
+        evidence=DoubleCountEvidence(board.title, len(doubled), round(worst.ratio, 3), int(worst.counted),
                                      int(worst.requests), int(worst.one_side), reporters, panels[:30],
-                                     len(doubled) - len(plain), estimated, examples),
+                                     len(doubled) - len(plain), estimated, examples, board.rule_file),
         suggestion=Suggestion(fix, "\n".join(str(e["fixed"]) for e in examples[:3] if e["fixed"]) or None, DOC))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +13,11 @@ import promql_parser as pp
 
 from obsgap.checks.base import Check, CheckInputs, Skip
 from obsgap.model import PanelQuery, Pod
-from obsgap.slo.promql import Matcher
+from obsgap.slo.promql import Matcher, selectors_of
 from obsgap.text import full_match
 
 _ISTIO_SELECTOR = re.compile(r'\b(istio_\w+)\s*\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}')  # quoted values may hold ${var}
 _REPORTER = re.compile(r'\breporter\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
-_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}|\[\[(\w+)\]\]")
 REPORTERS = ("source", "destination", "waypoint")
 _L7 = re.compile(r"istio_(?:requests_total|request_duration_\w+|request_bytes\w*|response_bytes\w*)")
 
@@ -29,7 +28,7 @@ class ReporterMatcher:
 
     query: PanelQuery
     at: int
-    """Where the selector starts in the query's expression (a query may hold several)."""
+    """Which selector of the query it belongs to (a query may hold several)."""
     metric: str
     """The metric the selector names (`istio_request_duration_milliseconds_bucket`)."""
     op: str
@@ -47,18 +46,24 @@ class ReporterMatcher:
 
 
 GRAFANA_VARIABLE = "__grafana_variable__"
-"""What a dashboard variable in a label value becomes for PromQL (grafana_query): its value is the viewer's."""
+"""What a dashboard variable in a label value becomes for PromQL (grafana_query), followed by its name and `:`
+(`__grafana_variable__qrep:`): its value is the viewer's."""
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_ANY_VARIABLE = re.compile(r"\$\{\w+(?::[\w-]+)?\}|\$\w+|\[\[\w+(?::[\w-]+)?\]\]")
+_ANY_VARIABLE = re.compile(r"\$\{(\w+)(?::[\w-]+)?\}|\$(\w+)|\[\[(\w+)(?::[\w-]+)?\]\]")
+_TOKEN = re.compile(GRAFANA_VARIABLE + r"(\w*):")
+
+
+def _token(m: re.Match[str]) -> str:
+    return f"{GRAFANA_VARIABLE}{next(g for g in m.groups() if g)}:"
 
 
 def grafana_query(expr: str) -> Any | None:
     """A panel's query parsed as PromQL (promql-parser's tree): each variable in a label value replaced by
-    GRAFANA_VARIABLE, each other one (a range: `[$__rate_interval]`) by `5m`; None where the result is not PromQL (a
-    variable elsewhere: `by ($group)`)."""
+    GRAFANA_VARIABLE and its name, each other one (a range: `[$__rate_interval]`) by `5m`; None where the result is
+    not PromQL (a variable elsewhere: `by ($group)`)."""
     parts, at = [], 0
     for m in _STRING.finditer(expr):
-        parts += [_ANY_VARIABLE.sub("5m", expr[at:m.start()]), _ANY_VARIABLE.sub(GRAFANA_VARIABLE, m.group())]
+        parts += [_ANY_VARIABLE.sub("5m", expr[at:m.start()]), _ANY_VARIABLE.sub(_token, m.group())]
         at = m.end()
     try:
         return pp.parse("".join(parts) + _ANY_VARIABLE.sub("5m", expr[at:]))
@@ -97,41 +102,127 @@ class IstioSelector:
 
     query: PanelQuery
     at: int
+    """Which selector of the query it is (a query may hold several)."""
     metric: str
     reporters: tuple[ReporterMatcher, ...]
+    matchers: tuple[Matcher, ...] = ()
+    """Its other label matchers, variables resolved as the reporter's are (none where the query is not PromQL)."""
 
 
 def istio_selectors(queries: list[PanelQuery]) -> Iterator[IstioSelector]:
     """Every selector over an Istio metric in one dashboard's queries, reporter matchers resolved (a variable the
-    dashboard does not define reads as `.*`)."""
+    dashboard does not define reads as `.*`). Read from the parsed query (single-quoted values, a metric without
+    braces); where it is not PromQL once its variables are replaced, from its text."""
     defined = variables(queries)
+
+    def resolved(value: str) -> str:
+        value = _TOKEN.sub(lambda m: defined.get(m.group(1), ".*"), value)
+        return _ANY_VARIABLE.sub(lambda m: defined.get(next(g for g in m.groups() if g), ".*"), value)
+
     for q in queries:
-        for selector in _ISTIO_SELECTOR.finditer(q.expr):
-            reporters = tuple(
-                ReporterMatcher(q, selector.start(), selector.group(1), op,
-                                _VARIABLE.sub(lambda m: defined.get(next(g for g in m.groups() if g), ".*"), value))
-                for op, value in _REPORTER.findall(selector.group(2)))
-            yield IstioSelector(q, selector.start(), selector.group(1), reporters)
+        parsed = grafana_query(q.expr)
+        if parsed is None:
+            yield from _written_selectors(q, resolved)
+            continue
+        for at, sel in enumerate(selectors_of(parsed)):
+            if not sel.metric.startswith("istio_"):
+                continue
+            ms = tuple(Matcher(m.name, m.op, resolved(m.value)) for m in sel.matchers)
+            yield IstioSelector(q, at, sel.metric,
+                                tuple(ReporterMatcher(q, at, sel.metric, m.op, m.value) for m in ms
+                                      if m.name == "reporter"),
+                                tuple(m for m in ms if m.name != "reporter"))
 
 
-def reporter_matchers(queries: list[PanelQuery]) -> Iterator[ReporterMatcher]:
-    """The `reporter` matchers of every selector over an Istio metric in one dashboard's queries."""
-    for selector in istio_selectors(queries):
-        yield from selector.reporters
+def _written_selectors(q: PanelQuery, resolved: Callable[[str], str]) -> Iterator[IstioSelector]:
+    """The selectors with braces of a query that does not parse, as written: their reporter matchers only."""
+    for selector in _ISTIO_SELECTOR.finditer(q.expr):
+        reporters = tuple(ReporterMatcher(q, selector.start(), selector.group(1), op, resolved(value))
+                          for op, value in _REPORTER.findall(selector.group(2)))
+        yield IstioSelector(q, selector.start(), selector.group(1), reporters)
+
+
+_OPERATOR_UID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.ya?ml)$")
+
+
+@dataclass(frozen=True)
+class Board:
+    """Where queries are read: a Grafana dashboard (its title), or a rule group Prometheus evaluates (its name and
+    the file it was loaded from)."""
+
+    title: str
+    rule_file: str | None = None
+
+    @classmethod
+    def of(cls, query: PanelQuery) -> Board:
+        return cls(query.dashboard, query.rule_file)
+
+    @property
+    def rules(self) -> bool:
+        return self.rule_file is not None
+
+    @property
+    def file_key(self) -> str:
+        """The rule file as it identifies the group across reloads: its name without the folder and without the
+        Prometheus Operator's `-<uid>` (`/etc/prometheus/rules/prometheus-k8s-rulefiles-0/monitoring-istio-<uid>.yaml`
+        is `monitoring-istio.yaml`): the folder's shard number and the uid change when the rules are sharded again or
+        the PrometheusRule is recreated, and the same rules would read as new."""
+        name = (self.rule_file or "").rsplit("/", 1)[-1]
+        return _OPERATOR_UID.sub(r"\1", name)
+
+    @property
+    def key(self) -> str:
+        """The subject key a later run examines it under."""
+        return f"rules:{self.file_key}:{self.title}" if self.rules else f"dashboard:{self.title}"
+
+    @property
+    def subject(self) -> str:
+        return f"rules/{self.file_key}/{self.title}" if self.rules else f"dashboard/{self.title}"
+
+    @property
+    def name(self) -> str:
+        """How a title names it: the dashboard's title, `rule group <name>`."""
+        return f"rule group {self.title}" if self.rules else self.title
+
+    @property
+    def words(self) -> str:
+        """How a sentence names it."""
+        return f"rule group {self.title!r} ({self.rule_file or 'file unknown'})" if self.rules \
+            else f"dashboard {self.title!r}"
+
+    @property
+    def resource(self) -> str:
+        return f"Rule group {self.file_key}/{self.title}" if self.rules else f"Dashboard {self.title}"
+
+    def queries(self, n: int) -> str:
+        """`n` of its queries, in words: `3 queries`, `1 rule`."""
+        noun = ("rule", "rules") if self.rules else ("query", "queries")
+        return f"{n} {noun[n != 1]}"
+
+    def where(self, panels: Sequence[str]) -> str:
+        """Where those queries sit: ` (in 2 panels)`; nothing for rules (each is its own)."""
+        return "" if self.rules else f" (in {len(panels)} panel{'s' * (len(panels) != 1)})"
+
+
+def board_key(evidence: Mapping[str, Any]) -> tuple[str, ...]:
+    """The subject key of a dashboard check's finding, from its evidence (`dashboard`, `rule_file`)."""
+    if not evidence.get("dashboard"):
+        return ()
+    return (Board(str(evidence["dashboard"]), evidence.get("rule_file")).key,)
 
 
 class DashboardCheck(Check):
-    """A check whose subjects are the dashboards given (`--dashboards`)."""
+    """A check whose subjects are the dashboards given (`--dashboards`) and the rule groups Prometheus evaluates."""
 
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """The dashboards given (none: nothing judged, and an earlier finding is not re-checked)."""
-        return frozenset(f"dashboard:{q.dashboard}" for q in inputs.dashboards)
+        """The dashboards given and the rule groups read (none: nothing judged, and an earlier finding is not
+        re-checked)."""
+        return frozenset(Board.of(q).key for q in inputs.dashboards)
 
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
-        evidence = finding.get("evidence") or {}
-        return (f"dashboard:{evidence.get('dashboard')}",) if evidence.get("dashboard") else ()
+        return board_key(finding.get("evidence") or {})
 
 
 def mesh_pods(inputs: CheckInputs) -> tuple[Pod, ...]:
@@ -145,9 +236,9 @@ def mesh_pods(inputs: CheckInputs) -> tuple[Pod, ...]:
     return pods
 
 
-def by_dashboard(inputs: CheckInputs) -> dict[str, list[PanelQuery]]:
-    """The queries given, per dashboard."""
-    out: dict[str, list[PanelQuery]] = defaultdict(list)
+def by_dashboard(inputs: CheckInputs) -> dict[Board, list[PanelQuery]]:
+    """The queries read, per dashboard and rule group."""
+    out: dict[Board, list[PanelQuery]] = defaultdict(list)
     for q in inputs.dashboards:
-        out[q.dashboard].append(q)
+        out[Board.of(q)].append(q)
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from obsgap.ambient import GATEWAY_CLASS_LABEL, SAFE_REPORTER, WAYPOINT_CLASS
 from obsgap.checks.base import CheckInputs
 from obsgap.checks.dashboard_queries import (
+    Board,
     DashboardCheck,
     IstioSelector,
     admitted,
@@ -26,6 +27,9 @@ DOC = "https://istio.io/latest/docs/reference/config/telemetry/#WorkloadMode"
 _MODE = {"source": "CLIENT", "destination": "SERVER"}
 _CAUSE = {"source": "client-side-off", "destination": "server-side-off"}
 _HISTOGRAM_PARTS = re.compile(r"_(?:bucket|sum|count)$")
+_RULES_DARK = ("Istio series: an alert on them judges an empty series, as if there were no traffic (one on `absent()` "
+               "or a floor fires all the time, one on a ceiling never does), and a recording rule over them records "
+               "nothing.")
 NOT_EXPORTED = frozenset({"istio_request_duration_seconds"})
 """Names Istio's proxies no longer export (Mixer's duration histogram): Istio's own dashboards still `or` them with
 istio_request_duration_milliseconds, and they add nothing to what a query can show."""
@@ -33,9 +37,10 @@ istio_request_duration_milliseconds, and they add nothing to what a query can sh
 
 @dataclass(frozen=True, eq=False)
 class DisabledMetricEvidence(FindingEvidence):
-    """The dashboard's queries that read only series no proxy writes, and why none does."""
+    """The dashboard's (or rule group's) queries that read only series no proxy writes, and why none does."""
 
     dashboard: str
+    """The dashboard's title, or the rule group's name."""
     matchers: list[str]
     """The reporter matchers as written (variables resolved to their options)."""
     metrics: list[str]
@@ -45,20 +50,23 @@ class DisabledMetricEvidence(FindingEvidence):
     """Why no sidecar reports the metric on that side: the Telemetry resource (or the MeshConfig) that says so."""
     sidecars: int = 0
     """Pods with a sidecar, every one of which is kept from reporting it."""
+    rule_file: str | None = None
+    """For a rule group Prometheus evaluates: the file it was loaded from."""
 
 
 class DashboardReadsDisabledMetric(DashboardCheck):
-    """What it does: reads every Grafana dashboard given (`--dashboards`) for queries over Istio's standard
-    metrics (`istio_requests_total`, the duration and size histograms, `istio_tcp_*`) and the side their `reporter`
-    matcher reads, variables resolved to their options: `source` is what the callers' sidecars report (the
-    Telemetry API's CLIENT mode), `destination` what the servers' sidecars report (SERVER), `waypoint` what
-    waypoints report. Where the Telemetry resources (or the MeshConfig) keep every sidecar of the mesh from
-    reporting that metric on every side a query reads, and no waypoint reports it there either, the query can show
-    nothing.
+    """What it does: reads every Grafana dashboard given (`--dashboards`) and every alerting and recording rule
+    Prometheus evaluates (/api/v1/rules) for queries over Istio's standard metrics (`istio_requests_total`, the duration
+    and size histograms, `istio_tcp_*`) and the side their `reporter` matcher reads, variables resolved to their
+    options: `source` is what the callers' sidecars report (the Telemetry API's CLIENT mode), `destination` what the
+    servers' sidecars report (SERVER), `waypoint` what waypoints report. Where the Telemetry resources (or the
+    MeshConfig) keep every sidecar of the mesh from reporting that metric on every side a query reads, and no waypoint
+    reports it there either, the query can show nothing.
 
     Why is this bad? Turning the client side off is a common cardinality cut (it halves Istio's series), and
     Istio's own Mesh Dashboard reads `reporter=~"source|waypoint"`, its Workload Dashboard's outbound panels
-    `reporter="source"`: after the cut they show "No data", or zero, which reads as "no traffic".
+    `reporter="source"`: after the cut they show "No data", or zero, which reads as "no traffic". An alert on
+    such a query can never fire (one on `absent()` of it fires all the time); a recording rule records nothing.
 
     Example: Telemetry istio-system/server-metrics-only (`mode: CLIENT`, `disabled: true`, from a published guide)
     and Istio's Mesh Dashboard: each of its `reporter=~"source|waypoint"` queries reads series nothing writes.
@@ -83,10 +91,10 @@ class DashboardReadsDisabledMetric(DashboardCheck):
             return []
         sides = _Sides(inputs.index, sidecars, every)
         out = []
-        for dashboard, queries in by_dashboard(inputs).items():
+        for board, queries in by_dashboard(inputs).items():
             dark = _dark(queries, sides)
             if dark:
-                out.append(_finding(dashboard, dark, sides))
+                out.append(_finding(board, dark, sides))
         return out
 
 
@@ -183,7 +191,7 @@ def _judge(sel: IstioSelector, sides: _Sides) -> _Read | None:
                  tuple(dict.fromkeys(w for r in reasons for w in r or ())))
 
 
-def _finding(dashboard: str, dark: list[_Dark], sides: _Sides) -> Finding:
+def _finding(board: Board, dark: list[_Dark], sides: _Sides) -> Finding:
     read = {s for d in dark for s in d.sides if s in _CAUSE}
     side = "source" if "source" in read else "destination"
     other = "destination" if side == "source" else "source"
@@ -199,13 +207,15 @@ def _finding(dashboard: str, dark: list[_Dark], sides: _Sides) -> Finding:
            f"counts the same requests), or re-enable the metrics for the {words} side in that Telemetry resource.")
     return Finding(
         check=DashboardReadsDisabledMetric.id, severity=Severity.WARNING,
-        title=f"{dashboard}: {len(dark)} {'query reads' if len(dark) == 1 else 'queries read'} Istio metrics no "
+        title=f"{board.name}: {board.queries(len(dark))} {'reads' if len(dark) == 1 else 'read'} Istio metrics no "
               f"proxy reports ({'both sides' if both else words + ' side'} off)",
-        detail=(f"{len(dark)} queries of dashboard {dashboard!r} (in {len(panels)} panels) read {', '.join(metrics)} "
-                f"with {', '.join(matchers)} only, and no proxy of this mesh reports them there: "
-                f"{'; '.join(reasons[:4])} (all {len(sides.sidecars)} pods with a sidecar). These queries return no "
-                "Istio series: their panels show no data for them, which reads as no traffic."),
-        subject=f"dashboard/{dashboard}/{words}-side-off", cause=_CAUSE[side], resource=f"Dashboard {dashboard}",
-        evidence=DisabledMetricEvidence(dashboard, matchers, metrics, len(dark), panels[:30], reasons[:10],
-                                        len(sides.sidecars)),
+        detail=(f"{board.queries(len(dark))} of {board.words}{board.where(panels)} read{'s' * (len(dark) == 1)} "
+                f"{', '.join(metrics)} with {', '.join(matchers)} only, and no proxy of this mesh reports them there: "
+                f"{'; '.join(reasons[:4])} (all {len(sides.sidecars)} pods with a sidecar). "
+                f"{'This query returns' if len(dark) == 1 else 'These queries return'} no "
+                + (_RULES_DARK if board.rules else "Istio series: their panels show no data for them, which reads as "
+                   "no traffic.")),
+        subject=f"{board.subject}/{words}-side-off", cause=_CAUSE[side], resource=board.resource,
+        evidence=DisabledMetricEvidence(board.title, matchers, metrics, len(dark), panels[:30], reasons[:10],
+                                        len(sides.sidecars), board.rule_file),
         suggestion=Suggestion(fix, None, DOC))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from obsgap.checks.base import Check, CheckInputs, Skip
+from obsgap.checks.dashboard_queries import Board
 from obsgap.model import Finding, FindingEvidence, ObjectRef, Pod, Severity, Suggestion
 from obsgap.names import host_of
 from obsgap.text import full_match
@@ -61,7 +62,8 @@ class JobEvidence(FindingEvidence):
     service_discovery: tuple[str, ...]
     """The Service names the targets API's discovered labels give (Prometheus only)."""
     dashboards: tuple[str, ...]
-    """Dashboard panels that filter on the expected name and show nothing."""
+    """Dashboard panels (`dashboard / panel`) and rules (`rule group <name> / alert <name>`, `/ record <name>`) that
+    filter on the expected name and show nothing."""
 
 
 class JobNameMismatch(Check):
@@ -71,7 +73,8 @@ class JobNameMismatch(Check):
     `kubernetes-service-endpoints`, ... as in Istio's sample config) are fine; ServiceMonitor jobs
     must equal the Service name; PodMonitor jobs (`namespace/name`) must not name another service. A
     mismatch names the job, its targets, the closest real service, and the dashboard panels
-    (`--dashboards`) that filter on the name people expect and therefore show nothing.
+    (`--dashboards`) and the rules Prometheus evaluates that filter on the name people expect and therefore show
+    nothing.
 
     Why is this bad? Dashboards, recording rules and SLO queries written as `job="cart"` return no
     data when the job is really `cart-svc`, and nobody notices an empty panel at 3 a.m.
@@ -156,7 +159,8 @@ def _mismatch(inputs: CheckInputs, job: str, pods: list[Pod], instances: list[st
     damage = _damage(inputs, job, suggested)
     detail = f"Prometheus job {job!r} {why}."
     if damage:
-        detail += f" {len(damage)} dashboard queries filter on job={suggested!r} and show no data for it."
+        detail += (f" {len(damage)} dashboard queries or Prometheus rules filter on job={suggested!r} and read no "
+                   "series of it.")
     return Finding(
         check=JobNameMismatch.id, severity=Severity.WARNING, title=f"job {job!r} should be {suggested!r}",
         detail=detail, subject=job, namespace=ns, service=suggested, job=job,
@@ -192,7 +196,7 @@ def _damage(inputs: CheckInputs, job: str, expected: str | None) -> list[str]:
             exact = op == "=" and value == expected and value != job
             regex = op == "=~" and bool(expected) and _full(value, expected or "") and not _full(value, job)
             if exact or regex:
-                out.append(f"{q.dashboard} / {q.panel}")
+                out.append(f"{Board.of(q).name} / {q.panel}")
     return sorted(set(out))
 
 

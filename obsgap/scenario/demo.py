@@ -211,7 +211,10 @@ def run_demo(out: Path, hours: float, say: Callable[[str], None], mesh: str = "d
     suppressions = parse_config((yaml.safe_load(config.read_text()) or {}).get("suppress"), f"--config {config}",
                                 CHECK_IDS)
     say(f"backfilling {built.metrics.stat().st_size // 1024} KiB of OpenMetrics into a real Prometheus")
-    server = serve_openmetrics(built.metrics, out / "scenario")
+    rules = out / "scenario" / "rules.yaml"  # the default mesh's team alerts, which Prometheus evaluates
+    rules.write_text((resources.files("obsgap.scenario") / "demo_rules.yaml").read_text(encoding="utf-8")
+                     if mesh == "default" else "groups: []\n")
+    server = serve_openmetrics(built.metrics, out / "scenario", rule_files=(rules,))
     try:
         say(f"Prometheus serving on {server.url}")
         plan = RunPlan(window=Window(spec.start, spec.end), out_dir=out, prometheus=PrometheusOptions(url=server.url),

@@ -136,8 +136,10 @@ class Summed:
 
     selector: Selector
     blended: bool
-    """The sum is divided, compared or read as a quantile (a ratio, a threshold, a latency): what it shows is a
-    blend, not a multiple, of the values it adds."""
+    """The sum is divided by or compared with another vector, or divides a number, or is read as a quantile (a
+    ratio, a latency): what it shows is a blend, not a multiple, of the values it adds. Divided by or compared with
+    a number (an alert's threshold), it is still a multiple. Counted (`count`, `group`, `absent`) it is not
+    returned at all."""
 
 
 def summed_over(expr: Any, label: str) -> list[Summed]:
@@ -147,11 +149,15 @@ def summed_over(expr: Any, label: str) -> list[Summed]:
     out: list[Summed] = []
 
     def walk(node: Any, summed: bool, blended: bool) -> None:
+        if (isinstance(node, pp.AggregateExpr) and str(node.op) in _COUNTS) or (
+                isinstance(node, pp.Call) and node.func.name in _PRESENCE):
+            return  # how many series, or whether any: not what they add up to
         if isinstance(node, pp.AggregateExpr) and _drops(node, label):
             summed = str(node.op) == "sum"
-        elif (isinstance(node, pp.BinaryExpr) and str(node.op) in _BLENDS) or (
+        elif (isinstance(node, pp.BinaryExpr) and str(node.op) in _BLENDS
+              and ((str(node.op) == "/" and _scalar(node.lhs)) or not (_scalar(node.lhs) or _scalar(node.rhs)))) or (
                 isinstance(node, pp.Call) and node.func.name == "histogram_quantile"):
-            blended = True
+            blended = True  # a sum over a number (an alert's `> 50`, `/ 60`) is still a multiple of what it adds
         if isinstance(node, pp.VectorSelector):
             if summed:
                 out.append(Summed(_selector(node), blended))
@@ -161,6 +167,30 @@ def summed_over(expr: Any, label: str) -> list[Summed]:
 
     walk(expr, False, False)
     return out
+
+
+_SCALAR_CALLS = frozenset({"scalar", "time", "pi"})
+_COUNTS = frozenset({"count", "count_values", "group"})
+_PRESENCE = frozenset({"absent", "absent_over_time", "present_over_time", "count_over_time"})
+
+
+def _scalar(node: Any) -> bool:
+    """Whether an operand is a number (a literal, `time()`, `scalar(...)`, arithmetic of such), not a vector."""
+    if isinstance(node, pp.NumberLiteral):
+        return True
+    if isinstance(node, pp.ParenExpr | pp.UnaryExpr):
+        return _scalar(node.expr)
+    if isinstance(node, pp.Call):  # scalar(sum(...)) is a vector's value: a ratio through it is still a ratio
+        return node.func.name in _SCALAR_CALLS and not any(
+            isinstance(n, pp.VectorSelector) for arg in node.args for n in _nodes(arg))
+    if isinstance(node, pp.BinaryExpr):
+        return _scalar(node.lhs) and _scalar(node.rhs)
+    return False
+
+
+def selectors_of(expr: Any) -> list[Selector]:
+    """Every vector selector of a parsed query, in the order written (one written twice: twice)."""
+    return [_selector(n) for n in _nodes(expr) if isinstance(n, pp.VectorSelector)]
 
 
 def _selector(vs: Any) -> Selector:

@@ -98,16 +98,18 @@ class MetricsSource:
         targets = source.targets()
         configuration = source.configuration()
         since = source.configuration_since() if configuration is not None else None
+        rules = source.rules()
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
                          "config_api": configuration is not None,
                          "config_loaded_at": None if since is None else since.isoformat(),
+                         "rules": None if rules is None else len(rules),
                          "scrape_interval_seconds": None if interval is None else round(interval, 1),
                          "istio_series": istio}
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
                                    ASSUMED_SCRAPE_INTERVAL_S if interval is None else interval,
                                    families, series, witnesses,
-                                   configuration=configuration, configuration_since=since)
+                                   configuration=configuration, configuration_since=since, rules=rules)
         problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
             empty = (f"prometheus: no Istio series (istio_requests_total, istio_tcp_*) in the window "
@@ -180,7 +182,8 @@ class MetricsSource:
             warnings=tuple(s.warnings), errors=tuple(s.errors), error=r.get("error"),
             query_files=r.get("query_files", ()), range_query_files=r.get("range_query_files", ()),
             targets_api=r.get("targets_api"), config_api=r.get("config_api"),
-            config_loaded_at=r.get("config_loaded_at"), scrape_interval_seconds=r.get("scrape_interval_seconds"),
+            config_loaded_at=r.get("config_loaded_at"), rules=r.get("rules"),
+            scrape_interval_seconds=r.get("scrape_interval_seconds"),
             peak_samples=dict(s.query_samples), histogram_families=r.get("histogram_families"),
             split_by_namespace=dict(s.splits), istio_series=r.get("istio_series"), witnesses=r.get("witnesses", ()))
 

@@ -23,6 +23,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from obsgap.errors import InputError
+from obsgap.model import PanelQuery
 from obsgap.sources.queries import FamilyScope, Grid, load_query
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
@@ -261,11 +262,36 @@ class PrometheusSource:
             return None
         return loaded_at(data.get("lastConfigTime"))
 
+    def rules(self) -> tuple[PanelQuery, ...] | None:
+        """Every alerting and recording rule the backend evaluates (/api/v1/rules), one PanelQuery each (the group's
+        name and file; `alert <name>` or `record <name>`; the query as Prometheus prints it), the same rule served
+        twice (Thanos over an HA pair) once; None where the backend serves no rules API or it could not be read.
+        VictoriaMetrics answers an empty list unless -vmalert.proxyURL names a vmalert: none read is not none
+        evaluated."""
+        # the firing alerts are not read: a backend that knows exclude_alerts leaves them out, others ignore it
+        data = self._data("/api/v1/rules", {"exclude_alerts": "true"})
+        groups = data.get("groups") if data is not None else None
+        if not isinstance(groups, list):
+            return None
+        out: dict[PanelQuery, None] = {}
+        for group in groups:
+            rules = group.get("rules") if isinstance(group, Mapping) else None
+            for rule in rules if isinstance(rules, list) else ():
+                if isinstance(rule, Mapping) and isinstance(rule.get("query"), str):
+                    kind = _RULE_KINDS.get(str(rule.get("type")), "rule")
+                    out[PanelQuery(str(group.get("name") or "(unnamed)"), f"{kind} {rule.get('name') or '(unnamed)'}",
+                                   rule["query"], str(group.get("file") or ""))] = None
+        return tuple(out)
+
     def _status(self, page: str) -> Mapping[str, Any] | None:
         """The `data` of a /api/v1/status/ page, or None where the backend serves none or it could not be read."""
+        return self._data(f"/api/v1/status/{page}")
+
+    def _data(self, path: str, params: Mapping[str, str] | None = None) -> Mapping[str, Any] | None:
+        """The `data` of a GET of the API, or None where the backend serves none or it could not be read."""
         c = self.client
         try:
-            resp = c._session.get(f"{c.url}/api/v1/status/{page}", params=split_url(self.options.url)[1],
+            resp = c._session.get(f"{c.url}{path}", params={**split_url(self.options.url)[1], **(params or {})},
                                   headers=c.headers, auth=c.auth, timeout=self.options.timeout_seconds)
             body = resp.json()
         except (requests.RequestException, ValueError):
@@ -288,6 +314,9 @@ class PrometheusSource:
         if self.errors or self.warnings:
             return "partial"
         return "ok"
+
+
+_RULE_KINDS = {"alerting": "alert", "recording": "record"}
 
 
 def _too_many_samples(exc: BaseException) -> bool:

@@ -88,6 +88,9 @@ class PrometheusReport:
     """Whether the running configuration (its scrape jobs' metric_relabel_configs) was read."""
     config_loaded_at: str | None = None
     """When that configuration was loaded (ISO 8601, UTC); None where it was not read or the backend does not say."""
+    rules: int | None = None
+    """The alerting and recording rules read from /api/v1/rules (the dashboard checks judge them as they judge
+    dashboards' queries); None where the backend serves none or they could not be read."""
     scrape_interval_seconds: float | None = None
     peak_samples: Mapping[str, int] = field(default_factory=dict)
     histogram_families: HistogramFamilies | None = None

@@ -77,6 +77,8 @@ class PrometheusServer:
     extra_args: tuple[str, ...] = ()
     scrape_configs: tuple[Mapping[str, Any], ...] = ()
     """Scrape jobs for the configuration (what /api/v1/status/config shows; their targets need not exist)."""
+    rule_files: tuple[Path, ...] = ()
+    """Prometheus rule files it evaluates (what /api/v1/rules shows)."""
 
     @property
     def url(self) -> str:
@@ -86,6 +88,7 @@ class PrometheusServer:
         self.port = self.port or free_port()
         config = self.tsdb.parent / "prometheus.yml"
         config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1h", "evaluation_interval": "1h"},
+                                          "rule_files": [str(f) for f in self.rule_files],
                                           "scrape_configs": [dict(c) for c in self.scrape_configs]}))
         self.log_path = self.tsdb.parent / "prometheus.log"
         log = self.log_path.open("wb")
@@ -112,11 +115,11 @@ class PrometheusServer:
         self.stop()
 
 
-def serve_openmetrics(openmetrics: Path, workdir: Path,
-                      scrape_configs: tuple[Mapping[str, Any], ...] = ()) -> PrometheusServer:
+def serve_openmetrics(openmetrics: Path, workdir: Path, scrape_configs: tuple[Mapping[str, Any], ...] = (),
+                      rule_files: tuple[Path, ...] = ()) -> PrometheusServer:
     """Backfill `openmetrics` into a fresh TSDB under `workdir` and start Prometheus on it."""
     tsdb = workdir / "tsdb"
     if tsdb.exists():
         shutil.rmtree(tsdb)
     backfill(openmetrics, tsdb)
-    return PrometheusServer(tsdb, scrape_configs=scrape_configs).start()
+    return PrometheusServer(tsdb, scrape_configs=scrape_configs, rule_files=rule_files).start()

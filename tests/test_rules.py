@@ -1,0 +1,133 @@
+"""The alerting and recording rules Prometheus evaluates (/api/v1/rules) judged as dashboards' queries are: Istio's
+own stability-test alerts (istio/tools) loaded into a real Prometheus, on a mesh whose client side a published
+guide's Telemetry turns off, and on a sidecar mesh shaped as that test's service graph."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from obsgap import engine
+from obsgap.config import RunPlan
+from obsgap.model import Window
+from obsgap.scenario.spec import FlowSpec, ScenarioSpec, ServiceSpec
+from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource
+from obsgap.testbed.promserver import PrometheusServer
+from tests.helpers import k8s_pod, k8s_service, operator_rule_file, run_scenario, sources_json, unexamined
+
+DATA = Path(__file__).resolve().parent / "data" / "istio"
+STABILITY = DATA / "tools" / "stability-prometheusrule.yaml"
+
+
+def test_the_rules_api_gives_every_rule_with_its_group_and_file(tmp_path: Path, prometheus_available: None) -> None:
+    """Each rule once, as Prometheus prints its query (double quotes, one line), named by kind."""
+    rules = operator_rule_file(STABILITY, tmp_path / "rules.yml")
+    (tmp_path / "tsdb").mkdir()
+    with PrometheusServer(tmp_path / "tsdb", rule_files=(rules,)) as server:
+        read = PrometheusSource(PrometheusOptions(url=server.url)).rules()
+    assert read is not None and len(read) == 24
+    by_name = {q.panel: q for q in read}
+    missing = by_name["alert IngressTrafficMissing"]
+    assert (missing.dashboard, missing.rule_file) == ("./basic.rules", str(rules))
+    assert missing.expr.startswith('absent(istio_requests_total{destination_service_namespace=~"service-graph.*",')
+    assert by_name["record workload:istio_requests_total"].expr == \
+        "sum without (instance, namespace, pod) (istio_requests_total)"
+
+
+def test_a_rule_group_keeps_its_key_when_the_operator_reshards_or_recreates_it() -> None:
+    """The Prometheus Operator writes a PrometheusRule to `<shard folder>/<namespace>-<name>-<uid>.yaml`: the folder
+    changes when the rules are sharded again, the uid when the object is recreated; the group is the same one (its
+    findings keep their ids), named with the file as Prometheus loaded it."""
+    from obsgap.checks.dashboard_queries import Board
+
+    before = Board("istio.rules", "/etc/prometheus/rules/prometheus-k8s-rulefiles-0/"
+                                  "monitoring-istio-alerts-7c3a1f2e-1b2c-4d5e-8f90-123456789abc.yaml")
+    after = Board("istio.rules", "/etc/prometheus/rules/prometheus-k8s-rulefiles-1/"
+                                 "monitoring-istio-alerts-0a1b2c3d-4e5f-4a6b-8c7d-0123456789ef.yaml")
+    assert before.key == after.key == "rules:monitoring-istio-alerts.yaml:istio.rules"
+    assert before.subject == after.subject and before.resource == "Rule group monitoring-istio-alerts.yaml/istio.rules"
+    assert "prometheus-k8s-rulefiles-0" in before.words
+    assert Board("istio.rules", "/etc/prometheus/other.yaml").key != before.key
+    assert Board("istio.rules").key == "dashboard:istio.rules"
+
+
+def test_alerts_reading_the_side_a_telemetry_turns_off_are_named(tmp_path: Path,
+                                                                 prometheus_available: None) -> None:
+    """With every sidecar's client-side metrics off (the guide's Telemetry), IngressTrafficMissing's
+    `absent(istio_requests_total{reporter="source", ...})` fires all the time and Ingress200RateLow's
+    `sum(rate(...{reporter="source", ...}))` never can: each rule group is named with its file. The rules over
+    every reporter (IstioMetricsMissing, the latency and recording rules) or the server side are not. Without the
+    Telemetry nothing is named, and every rule group is still judged."""
+    rules = operator_rule_file(STABILITY, tmp_path / "rules.yml")
+    (tmp_path / "tsdb").mkdir()
+    server_only = yaml.safe_load((DATA / "guides" / "telemetry-server-metrics-only.yaml").read_text())
+    mesh = [{"kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}},
+            k8s_service("web"), k8s_pod("web-0", "web", "10.0.0.1"), k8s_service("api"),
+            k8s_pod("api-0", "api", "10.0.0.2")]
+    end = datetime(2026, 12, 7, tzinfo=UTC)
+
+    def run(*extra: dict[str, Any]) -> Any:
+        snapshot = tmp_path / f"topology-{len(extra)}.json"
+        snapshot.write_text(json.dumps({"kind": "List", "items": [*mesh, *extra]}))
+        return engine.run(RunPlan(window=Window(end - timedelta(hours=1), end), out_dir=tmp_path / snapshot.stem,
+                                  kube_snapshots=(snapshot,), prometheus=PrometheusOptions(url=server.url))).result
+
+    with PrometheusServer(tmp_path / "tsdb", rule_files=(rules,)) as server:
+        dark, clean = run(server_only), run()
+    found = {f.evidence["dashboard"]: f for f in dark.findings if f.check == "dashboard-reads-disabled-metric"}
+    assert set(found) == {"./basic.rules", "./controlplane.rules"}
+    basic, control = found["./basic.rules"], found["./controlplane.rules"]
+    assert (basic.cause, basic.evidence["queries"], basic.evidence["panels"]) == (
+        "client-side-off", 1, ["alert IngressTrafficMissing"])
+    assert control.evidence["panels"] == ["alert Ingress200RateLow"]
+    assert basic.title == "rule group ./basic.rules: 1 rule reads Istio metrics no proxy reports (client side off)"
+    assert basic.resource == "Rule group rules.yml/./basic.rules" and basic.evidence["rule_file"] == str(rules)
+    assert "one on `absent()` or a floor fires all the time" in basic.detail and str(rules) in basic.detail
+    assert "panel" not in basic.detail
+    run_of = {c.check: c for c in dark.checks}["dashboard-reads-disabled-metric"]
+    groups = {"./basic.rules", "./workload.rules", "./infra.rules", "./controlplane.rules", "istio.recording-rules",
+              "k8s.rules"}
+    assert run_of.examined == {f"rules:rules.yml:{g}" for g in groups}
+    assert unexamined(dark) == []
+    assert sources_json(dark)["prometheus"]["rules"] == 24
+    assert not [f for f in clean.findings if f.check.startswith("dashboard-")]
+    assert {c.check: c for c in clean.checks}["dashboard-reads-disabled-metric"].examined == run_of.examined
+
+
+def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path: Path,
+                                                                        prometheus_available: None) -> None:
+    """The stability test's mesh: an ingress gateway calls svc-0, which calls svc-1, every pod with a sidecar.
+    WorkloadLatencyP99High and IngressLatencyP99High take a quantile of a sum over every reporter: the caller's
+    latency (the network included) blended with the server's. HTTP5xxRateHigh (reporter="destination"), the
+    `absent()` alerts (no sum) and the recording rules (`sum without (instance, namespace, pod)`: the reporter
+    kept) are not named."""
+    rules = operator_rule_file(STABILITY, tmp_path / "rules.yml")
+    spec = ScenarioSpec(
+        "service-graph", (("istio-system", True), ("service-graph00", True)),
+        (ServiceSpec("istio-system", "istio-ingressgateway", ingress_gateway=True),
+         ServiceSpec("service-graph00", "svc-0"), ServiceSpec("service-graph00", "svc-1")),
+        (FlowSpec("external", "istio-system/istio-ingressgateway", 8080, 2.0),
+         FlowSpec("istio-system/istio-ingressgateway", "service-graph00/svc-0", 8080, 2.0),
+         FlowSpec("service-graph00/svc-0", "service-graph00/svc-1", 8080, 3.0)),
+        hours=0.5, scrape_interval_s=15)
+    run = run_scenario(spec, tmp_path, logs=False, rule_files=(rules,))
+    (f,) = [f for f in run.findings("dashboard-double-counts")]
+    assert (f.evidence["dashboard"], f.evidence["rule_file"], f.cause) == ("./workload.rules", str(rules),
+                                                                            "sums-reporters")
+    assert f.evidence["panels"] == ["alert IngressLatencyP99High", "alert WorkloadLatencyP99High"]
+    assert (f.evidence["queries"], f.evidence["blended"]) == (2, 2)
+    assert f.title == "rule group ./workload.rules: 2 rules add up the caller's and the server's count of the same " \
+        "requests (blending both sides)"
+    truth = run.built.truth
+    svc1 = truth.mesh_destination_requests["service-graph00/svc-1"]
+    assert truth.mesh_source_requests["service-graph00/svc-1"] == svc1  # both sidecars count each request
+    assert f.evidence["ratio"] > 1.9  # the worst: svc-0's calls, every one counted by both sides
+    fixed = {e["panel"]: e["fixed"] for e in f.evidence["examples"]}
+    assert fixed["alert WorkloadLatencyP99High"] == (
+        'histogram_quantile(0.99, sum by (source_workload, namespace, le) (irate(istio_request_duration_milliseconds'
+        '_bucket{reporter="destination", source_workload=~"svc.*"}[5m]))) > 160')
+    assert unexamined(run.result) == []
