@@ -5,6 +5,7 @@ from __future__ import annotations
 from obsgap.checks.base import Check
 from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
+from obsgap.checks.dashboard_buckets import DashboardReadsMissingBucket
 from obsgap.checks.dashboard_double_count import DashboardDoubleCounts
 from obsgap.checks.dashboard_reporter import DashboardMissesWaypoint
 from obsgap.checks.dashboard_telemetry import DashboardReadsDisabledMetric
@@ -41,6 +42,7 @@ REGISTRY: tuple[type[Check], ...] = (
     DashboardMissesWaypoint,
     DashboardReadsDisabledMetric,
     DashboardDoubleCounts,
+    DashboardReadsMissingBucket,
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,

@@ -48,7 +48,8 @@ class ReporterMatcher:
 GRAFANA_VARIABLE = "__grafana_variable__"
 """What a dashboard variable in a label value becomes for PromQL (grafana_query), followed by its name and `:`
 (`__grafana_variable__qrep:`): its value is the viewer's."""
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+"""A PromQL string: double- or single-quoted (with escapes), or in backticks (raw)."""
 _ANY_VARIABLE = re.compile(r"\$\{(\w+)(?::[\w-]+)?\}|\$(\w+)|\[\[(\w+)(?::[\w-]+)?\]\]")
 _TOKEN = re.compile(GRAFANA_VARIABLE + r"(\w*):")
 
@@ -62,7 +63,7 @@ def grafana_query(expr: str) -> Any | None:
     GRAFANA_VARIABLE and its name, each other one (a range: `[$__rate_interval]`) by `5m`; None where the result is
     not PromQL (a variable elsewhere: `by ($group)`)."""
     parts, at = [], 0
-    for m in _STRING.finditer(expr):
+    for m in QUOTED.finditer(expr):
         parts += [_ANY_VARIABLE.sub("5m", expr[at:m.start()]), _ANY_VARIABLE.sub(_token, m.group())]
         at = m.end()
     try:

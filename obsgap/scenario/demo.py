@@ -150,8 +150,9 @@ def _name_contract_objects() -> tuple[dict[str, Any], ...]:
 
 
 def demo_dashboard() -> dict[str, Any]:
-    """A Grafana dashboard (export format) whose panels filter on the job name people expect, and one that adds up
-    every reporter's count, as guides write it (checkout's sidecar and payments' both count each call)."""
+    """A Grafana dashboard (export format) whose panels filter on the job name people expect, one that adds up every
+    reporter's count, as guides write it (checkout's sidecar and payments' both count each call), and one that
+    selects a bucket bound Istio's histogram does not have."""
     return {"title": "Payments SLO", "uid": "payments-slo", "schemaVersion": 39, "panels": [
         {"type": "timeseries", "title": "Payments availability", "targets": [
             {"refId": "A", "expr": 'sum(rate(http_requests_total{job="payments",code!~"5.."}[5m])) / '
@@ -160,7 +161,12 @@ def demo_dashboard() -> dict[str, Any]:
             {"refId": "A", "expr": 'sum(rate(istio_requests_total{reporter="destination",'
                                    'destination_service_name="payments"}[5m]))'}]},
         {"type": "stat", "title": "Payments requests per second", "targets": [
-            {"refId": "A", "expr": 'sum(rate(istio_requests_total{destination_service_name="payments"}[5m]))'}]}]}
+            {"refId": "A", "expr": 'sum(rate(istio_requests_total{destination_service_name="payments"}[5m]))'}]},
+        {"type": "stat", "title": "Payments requests under 300 ms", "targets": [
+            {"refId": "A", "expr": 'sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",'
+                                   'destination_service_name="payments",le="300"}[5m])) / sum(rate('
+                                   'istio_request_duration_milliseconds_count{reporter="destination",'
+                                   'destination_service_name="payments"}[5m]))'}]}]}
 
 
 DEMO_CONFIG = """\
