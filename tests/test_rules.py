@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from obsgap import engine
@@ -98,20 +99,24 @@ def test_alerts_reading_the_side_a_telemetry_turns_off_are_named(tmp_path: Path,
     assert {c.check: c for c in clean.checks}["dashboard-reads-disabled-metric"].examined == run_of.examined
 
 
-def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path: Path,
+@pytest.mark.parametrize("gateway", ["istio-system/istio-ingressgateway", "istio-ingress/istio-ingress"],
+                         ids=["istioctl", "helm"])
+def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path: Path, gateway: str,
                                                                         prometheus_available: None) -> None:
     """The stability test's mesh: an ingress gateway calls svc-0, which calls svc-1, every pod with a sidecar.
     WorkloadLatencyP99High and IngressLatencyP99High take a quantile of a sum over every reporter: the caller's
     latency (the network included) blended with the server's. HTTP5xxRateHigh (reporter="destination"), the
     `absent()` alerts (no sum) and the recording rules (`sum without (instance, namespace, pod)`: the reporter
-    kept) are not named."""
+    kept) are not named. The gateway as istioctl's profiles name it, and as istio.io's Helm install does
+    (`helm install istio-ingress istio/gateway -n istio-ingress`): then the gateway alerts name a workload the mesh
+    does not have."""
     rules = operator_rule_file(STABILITY, tmp_path / "rules.yml")
+    namespace, name = gateway.split("/")
     spec = ScenarioSpec(
-        "service-graph", (("istio-system", True), ("service-graph00", True)),
-        (ServiceSpec("istio-system", "istio-ingressgateway", ingress_gateway=True),
+        "service-graph", ((namespace, True), ("service-graph00", True)),
+        (ServiceSpec(namespace, name, ingress_gateway=True),
          ServiceSpec("service-graph00", "svc-0"), ServiceSpec("service-graph00", "svc-1")),
-        (FlowSpec("external", "istio-system/istio-ingressgateway", 8080, 2.0),
-         FlowSpec("istio-system/istio-ingressgateway", "service-graph00/svc-0", 8080, 2.0),
+        (FlowSpec("external", gateway, 8080, 2.0), FlowSpec(gateway, "service-graph00/svc-0", 8080, 2.0),
          FlowSpec("service-graph00/svc-0", "service-graph00/svc-1", 8080, 3.0)),
         hours=0.5, scrape_interval_s=15)
     run = run_scenario(spec, tmp_path, logs=False, rule_files=(rules,))
@@ -131,3 +136,54 @@ def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path
         'histogram_quantile(0.99, sum by (source_workload, namespace, le) (irate(istio_request_duration_milliseconds'
         '_bucket{reporter="destination", source_workload=~"svc.*"}[5m]))) > 160')
     assert unexamined(run.result) == []
+    # the gateway alerts name istioctl's gateway workload; Helm's is istio-ingress: they read nothing there
+    unknown = {f.evidence["dashboard"]: f for f in run.findings("dashboard-reads-unknown-name")}
+    ran = next(c for c in run.result.checks if c.check == "dashboard-reads-unknown-name")
+    assert ran.status == "ran" and "rules:rules.yml:./basic.rules/unknown-workload" in (ran.examined or ())
+    if name == "istio-ingressgateway":
+        assert unknown == {}
+        return
+    assert set(unknown) == {"./basic.rules", "./controlplane.rules"}
+    for group, alert in (("./basic.rules", "alert IngressTrafficMissing"),
+                         ("./controlplane.rules", "alert Ingress200RateLow")):
+        f = unknown[group]
+        assert (f.cause, f.evidence["panels"], f.evidence["names"]) == ("unknown-workload", [alert], [
+            {"label": "source_workload", "matcher": 'source_workload="istio-ingressgateway"',
+             "closest": "istio-ingress", "namespaces": []}])
+    assert unknown["./basic.rules"].title == 'rule group ./basic.rules: 1 rule selects ' \
+        'source_workload="istio-ingressgateway", a workload the mesh does not have'
+    assert "`absent()` fires all the time" in unknown["./basic.rules"].detail
+
+
+def _names(expr: str) -> list[tuple[str, str, Any]]:
+    """(cause, matcher, hint) of each name the check says the mesh lacks, on a mesh of bookinfo's reviews (and its
+    pods' workload reviews-v1) and an external ServiceEntry host."""
+    from obsgap.checks.dashboard_names import _judge, _Judged, _Known
+    from obsgap.model import PanelQuery
+
+    services = frozenset({("bookinfo", "reviews"), ("egress", "httpbin.org")})
+    namespaces = frozenset({("", "bookinfo"), ("", "egress"), ("", "default")})
+    known = _Known({"workload": frozenset({("bookinfo", "reviews-v1")}), "service": services,
+                    "host": frozenset({("", "httpbin.org")}), "namespace": namespaces}, frozenset(), services)
+    judged = _Judged()
+    _judge(PanelQuery("d", "p", expr), known, judged)
+    return [(u.cause, u.matcher.text(), u.elsewhere or u.closest) for u in judged.unknown]
+
+
+def test_names_the_mesh_has_however_a_query_spells_them() -> None:
+    """A namespace a Grafana variable fills pins nothing; Istio's `unknown` namespace of an external host pins
+    nothing; a Service's FQDN under another cluster domain is the Service; a query that `or`s a second spelling
+    through another label reads it; a matcher that matches the empty string reads series without the label (a
+    Telemetry that removes it) and is not judged. A name pinned to the wrong namespace says where it is."""
+    m = "istio_requests_total"
+    assert _names(f'sum({m}{{destination_service_namespace="$ns", destination_service_name="reviews"}})') == []
+    assert _names(f'sum({m}{{destination_service_namespace="unknown", destination_service_name="httpbin.org"}})') == []
+    assert _names(f'sum({m}{{destination_service="reviews.bookinfo.svc.corp.local"}})') == []
+    assert _names(f'sum({m}{{destination_service_name="old"}}) or '
+                  f'sum({m}{{destination_service="reviews.bookinfo.svc.cluster.local"}})') == []
+    assert _names(f'sum({m}{{source_workload=""}}) + sum({m}{{source_workload=~"ghost|"}})') == []
+    assert _names(f'sum({m}{{destination_workload="reviews-v1", destination_workload_namespace="default"}})') == [
+        ("unknown-workload", 'destination_workload="reviews-v1"', ("bookinfo",))]
+    assert _names(f'sum({m}{{destination_service_name="review"}})') == [
+        ("unknown-service", 'destination_service_name="review"', "reviews")]
+    assert _names('sum(up{source_workload="ghost"})') == []  # not one of Istio's metrics

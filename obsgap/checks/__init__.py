@@ -7,6 +7,7 @@ from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
 from obsgap.checks.dashboard_buckets import DashboardReadsMissingBucket
 from obsgap.checks.dashboard_double_count import DashboardDoubleCounts
+from obsgap.checks.dashboard_names import DashboardReadsUnknownName
 from obsgap.checks.dashboard_reporter import DashboardMissesWaypoint
 from obsgap.checks.dashboard_telemetry import DashboardReadsDisabledMetric
 from obsgap.checks.destinationrules import DestinationRuleHostUnresolved, DestinationRuleSubsetUnmatched
@@ -43,6 +44,7 @@ REGISTRY: tuple[type[Check], ...] = (
     DashboardReadsDisabledMetric,
     DashboardDoubleCounts,
     DashboardReadsMissingBucket,
+    DashboardReadsUnknownName,
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,
