@@ -56,6 +56,8 @@ class MetricsEvidence:
     """When that configuration was loaded (/api/v1/status/runtimeinfo); None where the backend does not say."""
     rules: tuple[PanelQuery, ...] | None = None
     """The alerting and recording rules Prometheus evaluates (/api/v1/rules); None where they could not be read."""
+    metric_names: frozenset[str] | None = None
+    """The metric names with samples in the window (the label-values API); None where they were not read."""
 
     def for_reader(self, queries: tuple[str, ...] | frozenset[str]) -> MetricsEvidence:
         """A view for one reader (a check, the coverage table): only the queries it declared can be read."""

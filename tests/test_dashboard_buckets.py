@@ -18,6 +18,11 @@ from tests.helpers import Run, run_scenario, unexamined
 
 DATA = Path(__file__).resolve().parent / "data" / "istio" / "guides"
 ITER8 = (DATA / "iter8-le500ms-latency-percentile.promql").read_text().strip()
+_WORKLOAD = json.loads((DATA.parent / "addons" / "istio-workload-dashboard.json").read_text())
+WORKLOAD_P50 = next(t["expr"] for p in _WORKLOAD["panels"] for row in [p, *p.get("panels", [])]
+                    for t in row.get("targets", []) if "istio_request_duration_seconds_bucket" in t.get("expr", ""))
+"""Istio's Workload Dashboard's p50: the milliseconds histogram `or` the seconds one Istio's proxies exported
+before 1.5 (the second half alone is what a dashboard from then reads)."""
 
 
 def _mesh(tmp: Path, prometheus3: bool) -> Run:
@@ -39,7 +44,9 @@ def _mesh(tmp: Path, prometheus3: bool) -> Run:
         {"title": "Either spelling", "targets": [{"expr": (
             'sum(rate(istio_request_duration_milliseconds_bucket{le=~"500(\\\\.0)?"}[5m]))')}]},
         {"title": "Viewer's bound", "targets": [{"expr": (
-            'sum(rate(istio_request_duration_milliseconds_bucket{le="$bound"}[5m]))')}]}]}))
+            'sum(rate(istio_request_duration_milliseconds_bucket{le="$bound"}[5m]))')}]},
+        {"title": "p50 (Istio 1.4)", "targets": [{"expr": WORKLOAD_P50.split(" or ", 1)[1]}]},
+        {"title": "p50", "targets": [{"expr": WORKLOAD_P50}]}]}))
     built = build(spec, tmp / spec.name)
     server = serve_openmetrics(built.metrics, tmp / spec.name, rule_files=(rules,))
     try:
@@ -148,3 +155,16 @@ def test_spellings_queries_written_for_both_and_idle_pods_buckets() -> None:
     assert _judged(f'sum({m}{{le="300"}})', P2) == [("not-a-bucket-bound", "None")]
     assert _judged(f'sum({m}{{le="300"}})', P2, frozenset({300.0})) == []
     assert _judged(f'sum({m}{{le!="+Inf"}}) / sum({m}{{le="+Inf"}})', P3) == []
+
+
+def test_a_metric_istio_no_longer_exports(runs: dict[bool, Run]) -> None:
+    """The seconds half of Istio's own p50 query, as a dashboard from before Istio 1.5 holds it, reads a metric no
+    proxy exports and no series of the window has: named, with the milliseconds histogram that replaced it. The
+    whole query (`... or` the seconds name) reads the milliseconds histogram and is not."""
+    for run in runs.values():
+        (f,) = [f for f in run.findings("dashboard-reads-unknown-name") if f.evidence["dashboard"] == "Latency SLO"]
+        assert (f.cause, f.evidence["panels"]) == ("unknown-metric", ["p50 (Istio 1.4)"])
+        assert f.evidence["names"] == [{"label": "__name__", "matcher": "istio_request_duration_seconds_bucket",
+                                        "closest": "istio_request_duration_milliseconds_bucket", "namespaces": []}]
+        assert f.title.startswith("Latency SLO: 1 query reads istio_request_duration_seconds_bucket, a metric")
+        assert "renamed istio_request_duration_seconds" in f.detail

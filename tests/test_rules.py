@@ -158,16 +158,17 @@ def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path
 def _names(expr: str) -> list[tuple[str, str, Any]]:
     """(cause, matcher, hint) of each name the check says the mesh lacks, on a mesh of bookinfo's reviews (and its
     pods' workload reviews-v1) and an external ServiceEntry host."""
-    from obsgap.checks.dashboard_names import _judge, _Judged, _Known
+    from obsgap.checks.dashboard_names import _judge, _Known
+    from obsgap.checks.dashboard_queries import Judged
     from obsgap.model import PanelQuery
 
     services = frozenset({("bookinfo", "reviews"), ("egress", "httpbin.org")})
     namespaces = frozenset({("", "bookinfo"), ("", "egress"), ("", "default")})
     known = _Known({"workload": frozenset({("bookinfo", "reviews-v1")}), "service": services,
                     "host": frozenset({("", "httpbin.org")}), "namespace": namespaces}, frozenset(), services)
-    judged = _Judged()
+    judged = Judged()
     _judge(PanelQuery("d", "p", expr), known, judged)
-    return [(u.cause, u.matcher.text(), u.elsewhere or u.closest) for u in judged.unknown]
+    return [(u.cause, u.matcher.text(), u.elsewhere or u.closest) for u in judged.found]
 
 
 def test_names_the_mesh_has_however_a_query_spells_them() -> None:

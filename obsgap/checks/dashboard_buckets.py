@@ -9,7 +9,6 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -19,8 +18,8 @@ from obsgap.checks.dashboard_queries import (
     GRAFANA_VARIABLE,
     QUOTED,
     Board,
-    DashboardCheck,
-    board_key,
+    Judged,
+    PerCauseDashboardCheck,
     by_dashboard,
     grafana_query,
 )
@@ -57,7 +56,7 @@ class MissingBucketEvidence(FindingEvidence):
     """For a rule group Prometheus evaluates: the file it was loaded from."""
 
 
-class DashboardReadsMissingBucket(DashboardCheck):
+class DashboardReadsMissingBucket(PerCauseDashboardCheck):
     """What it does: reads every Grafana dashboard given (`--dashboards`) and every alerting and recording rule
     Prometheus evaluates (/api/v1/rules) for selectors over a histogram's `_bucket` series with an `le` matcher
     (`istio_request_duration_milliseconds_bucket{le="500"}`: the requests faster than 500 ms), and holds the matcher
@@ -85,39 +84,22 @@ class DashboardReadsMissingBucket(DashboardCheck):
     doc_url = DOC
     causes = (RESPELLED, NOT_A_BOUND)
     impact_unit = "dashboard queries"
-    _memo: ClassVar[tuple[CheckInputs, dict[Board, _Judged]] | None] = None
-
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         out = []
-        for board, judged in cls._judged(inputs).items():
+        for board, judged in cls.judged(inputs).items():
             groups: dict[tuple[str, str], list[_Missing]] = defaultdict(list)
-            for m in judged.missing:
+            for m in judged.found:
                 groups[(m.cause, m.family)].append(m)
             out += [_finding(board, found) for _, found in sorted(groups.items())]
         return out
 
     @classmethod
-    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """Per dashboard (or rule group) and cause: judged where each of its bucket selectors could be held against
-        the window's bounds for that cause, or a finding names it. A histogram not analysed (or without a series in
-        the window) or a regex Python cannot read leaves both causes unjudged; a bound not found while only the
-        namespaces in scope were read, or one a pod's statsHistogramBuckets annotation declares, leaves
-        not-a-bucket-bound unjudged."""
-        judged = cls._judged(inputs)
-        cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
-        return frozenset(f"{b.key}/{cause}" for b, j in judged.items() for cause in cls.causes
-                         if cause not in j.unjudged or any(m.cause == cause for m in j.missing))
-
-    @classmethod
-    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(f"{key}/{finding.get('cause')}" for key in board_key(finding.get("evidence") or {}))
-
-    @classmethod
-    def _judged(cls, inputs: CheckInputs) -> dict[Board, _Judged]:
-        if cls._memo is None or cls._memo[0] is not inputs:
-            cls._memo = (inputs, _judge_all(inputs))
-        return cls._memo[1]
+    def judge(cls, inputs: CheckInputs) -> dict[Board, Judged]:
+        """Per dashboard (or rule group) and cause: a histogram not analysed (or without a series in the window) or
+        a regex Python cannot read leaves both causes unjudged; a bound not found while only the namespaces in scope
+        were read, or one a pod's statsHistogramBuckets annotation declares, leaves not-a-bucket-bound unjudged."""
+        return _judge_all(inputs)
 
 
 @dataclass(frozen=True)
@@ -158,25 +140,18 @@ class _Missing:
         return next((m for m in self.matchers if m.op == "="), self.matchers[0]).text()
 
 
-@dataclass
-class _Judged:
-    missing: list[_Missing] = field(default_factory=list)
-    unjudged: set[str] = field(default_factory=set)
-    """The causes some selector could not be judged for."""
-
-
-def _judge_all(inputs: CheckInputs) -> dict[Board, _Judged]:
+def _judge_all(inputs: CheckInputs) -> dict[Board, Judged]:
     metrics = inputs.metrics
     if metrics is None or not inputs.dashboards:
         return {}
     stored = {family: _stored(frame) for family, frame in metrics.histograms.items()}
     scope = _Scope(bool(inputs.settings.namespaces), _annotated(inputs))
-    out: dict[Board, _Judged] = {}
+    out: dict[Board, Judged] = {}
     for board, queries in by_dashboard(inputs).items():
-        judged = out[board] = _Judged()
+        judged = out[board] = Judged()
         for q in queries:
             found, unjudged = _judge(q, stored, scope)
-            judged.missing += found
+            judged.found += found
             judged.unjudged |= unjudged
     return out
 

@@ -8,19 +8,19 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from obsgap.checks.base import CheckInputs, Skip
 from obsgap.checks.dashboard_queries import (
     GRAFANA_VARIABLE,
     Board,
-    DashboardCheck,
-    board_key,
+    Judged,
+    PerCauseDashboardCheck,
     by_dashboard,
     grafana_query,
     mesh_pods,
 )
-from obsgap.istio import telemetry_metric
+from obsgap.istio import TELEMETRY_METRICS, telemetry_metric
 from obsgap.model import Finding, FindingEvidence, PanelQuery, Severity, Suggestion
 from obsgap.slo.promql import Matcher, Selector, selectors_of
 from obsgap.text import full_match
@@ -36,7 +36,14 @@ NAME_LABELS = {  # label -> (the kind of name, the label naming its namespace)
     "destination_service_namespace": ("namespace", None),
 }
 CAUSES = {"workload": "unknown-workload", "service": "unknown-service", "host": "unknown-service",
-          "namespace": "unknown-namespace"}
+          "namespace": "unknown-namespace", "metric": "unknown-metric"}
+METRIC = "unknown-metric"
+_ISTIO_FAMILY = re.compile(r"istio_(?:requests?|responses?|tcp)_\w+")
+"""The names of Istio's standard metrics' families, misspelled or not (`istio_request_total`)."""
+RETIRED = {"istio_request_duration_seconds": "istio_request_duration_milliseconds"}
+"""Names Istio's proxies exported before telemetry v2 (Istio 1.5) and no longer do: the histogram is in
+milliseconds under its new name (istio#31516, flagger#478)."""
+_SUFFIXES = ("_bucket", "_sum", "_count")
 _SERIES_NAMES = ("source_workload_namespace", "source_workload", "destination_workload_namespace",
                  "destination_workload", "destination_service_namespace", "destination_service_name")
 _FRAMES = ("mesh_requests", "mesh_tcp_connections")
@@ -64,13 +71,15 @@ class UnknownNameEvidence(FindingEvidence):
     """For a rule group Prometheus evaluates: the file it was loaded from."""
 
 
-class DashboardReadsUnknownName(DashboardCheck):
+class DashboardReadsUnknownName(PerCauseDashboardCheck):
     """What it does: reads every Grafana dashboard given (`--dashboards`) and every alerting and recording rule
     Prometheus evaluates (/api/v1/rules) for selectors over Istio's standard metrics that name a workload
     (`source_workload`, `destination_workload`), a Service (`destination_service_name`, `destination_service`) or a
     namespace (`*_namespace`) with `=` or `=~`, and holds each name against those the mesh has: the topology's pods,
-    controllers, Services and ServiceEntries, and the window's series of istio_requests_total. A name none of them
-    has selects nothing.
+    controllers, Services and ServiceEntries, and the window's request and TCP series. A name none of them has
+    selects nothing. So does a metric named as Istio's standard ones are that Istio does not export and no series
+    of the window has: a typo (`istio_request_total`), or `istio_request_duration_seconds`, which telemetry v2
+    renamed to `istio_request_duration_milliseconds` in Istio 1.5.
 
     Why is this bad? The query reads no series, and nothing says so: an alert on it cannot fire (one on `absent()`
     fires all the time), a panel shows no data, which reads as no traffic. The names differ more often than one
@@ -90,39 +99,23 @@ class DashboardReadsUnknownName(DashboardCheck):
     queries = _FRAMES
     kinds = ("Service", "Pod", "Namespace", "networking.istio.io/ServiceEntry")
     doc_url = DOC
-    causes = ("unknown-workload", "unknown-service", "unknown-namespace")
+    causes = ("unknown-workload", "unknown-service", "unknown-namespace", METRIC)
     impact_unit = "dashboard queries"
-    _memo: ClassVar[tuple[CheckInputs, dict[Board, _Judged]] | None] = None
-
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         out = []
-        for board, judged in cls._judged(inputs).items():
+        for board, judged in cls.judged(inputs).items():
             by_cause: dict[str, list[_Unknown]] = defaultdict(list)
-            for u in judged.unknown:
+            for u in judged.found:
                 by_cause[u.cause].append(u)
             out += [_finding(board, cause, found) for cause, found in sorted(by_cause.items())]
         return out
 
     @classmethod
-    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
-        """Per dashboard (or rule group) and cause: judged where each of its names of that kind could be held
-        against the mesh's, or a finding names it. A regex Python reads otherwise than Prometheus, or (under -n) a
+    def judge(cls, inputs: CheckInputs) -> dict[Board, Judged]:
+        """Per dashboard (or rule group) and cause: a regex Python reads otherwise than Prometheus, or (under -n) a
         name not pinned to a namespace in scope, leaves its kind unjudged."""
-        judged = cls._judged(inputs)
-        cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
-        return frozenset(f"{b.key}/{cause}" for b, j in judged.items() for cause in cls.causes
-                         if cause not in j.unjudged or any(u.cause == cause for u in j.unknown))
-
-    @classmethod
-    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
-        return tuple(f"{key}/{finding.get('cause')}" for key in board_key(finding.get("evidence") or {}))
-
-    @classmethod
-    def _judged(cls, inputs: CheckInputs) -> dict[Board, _Judged]:
-        if cls._memo is None or cls._memo[0] is not inputs:
-            cls._memo = (inputs, _judge_all(inputs))
-        return cls._memo[1]
+        return _judge_all(inputs)
 
 
 @dataclass(frozen=True)
@@ -135,12 +128,6 @@ class _Unknown:
     """The namespaces where the name exists, the selector pinning it to another one."""
 
 
-@dataclass
-class _Judged:
-    unknown: list[_Unknown] = field(default_factory=list)
-    unjudged: set[str] = field(default_factory=set)
-
-
 @dataclass(frozen=True)
 class _Known:
     """Every name the mesh has, by kind: from the topology (in scope and not) and the window's series."""
@@ -150,6 +137,8 @@ class _Known:
     scope: frozenset[str]
     """The namespaces of -n (none: the whole mesh was read)."""
     services: frozenset[tuple[str, str]]
+    metrics: frozenset[str] | None = None
+    """The metric names with samples in the window; None where they were not read."""
 
     def candidates(self, kind: str, namespace: str | None) -> list[str]:
         return sorted({n for ns, n in self.names[kind] if namespace in (None, ns)})
@@ -197,23 +186,23 @@ def _known(inputs: CheckInputs) -> _Known:
         namespaces |= {n for c in _SERIES_NAMES if c.endswith("_namespace") for n in columns[c]}
     return _Known({"workload": frozenset(workloads), "service": frozenset(svc),
                    "host": frozenset(("", h) for h in hosts if h), "namespace": frozenset(("", n) for n in namespaces)},
-                  frozenset(inputs.settings.namespaces), frozenset(svc))
+                  frozenset(inputs.settings.namespaces), frozenset(svc), metrics.metric_names)
 
 
-def _judge_all(inputs: CheckInputs) -> dict[Board, _Judged]:
+def _judge_all(inputs: CheckInputs) -> dict[Board, Judged]:
     if not inputs.dashboards:
         return {}
     mesh_pods(inputs)  # none known: which names the mesh has cannot be told
     known = _known(inputs)
-    out: dict[Board, _Judged] = {}
+    out: dict[Board, Judged] = {}
     for board, queries in by_dashboard(inputs).items():
-        judged = out[board] = _Judged()
+        judged = out[board] = Judged()
         for q in queries:
             _judge(q, known, judged)
     return out
 
 
-def _judge(q: PanelQuery, known: _Known, judged: _Judged) -> None:
+def _judge(q: PanelQuery, known: _Known, judged: Judged) -> None:
     """The query's matchers on names the mesh does not have, unless another selector of the query over the same
     metric names one it has under the same label (`... or ...{source_workload="istio-ingress"}`, written for both)."""
     if q.panel.startswith("variable $") or "istio_" not in q.expr:
@@ -224,7 +213,9 @@ def _judge(q: PanelQuery, known: _Known, judged: _Judged) -> None:
         return
     found: list[tuple[Selector, _Unknown]] = []
     read: set[tuple[str, str]] = set()
-    for sel in selectors_of(parsed):
+    selectors = selectors_of(parsed)
+    judged.found += _unknown_metrics(q, selectors, known, judged)
+    for sel in selectors:
         if telemetry_metric(sel.family) is None:
             continue
         equal = {m.name: m.value for m in sel.matchers  # a variable's or Istio's "unknown": no namespace pinned
@@ -246,7 +237,29 @@ def _judge(q: PanelQuery, known: _Known, judged: _Judged) -> None:
                 elsewhere = known.elsewhere(kind, m.value) if namespace is not None and m.op == "=" else []
                 closest = m.value if elsewhere else _closest(m.value, known.candidates(kind, None))
                 found.append((sel, _Unknown(q, m, CAUSES[kind], closest, tuple(elsewhere))))
-    judged.unknown += [u for sel, u in found if (sel.family, u.cause) not in read]
+    judged.found += [u for sel, u in found if (sel.family, u.cause) not in read]
+
+
+def _unknown_metrics(q: PanelQuery, selectors: list[Selector], known: _Known, judged: Judged) -> list[_Unknown]:
+    """The query's selectors over a name shaped as Istio's standard metrics' that Istio does not export and no
+    series of the window has (`istio_request_total`, the retired `istio_request_duration_seconds`), unless the
+    query also reads one of Istio's standard metrics (Istio's own dashboards `or` the retired name in)."""
+    odd = [s for s in selectors if _ISTIO_FAMILY.fullmatch(s.metric) and telemetry_metric(s.family) is None]
+    if not odd or any(telemetry_metric(s.family) is not None for s in selectors):
+        return []
+    if known.metrics is None:
+        judged.unjudged.add(METRIC)
+        return []
+    out = []
+    standard = [m.prometheus + x for m in TELEMETRY_METRICS.values() for x in ("", *_SUFFIXES)]
+    for sel in odd:
+        if sel.metric in known.metrics:
+            continue
+        suffix = next((x for x in _SUFFIXES if sel.metric.endswith(x)), "")
+        family = sel.metric.removesuffix(suffix) if suffix else sel.metric
+        closest = RETIRED[family] + suffix if family in RETIRED else _closest(sel.metric, standard)
+        out.append(_Unknown(q, Matcher("__name__", "=", sel.metric), METRIC, closest))
+    return out
 
 
 def _names(m: Matcher, candidates: list[str]) -> bool | None:
@@ -270,10 +283,11 @@ def _finding(board: Board, cause: str, found: list[_Unknown]) -> Finding:
     n = len(queries)
     panels = sorted({u.query.panel for u in found})
     names: list[dict[str, Any]] = list({u.matcher.text(): {
-        "label": u.matcher.name, "matcher": u.matcher.text(), "closest": u.closest, "namespaces": list(u.elsewhere)}
-        for u in found}.values())
+        "label": u.matcher.name, "matcher": u.matcher.value if cause == METRIC else u.matcher.text(),
+        "closest": u.closest, "namespaces": list(u.elsewhere)} for u in found}.values())
     first, more = names[0], len(names) - 1
-    kind = {"unknown-workload": "workload", "unknown-service": "Service", "unknown-namespace": "namespace"}[cause]
+    kind = {"unknown-workload": "workload", "unknown-service": "Service", "unknown-namespace": "namespace",
+            METRIC: "metric"}[cause]
     said = "; ".join(str(x["matcher"]) + _hint(x) for x in names[:8]) + (
         f"; and {len(names) - 8} more" if len(names) > 8 else "")
     one = n == 1
@@ -288,16 +302,23 @@ def _finding(board: Board, cause: str, found: list[_Unknown]) -> Finding:
         f"{x['matcher']}{_hint(x) or ' (no name of that kind is close)'}" for x in names[:5]) + "."
     return Finding(
         check=DashboardReadsUnknownName.id, severity=Severity.WARNING,
-        title=f"{board.name}: {board.queries(n)} select{'s' * one} {first['matcher']}"
+        title=f"{board.name}: {board.queries(n)} {'read' if cause == METRIC else 'select'}{'s' * one} "
+              f"{first['matcher']}"
               + (f" and {more} other name{'s' * (more > 1)}" if more else "")
               + f", {'each ' if more else ''}a {kind} the mesh does not have",
-        detail=(f"{board.queries(n)} of {board.words}{board.where(panels)} select{'s' * one} {said}: no pod, "
-                "controller, Service or ServiceEntry of the topology and no series of the window has "
-                + ("that name" if not more else "those names") + " (where the selector pins a namespace, in that "
-                "namespace)." + damage),
+        detail=(f"{board.queries(n)} of {board.words}{board.where(panels)} {'read' if cause == METRIC else 'select'}"
+                f"{'s' * one} {said}: " + (_NO_METRIC if cause == METRIC else (
+                    "no pod, controller, Service or ServiceEntry of the topology and no series of the window has "
+                    + ("that name" if not more else "those names") + " (where the selector pins a namespace, in that "
+                    "namespace).")) + damage),
         subject=f"{board.subject}/{cause}", cause=cause, resource=board.resource,
         evidence=UnknownNameEvidence(board.title, n, names[:30], panels[:30], board.rule_file),
         suggestion=Suggestion(fix, None, DOC))
+
+
+_NO_METRIC = ("Istio's proxies export no metric of that name and no series of the window has it (Istio 1.5's "
+              "telemetry v2 renamed istio_request_duration_seconds to istio_request_duration_milliseconds, in "
+              "milliseconds).")
 
 
 def _hint(name: Mapping[str, Any]) -> str:

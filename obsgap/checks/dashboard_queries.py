@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import promql_parser as pp
 
@@ -224,6 +224,46 @@ class DashboardCheck(Check):
     @classmethod
     def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
         return board_key(finding.get("evidence") or {})
+
+
+@dataclass
+class Judged:
+    """One dashboard's (or rule group's) judgement by a check keyed per cause."""
+
+    found: list[Any] = field(default_factory=list)
+    """What the check found (each with its `cause`)."""
+    unjudged: set[str] = field(default_factory=set)
+    """The causes some query could not be judged for."""
+
+
+class PerCauseDashboardCheck(DashboardCheck):
+    """A dashboard check that judges each dashboard (or rule group) per cause: its subject keys are
+    `<board key>/<cause>`, examined where every query could be judged for that cause or a finding names it, so a
+    cause not judged tonight is never resolved by another one's judgement."""
+
+    _memo: ClassVar[tuple[CheckInputs, dict[Board, Judged]] | None] = None
+
+    @classmethod
+    def judge(cls, inputs: CheckInputs) -> dict[Board, Judged]:
+        raise NotImplementedError
+
+    @classmethod
+    def examined(cls, inputs: CheckInputs) -> frozenset[str]:
+        judged = cls.judged(inputs)
+        cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
+        return frozenset(f"{b.key}/{cause}" for b, j in judged.items() for cause in cls.causes
+                         if cause not in j.unjudged or any(x.cause == cause for x in j.found))
+
+    @classmethod
+    def keys_of(cls, finding: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(f"{key}/{finding.get('cause')}" for key in board_key(finding.get("evidence") or {}))
+
+    @classmethod
+    def judged(cls, inputs: CheckInputs) -> dict[Board, Judged]:
+        """The judgement, computed once per run: run and examined share it."""
+        if cls._memo is None or cls._memo[0] is not inputs:
+            cls._memo = (inputs, cls.judge(inputs))
+        return cls._memo[1]
 
 
 def mesh_pods(inputs: CheckInputs) -> tuple[Pod, ...]:

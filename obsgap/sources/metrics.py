@@ -109,7 +109,8 @@ class MetricsSource:
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
                                    ASSUMED_SCRAPE_INTERVAL_S if interval is None else interval,
                                    families, series, witnesses,
-                                   configuration=configuration, configuration_since=since, rules=rules)
+                                   configuration=configuration, configuration_since=since, rules=rules,
+                                   metric_names=frozenset(names) if names is not None else None)
         problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
             empty = (f"prometheus: no Istio series (istio_requests_total, istio_tcp_*) in the window "
