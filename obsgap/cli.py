@@ -252,9 +252,9 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
     `report`; writes nothing). Exit 1 when an SLO is biased or broken, 2 bad input, 3 a source failed."""
     try:
         plan = replace(_plan(opts), suppressions=ctx.meta.get(SUPPRESS_META, ()))
-        if not plan.slo_paths and plan.kube_live is None:
+        if not plan.slo_paths and plan.kube_live is None and plan.prometheus is None:
             raise InputError("obsgap slo needs SLOs: give --slo FILE|FOLDER (or a live cluster whose SLO objects "
-                             "to read)")
+                             "to read, or a --prometheus-url that evaluates Sloth's recording rules)")
         engine.preflight(plan)
     except InputError as exc:
         click.echo(f"obsgap: {_with_origin(ctx, str(exc))}", err=True)
@@ -267,6 +267,10 @@ def slo_command(ctx: click.Context, **opts: Any) -> None:
     slo_report = outcome.result.sources.slos
     for gap in slo_report.gaps if slo_report is not None else ():
         click.echo(f"SLO not measured: {gap}", err=True)
+    if not outcome.result.slos and not plan.slo_paths and plan.kube_live is None and outcome.source_failures == []:
+        click.echo("obsgap: no SLO found: give --slo FILE|FOLDER; Prometheus evaluates no recording rule of Sloth's "
+                   "(slo:sli_error:ratio_rate*)", err=True)
+        sys.exit(2)
     click.echo(slo_table(outcome.result.slos))
     if outcome.source_failures:
         sys.exit(3)

@@ -28,7 +28,7 @@ from obsgap.sources.logs.source import ClickHouseSource, LogFileSource, LogReadi
 from obsgap.sources.logs.source import not_configured as logs_not_configured
 from obsgap.sources.metrics import SCRAPE_INTERVAL_QUERY, SCRAPE_TARGETS_QUERY, MetricsSource
 from obsgap.sources.metrics import not_configured as metrics_not_configured
-from obsgap.sources.reports import KubernetesReport, LogsReport, PrometheusReport, SourceReports
+from obsgap.sources.reports import KubernetesReport, LogsReport, PrometheusReport, SloReport, SourceReports
 from obsgap.sources.slos import SloSource
 from obsgap.text import plural
 from obsgap.topology import TopologyIndex
@@ -44,6 +44,7 @@ NOT_GIVEN = {
     "metrics": "no --prometheus-url given",
     "logs": "no --logs, --pod-logs or --clickhouse-url given",
 }
+SLO_CHECK = "slo-untrustworthy"
 CHECK_ERRORS = (ObsgapError, ArithmeticError, KeyError, ValueError, TypeError, AttributeError, IndexError)
 
 
@@ -143,6 +144,25 @@ def _measured(specs: tuple[SloSpec, ...] | None, metrics: SourceRead[MetricsEvid
     if metrics.evidence is None or source is None:
         return tuple(Measured(s, error="no metrics were read") for s in specs)
     return source.measure_slos(specs, ctx)
+
+
+def _with_rule_slos(slos: SourceRead[tuple[SloSpec, ...], SloReport], metrics: MetricsEvidence | None,
+                    judged: bool) -> tuple[tuple[SloSpec, ...] | None, SloReport]:
+    """The SLOs given, and those whose recording rules Prometheus evaluates (Sloth's generated rules) that no file
+    or cluster object, and no other rule file, gives (the same name and service): judged without an --slo flag,
+    where the SLO check runs (`judged`: their SLIs are queried only then)."""
+    if metrics is None or not judged or not (metrics.rule_slos or metrics.rule_slo_gaps):
+        return slos.evidence, slos.report
+    given = slos.evidence or ()
+    known = {(s.name, s.service) for s in given}
+    added = []
+    for s in metrics.rule_slos:  # the same rules loaded by two Prometheus instances (or clusters) are one SLO
+        if (s.name, s.service) not in known:
+            known.add((s.name, s.service))
+            added.append(s)
+    report = replace(slos.report, slos=slos.report.slos + len(added), from_prometheus=len(added),
+                     gaps=(*slos.report.gaps, *metrics.rule_slo_gaps))
+    return (*given, *added), report
 
 
 def _unmeasured(problems: dict[str, tuple[str, ...]], configured: dict[str, bool]) -> dict[str, str]:
@@ -298,9 +318,10 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     metrics, logs = _metrics_and_logs(srcs, ctx)
     problems = [*slos.problems, *topo.problems, *metrics.problems, *logs.problems, *dashboards.problems]
     covered = _covered(ctx, logs.evidence, metrics, srcs.metrics, problems)
+    specs, slo_report = _with_rule_slos(slos, metrics.evidence, any(c.id == SLO_CHECK for c in checks))
     evidence = Evidence(
         plan.window, replace(plan.settings, namespaces=plan.namespaces), topo.evidence, metrics.evidence,
-        logs.evidence, dashboards.evidence or (), covered, _measured(slos.evidence, metrics, srcs.metrics, ctx),
+        logs.evidence, dashboards.evidence or (), covered, _measured(specs, metrics, srcs.metrics, ctx),
         _unmeasured({"topology": topo.problems, "metrics": metrics.problems, "logs": logs.problems},
                     {"topology": srcs.topology.configured, "metrics": srcs.metrics is not None,
                      "logs": srcs.logs is not None}), [ctx.index])
@@ -314,7 +335,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     kube = topo.report if isinstance(topo.report, KubernetesReport) else KubernetesReport("none", "not-configured")
     reports = SourceReports(srcs.metrics.report() if srcs.metrics is not None else metrics.report,
                             replace(kube, dashboards=dashboards.report if plan.dashboards else None), logs.report,
-                            slos.report if srcs.slos.configured else None)
+                            slo_report if srcs.slos.configured or slo_report is not slos.report else None)
     nothing = not_run_line(runs, dict(evidence.unmeasured))
     if nothing:
         problems.append(nothing)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from obsgap.intervals import CoveredCounts, PodCoverage
 from obsgap.model import PanelQuery, Topology, Window
-from obsgap.slo.spec import Measured
+from obsgap.slo.spec import Measured, SloSpec
 from obsgap.topology import TopologyIndex
 from obsgap.witness import WitnessCounts
 
@@ -58,6 +58,11 @@ class MetricsEvidence:
     """The alerting and recording rules Prometheus evaluates (/api/v1/rules); None where they could not be read."""
     metric_names: frozenset[str] | None = None
     """The metric names with samples in the window (the label-values API); None where they were not read."""
+    rule_slos: tuple[SloSpec, ...] = ()
+    """SLOs whose recording rules Prometheus evaluates (Sloth's generated `slo:sli_error:ratio_rate*`), read from
+    /api/v1/rules: measured and judged as those of --slo files are, unless a file gives the same SLO."""
+    rule_slo_gaps: tuple[str, ...] = ()
+    """Such SLOs obsgap cannot measure (their query does not parse), in words."""
 
     def for_reader(self, queries: tuple[str, ...] | frozenset[str]) -> MetricsEvidence:
         """A view for one reader (a check, the coverage table): only the queries it declared can be read."""

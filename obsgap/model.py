@@ -475,6 +475,17 @@ class PanelQuery:
         return [(m.group(1), m.group(2)) for m in _JOB_MATCHER.finditer(self.expr)]
 
 
+_OPERATOR_UID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.ya?ml)$")
+
+
+def rule_file_key(path: str) -> str:
+    """A rule file as it identifies its groups across reloads: its name without the folder and without the
+    Prometheus Operator's `-<uid>` (`/etc/prometheus/rules/prometheus-k8s-rulefiles-0/monitoring-istio-<uid>.yaml`
+    is `monitoring-istio.yaml`): the folder's shard number and the uid change when the rules are sharded again or
+    the PrometheusRule is recreated, and the same rules would read as new."""
+    return _OPERATOR_UID.sub(r"\1", path.rsplit("/", 1)[-1])
+
+
 # --- Findings --------------------------------------------------------------------------------
 
 

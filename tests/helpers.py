@@ -35,7 +35,7 @@ def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: b
                  topology: bool = True, server: PrometheusServer | None = None,
                  built: BuiltScenario | None = None, slo_paths: tuple[Path, ...] = (),
                  dashboards: tuple[Path, ...] = (), rule_files: tuple[Path, ...] = (),
-                 namespaces: tuple[str, ...] = (), **settings: object) -> Run:
+                 namespaces: tuple[str, ...] = (), only_checks: tuple[str, ...] = (), **settings: object) -> Run:
     built = built or build(spec, tmp / spec.name)
     own = None
     if metrics and server is None:
@@ -46,7 +46,7 @@ def run_scenario(spec: ScenarioSpec, tmp: Path, *, logs: bool = True, metrics: b
             prometheus=PrometheusOptions(url=server.url) if metrics and server else None,
             kube_snapshots=(built.topology,) if topology else (), logs=(str(built.logs),) if logs else (),
             slo_paths=slo_paths, dashboards=dashboards, settings=CheckSettings(**settings),  # type: ignore[arg-type]
-            namespaces=namespaces,
+            namespaces=namespaces, only_checks=only_checks,
         )
         outcome = engine.run(plan)
     finally:

@@ -558,6 +558,9 @@ def test_one_config_file_serves_report_and_slo(tmp_path: Path) -> None:
     takes it and ignores them."""
     config = tmp_path / "obsgap.yaml"
     config.write_text("pushgateway: http://pushgateway.monitoring:9091\nmetrics_file: /tmp/x.prom\nwindow: 30m\n")
-    res = CliRunner().invoke(main, ["slo", "--config", str(config), "--prometheus-url", "http://127.0.0.1:1"])
+    res = CliRunner().invoke(main, ["slo", "--config", str(config), "--logs", str(tmp_path)])
     assert "unknown key" not in res.output and res.exit_code == 2  # no SLO given: the one error left
     assert "obsgap slo needs SLOs" in res.output
+    # with a Prometheus, the SLOs of its recording rules are looked for: an unreachable one is a source failure
+    res = CliRunner().invoke(main, ["slo", "--config", str(config), "--prometheus-url", "http://127.0.0.1:1"])
+    assert "unknown key" not in res.output and res.exit_code == 3

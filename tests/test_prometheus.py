@@ -432,7 +432,8 @@ def test_rules_of_another_shape_are_left_out_not_a_traceback() -> None:
         {"name": "g", "rules": 5}, 3, {"name": "h", "rules": [rule, rule, {"query": 7}, "x"]}]}})]
     with serving(_Stub) as url:
         read = PrometheusSource(PrometheusOptions(url=url)).rules()
-    assert read == (PanelQuery("h", "rule (unnamed)", "sum(istio_requests_total)", ""),)
+    assert read is not None and read.queries == (PanelQuery("h", "rule (unnamed)", "sum(istio_requests_total)", ""),)
+    assert read.recorded == ()  # no recording rule among them
     assert _Stub.calls[-1]["path"].startswith("/api/v1/rules?") and "exclude_alerts=true" in _Stub.calls[-1]["path"]
 
 

@@ -22,6 +22,7 @@ from tests.helpers import k8s_pod, k8s_service, operator_rule_file, run_scenario
 
 DATA = Path(__file__).resolve().parent / "data" / "istio"
 STABILITY = DATA / "tools" / "stability-prometheusrule.yaml"
+SLO_DATA = Path(__file__).resolve().parent / "data" / "slo"
 
 
 def test_the_rules_api_gives_every_rule_with_its_group_and_file(tmp_path: Path, prometheus_available: None) -> None:
@@ -30,8 +31,10 @@ def test_the_rules_api_gives_every_rule_with_its_group_and_file(tmp_path: Path, 
     (tmp_path / "tsdb").mkdir()
     with PrometheusServer(tmp_path / "tsdb", rule_files=(rules,)) as server:
         read = PrometheusSource(PrometheusOptions(url=server.url)).rules()
-    assert read is not None and len(read) == 24
-    by_name = {q.panel: q for q in read}
+    assert read is not None and len(read.queries) == 24
+    by_name = {q.panel: q for q in read.queries}
+    ((file, recorded),) = read.recorded  # the recording rules, with their labels, as a rule file holds them
+    assert file == str(rules) and sum(len(g["rules"]) for g in recorded["groups"]) == 8
     missing = by_name["alert IngressTrafficMissing"]
     assert (missing.dashboard, missing.rule_file) == ("./basic.rules", str(rules))
     assert missing.expr.startswith('absent(istio_requests_total{destination_service_namespace=~"service-graph.*",')
@@ -188,3 +191,59 @@ def test_names_the_mesh_has_however_a_query_spells_them() -> None:
     assert _names(f'sum({m}{{destination_service_name="review"}})') == [
         ("unknown-service", 'destination_service_name="review"', "reviews")]
     assert _names('sum(up{source_workload="ghost"})') == []  # not one of Istio's metrics
+
+
+def test_slos_whose_recording_rules_prometheus_evaluates_are_judged_without_slo_files(
+        tmp_path: Path, prometheus_available: None) -> None:
+    """Sloth's generated rules (its getting-started example, the SLI on Istio's request count of `search`) loaded
+    into Prometheus, twice (two rule files, as two Prometheus instances selecting one PrometheusRule would): with
+    no --slo, the SLO is read from /api/v1/rules once, measured and judged, keyed by the rule file's name, and
+    `obsgap slo --prometheus-url` prints it; given the Sloth spec it was generated from too, it is judged once, as
+    the file's. Without the SLO check, its SLI is not queried."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from obsgap.cli import main
+    from obsgap.scenario.simulate import build
+    from obsgap.testbed.promserver import serve_openmetrics
+
+    spec = ScenarioSpec("sloth", (("shop", True),), (ServiceSpec("shop", "web"), ServiceSpec("shop", "search")),
+                        (FlowSpec("shop/web", "shop/search", 8080, 2.0),), hours=0.5, scrape_interval_s=15)
+    rules = SLO_DATA / "sloth-gen-getting-started-rules.yml"
+    again = tmp_path / "again.yml"
+    shutil.copy(rules, again)
+    built = build(spec, tmp_path / "mesh")
+    server = serve_openmetrics(built.metrics, tmp_path / "mesh", rule_files=(rules, again))
+    try:
+        alone = run_scenario(spec, tmp_path / "alone", logs=False, server=server, built=built)
+        only = run_scenario(spec, tmp_path / "only", logs=False, server=server, built=built,
+                            only_checks=("envoy-bypass",))
+        source = tmp_path / "sloth.yml"  # the spec those rules were generated from, adapted as they were
+        source.write_text((SLO_DATA / "sloth-getting-started.yml").read_text()
+                          .replace('service: "payments"', 'service: "myservice"')
+                          .replace('http_request_duration_seconds_count{job="payments",code=~',
+                                   'istio_requests_total{reporter="destination",destination_service_name="search",'
+                                   'response_code=~')
+                          .replace('http_request_duration_seconds_count{job="payments"}',
+                                   'istio_requests_total{reporter="destination",destination_service_name="search"}'))
+        both = run_scenario(spec, tmp_path / "both", logs=False, server=server, built=built, slo_paths=(source,))
+        printed = CliRunner().invoke(main, ["slo", "--prometheus-url", server.url, "--kube-snapshot",
+                                            str(built.topology), "--start", f"{spec.start:%Y-%m-%dT%H:%M:%SZ}",
+                                            "--end", f"{spec.end:%Y-%m-%dT%H:%M:%SZ}", "-q"], catch_exceptions=False)
+    finally:
+        server.stop()
+    (slo,) = alone.result.slos
+    assert (slo.measured.spec.tool, slo.measured.spec.name, slo.measured.spec.service) == (
+        "prometheus-rule", "requests-availability", "myservice")
+    assert slo.measured.spec.origin.startswith("prometheus rules ")
+    assert slo.measured.error is None and slo.sli_metric is not None
+    assert slo.services == ("shop/search",)
+    report = sources_json(alone.result)["slos"]
+    assert (report["from_prometheus"], report["slos"], report["files"]) == (1, 1, 0)
+    assert next(c for c in alone.result.checks if c.check == "slo-untrustworthy").status == "ran"
+    assert only.result.slos == () and only.result.sources.slos is None
+    assert [s.measured.spec.tool for s in both.result.slos] == ["sloth"]
+    assert sources_json(both.result)["slos"]["from_prometheus"] == 0
+    assert printed.exit_code in (0, 1), printed.output
+    assert "requests-availability" in printed.stdout

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import promql_parser as pp
 
 from obsgap.checks.base import Check, CheckInputs, Skip
-from obsgap.model import PanelQuery, Pod
+from obsgap.model import PanelQuery, Pod, rule_file_key
 from obsgap.slo.promql import Matcher, selectors_of
 from obsgap.text import full_match
 
@@ -143,9 +143,6 @@ def _written_selectors(q: PanelQuery, resolved: Callable[[str], str]) -> Iterato
         yield IstioSelector(q, selector.start(), selector.group(1), reporters)
 
 
-_OPERATOR_UID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.ya?ml)$")
-
-
 @dataclass(frozen=True)
 class Board:
     """Where queries are read: a Grafana dashboard (its title), or a rule group Prometheus evaluates (its name and
@@ -164,12 +161,8 @@ class Board:
 
     @property
     def file_key(self) -> str:
-        """The rule file as it identifies the group across reloads: its name without the folder and without the
-        Prometheus Operator's `-<uid>` (`/etc/prometheus/rules/prometheus-k8s-rulefiles-0/monitoring-istio-<uid>.yaml`
-        is `monitoring-istio.yaml`): the folder's shard number and the uid change when the rules are sharded again or
-        the PrometheusRule is recreated, and the same rules would read as new."""
-        name = (self.rule_file or "").rsplit("/", 1)[-1]
-        return _OPERATOR_UID.sub(r"\1", name)
+        """The rule file as it identifies the group across reloads (model.rule_file_key)."""
+        return rule_file_key(self.rule_file or "")
 
     @property
     def key(self) -> str:

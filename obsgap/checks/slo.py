@@ -92,9 +92,13 @@ class SloUntrustworthy(Check):
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
         if inputs.slos is None:
-            raise Skip("no SLOs given (--slo FILE|FOLDER, or the cluster's Sloth/Pyrra/PrometheusRule objects)")
+            rules = inputs.metrics.rules if inputs.metrics is not None else None
+            raise Skip("no SLOs given (--slo FILE|FOLDER, or the cluster's Sloth/Pyrra/PrometheusRule objects), and "
+                       + ("Prometheus evaluates no recording rule of Sloth's (slo:sli_error:ratio_rate*)"
+                          if rules is not None else "Prometheus's rules (/api/v1/rules) could not be read"))
         if not inputs.slos:
-            raise Skip("the SLO files given hold no SLO obsgap can measure (see sources.slos.gaps)")
+            raise Skip("the SLOs given (files, cluster objects, Prometheus's recording rules) hold none obsgap can "
+                       "measure (see sources.slos.gaps)")
         out = []
         for a in inputs.analysis.slos:
             spec = a.measured.spec

@@ -215,14 +215,18 @@ def _rules(groups: Iterable[Any], origin: str, out: Loaded, namespace: Any = Non
         record, expr = str(r["record"]), str(r.get("expr") or "")
         labels = r.get("labels") or {}
         slo_id = str(labels.get("sloth_id") or record)
-        if not record.startswith("slo:sli_error:ratio_rate") or slo_id in seen or "slo:" in expr:
+        if not record.startswith("slo:sli_error:ratio_rate") or slo_id in seen or "slo:sli_error:" in expr:
             continue
         seen.add(slo_id)
         name = str(labels.get("sloth_slo") or record)
         service = str(labels.get("sloth_service") or "")
         objective = objectives.get(slo_id)
-        split = _split_ratio(expr)
         where = f"{origin} ({record} {slo_id})"
+        try:
+            split = _split_ratio(expr)
+        except InputError as exc:  # one SLI that does not parse is a gap; the file's other SLOs still count
+            out.gaps.append(f"{where}: SLO {name}: {exc}")
+            continue
         if split:
             _add(out, SloSpec("prometheus-rule", where, name, service, objective, "30d", "ratio", split[1],
                               bad=split[0]), namespace)

@@ -19,6 +19,8 @@ import pandas as pd
 
 from obsgap.evidence import ASSUMED_SCRAPE_INTERVAL_S, MetricsEvidence
 from obsgap.intervals import time_step_ms
+from obsgap.model import rule_file_key
+from obsgap.slo.load import Loaded, load_documents
 from obsgap.slo.spec import Measured, SloSpec
 from obsgap.sources.base import ReadContext, SourceRead
 from obsgap.sources.prometheus import PrometheusOptions, PrometheusSource, QueryResult, redact_url
@@ -99,18 +101,22 @@ class MetricsSource:
         configuration = source.configuration()
         since = source.configuration_since() if configuration is not None else None
         rules = source.rules()
+        rule_slos = load_documents((f"prometheus rules {rule_file_key(file)}", doc) for file, doc in rules.recorded) \
+            if rules is not None else Loaded()
         istio = any(name in frames and not frames[name].empty for name in ISTIO_QUERIES)
         self._report |= {"query_files": tuple(sorted(self.queries)), "targets_api": targets is not None,
                          "config_api": configuration is not None,
                          "config_loaded_at": None if since is None else since.isoformat(),
-                         "rules": None if rules is None else len(rules),
+                         "rules": None if rules is None else len(rules.queries),
                          "scrape_interval_seconds": None if interval is None else round(interval, 1),
                          "istio_series": istio}
         evidence = MetricsEvidence(frames, failed, tuple(targets) if targets is not None else None,
                                    ASSUMED_SCRAPE_INTERVAL_S if interval is None else interval,
                                    families, series, witnesses,
-                                   configuration=configuration, configuration_since=since, rules=rules,
-                                   metric_names=frozenset(names) if names is not None else None)
+                                   configuration=configuration, configuration_since=since,
+                                   rules=rules.queries if rules is not None else None,
+                                   metric_names=frozenset(names) if names is not None else None,
+                                   rule_slos=tuple(rule_slos.slos), rule_slo_gaps=tuple(rule_slos.gaps))
         problems = tuple(dict.fromkeys(failed.values())) + native_problem
         if not istio and not any(name in failed for name in ISTIO_QUERIES) and ISTIO_QUERIES[0] in self.queries:
             empty = (f"prometheus: no Istio series (istio_requests_total, istio_tcp_*) in the window "

@@ -262,26 +262,33 @@ class PrometheusSource:
             return None
         return loaded_at(data.get("lastConfigTime"))
 
-    def rules(self) -> tuple[PanelQuery, ...] | None:
+    def rules(self) -> RulesRead | None:
         """Every alerting and recording rule the backend evaluates (/api/v1/rules), one PanelQuery each (the group's
         name and file; `alert <name>` or `record <name>`; the query as Prometheus prints it), the same rule served
-        twice (Thanos over an HA pair) once; None where the backend serves no rules API or it could not be read.
-        VictoriaMetrics answers an empty list unless -vmalert.proxyURL names a vmalert: none read is not none
-        evaluated."""
+        twice (Thanos over an HA pair) once; and the recording rules, with their labels, as rule files hold them.
+        None where the backend serves no rules API or it could not be read. VictoriaMetrics answers an empty list
+        unless -vmalert.proxyURL names a vmalert: none read is not none evaluated."""
         # the firing alerts are not read: a backend that knows exclude_alerts leaves them out, others ignore it
         data = self._data("/api/v1/rules", {"exclude_alerts": "true"})
         groups = data.get("groups") if data is not None else None
         if not isinstance(groups, list):
             return None
         out: dict[PanelQuery, None] = {}
+        recorded: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for group in groups:
             rules = group.get("rules") if isinstance(group, Mapping) else None
             for rule in rules if isinstance(rules, list) else ():
                 if isinstance(rule, Mapping) and isinstance(rule.get("query"), str):
                     kind = _RULE_KINDS.get(str(rule.get("type")), "rule")
-                    out[PanelQuery(str(group.get("name") or "(unnamed)"), f"{kind} {rule.get('name') or '(unnamed)'}",
-                                   rule["query"], str(group.get("file") or ""))] = None
-        return tuple(out)
+                    name, file = str(group.get("name") or "(unnamed)"), str(group.get("file") or "")
+                    out[PanelQuery(name, f"{kind} {rule.get('name') or '(unnamed)'}", rule["query"], file)] = None
+                    if kind == "record" and isinstance(rule.get("labels") or {}, Mapping):
+                        recorded.setdefault(file, {}).setdefault(name, []).append(
+                            {"record": str(rule.get("name")), "expr": rule["query"],
+                             "labels": dict(rule.get("labels") or {})})
+        return RulesRead(tuple(out), tuple(
+            (file, {"groups": [{"name": g, "rules": rs} for g, rs in by_group.items()]})
+            for file, by_group in recorded.items()))
 
     def _status(self, page: str) -> Mapping[str, Any] | None:
         """The `data` of a /api/v1/status/ page, or None where the backend serves none or it could not be read."""
@@ -317,6 +324,17 @@ class PrometheusSource:
 
 
 _RULE_KINDS = {"alerting": "alert", "recording": "record"}
+
+
+@dataclass(frozen=True)
+class RulesRead:
+    """What /api/v1/rules gave."""
+
+    queries: tuple[PanelQuery, ...]
+    """Every rule, one each (the dashboard checks judge them)."""
+    recorded: tuple[tuple[str, Mapping[str, Any]], ...]
+    """Per rule file: (its path, a rule-file document of its recording rules with their labels), as the SLO loader
+    reads Sloth's generated rules."""
 
 
 def _too_many_samples(exc: BaseException) -> bool:

@@ -299,6 +299,8 @@ class SloReport:
     gaps: tuple[str, ...] = ()
     ignored_documents: int = 0
     sli_queries: int = 0
+    from_prometheus: int = 0
+    """SLOs read from the recording rules Prometheus evaluates that no file or cluster object gives."""
 
 
 @dataclass(frozen=True)
