@@ -42,6 +42,18 @@ def test_the_rules_api_gives_every_rule_with_its_group_and_file(tmp_path: Path, 
         "sum without (instance, namespace, pod) (istio_requests_total)"
 
 
+def test_a_rule_file_given_by_a_relative_path_is_evaluated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            prometheus_available: None) -> None:
+    """`obsgap demo --out reports/demo` names its rules file relative to the working folder; Prometheus reads a
+    relative rule_files entry against its configuration's folder, where nothing matches, and says nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "scenario" / "tsdb").mkdir(parents=True)
+    operator_rule_file(STABILITY, tmp_path / "out" / "scenario" / "rules.yml")
+    with PrometheusServer(Path("out/scenario/tsdb"), rule_files=(Path("out/scenario/rules.yml"),)) as server:
+        read = PrometheusSource(PrometheusOptions(url=server.url)).rules()
+    assert read is not None and len(read.queries) == 24
+
+
 def test_a_rule_group_keeps_its_key_when_the_operator_reshards_or_recreates_it() -> None:
     """The Prometheus Operator writes a PrometheusRule to `<shard folder>/<namespace>-<name>-<uid>.yaml`: the folder
     changes when the rules are sharded again, the uid when the object is recreated; the group is the same one (its

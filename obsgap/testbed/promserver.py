@@ -78,7 +78,8 @@ class PrometheusServer:
     scrape_configs: tuple[Mapping[str, Any], ...] = ()
     """Scrape jobs for the configuration (what /api/v1/status/config shows; their targets need not exist)."""
     rule_files: tuple[Path, ...] = ()
-    """Prometheus rule files it evaluates (what /api/v1/rules shows)."""
+    """Prometheus rule files it evaluates (what /api/v1/rules shows). Written absolute: Prometheus reads a relative
+    one against its configuration file's folder, and a pattern that matches no file is no error."""
 
     @property
     def url(self) -> str:
@@ -88,7 +89,7 @@ class PrometheusServer:
         self.port = self.port or free_port()
         config = self.tsdb.parent / "prometheus.yml"
         config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1h", "evaluation_interval": "1h"},
-                                          "rule_files": [str(f) for f in self.rule_files],
+                                          "rule_files": [str(f.resolve()) for f in self.rule_files],
                                           "scrape_configs": [dict(c) for c in self.scrape_configs]}))
         self.log_path = self.tsdb.parent / "prometheus.log"
         log = self.log_path.open("wb")
