@@ -168,6 +168,7 @@ def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path
     assert unknown["./basic.rules"].title == 'rule group ./basic.rules: 1 rule selects ' \
         'source_workload="istio-ingressgateway", a workload the mesh does not have'
     assert "`absent()` fires all the time" in unknown["./basic.rules"].detail
+    assert "pins a namespace" not in unknown["./basic.rules"].detail  # source_workload alone: any namespace
 
 
 def _names(expr: str) -> list[tuple[str, str, Any]]:

@@ -126,6 +126,8 @@ class _Unknown:
     closest: str | None
     elsewhere: tuple[str, ...] = ()
     """The namespaces where the name exists, the selector pinning it to another one."""
+    pinned: bool = False
+    """The selector pins the name's namespace (`=`)."""
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ def _judge(q: PanelQuery, known: _Known, judged: Judged) -> None:
             else:
                 elsewhere = known.elsewhere(kind, m.value) if namespace is not None and m.op == "=" else []
                 closest = m.value if elsewhere else _closest(m.value, known.candidates(kind, None))
-                found.append((sel, _Unknown(q, m, CAUSES[kind], closest, tuple(elsewhere))))
+                found.append((sel, _Unknown(q, m, CAUSES[kind], closest, tuple(elsewhere), namespace is not None)))
     judged.found += [u for sel, u in found if (sel.family, u.cause) not in read]
 
 
@@ -309,8 +311,9 @@ def _finding(board: Board, cause: str, found: list[_Unknown]) -> Finding:
         detail=(f"{board.queries(n)} of {board.words}{board.where(panels)} {'read' if cause == METRIC else 'select'}"
                 f"{'s' * one} {said}: " + (_NO_METRIC if cause == METRIC else (
                     "no pod, controller, Service or ServiceEntry of the topology and no series of the window has "
-                    + ("that name" if not more else "those names") + " (where the selector pins a namespace, in that "
-                    "namespace).")) + damage),
+                    + ("that name" if not more else "those names")
+                    + (" (where the selector pins a namespace, in that namespace)." if any(u.pinned for u in found)
+                       else "."))) + damage),
         subject=f"{board.subject}/{cause}", cause=cause, resource=board.resource,
         evidence=UnknownNameEvidence(board.title, n, names[:30], panels[:30], board.rule_file),
         suggestion=Suggestion(fix, None, DOC))
