@@ -22,6 +22,7 @@ from tests.helpers import k8s_pod, k8s_service, operator_rule_file, run_scenario
 
 DATA = Path(__file__).resolve().parent / "data" / "istio"
 STABILITY = DATA / "tools" / "stability-prometheusrule.yaml"
+STABILITY_2020 = DATA / "tools" / "stability-prometheusrule-2020-10.yaml"
 SLO_DATA = Path(__file__).resolve().parent / "data" / "slo"
 
 
@@ -151,6 +152,7 @@ def test_latency_alerts_over_both_sides_of_the_service_graph_blend_them(tmp_path
         'histogram_quantile(0.99, sum by (source_workload, namespace, le) (irate(istio_request_duration_milliseconds'
         '_bucket{reporter="destination", source_workload=~"svc.*"}[5m]))) > 160')
     assert unexamined(run.result) == []
+    assert run.findings("dashboard-sums-buckets") == []  # every _bucket sum keeps `le` (istio/tools#1250's fix)
     # the gateway alerts name istioctl's gateway workload; Helm's is istio-ingress: they read nothing there
     unknown = {f.evidence["dashboard"]: f for f in run.findings("dashboard-reads-unknown-name")}
     ran = next(c for c in run.result.checks if c.check == "dashboard-reads-unknown-name")
@@ -260,3 +262,32 @@ def test_slos_whose_recording_rules_prometheus_evaluates_are_judged_without_slo_
     assert sources_json(both.result)["slos"]["from_prometheus"] == 0
     assert printed.exit_code in (0, 1), printed.output
     assert "requests-availability" in printed.stdout
+
+
+def test_a_latency_alert_that_adds_up_the_cumulative_buckets(tmp_path: Path, prometheus_available: None) -> None:
+    """Istio's stability alerts before istio/tools#1250: `LatencyHigh` sums istio_request_duration_milliseconds_bucket
+    across `le` ("request latency > 30s"): each request counted once per bucket at or above its latency. Measured on
+    the window: as many times as the buckets the simulated latencies fall under. The recording rule `sum without
+    (instance, namespace, pod)` of the same series keeps `le`, and is not named."""
+    from obsgap.checks.dashboard_bucket_sums import times_counted
+
+    rules = operator_rule_file(STABILITY_2020, tmp_path / "rules.yml")
+    spec = ScenarioSpec(
+        "service-graph", (("istio-system", True), ("service-graph00", True)),
+        (ServiceSpec("istio-system", "istio-ingressgateway", ingress_gateway=True),
+         ServiceSpec("service-graph00", "svc-0"), ServiceSpec("service-graph00", "svc-1")),
+        (FlowSpec("istio-system/istio-ingressgateway", "service-graph00/svc-0", 8080, 2.0),
+         FlowSpec("service-graph00/svc-0", "service-graph00/svc-1", 8080, 3.0)),
+        hours=0.5, scrape_interval_s=15)
+    run = run_scenario(spec, tmp_path, logs=False, rule_files=(rules,))
+    (f,) = run.findings("dashboard-sums-buckets")
+    assert (f.evidence["dashboard"], f.evidence["panels"], f.evidence["metrics"]) == (
+        "./workload.rules", ["alert LatencyHigh"], ["istio_request_duration_milliseconds_bucket"])
+    assert f.evidence["times"] is not None and 5 < f.evidence["times"] < 20
+    assert f.title.startswith("rule group ./workload.rules: 1 rule adds up the cumulative buckets of "
+                              "istio_request_duration_milliseconds_bucket (")
+    assert "An alert on it fires on load." in f.detail
+    import pandas as pd
+
+    assert times_counted(pd.DataFrame({"le": ["5", "10", "+Inf"], "value": [1.0, 3.0, 4.0]})) == 2.0
+    assert unexamined(run.result) == []

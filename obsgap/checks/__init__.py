@@ -5,6 +5,7 @@ from __future__ import annotations
 from obsgap.checks.base import Check
 from obsgap.checks.call_address import CallAddressNotFqdn
 from obsgap.checks.canary import CanaryWithoutOutlierDetection
+from obsgap.checks.dashboard_bucket_sums import DashboardSumsBuckets
 from obsgap.checks.dashboard_buckets import DashboardReadsMissingBucket
 from obsgap.checks.dashboard_double_count import DashboardDoubleCounts
 from obsgap.checks.dashboard_names import DashboardReadsUnknownName
@@ -45,6 +46,7 @@ REGISTRY: tuple[type[Check], ...] = (
     DashboardDoubleCounts,
     DashboardReadsMissingBucket,
     DashboardReadsUnknownName,
+    DashboardSumsBuckets,
     SidecarMissing,
     NamespaceNotInjected,
     PortNameConvention,
