@@ -57,7 +57,8 @@ class DashboardSumsBuckets(PerCauseDashboardCheck):
 
     id = "dashboard-sums-buckets"
     title = "Dashboards and rules adding up a histogram's cumulative buckets"
-    needs = ()
+    needs = ("metrics",)
+    needs_histograms = True
     doc_url = DOC
     causes = (CAUSE,)
     impact_unit = "dashboard queries"
