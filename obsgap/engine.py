@@ -15,6 +15,7 @@ from obsgap import suppress
 from obsgap.analysis import ANALYSIS_QUERIES, ANALYSIS_RANGE_QUERIES, Analysis, analyze
 from obsgap.checks import CHECK_IDS, REGISTRY
 from obsgap.checks.base import Check, CheckInputs, Skip
+from obsgap.checks.slo import SloUntrustworthy
 from obsgap.config import RunPlan
 from obsgap.errors import InputError, ObsgapError
 from obsgap.evidence import Evidence, LogEvidence, MetricsEvidence
@@ -44,7 +45,6 @@ NOT_GIVEN = {
     "metrics": "no --prometheus-url given",
     "logs": "no --logs, --pod-logs or --clickhouse-url given",
 }
-SLO_CHECK = "slo-untrustworthy"
 CHECK_ERRORS = (ObsgapError, ArithmeticError, KeyError, ValueError, TypeError, AttributeError, IndexError)
 
 
@@ -318,7 +318,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunOutcome:
     metrics, logs = _metrics_and_logs(srcs, ctx)
     problems = [*slos.problems, *topo.problems, *metrics.problems, *logs.problems, *dashboards.problems]
     covered = _covered(ctx, logs.evidence, metrics, srcs.metrics, problems)
-    specs, slo_report = _with_rule_slos(slos, metrics.evidence, any(c.id == SLO_CHECK for c in checks))
+    specs, slo_report = _with_rule_slos(slos, metrics.evidence, SloUntrustworthy in checks)
     evidence = Evidence(
         plan.window, replace(plan.settings, namespaces=plan.namespaces), topo.evidence, metrics.evidence,
         logs.evidence, dashboards.evidence or (), covered, _measured(specs, metrics, srcs.metrics, ctx),

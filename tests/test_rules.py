@@ -183,7 +183,7 @@ def _names(expr: str) -> list[tuple[str, str, Any]]:
     services = frozenset({("bookinfo", "reviews"), ("egress", "httpbin.org")})
     namespaces = frozenset({("", "bookinfo"), ("", "egress"), ("", "default")})
     known = _Known({"workload": frozenset({("bookinfo", "reviews-v1")}), "service": services,
-                    "host": frozenset({("", "httpbin.org")}), "namespace": namespaces}, frozenset(), services)
+                    "host": frozenset({("", "httpbin.org")}), "namespace": namespaces}, frozenset())
     judged = Judged()
     _judge(PanelQuery("d", "p", expr), known, judged)
     return [(u.cause, u.matcher.text(), u.elsewhere or u.closest) for u in judged.found]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import pandas as pd
 
@@ -100,11 +99,10 @@ class DashboardDoubleCounts(DashboardCheck):
     doc_url = DOC
     causes = ("sums-reporters",)
     impact_unit = "dashboard queries"
-    _memo: ClassVar[tuple[CheckInputs, bool, dict[Board, _Judged]] | None] = None
 
     @classmethod
     def run(cls, inputs: CheckInputs) -> Sequence[Finding]:
-        waypoints, judged = cls._judged(inputs)
+        waypoints, judged = cls.once(inputs, _judge_all)
         return [_finding(board, j.doubled, waypoints, inputs) for board, j in judged.items() if j.doubled]
 
     @classmethod
@@ -112,17 +110,9 @@ class DashboardDoubleCounts(DashboardCheck):
         """The dashboards named, and those each of whose sums over Istio's metrics could be measured: a query whose
         matchers the mesh's counts cannot follow, or that read nothing in the window (or in the namespaces in
         scope), leaves its dashboard unjudged where nothing else in it was found."""
-        judged = cls._judged(inputs)[1]
-        cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
+        judged = cls.once(inputs, _judge_all)[1]
+        cls.forget()
         return frozenset(b.key for b, j in judged.items() if j.complete or j.doubled)
-
-    @classmethod
-    def _judged(cls, inputs: CheckInputs) -> tuple[bool, dict[Board, _Judged]]:
-        """(whether waypoints report; each dashboard's judgement), computed once per run: run and examined share
-        it."""
-        if cls._memo is None or cls._memo[0] is not inputs:
-            cls._memo = (inputs, *_judge_all(inputs))
-        return cls._memo[1], cls._memo[2]
 
 
 @dataclass(frozen=True)

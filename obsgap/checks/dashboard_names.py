@@ -138,12 +138,17 @@ class _Known:
     """kind -> (namespace, name); hosts and namespaces with an empty namespace."""
     scope: frozenset[str]
     """The namespaces of -n (none: the whole mesh was read)."""
-    services: frozenset[tuple[str, str]]
     metrics: frozenset[str] | None = None
     """The metric names with samples in the window; None where they were not read."""
+    _sorted: dict[tuple[str, str | None], list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def candidates(self, kind: str, namespace: str | None) -> list[str]:
-        return sorted({n for ns, n in self.names[kind] if namespace in (None, ns)})
+        """The names of a kind (in one namespace, or any), sorted once per run: a mesh's rules ask for them per
+        matcher."""
+        key = (kind, namespace)
+        if key not in self._sorted:
+            self._sorted[key] = sorted({n for ns, n in self.names[kind] if namespace in (None, ns)})
+        return self._sorted[key]
 
     def has(self, kind: str, value: str) -> bool:
         """A name that is not among the candidates yet is the mesh's: a Service's FQDN under any cluster domain
@@ -152,7 +157,7 @@ class _Known:
             return False
         name, _, rest = value.partition(".")
         namespace, _, tail = rest.partition(".")
-        return tail.startswith("svc.") and (namespace, name) in self.services
+        return tail.startswith("svc.") and (namespace, name) in self.names["service"]
 
     def elsewhere(self, kind: str, value: str) -> list[str]:
         """The namespaces where a name the selector pins to another one exists."""
@@ -188,7 +193,7 @@ def _known(inputs: CheckInputs) -> _Known:
         namespaces |= {n for c in _SERIES_NAMES if c.endswith("_namespace") for n in columns[c]}
     return _Known({"workload": frozenset(workloads), "service": frozenset(svc),
                    "host": frozenset(("", h) for h in hosts if h), "namespace": frozenset(("", n) for n in namespaces)},
-                  frozenset(inputs.settings.namespaces), frozenset(svc), metrics.metric_names)
+                  frozenset(inputs.settings.namespaces), metrics.metric_names)
 
 
 def _judge_all(inputs: CheckInputs) -> dict[Board, Judged]:

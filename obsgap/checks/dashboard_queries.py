@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import promql_parser as pp
 
@@ -45,6 +45,7 @@ class ReporterMatcher:
         return _L7.fullmatch(self.metric) is not None
 
 
+T = TypeVar("T")
 GRAFANA_VARIABLE = "__grafana_variable__"
 """What a dashboard variable in a label value becomes for PromQL (grafana_query), followed by its name and `:`
 (`__grafana_variable__qrep:`): its value is the viewer's."""
@@ -208,6 +209,20 @@ def board_key(evidence: Mapping[str, Any]) -> tuple[str, ...]:
 class DashboardCheck(Check):
     """A check whose subjects are the dashboards given (`--dashboards`) and the rule groups Prometheus evaluates."""
 
+    _memo: ClassVar[tuple[CheckInputs, Any] | None] = None
+
+    @classmethod
+    def once(cls, inputs: CheckInputs, compute: Callable[[CheckInputs], T]) -> T:
+        """`compute(inputs)` once per run: the engine asks run, then examined, which share it."""
+        if cls._memo is None or cls._memo[0] is not inputs:
+            cls._memo = (inputs, compute(inputs))
+        return cast(T, cls._memo[1])
+
+    @classmethod
+    def forget(cls) -> None:
+        """Called by examined, the last to ask: the run's evidence is not kept past it."""
+        cls._memo = None
+
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         """The dashboards given and the rule groups read (none: nothing judged, and an earlier finding is not
@@ -234,8 +249,6 @@ class PerCauseDashboardCheck(DashboardCheck):
     `<board key>/<cause>`, examined where every query could be judged for that cause or a finding names it, so a
     cause not judged tonight is never resolved by another one's judgement."""
 
-    _memo: ClassVar[tuple[CheckInputs, dict[Board, Judged]] | None] = None
-
     @classmethod
     def judge(cls, inputs: CheckInputs) -> dict[Board, Judged]:
         raise NotImplementedError
@@ -243,7 +256,7 @@ class PerCauseDashboardCheck(DashboardCheck):
     @classmethod
     def examined(cls, inputs: CheckInputs) -> frozenset[str]:
         judged = cls.judged(inputs)
-        cls._memo = None  # the engine asks run, then examined: the run's evidence is not kept past them
+        cls.forget()
         return frozenset(f"{b.key}/{cause}" for b, j in judged.items() for cause in cls.causes
                          if cause not in j.unjudged or any(x.cause == cause for x in j.found))
 
@@ -254,9 +267,7 @@ class PerCauseDashboardCheck(DashboardCheck):
     @classmethod
     def judged(cls, inputs: CheckInputs) -> dict[Board, Judged]:
         """The judgement, computed once per run: run and examined share it."""
-        if cls._memo is None or cls._memo[0] is not inputs:
-            cls._memo = (inputs, cls.judge(inputs))
-        return cls._memo[1]
+        return cls.once(inputs, cls.judge)
 
 
 def mesh_pods(inputs: CheckInputs) -> tuple[Pod, ...]:
